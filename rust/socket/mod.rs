@@ -1,0 +1,1 @@
+//! Transport sockets: TCP, UDP and ICMP arrive with the TCP and UDP issues.

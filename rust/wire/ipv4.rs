@@ -1,0 +1,197 @@
+//! IPv4 headers (RFC 791).
+
+use super::checksum;
+use super::{be16, ipv4_at, Error, Ipv4Addr, Result};
+
+pub const HEADER_LEN: usize = 20;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// A checked view of an IPv4 packet. The view ends at the header's total
+/// length, so Ethernet padding is never taken for payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Packet<'a> {
+    /// Checks version, header length and total length against the buffer.
+    /// The header checksum is checked separately by [`Packet::verify_checksum`].
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
+        if buf.len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if buf[0] >> 4 != 4 {
+            return Err(Error::Malformed);
+        }
+        let header_len = ((buf[0] & 0x0f) as usize) * 4;
+        let total_len = be16(buf, 2) as usize;
+        if header_len < HEADER_LEN || total_len < header_len {
+            return Err(Error::Malformed);
+        }
+        if buf.len() < total_len {
+            return Err(Error::Truncated);
+        }
+        Ok(Packet { buf: &buf[..total_len] })
+    }
+    pub fn header_len(&self) -> usize {
+        ((self.buf[0] & 0x0f) as usize) * 4
+    }
+    pub fn total_len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn ident(&self) -> u16 {
+        be16(self.buf, 4)
+    }
+    pub fn dont_fragment(&self) -> bool {
+        self.buf[6] & 0x40 != 0
+    }
+    pub fn more_fragments(&self) -> bool {
+        self.buf[6] & 0x20 != 0
+    }
+    /// Fragment offset in bytes.
+    pub fn fragment_offset(&self) -> usize {
+        ((be16(self.buf, 6) & 0x1fff) as usize) * 8
+    }
+    /// A fragment of a larger datagram (RFC 791 §3.2: MF set or a non-zero offset).
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments() || self.fragment_offset() != 0
+    }
+    pub fn ttl(&self) -> u8 {
+        self.buf[8]
+    }
+    pub fn protocol(&self) -> u8 {
+        self.buf[9]
+    }
+    pub fn src(&self) -> Ipv4Addr {
+        ipv4_at(self.buf, 12)
+    }
+    pub fn dst(&self) -> Ipv4Addr {
+        ipv4_at(self.buf, 16)
+    }
+    /// RFC 791 §3.1: the checksum covers the header only, options included.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::checksum(&self.buf[..self.header_len()]) == 0
+    }
+    /// The whole packet, header included, up to the total length.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+    /// The payload after the header and any options (options are skipped, not interpreted).
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[self.header_len()..]
+    }
+}
+
+/// The fields of an outgoing IPv4 header without options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    pub payload_len: usize,
+    pub ttl: u8,
+    pub ident: u16,
+}
+
+pub const DEFAULT_TTL: u8 = 64;
+
+impl Repr {
+    /// Writes a 20-byte header with DF clear and the checksum filled in.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let total = (HEADER_LEN + self.payload_len) as u16;
+        buf[0] = 0x45;
+        buf[1] = 0;
+        buf[2..4].copy_from_slice(&total.to_be_bytes());
+        buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        buf[6..8].copy_from_slice(&0u16.to_be_bytes());
+        buf[8] = self.ttl;
+        buf[9] = self.protocol;
+        buf[10..12].copy_from_slice(&[0, 0]);
+        buf[12..16].copy_from_slice(&self.src.octets());
+        buf[16..20].copy_from_slice(&self.dst.octets());
+        let c = checksum::checksum(&buf[..HEADER_LEN]);
+        buf[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Repr {
+        Repr {
+            src: Ipv4Addr::new(10, 77, 0, 2),
+            dst: Ipv4Addr::new(10, 77, 0, 1),
+            protocol: PROTO_UDP,
+            payload_len: 4,
+            ttl: 64,
+            ident: 0x1234,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_padding_trimmed() {
+        let mut buf = [0u8; 30];
+        sample().emit(&mut buf);
+        buf[20..24].copy_from_slice(b"abcd");
+        let p = Packet::new_checked(&buf).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!((p.src(), p.dst(), p.protocol(), p.ttl(), p.ident()), (sample().src, sample().dst, 17, 64, 0x1234));
+        assert_eq!(p.payload(), b"abcd");
+        assert!(!p.is_fragment());
+    }
+
+    #[test]
+    fn options_are_skipped() {
+        let mut buf = [0u8; 28];
+        sample().emit(&mut buf);
+        // Rewrite as a 24-byte header with one NOP option row.
+        buf.copy_within(20..24, 24);
+        buf[0] = 0x46;
+        buf[2..4].copy_from_slice(&28u16.to_be_bytes());
+        buf[20..24].copy_from_slice(&[1, 1, 1, 0]);
+        buf[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&buf[..24]);
+        buf[10..12].copy_from_slice(&c.to_be_bytes());
+        let p = Packet::new_checked(&buf).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.header_len(), 24);
+        assert_eq!(p.payload().len(), 4);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let mut buf = [0u8; 24];
+        sample().emit(&mut buf);
+        assert_eq!(Packet::new_checked(&buf[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(Packet::new_checked(&buf[..23]).unwrap_err(), Error::Truncated);
+        let mut v6 = buf;
+        v6[0] = 0x65;
+        assert_eq!(Packet::new_checked(&v6).unwrap_err(), Error::Malformed);
+        let mut short_ihl = buf;
+        short_ihl[0] = 0x44;
+        assert_eq!(Packet::new_checked(&short_ihl).unwrap_err(), Error::Malformed);
+        let mut bad_total = buf;
+        bad_total[2..4].copy_from_slice(&10u16.to_be_bytes());
+        assert_eq!(Packet::new_checked(&bad_total).unwrap_err(), Error::Malformed);
+        let mut corrupt = buf;
+        corrupt[8] ^= 1;
+        assert!(!Packet::new_checked(&corrupt).unwrap().verify_checksum());
+    }
+
+    #[test]
+    fn fragments_are_recognised() {
+        let mut buf = [0u8; 24];
+        sample().emit(&mut buf);
+        buf[6] = 0x20; // MF
+        assert!(Packet::new_checked(&buf).unwrap().is_fragment());
+        buf[6] = 0x00;
+        buf[7] = 0x03; // offset 24
+        let p = Packet::new_checked(&buf).unwrap();
+        assert!(p.is_fragment());
+        assert_eq!(p.fragment_offset(), 24);
+    }
+}
