@@ -1,0 +1,14 @@
+//! The network interface: our addresses, the ARP neighbour cache, ingress
+//! dispatch of frames and egress routing of IPv4 packets.
+
+mod config;
+mod counters;
+mod interface;
+mod neighbor;
+mod tx_queue;
+
+pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
+pub use counters::{Counters, DropReason};
+pub use interface::{Interface, InterfaceConfig, UdpDelivery, DEFAULT_MAC, DEFAULT_MTU};
+pub use neighbor::{NeighborCache, NeighborConfig};
+pub use tx_queue::TxQueue;

@@ -1,1 +1,10 @@
+//! Devices: where frames come from and go to. Only this module (and `py`)
+//! does I/O.
 
+mod device;
+pub mod fault;
+pub mod link;
+pub mod pcap_live;
+pub mod trace;
+
+pub use device::Device;

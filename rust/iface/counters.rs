@@ -1,0 +1,76 @@
+//! Frame counters and the reasons frames are dropped.
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Why a frame or packet was dropped. Every drop is counted under one reason.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum DropReason { $($variant,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// The stable name used in Python's counters.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    EthernetTruncated => "ethernet_truncated",
+    OtherHost => "not_for_us",
+    UnknownEthertype => "unknown_ethertype",
+    ArpMalformed => "arp_malformed",
+    ArpConflict => "arp_address_conflict",
+    Ipv4Malformed => "ipv4_malformed",
+    Ipv4Checksum => "ipv4_bad_checksum",
+    Ipv4Fragment => "ipv4_fragment",
+    Ipv4NotForUs => "ipv4_not_for_us",
+    Ipv4UnknownProtocol => "ipv4_unknown_protocol",
+    IcmpMalformed => "icmp_malformed",
+    IcmpUnhandled => "icmp_unhandled",
+    UdpMalformed => "udp_malformed",
+    UdpNoListener => "udp_no_listener",
+    TcpNoListener => "tcp_no_listener",
+    DhcpMalformed => "dhcp_malformed",
+    DhcpIgnored => "dhcp_ignored",
+    NoRoute => "no_route",
+    NeighborQueueFull => "arp_queue_full",
+    NeighborUnreachable => "arp_unresolved",
+    TooBig => "tx_too_big",
+    TxQueueFull => "tx_queue_full",
+    TxError => "tx_error",
+}
+
+/// Counters of the interface. Drops are indexed by [`DropReason`].
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Every counter with its name; drops are named `drop_<reason>`.
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("frames_in".to_string(), self.frames_in),
+            ("frames_out".to_string(), self.frames_out),
+            ("bytes_in".to_string(), self.bytes_in),
+            ("bytes_out".to_string(), self.bytes_out),
+        ];
+        v.extend(DropReason::ALL.iter().map(|r| (format!("drop_{}", r.name()), self.drops(*r))));
+        v
+    }
+}

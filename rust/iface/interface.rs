@@ -1,0 +1,399 @@
+//! Ingress dispatch and egress routing for one Ethernet interface.
+
+use super::neighbor::NeighborAction;
+use super::{Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxQueue};
+use crate::time::Instant;
+use crate::wire::{arp, ethernet, icmp, ipv4, udp, Ipv4Addr, MacAddress};
+
+/// The stack's own MAC unless told otherwise (locally administered, as the seed's).
+pub const DEFAULT_MAC: MacAddress = MacAddress([0x02, 0x00, 0x01, 0x02, 0x03, 0x77]);
+pub const DEFAULT_MTU: usize = 1500;
+
+#[derive(Debug, Clone)]
+pub struct InterfaceConfig {
+    pub mac: MacAddress,
+    pub mtu: usize,
+    pub neighbors: NeighborConfig,
+}
+
+impl Default for InterfaceConfig {
+    fn default() -> Self {
+        InterfaceConfig { mac: DEFAULT_MAC, mtu: DEFAULT_MTU, neighbors: NeighborConfig::default() }
+    }
+}
+
+/// A UDP datagram for the stack's sockets or services, borrowed from the frame.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpDelivery<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub payload: &'a [u8],
+}
+
+#[derive(Debug)]
+pub struct Interface {
+    mac: MacAddress,
+    mtu: usize,
+    config: Option<Ipv4Config>,
+    neighbors: NeighborCache,
+    tx: TxQueue,
+    counters: Counters,
+    next_ident: u16,
+    /// While unconfigured (DHCP), accept UDP to any address so that a server's
+    /// unicast OFFER to the address it offers reaches us (RFC 2131 §4.1).
+    accept_unconfigured_udp: bool,
+}
+
+/// Where an outgoing packet's frame goes.
+enum NextHop {
+    Mac(MacAddress),
+    Resolve(Ipv4Addr),
+}
+
+impl Interface {
+    pub fn new(config: InterfaceConfig) -> Self {
+        Interface {
+            mac: config.mac,
+            mtu: config.mtu,
+            config: None,
+            neighbors: NeighborCache::new(config.neighbors),
+            tx: TxQueue::new(),
+            counters: Counters::default(),
+            next_ident: 1,
+            accept_unconfigured_udp: true,
+        }
+    }
+
+    pub fn mac(&self) -> MacAddress {
+        self.mac
+    }
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+    pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
+        self.config.as_ref()
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.count_drop(reason);
+    }
+    pub fn neighbors(&self) -> &NeighborCache {
+        &self.neighbors
+    }
+
+    /// Installs or removes the IPv4 configuration. A new address is announced
+    /// with a gratuitous ARP (RFC 5227 §3) so that peers update stale caches.
+    pub fn set_ipv4_config(&mut self, now: Instant, config: Option<Ipv4Config>) {
+        let announce = config.as_ref().map(|c| c.cidr.address);
+        self.config = config;
+        if let Some(ip) = announce {
+            let _ = now;
+            self.send_arp(arp::Repr {
+                operation: arp::Operation::Request,
+                sender_mac: self.mac,
+                sender_ip: ip,
+                target_mac: MacAddress::ZERO,
+                target_ip: ip,
+            }, MacAddress::BROADCAST);
+        }
+    }
+
+    /// Handles one received frame. ARP and ICMP echo are answered here; a UDP
+    /// datagram for us is returned for the stack to deliver.
+    pub fn ingress<'a>(&mut self, now: Instant, frame: &'a [u8]) -> Option<UdpDelivery<'a>> {
+        self.counters.frames_in += 1;
+        self.counters.bytes_in += frame.len() as u64;
+        let eth = match ethernet::Frame::new_checked(frame) {
+            Ok(f) => f,
+            Err(_) => return self.dropped(DropReason::EthernetTruncated),
+        };
+        let dst = eth.dst();
+        if dst != self.mac && !dst.is_broadcast() {
+            return self.dropped(DropReason::OtherHost);
+        }
+        match eth.ethertype() {
+            ethernet::ETHERTYPE_ARP => {
+                self.process_arp(now, eth.payload());
+                None
+            }
+            ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.src(), eth.payload()),
+            _ => self.dropped(DropReason::UnknownEthertype),
+        }
+    }
+
+    fn dropped<T>(&mut self, reason: DropReason) -> Option<T> {
+        self.counters.count_drop(reason);
+        None
+    }
+
+    /// RFC 826 "Packet Reception", with the merge rule.
+    fn process_arp(&mut self, now: Instant, payload: &[u8]) {
+        let packet = match arp::Repr::parse(payload) {
+            Ok(p) => p,
+            Err(_) => return self.counters.count_drop(DropReason::ArpMalformed),
+        };
+        let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
+            return; // nothing to answer for or route to yet
+        };
+        if !packet.sender_mac.is_unicast() || packet.sender_ip.is_unspecified() {
+            return; // probes (RFC 5227) and nonsense teach us nothing
+        }
+        if packet.sender_ip == our_ip {
+            if packet.sender_mac != self.mac {
+                log::warn!("address conflict: {} claims {our_ip}", packet.sender_mac);
+                self.counters.count_drop(DropReason::ArpConflict);
+            }
+            return;
+        }
+        let for_us = packet.target_ip == our_ip;
+        let (neighbors, tx, counters) = (&mut self.neighbors, &mut self.tx, &mut self.counters);
+        neighbors.learn(now, packet.sender_ip, packet.sender_mac, for_us, |frame| {
+            push_frame(tx, counters, frame)
+        });
+        if for_us && packet.operation == arp::Operation::Request {
+            self.send_arp(arp::Repr {
+                operation: arp::Operation::Reply,
+                sender_mac: self.mac,
+                sender_ip: our_ip,
+                target_mac: packet.sender_mac,
+                target_ip: packet.sender_ip,
+            }, packet.sender_mac);
+        }
+    }
+
+    fn send_arp(&mut self, packet: arp::Repr, dst: MacAddress) {
+        let Some(buf) = self.tx.push(ethernet::HEADER_LEN + arp::PACKET_LEN) else {
+            return self.counters.count_drop(DropReason::TxQueueFull);
+        };
+        ethernet::Repr { dst, src: self.mac, ethertype: ethernet::ETHERTYPE_ARP }.emit(buf);
+        packet.emit(&mut buf[ethernet::HEADER_LEN..]);
+    }
+
+    fn send_arp_request(&mut self, target_ip: Ipv4Addr) {
+        let sender_ip = self.config.as_ref().map_or(Ipv4Addr::UNSPECIFIED, |c| c.cidr.address);
+        self.send_arp(arp::Repr {
+            operation: arp::Operation::Request,
+            sender_mac: self.mac,
+            sender_ip,
+            target_mac: MacAddress::ZERO,
+            target_ip,
+        }, MacAddress::BROADCAST);
+    }
+
+    fn process_ipv4<'a>(&mut self, now: Instant, src_mac: MacAddress, payload: &'a [u8]) -> Option<UdpDelivery<'a>> {
+        let packet = match ipv4::Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(_) => return self.dropped(DropReason::Ipv4Malformed),
+        };
+        if !packet.verify_checksum() {
+            return self.dropped(DropReason::Ipv4Checksum);
+        }
+        if packet.is_fragment() {
+            // Reassembly arrives with the UDP/fragments issue; until then, count and drop.
+            return self.dropped(DropReason::Ipv4Fragment);
+        }
+        let dst = packet.dst();
+        let (to_us, broadcast) = match &self.config {
+            Some(c) => (dst == c.cidr.address, c.is_broadcast(dst)),
+            None => (false, dst.is_broadcast()),
+        };
+        let unconfigured_udp =
+            self.config.is_none() && self.accept_unconfigured_udp && packet.protocol() == ipv4::PROTO_UDP;
+        if !(to_us || broadcast || unconfigured_udp) {
+            return self.dropped(DropReason::Ipv4NotForUs);
+        }
+        let _ = src_mac;
+        match packet.protocol() {
+            ipv4::PROTO_ICMP => {
+                if to_us {
+                    self.process_icmp(now, packet.src(), dst, packet.payload());
+                } else {
+                    // RFC 1122 §3.2.2.6 lets a host ignore broadcast echo; Linux does too.
+                    self.counters.count_drop(DropReason::IcmpUnhandled);
+                }
+                None
+            }
+            ipv4::PROTO_UDP => match udp::Datagram::new_checked(packet.payload(), packet.src(), dst) {
+                Ok(d) => Some(UdpDelivery {
+                    src: packet.src(),
+                    dst,
+                    src_port: d.src_port(),
+                    dst_port: d.dst_port(),
+                    payload: d.payload(),
+                }),
+                Err(_) => self.dropped(DropReason::UdpMalformed),
+            },
+            ipv4::PROTO_TCP => self.dropped(DropReason::TcpNoListener),
+            _ => self.dropped(DropReason::Ipv4UnknownProtocol),
+        }
+    }
+
+    /// RFC 792: answer echo requests with the same identifier, sequence and data.
+    fn process_icmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+        let packet = match icmp::Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(_) => return self.counters.count_drop(DropReason::IcmpMalformed),
+        };
+        if packet.msg_type() != icmp::TYPE_ECHO_REQUEST || packet.code() != 0 {
+            return self.counters.count_drop(DropReason::IcmpUnhandled);
+        }
+        let reply = icmp::Echo { reply: true, ident: packet.echo_ident(), seq: packet.echo_seq(), data: packet.data() };
+        let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_ICMP, reply.len(), |buf| reply.emit(buf));
+    }
+
+    /// Sends a UDP datagram; `fill` writes the payload of `payload_len` bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_udp(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        self.send_ipv4(now, src, dst, ipv4::PROTO_UDP, udp::HEADER_LEN + payload_len, |buf| {
+            fill(&mut buf[udp::HEADER_LEN..]);
+            udp::Repr { src_port, dst_port }.emit(buf, payload_len, src, dst);
+        })
+    }
+
+    /// Routes and emits an IPv4 packet whose payload `fill` writes. Packets to
+    /// an unresolved next hop wait in the neighbour cache while ARP runs.
+    pub fn send_ipv4(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let result = self.try_send_ipv4(now, src, dst, protocol, payload_len, fill);
+        if let Err(reason) = result {
+            self.counters.count_drop(reason);
+        }
+        result
+    }
+
+    fn try_send_ipv4(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        if ipv4::HEADER_LEN + payload_len > self.mtu {
+            return Err(DropReason::TooBig);
+        }
+        let next_hop = self.next_hop(now, dst)?;
+        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload_len;
+        let ident = self.next_ident;
+        self.next_ident = self.next_ident.wrapping_add(1);
+        let ip = ipv4::Repr { src, dst, protocol, payload_len, ttl: ipv4::DEFAULT_TTL, ident };
+        let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
+            ethernet::Repr { dst: dst_mac, src: src_mac, ethertype: ethernet::ETHERTYPE_IPV4 }.emit(buf);
+            ip.emit(&mut buf[ethernet::HEADER_LEN..]);
+            fill(&mut buf[ethernet::HEADER_LEN + ipv4::HEADER_LEN..frame_len]);
+        };
+        match next_hop {
+            NextHop::Mac(mac) => {
+                let buf = self.tx.push(frame_len).ok_or(DropReason::TxQueueFull)?;
+                write(buf, mac, self.mac);
+                Ok(())
+            }
+            NextHop::Resolve(hop) => {
+                let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
+                write(&mut frame, MacAddress::ZERO, self.mac);
+                match self.neighbors.enqueue(now, hop, frame) {
+                    Ok(true) => {
+                        self.send_arp_request(hop);
+                        Ok(())
+                    }
+                    Ok(false) => Ok(()),
+                    Err(_) => Err(DropReason::NeighborQueueFull),
+                }
+            }
+        }
+    }
+
+    /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
+    fn next_hop(&self, now: Instant, dst: Ipv4Addr) -> Result<NextHop, DropReason> {
+        if dst.is_broadcast() {
+            return Ok(NextHop::Mac(MacAddress::BROADCAST));
+        }
+        let config = self.config.as_ref().ok_or(DropReason::NoRoute)?;
+        if config.is_broadcast(dst) {
+            return Ok(NextHop::Mac(MacAddress::BROADCAST));
+        }
+        if dst.is_multicast() {
+            // RFC 1112 §6.4: 01:00:5e followed by the low 23 bits of the group.
+            let o = dst.octets();
+            return Ok(NextHop::Mac(MacAddress([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])));
+        }
+        let hop = if config.cidr.contains(dst) { dst } else { config.gateway.ok_or(DropReason::NoRoute)? };
+        Ok(match self.neighbors.lookup(now, hop) {
+            Some(mac) => NextHop::Mac(mac),
+            None => NextHop::Resolve(hop),
+        })
+    }
+
+    /// ARP retries and give-ups due at `now`.
+    pub fn poll(&mut self, now: Instant) {
+        let mut requests = Vec::new();
+        let mut lost = 0;
+        self.neighbors.poll(now, |action| match action {
+            NeighborAction::SendRequest(ip) => requests.push(ip),
+            NeighborAction::GaveUp(ip, frames) => {
+                log::debug!("ARP for {ip} unanswered; dropping {frames} frames");
+                lost += frames;
+            }
+        });
+        for _ in 0..lost {
+            self.counters.count_drop(DropReason::NeighborUnreachable);
+        }
+        for ip in requests {
+            self.send_arp_request(ip);
+        }
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.neighbors.poll_at()
+    }
+
+    /// True when frames are queued for the device.
+    pub fn has_tx(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// Hands every queued frame to `send`, counting them out.
+    pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
+        let counters = &mut self.counters;
+        self.tx.drain(|frame| {
+            counters.frames_out += 1;
+            counters.bytes_out += frame.len() as u64;
+            send(frame)
+        });
+    }
+}
+
+fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {
+    match tx.push(frame.len()) {
+        Some(buf) => buf[..frame.len()].copy_from_slice(frame),
+        None => counters.count_drop(DropReason::TxQueueFull),
+    }
+}
+
+impl Interface {
+    /// Replaces the configuration without announcing it (a renewed lease with the same address).
+    pub fn set_ipv4_config_quiet(&mut self, config: Ipv4Config) {
+        self.config = Some(config);
+    }
+}

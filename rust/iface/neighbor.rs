@@ -1,0 +1,275 @@
+//! The ARP neighbour cache (RFC 826) with aging, retries and a small queue of
+//! frames waiting for resolution (RFC 1122 §2.3.2.2: keep at least one).
+
+use crate::time::{Duration, Instant};
+use crate::wire::{Ipv4Addr, MacAddress};
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone)]
+pub struct NeighborConfig {
+    /// Most entries kept; the stalest is evicted for a new one.
+    pub capacity: usize,
+    /// How long a learnt mapping is trusted (RFC 1122 §2.3.2.1 asks for a timeout).
+    pub reachable_time: Duration,
+    /// Interval between ARP requests for an unresolved address.
+    pub retry_interval: Duration,
+    /// Requests sent before giving up and dropping the queued frames.
+    pub max_requests: u8,
+    /// Frames held while waiting for resolution, over all addresses.
+    pub max_queued_frames: usize,
+}
+
+impl Default for NeighborConfig {
+    fn default() -> Self {
+        NeighborConfig {
+            capacity: 64,
+            reachable_time: Duration::from_secs(60),
+            retry_interval: Duration::from_secs(1),
+            max_requests: 3,
+            max_queued_frames: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Reachable { mac: MacAddress, expires_at: Instant },
+    Incomplete { requests_sent: u8, next_request: Instant },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ip: Ipv4Addr,
+    state: State,
+    touched: Instant,
+}
+
+/// A frame built for `next_hop` whose destination MAC is filled on resolution.
+#[derive(Debug)]
+struct Waiting {
+    next_hop: Ipv4Addr,
+    frame: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct NeighborCache {
+    config: NeighborConfig,
+    entries: Vec<Entry>,
+    waiting: VecDeque<Waiting>,
+}
+
+/// What [`NeighborCache::poll`] asks the interface to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NeighborAction {
+    SendRequest(Ipv4Addr),
+    /// Resolution failed: this many waiting frames were dropped.
+    GaveUp(Ipv4Addr, usize),
+}
+
+impl NeighborCache {
+    pub fn new(config: NeighborConfig) -> Self {
+        NeighborCache { config, entries: Vec::new(), waiting: VecDeque::new() }
+    }
+
+    fn find(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.entries.iter().position(|e| e.ip == ip)
+    }
+
+    /// The MAC for `ip` if known and not aged out.
+    pub fn lookup(&self, now: Instant, ip: Ipv4Addr) -> Option<MacAddress> {
+        match self.find(ip).map(|i| self.entries[i].state) {
+            Some(State::Reachable { mac, expires_at }) if expires_at > now => Some(mac),
+            _ => None,
+        }
+    }
+
+    /// Number of entries, resolved or not.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records `ip` → `mac`. RFC 826's merge: an existing entry is always
+    /// updated; a new one is made only if `create` (the packet was for us).
+    /// Frames waiting for `ip` are handed to `release` with their MAC set.
+    pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: MacAddress, create: bool, mut release: impl FnMut(&[u8])) {
+        let state = State::Reachable { mac, expires_at: now + self.config.reachable_time };
+        match self.find(ip) {
+            Some(i) => {
+                self.entries[i].state = state;
+                self.entries[i].touched = now;
+            }
+            None if create => self.insert(Entry { ip, state, touched: now }),
+            None => return,
+        }
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for mut w in self.waiting.drain(..) {
+            if w.next_hop == ip {
+                w.frame[0..6].copy_from_slice(&mac.0);
+                release(&w.frame);
+            } else {
+                kept.push_back(w);
+            }
+        }
+        self.waiting = kept;
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        if self.entries.len() >= self.config.capacity {
+            // Evict the least recently touched entry, preferring ones that never resolved.
+            let victim = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| (matches!(e.state, State::Reachable { .. }), e.touched))
+                .map(|(i, _)| i);
+            if let Some(i) = victim {
+                let ip = self.entries.swap_remove(i).ip;
+                self.waiting.retain(|w| w.next_hop != ip);
+            }
+        }
+        self.entries.push(entry);
+    }
+
+    /// Queues `frame` until `next_hop` resolves. Returns `Ok(true)` when an
+    /// ARP request should go out now (a new resolution), `Err` when the queue is full.
+    pub fn enqueue(&mut self, now: Instant, next_hop: Ipv4Addr, frame: Vec<u8>) -> Result<bool, Vec<u8>> {
+        if self.waiting.len() >= self.config.max_queued_frames {
+            return Err(frame);
+        }
+        self.waiting.push_back(Waiting { next_hop, frame });
+        let incomplete = State::Incomplete { requests_sent: 1, next_request: now + self.config.retry_interval };
+        match self.find(next_hop) {
+            Some(i) if matches!(self.entries[i].state, State::Incomplete { .. }) => Ok(false),
+            Some(i) => {
+                // Aged out: resolve again.
+                self.entries[i].state = incomplete;
+                self.entries[i].touched = now;
+                Ok(true)
+            }
+            None => {
+                self.insert(Entry { ip: next_hop, state: incomplete, touched: now });
+                Ok(true)
+            }
+        }
+    }
+
+    /// Retries and expiries due at `now`.
+    pub fn poll(&mut self, now: Instant, mut act: impl FnMut(NeighborAction)) {
+        let mut i = 0;
+        while i < self.entries.len() {
+            let e = &mut self.entries[i];
+            match e.state {
+                State::Incomplete { requests_sent, next_request } if next_request <= now => {
+                    if requests_sent >= self.config.max_requests {
+                        let ip = e.ip;
+                        self.entries.swap_remove(i);
+                        let before = self.waiting.len();
+                        self.waiting.retain(|w| w.next_hop != ip);
+                        act(NeighborAction::GaveUp(ip, before - self.waiting.len()));
+                        continue;
+                    }
+                    e.state = State::Incomplete {
+                        requests_sent: requests_sent + 1,
+                        next_request: now + self.config.retry_interval,
+                    };
+                    act(NeighborAction::SendRequest(e.ip));
+                }
+                // Long-expired entries are removed so the table does not fill with the dead.
+                State::Reachable { expires_at, .. } if expires_at + self.config.reachable_time <= now => {
+                    self.entries.swap_remove(i);
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// When [`NeighborCache::poll`] next has something to do.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.state {
+                State::Incomplete { next_request, .. } => Some(next_request),
+                State::Reachable { .. } => None,
+            })
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const M: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
+
+    fn t(ms: i64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn merge_rule_creates_only_when_asked() {
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        c.learn(t(0), A, M, false, |_| {});
+        assert_eq!(c.lookup(t(0), A), None);
+        c.learn(t(0), A, M, true, |_| {});
+        assert_eq!(c.lookup(t(0), A), Some(M));
+    }
+
+    #[test]
+    fn entries_age_out() {
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        c.learn(t(0), A, M, true, |_| {});
+        assert_eq!(c.lookup(t(59_999), A), Some(M));
+        assert_eq!(c.lookup(t(60_000), A), None);
+        c.poll(t(120_000), |_| {});
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn waiting_frames_released_on_resolution() {
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        assert_eq!(c.enqueue(t(0), A, vec![0; 60]), Ok(true));
+        assert_eq!(c.enqueue(t(0), A, vec![1; 60]), Ok(false));
+        let mut out = vec![];
+        c.learn(t(5), A, M, false, |f| out.push(f.to_vec()));
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0][0..6], &M.0);
+        assert_eq!(out[1][6], 1);
+    }
+
+    #[test]
+    fn gives_up_after_retries() {
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        c.enqueue(t(0), A, vec![0; 60]).unwrap();
+        let mut actions = vec![];
+        for ms in [1000, 2000, 3000] {
+            assert_eq!(c.poll_at(), Some(t(ms)));
+            c.poll(t(ms), |a| actions.push(a));
+        }
+        assert_eq!(
+            actions,
+            vec![NeighborAction::SendRequest(A), NeighborAction::SendRequest(A), NeighborAction::GaveUp(A, 1)]
+        );
+        assert!(c.is_empty() && c.poll_at().is_none());
+    }
+
+    #[test]
+    fn bounded() {
+        let cfg = NeighborConfig { capacity: 4, max_queued_frames: 2, ..Default::default() };
+        let mut c = NeighborCache::new(cfg);
+        for i in 0..10u8 {
+            c.learn(t(i as i64), Ipv4Addr::new(10, 0, 0, i), M, true, |_| {});
+        }
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.lookup(t(10), Ipv4Addr::new(10, 0, 0, 9)), Some(M));
+        assert_eq!(c.lookup(t(10), Ipv4Addr::new(10, 0, 0, 0)), None);
+        c.enqueue(t(0), A, vec![0; 60]).unwrap();
+        c.enqueue(t(0), A, vec![0; 60]).unwrap();
+        assert!(c.enqueue(t(0), A, vec![0; 60]).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! The boundary between the engine and a link. The trait is pure; its
+//! implementations (pcap, in-memory link) do the I/O.
+
+use crate::time::Instant;
+use std::io;
+
+/// A link that moves whole Ethernet frames.
+pub trait Device {
+    /// Hands every frame available now to `sink` without blocking; returns how many.
+    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize>;
+    /// Sends one frame.
+    fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
+}

@@ -1,0 +1,114 @@
+//! The live device: one network interface opened through libpcap, in
+//! promiscuous, immediate, non-blocking mode with a pollable descriptor.
+
+use super::Device;
+use crate::time::{Duration, Instant};
+use pcap::{Active, Capture, Direction};
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+
+const SNAPLEN: i32 = 65535;
+/// Kernel ring size: room for bursts between two wake-ups.
+const BUFFER_BYTES: i32 = 8 << 20;
+
+pub struct PcapDevice {
+    capture: Capture<Active>,
+    name: String,
+}
+
+/// Names of the interfaces libpcap can open.
+pub fn interfaces() -> io::Result<Vec<String>> {
+    let devices = pcap::Device::list().map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(devices.into_iter().map(|d| d.name).collect())
+}
+
+impl PcapDevice {
+    /// Opens `name`. A missing interface is `NotFound` (the message lists the
+    /// ones that exist); lacking privileges is `PermissionDenied` with the fix.
+    pub fn open(name: &str, bpf: Option<&str>) -> io::Result<Self> {
+        let known = interfaces().unwrap_or_default();
+        if !known.iter().any(|n| n == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface named {name:?}; interfaces: {}", known.join(", ")),
+            ));
+        }
+        let map = |e: pcap::Error| open_error(name, e);
+        let capture = Capture::from_device(name)
+            .map_err(map)?
+            .promisc(true)
+            .immediate_mode(true)
+            .snaplen(SNAPLEN)
+            .buffer_size(BUFFER_BYTES)
+            .open()
+            .map_err(map)?;
+        // Only frames arriving from the wire: not the ones we inject.
+        capture.direction(Direction::In).map_err(map)?;
+        let mut capture = capture.setnonblock().map_err(map)?;
+        if let Some(filter) = bpf {
+            capture.filter(filter, true).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("bad BPF filter {filter:?}: {e}"))
+            })?;
+        }
+        Ok(PcapDevice { capture, name: name.to_string() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The descriptor that becomes readable when frames arrive.
+    pub fn fd(&self) -> RawFd {
+        self.capture.as_raw_fd()
+    }
+}
+
+fn open_error(name: &str, e: pcap::Error) -> io::Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("permission") || lower.contains("not permitted") {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "cannot open {name}: {text}. Run as root, or grant the capability: \
+                 sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
+            ),
+        )
+    } else if lower.contains("no such device") {
+        io::Error::new(io::ErrorKind::NotFound, format!("no interface named {name:?}: {text}"))
+    } else {
+        io::Error::other(format!("cannot open {name}: {text}"))
+    }
+}
+
+impl Device for PcapDevice {
+    fn receive(&mut self, _now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+        match self.capture.dispatch(None, |packet| sink(packet.data)) {
+            Ok(n) => Ok(n),
+            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(0),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+
+    fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
+        self.capture.sendpacket(frame).map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// Sleeps until one of `fds` is readable or `timeout` passes (`None`: no limit).
+/// Returns `Ok(true)` if a descriptor is readable; `Interrupted` on a signal.
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<bool> {
+    let mut polls: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let ms = match timeout {
+        None => -1,
+        // Round up so that a deadline 300 µs away does not become a busy loop.
+        Some(d) => d.total_micros().div_ceil(1000).min(i32::MAX as u64) as i32,
+    };
+    // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs for the whole call.
+    let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc > 0)
+}
