@@ -4,6 +4,7 @@
 mod device;
 pub mod fault;
 pub mod link;
+pub mod live;
 pub mod pcap_live;
 pub mod trace;
 

@@ -53,22 +53,26 @@ impl Drop for TraceWriter {
     }
 }
 
-/// A device whose traffic, both ways, is also written to a trace.
+/// A device whose traffic, both ways, is also written to a trace when one is set.
 pub struct Traced<D> {
     pub inner: D,
-    pub trace: TraceWriter,
+    pub trace: Option<TraceWriter>,
 }
 
 impl<D: Device> Device for Traced<D> {
     fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
-        let trace = &mut self.trace;
-        self.inner.receive(now, &mut |frame| {
-            trace.record(now, frame);
-            sink(frame)
-        })
+        match &mut self.trace {
+            None => self.inner.receive(now, sink),
+            Some(trace) => self.inner.receive(now, &mut |frame| {
+                trace.record(now, frame);
+                sink(frame)
+            }),
+        }
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.trace.record(now, frame);
+        if let Some(trace) = &mut self.trace {
+            trace.record(now, frame);
+        }
         self.inner.transmit(now, frame)
     }
 }

@@ -1,0 +1,169 @@
+"""The lab: a veth pair whose peer end lives in a network namespace with
+10.77.0.1/24 and a DHCP/DNS server (dnsmasq), so that the stack meets the
+Linux kernel on one machine. Needs root (or CAP_NET_ADMIN), iproute2,
+dnsmasq and ethtool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+PEER_IP = "10.77.0.1"
+PREFIX = "10.77.0"
+RUN_DIR = Path(os.environ.get("MIPFAST_RUN_DIR", "/run" if os.access("/run", os.W_OK) else "/tmp"))
+
+
+class LabError(RuntimeError):
+    """The lab could not be set up (missing tool, no privileges)."""
+
+
+def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise LabError(f"{' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def missing_tools() -> list[str]:
+    """The programs the lab needs that are not installed."""
+    return [t for t in ("ip", "dnsmasq", "ethtool") if shutil.which(t) is None]
+
+
+class Lab:
+    """A veth pair ``iface`` ↔ ``peer``; ``peer`` sits in namespace ``netns``
+    with ``10.77.0.1/24`` and dnsmasq (DHCP range .100–.199, DNS on .1).
+
+    Setting up first removes anything left from an earlier run with the same
+    names, so a crash is cleaned up by the next start.
+    """
+
+    def __init__(
+        self,
+        netns: str = "mipfast-lab",
+        iface: str = "mip0",
+        peer: str = "mip0-peer",
+        dhcp: bool = True,
+        hosts: Optional[dict[str, str]] = None,
+        lease: str = "12h",
+    ) -> None:
+        for name in (iface, peer):
+            if len(name) > 15:
+                raise ValueError(f"interface name {name!r} is longer than 15 characters")
+        self.netns = netns
+        self.iface = iface
+        self.peer = peer
+        self.peer_ip = PEER_IP
+        self.dhcp = dhcp
+        self.hosts = dict(hosts or {"lab.mipfast": PEER_IP})
+        self.lease = lease
+        self.pid_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.pid"
+        self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
+        self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
+        self._dnsmasq: Optional[subprocess.Popen[bytes]] = None
+
+    def __enter__(self) -> "Lab":
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def ns(self, *args: str) -> list[str]:
+        """A command line that runs ``args`` inside the lab's namespace."""
+        return ["ip", "netns", "exec", self.netns, *args]
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Runs a command in the namespace and returns its result."""
+        return subprocess.run(
+            self.ns(*args), capture_output=True, text=True, check=check, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+    def up(self) -> None:
+        missing = missing_tools()
+        if missing:
+            raise LabError(f"the lab needs {', '.join(missing)}: apt-get install iproute2 dnsmasq-base ethtool")
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (it creates a network namespace and a veth pair)")
+        self.down()
+        _run(["ip", "netns", "add", self.netns])
+        _run(["ip", "link", "add", self.iface, "type", "veth", "peer", "name", self.peer])
+        _run(["ip", "link", "set", self.peer, "netns", self.netns])
+        _run(["ip", "-n", self.netns, "addr", "add", f"{self.peer_ip}/24", "dev", self.peer])
+        _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        _run(["ip", "-n", self.netns, "link", "set", self.peer, "up"])
+        # Our end carries no address and should stay quiet: no IPv6 chatter.
+        _run(["sysctl", "-qw", f"net.ipv6.conf.{self.iface}.disable_ipv6=1"], check=False)
+        _run(["ip", "link", "set", self.iface, "up"])
+        # With TX checksum offload the kernel's segments reach pcap with partial checksums.
+        _run(self.ns("ethtool", "-K", self.peer, "tx", "off"), check=False)
+        _run(["ethtool", "-K", self.iface, "tx", "off"], check=False)
+        if self.dhcp:
+            self._start_dnsmasq()
+
+    def _start_dnsmasq(self) -> None:
+        args = [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-hosts",
+            "--no-resolv",
+            "--bind-interfaces",
+            f"--interface={self.peer}",
+            f"--listen-address={self.peer_ip}",
+            f"--dhcp-range={PREFIX}.100,{PREFIX}.199,255.255.255.0,{self.lease}",
+            f"--dhcp-option=option:router,{self.peer_ip}",
+            f"--dhcp-option=option:dns-server,{self.peer_ip}",
+            "--dhcp-authoritative",
+            "--no-ping",
+            f"--dhcp-leasefile={self.lease_file}",
+            f"--pid-file={self.pid_file}",
+            "--user=root",
+            "--log-dhcp",
+            "--log-facility=-",
+        ]
+        args += [f"--address=/{name}/{ip}" for name, ip in self.hosts.items()]
+        log = open(self.log_file, "wb")
+        self._dnsmasq = subprocess.Popen(self.ns(*args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        # Wait until it listens, so that the first DISCOVER is not lost.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self._dnsmasq.poll() is not None:
+                raise LabError(f"dnsmasq exited: {self.log_file.read_text(errors='replace')[-2000:]}")
+            ss = _run(self.ns("ss", "-lun"), check=False).stdout
+            if ":67 " in ss:
+                return
+            time.sleep(0.02)
+        raise LabError("dnsmasq did not start listening on port 67 within 5 s")
+
+    def down(self) -> None:
+        """Removes the namespace, the veth pair and dnsmasq; quiet if they are gone."""
+        if self._dnsmasq is not None:
+            self._dnsmasq.terminate()
+            try:
+                self._dnsmasq.wait(3)
+            except subprocess.TimeoutExpired:
+                self._dnsmasq.kill()
+            self._dnsmasq = None
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        _run(["ip", "netns", "del", self.netns], check=False)
+        _run(["ip", "link", "del", self.iface], check=False)
+        for f in (self.pid_file, self.lease_file):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+    def exists(self) -> bool:
+        names = _run(["ip", "netns", "list"], check=False).stdout.split()
+        return self.netns in names

@@ -1,0 +1,274 @@
+//! A stack running on a live interface: the engine behind one lock, a real
+//! clock, the pcap descriptor and a wake-up eventfd to sleep on, and an
+//! optional driver thread. Knows nothing of Python: blocking calls take an
+//! `interrupt` hook that the bindings use to honour Ctrl-C.
+
+use super::pcap_live::{wait_readable, PcapDevice};
+use super::trace::{TraceWriter, Traced};
+use crate::stack::{Stack, StackConfig};
+use crate::time::{Duration, Instant};
+use std::io;
+use std::os::unix::io::RawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Longest sleep between two checks of the interrupt hook.
+const INTERRUPT_SLICE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub interface: String,
+    pub bpf: Option<String>,
+    pub pcap_out: Option<PathBuf>,
+    /// Spin this long after activity before sleeping (latency over CPU).
+    pub busy_poll: Duration,
+    pub stack: StackConfig,
+}
+
+/// The state behind the lock.
+pub struct Engine {
+    pub stack: Stack,
+    device: Traced<PcapDevice>,
+    origin: std::time::Instant,
+}
+
+impl Engine {
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as i64)
+    }
+
+    /// Handles every pending frame and due timer; returns frames received
+    /// plus one if a timer was due (so that callers see progress).
+    fn run_once(&mut self) -> io::Result<usize> {
+        let now = self.now();
+        let timer_due = self.stack.poll_at().is_some_and(|t| t <= now);
+        let n = self.stack.poll(now, &mut self.device)?;
+        if let Some(trace) = &mut self.device.trace {
+            trace.flush()?;
+        }
+        Ok(n + timer_due as usize)
+    }
+
+    /// Time until the engine's next timer, if any.
+    fn timer_wait(&self) -> Option<Duration> {
+        self.stack.poll_at().map(|t| t.saturating_since(self.now()))
+    }
+}
+
+struct Shared {
+    engine: Mutex<Engine>,
+    /// Signalled after every round that made progress.
+    progress: Condvar,
+    /// Counts rounds that made progress, so waiters can tell a real wake-up.
+    rounds: AtomicU64,
+    pcap_fd: RawFd,
+    wake_fd: RawFd,
+    stop: AtomicBool,
+    busy_poll: Duration,
+}
+
+/// A [`Stack`] on a live interface.
+pub struct LiveStack {
+    shared: Arc<Shared>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LiveStack {
+    pub fn open(config: LiveConfig) -> io::Result<Self> {
+        let pcap = PcapDevice::open(&config.interface, config.bpf.as_deref())?;
+        let pcap_fd = pcap.fd();
+        let origin = std::time::Instant::now();
+        let trace = match &config.pcap_out {
+            Some(path) => Some(TraceWriter::create(path, Instant::ZERO)?),
+            None => None,
+        };
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if wake_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack::new(config.stack, Instant::ZERO);
+        let mut engine = Engine { stack, device: Traced { inner: pcap, trace }, origin };
+        engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
+        Ok(LiveStack {
+            shared: Arc::new(Shared {
+                engine: Mutex::new(engine),
+                progress: Condvar::new(),
+                rounds: AtomicU64::new(0),
+                pcap_fd,
+                wake_fd,
+                stop: AtomicBool::new(false),
+                busy_poll: config.busy_poll,
+            }),
+            driver: Mutex::new(None),
+        })
+    }
+
+    /// Locks the engine. Callers from Python must not hold the GIL here.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        lock(&self.shared.engine)
+    }
+
+    pub fn is_driven(&self) -> bool {
+        lock(&self.driver).is_some()
+    }
+
+    /// Starts the driver thread; a no-op if it runs already.
+    pub fn start(&self) -> io::Result<()> {
+        let mut driver = lock(&self.driver);
+        if driver.is_none() {
+            self.shared.stop.store(false, Ordering::SeqCst);
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new().name("mipfast-driver".into()).spawn(move || drive(&shared))?;
+            *driver = Some(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops the driver thread and waits for it.
+    pub fn stop(&self) {
+        let handle = lock(&self.driver).take();
+        if let Some(handle) = handle {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            wake(self.shared.wake_fd);
+            let _ = handle.join();
+        }
+    }
+
+    /// Wakes the driver so that it acts on new work at once.
+    pub fn notify(&self) {
+        wake(self.shared.wake_fd);
+    }
+
+    /// Handles everything pending; if nothing was, blocks until a frame, a
+    /// timer or `timeout`. Returns how much was handled (0 on timeout).
+    pub fn poll(&self, timeout: Option<Duration>, interrupt: &mut dyn FnMut() -> io::Result<()>) -> io::Result<usize> {
+        let start = std::time::Instant::now();
+        let left = |start: std::time::Instant| timeout.map(|t| t.total_micros().saturating_sub(start.elapsed().as_micros() as u64));
+        if self.is_driven() {
+            let seen = self.shared.rounds.load(Ordering::SeqCst);
+            loop {
+                let slice = left(start).map_or(INTERRUPT_SLICE, |l| Duration::from_micros(l).min(INTERRUPT_SLICE));
+                let guard = self.engine();
+                let _ = self.shared.progress.wait_timeout(guard, slice.into());
+                interrupt()?;
+                if self.shared.rounds.load(Ordering::SeqCst) != seen {
+                    return Ok(1);
+                }
+                if left(start) == Some(0) {
+                    return Ok(0);
+                }
+            }
+        }
+        let n = self.round()?;
+        if n > 0 || timeout == Some(Duration::ZERO) {
+            return Ok(n);
+        }
+        loop {
+            let timer = self.engine().timer_wait();
+            let mut wait = INTERRUPT_SLICE;
+            for bound in [timer, left(start).map(Duration::from_micros)].into_iter().flatten() {
+                wait = wait.min(bound);
+            }
+            match wait_readable(&[self.shared.pcap_fd, self.shared.wake_fd], Some(wait)) {
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                _ => {}
+            }
+            drain_wake(self.shared.wake_fd);
+            interrupt()?;
+            let n = self.round()?;
+            if n > 0 || left(start) == Some(0) {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// One locked round; spins for the busy-poll window after activity.
+    fn round(&self) -> io::Result<usize> {
+        round(&self.shared)
+    }
+
+    /// Blocks until `ready(stack)` holds or `timeout` passes; true if it holds.
+    pub fn wait_until(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+        ready: &dyn Fn(&Stack) -> bool,
+    ) -> io::Result<bool> {
+        let start = std::time::Instant::now();
+        loop {
+            if ready(&self.engine().stack) {
+                return Ok(true);
+            }
+            let left = timeout.map(|t| t.total_micros().saturating_sub(start.elapsed().as_micros() as u64));
+            if left == Some(0) {
+                return Ok(false);
+            }
+            self.poll(left.map(Duration::from_micros), interrupt)?;
+        }
+    }
+}
+
+impl Drop for LiveStack {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(trace) = &mut self.engine().device.trace {
+            let _ = trace.flush();
+        }
+        // SAFETY: the descriptor is ours and no thread uses it any more.
+        unsafe { libc::close(self.shared.wake_fd) };
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not make every later call panic too.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn round(shared: &Shared) -> io::Result<usize> {
+    let mut total = lock(&shared.engine).run_once()?;
+    if total > 0 && shared.busy_poll > Duration::ZERO {
+        let spin_until = std::time::Instant::now() + std::time::Duration::from(shared.busy_poll);
+        while std::time::Instant::now() < spin_until {
+            let n = lock(&shared.engine).run_once()?;
+            total += n;
+            if n > 0 {
+                shared.rounds.fetch_add(1, Ordering::SeqCst);
+                shared.progress.notify_all();
+            }
+        }
+    }
+    if total > 0 {
+        shared.rounds.fetch_add(1, Ordering::SeqCst);
+        shared.progress.notify_all();
+    }
+    Ok(total)
+}
+
+/// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
+/// until the next timer.
+fn drive(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        if let Err(e) = round(shared) {
+            log::error!("driver: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let wait = lock(&shared.engine).timer_wait();
+        let _ = wait_readable(&[shared.pcap_fd, shared.wake_fd], wait);
+        drain_wake(shared.wake_fd);
+    }
+}
+
+fn wake(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+fn drain_wake(fd: RawFd) {
+    let mut value: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live u64 from our non-blocking eventfd.
+    unsafe { libc::read(fd, &mut value as *mut u64 as *mut libc::c_void, 8) };
+}

@@ -1,0 +1,28 @@
+//! io::Error → the stdlib exception a Python user expects.
+
+use pyo3::exceptions::{PyOSError, PyPermissionError, PyTimeoutError, PyValueError};
+use pyo3::PyErr;
+use std::io;
+
+pub fn to_py(e: io::Error) -> PyErr {
+    let msg = e.to_string();
+    match e.kind() {
+        io::ErrorKind::NotFound => PyOSError::new_err((libc::ENODEV, msg)),
+        io::ErrorKind::PermissionDenied => PyPermissionError::new_err((libc::EPERM, msg)),
+        io::ErrorKind::InvalidInput => PyValueError::new_err(msg),
+        io::ErrorKind::TimedOut => PyTimeoutError::new_err(msg),
+        _ => match e.raw_os_error() {
+            Some(errno) => PyOSError::new_err((errno, msg)),
+            None => PyOSError::new_err(msg),
+        },
+    }
+}
+
+pub fn value_error(e: impl ToString) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// An operation on a stack that was closed.
+pub fn closed() -> PyErr {
+    PyOSError::new_err((libc::EBADF, "the stack is closed"))
+}

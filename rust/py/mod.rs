@@ -1,0 +1,36 @@
+//! The Python bindings: convert arguments, release the GIL around every
+//! engine call, map errors to the stdlib's exceptions. Nothing more.
+
+mod errors;
+mod stack;
+
+use pyo3::prelude::*;
+use std::sync::OnceLock;
+
+static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust `log` records go to Python's `logging`, under the logger "mipfast".
+    if let Ok(handle) = pyo3_log::try_init() {
+        let _ = LOG_RESET.set(handle);
+    }
+    m.add_class::<stack::PyStack>()?;
+    m.add_function(wrap_pyfunction!(interfaces, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_logging, m)?)?;
+    m.add("DEFAULT_MAC", crate::iface::DEFAULT_MAC.to_string())?;
+    Ok(())
+}
+
+/// Names of the interfaces a Stack can open.
+#[pyfunction]
+fn interfaces(py: Python<'_>) -> PyResult<Vec<String>> {
+    py.detach(crate::phy::pcap_live::interfaces).map_err(errors::to_py)
+}
+
+/// Makes Rust logging pick up changed Python logger levels (levels are cached).
+#[pyfunction]
+fn reset_logging() {
+    if let Some(handle) = LOG_RESET.get() {
+        handle.reset();
+    }
+}

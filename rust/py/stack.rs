@@ -1,0 +1,265 @@
+//! `mipfast.Stack`: a stack on a live interface.
+
+use super::errors::{self, closed, value_error};
+use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use crate::phy::live::{LiveConfig, LiveStack};
+use crate::service::dhcp::DhcpConfig;
+use crate::stack::{Addressing, StackConfig};
+use crate::time::Duration;
+use crate::wire::{Ipv4Addr, MacAddress};
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rand::RngExt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+#[pyclass(name = "Stack", module = "mipfast._native", frozen, subclass, weakref)]
+pub struct PyStack {
+    live: RwLock<Option<Arc<LiveStack>>>,
+    interface: String,
+}
+
+/// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
+/// pending signal handler's exception) into an `Interrupted` error, and the
+/// Python exception is raised once the GIL is back.
+fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> io::Result<()>) -> io::Result<T> + Send) -> PyResult<T> {
+    let mut pending: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut interrupt = || -> io::Result<()> {
+            Python::attach(|py| py.check_signals()).map_err(|e| {
+                pending = Some(e);
+                io::Error::from(io::ErrorKind::Interrupted)
+            })
+        };
+        f(&mut interrupt)
+    });
+    if let Some(e) = pending {
+        return Err(e);
+    }
+    result.map_err(errors::to_py)
+}
+
+fn parse_ip(what: &str, s: &str) -> PyResult<Ipv4Addr> {
+    s.parse().map_err(|_| PyValueError::new_err(format!("{what} {s:?} is not an IPv4 address")))
+}
+
+fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err("timeout must be a non-negative number or None")),
+        Some(t) => Ok(Some(Duration::from_micros((t * 1e6).min(u64::MAX as f64 / 2.0) as u64))),
+    }
+}
+
+impl PyStack {
+    fn live(&self) -> PyResult<Arc<LiveStack>> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(closed)
+    }
+
+    /// Reads from the stack with the GIL released (the engine lock may be
+    /// held by the driver thread while it logs through Python).
+    fn read<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&crate::stack::Stack) -> T + Send) -> PyResult<T> {
+        let live = self.live()?;
+        Ok(py.detach(|| f(&live.engine().stack)))
+    }
+}
+
+#[pymethods]
+impl PyStack {
+    #[new]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        iface: String,
+        mac: Option<String>,
+        ip: Option<String>,
+        gateway: Option<String>,
+        dns: Option<Bound<'_, PyAny>>,
+        bpf: Option<String>,
+        pcap_out: Option<PathBuf>,
+        busy_poll_us: u64,
+    ) -> PyResult<Self> {
+        let mut interface = InterfaceConfig::default();
+        if let Some(mac) = mac {
+            interface.mac = mac.parse::<MacAddress>().map_err(value_error)?;
+            if !interface.mac.is_unicast() {
+                return Err(PyValueError::new_err(format!("MAC {mac} is not a unicast address")));
+            }
+        }
+        let dns_servers: Vec<Ipv4Addr> = match dns {
+            None => vec![],
+            Some(d) => match d.extract::<String>() {
+                Ok(one) => vec![parse_ip("DNS server", &one)?],
+                Err(_) => d
+                    .extract::<Vec<String>>()
+                    .map_err(|_| PyValueError::new_err("dns must be an address string or a list of them"))?
+                    .iter()
+                    .map(|s| parse_ip("DNS server", s))
+                    .collect::<PyResult<_>>()?,
+            },
+        };
+        let addressing = match ip {
+            Some(ip) => {
+                let cidr: Ipv4Cidr = ip.parse().map_err(value_error)?;
+                let gateway = gateway.map(|g| parse_ip("gateway", &g)).transpose()?;
+                Addressing::Static(Ipv4Config::new(cidr, gateway, dns_servers).map_err(value_error)?)
+            }
+            None => {
+                if gateway.is_some() {
+                    return Err(PyValueError::new_err("gateway needs a static ip; with DHCP the server gives it"));
+                }
+                Addressing::Dhcp(DhcpConfig::new(interface.mac))
+            }
+        };
+        let seed = rand::rng().random::<u64>();
+        let config = LiveConfig {
+            interface: iface.clone(),
+            bpf,
+            pcap_out,
+            busy_poll: Duration::from_micros(busy_poll_us),
+            stack: StackConfig { interface, addressing, seed },
+        };
+        let live = py.detach(|| LiveStack::open(config)).map_err(errors::to_py)?;
+        Ok(PyStack { live: RwLock::new(Some(Arc::new(live))), interface: iface })
+    }
+
+    /// Handle all pending frames and timers; if there were none, block until
+    /// the next frame, timer or `timeout` seconds. Returns the work done (0 on timeout).
+    #[pyo3(signature = (timeout=None))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<usize> {
+        let timeout = timeout_arg(timeout)?;
+        let live = self.live()?;
+        blocking(py, move |interrupt| live.poll(timeout, interrupt))
+    }
+
+    /// Block until the stack has an address (DHCP lease or static); raise
+    /// `TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let t = timeout_arg(timeout)?;
+        let live = self.live()?;
+        let ready = blocking(py, move |interrupt| live.wait_until(t, interrupt, &|s| s.is_ready()))?;
+        if ready {
+            Ok(())
+        } else {
+            Err(PyTimeoutError::new_err(format!(
+                "no address on {} within {} s (is a DHCP server reachable?)",
+                self.interface,
+                timeout.unwrap_or(0.0)
+            )))
+        }
+    }
+
+    /// Run a driver thread so that the stack works without a poll loop.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live()?;
+        py.detach(|| live.start()).map_err(errors::to_py)
+    }
+
+    /// Stop the driver thread, if any.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live()?;
+        py.detach(|| live.stop());
+        Ok(())
+    }
+
+    /// Stop, flush the trace file and release the interface. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let live = self.live.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(live) = live {
+            py.detach(move || drop(live));
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    #[getter]
+    fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    #[getter]
+    fn ready(&self, py: Python<'_>) -> PyResult<bool> {
+        self.read(py, |s| s.is_ready())
+    }
+
+    #[getter]
+    fn mac(&self, py: Python<'_>) -> PyResult<String> {
+        self.read(py, |s| s.interface().mac().to_string())
+    }
+
+    #[getter]
+    fn ip(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.read(py, |s| s.ipv4_config().map(|c| c.cidr.address.to_string()))
+    }
+
+    #[getter]
+    fn netmask(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.read(py, |s| s.ipv4_config().map(|c| c.cidr.netmask().to_string()))
+    }
+
+    #[getter]
+    fn prefix_len(&self, py: Python<'_>) -> PyResult<Option<u8>> {
+        self.read(py, |s| s.ipv4_config().map(|c| c.cidr.prefix_len))
+    }
+
+    #[getter]
+    fn gateway(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.read(py, |s| s.ipv4_config().and_then(|c| c.gateway).map(|g| g.to_string()))
+    }
+
+    #[getter]
+    fn dns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.read(py, |s| s.ipv4_config().map_or(vec![], |c| c.dns_servers.iter().map(|d| d.to_string()).collect()))
+    }
+
+    /// Seconds left on the DHCP lease; None when static or not bound.
+    #[getter]
+    fn lease_remaining(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let live = self.live()?;
+        Ok(py.detach(|| {
+            let engine = live.engine();
+            let now = engine.now();
+            engine.stack.dhcp_lease().and_then(|l| {
+                let left = l.expires_at.saturating_since(now);
+                (l.duration.secs() <= u32::MAX as u64).then(|| left.total_micros() as f64 / 1e6)
+            })
+        }))
+    }
+
+    /// Frames and bytes in and out, and drops by reason (`drop_<reason>`).
+    #[getter]
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let entries = self.read(py, |s| s.counters().entries())?;
+        let dict = PyDict::new(py);
+        for (k, v) in entries {
+            dict.set_item(k, v)?;
+        }
+        Ok(dict)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.read(py, |s| s.ipv4_config().map(|c| c.cidr.to_string())) {
+            Err(_) => format!("<mipfast.Stack {} closed>", self.interface),
+            Ok(Some(c)) => format!("<mipfast.Stack {} {c}>", self.interface),
+            Ok(None) => format!("<mipfast.Stack {} no address>", self.interface),
+        }
+    }
+}
