@@ -70,8 +70,8 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "cannot open {name}: {text}. Run as root, or grant the capability: \
-                 sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
+                "cannot open {name}: {text}. Run as root, or give Python CAP_NET_RAW and \
+                 CAP_NET_ADMIN: sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
             ),
         )
     } else if lower.contains("no such device") {

@@ -1,0 +1,132 @@
+"""The stack against the Linux kernel: DHCP from dnsmasq, ping, ARP, traces."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import mipfast
+
+READY = re.compile(r"READY, IP: (\d+\.\d+\.\d+\.\d+) / GW: (\d+\.\d+\.\d+\.\d+) / Lease: (\d+) sec")
+
+
+def ping(lab, ip: str, count: int, interval: float = 0.01) -> tuple[int, str]:
+    r = lab.run("ping", "-c", str(count), "-i", str(interval), "-W", "1", ip, check=False)
+    m = re.search(r"(\d+) received", r.stdout)
+    return (int(m.group(1)) if m else 0), r.stdout + r.stderr
+
+
+def test_dhcp_lease_from_dnsmasq_and_ready_logged(lab, caplog):
+    caplog.set_level(logging.INFO, logger="mipfast")
+    start = time.monotonic()
+    with mipfast.Stack(lab.iface) as stack:
+        stack.wait_ready(timeout=10)
+        took = time.monotonic() - start
+        ip = ipaddress.ip_address(stack.ip)
+        assert ipaddress.ip_address("10.77.0.100") <= ip <= ipaddress.ip_address("10.77.0.199")
+        assert stack.ready
+        assert stack.netmask == "255.255.255.0" and stack.prefix_len == 24
+        assert stack.gateway == lab.peer_ip
+        assert stack.dns == [lab.peer_ip]
+        assert stack.mac == mipfast.DEFAULT_MAC
+        assert 43000 < stack.lease_remaining <= 43200
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("mipfast")]
+        ready = [READY.search(line) for line in lines if READY.search(line)]
+        assert ready, lines
+        assert ready[0].groups() == (stack.ip, lab.peer_ip, "43200")
+        # dnsmasq recorded the lease for our MAC.
+        leases = lab.lease_file.read_text()
+        assert stack.mac in leases and stack.ip in leases
+    assert took < 5, f"READY took {took:.2f} s"
+
+
+def test_kernel_pings_the_stack_fifty_times_and_learns_our_mac(lab):
+    with mipfast.Stack(lab.iface) as stack:
+        stack.wait_ready(timeout=10)
+        received, out = ping(lab, stack.ip, 50)
+        assert received == 50, out
+        neigh = lab.run("ip", "neigh", "show", stack.ip).stdout
+        assert mipfast.DEFAULT_MAC in neigh.lower(), neigh
+        c = stack.counters
+        assert c["frames_in"] >= 50 and c["frames_out"] >= 50
+
+
+def test_static_address_answers_ping_with_a_chosen_mac(lab):
+    mac = "02:00:00:aa:bb:cc"
+    with mipfast.Stack(lab.iface, mac=mac, ip="10.77.0.23/24", gateway=lab.peer_ip, dns=[lab.peer_ip]) as stack:
+        stack.wait_ready(timeout=1)
+        assert (stack.ip, stack.gateway, stack.dns, stack.lease_remaining) == ("10.77.0.23", lab.peer_ip, [lab.peer_ip], None)
+        received, out = ping(lab, "10.77.0.23", 20)
+        assert received == 20, out
+        assert mac in lab.run("ip", "neigh", "show", "10.77.0.23").stdout.lower()
+        # An address nobody holds is not answered for.
+        lost, _ = ping(lab, "10.77.0.24", 2)
+        assert lost == 0
+
+
+def test_manual_poll_loop_without_driver_thread(lab):
+    stack = mipfast.Stack(lab.iface, ip="10.77.0.31/24")
+    try:
+        proc = subprocess.Popen(lab.ns("ping", "-c", "10", "-i", "0.02", "-W", "1", "10.77.0.31"),
+                                stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            stack.poll(timeout=0.1)
+        out = proc.communicate(timeout=5)[0]
+        assert " 10 received" in out, out
+        # With nothing to do, poll blocks for the timeout and returns 0.
+        t = time.monotonic()
+        assert stack.poll(timeout=0.2) == 0
+        assert 0.15 < time.monotonic() - t < 2
+    finally:
+        stack.close()
+
+
+def test_trace_file_holds_the_dhcp_exchange(lab, tmp_path):
+    trace = tmp_path / "trace.pcap"
+    with mipfast.Stack(lab.iface, pcap_out=str(trace)) as stack:
+        stack.wait_ready(timeout=10)
+        ping(lab, stack.ip, 3)
+    tcpdump = shutil.which("tcpdump")
+    assert tcpdump, "tcpdump is installed by .ci/run"
+    r = subprocess.run([tcpdump, "-r", str(trace), "-nn", "-v"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for kind in ("Discover", "Offer", "Request", "ACK"):
+        assert f"DHCP-Message (53), length 1: {kind}" in r.stdout, r.stdout[:3000]
+    assert "ICMP echo request" in r.stdout and "ICMP echo reply" in r.stdout
+
+
+def test_garbage_from_the_kernel_side_is_counted_and_ping_still_works(lab):
+    scapy = pytest.importorskip("scapy.all")
+    with mipfast.Stack(lab.iface, ip="10.77.0.40/24") as stack:
+        stack.wait_ready(timeout=1)
+        ping(lab, "10.77.0.40", 1)  # the kernel learns our MAC
+        before = stack.counters
+        script = (
+            "from scapy.all import *\n"
+            "import random\n"
+            "random.seed(5)\n"
+            f"dst='{mipfast.DEFAULT_MAC}'\n"
+            "frames=[]\n"
+            "for i in range(2000):\n"
+            "    base=bytes(Ether(dst=dst)/IP(src='10.77.0.1',dst='10.77.0.40')/ICMP()/(b'x'*random.randint(0,64)))\n"
+            "    b=bytearray(base)\n"
+            "    for _ in range(random.randint(1,6)):\n"
+            "        j=random.randrange(14,len(b)); b[j]=random.randrange(256)\n"
+            "    frames.append(bytes(b[:random.randint(14,len(b))]))\n"
+            f"sendp([Raw(f) for f in frames], iface='{lab.peer}', verbose=False)\n"
+        )
+        lab.run("python3", "-c", script, timeout=120)
+        time.sleep(0.5)
+        after = stack.counters
+        assert after["frames_in"] - before["frames_in"] >= 1900
+        dropped = sum(after[k] - before[k] for k in after if k.startswith("drop_"))
+        assert dropped >= 1500
+        received, out = ping(lab, "10.77.0.40", 5)
+        assert received == 5, out
