@@ -19,9 +19,6 @@ import subprocess
 import sys
 import time
 
-
-
-
 import mipfast
 from mipfast.lab import Lab
 
@@ -87,7 +84,8 @@ def kernel_pair_rtts(count: int, interval: float) -> list[float]:
 
 
 def summary(name: str, values: list[float], unit: str) -> str:
-    return f"{name:<44} median {statistics.median(values):8.1f} {unit}   p99 {percentile(values, 0.99):8.1f} {unit}"
+    median, p99 = statistics.median(values), percentile(values, 0.99)
+    return f"{name:<44} median {median:8.1f} {unit}   p99 {p99:8.1f} {unit}"
 
 
 def main() -> int:
@@ -101,8 +99,13 @@ def main() -> int:
         ready = time_ready(lab, args.runs)
         udhcpc = time_udhcpc(lab, args.runs)
         print(f"{'DHCP to READY, mipfast.Stack':<44} median {statistics.median(ready) * 1000:8.1f} ms")
-        print(f"{'DHCP lease, busybox udhcpc (reference)':<44} median {statistics.median(udhcpc) * 1000:8.1f} ms")
-        print(f"{'  ratio mipfast / udhcpc':<44} {statistics.median(ready) / statistics.median(udhcpc):8.2f}x")
+        print(
+            f"{'DHCP lease, busybox udhcpc (reference)':<44} "
+            f"median {statistics.median(udhcpc) * 1000:8.1f} ms"
+        )
+        print(
+            f"{'  ratio mipfast / udhcpc':<44} {statistics.median(ready) / statistics.median(udhcpc):8.2f}x"
+        )
 
         kernel = kernel_pair_rtts(args.count, args.interval)
         with mipfast.Stack(lab.iface, ip="10.77.0.50/24") as stack:

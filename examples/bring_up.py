@@ -1,7 +1,7 @@
 """Bring the stack up on an interface, print its address, and answer pings until Ctrl-C.
 
-    sudo .venv/bin/python examples/bring_up.py mip0            # DHCP
-    sudo .venv/bin/python examples/bring_up.py mip0 10.77.0.2/24
+sudo .venv/bin/python examples/bring_up.py mip0            # DHCP
+sudo .venv/bin/python examples/bring_up.py mip0 10.77.0.2/24
 """
 
 import logging

@@ -28,11 +28,19 @@ impl StackConfig {
     /// DHCP on the default MAC.
     pub fn dhcp(seed: u64) -> Self {
         let interface = InterfaceConfig::default();
-        StackConfig { addressing: Addressing::Dhcp(DhcpConfig::new(interface.mac)), interface, seed }
+        StackConfig {
+            addressing: Addressing::Dhcp(DhcpConfig::new(interface.mac)),
+            interface,
+            seed,
+        }
     }
     /// A static address on the default MAC.
     pub fn static_ipv4(config: Ipv4Config, seed: u64) -> Self {
-        StackConfig { interface: InterfaceConfig::default(), addressing: Addressing::Static(config), seed }
+        StackConfig {
+            interface: InterfaceConfig::default(),
+            addressing: Addressing::Static(config),
+            seed,
+        }
     }
 }
 
@@ -46,7 +54,11 @@ pub struct Stack {
 
 impl Stack {
     pub fn new(config: StackConfig, now: Instant) -> Self {
-        let mut stack = Stack { iface: Interface::new(config.interface), dhcp: None, config_generation: 0 };
+        let mut stack = Stack {
+            iface: Interface::new(config.interface),
+            dhcp: None,
+            config_generation: 0,
+        };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(now, Some(ip), "static"),
             Addressing::Dhcp(mut dhcp) => {
@@ -99,8 +111,12 @@ impl Stack {
 
     /// Handles one received frame.
     pub fn process_frame(&mut self, now: Instant, frame: &[u8]) {
-        let Some(datagram) = self.iface.ingress(now, frame) else { return };
-        if datagram.dst_port == wire::dhcp::CLIENT_PORT && datagram.src_port == wire::dhcp::SERVER_PORT {
+        let Some(datagram) = self.iface.ingress(now, frame) else {
+            return;
+        };
+        if datagram.dst_port == wire::dhcp::CLIENT_PORT
+            && datagram.src_port == wire::dhcp::SERVER_PORT
+        {
             if let Some(client) = self.dhcp.as_mut() {
                 let result = wire::dhcp::Repr::parse(datagram.payload)
                     .map_err(|_| DropReason::DhcpMalformed)
@@ -121,7 +137,11 @@ impl Stack {
                 Action::Send(t) => self.send_dhcp(now, t),
                 Action::Configure(lease) => {
                     let secs = lease.duration.secs();
-                    let label = if secs > u32::MAX as u64 { "infinite".to_string() } else { format!("{secs} sec") };
+                    let label = if secs > u32::MAX as u64 {
+                        "infinite".to_string()
+                    } else {
+                        format!("{secs} sec")
+                    };
                     self.configure(now, Some(lease.config), &label)
                 }
                 Action::Deconfigure => self.configure(now, None, ""),

@@ -22,10 +22,14 @@ impl Instant {
         Instant { micros }
     }
     pub const fn from_millis(millis: i64) -> Self {
-        Instant { micros: millis * 1000 }
+        Instant {
+            micros: millis * 1000,
+        }
     }
     pub const fn from_secs(secs: i64) -> Self {
-        Instant { micros: secs * 1_000_000 }
+        Instant {
+            micros: secs * 1_000_000,
+        }
     }
     pub const fn total_micros(self) -> i64 {
         self.micros
@@ -43,10 +47,14 @@ impl Duration {
         Duration { micros }
     }
     pub const fn from_millis(millis: u64) -> Self {
-        Duration { micros: millis * 1000 }
+        Duration {
+            micros: millis * 1000,
+        }
     }
     pub const fn from_secs(secs: u64) -> Self {
-        Duration { micros: secs * 1_000_000 }
+        Duration {
+            micros: secs * 1_000_000,
+        }
     }
     pub const fn total_micros(self) -> u64 {
         self.micros
@@ -65,7 +73,11 @@ impl Duration {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, rhs: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(rhs.micros.min(i64::MAX as u64) as i64) }
+        Instant {
+            micros: self
+                .micros
+                .saturating_add(rhs.micros.min(i64::MAX as u64) as i64),
+        }
     }
 }
 
@@ -78,26 +90,42 @@ impl AddAssign<Duration> for Instant {
 impl Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, rhs: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_sub(rhs.micros.min(i64::MAX as u64) as i64) }
+        Instant {
+            micros: self
+                .micros
+                .saturating_sub(rhs.micros.min(i64::MAX as u64) as i64),
+        }
     }
 }
 
 impl Add for Duration {
     type Output = Duration;
     fn add(self, rhs: Duration) -> Duration {
-        Duration { micros: self.micros.saturating_add(rhs.micros) }
+        Duration {
+            micros: self.micros.saturating_add(rhs.micros),
+        }
     }
 }
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, (self.micros % 1_000_000).abs())
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            (self.micros % 1_000_000).abs()
+        )
     }
 }
 
 impl fmt::Debug for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 
@@ -122,7 +150,10 @@ mod tests {
         let t = Instant::from_secs(2) + Duration::from_millis(500);
         assert_eq!(t.total_micros(), 2_500_000);
         assert_eq!(t.saturating_since(Instant::from_secs(3)), Duration::ZERO);
-        assert_eq!(t.saturating_since(Instant::from_secs(2)).total_millis(), 500);
+        assert_eq!(
+            t.saturating_since(Instant::from_secs(2)).total_millis(),
+            500
+        );
         assert!(Instant::ZERO + Duration::from_micros(u64::MAX) > t);
         assert_eq!(Duration::from_secs(10).mul_f64(0.5), Duration::from_secs(5));
     }

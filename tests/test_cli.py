@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -16,7 +15,9 @@ from mipfast.lab import Lab
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mipfast", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mipfast", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_list_prints_interfaces():
@@ -64,7 +65,10 @@ class Output:
 
 def _run_lab_demo(lab: Lab) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mipfast", "--lab"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "mipfast", "--lab"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = Output(proc)
     try:

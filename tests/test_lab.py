@@ -59,9 +59,16 @@ def test_kernel_pings_the_stack_fifty_times_and_learns_our_mac(lab):
 
 def test_static_address_answers_ping_with_a_chosen_mac(lab):
     mac = "02:00:00:aa:bb:cc"
-    with mipfast.Stack(lab.iface, mac=mac, ip="10.77.0.23/24", gateway=lab.peer_ip, dns=[lab.peer_ip]) as stack:
+    with mipfast.Stack(
+        lab.iface, mac=mac, ip="10.77.0.23/24", gateway=lab.peer_ip, dns=[lab.peer_ip]
+    ) as stack:
         stack.wait_ready(timeout=1)
-        assert (stack.ip, stack.gateway, stack.dns, stack.lease_remaining) == ("10.77.0.23", lab.peer_ip, [lab.peer_ip], None)
+        assert (stack.ip, stack.gateway, stack.dns, stack.lease_remaining) == (
+            "10.77.0.23",
+            lab.peer_ip,
+            [lab.peer_ip],
+            None,
+        )
         received, out = ping(lab, "10.77.0.23", 20)
         assert received == 20, out
         assert mac in lab.run("ip", "neigh", "show", "10.77.0.23").stdout.lower()
@@ -73,8 +80,11 @@ def test_static_address_answers_ping_with_a_chosen_mac(lab):
 def test_manual_poll_loop_without_driver_thread(lab):
     stack = mipfast.Stack(lab.iface, ip="10.77.0.31/24")
     try:
-        proc = subprocess.Popen(lab.ns("ping", "-c", "10", "-i", "0.02", "-W", "1", "10.77.0.31"),
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            lab.ns("ping", "-c", "10", "-i", "0.02", "-W", "1", "10.77.0.31"),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:
             stack.poll(timeout=0.1)
@@ -103,7 +113,7 @@ def test_trace_file_holds_the_dhcp_exchange(lab, tmp_path):
 
 
 def test_garbage_from_the_kernel_side_is_counted_and_ping_still_works(lab):
-    scapy = pytest.importorskip("scapy.all")
+    pytest.importorskip("scapy.all")
     with mipfast.Stack(lab.iface, ip="10.77.0.40/24") as stack:
         stack.wait_ready(timeout=1)
         ping(lab, "10.77.0.40", 1)  # the kernel learns our MAC
@@ -115,7 +125,8 @@ def test_garbage_from_the_kernel_side_is_counted_and_ping_still_works(lab):
             f"dst='{mipfast.DEFAULT_MAC}'\n"
             "frames=[]\n"
             "for i in range(2000):\n"
-            "    base=bytes(Ether(dst=dst)/IP(src='10.77.0.1',dst='10.77.0.40')/ICMP()/(b'x'*random.randint(0,64)))\n"
+            "    pad=b'x'*random.randint(0,64)\n"
+            "    base=bytes(Ether(dst=dst)/IP(src='10.77.0.1',dst='10.77.0.40')/ICMP()/pad)\n"
             "    b=bytearray(base)\n"
             "    for _ in range(random.randint(1,6)):\n"
             "        j=random.randrange(14,len(b)); b[j]=random.randrange(256)\n"

@@ -1,9 +1,9 @@
 """mipfast: a TCP/IP stack in user space, over pcap, driven from Python.
 
-    import mipfast
-    with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway="10.77.0.1"
-        stack.wait_ready(timeout=5)
-        print(stack.ip, stack.gateway, stack.dns)
+import mipfast
+with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway="10.77.0.1"
+    stack.wait_ready(timeout=5)
+    print(stack.ip, stack.gateway, stack.dns)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ._native import DEFAULT_MAC, interfaces, reset_logging
 
 __all__ = ["Stack", "interfaces", "reset_logging", "DEFAULT_MAC"]
 
-_open_stacks: "weakref.WeakSet[Stack]" = weakref.WeakSet()
+_open_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
 
 
 class Stack(_native.Stack):

@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import mipfast
 
@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dns", action="append", help="DNS server, with --ip (repeatable)")
     p.add_argument("--bpf", help="pcap filter applied to incoming frames")
     p.add_argument("--pcap-out", help="record every frame in and out to this .pcap file")
-    p.add_argument("--busy-poll-us", type=int, default=0, help="spin this long after activity before sleeping")
+    p.add_argument(
+        "--busy-poll-us", type=int, default=0, help="spin this long after activity before sleeping"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--list", action="store_true", help="list interfaces and exit")
     p.add_argument(
@@ -43,7 +45,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-def _run_stack(args: argparse.Namespace, iface: str, lab: Optional[object] = None) -> int:
+def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) -> int:
     try:
         stack = mipfast.Stack(
             iface,
@@ -64,7 +66,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: Optional[object] = Non
     try:
         if lab is not None:
             stack.wait_ready(timeout=30)
-            netns = getattr(lab, "netns")
+            netns = lab.netns
             print(
                 f"mipfast is up on {iface} with {stack.ip}. Reach it from the lab namespace:\n"
                 f"  sudo ip netns exec {netns} ping {stack.ip}\n"
@@ -84,7 +86,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: Optional[object] = Non
         stack.close()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

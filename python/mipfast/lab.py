@@ -6,13 +6,16 @@ dnsmasq and ethtool.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+
+from typing_extensions import Self
 
 PEER_IP = "10.77.0.1"
 PREFIX = "10.77.0"
@@ -49,7 +52,7 @@ class Lab:
         iface: str = "mip0",
         peer: str = "mip0-peer",
         dhcp: bool = True,
-        hosts: Optional[dict[str, str]] = None,
+        hosts: dict[str, str] | None = None,
         lease: str = "12h",
     ) -> None:
         for name in (iface, peer):
@@ -65,9 +68,9 @@ class Lab:
         self.pid_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.pid"
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
-        self._dnsmasq: Optional[subprocess.Popen[bytes]] = None
+        self._dnsmasq: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Self:
         self.up()
         return self
 
@@ -81,13 +84,20 @@ class Lab:
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Runs a command in the namespace and returns its result."""
         return subprocess.run(
-            self.ns(*args), capture_output=True, text=True, check=check, timeout=timeout, stdin=subprocess.DEVNULL
+            self.ns(*args),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def up(self) -> None:
         missing = missing_tools()
         if missing:
-            raise LabError(f"the lab needs {', '.join(missing)}: apt-get install iproute2 dnsmasq-base ethtool")
+            raise LabError(
+                f"the lab needs {', '.join(missing)}: apt-get install iproute2 dnsmasq-base ethtool"
+            )
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates a network namespace and a veth pair)")
         self.down()
@@ -128,9 +138,10 @@ class Lab:
             "--log-facility=-",
         ]
         args += [f"--address=/{name}/{ip}" for name, ip in self.hosts.items()]
-        log = open(self.log_file, "wb")
-        self._dnsmasq = subprocess.Popen(self.ns(*args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.log_file, "wb") as log:
+            self._dnsmasq = subprocess.Popen(
+                self.ns(*args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         # Wait until it listens, so that the first DISCOVER is not lost.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -159,10 +170,8 @@ class Lab:
         _run(["ip", "netns", "del", self.netns], check=False)
         _run(["ip", "link", "del", self.iface], check=False)
         for f in (self.pid_file, self.lease_file):
-            try:
+            with contextlib.suppress(OSError):
                 f.unlink()
-            except OSError:
-                pass
 
     def exists(self) -> bool:
         names = _run(["ip", "netns", "list"], check=False).stdout.split()

@@ -27,14 +27,21 @@ impl Ipv4Cidr {
     /// Checks that the address can belong to a host and the prefix is 1..=32.
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> Result<Self, ConfigError> {
         if prefix_len == 0 || prefix_len > 32 {
-            return Err(ConfigError(format!("prefix length /{prefix_len} is out of range 1..32")));
+            return Err(ConfigError(format!(
+                "prefix length /{prefix_len} is out of range 1..32"
+            )));
         }
         if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
             return Err(ConfigError(format!("{address} cannot be a host address")));
         }
-        let cidr = Ipv4Cidr { address, prefix_len };
+        let cidr = Ipv4Cidr {
+            address,
+            prefix_len,
+        };
         if prefix_len <= 30 && (address == cidr.network() || address == cidr.broadcast()) {
-            return Err(ConfigError(format!("{address}/{prefix_len} is the network or broadcast address")));
+            return Err(ConfigError(format!(
+                "{address}/{prefix_len} is the network or broadcast address"
+            )));
         }
         Ok(cidr)
     }
@@ -48,7 +55,9 @@ impl Ipv4Cidr {
         Ipv4Cidr::new(address, prefix as u8)
     }
     pub fn mask(&self) -> u32 {
-        u32::MAX.checked_shl(32 - self.prefix_len as u32).unwrap_or(0)
+        u32::MAX
+            .checked_shl(32 - self.prefix_len as u32)
+            .unwrap_or(0)
     }
     pub fn netmask(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.mask())
@@ -76,11 +85,15 @@ impl FromStr for Ipv4Cidr {
     /// Parses `a.b.c.d/len`. A bare address is refused: guessing a prefix
     /// silently breaks routing.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| ConfigError(format!("{s:?} needs a prefix length, like 10.77.0.2/24")))?;
-        let address: Ipv4Addr = addr.parse().map_err(|_| ConfigError(format!("{addr:?} is not an IPv4 address")))?;
-        let prefix_len: u8 = len.parse().map_err(|_| ConfigError(format!("{len:?} is not a prefix length")))?;
+        let (addr, len) = s.split_once('/').ok_or_else(|| {
+            ConfigError(format!("{s:?} needs a prefix length, like 10.77.0.2/24"))
+        })?;
+        let address: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| ConfigError(format!("{addr:?} is not an IPv4 address")))?;
+        let prefix_len: u8 = len
+            .parse()
+            .map_err(|_| ConfigError(format!("{len:?} is not a prefix length")))?;
         Ipv4Cidr::new(address, prefix_len)
     }
 }
@@ -95,13 +108,23 @@ pub struct Ipv4Config {
 
 impl Ipv4Config {
     /// Checks that the gateway is on the link (we do not route to a gateway we cannot reach).
-    pub fn new(cidr: Ipv4Cidr, gateway: Option<Ipv4Addr>, dns_servers: Vec<Ipv4Addr>) -> Result<Self, ConfigError> {
+    pub fn new(
+        cidr: Ipv4Cidr,
+        gateway: Option<Ipv4Addr>,
+        dns_servers: Vec<Ipv4Addr>,
+    ) -> Result<Self, ConfigError> {
         if let Some(gw) = gateway {
             if !cidr.contains(gw) || gw == cidr.address {
-                return Err(ConfigError(format!("gateway {gw} is not another host on {cidr}")));
+                return Err(ConfigError(format!(
+                    "gateway {gw} is not another host on {cidr}"
+                )));
             }
         }
-        Ok(Ipv4Config { cidr, gateway, dns_servers })
+        Ok(Ipv4Config {
+            cidr,
+            gateway,
+            dns_servers,
+        })
     }
     /// Broadcast to all (255.255.255.255) or to this subnet.
     pub fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
@@ -128,11 +151,30 @@ mod tests {
 
     #[test]
     fn refuses_bad_values() {
-        for bad in ["10.77.0.2", "10.77.0.2/33", "10.77.0.2/0", "10.77.0/24", "x/24", "10.77.0.0/24", "10.77.0.255/24", "0.0.0.0/8", "224.0.0.1/4", "10.77.0.2/-1"] {
+        for bad in [
+            "10.77.0.2",
+            "10.77.0.2/33",
+            "10.77.0.2/0",
+            "10.77.0/24",
+            "x/24",
+            "10.77.0.0/24",
+            "10.77.0.255/24",
+            "0.0.0.0/8",
+            "224.0.0.1/4",
+            "10.77.0.2/-1",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
-        assert!(Ipv4Cidr::from_netmask(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(255, 0, 255, 0)).is_err());
-        assert_eq!(Ipv4Cidr::from_netmask(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(255, 255, 0, 0)).unwrap().prefix_len, 16);
+        assert!(
+            Ipv4Cidr::from_netmask(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(255, 0, 255, 0))
+                .is_err()
+        );
+        assert_eq!(
+            Ipv4Cidr::from_netmask(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(255, 255, 0, 0))
+                .unwrap()
+                .prefix_len,
+            16
+        );
         let c: Ipv4Cidr = "10.77.0.2/24".parse().unwrap();
         assert!(Ipv4Config::new(c, Some(Ipv4Addr::new(10, 78, 0, 1)), vec![]).is_err());
         assert!(Ipv4Config::new(c, Some(Ipv4Addr::new(10, 77, 0, 2)), vec![]).is_err());

@@ -70,7 +70,11 @@ impl Counters {
             ("bytes_in".to_string(), self.bytes_in),
             ("bytes_out".to_string(), self.bytes_out),
         ];
-        v.extend(DropReason::ALL.iter().map(|r| (format!("drop_{}", r.name()), self.drops(*r))));
+        v.extend(
+            DropReason::ALL
+                .iter()
+                .map(|r| (format!("drop_{}", r.name()), self.drops(*r))),
+        );
         v
     }
 }

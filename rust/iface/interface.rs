@@ -18,7 +18,11 @@ pub struct InterfaceConfig {
 
 impl Default for InterfaceConfig {
     fn default() -> Self {
-        InterfaceConfig { mac: DEFAULT_MAC, mtu: DEFAULT_MTU, neighbors: NeighborConfig::default() }
+        InterfaceConfig {
+            mac: DEFAULT_MAC,
+            mtu: DEFAULT_MTU,
+            neighbors: NeighborConfig::default(),
+        }
     }
 }
 
@@ -92,13 +96,16 @@ impl Interface {
         self.config = config;
         if let Some(ip) = announce {
             let _ = now;
-            self.send_arp(arp::Repr {
-                operation: arp::Operation::Request,
-                sender_mac: self.mac,
-                sender_ip: ip,
-                target_mac: MacAddress::ZERO,
-                target_ip: ip,
-            }, MacAddress::BROADCAST);
+            self.send_arp(
+                arp::Repr {
+                    operation: arp::Operation::Request,
+                    sender_mac: self.mac,
+                    sender_ip: ip,
+                    target_mac: MacAddress::ZERO,
+                    target_ip: ip,
+                },
+                MacAddress::BROADCAST,
+            );
         }
     }
 
@@ -155,13 +162,16 @@ impl Interface {
             push_frame(tx, counters, frame)
         });
         if for_us && packet.operation == arp::Operation::Request {
-            self.send_arp(arp::Repr {
-                operation: arp::Operation::Reply,
-                sender_mac: self.mac,
-                sender_ip: our_ip,
-                target_mac: packet.sender_mac,
-                target_ip: packet.sender_ip,
-            }, packet.sender_mac);
+            self.send_arp(
+                arp::Repr {
+                    operation: arp::Operation::Reply,
+                    sender_mac: self.mac,
+                    sender_ip: our_ip,
+                    target_mac: packet.sender_mac,
+                    target_ip: packet.sender_ip,
+                },
+                packet.sender_mac,
+            );
         }
     }
 
@@ -169,22 +179,38 @@ impl Interface {
         let Some(buf) = self.tx.push(ethernet::HEADER_LEN + arp::PACKET_LEN) else {
             return self.counters.count_drop(DropReason::TxQueueFull);
         };
-        ethernet::Repr { dst, src: self.mac, ethertype: ethernet::ETHERTYPE_ARP }.emit(buf);
+        ethernet::Repr {
+            dst,
+            src: self.mac,
+            ethertype: ethernet::ETHERTYPE_ARP,
+        }
+        .emit(buf);
         packet.emit(&mut buf[ethernet::HEADER_LEN..]);
     }
 
     fn send_arp_request(&mut self, target_ip: Ipv4Addr) {
-        let sender_ip = self.config.as_ref().map_or(Ipv4Addr::UNSPECIFIED, |c| c.cidr.address);
-        self.send_arp(arp::Repr {
-            operation: arp::Operation::Request,
-            sender_mac: self.mac,
-            sender_ip,
-            target_mac: MacAddress::ZERO,
-            target_ip,
-        }, MacAddress::BROADCAST);
+        let sender_ip = self
+            .config
+            .as_ref()
+            .map_or(Ipv4Addr::UNSPECIFIED, |c| c.cidr.address);
+        self.send_arp(
+            arp::Repr {
+                operation: arp::Operation::Request,
+                sender_mac: self.mac,
+                sender_ip,
+                target_mac: MacAddress::ZERO,
+                target_ip,
+            },
+            MacAddress::BROADCAST,
+        );
     }
 
-    fn process_ipv4<'a>(&mut self, now: Instant, src_mac: MacAddress, payload: &'a [u8]) -> Option<UdpDelivery<'a>> {
+    fn process_ipv4<'a>(
+        &mut self,
+        now: Instant,
+        src_mac: MacAddress,
+        payload: &'a [u8],
+    ) -> Option<UdpDelivery<'a>> {
         let packet = match ipv4::Packet::new_checked(payload) {
             Ok(p) => p,
             Err(_) => return self.dropped(DropReason::Ipv4Malformed),
@@ -201,8 +227,9 @@ impl Interface {
             Some(c) => (dst == c.cidr.address, c.is_broadcast(dst)),
             None => (false, dst.is_broadcast()),
         };
-        let unconfigured_udp =
-            self.config.is_none() && self.accept_unconfigured_udp && packet.protocol() == ipv4::PROTO_UDP;
+        let unconfigured_udp = self.config.is_none()
+            && self.accept_unconfigured_udp
+            && packet.protocol() == ipv4::PROTO_UDP;
         if !(to_us || broadcast || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
         }
@@ -217,16 +244,18 @@ impl Interface {
                 }
                 None
             }
-            ipv4::PROTO_UDP => match udp::Datagram::new_checked(packet.payload(), packet.src(), dst) {
-                Ok(d) => Some(UdpDelivery {
-                    src: packet.src(),
-                    dst,
-                    src_port: d.src_port(),
-                    dst_port: d.dst_port(),
-                    payload: d.payload(),
-                }),
-                Err(_) => self.dropped(DropReason::UdpMalformed),
-            },
+            ipv4::PROTO_UDP => {
+                match udp::Datagram::new_checked(packet.payload(), packet.src(), dst) {
+                    Ok(d) => Some(UdpDelivery {
+                        src: packet.src(),
+                        dst,
+                        src_port: d.src_port(),
+                        dst_port: d.dst_port(),
+                        payload: d.payload(),
+                    }),
+                    Err(_) => self.dropped(DropReason::UdpMalformed),
+                }
+            }
             ipv4::PROTO_TCP => self.dropped(DropReason::TcpNoListener),
             _ => self.dropped(DropReason::Ipv4UnknownProtocol),
         }
@@ -241,8 +270,15 @@ impl Interface {
         if packet.msg_type() != icmp::TYPE_ECHO_REQUEST || packet.code() != 0 {
             return self.counters.count_drop(DropReason::IcmpUnhandled);
         }
-        let reply = icmp::Echo { reply: true, ident: packet.echo_ident(), seq: packet.echo_seq(), data: packet.data() };
-        let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_ICMP, reply.len(), |buf| reply.emit(buf));
+        let reply = icmp::Echo {
+            reply: true,
+            ident: packet.echo_ident(),
+            seq: packet.echo_seq(),
+            data: packet.data(),
+        };
+        let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_ICMP, reply.len(), |buf| {
+            reply.emit(buf)
+        });
     }
 
     /// Sends a UDP datagram; `fill` writes the payload of `payload_len` bytes.
@@ -257,10 +293,17 @@ impl Interface {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
-        self.send_ipv4(now, src, dst, ipv4::PROTO_UDP, udp::HEADER_LEN + payload_len, |buf| {
-            fill(&mut buf[udp::HEADER_LEN..]);
-            udp::Repr { src_port, dst_port }.emit(buf, payload_len, src, dst);
-        })
+        self.send_ipv4(
+            now,
+            src,
+            dst,
+            ipv4::PROTO_UDP,
+            udp::HEADER_LEN + payload_len,
+            |buf| {
+                fill(&mut buf[udp::HEADER_LEN..]);
+                udp::Repr { src_port, dst_port }.emit(buf, payload_len, src, dst);
+            },
+        )
     }
 
     /// Routes and emits an IPv4 packet whose payload `fill` writes. Packets to
@@ -297,9 +340,21 @@ impl Interface {
         let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload_len;
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(1);
-        let ip = ipv4::Repr { src, dst, protocol, payload_len, ttl: ipv4::DEFAULT_TTL, ident };
+        let ip = ipv4::Repr {
+            src,
+            dst,
+            protocol,
+            payload_len,
+            ttl: ipv4::DEFAULT_TTL,
+            ident,
+        };
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
-            ethernet::Repr { dst: dst_mac, src: src_mac, ethertype: ethernet::ETHERTYPE_IPV4 }.emit(buf);
+            ethernet::Repr {
+                dst: dst_mac,
+                src: src_mac,
+                ethertype: ethernet::ETHERTYPE_IPV4,
+            }
+            .emit(buf);
             ip.emit(&mut buf[ethernet::HEADER_LEN..]);
             fill(&mut buf[ethernet::HEADER_LEN + ipv4::HEADER_LEN..frame_len]);
         };
@@ -336,9 +391,20 @@ impl Interface {
         if dst.is_multicast() {
             // RFC 1112 §6.4: 01:00:5e followed by the low 23 bits of the group.
             let o = dst.octets();
-            return Ok(NextHop::Mac(MacAddress([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])));
+            return Ok(NextHop::Mac(MacAddress([
+                0x01,
+                0x00,
+                0x5e,
+                o[1] & 0x7f,
+                o[2],
+                o[3],
+            ])));
         }
-        let hop = if config.cidr.contains(dst) { dst } else { config.gateway.ok_or(DropReason::NoRoute)? };
+        let hop = if config.cidr.contains(dst) {
+            dst
+        } else {
+            config.gateway.ok_or(DropReason::NoRoute)?
+        };
         Ok(match self.neighbors.lookup(now, hop) {
             Some(mac) => NextHop::Mac(mac),
             None => NextHop::Resolve(hop),

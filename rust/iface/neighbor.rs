@@ -33,8 +33,14 @@ impl Default for NeighborConfig {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Reachable { mac: MacAddress, expires_at: Instant },
-    Incomplete { requests_sent: u8, next_request: Instant },
+    Reachable {
+        mac: MacAddress,
+        expires_at: Instant,
+    },
+    Incomplete {
+        requests_sent: u8,
+        next_request: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +74,11 @@ pub enum NeighborAction {
 
 impl NeighborCache {
     pub fn new(config: NeighborConfig) -> Self {
-        NeighborCache { config, entries: Vec::new(), waiting: VecDeque::new() }
+        NeighborCache {
+            config,
+            entries: Vec::new(),
+            waiting: VecDeque::new(),
+        }
     }
 
     fn find(&self, ip: Ipv4Addr) -> Option<usize> {
@@ -94,14 +104,28 @@ impl NeighborCache {
     /// Records `ip` → `mac`. RFC 826's merge: an existing entry is always
     /// updated; a new one is made only if `create` (the packet was for us).
     /// Frames waiting for `ip` are handed to `release` with their MAC set.
-    pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: MacAddress, create: bool, mut release: impl FnMut(&[u8])) {
-        let state = State::Reachable { mac, expires_at: now + self.config.reachable_time };
+    pub fn learn(
+        &mut self,
+        now: Instant,
+        ip: Ipv4Addr,
+        mac: MacAddress,
+        create: bool,
+        mut release: impl FnMut(&[u8]),
+    ) {
+        let state = State::Reachable {
+            mac,
+            expires_at: now + self.config.reachable_time,
+        };
         match self.find(ip) {
             Some(i) => {
                 self.entries[i].state = state;
                 self.entries[i].touched = now;
             }
-            None if create => self.insert(Entry { ip, state, touched: now }),
+            None if create => self.insert(Entry {
+                ip,
+                state,
+                touched: now,
+            }),
             None => return,
         }
         let mut kept = VecDeque::with_capacity(self.waiting.len());
@@ -135,12 +159,20 @@ impl NeighborCache {
 
     /// Queues `frame` until `next_hop` resolves. Returns `Ok(true)` when an
     /// ARP request should go out now (a new resolution), `Err` when the queue is full.
-    pub fn enqueue(&mut self, now: Instant, next_hop: Ipv4Addr, frame: Vec<u8>) -> Result<bool, Vec<u8>> {
+    pub fn enqueue(
+        &mut self,
+        now: Instant,
+        next_hop: Ipv4Addr,
+        frame: Vec<u8>,
+    ) -> Result<bool, Vec<u8>> {
         if self.waiting.len() >= self.config.max_queued_frames {
             return Err(frame);
         }
         self.waiting.push_back(Waiting { next_hop, frame });
-        let incomplete = State::Incomplete { requests_sent: 1, next_request: now + self.config.retry_interval };
+        let incomplete = State::Incomplete {
+            requests_sent: 1,
+            next_request: now + self.config.retry_interval,
+        };
         match self.find(next_hop) {
             Some(i) if matches!(self.entries[i].state, State::Incomplete { .. }) => Ok(false),
             Some(i) => {
@@ -150,7 +182,11 @@ impl NeighborCache {
                 Ok(true)
             }
             None => {
-                self.insert(Entry { ip: next_hop, state: incomplete, touched: now });
+                self.insert(Entry {
+                    ip: next_hop,
+                    state: incomplete,
+                    touched: now,
+                });
                 Ok(true)
             }
         }
@@ -162,7 +198,10 @@ impl NeighborCache {
         while i < self.entries.len() {
             let e = &mut self.entries[i];
             match e.state {
-                State::Incomplete { requests_sent, next_request } if next_request <= now => {
+                State::Incomplete {
+                    requests_sent,
+                    next_request,
+                } if next_request <= now => {
                     if requests_sent >= self.config.max_requests {
                         let ip = e.ip;
                         self.entries.swap_remove(i);
@@ -178,7 +217,9 @@ impl NeighborCache {
                     act(NeighborAction::SendRequest(e.ip));
                 }
                 // Long-expired entries are removed so the table does not fill with the dead.
-                State::Reachable { expires_at, .. } if expires_at + self.config.reachable_time <= now => {
+                State::Reachable { expires_at, .. }
+                    if expires_at + self.config.reachable_time <= now =>
+                {
                     self.entries.swap_remove(i);
                     continue;
                 }
@@ -253,14 +294,22 @@ mod tests {
         }
         assert_eq!(
             actions,
-            vec![NeighborAction::SendRequest(A), NeighborAction::SendRequest(A), NeighborAction::GaveUp(A, 1)]
+            vec![
+                NeighborAction::SendRequest(A),
+                NeighborAction::SendRequest(A),
+                NeighborAction::GaveUp(A, 1)
+            ]
         );
         assert!(c.is_empty() && c.poll_at().is_none());
     }
 
     #[test]
     fn bounded() {
-        let cfg = NeighborConfig { capacity: 4, max_queued_frames: 2, ..Default::default() };
+        let cfg = NeighborConfig {
+            capacity: 4,
+            max_queued_frames: 2,
+            ..Default::default()
+        };
         let mut c = NeighborCache::new(cfg);
         for i in 0..10u8 {
             c.learn(t(i as i64), Ipv4Addr::new(10, 0, 0, i), M, true, |_| {});

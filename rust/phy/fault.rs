@@ -22,7 +22,10 @@ pub struct FaultConfig {
 impl FaultConfig {
     /// A perfect link with the given one-way latency.
     pub fn latency(delay: Duration) -> Self {
-        FaultConfig { delay, ..Default::default() }
+        FaultConfig {
+            delay,
+            ..Default::default()
+        }
     }
 }
 
@@ -45,7 +48,11 @@ pub struct FaultInjector {
 
 impl FaultInjector {
     pub fn new(config: FaultConfig, seed: u64) -> Self {
-        FaultInjector { config, rng: StdRng::seed_from_u64(seed), stats: FaultStats::default() }
+        FaultInjector {
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            stats: FaultStats::default(),
+        }
     }
     pub fn stats(&self) -> FaultStats {
         self.stats
@@ -80,7 +87,9 @@ impl FaultInjector {
             }
             let mut at = now + self.config.delay;
             if self.config.jitter > Duration::ZERO {
-                at += Duration::from_micros(self.rng.random_range(0..=self.config.jitter.total_micros()));
+                at += Duration::from_micros(
+                    self.rng.random_range(0..=self.config.jitter.total_micros()),
+                );
             }
             if self.chance(self.config.reorder) {
                 self.stats.reordered += 1;
@@ -98,7 +107,12 @@ mod tests {
 
     #[test]
     fn seeded_and_roughly_calibrated() {
-        let cfg = FaultConfig { loss: 0.1, duplicate: 0.05, corrupt: 0.05, ..Default::default() };
+        let cfg = FaultConfig {
+            loss: 0.1,
+            duplicate: 0.05,
+            corrupt: 0.05,
+            ..Default::default()
+        };
         let run = |seed| {
             let mut f = FaultInjector::new(cfg.clone(), seed);
             let mut delivered = 0;
@@ -117,8 +131,13 @@ mod tests {
 
     #[test]
     fn corruption_changes_one_bit() {
-        let cfg = FaultConfig { corrupt: 1.0, ..Default::default() };
+        let cfg = FaultConfig {
+            corrupt: 1.0,
+            ..Default::default()
+        };
         let mut f = FaultInjector::new(cfg, 1);
-        f.apply(Instant::ZERO, &[0u8; 16], |_, b| assert_eq!(b.iter().map(|x| x.count_ones()).sum::<u32>(), 1));
+        f.apply(Instant::ZERO, &[0u8; 16], |_, b| {
+            assert_eq!(b.iter().map(|x| x.count_ones()).sum::<u32>(), 1)
+        });
     }
 }

@@ -39,15 +39,30 @@ pub struct LinkEnd {
 
 /// Two connected ends; frames from each end pass through its own fault injector.
 pub fn pair(faults: FaultConfig, seed: u64) -> (LinkEnd, LinkEnd) {
-    let dir = |s| Direction { faults: FaultInjector::new(faults.clone(), s), queue: BinaryHeap::new() };
-    let wire = Rc::new(RefCell::new(Wire { dirs: [dir(seed), dir(seed ^ 0x9e37_79b9_7f4a_7c15)], seq: 0 }));
-    (LinkEnd { wire: wire.clone(), side: 0 }, LinkEnd { wire, side: 1 })
+    let dir = |s| Direction {
+        faults: FaultInjector::new(faults.clone(), s),
+        queue: BinaryHeap::new(),
+    };
+    let wire = Rc::new(RefCell::new(Wire {
+        dirs: [dir(seed), dir(seed ^ 0x9e37_79b9_7f4a_7c15)],
+        seq: 0,
+    }));
+    (
+        LinkEnd {
+            wire: wire.clone(),
+            side: 0,
+        },
+        LinkEnd { wire, side: 1 },
+    )
 }
 
 impl LinkEnd {
     /// When the next frame toward this end arrives, if any is in flight.
     pub fn next_arrival(&self) -> Option<Instant> {
-        self.wire.borrow().dirs[1 - self.side].queue.peek().map(|Reverse(f)| f.at)
+        self.wire.borrow().dirs[1 - self.side]
+            .queue
+            .peek()
+            .map(|Reverse(f)| f.at)
     }
     /// What the injector did to frames sent from this end.
     pub fn fault_stats(&self) -> FaultStats {
@@ -61,7 +76,11 @@ impl LinkEnd {
         let queue = &mut dir.queue;
         dir.faults.apply(now, frame, |at, frame| {
             *seq += 1;
-            queue.push(Reverse(InFlight { at, seq: *seq, frame }));
+            queue.push(Reverse(InFlight {
+                at,
+                seq: *seq,
+                frame,
+            }));
         });
     }
 }
@@ -102,9 +121,11 @@ mod tests {
         a.transmit(Instant::ZERO, b"two").unwrap();
         assert_eq!(b.next_arrival(), Some(Instant::from_millis(5)));
         let mut got = vec![];
-        b.receive(Instant::from_millis(4), &mut |f| got.push(f.to_vec())).unwrap();
+        b.receive(Instant::from_millis(4), &mut |f| got.push(f.to_vec()))
+            .unwrap();
         assert!(got.is_empty());
-        b.receive(Instant::from_millis(5), &mut |f| got.push(f.to_vec())).unwrap();
+        b.receive(Instant::from_millis(5), &mut |f| got.push(f.to_vec()))
+            .unwrap();
         assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(a.next_arrival(), None);
     }

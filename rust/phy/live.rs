@@ -90,7 +90,11 @@ impl LiveStack {
             return Err(io::Error::last_os_error());
         }
         let stack = Stack::new(config.stack, Instant::ZERO);
-        let mut engine = Engine { stack, device: Traced { inner: pcap, trace }, origin };
+        let mut engine = Engine {
+            stack,
+            device: Traced { inner: pcap, trace },
+            origin,
+        };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
         Ok(LiveStack {
             shared: Arc::new(Shared {
@@ -121,7 +125,9 @@ impl LiveStack {
         if driver.is_none() {
             self.shared.stop.store(false, Ordering::SeqCst);
             let shared = self.shared.clone();
-            let handle = std::thread::Builder::new().name("mipfast-driver".into()).spawn(move || drive(&shared))?;
+            let handle = std::thread::Builder::new()
+                .name("mipfast-driver".into())
+                .spawn(move || drive(&shared))?;
             *driver = Some(handle);
         }
         Ok(())
@@ -144,13 +150,24 @@ impl LiveStack {
 
     /// Handles everything pending; if nothing was, blocks until a frame, a
     /// timer or `timeout`. Returns how much was handled (0 on timeout).
-    pub fn poll(&self, timeout: Option<Duration>, interrupt: &mut dyn FnMut() -> io::Result<()>) -> io::Result<usize> {
+    pub fn poll(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<usize> {
         let start = std::time::Instant::now();
-        let left = |start: std::time::Instant| timeout.map(|t| t.total_micros().saturating_sub(start.elapsed().as_micros() as u64));
+        let left = |start: std::time::Instant| {
+            timeout.map(|t| {
+                t.total_micros()
+                    .saturating_sub(start.elapsed().as_micros() as u64)
+            })
+        };
         if self.is_driven() {
             let seen = self.shared.rounds.load(Ordering::SeqCst);
             loop {
-                let slice = left(start).map_or(INTERRUPT_SLICE, |l| Duration::from_micros(l).min(INTERRUPT_SLICE));
+                let slice = left(start).map_or(INTERRUPT_SLICE, |l| {
+                    Duration::from_micros(l).min(INTERRUPT_SLICE)
+                });
                 let guard = self.engine();
                 let _ = self.shared.progress.wait_timeout(guard, slice.into());
                 interrupt()?;
@@ -169,7 +186,10 @@ impl LiveStack {
         loop {
             let timer = self.engine().timer_wait();
             let mut wait = INTERRUPT_SLICE;
-            for bound in [timer, left(start).map(Duration::from_micros)].into_iter().flatten() {
+            for bound in [timer, left(start).map(Duration::from_micros)]
+                .into_iter()
+                .flatten()
+            {
                 wait = wait.min(bound);
             }
             match wait_readable(&[self.shared.pcap_fd, self.shared.wake_fd], Some(wait)) {
@@ -202,7 +222,10 @@ impl LiveStack {
             if ready(&self.engine().stack) {
                 return Ok(true);
             }
-            let left = timeout.map(|t| t.total_micros().saturating_sub(start.elapsed().as_micros() as u64));
+            let left = timeout.map(|t| {
+                t.total_micros()
+                    .saturating_sub(start.elapsed().as_micros() as u64)
+            });
             if left == Some(0) {
                 return Ok(false);
             }

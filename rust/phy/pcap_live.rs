@@ -30,7 +30,10 @@ impl PcapDevice {
         if !known.iter().any(|n| n == name) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("no interface named {name:?}; interfaces: {}", known.join(", ")),
+                format!(
+                    "no interface named {name:?}; interfaces: {}",
+                    known.join(", ")
+                ),
             ));
         }
         let map = |e: pcap::Error| open_error(name, e);
@@ -47,10 +50,16 @@ impl PcapDevice {
         let mut capture = capture.setnonblock().map_err(map)?;
         if let Some(filter) = bpf {
             capture.filter(filter, true).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("bad BPF filter {filter:?}: {e}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad BPF filter {filter:?}: {e}"),
+                )
             })?;
         }
-        Ok(PcapDevice { capture, name: name.to_string() })
+        Ok(PcapDevice {
+            capture,
+            name: name.to_string(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -75,7 +84,10 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
             ),
         )
     } else if lower.contains("no such device") {
-        io::Error::new(io::ErrorKind::NotFound, format!("no interface named {name:?}: {text}"))
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?}: {text}"),
+        )
     } else {
         io::Error::other(format!("cannot open {name}: {text}"))
     }
@@ -91,15 +103,23 @@ impl Device for PcapDevice {
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.capture.sendpacket(frame).map_err(|e| io::Error::other(e.to_string()))
+        self.capture
+            .sendpacket(frame)
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
 /// Sleeps until one of `fds` is readable or `timeout` passes (`None`: no limit).
 /// Returns `Ok(true)` if a descriptor is readable; `Interrupted` on a signal.
 pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<bool> {
-    let mut polls: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = match timeout {
         None => -1,
         // Round up so that a deadline 300 µs away does not become a busy loop.

@@ -19,17 +19,28 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Creates (truncates) `path`. `origin` is the engine instant that is "now" on the wall clock.
     pub fn create(path: &Path, origin: Instant) -> io::Result<Self> {
-        let err = |e: pcap::Error| io::Error::other(format!("cannot write {}: {e}", path.display()));
+        let err =
+            |e: pcap::Error| io::Error::other(format!("cannot write {}: {e}", path.display()));
         let dead = Capture::dead(Linktype::ETHERNET).map_err(err)?;
         let file = dead.savefile(path).map_err(err)?;
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
-        Ok(TraceWriter { file, epoch_micros: wall - origin.total_micros(), dirty: false })
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64;
+        Ok(TraceWriter {
+            file,
+            epoch_micros: wall - origin.total_micros(),
+            dirty: false,
+        })
     }
 
     pub fn record(&mut self, now: Instant, frame: &[u8]) {
         let t = self.epoch_micros + now.total_micros();
         let header = PacketHeader {
-            ts: libc::timeval { tv_sec: (t / 1_000_000) as libc::time_t, tv_usec: (t % 1_000_000) as libc::suseconds_t },
+            ts: libc::timeval {
+                tv_sec: (t / 1_000_000) as libc::time_t,
+                tv_usec: (t % 1_000_000) as libc::suseconds_t,
+            },
             caplen: frame.len() as u32,
             len: frame.len() as u32,
         };
@@ -41,7 +52,9 @@ impl TraceWriter {
     pub fn flush(&mut self) -> io::Result<()> {
         if self.dirty {
             self.dirty = false;
-            self.file.flush().map_err(|e| io::Error::other(e.to_string()))?;
+            self.file
+                .flush()
+                .map_err(|e| io::Error::other(e.to_string()))?;
         }
         Ok(())
     }

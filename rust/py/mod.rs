@@ -24,7 +24,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Names of the interfaces a Stack can open.
 #[pyfunction]
 fn interfaces(py: Python<'_>) -> PyResult<Vec<String>> {
-    py.detach(crate::phy::pcap_live::interfaces).map_err(errors::to_py)
+    py.detach(crate::phy::pcap_live::interfaces)
+        .map_err(errors::to_py)
 }
 
 /// Makes Rust logging pick up changed Python logger levels (levels are cached).

@@ -24,7 +24,10 @@ pub struct PyStack {
 /// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
 /// pending signal handler's exception) into an `Interrupted` error, and the
 /// Python exception is raised once the GIL is back.
-fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> io::Result<()>) -> io::Result<T> + Send) -> PyResult<T> {
+fn blocking<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&mut dyn FnMut() -> io::Result<()>) -> io::Result<T> + Send,
+) -> PyResult<T> {
     let mut pending: Option<PyErr> = None;
     let result = py.detach(|| {
         let mut interrupt = || -> io::Result<()> {
@@ -42,25 +45,38 @@ fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> io::Resu
 }
 
 fn parse_ip(what: &str, s: &str) -> PyResult<Ipv4Addr> {
-    s.parse().map_err(|_| PyValueError::new_err(format!("{what} {s:?} is not an IPv4 address")))
+    s.parse()
+        .map_err(|_| PyValueError::new_err(format!("{what} {s:?} is not an IPv4 address")))
 }
 
 fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err("timeout must be a non-negative number or None")),
-        Some(t) => Ok(Some(Duration::from_micros((t * 1e6).min(u64::MAX as f64 / 2.0) as u64))),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "timeout must be a non-negative number or None",
+        )),
+        Some(t) => Ok(Some(Duration::from_micros(
+            (t * 1e6).min(u64::MAX as f64 / 2.0) as u64,
+        ))),
     }
 }
 
 impl PyStack {
     fn live(&self) -> PyResult<Arc<LiveStack>> {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(closed)
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(closed)
     }
 
     /// Reads from the stack with the GIL released (the engine lock may be
     /// held by the driver thread while it logs through Python).
-    fn read<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&crate::stack::Stack) -> T + Send) -> PyResult<T> {
+    fn read<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&crate::stack::Stack) -> T + Send,
+    ) -> PyResult<T> {
         let live = self.live()?;
         Ok(py.detach(|| f(&live.engine().stack)))
     }
@@ -86,7 +102,9 @@ impl PyStack {
         if let Some(mac) = mac {
             interface.mac = mac.parse::<MacAddress>().map_err(value_error)?;
             if !interface.mac.is_unicast() {
-                return Err(PyValueError::new_err(format!("MAC {mac} is not a unicast address")));
+                return Err(PyValueError::new_err(format!(
+                    "MAC {mac} is not a unicast address"
+                )));
             }
         }
         let dns_servers: Vec<Ipv4Addr> = match dns {
@@ -95,7 +113,9 @@ impl PyStack {
                 Ok(one) => vec![parse_ip("DNS server", &one)?],
                 Err(_) => d
                     .extract::<Vec<String>>()
-                    .map_err(|_| PyValueError::new_err("dns must be an address string or a list of them"))?
+                    .map_err(|_| {
+                        PyValueError::new_err("dns must be an address string or a list of them")
+                    })?
                     .iter()
                     .map(|s| parse_ip("DNS server", s))
                     .collect::<PyResult<_>>()?,
@@ -105,11 +125,15 @@ impl PyStack {
             Some(ip) => {
                 let cidr: Ipv4Cidr = ip.parse().map_err(value_error)?;
                 let gateway = gateway.map(|g| parse_ip("gateway", &g)).transpose()?;
-                Addressing::Static(Ipv4Config::new(cidr, gateway, dns_servers).map_err(value_error)?)
+                Addressing::Static(
+                    Ipv4Config::new(cidr, gateway, dns_servers).map_err(value_error)?,
+                )
             }
             None => {
                 if gateway.is_some() {
-                    return Err(PyValueError::new_err("gateway needs a static ip; with DHCP the server gives it"));
+                    return Err(PyValueError::new_err(
+                        "gateway needs a static ip; with DHCP the server gives it",
+                    ));
                 }
                 Addressing::Dhcp(DhcpConfig::new(interface.mac))
             }
@@ -120,10 +144,19 @@ impl PyStack {
             bpf,
             pcap_out,
             busy_poll: Duration::from_micros(busy_poll_us),
-            stack: StackConfig { interface, addressing, seed },
+            stack: StackConfig {
+                interface,
+                addressing,
+                seed,
+            },
         };
-        let live = py.detach(|| LiveStack::open(config)).map_err(errors::to_py)?;
-        Ok(PyStack { live: RwLock::new(Some(Arc::new(live))), interface: iface })
+        let live = py
+            .detach(|| LiveStack::open(config))
+            .map_err(errors::to_py)?;
+        Ok(PyStack {
+            live: RwLock::new(Some(Arc::new(live))),
+            interface: iface,
+        })
     }
 
     /// Handle all pending frames and timers; if there were none, block until
@@ -141,7 +174,9 @@ impl PyStack {
     fn wait_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
-        let ready = blocking(py, move |interrupt| live.wait_until(t, interrupt, &|s| s.is_ready()))?;
+        let ready = blocking(py, move |interrupt| {
+            live.wait_until(t, interrupt, &|s| s.is_ready())
+        })?;
         if ready {
             Ok(())
         } else {
@@ -187,7 +222,10 @@ impl PyStack {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     #[getter]
@@ -212,7 +250,9 @@ impl PyStack {
 
     #[getter]
     fn netmask(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        self.read(py, |s| s.ipv4_config().map(|c| c.cidr.netmask().to_string()))
+        self.read(py, |s| {
+            s.ipv4_config().map(|c| c.cidr.netmask().to_string())
+        })
     }
 
     #[getter]
@@ -222,12 +262,20 @@ impl PyStack {
 
     #[getter]
     fn gateway(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        self.read(py, |s| s.ipv4_config().and_then(|c| c.gateway).map(|g| g.to_string()))
+        self.read(py, |s| {
+            s.ipv4_config()
+                .and_then(|c| c.gateway)
+                .map(|g| g.to_string())
+        })
     }
 
     #[getter]
     fn dns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.read(py, |s| s.ipv4_config().map_or(vec![], |c| c.dns_servers.iter().map(|d| d.to_string()).collect()))
+        self.read(py, |s| {
+            s.ipv4_config().map_or(vec![], |c| {
+                c.dns_servers.iter().map(|d| d.to_string()).collect()
+            })
+        })
     }
 
     /// Seconds left on the DHCP lease; None when static or not bound.

@@ -149,13 +149,19 @@ impl DhcpClient {
         let jitter = self.rng.random_range(-1_000_000i64..=1_000_000);
         let wait = (self.interval.total_micros() as i64 + jitter).max(100_000) as u64;
         self.next_transmit = now + Duration::from_micros(wait);
-        self.interval = Duration::from_micros((self.interval.total_micros() * 2).min(self.config.max_retransmit.total_micros()));
+        self.interval = Duration::from_micros(
+            (self.interval.total_micros() * 2).min(self.config.max_retransmit.total_micros()),
+        );
     }
 
     /// RFC 2131 §4.4.5: half the time left until `deadline`, at least the minimum, never past it.
     fn schedule_lease_retry(&mut self, now: Instant, deadline: Instant) {
         let half = deadline.saturating_since(now).mul_f64(0.5);
-        let wait = if half < self.config.min_lease_retry { self.config.min_lease_retry } else { half };
+        let wait = if half < self.config.min_lease_retry {
+            self.config.min_lease_retry
+        } else {
+            half
+        };
         self.next_transmit = (now + wait).min(deadline);
     }
 
@@ -173,7 +179,8 @@ impl DhcpClient {
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(lease) = &self.lease {
-            let (renew_at, rebind_at, expires_at) = (lease.renew_at, lease.rebind_at, lease.expires_at);
+            let (renew_at, rebind_at, expires_at) =
+                (lease.renew_at, lease.rebind_at, lease.expires_at);
             if now >= expires_at {
                 log::warn!("DHCP lease on {} expired", lease.config.cidr.address);
                 self.previous_address = Some(lease.config.cidr.address);
@@ -217,10 +224,18 @@ impl DhcpClient {
                 msg.ciaddr = lease.config.cidr.address;
                 let transmit = if self.phase == Phase::Renewing {
                     self.schedule_lease_retry(now, lease.rebind_at);
-                    Transmit { src: lease.config.cidr.address, dst: lease.server, message: msg }
+                    Transmit {
+                        src: lease.config.cidr.address,
+                        dst: lease.server,
+                        message: msg,
+                    }
                 } else {
                     self.schedule_lease_retry(now, lease.expires_at);
-                    Transmit { src: lease.config.cidr.address, dst: Ipv4Addr::BROADCAST, message: msg }
+                    Transmit {
+                        src: lease.config.cidr.address,
+                        dst: Ipv4Addr::BROADCAST,
+                        message: msg,
+                    }
                 };
                 actions.push(Action::Send(transmit));
             }
@@ -230,12 +245,19 @@ impl DhcpClient {
     }
 
     fn broadcast(&self, message: Repr) -> Transmit {
-        Transmit { src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::BROADCAST, message }
+        Transmit {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::BROADCAST,
+            message,
+        }
     }
 
     fn message(&self, message_type: MessageType, now: Instant) -> Repr {
         let mut m = Repr::new(Op::Request, message_type, self.xid, self.config.mac);
-        m.secs = now.saturating_since(self.started).secs().min(u16::MAX as u64) as u16;
+        m.secs = now
+            .saturating_since(self.started)
+            .secs()
+            .min(u16::MAX as u64) as u16;
         m.client_id = [&[1u8][..], &self.config.mac.0].concat();
         m.hostname = self.config.hostname.clone();
         m.parameter_request_list = REQUESTED_PARAMETERS.to_vec();
@@ -263,11 +285,17 @@ impl DhcpClient {
         match (self.phase, msg.message_type) {
             (Phase::Selecting, MessageType::Offer) => {
                 let server = msg.server_id.ok_or(Ignored)?;
-                if msg.yiaddr.is_unspecified() || msg.yiaddr.is_broadcast() || msg.yiaddr.is_multicast() {
+                if msg.yiaddr.is_unspecified()
+                    || msg.yiaddr.is_broadcast()
+                    || msg.yiaddr.is_multicast()
+                {
                     return Err(Ignored);
                 }
                 log::debug!("DHCP offer of {} from {server}", msg.yiaddr);
-                let offer = Offer { address: msg.yiaddr, server };
+                let offer = Offer {
+                    address: msg.yiaddr,
+                    server,
+                };
                 self.offer = Some(offer);
                 self.phase = Phase::Requesting;
                 // The REQUEST keeps the xid of the DISCOVER (RFC 2131 §4.4.1 table 5).
@@ -284,16 +312,24 @@ impl DhcpClient {
                 self.bind(now, msg, offer.server)
             }
             (Phase::Renewing | Phase::Rebinding, MessageType::Ack) => {
-                let server = msg.server_id.or(self.lease.as_ref().map(|l| l.server)).ok_or(Ignored)?;
+                let server = msg
+                    .server_id
+                    .or(self.lease.as_ref().map(|l| l.server))
+                    .ok_or(Ignored)?;
                 self.bind(now, msg, server)
             }
             (Phase::Requesting | Phase::Renewing | Phase::Rebinding, MessageType::Nak) => {
                 if self.phase == Phase::Requesting
-                    && msg.server_id.is_some_and(|s| Some(s) != self.offer.map(|o| o.server))
+                    && msg
+                        .server_id
+                        .is_some_and(|s| Some(s) != self.offer.map(|o| o.server))
                 {
                     return Err(Ignored);
                 }
-                log::warn!("DHCP NAK from {}", msg.server_id.map_or("server".into(), |s| s.to_string()));
+                log::warn!(
+                    "DHCP NAK from {}",
+                    msg.server_id.map_or("server".into(), |s| s.to_string())
+                );
                 let mut actions = Vec::new();
                 if let Some(lease) = self.lease.take() {
                     self.previous_address = None;
@@ -322,7 +358,8 @@ impl DhcpClient {
             }
             ok
         });
-        let config = Ipv4Config::new(cidr, gateway, msg.dns_servers.clone()).map_err(|_| Ignored)?;
+        let config =
+            Ipv4Config::new(cidr, gateway, msg.dns_servers.clone()).map_err(|_| Ignored)?;
         let lease = lease_times(now, msg, &self.config, config, server);
         self.lease = Some(lease.clone());
         self.previous_address = Some(address);
@@ -334,11 +371,27 @@ impl DhcpClient {
 
 /// RFC 2131 §4.4.5 defaults: T1 = 0.5 × lease, T2 = 0.875 × lease; server
 /// values are used when they are ordered T1 < T2 < lease. 0xffffffff is infinity.
-fn lease_times(now: Instant, msg: &Repr, cfg: &DhcpConfig, config: Ipv4Config, server: Ipv4Addr) -> Lease {
-    let secs = msg.lease_time.map(u64::from).unwrap_or(cfg.default_lease.secs());
+fn lease_times(
+    now: Instant,
+    msg: &Repr,
+    cfg: &DhcpConfig,
+    config: Ipv4Config,
+    server: Ipv4Addr,
+) -> Lease {
+    let secs = msg
+        .lease_time
+        .map(u64::from)
+        .unwrap_or(cfg.default_lease.secs());
     if msg.lease_time == Some(u32::MAX) {
         let never = Instant::from_micros(i64::MAX);
-        return Lease { config, server, duration: Duration::from_micros(u64::MAX), renew_at: never, rebind_at: never, expires_at: never };
+        return Lease {
+            config,
+            server,
+            duration: Duration::from_micros(u64::MAX),
+            renew_at: never,
+            rebind_at: never,
+            expires_at: never,
+        };
     }
     let duration = Duration::from_secs(secs);
     let mut t1 = duration.mul_f64(0.5);
@@ -350,7 +403,14 @@ fn lease_times(now: Instant, msg: &Repr, cfg: &DhcpConfig, config: Ipv4Config, s
             t2 = b;
         }
     }
-    Lease { config, server, duration, renew_at: now + t1, rebind_at: now + t2, expires_at: now + duration }
+    Lease {
+        config,
+        server,
+        duration,
+        renew_at: now + t1,
+        rebind_at: now + t2,
+        expires_at: now + duration,
+    }
 }
 
 /// The historical class mask, for servers that omit option 1.

@@ -4,25 +4,38 @@ mod common;
 use common::*;
 use mipfast::iface::{DropReason, DEFAULT_MAC};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, ipv4, MacAddress, Ipv4Addr};
+use mipfast::wire::{arp, ipv4, Ipv4Addr, MacAddress};
 
 #[test]
 fn answers_arp_requests_for_its_address_only() {
     let now = Instant::ZERO;
     let mut s = static_stack(now);
-    let req = arp_frame(arp::Operation::Request, (PEER_MAC, PEER_IP), (MacAddress::ZERO, STACK_IP), MacAddress::BROADCAST);
+    let req = arp_frame(
+        arp::Operation::Request,
+        (PEER_MAC, PEER_IP),
+        (MacAddress::ZERO, STACK_IP),
+        MacAddress::BROADCAST,
+    );
     s.process_frame(now, &req);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     match decode(&out[0]) {
         Out::Arp(r, dst) => {
             assert_eq!(r.operation, arp::Operation::Reply);
-            assert_eq!((r.sender_mac, r.sender_ip, r.target_mac, r.target_ip), (DEFAULT_MAC, STACK_IP, PEER_MAC, PEER_IP));
+            assert_eq!(
+                (r.sender_mac, r.sender_ip, r.target_mac, r.target_ip),
+                (DEFAULT_MAC, STACK_IP, PEER_MAC, PEER_IP)
+            );
             assert_eq!(dst, PEER_MAC);
         }
         o => panic!("{o:?}"),
     }
-    let other = arp_frame(arp::Operation::Request, (PEER_MAC, PEER_IP), (MacAddress::ZERO, Ipv4Addr::new(10, 77, 0, 9)), MacAddress::BROADCAST);
+    let other = arp_frame(
+        arp::Operation::Request,
+        (PEER_MAC, PEER_IP),
+        (MacAddress::ZERO, Ipv4Addr::new(10, 77, 0, 9)),
+        MacAddress::BROADCAST,
+    );
     s.process_frame(now, &other);
     assert!(drain(&mut s).is_empty());
 }
@@ -31,11 +44,17 @@ fn answers_arp_requests_for_its_address_only() {
 fn gratuitous_arp_when_configured() {
     let cidr = "10.77.0.2/24".parse().unwrap();
     let cfg = mipfast::iface::Ipv4Config::new(cidr, None, vec![]).unwrap();
-    let mut s = mipfast::stack::Stack::new(mipfast::stack::StackConfig::static_ipv4(cfg, 1), Instant::ZERO);
+    let mut s = mipfast::stack::Stack::new(
+        mipfast::stack::StackConfig::static_ipv4(cfg, 1),
+        Instant::ZERO,
+    );
     let out = drain(&mut s);
     match decode(&out[0]) {
         Out::Arp(r, dst) => {
-            assert_eq!((r.sender_ip, r.target_ip, dst), (STACK_IP, STACK_IP, MacAddress::BROADCAST));
+            assert_eq!(
+                (r.sender_ip, r.target_ip, dst),
+                (STACK_IP, STACK_IP, MacAddress::BROADCAST)
+            );
         }
         o => panic!("{o:?}"),
     }
@@ -50,26 +69,56 @@ fn echo_reply_resolves_then_uses_the_cache_and_ages_out() {
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     match decode(&out[0]) {
-        Out::Arp(r, _) => assert_eq!((r.operation, r.target_ip), (arp::Operation::Request, PEER_IP)),
+        Out::Arp(r, _) => assert_eq!(
+            (r.operation, r.target_ip),
+            (arp::Operation::Request, PEER_IP)
+        ),
         o => panic!("{o:?}"),
     }
-    let reply = arp_frame(arp::Operation::Reply, (PEER_MAC, PEER_IP), (DEFAULT_MAC, STACK_IP), DEFAULT_MAC);
+    let reply = arp_frame(
+        arp::Operation::Reply,
+        (PEER_MAC, PEER_IP),
+        (DEFAULT_MAC, STACK_IP),
+        DEFAULT_MAC,
+    );
     s.process_frame(now, &reply);
     let out = drain(&mut s);
     match decode(&out[0]) {
-        Out::Echo { reply: true, ident: 0x4242, seq: 1, data, dst_mac, dst } => {
-            assert_eq!((data.as_slice(), dst_mac, dst), (&b"ping-data"[..], PEER_MAC, PEER_IP));
+        Out::Echo {
+            reply: true,
+            ident: 0x4242,
+            seq: 1,
+            data,
+            dst_mac,
+            dst,
+        } => {
+            assert_eq!(
+                (data.as_slice(), dst_mac, dst),
+                (&b"ping-data"[..], PEER_MAC, PEER_IP)
+            );
         }
         o => panic!("{o:?}"),
     }
     // Cached: the next reply goes out at once.
     now += Duration::from_secs(30);
     s.process_frame(now, &echo_request(DEFAULT_MAC, STACK_IP, 2, b"x"));
-    assert!(matches!(decode(&drain(&mut s)[0]), Out::Echo { seq: 2, .. }));
+    assert!(matches!(
+        decode(&drain(&mut s)[0]),
+        Out::Echo { seq: 2, .. }
+    ));
     // Aged out after the reachable time: ARP again.
     now += Duration::from_secs(31);
     s.process_frame(now, &echo_request(DEFAULT_MAC, STACK_IP, 3, b"x"));
-    assert!(matches!(decode(&drain(&mut s)[0]), Out::Arp(arp::Repr { operation: arp::Operation::Request, .. }, _)));
+    assert!(matches!(
+        decode(&drain(&mut s)[0]),
+        Out::Arp(
+            arp::Repr {
+                operation: arp::Operation::Request,
+                ..
+            },
+            _
+        )
+    ));
 }
 
 #[test]
@@ -95,10 +144,18 @@ fn off_link_destinations_go_via_the_gateway() {
     let mut s = static_stack(now);
     let far = Ipv4Addr::new(192, 168, 9, 9);
     // A ping from far away arrives through the gateway's MAC; our reply must ARP for the gateway.
-    let e = mipfast::wire::icmp::Echo { reply: false, ident: 1, seq: 1, data: b"" };
+    let e = mipfast::wire::icmp::Echo {
+        reply: false,
+        ident: 1,
+        seq: 1,
+        data: b"",
+    };
     let mut p = vec![0u8; e.len()];
     e.emit(&mut p);
-    s.process_frame(now, &ipv4_frame(DEFAULT_MAC, PEER_MAC, far, STACK_IP, ipv4::PROTO_ICMP, &p));
+    s.process_frame(
+        now,
+        &ipv4_frame(DEFAULT_MAC, PEER_MAC, far, STACK_IP, ipv4::PROTO_ICMP, &p),
+    );
     match decode(&drain(&mut s)[0]) {
         Out::Arp(r, _) => assert_eq!(r.target_ip, PEER_IP),
         o => panic!("{o:?}"),
@@ -110,7 +167,10 @@ fn drops_are_counted_by_reason() {
     let now = Instant::ZERO;
     let mut s = static_stack(now);
     s.process_frame(now, &[0u8; 10]);
-    s.process_frame(now, &echo_request(MacAddress([2, 9, 9, 9, 9, 9]), STACK_IP, 1, b""));
+    s.process_frame(
+        now,
+        &echo_request(MacAddress([2, 9, 9, 9, 9, 9]), STACK_IP, 1, b""),
+    );
     let mut bad = echo_request(DEFAULT_MAC, STACK_IP, 1, b"");
     bad[14 + 10] ^= 0xff; // IPv4 header checksum
     s.process_frame(now, &bad);
@@ -123,9 +183,18 @@ fn drops_are_counted_by_reason() {
     };
     frag[24..26].copy_from_slice(&c.to_be_bytes());
     s.process_frame(now, &frag);
-    s.process_frame(now, &udp_frame(DEFAULT_MAC, PEER_MAC, (PEER_IP, 5000), (STACK_IP, 9), b"hi"));
+    s.process_frame(
+        now,
+        &udp_frame(DEFAULT_MAC, PEER_MAC, (PEER_IP, 5000), (STACK_IP, 9), b"hi"),
+    );
     let c = s.counters();
-    for r in [DropReason::EthernetTruncated, DropReason::OtherHost, DropReason::Ipv4Checksum, DropReason::Ipv4Fragment, DropReason::UdpNoListener] {
+    for r in [
+        DropReason::EthernetTruncated,
+        DropReason::OtherHost,
+        DropReason::Ipv4Checksum,
+        DropReason::Ipv4Fragment,
+        DropReason::UdpNoListener,
+    ] {
         assert_eq!(c.drops(r), 1, "{r:?}");
     }
     assert_eq!(c.frames_in, 5);

@@ -26,35 +26,82 @@ pub fn drain(stack: &mut Stack) -> Vec<Vec<u8>> {
 
 pub fn frame(dst: MacAddress, src: MacAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; ethernet::HEADER_LEN + payload.len()];
-    ethernet::Repr { dst, src, ethertype }.emit(&mut f);
+    ethernet::Repr {
+        dst,
+        src,
+        ethertype,
+    }
+    .emit(&mut f);
     f[ethernet::HEADER_LEN..].copy_from_slice(payload);
     f
 }
 
-pub fn arp_frame(op: arp::Operation, sender: (MacAddress, Ipv4Addr), target: (MacAddress, Ipv4Addr), dst: MacAddress) -> Vec<u8> {
+pub fn arp_frame(
+    op: arp::Operation,
+    sender: (MacAddress, Ipv4Addr),
+    target: (MacAddress, Ipv4Addr),
+    dst: MacAddress,
+) -> Vec<u8> {
     let mut p = [0u8; arp::PACKET_LEN];
-    arp::Repr { operation: op, sender_mac: sender.0, sender_ip: sender.1, target_mac: target.0, target_ip: target.1 }.emit(&mut p);
+    arp::Repr {
+        operation: op,
+        sender_mac: sender.0,
+        sender_ip: sender.1,
+        target_mac: target.0,
+        target_ip: target.1,
+    }
+    .emit(&mut p);
     frame(dst, sender.0, ethernet::ETHERTYPE_ARP, &p)
 }
 
-pub fn ipv4_frame(dst_mac: MacAddress, src_mac: MacAddress, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
+pub fn ipv4_frame(
+    dst_mac: MacAddress,
+    src_mac: MacAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = vec![0u8; ipv4::HEADER_LEN + payload.len()];
-    ipv4::Repr { src, dst, protocol, payload_len: payload.len(), ttl: 64, ident: 7 }.emit(&mut p);
+    ipv4::Repr {
+        src,
+        dst,
+        protocol,
+        payload_len: payload.len(),
+        ttl: 64,
+        ident: 7,
+    }
+    .emit(&mut p);
     p[ipv4::HEADER_LEN..].copy_from_slice(payload);
     frame(dst_mac, src_mac, ethernet::ETHERTYPE_IPV4, &p)
 }
 
 pub fn echo_request(dst_mac: MacAddress, dst: Ipv4Addr, seq: u16, data: &[u8]) -> Vec<u8> {
-    let e = icmp::Echo { reply: false, ident: 0x4242, seq, data };
+    let e = icmp::Echo {
+        reply: false,
+        ident: 0x4242,
+        seq,
+        data,
+    };
     let mut p = vec![0u8; e.len()];
     e.emit(&mut p);
     ipv4_frame(dst_mac, PEER_MAC, PEER_IP, dst, ipv4::PROTO_ICMP, &p)
 }
 
-pub fn udp_frame(dst_mac: MacAddress, src_mac: MacAddress, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+pub fn udp_frame(
+    dst_mac: MacAddress,
+    src_mac: MacAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = vec![0u8; udp::HEADER_LEN + payload.len()];
     p[udp::HEADER_LEN..].copy_from_slice(payload);
-    udp::Repr { src_port: src.1, dst_port: dst.1 }.emit(&mut p, payload.len(), src.0, dst.0);
+    udp::Repr {
+        src_port: src.1,
+        dst_port: dst.1,
+    }
+    .emit(&mut p, payload.len(), src.0, dst.0);
     ipv4_frame(dst_mac, src_mac, src.0, dst.0, ipv4::PROTO_UDP, &p)
 }
 
@@ -62,8 +109,19 @@ pub fn udp_frame(dst_mac: MacAddress, src_mac: MacAddress, src: (Ipv4Addr, u16),
 #[derive(Debug)]
 pub enum Out {
     Arp(arp::Repr, MacAddress),
-    Echo { reply: bool, ident: u16, seq: u16, data: Vec<u8>, dst_mac: MacAddress, dst: Ipv4Addr },
-    Dhcp { src: Ipv4Addr, dst: Ipv4Addr, msg: dhcp::Repr },
+    Echo {
+        reply: bool,
+        ident: u16,
+        seq: u16,
+        data: Vec<u8>,
+        dst_mac: MacAddress,
+        dst: Ipv4Addr,
+    },
+    Dhcp {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        msg: dhcp::Repr,
+    },
     Other,
 }
 
@@ -87,9 +145,14 @@ pub fn decode(f: &[u8]) -> Out {
                     }
                 }
                 ipv4::PROTO_UDP => {
-                    let d = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst()).expect("valid UDP checksum");
+                    let d = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst())
+                        .expect("valid UDP checksum");
                     if d.dst_port() == dhcp::SERVER_PORT {
-                        Out::Dhcp { src: ip.src(), dst: ip.dst(), msg: dhcp::Repr::parse(d.payload()).unwrap() }
+                        Out::Dhcp {
+                            src: ip.src(),
+                            dst: ip.dst(),
+                            msg: dhcp::Repr::parse(d.payload()).unwrap(),
+                        }
                     } else {
                         Out::Other
                     }

@@ -31,12 +31,24 @@ struct Server {
 
 impl Server {
     fn new(link: LinkEnd) -> Self {
-        Server { link, offer: OFFERED, lease_secs: 120, drop_discovers: 0, drop_requests: 0, ignore_unicast: false, silent: false, nak_next_request: false, seen: vec![] }
+        Server {
+            link,
+            offer: OFFERED,
+            lease_secs: 120,
+            drop_discovers: 0,
+            drop_requests: 0,
+            ignore_unicast: false,
+            silent: false,
+            nak_next_request: false,
+            seen: vec![],
+        }
     }
 
     fn poll(&mut self, now: Instant) {
         let mut frames = vec![];
-        self.link.receive(now, &mut |f| frames.push(f.to_vec())).unwrap();
+        self.link
+            .receive(now, &mut |f| frames.push(f.to_vec()))
+            .unwrap();
         for f in frames {
             self.handle(now, &f);
         }
@@ -47,7 +59,12 @@ impl Server {
         if eth.ethertype() == ethernet::ETHERTYPE_ARP {
             let a = arp::Repr::parse(eth.payload()).unwrap();
             if a.operation == arp::Operation::Request && a.target_ip == PEER_IP {
-                let reply = arp_frame(arp::Operation::Reply, (SERVER_MAC, PEER_IP), (a.sender_mac, a.sender_ip), a.sender_mac);
+                let reply = arp_frame(
+                    arp::Operation::Reply,
+                    (SERVER_MAC, PEER_IP),
+                    (a.sender_mac, a.sender_ip),
+                    a.sender_mac,
+                );
                 self.link.inject(now, &reply);
             }
             return;
@@ -55,7 +72,8 @@ impl Server {
         let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
         let d = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst()).unwrap();
         let msg = Repr::parse(d.payload()).unwrap();
-        self.seen.push((now, msg.message_type, ip.src(), ip.dst(), msg.ciaddr));
+        self.seen
+            .push((now, msg.message_type, ip.src(), ip.dst(), msg.ciaddr));
         if self.silent || (self.ignore_unicast && !ip.dst().is_broadcast()) {
             return;
         }
@@ -88,7 +106,11 @@ impl Server {
         let mut payload = vec![0u8; r.buffer_len()];
         r.emit(&mut payload);
         // Like dnsmasq: unicast to the offered address and the client's MAC.
-        let (dst_mac, dst_ip) = if reply_type == MessageType::Nak { (MacAddress::BROADCAST, Ipv4Addr::BROADCAST) } else { (msg.client_mac, self.offer) };
+        let (dst_mac, dst_ip) = if reply_type == MessageType::Nak {
+            (MacAddress::BROADCAST, Ipv4Addr::BROADCAST)
+        } else {
+            (msg.client_mac, self.offer)
+        };
         let frame = udp_frame(dst_mac, SERVER_MAC, (PEER_IP, 67), (dst_ip, 68), &payload);
         self.link.inject(now, &frame);
     }
@@ -106,7 +128,12 @@ impl Sim {
         let (dev, server_end) = pair(FaultConfig::latency(Duration::from_millis(1)), 3);
         let now = Instant::ZERO;
         let stack = Stack::new(StackConfig::dhcp(42), now);
-        Sim { now, stack, dev, server: Server::new(server_end) }
+        Sim {
+            now,
+            stack,
+            dev,
+            server: Server::new(server_end),
+        }
     }
 
     /// Runs events in time order until `until`.
@@ -114,10 +141,14 @@ impl Sim {
         loop {
             self.stack.poll(self.now, &mut self.dev).unwrap();
             self.server.poll(self.now);
-            let next = [self.stack.poll_at(), self.dev.next_arrival(), self.server.link.next_arrival()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.stack.poll_at(),
+                self.dev.next_arrival(),
+                self.server.link.next_arrival(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             match next {
                 Some(t) if t <= until => self.now = t.max(self.now),
                 _ => {
@@ -148,13 +179,22 @@ fn discover_offer_request_ack_at_once() {
     sim.run_until(secs(0.05));
     assert_eq!(sim.ip(), Some(OFFERED));
     let c = sim.stack.ipv4_config().unwrap();
-    assert_eq!((c.cidr.prefix_len, c.gateway, c.dns_servers.clone()), (24, Some(PEER_IP), vec![PEER_IP]));
-    assert_eq!(sim.types(), vec![MessageType::Discover, MessageType::Request]);
+    assert_eq!(
+        (c.cidr.prefix_len, c.gateway, c.dns_servers.clone()),
+        (24, Some(PEER_IP), vec![PEER_IP])
+    );
+    assert_eq!(
+        sim.types(),
+        vec![MessageType::Discover, MessageType::Request]
+    );
     // The DISCOVER went out right at start.
     assert_eq!(sim.server.seen[0].0, secs(0.001));
     assert_eq!(sim.server.seen[0].2, Ipv4Addr::UNSPECIFIED);
     let lease = sim.stack.dhcp_lease().unwrap();
-    assert_eq!(lease.renew_at, sim.server.seen[1].0 + Duration::from_millis(1) + Duration::from_secs(60));
+    assert_eq!(
+        lease.renew_at,
+        sim.server.seen[1].0 + Duration::from_millis(1) + Duration::from_secs(60)
+    );
 }
 
 #[test]
@@ -164,8 +204,22 @@ fn lost_messages_are_retransmitted_with_backoff() {
     sim.server.drop_requests = 1;
     sim.run_until(secs(60.0));
     assert_eq!(sim.ip(), Some(OFFERED));
-    let t: Vec<f64> = sim.server.seen.iter().map(|s| s.0.total_micros() as f64 / 1e6).collect();
-    assert_eq!(sim.types(), vec![MessageType::Discover, MessageType::Discover, MessageType::Discover, MessageType::Request, MessageType::Request]);
+    let t: Vec<f64> = sim
+        .server
+        .seen
+        .iter()
+        .map(|s| s.0.total_micros() as f64 / 1e6)
+        .collect();
+    assert_eq!(
+        sim.types(),
+        vec![
+            MessageType::Discover,
+            MessageType::Discover,
+            MessageType::Discover,
+            MessageType::Request,
+            MessageType::Request
+        ]
+    );
     // RFC 2131 §4.1: about 4 s, then about 8 s, each ±1 s.
     let gap1 = t[1] - t[0];
     let gap2 = t[2] - t[1];
@@ -179,7 +233,15 @@ fn nak_while_requesting_restarts_discovery() {
     let mut sim = Sim::new();
     sim.server.nak_next_request = true;
     sim.run_until(secs(1.0));
-    assert_eq!(sim.types(), vec![MessageType::Discover, MessageType::Request, MessageType::Discover, MessageType::Request]);
+    assert_eq!(
+        sim.types(),
+        vec![
+            MessageType::Discover,
+            MessageType::Request,
+            MessageType::Discover,
+            MessageType::Request
+        ]
+    );
     assert_eq!(sim.ip(), Some(OFFERED));
 }
 
@@ -190,12 +252,22 @@ fn renews_by_unicast_at_t1() {
     assert_eq!(sim.server.seen.len(), 2);
     sim.run_until(secs(61.0));
     let renew = sim.server.seen[2];
-    assert_eq!((renew.1, renew.2, renew.3, renew.4), (MessageType::Request, OFFERED, PEER_IP, OFFERED));
-    assert_eq!(sim.stack.dhcp_lease().unwrap().expires_at.total_micros() / 1_000_000, 180);
+    assert_eq!(
+        (renew.1, renew.2, renew.3, renew.4),
+        (MessageType::Request, OFFERED, PEER_IP, OFFERED)
+    );
+    assert_eq!(
+        sim.stack.dhcp_lease().unwrap().expires_at.total_micros() / 1_000_000,
+        180
+    );
     // Still bound all the way through the next lease.
     sim.run_until(secs(110.0));
     assert_eq!(sim.ip(), Some(OFFERED));
-    assert_eq!(sim.stack.config_generation(), 1, "a renewal is not an address change");
+    assert_eq!(
+        sim.stack.config_generation(),
+        1,
+        "a renewal is not an address change"
+    );
 }
 
 #[test]
@@ -205,10 +277,16 @@ fn rebinds_by_broadcast_at_t2_when_the_server_ignores_renewals() {
     sim.server.ignore_unicast = true;
     sim.run_until(secs(106.0));
     let last = *sim.server.seen.last().unwrap();
-    assert_eq!((last.1, last.2, last.3, last.4), (MessageType::Request, OFFERED, Ipv4Addr::BROADCAST, OFFERED));
+    assert_eq!(
+        (last.1, last.2, last.3, last.4),
+        (MessageType::Request, OFFERED, Ipv4Addr::BROADCAST, OFFERED)
+    );
     assert!((105.0..106.0).contains(&(last.0.total_micros() as f64 / 1e6)));
     assert_eq!(sim.ip(), Some(OFFERED));
-    assert_eq!(sim.stack.dhcp_lease().unwrap().expires_at.total_micros() / 1_000_000, 225);
+    assert_eq!(
+        sim.stack.dhcp_lease().unwrap().expires_at.total_micros() / 1_000_000,
+        225
+    );
 }
 
 #[test]
@@ -236,22 +314,45 @@ fn nak_while_renewing_removes_the_address() {
     sim.server.nak_next_request = true;
     sim.server.offer = Ipv4Addr::new(10, 77, 0, 150);
     sim.run_until(secs(60.5));
-    assert_eq!(sim.ip(), Some(Ipv4Addr::new(10, 77, 0, 150)), "NAK, then a fresh lease on the new address");
+    assert_eq!(
+        sim.ip(),
+        Some(Ipv4Addr::new(10, 77, 0, 150)),
+        "NAK, then a fresh lease on the new address"
+    );
     assert!(sim.stack.config_generation() >= 3);
 }
 
 #[test]
 fn replies_for_others_are_ignored_and_counted() {
     let mut sim = Sim::new();
-    let mut r = Repr::new(Op::Reply, MessageType::Offer, 1234, MacAddress([2, 1, 1, 1, 1, 1]));
+    let mut r = Repr::new(
+        Op::Reply,
+        MessageType::Offer,
+        1234,
+        MacAddress([2, 1, 1, 1, 1, 1]),
+    );
     r.yiaddr = OFFERED;
     r.server_id = Some(PEER_IP);
     let mut payload = vec![0u8; r.buffer_len()];
     r.emit(&mut payload);
-    sim.server.link.inject(sim.now, &udp_frame(MacAddress::BROADCAST, SERVER_MAC, (PEER_IP, 67), (Ipv4Addr::BROADCAST, 68), &payload));
+    sim.server.link.inject(
+        sim.now,
+        &udp_frame(
+            MacAddress::BROADCAST,
+            SERVER_MAC,
+            (PEER_IP, 67),
+            (Ipv4Addr::BROADCAST, 68),
+            &payload,
+        ),
+    );
     sim.server.silent = true;
     sim.run_until(secs(0.5));
     assert_eq!(sim.ip(), None);
-    assert_eq!(sim.stack.counters().drops(mipfast::iface::DropReason::DhcpIgnored), 1);
+    assert_eq!(
+        sim.stack
+            .counters()
+            .drops(mipfast::iface::DropReason::DhcpIgnored),
+        1
+    );
     let _ = Phase::Selecting;
 }

@@ -18,14 +18,45 @@ fn templates() -> Vec<Vec<u8>> {
     dhcp.dns_servers = vec![PEER_IP];
     let mut payload = vec![0u8; dhcp.buffer_len()];
     dhcp.emit(&mut payload);
-    let mut with_options = ipv4_frame(DEFAULT_MAC, PEER_MAC, PEER_IP, STACK_IP, ipv4::PROTO_ICMP, &[8, 0, 0, 0, 0, 0, 0, 0]);
+    let mut with_options = ipv4_frame(
+        DEFAULT_MAC,
+        PEER_MAC,
+        PEER_IP,
+        STACK_IP,
+        ipv4::PROTO_ICMP,
+        &[8, 0, 0, 0, 0, 0, 0, 0],
+    );
     with_options[14] = 0x4f; // claims 60 bytes of header
     vec![
         echo_request(DEFAULT_MAC, STACK_IP, 1, &[0xab; 56]),
-        arp_frame(arp::Operation::Request, (PEER_MAC, PEER_IP), (MacAddress::ZERO, STACK_IP), MacAddress::BROADCAST),
-        udp_frame(DEFAULT_MAC, PEER_MAC, (PEER_IP, 67), (Ipv4Addr::BROADCAST, 68), &payload),
-        udp_frame(DEFAULT_MAC, PEER_MAC, (PEER_IP, 1234), (STACK_IP, 53), b"query"),
-        ipv4_frame(DEFAULT_MAC, PEER_MAC, PEER_IP, STACK_IP, ipv4::PROTO_TCP, &[0u8; 20]),
+        arp_frame(
+            arp::Operation::Request,
+            (PEER_MAC, PEER_IP),
+            (MacAddress::ZERO, STACK_IP),
+            MacAddress::BROADCAST,
+        ),
+        udp_frame(
+            DEFAULT_MAC,
+            PEER_MAC,
+            (PEER_IP, 67),
+            (Ipv4Addr::BROADCAST, 68),
+            &payload,
+        ),
+        udp_frame(
+            DEFAULT_MAC,
+            PEER_MAC,
+            (PEER_IP, 1234),
+            (STACK_IP, 53),
+            b"query",
+        ),
+        ipv4_frame(
+            DEFAULT_MAC,
+            PEER_MAC,
+            PEER_IP,
+            STACK_IP,
+            ipv4::PROTO_TCP,
+            &[0u8; 20],
+        ),
         with_options,
     ]
 }
@@ -80,17 +111,41 @@ fn hammer(stack: &mut Stack, seed: u64, count: usize) {
 
 #[test]
 fn hundred_thousand_bad_frames_then_a_good_ping() {
-    let count: usize = std::env::var("MIPFAST_FUZZ_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let count: usize = std::env::var("MIPFAST_FUZZ_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let mut stack = static_stack(Instant::ZERO);
     hammer(&mut stack, 1, count);
     assert!(stack.counters().frames_in >= count as u64);
     assert!(stack.counters().total_drops() > 0);
     let now = Instant::from_secs(100_000);
-    stack.process_frame(now, &arp_frame(arp::Operation::Request, (PEER_MAC, PEER_IP), (MacAddress::ZERO, STACK_IP), MacAddress::BROADCAST));
+    stack.process_frame(
+        now,
+        &arp_frame(
+            arp::Operation::Request,
+            (PEER_MAC, PEER_IP),
+            (MacAddress::ZERO, STACK_IP),
+            MacAddress::BROADCAST,
+        ),
+    );
     drain(&mut stack);
-    stack.process_frame(now, &echo_request(DEFAULT_MAC, STACK_IP, 77, b"still alive"));
+    stack.process_frame(
+        now,
+        &echo_request(DEFAULT_MAC, STACK_IP, 77, b"still alive"),
+    );
     let out = drain(&mut stack);
-    assert!(out.iter().any(|f| matches!(decode(f), Out::Echo { reply: true, seq: 77, .. })), "no echo reply after fuzzing");
+    assert!(
+        out.iter().any(|f| matches!(
+            decode(f),
+            Out::Echo {
+                reply: true,
+                seq: 77,
+                ..
+            }
+        )),
+        "no echo reply after fuzzing"
+    );
 }
 
 #[test]

@@ -29,8 +29,14 @@ const OPT_CLIENT_ID: u8 = 61;
 const OPT_END: u8 = 255;
 
 /// The parameters a client asks for in option 55.
-pub const REQUESTED_PARAMETERS: [u8; 6] =
-    [OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS, OPT_LEASE_TIME, OPT_RENEWAL_TIME, OPT_REBINDING_TIME];
+pub const REQUESTED_PARAMETERS: [u8; 6] = [
+    OPT_SUBNET_MASK,
+    OPT_ROUTER,
+    OPT_DNS,
+    OPT_LEASE_TIME,
+    OPT_RENEWAL_TIME,
+    OPT_REBINDING_TIME,
+];
 
 /// Option 53 (RFC 2132 §9.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +159,12 @@ impl Repr {
         if buf[1] != 1 || buf[2] != 6 {
             return Err(Error::Unsupported); // not Ethernet
         }
-        let mut repr = Repr::new(op, MessageType::Discover, be32(buf, 4), MacAddress::from_bytes(&buf[28..34]));
+        let mut repr = Repr::new(
+            op,
+            MessageType::Discover,
+            be32(buf, 4),
+            MacAddress::from_bytes(&buf[28..34]),
+        );
         repr.secs = be16(buf, 8);
         repr.broadcast = be16(buf, 10) & 0x8000 != 0;
         repr.ciaddr = ipv4_at(buf, 12);
@@ -163,10 +174,8 @@ impl Repr {
 
         let mut message_type = None;
         let mut rest = &buf[240..];
-        loop {
-            let Some((&code, tail)) = rest.split_first() else {
-                break; // RFC 2131 requires an END option, but be liberal in what we accept
-            };
+        // RFC 2131 requires an END option; a message without one is accepted.
+        while let Some((&code, tail)) = rest.split_first() {
             if code == OPT_END {
                 break;
             }
@@ -184,7 +193,9 @@ impl Repr {
             match code {
                 OPT_MESSAGE_TYPE => message_type = Some(MessageType::from_u8(*single(data)?)?),
                 OPT_SUBNET_MASK => repr.subnet_mask = Some(address(data)?),
-                OPT_ROUTER => repr.router = Some(address_list(data)?.next().ok_or(Error::Malformed)?),
+                OPT_ROUTER => {
+                    repr.router = Some(address_list(data)?.next().ok_or(Error::Malformed)?)
+                }
                 OPT_DNS => repr.dns_servers = address_list(data)?.take(MAX_DNS_SERVERS).collect(),
                 OPT_HOSTNAME => repr.hostname = Some(String::from_utf8_lossy(data).into_owned()),
                 OPT_REQUESTED_IP => repr.requested_ip = Some(address(data)?),
@@ -208,11 +219,17 @@ impl Repr {
         len += opt(self.subnet_mask.is_some(), 4);
         len += opt(self.router.is_some(), 4);
         len += opt(!self.dns_servers.is_empty(), 4 * self.dns_servers.len());
-        len += opt(self.hostname.is_some(), self.hostname.as_ref().map_or(0, |h| h.len().min(255)));
+        len += opt(
+            self.hostname.is_some(),
+            self.hostname.as_ref().map_or(0, |h| h.len().min(255)),
+        );
         len += opt(self.requested_ip.is_some(), 4);
         len += opt(self.lease_time.is_some(), 4);
         len += opt(self.server_id.is_some(), 4);
-        len += opt(!self.parameter_request_list.is_empty(), self.parameter_request_list.len().min(255));
+        len += opt(
+            !self.parameter_request_list.is_empty(),
+            self.parameter_request_list.len().min(255),
+        );
         len += opt(self.renewal_time.is_some(), 4);
         len += opt(self.rebinding_time.is_some(), 4);
         len += opt(!self.client_id.is_empty(), self.client_id.len().min(255));
@@ -331,7 +348,12 @@ mod tests {
     use super::*;
 
     fn ack() -> Repr {
-        let mut r = Repr::new(Op::Reply, MessageType::Ack, 0xdeadbeef, MacAddress([2, 0, 1, 2, 3, 0x77]));
+        let mut r = Repr::new(
+            Op::Reply,
+            MessageType::Ack,
+            0xdeadbeef,
+            MacAddress([2, 0, 1, 2, 3, 0x77]),
+        );
         r.yiaddr = Ipv4Addr::new(10, 77, 0, 100);
         r.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
         r.router = Some(Ipv4Addr::new(10, 77, 0, 1));
@@ -360,13 +382,21 @@ mod tests {
 
     #[test]
     fn pads_are_skipped_and_end_is_optional() {
-        let r = Repr::new(Op::Request, MessageType::Discover, 1, MacAddress([2, 0, 0, 0, 0, 1]));
+        let r = Repr::new(
+            Op::Request,
+            MessageType::Discover,
+            1,
+            MacAddress([2, 0, 0, 0, 0, 1]),
+        );
         let mut buf = vec![0u8; r.buffer_len()];
         r.emit(&mut buf);
         // Insert pads before the message type and drop the END.
         let mut padded = buf[..240].to_vec();
         padded.extend_from_slice(&[0, 0, 53, 1, 1]);
-        assert_eq!(Repr::parse(&padded).unwrap().message_type, MessageType::Discover);
+        assert_eq!(
+            Repr::parse(&padded).unwrap().message_type,
+            MessageType::Discover
+        );
     }
 
     #[test]

@@ -59,16 +59,26 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let repr = Repr { dst: MacAddress::BROADCAST, src: MacAddress([2, 0, 1, 2, 3, 0x77]), ethertype: ETHERTYPE_ARP };
+        let repr = Repr {
+            dst: MacAddress::BROADCAST,
+            src: MacAddress([2, 0, 1, 2, 3, 0x77]),
+            ethertype: ETHERTYPE_ARP,
+        };
         let mut buf = [0u8; 20];
         repr.emit(&mut buf);
         let f = Frame::new_checked(&buf).unwrap();
-        assert_eq!((f.dst(), f.src(), f.ethertype()), (repr.dst, repr.src, repr.ethertype));
+        assert_eq!(
+            (f.dst(), f.src(), f.ethertype()),
+            (repr.dst, repr.src, repr.ethertype)
+        );
         assert_eq!(f.payload().len(), 6);
     }
 
     #[test]
     fn truncated() {
-        assert_eq!(Frame::new_checked(&[0u8; 13]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Frame::new_checked(&[0u8; 13]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

@@ -64,7 +64,11 @@ impl Echo<'_> {
     }
     /// Writes the message, checksum included, into the first [`Echo::len`] bytes of `buf`.
     pub fn emit(&self, buf: &mut [u8]) {
-        buf[0] = if self.reply { TYPE_ECHO_REPLY } else { TYPE_ECHO_REQUEST };
+        buf[0] = if self.reply {
+            TYPE_ECHO_REPLY
+        } else {
+            TYPE_ECHO_REQUEST
+        };
         buf[1] = 0;
         buf[2..4].copy_from_slice(&[0, 0]);
         buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
@@ -81,19 +85,36 @@ mod tests {
 
     #[test]
     fn echo_round_trip() {
-        let echo = Echo { reply: false, ident: 7, seq: 9, data: b"hello" };
+        let echo = Echo {
+            reply: false,
+            ident: 7,
+            seq: 9,
+            data: b"hello",
+        };
         let mut buf = [0u8; 13];
         echo.emit(&mut buf);
         let p = Packet::new_checked(&buf).unwrap();
-        assert_eq!((p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()), (TYPE_ECHO_REQUEST, 0, 7, 9));
+        assert_eq!(
+            (p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()),
+            (TYPE_ECHO_REQUEST, 0, 7, 9)
+        );
         assert_eq!(p.data(), b"hello");
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(Packet::new_checked(&[8, 0, 0]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Packet::new_checked(&[8, 0, 0]).unwrap_err(),
+            Error::Truncated
+        );
         let mut buf = [0u8; 12];
-        Echo { reply: true, ident: 1, seq: 2, data: b"abcd" }.emit(&mut buf);
+        Echo {
+            reply: true,
+            ident: 1,
+            seq: 2,
+            data: b"abcd",
+        }
+        .emit(&mut buf);
         buf[11] ^= 0xff;
         assert_eq!(Packet::new_checked(&buf).unwrap_err(), Error::Checksum);
     }

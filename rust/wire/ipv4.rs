@@ -34,7 +34,9 @@ impl<'a> Packet<'a> {
         if buf.len() < total_len {
             return Err(Error::Truncated);
         }
-        Ok(Packet { buf: &buf[..total_len] })
+        Ok(Packet {
+            buf: &buf[..total_len],
+        })
     }
     pub fn header_len(&self) -> usize {
         ((self.buf[0] & 0x0f) as usize) * 4
@@ -139,7 +141,10 @@ mod tests {
         buf[20..24].copy_from_slice(b"abcd");
         let p = Packet::new_checked(&buf).unwrap();
         assert!(p.verify_checksum());
-        assert_eq!((p.src(), p.dst(), p.protocol(), p.ttl(), p.ident()), (sample().src, sample().dst, 17, 64, 0x1234));
+        assert_eq!(
+            (p.src(), p.dst(), p.protocol(), p.ttl(), p.ident()),
+            (sample().src, sample().dst, 17, 64, 0x1234)
+        );
         assert_eq!(p.payload(), b"abcd");
         assert!(!p.is_fragment());
     }
@@ -166,17 +171,29 @@ mod tests {
     fn rejects_bad_input() {
         let mut buf = [0u8; 24];
         sample().emit(&mut buf);
-        assert_eq!(Packet::new_checked(&buf[..19]).unwrap_err(), Error::Truncated);
-        assert_eq!(Packet::new_checked(&buf[..23]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Packet::new_checked(&buf[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Packet::new_checked(&buf[..23]).unwrap_err(),
+            Error::Truncated
+        );
         let mut v6 = buf;
         v6[0] = 0x65;
         assert_eq!(Packet::new_checked(&v6).unwrap_err(), Error::Malformed);
         let mut short_ihl = buf;
         short_ihl[0] = 0x44;
-        assert_eq!(Packet::new_checked(&short_ihl).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Packet::new_checked(&short_ihl).unwrap_err(),
+            Error::Malformed
+        );
         let mut bad_total = buf;
         bad_total[2..4].copy_from_slice(&10u16.to_be_bytes());
-        assert_eq!(Packet::new_checked(&bad_total).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Packet::new_checked(&bad_total).unwrap_err(),
+            Error::Malformed
+        );
         let mut corrupt = buf;
         corrupt[8] ^= 1;
         assert!(!Packet::new_checked(&corrupt).unwrap().verify_checksum());

@@ -30,7 +30,11 @@ impl MacAddress {
 impl fmt::Display for MacAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -46,7 +50,11 @@ pub struct ParseMacError(pub String);
 
 impl fmt::Display for ParseMacError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid MAC address {:?}: expected six hex octets like 02:00:01:02:03:77", self.0)
+        write!(
+            f,
+            "invalid MAC address {:?}: expected six hex octets like 02:00:01:02:03:77",
+            self.0
+        )
     }
 }
 
@@ -81,7 +89,13 @@ mod tests {
         assert_eq!(m.to_string(), "02:00:01:02:03:77");
         assert!(m.is_unicast());
         assert_eq!("02-00-01-02-03-77".parse::<MacAddress>().unwrap(), m);
-        for bad in ["", "02:00:01:02:03", "02:00:01:02:03:777", "zz:00:01:02:03:77", "02:00:01:02:03:77:00"] {
+        for bad in [
+            "",
+            "02:00:01:02:03",
+            "02:00:01:02:03:777",
+            "zz:00:01:02:03:77",
+            "02:00:01:02:03:77:00",
+        ] {
             assert!(bad.parse::<MacAddress>().is_err(), "{bad}");
         }
         assert!(MacAddress::BROADCAST.is_multicast());

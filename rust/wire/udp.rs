@@ -81,7 +81,11 @@ mod tests {
     fn sample() -> [u8; 13] {
         let mut buf = [0u8; 13];
         buf[8..].copy_from_slice(b"hello");
-        Repr { src_port: 68, dst_port: 67 }.emit(&mut buf, 5, A, B);
+        Repr {
+            src_port: 68,
+            dst_port: 67,
+        }
+        .emit(&mut buf, 5, A, B);
         buf
     }
 
@@ -89,22 +93,40 @@ mod tests {
     fn round_trip() {
         let buf = sample();
         let d = Datagram::new_checked(&buf, A, B).unwrap();
-        assert_eq!((d.src_port(), d.dst_port(), d.payload()), (68, 67, &b"hello"[..]));
+        assert_eq!(
+            (d.src_port(), d.dst_port(), d.payload()),
+            (68, 67, &b"hello"[..])
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
         let buf = sample();
-        assert_eq!(Datagram::new_checked(&buf[..7], A, B).unwrap_err(), Error::Truncated);
-        assert_eq!(Datagram::new_checked(&buf[..12], A, B).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Datagram::new_checked(&buf[..7], A, B).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Datagram::new_checked(&buf[..12], A, B).unwrap_err(),
+            Error::Truncated
+        );
         // Wrong pseudo-header: the datagram was meant for someone else.
-        assert_eq!(Datagram::new_checked(&buf, A, A).unwrap_err(), Error::Checksum);
+        assert_eq!(
+            Datagram::new_checked(&buf, A, A).unwrap_err(),
+            Error::Checksum
+        );
         let mut short = buf;
         short[4..6].copy_from_slice(&3u16.to_be_bytes());
-        assert_eq!(Datagram::new_checked(&short, A, B).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Datagram::new_checked(&short, A, B).unwrap_err(),
+            Error::Malformed
+        );
         let mut unchecked = buf;
         unchecked[6..8].copy_from_slice(&[0, 0]);
         unchecked[12] = b'!';
-        assert_eq!(Datagram::new_checked(&unchecked, A, B).unwrap().payload(), b"hell!");
+        assert_eq!(
+            Datagram::new_checked(&unchecked, A, B).unwrap().payload(),
+            b"hell!"
+        );
     }
 }
