@@ -6,7 +6,9 @@ import ipaddress
 import logging
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -141,3 +143,37 @@ def test_garbage_from_the_kernel_side_is_counted_and_ping_still_works(lab):
         assert dropped >= 1500
         received, out = ping(lab, "10.77.0.40", 5)
         assert received == 5, out
+
+
+def test_bpf_filter_applies_and_a_bad_one_is_a_value_error(lab):
+    with pytest.raises(ValueError, match="BPF"):
+        mipfast.Stack(lab.iface, ip="10.77.0.60/24", bpf="this is (not a filter")
+    # Without UDP the DHCP server is never heard: no lease, a clear TimeoutError.
+    with mipfast.Stack(lab.iface, bpf="not udp") as stack:
+        t = time.monotonic()
+        with pytest.raises(TimeoutError, match="no address"):
+            stack.wait_ready(timeout=0.5)
+        assert 0.4 < time.monotonic() - t < 3
+        assert stack.ip is None and not stack.ready
+    with mipfast.Stack(lab.iface, ip="10.77.0.61/24", bpf="arp or icmp") as stack:
+        received, out = ping(lab, "10.77.0.61", 3)
+        assert received == 3, out
+
+
+def test_ctrl_c_interrupts_a_blocking_poll(lab):
+    code = (
+        "import mipfast, sys\n"
+        f"stack = mipfast.Stack({lab.iface!r}, ip='10.77.0.62/24')\n"
+        "print('polling', flush=True)\n"
+        "try:\n"
+        "    stack.poll()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "polling"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=10)[0]
+    assert proc.returncode == 3 and "interrupted" in out

@@ -54,10 +54,15 @@ impl Server {
         }
     }
 
+    /// Frames the link corrupted are dropped, as a real server would.
     fn handle(&mut self, now: Instant, f: &[u8]) {
-        let eth = ethernet::Frame::new_checked(f).unwrap();
+        let Ok(eth) = ethernet::Frame::new_checked(f) else {
+            return;
+        };
         if eth.ethertype() == ethernet::ETHERTYPE_ARP {
-            let a = arp::Repr::parse(eth.payload()).unwrap();
+            let Ok(a) = arp::Repr::parse(eth.payload()) else {
+                return;
+            };
             if a.operation == arp::Operation::Request && a.target_ip == PEER_IP {
                 let reply = arp_frame(
                     arp::Operation::Reply,
@@ -69,9 +74,18 @@ impl Server {
             }
             return;
         }
-        let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
-        let d = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst()).unwrap();
-        let msg = Repr::parse(d.payload()).unwrap();
+        let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
+            return;
+        };
+        if !ip.verify_checksum() {
+            return;
+        }
+        let Ok(d) = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst()) else {
+            return;
+        };
+        let Ok(msg) = Repr::parse(d.payload()) else {
+            return;
+        };
         self.seen
             .push((now, msg.message_type, ip.src(), ip.dst(), msg.ciaddr));
         if self.silent || (self.ignore_unicast && !ip.dst().is_broadcast()) {
@@ -355,4 +369,39 @@ fn replies_for_others_are_ignored_and_counted() {
         1
     );
     let _ = Phase::Selecting;
+}
+
+#[test]
+fn lease_obtained_over_a_lossy_reordering_link() {
+    // Faults in both directions from the link's own injector, over many seeds.
+    for seed in 0..50 {
+        let faults = mipfast::phy::fault::FaultConfig {
+            loss: 0.3,
+            duplicate: 0.1,
+            corrupt: 0.05,
+            reorder: 0.2,
+            reorder_delay: Duration::from_millis(30),
+            delay: Duration::from_millis(1),
+            jitter: Duration::from_millis(2),
+        };
+        let (dev, server_end) = pair(faults, seed);
+        let stack = Stack::new(StackConfig::dhcp(seed), Instant::ZERO);
+        let mut server = Server::new(server_end);
+        server.lease_secs = 3600;
+        let mut sim = Sim {
+            now: Instant::ZERO,
+            stack,
+            dev,
+            server,
+        };
+        // Backoff reaches 64 s; 30 % loss each way may need a few rounds.
+        sim.run_until(secs(600.0));
+        assert_eq!(
+            sim.ip(),
+            Some(OFFERED),
+            "seed {seed}: {:?} {:?}",
+            sim.server.seen,
+            sim.stack.counters()
+        );
+    }
 }
