@@ -60,7 +60,7 @@ impl Stack {
             config_generation: 0,
         };
         match config.addressing {
-            Addressing::Static(ip) => stack.configure(now, Some(ip), "static"),
+            Addressing::Static(ip) => stack.configure(Some(ip), "static"),
             Addressing::Dhcp(mut dhcp) => {
                 dhcp.mac = stack.iface.mac();
                 stack.dhcp = Some(DhcpClient::new(dhcp, config.seed, now));
@@ -84,11 +84,14 @@ impl Stack {
     pub fn config_generation(&self) -> u64 {
         self.config_generation
     }
+    pub fn dhcp_phase(&self) -> Option<dhcp::Phase> {
+        self.dhcp.as_ref().map(|d| d.phase())
+    }
     pub fn dhcp_lease(&self) -> Option<&Lease> {
         self.dhcp.as_ref().and_then(|d| d.lease())
     }
 
-    fn configure(&mut self, now: Instant, config: Option<Ipv4Config>, lease: &str) {
+    fn configure(&mut self, config: Option<Ipv4Config>, lease: &str) {
         let changed = self.iface.ipv4_config().map(|c| c.cidr) != config.as_ref().map(|c| c.cidr)
             || self.iface.ipv4_config().map(|c| c.gateway) != config.as_ref().map(|c| c.gateway);
         match &config {
@@ -102,7 +105,7 @@ impl Stack {
         }
         if changed {
             self.config_generation += 1;
-            self.iface.set_ipv4_config(now, config);
+            self.iface.set_ipv4_config(config);
         } else if let Some(c) = config {
             // Same address: keep ARP state, refresh DNS servers.
             self.iface.set_ipv4_config_quiet(c);
@@ -142,9 +145,9 @@ impl Stack {
                     } else {
                         format!("{secs} sec")
                     };
-                    self.configure(now, Some(lease.config), &label)
+                    self.configure(Some(lease.config), &label)
                 }
-                Action::Deconfigure => self.configure(now, None, ""),
+                Action::Deconfigure => self.configure(None, ""),
             }
         }
     }

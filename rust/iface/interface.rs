@@ -91,11 +91,10 @@ impl Interface {
 
     /// Installs or removes the IPv4 configuration. A new address is announced
     /// with a gratuitous ARP (RFC 5227 §3) so that peers update stale caches.
-    pub fn set_ipv4_config(&mut self, now: Instant, config: Option<Ipv4Config>) {
+    pub fn set_ipv4_config(&mut self, config: Option<Ipv4Config>) {
         let announce = config.as_ref().map(|c| c.cidr.address);
         self.config = config;
         if let Some(ip) = announce {
-            let _ = now;
             self.send_arp(
                 arp::Repr {
                     operation: arp::Operation::Request,
@@ -127,7 +126,7 @@ impl Interface {
                 self.process_arp(now, eth.payload());
                 None
             }
-            ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.src(), eth.payload()),
+            ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload()),
             _ => self.dropped(DropReason::UnknownEthertype),
         }
     }
@@ -205,12 +204,7 @@ impl Interface {
         );
     }
 
-    fn process_ipv4<'a>(
-        &mut self,
-        now: Instant,
-        src_mac: MacAddress,
-        payload: &'a [u8],
-    ) -> Option<UdpDelivery<'a>> {
+    fn process_ipv4<'a>(&mut self, now: Instant, payload: &'a [u8]) -> Option<UdpDelivery<'a>> {
         let packet = match ipv4::Packet::new_checked(payload) {
             Ok(p) => p,
             Err(_) => return self.dropped(DropReason::Ipv4Malformed),
@@ -233,7 +227,6 @@ impl Interface {
         if !(to_us || broadcast || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
         }
-        let _ = src_mac;
         match packet.protocol() {
             ipv4::PROTO_ICMP => {
                 if to_us {
@@ -317,27 +310,6 @@ impl Interface {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
-        let result = self.try_send_ipv4(now, src, dst, protocol, payload_len, fill);
-        if let Err(reason) = result {
-            self.counters.count_drop(reason);
-        }
-        result
-    }
-
-    fn try_send_ipv4(
-        &mut self,
-        now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        protocol: u8,
-        payload_len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<(), DropReason> {
-        if ipv4::HEADER_LEN + payload_len > self.mtu {
-            return Err(DropReason::TooBig);
-        }
-        let next_hop = self.next_hop(now, dst)?;
-        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload_len;
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(1);
         let ip = ipv4::Repr {
@@ -348,6 +320,25 @@ impl Interface {
             ttl: ipv4::DEFAULT_TTL,
             ident,
         };
+        let result = self.route_and_emit(now, ip, fill);
+        if let Err(reason) = result {
+            self.counters.count_drop(reason);
+        }
+        result
+    }
+
+    fn route_and_emit(
+        &mut self,
+        now: Instant,
+        ip: ipv4::Repr,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let payload_len = ip.payload_len;
+        if ipv4::HEADER_LEN + payload_len > self.mtu {
+            return Err(DropReason::TooBig);
+        }
+        let next_hop = self.next_hop(now, ip.dst)?;
+        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload_len;
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
                 dst: dst_mac,

@@ -331,9 +331,8 @@ impl DhcpClient {
                     msg.server_id.map_or("server".into(), |s| s.to_string())
                 );
                 let mut actions = Vec::new();
-                if let Some(lease) = self.lease.take() {
+                if self.lease.take().is_some() {
                     self.previous_address = None;
-                    let _ = lease;
                     actions.push(Action::Deconfigure);
                 }
                 self.restart(now);

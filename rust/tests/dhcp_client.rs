@@ -368,7 +368,7 @@ fn replies_for_others_are_ignored_and_counted() {
             .drops(mipfast::iface::DropReason::DhcpIgnored),
         1
     );
-    let _ = Phase::Selecting;
+    assert_eq!(sim.stack.dhcp_phase(), Some(Phase::Selecting));
 }
 
 #[test]
