@@ -191,13 +191,13 @@ impl PyStack {
     /// Run a driver thread so that the stack works without a poll loop.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
         let live = self.live()?;
-        py.detach(|| live.start()).map_err(errors::to_py)
+        py.detach(move || live.start()).map_err(errors::to_py)
     }
 
     /// Stop the driver thread, if any.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let live = self.live()?;
-        py.detach(|| live.stop());
+        py.detach(move || live.stop());
         Ok(())
     }
 
@@ -282,7 +282,7 @@ impl PyStack {
     #[getter]
     fn lease_remaining(&self, py: Python<'_>) -> PyResult<Option<f64>> {
         let live = self.live()?;
-        Ok(py.detach(|| {
+        Ok(py.detach(move || {
             let engine = live.engine();
             let now = engine.now();
             engine.stack.dhcp_lease().and_then(|l| {
