@@ -15,8 +15,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from typing_extensions import Self
-
 PEER_IP = "10.77.0.1"
 PREFIX = "10.77.0"
 RUN_DIR = Path(os.environ.get("MIPFAST_RUN_DIR", "/run" if os.access("/run", os.W_OK) else "/tmp"))
@@ -70,7 +68,7 @@ class Lab:
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
         self._dnsmasq: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Lab:
         self.up()
         return self
 
