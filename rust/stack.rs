@@ -132,6 +132,7 @@ impl Stack {
             }
         }
         self.iface.count_drop(DropReason::UdpNoListener);
+        self.iface.send_port_unreachable(now, &datagram);
     }
 
     fn apply_dhcp(&mut self, now: Instant, actions: Vec<Action>) {

@@ -177,3 +177,35 @@ def test_ctrl_c_interrupts_a_blocking_poll(lab):
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=10)[0]
     assert proc.returncode == 3 and "interrupted" in out
+
+
+def test_kernel_is_refused_like_by_a_kernel(lab):
+    """TCP to a closed port: RST (ConnectionRefusedError at once); UDP nobody
+    receives: ICMP port unreachable (ConnectionRefusedError on a connected socket)."""
+    code = (
+        "import socket, sys, time\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    socket.create_connection(('10.77.0.70', 80), timeout=5)\n"
+        "    print('tcp connected')\n"
+        "except ConnectionRefusedError:\n"
+        "    print('tcp refused %.3f' % (time.monotonic() - t))\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "u.settimeout(3)\n"
+        "u.connect(('10.77.0.70', 9999))\n"
+        "u.send(b'anyone?')\n"
+        "try:\n"
+        "    u.recv(100)\n"
+        "    print('udp answered')\n"
+        "except ConnectionRefusedError:\n"
+        "    print('udp refused')\n"
+        "except TimeoutError:\n"
+        "    print('udp timeout')\n"
+    )
+    with mipfast.Stack(lab.iface, ip="10.77.0.70/24") as stack:
+        stack.wait_ready(1)
+        out = lab.run("python3", "-c", code, timeout=30).stdout
+        assert "tcp refused" in out and "udp refused" in out, out
+        assert float(out.split("tcp refused ")[1].split()[0]) < 1.0, out
+        c = stack.counters
+        assert c["drop_tcp_no_listener"] >= 1 and c["drop_udp_no_listener"] >= 1

@@ -31,6 +31,7 @@ drop_reasons! {
     IcmpUnhandled => "icmp_unhandled",
     UdpMalformed => "udp_malformed",
     UdpNoListener => "udp_no_listener",
+    TcpMalformed => "tcp_malformed",
     TcpNoListener => "tcp_no_listener",
     DhcpMalformed => "dhcp_malformed",
     DhcpIgnored => "dhcp_ignored",

@@ -3,7 +3,7 @@
 use super::neighbor::NeighborAction;
 use super::{Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxQueue};
 use crate::time::Instant;
-use crate::wire::{arp, ethernet, icmp, ipv4, udp, Ipv4Addr, MacAddress};
+use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr, MacAddress};
 
 /// The stack's own MAC unless told otherwise (locally administered, as the seed's).
 pub const DEFAULT_MAC: MacAddress = MacAddress([0x02, 0x00, 0x01, 0x02, 0x03, 0x77]);
@@ -34,6 +34,10 @@ pub struct UdpDelivery<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub payload: &'a [u8],
+    /// The whole IPv4 packet, for an ICMP error that quotes it.
+    pub packet: &'a [u8],
+    /// Sent to a broadcast address: never answered with an ICMP error.
+    pub broadcast: bool,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,44 @@ pub struct Interface {
     /// While unconfigured (DHCP), accept UDP to any address so that a server's
     /// unicast OFFER to the address it offers reaches us (RFC 2131 §4.1).
     accept_unconfigured_udp: bool,
+    icmp_errors: TokenBucket,
+}
+
+/// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
+pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
+pub const ICMP_ERROR_BURST: u64 = 50;
+
+/// A token bucket for rate limits, refilled from the time passed in.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: u64,
+    burst: u64,
+    per_sec: u64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_sec: u64, burst: u64) -> Self {
+        TokenBucket {
+            tokens: burst,
+            burst,
+            per_sec,
+            refilled_at: Instant::ZERO,
+        }
+    }
+    fn take(&mut self, now: Instant) -> bool {
+        let earned =
+            now.saturating_since(self.refilled_at).total_micros() * self.per_sec / 1_000_000;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(self.burst);
+            self.refilled_at = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// Where an outgoing packet's frame goes.
@@ -67,6 +109,7 @@ impl Interface {
             counters: Counters::default(),
             next_ident: 1,
             accept_unconfigured_udp: true,
+            icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST),
         }
     }
 
@@ -245,13 +288,59 @@ impl Interface {
                         src_port: d.src_port(),
                         dst_port: d.dst_port(),
                         payload: d.payload(),
+                        packet: packet.as_bytes(),
+                        broadcast: !to_us,
                     }),
                     Err(_) => self.dropped(DropReason::UdpMalformed),
                 }
             }
-            ipv4::PROTO_TCP => self.dropped(DropReason::TcpNoListener),
+            ipv4::PROTO_TCP if to_us => {
+                self.process_tcp(now, packet.src(), dst, packet.payload());
+                None
+            }
+            // TCP to a broadcast address is meaningless (RFC 1122 §4.2.3.10).
+            ipv4::PROTO_TCP => self.dropped(DropReason::TcpMalformed),
             _ => self.dropped(DropReason::Ipv4UnknownProtocol),
         }
+    }
+
+    /// A segment for us. With no TCP sockets yet every port is closed:
+    /// answer with a reset (RFC 9293 §3.10.7.1), as a kernel does.
+    fn process_tcp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+        let segment = match tcp::Segment::new_checked(payload, src, dst) {
+            Ok(s) => s,
+            Err(_) => return self.counters.count_drop(DropReason::TcpMalformed),
+        };
+        self.counters.count_drop(DropReason::TcpNoListener);
+        if let Some(rst) = tcp::Repr::reset_for(&segment) {
+            let len = rst.header_len();
+            let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_TCP, len, |buf| {
+                rst.emit(buf, 0, dst, src)
+            });
+        }
+    }
+
+    /// RFC 1122 §3.2.2: an ICMP port unreachable for a datagram nobody
+    /// receives, never for broadcasts or for sources that are not one host,
+    /// and at most [`ICMP_ERRORS_PER_SEC`] a second (burst [`ICMP_ERROR_BURST`]).
+    pub fn send_port_unreachable(&mut self, now: Instant, datagram: &UdpDelivery<'_>) {
+        let src = datagram.src;
+        if datagram.broadcast || src.is_broadcast() || src.is_multicast() || src.is_unspecified() {
+            return;
+        }
+        if !self.icmp_errors.take(now) {
+            return;
+        }
+        let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
+            return;
+        };
+        let msg = icmp::DestUnreachable {
+            code: icmp::CODE_PORT_UNREACHABLE,
+            original: datagram.packet,
+        };
+        let _ = self.send_ipv4(now, our_ip, src, ipv4::PROTO_ICMP, msg.len(), |buf| {
+            msg.emit(buf)
+        });
     }
 
     /// RFC 792: answer echo requests with the same identifier, sequence and data.

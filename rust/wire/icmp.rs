@@ -119,3 +119,58 @@ mod tests {
         assert_eq!(Packet::new_checked(&buf).unwrap_err(), Error::Checksum);
     }
 }
+
+/// Code 3 of destination unreachable: port unreachable (RFC 792).
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
+/// RFC 1812 §4.3.2.3: an error carries as much of the offending datagram as
+/// fits in 576 bytes (IP header 20 + ICMP header 8 leave 548).
+pub const MAX_QUOTED_LEN: usize = 548;
+
+/// A destination-unreachable message quoting the start of `original`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestUnreachable<'a> {
+    pub code: u8,
+    /// The offending IPv4 packet, header first; cut to [`MAX_QUOTED_LEN`].
+    pub original: &'a [u8],
+}
+
+impl DestUnreachable<'_> {
+    fn quoted(&self) -> &[u8] {
+        &self.original[..self.original.len().min(MAX_QUOTED_LEN)]
+    }
+    pub fn len(&self) -> usize {
+        HEADER_LEN + self.quoted().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    pub fn emit(&self, buf: &mut [u8]) {
+        let len = self.len();
+        buf[0] = TYPE_DEST_UNREACHABLE;
+        buf[1] = self.code;
+        buf[2..8].fill(0);
+        buf[HEADER_LEN..len].copy_from_slice(self.quoted());
+        let c = checksum::checksum(&buf[..len]);
+        buf[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_checksums() {
+        let original = [0x45u8; 600];
+        let m = DestUnreachable {
+            code: CODE_PORT_UNREACHABLE,
+            original: &original,
+        };
+        let mut buf = vec![0u8; m.len()];
+        m.emit(&mut buf);
+        assert_eq!(buf.len(), 8 + 548);
+        let p = Packet::new_checked(&buf).unwrap();
+        assert_eq!((p.msg_type(), p.code()), (TYPE_DEST_UNREACHABLE, 3));
+        assert_eq!(p.data(), &original[..548]);
+    }
+}
