@@ -10,13 +10,7 @@ use mipfast::wire::{arp, ipv4, Ipv4Addr, MacAddress};
 fn answers_arp_requests_for_its_address_only() {
     let now = Instant::ZERO;
     let mut s = static_stack(now);
-    let req = arp_frame(
-        arp::Operation::Request,
-        (PEER_MAC, PEER_IP),
-        (MacAddress::ZERO, STACK_IP),
-        MacAddress::BROADCAST,
-    );
-    s.process_frame(now, &req);
+    s.process_frame(now, &peer_arp_request());
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     match decode(&out[0]) {

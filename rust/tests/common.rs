@@ -168,3 +168,36 @@ pub fn decode(f: &[u8]) -> Out {
 pub fn sums_to_zero(b: &[u8]) -> bool {
     checksum::checksum(b) == 0
 }
+
+/// The peer asks who has the stack's address.
+pub fn peer_arp_request() -> Vec<u8> {
+    arp_frame(
+        arp::Operation::Request,
+        (PEER_MAC, PEER_IP),
+        (MacAddress::ZERO, STACK_IP),
+        MacAddress::BROADCAST,
+    )
+}
+
+/// An IPv4 frame from the peer to the stack's MAC and address.
+pub fn from_peer(protocol: u8, payload: &[u8]) -> Vec<u8> {
+    ipv4_frame(
+        mipfast::iface::DEFAULT_MAC,
+        PEER_MAC,
+        PEER_IP,
+        STACK_IP,
+        protocol,
+        payload,
+    )
+}
+
+/// A UDP datagram from the peer's port 5353 to the stack's `port`.
+pub fn udp_from_peer(port: u16, payload: &[u8]) -> Vec<u8> {
+    udp_frame(
+        mipfast::iface::DEFAULT_MAC,
+        PEER_MAC,
+        (PEER_IP, 5353),
+        (STACK_IP, port),
+        payload,
+    )
+}

@@ -3,20 +3,14 @@
 
 mod common;
 use common::*;
-use mipfast::iface::{DropReason, DEFAULT_MAC, ICMP_ERROR_BURST};
+use mipfast::iface::{DropReason, ICMP_ERROR_BURST};
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, ethernet, icmp, ipv4, tcp, Ipv4Addr, MacAddress};
+use mipfast::wire::{ethernet, icmp, ipv4, tcp, Ipv4Addr, MacAddress};
 
 fn known_peer(now: Instant) -> Stack {
     let mut s = static_stack(now);
-    let req = arp_frame(
-        arp::Operation::Request,
-        (PEER_MAC, PEER_IP),
-        (MacAddress::ZERO, STACK_IP),
-        MacAddress::BROADCAST,
-    );
-    s.process_frame(now, &req);
+    s.process_frame(now, &peer_arp_request());
     drain(&mut s);
     s
 }
@@ -34,14 +28,7 @@ fn tcp_frame(flags: tcp::Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let mut seg = vec![0u8; r.header_len() + payload.len()];
     seg[r.header_len()..].copy_from_slice(payload);
     r.emit(&mut seg, payload.len(), PEER_IP, STACK_IP);
-    ipv4_frame(
-        DEFAULT_MAC,
-        PEER_MAC,
-        PEER_IP,
-        STACK_IP,
-        ipv4::PROTO_TCP,
-        &seg,
-    )
+    from_peer(ipv4::PROTO_TCP, &seg)
 }
 
 /// The one TCP segment in `out`, checked.
@@ -94,13 +81,7 @@ fn corrupt_tcp_is_dropped_silently() {
 fn udp_to_an_unbound_port_gets_port_unreachable_quoting_it() {
     let now = Instant::ZERO;
     let mut s = known_peer(now);
-    let frame = udp_frame(
-        DEFAULT_MAC,
-        PEER_MAC,
-        (PEER_IP, 5353),
-        (STACK_IP, 9999),
-        b"anyone?",
-    );
+    let frame = udp_from_peer(9999, b"anyone?");
     s.process_frame(now, &frame);
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
@@ -132,13 +113,7 @@ fn udp_to_an_unbound_port_gets_port_unreachable_quoting_it() {
 fn icmp_errors_are_rate_limited() {
     let now = Instant::from_secs(1);
     let mut s = known_peer(now);
-    let frame = udp_frame(
-        DEFAULT_MAC,
-        PEER_MAC,
-        (PEER_IP, 5353),
-        (STACK_IP, 9999),
-        b"x",
-    );
+    let frame = udp_from_peer(9999, b"x");
     for _ in 0..200 {
         s.process_frame(now, &frame);
     }

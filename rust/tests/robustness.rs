@@ -49,14 +49,7 @@ fn templates() -> Vec<Vec<u8>> {
             (STACK_IP, 53),
             b"query",
         ),
-        ipv4_frame(
-            DEFAULT_MAC,
-            PEER_MAC,
-            PEER_IP,
-            STACK_IP,
-            ipv4::PROTO_TCP,
-            &[0u8; 20],
-        ),
+        from_peer(ipv4::PROTO_TCP, &[0u8; 20]),
         with_options,
     ]
 }
@@ -120,15 +113,7 @@ fn hundred_thousand_bad_frames_then_a_good_ping() {
     assert!(stack.counters().frames_in >= count as u64);
     assert!(stack.counters().total_drops() > 0);
     let now = Instant::from_secs(100_000);
-    stack.process_frame(
-        now,
-        &arp_frame(
-            arp::Operation::Request,
-            (PEER_MAC, PEER_IP),
-            (MacAddress::ZERO, STACK_IP),
-            MacAddress::BROADCAST,
-        ),
-    );
+    stack.process_frame(now, &peer_arp_request());
     drain(&mut stack);
     stack.process_frame(
         now,
