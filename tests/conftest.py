@@ -9,11 +9,10 @@ import os
 import subprocess
 
 import pytest
+from helpers import skip_or_fail
 
 import mipfast
 from mipfast.lab import Lab, LabError, missing_tools
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _lab_problem() -> str | None:
@@ -34,18 +33,14 @@ def _lab_problem() -> str | None:
 def lab():
     problem = _lab_problem()
     if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true but {problem}")
-        pytest.skip(problem)
+        skip_or_fail(problem)
     tag = os.getpid() % 100000
     lab = Lab(netns=f"mipfast-test-{tag}", iface=f"mft{tag}a", peer=f"mft{tag}b")
     try:
         lab.up()
     except LabError as e:
         lab.down()
-        if IN_CI:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+        skip_or_fail(str(e))
     yield lab
     lab.down()
 

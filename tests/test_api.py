@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import skip_or_fail
 
 import mipfast
 
@@ -61,7 +62,7 @@ def test_no_permission_says_how_to_fix():
     cmd = [sys.executable, "-c", code]
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
-            pytest.skip("root without setpriv cannot drop CAP_NET_RAW")
+            skip_or_fail("root without setpriv cannot drop CAP_NET_RAW")
         cmd = ["setpriv", "--bounding-set", "-net_raw,-net_admin", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
     assert out.startswith("PermissionError"), out

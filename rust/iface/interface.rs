@@ -49,9 +49,6 @@ pub struct Interface {
     tx: TxQueue,
     counters: Counters,
     next_ident: u16,
-    /// While unconfigured (DHCP), accept UDP to any address so that a server's
-    /// unicast OFFER to the address it offers reaches us (RFC 2131 §4.1).
-    accept_unconfigured_udp: bool,
     icmp_errors: TokenBucket,
 }
 
@@ -108,16 +105,12 @@ impl Interface {
             tx: TxQueue::new(),
             counters: Counters::default(),
             next_ident: 1,
-            accept_unconfigured_udp: true,
             icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST),
         }
     }
 
     pub fn mac(&self) -> MacAddress {
         self.mac
-    }
-    pub fn mtu(&self) -> usize {
-        self.mtu
     }
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.config.as_ref()
@@ -127,9 +120,6 @@ impl Interface {
     }
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.count_drop(reason);
-    }
-    pub fn neighbors(&self) -> &NeighborCache {
-        &self.neighbors
     }
 
     /// Installs or removes the IPv4 configuration. A new address is announced
@@ -149,6 +139,11 @@ impl Interface {
                 MacAddress::BROADCAST,
             );
         }
+    }
+
+    /// Replaces the configuration without announcing it (a renewed lease with the same address).
+    pub fn set_ipv4_config_quiet(&mut self, config: Ipv4Config) {
+        self.config = Some(config);
     }
 
     /// Handles one received frame. ARP and ICMP echo are answered here; a UDP
@@ -264,9 +259,9 @@ impl Interface {
             Some(c) => (dst == c.cidr.address, c.is_broadcast(dst)),
             None => (false, dst.is_broadcast()),
         };
-        let unconfigured_udp = self.config.is_none()
-            && self.accept_unconfigured_udp
-            && packet.protocol() == ipv4::PROTO_UDP;
+        // While unconfigured (DHCP), UDP to any address is taken, so that a server's
+        // unicast OFFER to the address it offers reaches us (RFC 2131 §4.1).
+        let unconfigured_udp = self.config.is_none() && packet.protocol() == ipv4::PROTO_UDP;
         if !(to_us || broadcast || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
         }
@@ -514,11 +509,6 @@ impl Interface {
         self.neighbors.poll_at()
     }
 
-    /// True when frames are queued for the device.
-    pub fn has_tx(&self) -> bool {
-        !self.tx.is_empty()
-    }
-
     /// Hands every queued frame to `send`, counting them out.
     pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
         let counters = &mut self.counters;
@@ -534,12 +524,5 @@ fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {
     match tx.push(frame.len()) {
         Some(buf) => buf[..frame.len()].copy_from_slice(frame),
         None => counters.count_drop(DropReason::TxQueueFull),
-    }
-}
-
-impl Interface {
-    /// Replaces the configuration without announcing it (a renewed lease with the same address).
-    pub fn set_ipv4_config_quiet(&mut self, config: Ipv4Config) {
-        self.config = Some(config);
     }
 }

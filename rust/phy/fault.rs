@@ -57,9 +57,6 @@ impl FaultInjector {
     pub fn stats(&self) -> FaultStats {
         self.stats
     }
-    pub fn config(&self) -> &FaultConfig {
-        &self.config
-    }
 
     fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.rng.random::<f64>() < p

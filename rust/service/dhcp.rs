@@ -201,25 +201,25 @@ impl DhcpClient {
             return actions;
         }
         match self.phase {
-            Phase::Selecting => {
-                actions.push(Action::Send(self.broadcast(self.discover())));
-                self.schedule_retransmit(now);
-            }
-            Phase::Requesting => {
-                if self.attempts >= self.config.max_request_attempts {
-                    log::info!("DHCP REQUEST unanswered; discovering again");
-                    self.restart(now);
-                    actions.push(Action::Send(self.broadcast(self.discover())));
-                    self.schedule_retransmit(now);
-                } else {
-                    let offer = self.offer.expect("REQUESTING always has an offer");
+            Phase::Selecting => self.send_discover(now, &mut actions),
+            Phase::Requesting => match self.offer {
+                Some(offer) if self.attempts < self.config.max_request_attempts => {
                     actions.push(Action::Send(self.broadcast(self.select(offer, now))));
                     self.attempts += 1;
                     self.schedule_retransmit(now);
                 }
-            }
+                _ => {
+                    log::info!("DHCP REQUEST unanswered; discovering again");
+                    self.restart(now);
+                    self.send_discover(now, &mut actions);
+                }
+            },
             Phase::Renewing | Phase::Rebinding => {
-                let lease = self.lease.clone().expect("renewing always has a lease");
+                let Some(lease) = self.lease.clone() else {
+                    self.restart(now);
+                    self.send_discover(now, &mut actions);
+                    return actions;
+                };
                 let mut msg = self.message(MessageType::Request, now);
                 msg.ciaddr = lease.config.cidr.address;
                 let transmit = if self.phase == Phase::Renewing {
@@ -242,6 +242,11 @@ impl DhcpClient {
             Phase::Bound => {}
         }
         actions
+    }
+
+    fn send_discover(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::Send(self.broadcast(self.discover())));
+        self.schedule_retransmit(now);
     }
 
     fn broadcast(&self, message: Repr) -> Transmit {

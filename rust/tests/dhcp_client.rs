@@ -374,6 +374,8 @@ fn replies_for_others_are_ignored_and_counted() {
 #[test]
 fn lease_obtained_over_a_lossy_reordering_link() {
     // Faults in both directions from the link's own injector, over many seeds.
+    let mut lost = 0;
+    let mut corrupted = 0;
     for seed in 0..50 {
         let faults = mipfast::phy::fault::FaultConfig {
             loss: 0.3,
@@ -403,5 +405,14 @@ fn lease_obtained_over_a_lossy_reordering_link() {
             sim.server.seen,
             sim.stack.counters()
         );
+        for end in [&sim.dev, &sim.server.link] {
+            lost += end.fault_stats().lost;
+            corrupted += end.fault_stats().corrupted;
+        }
     }
+    // The link really was hostile.
+    assert!(
+        lost > 20 && corrupted > 0,
+        "lost {lost}, corrupted {corrupted}"
+    );
 }
