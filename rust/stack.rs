@@ -1,11 +1,17 @@
 //! The stack: an interface, its services and (with later issues) its sockets,
 //! driven by `poll(now, device)`.
 
-use crate::iface::{Counters, DropReason, Interface, InterfaceConfig, Ipv4Config};
+use crate::iface::{
+    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, TcpDelivery,
+    UdpDelivery,
+};
 use crate::phy::Device;
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
+use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::time::Instant;
-use crate::wire::{self, Ipv4Addr};
+use crate::wire::{self, ipv4, Ipv4Addr};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use std::io;
 
 /// How the stack gets its IPv4 address.
@@ -19,6 +25,7 @@ pub enum Addressing {
 pub struct StackConfig {
     pub interface: InterfaceConfig,
     pub addressing: Addressing,
+    pub tcp: TcpConfig,
     /// Seeds every random choice (DHCP xids, later ISNs and ports); the
     /// bindings pass OS entropy, tests a fixed value.
     pub seed: u64,
@@ -31,6 +38,7 @@ impl StackConfig {
         StackConfig {
             addressing: Addressing::Dhcp(DhcpConfig::new(interface.mac)),
             interface,
+            tcp: TcpConfig::default(),
             seed,
         }
     }
@@ -39,6 +47,7 @@ impl StackConfig {
         StackConfig {
             interface: InterfaceConfig::default(),
             addressing: Addressing::Static(config),
+            tcp: TcpConfig::default(),
             seed,
         }
     }
@@ -48,14 +57,23 @@ impl StackConfig {
 pub struct Stack {
     iface: Interface,
     dhcp: Option<DhcpClient>,
+    tcp: TcpSockets,
     /// Bumped on every change of address, so that waiters can notice.
     config_generation: u64,
 }
 
 impl Stack {
     pub fn new(config: StackConfig, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let mut tcp_config = config.tcp;
+        // RFC 9293 §3.7.1: the MSS we announce follows from the MTU.
+        tcp_config.mss = tcp_config
+            .mss
+            .min(config.interface.mtu - ipv4::HEADER_LEN - wire::tcp::HEADER_LEN);
+        let tcp = TcpSockets::new(tcp_config, rng.random(), rng.random());
         let mut stack = Stack {
             iface: Interface::new(config.interface),
+            tcp,
             dhcp: None,
             config_generation: 0,
         };
@@ -90,6 +108,17 @@ impl Stack {
     pub fn dhcp_lease(&self) -> Option<&Lease> {
         self.dhcp.as_ref().and_then(|d| d.lease())
     }
+    pub fn tcp(&self) -> &TcpSockets {
+        &self.tcp
+    }
+    /// The TCP sockets, for user calls; [`Stack::dispatch`] sends what they queue.
+    pub fn tcp_mut(&mut self) -> &mut TcpSockets {
+        &mut self.tcp
+    }
+    /// Our address, if configured.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.iface.ipv4_config().map(|c| c.cidr.address)
+    }
 
     fn configure(&mut self, config: Option<Ipv4Config>, lease: &str) {
         let changed = self.iface.ipv4_config().map(|c| c.cidr) != config.as_ref().map(|c| c.cidr)
@@ -114,9 +143,55 @@ impl Stack {
 
     /// Handles one received frame.
     pub fn process_frame(&mut self, now: Instant, frame: &[u8]) {
-        let Some(datagram) = self.iface.ingress(now, frame) else {
-            return;
+        match self.iface.ingress(now, frame) {
+            None => {}
+            Some(Delivery::Udp(d)) => self.process_udp(now, d),
+            Some(Delivery::Tcp(t)) => self.process_tcp(now, t),
+            Some(Delivery::Unreachable(u)) => {
+                // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
+                if u.protocol == ipv4::PROTO_TCP && u.code <= 3 {
+                    self.tcp.icmp_unreachable(u.local.1, u.remote);
+                }
+            }
+        }
+    }
+
+    fn process_tcp(&mut self, now: Instant, t: TcpDelivery<'_>) {
+        let s = &t.segment;
+        let Ok(options) = s.options() else {
+            return self.iface.count_drop(DropReason::TcpOptionsMalformed);
         };
+        let incoming = Incoming {
+            src: t.src,
+            dst: t.dst,
+            src_port: s.src_port(),
+            dst_port: s.dst_port(),
+            seq: tcp::Seq(s.seq()),
+            ack: tcp::Seq(s.ack()),
+            flags: s.flags(),
+            window: s.window(),
+            options,
+            payload: s.payload(),
+        };
+        let iface = &mut self.iface;
+        let result = self
+            .tcp
+            .process(now, &incoming, &mut |seg| emit_tcp(iface, now, seg));
+        match result {
+            Ok(()) => {}
+            Err(Unclaimed::NoSocket) => self.iface.send_tcp_reset(now, &t),
+            Err(Unclaimed::Overflow) => self.iface.count_drop(DropReason::TcpListenOverflow),
+            Err(Unclaimed::Ignored) => self.iface.count_drop(DropReason::TcpIgnored),
+        }
+    }
+
+    /// Sends what the TCP connections have due (after frames or user calls).
+    pub fn dispatch(&mut self, now: Instant) {
+        let iface = &mut self.iface;
+        self.tcp.dispatch(now, &mut |seg| emit_tcp(iface, now, seg));
+    }
+
+    fn process_udp(&mut self, now: Instant, datagram: UdpDelivery<'_>) {
         if datagram.dst_port == wire::dhcp::CLIENT_PORT
             && datagram.src_port == wire::dhcp::SERVER_PORT
         {
@@ -175,12 +250,17 @@ impl Stack {
             }
         }
         self.iface.poll(now);
+        self.tcp.poll(now);
+        self.dispatch(now);
     }
 
     /// The earliest time at which [`Stack::poll_timers`] has work.
     pub fn poll_at(&self) -> Option<Instant> {
         let dhcp = self.dhcp.as_ref().map(|d| d.poll_at());
-        [dhcp, self.iface.poll_at()].into_iter().flatten().min()
+        [dhcp, self.iface.poll_at(), self.tcp.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Hands queued frames to `send`.
@@ -195,6 +275,7 @@ impl Stack {
         loop {
             let n = device.receive(now, &mut |frame| self.process_frame(now, frame))?;
             received += n;
+            self.dispatch(now);
             self.flush(now, device);
             if n == 0 {
                 break;
@@ -205,7 +286,8 @@ impl Stack {
         Ok(received)
     }
 
-    fn flush(&mut self, now: Instant, device: &mut dyn Device) {
+    /// Hands every queued frame to the device.
+    pub fn flush(&mut self, now: Instant, device: &mut dyn Device) {
         let mut failed = 0;
         self.iface.drain_tx(|frame| {
             if device.transmit(now, frame).is_err() {
@@ -216,4 +298,26 @@ impl Stack {
             self.iface.count_drop(DropReason::TxError);
         }
     }
+}
+
+/// Writes a TCP segment into an IPv4 packet: the payload is copied once,
+/// from the send buffer into the frame.
+fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
+    let header_len = seg.repr.header_len();
+    let payload_len = seg.payload_len();
+    let (a, b) = seg.payload;
+    iface
+        .send_ipv4(
+            now,
+            seg.src,
+            seg.dst,
+            ipv4::PROTO_TCP,
+            header_len + payload_len,
+            |buf| {
+                buf[header_len..header_len + a.len()].copy_from_slice(a);
+                buf[header_len + a.len()..header_len + payload_len].copy_from_slice(b);
+                seg.repr.emit(buf, payload_len, seg.src, seg.dst);
+            },
+        )
+        .is_ok()
 }

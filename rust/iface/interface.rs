@@ -40,6 +40,33 @@ pub struct UdpDelivery<'a> {
     pub broadcast: bool,
 }
 
+/// A TCP segment for us, checked, borrowed from the frame.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpDelivery<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub segment: tcp::Segment<'a>,
+}
+
+/// An ICMP destination unreachable about a datagram we sent (RFC 792),
+/// with the transport ports it quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreachable {
+    pub code: u8,
+    pub protocol: u8,
+    /// Our address and port in the quoted datagram.
+    pub local: (Ipv4Addr, u16),
+    pub remote: (Ipv4Addr, u16),
+}
+
+/// What the interface hands up to the stack.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery<'a> {
+    Udp(UdpDelivery<'a>),
+    Tcp(TcpDelivery<'a>),
+    Unreachable(Unreachable),
+}
+
 #[derive(Debug)]
 pub struct Interface {
     mac: MacAddress,
@@ -146,9 +173,9 @@ impl Interface {
         self.config = Some(config);
     }
 
-    /// Handles one received frame. ARP and ICMP echo are answered here; a UDP
-    /// datagram for us is returned for the stack to deliver.
-    pub fn ingress<'a>(&mut self, now: Instant, frame: &'a [u8]) -> Option<UdpDelivery<'a>> {
+    /// Handles one received frame. ARP and ICMP echo are answered here;
+    /// transport segments and ICMP errors are returned for the stack.
+    pub fn ingress<'a>(&mut self, now: Instant, frame: &'a [u8]) -> Option<Delivery<'a>> {
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
         let eth = match ethernet::Frame::new_checked(frame) {
@@ -242,7 +269,7 @@ impl Interface {
         );
     }
 
-    fn process_ipv4<'a>(&mut self, now: Instant, payload: &'a [u8]) -> Option<UdpDelivery<'a>> {
+    fn process_ipv4<'a>(&mut self, now: Instant, payload: &'a [u8]) -> Option<Delivery<'a>> {
         let packet = match ipv4::Packet::new_checked(payload) {
             Ok(p) => p,
             Err(_) => return self.dropped(DropReason::Ipv4Malformed),
@@ -268,16 +295,15 @@ impl Interface {
         match packet.protocol() {
             ipv4::PROTO_ICMP => {
                 if to_us {
-                    self.process_icmp(now, packet.src(), dst, packet.payload());
+                    self.process_icmp(now, packet.src(), dst, packet.payload())
                 } else {
                     // RFC 1122 §3.2.2.6 lets a host ignore broadcast echo; Linux does too.
-                    self.counters.count_drop(DropReason::IcmpUnhandled);
+                    self.dropped(DropReason::IcmpUnhandled)
                 }
-                None
             }
             ipv4::PROTO_UDP => {
                 match udp::Datagram::new_checked(packet.payload(), packet.src(), dst) {
-                    Ok(d) => Some(UdpDelivery {
+                    Ok(d) => Some(Delivery::Udp(UdpDelivery {
                         src: packet.src(),
                         dst,
                         src_port: d.src_port(),
@@ -285,13 +311,19 @@ impl Interface {
                         payload: d.payload(),
                         packet: packet.as_bytes(),
                         broadcast: !to_us,
-                    }),
+                    })),
                     Err(_) => self.dropped(DropReason::UdpMalformed),
                 }
             }
             ipv4::PROTO_TCP if to_us => {
-                self.process_tcp(now, packet.src(), dst, packet.payload());
-                None
+                match tcp::Segment::new_checked(packet.payload(), packet.src(), dst) {
+                    Ok(segment) => Some(Delivery::Tcp(TcpDelivery {
+                        src: packet.src(),
+                        dst,
+                        segment,
+                    })),
+                    Err(_) => self.dropped(DropReason::TcpMalformed),
+                }
             }
             // TCP to a broadcast address is meaningless (RFC 1122 §4.2.3.10).
             ipv4::PROTO_TCP => self.dropped(DropReason::TcpMalformed),
@@ -299,18 +331,14 @@ impl Interface {
         }
     }
 
-    /// A segment for us. With no TCP sockets yet every port is closed:
-    /// answer with a reset (RFC 9293 §3.10.7.1), as a kernel does.
-    fn process_tcp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
-        let segment = match tcp::Segment::new_checked(payload, src, dst) {
-            Ok(s) => s,
-            Err(_) => return self.counters.count_drop(DropReason::TcpMalformed),
-        };
+    /// RFC 9293 §3.10.7.1: the reset for a segment no connection takes.
+    pub fn send_tcp_reset(&mut self, now: Instant, tcp: &TcpDelivery<'_>) {
         self.counters.count_drop(DropReason::TcpNoListener);
-        if let Some(rst) = tcp::Repr::reset_for(&segment) {
+        if let Some(rst) = tcp::Repr::reset_for(&tcp.segment) {
+            let (src, dst) = (tcp.dst, tcp.src);
             let len = rst.header_len();
-            let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_TCP, len, |buf| {
-                rst.emit(buf, 0, dst, src)
+            let _ = self.send_ipv4(now, src, dst, ipv4::PROTO_TCP, len, |buf| {
+                rst.emit(buf, 0, src, dst)
             });
         }
     }
@@ -339,13 +367,30 @@ impl Interface {
     }
 
     /// RFC 792: answer echo requests with the same identifier, sequence and data.
-    fn process_icmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+    fn process_icmp<'a>(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &'a [u8],
+    ) -> Option<Delivery<'a>> {
         let packet = match icmp::Packet::new_checked(payload) {
             Ok(p) => p,
-            Err(_) => return self.counters.count_drop(DropReason::IcmpMalformed),
+            Err(_) => return self.dropped(DropReason::IcmpMalformed),
         };
+        if packet.msg_type() == icmp::TYPE_DEST_UNREACHABLE {
+            return match quoted_ports(packet.data()) {
+                Some((protocol, local, remote)) => Some(Delivery::Unreachable(Unreachable {
+                    code: packet.code(),
+                    protocol,
+                    local,
+                    remote,
+                })),
+                None => self.dropped(DropReason::IcmpMalformed),
+            };
+        }
         if packet.msg_type() != icmp::TYPE_ECHO_REQUEST || packet.code() != 0 {
-            return self.counters.count_drop(DropReason::IcmpUnhandled);
+            return self.dropped(DropReason::IcmpUnhandled);
         }
         let reply = icmp::Echo {
             reply: true,
@@ -356,6 +401,7 @@ impl Interface {
         let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_ICMP, reply.len(), |buf| {
             reply.emit(buf)
         });
+        None
     }
 
     /// Sends a UDP datagram; `fill` writes the payload of `payload_len` bytes.
@@ -518,6 +564,18 @@ impl Interface {
             send(frame)
         });
     }
+}
+
+/// The protocol and the (source, destination) endpoints of the datagram an
+/// ICMP error quotes: its IPv4 header and at least 8 bytes (RFC 792).
+fn quoted_ports(quote: &[u8]) -> Option<(u8, (Ipv4Addr, u16), (Ipv4Addr, u16))> {
+    let ihl = (*quote.first()? & 0x0f) as usize * 4;
+    if quote[0] >> 4 != 4 || ihl < ipv4::HEADER_LEN || quote.len() < ihl + 4 {
+        return None;
+    }
+    let ip = |at: usize| Ipv4Addr::new(quote[at], quote[at + 1], quote[at + 2], quote[at + 3]);
+    let port = |at: usize| u16::from_be_bytes([quote[at], quote[at + 1]]);
+    Some((quote[9], (ip(12), port(ihl)), (ip(16), port(ihl + 2))))
 }
 
 fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {

@@ -10,8 +10,8 @@ mod tx_queue;
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
 pub use counters::{Counters, DropReason};
 pub use interface::{
-    Interface, InterfaceConfig, UdpDelivery, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC,
-    ICMP_ERROR_BURST,
+    Delivery, Interface, InterfaceConfig, TcpDelivery, UdpDelivery, Unreachable, DEFAULT_MAC,
+    DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST,
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use tx_queue::TxQueue;

@@ -1,1 +1,3 @@
-//! Transport sockets: TCP, UDP and ICMP arrive with the TCP and UDP issues.
+//! Transport sockets. TCP lives in `tcp/`; UDP and ICMP arrive with their issue.
+
+pub mod tcp;

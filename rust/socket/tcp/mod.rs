@@ -1,0 +1,158 @@
+//! TCP (RFC 9293): connections, listeners and the set that owns them.
+//! Sans-IO: segments come in as [`Incoming`], go out through an [`Emit`]
+//! callback, and time is always an argument.
+
+mod assembler;
+mod congestion;
+mod connection;
+mod listener;
+mod ring;
+mod rtt;
+mod scoreboard;
+mod secret;
+mod seq;
+mod set;
+
+pub use congestion::Algorithm;
+pub use connection::{Connection, State};
+pub use listener::Listener;
+pub use seq::Seq;
+pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
+
+use crate::time::Duration;
+use crate::wire::tcp::{Flags, Options};
+use crate::wire::Ipv4Addr;
+
+/// An (address, port) pair.
+pub type Endpoint = (Ipv4Addr, u16);
+
+/// Why a connection failed, as the user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// RST in answer to our SYN, or ICMP unreachable while connecting.
+    Refused,
+    /// The peer reset an established connection.
+    Reset,
+    /// Retransmissions or keepalive probes went unanswered.
+    TimedOut,
+    /// Writing after `shutdown(SHUT_WR)` or after the connection ended.
+    BrokenPipe,
+    /// Not connected (yet, or any more).
+    NotConnected,
+}
+
+/// Keepalive (RFC 9293 §3.8.4), off unless asked for, as in Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    /// Linux's tcp_keepalive_time, _intvl and _probes.
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            probes: 9,
+        }
+    }
+}
+
+/// Tunables shared by every connection of a stack; each connection copies
+/// them at birth and some can be changed per connection afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpConfig {
+    /// MSS we announce: the MTU minus IPv4 and TCP headers.
+    pub mss: usize,
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub algorithm: Algorithm,
+    pub sack: bool,
+    pub timestamps: bool,
+    pub window_scale: bool,
+    /// 2·MSL (RFC 9293 §3.4.2). Linux uses 60 s.
+    pub time_wait: Duration,
+    /// An orphaned connection in FIN-WAIT-2 gives up after this (Linux tcp_fin_timeout).
+    pub fin_timeout: Duration,
+    /// Retransmissions of a SYN before giving up (Linux tcp_syn_retries).
+    pub syn_retries: u32,
+    /// Retransmissions of data before giving up (RFC 1122 §4.2.3.5 R2).
+    pub data_retries: u32,
+    /// RFC 1122 §4.2.3.2 allows 500 ms; the issue and Linux use 40 ms.
+    pub delayed_ack: Duration,
+    pub nodelay: bool,
+    pub keepalive: Option<Keepalive>,
+    /// Give up when data stays unacknowledged this long (TCP_USER_TIMEOUT).
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            rx_buffer: 1 << 20,
+            tx_buffer: 1 << 20,
+            algorithm: Algorithm::Cubic,
+            sack: true,
+            timestamps: true,
+            window_scale: true,
+            time_wait: Duration::from_secs(60),
+            fin_timeout: Duration::from_secs(60),
+            syn_retries: 6,
+            data_retries: 15,
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            user_timeout: None,
+        }
+    }
+}
+
+/// A parsed segment addressed to us.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: Seq,
+    pub ack: Seq,
+    pub flags: Flags,
+    pub window: u16,
+    pub options: Options,
+    pub payload: &'a [u8],
+}
+
+impl Incoming<'_> {
+    /// RFC 9293 §3.4: SEG.LEN counts SYN and FIN.
+    pub fn seq_len(&self) -> usize {
+        self.payload.len()
+            + self.flags.contains(Flags::SYN) as usize
+            + self.flags.contains(Flags::FIN) as usize
+    }
+    pub fn has(&self, f: Flags) -> bool {
+        self.flags.contains(f)
+    }
+}
+
+/// A segment to send: header fields and a payload that may wrap around the
+/// send buffer (two slices).
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub repr: crate::wire::tcp::Repr,
+    pub payload: (&'a [u8], &'a [u8]),
+}
+
+impl Outgoing<'_> {
+    pub fn payload_len(&self) -> usize {
+        self.payload.0.len() + self.payload.1.len()
+    }
+}
+
+/// Where segments go; returns false when the segment could not be queued,
+/// so the sender stops for this round.
+pub type Emit<'e> = dyn FnMut(&Outgoing<'_>) -> bool + 'e;

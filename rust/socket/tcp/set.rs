@@ -1,0 +1,498 @@
+//! Every TCP connection and listener of a stack: demultiplexing by 4-tuple,
+//! timers in a heap, and a dirty list so that a round touches only the
+//! connections that have something to do (thousands may sit idle).
+
+use super::connection::{Connection, State};
+use super::listener::Listener;
+use super::secret::Secret;
+use super::seq::Seq;
+use super::{Emit, Endpoint, Incoming, TcpConfig};
+use crate::time::Instant;
+use crate::wire::Ipv4Addr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A connection as the user holds it; stale after the slot is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle {
+    index: u32,
+    generation: u32,
+}
+
+/// RFC 6056 §2.1: the IANA ephemeral range.
+const EPHEMERAL_FIRST: u16 = 49152;
+const EPHEMERAL_COUNT: u32 = 65536 - EPHEMERAL_FIRST as u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The chosen source port is taken for this destination.
+    AddressInUse,
+    /// Every ephemeral port to this destination is taken.
+    NoPortAvailable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenError {
+    AddressInUse,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Connection>,
+    /// The earliest timer entry in the heap for this slot.
+    scheduled: Option<Instant>,
+    dirty: bool,
+    /// The user holds a handle (until `release`).
+    user: bool,
+    /// Owned by this listener until accepted.
+    listener: Option<u16>,
+    /// Sitting in the listener's accept queue.
+    queued: bool,
+}
+
+type Tuple = (u16, Ipv4Addr, u16);
+
+fn tuple_of(c: &Connection) -> Tuple {
+    (c.local().1, c.remote().0, c.remote().1)
+}
+
+/// What happened to a segment that no connection or listener took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unclaimed {
+    /// Nobody has this port: the caller answers with a reset.
+    NoSocket,
+    /// A listener's queues are full: dropped, the peer will retry.
+    Overflow,
+    /// Ignored on purpose (a stray RST, a non-SYN to a listener handled).
+    Ignored,
+}
+
+#[derive(Debug)]
+pub struct TcpSockets {
+    config: TcpConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    tuples: HashMap<Tuple, u32>,
+    listeners: HashMap<u16, Listener>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    dirty: Vec<u32>,
+    secret: Secret,
+    /// RFC 6056 Algorithm 3's `next_ephemeral`.
+    next_ephemeral: u32,
+}
+
+impl TcpSockets {
+    pub fn new(config: TcpConfig, key: [u8; 16], first_port: u32) -> Self {
+        TcpSockets {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            tuples: HashMap::new(),
+            listeners: HashMap::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            secret: Secret::new(key),
+            next_ephemeral: first_port,
+        }
+    }
+
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+    pub fn config_mut(&mut self) -> &mut TcpConfig {
+        &mut self.config
+    }
+    /// Connections alive (not yet freed), for statistics.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Connections in the demultiplexing table (not CLOSED).
+    pub fn active(&self) -> usize {
+        self.tuples.len()
+    }
+
+    fn insert(&mut self, conn: Connection, user: bool, listener: Option<u16>) -> Handle {
+        let tuple = tuple_of(&conn);
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                    scheduled: None,
+                    dirty: false,
+                    user: false,
+                    listener: None,
+                    queued: false,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        slot.user = user;
+        slot.listener = listener;
+        slot.queued = false;
+        slot.scheduled = None;
+        let generation = slot.generation;
+        self.tuples.insert(tuple, index);
+        self.mark(index);
+        Handle { index, generation }
+    }
+
+    fn mark(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    fn slot(&self, h: Handle) -> Option<&Slot> {
+        self.slots
+            .get(h.index as usize)
+            .filter(|s| s.generation == h.generation && s.conn.is_some())
+    }
+
+    pub fn get(&self, h: Handle) -> Option<&Connection> {
+        self.slot(h).and_then(|s| s.conn.as_ref())
+    }
+
+    /// The connection, marked for dispatch (a user call may create work).
+    pub fn get_mut(&mut self, h: Handle) -> Option<&mut Connection> {
+        self.slot(h)?;
+        self.mark(h.index);
+        self.slots[h.index as usize].conn.as_mut()
+    }
+
+    /// Active open from `local_ip`; an ephemeral port per RFC 6056 §3.3.3
+    /// unless `local_port` is given.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local_ip: Ipv4Addr,
+        remote: Endpoint,
+        local_port: Option<u16>,
+    ) -> Result<Handle, ConnectError> {
+        let port = match local_port {
+            Some(p) => {
+                if !self.tuple_free(now, (p, remote.0, remote.1)) {
+                    return Err(ConnectError::AddressInUse);
+                }
+                p
+            }
+            None => self.pick_port(now, local_ip, remote)?,
+        };
+        let local = (local_ip, port);
+        let iss = Seq(self.secret.isn(now, local, remote));
+        let conn = Connection::connect(self.config, now, local, remote, iss);
+        Ok(self.insert(conn, true, None))
+    }
+
+    /// A 4-tuple is free if unused, or held by TIME-WAIT: the new ISN comes
+    /// from a clock that has moved on, so old duplicates cannot match
+    /// (RFC 6528 §3, RFC 9293 §3.4.1), and the old block is dropped.
+    fn tuple_free(&mut self, _now: Instant, tuple: Tuple) -> bool {
+        match self.tuples.get(&tuple) {
+            None => true,
+            Some(&i) => {
+                let tw = self.slots[i as usize]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.state() == State::TimeWait);
+                if tw {
+                    self.remove(i);
+                }
+                tw
+            }
+        }
+    }
+
+    fn pick_port(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        remote: Endpoint,
+    ) -> Result<u16, ConnectError> {
+        let offset = self.secret.port_offset(local, remote);
+        for _ in 0..EPHEMERAL_COUNT {
+            let port = EPHEMERAL_FIRST as u32
+                + (offset.wrapping_add(self.next_ephemeral)) % EPHEMERAL_COUNT;
+            self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
+            let port = port as u16;
+            if self.listeners.contains_key(&port) {
+                continue;
+            }
+            if !self.tuples.contains_key(&(port, remote.0, remote.1)) {
+                return Ok(port);
+            }
+        }
+        // Last resort: take over a TIME-WAIT tuple.
+        for p in 0..EPHEMERAL_COUNT {
+            let port = EPHEMERAL_FIRST + p as u16;
+            if self.tuple_free(now, (port, remote.0, remote.1)) {
+                return Ok(port);
+            }
+        }
+        Err(ConnectError::NoPortAvailable)
+    }
+
+    pub fn listen(&mut self, port: u16, backlog: usize) -> Result<(), ListenError> {
+        if self.listeners.contains_key(&port) {
+            return Err(ListenError::AddressInUse);
+        }
+        self.listeners.insert(port, Listener::new(port, backlog));
+        Ok(())
+    }
+
+    pub fn listener(&self, port: u16) -> Option<&Listener> {
+        self.listeners.get(&port)
+    }
+
+    /// Stops listening; connections not yet accepted are reset.
+    pub fn unlisten(&mut self, port: u16) {
+        if self.listeners.remove(&port).is_none() {
+            return;
+        }
+        let owned: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].listener == Some(port))
+            .collect();
+        for i in owned {
+            let slot = &mut self.slots[i as usize];
+            slot.listener = None;
+            slot.queued = false;
+            if let Some(c) = slot.conn.as_mut() {
+                c.abort();
+            }
+            self.mark(i);
+        }
+    }
+
+    /// The oldest established connection of a listener, handed to the user.
+    pub fn accept(&mut self, port: u16) -> Option<Handle> {
+        let h = self.listeners.get_mut(&port)?.ready.pop_front()?;
+        let slot = &mut self.slots[h.index as usize];
+        slot.listener = None;
+        slot.queued = false;
+        slot.user = true;
+        Some(h)
+    }
+
+    /// The user is done with a handle: close gracefully (the connection
+    /// lives on until the FIN exchange ends) or abort.
+    pub fn release(&mut self, h: Handle, abort: bool) {
+        if self.slot(h).is_none() {
+            return;
+        }
+        let slot = &mut self.slots[h.index as usize];
+        slot.user = false;
+        if let Some(c) = slot.conn.as_mut() {
+            if abort {
+                c.abort();
+            } else {
+                c.close();
+            }
+        }
+        self.mark(h.index);
+    }
+
+    /// A segment addressed to us.
+    pub fn process(
+        &mut self,
+        now: Instant,
+        seg: &Incoming<'_>,
+        out: &mut Emit<'_>,
+    ) -> Result<(), Unclaimed> {
+        let tuple = (seg.dst_port, seg.src, seg.src_port);
+        if let Some(&i) = self.tuples.get(&tuple) {
+            let conn = self.slots[i as usize]
+                .conn
+                .as_mut()
+                .expect("mapped slots hold a connection");
+            let new_syn =
+                seg.has(crate::wire::tcp::Flags::SYN) && !seg.has(crate::wire::tcp::Flags::ACK);
+            if !(new_syn
+                && conn.time_wait_accepts(seg)
+                && self.listeners.contains_key(&seg.dst_port))
+            {
+                let before = conn.state();
+                conn.process(now, seg, out);
+                self.after_event(i, before);
+                self.mark(i);
+                return Ok(());
+            }
+            self.remove(i); // RFC 6191: a new incarnation replaces TIME-WAIT
+        }
+        let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
+            return Err(Unclaimed::NoSocket);
+        };
+        use crate::wire::tcp::Flags;
+        if seg.has(Flags::RST) {
+            return Err(Unclaimed::Ignored);
+        }
+        if seg.has(Flags::ACK) || !seg.has(Flags::SYN) {
+            // RFC 9293 §3.10.7.2: an ACK to a listener gets a reset.
+            return Err(if seg.has(Flags::ACK) {
+                Unclaimed::NoSocket
+            } else {
+                Unclaimed::Ignored
+            });
+        }
+        if !listener.has_room() {
+            listener.overflows += 1;
+            return Err(Unclaimed::Overflow);
+        }
+        listener.embryonic += 1;
+        let port = listener.port;
+        let local = (seg.dst, seg.dst_port);
+        let iss = Seq(self.secret.isn(now, local, (seg.src, seg.src_port)));
+        let conn = Connection::accept(self.config, now, local, seg, iss);
+        self.insert(conn, false, Some(port));
+        Ok(())
+    }
+
+    /// An ICMP destination unreachable quoting a segment we sent.
+    pub fn icmp_unreachable(&mut self, local_port: u16, remote: Endpoint) {
+        if let Some(&i) = self.tuples.get(&(local_port, remote.0, remote.1)) {
+            let before = self.slots[i as usize].conn.as_ref().map(|c| c.state());
+            if let Some(c) = self.slots[i as usize].conn.as_mut() {
+                c.icmp_unreachable();
+            }
+            if let Some(before) = before {
+                self.after_event(i, before);
+                self.mark(i);
+            }
+        }
+    }
+
+    /// Bookkeeping after a connection changed: accept queue, table, freeing.
+    fn after_event(&mut self, i: u32, before: State) {
+        let slot = &mut self.slots[i as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        let state = conn.state();
+        if let Some(port) = slot.listener {
+            if before == State::SynReceived && state != State::SynReceived && !slot.queued {
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                    if state != State::Closed {
+                        slot.queued = true;
+                        l.ready.push_back(Handle {
+                            index: i,
+                            generation: slot.generation,
+                        });
+                    } else {
+                        slot.listener = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what every marked connection has due; frees the finished ones.
+    pub fn dispatch(&mut self, now: Instant, out: &mut Emit<'_>) {
+        while let Some(i) = self.dirty.pop() {
+            let slot = &mut self.slots[i as usize];
+            slot.dirty = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let before = conn.state();
+            conn.dispatch(now, out);
+            if before != conn.state() {
+                self.after_event(i, before);
+            }
+            self.settle(i, now);
+        }
+        self.dirty.clear();
+    }
+
+    /// After dispatch: unmap and free a closed connection nobody holds, or
+    /// schedule its next timer.
+    fn settle(&mut self, i: u32, _now: Instant) {
+        let slot = &mut self.slots[i as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if conn.state() == State::Closed {
+            let tuple = tuple_of(conn);
+            if self.tuples.get(&tuple) == Some(&i) {
+                self.tuples.remove(&tuple);
+            }
+            let embryonic = slot.listener.is_some() && !slot.queued;
+            if embryonic {
+                if let Some(l) = slot.listener.and_then(|p| self.listeners.get_mut(&p)) {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                }
+                slot.listener = None;
+            }
+            if !slot.user && slot.listener.is_none() {
+                self.remove(i);
+            }
+            return;
+        }
+        if let Some(t) = conn.poll_at() {
+            if slot.scheduled.is_none_or(|s| t < s) {
+                slot.scheduled = Some(t);
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if let Some(conn) = slot.conn.take() {
+            let tuple = tuple_of(&conn);
+            if self.tuples.get(&tuple) == Some(&i) {
+                self.tuples.remove(&tuple);
+            }
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.scheduled = None;
+            slot.user = false;
+            slot.listener = None;
+            slot.queued = false;
+            self.free.push(i);
+        }
+    }
+
+    /// Marks the connections whose timers are due.
+    pub fn poll(&mut self, now: Instant) {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[i as usize];
+            if slot.scheduled == Some(t) {
+                slot.scheduled = None;
+                self.mark(i);
+            }
+        }
+    }
+
+    /// The earliest timer; the distant past if some connection is marked.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.dirty.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Heap bytes held by connection buffers, and the connection blocks.
+    pub fn memory(&self) -> usize {
+        let blocks = self.slots.capacity() * std::mem::size_of::<Slot>();
+        let buffers: usize = self
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .map(|c| c.buffer_bytes())
+            .sum();
+        let table = self.tuples.capacity() * (std::mem::size_of::<(Tuple, u32)>() + 1);
+        blocks + buffers + table + self.timers.capacity() * 16
+    }
+}

@@ -1,0 +1,276 @@
+//! Two stacks joined by an in-memory link with simulated time: the ground
+//! for the TCP tests.
+#![allow(dead_code)]
+
+use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::phy::fault::FaultConfig;
+use mipfast::phy::link::{pair, LinkEnd};
+use mipfast::socket::tcp::{Connection, Handle, TcpConfig};
+use mipfast::stack::{Addressing, Stack, StackConfig};
+use mipfast::time::{Duration, Instant};
+use mipfast::wire::{Ipv4Addr, MacAddress};
+
+pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+
+pub struct Node {
+    pub stack: Stack,
+    pub dev: LinkEnd,
+    /// A node that stopped answering (its frames are never read).
+    pub silent: bool,
+}
+
+pub struct Net {
+    pub a: Node,
+    pub b: Node,
+    pub now: Instant,
+}
+
+fn stack(ip: Ipv4Addr, mac: u8, tcp: TcpConfig, seed: u64) -> Stack {
+    let cidr = Ipv4Cidr::new(ip, 24).unwrap();
+    let config = StackConfig {
+        interface: InterfaceConfig {
+            mac: MacAddress([0x02, 0, 0, 0, 0, mac]),
+            ..Default::default()
+        },
+        addressing: Addressing::Static(Ipv4Config::new(cidr, None, vec![]).unwrap()),
+        tcp,
+        seed,
+    };
+    Stack::new(config, Instant::ZERO)
+}
+
+impl Net {
+    pub fn new(faults: FaultConfig, seed: u64) -> Self {
+        Net::with_configs(faults, seed, TcpConfig::default(), TcpConfig::default())
+    }
+
+    pub fn with_configs(faults: FaultConfig, seed: u64, a: TcpConfig, b: TcpConfig) -> Self {
+        let (da, db) = pair(faults, seed);
+        Net {
+            a: Node {
+                stack: stack(A_IP, 2, a, seed.wrapping_mul(31) + 1),
+                dev: da,
+                silent: false,
+            },
+            b: Node {
+                stack: stack(B_IP, 1, b, seed.wrapping_mul(17) + 2),
+                dev: db,
+                silent: false,
+            },
+            now: Instant::ZERO,
+        }
+    }
+
+    /// A clean link with 1 ms each way.
+    pub fn clean(seed: u64) -> Self {
+        Net::new(FaultConfig::latency(Duration::from_millis(1)), seed)
+    }
+
+    /// One round on both nodes at the current time.
+    pub fn round(&mut self) {
+        let now = self.now;
+        for n in [&mut self.a, &mut self.b] {
+            if n.silent {
+                // Frames toward a silent node are read and thrown away.
+                let _ = mipfast::phy::Device::receive(&mut n.dev, now, &mut |_| {});
+                continue;
+            }
+            n.stack.poll(now, &mut n.dev).unwrap();
+        }
+    }
+
+    /// Sends what user calls queued, on both nodes.
+    pub fn flush(&mut self) {
+        let now = self.now;
+        for n in [&mut self.a, &mut self.b] {
+            if !n.silent {
+                n.stack.dispatch(now);
+                n.stack.flush(now, &mut n.dev);
+            }
+        }
+    }
+
+    /// The next moment anything happens, if anything will.
+    fn next_event(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for n in [&self.a, &self.b] {
+            let mut candidates = vec![n.dev.next_arrival()];
+            if !n.silent {
+                candidates.push(n.stack.poll_at());
+            }
+            for t in candidates.into_iter().flatten() {
+                next = Some(next.map_or(t, |x: Instant| x.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Runs until `done` holds (checked after every step, where it may also
+    /// act as the application) or `limit` of simulated time passes.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Net) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.round();
+            if done(self) {
+                return true;
+            }
+            self.flush();
+            let Some(next) = self.next_event() else {
+                // Nothing scheduled: time only moves if `done` makes work.
+                if done(self) {
+                    return true;
+                }
+                self.flush();
+                if self.next_event().is_none() {
+                    return false;
+                }
+                continue;
+            };
+            let next = next.max(self.now);
+            if next > end {
+                self.now = end;
+                return done(self);
+            }
+            self.now = next;
+        }
+    }
+
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(d, |n| n.now >= end);
+    }
+
+    pub fn conn_a(&self, h: Handle) -> &Connection {
+        self.a.stack.tcp().get(h).expect("connection a")
+    }
+    pub fn conn_b(&self, h: Handle) -> &Connection {
+        self.b.stack.tcp().get(h).expect("connection b")
+    }
+
+    /// A connects to B's listening `port`; returns (a's handle, b's handle).
+    pub fn connect(&mut self, port: u16) -> (Handle, Handle) {
+        if self.b.stack.tcp().listener(port).is_none() {
+            self.b.stack.tcp_mut().listen(port, 16).unwrap();
+        }
+        let now = self.now;
+        let ha = self
+            .a
+            .stack
+            .tcp_mut()
+            .connect(now, A_IP, (B_IP, port), None)
+            .unwrap();
+        let mut hb = None;
+        let ok = self.run_until(Duration::from_secs(120), |n| {
+            if hb.is_none() {
+                hb = n.b.stack.tcp_mut().accept(port);
+            }
+            hb.is_some()
+                && n.a
+                    .stack
+                    .tcp()
+                    .get(ha)
+                    .is_some_and(|c| c.state().is_synchronized())
+        });
+        assert!(ok, "handshake did not complete");
+        (ha, hb.unwrap())
+    }
+}
+
+/// A deterministic byte pattern, and a running hash of what was received.
+pub fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    let mut x = 0x1234_5678u32 ^ salt as u32;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a, enough to compare two byte streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    pub fn of(data: &[u8]) -> Fnv {
+        let mut h = Fnv::default();
+        h.update(data);
+        h
+    }
+}
+
+/// One direction of a bulk transfer driven by the test as the application.
+pub struct Transfer {
+    pub data: Vec<u8>,
+    pub sent: usize,
+    pub received: usize,
+    pub hash: Fnv,
+    pub closed_sender: bool,
+    pub eof: bool,
+    pub buf: Vec<u8>,
+}
+
+impl Transfer {
+    pub fn new(data: Vec<u8>) -> Self {
+        Transfer {
+            data,
+            sent: 0,
+            received: 0,
+            hash: Fnv::default(),
+            closed_sender: false,
+            eof: false,
+            buf: vec![0; 65536],
+        }
+    }
+
+    /// Feeds the sender and drains the receiver; shuts the sender's write
+    /// side when everything is queued, so the receiver ends at EOF.
+    pub fn step(&mut self, tx: &mut Stack, th: Handle, rx: &mut Stack, rh: Handle) {
+        if self.sent < self.data.len() {
+            if let Some(c) = tx.tcp_mut().get_mut(th) {
+                if let Ok(n) = c.send(&self.data[self.sent..]) {
+                    self.sent += n;
+                }
+            }
+        }
+        if self.sent == self.data.len() && !self.closed_sender {
+            if let Some(c) = tx.tcp_mut().get_mut(th) {
+                c.shutdown_write();
+            }
+            self.closed_sender = true;
+        }
+        while let Some(c) = rx.tcp_mut().get_mut(rh) {
+            match c.recv(&mut self.buf) {
+                Ok(Some(0)) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(Some(n)) => {
+                    self.hash.update(&self.buf[..n]);
+                    self.received += n;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.eof
+    }
+}
