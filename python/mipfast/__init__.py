@@ -4,6 +4,9 @@ import mipfast
 with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway="10.77.0.1"
     stack.wait_ready(timeout=5)
     print(stack.ip, stack.gateway, stack.dns)
+    with stack.connect(("10.77.0.1", 80), timeout=3) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        print(conn.recv(65536))
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import atexit
 import weakref
 
 from . import _native
-from ._native import DEFAULT_MAC, interfaces, reset_logging
+from ._native import DEFAULT_MAC, Connection, Listener, interfaces, reset_logging
 
-__all__ = ["Stack", "interfaces", "reset_logging", "DEFAULT_MAC"]
+__all__ = ["Stack", "Connection", "Listener", "interfaces", "reset_logging", "DEFAULT_MAC"]
 
 _open_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
 

@@ -3,6 +3,8 @@
 //! optional driver thread. Knows nothing of Python: blocking calls take an
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
+use super::fault::{FaultConfig, FaultStats};
+use super::faulty::Faulty;
 use super::pcap_live::{wait_readable, PcapDevice};
 use super::trace::{TraceWriter, Traced};
 use crate::stack::{Stack, StackConfig};
@@ -24,13 +26,15 @@ pub struct LiveConfig {
     pub pcap_out: Option<PathBuf>,
     /// Spin this long after activity before sleeping (latency over CPU).
     pub busy_poll: Duration,
+    /// Faults injected on the live device (testing only).
+    pub faults: Option<FaultConfig>,
     pub stack: StackConfig,
 }
 
 /// The state behind the lock.
 pub struct Engine {
     pub stack: Stack,
-    device: Traced<PcapDevice>,
+    device: Traced<Faulty<PcapDevice>>,
     origin: std::time::Instant,
 }
 
@@ -51,6 +55,11 @@ impl Engine {
         Ok(n + timer_due as usize)
     }
 
+    /// What the fault injector did to (received, transmitted) frames.
+    pub fn fault_stats(&self) -> Option<(FaultStats, FaultStats)> {
+        self.device.inner.stats()
+    }
+
     /// Time until the engine's next timer, if any.
     fn timer_wait(&self) -> Option<Duration> {
         self.stack.poll_at().map(|t| t.saturating_since(self.now()))
@@ -66,6 +75,8 @@ struct Shared {
     pcap_fd: RawFd,
     wake_fd: RawFd,
     stop: AtomicBool,
+    /// Set by [`LiveStack::shut`]: every later user call fails.
+    shut: AtomicBool,
     busy_poll: Duration,
 }
 
@@ -89,10 +100,14 @@ impl LiveStack {
         if wake_fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        let seed = config.stack.seed;
         let stack = Stack::new(config.stack, Instant::ZERO);
         let mut engine = Engine {
             stack,
-            device: Traced { inner: pcap, trace },
+            device: Traced {
+                inner: Faulty::new(pcap, config.faults, seed),
+                trace,
+            },
             origin,
         };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
@@ -104,6 +119,7 @@ impl LiveStack {
                 pcap_fd,
                 wake_fd,
                 stop: AtomicBool::new(false),
+                shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
             }),
             driver: Mutex::new(None),
@@ -141,6 +157,16 @@ impl LiveStack {
             wake(self.shared.wake_fd);
             let _ = handle.join();
         }
+    }
+
+    /// Stops the driver and refuses further user calls; connections that
+    /// still hold the stack see it closed.
+    pub fn shut(&self) {
+        self.shared.shut.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+    pub fn is_shut(&self) -> bool {
+        self.shared.shut.load(Ordering::SeqCst)
     }
 
     /// Wakes the driver so that it acts on new work at once.
@@ -208,6 +234,42 @@ impl LiveStack {
     /// One locked round; spins for the busy-poll window after activity.
     fn round(&self) -> io::Result<usize> {
         round(&self.shared)
+    }
+
+    /// Runs a user call on the engine, then sends what it queued (TCP data,
+    /// ACKs, window updates) from this thread, without waiting for a round.
+    pub fn act<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> io::Result<T> {
+        let mut engine = self.engine();
+        let now = engine.now();
+        let value = f(&mut engine.stack, now);
+        let Engine { stack, device, .. } = &mut *engine;
+        stack.dispatch(now);
+        stack.flush(now, device);
+        Ok(value)
+    }
+
+    /// Repeats `attempt` (as [`LiveStack::act`]) until it yields a value,
+    /// making progress in between; `None` once `timeout` has passed.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+        mut attempt: impl FnMut(&mut Stack, Instant) -> Option<T>,
+    ) -> io::Result<Option<T>> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(v) = self.act(&mut attempt)? {
+                return Ok(Some(v));
+            }
+            let left = timeout.map(|t| {
+                t.total_micros()
+                    .saturating_sub(start.elapsed().as_micros() as u64)
+            });
+            if left == Some(0) {
+                return Ok(None);
+            }
+            self.poll(left.map(Duration::from_micros), interrupt)?;
+        }
     }
 
     /// Blocks until `ready(stack)` holds or `timeout` passes; true if it holds.

@@ -3,6 +3,7 @@
 
 mod device;
 pub mod fault;
+pub mod faulty;
 pub mod link;
 pub mod live;
 pub mod pcap_live;

@@ -6,6 +6,12 @@ use std::io;
 
 pub fn to_py(e: io::Error) -> PyErr {
     let msg = e.to_string();
+    if let Some(errno) = e.raw_os_error() {
+        // OSError(errno, …) becomes the matching subclass in Python
+        // (ConnectionRefusedError, TimeoutError, …); the message is strerror's.
+        let text = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+        return PyOSError::new_err((errno, text));
+    }
     match e.kind() {
         io::ErrorKind::NotFound => PyOSError::new_err((libc::ENODEV, msg)),
         io::ErrorKind::PermissionDenied => PyPermissionError::new_err((libc::EPERM, msg)),

@@ -3,6 +3,7 @@
 
 mod errors;
 mod stack;
+mod tcp;
 
 use pyo3::prelude::*;
 use std::sync::OnceLock;
@@ -15,6 +16,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let _ = LOG_RESET.set(handle);
     }
     m.add_class::<stack::PyStack>()?;
+    m.add_class::<tcp::PyConnection>()?;
+    m.add_class::<tcp::PyListener>()?;
     m.add_function(wrap_pyfunction!(interfaces, m)?)?;
     m.add_function(wrap_pyfunction!(reset_logging, m)?)?;
     m.add("DEFAULT_MAC", crate::iface::DEFAULT_MAC.to_string())?;

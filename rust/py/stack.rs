@@ -1,13 +1,16 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
 use super::errors::{self, closed, value_error};
+use super::tcp::{self, PyConnection, PyListener};
+use crate::phy::fault::FaultConfig;
+use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::live::{LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
 use crate::stack::{Addressing, StackConfig};
 use crate::time::Duration;
 use crate::wire::{Ipv4Addr, MacAddress};
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rand::RngExt;
@@ -24,7 +27,7 @@ pub struct PyStack {
 /// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
 /// pending signal handler's exception) into an `Interrupted` error, and the
 /// Python exception is raised once the GIL is back.
-fn blocking<T: Send>(
+pub fn blocking<T: Send>(
     py: Python<'_>,
     f: impl FnOnce(&mut dyn FnMut() -> io::Result<()>) -> io::Result<T> + Send,
 ) -> PyResult<T> {
@@ -49,7 +52,7 @@ fn parse_ip(what: &str, s: &str) -> PyResult<Ipv4Addr> {
         .map_err(|_| PyValueError::new_err(format!("{what} {s:?} is not an IPv4 address")))
 }
 
-fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
@@ -61,8 +64,50 @@ fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+fn port_arg(port: i64) -> PyResult<u16> {
+    u16::try_from(port)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
+}
+
+/// socket.gaierror(EAI_NONAME), as the stdlib raises for a name it cannot resolve.
+fn gaierror(py: Python<'_>, host: &str) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let socket = py.import("socket")?;
+        let code = socket.getattr("EAI_NONAME")?;
+        let err = socket
+            .getattr("gaierror")?
+            .call1((code, format!("Name or service not known: {host:?}")))?;
+        Ok(PyErr::from_value(err))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
+    let mut c = FaultConfig::default();
+    for (k, v) in d.iter() {
+        let key: String = k.extract()?;
+        let p: f64 = v.extract()?;
+        if !(0.0..=1.0).contains(&p) {
+            return Err(PyValueError::new_err(format!("fault {key} must be within 0..1")));
+        }
+        match key.as_str() {
+            "loss" => c.loss = p,
+            "duplicate" => c.duplicate = p,
+            "corrupt" => c.corrupt = p,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown fault {key:?} (loss, duplicate, corrupt)"
+                )))
+            }
+        }
+    }
+    Ok(c)
+}
+
 impl PyStack {
-    fn live(&self) -> PyResult<Arc<LiveStack>> {
+    pub(crate) fn live(&self) -> PyResult<Arc<LiveStack>> {
         self.live
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -85,7 +130,7 @@ impl PyStack {
 #[pymethods]
 impl PyStack {
     #[new]
-    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0))]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -97,7 +142,19 @@ impl PyStack {
         bpf: Option<String>,
         pcap_out: Option<PathBuf>,
         busy_poll_us: u64,
+        congestion: &str,
+        faults: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        let algorithm = match congestion {
+            "cubic" => Algorithm::Cubic,
+            "newreno" | "reno" => Algorithm::NewReno,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "congestion must be 'cubic' or 'newreno', not {other:?}"
+                )))
+            }
+        };
+        let faults = faults.map(|d| fault_config(&d)).transpose()?;
         let mut interface = InterfaceConfig::default();
         if let Some(mac) = mac {
             interface.mac = mac.parse::<MacAddress>().map_err(value_error)?;
@@ -144,9 +201,14 @@ impl PyStack {
             bpf,
             pcap_out,
             busy_poll: Duration::from_micros(busy_poll_us),
+            faults,
             stack: StackConfig {
                 interface,
                 addressing,
+                tcp: TcpConfig {
+                    algorithm,
+                    ..TcpConfig::default()
+                },
                 seed,
             },
         };
@@ -202,11 +264,98 @@ impl PyStack {
     }
 
     /// Stop, flush the trace file and release the interface. Idempotent.
+    /// Connections still open fail with OSError(EBADF) from then on.
     fn close(&self, py: Python<'_>) {
         let live = self.live.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(live) = live {
-            py.detach(move || drop(live));
+            py.detach(move || {
+                live.shut();
+                drop(live)
+            });
         }
+    }
+
+    /// Open a TCP connection to `address` = (ip, port) and wait for the
+    /// handshake. The connection keeps `timeout` as its socket timeout, as
+    /// `socket.create_connection` does.
+    #[pyo3(signature = (address, timeout=None, source_port=None))]
+    fn connect(
+        &self,
+        py: Python<'_>,
+        address: (String, i64),
+        timeout: Option<f64>,
+        source_port: Option<i64>,
+    ) -> PyResult<PyConnection> {
+        let (host, port) = address;
+        let port = port_arg(port)?;
+        let source_port = source_port.map(port_arg).transpose()?;
+        let ip: Ipv4Addr = match host.parse() {
+            Ok(ip) => ip,
+            Err(_) => return Err(gaierror(py, &host)),
+        };
+        let t = timeout_arg(timeout)?;
+        tcp::connect(py, self.live()?, (ip, port), t, source_port)
+    }
+
+    /// Listen on `port` (0 picks a free one) with room for `backlog`
+    /// handshakes and `backlog` connections waiting for accept().
+    #[pyo3(signature = (port, backlog=128))]
+    fn listen(&self, py: Python<'_>, port: i64, backlog: usize) -> PyResult<PyListener> {
+        let port = if port == 0 { 0 } else { port_arg(port)? };
+        let live = self.live()?;
+        let l = live.clone();
+        let (port, ip) = py.detach(move || {
+            l.act(|s, _| {
+                let ip = s.ipv4().map_or("0.0.0.0".to_string(), |a| a.to_string());
+                let start = rand::rng().random_range(0..16384u16);
+                let candidates: Vec<u16> = if port != 0 {
+                    vec![port]
+                } else {
+                    (0..16384u16).map(|i| 49152 + (start + i) % 16384).collect()
+                };
+                for p in candidates {
+                    if s.tcp_mut().listen(p, backlog).is_ok() {
+                        return Ok((p, ip));
+                    }
+                }
+                Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
+            })
+        })
+        .map_err(errors::to_py)?
+        .map_err(errors::to_py)?;
+        Ok(PyListener::new(live, port, ip))
+    }
+
+    /// TCP totals: connections held, memory used by them (bytes), and
+    /// SYNs dropped because a listener's queues were full.
+    #[getter]
+    fn tcp_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (n, active, memory) = self.read(py, |s| (s.tcp().len(), s.tcp().active(), s.tcp().memory()))?;
+        let dict = PyDict::new(py);
+        dict.set_item("connections", n)?;
+        dict.set_item("active", active)?;
+        dict.set_item("memory", memory)?;
+        Ok(dict)
+    }
+
+    /// What the fault injector did: {"rx": {...}, "tx": {...}}, or None.
+    #[getter]
+    fn fault_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let live = self.live()?;
+        let stats = py.detach(move || live.engine().fault_stats());
+        let Some((rx, tx)) = stats else {
+            return Ok(None);
+        };
+        let dict = PyDict::new(py);
+        for (name, s) in [("rx", rx), ("tx", tx)] {
+            let d = PyDict::new(py);
+            d.set_item("passed", s.passed)?;
+            d.set_item("lost", s.lost)?;
+            d.set_item("duplicated", s.duplicated)?;
+            d.set_item("corrupted", s.corrupted)?;
+            dict.set_item(name, d)?;
+        }
+        Ok(Some(dict))
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {

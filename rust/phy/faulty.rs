@@ -1,0 +1,56 @@
+//! Fault injection on any device, both directions: for testing recovery
+//! against a real peer over a live interface. Delays are ignored here (a
+//! live device has no simulated clock); loss, duplication and corruption apply.
+
+use super::fault::{FaultConfig, FaultInjector, FaultStats};
+use super::Device;
+use crate::time::Instant;
+use std::io;
+
+pub struct Faulty<D> {
+    pub inner: D,
+    faults: Option<(FaultInjector, FaultInjector)>,
+}
+
+impl<D> Faulty<D> {
+    /// `config` None passes every frame untouched at no cost.
+    pub fn new(inner: D, config: Option<FaultConfig>, seed: u64) -> Self {
+        let faults = config.map(|c| {
+            (
+                FaultInjector::new(c.clone(), seed),
+                FaultInjector::new(c, seed ^ 0x5851_f42d_4c95_7f2d),
+            )
+        });
+        Faulty { inner, faults }
+    }
+    /// What was done to (received, transmitted) frames.
+    pub fn stats(&self) -> Option<(FaultStats, FaultStats)> {
+        self.faults.as_ref().map(|(rx, tx)| (rx.stats(), tx.stats()))
+    }
+}
+
+impl<D: Device> Device for Faulty<D> {
+    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+        match &mut self.faults {
+            None => self.inner.receive(now, sink),
+            Some((rx, _)) => self
+                .inner
+                .receive(now, &mut |frame| rx.apply(now, frame, |_, f| sink(&f))),
+        }
+    }
+    fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
+        match &mut self.faults {
+            None => self.inner.transmit(now, frame),
+            Some((_, tx)) => {
+                let mut result = Ok(());
+                let inner = &mut self.inner;
+                tx.apply(now, frame, |_, f| {
+                    if let Err(e) = inner.transmit(now, &f) {
+                        result = Err(e);
+                    }
+                });
+                result
+            }
+        }
+    }
+}
