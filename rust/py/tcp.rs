@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyValueErro
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
@@ -84,6 +84,11 @@ pub struct PyConnection {
     timeout: Mutex<Option<Duration>>,
     local: Endpoint,
     remote: Endpoint,
+    /// File objects from `makefile` still open; `close()` waits for them
+    /// (the stdlib's `_io_refs`), so http.client can close the socket
+    /// while its response is still being read.
+    io_refs: AtomicUsize,
+    close_requested: AtomicBool,
 }
 
 impl PyConnection {
@@ -101,6 +106,8 @@ impl PyConnection {
             timeout: Mutex::new(timeout),
             local,
             remote,
+            io_refs: AtomicUsize::new(0),
+            close_requested: AtomicBool::new(false),
         })
     }
 
@@ -281,9 +288,13 @@ impl PyConnection {
         r.map_err(|e| errors::to_py(tcp_error(e)))
     }
 
-    /// Close gracefully (FIN after queued data); idempotent.
+    /// Close gracefully (FIN after queued data); idempotent. With files
+    /// from `makefile` still open, the close happens when the last one closes.
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.release(false));
+        self.close_requested.store(true, Ordering::SeqCst);
+        if self.io_refs.load(Ordering::SeqCst) == 0 {
+            py.detach(|| self.release(false));
+        }
     }
 
     /// Close at once with a reset, discarding queued data.
@@ -411,13 +422,24 @@ impl PyConnection {
         newline: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("mipfast._io")?
+        let file = py
+            .import("mipfast._io")?
             .getattr("makefile")?
-            .call1((slf, mode, buffering, encoding, errors, newline))
+            .call1((slf, mode, buffering, encoding, errors, newline))?;
+        slf.get().io_refs.fetch_add(1, Ordering::SeqCst);
+        Ok(file)
     }
 
     /// Called by `socket.SocketIO` when a file from `makefile` closes.
-    fn _decref_socketios(&self) {}
+    fn _decref_socketios(&self, py: Python<'_>) {
+        let left = self
+            .io_refs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)))
+            .map_or(0, |n| n.saturating_sub(1));
+        if left == 0 && self.close_requested.load(Ordering::SeqCst) {
+            py.detach(|| self.release(false));
+        }
+    }
 
     /// RFC 9293 state name, e.g. "ESTABLISHED".
     #[getter]

@@ -58,6 +58,8 @@ const TIMESTAMP_OPTION_LEN: usize = 12;
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(100);
 /// RFC 5681 §3.2: duplicate ACKs that signal loss.
 const DUP_THRESHOLD: u32 = 3;
+/// RFC 8985 §7.2 leaves the floor to the implementation; Linux uses 10 ms.
+const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckDue {
@@ -74,6 +76,10 @@ struct Recovery {
     high_rxt: Seq,
     /// The first retransmission goes out whatever the pipe says (RFC 6675 §5 (4.3)).
     first_pending: bool,
+    /// The hole at SND.UNA was resent when SND.MAX was here: SACKs beyond
+    /// it mean later segments arrived and the resent one was lost too
+    /// (the lost-retransmission case RACK, RFC 8985 §6.2, catches).
+    head_fence: Option<Seq>,
 }
 
 #[derive(Debug)]
@@ -147,6 +153,9 @@ pub struct Connection {
     /// A reset answering an unacceptable ACK, with this sequence number.
     reply_rst: Option<Seq>,
     keepalive_due: bool,
+    /// RFC 8985 §7 tail loss probe: when it fires, and whether one is out.
+    tlp_at: Option<Instant>,
+    tlp_sent: bool,
     /// The user closed it: nobody will read or write any more.
     orphan: bool,
 }
@@ -224,6 +233,8 @@ impl Connection {
             rst_pending: false,
             reply_rst: None,
             keepalive_due: false,
+            tlp_at: None,
+            tlp_sent: false,
             orphan: false,
         }
     }
@@ -495,6 +506,7 @@ impl Connection {
         self.rto_at = None;
         self.persist_at = None;
         self.close_at = None;
+        self.tlp_at = None;
         self.ack_due = AckDue::No;
         self.tx = Ring::default();
         self.ooo.clear();
@@ -511,7 +523,7 @@ impl Connection {
 
     /// The earliest time [`Connection::dispatch`] has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
-        let mut t = [self.rto_at, self.persist_at, self.close_at, None, None];
+        let mut t = [self.rto_at, self.persist_at, self.close_at, None, None, self.tlp_at];
         if let AckDue::At(at) = self.ack_due {
             t[3] = Some(at);
         }
@@ -748,6 +760,12 @@ impl Connection {
                 self.persist_at = None;
             }
         }
+        if let (Some(r), Some(high)) = (self.recovery.as_mut(), self.scoreboard.highest()) {
+            if r.head_fence.is_some_and(|fence| high > fence) && r.high_rxt > self.snd_una {
+                r.head_fence = None;
+                r.high_rxt = self.snd_una; // resend the head again
+            }
+        }
         if ack > self.snd_una {
             self.new_ack(now, seg);
         } else if ack == self.snd_una
@@ -759,13 +777,15 @@ impl Connection {
             // RFC 5681 §2 duplicate acknowledgment.
             self.dupacks += 1;
         }
-        if self.recovery.is_none()
-            && self.snd_max > self.snd_una
-            && self.snd_una > self.recover_floor
-        {
-            let lost = self.dupacks >= DUP_THRESHOLD
+        // RFC 6582 §3.2 (2) guards against a second reduction for one
+        // window without SACK; with SACK, losses are known, not guessed.
+        let may_enter = self.sack || self.snd_una > self.recover_floor;
+        if self.recovery.is_none() && self.snd_max > self.snd_una && may_enter {
+            let threshold = self.dup_threshold();
+            let lost = self.dupacks >= threshold
                 || (self.sack
-                    && self.scoreboard.lost_below(self.snd_una, 2 * self.mss) > self.snd_una);
+                    && self.scoreboard.lost_below(self.snd_una, self.lost_bytes_threshold())
+                        > self.snd_una);
             if lost {
                 // RFC 6675 §5 (4) / RFC 6582 §3.2 (2).
                 let flight = self.snd_max - self.snd_una;
@@ -774,9 +794,11 @@ impl Connection {
                     point: self.snd_max,
                     high_rxt: self.snd_una,
                     first_pending: true,
+                    head_fence: None,
                 });
                 self.recover_floor = self.snd_max;
                 self.timed = None;
+                self.tlp_at = None;
             }
         }
     }
@@ -829,6 +851,9 @@ impl Connection {
             None => self.cc.on_ack(now, bytes, self.rtt.srtt()),
         }
         self.rto_at = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+        // RFC 8985 §7.2: an ACK of new data rearms the probe.
+        self.tlp_sent = false;
+        self.tlp_at = None;
     }
 
     /// Stores text (RFC 9293 §3.10.7.4 seventh), trimmed to the window;
@@ -1043,11 +1068,18 @@ impl Connection {
             }
             self.cc.on_timeout(self.snd_max - self.snd_una);
         }
+        log::debug!("retransmission timeout: {}", self.summary());
+        self.tlp_at = None;
         self.rtt.back_off();
         self.recovery = None;
         self.recover_floor = self.snd_max;
         self.dupacks = 0;
-        self.scoreboard.clear(); // RFC 2018 §8: the peer may have reneged
+        // RFC 6675 §5.1 lets the scoreboard guide the retransmissions after
+        // a timeout; a second timeout in a row drops it, in case the peer
+        // reneged on what it SACKed (RFC 2018 §8).
+        if self.retries >= 2 {
+            self.scoreboard.clear();
+        }
         self.timed = None;
         self.snd_nxt = self.snd_una;
         if !self.syn_acked {
@@ -1137,7 +1169,7 @@ impl Connection {
             return self.snd_una;
         };
         let mut end = if self.sack {
-            self.scoreboard.lost_below(self.snd_una, 2 * self.mss)
+            self.scoreboard.lost_below(self.snd_una, self.lost_bytes_threshold())
         } else {
             self.snd_una
         };
@@ -1147,7 +1179,82 @@ impl Connection {
         end
     }
 
+    /// RFC 5681 DupThresh, lowered by early retransmit (RFC 5827 §3.1)
+    /// when so few segments are in flight that three duplicates cannot come.
+    fn dup_threshold(&self) -> u32 {
+        let segments = (self.snd_max - self.snd_una).div_ceil(self.mss.max(1)) as u32;
+        if segments <= DUP_THRESHOLD {
+            segments.saturating_sub(1).max(1)
+        } else {
+            DUP_THRESHOLD
+        }
+    }
+
+    /// RFC 6675 IsLost: more than (DupThresh − 1)·SMSS bytes SACKed above.
+    fn lost_bytes_threshold(&self) -> usize {
+        (self.dup_threshold() as usize - 1) * self.mss
+    }
+
+    /// RFC 8985 §7.2: the probe timeout, 2·SRTT (at least 10 ms), plus a
+    /// delayed ACK's worth when a single segment is out.
+    fn probe_timeout(&self) -> Duration {
+        let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(100));
+        let mut pto = Duration::from_micros(2 * srtt.total_micros()).max(MIN_PROBE_TIMEOUT);
+        if self.snd_max - self.snd_una <= self.mss {
+            pto = pto + self.config.delayed_ack;
+        }
+        pto
+    }
+
+    /// Arms the tail loss probe after sending, unless one is out already.
+    fn arm_tlp(&mut self, now: Instant) {
+        if self.snd_max == self.snd_una || self.recovery.is_some() || self.tlp_sent || !self.syn_acked {
+            self.tlp_at = None;
+            return;
+        }
+        let at = now + self.probe_timeout();
+        if self.rto_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
+    }
+
+    /// RFC 8985 §7.3: send one segment so that the ACK it draws reveals a
+    /// lost tail: new data if any may go, else the last segment again.
+    fn send_tlp(&mut self, now: Instant, out: &mut Emit<'_>) {
+        self.tlp_sent = true;
+        let data_end = self.snd_una + self.tx.len();
+        let fin_sent = self.fin_queued && self.snd_max == data_end + 1;
+        let window_end = self.snd_una + self.snd_wnd;
+        if self.snd_max < data_end && self.snd_max < window_end {
+            let len = (data_end - self.snd_max).min(self.segment_payload_max());
+            let seq = self.snd_max;
+            if self.emit_data(now, seq, len, Flags::ACK | Flags::PSH, out) {
+                self.snd_max = seq + len;
+                self.snd_nxt = self.snd_nxt.max(self.snd_max);
+            }
+            return;
+        }
+        let len = (data_end - self.snd_una).min(self.segment_payload_max());
+        let seq = Seq(data_end.0.wrapping_sub(len as u32));
+        let flags = if fin_sent { Flags::ACK | Flags::FIN } else { Flags::ACK };
+        if self.timed.is_some_and(|(t, _)| t >= seq) {
+            self.timed = None; // Karn's rule
+        }
+        self.emit_data(now, seq, len, flags, out);
+    }
+
     fn send_data(&mut self, now: Instant, out: &mut Emit<'_>) {
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
+            self.send_tlp(now, out);
+        }
+        self.send_segments(now, out);
+        if self.tlp_at.is_none() {
+            self.arm_tlp(now);
+        }
+    }
+
+    fn send_segments(&mut self, now: Instant, out: &mut Emit<'_>) {
         loop {
             let data_end = self.snd_una + self.tx.len();
             let lost_end = self.lost_end();
@@ -1183,7 +1290,14 @@ impl Connection {
                 }
             };
             let force = self.probe_due || self.recovery.is_some_and(|r| r.first_pending);
-            let cwnd_room = self.cc.window().saturating_sub(self.pipe(lost_end));
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let
+            // one new segment out, to keep the ACK clock going.
+            let limited = if self.recovery.is_none() {
+                self.dupacks.min(2) as usize * self.mss
+            } else {
+                0
+            };
+            let cwnd_room = (self.cc.window() + limited).saturating_sub(self.pipe(lost_end));
             let wnd_room = (self.snd_una + self.snd_wnd).since(seq);
             let avail = data_end.since(seq);
             let mss = self.segment_payload_max();
@@ -1238,10 +1352,15 @@ impl Connection {
             }
             self.probe_due = false;
             let end = seq + len + fin as usize;
+            let snd_max = self.snd_max;
+            let una = self.snd_una;
             if let Some(r) = self.recovery.as_mut() {
                 r.first_pending = false;
                 if retransmit {
                     r.high_rxt = end;
+                    if seq == una {
+                        r.head_fence = Some(snd_max);
+                    }
                 }
             }
             if retransmit {

@@ -1,0 +1,254 @@
+"""TCP through the stack with the Linux kernel as the peer."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from peer import pattern
+
+import mipfast
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
+STACK_IP = "10.77.0.2"
+STACK_CIDR = f"{STACK_IP}/24"
+
+
+class Peer:
+    """A kernel-side process in the lab namespace; waits for its "listening" line."""
+
+    def __init__(self, lab, *args: str, ready: str | None = "listening") -> None:
+        self.proc = subprocess.Popen(
+            lab.ns(sys.executable, *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        if ready:
+            line = self.proc.stdout.readline()
+            assert ready in line, f"peer did not start: {line!r} {self.proc.stderr.read()}"
+
+    def result(self, timeout: float = 120) -> str:
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, err
+        return out.strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def peer(lab):
+    started: list[Peer] = []
+
+    def start(*args: str, ready: str | None = "listening") -> Peer:
+        p = Peer(lab, *args, ready=ready)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_download_50_mb_from_kernel_http_server(lab, tmp_path):
+    body = os.urandom(50 << 20)
+    (tmp_path / "big.bin").write_bytes(body)
+    server = subprocess.Popen(
+        lab.ns(sys.executable, "-m", "http.server", "8080", "--bind", lab.peer_ip, "-d", str(tmp_path)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while ":8080 " not in lab.run("ss", "-ltn").stdout:
+            assert time.monotonic() < deadline, "http.server did not start"
+            time.sleep(0.05)
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "examples/http_get.py"), "-i", lab.iface, "--ip", STACK_CIDR,
+             "--sha256", f"http://{lab.peer_ip}:8080/big.bin"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [str(len(body)), sha(body)]
+        assert "HTTP 200" in r.stderr
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_curl_fetches_from_and_uploads_50_mb_to_a_mipfast_server(lab, tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    from http_server import pattern as served
+
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples/http_server.py"), "-i", lab.iface, "--ip", STACK_CIDR,
+         "--port", "8000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert "serving on 10.77.0.2:8000" in line, server.stderr.read() if server.poll() else line
+        size = 50 << 20
+        r = lab.run("sh", "-c", f"curl -sS --fail http://{STACK_IP}:8000/bytes/{size} | sha256sum",
+                    timeout=120)
+        assert r.stdout.split()[0] == sha(served(size))
+        upload = os.urandom(size)
+        (tmp_path / "up.bin").write_bytes(upload)
+        r = lab.run("curl", "-sS", "--fail", "-T", str(tmp_path / "up.bin"),
+                    f"http://{STACK_IP}:8000/upload", timeout=120)
+        assert r.stdout.split() == [str(size), sha(upload)]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.parametrize("driven", [True, False], ids=["driver-thread", "self-polling"])
+def test_bulk_both_ways_with_5_percent_loss_on_the_live_device(lab, peer, driven):
+    size = 8 << 20
+    data = pattern(size)
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR, faults={"loss": 0.05})
+    try:
+        if driven:
+            stack.start()
+        sink = peer(PEER_PY, "sink", "9001")
+        with stack.connect((lab.peer_ip, 9001), timeout=60) as conn:
+            conn.sendall(data)
+        # Without a driver thread, what close() queued (the tail, the FIN)
+        # goes out while someone polls, as with mg_mgr_poll.
+        deadline = time.monotonic() + 60
+        while sink.proc.poll() is None and time.monotonic() < deadline:
+            stack.poll(timeout=0.05)
+        assert sink.result().split() == [str(size), sha(data)]
+
+        peer(PEER_PY, "source", "9002", str(size))
+        got = bytearray()
+        buf = bytearray(1 << 16)
+        with stack.connect((lab.peer_ip, 9002), timeout=60) as conn:
+            while n := conn.recv_into(buf):
+                got += buf[:n]
+        assert len(got) == size and sha(bytes(got)) == sha(data)
+        faults = stack.fault_stats
+        assert faults["rx"]["lost"] > 50 and faults["tx"]["lost"] > 50, faults
+    finally:
+        stack.close()
+
+
+def test_kernel_client_through_a_listener(lab, peer):
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(7000, backlog=4) as server:
+        assert server.getsockname() == (STACK_IP, 7000)
+        client = peer(PEER_PY, "client", STACK_IP, "7000", str(3 << 20), ready=None)
+        conn, (ip, port) = server.accept(timeout=10)
+        assert ip == lab.peer_ip and port > 1024
+        assert conn.getpeername() == (ip, port) and conn.getsockname() == (STACK_IP, 7000)
+        with conn:
+            buf = bytearray(1 << 16)
+            while n := conn.recv_into(buf):
+                conn.sendall(buf[:n])
+        data = pattern(3 << 20)
+        assert client.result().split() == [str(len(data)), sha(data)]
+
+
+def test_recv_and_sendall_from_two_threads(lab, peer):
+    peer(PEER_PY, "echo", "9003")
+    data = pattern(4 << 20)
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR)  # no driver: the blocked calls poll
+    try:
+        conn = stack.connect((lab.peer_ip, 9003), timeout=10)
+        received = bytearray()
+
+        def reader() -> None:
+            while len(received) < len(data) and (chunk := conn.recv(1 << 16)):
+                received.extend(chunk)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        conn.sendall(data)
+        t.join(60)
+        assert not t.is_alive()
+        assert bytes(received) == data
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(10) == b""  # the echo server closes after our FIN
+        conn.close()
+        with pytest.raises(OSError) as e:
+            conn.recv(1)
+        assert e.value.errno == errno.EBADF
+    finally:
+        stack.close()
+
+
+def test_closed_port_is_refused(lab):
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, pytest.raises(ConnectionRefusedError):
+        stack.connect((lab.peer_ip, 1), timeout=5)
+
+
+def test_vanished_peer_raises_timeout_within_the_retry_limit(lab, peer):
+    peer(PEER_PY, "silent", "9004")
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        conn = stack.connect((lab.peer_ip, 9004), timeout=5)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1500)
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 1500
+        lab.run("ip", "link", "set", lab.peer, "down")
+        try:
+            conn.sendall(b"x" * 100_000)
+            start = time.monotonic()
+            with pytest.raises(TimeoutError) as e:
+                conn.recv(10)
+            assert e.value.errno == errno.ETIMEDOUT
+            assert time.monotonic() - start < 10
+            with pytest.raises(TimeoutError):
+                conn.send(b"more")
+        finally:
+            lab.run("ip", "link", "set", lab.peer, "up")
+            lab.run("ip", "addr", "replace", f"{lab.peer_ip}/24", "dev", lab.peer)
+        conn.close()
+
+
+def test_socket_timeouts_and_ctrl_c(lab, peer):
+    peer(PEER_PY, "silent", "9005")
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        conn = stack.connect((lab.peer_ip, 9005), timeout=5)
+        assert conn.gettimeout() == 5
+        conn.settimeout(0.2)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            conn.recv(1)
+        assert 0.15 < time.monotonic() - start < 2
+        conn.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            conn.recv(1)
+        conn.settimeout(None)
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            conn.recv(1)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        with pytest.raises(OSError) as e:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        assert e.value.errno == errno.ENOPROTOOPT
+        assert "ESTABLISHED" in repr(conn)
+    with pytest.raises(OSError) as e:
+        conn.send(b"after the stack closed")
+    assert e.value.errno == errno.EBADF
