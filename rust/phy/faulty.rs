@@ -25,7 +25,9 @@ impl<D> Faulty<D> {
     }
     /// What was done to (received, transmitted) frames.
     pub fn stats(&self) -> Option<(FaultStats, FaultStats)> {
-        self.faults.as_ref().map(|(rx, tx)| (rx.stats(), tx.stats()))
+        self.faults
+            .as_ref()
+            .map(|(rx, tx)| (rx.stats(), tx.stats()))
     }
 }
 

@@ -2,11 +2,11 @@
 
 use super::errors::{self, closed, value_error};
 use super::tcp::{self, PyConnection, PyListener};
-use crate::phy::fault::FaultConfig;
-use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use crate::phy::fault::FaultConfig;
 use crate::phy::live::{LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
+use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::Duration;
 use crate::wire::{Ipv4Addr, MacAddress};
@@ -90,7 +90,9 @@ fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
         let key: String = k.extract()?;
         let p: f64 = v.extract()?;
         if !(0.0..=1.0).contains(&p) {
-            return Err(PyValueError::new_err(format!("fault {key} must be within 0..1")));
+            return Err(PyValueError::new_err(format!(
+                "fault {key} must be within 0..1"
+            )));
         }
         match key.as_str() {
             "loss" => c.loss = p,
@@ -304,25 +306,26 @@ impl PyStack {
         let port = if port == 0 { 0 } else { port_arg(port)? };
         let live = self.live()?;
         let l = live.clone();
-        let (port, ip) = py.detach(move || {
-            l.act(|s, _| {
-                let ip = s.ipv4().map_or("0.0.0.0".to_string(), |a| a.to_string());
-                let start = rand::rng().random_range(0..16384u16);
-                let candidates: Vec<u16> = if port != 0 {
-                    vec![port]
-                } else {
-                    (0..16384u16).map(|i| 49152 + (start + i) % 16384).collect()
-                };
-                for p in candidates {
-                    if s.tcp_mut().listen(p, backlog).is_ok() {
-                        return Ok((p, ip));
+        let (port, ip) = py
+            .detach(move || {
+                l.act(|s, _| {
+                    let ip = s.ipv4().map_or("0.0.0.0".to_string(), |a| a.to_string());
+                    let start = rand::rng().random_range(0..16384u16);
+                    let candidates: Vec<u16> = if port != 0 {
+                        vec![port]
+                    } else {
+                        (0..16384u16).map(|i| 49152 + (start + i) % 16384).collect()
+                    };
+                    for p in candidates {
+                        if s.tcp_mut().listen(p, backlog).is_ok() {
+                            return Ok((p, ip));
+                        }
                     }
-                }
-                Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
+                    Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
+                })
             })
-        })
-        .map_err(errors::to_py)?
-        .map_err(errors::to_py)?;
+            .map_err(errors::to_py)?
+            .map_err(errors::to_py)?;
         Ok(PyListener::new(live, port, ip))
     }
 
@@ -330,7 +333,8 @@ impl PyStack {
     /// SYNs dropped because a listener's queues were full.
     #[getter]
     fn tcp_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (n, active, memory) = self.read(py, |s| (s.tcp().len(), s.tcp().active(), s.tcp().memory()))?;
+        let (n, active, memory) =
+            self.read(py, |s| (s.tcp().len(), s.tcp().active(), s.tcp().memory()))?;
         let dict = PyDict::new(py);
         dict.set_item("connections", n)?;
         dict.set_item("active", active)?;

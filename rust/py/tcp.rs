@@ -92,7 +92,11 @@ pub struct PyConnection {
 }
 
 impl PyConnection {
-    pub fn new(live: Arc<LiveStack>, handle: Handle, timeout: Option<Duration>) -> io::Result<Self> {
+    pub fn new(
+        live: Arc<LiveStack>,
+        handle: Handle,
+        timeout: Option<Duration>,
+    ) -> io::Result<Self> {
         let (local, remote) = live.act(|s, _| {
             s.tcp()
                 .get(handle)
@@ -115,7 +119,10 @@ impl PyConnection {
         if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
             Ok(())
         } else {
-            Err(PyOSError::new_err((libc::EBADF, "the connection is closed")))
+            Err(PyOSError::new_err((
+                libc::EBADF,
+                "the connection is closed",
+            )))
         }
     }
 
@@ -135,9 +142,11 @@ impl PyConnection {
         let timeout = self.timeout();
         let (live, h) = (self.live.clone(), self.handle);
         let result = blocking(py, move |interrupt| {
-            live.wait_for(timeout, interrupt, |stack, _| match stack.tcp_mut().get_mut(h) {
-                None => Some(Err(ebadf())),
-                Some(c) => attempt(c),
+            live.wait_for(timeout, interrupt, |stack, _| {
+                match stack.tcp_mut().get_mut(h) {
+                    None => Some(Err(ebadf())),
+                    Some(c) => attempt(c),
+                }
             })
         })?;
         match result {
@@ -217,7 +226,12 @@ impl PyConnection {
 
     /// Up to `bufsize` bytes; b"" at end of stream.
     #[pyo3(signature = (bufsize, flags=0))]
-    fn recv<'py>(&self, py: Python<'py>, bufsize: isize, flags: i32) -> PyResult<Bound<'py, PyBytes>> {
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: isize,
+        flags: i32,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         if flags != 0 {
             return Err(PyValueError::new_err("recv flags are not supported"));
         }
@@ -246,14 +260,22 @@ impl PyConnection {
 
     /// Read into a writable buffer; returns the byte count (0 at end of stream).
     #[pyo3(signature = (buffer, nbytes=0, flags=0))]
-    fn recv_into(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>, nbytes: usize, flags: i32) -> PyResult<usize> {
+    fn recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: usize,
+        flags: i32,
+    ) -> PyResult<usize> {
         if flags != 0 {
             return Err(PyValueError::new_err("recv_into flags are not supported"));
         }
         let buf = PyBuffer::<u8>::get(buffer)?;
         let mut raw = RawSlice::of(&buf, true)?;
         if nbytes > raw.len {
-            return Err(PyValueError::new_err("nbytes is greater than the length of the buffer"));
+            return Err(PyValueError::new_err(
+                "nbytes is greater than the length of the buffer",
+            ));
         }
         if nbytes > 0 {
             raw.len = nbytes;
@@ -303,7 +325,8 @@ impl PyConnection {
     }
 
     fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
-        let t = timeout_arg(value).map_err(|_| PyValueError::new_err("Timeout value out of range"))?;
+        let t =
+            timeout_arg(value).map_err(|_| PyValueError::new_err("Timeout value out of range"))?;
         *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
         Ok(())
     }
@@ -333,7 +356,13 @@ impl PyConnection {
 
     /// TCP_NODELAY, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, TCP_USER_TIMEOUT (ms),
     /// SO_KEEPALIVE and SO_SNDBUF; anything else is ENOPROTOOPT.
-    fn setsockopt(&self, py: Python<'_>, level: i32, optname: i32, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn setsockopt(
+        &self,
+        py: Python<'_>,
+        level: i32,
+        optname: i32,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let v: i64 = value
             .extract()
             .map_err(|_| PyValueError::new_err("option values must be integers"))?;
@@ -348,7 +377,11 @@ impl PyConnection {
             (IPPROTO_TCP, libc::TCP_NODELAY) => Box::new(move |c| c.set_nodelay(v != 0)),
             (SOL_SOCKET, libc::SO_KEEPALIVE) => Box::new(move |c| {
                 let k = &mut c.config_mut().keepalive;
-                *k = if v != 0 { Some(k.unwrap_or_default()) } else { None };
+                *k = if v != 0 {
+                    Some(k.unwrap_or_default())
+                } else {
+                    None
+                };
             }),
             (IPPROTO_TCP, libc::TCP_KEEPIDLE) => {
                 let d = secs(v)?;
@@ -434,7 +467,9 @@ impl PyConnection {
     fn _decref_socketios(&self, py: Python<'_>) {
         let left = self
             .io_refs
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            })
             .map_or(0, |n| n.saturating_sub(1));
         if left == 0 && self.close_requested.load(Ordering::SeqCst) {
             py.detach(|| self.release(false));
@@ -480,7 +515,9 @@ impl PyConnection {
 }
 
 fn keepalive_mut(c: &mut Connection) -> &mut Keepalive {
-    c.config_mut().keepalive.get_or_insert_with(Keepalive::default)
+    c.config_mut()
+        .keepalive
+        .get_or_insert_with(Keepalive::default)
 }
 
 #[pyclass(name = "Listener", module = "mipfast._native", frozen, weakref)]
@@ -521,7 +558,11 @@ impl PyListener {
     /// The next established connection and its peer's (ip, port); raises
     /// TimeoutError after `timeout` seconds.
     #[pyo3(signature = (timeout=None))]
-    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(PyConnection, (String, u16))> {
+    fn accept(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<(PyConnection, (String, u16))> {
         if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
             return Err(PyOSError::new_err((libc::EBADF, "the listener is closed")));
         }

@@ -211,7 +211,7 @@ impl Connection {
             unacked_bytes: 0,
             sack: false,
             ts_recent: None,
-            ts_offset: iss.0.rotate_left(13),
+            ts_offset: 0,
             last_ack_sent: Seq(0),
             rtt: RttEstimator::default(),
             rto_at: None,
@@ -237,6 +237,13 @@ impl Connection {
             tlp_sent: false,
             orphan: false,
         }
+    }
+
+    /// RFC 7323 §5.4: timestamps start at a per-4-tuple offset, so that a
+    /// new incarnation of a tuple continues its predecessor's clock.
+    pub fn with_timestamp_offset(mut self, offset: u32) -> Self {
+        self.ts_offset = offset;
+        self
     }
 
     /// Active open (RFC 9293 §3.10.1): the SYN goes out on the next dispatch.
@@ -329,6 +336,10 @@ impl Connection {
     }
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+    /// The sequence number of the next new byte (SND.MAX).
+    pub fn send_next(&self) -> Seq {
+        self.snd_max
     }
     pub fn send_window(&self) -> usize {
         self.snd_wnd
@@ -523,7 +534,14 @@ impl Connection {
 
     /// The earliest time [`Connection::dispatch`] has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
-        let mut t = [self.rto_at, self.persist_at, self.close_at, None, None, self.tlp_at];
+        let mut t = [
+            self.rto_at,
+            self.persist_at,
+            self.close_at,
+            None,
+            None,
+            self.tlp_at,
+        ];
         if let AckDue::At(at) = self.ack_due {
             t[3] = Some(at);
         }
@@ -784,7 +802,9 @@ impl Connection {
             let threshold = self.dup_threshold();
             let lost = self.dupacks >= threshold
                 || (self.sack
-                    && self.scoreboard.lost_below(self.snd_una, self.lost_bytes_threshold())
+                    && self
+                        .scoreboard
+                        .lost_below(self.snd_una, self.lost_bytes_threshold())
                         > self.snd_una);
             if lost {
                 // RFC 6675 §5 (4) / RFC 6582 §3.2 (2).
@@ -1169,7 +1189,8 @@ impl Connection {
             return self.snd_una;
         };
         let mut end = if self.sack {
-            self.scoreboard.lost_below(self.snd_una, self.lost_bytes_threshold())
+            self.scoreboard
+                .lost_below(self.snd_una, self.lost_bytes_threshold())
         } else {
             self.snd_una
         };
@@ -1208,7 +1229,11 @@ impl Connection {
 
     /// Arms the tail loss probe after sending, unless one is out already.
     fn arm_tlp(&mut self, now: Instant) {
-        if self.snd_max == self.snd_una || self.recovery.is_some() || self.tlp_sent || !self.syn_acked {
+        if self.snd_max == self.snd_una
+            || self.recovery.is_some()
+            || self.tlp_sent
+            || !self.syn_acked
+        {
             self.tlp_at = None;
             return;
         }
@@ -1236,7 +1261,11 @@ impl Connection {
         }
         let len = (data_end - self.snd_una).min(self.segment_payload_max());
         let seq = Seq(data_end.0.wrapping_sub(len as u32));
-        let flags = if fin_sent { Flags::ACK | Flags::FIN } else { Flags::ACK };
+        let flags = if fin_sent {
+            Flags::ACK | Flags::FIN
+        } else {
+            Flags::ACK
+        };
         if self.timed.is_some_and(|(t, _)| t >= seq) {
             self.timed = None; // Karn's rule
         }
@@ -1332,8 +1361,12 @@ impl Connection {
                 // Nagle (RFC 896) and sender SWS avoidance (RFC 9293 §3.8.6.2.1).
                 let everything = len == avail;
                 let idle = self.snd_max == self.snd_una;
-                let ok =
-                    (everything && (self.config.nodelay || idle)) || len >= self.max_snd_wnd / 2;
+                // With nothing in flight, a segment the window cuts short goes
+                // anyway: waiting (RFC 9293's override timer) would gain nothing.
+                let window_bound = idle && len == wnd_room;
+                let ok = (everything && (self.config.nodelay || idle))
+                    || len >= self.max_snd_wnd / 2
+                    || window_bound;
                 if !ok {
                     break;
                 }
@@ -1387,6 +1420,19 @@ impl Connection {
         }
     }
 
+    /// RFC 9293 §3.8.6.2.2 receiver SWS avoidance: the right edge moves
+    /// only by at least min(buffer/2, MSS), never by dribbles.
+    fn window_to_advertise(&self) -> usize {
+        let space = self.rcv_space();
+        let promised = self.rcv_adv.since(self.rcv_nxt).min(space);
+        let step = (self.config.rx_buffer / 2).min(self.mss);
+        if space >= promised + step {
+            space
+        } else {
+            promised
+        }
+    }
+
     /// Payload that fits a segment beside the SACK blocks it will carry
     /// (the timestamp option is already counted in `mss`).
     fn segment_payload_max(&self) -> usize {
@@ -1418,7 +1464,7 @@ impl Connection {
             let n = self.ooo.sack_blocks(max, &mut options.sack_blocks);
             options.sack_count = n as u8;
         }
-        let window = (self.rcv_space() >> self.rcv_shift).min(0xffff) as u16;
+        let window = (self.window_to_advertise() >> self.rcv_shift).min(0xffff) as u16;
         Repr {
             src_port: self.local.1,
             dst_port: self.remote.1,

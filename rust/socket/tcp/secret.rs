@@ -41,6 +41,19 @@ impl Secret {
         m.wrapping_add(f as u32)
     }
 
+    /// RFC 7323 §5.4: a timestamp clock offset per 4-tuple.
+    pub fn timestamp_offset(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
+        self.hash(
+            2,
+            &[
+                &local.0.octets(),
+                &local.1.to_be_bytes(),
+                &remote.0.octets(),
+                &remote.1.to_be_bytes(),
+            ],
+        ) as u32
+    }
+
     /// RFC 6056 §3.3.3 (Algorithm 3): the per-destination starting offset.
     pub fn port_offset(&self, local: Ipv4Addr, remote: (Ipv4Addr, u16)) -> u32 {
         self.hash(

@@ -189,7 +189,8 @@ impl TcpSockets {
         };
         let local = (local_ip, port);
         let iss = Seq(self.secret.isn(now, local, remote));
-        let conn = Connection::connect(self.config, now, local, remote, iss);
+        let conn = Connection::connect(self.config, now, local, remote, iss)
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
         Ok(self.insert(conn, true, None))
     }
 
@@ -350,7 +351,9 @@ impl TcpSockets {
         let port = listener.port;
         let local = (seg.dst, seg.dst_port);
         let iss = Seq(self.secret.isn(now, local, (seg.src, seg.src_port)));
-        let conn = Connection::accept(self.config, now, local, seg, iss);
+        let remote = (seg.src, seg.src_port);
+        let conn = Connection::accept(self.config, now, local, seg, iss)
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
         self.insert(conn, false, Some(port));
         Ok(())
     }

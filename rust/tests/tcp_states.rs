@@ -1,0 +1,490 @@
+//! The RFC 9293 state machine between two of our stacks, in simulated time:
+//! every transition, resets, windows, timers, backlog, and attacks.
+
+mod tcp_net;
+
+use mipfast::phy::fault::FaultConfig;
+use mipfast::socket::tcp::{Error, Handle, Keepalive, State, TcpConfig};
+use mipfast::time::Duration;
+use mipfast::wire::tcp::{Flags, Options, Repr};
+use mipfast::wire::{ethernet, ipv4, MacAddress};
+use tcp_net::*;
+
+const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
+const B_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
+
+/// Records each state a connection passes through.
+fn states_of(net: &mut Net, on_a: bool, h: Handle, limit: Duration, until: State) -> Vec<State> {
+    let mut seen = vec![];
+    net.run_until(limit, |n| {
+        let stack = if on_a { &n.a.stack } else { &n.b.stack };
+        let s = stack.tcp().get(h).map_or(State::Closed, |c| c.state());
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        s == until
+    });
+    seen
+}
+
+fn state(net: &Net, on_a: bool, h: Handle) -> State {
+    let stack = if on_a { &net.a.stack } else { &net.b.stack };
+    stack.tcp().get(h).map_or(State::Closed, |c| c.state())
+}
+
+#[test]
+fn active_close_passes_fin_wait_and_time_wait() {
+    let mut net = Net::clean(1);
+    let (ha, hb) = net.connect(80);
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    let mut b_eof = false;
+    net.run_until(Duration::from_secs(1), |n| {
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        b_eof = c.recv(&mut [0; 16]) == Ok(Some(0));
+        b_eof
+    });
+    assert!(b_eof, "B reads end of stream after A's FIN");
+    net.run_for(Duration::from_millis(10)); // B's ACK of the FIN reaches A
+    assert_eq!(state(&net, true, ha), State::FinWait2);
+    assert_eq!(state(&net, false, hb), State::CloseWait);
+    // Half-close: B can still send to A.
+    let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+    assert_eq!(c.send(b"late reply"), Ok(10));
+    let mut got = vec![];
+    net.run_until(Duration::from_secs(1), |n| {
+        let mut buf = [0u8; 64];
+        if let Ok(Some(k)) = n.a.stack.tcp_mut().get_mut(ha).unwrap().recv(&mut buf) {
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == 10
+    });
+    assert_eq!(got, b"late reply");
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    let seen_b = states_of(&mut net, false, hb, Duration::from_secs(1), State::Closed);
+    assert_eq!(seen_b, vec![State::LastAck, State::Closed]);
+    assert_eq!(state(&net, true, ha), State::TimeWait);
+    // TIME-WAIT lasts 2·MSL (60 s by default), then the connection is gone.
+    net.run_for(Duration::from_secs(59));
+    assert_eq!(state(&net, true, ha), State::TimeWait);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(state(&net, true, ha), State::Closed);
+    assert_eq!(net.a.stack.tcp().active(), 0);
+}
+
+#[test]
+fn simultaneous_open_and_simultaneous_close() {
+    let mut net = Net::clean(2);
+    let now = net.now;
+    let ha = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 5000), Some(6000))
+        .unwrap();
+    let hb = net
+        .b
+        .stack
+        .tcp_mut()
+        .connect(now, B_IP, (A_IP, 6000), Some(5000))
+        .unwrap();
+    net.flush();
+    let seen = states_of(
+        &mut net,
+        true,
+        ha,
+        Duration::from_secs(5),
+        State::Established,
+    );
+    assert_eq!(
+        seen,
+        vec![State::SynSent, State::SynReceived, State::Established]
+    );
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(state(&net, false, hb), State::Established);
+    // Both close at the same moment: FINs cross, both pass CLOSING.
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    let seen = states_of(&mut net, true, ha, Duration::from_secs(5), State::TimeWait);
+    assert_eq!(seen, vec![State::FinWait1, State::Closing, State::TimeWait]);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(state(&net, false, hb), State::TimeWait);
+}
+
+#[test]
+fn connecting_to_a_closed_port_is_refused() {
+    let mut net = Net::clean(3);
+    let now = net.now;
+    let h = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 9), None)
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(20));
+    let c = net.conn_a(h);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::Refused))
+    );
+}
+
+#[test]
+fn a_silent_peer_exhausts_syn_retries_then_data_retries() {
+    let config = TcpConfig {
+        syn_retries: 3,
+        data_retries: 4,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        4,
+        config,
+        config,
+    );
+    net.b.silent = true;
+    let now = net.now;
+    let h = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 80), None)
+        .unwrap();
+    net.flush();
+    // ARP never answers either; the SYN retries back off 1, 2, 4, 8 s.
+    net.run_for(Duration::from_secs(60));
+    let c = net.conn_a(h);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::TimedOut))
+    );
+
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        5,
+        config,
+        config,
+    );
+    let (ha, _) = net.connect(80);
+    net.b.silent = true;
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .send(b"anyone?")
+        .unwrap();
+    net.flush();
+    let start = net.now;
+    net.run_until(Duration::from_secs(600), |n| {
+        n.conn_a(ha).state() == State::Closed
+    });
+    let c = net.conn_a(ha);
+    assert_eq!(c.error(), Some(Error::TimedOut));
+    assert_eq!(
+        net.a.stack.tcp_mut().get_mut(ha).unwrap().send(b"x"),
+        Err(Error::TimedOut)
+    );
+    // 200 ms doubling over five timeouts: about 6 s, well under a minute.
+    let took = net.now.saturating_since(start);
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn zero_window_is_probed_until_it_opens() {
+    let small = TcpConfig {
+        rx_buffer: 8192,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        6,
+        TcpConfig::default(),
+        small,
+    );
+    let (ha, hb) = net.connect(80);
+    let data = pattern(100_000, 9);
+    let sent = net
+        .a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .send(&data)
+        .unwrap();
+    assert_eq!(sent, data.len());
+    net.flush();
+    // B reads nothing: its window closes and A stops at 8 KiB.
+    net.run_for(Duration::from_secs(30));
+    assert_eq!(net.conn_a(ha).send_window(), 0);
+    assert_eq!(net.conn_b(hb).recv_available(), 8192);
+    let frames_before = net.b.stack.counters().frames_in;
+    net.run_for(Duration::from_secs(30));
+    let probes = net.b.stack.counters().frames_in - frames_before;
+    assert!(
+        (2..=40).contains(&probes),
+        "A probes the zero window: {probes} segments in 30 s"
+    );
+    assert_eq!(
+        net.conn_a(ha).state(),
+        State::Established,
+        "answered probes keep it open"
+    );
+    // B reads: the window update reopens the flow and everything arrives.
+    let mut got = vec![];
+    net.run_until(Duration::from_secs(60), |n| {
+        let mut buf = [0u8; 4096];
+        while let Ok(Some(k)) = n.b.stack.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == data.len()
+    });
+    assert_eq!(got, data);
+}
+
+#[test]
+fn keepalive_keeps_a_live_peer_and_drops_a_dead_one() {
+    let keep = TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 3,
+        }),
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        7,
+        keep,
+        TcpConfig::default(),
+    );
+    let (ha, _) = net.connect(80);
+    let before = net.b.stack.counters().frames_in;
+    net.run_for(Duration::from_secs(100));
+    let probes = net.b.stack.counters().frames_in - before;
+    assert!(
+        (8..=12).contains(&probes),
+        "one probe per idle period: {probes}"
+    );
+    assert_eq!(net.conn_a(ha).state(), State::Established);
+    net.b.silent = true;
+    net.run_for(Duration::from_secs(30));
+    let c = net.conn_a(ha);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::TimedOut))
+    );
+}
+
+/// A TCP segment from B to A built by hand, put on the wire from B's end.
+fn inject_to_a(net: &mut Net, repr: Repr) {
+    let mut tcp = vec![0u8; repr.header_len()];
+    repr.emit(&mut tcp, 0, B_IP, A_IP);
+    let mut ip = vec![0u8; ipv4::HEADER_LEN + tcp.len()];
+    ipv4::Repr {
+        src: B_IP,
+        dst: A_IP,
+        protocol: ipv4::PROTO_TCP,
+        payload_len: tcp.len(),
+        ttl: 64,
+        ident: 1,
+    }
+    .emit(&mut ip);
+    ip[ipv4::HEADER_LEN..].copy_from_slice(&tcp);
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
+    ethernet::Repr {
+        dst: A_MAC,
+        src: B_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut frame);
+    frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
+    let now = net.now;
+    net.b.dev.inject(now, &frame);
+}
+
+#[test]
+fn resets_in_window_draw_a_challenge_ack_and_only_an_exact_one_resets() {
+    let mut net = Net::clean(8);
+    let (ha, hb) = net.connect(80);
+    // Learn B's next sequence number from a data segment A receives.
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(b"hi")
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        net.a.stack.tcp_mut().get_mut(ha).unwrap().recv(&mut buf),
+        Ok(Some(2))
+    );
+    let a_port = net.conn_a(ha).local().1;
+    // B's next sequence number is what A expects (its RCV.NXT).
+    let b_next = net.conn_b(hb).send_next().0;
+    let rst = |seq: u32| Repr {
+        src_port: 80,
+        dst_port: a_port,
+        seq,
+        ack: 0,
+        flags: Flags::RST,
+        window: 0,
+        options: Options::default(),
+    };
+    let a_frames = net.a.stack.counters().frames_out;
+    // In the window but not exact (RFC 5961 §3.2): a challenge ACK, no reset.
+    inject_to_a(&mut net, rst(b_next.wrapping_add(1000)));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.conn_a(ha).state(), State::Established);
+    assert_eq!(
+        net.a.stack.counters().frames_out - a_frames,
+        1,
+        "one challenge ACK"
+    );
+    // Out of the window entirely: ignored (no reset, an ACK at most).
+    inject_to_a(&mut net, rst(b_next.wrapping_add(1 << 30)));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.conn_a(ha).state(), State::Established);
+    // A SYN on an established connection: a challenge ACK, no reset (RFC 5961 §4).
+    net.run_for(Duration::from_millis(200));
+    inject_to_a(
+        &mut net,
+        Repr {
+            flags: Flags::SYN,
+            ..rst(b_next.wrapping_add(5))
+        },
+    );
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.conn_a(ha).state(), State::Established);
+    // The exact sequence number resets it.
+    inject_to_a(&mut net, rst(b_next));
+    net.run_for(Duration::from_millis(10));
+    let c = net.conn_a(ha);
+    assert_eq!((c.state(), c.error()), (State::Closed, Some(Error::Reset)));
+    let mut buf = [0u8; 8];
+    let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    assert_eq!(c.recv(&mut buf), Err(Error::Reset));
+}
+
+#[test]
+fn a_full_backlog_drops_syns_until_accept_makes_room() {
+    let mut net = Net::clean(9);
+    net.b.stack.tcp_mut().listen(80, 2).unwrap();
+    let now = net.now;
+    let handles: Vec<Handle> = (0..5)
+        .map(|_| {
+            net.a
+                .stack
+                .tcp_mut()
+                .connect(now, A_IP, (B_IP, 80), None)
+                .unwrap()
+        })
+        .collect();
+    net.flush();
+    net.run_for(Duration::from_millis(500));
+    let established = |net: &Net| {
+        handles
+            .iter()
+            .filter(|&&h| net.conn_a(h).state() == State::Established)
+            .count()
+    };
+    assert_eq!(
+        established(&net),
+        2,
+        "backlog 2: two handshakes, the rest wait"
+    );
+    assert!(net.b.stack.tcp().listener(80).unwrap().overflows >= 3);
+    assert!(
+        net.b
+            .stack
+            .counters()
+            .drops(mipfast::iface::DropReason::TcpListenOverflow)
+            >= 3
+    );
+    // Accepting makes room; the retried SYNs (after 1 s) get in.
+    let mut accepted = 0;
+    net.run_until(Duration::from_secs(30), |n| {
+        while n.b.stack.tcp_mut().accept(80).is_some() {
+            accepted += 1;
+        }
+        accepted == 5
+    });
+    assert_eq!(accepted, 5);
+    assert_eq!(established(&net), 5);
+}
+
+#[test]
+fn time_wait_yields_to_a_new_syn_from_the_same_port() {
+    let mut net = Net::clean(10);
+    let (ha, hb) = net.connect(80);
+    let a_port = net.conn_a(ha).local().1;
+    // B closes first this time: B ends in TIME-WAIT.
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(20));
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(state(&net, false, hb), State::TimeWait);
+    // A new connection from the same port (RFC 6191): the new ISN is larger,
+    // TIME-WAIT gives way, the handshake completes.
+    let now = net.now;
+    let h2 = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 80), Some(a_port))
+        .unwrap();
+    net.flush();
+    let seen = states_of(
+        &mut net,
+        true,
+        h2,
+        Duration::from_secs(5),
+        State::Established,
+    );
+    assert_eq!(seen.last(), Some(&State::Established));
+    net.run_for(Duration::from_millis(10)); // A's ACK completes B's side
+    let h = net
+        .b
+        .stack
+        .tcp_mut()
+        .accept(80)
+        .expect("the new incarnation is accepted");
+    assert_eq!(net.conn_b(h).remote(), (A_IP, a_port));
+}
+
+#[test]
+fn nagle_holds_small_writes_until_acked_unless_nodelay() {
+    for nodelay in [false, true] {
+        let mut net = Net::clean(11);
+        let (ha, _) = net.connect(80);
+        let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+        c.set_nodelay(nodelay);
+        let before = net.a.stack.counters().frames_out;
+        for _ in 0..5 {
+            net.a
+                .stack
+                .tcp_mut()
+                .get_mut(ha)
+                .unwrap()
+                .send(b"tiny")
+                .unwrap();
+            net.flush();
+        }
+        let sent = net.a.stack.counters().frames_out - before;
+        assert_eq!(sent, if nodelay { 5 } else { 1 }, "nodelay={nodelay}");
+    }
+}
