@@ -147,12 +147,11 @@ impl Stack {
             None => {}
             Some(Delivery::Udp(d)) => self.process_udp(now, d),
             Some(Delivery::Tcp(t)) => self.process_tcp(now, t),
-            Some(Delivery::Unreachable(u)) => {
-                // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
-                if u.protocol == ipv4::PROTO_TCP && u.code <= 3 {
-                    self.tcp.icmp_unreachable(u.local.1, u.remote);
-                }
+            // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
+            Some(Delivery::Unreachable(u)) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
+                self.tcp.icmp_unreachable(u.local.1, u.remote);
             }
+            Some(Delivery::Unreachable(_)) => {}
         }
     }
 

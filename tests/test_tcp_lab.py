@@ -82,9 +82,19 @@ def test_download_50_mb_from_kernel_http_server(lab, tmp_path):
             assert time.monotonic() < deadline, "http.server did not start"
             time.sleep(0.05)
         r = subprocess.run(
-            [sys.executable, str(ROOT / "examples/http_get.py"), "-i", lab.iface, "--ip", STACK_CIDR,
-             "--sha256", f"http://{lab.peer_ip}:8080/big.bin"],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                str(ROOT / "examples/http_get.py"),
+                "-i",
+                lab.iface,
+                "--ip",
+                STACK_CIDR,
+                "--sha256",
+                f"http://{lab.peer_ip}:8080/big.bin",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == [str(len(body)), sha(body)]
@@ -99,21 +109,39 @@ def test_curl_fetches_from_and_uploads_50_mb_to_a_mipfast_server(lab, tmp_path):
     from http_server import pattern as served
 
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples/http_server.py"), "-i", lab.iface, "--ip", STACK_CIDR,
-         "--port", "8000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "examples/http_server.py"),
+            "-i",
+            lab.iface,
+            "--ip",
+            STACK_CIDR,
+            "--port",
+            "8000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = server.stdout.readline()
         assert "serving on 10.77.0.2:8000" in line, server.stderr.read() if server.poll() else line
         size = 50 << 20
-        r = lab.run("sh", "-c", f"curl -sS --fail http://{STACK_IP}:8000/bytes/{size} | sha256sum",
-                    timeout=120)
+        r = lab.run(
+            "sh", "-c", f"curl -sS --fail http://{STACK_IP}:8000/bytes/{size} | sha256sum", timeout=120
+        )
         assert r.stdout.split()[0] == sha(served(size))
         upload = os.urandom(size)
         (tmp_path / "up.bin").write_bytes(upload)
-        r = lab.run("curl", "-sS", "--fail", "-T", str(tmp_path / "up.bin"),
-                    f"http://{STACK_IP}:8000/upload", timeout=120)
+        r = lab.run(
+            "curl",
+            "-sS",
+            "--fail",
+            "-T",
+            str(tmp_path / "up.bin"),
+            f"http://{STACK_IP}:8000/upload",
+            timeout=120,
+        )
         assert r.stdout.split() == [str(size), sha(upload)]
     finally:
         server.send_signal(signal.SIGINT)

@@ -5,6 +5,9 @@ use super::{Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxQ
 use crate::time::Instant;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr, MacAddress};
 
+/// An (address, port) pair.
+type Endpoint = (Ipv4Addr, u16);
+
 /// The stack's own MAC unless told otherwise (locally administered, as the seed's).
 pub const DEFAULT_MAC: MacAddress = MacAddress([0x02, 0x00, 0x01, 0x02, 0x03, 0x77]);
 pub const DEFAULT_MTU: usize = 1500;
@@ -568,7 +571,7 @@ impl Interface {
 
 /// The protocol and the (source, destination) endpoints of the datagram an
 /// ICMP error quotes: its IPv4 header and at least 8 bytes (RFC 792).
-fn quoted_ports(quote: &[u8]) -> Option<(u8, (Ipv4Addr, u16), (Ipv4Addr, u16))> {
+fn quoted_ports(quote: &[u8]) -> Option<(u8, Endpoint, Endpoint)> {
     let ihl = (*quote.first()? & 0x0f) as usize * 4;
     if quote[0] >> 4 != 4 || ihl < ipv4::HEADER_LEN || quote.len() < ihl + 4 {
         return None;

@@ -629,9 +629,9 @@ pub fn connect(
     let handle = py
         .detach(move || {
             l.act(|s: &mut Stack, now: Instant| {
-                let ip = s.ipv4().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::Other, "no address yet (is the stack ready?)")
-                })?;
+                let ip = s
+                    .ipv4()
+                    .ok_or_else(|| io::Error::other("no address yet (is the stack ready?)"))?;
                 s.tcp_mut()
                     .connect(now, ip, remote, source_port)
                     .map_err(|e| {

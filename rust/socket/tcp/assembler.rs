@@ -30,7 +30,7 @@ impl Assembler {
 
     /// Records `[start, end)`; false if that would exceed [`MAX_RANGES`].
     pub fn add(&mut self, start: Seq, end: Seq) -> bool {
-        if !(start < end) {
+        if start >= end {
             return true;
         }
         // First range that ends at or after `start` (could merge).

@@ -52,7 +52,8 @@ impl Congestion {
     pub fn window(&self) -> usize {
         self.cwnd
     }
-    pub fn ssthresh(&self) -> usize {
+    #[cfg(test)]
+    fn ssthresh(&self) -> usize {
         self.ssthresh
     }
     pub fn set_mss(&mut self, mss: usize) {

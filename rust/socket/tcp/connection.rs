@@ -1238,7 +1238,7 @@ impl Connection {
             return;
         }
         let at = now + self.probe_timeout();
-        if self.rto_at.is_none_or(|rto| at < rto) {
+        if self.rto_at.map_or(true, |rto| at < rto) {
             self.tlp_at = Some(at);
         }
     }

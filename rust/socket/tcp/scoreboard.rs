@@ -15,9 +15,6 @@ pub struct Scoreboard {
 }
 
 impl Scoreboard {
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
     pub fn clear(&mut self) {
         self.ranges = Vec::new();
         self.sacked = 0;
@@ -32,7 +29,7 @@ impl Scoreboard {
 
     /// Adds a block the peer reported; returns true if it taught us something.
     pub fn add(&mut self, start: Seq, end: Seq) -> bool {
-        if !(start < end) {
+        if start >= end {
             return false;
         }
         let i = self.ranges.partition_point(|&(_, e)| e < start);
@@ -130,6 +127,6 @@ mod tests {
         b.advance(Seq(3500));
         assert_eq!(b.sacked(), 700 + 2000);
         b.advance(Seq(8000));
-        assert!(b.is_empty() && b.sacked() == 0);
+        assert!(b.highest().is_none() && b.sacked() == 0);
     }
 }

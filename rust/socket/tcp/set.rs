@@ -440,7 +440,7 @@ impl TcpSockets {
             return;
         }
         if let Some(t) = conn.poll_at() {
-            if slot.scheduled.is_none_or(|s| t < s) {
+            if slot.scheduled.map_or(true, |s| t < s) {
                 slot.scheduled = Some(t);
                 self.timers.push(Reverse((t, i)));
             }
