@@ -238,14 +238,14 @@ impl LiveStack {
 
     /// Runs a user call on the engine, then sends what it queued (TCP data,
     /// ACKs, window updates) from this thread, without waiting for a round.
-    pub fn act<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> io::Result<T> {
+    pub fn act<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
         let mut engine = self.engine();
         let now = engine.now();
         let value = f(&mut engine.stack, now);
         let Engine { stack, device, .. } = &mut *engine;
         stack.dispatch(now);
-        stack.flush(now, device);
-        Ok(value)
+        stack.flush(now, device); // send failures are counted, not returned
+        value
     }
 
     /// Repeats `attempt` (as [`LiveStack::act`]) until it yields a value,
@@ -258,7 +258,7 @@ impl LiveStack {
     ) -> io::Result<Option<T>> {
         let start = std::time::Instant::now();
         loop {
-            if let Some(v) = self.act(&mut attempt)? {
+            if let Some(v) = self.act(&mut attempt) {
                 return Ok(Some(v));
             }
             let left = timeout.map(|t| {

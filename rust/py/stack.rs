@@ -324,7 +324,6 @@ impl PyStack {
                     Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
                 })
             })
-            .map_err(errors::to_py)?
             .map_err(errors::to_py)?;
         Ok(PyListener::new(live, port, ip))
     }

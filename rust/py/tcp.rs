@@ -30,6 +30,10 @@ pub fn tcp_error(e: tcp::Error) -> io::Error {
     })
 }
 
+fn connection_closed() -> PyErr {
+    PyOSError::new_err((libc::EBADF, "the connection is closed"))
+}
+
 fn ebadf() -> io::Error {
     io::Error::from_raw_os_error(libc::EBADF)
 }
@@ -102,7 +106,7 @@ impl PyConnection {
                 .get(handle)
                 .map(|c| (c.local(), c.remote()))
                 .ok_or_else(ebadf)
-        })??;
+        })?;
         Ok(PyConnection {
             live,
             handle,
@@ -119,10 +123,7 @@ impl PyConnection {
         if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
             Ok(())
         } else {
-            Err(PyOSError::new_err((
-                libc::EBADF,
-                "the connection is closed",
-            )))
+            Err(connection_closed())
         }
     }
 
@@ -167,14 +168,13 @@ impl PyConnection {
         self.check_open()?;
         let (live, h) = (self.live.clone(), self.handle);
         py.detach(move || live.act(|s, _| s.tcp_mut().get_mut(h).map(f)))
-            .map_err(errors::to_py)?
-            .ok_or_else(|| PyOSError::new_err((libc::EBADF, "the connection is closed")))
+            .ok_or_else(connection_closed)
     }
 
     fn release(&self, abort: bool) {
         if self.open.swap(false, Ordering::SeqCst) {
             let h = self.handle;
-            let _ = self.live.act(|s, _| s.tcp_mut().release(h, abort));
+            self.live.act(|s, _| s.tcp_mut().release(h, abort));
         }
     }
 }
@@ -424,7 +424,7 @@ impl PyConnection {
     /// Reads back the options `setsockopt` accepts.
     fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<i64> {
         let value = self.with_conn(py, move |c| {
-            let cfg = c.config_mut();
+            let cfg = c.config();
             let k = cfg.keepalive.unwrap_or_default();
             Some(match (level, optname) {
                 (IPPROTO_TCP, libc::TCP_NODELAY) => cfg.nodelay as i64,
@@ -540,7 +540,7 @@ impl PyListener {
     fn release(&self) {
         if self.open.swap(false, Ordering::SeqCst) {
             let port = self.port;
-            let _ = self.live.act(|s, _| s.tcp_mut().unlisten(port));
+            self.live.act(|s, _| s.tcp_mut().unlisten(port));
         }
     }
 }
@@ -642,7 +642,6 @@ pub fn connect(
                     })
             })
         })
-        .map_err(errors::to_py)?
         .map_err(|e| match e.raw_os_error() {
             Some(_) => errors::to_py(e),
             None => PyOSError::new_err((libc::ENETUNREACH, e.to_string())),
@@ -663,8 +662,7 @@ pub fn connect(
     };
     if let Err(e) = result {
         let l = live.clone();
-        py.detach(move || l.act(|s, _| s.tcp_mut().release(handle, true)))
-            .map_err(errors::to_py)?;
+        py.detach(move || l.act(|s, _| s.tcp_mut().release(handle, true)));
         return Err(e);
     }
     py.detach(move || PyConnection::new(live, handle, timeout))

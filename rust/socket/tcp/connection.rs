@@ -357,6 +357,9 @@ impl Connection {
     pub fn buffer_bytes(&self) -> usize {
         self.tx.allocated() + self.rx.allocated()
     }
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
     pub fn config_mut(&mut self) -> &mut TcpConfig {
         &mut self.config
     }
@@ -994,22 +997,16 @@ impl Connection {
         if let Some(ack) = self.reply_rst.take() {
             self.emit_rst(ack, out);
         }
+        if self.state != State::Closed {
+            self.run_timers(now);
+        }
+        // An abort, or a timer that gave up, tells the peer once.
         if self.rst_pending {
             self.rst_pending = false;
             let seq = self.snd_max;
             self.emit_rst(seq, out);
-            return;
         }
         if self.state == State::Closed {
-            return;
-        }
-        self.run_timers(now);
-        if self.state == State::Closed {
-            if self.rst_pending {
-                self.rst_pending = false;
-                let seq = self.snd_max;
-                self.emit_rst(seq, out);
-            }
             return;
         }
         match self.state {

@@ -8,6 +8,7 @@ use super::secret::Secret;
 use super::seq::Seq;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
 use crate::time::Instant;
+use crate::wire::tcp::Flags;
 use crate::wire::Ipv4Addr;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -180,12 +181,12 @@ impl TcpSockets {
     ) -> Result<Handle, ConnectError> {
         let port = match local_port {
             Some(p) => {
-                if !self.tuple_free(now, (p, remote.0, remote.1)) {
+                if !self.tuple_free((p, remote.0, remote.1)) {
                     return Err(ConnectError::AddressInUse);
                 }
                 p
             }
-            None => self.pick_port(now, local_ip, remote)?,
+            None => self.pick_port(local_ip, remote)?,
         };
         let local = (local_ip, port);
         let iss = Seq(self.secret.isn(now, local, remote));
@@ -197,7 +198,7 @@ impl TcpSockets {
     /// A 4-tuple is free if unused, or held by TIME-WAIT: the new ISN comes
     /// from a clock that has moved on, so old duplicates cannot match
     /// (RFC 6528 §3, RFC 9293 §3.4.1), and the old block is dropped.
-    fn tuple_free(&mut self, _now: Instant, tuple: Tuple) -> bool {
+    fn tuple_free(&mut self, tuple: Tuple) -> bool {
         match self.tuples.get(&tuple) {
             None => true,
             Some(&i) => {
@@ -213,12 +214,7 @@ impl TcpSockets {
         }
     }
 
-    fn pick_port(
-        &mut self,
-        now: Instant,
-        local: Ipv4Addr,
-        remote: Endpoint,
-    ) -> Result<u16, ConnectError> {
+    fn pick_port(&mut self, local: Ipv4Addr, remote: Endpoint) -> Result<u16, ConnectError> {
         let offset = self.secret.port_offset(local, remote);
         for _ in 0..EPHEMERAL_COUNT {
             let port = EPHEMERAL_FIRST as u32
@@ -235,7 +231,7 @@ impl TcpSockets {
         // Last resort: take over a TIME-WAIT tuple.
         for p in 0..EPHEMERAL_COUNT {
             let port = EPHEMERAL_FIRST + p as u16;
-            if self.tuple_free(now, (port, remote.0, remote.1)) {
+            if self.tuple_free((port, remote.0, remote.1)) {
                 return Ok(port);
             }
         }
@@ -314,8 +310,7 @@ impl TcpSockets {
                 .conn
                 .as_mut()
                 .expect("mapped slots hold a connection");
-            let new_syn =
-                seg.has(crate::wire::tcp::Flags::SYN) && !seg.has(crate::wire::tcp::Flags::ACK);
+            let new_syn = seg.has(Flags::SYN) && !seg.has(Flags::ACK);
             if !(new_syn
                 && conn.time_wait_accepts(seg)
                 && self.listeners.contains_key(&seg.dst_port))
@@ -331,7 +326,6 @@ impl TcpSockets {
         let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
             return Err(Unclaimed::NoSocket);
         };
-        use crate::wire::tcp::Flags;
         if seg.has(Flags::RST) {
             return Err(Unclaimed::Ignored);
         }
@@ -410,14 +404,14 @@ impl TcpSockets {
             if before != conn.state() {
                 self.after_event(i, before);
             }
-            self.settle(i, now);
+            self.settle(i);
         }
         self.dirty.clear();
     }
 
     /// After dispatch: unmap and free a closed connection nobody holds, or
     /// schedule its next timer.
-    fn settle(&mut self, i: u32, _now: Instant) {
+    fn settle(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         let Some(conn) = slot.conn.as_ref() else {
             return;
