@@ -15,6 +15,7 @@ Run as root: `sudo .venv/bin/python bench/tcp_bulk.py`. Prints figures and ratio
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import threading
@@ -79,50 +80,54 @@ def gbit(nbytes: int, seconds: float) -> float:
     return nbytes * 8 / seconds / 1e9
 
 
-def kernel_to_kernel(size: int) -> float:
-    """Python sink/source on kernel sockets across a veth pair between two namespaces."""
-    a, b = "mipfast-bench-a", "mipfast-bench-b"
-    run = lambda *c: subprocess.run(list(c), check=False, capture_output=True)  # noqa: E731
-    for ns in (a, b):
-        run("ip", "netns", "del", ns)
-        run("ip", "netns", "add", ns)
-    run("ip", "link", "add", "mfbench0", "netns", a, "type", "veth", "peer", "name", "mfbench1", "netns", b)
-    for ns, dev, ip in ((a, "mfbench0", "10.78.0.1/24"), (b, "mfbench1", "10.78.0.2/24")):
-        run("ip", "-n", ns, "addr", "add", ip, "dev", dev)
-        run("ip", "-n", ns, "link", "set", dev, "up")
-        run(
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ethtool",
-            "-K",
-            dev,
-            *OFFLOADS_OFF,
-        )
-    try:
-        sink = ns_python(b, SINK, "9100")
+class KernelPair:
+    """Two namespaces joined by a veth pair, offloads off: the kernel reference.
+
+    Made once for all rounds: deleting a namespace goes on in the background for a while,
+    and would slow whatever is measured next."""
+
+    A, B = "mipfast-bench-a", "mipfast-bench-b"
+
+    def __enter__(self) -> KernelPair:
+        self._delete()
+        for ns in (self.A, self.B):
+            self._run("ip", "netns", "add", ns)
+        self._run(
+            "ip", "link", "add", "mfbench0", "netns", self.A, "type", "veth", "peer", "name", "mfbench1",
+            "netns", self.B,
+        )  # fmt: skip
+        for ns, dev, ip in ((self.A, "mfbench0", "10.78.0.1/24"), (self.B, "mfbench1", "10.78.0.2/24")):
+            self._run("ip", "-n", ns, "addr", "add", ip, "dev", dev)
+            self._run("ip", "-n", ns, "link", "set", dev, "up")
+            self._run("ip", "netns", "exec", ns, "ethtool", "-K", dev, *OFFLOADS_OFF)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._delete()
+
+    def _delete(self) -> None:
+        for ns in (self.A, self.B):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+    @staticmethod
+    def _run(*cmd: str) -> None:
+        subprocess.run(list(cmd), check=True, capture_output=True)
+
+    def transfer(self, size: int) -> float:
+        """Python sink/source on kernel sockets across the pair."""
+        sink = ns_python(self.B, SINK, "9100")
         sink.stdout.readline()
-        src = subprocess.run(
+        subprocess.run(
             [
-                "ip",
-                "netns",
-                "exec",
-                a,
-                sys.executable,
-                "-c",
+                "ip", "netns", "exec", self.A, sys.executable, "-c",
                 "import socket,sys; c=socket.create_connection(('10.78.0.2',9100)); b=bytes(1<<20)\n"
                 f"for _ in range({size >> 20}): c.sendall(b)\nc.close()",
             ],
             check=True,
-        )
-        del src
+        )  # fmt: skip
         n, secs = sink.stdout.readline().split()
         sink.wait()
         return gbit(int(n), float(secs))
-    finally:
-        for ns in (a, b):
-            run("ip", "netns", "del", ns)
 
 
 def stack_to_kernel(stack: mipfast.Stack, lab: Lab, size: int) -> float:
@@ -207,11 +212,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mb", type=int, default=400, help="megabytes per transfer")
     p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--runs", type=int, default=5, help="rounds of the three transfers; medians are reported")
     args = p.parse_args()
     size = args.mb << 20
-    kernel = kernel_to_kernel(size)
-    print(f"kernel -> kernel (Python sockets, veth, offloads off): {kernel:.2f} Gbit/s")
-    with Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", dhcp=False) as lab:
+    kernel: list[float] = []
+    out: list[float] = []
+    into: list[float] = []
+    with (
+        KernelPair() as pair,
+        Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", dhcp=False) as lab,
+    ):
         lab.run(
             "ethtool",
             "-K",
@@ -220,10 +230,21 @@ def main() -> None:
             check=False,
         )
         with mipfast.Stack(lab.iface, ip="10.77.0.2/24") as stack:
-            out = stack_to_kernel(stack, lab, size)
-            print(f"stack  -> kernel: {out:.2f} Gbit/s  ({out / kernel:.2f}x kernel)")
-            into = kernel_to_stack(stack, lab, size)
-            print(f"kernel -> stack : {into:.2f} Gbit/s  ({into / kernel:.2f}x kernel)")
+            # Interleaved rounds, so that a noisy neighbour hurts every column alike.
+            for i in range(args.runs):
+                kernel.append(pair.transfer(size))
+                out.append(stack_to_kernel(stack, lab, size))
+                into.append(kernel_to_stack(stack, lab, size))
+                print(
+                    f"round {i + 1}: kernel->kernel {kernel[-1]:.2f}, stack->kernel {out[-1]:.2f}, "
+                    f"kernel->stack {into[-1]:.2f} Gbit/s",
+                    flush=True,
+                )
+            k = statistics.median(kernel)
+            print(f"kernel -> kernel (Python sockets, veth, offloads off): {k:.2f} Gbit/s (median)")
+            for name, runs in (("stack  -> kernel", out), ("kernel -> stack ", into)):
+                m = statistics.median(runs)
+                print(f"{name}: {m:.2f} Gbit/s (median)  ({m / k:.2f}x kernel)")
             alive, per_conn, rss = many_connections(stack, lab, args.connections)
             print(f"concurrent connections from the kernel held: {alive} of {args.connections}")
             print(

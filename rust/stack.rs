@@ -288,11 +288,8 @@ impl Stack {
     /// Hands every queued frame to the device.
     pub fn flush(&mut self, now: Instant, device: &mut dyn Device) {
         let mut failed = 0;
-        self.iface.drain_tx(|frame| {
-            if device.transmit(now, frame).is_err() {
-                failed += 1;
-            }
-        });
+        self.iface
+            .drain_tx_batch(|frames| failed = device.transmit_batch(now, frames));
         for _ in 0..failed {
             self.iface.count_drop(DropReason::TxError);
         }

@@ -560,11 +560,15 @@ impl Interface {
 
     /// Hands every queued frame to `send`, counting them out.
     pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
+        self.drain_tx_batch(|frames| frames.iter().for_each(|f| send(f)));
+    }
+    /// Hands all queued frames to `send` in one slice, counting them out.
+    pub fn drain_tx_batch(&mut self, send: impl FnOnce(&[Vec<u8>])) {
         let counters = &mut self.counters;
-        self.tx.drain(|frame| {
-            counters.frames_out += 1;
-            counters.bytes_out += frame.len() as u64;
-            send(frame)
+        self.tx.drain_batch(|frames| {
+            counters.frames_out += frames.len() as u64;
+            counters.bytes_out += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            send(frames)
         });
     }
 }

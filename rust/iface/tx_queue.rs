@@ -40,9 +40,11 @@ impl TxQueue {
     }
     /// Hands each queued frame to `send`, oldest first, and empties the queue.
     pub fn drain(&mut self, mut send: impl FnMut(&[u8])) {
-        for frame in &self.frames[..self.len] {
-            send(frame);
-        }
+        self.drain_batch(|frames| frames.iter().for_each(|f| send(f)));
+    }
+    /// Hands all queued frames to `send` at once, oldest first, and empties the queue.
+    pub fn drain_batch(&mut self, send: impl FnOnce(&[Vec<u8>])) {
+        send(&self.frames[..self.len]);
         self.len = 0;
     }
 }

@@ -10,4 +10,12 @@ pub trait Device {
     fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize>;
     /// Sends one frame.
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
+    /// Sends `frames` in order and returns how many failed. A device that can
+    /// hand the kernel many frames per system call overrides it.
+    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
+        frames
+            .iter()
+            .filter(|frame| self.transmit(now, frame).is_err())
+            .count()
+    }
 }

@@ -55,4 +55,13 @@ impl<D: Device> Device for Faulty<D> {
             }
         }
     }
+    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
+        match self.faults {
+            None => self.inner.transmit_batch(now, frames),
+            Some(_) => frames
+                .iter()
+                .filter(|frame| self.transmit(now, frame).is_err())
+                .count(),
+        }
+    }
 }

@@ -88,4 +88,12 @@ impl<D: Device> Device for Traced<D> {
         }
         self.inner.transmit(now, frame)
     }
+    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
+        if let Some(trace) = &mut self.trace {
+            for frame in frames {
+                trace.record(now, frame);
+            }
+        }
+        self.inner.transmit_batch(now, frames)
+    }
 }
