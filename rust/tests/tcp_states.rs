@@ -251,6 +251,50 @@ fn zero_window_is_probed_until_it_opens() {
     assert_eq!(got, data);
 }
 
+/// While B's window is closed and A probes it, A's ACKs for B's own data
+/// must stay acceptable to B (sequence number inside B's window, RFC 9293
+/// §3.10.7.4), or B never learns they arrived and both sides stall.
+#[test]
+fn acks_stay_acceptable_while_probing_a_zero_window() {
+    let small = TcpConfig {
+        rx_buffer: 8192,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        8,
+        TcpConfig::default(),
+        small,
+    );
+    let (ha, hb) = net.connect(80);
+    let to_b = pattern(100_000, 3);
+    let to_a = pattern(300_000, 4);
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().send(&to_b).unwrap();
+    net.flush();
+    // B never reads; its window closes and A keeps probing it.
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.conn_a(ha).send_window(), 0);
+    // Meanwhile B sends to A, which reads everything: A's ACKs must reach B.
+    let mut sent = 0;
+    let mut got = vec![];
+    let done = net.run_until(Duration::from_secs(120), |n| {
+        if sent < to_a.len() {
+            let conn = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+            sent += conn.send(&to_a[sent..]).unwrap_or(0);
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(Some(k)) = n.a.stack.tcp_mut().get_mut(ha).unwrap().recv(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == to_a.len() && n.conn_b(hb).send_next() == n.conn_b(hb).send_unacked()
+    });
+    assert!(done, "B's data is acknowledged: {}", net.conn_b(hb).summary());
+    assert_eq!(got, to_a);
+}
+
 #[test]
 fn keepalive_keeps_a_live_peer_and_drops_a_dead_one() {
     let keep = TcpConfig {

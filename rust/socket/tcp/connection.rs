@@ -341,6 +341,10 @@ impl Connection {
     pub fn send_next(&self) -> Seq {
         self.snd_max
     }
+    /// The oldest unacknowledged sequence number (SND.UNA).
+    pub fn send_unacked(&self) -> Seq {
+        self.snd_una
+    }
     pub fn send_window(&self) -> usize {
         self.snd_wnd
     }
@@ -1248,7 +1252,9 @@ impl Connection {
         let fin_sent = self.fin_queued && self.snd_max == data_end + 1;
         let window_end = self.snd_una + self.snd_wnd;
         if self.snd_max < data_end && self.snd_max < window_end {
-            let len = (data_end - self.snd_max).min(self.segment_payload_max());
+            let len = (data_end - self.snd_max)
+                .min(window_end - self.snd_max)
+                .min(self.segment_payload_max());
             let seq = self.snd_max;
             if self.emit_data(now, seq, len, Flags::ACK | Flags::PSH, out) {
                 self.snd_max = seq + len;
@@ -1330,6 +1336,10 @@ impl Connection {
             let mut len = avail.min(mss).min(limit);
             if !force {
                 len = len.min(cwnd_room).min(wnd_room);
+            } else {
+                // Forced segments ignore the congestion window, not the peer's:
+                // into a closed window goes one byte, a probe (RFC 9293 §3.8.6.1).
+                len = len.min(wnd_room.max(1));
             }
             if self.probe_due && len == 0 && avail > 0 {
                 len = 1; // RFC 9293 §3.8.6.1: probe a zero window with one byte
@@ -1525,8 +1535,17 @@ impl Connection {
     /// A bare ACK, carrying SACK blocks when out-of-order data is held.
     fn send_ack(&mut self, now: Instant, out: &mut Emit<'_>) {
         // SND.MAX, not our retransmission point: the peer's receive window
-        // starts beyond what we already sent (RFC 9293 §3.10.7.4 test).
-        let repr = self.header(now, self.snd_max, Flags::ACK);
+        // starts beyond what we already sent. But never past the window the
+        // peer offers: after a zero-window probe SND.MAX lies beyond it, and
+        // a peer drops a segment outside its window, ACK and all (RFC 9293
+        // §3.10.7.4 acceptability test).
+        let window_end = self.snd_una + self.snd_wnd;
+        let seq = if window_end < self.snd_max {
+            window_end
+        } else {
+            self.snd_max
+        };
+        let repr = self.header(now, seq, Flags::ACK);
         self.emit(repr, (&[], &[]), out);
     }
 
