@@ -3,13 +3,16 @@
 
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, TcpDelivery,
-    UdpDelivery,
+    UdpDelivery, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::Device;
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
+use crate::service::dns::{Lookup, QueryId, Received, Resolver, ResolverConfig};
+use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
-use crate::time::Instant;
-use crate::wire::{self, ipv4, Ipv4Addr};
+use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
+use crate::time::{Duration, Instant};
+use crate::wire::{self, icmp, ipv4, Ipv4Addr};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::io;
@@ -26,6 +29,10 @@ pub struct StackConfig {
     pub interface: InterfaceConfig,
     pub addressing: Addressing,
     pub tcp: TcpConfig,
+    pub udp: UdpConfig,
+    pub resolver: ResolverConfig,
+    /// DNS servers to use instead of those DHCP gives (empty: DHCP's).
+    pub dns_servers: Vec<Ipv4Addr>,
     /// Seeds every random choice (DHCP xids, later ISNs and ports); the
     /// bindings pass OS entropy, tests a fixed value.
     pub seed: u64,
@@ -39,6 +46,9 @@ impl StackConfig {
             addressing: Addressing::Dhcp(DhcpConfig::new(interface.mac)),
             interface,
             tcp: TcpConfig::default(),
+            udp: UdpConfig::default(),
+            resolver: ResolverConfig::default(),
+            dns_servers: Vec::new(),
             seed,
         }
     }
@@ -48,6 +58,9 @@ impl StackConfig {
             interface: InterfaceConfig::default(),
             addressing: Addressing::Static(config),
             tcp: TcpConfig::default(),
+            udp: UdpConfig::default(),
+            resolver: ResolverConfig::default(),
+            dns_servers: Vec::new(),
             seed,
         }
     }
@@ -58,6 +71,11 @@ pub struct Stack {
     iface: Interface,
     dhcp: Option<DhcpClient>,
     tcp: TcpSockets,
+    udp: UdpSockets,
+    resolver: Resolver,
+    dns_servers: Vec<Ipv4Addr>,
+    pinger: Pinger,
+    rng: StdRng,
     /// Bumped on every change of address, so that waiters can notice.
     config_generation: u64,
 }
@@ -71,9 +89,15 @@ impl Stack {
             .mss
             .min(config.interface.mtu - ipv4::HEADER_LEN - wire::tcp::HEADER_LEN);
         let tcp = TcpSockets::new(tcp_config, rng.random(), rng.random());
+        let resolver = Resolver::new(config.resolver, rng.random());
         let mut stack = Stack {
             iface: Interface::new(config.interface),
             tcp,
+            udp: UdpSockets::new(config.udp),
+            resolver,
+            dns_servers: config.dns_servers,
+            pinger: Pinger::default(),
+            rng: StdRng::seed_from_u64(rng.random()),
             dhcp: None,
             config_generation: 0,
         };
@@ -145,13 +169,37 @@ impl Stack {
     pub fn process_frame(&mut self, now: Instant, frame: &[u8]) {
         match self.iface.ingress(now, frame) {
             None => {}
-            Some(Delivery::Udp(d)) => self.process_udp(now, d),
-            Some(Delivery::Tcp(t)) => self.process_tcp(now, t),
+            Some(Delivery::Reassembled(packet)) => {
+                if let Some(d) = self.iface.ingress_reassembled(now, &packet) {
+                    self.deliver(now, d);
+                }
+            }
+            Some(d) => self.deliver(now, d),
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, delivery: Delivery<'_>) {
+        match delivery {
+            Delivery::Udp(d) => self.process_udp(now, d),
+            Delivery::Tcp(t) => self.process_tcp(now, t),
             // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
-            Some(Delivery::Unreachable(u)) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
+            Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
                 self.tcp.icmp_unreachable(u.local.1, u.remote);
             }
-            Some(Delivery::Unreachable(_)) => {}
+            Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_UDP && u.code <= 3 => {
+                self.udp.icmp_unreachable(u.local.1, u.remote);
+            }
+            Delivery::Unreachable(_) => {}
+            Delivery::EchoReply(r) => {
+                let id = ProbeId {
+                    ident: r.ident,
+                    seq: r.seq,
+                };
+                if !self.pinger.reply(now, r.src, id, r.data) {
+                    self.iface.count_drop(DropReason::IcmpEchoUnmatched);
+                }
+            }
+            Delivery::Reassembled(_) => {} // a reassembled packet is never a fragment
         }
     }
 
@@ -184,10 +232,14 @@ impl Stack {
         }
     }
 
-    /// Sends what the TCP connections have due (after frames or user calls).
+    /// Sends what the TCP connections and the resolver have due (after
+    /// frames or user calls).
     pub fn dispatch(&mut self, now: Instant) {
         let iface = &mut self.iface;
         self.tcp.dispatch(now, &mut |seg| emit_tcp(iface, now, seg));
+        if self.resolver.poll_at().is_some_and(|t| t <= now) {
+            self.send_dns(now);
+        }
     }
 
     fn process_udp(&mut self, now: Instant, datagram: UdpDelivery<'_>) {
@@ -205,8 +257,171 @@ impl Stack {
                 return;
             }
         }
-        self.iface.count_drop(DropReason::UdpNoListener);
-        self.iface.send_port_unreachable(now, &datagram);
+        let src = (datagram.src, datagram.src_port);
+        if !datagram.broadcast {
+            match self.resolver.process(now, src, datagram.dst_port, datagram.payload) {
+                Received::NotOurs => {}
+                Received::Taken => return,
+                Received::Rejected => return self.iface.count_drop(DropReason::DnsRejected),
+            }
+        }
+        let dst = (datagram.dst, datagram.dst_port);
+        match self
+            .udp
+            .deliver(now, src, dst, datagram.broadcast, datagram.payload)
+        {
+            Ok(()) => {}
+            Err(udp::Unclaimed::QueueFull) => self.iface.count_drop(DropReason::UdpQueueFull),
+            Err(udp::Unclaimed::NoSocket) => {
+                self.iface.count_drop(DropReason::UdpNoListener);
+                self.iface.send_port_unreachable(now, &datagram);
+            }
+        }
+    }
+
+    pub fn udp(&self) -> &UdpSockets {
+        &self.udp
+    }
+    pub fn udp_mut(&mut self) -> &mut UdpSockets {
+        &mut self.udp
+    }
+
+    /// Opens a UDP socket on `addr:port` (port 0: a random free one).
+    /// `addr` is the unspecified address or ours.
+    pub fn udp_bind(&mut self, addr: Ipv4Addr, port: u16) -> Result<UdpHandle, UdpSendError> {
+        if !addr.is_unspecified() && Some(addr) != self.ipv4() {
+            return Err(UdpSendError::AddressNotAvailable);
+        }
+        let hint = self.rng.random::<u16>();
+        let resolver = &self.resolver;
+        self.udp
+            .bind(addr, port, hint, |p| resolver.uses_port(p))
+            .map_err(|e| match e {
+                BindError::AddressInUse => UdpSendError::AddressInUse,
+                BindError::NoPortAvailable => UdpSendError::AddressNotAvailable,
+            })
+    }
+
+    /// Sends one datagram from a UDP socket, fragmented if larger than the MTU.
+    pub fn udp_send(
+        &mut self,
+        now: Instant,
+        handle: UdpHandle,
+        dst: udp::Endpoint,
+        payload: &[u8],
+    ) -> Result<(), UdpSendError> {
+        let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
+        let config = self.iface.ipv4_config().cloned();
+        let socket = self.udp.get_mut(handle).ok_or(UdpSendError::Closed)?;
+        if let Some(UdpError::Refused) = socket.remote().and(socket.take_error()) {
+            return Err(UdpSendError::Refused);
+        }
+        if payload.len() > MAX_IPV4_PAYLOAD - wire::udp::HEADER_LEN {
+            return Err(UdpSendError::TooBig);
+        }
+        let broadcast = config.is_some_and(|c| c.is_broadcast(dst.0));
+        if broadcast && !socket.broadcast {
+            return Err(UdpSendError::BroadcastDenied);
+        }
+        if dst.1 == 0 || dst.0.is_unspecified() {
+            return Err(UdpSendError::InvalidDestination);
+        }
+        let src_port = socket.local().1;
+        self.iface
+            .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
+                buf.copy_from_slice(payload)
+            })
+            .map_err(|reason| match reason {
+                DropReason::TooBig => UdpSendError::TooBig,
+                DropReason::NoRoute => UdpSendError::NoRoute,
+                _ => UdpSendError::NoBuffers,
+            })
+    }
+
+    /// Starts resolving `name` through the DNS servers we know.
+    pub fn resolve_start(&mut self, now: Instant, name: &str) -> QueryId {
+        let servers = self.dns_servers();
+        let id = self.resolver.query(now, name, &servers);
+        self.send_dns(now);
+        id
+    }
+    /// The DNS servers in use: the configured ones, else DHCP's.
+    pub fn dns_servers(&self) -> Vec<Ipv4Addr> {
+        if !self.dns_servers.is_empty() {
+            return self.dns_servers.clone();
+        }
+        self.iface
+            .ipv4_config()
+            .map(|c| c.dns_servers.clone())
+            .unwrap_or_default()
+    }
+    /// The outcome of a lookup, once known.
+    pub fn resolve_result(&self, id: QueryId) -> Option<&Lookup> {
+        self.resolver.result(id)
+    }
+    /// Forgets a lookup.
+    pub fn resolve_finish(&mut self, id: QueryId) {
+        self.resolver.finish(id)
+    }
+
+    fn send_dns(&mut self, now: Instant) {
+        let Some(our_ip) = self.ipv4() else { return };
+        let udp = &self.udp;
+        for t in self.resolver.poll(now, |p| udp.is_bound(p)) {
+            let _ = self.iface.send_udp(
+                now,
+                our_ip,
+                t.server,
+                t.src_port,
+                wire::dns::PORT,
+                t.payload.len(),
+                |buf| buf.copy_from_slice(&t.payload),
+            );
+        }
+    }
+
+    /// Sends an ICMP echo request of `size` data bytes to `dst`; the reply
+    /// shows in [`Stack::ping_rtt`].
+    pub fn ping_send(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        id: ProbeId,
+        size: usize,
+    ) -> Result<(), UdpSendError> {
+        let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
+        if size > MAX_IPV4_PAYLOAD - icmp::HEADER_LEN {
+            return Err(UdpSendError::TooBig);
+        }
+        if !self.pinger.sent(now, id, dst, size) {
+            return Err(UdpSendError::NoBuffers);
+        }
+        let data = ping::probe_data(id, size);
+        let echo = icmp::Echo {
+            reply: false,
+            ident: id.ident,
+            seq: id.seq,
+            data: &data,
+        };
+        self.iface
+            .send_ipv4(now, our_ip, dst, ipv4::PROTO_ICMP, echo.len(), |buf| {
+                echo.emit(buf)
+            })
+            .map_err(|reason| match reason {
+                DropReason::NoRoute => UdpSendError::NoRoute,
+                _ => UdpSendError::NoBuffers,
+            })
+    }
+    /// The round-trip time of a probe, once its reply came.
+    pub fn ping_rtt(&self, id: ProbeId) -> Option<Duration> {
+        self.pinger.rtt(id)
+    }
+    pub fn ping_finish(&mut self, id: ProbeId) {
+        self.pinger.finish(id)
+    }
+    /// A random identifier for a series of echo requests.
+    pub fn ping_ident(&mut self) -> u16 {
+        self.rng.random()
     }
 
     fn apply_dhcp(&mut self, now: Instant, actions: Vec<Action>) {
@@ -256,7 +471,8 @@ impl Stack {
     /// The earliest time at which [`Stack::poll_timers`] has work.
     pub fn poll_at(&self) -> Option<Instant> {
         let dhcp = self.dhcp.as_ref().map(|d| d.poll_at());
-        [dhcp, self.iface.poll_at(), self.tcp.poll_at()]
+        let dns = self.resolver.poll_at();
+        [dhcp, self.iface.poll_at(), self.tcp.poll_at(), dns]
             .into_iter()
             .flatten()
             .min()
@@ -294,6 +510,30 @@ impl Stack {
             self.iface.count_drop(DropReason::TxError);
         }
     }
+}
+
+/// Why a datagram (UDP or ICMP echo) could not be sent or a socket bound;
+/// each maps to the errno a kernel gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpSendError {
+    /// The socket was closed (EBADF).
+    Closed,
+    /// No address yet, or no route to the destination (ENETUNREACH).
+    NoRoute,
+    /// Larger than an IPv4 datagram can carry (EMSGSIZE).
+    TooBig,
+    /// To a broadcast address without SO_BROADCAST (EACCES).
+    BroadcastDenied,
+    /// Port 0 or the unspecified address (EINVAL).
+    InvalidDestination,
+    /// The peer answered an earlier datagram with port unreachable (ECONNREFUSED).
+    Refused,
+    /// Queues full (ENOBUFS).
+    NoBuffers,
+    /// The port is taken (EADDRINUSE).
+    AddressInUse,
+    /// Not one of our addresses, or no free port (EADDRNOTAVAIL).
+    AddressNotAvailable,
 }
 
 /// Writes a TCP segment into an IPv4 packet: the payload is copied once,

@@ -24,13 +24,20 @@ drop_reasons! {
     ArpConflict => "arp_address_conflict",
     Ipv4Malformed => "ipv4_malformed",
     Ipv4Checksum => "ipv4_bad_checksum",
-    Ipv4Fragment => "ipv4_fragment",
+    Ipv4FragmentMalformed => "ipv4_fragment_malformed",
+    Ipv4FragmentDuplicate => "ipv4_fragment_duplicate",
+    Ipv4FragmentOverlap => "ipv4_fragment_overlap",
+    Ipv4ReassemblyFull => "ipv4_reassembly_full",
+    Ipv4ReassemblyTimeout => "ipv4_reassembly_timeout",
     Ipv4NotForUs => "ipv4_not_for_us",
     Ipv4UnknownProtocol => "ipv4_unknown_protocol",
     IcmpMalformed => "icmp_malformed",
     IcmpUnhandled => "icmp_unhandled",
     UdpMalformed => "udp_malformed",
     UdpNoListener => "udp_no_listener",
+    UdpQueueFull => "udp_queue_full",
+    DnsRejected => "dns_rejected",
+    IcmpEchoUnmatched => "icmp_echo_unmatched",
     TcpMalformed => "tcp_malformed",
     TcpNoListener => "tcp_no_listener",
     TcpListenOverflow => "tcp_listen_overflow",
@@ -47,13 +54,25 @@ drop_reasons! {
 }
 
 /// Counters of the interface. Drops are indexed by [`DropReason`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Counters {
     pub frames_in: u64,
     pub frames_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     drops: [u64; DropReason::ALL.len()],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            frames_in: 0,
+            frames_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            drops: [0; DropReason::ALL.len()],
+        }
+    }
 }
 
 impl Counters {

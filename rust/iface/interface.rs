@@ -1,6 +1,7 @@
 //! Ingress dispatch and egress routing for one Ethernet interface.
 
 use super::neighbor::NeighborAction;
+use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
 use super::{Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxQueue};
 use crate::time::Instant;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr, MacAddress};
@@ -17,6 +18,7 @@ pub struct InterfaceConfig {
     pub mac: MacAddress,
     pub mtu: usize,
     pub neighbors: NeighborConfig,
+    pub reassembly: ReassemblyConfig,
 }
 
 impl Default for InterfaceConfig {
@@ -25,6 +27,7 @@ impl Default for InterfaceConfig {
             mac: DEFAULT_MAC,
             mtu: DEFAULT_MTU,
             neighbors: NeighborConfig::default(),
+            reassembly: ReassemblyConfig::default(),
         }
     }
 }
@@ -62,12 +65,25 @@ pub struct Unreachable {
     pub remote: (Ipv4Addr, u16),
 }
 
-/// What the interface hands up to the stack.
+/// An ICMP echo reply to one of our requests, borrowed from the frame.
 #[derive(Debug, Clone, Copy)]
+pub struct EchoReply<'a> {
+    pub src: Ipv4Addr,
+    pub ident: u16,
+    pub seq: u16,
+    pub data: &'a [u8],
+}
+
+/// What the interface hands up to the stack.
+#[derive(Debug, Clone)]
 pub enum Delivery<'a> {
     Udp(UdpDelivery<'a>),
     Tcp(TcpDelivery<'a>),
     Unreachable(Unreachable),
+    EchoReply(EchoReply<'a>),
+    /// A datagram made whole from fragments: an unfragmented IPv4 packet
+    /// for [`Interface::ingress_reassembled`].
+    Reassembled(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -80,6 +96,7 @@ pub struct Interface {
     counters: Counters,
     next_ident: u16,
     icmp_errors: TokenBucket,
+    reassembly: Reassembler,
 }
 
 /// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
@@ -119,6 +136,9 @@ impl TokenBucket {
     }
 }
 
+/// The largest IPv4 payload (the total length field is 16 bits).
+pub const MAX_IPV4_PAYLOAD: usize = 65535 - ipv4::HEADER_LEN;
+
 /// Where an outgoing packet's frame goes.
 enum NextHop {
     Mac(MacAddress),
@@ -136,6 +156,7 @@ impl Interface {
             counters: Counters::default(),
             next_ident: 1,
             icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST),
+            reassembly: Reassembler::new(config.reassembly),
         }
     }
 
@@ -147,6 +168,13 @@ impl Interface {
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+    /// Datagrams being reassembled and the payload bytes they hold.
+    pub fn reassembly_usage(&self) -> (usize, usize) {
+        self.reassembly.usage()
     }
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.count_drop(reason);
@@ -280,10 +308,6 @@ impl Interface {
         if !packet.verify_checksum() {
             return self.dropped(DropReason::Ipv4Checksum);
         }
-        if packet.is_fragment() {
-            // Reassembly arrives with the UDP/fragments issue; until then, count and drop.
-            return self.dropped(DropReason::Ipv4Fragment);
-        }
         let dst = packet.dst();
         let (to_us, broadcast) = match &self.config {
             Some(c) => (dst == c.cidr.address, c.is_broadcast(dst)),
@@ -294,6 +318,13 @@ impl Interface {
         let unconfigured_udp = self.config.is_none() && packet.protocol() == ipv4::PROTO_UDP;
         if !(to_us || broadcast || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
+        }
+        if packet.is_fragment() {
+            return match self.reassembly.add(now, &packet) {
+                Outcome::Held => None,
+                Outcome::Complete(whole) => Some(Delivery::Reassembled(whole)),
+                Outcome::Dropped(reason) => self.dropped(reason),
+            };
         }
         match packet.protocol() {
             ipv4::PROTO_ICMP => {
@@ -332,6 +363,16 @@ impl Interface {
             ipv4::PROTO_TCP => self.dropped(DropReason::TcpMalformed),
             _ => self.dropped(DropReason::Ipv4UnknownProtocol),
         }
+    }
+
+    /// Hands up a reassembled datagram (from [`Delivery::Reassembled`]) as
+    /// if it had arrived whole.
+    pub fn ingress_reassembled<'a>(
+        &mut self,
+        now: Instant,
+        packet: &'a [u8],
+    ) -> Option<Delivery<'a>> {
+        self.process_ipv4(now, packet)
     }
 
     /// RFC 9293 §3.10.7.1: the reset for a segment no connection takes.
@@ -391,6 +432,14 @@ impl Interface {
                 })),
                 None => self.dropped(DropReason::IcmpMalformed),
             };
+        }
+        if packet.msg_type() == icmp::TYPE_ECHO_REPLY && packet.code() == 0 {
+            return Some(Delivery::EchoReply(EchoReply {
+                src,
+                ident: packet.echo_ident(),
+                seq: packet.echo_seq(),
+                data: packet.data(),
+            }));
         }
         if packet.msg_type() != icmp::TYPE_ECHO_REQUEST || packet.code() != 0 {
             return self.dropped(DropReason::IcmpUnhandled);
@@ -467,11 +516,43 @@ impl Interface {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let payload_len = ip.payload_len;
-        if ipv4::HEADER_LEN + payload_len > self.mtu {
+        let next_hop = self.next_hop(now, ip.dst)?;
+        if ipv4::HEADER_LEN + payload_len <= self.mtu {
+            return self.emit_frame(now, &next_hop, ip, 0, false, fill);
+        }
+        // RFC 791 §3.2: too big for the link, so cut into fragments of a
+        // multiple of 8 bytes. TCP sizes its segments and never gets here.
+        if ip.protocol == ipv4::PROTO_TCP || payload_len > MAX_IPV4_PAYLOAD {
             return Err(DropReason::TooBig);
         }
-        let next_hop = self.next_hop(now, ip.dst)?;
-        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload_len;
+        let mut payload = vec![0u8; payload_len];
+        fill(&mut payload);
+        let per_fragment = (self.mtu - ipv4::HEADER_LEN) & !7;
+        for (i, chunk) in payload.chunks(per_fragment).enumerate() {
+            let offset = i * per_fragment;
+            let more = offset + chunk.len() < payload_len;
+            let part = ipv4::Repr {
+                payload_len: chunk.len(),
+                ..ip
+            };
+            self.emit_frame(now, &next_hop, part, offset, more, |buf| {
+                buf.copy_from_slice(chunk)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame (a whole packet or one fragment) for `next_hop`.
+    fn emit_frame(
+        &mut self,
+        now: Instant,
+        next_hop: &NextHop,
+        ip: ipv4::Repr,
+        offset: usize,
+        more: bool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + ip.payload_len;
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
                 dst: dst_mac,
@@ -479,10 +560,10 @@ impl Interface {
                 ethertype: ethernet::ETHERTYPE_IPV4,
             }
             .emit(buf);
-            ip.emit(&mut buf[ethernet::HEADER_LEN..]);
+            ip.emit_fragment(&mut buf[ethernet::HEADER_LEN..], offset, more);
             fill(&mut buf[ethernet::HEADER_LEN + ipv4::HEADER_LEN..frame_len]);
         };
-        match next_hop {
+        match *next_hop {
             NextHop::Mac(mac) => {
                 let buf = self.tx.push(frame_len).ok_or(DropReason::TxQueueFull)?;
                 write(buf, mac, self.mac);
@@ -552,10 +633,16 @@ impl Interface {
         for ip in requests {
             self.send_arp_request(ip);
         }
+        for _ in 0..self.reassembly.expire(now) {
+            self.counters.count_drop(DropReason::Ipv4ReassemblyTimeout);
+        }
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
-        self.neighbors.poll_at()
+        [self.neighbors.poll_at(), self.reassembly.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Hands every queued frame to `send`, counting them out.

@@ -5,13 +5,15 @@ mod config;
 mod counters;
 mod interface;
 mod neighbor;
+mod reassembly;
 mod tx_queue;
 
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
 pub use counters::{Counters, DropReason};
 pub use interface::{
-    Delivery, Interface, InterfaceConfig, TcpDelivery, UdpDelivery, Unreachable, DEFAULT_MAC,
-    DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST,
+    Delivery, EchoReply, Interface, InterfaceConfig, TcpDelivery, UdpDelivery, Unreachable,
+    DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
+pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
 pub use tx_queue::TxQueue;

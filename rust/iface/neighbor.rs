@@ -26,7 +26,8 @@ impl Default for NeighborConfig {
             reachable_time: Duration::from_secs(60),
             retry_interval: Duration::from_secs(1),
             max_requests: 3,
-            max_queued_frames: 32,
+            // Room for a 64 KiB datagram's fragments (45 at MTU 1500).
+            max_queued_frames: 64,
         }
     }
 }

@@ -180,6 +180,7 @@ impl PyStack {
                     .collect::<PyResult<_>>()?,
             },
         };
+        let static_dns = dns_servers.clone();
         let addressing = match ip {
             Some(ip) => {
                 let cidr: Ipv4Cidr = ip.parse().map_err(value_error)?;
@@ -211,6 +212,9 @@ impl PyStack {
                     algorithm,
                     ..TcpConfig::default()
                 },
+                udp: Default::default(),
+                resolver: Default::default(),
+                dns_servers: static_dns,
                 seed,
             },
         };
@@ -423,11 +427,7 @@ impl PyStack {
 
     #[getter]
     fn dns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.read(py, |s| {
-            s.ipv4_config().map_or(vec![], |c| {
-                c.dns_servers.iter().map(|d| d.to_string()).collect()
-            })
-        })
+        self.read(py, |s| s.dns_servers().iter().map(|d| d.to_string()).collect())
     }
 
     /// Seconds left on the DHCP lease; None when static or not bound.

@@ -1,4 +1,6 @@
-//! Protocol state machines built on the interface: the DHCP client (the DNS
-//! resolver arrives with the UDP/DNS issue).
+//! Protocol state machines built on the interface: the DHCP client, the DNS
+//! stub resolver and ping.
 
 pub mod dhcp;
+pub mod dns;
+pub mod ping;

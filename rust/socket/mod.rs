@@ -1,3 +1,4 @@
-//! Transport sockets. TCP lives in `tcp/`; UDP and ICMP arrive with their issue.
+//! Transport sockets: TCP in `tcp/`, UDP in `udp.rs`.
 
 pub mod tcp;
+pub mod udp;

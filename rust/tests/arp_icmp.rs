@@ -168,7 +168,8 @@ fn drops_are_counted_by_reason() {
     let mut bad = echo_request(DEFAULT_MAC, STACK_IP, 1, b"");
     bad[14 + 10] ^= 0xff; // IPv4 header checksum
     s.process_frame(now, &bad);
-    let mut frag = echo_request(DEFAULT_MAC, STACK_IP, 1, b"");
+    // A first fragment whose length is not a multiple of 8 (RFC 791): refused.
+    let mut frag = echo_request(DEFAULT_MAC, STACK_IP, 1, b"x");
     frag[14 + 6] = 0x20;
     let c = {
         frag[14 + 10] = 0;
@@ -186,7 +187,7 @@ fn drops_are_counted_by_reason() {
         DropReason::EthernetTruncated,
         DropReason::OtherHost,
         DropReason::Ipv4Checksum,
-        DropReason::Ipv4Fragment,
+        DropReason::Ipv4FragmentMalformed,
         DropReason::UdpNoListener,
     ] {
         assert_eq!(c.drops(r), 1, "{r:?}");

@@ -33,8 +33,12 @@ fn stack(ip: Ipv4Addr, mac: u8, tcp: TcpConfig, seed: u64) -> Stack {
             mac: MacAddress([0x02, 0, 0, 0, 0, mac]),
             ..Default::default()
         },
-        addressing: Addressing::Static(Ipv4Config::new(cidr, None, vec![]).unwrap()),
+        // A asks B for names: B's tests can play a DNS server.
+        addressing: Addressing::Static(Ipv4Config::new(cidr, None, vec![B_IP]).unwrap()),
         tcp,
+        udp: Default::default(),
+        resolver: Default::default(),
+        dns_servers: vec![],
         seed,
     };
     Stack::new(config, Instant::ZERO)

@@ -103,12 +103,21 @@ pub const DEFAULT_TTL: u8 = 64;
 impl Repr {
     /// Writes a 20-byte header with DF clear and the checksum filled in.
     pub fn emit(&self, buf: &mut [u8]) {
+        self.emit_fragment(buf, 0, false);
+    }
+
+    /// Writes the header of one fragment (RFC 791 §3.2): `payload_len` is the
+    /// fragment's, `offset` (a multiple of 8) where it starts in the datagram,
+    /// `more` whether fragments follow.
+    pub fn emit_fragment(&self, buf: &mut [u8], offset: usize, more: bool) {
+        debug_assert!(offset % 8 == 0 && offset / 8 <= 0x1fff);
         let total = (HEADER_LEN + self.payload_len) as u16;
+        let flags_offset = ((offset / 8) as u16 & 0x1fff) | if more { 0x2000 } else { 0 };
         buf[0] = 0x45;
         buf[1] = 0;
         buf[2..4].copy_from_slice(&total.to_be_bytes());
         buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
-        buf[6..8].copy_from_slice(&0u16.to_be_bytes());
+        buf[6..8].copy_from_slice(&flags_offset.to_be_bytes());
         buf[8] = self.ttl;
         buf[9] = self.protocol;
         buf[10..12].copy_from_slice(&[0, 0]);

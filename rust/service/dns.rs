@@ -1,0 +1,372 @@
+//! A stub resolver for A records (RFC 1035, RFC 1123 §6.1.3): recursive
+//! queries to the configured servers, retransmitted with backoff and
+//! failing over from server to server, CNAME chains followed within the
+//! answer, positive and negative caching by TTL (RFC 2308). Every attempt
+//! uses a fresh random ID and source port, and a response is taken only if
+//! address, ports, ID and question all match (RFC 5452 §9.1).
+//!
+//! Sans-IO: the stack passes in time, hands received datagrams to
+//! [`Resolver::process`] and sends what [`Resolver::poll`] returns.
+
+use crate::time::{Duration, Instant};
+use crate::wire::dns::{self, RecordData, Response};
+use crate::wire::Ipv4Addr;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ResolverConfig {
+    /// Wait for the first attempt; doubled on each round over the servers.
+    pub attempt_timeout: Duration,
+    /// Rounds over the server list before giving up.
+    pub rounds: u32,
+    /// Longest time an answer is cached, whatever its TTL.
+    pub max_ttl: Duration,
+    /// Longest time a negative answer is cached (RFC 2308 §5 suggests 1–3 h; we are stricter).
+    pub max_negative_ttl: Duration,
+    pub cache_entries: usize,
+    /// Lookups in progress at once.
+    pub max_queries: usize,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            attempt_timeout: Duration::from_secs(1),
+            rounds: 3,
+            max_ttl: Duration::from_secs(86_400),
+            max_negative_ttl: Duration::from_secs(300),
+            cache_entries: 1024,
+            max_queries: 256,
+        }
+    }
+}
+
+/// Why a name has no address; each maps to a `socket.gaierror` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsError {
+    /// NXDOMAIN: the name does not exist (EAI_NONAME).
+    NotFound,
+    /// The name exists but has no A record (EAI_NODATA).
+    NoData,
+    /// No server answered usefully within the retries (EAI_AGAIN).
+    Unreachable,
+    /// No DNS server is known (EAI_AGAIN).
+    NoServers,
+    /// Not a valid host name (EAI_NONAME).
+    InvalidName,
+    /// Too many lookups in progress (EAI_AGAIN).
+    Busy,
+}
+
+/// Identifies a lookup until [`Resolver::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueryId(u64);
+
+/// A query to send: UDP from our `src_port` to `server`:53.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub server: Ipv4Addr,
+    pub src_port: u16,
+    pub payload: Vec<u8>,
+}
+
+/// What a received datagram was to the resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Not addressed to one of our query ports: for the UDP sockets.
+    NotOurs,
+    /// Used (an answer, or a server failure that moved us on).
+    Taken,
+    /// On one of our ports but not a valid matching response: dropped.
+    Rejected,
+}
+
+pub type Lookup = Result<Vec<Ipv4Addr>, DnsError>;
+
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    server: Ipv4Addr,
+    port: u16,
+    id: u16,
+}
+
+#[derive(Debug)]
+struct Pending {
+    name: String,
+    servers: Vec<Ipv4Addr>,
+    attempts: Vec<Attempt>,
+    /// When the current attempt times out (or the first is due).
+    due: Instant,
+    result: Option<Lookup>,
+}
+
+/// Longest CNAME chain followed inside one answer.
+const MAX_CNAME_HOPS: usize = 16;
+
+#[derive(Debug)]
+pub struct Resolver {
+    config: ResolverConfig,
+    rng: StdRng,
+    queries: HashMap<QueryId, Pending>,
+    cache: HashMap<String, (Lookup, Instant)>,
+    next_id: u64,
+}
+
+impl Resolver {
+    pub fn new(config: ResolverConfig, seed: u64) -> Self {
+        Resolver {
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            queries: HashMap::new(),
+            cache: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Starts looking `name` up through `servers` (tried in order). A cached
+    /// answer is ready at once.
+    pub fn query(&mut self, now: Instant, name: &str, servers: &[Ipv4Addr]) -> QueryId {
+        let id = QueryId(self.next_id);
+        self.next_id += 1;
+        let (name, result) = match dns::normalize_name(name) {
+            Err(_) => (String::new(), Some(Err(DnsError::InvalidName))),
+            Ok(n) => {
+                let cached = self.cached(now, &n);
+                let result = if cached.is_some() {
+                    cached
+                } else if servers.is_empty() {
+                    Some(Err(DnsError::NoServers))
+                } else if self.in_progress() >= self.config.max_queries {
+                    Some(Err(DnsError::Busy))
+                } else {
+                    None
+                };
+                (n, result)
+            }
+        };
+        self.queries.insert(
+            id,
+            Pending {
+                name,
+                servers: servers.to_vec(),
+                attempts: Vec::new(),
+                due: now,
+                result,
+            },
+        );
+        id
+    }
+
+    /// The outcome of a lookup, once there is one.
+    pub fn result(&self, id: QueryId) -> Option<&Lookup> {
+        self.queries.get(&id).and_then(|q| q.result.as_ref())
+    }
+
+    /// Forgets a lookup (done, or abandoned by its caller).
+    pub fn finish(&mut self, id: QueryId) {
+        self.queries.remove(&id);
+    }
+
+    fn in_progress(&self) -> usize {
+        self.queries.values().filter(|q| q.result.is_none()).count()
+    }
+
+    /// Whether `port` is a source port of a query still open.
+    pub fn uses_port(&self, port: u16) -> bool {
+        self.queries
+            .values()
+            .filter(|q| q.result.is_none())
+            .any(|q| q.attempts.iter().any(|a| a.port == port))
+    }
+
+    fn cached(&mut self, now: Instant, name: &str) -> Option<Lookup> {
+        match self.cache.get(name) {
+            Some((lookup, expires)) if *expires > now => Some(lookup.clone()),
+            Some(_) => {
+                self.cache.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&mut self, now: Instant, name: &str, lookup: &Lookup, ttl: Duration) {
+        if ttl == Duration::ZERO {
+            return;
+        }
+        if self.cache.len() >= self.config.cache_entries {
+            self.cache.retain(|_, (_, expires)| *expires > now);
+        }
+        if self.cache.len() >= self.config.cache_entries {
+            let soonest = self
+                .cache
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                self.cache.remove(&k);
+            }
+        }
+        self.cache
+            .insert(name.to_string(), (lookup.clone(), now + ttl));
+    }
+
+    /// Sends first attempts and retransmissions that are due; fails lookups
+    /// whose attempts are exhausted. `taken` says which UDP ports are in use.
+    pub fn poll(&mut self, now: Instant, taken: impl Fn(u16) -> bool) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        let config = self.config;
+        let mut ports_in_use: Vec<u16> = Vec::new();
+        for q in self.queries.values() {
+            if q.result.is_none() {
+                ports_in_use.extend(q.attempts.iter().map(|a| a.port));
+            }
+        }
+        for q in self.queries.values_mut() {
+            if q.result.is_some() || q.due > now {
+                continue;
+            }
+            let n = q.attempts.len();
+            if n as u64 >= config.rounds as u64 * q.servers.len() as u64 {
+                q.result = Some(Err(DnsError::Unreachable));
+                continue;
+            }
+            let server = q.servers[n % q.servers.len()];
+            let port = loop {
+                let p = self.rng.random_range(1024..=65535u16);
+                if !taken(p) && !ports_in_use.contains(&p) {
+                    break p;
+                }
+            };
+            ports_in_use.push(port);
+            let id = self.rng.random::<u16>();
+            let query = dns::Query {
+                id,
+                name: &q.name,
+                qtype: dns::TYPE_A,
+            };
+            let mut payload = vec![0u8; query.buffer_len()];
+            query.emit(&mut payload);
+            q.attempts.push(Attempt { server, port, id });
+            let round = (n / q.servers.len()) as u32;
+            q.due = now + Duration::from_micros(config.attempt_timeout.total_micros() << round.min(10));
+            out.push(Transmit {
+                server,
+                src_port: port,
+                payload,
+            });
+        }
+        out
+    }
+
+    /// When [`Resolver::poll`] next has work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.queries
+            .values()
+            .filter(|q| q.result.is_none())
+            .map(|q| q.due)
+            .min()
+    }
+
+    /// Handles a UDP datagram from `src` to our `dst_port`.
+    pub fn process(
+        &mut self,
+        now: Instant,
+        src: (Ipv4Addr, u16),
+        dst_port: u16,
+        payload: &[u8],
+    ) -> Received {
+        let found = self.queries.iter().find_map(|(id, q)| {
+            let a = q.attempts.iter().find(|a| a.port == dst_port)?;
+            q.result.is_none().then_some((*id, *a))
+        });
+        let Some((id, attempt)) = found else {
+            return Received::NotOurs;
+        };
+        if src != (attempt.server, dns::PORT) {
+            return Received::Rejected;
+        }
+        let Ok(response) = dns::parse_response(payload) else {
+            return Received::Rejected;
+        };
+        let q = &self.queries[&id];
+        let question_ok = response
+            .question
+            .as_ref()
+            .is_some_and(|(n, t)| *n == q.name && *t == dns::TYPE_A);
+        if response.id != attempt.id || !question_ok {
+            return Received::Rejected;
+        }
+        let name = q.name.clone();
+        match self.interpret(&name, &response) {
+            Some((lookup, ttl)) => {
+                self.remember(now, &name, &lookup, ttl);
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.result = Some(lookup);
+                }
+            }
+            // Server failure, refusal or a broken chain: on to the next attempt now.
+            None => {
+                if let Some(q) = self.queries.get_mut(&id) {
+                    q.due = now;
+                }
+            }
+        }
+        Received::Taken
+    }
+
+    /// The lookup a response gives, with how long it may be cached; None
+    /// when the server failed us and another should be asked.
+    fn interpret(&self, qname: &str, r: &Response) -> Option<(Lookup, Duration)> {
+        let negative_ttl = || {
+            // RFC 2308 §5: the SOA's TTL, capped by its MINIMUM; no SOA, no caching.
+            r.authority
+                .iter()
+                .find_map(|rec| match rec.data {
+                    RecordData::Soa { minimum } => Some(rec.ttl.min(minimum)),
+                    _ => None,
+                })
+                .map_or(Duration::ZERO, |s| {
+                    Duration::from_secs(s as u64).min(self.config.max_negative_ttl)
+                })
+        };
+        match r.rcode {
+            dns::RCODE_NXDOMAIN => return Some((Err(DnsError::NotFound), negative_ttl())),
+            dns::RCODE_NOERROR => {}
+            _ => return None,
+        }
+        let mut name = qname.to_string();
+        let mut ttl = u32::MAX;
+        for _ in 0..MAX_CNAME_HOPS {
+            let mut addresses = Vec::new();
+            for rec in r.answers.iter().filter(|rec| rec.name == name) {
+                if let RecordData::A(ip) = rec.data {
+                    if !addresses.contains(&ip) {
+                        addresses.push(ip);
+                    }
+                    ttl = ttl.min(rec.ttl);
+                }
+            }
+            if !addresses.is_empty() {
+                let ttl = Duration::from_secs(ttl as u64).min(self.config.max_ttl);
+                return Some((Ok(addresses), ttl));
+            }
+            let next = r.answers.iter().find_map(|rec| match &rec.data {
+                RecordData::Cname(target) if rec.name == name => Some((target.clone(), rec.ttl)),
+                _ => None,
+            });
+            match next {
+                Some((target, t)) => {
+                    ttl = ttl.min(t);
+                    name = target;
+                }
+                // A truncated answer without the records: ask again elsewhere.
+                None if r.truncated => return None,
+                None => return Some((Err(DnsError::NoData), negative_ttl())),
+            }
+        }
+        None // a CNAME loop or an absurdly long chain
+    }
+}

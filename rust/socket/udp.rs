@@ -1,0 +1,303 @@
+//! UDP sockets (RFC 768): a table of bound ports, each with a bounded queue
+//! of received datagrams. Sending goes straight to the interface (the stack
+//! does it); a socket only decides what it may receive.
+
+use crate::time::Instant;
+use crate::wire::Ipv4Addr;
+use std::collections::{HashMap, VecDeque};
+
+/// An (address, port) pair.
+pub type Endpoint = (Ipv4Addr, u16);
+
+#[derive(Debug, Clone, Copy)]
+pub struct UdpConfig {
+    /// Payload bytes queued per socket before datagrams are dropped
+    /// (Linux's net.core.rmem_default is 212992 including overhead).
+    pub recv_buffer: usize,
+    /// Datagrams queued per socket, whatever their size.
+    pub recv_queue: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            recv_buffer: 212_992,
+            recv_queue: 1024,
+        }
+    }
+}
+
+/// Identifies a socket; never reused within a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UdpHandle(u64);
+
+/// Why a datagram for us was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unclaimed {
+    /// No socket takes it: answer with ICMP port unreachable.
+    NoSocket,
+    /// The socket's queue is full: drop and count.
+    QueueFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    AddressInUse,
+    NoPortAvailable,
+}
+
+/// An error reported by the network for a connected socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpError {
+    /// ICMP port (or host, net, protocol) unreachable from the peer.
+    Refused,
+}
+
+#[derive(Debug)]
+pub struct Datagram {
+    pub src: Endpoint,
+    pub data: Vec<u8>,
+    pub received: Instant,
+}
+
+#[derive(Debug)]
+pub struct UdpSocket {
+    local: Endpoint,
+    remote: Option<Endpoint>,
+    pub broadcast: bool,
+    recv_buffer: usize,
+    queue: VecDeque<Datagram>,
+    queued_bytes: usize,
+    dropped: u64,
+    error: Option<UdpError>,
+}
+
+impl UdpSocket {
+    pub fn local(&self) -> Endpoint {
+        self.local
+    }
+    pub fn remote(&self) -> Option<Endpoint> {
+        self.remote
+    }
+    /// Datagrams dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+    pub fn recv_buffer(&self) -> usize {
+        self.recv_buffer
+    }
+    pub fn set_recv_buffer(&mut self, bytes: usize) {
+        self.recv_buffer = bytes;
+    }
+    /// Takes the pending network error (reported once, like SO_ERROR).
+    pub fn take_error(&mut self) -> Option<UdpError> {
+        self.error.take()
+    }
+    /// The oldest datagram, if any.
+    pub fn recv(&mut self) -> Option<Datagram> {
+        let d = self.queue.pop_front()?;
+        self.queued_bytes -= d.data.len();
+        Some(d)
+    }
+    /// Filters what arrives to `remote` (None: anyone again); clears a pending error.
+    pub fn connect(&mut self, remote: Option<Endpoint>) {
+        self.remote = remote;
+        self.error = None;
+    }
+
+    fn accepts(&self, src: Endpoint, dst: Ipv4Addr, broadcast: bool) -> bool {
+        let local_ok = self.local.0.is_unspecified() || (!broadcast && self.local.0 == dst);
+        local_ok && self.remote.map_or(true, |r| r == src)
+    }
+}
+
+#[derive(Debug)]
+pub struct UdpSockets {
+    config: UdpConfig,
+    sockets: HashMap<UdpHandle, UdpSocket>,
+    by_port: HashMap<u16, UdpHandle>,
+    next_handle: u64,
+}
+
+/// The ephemeral range of RFC 6056 §2.1.
+pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+impl UdpSockets {
+    pub fn new(config: UdpConfig) -> Self {
+        UdpSockets {
+            config,
+            sockets: HashMap::new(),
+            by_port: HashMap::new(),
+            next_handle: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+    pub fn is_bound(&self, port: u16) -> bool {
+        self.by_port.contains_key(&port)
+    }
+
+    /// Binds `addr:port`; port 0 takes a free ephemeral port starting at the
+    /// random `hint`, skipping those `taken` reports (ports the resolver uses).
+    pub fn bind(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        hint: u16,
+        taken: impl Fn(u16) -> bool,
+    ) -> Result<UdpHandle, BindError> {
+        let port = if port != 0 {
+            if self.is_bound(port) || taken(port) {
+                return Err(BindError::AddressInUse);
+            }
+            port
+        } else {
+            let (lo, n) = (*EPHEMERAL.start(), EPHEMERAL.len() as u32);
+            (0..n)
+                .map(|i| lo + ((hint as u32 + i) % n) as u16)
+                .find(|&p| !self.is_bound(p) && !taken(p))
+                .ok_or(BindError::NoPortAvailable)?
+        };
+        let handle = UdpHandle(self.next_handle);
+        self.next_handle += 1;
+        self.sockets.insert(
+            handle,
+            UdpSocket {
+                local: (addr, port),
+                remote: None,
+                broadcast: false,
+                recv_buffer: self.config.recv_buffer,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                dropped: 0,
+                error: None,
+            },
+        );
+        self.by_port.insert(port, handle);
+        Ok(handle)
+    }
+
+    pub fn get(&self, h: UdpHandle) -> Option<&UdpSocket> {
+        self.sockets.get(&h)
+    }
+    pub fn get_mut(&mut self, h: UdpHandle) -> Option<&mut UdpSocket> {
+        self.sockets.get_mut(&h)
+    }
+
+    /// Closes a socket; what it had queued is freed.
+    pub fn close(&mut self, h: UdpHandle) {
+        if let Some(s) = self.sockets.remove(&h) {
+            self.by_port.remove(&s.local.1);
+        }
+    }
+
+    /// Queues a datagram that arrived for `dst:dst_port`.
+    pub fn deliver(
+        &mut self,
+        now: Instant,
+        src: Endpoint,
+        dst: Endpoint,
+        broadcast: bool,
+        payload: &[u8],
+    ) -> Result<(), Unclaimed> {
+        let handle = self.by_port.get(&dst.1).ok_or(Unclaimed::NoSocket)?;
+        let recv_queue = self.config.recv_queue;
+        let s = self.sockets.get_mut(handle).ok_or(Unclaimed::NoSocket)?;
+        if !s.accepts(src, dst.0, broadcast) {
+            return Err(Unclaimed::NoSocket);
+        }
+        if s.queued_bytes + payload.len() > s.recv_buffer || s.queue.len() >= recv_queue {
+            s.dropped += 1;
+            return Err(Unclaimed::QueueFull);
+        }
+        s.queued_bytes += payload.len();
+        s.queue.push_back(Datagram {
+            src,
+            data: payload.to_vec(),
+            received: now,
+        });
+        Ok(())
+    }
+
+    /// RFC 1122 §4.1.3.3: an ICMP unreachable about a datagram we sent from
+    /// `local_port` to `remote` is reported to the socket connected there.
+    pub fn icmp_unreachable(&mut self, local_port: u16, remote: Endpoint) -> bool {
+        let Some(h) = self.by_port.get(&local_port) else {
+            return false;
+        };
+        match self.sockets.get_mut(h) {
+            Some(s) if s.remote == Some(remote) => {
+                s.error = Some(UdpError::Refused);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const PEER: Endpoint = (Ipv4Addr::new(10, 0, 0, 1), 5000);
+
+    #[test]
+    fn bind_deliver_and_bound_queue() {
+        let mut set = UdpSockets::new(UdpConfig {
+            recv_buffer: 1000,
+            recv_queue: 3,
+        });
+        let h = set.bind(Ipv4Addr::UNSPECIFIED, 7, 0, |_| false).unwrap();
+        assert_eq!(
+            set.bind(Ipv4Addr::UNSPECIFIED, 7, 0, |_| false),
+            Err(BindError::AddressInUse)
+        );
+        let now = Instant::ZERO;
+        assert_eq!(set.deliver(now, PEER, (ME, 8), false, b"x"), Err(Unclaimed::NoSocket));
+        for _ in 0..3 {
+            set.deliver(now, PEER, (ME, 7), false, b"abc").unwrap();
+        }
+        assert_eq!(set.deliver(now, PEER, (ME, 7), false, b"abc"), Err(Unclaimed::QueueFull));
+        assert_eq!(set.get_mut(h).unwrap().recv().unwrap().data, b"abc");
+        // Bytes bound too.
+        assert_eq!(
+            set.deliver(now, PEER, (ME, 7), false, &[0; 995]),
+            Err(Unclaimed::QueueFull)
+        );
+        assert_eq!(set.get(h).unwrap().dropped(), 2);
+        set.close(h);
+        assert!(!set.is_bound(7));
+    }
+
+    #[test]
+    fn connected_sockets_filter_and_get_refusals() {
+        let mut set = UdpSockets::new(UdpConfig::default());
+        let h = set.bind(ME, 0, 123, |p| p == 49152 + 123).unwrap();
+        let port = set.get(h).unwrap().local().1;
+        assert_eq!(port, 49152 + 124, "skips taken ports");
+        set.get_mut(h).unwrap().connect(Some(PEER));
+        let other = (Ipv4Addr::new(10, 0, 0, 9), 5000);
+        assert_eq!(
+            set.deliver(Instant::ZERO, other, (ME, port), false, b"x"),
+            Err(Unclaimed::NoSocket)
+        );
+        assert!(!set.icmp_unreachable(port, other));
+        assert!(set.icmp_unreachable(port, PEER));
+        assert_eq!(set.get_mut(h).unwrap().take_error(), Some(UdpError::Refused));
+        assert_eq!(set.get_mut(h).unwrap().take_error(), None);
+        // Bound to a unicast address: no broadcasts.
+        assert_eq!(
+            set.deliver(Instant::ZERO, PEER, (Ipv4Addr::BROADCAST, port), true, b"x"),
+            Err(Unclaimed::NoSocket)
+        );
+    }
+}
