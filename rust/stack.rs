@@ -259,7 +259,10 @@ impl Stack {
         }
         let src = (datagram.src, datagram.src_port);
         if !datagram.broadcast {
-            match self.resolver.process(now, src, datagram.dst_port, datagram.payload) {
+            match self
+                .resolver
+                .process(now, src, datagram.dst_port, datagram.payload)
+            {
                 Received::NotOurs => {}
                 Received::Taken => return,
                 Received::Rejected => return self.iface.count_drop(DropReason::DnsRejected),
@@ -331,11 +334,7 @@ impl Stack {
             .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
                 buf.copy_from_slice(payload)
             })
-            .map_err(|reason| match reason {
-                DropReason::TooBig => UdpSendError::TooBig,
-                DropReason::NoRoute => UdpSendError::NoRoute,
-                _ => UdpSendError::NoBuffers,
-            })
+            .or_else(datagram_send_result)
     }
 
     /// Starts resolving `name` through the DNS servers we know.
@@ -344,6 +343,10 @@ impl Stack {
         let id = self.resolver.query(now, name, &servers);
         self.send_dns(now);
         id
+    }
+    /// Uses `servers` for DNS instead of DHCP's (empty: DHCP's again).
+    pub fn set_dns_servers(&mut self, servers: Vec<Ipv4Addr>) {
+        self.dns_servers = servers;
     }
     /// The DNS servers in use: the configured ones, else DHCP's.
     pub fn dns_servers(&self) -> Vec<Ipv4Addr> {
@@ -407,10 +410,7 @@ impl Stack {
             .send_ipv4(now, our_ip, dst, ipv4::PROTO_ICMP, echo.len(), |buf| {
                 echo.emit(buf)
             })
-            .map_err(|reason| match reason {
-                DropReason::NoRoute => UdpSendError::NoRoute,
-                _ => UdpSendError::NoBuffers,
-            })
+            .or_else(datagram_send_result)
     }
     /// The round-trip time of a probe, once its reply came.
     pub fn ping_rtt(&self, id: ProbeId) -> Option<Duration> {
@@ -534,6 +534,18 @@ pub enum UdpSendError {
     AddressInUse,
     /// Not one of our addresses, or no free port (EADDRNOTAVAIL).
     AddressNotAvailable,
+}
+
+/// What a datagram the interface would not take means to its sender. As in
+/// a kernel, a datagram that waits for ARP and finds the queue full is lost
+/// quietly (and counted); a full transmit queue is ENOBUFS, worth a retry.
+fn datagram_send_result(reason: DropReason) -> Result<(), UdpSendError> {
+    match reason {
+        DropReason::TooBig => Err(UdpSendError::TooBig),
+        DropReason::NoRoute => Err(UdpSendError::NoRoute),
+        DropReason::TxQueueFull => Err(UdpSendError::NoBuffers),
+        _ => Ok(()),
+    }
 }
 
 /// Writes a TCP segment into an IPv4 packet: the payload is copied once,

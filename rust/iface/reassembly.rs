@@ -103,7 +103,7 @@ impl Reassembler {
         let (start, more) = (packet.fragment_offset(), packet.more_fragments());
         let end = start + payload.len();
         // RFC 791: every fragment but the last carries a multiple of 8 bytes.
-        if (more && payload.len() % 8 != 0) || payload.is_empty() && more {
+        if more && (payload.is_empty() || payload.len() % 8 != 0) {
             return Outcome::Dropped(DropReason::Ipv4FragmentMalformed);
         }
         if end > MAX_PAYLOAD {
@@ -342,7 +342,10 @@ mod tests {
         };
         let mut r = Reassembler::new(config);
         for ident in 0..4 {
-            assert_eq!(add(&mut r, Instant::ZERO, &fragment(ident, &[0; 1000], 0, true)), Outcome::Held);
+            assert_eq!(
+                add(&mut r, Instant::ZERO, &fragment(ident, &[0; 1000], 0, true)),
+                Outcome::Held
+            );
         }
         assert_eq!(
             add(&mut r, Instant::ZERO, &fragment(99, &[0; 8], 0, true)),
@@ -350,7 +353,10 @@ mod tests {
         );
         // Bytes: a datagram that would pass the limit is dropped.
         let big = fragment(1, &[0; 6400], 1000, true);
-        assert_eq!(add(&mut r, Instant::ZERO, &big), Outcome::Dropped(DropReason::Ipv4ReassemblyFull));
+        assert_eq!(
+            add(&mut r, Instant::ZERO, &big),
+            Outcome::Dropped(DropReason::Ipv4ReassemblyFull)
+        );
         assert_eq!(r.usage(), (3, 3000));
         // Complete datagrams still get through within the limits.
         let payload = data(2000);

@@ -427,7 +427,9 @@ impl PyStack {
 
     #[getter]
     fn dns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        self.read(py, |s| s.dns_servers().iter().map(|d| d.to_string()).collect())
+        self.read(py, |s| {
+            s.dns_servers().iter().map(|d| d.to_string()).collect()
+        })
     }
 
     /// Seconds left on the DHCP lease; None when static or not bound.

@@ -34,7 +34,7 @@ impl Default for ResolverConfig {
     fn default() -> Self {
         ResolverConfig {
             attempt_timeout: Duration::from_secs(1),
-            rounds: 3,
+            rounds: 4,
             max_ttl: Duration::from_secs(86_400),
             max_negative_ttl: Duration::from_secs(300),
             cache_entries: 1024,
@@ -251,7 +251,8 @@ impl Resolver {
             query.emit(&mut payload);
             q.attempts.push(Attempt { server, port, id });
             let round = (n / q.servers.len()) as u32;
-            q.due = now + Duration::from_micros(config.attempt_timeout.total_micros() << round.min(10));
+            q.due =
+                now + Duration::from_micros(config.attempt_timeout.total_micros() << round.min(10));
             out.push(Transmit {
                 server,
                 src_port: port,

@@ -262,11 +262,17 @@ mod tests {
             Err(BindError::AddressInUse)
         );
         let now = Instant::ZERO;
-        assert_eq!(set.deliver(now, PEER, (ME, 8), false, b"x"), Err(Unclaimed::NoSocket));
+        assert_eq!(
+            set.deliver(now, PEER, (ME, 8), false, b"x"),
+            Err(Unclaimed::NoSocket)
+        );
         for _ in 0..3 {
             set.deliver(now, PEER, (ME, 7), false, b"abc").unwrap();
         }
-        assert_eq!(set.deliver(now, PEER, (ME, 7), false, b"abc"), Err(Unclaimed::QueueFull));
+        assert_eq!(
+            set.deliver(now, PEER, (ME, 7), false, b"abc"),
+            Err(Unclaimed::QueueFull)
+        );
         assert_eq!(set.get_mut(h).unwrap().recv().unwrap().data, b"abc");
         // Bytes bound too.
         assert_eq!(
@@ -292,7 +298,10 @@ mod tests {
         );
         assert!(!set.icmp_unreachable(port, other));
         assert!(set.icmp_unreachable(port, PEER));
-        assert_eq!(set.get_mut(h).unwrap().take_error(), Some(UdpError::Refused));
+        assert_eq!(
+            set.get_mut(h).unwrap().take_error(),
+            Some(UdpError::Refused)
+        );
         assert_eq!(set.get_mut(h).unwrap().take_error(), None);
         // Bound to a unicast address: no broadcasts.
         assert_eq!(

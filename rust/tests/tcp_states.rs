@@ -269,7 +269,13 @@ fn acks_stay_acceptable_while_probing_a_zero_window() {
     let (ha, hb) = net.connect(80);
     let to_b = pattern(100_000, 3);
     let to_a = pattern(300_000, 4);
-    net.a.stack.tcp_mut().get_mut(ha).unwrap().send(&to_b).unwrap();
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .send(&to_b)
+        .unwrap();
     net.flush();
     // B never reads; its window closes and A keeps probing it.
     net.run_for(Duration::from_secs(5));
@@ -291,7 +297,11 @@ fn acks_stay_acceptable_while_probing_a_zero_window() {
         }
         got.len() == to_a.len() && n.conn_b(hb).send_next() == n.conn_b(hb).send_unacked()
     });
-    assert!(done, "B's data is acknowledged: {}", net.conn_b(hb).summary());
+    assert!(
+        done,
+        "B's data is acknowledged: {}",
+        net.conn_b(hb).summary()
+    );
     assert_eq!(got, to_a);
 }
 

@@ -79,7 +79,9 @@ pub enum RecordData {
     A(Ipv4Addr),
     Cname(String),
     /// SOA: only the MINIMUM field, the TTL of negative answers (RFC 2308 §5).
-    Soa { minimum: u32 },
+    Soa {
+        minimum: u32,
+    },
     Other(u16),
 }
 
@@ -243,7 +245,9 @@ pub mod build {
     /// A response header echoing `query`'s id and question.
     pub fn response(query: &[u8], rcode: u8, answers: u16, authority: u16) -> Vec<u8> {
         let mut at = HEADER_LEN;
-        let question_end = read_name(query, &mut at).map(|_| at + 4).unwrap_or(HEADER_LEN);
+        let question_end = read_name(query, &mut at)
+            .map(|_| at + 4)
+            .unwrap_or(HEADER_LEN);
         let mut out = query[..question_end.min(query.len())].to_vec();
         out[2..4].copy_from_slice(&(FLAG_RESPONSE | 0x0180 | rcode as u16).to_be_bytes());
         out[6..8].copy_from_slice(&answers.to_be_bytes());
@@ -291,11 +295,25 @@ mod tests {
 
     #[test]
     fn names_are_checked_and_normalised() {
-        assert_eq!(normalize_name("WWW.Example.COM.").unwrap(), "www.example.com");
-        for bad in ["", ".", "a..b", "a b", "é.com", &"x".repeat(64), &"a.".repeat(128)] {
+        assert_eq!(
+            normalize_name("WWW.Example.COM.").unwrap(),
+            "www.example.com"
+        );
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "a b",
+            "é.com",
+            &"x".repeat(64),
+            &"a.".repeat(128),
+        ] {
             assert!(normalize_name(bad).is_err(), "{bad:?}");
         }
-        assert!(normalize_name(&"a.".repeat(127)).is_ok(), "253 bytes is the limit");
+        assert!(
+            normalize_name(&"a.".repeat(127)).is_ok(),
+            "253 bytes is the limit"
+        );
     }
 
     #[test]
@@ -314,10 +332,16 @@ mod tests {
     fn answers_with_compression_and_cname() {
         let q = query("www.example.com");
         let mut r = build::response(&q, RCODE_NOERROR, 2, 0);
-        build::record(&mut r, None, TYPE_CNAME, 300, &build::cname("host.example.com"));
+        build::record(
+            &mut r,
+            None,
+            TYPE_CNAME,
+            300,
+            &build::cname("host.example.com"),
+        );
         let target_at = r.len() - build::cname("host.example.com").len();
         build::record(&mut r, None, TYPE_A, 60, &[0; 4]); // owner fixed below
-        // Re-point the A record's owner at the CNAME target (compression).
+                                                          // Re-point the A record's owner at the CNAME target (compression).
         let a_owner = r.len() - 16;
         r[a_owner] = 0xc0;
         r[a_owner + 1] = target_at as u8;
@@ -346,7 +370,11 @@ mod tests {
     #[test]
     fn loops_truncation_and_queries_are_rejected() {
         let q = query("loop.test");
-        assert_eq!(parse_response(&q), Err(Error::Malformed), "a query, not a response");
+        assert_eq!(
+            parse_response(&q),
+            Err(Error::Malformed),
+            "a query, not a response"
+        );
         // A pointer to itself.
         let mut r = build::response(&q, RCODE_NOERROR, 1, 0);
         let own = r.len();
