@@ -7,6 +7,9 @@ with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway=
     with stack.connect(("10.77.0.1", 80), timeout=3) as conn:
         conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
         print(conn.recv(65536))
+    print(stack.resolve("example.com"), stack.ping("10.77.0.1", count=3))
+    with stack.udp() as sock:
+        sock.sendto(b"hello", ("10.77.0.1", 7))
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import atexit
 import weakref
 
 from . import _native
-from ._native import DEFAULT_MAC, Connection, Listener, interfaces, reset_logging
+from ._native import DEFAULT_MAC, Connection, Listener, UdpSocket, interfaces, reset_logging
 
-__all__ = ["Stack", "Connection", "Listener", "interfaces", "reset_logging", "DEFAULT_MAC"]
+__all__ = ["Stack", "Connection", "Listener", "UdpSocket", "interfaces", "reset_logging", "DEFAULT_MAC"]
 
 _open_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
 

@@ -136,6 +136,8 @@ class Lab:
             "--log-facility=-",
         ]
         args += [f"--address=/{name}/{ip}" for name, ip in self.hosts.items()]
+        # Unknown names in the lab domain get NXDOMAIN, not REFUSED (there is no upstream).
+        args += ["--address=/mipfast/"]
         with open(self.log_file, "wb") as log:
             self._dnsmasq = subprocess.Popen(
                 self.ns(*args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

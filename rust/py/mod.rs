@@ -4,6 +4,7 @@
 mod errors;
 mod stack;
 mod tcp;
+mod udp;
 
 use pyo3::prelude::*;
 use std::sync::OnceLock;
@@ -18,6 +19,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stack::PyStack>()?;
     m.add_class::<tcp::PyConnection>()?;
     m.add_class::<tcp::PyListener>()?;
+    m.add_class::<udp::PyUdpSocket>()?;
     m.add_function(wrap_pyfunction!(interfaces, m)?)?;
     m.add_function(wrap_pyfunction!(reset_logging, m)?)?;
     m.add("DEFAULT_MAC", crate::iface::DEFAULT_MAC.to_string())?;

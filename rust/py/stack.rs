@@ -2,15 +2,18 @@
 
 use super::errors::{self, closed, value_error};
 use super::tcp::{self, PyConnection, PyListener};
+use super::udp::{self, PyUdpSocket};
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::fault::FaultConfig;
 use crate::phy::live::{LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
+use crate::service::dns::DnsError;
+use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::Duration;
 use crate::wire::{Ipv4Addr, MacAddress};
-use pyo3::exceptions::{PyOverflowError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rand::RngExt;
@@ -71,17 +74,53 @@ fn port_arg(port: i64) -> PyResult<u16> {
         .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
 }
 
-/// socket.gaierror(EAI_NONAME), as the stdlib raises for a name it cannot resolve.
-fn gaierror(py: Python<'_>, host: &str) -> PyErr {
+/// socket.gaierror with the code and message glibc's getaddrinfo gives.
+fn gaierror(py: Python<'_>, host: &str, e: DnsError) -> PyErr {
+    let (code, text) = match e {
+        DnsError::NotFound | DnsError::InvalidName => ("EAI_NONAME", "Name or service not known"),
+        DnsError::NoData => ("EAI_NODATA", "No address associated with hostname"),
+        DnsError::Unreachable | DnsError::NoServers | DnsError::Busy => {
+            ("EAI_AGAIN", "Temporary failure in name resolution")
+        }
+    };
     let make = || -> PyResult<PyErr> {
         let socket = py.import("socket")?;
-        let code = socket.getattr("EAI_NONAME")?;
+        let code = socket
+            .getattr(code)
+            .or_else(|_| socket.getattr("EAI_NONAME"))?;
         let err = socket
             .getattr("gaierror")?
-            .call1((code, format!("Name or service not known: {host:?}")))?;
+            .call1((code, format!("{text}: {host:?}")))?;
         Ok(PyErr::from_value(err))
     };
     make().unwrap_or_else(|e| e)
+}
+
+/// The addresses of `host`: itself if it is an IPv4 address, else what
+/// the stack's resolver finds (TimeoutError once `timeout` passes).
+pub fn resolve_host(
+    py: Python<'_>,
+    live: &Arc<LiveStack>,
+    host: &str,
+    timeout: Option<Duration>,
+) -> PyResult<Vec<Ipv4Addr>> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(vec![ip]);
+    }
+    let l = live.clone();
+    let name = host.to_string();
+    let id = py.detach(move || l.act(|s, now| s.resolve_start(now, &name)));
+    let l = live.clone();
+    let outcome = blocking(py, move |interrupt| {
+        l.wait_for(timeout, interrupt, |s, _| s.resolve_result(id).cloned())
+    });
+    let l = live.clone();
+    py.detach(move || l.act(|s, _| s.resolve_finish(id)));
+    match outcome? {
+        Some(Ok(addresses)) => Ok(addresses),
+        Some(Err(e)) => Err(gaierror(py, host, e)),
+        None => Err(PyTimeoutError::new_err("timed out")),
+    }
 }
 
 fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
@@ -295,12 +334,70 @@ impl PyStack {
         let (host, port) = address;
         let port = port_arg(port)?;
         let source_port = source_port.map(port_arg).transpose()?;
-        let ip: Ipv4Addr = match host.parse() {
-            Ok(ip) => ip,
-            Err(_) => return Err(gaierror(py, &host)),
-        };
         let t = timeout_arg(timeout)?;
-        tcp::connect(py, self.live()?, (ip, port), t, source_port)
+        let live = self.live()?;
+        // Like socket.create_connection: each address in turn, the last error raised.
+        let mut last = None;
+        for ip in resolve_host(py, &live, &host, t)? {
+            match tcp::connect(py, live.clone(), (ip, port), t, source_port) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| PyOSError::new_err((libc::EHOSTUNREACH, "no address"))))
+    }
+
+    /// The IPv4 addresses of `name` from DNS (A records, CNAMEs followed,
+    /// cached by TTL). Unknown names raise socket.gaierror, as the stdlib does.
+    #[pyo3(signature = (name, timeout=None))]
+    fn resolve(&self, py: Python<'_>, name: &str, timeout: Option<f64>) -> PyResult<Vec<String>> {
+        let t = timeout_arg(timeout)?;
+        let addresses = resolve_host(py, &self.live()?, name, t)?;
+        Ok(addresses.iter().map(|a| a.to_string()).collect())
+    }
+
+    /// A UDP socket bound to `bind` = (address, port); "" or "0.0.0.0" for
+    /// any address, port 0 for a free one.
+    #[pyo3(signature = (bind=("0.0.0.0".to_string(), 0)))]
+    fn udp(&self, py: Python<'_>, bind: (String, i64)) -> PyResult<PyUdpSocket> {
+        PyUdpSocket::bind(py, self.live()?, bind)
+    }
+
+    /// Send `count` ICMP echo requests with `size` data bytes to `host`, one
+    /// after another, each waiting up to `timeout` seconds for its reply.
+    /// Returns the round-trip times in seconds, None for the lost ones.
+    #[pyo3(signature = (host, count=1, timeout=1.0, size=56))]
+    fn ping(
+        &self,
+        py: Python<'_>,
+        host: &str,
+        count: u32,
+        timeout: f64,
+        size: usize,
+    ) -> PyResult<Vec<Option<f64>>> {
+        let t = timeout_arg(Some(timeout))?;
+        let live = self.live()?;
+        let dst = resolve_host(py, &live, host, t)?[0];
+        let l = live.clone();
+        let ident = py.detach(move || l.act(|s, _| s.ping_ident()));
+        let mut rtts = Vec::with_capacity(count as usize);
+        for seq in 0..count {
+            let id = ProbeId {
+                ident,
+                seq: seq as u16,
+            };
+            let l = live.clone();
+            py.detach(move || l.act(|s, now| s.ping_send(now, dst, id, size)))
+                .map_err(|e| errors::to_py(udp::send_error(e)))?;
+            let l = live.clone();
+            let rtt = blocking(py, move |interrupt| {
+                l.wait_for(t, interrupt, |s, _| s.ping_rtt(id))
+            });
+            let l = live.clone();
+            py.detach(move || l.act(|s, _| s.ping_finish(id)));
+            rtts.push(rtt?.map(|d| d.total_micros() as f64 / 1e6));
+        }
+        Ok(rtts)
     }
 
     /// Listen on `port` (0 picks a free one) with room for `backlog`

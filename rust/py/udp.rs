@@ -1,0 +1,390 @@
+//! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
+//! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
+
+use super::errors;
+use super::stack::{blocking, resolve_host, timeout_arg};
+use crate::phy::live::LiveStack;
+use crate::socket::udp::{Endpoint, UdpError, UdpHandle};
+use crate::stack::{Stack, UdpSendError};
+use crate::time::Duration;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyOverflowError, PyTimeoutError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The errno a kernel gives for the same failure.
+pub fn send_error(e: UdpSendError) -> io::Error {
+    io::Error::from_raw_os_error(match e {
+        UdpSendError::Closed => libc::EBADF,
+        UdpSendError::NoRoute => libc::ENETUNREACH,
+        UdpSendError::TooBig => libc::EMSGSIZE,
+        UdpSendError::BroadcastDenied => libc::EACCES,
+        UdpSendError::InvalidDestination => libc::EINVAL,
+        UdpSendError::Refused => libc::ECONNREFUSED,
+        UdpSendError::NoBuffers => libc::ENOBUFS,
+        UdpSendError::AddressInUse => libc::EADDRINUSE,
+        UdpSendError::AddressNotAvailable => libc::EADDRNOTAVAIL,
+    })
+}
+
+fn socket_closed() -> PyErr {
+    PyOSError::new_err((libc::EBADF, "the socket is closed"))
+}
+
+fn port_of(port: i64) -> PyResult<u16> {
+    u16::try_from(port).map_err(|_| PyOverflowError::new_err("port must be 0-65535"))
+}
+
+#[pyclass(name = "UdpSocket", module = "mipfast._native", frozen, weakref)]
+pub struct PyUdpSocket {
+    live: Arc<LiveStack>,
+    handle: UdpHandle,
+    open: AtomicBool,
+    /// None blocks; zero is non-blocking (socket.settimeout semantics).
+    timeout: Mutex<Option<Duration>>,
+    local: Endpoint,
+}
+
+impl PyUdpSocket {
+    pub fn bind(py: Python<'_>, live: Arc<LiveStack>, addr: (String, i64)) -> PyResult<Self> {
+        let ip = if addr.0.is_empty() {
+            crate::wire::Ipv4Addr::UNSPECIFIED
+        } else {
+            addr.0.parse().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "{:?} is not an IPv4 address",
+                    addr.0
+                ))
+            })?
+        };
+        let port = port_of(addr.1)?;
+        let l = live.clone();
+        let (handle, local) = py
+            .detach(move || {
+                l.act(|s: &mut Stack, _| {
+                    let h = s.udp_bind(ip, port)?;
+                    Ok((h, s.udp().get(h).map(|u| u.local()).unwrap_or((ip, port))))
+                })
+            })
+            .map_err(|e| errors::to_py(send_error(e)))?;
+        Ok(PyUdpSocket {
+            live,
+            handle,
+            open: AtomicBool::new(true),
+            timeout: Mutex::new(None),
+            local,
+        })
+    }
+
+    fn check_open(&self) -> PyResult<()> {
+        if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
+            Ok(())
+        } else {
+            Err(socket_closed())
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send_to(&self, py: Python<'_>, data: &Bound<'_, PyAny>, dst: Endpoint) -> PyResult<usize> {
+        self.check_open()?;
+        let payload = PyBuffer::<u8>::get(data)?.to_vec(py)?;
+        let (live, h) = (self.live.clone(), self.handle);
+        let n = payload.len();
+        py.detach(move || live.act(|s, now| s.udp_send(now, h, dst, &payload)))
+            .map_err(|e| errors::to_py(send_error(e)))?;
+        Ok(n)
+    }
+
+    /// Waits for the next datagram within the socket's timeout.
+    fn next_datagram(&self, py: Python<'_>) -> PyResult<(Vec<u8>, Endpoint)> {
+        self.check_open()?;
+        let timeout = self.timeout();
+        let (live, h) = (self.live.clone(), self.handle);
+        let result = blocking(py, move |interrupt| {
+            live.wait_for(timeout, interrupt, |stack, _| {
+                let Some(s) = stack.udp_mut().get_mut(h) else {
+                    return Some(Err(send_error(UdpSendError::Closed)));
+                };
+                if s.remote().is_some() && s.take_error() == Some(UdpError::Refused) {
+                    return Some(Err(send_error(UdpSendError::Refused)));
+                }
+                s.recv().map(|d| Ok((d.data, d.src)))
+            })
+        })?;
+        match result {
+            Some(r) => r.map_err(errors::to_py),
+            None if timeout == Some(Duration::ZERO) => Err(PyBlockingIOError::new_err((
+                libc::EAGAIN,
+                "Resource temporarily unavailable",
+            ))),
+            None => Err(PyTimeoutError::new_err("timed out")),
+        }
+    }
+
+    fn resolve(&self, py: Python<'_>, address: (String, i64)) -> PyResult<Endpoint> {
+        let port = port_of(address.1)?;
+        let ip = resolve_host(py, &self.live, &address.0, self.timeout())?[0];
+        Ok((ip, port))
+    }
+
+    fn release(&self) {
+        if self.open.swap(false, Ordering::SeqCst) {
+            let h = self.handle;
+            self.live.act(|s, _| s.udp_mut().close(h));
+        }
+    }
+}
+
+impl Drop for PyUdpSocket {
+    fn drop(&mut self) {
+        if self.open.load(Ordering::SeqCst) {
+            Python::attach(|py| py.detach(|| self.release()));
+        }
+    }
+}
+
+/// Copies what fits of `data` into a writable Python buffer; the rest of
+/// the datagram is discarded, as a kernel does.
+fn copy_into(
+    py: Python<'_>,
+    buffer: &Bound<'_, PyAny>,
+    nbytes: usize,
+    data: &[u8],
+) -> PyResult<usize> {
+    let buf = PyBuffer::<u8>::get(buffer)?;
+    if buf.readonly() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "the buffer must be writable (bytearray, memoryview, …)",
+        ));
+    }
+    let room = if nbytes == 0 {
+        buf.len_bytes()
+    } else {
+        nbytes.min(buf.len_bytes())
+    };
+    let n = data.len().min(room);
+    buf.copy_from_slice(py, &{
+        let mut whole = buf.to_vec(py)?;
+        whole[..n].copy_from_slice(&data[..n]);
+        whole
+    })?;
+    Ok(n)
+}
+
+#[pymethods]
+impl PyUdpSocket {
+    /// Send one datagram to `address` = (host, port); returns its size.
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        address: (String, i64),
+    ) -> PyResult<usize> {
+        let dst = self.resolve(py, address)?;
+        self.send_to(py, data, dst)
+    }
+
+    /// Send one datagram to the connected peer.
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.check_open()?;
+        let h = self.handle;
+        let live = self.live.clone();
+        let remote = py.detach(move || live.act(|s, _| s.udp().get(h).and_then(|u| u.remote())));
+        let dst = remote.ok_or_else(|| {
+            PyOSError::new_err((libc::EDESTADDRREQ, "Destination address required"))
+        })?;
+        self.send_to(py, data, dst)
+    }
+
+    /// Receive one datagram: (data, (ip, port)); at most `bufsize` bytes of it.
+    #[pyo3(signature = (bufsize, flags=0))]
+    fn recvfrom<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: usize,
+        flags: i32,
+    ) -> PyResult<(Bound<'py, PyBytes>, (String, u16))> {
+        let _ = flags;
+        let (data, src) = self.next_datagram(py)?;
+        let n = data.len().min(bufsize);
+        Ok((PyBytes::new(py, &data[..n]), (src.0.to_string(), src.1)))
+    }
+
+    /// Receive one datagram into `buffer`: (bytes written, (ip, port)).
+    #[pyo3(signature = (buffer, nbytes=0, flags=0))]
+    fn recvfrom_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: usize,
+        flags: i32,
+    ) -> PyResult<(usize, (String, u16))> {
+        let _ = flags;
+        let (data, src) = self.next_datagram(py)?;
+        let n = copy_into(py, buffer, nbytes, &data)?;
+        Ok((n, (src.0.to_string(), src.1)))
+    }
+
+    /// Receive one datagram's data (at most `bufsize` bytes of it).
+    #[pyo3(signature = (bufsize, flags=0))]
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: usize,
+        flags: i32,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(self.recvfrom(py, bufsize, flags)?.0)
+    }
+
+    /// Receive one datagram into `buffer`; returns the bytes written.
+    #[pyo3(signature = (buffer, nbytes=0, flags=0))]
+    fn recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: usize,
+        flags: i32,
+    ) -> PyResult<usize> {
+        Ok(self.recvfrom_into(py, buffer, nbytes, flags)?.0)
+    }
+
+    /// Send to and receive only from `address`; a port unreachable from it
+    /// then raises ConnectionRefusedError on the next call.
+    fn connect(&self, py: Python<'_>, address: (String, i64)) -> PyResult<()> {
+        self.check_open()?;
+        let remote = self.resolve(py, address)?;
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || live.act(|s, _| s.udp_mut().get_mut(h).map(|u| u.connect(Some(remote)))))
+            .ok_or_else(socket_closed)
+    }
+
+    fn getsockname(&self, py: Python<'_>) -> PyResult<(String, u16)> {
+        self.check_open()?;
+        let live = self.live.clone();
+        let ip = py.detach(move || live.act(|s, _| s.ipv4()));
+        let shown = if self.local.0.is_unspecified() {
+            self.local.0
+        } else {
+            ip.unwrap_or(self.local.0)
+        };
+        Ok((shown.to_string(), self.local.1))
+    }
+
+    fn getpeername(&self, py: Python<'_>) -> PyResult<(String, u16)> {
+        self.check_open()?;
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || live.act(|s, _| s.udp().get(h).and_then(|u| u.remote())))
+            .map(|r| (r.0.to_string(), r.1))
+            .ok_or_else(|| {
+                PyOSError::new_err((libc::ENOTCONN, "Transport endpoint is not connected"))
+            })
+    }
+
+    fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
+        let t = timeout_arg(value)?;
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
+        Ok(())
+    }
+    fn gettimeout(&self) -> Option<f64> {
+        self.timeout().map(|d| d.total_micros() as f64 / 1e6)
+    }
+    fn setblocking(&self, flag: bool) {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) =
+            if flag { None } else { Some(Duration::ZERO) };
+    }
+    fn getblocking(&self) -> bool {
+        self.timeout() != Some(Duration::ZERO)
+    }
+
+    /// SOL_SOCKET: SO_BROADCAST (sending to broadcast addresses), SO_RCVBUF
+    /// (the receive queue's size in bytes).
+    fn setsockopt(&self, py: Python<'_>, level: i32, optname: i32, value: i64) -> PyResult<()> {
+        self.check_open()?;
+        if level != libc::SOL_SOCKET || !matches!(optname, libc::SO_BROADCAST | libc::SO_RCVBUF) {
+            return Err(PyOSError::new_err((
+                libc::ENOPROTOOPT,
+                "Protocol not available",
+            )));
+        }
+        let value = usize::try_from(value)
+            .map_err(|_| PyOSError::new_err((libc::EINVAL, "Invalid argument")))?;
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || {
+            live.act(|s, _| {
+                s.udp_mut().get_mut(h).map(|u| match optname {
+                    libc::SO_BROADCAST => u.broadcast = value != 0,
+                    _ => u.set_recv_buffer(value.clamp(2048, 64 << 20)),
+                })
+            })
+        })
+        .ok_or_else(socket_closed)
+    }
+
+    fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<usize> {
+        self.check_open()?;
+        if level != libc::SOL_SOCKET || !matches!(optname, libc::SO_BROADCAST | libc::SO_RCVBUF) {
+            return Err(PyOSError::new_err((
+                libc::ENOPROTOOPT,
+                "Protocol not available",
+            )));
+        }
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || {
+            live.act(|s, _| {
+                s.udp().get(h).map(|u| match optname {
+                    libc::SO_BROADCAST => u.broadcast as usize,
+                    _ => u.recv_buffer(),
+                })
+            })
+        })
+        .ok_or_else(socket_closed)
+    }
+
+    /// Datagrams dropped because the receive queue was full.
+    #[getter]
+    fn dropped(&self, py: Python<'_>) -> PyResult<u64> {
+        self.check_open()?;
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || live.act(|s, _| s.udp().get(h).map(|u| u.dropped())))
+            .ok_or_else(socket_closed)
+    }
+
+    /// Close the socket; queued datagrams are discarded. Closing twice is harmless.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.release());
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.open.load(Ordering::SeqCst)
+    }
+
+    /// There is no OS descriptor: the socket lives in the stack.
+    fn fileno(&self) -> i32 {
+        -1
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<mipfast.UdpSocket {}:{}{}>",
+            self.local.0,
+            self.local.1,
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+}

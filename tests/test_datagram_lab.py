@@ -1,0 +1,205 @@
+"""UDP, DNS, ping and IPv4 fragments through the stack, the Linux kernel as the peer."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mipfast
+
+STACK_IP = "10.77.0.2"
+STACK_CIDR = f"{STACK_IP}/24"
+
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    data, src = s.recvfrom(65535)
+    s.sendto(data, src)
+"""
+
+UDP_CLIENT = """
+import socket, sys, hashlib
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+host, port = sys.argv[1], int(sys.argv[2])
+for size in (1, 1472, 1473, 20000):
+    data = bytes((i * 13 + size) % 256 for i in range(size))
+    s.sendto(data, (host, port))
+    back, src = s.recvfrom(65535)
+    assert back == data and src == (host, port), (size, len(back), src)
+    print("echoed", size, flush=True)
+"""
+
+
+def ns_python(lab, script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        lab.ns(sys.executable, "-c", script, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def stack(lab):
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=lab.peer_ip) as s:
+        yield s
+
+
+def test_udp_echo_from_a_kernel_server_with_fragments(lab, stack):
+    server = ns_python(lab, UDP_ECHO, "7007")
+    try:
+        assert "listening" in server.stdout.readline()
+        with stack.udp() as sock:
+            sock.settimeout(5)
+            addr = sock.getsockname()
+            assert addr[0] == "0.0.0.0" and addr[1] >= 49152
+            for size in (0, 1, 1472, 1473, 20_000, 65_507):
+                data = bytes((i * 7 + size) % 256 for i in range(size))
+                assert sock.sendto(data, (lab.peer_ip, 7007)) == size
+                back, src = sock.recvfrom(65_535)
+                assert (back, src) == (data, (lab.peer_ip, 7007)), size
+            # recvfrom_into, and truncation to the buffer as the kernel does.
+            sock.sendto(b"x" * 3000, (lab.peer_ip, 7007))
+            buf = bytearray(100)
+            assert sock.recvfrom_into(buf) == (100, (lab.peer_ip, 7007))
+            assert bytes(buf) == b"x" * 100
+            # Connected: send/recv, and getpeername.
+            sock.connect((lab.peer_ip, 7007))
+            assert sock.getpeername() == (lab.peer_ip, 7007)
+            sock.send(b"connected")
+            assert sock.recv(100) == b"connected"
+    finally:
+        server.kill()
+        server.communicate()
+    counters = stack.counters
+    assert counters["drop_ipv4_fragment_overlap"] == 0
+    assert counters["drop_ipv4_reassembly_timeout"] == 0
+
+
+def test_udp_echo_for_a_kernel_client(lab, stack):
+    with stack.udp(("0.0.0.0", 7008)) as sock:
+        client = ns_python(lab, UDP_CLIENT, STACK_IP, "7008")
+        sock.settimeout(10)
+        for _ in range(4):
+            data, src = sock.recvfrom(65_535)
+            sock.sendto(data, src)
+        out, err = client.communicate(timeout=30)
+        assert client.returncode == 0, err
+        assert out.split() == ["echoed", "1", "echoed", "1472", "echoed", "1473", "echoed", "20000"]
+
+
+def test_closed_port_refuses_a_connected_socket_and_answers_unreachable(lab, stack):
+    with stack.udp() as sock:
+        sock.connect((lab.peer_ip, 9))  # nobody listens on the kernel side
+        sock.settimeout(3)
+        sock.send(b"ping")
+        with pytest.raises(ConnectionRefusedError):
+            sock.recv(10)
+    # And the stack answers the kernel's datagram to a closed port like a kernel.
+    probe = ns_python(
+        lab,
+        "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+        "s.connect((sys.argv[1], 9)); s.send(b'x')\n"
+        "try:\n    s.recv(1)\nexcept ConnectionRefusedError:\n    print('refused')",
+        STACK_IP,
+    )
+    out, err = probe.communicate(timeout=10)
+    assert out.strip() == "refused", err
+
+
+def test_timeouts_nonblocking_broadcast_and_errors(lab, stack):
+    with stack.udp() as sock:
+        sock.settimeout(0.2)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(10)
+        assert 0.15 < time.monotonic() - start < 2
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recvfrom(10)
+        with pytest.raises(PermissionError):
+            sock.sendto(b"all", ("10.77.0.255", 9))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) == 1
+        sock.sendto(b"all", ("10.77.0.255", 9))
+        with pytest.raises(OSError) as e:
+            sock.sendto(b"x" * 65_508, (lab.peer_ip, 9))
+        assert e.value.errno == 90  # EMSGSIZE
+        with pytest.raises(OSError) as e:
+            sock.send(b"x")
+        assert e.value.errno == 89  # EDESTADDRREQ
+    with pytest.raises(OSError) as e:
+        sock.sendto(b"x", (lab.peer_ip, 9))
+    assert e.value.errno == 9  # EBADF
+    with stack.udp(("0.0.0.0", 7100)), pytest.raises(OSError) as e:
+        stack.udp(("0.0.0.0", 7100))
+    assert e.value.errno == 98  # EADDRINUSE
+
+
+def test_names_from_dnsmasq_and_connect_by_name(lab, stack):
+    assert stack.dns == [lab.peer_ip]
+    assert stack.resolve("lab.mipfast", timeout=5) == [lab.peer_ip]
+    assert stack.resolve("LAB.mipfast.", timeout=5) == [lab.peer_ip]  # cached, case-insensitive
+    with pytest.raises(socket.gaierror) as e:
+        stack.resolve("nope.mipfast", timeout=5)
+    assert e.value.errno == socket.EAI_NONAME
+    with pytest.raises(socket.gaierror):
+        stack.resolve("bad..name")
+    server = subprocess.Popen(
+        lab.ns(sys.executable, "-m", "http.server", "8089", "--bind", lab.peer_ip),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = stack.connect(("lab.mipfast", 8089), timeout=5)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        with conn:
+            assert conn.getpeername() == (lab.peer_ip, 8089)
+            conn.sendall(b"GET / HTTP/1.0\r\nHost: lab.mipfast\r\n\r\n")
+            assert conn.recv(12).startswith(b"HTTP/1.0 200")
+        with pytest.raises(socket.gaierror):
+            stack.connect(("nope.mipfast", 80), timeout=5)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_ping_the_kernel(lab, stack):
+    rtts = stack.ping(lab.peer_ip, count=5, timeout=1.0)
+    assert len(rtts) == 5
+    assert all(r is not None and 0 < r < 0.5 for r in rtts), rtts
+    # Large: fragmented out, the kernel's fragmented reply reassembled.
+    (big,) = stack.ping(lab.peer_ip, size=20_000, timeout=2.0)
+    assert big is not None
+    # By name, and to nobody: lost, reported as None after the timeout.
+    assert stack.ping("lab.mipfast")[0] is not None
+    start = time.monotonic()
+    assert stack.ping("10.77.0.99", count=2, timeout=0.3) == [None, None]
+    assert time.monotonic() - start < 3
+
+
+def test_ping_example_prints_replies(lab):
+    out = subprocess.run(
+        [sys.executable, "examples/ping.py", "-i", lab.iface, "--ip", STACK_CIDR, "-c", "3", lab.peer_ip],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(f"bytes from {lab.peer_ip}") == 3
+    assert "3 transmitted, 3 received, 0% loss" in out.stdout
