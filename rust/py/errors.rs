@@ -1,7 +1,10 @@
 //! io::Error → the stdlib exception a Python user expects.
 
-use pyo3::exceptions::{PyOSError, PyPermissionError, PyTimeoutError, PyValueError};
-use pyo3::PyErr;
+use crate::time::Duration;
+use pyo3::exceptions::{
+    PyBlockingIOError, PyOSError, PyPermissionError, PyTimeoutError, PyValueError,
+};
+use pyo3::{PyErr, PyResult};
 use std::io;
 
 pub fn to_py(e: io::Error) -> PyErr {
@@ -31,4 +34,17 @@ pub fn value_error(e: impl ToString) -> PyErr {
 /// An operation on a stack that was closed.
 pub fn closed() -> PyErr {
     PyOSError::new_err((libc::EBADF, "the stack is closed"))
+}
+
+/// The end of a socket wait: its result, or BlockingIOError when the socket
+/// is non-blocking (timeout zero), or TimeoutError when the timeout passed.
+pub fn waited<T>(result: Option<io::Result<T>>, timeout: Option<Duration>) -> PyResult<T> {
+    match result {
+        Some(r) => r.map_err(to_py),
+        None if timeout == Some(Duration::ZERO) => Err(PyBlockingIOError::new_err((
+            libc::EAGAIN,
+            "Resource temporarily unavailable",
+        ))),
+        None => Err(PyTimeoutError::new_err("timed out")),
+    }
 }

@@ -8,7 +8,7 @@ use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
 use crate::stack::Stack;
 use crate::time::{Duration, Instant};
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::io;
@@ -150,14 +150,7 @@ impl PyConnection {
                 }
             })
         })?;
-        match result {
-            Some(r) => r.map_err(errors::to_py),
-            None if timeout == Some(Duration::ZERO) => Err(PyBlockingIOError::new_err((
-                libc::EAGAIN,
-                "Resource temporarily unavailable",
-            ))),
-            None => Err(PyTimeoutError::new_err("timed out")),
-        }
+        errors::waited(result, timeout)
     }
 
     fn with_conn<T: Send>(

@@ -8,7 +8,7 @@ use crate::socket::udp::{Endpoint, UdpError, UdpHandle};
 use crate::stack::{Stack, UdpSendError};
 use crate::time::Duration;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyOverflowError, PyTimeoutError};
+use pyo3::exceptions::{PyOSError, PyOverflowError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::io;
@@ -117,14 +117,7 @@ impl PyUdpSocket {
                 s.recv().map(|d| Ok((d.data, d.src)))
             })
         })?;
-        match result {
-            Some(r) => r.map_err(errors::to_py),
-            None if timeout == Some(Duration::ZERO) => Err(PyBlockingIOError::new_err((
-                libc::EAGAIN,
-                "Resource temporarily unavailable",
-            ))),
-            None => Err(PyTimeoutError::new_err("timed out")),
-        }
+        errors::waited(result, timeout)
     }
 
     fn resolve(&self, py: Python<'_>, address: (String, i64)) -> PyResult<Endpoint> {
