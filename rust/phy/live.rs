@@ -205,6 +205,7 @@ impl LiveStack {
                 }
             }
         }
+        let seen = self.shared.rounds.load(Ordering::SeqCst);
         let n = self.round()?;
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
@@ -227,6 +228,11 @@ impl LiveStack {
             let n = self.round()?;
             if n > 0 || left(start) == Some(0) {
                 return Ok(n);
+            }
+            // Another thread's round took the frames this one waited for
+            // (an ACK that frees send-buffer room): let the caller look again.
+            if self.shared.rounds.load(Ordering::SeqCst) != seen {
+                return Ok(0);
             }
         }
     }
