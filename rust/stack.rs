@@ -271,7 +271,7 @@ impl Stack {
         let dst = (datagram.dst, datagram.dst_port);
         match self
             .udp
-            .deliver(now, src, dst, datagram.broadcast, datagram.payload)
+            .deliver(src, dst, datagram.broadcast, datagram.payload)
         {
             Ok(()) => {}
             Err(udp::Unclaimed::QueueFull) => self.iface.count_drop(DropReason::UdpQueueFull),
@@ -314,7 +314,10 @@ impl Stack {
         payload: &[u8],
     ) -> Result<(), UdpSendError> {
         let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
-        let config = self.iface.ipv4_config().cloned();
+        let broadcast = self
+            .iface
+            .ipv4_config()
+            .is_some_and(|c| c.is_broadcast(dst.0));
         let socket = self.udp.get_mut(handle).ok_or(UdpSendError::Closed)?;
         if let Some(UdpError::Refused) = socket.remote().and(socket.take_error()) {
             return Err(UdpSendError::Refused);
@@ -322,7 +325,6 @@ impl Stack {
         if payload.len() > MAX_IPV4_PAYLOAD - wire::udp::HEADER_LEN {
             return Err(UdpSendError::TooBig);
         }
-        let broadcast = config.is_some_and(|c| c.is_broadcast(dst.0));
         if broadcast && !socket.broadcast {
             return Err(UdpSendError::BroadcastDenied);
         }

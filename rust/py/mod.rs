@@ -4,6 +4,7 @@
 mod errors;
 mod stack;
 mod tcp;
+mod timeout;
 mod udp;
 
 use pyo3::prelude::*;

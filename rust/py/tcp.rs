@@ -3,6 +3,7 @@
 
 use super::errors;
 use super::stack::{blocking, timeout_arg};
+use super::timeout::SocketTimeout;
 use crate::phy::live::LiveStack;
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
 use crate::stack::Stack;
@@ -13,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
@@ -42,7 +43,7 @@ fn ebadf() -> io::Error {
 /// `PyBuffer` that produced it stays alive for the whole call, and an
 /// exported buffer cannot be resized or freed meanwhile.
 #[derive(Clone, Copy)]
-struct RawSlice {
+pub(super) struct RawSlice {
     ptr: *mut u8,
     len: usize,
 }
@@ -50,7 +51,7 @@ struct RawSlice {
 unsafe impl Send for RawSlice {}
 
 impl RawSlice {
-    fn of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<Self> {
+    pub(super) fn of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<Self> {
         if !buf.is_c_contiguous() {
             return Err(PyValueError::new_err("the buffer must be contiguous"));
         }
@@ -70,7 +71,7 @@ impl RawSlice {
     }
     /// SAFETY: as `get`, and the buffer was checked writable.
     #[allow(clippy::mut_from_ref)]
-    fn get_mut(&self) -> &mut [u8] {
+    pub(super) fn get_mut(&self) -> &mut [u8] {
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
@@ -84,8 +85,7 @@ pub struct PyConnection {
     live: Arc<LiveStack>,
     handle: Handle,
     open: AtomicBool,
-    /// None blocks; zero is non-blocking (socket.settimeout semantics).
-    timeout: Mutex<Option<Duration>>,
+    timeout: SocketTimeout,
     local: Endpoint,
     remote: Endpoint,
     /// File objects from `makefile` still open; `close()` waits for them
@@ -111,7 +111,7 @@ impl PyConnection {
             live,
             handle,
             open: AtomicBool::new(true),
-            timeout: Mutex::new(timeout),
+            timeout: SocketTimeout::new(timeout),
             local,
             remote,
             io_refs: AtomicUsize::new(0),
@@ -128,7 +128,7 @@ impl PyConnection {
     }
 
     fn timeout(&self) -> Option<Duration> {
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+        self.timeout.get()
     }
 
     /// Retries `attempt` on this connection until it yields, within the
@@ -318,23 +318,19 @@ impl PyConnection {
     }
 
     fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
-        let t =
-            timeout_arg(value).map_err(|_| PyValueError::new_err("Timeout value out of range"))?;
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
-        Ok(())
+        self.timeout.set_seconds(value)
     }
 
     fn gettimeout(&self) -> Option<f64> {
-        self.timeout().map(|d| d.total_micros() as f64 / 1e6)
+        self.timeout.seconds()
     }
 
     fn setblocking(&self, flag: bool) {
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) =
-            if flag { None } else { Some(Duration::ZERO) };
+        self.timeout.set_blocking(flag)
     }
 
     fn getblocking(&self) -> bool {
-        self.timeout() != Some(Duration::ZERO)
+        self.timeout.blocking()
     }
 
     fn getpeername(&self) -> PyResult<(String, u16)> {

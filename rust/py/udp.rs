@@ -2,7 +2,9 @@
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
 use super::errors;
-use super::stack::{blocking, resolve_host, timeout_arg};
+use super::stack::{blocking, resolve_host};
+use super::tcp::RawSlice;
+use super::timeout::SocketTimeout;
 use crate::phy::live::LiveStack;
 use crate::socket::udp::{Endpoint, UdpError, UdpHandle};
 use crate::stack::{Stack, UdpSendError};
@@ -13,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The errno a kernel gives for the same failure.
 pub fn send_error(e: UdpSendError) -> io::Error {
@@ -43,8 +45,7 @@ pub struct PyUdpSocket {
     live: Arc<LiveStack>,
     handle: UdpHandle,
     open: AtomicBool,
-    /// None blocks; zero is non-blocking (socket.settimeout semantics).
-    timeout: Mutex<Option<Duration>>,
+    timeout: SocketTimeout,
     local: Endpoint,
 }
 
@@ -74,7 +75,7 @@ impl PyUdpSocket {
             live,
             handle,
             open: AtomicBool::new(true),
-            timeout: Mutex::new(None),
+            timeout: SocketTimeout::new(None),
             local,
         })
     }
@@ -88,7 +89,7 @@ impl PyUdpSocket {
     }
 
     fn timeout(&self) -> Option<Duration> {
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+        self.timeout.get()
     }
 
     fn send_to(&self, py: Python<'_>, data: &Bound<'_, PyAny>, dst: Endpoint) -> PyResult<usize> {
@@ -144,29 +145,17 @@ impl Drop for PyUdpSocket {
 
 /// Copies what fits of `data` into a writable Python buffer; the rest of
 /// the datagram is discarded, as a kernel does.
-fn copy_into(
-    py: Python<'_>,
-    buffer: &Bound<'_, PyAny>,
-    nbytes: usize,
-    data: &[u8],
-) -> PyResult<usize> {
+fn copy_into(buffer: &Bound<'_, PyAny>, nbytes: usize, data: &[u8]) -> PyResult<usize> {
     let buf = PyBuffer::<u8>::get(buffer)?;
-    if buf.readonly() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "the buffer must be writable (bytearray, memoryview, …)",
-        ));
-    }
+    let raw = RawSlice::of(&buf, true)?;
+    let target = raw.get_mut();
     let room = if nbytes == 0 {
-        buf.len_bytes()
+        target.len()
     } else {
-        nbytes.min(buf.len_bytes())
+        nbytes.min(target.len())
     };
     let n = data.len().min(room);
-    buf.copy_from_slice(py, &{
-        let mut whole = buf.to_vec(py)?;
-        whole[..n].copy_from_slice(&data[..n]);
-        whole
-    })?;
+    target[..n].copy_from_slice(&data[..n]);
     Ok(n)
 }
 
@@ -220,7 +209,7 @@ impl PyUdpSocket {
     ) -> PyResult<(usize, (String, u16))> {
         let _ = flags;
         let (data, src) = self.next_datagram(py)?;
-        let n = copy_into(py, buffer, nbytes, &data)?;
+        let n = copy_into(buffer, nbytes, &data)?;
         Ok((n, (src.0.to_string(), src.1)))
     }
 
@@ -257,16 +246,9 @@ impl PyUdpSocket {
             .ok_or_else(socket_closed)
     }
 
-    fn getsockname(&self, py: Python<'_>) -> PyResult<(String, u16)> {
+    fn getsockname(&self) -> PyResult<(String, u16)> {
         self.check_open()?;
-        let live = self.live.clone();
-        let ip = py.detach(move || live.act(|s, _| s.ipv4()));
-        let shown = if self.local.0.is_unspecified() {
-            self.local.0
-        } else {
-            ip.unwrap_or(self.local.0)
-        };
-        Ok((shown.to_string(), self.local.1))
+        Ok((self.local.0.to_string(), self.local.1))
     }
 
     fn getpeername(&self, py: Python<'_>) -> PyResult<(String, u16)> {
@@ -280,19 +262,16 @@ impl PyUdpSocket {
     }
 
     fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
-        let t = timeout_arg(value)?;
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
-        Ok(())
+        self.timeout.set_seconds(value)
     }
     fn gettimeout(&self) -> Option<f64> {
-        self.timeout().map(|d| d.total_micros() as f64 / 1e6)
+        self.timeout.seconds()
     }
     fn setblocking(&self, flag: bool) {
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) =
-            if flag { None } else { Some(Duration::ZERO) };
+        self.timeout.set_blocking(flag)
     }
     fn getblocking(&self) -> bool {
-        self.timeout() != Some(Duration::ZERO)
+        self.timeout.blocking()
     }
 
     /// SOL_SOCKET: SO_BROADCAST (sending to broadcast addresses), SO_RCVBUF

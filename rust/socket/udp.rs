@@ -2,7 +2,6 @@
 //! of received datagrams. Sending goes straight to the interface (the stack
 //! does it); a socket only decides what it may receive.
 
-use crate::time::Instant;
 use crate::wire::Ipv4Addr;
 use std::collections::{HashMap, VecDeque};
 
@@ -57,7 +56,6 @@ pub enum UdpError {
 pub struct Datagram {
     pub src: Endpoint,
     pub data: Vec<u8>,
-    pub received: Instant,
 }
 
 #[derive(Debug)]
@@ -202,7 +200,6 @@ impl UdpSockets {
     /// Queues a datagram that arrived for `dst:dst_port`.
     pub fn deliver(
         &mut self,
-        now: Instant,
         src: Endpoint,
         dst: Endpoint,
         broadcast: bool,
@@ -222,7 +219,6 @@ impl UdpSockets {
         s.queue.push_back(Datagram {
             src,
             data: payload.to_vec(),
-            received: now,
         });
         Ok(())
     }
@@ -261,22 +257,21 @@ mod tests {
             set.bind(Ipv4Addr::UNSPECIFIED, 7, 0, |_| false),
             Err(BindError::AddressInUse)
         );
-        let now = Instant::ZERO;
         assert_eq!(
-            set.deliver(now, PEER, (ME, 8), false, b"x"),
+            set.deliver(PEER, (ME, 8), false, b"x"),
             Err(Unclaimed::NoSocket)
         );
         for _ in 0..3 {
-            set.deliver(now, PEER, (ME, 7), false, b"abc").unwrap();
+            set.deliver(PEER, (ME, 7), false, b"abc").unwrap();
         }
         assert_eq!(
-            set.deliver(now, PEER, (ME, 7), false, b"abc"),
+            set.deliver(PEER, (ME, 7), false, b"abc"),
             Err(Unclaimed::QueueFull)
         );
         assert_eq!(set.get_mut(h).unwrap().recv().unwrap().data, b"abc");
         // Bytes bound too.
         assert_eq!(
-            set.deliver(now, PEER, (ME, 7), false, &[0; 995]),
+            set.deliver(PEER, (ME, 7), false, &[0; 995]),
             Err(Unclaimed::QueueFull)
         );
         assert_eq!(set.get(h).unwrap().dropped(), 2);
@@ -293,7 +288,7 @@ mod tests {
         set.get_mut(h).unwrap().connect(Some(PEER));
         let other = (Ipv4Addr::new(10, 0, 0, 9), 5000);
         assert_eq!(
-            set.deliver(Instant::ZERO, other, (ME, port), false, b"x"),
+            set.deliver(other, (ME, port), false, b"x"),
             Err(Unclaimed::NoSocket)
         );
         assert!(!set.icmp_unreachable(port, other));
@@ -305,7 +300,7 @@ mod tests {
         assert_eq!(set.get_mut(h).unwrap().take_error(), None);
         // Bound to a unicast address: no broadcasts.
         assert_eq!(
-            set.deliver(Instant::ZERO, PEER, (Ipv4Addr::BROADCAST, port), true, b"x"),
+            set.deliver(PEER, (Ipv4Addr::BROADCAST, port), true, b"x"),
             Err(Unclaimed::NoSocket)
         );
     }

@@ -196,18 +196,20 @@ fn a_silent_peer_exhausts_syn_retries_then_data_retries() {
     );
 }
 
-#[test]
-fn zero_window_is_probed_until_it_opens() {
+/// A clean 1 ms link where B's receive buffer is only 8 KiB, so that its
+/// window closes as soon as it stops reading.
+fn small_window_net(seed: u64) -> Net {
     let small = TcpConfig {
         rx_buffer: 8192,
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        6,
-        TcpConfig::default(),
-        small,
-    );
+    let latency = FaultConfig::latency(Duration::from_millis(1));
+    Net::with_configs(latency, seed, TcpConfig::default(), small)
+}
+
+#[test]
+fn zero_window_is_probed_until_it_opens() {
+    let mut net = small_window_net(6);
     let (ha, hb) = net.connect(80);
     let data = pattern(100_000, 9);
     let sent = net
@@ -256,16 +258,7 @@ fn zero_window_is_probed_until_it_opens() {
 /// §3.10.7.4), or B never learns they arrived and both sides stall.
 #[test]
 fn acks_stay_acceptable_while_probing_a_zero_window() {
-    let small = TcpConfig {
-        rx_buffer: 8192,
-        ..Default::default()
-    };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        8,
-        TcpConfig::default(),
-        small,
-    );
+    let mut net = small_window_net(8);
     let (ha, hb) = net.connect(80);
     let to_b = pattern(100_000, 3);
     let to_a = pattern(300_000, 4);
