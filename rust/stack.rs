@@ -550,23 +550,35 @@ fn datagram_send_result(reason: DropReason) -> Result<(), UdpSendError> {
     }
 }
 
-/// Writes a TCP segment into an IPv4 packet: the payload is copied once,
-/// from the send buffer into the frame.
+/// Writes a TCP segment (or a burst of them) into an IPv4 packet: the
+/// payload is copied once, from the send buffer into the frame.
 fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
     let header_len = seg.repr.header_len();
     let payload_len = seg.payload_len();
     let (a, b) = seg.payload;
+    let segment_size = seg.segment_size as usize;
+    let burst = segment_size > 0 && payload_len > segment_size;
+    let segments = if burst {
+        (seg.segment_size, payload_len.div_ceil(segment_size) as u16)
+    } else {
+        (0, 1)
+    };
     iface
-        .send_ipv4(
+        .send_ipv4_burst(
             now,
             seg.src,
             seg.dst,
             ipv4::PROTO_TCP,
             header_len + payload_len,
+            segments,
             |buf| {
                 buf[header_len..header_len + a.len()].copy_from_slice(a);
                 buf[header_len + a.len()..header_len + payload_len].copy_from_slice(b);
-                seg.repr.emit(buf, payload_len, seg.src, seg.dst);
+                if burst {
+                    seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst);
+                } else {
+                    seg.repr.emit(buf, payload_len, seg.src, seg.dst);
+                }
             },
         )
         .is_ok()

@@ -2,7 +2,10 @@
 
 use super::neighbor::NeighborAction;
 use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
-use super::{Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxQueue};
+use super::{
+    segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxFrame,
+    TxQueue,
+};
 use crate::time::Instant;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr, MacAddress};
 
@@ -492,8 +495,27 @@ impl Interface {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
+        self.send_ipv4_burst(now, src, dst, protocol, payload_len, (0, 1), fill)
+    }
+
+    /// As [`Interface::send_ipv4`] for a TCP burst of `segments.1` segments
+    /// of `segments.0` payload bytes each (the last may be shorter), written
+    /// by `fill` as one packet and cut apart by the device or by
+    /// [`segment_burst`]. The caller sizes the segments for the MTU; each
+    /// takes its own IP identification.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_ipv4_burst(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        payload_len: usize,
+        segments: (u16, u16),
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
         let ident = self.next_ident;
-        self.next_ident = self.next_ident.wrapping_add(1);
+        self.next_ident = self.next_ident.wrapping_add(segments.1.max(1));
         let ip = ipv4::Repr {
             src,
             dst,
@@ -502,7 +524,7 @@ impl Interface {
             ttl: ipv4::DEFAULT_TTL,
             ident,
         };
-        let result = self.route_and_emit(now, ip, fill);
+        let result = self.route_and_emit(now, ip, segments.0, fill);
         if let Err(reason) = result {
             self.counters.count_drop(reason);
         }
@@ -513,12 +535,13 @@ impl Interface {
         &mut self,
         now: Instant,
         ip: ipv4::Repr,
+        segment_size: u16,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let payload_len = ip.payload_len;
         let next_hop = self.next_hop(now, ip.dst)?;
-        if ipv4::HEADER_LEN + payload_len <= self.mtu {
-            return self.emit_frame(now, &next_hop, ip, 0, false, fill);
+        if ipv4::HEADER_LEN + payload_len <= self.mtu || segment_size > 0 {
+            return self.emit_frame(now, &next_hop, ip, (0, false), segment_size, fill);
         }
         // RFC 791 §3.2: too big for the link, so cut into fragments of a
         // multiple of 8 bytes. TCP sizes its segments and never gets here.
@@ -535,23 +558,25 @@ impl Interface {
                 payload_len: chunk.len(),
                 ..ip
             };
-            self.emit_frame(now, &next_hop, part, offset, more, |buf| {
+            self.emit_frame(now, &next_hop, part, (offset, more), 0, |buf| {
                 buf.copy_from_slice(chunk)
             })?;
         }
         Ok(())
     }
 
-    /// Writes one frame (a whole packet or one fragment) for `next_hop`.
+    /// Writes one frame (a whole packet, one fragment at `fragment` = (offset,
+    /// more fragments), or a TCP burst of `segment_size` segments) for `next_hop`.
     fn emit_frame(
         &mut self,
         now: Instant,
         next_hop: &NextHop,
         ip: ipv4::Repr,
-        offset: usize,
-        more: bool,
+        fragment: (usize, bool),
+        segment_size: u16,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
+        let (offset, more) = fragment;
         let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + ip.payload_len;
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
@@ -565,21 +590,30 @@ impl Interface {
         };
         match *next_hop {
             NextHop::Mac(mac) => {
-                let buf = self.tx.push(frame_len).ok_or(DropReason::TxQueueFull)?;
+                let buf = self
+                    .tx
+                    .push_burst(frame_len, segment_size)
+                    .ok_or(DropReason::TxQueueFull)?;
                 write(buf, mac, self.mac);
                 Ok(())
             }
             NextHop::Resolve(hop) => {
                 let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
                 write(&mut frame, MacAddress::ZERO, self.mac);
-                match self.neighbors.enqueue(now, hop, frame) {
-                    Ok(true) => {
-                        self.send_arp_request(hop);
-                        Ok(())
+                // What waits for ARP waits as the frames it becomes.
+                let mut frames = vec![];
+                segment_burst(&frame, segment_size as usize, &mut |f| {
+                    frames.push(f.to_vec())
+                });
+                let mut result = Ok(());
+                for frame in frames {
+                    match self.neighbors.enqueue(now, hop, frame) {
+                        Ok(true) => self.send_arp_request(hop),
+                        Ok(false) => {}
+                        Err(_) => result = Err(DropReason::NeighborQueueFull),
                     }
-                    Ok(false) => Ok(()),
-                    Err(_) => Err(DropReason::NeighborQueueFull),
                 }
+                result
             }
         }
     }
@@ -645,16 +679,24 @@ impl Interface {
             .min()
     }
 
-    /// Hands every queued frame to `send`, counting them out.
+    /// Hands every queued frame to `send` as it goes on the wire (bursts cut
+    /// into segments), counting them out.
     pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
-        self.drain_tx_batch(|frames| frames.iter().for_each(|f| send(f)));
+        self.drain_tx_batch(|frames| {
+            frames
+                .iter()
+                .for_each(|f| f.for_each_segment(&mut |segment| send(segment)))
+        });
     }
     /// Hands all queued frames to `send` in one slice, counting them out.
-    pub fn drain_tx_batch(&mut self, send: impl FnOnce(&[Vec<u8>])) {
+    pub fn drain_tx_batch(&mut self, send: impl FnOnce(&[TxFrame])) {
         let counters = &mut self.counters;
         self.tx.drain_batch(|frames| {
-            counters.frames_out += frames.len() as u64;
-            counters.bytes_out += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            for f in frames {
+                let (count, bytes) = f.wire_size();
+                counters.frames_out += count as u64;
+                counters.bytes_out += bytes as u64;
+            }
             send(frames)
         });
     }

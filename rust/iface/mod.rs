@@ -6,6 +6,7 @@ mod counters;
 mod interface;
 mod neighbor;
 mod reassembly;
+mod segmentation;
 mod tx_queue;
 
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
@@ -16,4 +17,5 @@ pub use interface::{
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
-pub use tx_queue::TxQueue;
+pub use segmentation::{segment_burst, wire_size};
+pub use tx_queue::{TxFrame, TxQueue};

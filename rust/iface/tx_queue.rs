@@ -1,15 +1,43 @@
 //! Outgoing frames waiting for the device. Buffers are reused, so the steady
 //! state allocates nothing per frame.
 
+use super::segmentation::{segment_burst, wire_size};
 use crate::wire::ethernet::MIN_FRAME_LEN;
 
 /// The most frames held between two drains; beyond it frames are dropped.
 pub const TX_QUEUE_LIMIT: usize = 4096;
 const TYPICAL_FRAME: usize = 1514;
 
+/// A frame for the device: one Ethernet frame, or a TCP burst that becomes
+/// several on the wire (see [`TxFrame::segment_size`]).
+#[derive(Debug, Default, Clone)]
+pub struct TxFrame {
+    pub bytes: Vec<u8>,
+    /// 0 for one frame; else the TCP payload of each segment the burst is
+    /// cut into, by the device's segmentation offload or by
+    /// [`TxFrame::for_each_segment`]. Its TCP checksum holds the
+    /// pseudo-header sum only.
+    pub segment_size: u16,
+}
+
+impl TxFrame {
+    /// Calls `out` with each frame this becomes on the wire.
+    pub fn for_each_segment(&self, out: &mut dyn FnMut(&[u8])) {
+        if self.segment_size == 0 {
+            out(&self.bytes)
+        } else {
+            segment_burst(&self.bytes, self.segment_size as usize, out)
+        }
+    }
+    /// The frames and bytes this becomes on the wire.
+    pub fn wire_size(&self) -> (usize, usize) {
+        wire_size(&self.bytes, self.segment_size as usize)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TxQueue {
-    frames: Vec<Vec<u8>>,
+    frames: Vec<TxFrame>,
     len: usize,
 }
 
@@ -26,24 +54,29 @@ impl TxQueue {
     /// A zeroed buffer of `len` bytes (padded to the Ethernet minimum) at the
     /// tail of the queue, or `None` when the queue is full.
     pub fn push(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.push_burst(len, 0)
+    }
+    /// As [`TxQueue::push`], for a TCP burst of segments of `segment_size`
+    /// payload bytes (0: an ordinary frame).
+    pub fn push_burst(&mut self, len: usize, segment_size: u16) -> Option<&mut [u8]> {
         if self.len == TX_QUEUE_LIMIT {
             return None;
         }
         if self.len == self.frames.len() {
-            self.frames.push(Vec::with_capacity(TYPICAL_FRAME));
+            self.frames.push(TxFrame {
+                bytes: Vec::with_capacity(TYPICAL_FRAME),
+                segment_size: 0,
+            });
         }
         let frame = &mut self.frames[self.len];
         self.len += 1;
-        frame.clear();
-        frame.resize(len.max(MIN_FRAME_LEN), 0);
-        Some(frame)
-    }
-    /// Hands each queued frame to `send`, oldest first, and empties the queue.
-    pub fn drain(&mut self, mut send: impl FnMut(&[u8])) {
-        self.drain_batch(|frames| frames.iter().for_each(|f| send(f)));
+        frame.segment_size = segment_size;
+        frame.bytes.clear();
+        frame.bytes.resize(len.max(MIN_FRAME_LEN), 0);
+        Some(&mut frame.bytes)
     }
     /// Hands all queued frames to `send` at once, oldest first, and empties the queue.
-    pub fn drain_batch(&mut self, send: impl FnOnce(&[Vec<u8>])) {
+    pub fn drain_batch(&mut self, send: impl FnOnce(&[TxFrame])) {
         send(&self.frames[..self.len]);
         self.len = 0;
     }
@@ -59,7 +92,7 @@ mod tests {
         q.push(14).unwrap()[0] = 7;
         q.push(100).unwrap();
         let mut seen = vec![];
-        q.drain(|f| seen.push((f.len(), f[0])));
+        q.drain_batch(|frames| seen.extend(frames.iter().map(|f| (f.bytes.len(), f.bytes[0]))));
         assert_eq!(seen, vec![(60, 7), (100, 0)]);
         assert!(q.is_empty());
         assert_eq!(q.push(20).unwrap()[0], 0, "reused buffers come back zeroed");

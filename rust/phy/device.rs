@@ -1,6 +1,7 @@
 //! The boundary between the engine and a link. The trait is pure; its
 //! implementations (pcap, in-memory link) do the I/O.
 
+use crate::iface::TxFrame;
 use crate::time::Instant;
 use std::io;
 
@@ -10,12 +11,19 @@ pub trait Device {
     fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize>;
     /// Sends one frame.
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
-    /// Sends `frames` in order and returns how many failed. A device that can
-    /// hand the kernel many frames per system call overrides it.
-    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
-        frames
-            .iter()
-            .filter(|frame| self.transmit(now, frame).is_err())
-            .count()
+    /// Sends `frames` in order and returns how many wire frames failed. A
+    /// device that can hand the kernel many frames per system call, or cut
+    /// TCP bursts itself, overrides it; by default bursts are cut here.
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
+        let mut failed = 0;
+        for frame in frames {
+            frame.for_each_segment(&mut |f| failed += self.transmit(now, f).is_err() as usize);
+        }
+        failed
+    }
+    /// The largest TCP burst (IPv4 packet) the device cuts into segments
+    /// itself, as the kernel's segmentation offload does; 0 if it cannot.
+    fn burst_capacity(&self) -> usize {
+        0
     }
 }

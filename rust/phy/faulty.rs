@@ -4,6 +4,7 @@
 
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
 use super::Device;
+use crate::iface::TxFrame;
 use crate::time::Instant;
 use std::io;
 
@@ -55,13 +56,25 @@ impl<D: Device> Device for Faulty<D> {
             }
         }
     }
-    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match self.faults {
             None => self.inner.transmit_batch(now, frames),
-            Some(_) => frames
-                .iter()
-                .filter(|frame| self.transmit(now, frame).is_err())
-                .count(),
+            Some(_) => {
+                // Faults strike wire frames: bursts are cut here first.
+                let mut failed = 0;
+                for frame in frames {
+                    frame.for_each_segment(&mut |f| {
+                        failed += self.transmit(now, f).is_err() as usize
+                    });
+                }
+                failed
+            }
+        }
+    }
+    fn burst_capacity(&self) -> usize {
+        match self.faults {
+            None => self.inner.burst_capacity(),
+            Some(_) => 0,
         }
     }
 }

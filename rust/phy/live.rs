@@ -7,6 +7,7 @@ use super::fault::{FaultConfig, FaultStats};
 use super::faulty::Faulty;
 use super::pcap_live::{wait_readable, PcapDevice};
 use super::trace::{TraceWriter, Traced};
+use super::Device;
 use crate::stack::{Stack, StackConfig};
 use crate::time::{Duration, Instant};
 use std::io;
@@ -28,6 +29,9 @@ pub struct LiveConfig {
     pub busy_poll: Duration,
     /// Faults injected on the live device (testing only).
     pub faults: Option<FaultConfig>,
+    /// Hand TCP bursts to the kernel to cut into segments (its GSO), when
+    /// the kernel can and no faults are injected.
+    pub segment_offload: bool,
     pub stack: StackConfig,
 }
 
@@ -88,7 +92,11 @@ pub struct LiveStack {
 
 impl LiveStack {
     pub fn open(config: LiveConfig) -> io::Result<Self> {
-        let pcap = PcapDevice::open(&config.interface, config.bpf.as_deref())?;
+        let pcap = PcapDevice::open(
+            &config.interface,
+            config.bpf.as_deref(),
+            config.segment_offload,
+        )?;
         let pcap_fd = pcap.fd();
         let origin = std::time::Instant::now();
         let trace = match &config.pcap_out {
@@ -100,14 +108,15 @@ impl LiveStack {
         if wake_fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let seed = config.stack.seed;
-        let stack = Stack::new(config.stack, Instant::ZERO);
+        let device = Traced {
+            inner: Faulty::new(pcap, config.faults, config.stack.seed),
+            trace,
+        };
+        let mut stack_config = config.stack;
+        stack_config.tcp.burst_capacity = device.burst_capacity();
         let mut engine = Engine {
-            stack,
-            device: Traced {
-                inner: Faulty::new(pcap, config.faults, seed),
-                trace,
-            },
+            stack: Stack::new(stack_config, Instant::ZERO),
+            device,
             origin,
         };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now

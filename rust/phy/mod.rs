@@ -6,6 +6,7 @@ pub mod fault;
 pub mod faulty;
 pub mod link;
 pub mod live;
+mod packet_tx;
 pub mod pcap_live;
 pub mod trace;
 

@@ -1,7 +1,9 @@
 //! The live device: one network interface opened through libpcap, in
 //! promiscuous, immediate, non-blocking mode with a pollable descriptor.
 
+use super::packet_tx::PacketSender;
 use super::Device;
+use crate::iface::TxFrame;
 use crate::time::{Duration, Instant};
 use pcap::{Active, Capture, Direction};
 use std::io;
@@ -14,8 +16,8 @@ const BUFFER_BYTES: i32 = 8 << 20;
 pub struct PcapDevice {
     capture: Capture<Active>,
     name: String,
-    /// Scratch for `sendmmsg`, kept to avoid an allocation per batch.
-    batch: SendBatch,
+    /// Frames leave through a socket of our own (see [`PacketSender`]).
+    sender: PacketSender,
 }
 
 /// Names of the interfaces libpcap can open.
@@ -27,7 +29,9 @@ pub fn interfaces() -> io::Result<Vec<String>> {
 impl PcapDevice {
     /// Opens `name`. A missing interface is `NotFound` (the message lists the
     /// ones that exist); lacking privileges is `PermissionDenied` with the fix.
-    pub fn open(name: &str, bpf: Option<&str>) -> io::Result<Self> {
+    /// `offload`: TCP bursts are cut into segments by the kernel (see
+    /// [`PacketSender`]).
+    pub fn open(name: &str, bpf: Option<&str>, offload: bool) -> io::Result<Self> {
         let known = interfaces().unwrap_or_default();
         if !known.iter().any(|n| n == name) {
             return Err(io::Error::new(
@@ -50,7 +54,8 @@ impl PcapDevice {
         // Only frames arriving from the wire: not the ones we inject.
         capture.direction(Direction::In).map_err(map)?;
         let mut capture = capture.setnonblock().map_err(map)?;
-        bypass_qdisc(capture.as_raw_fd());
+        ignore_outgoing(capture.as_raw_fd());
+        let sender = PacketSender::open(name, offload)?;
         if let Some(filter) = bpf {
             capture.filter(filter, true).map_err(|e| {
                 io::Error::new(
@@ -62,7 +67,7 @@ impl PcapDevice {
         Ok(PcapDevice {
             capture,
             name: name.to_string(),
-            batch: SendBatch::default(),
+            sender,
         })
     }
 
@@ -76,19 +81,19 @@ impl PcapDevice {
     }
 }
 
-/// Frames we send skip the interface's queueing discipline and go straight to
-/// the driver (`PACKET_QDISC_BYPASS`, Linux 3.14+): the engine paces its own
-/// output, and the qdisc lock is the costliest step of an injected frame. A
-/// kernel without it keeps the qdisc, so the result is not checked.
-fn bypass_qdisc(fd: RawFd) {
-    const PACKET_QDISC_BYPASS: libc::c_int = 20;
+/// Our own frames, sent on the other socket, are not copied back into
+/// pcap's ring (`PACKET_IGNORE_OUTGOING`, Linux 4.20+): without it the
+/// kernel clones every outgoing frame for us only to have libpcap drop it
+/// (direction "in"). An older kernel keeps the copies, so the result is not checked.
+fn ignore_outgoing(fd: RawFd) {
+    const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
     let on: libc::c_int = 1;
     // SAFETY: `fd` is the open packet socket; `on` outlives the call and its size is passed.
     unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_PACKET,
-            PACKET_QDISC_BYPASS,
+            PACKET_IGNORE_OUTGOING,
             (&on as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
@@ -126,70 +131,23 @@ impl Device for PcapDevice {
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.capture
-            .sendpacket(frame)
-            .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    /// One `sendmmsg` for many frames: the packet socket pcap opened is bound
-    /// to the interface, so each message is one frame on the wire.
-    fn transmit_batch(&mut self, _now: Instant, frames: &[Vec<u8>]) -> usize {
-        self.batch.send(self.capture.as_raw_fd(), frames)
-    }
-}
-
-/// Reusable `iovec`/`mmsghdr` arrays for `sendmmsg`.
-#[derive(Default)]
-struct SendBatch {
-    iovecs: Vec<libc::iovec>,
-    headers: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: the raw pointers in the arrays are only meaningful during `send`,
-// which rebuilds them from borrowed frames each time.
-unsafe impl Send for SendBatch {}
-
-impl SendBatch {
-    /// Most messages per system call (the kernel's UIO_MAXIOV).
-    const MAX: usize = 1024;
-
-    /// Sends `frames` on `fd`; returns how many could not be sent.
-    fn send(&mut self, fd: RawFd, frames: &[Vec<u8>]) -> usize {
-        let mut failed = 0;
-        for chunk in frames.chunks(Self::MAX) {
-            self.iovecs.clear();
-            self.iovecs.extend(chunk.iter().map(|f| libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
-            }));
-            self.headers.clear();
-            for iov in &mut self.iovecs {
-                // SAFETY: an all-zero mmsghdr is a valid empty message.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                self.headers.push(h);
-            }
-            let mut sent = 0;
-            while sent < self.headers.len() {
-                let rest = &mut self.headers[sent..];
-                // SAFETY: `rest` points at `rest.len()` initialised headers whose iovecs
-                // point into `chunk`, all alive and unmoved for the whole call.
-                let rc =
-                    unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
-                if rc > 0 {
-                    sent += rc as usize;
-                } else if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-                {
-                    continue;
-                } else {
-                    // The message at `sent` failed (queue full, link down): count it, go on.
-                    failed += 1;
-                    sent += 1;
-                }
-            }
+        let frame = TxFrame {
+            bytes: frame.to_vec(),
+            segment_size: 0,
+        };
+        match self.sender.send(std::slice::from_ref(&frame)) {
+            0 => Ok(()),
+            _ => Err(io::Error::other("the frame could not be sent")),
         }
-        failed
+    }
+
+    /// One `sendmmsg` for many frames; bursts go whole when the kernel cuts them.
+    fn transmit_batch(&mut self, _now: Instant, frames: &[TxFrame]) -> usize {
+        self.sender.send(frames)
+    }
+
+    fn burst_capacity(&self) -> usize {
+        self.sender.burst_capacity()
     }
 }
 

@@ -2,6 +2,7 @@
 //! tcpdump and Wireshark open.
 
 use super::Device;
+use crate::iface::TxFrame;
 use crate::time::Instant;
 use pcap::{Capture, Linktype, Packet, PacketHeader, Savefile};
 use std::io;
@@ -88,12 +89,16 @@ impl<D: Device> Device for Traced<D> {
         }
         self.inner.transmit(now, frame)
     }
-    fn transmit_batch(&mut self, now: Instant, frames: &[Vec<u8>]) -> usize {
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         if let Some(trace) = &mut self.trace {
+            // The trace shows the wire: a burst as the segments it becomes.
             for frame in frames {
-                trace.record(now, frame);
+                frame.for_each_segment(&mut |f| trace.record(now, f));
             }
         }
         self.inner.transmit_batch(now, frames)
+    }
+    fn burst_capacity(&self) -> usize {
+        self.inner.burst_capacity()
     }
 }

@@ -171,7 +171,7 @@ impl PyStack {
 #[pymethods]
 impl PyStack {
     #[new]
-    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None))]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -185,6 +185,7 @@ impl PyStack {
         busy_poll_us: u64,
         congestion: &str,
         faults: Option<Bound<'_, PyDict>>,
+        segment_offload: bool,
     ) -> PyResult<Self> {
         let algorithm = match congestion {
             "cubic" => Algorithm::Cubic,
@@ -244,6 +245,7 @@ impl PyStack {
             pcap_out,
             busy_poll: Duration::from_micros(busy_poll_us),
             faults,
+            segment_offload,
             stack: StackConfig {
                 interface,
                 addressing,

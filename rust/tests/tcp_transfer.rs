@@ -3,9 +3,12 @@
 
 mod tcp_net;
 
+use mipfast::iface::TxFrame;
 use mipfast::phy::fault::FaultConfig;
+use mipfast::phy::link::LinkEnd;
+use mipfast::phy::Device;
 use mipfast::socket::tcp::{Algorithm, State, TcpConfig};
-use mipfast::time::Duration;
+use mipfast::time::{Duration, Instant};
 use tcp_net::*;
 
 #[test]
@@ -135,5 +138,102 @@ fn newreno_and_no_sack_also_recover() {
         };
         let mut net = Net::with_configs(faulty(), seed, config, config);
         bulk(&mut net, faulty_len() / 4, Duration::from_secs(3600));
+    }
+}
+
+/// A's device in [`flights`]: the link, with every batch recorded as the
+/// stack handed it over (bursts whole).
+struct Tee<'a> {
+    link: &'a mut LinkEnd,
+    frames: &'a mut Vec<TxFrame>,
+}
+
+impl Device for Tee<'_> {
+    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> std::io::Result<usize> {
+        self.link.receive(now, sink)
+    }
+    fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.frames.push(TxFrame {
+            bytes: frame.to_vec(),
+            segment_size: 0,
+        });
+        self.link.transmit(now, frame)
+    }
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
+        self.frames.extend_from_slice(frames);
+        self.link.transmit_batch(now, frames)
+    }
+}
+
+/// A sends 300 kB to B (slow start from the initial window, 1 ms each way,
+/// 100 µs steps); returns what A handed its device.
+fn flights(burst_capacity: usize) -> Vec<TxFrame> {
+    let a = TcpConfig {
+        burst_capacity,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        5,
+        a,
+        TcpConfig::default(),
+    );
+    let (ha, hb) = net.connect(80);
+    let mut transfer = Transfer::new(pattern(300_000, 3));
+    let mut frames = vec![];
+    for _ in 0..2000 {
+        let now = net.now;
+        let mut tee = Tee {
+            link: &mut net.a.dev,
+            frames: &mut frames,
+        };
+        net.a.stack.poll(now, &mut tee).unwrap();
+        net.b.stack.poll(now, &mut net.b.dev).unwrap();
+        transfer.step(&mut net.a.stack, ha, &mut net.b.stack, hb);
+        net.now = now + Duration::from_micros(100);
+    }
+    assert_eq!(transfer.received, 300_000);
+    assert_eq!(transfer.hash, Fnv::of(&transfer.data));
+    frames
+}
+
+#[test]
+fn bursts_become_the_very_segments_sent_one_by_one() {
+    let single = flights(0);
+    let bursts = flights(65535);
+    assert!(single.iter().all(|f| f.segment_size == 0));
+    let mss = 1448;
+    assert!(
+        bursts
+            .iter()
+            .any(|f| f.segment_size == mss && f.wire_size().0 >= 10),
+        "the initial window of 10 segments leaves as one burst"
+    );
+    assert!(bursts.iter().all(|f| f.bytes.len() <= 14 + 65535));
+    let wire = |frames: &[TxFrame]| {
+        let mut out = vec![];
+        for f in frames {
+            f.for_each_segment(&mut |s| out.push(s.to_vec()));
+        }
+        out
+    };
+    let (single, cut) = (wire(&single), wire(&bursts));
+    assert!(single.len() > 20, "{} frames", single.len());
+    assert_eq!(single.len(), cut.len());
+    for (i, (s, c)) in single.iter().zip(&cut).enumerate() {
+        assert_eq!(s, c, "wire frame {i} differs");
+    }
+}
+
+#[test]
+fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
+    let config = TcpConfig {
+        burst_capacity: 65535,
+        ..Default::default()
+    };
+    for seed in 0..20 {
+        let mut net = Net::with_configs(faulty(), 2000 + seed, config, config);
+        bulk(&mut net, faulty_len() / 2, Duration::from_secs(3600));
+        assert!(net.a.stack.counters().frames_out > 1000);
     }
 }

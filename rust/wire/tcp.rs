@@ -97,25 +97,32 @@ impl Options {
         &self.sack_blocks[..self.sack_count as usize]
     }
 
-    /// Bytes the options take on the wire, padded to a multiple of 4.
+    /// Bytes the options take on the wire: every option sits in its own
+    /// 32-bit-aligned slot (see [`Options::emit`]), so no padding is needed.
     pub fn wire_len(&self) -> usize {
         let mut n = 0;
         n += if self.mss.is_some() { 4 } else { 0 };
-        n += if self.window_scale.is_some() { 3 } else { 0 };
-        n += if self.sack_permitted { 2 } else { 0 };
-        n += if self.timestamps.is_some() { 10 } else { 0 };
+        n += if self.window_scale.is_some() { 4 } else { 0 };
+        n += match (self.sack_permitted, self.timestamps.is_some()) {
+            (_, true) => 12,
+            (true, false) => 4,
+            (false, false) => 0,
+        };
         n += if self.sack_count > 0 {
-            2 + 8 * self.sack_count as usize
+            4 + 8 * self.sack_count as usize
         } else {
             0
         };
-        n.div_ceil(4) * 4
+        n
     }
 
-    /// Writes the options, NOP-padded, into `buf[..wire_len()]`.
+    /// Writes the options into `buf[..wire_len()]` in the layout of RFC 7323
+    /// Appendix A: each one NOP-padded to a 32-bit boundary in front, so that
+    /// a data segment's options are exactly `NOP NOP TS`. Linux takes its
+    /// header-prediction fast path (and coalesces and ACKs less) only for
+    /// that layout; a timestamp at another offset sends every segment down
+    /// its slow path.
     fn emit(&self, buf: &mut [u8]) {
-        let len = self.wire_len();
-        buf[..len].fill(OPT_NOP);
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             buf[at..at + bytes.len()].copy_from_slice(bytes);
@@ -125,19 +132,25 @@ impl Options {
             let m = mss.to_be_bytes();
             put(&[OPT_MSS, 4, m[0], m[1]]);
         }
+        match (self.sack_permitted, self.timestamps) {
+            (sack_permitted, Some((val, ecr))) => {
+                put(&if sack_permitted {
+                    [OPT_SACK_PERMITTED, 2]
+                } else {
+                    [OPT_NOP, OPT_NOP]
+                });
+                put(&[OPT_TIMESTAMPS, 10]);
+                put(&val.to_be_bytes());
+                put(&ecr.to_be_bytes());
+            }
+            (true, None) => put(&[OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2]),
+            (false, None) => {}
+        }
         if let Some(ws) = self.window_scale {
-            put(&[OPT_WINDOW_SCALE, 3, ws]);
-        }
-        if self.sack_permitted {
-            put(&[OPT_SACK_PERMITTED, 2]);
-        }
-        if let Some((val, ecr)) = self.timestamps {
-            put(&[OPT_TIMESTAMPS, 10]);
-            put(&val.to_be_bytes());
-            put(&ecr.to_be_bytes());
+            put(&[OPT_NOP, OPT_WINDOW_SCALE, 3, ws]);
         }
         if self.sack_count > 0 {
-            put(&[OPT_SACK, 2 + 8 * self.sack_count]);
+            put(&[OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * self.sack_count]);
             for (l, r) in self.sack_blocks() {
                 put(&l.to_be_bytes());
                 put(&r.to_be_bytes());
@@ -225,6 +238,24 @@ impl Repr {
     /// Writes the header into `buf[..header_len()]`, over a payload already in
     /// `buf[header_len()..header_len() + payload_len]`, and computes the checksum.
     pub fn emit(&self, buf: &mut [u8], payload_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+        let len = self.header_len() + payload_len;
+        let acc = self.emit_header(buf, len, src, dst);
+        let c = !checksum::fold(checksum::accumulate(acc, &buf[..len]));
+        buf[16..18].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// As [`Repr::emit`], for a burst that is cut into segments later (see
+    /// `iface::segment_burst`, or the kernel's segmentation offload): the
+    /// checksum field holds the folded pseudo-header sum alone, Linux's
+    /// CHECKSUM_PARTIAL convention, and the payload is not summed here.
+    pub fn emit_partial(&self, buf: &mut [u8], payload_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+        let acc = self.emit_header(buf, self.header_len() + payload_len, src, dst);
+        buf[16..18].copy_from_slice(&checksum::fold(acc).to_be_bytes());
+    }
+
+    /// Writes every header field but the checksum (left zero); returns the
+    /// pseudo-header accumulator for a segment of `len` bytes.
+    fn emit_header(&self, buf: &mut [u8], len: usize, src: Ipv4Addr, dst: Ipv4Addr) -> u64 {
         let header_len = self.header_len();
         buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
@@ -235,10 +266,7 @@ impl Repr {
         buf[14..16].copy_from_slice(&self.window.to_be_bytes());
         buf[16..20].copy_from_slice(&[0, 0, 0, 0]);
         self.options.emit(&mut buf[HEADER_LEN..header_len]);
-        let len = header_len + payload_len;
-        let acc = checksum::pseudo_header(src, dst, PROTO_TCP, len as u16);
-        let c = !checksum::fold(checksum::accumulate(acc, &buf[..len]));
-        buf[16..18].copy_from_slice(&c.to_be_bytes());
+        checksum::pseudo_header(src, dst, PROTO_TCP, len as u16)
     }
 
     /// RFC 9293 §3.10.7.1: the reset answering `seg` when no connection
@@ -313,6 +341,35 @@ mod tests {
         assert_eq!(s.options().unwrap(), r.options);
         assert_eq!(s.payload(), b"data");
         assert_eq!(s.seq_len(), 5);
+    }
+
+    #[test]
+    fn options_use_the_aligned_layout_of_rfc_7323_appendix_a() {
+        let data = Repr {
+            flags: Flags::ACK,
+            options: Options {
+                timestamps: Some((0x01020304, 0x05060708)),
+                ..Default::default()
+            },
+            ..syn()
+        };
+        let buf = emit(&data, b"x");
+        assert_eq!(data.header_len(), 32);
+        assert_eq!(&buf[20..32], &[1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let full = syn();
+        let buf = emit(&full, b"");
+        assert_eq!(full.header_len(), 20 + 4 + 12 + 4 + 12);
+        assert_eq!(&buf[20..24], &[2, 4, 0x05, 0xb4]);
+        assert_eq!(&buf[24..28], &[4, 2, 8, 10]);
+        assert_eq!(&buf[36..40], &[1, 3, 3, 7]);
+        assert_eq!(&buf[40..44], &[1, 1, 5, 10]);
+        // Three SACK blocks still fit beside the timestamps (40 bytes of options).
+        let mut most = data;
+        most.options.sack_count = 3;
+        assert_eq!(most.header_len(), 60);
+        let buf = emit(&most, b"");
+        let s = Segment::new_checked(&buf, A, B).unwrap();
+        assert_eq!(s.options().unwrap(), most.options);
     }
 
     #[test]

@@ -54,6 +54,8 @@ const MAX_WINDOW_SHIFT: u8 = 14;
 const DEFAULT_MSS: usize = 536;
 /// Bytes of the timestamp option with its padding.
 const TIMESTAMP_OPTION_LEN: usize = 12;
+/// IPv4 header plus the longest TCP header: what a burst needs beside its payload.
+const MAX_HEADERS: usize = 20 + 60;
 /// RFC 5961 §7: at most one challenge ACK per this interval per connection.
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(100);
 /// RFC 5681 §3.2: duplicate ACKs that signal loss.
@@ -1256,7 +1258,7 @@ impl Connection {
                 .min(window_end - self.snd_max)
                 .min(self.segment_payload_max());
             let seq = self.snd_max;
-            if self.emit_data(now, seq, len, Flags::ACK | Flags::PSH, out) {
+            if self.emit_data(now, (seq, len, 0), Flags::ACK | Flags::PSH, out) {
                 self.snd_max = seq + len;
                 self.snd_nxt = self.snd_nxt.max(self.snd_max);
             }
@@ -1272,7 +1274,7 @@ impl Connection {
         if self.timed.is_some_and(|(t, _)| t >= seq) {
             self.timed = None; // Karn's rule
         }
-        self.emit_data(now, seq, len, flags, out);
+        self.emit_data(now, (seq, len, 0), flags, out);
     }
 
     fn send_data(&mut self, now: Instant, out: &mut Emit<'_>) {
@@ -1344,6 +1346,17 @@ impl Connection {
             if self.probe_due && len == 0 && avail > 0 {
                 len = 1; // RFC 9293 §3.8.6.1: probe a zero window with one byte
             }
+            // Full segments that may all leave now go as one burst when the
+            // device cuts bursts itself: the same segments, fewer packets.
+            let mut segment_size = 0;
+            if len == mss && !force && self.config.burst_capacity > 0 {
+                let cap = self.config.burst_capacity.saturating_sub(MAX_HEADERS);
+                let room = avail.min(limit).min(cwnd_room).min(wnd_room).min(cap);
+                if room >= 2 * mss {
+                    len = room - room % mss;
+                    segment_size = mss as u16;
+                }
+            }
             let fin = self.fin_queued
                 && !self.fin_acked
                 && seq + len == data_end
@@ -1385,7 +1398,7 @@ impl Connection {
             if len > 0 && seq + len == data_end {
                 flags = flags | Flags::PSH;
             }
-            if !self.emit_data(now, seq, len, flags, out) {
+            if !self.emit_data(now, (seq, len, segment_size), flags, out) {
                 // Not queued (no route, full queue): the timer tries again.
                 self.arm_rto(now);
                 break;
@@ -1483,11 +1496,12 @@ impl Connection {
         }
     }
 
+    /// Sends `len` bytes from `seq`, as one segment or (`segment_size` > 0)
+    /// a burst of segments of that size.
     fn emit_data(
         &mut self,
         now: Instant,
-        seq: Seq,
-        len: usize,
+        (seq, len, segment_size): (Seq, usize, u16),
         flags: Flags,
         out: &mut Emit<'_>,
     ) -> bool {
@@ -1499,6 +1513,7 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload: (a, b),
+            segment_size,
         });
         if ok {
             self.sent_ack(now, &repr);
@@ -1512,6 +1527,7 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload,
+            segment_size: 0,
         });
         if ok && repr.flags.contains(Flags::ACK) {
             self.after_ack_sent(&repr);
@@ -1564,6 +1580,7 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload: (&[], &[]),
+            segment_size: 0,
         });
     }
 }

@@ -86,6 +86,10 @@ pub struct TcpConfig {
     pub keepalive: Option<Keepalive>,
     /// Give up when data stays unacknowledged this long (TCP_USER_TIMEOUT).
     pub user_timeout: Option<Duration>,
+    /// The largest IPv4 packet the device cuts into segments itself (its
+    /// segmentation offload): full-sized segments that leave together go
+    /// as one burst of up to this size. 0: one segment per packet.
+    pub burst_capacity: usize,
 }
 
 impl Default for TcpConfig {
@@ -106,6 +110,7 @@ impl Default for TcpConfig {
             nodelay: false,
             keepalive: None,
             user_timeout: None,
+            burst_capacity: 0,
         }
     }
 }
@@ -145,6 +150,9 @@ pub struct Outgoing<'a> {
     pub dst: Ipv4Addr,
     pub repr: crate::wire::tcp::Repr,
     pub payload: (&'a [u8], &'a [u8]),
+    /// For a burst (a payload longer than one segment): the payload of each
+    /// segment it is cut into. 0 for a single segment.
+    pub segment_size: u16,
 }
 
 impl Outgoing<'_> {

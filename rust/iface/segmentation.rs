@@ -1,0 +1,186 @@
+//! Cutting a TCP burst into segments: our own segmentation offload. A burst
+//! is one Ethernet + IPv4 + TCP frame whose payload spans several segments
+//! of `segment_size` bytes, built once by the stack. A device that cannot
+//! cut it itself (the kernel's GSO behind the live device can) sends what
+//! this module makes: each segment with its own sequence number, lengths
+//! and checksums, FIN and PSH on the last only, and the IP identification
+//! counting up, as Linux's GSO does.
+
+use crate::wire::{checksum, ethernet, ipv4, tcp, Ipv4Addr};
+
+const FIN_PSH: u8 = tcp::Flags::FIN.0 | tcp::Flags::PSH.0;
+
+/// The frames and bytes `frame` becomes on the wire, cut into segments of
+/// `segment_size` (0: the frame goes as it is).
+pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
+    match layout(frame) {
+        Some(l) if segment_size > 0 && l.payload_len() > segment_size => {
+            let n = l.payload_len().div_ceil(segment_size);
+            (n, l.end + (n - 1) * l.payload_start)
+        }
+        _ => (1, frame.len()),
+    }
+}
+
+/// Calls `out` with each segment of the burst `frame`, in order. A frame
+/// that is not an IPv4/TCP burst (or fits one segment) goes out unchanged.
+pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8])) {
+    let Some(l) = layout(frame).filter(|l| segment_size > 0 && l.payload_len() > segment_size)
+    else {
+        return out(frame);
+    };
+    let headers = &frame[..l.payload_start];
+    let payload = &frame[l.payload_start..l.end];
+    let ident = u16::from_be_bytes([frame[l.ip + 4], frame[l.ip + 5]]);
+    let seq = u32::from_be_bytes(frame[l.tcp + 4..l.tcp + 8].try_into().unwrap());
+    let (src, dst) = (l.src, l.dst);
+    let mut segment = Vec::with_capacity(l.payload_start + segment_size);
+    let count = payload.len().div_ceil(segment_size);
+    for (i, chunk) in payload.chunks(segment_size).enumerate() {
+        segment.clear();
+        segment.extend_from_slice(headers);
+        segment.extend_from_slice(chunk);
+        let ip_total = (l.payload_start - l.ip + chunk.len()) as u16;
+        segment[l.ip + 2..l.ip + 4].copy_from_slice(&ip_total.to_be_bytes());
+        let id = ident.wrapping_add(i as u16);
+        segment[l.ip + 4..l.ip + 6].copy_from_slice(&id.to_be_bytes());
+        segment[l.ip + 10..l.ip + 12].fill(0);
+        let c = checksum::checksum(&segment[l.ip..l.tcp]);
+        segment[l.ip + 10..l.ip + 12].copy_from_slice(&c.to_be_bytes());
+        let s = seq.wrapping_add((i * segment_size) as u32);
+        segment[l.tcp + 4..l.tcp + 8].copy_from_slice(&s.to_be_bytes());
+        if i + 1 < count {
+            segment[l.tcp + 13] &= !FIN_PSH;
+        }
+        segment[l.tcp + 16..l.tcp + 18].fill(0);
+        let tcp_len = segment.len() - l.tcp;
+        let acc = checksum::pseudo_header(src, dst, ipv4::PROTO_TCP, tcp_len as u16);
+        let c = !checksum::fold(checksum::accumulate(acc, &segment[l.tcp..]));
+        segment[l.tcp + 16..l.tcp + 18].copy_from_slice(&c.to_be_bytes());
+        out(&segment);
+    }
+}
+
+/// Where the headers of an IPv4/TCP frame start and end.
+struct Layout {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ip: usize,
+    tcp: usize,
+    payload_start: usize,
+    end: usize,
+}
+
+impl Layout {
+    fn payload_len(&self) -> usize {
+        self.end - self.payload_start
+    }
+}
+
+fn layout(frame: &[u8]) -> Option<Layout> {
+    let ip = ethernet::HEADER_LEN;
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let packet = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if packet.protocol() != ipv4::PROTO_TCP || packet.is_fragment() {
+        return None;
+    }
+    let tcp = ip + packet.header_len();
+    let data_offset = (*frame.get(tcp + 12)? >> 4) as usize * 4;
+    let end = ip + packet.total_len();
+    let payload_start = tcp + data_offset;
+    (data_offset >= tcp::HEADER_LEN && payload_start <= end).then_some(Layout {
+        src: packet.src(),
+        dst: packet.dst(),
+        ip,
+        tcp,
+        payload_start,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tcp::{Flags, Repr, Segment};
+    use crate::wire::MacAddress;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// A burst frame carrying `payload`, as the stack builds it.
+    fn burst(payload: &[u8], flags: Flags) -> Vec<u8> {
+        let tcp = Repr {
+            src_port: 1,
+            dst_port: 2,
+            seq: u32::MAX - 100, // wraps inside the burst
+            ack: 9,
+            flags,
+            window: 100,
+            options: Default::default(),
+        };
+        let tcp_len = tcp.header_len() + payload.len();
+        let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp_len];
+        ethernet::Repr {
+            dst: MacAddress::BROADCAST,
+            src: MacAddress::ZERO,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut frame);
+        let ip = ipv4::Repr {
+            src: A,
+            dst: B,
+            protocol: ipv4::PROTO_TCP,
+            payload_len: tcp_len,
+            ttl: 64,
+            ident: u16::MAX,
+        };
+        ip.emit(&mut frame[ethernet::HEADER_LEN..]);
+        let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        frame[at + tcp.header_len()..].copy_from_slice(payload);
+        tcp.emit_partial(&mut frame[at..], payload.len(), A, B);
+        frame
+    }
+
+    #[test]
+    fn cuts_a_burst_into_checked_segments() {
+        let payload: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let frame = burst(&payload, Flags::ACK | Flags::PSH | Flags::FIN);
+        assert_eq!(wire_size(&frame, 1000), (3, frame.len() + 2 * 54));
+        let mut got = vec![];
+        segment_burst(&frame, 1000, &mut |s| got.push(s.to_vec()));
+        assert_eq!(got.len(), 3);
+        let mut joined = vec![];
+        for (i, s) in got.iter().enumerate() {
+            assert_eq!(s.len(), 54 + [1000, 1000, 500][i]);
+            let ip = ipv4::Packet::new_checked(&s[ethernet::HEADER_LEN..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.ident(), u16::MAX.wrapping_add(i as u16));
+            let seg = Segment::new_checked(ip.payload(), A, B).unwrap();
+            assert_eq!(seg.seq(), (u32::MAX - 100).wrapping_add(1000 * i as u32));
+            let last = i == 2;
+            assert_eq!(seg.flags().contains(Flags::FIN), last);
+            assert_eq!(seg.flags().contains(Flags::PSH), last);
+            assert!(seg.flags().contains(Flags::ACK));
+            joined.extend_from_slice(seg.payload());
+        }
+        assert_eq!(joined, payload);
+    }
+
+    #[test]
+    fn leaves_other_frames_alone() {
+        let arp = vec![0xffu8; 60];
+        let mut got = vec![];
+        segment_burst(&arp, 1000, &mut |s| got.push(s.to_vec()));
+        assert_eq!(got, vec![arp.clone()]);
+        assert_eq!(wire_size(&arp, 1000), (1, 60));
+        // A burst that fits one segment is already a segment.
+        let small = burst(&[7; 500], Flags::ACK);
+        assert_eq!(wire_size(&small, 1000), (1, small.len()));
+        // A truncated burst is not cut (its headers cannot be trusted).
+        let cut = &burst(&[7; 3000], Flags::ACK)[..100];
+        assert_eq!(wire_size(cut, 1000), (1, 100));
+    }
+}

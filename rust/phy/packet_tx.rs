@@ -1,0 +1,234 @@
+//! The sending half of the live device: a packet socket of our own, bound to
+//! the interface, that takes many frames per `sendmmsg`.
+//!
+//! With segmentation offload it carries a virtio-net header before each
+//! frame (`PACKET_VNET_HDR`, as tap and virtio drivers use): a TCP burst
+//! then goes to the kernel as one packet and is cut into wire segments by
+//! its GSO, in software or by the NIC, as the kernel's own TCP output is.
+//! Without it, frames skip the queueing discipline (`PACKET_QDISC_BYPASS`),
+//! the cheapest path for one frame at a time.
+
+use crate::iface::TxFrame;
+use crate::wire::{ethernet, ipv4, tcp};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+/// `struct virtio_net_hdr` (10 bytes, little-endian fields on this socket).
+const VNET_HDR_LEN: usize = 10;
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_TCPV4: u8 = 1;
+/// Where the TCP checksum field sits in its header.
+const TCP_CHECKSUM_OFFSET: u16 = 16;
+/// The largest IPv4 packet, and so the largest burst the kernel takes.
+const MAX_BURST: usize = 65535;
+/// Most messages per system call (the kernel's UIO_MAXIOV).
+const MAX_MESSAGES: usize = 1024;
+/// Send buffer: a round's bursts must fit while a NIC drains them.
+const SEND_BUFFER: libc::c_int = 4 << 20;
+
+pub struct PacketSender {
+    fd: OwnedFd,
+    /// Frames go with a virtio-net header (segmentation offload on).
+    vnet: bool,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    vnet_headers: Vec<[u8; VNET_HDR_LEN]>,
+    /// Segments of bursts cut in software when there is no offload.
+    segments: Vec<Vec<u8>>,
+}
+
+// SAFETY: the raw pointers in the scratch arrays are only meaningful during
+// `send`, which rebuilds them from borrowed frames each time.
+unsafe impl Send for PacketSender {}
+
+impl PacketSender {
+    /// A sender on interface `name`; `offload` asks for segmentation offload,
+    /// which a kernel without `PACKET_VNET_HDR` cannot give (see
+    /// [`PacketSender::burst_capacity`]).
+    pub fn open(name: &str, offload: bool) -> io::Result<Self> {
+        let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Protocol 0: the socket receives nothing; pcap's socket does that.
+        // SAFETY: socket takes no pointers; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as i32;
+        // SAFETY: `addr` is a live sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Root may exceed wmem_max; otherwise the ordinary limit applies.
+        if set_option(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER).is_err() {
+            let _ = set_option(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
+        }
+        let vnet = offload && set_option(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
+        if !vnet {
+            // Best effort: a kernel without it keeps the qdisc.
+            let _ = set_option(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        }
+        Ok(PacketSender {
+            fd,
+            vnet,
+            iovecs: Vec::new(),
+            headers: Vec::new(),
+            vnet_headers: Vec::new(),
+            segments: Vec::new(),
+        })
+    }
+
+    /// The largest TCP burst the kernel cuts for us; 0 without offload.
+    pub fn burst_capacity(&self) -> usize {
+        if self.vnet {
+            MAX_BURST
+        } else {
+            0
+        }
+    }
+
+    /// Sends `frames` in order; returns how many wire frames failed.
+    pub fn send(&mut self, frames: &[TxFrame]) -> usize {
+        if !self.vnet && frames.iter().any(|f| f.segment_size > 0) {
+            // No offload: cut bursts here, then send the segments as frames.
+            let mut segments = std::mem::take(&mut self.segments);
+            segments.clear();
+            for frame in frames {
+                frame.for_each_segment(&mut |f| segments.push(f.to_vec()));
+            }
+            let plain: Vec<TxFrame> = segments
+                .drain(..)
+                .map(|bytes| TxFrame {
+                    bytes,
+                    segment_size: 0,
+                })
+                .collect();
+            let failed = self.send(&plain);
+            self.segments = segments;
+            return failed;
+        }
+        let mut failed = 0;
+        for chunk in frames.chunks(MAX_MESSAGES) {
+            failed += self.send_chunk(chunk);
+        }
+        failed
+    }
+
+    fn send_chunk(&mut self, frames: &[TxFrame]) -> usize {
+        let per_message = 1 + self.vnet as usize;
+        self.vnet_headers.clear();
+        if self.vnet {
+            self.vnet_headers.extend(frames.iter().map(vnet_header));
+        }
+        self.iovecs.clear();
+        for (i, frame) in frames.iter().enumerate() {
+            if self.vnet {
+                self.iovecs.push(libc::iovec {
+                    iov_base: self.vnet_headers[i].as_ptr() as *mut libc::c_void,
+                    iov_len: VNET_HDR_LEN,
+                });
+            }
+            self.iovecs.push(libc::iovec {
+                iov_base: frame.bytes.as_ptr() as *mut libc::c_void,
+                iov_len: frame.bytes.len(),
+            });
+        }
+        self.headers.clear();
+        for message in self.iovecs.chunks_exact_mut(per_message) {
+            // SAFETY: an all-zero mmsghdr is a valid empty message.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = message.as_mut_ptr();
+            h.msg_hdr.msg_iovlen = per_message;
+            self.headers.push(h);
+        }
+        let mut failed = 0;
+        let mut sent = 0;
+        while sent < self.headers.len() {
+            let rest = &mut self.headers[sent..];
+            // SAFETY: `rest` points at `rest.len()` initialised headers whose iovecs point
+            // into `frames` and `vnet_headers`, all alive and unmoved for the whole call.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    rest.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc > 0 {
+                sent += rc as usize;
+            } else if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            } else {
+                // The message at `sent` failed (buffer full, link down): count it, go on.
+                failed += frames[sent].wire_size().0;
+                sent += 1;
+            }
+        }
+        failed
+    }
+}
+
+/// The virtio-net header for `frame`: none needed for a whole frame (its
+/// checksums are done); for a burst, segment at `segment_size` and finish
+/// the TCP checksum, whose field holds the pseudo-header sum.
+fn vnet_header(frame: &TxFrame) -> [u8; VNET_HDR_LEN] {
+    let mut h = [0u8; VNET_HDR_LEN];
+    if frame.segment_size == 0 {
+        return h;
+    }
+    let tcp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let data_offset = frame
+        .bytes
+        .get(tcp_start + 12)
+        .map_or(tcp::HEADER_LEN, |b| (b >> 4) as usize * 4);
+    h[0] = VNET_F_NEEDS_CSUM;
+    h[1] = VNET_GSO_TCPV4;
+    h[2..4].copy_from_slice(&((tcp_start + data_offset) as u16).to_le_bytes());
+    h[4..6].copy_from_slice(&frame.segment_size.to_le_bytes());
+    h[6..8].copy_from_slice(&(tcp_start as u16).to_le_bytes());
+    h[8..10].copy_from_slice(&TCP_CHECKSUM_OFFSET.to_le_bytes());
+    h
+}
+
+fn set_option(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
