@@ -183,6 +183,29 @@ def test_bulk_both_ways_with_5_percent_loss_on_the_live_device(lab, peer, driven
         stack.close()
 
 
+@pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
+def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload):
+    # Our side of the veth offloads nothing either, so the kernel cuts and
+    # checksums each burst in software, as it does its own TCP output.
+    subprocess.run(["ethtool", "-K", lab.iface, "tso", "off", "gso", "off", "tx", "off"], check=True)
+    try:
+        size = 20 << 20
+        data = pattern(size)
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, segment_offload=offload) as stack:
+            sink = peer(PEER_PY, "sink", "9004")
+            with stack.connect((lab.peer_ip, 9004), timeout=10) as conn:
+                conn.sendall(data)
+            assert sink.result().split() == [str(size), sha(data)]
+            counters = stack.counters
+        assert counters["frames_out"] > size // 1448
+        if offload:
+            assert counters["bursts_out"] > 100, counters
+        else:
+            assert counters["bursts_out"] == 0, counters
+    finally:
+        subprocess.run(["ethtool", "-K", lab.iface, "gso", "on"], check=False)
+
+
 def test_kernel_client_through_a_listener(lab, peer):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(7000, backlog=4) as server:
         assert server.getsockname() == (STACK_IP, 7000)

@@ -21,6 +21,7 @@ class Stack:
         busy_poll_us: int = 0,
         congestion: str = "cubic",
         faults: Mapping[str, float] | None = None,
+        segment_offload: bool = True,
     ) -> None: ...
     def connect(
         self, address: tuple[str, int], timeout: float | None = None, source_port: int | None = None

@@ -60,6 +60,9 @@ pub struct Counters {
     pub frames_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// TCP bursts handed to the device, each counted in `frames_out` as the
+    /// segments it becomes.
+    pub bursts_out: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -70,6 +73,7 @@ impl Default for Counters {
             frames_out: 0,
             bytes_in: 0,
             bytes_out: 0,
+            bursts_out: 0,
             drops: [0; DropReason::ALL.len()],
         }
     }
@@ -92,6 +96,7 @@ impl Counters {
             ("frames_out".to_string(), self.frames_out),
             ("bytes_in".to_string(), self.bytes_in),
             ("bytes_out".to_string(), self.bytes_out),
+            ("bursts_out".to_string(), self.bursts_out),
         ];
         v.extend(
             DropReason::ALL
