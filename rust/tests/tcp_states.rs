@@ -7,7 +7,7 @@ use mipfast::phy::fault::FaultConfig;
 use mipfast::socket::tcp::{Error, Handle, Keepalive, State, TcpConfig};
 use mipfast::time::Duration;
 use mipfast::wire::tcp::{Flags, Options, Repr};
-use mipfast::wire::{ethernet, ipv4, MacAddress};
+use mipfast::wire::{ethernet, icmp, ipv4, MacAddress};
 use tcp_net::*;
 
 const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
@@ -336,27 +336,144 @@ fn keepalive_keeps_a_live_peer_and_drops_a_dead_one() {
 fn inject_to_a(net: &mut Net, repr: Repr) {
     let mut tcp = vec![0u8; repr.header_len()];
     repr.emit(&mut tcp, 0, B_IP, A_IP);
-    let mut ip = vec![0u8; ipv4::HEADER_LEN + tcp.len()];
+    inject_ip(net, false, ipv4::PROTO_TCP, &tcp);
+}
+
+/// An IPv4 packet built by hand, put on the wire as if A (`from_a`) or B sent it.
+fn inject_ip(net: &mut Net, from_a: bool, protocol: u8, payload: &[u8]) {
+    let (src, dst, src_mac, dst_mac) = if from_a {
+        (A_IP, B_IP, A_MAC, B_MAC)
+    } else {
+        (B_IP, A_IP, B_MAC, A_MAC)
+    };
+    let mut ip = vec![0u8; ipv4::HEADER_LEN + payload.len()];
     ipv4::Repr {
-        src: B_IP,
-        dst: A_IP,
-        protocol: ipv4::PROTO_TCP,
-        payload_len: tcp.len(),
+        src,
+        dst,
+        protocol,
+        payload_len: payload.len(),
         ttl: 64,
         ident: 1,
     }
     .emit(&mut ip);
-    ip[ipv4::HEADER_LEN..].copy_from_slice(&tcp);
+    ip[ipv4::HEADER_LEN..].copy_from_slice(payload);
     let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
     ethernet::Repr {
-        dst: A_MAC,
-        src: B_MAC,
+        dst: dst_mac,
+        src: src_mac,
         ethertype: ethernet::ETHERTYPE_IPV4,
     }
     .emit(&mut frame);
     frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
     let now = net.now;
-    net.b.dev.inject(now, &frame);
+    let end = if from_a { &net.a.dev } else { &net.b.dev };
+    end.inject(now, &frame);
+}
+
+#[test]
+fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection() {
+    let mut net = Net::clean(12);
+    let (established, _) = net.connect(80);
+    // B stops answering; A's next SYN draws a port unreachable instead.
+    net.b.silent = true;
+    let now = net.now;
+    let h = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 81), None)
+        .unwrap();
+    net.flush();
+    assert_eq!(net.conn_a(h).state(), State::SynSent);
+    let a_port = net.conn_a(h).local().1;
+    // The quote: the SYN's IPv4 header and the first 8 bytes of its TCP header.
+    let quote_for = |port: u16, dst_port: u16| {
+        let mut quote = vec![0u8; ipv4::HEADER_LEN + 8];
+        ipv4::Repr {
+            src: A_IP,
+            dst: B_IP,
+            protocol: ipv4::PROTO_TCP,
+            payload_len: 20,
+            ttl: 64,
+            ident: 7,
+        }
+        .emit(&mut quote);
+        quote[20..22].copy_from_slice(&port.to_be_bytes());
+        quote[22..24].copy_from_slice(&dst_port.to_be_bytes());
+        quote
+    };
+    let unreachable = |quote: &[u8]| {
+        let m = icmp::DestUnreachable {
+            code: icmp::CODE_PORT_UNREACHABLE,
+            original: quote,
+        };
+        let mut buf = vec![0u8; m.len()];
+        m.emit(&mut buf);
+        buf
+    };
+    // One quoting another port changes nothing.
+    inject_ip(
+        &mut net,
+        false,
+        ipv4::PROTO_ICMP,
+        &unreachable(&quote_for(a_port, 82)),
+    );
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(net.conn_a(h).state(), State::SynSent);
+    inject_ip(
+        &mut net,
+        false,
+        ipv4::PROTO_ICMP,
+        &unreachable(&quote_for(a_port, 81)),
+    );
+    net.run_for(Duration::from_millis(5));
+    let c = net.conn_a(h);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::Refused))
+    );
+    // RFC 1122 §4.2.3.9: on a synchronized connection it is only advice.
+    let port = net.conn_a(established).local().1;
+    inject_ip(
+        &mut net,
+        false,
+        ipv4::PROTO_ICMP,
+        &unreachable(&quote_for(port, 80)),
+    );
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(net.conn_a(established).state(), State::Established);
+}
+
+#[test]
+fn a_reset_in_syn_received_frees_the_backlog_slot() {
+    let mut net = Net::clean(13);
+    net.b.stack.tcp_mut().listen(80, 1).unwrap();
+    // A SYN from a port A's stack knows nothing of: B answers SYN-ACK, and
+    // A's stack answers that with a reset (RFC 9293 §3.10.7.1).
+    let syn = Repr {
+        src_port: 40000,
+        dst_port: 80,
+        seq: 1000,
+        ack: 0,
+        flags: Flags::SYN,
+        window: 65535,
+        options: Options::default(),
+    };
+    let mut tcp = vec![0u8; syn.header_len()];
+    syn.emit(&mut tcp, 0, A_IP, B_IP);
+    inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+    net.run_for(Duration::from_millis(1));
+    assert_eq!(net.b.stack.tcp().listener(80).unwrap().embryonic, 1);
+    net.run_for(Duration::from_millis(20));
+    // RFC 9293 §3.10.7.4: back to LISTEN, the user is not told.
+    let listener = net.b.stack.tcp().listener(80).unwrap();
+    assert_eq!((listener.embryonic, listener.ready.len()), (0, 0));
+    assert_eq!(net.b.stack.tcp().active(), 0);
+    assert!(net.b.stack.tcp_mut().accept(80).is_none());
+    // The one backlog slot is free again: a real client gets in.
+    let (ha, hb) = net.connect(80);
+    assert_eq!(net.conn_a(ha).state(), State::Established);
+    assert_eq!(net.conn_b(hb).state(), State::Established);
 }
 
 #[test]
