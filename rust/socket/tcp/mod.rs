@@ -67,6 +67,8 @@ pub struct TcpConfig {
     /// MSS we announce: the MTU minus IPv4 and TCP headers.
     pub mss: usize,
     pub rx_buffer: usize,
+    /// The most unacknowledged plus unsent bytes a connection holds (SO_SNDBUF).
+    /// Allocated as data arrives, so an idle connection holds none.
     pub tx_buffer: usize,
     pub algorithm: Algorithm,
     pub sack: bool,
@@ -97,7 +99,9 @@ impl Default for TcpConfig {
         TcpConfig {
             mss: 1460,
             rx_buffer: 1 << 20,
-            tx_buffer: 1 << 20,
+            // Linux's tcp_wmem maximum: at 1 MiB a sender fed from another
+            // thread stalls whenever that thread is late by a millisecond.
+            tx_buffer: 4 << 20,
             algorithm: Algorithm::Cubic,
             sack: true,
             timestamps: true,
