@@ -36,8 +36,8 @@ pub struct PacketSender {
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     vnet_headers: Vec<[u8; VNET_HDR_LEN]>,
-    /// Segments of bursts cut in software when there is no offload.
-    segments: Vec<Vec<u8>>,
+    /// Bursts are cut here, in user space: no offload, or the kernel refused one.
+    cut_bursts: bool,
 }
 
 // SAFETY: the raw pointers in the scratch arrays are only meaningful during
@@ -93,7 +93,7 @@ impl PacketSender {
             iovecs: Vec::new(),
             headers: Vec::new(),
             vnet_headers: Vec::new(),
-            segments: Vec::new(),
+            cut_bursts: !vnet,
         })
     }
 
@@ -108,32 +108,59 @@ impl PacketSender {
 
     /// Sends `frames` in order; returns how many wire frames failed.
     pub fn send(&mut self, frames: &[TxFrame]) -> usize {
-        if !self.vnet && frames.iter().any(|f| f.segment_size > 0) {
-            // No offload: cut bursts here, then send the segments as frames.
-            let mut segments = std::mem::take(&mut self.segments);
-            segments.clear();
-            for frame in frames {
-                frame.for_each_segment(&mut |f| segments.push(f.to_vec()));
-            }
-            let plain: Vec<TxFrame> = segments
-                .drain(..)
-                .map(|bytes| TxFrame {
-                    bytes,
-                    segment_size: 0,
-                })
-                .collect();
-            let failed = self.send(&plain);
-            self.segments = segments;
-            return failed;
+        if self.cut_bursts && frames.iter().any(|f| f.segment_size > 0) {
+            return self.send(&cut(frames));
         }
         let mut failed = 0;
-        for chunk in frames.chunks(MAX_MESSAGES) {
-            failed += self.send_chunk(chunk);
+        let mut at = 0;
+        while at < frames.len() {
+            let chunk = &frames[at..frames.len().min(at + MAX_MESSAGES)];
+            let (chunk_failed, refused) = self.send_chunk(chunk);
+            failed += chunk_failed;
+            let Some(i) = refused else {
+                at += chunk.len();
+                continue;
+            };
+            // A kernel that will not cut our bursts must not stall every
+            // connection: from here on they are cut in user space.
+            log::warn!("the kernel refused a TCP burst; cutting bursts in user space from now on");
+            self.cut_bursts = true;
+            return failed + self.send(&frames[at + i..]);
         }
         failed
     }
 
-    fn send_chunk(&mut self, frames: &[TxFrame]) -> usize {
+    /// Sends one whole frame (no burst).
+    pub fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        let header = [0u8; VNET_HDR_LEN];
+        let mut iovecs = [
+            libc::iovec {
+                iov_base: header.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let skip = !self.vnet as usize;
+        // SAFETY: an all-zero msghdr is a valid empty message.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iovecs[skip..].as_mut_ptr();
+        message.msg_iovlen = 2 - skip;
+        // SAFETY: `message` points at live iovecs over `header` and `frame` for the whole call.
+        let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &message, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends up to [`MAX_MESSAGES`] frames; returns the wire frames that
+    /// failed, and where it stopped if the kernel refused a burst itself
+    /// (not for want of room).
+    fn send_chunk(&mut self, frames: &[TxFrame]) -> (usize, Option<usize>) {
         let per_message = 1 + self.vnet as usize;
         self.vnet_headers.clear();
         if self.vnet {
@@ -176,16 +203,36 @@ impl PacketSender {
             };
             if rc > 0 {
                 sent += rc as usize;
-            } else if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
-            } else {
-                // The message at `sent` failed (buffer full, link down): count it, go on.
-                failed += frames[sent].wire_size().0;
-                sent += 1;
             }
+            let error = io::Error::last_os_error();
+            if rc < 0 && error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let no_room = matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS));
+            if frames[sent].segment_size > 0 && !no_room {
+                return (failed, Some(sent));
+            }
+            // The message at `sent` failed (buffer full, link down): count it, go on.
+            failed += frames[sent].wire_size().0;
+            sent += 1;
         }
-        failed
+        (failed, None)
     }
+}
+
+/// The frames the wire will carry for `frames`, each whole.
+fn cut(frames: &[TxFrame]) -> Vec<TxFrame> {
+    let mut out = Vec::new();
+    for frame in frames {
+        frame.for_each_segment(&mut |f| {
+            out.push(TxFrame {
+                bytes: f.to_vec(),
+                segment_size: 0,
+            })
+        });
+    }
+    out
 }
 
 /// The virtio-net header for `frame`: none needed for a whole frame (its

@@ -131,14 +131,7 @@ impl Device for PcapDevice {
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
-        let frame = TxFrame {
-            bytes: frame.to_vec(),
-            segment_size: 0,
-        };
-        match self.sender.send(std::slice::from_ref(&frame)) {
-            0 => Ok(()),
-            _ => Err(io::Error::other("the frame could not be sent")),
-        }
+        self.sender.send_frame(frame)
     }
 
     /// One `sendmmsg` for many frames; bursts go whole when the kernel cuts them.
