@@ -153,18 +153,26 @@ impl Net {
         self.b.stack.tcp().get(h).expect("connection b")
     }
 
-    /// A connects to B's listening `port`; returns (a's handle, b's handle).
-    pub fn connect(&mut self, port: u16) -> (Handle, Handle) {
-        if self.b.stack.tcp().listener(port).is_none() {
-            self.b.stack.tcp_mut().listen(port, 16).unwrap();
-        }
+    /// A starts connecting to B's `port` and sends what that queued (the SYN,
+    /// or the ARP request it waits for); returns A's handle.
+    pub fn open(&mut self, port: u16) -> Handle {
         let now = self.now;
-        let ha = self
+        let h = self
             .a
             .stack
             .tcp_mut()
             .connect(now, A_IP, (B_IP, port), None)
             .unwrap();
+        self.flush();
+        h
+    }
+
+    /// A connects to B's listening `port`; returns (a's handle, b's handle).
+    pub fn connect(&mut self, port: u16) -> (Handle, Handle) {
+        if self.b.stack.tcp().listener(port).is_none() {
+            self.b.stack.tcp_mut().listen(port, 16).unwrap();
+        }
+        let ha = self.open(port);
         let mut hb = None;
         let ok = self.run_until(Duration::from_secs(120), |n| {
             if hb.is_none() {

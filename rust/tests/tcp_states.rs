@@ -116,14 +116,7 @@ fn simultaneous_open_and_simultaneous_close() {
 #[test]
 fn connecting_to_a_closed_port_is_refused() {
     let mut net = Net::clean(3);
-    let now = net.now;
-    let h = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 9), None)
-        .unwrap();
-    net.flush();
+    let h = net.open(9);
     net.run_for(Duration::from_millis(20));
     let c = net.conn_a(h);
     assert_eq!(
@@ -146,14 +139,7 @@ fn a_silent_peer_exhausts_syn_retries_then_data_retries() {
         config,
     );
     net.b.silent = true;
-    let now = net.now;
-    let h = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 80), None)
-        .unwrap();
-    net.flush();
+    let h = net.open(80);
     // ARP never answers either; the SYN retries back off 1, 2, 4, 8 s.
     net.run_for(Duration::from_secs(60));
     let c = net.conn_a(h);
@@ -376,14 +362,7 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
     let (established, _) = net.connect(80);
     // B stops answering; A's next SYN draws a port unreachable instead.
     net.b.silent = true;
-    let now = net.now;
-    let h = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 81), None)
-        .unwrap();
-    net.flush();
+    let h = net.open(81);
     assert_eq!(net.conn_a(h).state(), State::SynSent);
     let a_port = net.conn_a(h).local().1;
     // The quote: the SYN's IPv4 header and the first 8 bytes of its TCP header.
