@@ -96,6 +96,31 @@ def test_udp_echo_for_a_kernel_client(lab, stack):
         assert out.split() == ["echoed", "1", "echoed", "1472", "echoed", "1473", "echoed", "20000"]
 
 
+def test_peek_and_dontwait_leave_datagrams_queued(lab, stack):
+    with stack.udp(("0.0.0.0", 7009)) as sock:
+        sock.settimeout(5)
+        with pytest.raises(BlockingIOError):  # blocking socket, one call that is not
+            sock.recvfrom(10, socket.MSG_DONTWAIT)
+        with pytest.raises(OSError) as e:
+            sock.recvfrom(10, socket.MSG_OOB)
+        assert e.value.errno == 95  # EOPNOTSUPP: never a flag silently ignored
+        sender = ns_python(
+            lab,
+            "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.sendto(b'first', (sys.argv[1], 7009)); s.sendto(b'second', (sys.argv[1], 7009))",
+            STACK_IP,
+        )
+        assert sender.wait(timeout=10) == 0
+        data, src = sock.recvfrom(100, socket.MSG_PEEK)
+        assert data == b"first" and src[0] == lab.peer_ip
+        buf = bytearray(3)
+        assert sock.recvfrom_into(buf, 0, socket.MSG_PEEK) == (3, src)
+        assert bytes(buf) == b"fir"
+        assert sock.recvfrom(100) == (b"first", src)
+        assert sock.recv(100, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"second"
+        assert sock.recv(100) == b"second"
+
+
 def test_closed_port_refuses_a_connected_socket_and_answers_unreachable(lab, stack):
     with stack.udp() as sock:
         sock.connect((lab.peer_ip, 9))  # nobody listens on the kernel side

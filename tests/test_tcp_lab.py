@@ -249,6 +249,30 @@ def test_recv_and_sendall_from_two_threads(lab, peer):
         stack.close()
 
 
+def test_peek_and_dontwait(lab, peer):
+    peer(PEER_PY, "echo", "9005")
+    with (
+        mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack,
+        stack.connect((lab.peer_ip, 9005), timeout=10) as conn,
+    ):
+        with pytest.raises(BlockingIOError):  # blocking connection, one call that is not
+            conn.recv(10, socket.MSG_DONTWAIT)
+        with pytest.raises(OSError) as e:
+            conn.recv(10, socket.MSG_OOB)
+        assert e.value.errno == errno.EOPNOTSUPP
+        conn.sendall(b"hello world")
+        deadline = time.monotonic() + 10
+        while len(conn.recv(100, socket.MSG_PEEK)) < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert conn.recv(5, socket.MSG_PEEK) == b"hello"
+        buf = bytearray(11)
+        assert conn.recv_into(buf, 0, socket.MSG_PEEK | socket.MSG_DONTWAIT) == 11
+        assert bytes(buf) == b"hello world"
+        assert conn.recv(100) == b"hello world"  # peeking consumed nothing
+        with pytest.raises(BlockingIOError):
+            conn.recv(10, socket.MSG_DONTWAIT)
+
+
 def test_closed_port_is_refused(lab):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, pytest.raises(ConnectionRefusedError):
         stack.connect((lab.peer_ip, 1), timeout=5)

@@ -3,7 +3,7 @@
 
 use super::errors;
 use super::stack::{blocking, timeout_arg};
-use super::timeout::SocketTimeout;
+use super::timeout::{RecvFlags, SocketTimeout};
 use crate::phy::live::LiveStack;
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
 use crate::stack::Stack;
@@ -137,10 +137,19 @@ impl PyConnection {
     fn wait<T: Send>(
         &self,
         py: Python<'_>,
+        attempt: impl FnMut(&mut Connection) -> Option<io::Result<T>> + Send,
+    ) -> PyResult<T> {
+        self.wait_up_to(py, self.timeout(), attempt)
+    }
+
+    /// As [`PyConnection::wait`], within `timeout` instead of the connection's.
+    fn wait_up_to<T: Send>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Duration>,
         mut attempt: impl FnMut(&mut Connection) -> Option<io::Result<T>> + Send,
     ) -> PyResult<T> {
         self.check_open()?;
-        let timeout = self.timeout();
         let (live, h) = (self.live.clone(), self.handle);
         let result = blocking(py, move |interrupt| {
             live.wait_for(timeout, interrupt, |stack, _| {
@@ -225,20 +234,18 @@ impl PyConnection {
         bufsize: isize,
         flags: i32,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        if flags != 0 {
-            return Err(PyValueError::new_err("recv flags are not supported"));
-        }
+        let flags = RecvFlags::parse(flags)?;
         if bufsize < 0 {
             return Err(PyValueError::new_err("negative buffersize in recv"));
         }
         if bufsize == 0 {
             return Ok(PyBytes::new(py, b""));
         }
-        let data = self.wait(py, move |c| {
+        let data = self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
             let ready = c.recv_available().min(bufsize as usize);
             if ready > 0 {
                 let mut v = vec![0u8; ready];
-                let n = c.recv(&mut v).ok().flatten().unwrap_or(0);
+                let n = read(c, &mut v, flags.peek).ok().flatten().unwrap_or(0);
                 v.truncate(n);
                 return Some(Ok(v));
             }
@@ -260,9 +267,7 @@ impl PyConnection {
         nbytes: usize,
         flags: i32,
     ) -> PyResult<usize> {
-        if flags != 0 {
-            return Err(PyValueError::new_err("recv_into flags are not supported"));
-        }
+        let flags = RecvFlags::parse(flags)?;
         let buf = PyBuffer::<u8>::get(buffer)?;
         let mut raw = RawSlice::of(&buf, true)?;
         if nbytes > raw.len {
@@ -276,10 +281,12 @@ impl PyConnection {
         if raw.len == 0 {
             return Ok(0);
         }
-        self.wait(py, move |c| match c.recv(raw.get_mut()) {
-            Ok(Some(n)) => Some(Ok(n)),
-            Ok(None) => None,
-            Err(e) => Some(Err(tcp_error(e))),
+        self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
+            match read(c, raw.get_mut(), flags.peek) {
+                Ok(Some(n)) => Some(Ok(n)),
+                Ok(None) => None,
+                Err(e) => Some(Err(tcp_error(e))),
+            }
         })
     }
 
@@ -656,4 +663,13 @@ pub fn connect(
     }
     py.detach(move || PyConnection::new(live, handle, timeout))
         .map_err(errors::to_py)
+}
+
+/// Reads into `out`, or with `peek` copies without consuming (MSG_PEEK).
+fn read(c: &mut Connection, out: &mut [u8], peek: bool) -> Result<Option<usize>, tcp::Error> {
+    if peek {
+        c.peek(out)
+    } else {
+        c.recv(out)
+    }
 }

@@ -40,3 +40,37 @@ impl SocketTimeout {
         self.get() != Some(Duration::ZERO)
     }
 }
+
+/// The `flags` of a receive call: MSG_PEEK (look, leave the data queued) and
+/// MSG_DONTWAIT (this call does not block) are honoured; any other flag is
+/// an OSError(EOPNOTSUPP) rather than silently ignored, since a caller that
+/// meant to peek would lose data.
+#[derive(Debug, Clone, Copy)]
+pub struct RecvFlags {
+    pub peek: bool,
+    dont_wait: bool,
+}
+
+impl RecvFlags {
+    pub fn parse(flags: i32) -> PyResult<Self> {
+        let known = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        if flags & !known != 0 {
+            return Err(pyo3::exceptions::PyOSError::new_err((
+                libc::EOPNOTSUPP,
+                format!("recv flags {:#x} are not supported", flags & !known),
+            )));
+        }
+        Ok(RecvFlags {
+            peek: flags & libc::MSG_PEEK != 0,
+            dont_wait: flags & libc::MSG_DONTWAIT != 0,
+        })
+    }
+    /// How long this call may block, given the socket's timeout.
+    pub fn timeout(self, socket: Option<Duration>) -> Option<Duration> {
+        if self.dont_wait {
+            Some(Duration::ZERO)
+        } else {
+            socket
+        }
+    }
+}

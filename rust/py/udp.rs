@@ -4,7 +4,7 @@
 use super::errors;
 use super::stack::{blocking, resolve_host};
 use super::tcp::RawSlice;
-use super::timeout::SocketTimeout;
+use super::timeout::{RecvFlags, SocketTimeout};
 use crate::phy::live::LiveStack;
 use crate::socket::udp::{Endpoint, UdpError, UdpHandle};
 use crate::stack::{Stack, UdpSendError};
@@ -103,9 +103,12 @@ impl PyUdpSocket {
     }
 
     /// Waits for the next datagram within the socket's timeout.
-    fn next_datagram(&self, py: Python<'_>) -> PyResult<(Vec<u8>, Endpoint)> {
+    /// The oldest datagram (left queued with MSG_PEEK), waiting as the
+    /// socket's timeout or the call's flags say.
+    fn next_datagram(&self, py: Python<'_>, flags: i32) -> PyResult<(Vec<u8>, Endpoint)> {
+        let flags = RecvFlags::parse(flags)?;
         self.check_open()?;
-        let timeout = self.timeout();
+        let timeout = flags.timeout(self.timeout());
         let (live, h) = (self.live.clone(), self.handle);
         let result = blocking(py, move |interrupt| {
             live.wait_for(timeout, interrupt, |stack, _| {
@@ -115,7 +118,11 @@ impl PyUdpSocket {
                 if s.remote().is_some() && s.take_error() == Some(UdpError::Refused) {
                     return Some(Err(send_error(UdpSendError::Refused)));
                 }
-                s.recv().map(|d| Ok((d.data, d.src)))
+                if flags.peek {
+                    s.peek().map(|d| Ok((d.data.clone(), d.src)))
+                } else {
+                    s.recv().map(|d| Ok((d.data, d.src)))
+                }
             })
         })?;
         errors::waited(result, timeout)
@@ -192,8 +199,7 @@ impl PyUdpSocket {
         bufsize: usize,
         flags: i32,
     ) -> PyResult<(Bound<'py, PyBytes>, (String, u16))> {
-        let _ = flags;
-        let (data, src) = self.next_datagram(py)?;
+        let (data, src) = self.next_datagram(py, flags)?;
         let n = data.len().min(bufsize);
         Ok((PyBytes::new(py, &data[..n]), (src.0.to_string(), src.1)))
     }
@@ -207,8 +213,7 @@ impl PyUdpSocket {
         nbytes: usize,
         flags: i32,
     ) -> PyResult<(usize, (String, u16))> {
-        let _ = flags;
-        let (data, src) = self.next_datagram(py)?;
+        let (data, src) = self.next_datagram(py, flags)?;
         let n = copy_into(buffer, nbytes, &data)?;
         Ok((n, (src.0.to_string(), src.1)))
     }

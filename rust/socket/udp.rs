@@ -94,6 +94,10 @@ impl UdpSocket {
     pub fn take_error(&mut self) -> Option<UdpError> {
         self.error.take()
     }
+    /// The oldest datagram, left in the queue (MSG_PEEK).
+    pub fn peek(&self) -> Option<&Datagram> {
+        self.queue.front()
+    }
     /// The oldest datagram, if any.
     pub fn recv(&mut self) -> Option<Datagram> {
         let d = self.queue.pop_front()?;

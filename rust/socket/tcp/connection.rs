@@ -445,6 +445,22 @@ impl Connection {
             self.maybe_window_update();
             return Ok(Some(n));
         }
+        self.recv_empty()
+    }
+
+    /// As [`Connection::recv`], but the data stays queued (MSG_PEEK).
+    pub fn peek(&self, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        if !self.rx.is_empty() {
+            let (a, b) = self.rx.peek(0, out.len());
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..a.len() + b.len()].copy_from_slice(b);
+            return Ok(Some(a.len() + b.len()));
+        }
+        self.recv_empty()
+    }
+
+    /// What a read finds when nothing is queued.
+    fn recv_empty(&self) -> Result<Option<usize>, Error> {
         if self.fin_received || self.read_shut {
             return Ok(Some(0));
         }
