@@ -323,7 +323,9 @@ impl Interface {
             return self.dropped(DropReason::Ipv4NotForUs);
         }
         if packet.is_fragment() {
-            return match self.reassembly.add(now, &packet) {
+            let outcome = self.reassembly.add(now, &packet);
+            self.report_reassembly_timeouts(now); // others that expired meanwhile
+            return match outcome {
                 Outcome::Held => None,
                 Outcome::Complete(whole) => Some(Delivery::Reassembled(whole)),
                 Outcome::Dropped(reason) => self.dropped(reason),
@@ -404,7 +406,8 @@ impl Interface {
         let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
             return;
         };
-        let msg = icmp::DestUnreachable {
+        let msg = icmp::ErrorMessage {
+            msg_type: icmp::TYPE_DEST_UNREACHABLE,
             code: icmp::CODE_PORT_UNREACHABLE,
             original: datagram.packet,
         };
@@ -667,8 +670,41 @@ impl Interface {
         for ip in requests {
             self.send_arp_request(ip);
         }
-        for _ in 0..self.reassembly.expire(now) {
+        self.reassembly.expire(now);
+        self.report_reassembly_timeouts(now);
+    }
+
+    /// Counts each datagram given up on and, when its fragment zero came,
+    /// tells the source with an ICMP time exceeded (RFC 1122 §3.3.2; RFC
+    /// 792 type 11 code 1), rate-limited like every ICMP error.
+    fn report_reassembly_timeouts(&mut self, now: Instant) {
+        for timed_out in self.reassembly.take_timed_out() {
             self.counters.count_drop(DropReason::Ipv4ReassemblyTimeout);
+            let Some(quote) = timed_out.quote else {
+                continue;
+            };
+            let src = timed_out.src;
+            if src.is_broadcast() || src.is_multicast() || src.is_unspecified() {
+                continue;
+            }
+            // Never for a datagram to a broadcast address (RFC 1122 §3.2.2).
+            let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
+                continue;
+            };
+            if timed_out.dst != our_ip {
+                continue;
+            }
+            if !self.icmp_errors.take(now) {
+                continue;
+            }
+            let msg = icmp::ErrorMessage {
+                msg_type: icmp::TYPE_TIME_EXCEEDED,
+                code: icmp::CODE_REASSEMBLY_TIME_EXCEEDED,
+                original: &quote,
+            };
+            let _ = self.send_ipv4(now, our_ip, src, ipv4::PROTO_ICMP, msg.len(), |buf| {
+                msg.emit(buf)
+            });
         }
     }
 

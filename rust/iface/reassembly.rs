@@ -8,7 +8,7 @@
 
 use super::DropReason;
 use crate::time::{Duration, Instant};
-use crate::wire::{checksum, ipv4, Ipv4Addr};
+use crate::wire::{checksum, icmp, ipv4, Ipv4Addr};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReassemblyConfig {
@@ -52,6 +52,9 @@ struct Datagram {
     total: Option<usize>,
     ttl: u8,
     expires: Instant,
+    /// The IPv4 header of fragment zero, once it arrived: what a time
+    /// exceeded message quotes.
+    first_header: Option<Vec<u8>>,
 }
 
 impl Datagram {
@@ -62,6 +65,16 @@ impl Datagram {
         self.total
             .is_some_and(|t| self.ranges.len() == 1 && self.ranges[0] == (0, t))
     }
+}
+
+/// A datagram given up on at its timeout.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// Fragment zero's header and the data after it, if fragment zero came:
+    /// RFC 1122 §3.3.2 then asks for an ICMP time exceeded to the source.
+    pub quote: Option<Vec<u8>>,
 }
 
 /// What a fragment did.
@@ -80,6 +93,8 @@ pub struct Reassembler {
     config: ReassemblyConfig,
     datagrams: Vec<Datagram>,
     bytes: usize,
+    /// Expired datagrams not yet reported (see [`Reassembler::take_timed_out`]).
+    timed_out: Vec<TimedOut>,
 }
 
 impl Reassembler {
@@ -88,6 +103,7 @@ impl Reassembler {
             config,
             datagrams: Vec::new(),
             bytes: 0,
+            timed_out: Vec::new(),
         }
     }
 
@@ -128,6 +144,7 @@ impl Reassembler {
                     total: None,
                     ttl: packet.ttl(),
                     expires: now + self.config.timeout,
+                    first_header: None,
                 });
                 self.datagrams.len() - 1
             }
@@ -158,6 +175,9 @@ impl Reassembler {
             d.data.resize(end, 0);
         }
         d.data[start..end].copy_from_slice(payload);
+        if start == 0 {
+            d.first_header = Some(packet.as_bytes()[..packet.header_len()].to_vec());
+        }
         let at = d.ranges.partition_point(|&(s, _)| s < start);
         d.ranges.insert(at, (start, end));
         merge_adjacent(&mut d.ranges);
@@ -171,18 +191,35 @@ impl Reassembler {
     }
 
     /// Drops datagrams whose time is up; returns how many.
+    /// Gives up on datagrams whose time is up; returns how many. Each is
+    /// also kept for [`Reassembler::take_timed_out`].
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.datagrams.len();
         let mut freed = 0;
+        let timed_out = &mut self.timed_out;
         self.datagrams.retain(|d| {
             let keep = d.expires > now;
             if !keep {
                 freed += d.held();
+                timed_out.push(TimedOut {
+                    src: d.key.src,
+                    dst: d.key.dst,
+                    quote: d.first_header.as_ref().map(|header| {
+                        let room = icmp::MAX_QUOTED_LEN.saturating_sub(header.len());
+                        let data = &d.data[..d.ranges[0].1.min(room)];
+                        [header.as_slice(), data].concat()
+                    }),
+                });
             }
             keep
         });
         self.bytes -= freed;
         before - self.datagrams.len()
+    }
+
+    /// The datagrams given up on since the last call, oldest first.
+    pub fn take_timed_out(&mut self) -> Vec<TimedOut> {
+        std::mem::take(&mut self.timed_out)
     }
 
     /// When the oldest datagram in progress expires.
@@ -328,9 +365,25 @@ mod tests {
         assert_eq!(r.expire(Instant::ZERO + Duration::from_secs(29)), 0);
         assert_eq!(r.expire(Instant::ZERO + Duration::from_secs(30)), 1);
         assert_eq!(r.usage(), (0, 0));
-        // The missing middle arriving late starts a new, incomplete datagram.
+        // Fragment zero came: its header and data are there to quote.
+        let reports = r.take_timed_out();
+        assert_eq!(reports.len(), 1);
+        let quote = reports[0].quote.as_ref().unwrap();
+        assert_eq!(quote[..], frags[0][..icmp::MAX_QUOTED_LEN]);
+        assert_eq!(
+            reports[0].src,
+            ipv4::Packet::new_checked(&frags[0]).unwrap().src()
+        );
+        assert!(r.take_timed_out().is_empty());
+        // The missing middle arriving late starts a new, incomplete datagram,
+        // which expires (seen by the next fragment) with nothing to quote.
         let late = Instant::ZERO + Duration::from_secs(31);
         assert_eq!(add(&mut r, late, &frags[1]), Outcome::Held);
+        let later = late + Duration::from_secs(30);
+        assert_eq!(add(&mut r, later, &frags[2]), Outcome::Held);
+        let reports = r.take_timed_out();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].quote, None);
     }
 
     #[test]

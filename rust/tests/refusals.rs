@@ -1,12 +1,14 @@
 //! Like a kernel: a reset for TCP to a closed port, an ICMP port unreachable
-//! for UDP nobody receives, neither for broadcasts, and errors rate-limited.
+//! for UDP nobody receives, neither for broadcasts, errors rate-limited, and
+//! a time exceeded for a datagram whose fragments never all came.
 
 mod common;
 use common::*;
+use mipfast::iface::DEFAULT_MAC;
 use mipfast::iface::{DropReason, ICMP_ERROR_BURST};
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{ethernet, icmp, ipv4, tcp, Ipv4Addr, MacAddress};
+use mipfast::wire::{checksum, ethernet, icmp, ipv4, tcp, Ipv4Addr, MacAddress};
 
 fn known_peer(now: Instant) -> Stack {
     let mut s = static_stack(now);
@@ -124,4 +126,52 @@ fn icmp_errors_are_rate_limited() {
         s.process_frame(later, &frame);
     }
     assert_eq!(drain(&mut s).len(), 10);
+}
+
+#[test]
+fn an_expired_datagram_draws_a_time_exceeded_quoting_fragment_zero() {
+    let mut stack = known_peer(Instant::ZERO);
+    let datagram = udp_from_peer(9999, &[7u8; 3000]);
+    let ip = &datagram[ethernet::HEADER_LEN..];
+    // Fragment zero (1480 bytes) and the last piece; the middle never comes.
+    let fragment = |offset: usize, len: usize, more: bool| {
+        let mut f = ip[..ipv4::HEADER_LEN].to_vec();
+        f.extend_from_slice(&ip[ipv4::HEADER_LEN + offset..ipv4::HEADER_LEN + offset + len]);
+        let total = (f.len() as u16).to_be_bytes();
+        f[2..4].copy_from_slice(&total);
+        let flags = ((offset / 8) as u16 | if more { 0x2000 } else { 0 }).to_be_bytes();
+        f[6..8].copy_from_slice(&flags);
+        f[10..12].fill(0);
+        let c = checksum::checksum(&f[..ipv4::HEADER_LEN]);
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        frame(DEFAULT_MAC, PEER_MAC, ethernet::ETHERTYPE_IPV4, &f)
+    };
+    let first = fragment(0, 1480, true);
+    let udp_len = ip.len() - ipv4::HEADER_LEN;
+    stack.process_frame(Instant::ZERO, &first);
+    stack.process_frame(Instant::ZERO, &fragment(2960, udp_len - 2960, false));
+    assert!(drain(&mut stack).is_empty());
+    let at = Instant::ZERO + Duration::from_secs(30);
+    stack.poll_timers(at);
+    let out = drain(&mut stack);
+    assert_eq!(out.len(), 1, "one time exceeded");
+    let reply = ipv4::Packet::new_checked(&out[0][ethernet::HEADER_LEN..]).unwrap();
+    assert_eq!((reply.src(), reply.dst()), (STACK_IP, PEER_IP));
+    let message = icmp::Packet::new_checked(reply.payload()).unwrap();
+    assert_eq!(
+        (message.msg_type(), message.code()),
+        (
+            icmp::TYPE_TIME_EXCEEDED,
+            icmp::CODE_REASSEMBLY_TIME_EXCEEDED
+        )
+    );
+    // RFC 792: the quote starts with fragment zero's header and data.
+    let quoted = &reply.payload()[icmp::HEADER_LEN..];
+    assert_eq!(quoted, &first[ethernet::HEADER_LEN..][..quoted.len()]);
+    assert!(quoted.len() >= ipv4::HEADER_LEN + 8);
+    // Without fragment zero there is nothing to quote, and nothing is sent.
+    stack.process_frame(at, &fragment(1480, 1480, true));
+    stack.poll_timers(at + Duration::from_secs(30));
+    assert!(drain(&mut stack).is_empty());
+    assert_eq!(stack.counters().drops(DropReason::Ipv4ReassemblyTimeout), 2);
 }

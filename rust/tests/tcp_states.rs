@@ -382,7 +382,8 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
         quote
     };
     let unreachable = |quote: &[u8]| {
-        let m = icmp::DestUnreachable {
+        let m = icmp::ErrorMessage {
+            msg_type: icmp::TYPE_DEST_UNREACHABLE,
             code: icmp::CODE_PORT_UNREACHABLE,
             original: quote,
         };

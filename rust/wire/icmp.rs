@@ -126,15 +126,21 @@ pub const CODE_PORT_UNREACHABLE: u8 = 3;
 /// fits in 576 bytes (IP header 20 + ICMP header 8 leave 548).
 pub const MAX_QUOTED_LEN: usize = 548;
 
-/// A destination-unreachable message quoting the start of `original`.
+/// Type 11, time exceeded (RFC 792); code 1: fragment reassembly time exceeded.
+pub const TYPE_TIME_EXCEEDED: u8 = 11;
+pub const CODE_REASSEMBLY_TIME_EXCEEDED: u8 = 1;
+
+/// An error message (destination unreachable, time exceeded) quoting the
+/// start of `original`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DestUnreachable<'a> {
+pub struct ErrorMessage<'a> {
+    pub msg_type: u8,
     pub code: u8,
     /// The offending IPv4 packet, header first; cut to [`MAX_QUOTED_LEN`].
     pub original: &'a [u8],
 }
 
-impl DestUnreachable<'_> {
+impl ErrorMessage<'_> {
     fn quoted(&self) -> &[u8] {
         &self.original[..self.original.len().min(MAX_QUOTED_LEN)]
     }
@@ -146,7 +152,7 @@ impl DestUnreachable<'_> {
     }
     pub fn emit(&self, buf: &mut [u8]) {
         let len = self.len();
-        buf[0] = TYPE_DEST_UNREACHABLE;
+        buf[0] = self.msg_type;
         buf[1] = self.code;
         buf[2..8].fill(0);
         buf[HEADER_LEN..len].copy_from_slice(self.quoted());
@@ -162,7 +168,8 @@ mod unreachable_tests {
     #[test]
     fn quotes_and_checksums() {
         let original = [0x45u8; 600];
-        let m = DestUnreachable {
+        let m = ErrorMessage {
+            msg_type: TYPE_DEST_UNREACHABLE,
             code: CODE_PORT_UNREACHABLE,
             original: &original,
         };
