@@ -229,6 +229,7 @@ impl Stack {
             Err(Unclaimed::NoSocket) => self.iface.send_tcp_reset(now, &t),
             Err(Unclaimed::Overflow) => self.iface.count_drop(DropReason::TcpListenOverflow),
             Err(Unclaimed::Ignored) => self.iface.count_drop(DropReason::TcpIgnored),
+            Err(Unclaimed::BadCookie) => self.iface.count_drop(DropReason::TcpBadCookie),
         }
     }
 

@@ -221,6 +221,58 @@ def test_kernel_client_through_a_listener(lab, peer):
         assert client.result().split() == [str(len(data)), sha(data)]
 
 
+BURST_CLIENTS = """
+import socket, sys
+host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = bytes(range(256)) * (size // 256)
+socks = []
+for _ in range(n):  # every SYN at once
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    socks.append(s)
+ok = 0
+for s in socks:
+    s.settimeout(30)
+    s.sendall(data)  # waits for the handshake
+    s.shutdown(socket.SHUT_WR)
+    back = b""
+    while chunk := s.recv(65536):
+        back += chunk
+    ok += back == data
+print("ok", ok, flush=True)
+"""
+
+
+def test_syn_cookies_let_a_burst_of_kernel_clients_in(lab):
+    n = 40
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(7002, backlog=2) as server:
+        clients = subprocess.Popen(
+            lab.ns(sys.executable, "-c", BURST_CLIENTS, STACK_IP, "7002", str(n), str(64 << 10)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def echo(conn: mipfast.Connection) -> None:
+            with conn:
+                while chunk := conn.recv(65536):
+                    conn.sendall(chunk)
+
+        threads = []
+        for _ in range(n):
+            conn, _ = server.accept(timeout=30)
+            threads.append(threading.Thread(target=echo, args=(conn,)))
+            threads[-1].start()
+        out, err = clients.communicate(timeout=60)
+        for t in threads:
+            t.join(10)
+        assert out.split() == ["ok", str(n)], err
+        info = stack.tcp_info
+        # Backlog 2 against 40 SYNs at once: the rest were answered with cookies.
+        assert info["syn_cookies_sent"] > 0 and info["syn_cookies_accepted"] > 0, info
+
+
 def test_recv_and_sendall_from_two_threads(lab, peer):
     peer(PEER_PY, "echo", "9003")
     data = pattern(4 << 20)

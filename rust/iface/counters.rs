@@ -41,6 +41,7 @@ drop_reasons! {
     TcpMalformed => "tcp_malformed",
     TcpNoListener => "tcp_no_listener",
     TcpListenOverflow => "tcp_listen_overflow",
+    TcpBadCookie => "tcp_bad_cookie",
     TcpIgnored => "tcp_ignored",
     TcpOptionsMalformed => "tcp_options_malformed",
     DhcpMalformed => "dhcp_malformed",

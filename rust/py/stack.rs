@@ -435,12 +435,16 @@ impl PyStack {
     /// SYNs dropped because a listener's queues were full.
     #[getter]
     fn tcp_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (n, active, memory) =
-            self.read(py, |s| (s.tcp().len(), s.tcp().active(), s.tcp().memory()))?;
+        let (n, active, memory, cookies) = self.read(py, |s| {
+            let tcp = s.tcp();
+            (tcp.len(), tcp.active(), tcp.memory(), tcp.cookies())
+        })?;
         let dict = PyDict::new(py);
         dict.set_item("connections", n)?;
         dict.set_item("active", active)?;
         dict.set_item("memory", memory)?;
+        dict.set_item("syn_cookies_sent", cookies.0)?;
+        dict.set_item("syn_cookies_accepted", cookies.1)?;
         Ok(dict)
     }
 

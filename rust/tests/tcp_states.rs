@@ -5,9 +5,9 @@ mod tcp_net;
 
 use mipfast::phy::fault::FaultConfig;
 use mipfast::socket::tcp::{Error, Handle, Keepalive, State, TcpConfig};
-use mipfast::time::Duration;
+use mipfast::time::{Duration, Instant};
 use mipfast::wire::tcp::{Flags, Options, Repr};
-use mipfast::wire::{ethernet, icmp, ipv4, MacAddress};
+use mipfast::wire::{ethernet, icmp, ipv4, Ipv4Addr, MacAddress};
 use tcp_net::*;
 
 const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
@@ -523,8 +523,17 @@ fn resets_in_window_draw_a_challenge_ack_and_only_an_exact_one_resets() {
 }
 
 #[test]
-fn a_full_backlog_drops_syns_until_accept_makes_room() {
-    let mut net = Net::clean(9);
+fn without_cookies_a_full_backlog_drops_syns_until_accept_makes_room() {
+    let no_cookies = TcpConfig {
+        syn_cookies: false,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(
+        FaultConfig::latency(Duration::from_millis(1)),
+        9,
+        TcpConfig::default(),
+        no_cookies,
+    );
     net.b.stack.tcp_mut().listen(80, 2).unwrap();
     let now = net.now;
     let handles: Vec<Handle> = (0..5)
@@ -567,6 +576,161 @@ fn a_full_backlog_drops_syns_until_accept_makes_room() {
     });
     assert_eq!(accepted, 5);
     assert_eq!(established(&net), 5);
+}
+
+/// A SYN to B's port 80 from an address nobody answers for, as in a flood.
+fn spoofed_syn(net: &mut Net, src_port: u16) {
+    let src = Ipv4Addr::new(10, 77, 0, 99);
+    let syn = Repr {
+        src_port,
+        dst_port: 80,
+        seq: 7_000_000 + src_port as u32,
+        ack: 0,
+        flags: Flags::SYN,
+        window: 64240,
+        options: Options {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((1, 0)),
+            ..Default::default()
+        },
+    };
+    let mut tcp = vec![0u8; syn.header_len()];
+    syn.emit(&mut tcp, 0, src, B_IP);
+    let mut ip = vec![0u8; ipv4::HEADER_LEN + tcp.len()];
+    ipv4::Repr {
+        src,
+        dst: B_IP,
+        protocol: ipv4::PROTO_TCP,
+        payload_len: tcp.len(),
+        ttl: 64,
+        ident: src_port,
+    }
+    .emit(&mut ip);
+    ip[ipv4::HEADER_LEN..].copy_from_slice(&tcp);
+    let frame_src = MacAddress([2, 0, 0, 0, 0, 99]);
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
+    ethernet::Repr {
+        dst: B_MAC,
+        src: frame_src,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut frame);
+    frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
+    let now = net.now;
+    net.a.dev.inject(now, &frame);
+}
+
+#[test]
+fn a_syn_flood_is_answered_with_cookies_and_a_client_still_gets_in() {
+    let mut net = Net::clean(14);
+    net.b.stack.tcp_mut().listen(80, 4).unwrap();
+    for port in 1000..1200 {
+        spoofed_syn(&mut net, port);
+    }
+    net.run_for(Duration::from_millis(5));
+    let listener = net.b.stack.tcp().listener(80).unwrap();
+    assert_eq!((listener.embryonic, listener.cookies_sent), (4, 196));
+    assert_eq!(listener.overflows, 0);
+    assert_eq!(net.b.stack.tcp().len(), 4, "cookies keep no state");
+    // A real client, whose SYN also finds the handshake queue full.
+    let (ha, hb) = net.connect(80);
+    assert_eq!(net.b.stack.tcp().listener(80).unwrap().cookies_sent, 197);
+    assert_eq!(net.b.stack.tcp().cookies(), (197, 1));
+    let (a, b) = (net.conn_a(ha), net.conn_b(hb));
+    assert_eq!(
+        (a.state(), b.state()),
+        (State::Established, State::Established)
+    );
+    // Its options survived in the cookie and the echoed timestamp.
+    assert_eq!((b.mss(), a.mss()), (1448, 1448));
+    assert_eq!(b.window_shifts(), (5, 5));
+    assert!(b.sack_enabled() && b.timestamps_enabled() && a.sack_enabled());
+    // And it carries data both ways at full windows.
+    let mut ab = Transfer::new(pattern(2 << 20, 1));
+    let mut ba = Transfer::new(pattern(2 << 20, 2));
+    let done = net.run_until(Duration::from_secs(60), |n| {
+        ab.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+        ba.step(&mut n.b.stack, hb, &mut n.a.stack, ha);
+        ab.done() && ba.done()
+    });
+    assert!(done && ab.hash == Fnv::of(&ab.data) && ba.hash == Fnv::of(&ba.data));
+    assert!(
+        net.now < Instant::ZERO + Duration::from_secs(2),
+        "{:?}",
+        net.now
+    );
+}
+
+#[test]
+fn an_ack_without_a_valid_cookie_builds_nothing() {
+    let mut net = Net::clean(15);
+    net.b.stack.tcp_mut().listen(80, 1).unwrap();
+    spoofed_syn(&mut net, 1000);
+    spoofed_syn(&mut net, 1001); // a cookie: the listener now checks ACKs
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(net.b.stack.tcp().listener(80).unwrap().cookies_sent, 1);
+    let ack = |seq: u32, ack: u32| Repr {
+        src_port: 80,
+        dst_port: 45000,
+        seq,
+        ack,
+        flags: Flags::ACK,
+        window: 1000,
+        options: Options::default(),
+    };
+    // Guesses, sent as A (A's stack answers B's resets with nothing).
+    for guess in 0..50u32 {
+        let r = ack(5000, guess.wrapping_mul(0x9e37_79b9));
+        let mut tcp = vec![0u8; r.header_len()];
+        Repr {
+            src_port: 45000,
+            dst_port: 80,
+            ..r
+        }
+        .emit(&mut tcp, 0, A_IP, B_IP);
+        inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+    }
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(net.b.stack.tcp().len(), 1, "only the one real handshake");
+    assert_eq!(net.b.stack.tcp().cookies(), (1, 0));
+    // Each guess is dropped and counted: while cookies are out, an ACK
+    // without one may be a real peer's later segment, and a reset would
+    // kill its connection.
+    assert_eq!(
+        net.b
+            .stack
+            .counters()
+            .drops(mipfast::iface::DropReason::TcpBadCookie),
+        50
+    );
+    // Once no cookie has gone out for 3 × 64 s, an ACK to the listener is
+    // reset again (RFC 9293 §3.10.7.2).
+    net.run_for(Duration::from_secs(200));
+    net.now = net.now.max(Instant::ZERO + Duration::from_secs(200)); // idle time passes too
+    let before = net
+        .b
+        .stack
+        .counters()
+        .drops(mipfast::iface::DropReason::TcpNoListener);
+    let mut tcp = vec![0u8; 20];
+    Repr {
+        src_port: 45001,
+        dst_port: 80,
+        ..ack(5000, 77)
+    }
+    .emit(&mut tcp, 0, A_IP, B_IP);
+    inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(
+        net.b
+            .stack
+            .counters()
+            .drops(mipfast::iface::DropReason::TcpNoListener),
+        before + 1
+    );
+    assert!(net.b.stack.tcp_mut().accept(80).is_none());
 }
 
 #[test]

@@ -276,6 +276,29 @@ impl Connection {
         c
     }
 
+    /// A passive open rebuilt from a returning SYN cookie: `syn` is the SYN
+    /// the cookie stands for, and our SYN-ACK (ISN `iss`) counts as sent.
+    pub fn from_cookie(
+        config: TcpConfig,
+        now: Instant,
+        local: Endpoint,
+        syn: &Incoming<'_>,
+        iss: Seq,
+    ) -> Self {
+        let mut c = Connection::accept(config, now, local, syn, iss);
+        c.snd_nxt = iss + 1;
+        c.snd_max = c.snd_nxt;
+        c
+    }
+
+    /// For a cookie SYN-ACK: our timestamp now carries the peer's window
+    /// scale and SACK permission in its low bits (see `cookie.rs`).
+    pub fn carry_in_timestamp(&mut self, now: Instant, window_scale: Option<u8>, sack: bool) {
+        let ts = self.ts_now(now);
+        let carried = super::cookie::encode_timestamp(ts, window_scale, sack);
+        self.ts_offset = self.ts_offset.wrapping_sub(ts.wrapping_sub(carried));
+    }
+
     /// Records the peer's SYN: sequence numbers and negotiated options.
     fn take_syn(&mut self, seg: &Incoming<'_>) {
         self.irs = seg.seq;

@@ -2,11 +2,14 @@
 //!
 //! Two queues, like a kernel: connections still in the handshake
 //! (SYN-RECEIVED) and established ones waiting for `accept`. Each is bounded
-//! by the backlog. When either is full a new SYN is dropped and counted; the
-//! peer retransmits it (RFC 9293 §3.8.1), so legitimate clients get in once
-//! room is made, and a SYN flood costs at most `backlog` connection blocks.
+//! by the backlog, so a SYN flood costs at most `backlog` connection blocks.
+//! When the handshake queue is full a SYN is answered with a SYN cookie
+//! (see `cookie.rs`; or dropped when cookies are off); when the accept queue
+//! is full it is dropped and counted, and the peer retransmits it (RFC 9293
+//! §3.8.1), so legitimate clients get in once `accept` makes room.
 
 use super::set::Handle;
+use crate::time::Instant;
 use std::collections::VecDeque;
 
 #[derive(Debug)]
@@ -19,6 +22,11 @@ pub struct Listener {
     pub ready: VecDeque<Handle>,
     /// SYNs dropped because a queue was full.
     pub overflows: u64,
+    /// SYNs answered with a cookie.
+    pub cookies_sent: u64,
+    /// When the last cookie went out: returning ACKs are checked for one
+    /// only for a while after.
+    pub last_cookie_at: Option<Instant>,
 }
 
 impl Listener {
@@ -29,7 +37,13 @@ impl Listener {
             embryonic: 0,
             ready: VecDeque::new(),
             overflows: 0,
+            cookies_sent: 0,
+            last_cookie_at: None,
         }
+    }
+    /// Room in the accept queue.
+    pub fn can_queue(&self) -> bool {
+        self.ready.len() < self.backlog
     }
     /// Room for one more handshake.
     pub fn has_room(&self) -> bool {

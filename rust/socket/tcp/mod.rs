@@ -5,6 +5,7 @@
 mod assembler;
 mod congestion;
 mod connection;
+mod cookie;
 mod listener;
 mod ring;
 mod rtt;
@@ -88,6 +89,9 @@ pub struct TcpConfig {
     pub keepalive: Option<Keepalive>,
     /// Give up when data stays unacknowledged this long (TCP_USER_TIMEOUT).
     pub user_timeout: Option<Duration>,
+    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) while a listener's
+    /// handshake queue is full, instead of dropping them.
+    pub syn_cookies: bool,
     /// The largest IPv4 packet the device cuts into segments itself (its
     /// segmentation offload): full-sized segments that leave together go
     /// as one burst of up to this size. 0: one segment per packet.
@@ -114,6 +118,7 @@ impl Default for TcpConfig {
             nodelay: false,
             keepalive: None,
             user_timeout: None,
+            syn_cookies: true,
             burst_capacity: 0,
         }
     }

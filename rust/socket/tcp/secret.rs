@@ -16,7 +16,8 @@ impl Secret {
         Secret { key }
     }
 
-    fn hash(&self, domain: u8, parts: &[&[u8]]) -> u64 {
+    /// A keyed hash of `parts`; `domain` separates the uses of one key.
+    pub(super) fn hash(&self, domain: u8, parts: &[&[u8]]) -> u64 {
         let mut h = SipHasher24::new_with_key(&self.key);
         h.write_u8(domain);
         for p in parts {

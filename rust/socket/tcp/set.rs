@@ -3,12 +3,13 @@
 //! connections that have something to do (thousands may sit idle).
 
 use super::connection::{Connection, State};
+use super::cookie;
 use super::listener::Listener;
 use super::secret::Secret;
 use super::seq::Seq;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
 use crate::time::Instant;
-use crate::wire::tcp::Flags;
+use crate::wire::tcp::{Flags, Options};
 use crate::wire::Ipv4Addr;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -67,6 +68,11 @@ pub enum Unclaimed {
     Overflow,
     /// Ignored on purpose (a stray RST, a non-SYN to a listener handled).
     Ignored,
+    /// An ACK to a listener sending cookies that returns none of ours:
+    /// dropped without a reset, since it may be a peer's later segment
+    /// whose first one (the one that carries the cookie) was lost or found
+    /// the accept queue full; the peer retransmits that first one.
+    BadCookie,
 }
 
 #[derive(Debug)]
@@ -81,6 +87,8 @@ pub struct TcpSockets {
     secret: Secret,
     /// RFC 6056 Algorithm 3's `next_ephemeral`.
     next_ephemeral: u32,
+    /// SYNs answered with a cookie, and connections built from one, ever.
+    cookies: (u64, u64),
 }
 
 impl TcpSockets {
@@ -95,7 +103,14 @@ impl TcpSockets {
             dirty: Vec::new(),
             secret: Secret::new(key),
             next_ephemeral: first_port,
+            cookies: (0, 0),
         }
+    }
+
+    /// SYNs answered with a SYN cookie, and connections built from a
+    /// returning one, since the stack started.
+    pub fn cookies(&self) -> (u64, u64) {
+        self.cookies
     }
 
     pub fn config(&self) -> &TcpConfig {
@@ -323,6 +338,7 @@ impl TcpSockets {
             }
             self.remove(i); // RFC 6191: a new incarnation replaces TIME-WAIT
         }
+        let cookies = self.config.syn_cookies;
         let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
             return Err(Unclaimed::NoSocket);
         };
@@ -330,6 +346,12 @@ impl TcpSockets {
             return Err(Unclaimed::Ignored);
         }
         if seg.has(Flags::ACK) || !seg.has(Flags::SYN) {
+            let cookie_due = listener
+                .last_cookie_at
+                .is_some_and(|t| now.saturating_since(t) < cookie::lifetime());
+            if cookies && cookie_due && seg.has(Flags::ACK) && !seg.has(Flags::SYN) {
+                return self.accept_cookie(now, seg, out);
+            }
             // RFC 9293 §3.10.7.2: an ACK to a listener gets a reset.
             return Err(if seg.has(Flags::ACK) {
                 Unclaimed::NoSocket
@@ -338,6 +360,13 @@ impl TcpSockets {
             });
         }
         if !listener.has_room() {
+            if cookies && listener.can_queue() {
+                listener.cookies_sent += 1;
+                listener.last_cookie_at = Some(now);
+                self.cookies.0 += 1;
+                self.send_cookie(now, seg, out);
+                return Ok(());
+            }
             listener.overflows += 1;
             return Err(Unclaimed::Overflow);
         }
@@ -349,6 +378,98 @@ impl TcpSockets {
         let conn = Connection::accept(self.config, now, local, seg, iss)
             .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
         self.insert(conn, false, Some(port));
+        Ok(())
+    }
+
+    /// Answers a SYN with a cookie SYN-ACK and keeps nothing: a connection
+    /// built as for any SYN sends it and is dropped. What the cookie cannot
+    /// carry (window scale and SACK without timestamps) is not offered.
+    fn send_cookie(&mut self, now: Instant, seg: &Incoming<'_>, out: &mut Emit<'_>) {
+        let local = (seg.dst, seg.dst_port);
+        let remote = (seg.src, seg.src_port);
+        let offered = seg.options;
+        let (isn, mss) = cookie::make(
+            &self.secret,
+            now,
+            local,
+            remote,
+            seg.seq.0,
+            offered.mss.unwrap_or(536),
+        );
+        let timestamps = self.config.timestamps && offered.timestamps.is_some();
+        let syn = Incoming {
+            options: Options {
+                mss: Some(mss),
+                window_scale: offered.window_scale.filter(|_| timestamps),
+                sack_permitted: offered.sack_permitted && timestamps,
+                timestamps: offered.timestamps,
+                ..Default::default()
+            },
+            ..*seg
+        };
+        let mut conn = Connection::accept(self.config, now, local, &syn, Seq(isn))
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
+        if timestamps {
+            conn.carry_in_timestamp(now, syn.options.window_scale, syn.options.sack_permitted);
+        }
+        conn.dispatch(now, out);
+    }
+
+    /// An ACK to a listener that recently sent cookies: if it returns one,
+    /// the connection is built from it and takes the ACK.
+    fn accept_cookie(
+        &mut self,
+        now: Instant,
+        seg: &Incoming<'_>,
+        out: &mut Emit<'_>,
+    ) -> Result<(), Unclaimed> {
+        let local = (seg.dst, seg.dst_port);
+        let remote = (seg.src, seg.src_port);
+        let peer_isn = seg.seq.0.wrapping_sub(1);
+        let iss = seg.ack.0.wrapping_sub(1);
+        let Some(mss) = cookie::check(&self.secret, now, local, remote, peer_isn, iss) else {
+            return Err(Unclaimed::BadCookie);
+        };
+        let listener = self
+            .listeners
+            .get_mut(&seg.dst_port)
+            .ok_or(Unclaimed::NoSocket)?;
+        if !listener.can_queue() {
+            // As Linux: the peer retries, and gets in once accept makes room.
+            listener.overflows += 1;
+            return Err(Unclaimed::Overflow);
+        }
+        listener.embryonic += 1;
+        let port = listener.port;
+        self.cookies.1 += 1;
+        let (window_scale, sack) = match seg.options.timestamps {
+            Some((_, echo)) if self.config.timestamps => cookie::decode_timestamp(echo),
+            _ => (None, false),
+        };
+        let syn = Incoming {
+            seq: Seq(peer_isn),
+            ack: Seq(0),
+            flags: Flags::SYN,
+            options: Options {
+                mss: Some(mss),
+                window_scale,
+                sack_permitted: sack,
+                timestamps: seg.options.timestamps.map(|(val, _)| (val, 0)),
+                ..Default::default()
+            },
+            payload: &[],
+            ..*seg
+        };
+        let conn = Connection::from_cookie(self.config, now, local, &syn, Seq(iss))
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
+        let h = self.insert(conn, false, Some(port));
+        let conn = self.slots[h.index as usize]
+            .conn
+            .as_mut()
+            .expect("just inserted");
+        conn.process(now, seg, out);
+        self.after_event(h.index, State::SynReceived);
+        self.mark(h.index);
         Ok(())
     }
 
