@@ -71,6 +71,11 @@ impl Net {
         Net::new(FaultConfig::latency(Duration::from_millis(1)), seed)
     }
 
+    /// A clean link with 1 ms each way, and these TCP settings on A and B.
+    pub fn clean_with(seed: u64, a: TcpConfig, b: TcpConfig) -> Self {
+        Net::with_configs(FaultConfig::latency(Duration::from_millis(1)), seed, a, b)
+    }
+
     /// One round on both nodes at the current time.
     pub fn round(&mut self) {
         let now = self.now;

@@ -132,12 +132,7 @@ fn a_silent_peer_exhausts_syn_retries_then_data_retries() {
         data_retries: 4,
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        4,
-        config,
-        config,
-    );
+    let mut net = Net::clean_with(4, config, config);
     net.b.silent = true;
     let h = net.open(80);
     // ARP never answers either; the SYN retries back off 1, 2, 4, 8 s.
@@ -148,12 +143,7 @@ fn a_silent_peer_exhausts_syn_retries_then_data_retries() {
         (State::Closed, Some(Error::TimedOut))
     );
 
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        5,
-        config,
-        config,
-    );
+    let mut net = Net::clean_with(5, config, config);
     let (ha, _) = net.connect(80);
     net.b.silent = true;
     net.a
@@ -294,12 +284,7 @@ fn keepalive_keeps_a_live_peer_and_drops_a_dead_one() {
         }),
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        7,
-        keep,
-        TcpConfig::default(),
-    );
+    let mut net = Net::clean_with(7, keep, TcpConfig::default());
     let (ha, _) = net.connect(80);
     let before = net.b.stack.counters().frames_in;
     net.run_for(Duration::from_secs(100));
@@ -327,15 +312,25 @@ fn inject_to_a(net: &mut Net, repr: Repr) {
 
 /// An IPv4 packet built by hand, put on the wire as if A (`from_a`) or B sent it.
 fn inject_ip(net: &mut Net, from_a: bool, protocol: u8, payload: &[u8]) {
-    let (src, dst, src_mac, dst_mac) = if from_a {
-        (A_IP, B_IP, A_MAC, B_MAC)
-    } else {
-        (B_IP, A_IP, B_MAC, A_MAC)
-    };
+    let (a, b) = ((A_IP, A_MAC), (B_IP, B_MAC));
+    let (src, dst) = if from_a { (a, b) } else { (b, a) };
+    inject_from(net, from_a, src, dst, protocol, payload);
+}
+
+/// An IPv4 packet from `src` to `dst` (address, MAC), put on the wire at
+/// A's end (`at_a`) or B's, toward the other.
+fn inject_from(
+    net: &mut Net,
+    at_a: bool,
+    src: (Ipv4Addr, MacAddress),
+    dst: (Ipv4Addr, MacAddress),
+    protocol: u8,
+    payload: &[u8],
+) {
     let mut ip = vec![0u8; ipv4::HEADER_LEN + payload.len()];
     ipv4::Repr {
-        src,
-        dst,
+        src: src.0,
+        dst: dst.0,
         protocol,
         payload_len: payload.len(),
         ttl: 64,
@@ -345,14 +340,14 @@ fn inject_ip(net: &mut Net, from_a: bool, protocol: u8, payload: &[u8]) {
     ip[ipv4::HEADER_LEN..].copy_from_slice(payload);
     let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
     ethernet::Repr {
-        dst: dst_mac,
-        src: src_mac,
+        dst: dst.1,
+        src: src.1,
         ethertype: ethernet::ETHERTYPE_IPV4,
     }
     .emit(&mut frame);
     frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
     let now = net.now;
-    let end = if from_a { &net.a.dev } else { &net.b.dev };
+    let end = if at_a { &net.a.dev } else { &net.b.dev };
     end.inject(now, &frame);
 }
 
@@ -528,12 +523,7 @@ fn without_cookies_a_full_backlog_drops_syns_until_accept_makes_room() {
         syn_cookies: false,
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        9,
-        TcpConfig::default(),
-        no_cookies,
-    );
+    let mut net = Net::clean_with(9, TcpConfig::default(), no_cookies);
     net.b.stack.tcp_mut().listen(80, 2).unwrap();
     let now = net.now;
     let handles: Vec<Handle> = (0..5)
@@ -598,28 +588,8 @@ fn spoofed_syn(net: &mut Net, src_port: u16) {
     };
     let mut tcp = vec![0u8; syn.header_len()];
     syn.emit(&mut tcp, 0, src, B_IP);
-    let mut ip = vec![0u8; ipv4::HEADER_LEN + tcp.len()];
-    ipv4::Repr {
-        src,
-        dst: B_IP,
-        protocol: ipv4::PROTO_TCP,
-        payload_len: tcp.len(),
-        ttl: 64,
-        ident: src_port,
-    }
-    .emit(&mut ip);
-    ip[ipv4::HEADER_LEN..].copy_from_slice(&tcp);
-    let frame_src = MacAddress([2, 0, 0, 0, 0, 99]);
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
-    ethernet::Repr {
-        dst: B_MAC,
-        src: frame_src,
-        ethertype: ethernet::ETHERTYPE_IPV4,
-    }
-    .emit(&mut frame);
-    frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
-    let now = net.now;
-    net.a.dev.inject(now, &frame);
+    let spoofer = (src, MacAddress([2, 0, 0, 0, 0, 99]));
+    inject_from(net, true, spoofer, (B_IP, B_MAC), ipv4::PROTO_TCP, &tcp);
 }
 
 #[test]

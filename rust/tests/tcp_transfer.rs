@@ -44,12 +44,7 @@ fn options_off_fall_back() {
         window_scale: false,
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        2,
-        TcpConfig::default(),
-        plain,
-    );
+    let mut net = Net::clean_with(2, TcpConfig::default(), plain);
     let (ha, _) = net.connect(80);
     let a = net.conn_a(ha);
     assert_eq!(a.mss(), 1460);
@@ -172,12 +167,7 @@ fn flights(burst_capacity: usize) -> Vec<TxFrame> {
         burst_capacity,
         ..Default::default()
     };
-    let mut net = Net::with_configs(
-        FaultConfig::latency(Duration::from_millis(1)),
-        5,
-        a,
-        TcpConfig::default(),
-    );
+    let mut net = Net::clean_with(5, a, TcpConfig::default());
     let (ha, hb) = net.connect(80);
     let mut transfer = Transfer::new(pattern(300_000, 3));
     let mut frames = vec![];
