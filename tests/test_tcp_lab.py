@@ -301,7 +301,7 @@ def test_recv_and_sendall_from_two_threads(lab, peer):
         stack.close()
 
 
-def test_peek_and_dontwait(lab, peer):
+def test_recv_flags_peek_dontwait_waitall(lab, peer):
     peer(PEER_PY, "echo", "9005")
     with (
         mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack,
@@ -323,6 +323,30 @@ def test_peek_and_dontwait(lab, peer):
         assert conn.recv(100) == b"hello world"  # peeking consumed nothing
         with pytest.raises(BlockingIOError):
             conn.recv(10, socket.MSG_DONTWAIT)
+        # MSG_WAITALL: one call returns the whole amount...
+        data = pattern(300_000)
+        conn.sendall(data)
+        assert conn.recv(len(data), socket.MSG_WAITALL) == data
+        buf = bytearray(100_000)
+        conn.sendall(data[:100_000])
+        assert conn.recv_into(buf, 0, socket.MSG_WAITALL) == 100_000 and buf == data[:100_000]
+        # ...or what came before the timeout, never losing it...
+        conn.settimeout(0.3)
+        conn.sendall(b"0123456789")
+        start = time.monotonic()
+        assert conn.recv(100, socket.MSG_WAITALL) == b"0123456789"
+        assert time.monotonic() - start >= 0.25
+        with pytest.raises(TimeoutError):  # nothing at all: the timeout as usual
+            conn.recv(100, socket.MSG_WAITALL)
+        with pytest.raises(OSError) as e:
+            conn.recv(10, socket.MSG_WAITALL | socket.MSG_PEEK)
+        assert e.value.errno == errno.EOPNOTSUPP
+        # ...or what came before the end of the stream.
+        conn.settimeout(10)
+        conn.sendall(b"tail")
+        conn.shutdown(socket.SHUT_WR)  # the echo server closes after our FIN
+        assert conn.recv(100, socket.MSG_WAITALL) == b"tail"
+        assert conn.recv(100, socket.MSG_WAITALL) == b""
 
 
 def test_closed_port_is_refused(lab):

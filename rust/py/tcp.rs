@@ -162,6 +162,45 @@ impl PyConnection {
         errors::waited(result, timeout)
     }
 
+    /// MSG_WAITALL: fills `buf` unless the stream ends, fails or the wait
+    /// runs out first; what was read by then is returned, never lost (the
+    /// error, if any, comes with the next call).
+    fn receive_all(&self, py: Python<'_>, flags: RecvFlags, buf: &mut [u8]) -> PyResult<usize> {
+        if flags.peek {
+            return Err(PyOSError::new_err((
+                libc::EOPNOTSUPP,
+                "MSG_WAITALL with MSG_PEEK is not supported",
+            )));
+        }
+        let want = buf.len();
+        let filled = AtomicUsize::new(0);
+        let result = self.wait_up_to(py, flags.timeout(self.timeout()), |c| {
+            let at = filled.load(Ordering::Relaxed);
+            match c.recv(&mut buf[at..]) {
+                Ok(Some(0)) => Some(Ok(at)), // end of stream
+                Ok(Some(n)) if at + n == want => Some(Ok(want)),
+                Ok(Some(n)) => {
+                    filled.store(at + n, Ordering::Relaxed);
+                    None
+                }
+                Ok(None) => None,
+                Err(_) if at > 0 => Some(Ok(at)),
+                Err(e) => Some(Err(tcp_error(e))),
+            }
+        });
+        let at = filled.load(Ordering::Relaxed);
+        match result {
+            Err(e)
+                if at > 0
+                    && (e.is_instance_of::<PyTimeoutError>(py)
+                        || e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)) =>
+            {
+                Ok(at)
+            }
+            other => other,
+        }
+    }
+
     fn with_conn<T: Send>(
         &self,
         py: Python<'_>,
@@ -241,6 +280,11 @@ impl PyConnection {
         if bufsize == 0 {
             return Ok(PyBytes::new(py, b""));
         }
+        if flags.wait_all {
+            let mut v = vec![0u8; bufsize as usize];
+            let n = self.receive_all(py, flags, &mut v)?;
+            return Ok(PyBytes::new(py, &v[..n]));
+        }
         let data = self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
             let ready = c.recv_available().min(bufsize as usize);
             if ready > 0 {
@@ -280,6 +324,9 @@ impl PyConnection {
         }
         if raw.len == 0 {
             return Ok(0);
+        }
+        if flags.wait_all {
+            return self.receive_all(py, flags, raw.get_mut());
         }
         self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
             match read(c, raw.get_mut(), flags.peek) {

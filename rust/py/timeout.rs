@@ -41,19 +41,21 @@ impl SocketTimeout {
     }
 }
 
-/// The `flags` of a receive call: MSG_PEEK (look, leave the data queued) and
-/// MSG_DONTWAIT (this call does not block) are honoured; any other flag is
-/// an OSError(EOPNOTSUPP) rather than silently ignored, since a caller that
-/// meant to peek would lose data.
+/// The `flags` of a receive call: MSG_PEEK (look, leave the data queued),
+/// MSG_DONTWAIT (this call does not block) and MSG_WAITALL (a stream read
+/// waits for the whole buffer; datagrams ignore it, as Linux does) are
+/// honoured; any other flag is an OSError(EOPNOTSUPP) rather than silently
+/// ignored, since a caller that meant to peek would lose data.
 #[derive(Debug, Clone, Copy)]
 pub struct RecvFlags {
     pub peek: bool,
+    pub wait_all: bool,
     dont_wait: bool,
 }
 
 impl RecvFlags {
     pub fn parse(flags: i32) -> PyResult<Self> {
-        let known = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        let known = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_WAITALL;
         if flags & !known != 0 {
             return Err(pyo3::exceptions::PyOSError::new_err((
                 libc::EOPNOTSUPP,
@@ -62,6 +64,7 @@ impl RecvFlags {
         }
         Ok(RecvFlags {
             peek: flags & libc::MSG_PEEK != 0,
+            wait_all: flags & libc::MSG_WAITALL != 0,
             dont_wait: flags & libc::MSG_DONTWAIT != 0,
         })
     }
