@@ -766,3 +766,77 @@ fn nagle_holds_small_writes_until_acked_unless_nodelay() {
         assert_eq!(sent, if nodelay { 5 } else { 1 }, "nodelay={nodelay}");
     }
 }
+
+#[test]
+fn random_segments_to_a_listener_sending_cookies_break_nothing() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let mut net = Net::clean(16);
+    net.b.stack.tcp_mut().listen(80, 1).unwrap();
+    spoofed_syn(&mut net, 1000);
+    spoofed_syn(&mut net, 1001); // a cookie goes out: ACKs are checked for one
+    net.run_for(Duration::from_millis(5));
+    let mut rng = StdRng::seed_from_u64(16);
+    let flag_bits = [Flags::ACK, Flags::SYN, Flags::FIN, Flags::RST, Flags::PSH];
+    for round in 0..200 {
+        for _ in 0..100 {
+            let mut flags = Flags(0);
+            for f in flag_bits {
+                if rng.random_bool(0.4) {
+                    flags = flags | f;
+                }
+            }
+            let options = Options {
+                mss: rng.random_bool(0.5).then(|| rng.random()),
+                window_scale: rng.random_bool(0.5).then(|| rng.random_range(0..20)),
+                sack_permitted: rng.random_bool(0.5),
+                timestamps: rng.random_bool(0.5).then(|| (rng.random(), rng.random())),
+                ..Default::default()
+            };
+            let repr = Repr {
+                src_port: rng.random_range(1024..1100),
+                dst_port: if rng.random_bool(0.9) {
+                    80
+                } else {
+                    rng.random()
+                },
+                seq: rng.random(),
+                ack: rng.random(),
+                flags,
+                window: rng.random(),
+                options,
+            };
+            let payload: Vec<u8> = (0..rng.random_range(0..200))
+                .map(|_| rng.random())
+                .collect();
+            let mut tcp = vec![0u8; repr.header_len() + payload.len()];
+            tcp[repr.header_len()..].copy_from_slice(&payload);
+            repr.emit(&mut tcp, payload.len(), A_IP, B_IP);
+            inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+        }
+        net.run_for(Duration::from_millis(if round % 50 == 0 {
+            2000
+        } else {
+            2
+        }));
+    }
+    let seen = net.b.stack.counters().frames_in;
+    assert!(seen >= 20_000, "{seen} frames reached B");
+    // They went down the cookie paths: SYNs got cookies, bare ACKs were checked.
+    let bad = net
+        .b
+        .stack
+        .counters()
+        .drops(mipfast::iface::DropReason::TcpBadCookie);
+    assert!(net.b.stack.tcp().cookies().0 > 100 && bad > 100, "{bad}");
+    // The listener still takes a real client, who moves data.
+    let (ha, hb) = net.connect(80);
+    let mut ab = Transfer::new(pattern(100_000, 3));
+    let done = net.run_until(Duration::from_secs(30), |n| {
+        ab.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+        ab.done()
+    });
+    assert!(done && ab.hash == Fnv::of(&ab.data));
+    let listener = net.b.stack.tcp().listener(80).unwrap();
+    assert!(listener.embryonic <= listener.backlog);
+}
