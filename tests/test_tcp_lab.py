@@ -206,6 +206,30 @@ def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload)
         subprocess.run(["ethtool", "-K", lab.iface, "gso", "on"], check=False)
 
 
+@pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
+def test_frames_pass_the_queueing_discipline_and_recover_its_drops(lab, peer, offload):
+    # A token bucket with a tiny queue on our side: frames go through it, as
+    # the kernel's own do, and what it drops the stack retransmits.
+    shape = ["tc", "qdisc", "replace", "dev", lab.iface, "root", "tbf", "rate", "300mbit"]
+    subprocess.run([*shape, "burst", "32kb", "limit", "20kb"], check=True)
+    try:
+        size = 6 << 20
+        data = pattern(size)
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, segment_offload=offload) as stack:
+            sink = peer(PEER_PY, "sink", "9006")
+            with stack.connect((lab.peer_ip, 9006), timeout=10) as conn:
+                conn.sendall(data)
+            assert sink.result().split() == [str(size), sha(data)]
+            refused = stack.counters["drop_tx_error"]
+        stats = subprocess.run(
+            ["tc", "-s", "qdisc", "show", "dev", lab.iface], capture_output=True, text=True
+        ).stdout
+        dropped = int(stats.split("dropped ")[1].split(",")[0])
+        assert dropped > 0 and refused > 0, (stats, refused)
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", lab.iface, "root"], check=False)
+
+
 def test_kernel_client_through_a_listener(lab, peer):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(7000, backlog=4) as server:
         assert server.getsockname() == (STACK_IP, 7000)

@@ -5,8 +5,8 @@
 //! frame (`PACKET_VNET_HDR`, as tap and virtio drivers use): a TCP burst
 //! then goes to the kernel as one packet and is cut into wire segments by
 //! its GSO, in software or by the NIC, as the kernel's own TCP output is.
-//! Without it, frames skip the queueing discipline (`PACKET_QDISC_BYPASS`),
-//! the cheapest path for one frame at a time.
+//! Frames pass the interface's queueing discipline, as the kernel's own do,
+//! so `tc` shaping and netem apply to the stack too.
 
 use crate::iface::TxFrame;
 use crate::wire::{ethernet, ipv4, tcp};
@@ -15,7 +15,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const PACKET_VNET_HDR: libc::c_int = 15;
-const PACKET_QDISC_BYPASS: libc::c_int = 20;
 /// `struct virtio_net_hdr` (10 bytes, little-endian fields on this socket).
 const VNET_HDR_LEN: usize = 10;
 const VNET_F_NEEDS_CSUM: u8 = 1;
@@ -83,10 +82,6 @@ impl PacketSender {
             let _ = set_option(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
         }
         let vnet = offload && set_option(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
-        if !vnet {
-            // Best effort: a kernel without it keeps the qdisc.
-            let _ = set_option(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
-        }
         Ok(PacketSender {
             fd,
             vnet,
