@@ -183,6 +183,18 @@ def test_bulk_both_ways_with_5_percent_loss_on_the_live_device(lab, peer, driven
         stack.close()
 
 
+def upload_intact(lab, peer, port: int, size: int, **stack_args) -> dict[str, int]:
+    """Sends pattern(size) from a fresh stack to a kernel sink, checks it arrived
+    whole, and returns the stack's counters."""
+    data = pattern(size)
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR, **stack_args) as stack:
+        sink = peer(PEER_PY, "sink", str(port))
+        with stack.connect((lab.peer_ip, port), timeout=10) as conn:
+            conn.sendall(data)
+        assert sink.result().split() == [str(size), sha(data)]
+        return stack.counters
+
+
 @pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
 def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload):
     # Our side of the veth offloads nothing either, so the kernel cuts and
@@ -190,13 +202,7 @@ def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload)
     subprocess.run(["ethtool", "-K", lab.iface, "tso", "off", "gso", "off", "tx", "off"], check=True)
     try:
         size = 20 << 20
-        data = pattern(size)
-        with mipfast.Stack(lab.iface, ip=STACK_CIDR, segment_offload=offload) as stack:
-            sink = peer(PEER_PY, "sink", "9004")
-            with stack.connect((lab.peer_ip, 9004), timeout=10) as conn:
-                conn.sendall(data)
-            assert sink.result().split() == [str(size), sha(data)]
-            counters = stack.counters
+        counters = upload_intact(lab, peer, 9004, size, segment_offload=offload)
         assert counters["frames_out"] > size // 1448
         if offload:
             assert counters["bursts_out"] > 100, counters
@@ -213,14 +219,7 @@ def test_frames_pass_the_queueing_discipline_and_recover_its_drops(lab, peer, of
     shape = ["tc", "qdisc", "replace", "dev", lab.iface, "root", "tbf", "rate", "300mbit"]
     subprocess.run([*shape, "burst", "32kb", "limit", "20kb"], check=True)
     try:
-        size = 6 << 20
-        data = pattern(size)
-        with mipfast.Stack(lab.iface, ip=STACK_CIDR, segment_offload=offload) as stack:
-            sink = peer(PEER_PY, "sink", "9006")
-            with stack.connect((lab.peer_ip, 9006), timeout=10) as conn:
-                conn.sendall(data)
-            assert sink.result().split() == [str(size), sha(data)]
-            refused = stack.counters["drop_tx_error"]
+        refused = upload_intact(lab, peer, 9006, 6 << 20, segment_offload=offload)["drop_tx_error"]
         stats = subprocess.run(
             ["tc", "-s", "qdisc", "show", "dev", lab.iface], capture_output=True, text=True
         ).stdout

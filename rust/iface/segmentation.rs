@@ -13,6 +13,9 @@ const FIN_PSH: u8 = tcp::Flags::FIN.0 | tcp::Flags::PSH.0;
 /// The frames and bytes `frame` becomes on the wire, cut into segments of
 /// `segment_size` (0: the frame goes as it is).
 pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
+    if segment_size == 0 {
+        return (1, frame.len()); // every plain frame: no header parsing
+    }
     match layout(frame) {
         Some(l) if segment_size > 0 && l.payload_len() > segment_size => {
             let n = l.payload_len().div_ceil(segment_size);

@@ -15,15 +15,25 @@ pub trait Device {
     /// device that can hand the kernel many frames per system call, or cut
     /// TCP bursts itself, overrides it; by default bursts are cut here.
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
-        let mut failed = 0;
-        for frame in frames {
-            frame.for_each_segment(&mut |f| failed += self.transmit(now, f).is_err() as usize);
-        }
-        failed
+        transmit_each(self, now, frames)
     }
     /// The largest TCP burst (IPv4 packet) the device cuts into segments
     /// itself, as the kernel's segmentation offload does; 0 if it cannot.
     fn burst_capacity(&self) -> usize {
         0
     }
+}
+
+/// Sends `frames` one wire frame at a time through `device.transmit`,
+/// cutting bursts first; returns how many failed.
+pub fn transmit_each<D: Device + ?Sized>(
+    device: &mut D,
+    now: Instant,
+    frames: &[TxFrame],
+) -> usize {
+    let mut failed = 0;
+    for frame in frames {
+        frame.for_each_segment(&mut |f| failed += device.transmit(now, f).is_err() as usize);
+    }
+    failed
 }

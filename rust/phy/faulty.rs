@@ -2,6 +2,7 @@
 //! against a real peer over a live interface. Delays are ignored here (a
 //! live device has no simulated clock); loss, duplication and corruption apply.
 
+use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
 use super::Device;
 use crate::iface::TxFrame;
@@ -59,16 +60,8 @@ impl<D: Device> Device for Faulty<D> {
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match self.faults {
             None => self.inner.transmit_batch(now, frames),
-            Some(_) => {
-                // Faults strike wire frames: bursts are cut here first.
-                let mut failed = 0;
-                for frame in frames {
-                    frame.for_each_segment(&mut |f| {
-                        failed += self.transmit(now, f).is_err() as usize
-                    });
-                }
-                failed
-            }
+            // Faults strike wire frames: bursts are cut first.
+            Some(_) => transmit_each(self, now, frames),
         }
     }
     fn burst_capacity(&self) -> usize {
