@@ -104,8 +104,10 @@ class Lab:
         _run(["ip", "link", "set", self.peer, "netns", self.netns])
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.peer_ip}/24", "dev", self.peer])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        # The lab is IPv4 only: neither end sends IPv6 chatter (MLD reports, router
+        # solicitations) at the stack, whose tests count every frame that arrives.
+        _run(self.ns("sysctl", "-qw", f"net.ipv6.conf.{self.peer}.disable_ipv6=1"), check=False)
         _run(["ip", "-n", self.netns, "link", "set", self.peer, "up"])
-        # Our end carries no address and should stay quiet: no IPv6 chatter.
         _run(["sysctl", "-qw", f"net.ipv6.conf.{self.iface}.disable_ipv6=1"], check=False)
         _run(["ip", "link", "set", self.iface, "up"])
         # With TX checksum offload the kernel's segments reach pcap with partial checksums.
