@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh), then runs the engine's Rust tests and the Python
-# tests, lab included. Run as root: the lab creates namespaces and veth pairs.
+# Sets up (scripts/setup.sh), then runs the engine's Rust tests (debug and
+# release), the fuzz targets briefly, and the Python tests, lab included. Run as root: the lab creates namespaces and veth pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-echo "== cargo test"
+echo "== helpers run with sys.executable, never an interpreter found by name"
+.venv/bin/python scripts/check_interpreters.py
+echo "== cargo test (debug: overflow checks and the engine's invariant checks on)"
+cargo test
+echo "== cargo test --release"
 cargo test --release
 echo "== pytest"
 set +e

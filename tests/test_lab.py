@@ -138,7 +138,7 @@ def test_garbage_from_the_kernel_side_is_counted_and_ping_still_works(lab):
             "    frames.append(bytes(b[:random.randint(14,len(b))]))\n"
             f"sendp([Raw(f) for f in frames], iface='{lab.peer}', verbose=False)\n"
         )
-        lab.run("python3", "-c", script, timeout=120)
+        lab.run(sys.executable, "-c", script, timeout=120)
         time.sleep(0.5)
         after = stack.counters
         assert after["frames_in"] - before["frames_in"] >= 1900
@@ -207,7 +207,7 @@ def test_kernel_is_refused_like_by_a_kernel(lab):
     )
     with mipfast.Stack(lab.iface, ip="10.77.0.70/24") as stack:
         stack.wait_ready(1)
-        out = lab.run("python3", "-c", code, timeout=30).stdout
+        out = lab.run(sys.executable, "-c", code, timeout=30).stdout
         assert "tcp refused" in out and "udp refused" in out, out
         assert float(out.split("tcp refused ")[1].split()[0]) < 1.0, out
         c = stack.counters
