@@ -840,3 +840,56 @@ fn random_segments_to_a_listener_sending_cookies_break_nothing() {
     let listener = net.b.stack.tcp().listener(80).unwrap();
     assert!(listener.embryonic <= listener.backlog);
 }
+
+/// Simultaneous open, then `shutdown(SHUT_WR)` while in SYN-RECEIVED: the
+/// FIN waits for the ACK of our SYN (RFC 9293 §3.10.4), then goes; our
+/// SYN-ACK still goes out first. (Taking the FIN's octet off an ACK of the
+/// SYN alone underflowed here: a panic in debug builds, FIN-WAIT-2 without
+/// a FIN ever sent in release ones.)
+#[test]
+fn shutdown_in_syn_received_sends_the_fin_after_the_handshake() {
+    let mut net = Net::clean(40);
+    let now = net.now;
+    let ha = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 5001), Some(6001))
+        .unwrap();
+    let hb = net
+        .b
+        .stack
+        .tcp_mut()
+        .connect(now, B_IP, (A_IP, 6001), Some(5001))
+        .unwrap();
+    net.flush();
+    let mut seen = vec![];
+    let mut shut = false;
+    let mut b_eof = false;
+    net.run_until(Duration::from_secs(5), |n| {
+        let s = state(n, true, ha);
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        if s == State::SynReceived && !shut {
+            n.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+            shut = true;
+        }
+        if let Some(c) = n.b.stack.tcp_mut().get_mut(hb) {
+            b_eof = c.recv(&mut [0; 16]) == Ok(Some(0));
+        }
+        b_eof && state(n, true, ha) == State::FinWait2
+    });
+    assert!(shut, "A passed SYN-RECEIVED: {seen:?}");
+    assert!(b_eof, "B reads the end of A's stream: {seen:?}");
+    assert_eq!(
+        seen,
+        vec![
+            State::SynSent,
+            State::SynReceived,
+            State::FinWait1,
+            State::FinWait2
+        ]
+    );
+    assert_eq!(state(&net, false, hb), State::CloseWait);
+}

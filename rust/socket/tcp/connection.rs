@@ -503,7 +503,7 @@ impl Connection {
         if !self.state.is_synchronized() || self.fin_received {
             return;
         }
-        let advertised = self.rcv_adv.since(self.rcv_nxt);
+        let advertised = self.rcv_adv.saturating_since(self.rcv_nxt);
         let now_open = self.rcv_space();
         let limit = self.config.rx_buffer;
         if advertised < limit / 2 && now_open >= advertised + self.mss.min(limit / 2) {
@@ -523,7 +523,9 @@ impl Connection {
                 self.state = State::Closed;
                 return;
             }
-            State::SynReceived => self.state = State::FinWait1,
+            // RFC 9293 §3.10.4: queued until ESTABLISHED would be entered;
+            // the ACK of our SYN then moves to FIN-WAIT-1 and the FIN goes.
+            State::SynReceived => {}
             _ => return,
         }
         self.fin_queued = true;
@@ -856,7 +858,7 @@ impl Connection {
                         > self.snd_una);
             if lost {
                 // RFC 6675 §5 (4) / RFC 6582 §3.2 (2).
-                let flight = self.snd_max - self.snd_una;
+                let flight = self.snd_max.offset_from(self.snd_una);
                 self.cc.on_loss(flight);
                 self.recovery = Some(Recovery {
                     point: self.snd_max,
@@ -874,16 +876,26 @@ impl Connection {
     /// An ACK that acknowledges new data (RFC 9293 §3.10.7.4, RFC 6298 §5).
     fn new_ack(&mut self, now: Instant, seg: &Incoming<'_>) {
         let ack = seg.ack;
-        let mut bytes = ack - self.snd_una;
+        // The acknowledged octets: SYN and FIN each take one sequence number
+        // but no place in the send buffer.
+        let mut bytes = ack.offset_from(self.snd_una);
+        let syn_octet = !self.syn_acked as usize;
+        let fin_seq = self.snd_una + syn_octet + self.tx.len();
         if !self.syn_acked {
             self.syn_acked = true;
-            bytes -= 1;
+            bytes = bytes.saturating_sub(1);
         }
-        if self.fin_queued && !self.fin_acked && ack == self.snd_una + self.tx.len() + 1 {
+        let fin_sent = self.fin_queued && self.snd_max == fin_seq + 1;
+        if fin_sent && !self.fin_acked && ack == fin_seq + 1 {
             self.fin_acked = true;
-            bytes -= 1;
+            bytes = bytes.saturating_sub(1);
         }
-        self.tx.discard(bytes);
+        debug_assert!(
+            bytes <= self.tx.len(),
+            "ACK beyond the data: {}",
+            self.summary()
+        );
+        self.tx.discard(bytes.min(self.tx.len()));
         if self.tx.is_empty() {
             self.tx.release_if_empty();
         }
@@ -933,7 +945,7 @@ impl Connection {
         }
         let (mut seq, mut data) = (seq, payload);
         if seq < self.rcv_nxt {
-            let skip = self.rcv_nxt - seq;
+            let skip = self.rcv_nxt.offset_from(seq);
             if skip >= data.len() {
                 self.ack_due = AckDue::Now;
                 return;
@@ -941,7 +953,7 @@ impl Connection {
             data = &data[skip..];
             seq = self.rcv_nxt;
         }
-        let offset = seq - self.rcv_nxt;
+        let offset = seq.offset_from(self.rcv_nxt);
         let room = self.rcv_space().saturating_sub(offset);
         data = &data[..data.len().min(room)];
         if data.is_empty() {
@@ -953,7 +965,7 @@ impl Connection {
         if offset == 0 {
             let filled_hole = !self.ooo.is_empty();
             let reach = self.ooo.advance(seq + data.len());
-            let n = reach - self.rcv_nxt;
+            let n = reach.offset_from(self.rcv_nxt);
             self.rx.commit(n);
             self.rcv_nxt = reach;
             self.unacked_bytes += n;
@@ -1128,7 +1140,7 @@ impl Connection {
                 }
                 return self.enter_closed(Some(Error::TimedOut));
             }
-            self.cc.on_timeout(self.snd_max - self.snd_una);
+            self.cc.on_timeout(self.snd_max.offset_from(self.snd_una));
         }
         log::debug!("retransmission timeout: {}", self.summary());
         self.tlp_at = None;
@@ -1209,10 +1221,10 @@ impl Connection {
     /// recovery, what was sent since SND.UNA minus what was SACKed.
     fn pipe(&self, lost_end: Seq) -> usize {
         let Some(r) = self.recovery else {
-            let sent = self.snd_nxt - self.snd_una;
+            let sent = self.snd_nxt.offset_from(self.snd_una);
             return sent - self.scoreboard.sacked_between(self.snd_una, self.snd_nxt);
         };
-        let outstanding = self.snd_max - self.snd_una;
+        let outstanding = self.snd_max.offset_from(self.snd_una);
         let sacked = if self.sack {
             self.scoreboard.sacked()
         } else {
@@ -1220,7 +1232,8 @@ impl Connection {
             (self.dupacks as usize * self.mss).min(outstanding)
         };
         let from = r.high_rxt.max(self.snd_una);
-        let lost_unsent = lost_end.since(from) - self.scoreboard.sacked_between(from, lost_end);
+        let lost_unsent =
+            lost_end.saturating_since(from) - self.scoreboard.sacked_between(from, lost_end);
         (outstanding - sacked).saturating_sub(lost_unsent)
     }
 
@@ -1245,7 +1258,7 @@ impl Connection {
     /// RFC 5681 DupThresh, lowered by early retransmit (RFC 5827 §3.1)
     /// when so few segments are in flight that three duplicates cannot come.
     fn dup_threshold(&self) -> u32 {
-        let segments = (self.snd_max - self.snd_una).div_ceil(self.mss.max(1)) as u32;
+        let segments = (self.snd_max.offset_from(self.snd_una)).div_ceil(self.mss.max(1)) as u32;
         if segments <= DUP_THRESHOLD {
             segments.saturating_sub(1).max(1)
         } else {
@@ -1263,7 +1276,7 @@ impl Connection {
     fn probe_timeout(&self) -> Duration {
         let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(100));
         let mut pto = Duration::from_micros(2 * srtt.total_micros()).max(MIN_PROBE_TIMEOUT);
-        if self.snd_max - self.snd_una <= self.mss {
+        if self.snd_max.offset_from(self.snd_una) <= self.mss {
             pto = pto + self.config.delayed_ack;
         }
         pto
@@ -1293,8 +1306,9 @@ impl Connection {
         let fin_sent = self.fin_queued && self.snd_max == data_end + 1;
         let window_end = self.snd_una + self.snd_wnd;
         if self.snd_max < data_end && self.snd_max < window_end {
-            let len = (data_end - self.snd_max)
-                .min(window_end - self.snd_max)
+            let len = data_end
+                .offset_from(self.snd_max)
+                .min(window_end.offset_from(self.snd_max))
                 .min(self.segment_payload_max());
             let seq = self.snd_max;
             if self.emit_data(now, (seq, len, 0), Flags::ACK | Flags::PSH, out) {
@@ -1303,7 +1317,9 @@ impl Connection {
             }
             return;
         }
-        let len = (data_end - self.snd_una).min(self.segment_payload_max());
+        let len = data_end
+            .offset_from(self.snd_una)
+            .min(self.segment_payload_max());
         let seq = Seq(data_end.0.wrapping_sub(len as u32));
         let flags = if fin_sent {
             Flags::ACK | Flags::FIN
@@ -1340,7 +1356,7 @@ impl Connection {
                     }
                     if s < lost_end && s < self.snd_max {
                         let next = self.scoreboard.next_sacked_after(s).unwrap_or(self.snd_max);
-                        (s, next.min(self.snd_max) - s, true)
+                        (s, next.min(self.snd_max).offset_from(s), true)
                     } else {
                         (self.snd_max, usize::MAX, false) // (2): new data
                     }
@@ -1356,7 +1372,7 @@ impl Connection {
                     self.snd_nxt = s;
                     if s < self.snd_max {
                         let next = self.scoreboard.next_sacked_after(s).unwrap_or(self.snd_max);
-                        (s, next.min(self.snd_max) - s, true)
+                        (s, next.min(self.snd_max).offset_from(s), true)
                     } else {
                         (s, usize::MAX, false)
                     }
@@ -1371,8 +1387,8 @@ impl Connection {
                 0
             };
             let cwnd_room = (self.cc.window() + limited).saturating_sub(self.pipe(lost_end));
-            let wnd_room = (self.snd_una + self.snd_wnd).since(seq);
-            let avail = data_end.since(seq);
+            let wnd_room = (self.snd_una + self.snd_wnd).saturating_since(seq);
+            let avail = data_end.saturating_since(seq);
             let mss = self.segment_payload_max();
             let mut len = avail.min(mss).min(limit);
             if !force {
@@ -1483,7 +1499,7 @@ impl Connection {
     /// only by at least min(buffer/2, MSS), never by dribbles.
     fn window_to_advertise(&self) -> usize {
         let space = self.rcv_space();
-        let promised = self.rcv_adv.since(self.rcv_nxt).min(space);
+        let promised = self.rcv_adv.saturating_since(self.rcv_nxt).min(space);
         let step = (self.config.rx_buffer / 2).min(self.mss);
         if space >= promised + step {
             space
@@ -1545,7 +1561,7 @@ impl Connection {
         out: &mut Emit<'_>,
     ) -> bool {
         let repr = self.header(now, seq, flags);
-        let offset = seq - self.snd_una;
+        let offset = seq.offset_from(self.snd_una);
         let (a, b) = self.tx.peek(offset, len);
         let ok = out(&Outgoing {
             src: self.local.0,

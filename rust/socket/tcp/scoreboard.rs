@@ -37,7 +37,10 @@ impl Scoreboard {
         while j < self.ranges.len() && self.ranges[j].0 <= end {
             j += 1;
         }
-        let before: usize = self.ranges[i..j].iter().map(|&(s, e)| e - s).sum();
+        let before: usize = self.ranges[i..j]
+            .iter()
+            .map(|&(s, e)| e.offset_from(s))
+            .sum();
         let merged = if i == j {
             if self.ranges.len() >= MAX_RANGES {
                 return false;
@@ -50,7 +53,7 @@ impl Scoreboard {
             self.ranges.drain(i + 1..j);
             m
         };
-        let after = merged.1 - merged.0;
+        let after = merged.1.offset_from(merged.0);
         self.sacked += after - before;
         after > before
     }
@@ -60,11 +63,11 @@ impl Scoreboard {
         let mut n = 0;
         for r in self.ranges.iter_mut() {
             if r.1 <= una {
-                self.sacked -= r.1 - r.0;
+                self.sacked -= r.1.offset_from(r.0);
                 n += 1;
             } else {
                 if r.0 < una {
-                    self.sacked -= una - r.0;
+                    self.sacked -= una.offset_from(r.0);
                     r.0 = una;
                 }
                 break;
@@ -88,7 +91,7 @@ impl Scoreboard {
     pub fn sacked_between(&self, from: Seq, to: Seq) -> usize {
         self.ranges
             .iter()
-            .map(|&(s, e)| e.min(to).since(s.max(from)))
+            .map(|&(s, e)| e.min(to).saturating_since(s.max(from)))
             .sum()
     }
 
@@ -97,7 +100,7 @@ impl Scoreboard {
     pub fn lost_below(&self, una: Seq, threshold: usize) -> Seq {
         let mut above = 0;
         for &(s, e) in self.ranges.iter().rev() {
-            above += e - s;
+            above += e.offset_from(s);
             if above > threshold {
                 return s.max(una);
             }
