@@ -3,6 +3,7 @@
 //! Dependencies point one way: `wire` ← `iface`/`socket`/`service` ← `stack` ←
 //! `phy` (I/O) and `py` (bindings). Only `phy` and `py` touch the OS or Python.
 
+pub mod entropy;
 pub mod iface;
 pub mod phy;
 pub mod service;

@@ -1,6 +1,7 @@
 //! The stack: an interface, its services and (with later issues) its sockets,
 //! driven by `poll(now, device)`.
 
+use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, TcpDelivery,
     UdpDelivery, MAX_IPV4_PAYLOAD,
@@ -14,7 +15,7 @@ use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSoc
 use crate::time::{Duration, Instant};
 use crate::wire::{self, icmp, ipv4, Ipv4Addr};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use std::io;
 
 /// How the stack gets its IPv4 address.
@@ -33,8 +34,9 @@ pub struct StackConfig {
     pub resolver: ResolverConfig,
     /// DNS servers to use instead of those DHCP gives (empty: DHCP's).
     pub dns_servers: Vec<Ipv4Addr>,
-    /// Seeds every random choice (DHCP xids, later ISNs and ports); the
-    /// bindings pass OS entropy, tests a fixed value.
+    /// Seeds every random choice, through independent streams per purpose
+    /// (`entropy`): secrets never share a stream with values sent in clear.
+    /// The bindings pass OS entropy, tests a fixed value.
     pub seed: u64,
 }
 
@@ -82,14 +84,18 @@ pub struct Stack {
 
 impl Stack {
     pub fn new(config: StackConfig, now: Instant) -> Self {
-        let mut rng = StdRng::seed_from_u64(config.seed);
+        let seed = config.seed;
         let mut tcp_config = config.tcp;
         // RFC 9293 §3.7.1: the MSS we announce follows from the MTU.
         tcp_config.mss = tcp_config
             .mss
             .min(config.interface.mtu - ipv4::HEADER_LEN - wire::tcp::HEADER_LEN);
-        let tcp = TcpSockets::new(tcp_config, rng.random(), rng.random());
-        let resolver = Resolver::new(config.resolver, rng.random());
+        let tcp = TcpSockets::new(
+            tcp_config,
+            entropy::stream(seed, Purpose::TcpSecret).random(),
+            entropy::stream(seed, Purpose::TcpPorts).random(),
+        );
+        let resolver = Resolver::new(config.resolver, entropy::stream(seed, Purpose::Dns));
         let mut stack = Stack {
             iface: Interface::new(config.interface),
             tcp,
@@ -97,7 +103,7 @@ impl Stack {
             resolver,
             dns_servers: config.dns_servers,
             pinger: Pinger::default(),
-            rng: StdRng::seed_from_u64(rng.random()),
+            rng: entropy::stream(seed, Purpose::Datagrams),
             dhcp: None,
             config_generation: 0,
         };
@@ -105,7 +111,11 @@ impl Stack {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
             Addressing::Dhcp(mut dhcp) => {
                 dhcp.mac = stack.iface.mac();
-                stack.dhcp = Some(DhcpClient::new(dhcp, config.seed, now));
+                stack.dhcp = Some(DhcpClient::new(
+                    dhcp,
+                    entropy::stream(seed, Purpose::Dhcp),
+                    now,
+                ));
             }
         }
         stack
@@ -583,4 +593,65 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
             },
         )
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::Ipv4Cidr;
+    use crate::socket::tcp::Secret;
+
+    /// Everything a stack sends in clear from its random streams: DHCP
+    /// xids across restarts and DNS query IDs, as the bytes an observer
+    /// collects, in order.
+    fn clear_values(seed: u64) -> (Vec<u8>, Stack) {
+        let mut stack = Stack::new(StackConfig::dhcp(seed), Instant::ZERO);
+        let mut seen = Vec::new();
+        for round in 0..8 {
+            let client = stack.dhcp.as_mut().unwrap();
+            seen.extend_from_slice(&client.xid().to_le_bytes());
+            seen.extend_from_slice(&client.xid().to_be_bytes());
+            client.restart(Instant::from_secs(round));
+        }
+        let cidr: Ipv4Cidr = "10.77.0.2/24".parse().unwrap();
+        let dns = Ipv4Addr::new(10, 77, 0, 1);
+        stack.configure(
+            Some(Ipv4Config::new(cidr, None, vec![dns]).unwrap()),
+            "test",
+        );
+        for i in 0..8 {
+            let now = Instant::from_secs(10 + i);
+            stack.resolver.query(now, &format!("host{i}.lab"), &[dns]);
+            for t in stack.resolver.poll(now, |_| false) {
+                seen.extend_from_slice(&t.payload[..2]);
+                seen.extend_from_slice(&t.src_port.to_be_bytes());
+            }
+        }
+        (seen, stack)
+    }
+
+    /// The DHCP client was once seeded like the stream the TCP secret came
+    /// from: its first xid was the key's first four bytes.
+    #[test]
+    fn values_sent_in_clear_do_not_reproduce_the_tcp_secret() {
+        for seed in [1, 42, 0xdead_beef] {
+            let (seen, stack) = clear_values(seed);
+            let key = stack.tcp.secret().key();
+            for window in seen.windows(4) {
+                assert!(
+                    !key.windows(4).any(|k| k == window),
+                    "seed {seed}: clear bytes {window:02x?} lie in the secret key"
+                );
+            }
+            // Nor does a key guessed from any 16 observed bytes give our ISNs.
+            let local = (Ipv4Addr::new(10, 77, 0, 2), 50000);
+            let remote = (Ipv4Addr::new(10, 77, 0, 1), 80);
+            let now = Instant::from_secs(30);
+            let isn = stack.tcp.secret().isn(now, local, remote);
+            for guess in seen.windows(16) {
+                let guess = Secret::new(guess.try_into().unwrap());
+                assert_ne!(guess.isn(now, local, remote), isn, "seed {seed}");
+            }
+        }
+    }
 }

@@ -109,7 +109,8 @@ impl LiveStack {
             return Err(io::Error::last_os_error());
         }
         let device = Traced {
-            inner: Faulty::new(pcap, config.faults, config.stack.seed),
+            // Faults are seen on the wire: their stream is one of their own.
+            inner: Faulty::new(pcap, config.faults, fault_seed(config.stack.seed)),
             trace,
         };
         let mut stack_config = config.stack;
@@ -320,6 +321,11 @@ impl Drop for LiveStack {
         // SAFETY: the descriptor is ours and no thread uses it any more.
         unsafe { libc::close(self.shared.wake_fd) };
     }
+}
+
+fn fault_seed(seed: u64) -> u64 {
+    use rand::RngExt;
+    crate::entropy::stream(seed, crate::entropy::Purpose::Faults).random()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

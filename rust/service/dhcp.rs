@@ -6,7 +6,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::dhcp::{MessageType, Op, Repr, REQUESTED_PARAMETERS};
 use crate::wire::{Ipv4Addr, MacAddress};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 
 #[derive(Debug, Clone)]
 pub struct DhcpConfig {
@@ -104,11 +104,12 @@ pub struct DhcpClient {
 }
 
 impl DhcpClient {
-    /// A client that sends its first DISCOVER at `now`.
-    pub fn new(config: DhcpConfig, seed: u64, now: Instant) -> Self {
+    /// A client that sends its first DISCOVER at `now`. `rng` draws what
+    /// goes out in clear (xids, jitter): it must share nothing with secrets.
+    pub fn new(config: DhcpConfig, rng: StdRng, now: Instant) -> Self {
         let mut client = DhcpClient {
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             phase: Phase::Selecting,
             xid: 0,
             started: now,
@@ -123,6 +124,10 @@ impl DhcpClient {
         client
     }
 
+    /// The transaction ID in use (it is on the wire).
+    pub fn xid(&self) -> u32 {
+        self.xid
+    }
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -130,7 +135,7 @@ impl DhcpClient {
         self.lease.as_ref()
     }
 
-    fn restart(&mut self, now: Instant) {
+    pub(crate) fn restart(&mut self, now: Instant) {
         self.phase = Phase::Selecting;
         self.begin_exchange(now);
         self.offer = None;

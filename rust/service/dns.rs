@@ -12,7 +12,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::dns::{self, RecordData, Response};
 use crate::wire::Ipv4Addr;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy)]
@@ -115,10 +115,11 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(config: ResolverConfig, seed: u64) -> Self {
+    /// `rng` draws query IDs and source ports, which go out in clear.
+    pub fn new(config: ResolverConfig, rng: StdRng) -> Self {
         Resolver {
             config,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             queries: HashMap::new(),
             cache: HashMap::new(),
             next_id: 1,

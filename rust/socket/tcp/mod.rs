@@ -11,6 +11,8 @@ mod ring;
 mod rtt;
 mod scoreboard;
 mod secret;
+#[cfg(test)]
+pub(crate) use secret::Secret;
 mod seq;
 mod set;
 

@@ -15,6 +15,10 @@ impl Secret {
     pub fn new(key: [u8; 16]) -> Self {
         Secret { key }
     }
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> [u8; 16] {
+        self.key
+    }
 
     /// A keyed hash of `parts`; `domain` separates the uses of one key.
     pub(super) fn hash(&self, domain: u8, parts: &[&[u8]]) -> u64 {

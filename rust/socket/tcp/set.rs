@@ -107,6 +107,11 @@ impl TcpSockets {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
     /// SYNs answered with a SYN cookie, and connections built from a
     /// returning one, since the stack started.
     pub fn cookies(&self) -> (u64, u64) {
