@@ -380,10 +380,19 @@ impl Stack {
         self.resolver.finish(id)
     }
 
+    /// Sends the resolver's due queries. Without an address they are lost
+    /// (and counted) as on a link that is down, so that the lookups keep
+    /// their schedule and fail in time instead of staying due forever.
     fn send_dns(&mut self, now: Instant) {
-        let Some(our_ip) = self.ipv4() else { return };
         let udp = &self.udp;
-        for t in self.resolver.poll(now, |p| udp.is_bound(p)) {
+        let transmits = self.resolver.poll(now, |p| udp.is_bound(p));
+        let Some(our_ip) = self.ipv4() else {
+            for _ in transmits {
+                self.iface.count_drop(DropReason::NoRoute);
+            }
+            return;
+        };
+        for t in transmits {
             let _ = self.iface.send_udp(
                 now,
                 our_ip,

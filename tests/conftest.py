@@ -7,12 +7,17 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import skip_or_fail
 
 import mipfast
 from mipfast.lab import Lab, LabError, missing_tools
+
+PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
+"""The kernel-side helper program (run in the namespace with sys.executable)."""
 
 
 def _lab_problem() -> str | None:
@@ -50,3 +55,43 @@ def _mipfast_logging():
     logging.getLogger("mipfast").setLevel(logging.DEBUG)
     mipfast.reset_logging()
     yield
+
+
+class Peer:
+    """A kernel-side process in the lab namespace; waits for its "listening" line."""
+
+    def __init__(self, lab, *args: str, ready: str | None = "listening") -> None:
+        self.proc = subprocess.Popen(
+            lab.ns(sys.executable, *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        if ready:
+            line = self.proc.stdout.readline()
+            assert ready in line, f"peer did not start: {line!r} {self.proc.stderr.read()}"
+
+    def result(self, timeout: float = 120) -> str:
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, err
+        return out.strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def peer(lab):
+    started: list[Peer] = []
+
+    def start(*args: str, ready: str | None = "listening") -> Peer:
+        p = Peer(lab, *args, ready=ready)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

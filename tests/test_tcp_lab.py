@@ -24,46 +24,6 @@ STACK_IP = "10.77.0.2"
 STACK_CIDR = f"{STACK_IP}/24"
 
 
-class Peer:
-    """A kernel-side process in the lab namespace; waits for its "listening" line."""
-
-    def __init__(self, lab, *args: str, ready: str | None = "listening") -> None:
-        self.proc = subprocess.Popen(
-            lab.ns(sys.executable, *args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        if ready:
-            line = self.proc.stdout.readline()
-            assert ready in line, f"peer did not start: {line!r} {self.proc.stderr.read()}"
-
-    def result(self, timeout: float = 120) -> str:
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, err
-        return out.strip()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-
-@pytest.fixture
-def peer(lab):
-    started: list[Peer] = []
-
-    def start(*args: str, ready: str | None = "listening") -> Peer:
-        p = Peer(lab, *args, ready=ready)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -171,9 +171,26 @@ impl LiveStack {
 
     /// Stops the driver and refuses further user calls; connections that
     /// still hold the stack see it closed.
+    /// Every thread blocked in a call on this stack returns at once with
+    /// EBADF: condition-variable waiters are woken (under the lock, so none
+    /// misses it), and the wake-up descriptor stays signalled for those
+    /// sleeping in `poll()` or about to.
     pub fn shut(&self) {
         self.shared.shut.store(true, Ordering::SeqCst);
+        {
+            let _engine = self.engine();
+            self.shared.progress.notify_all();
+        }
+        wake(self.shared.wake_fd);
         self.stop();
+    }
+
+    /// EBADF once the stack is shut: what a blocked call returns then.
+    fn check_open(&self) -> io::Result<()> {
+        if self.is_shut() {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        Ok(())
     }
     pub fn is_shut(&self) -> bool {
         self.shared.shut.load(Ordering::SeqCst)
@@ -205,7 +222,9 @@ impl LiveStack {
                     Duration::from_micros(l).min(INTERRUPT_SLICE)
                 });
                 let guard = self.engine();
+                self.check_open()?;
                 let _ = self.shared.progress.wait_timeout(guard, slice.into());
+                self.check_open()?;
                 interrupt()?;
                 if self.shared.rounds.load(Ordering::SeqCst) != seen {
                     return Ok(1);
@@ -215,12 +234,14 @@ impl LiveStack {
                 }
             }
         }
+        self.check_open()?;
         let seen = self.shared.rounds.load(Ordering::SeqCst);
         let n = self.round()?;
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
         }
         loop {
+            self.check_open()?;
             let timer = self.engine().timer_wait();
             let mut wait = INTERRUPT_SLICE;
             for bound in [timer, left(start).map(Duration::from_micros)]
@@ -233,6 +254,7 @@ impl LiveStack {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
             }
+            self.check_open()?;
             drain_wake(self.shared.wake_fd);
             interrupt()?;
             let n = self.round()?;
@@ -274,6 +296,7 @@ impl LiveStack {
     ) -> io::Result<Option<T>> {
         let start = std::time::Instant::now();
         loop {
+            self.check_open()?;
             if let Some(v) = self.act(&mut attempt) {
                 return Ok(Some(v));
             }
@@ -297,6 +320,7 @@ impl LiveStack {
     ) -> io::Result<bool> {
         let start = std::time::Instant::now();
         loop {
+            self.check_open()?;
             if ready(&self.engine().stack) {
                 return Ok(true);
             }
@@ -363,7 +387,9 @@ fn drive(shared: &Shared) {
         }
         let wait = lock(&shared.engine).timer_wait();
         let _ = wait_readable(&[shared.pcap_fd, shared.wake_fd], wait);
-        drain_wake(shared.wake_fd);
+        if !shared.shut.load(Ordering::SeqCst) {
+            drain_wake(shared.wake_fd); // once shut, it stays signalled for every waiter
+        }
     }
 }
 

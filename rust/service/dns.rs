@@ -235,11 +235,14 @@ impl Resolver {
                 continue;
             }
             let server = q.servers[n % q.servers.len()];
-            let port = loop {
-                let p = self.rng.random_range(1024..=65535u16);
-                if !taken(p) && !ports_in_use.contains(&p) {
-                    break p;
-                }
+            // Random ports until a free one; nearly every port taken
+            // (by the user's sockets) fails the lookup instead of spinning.
+            let free = (0..1024)
+                .map(|_| self.rng.random_range(1024..=65535u16))
+                .find(|&p| !taken(p) && !ports_in_use.contains(&p));
+            let Some(port) = free else {
+                q.result = Some(Err(DnsError::Busy));
+                continue;
             };
             ports_in_use.push(port);
             let id = self.rng.random::<u16>();
@@ -290,17 +293,21 @@ impl Resolver {
         if src != (attempt.server, dns::PORT) {
             return Received::Rejected;
         }
-        let Ok(response) = dns::parse_response(payload) else {
+        // ID and question first: the records of a message that answers
+        // nothing of ours are never parsed.
+        let Ok((response_id, question)) = dns::response_question(payload) else {
             return Received::Rejected;
         };
         let q = &self.queries[&id];
-        let question_ok = response
-            .question
+        let question_ok = question
             .as_ref()
             .is_some_and(|(n, t)| *n == q.name && *t == dns::TYPE_A);
-        if response.id != attempt.id || !question_ok {
+        if response_id != attempt.id || !question_ok {
             return Received::Rejected;
         }
+        let Ok(response) = dns::parse_response(payload) else {
+            return Received::Rejected;
+        };
         let name = q.name.clone();
         match self.interpret(&name, &response) {
             Some((lookup, ttl)) => {

@@ -8,8 +8,8 @@ use mipfast::phy::fault::FaultConfig;
 use mipfast::service::dns::DnsError;
 use mipfast::service::ping::ProbeId;
 use mipfast::socket::udp::UdpHandle;
-use mipfast::stack::{Stack, UdpSendError};
-use mipfast::time::Duration;
+use mipfast::stack::{Stack, StackConfig, UdpSendError};
+use mipfast::time::{Duration, Instant};
 use mipfast::wire::dns::{self, build};
 use mipfast::wire::Ipv4Addr;
 use tcp_net::*;
@@ -444,4 +444,36 @@ fn missing_fragments_expire_and_free_memory() {
             .drops(DropReason::Ipv4ReassemblyTimeout),
         held as u64
     );
+}
+
+/// A lookup started before the stack has an address (before the first
+/// lease, or after a NAK or expiry) keeps its schedule: its queries are
+/// lost and counted, it fails when its attempts run out, and the stack's
+/// next deadline always lies ahead (it stayed in the past: a driver spun).
+#[test]
+fn a_lookup_without_an_address_times_out_instead_of_spinning() {
+    let mut stack = Stack::new(StackConfig::dhcp(11), Instant::ZERO);
+    stack.set_dns_servers(vec![Ipv4Addr::new(10, 77, 0, 1)]);
+    let id = stack.resolve_start(Instant::ZERO, "nowhere.lab");
+    let mut now = Instant::ZERO;
+    let mut rounds = 0;
+    while stack.resolve_result(id).is_none() {
+        rounds += 1;
+        assert!(rounds < 200, "the lookup never ends");
+        now = stack.poll_at().expect("a lookup is pending").max(now);
+        stack.poll_timers(now);
+        stack.drain_tx(|_| {}); // DHCP discovers to nobody
+        let next = stack.poll_at().unwrap();
+        assert!(
+            next > now,
+            "deadline {next:?} not after {now:?}: a busy loop"
+        );
+    }
+    assert_eq!(stack.resolve_result(id), Some(&Err(DnsError::Unreachable)));
+    // Four attempts at 1, 2, 4 and 8 s (the default schedule).
+    assert!(
+        now >= Instant::from_secs(15) && now < Instant::from_secs(16),
+        "{now:?}"
+    );
+    assert_eq!(stack.counters().drops(DropReason::NoRoute), 4);
 }
