@@ -56,18 +56,25 @@ def blocked_calls(stack: mipfast.Stack, peer_ip: str) -> list[Blocked]:
         Blocked("recvfrom_into", lambda: udp_into.recvfrom_into(bytearray(100))),
         Blocked("resolve", lambda: stack.resolve("nobody.answers.lab", timeout=30)),
         Blocked("ping", lambda: stack.ping(NOBODY, count=30, timeout=1)),
-        Blocked("poll", lambda: stack.poll(timeout=30)),
+        Blocked("poll", lambda: poll_forever(stack)),
     ]
 
 
+def poll_forever(stack: mipfast.Stack) -> None:
+    while True:  # poll returns after any progress; only close ends this
+        stack.poll(timeout=30)
+
+
 def close_and_time(stack: mipfast.Stack, threads: list[Blocked]) -> dict[str, float]:
-    for t in threads:
-        t.start()
-    time.sleep(0.5)  # every call is inside its wait by now
-    running = [t.name for t in threads if t.ended_at is not None]
-    assert not running, f"these returned before close: {running}"
-    closed_at = time.monotonic()
-    stack.close()
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # every call is inside its wait by now
+        running = {t.name: t.error or t.returned for t in threads if t.ended_at is not None}
+        assert not running, f"these returned before close: {running}"
+    finally:
+        closed_at = time.monotonic()
+        stack.close()
     for t in threads:
         t.join(5)
     late = {t.name: t.error or t.returned for t in threads if t.ended_at is None}
