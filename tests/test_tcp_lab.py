@@ -386,3 +386,37 @@ def test_socket_timeouts_and_ctrl_c(lab, peer):
     with pytest.raises(OSError) as e:
         conn.send(b"after the stack closed")
     assert e.value.errno == errno.EBADF
+
+
+def test_integer_arguments_are_as_lenient_as_the_stdlib(lab):
+    """listen() takes any int (negative means 0, which still admits one
+    connection, as on Linux); negative buffer sizes are the stdlib's ValueError."""
+    kernel = socket.socket()
+    kernel.bind(("127.0.0.1", 0))
+    kernel.listen(-1)  # the reference: no error
+    kernel.close()
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        with stack.listen(9041, backlog=-1) as server:
+            client = subprocess.Popen(
+                lab.ns(sys.executable, "-c", f"import socket; socket.create_connection(('{STACK_IP}', 9041), 5).sendall(b'hi')"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            conn, _ = server.accept(timeout=10)
+            with conn:
+                conn.settimeout(5)
+                assert conn.recv(2, socket.MSG_WAITALL) == b"hi"
+                with pytest.raises(ValueError, match="negative buffersize in recv"):
+                    conn.recv(-1)
+                with pytest.raises(ValueError, match="negative buffersize in recv_into"):
+                    conn.recv_into(bytearray(4), -1)
+            assert client.wait(10) == 0, client.stderr.read()
+        assert stack.listen(9042, backlog=1 << 40).port == 9042  # capped, as SOMAXCONN caps it
+        udp = stack.udp(("0.0.0.0", 9043))
+        for call in (lambda: udp.recvfrom(-1), lambda: udp.recv(-5)):
+            with pytest.raises(ValueError, match="negative buffersize"):
+                call()
+        with pytest.raises(ValueError, match="negative buffersize in recvfrom_into"):
+            udp.recvfrom_into(bytearray(4), -1)
+        with pytest.raises(ValueError):
+            stack.ping(lab.peer_ip, count=-1)

@@ -244,8 +244,24 @@ impl Interface {
         let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
             return; // nothing to answer for or route to yet
         };
-        if !packet.sender_mac.is_unicast() || packet.sender_ip.is_unspecified() {
-            return; // probes (RFC 5227) and nonsense teach us nothing
+        if !packet.sender_mac.is_unicast() {
+            return; // nonsense teaches us nothing
+        }
+        if packet.sender_ip.is_unspecified() {
+            // RFC 5227 §2.1.1 probe: another host is about to take our
+            // address unless we defend it. As Linux does, the answer goes
+            // to the prober's MAC, for its unspecified address; nothing is learnt.
+            if packet.operation == arp::Operation::Request && packet.target_ip == our_ip {
+                let reply = arp::Repr {
+                    operation: arp::Operation::Reply,
+                    sender_mac: self.mac,
+                    sender_ip: our_ip,
+                    target_mac: packet.sender_mac,
+                    target_ip: Ipv4Addr::UNSPECIFIED,
+                };
+                self.send_arp(reply, packet.sender_mac);
+            }
+            return;
         }
         if packet.sender_ip == our_ip {
             if packet.sender_mac != self.mac {

@@ -27,6 +27,22 @@ pub fn to_py(e: io::Error) -> PyErr {
     }
 }
 
+/// A byte count from Python, lenient as the stdlib's `socket`: any int,
+/// negative ones refused with its ValueError ("negative buffersize in recv").
+pub fn buffer_size(n: isize, call: &str) -> PyResult<usize> {
+    usize::try_from(n).map_err(|_| PyValueError::new_err(format!("negative buffersize in {call}")))
+}
+
+/// Linux's SOMAXCONN: `listen()` silently caps a larger backlog to it.
+const SOMAXCONN: i64 = 4096;
+
+/// A `listen()` backlog as the stdlib takes it: any int; negative means 0,
+/// larger than SOMAXCONN means SOMAXCONN. (Linux admits one connection
+/// even with a backlog of 0, and so does the listener.)
+pub fn backlog(n: i64) -> usize {
+    n.clamp(0, SOMAXCONN) as usize
+}
+
 pub fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
 }

@@ -373,10 +373,14 @@ impl PyStack {
         &self,
         py: Python<'_>,
         host: &str,
-        count: u32,
+        count: i64,
         timeout: f64,
-        size: usize,
+        size: i64,
     ) -> PyResult<Vec<Option<f64>>> {
+        let count =
+            u16::try_from(count).map_err(|_| PyValueError::new_err("count must be 0-65535"))?;
+        let size = usize::try_from(size)
+            .map_err(|_| PyValueError::new_err("size must not be negative"))?;
         let t = timeout_arg(Some(timeout))?;
         let live = self.live()?;
         let dst = resolve_host(py, &live, host, t)?[0];
@@ -405,7 +409,8 @@ impl PyStack {
     /// Listen on `port` (0 picks a free one) with room for `backlog`
     /// handshakes and `backlog` connections waiting for accept().
     #[pyo3(signature = (port, backlog=128))]
-    fn listen(&self, py: Python<'_>, port: i64, backlog: usize) -> PyResult<PyListener> {
+    fn listen(&self, py: Python<'_>, port: i64, backlog: i64) -> PyResult<PyListener> {
+        let backlog = errors::backlog(backlog);
         let port = if port == 0 { 0 } else { port_arg(port)? };
         let live = self.live()?;
         let l = live.clone();

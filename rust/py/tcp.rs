@@ -308,9 +308,10 @@ impl PyConnection {
         &self,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
-        nbytes: usize,
+        nbytes: isize,
         flags: i32,
     ) -> PyResult<usize> {
+        let nbytes = errors::buffer_size(nbytes, "recv_into")?;
         let flags = RecvFlags::parse(flags)?;
         let buf = PyBuffer::<u8>::get(buffer)?;
         let mut raw = RawSlice::of(&buf, true)?;

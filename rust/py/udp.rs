@@ -196,9 +196,10 @@ impl PyUdpSocket {
     fn recvfrom<'py>(
         &self,
         py: Python<'py>,
-        bufsize: usize,
+        bufsize: isize,
         flags: i32,
     ) -> PyResult<(Bound<'py, PyBytes>, (String, u16))> {
+        let bufsize = errors::buffer_size(bufsize, "recvfrom")?;
         let (data, src) = self.next_datagram(py, flags)?;
         let n = data.len().min(bufsize);
         Ok((PyBytes::new(py, &data[..n]), (src.0.to_string(), src.1)))
@@ -210,9 +211,10 @@ impl PyUdpSocket {
         &self,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
-        nbytes: usize,
+        nbytes: isize,
         flags: i32,
     ) -> PyResult<(usize, (String, u16))> {
+        let nbytes = errors::buffer_size(nbytes, "recvfrom_into")?;
         let (data, src) = self.next_datagram(py, flags)?;
         let n = copy_into(buffer, nbytes, &data)?;
         Ok((n, (src.0.to_string(), src.1)))
@@ -223,9 +225,10 @@ impl PyUdpSocket {
     fn recv<'py>(
         &self,
         py: Python<'py>,
-        bufsize: usize,
+        bufsize: isize,
         flags: i32,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        errors::buffer_size(bufsize, "recv")?;
         Ok(self.recvfrom(py, bufsize, flags)?.0)
     }
 
@@ -235,9 +238,10 @@ impl PyUdpSocket {
         &self,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
-        nbytes: usize,
+        nbytes: isize,
         flags: i32,
     ) -> PyResult<usize> {
+        errors::buffer_size(nbytes, "recv_into")?;
         Ok(self.recvfrom_into(py, buffer, nbytes, flags)?.0)
     }
 

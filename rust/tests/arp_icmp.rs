@@ -207,3 +207,38 @@ fn drops_are_counted_by_reason() {
         )
     ));
 }
+
+/// RFC 5227 §2.1.1: a probe (sender 0.0.0.0) for our address is answered,
+/// so the prober sees the address is taken; one for another address is not.
+#[test]
+fn an_arp_probe_for_our_address_is_answered() {
+    let now = Instant::ZERO;
+    let mut s = static_stack(now);
+    let probe = |target| {
+        arp_frame(
+            arp::Operation::Request,
+            (PEER_MAC, Ipv4Addr::UNSPECIFIED),
+            (MacAddress::ZERO, target),
+            MacAddress::BROADCAST,
+        )
+    };
+    s.process_frame(now, &probe(STACK_IP));
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1, "the probe for our address is answered");
+    match decode(&out[0]) {
+        Out::Arp(r, dst) => {
+            assert_eq!(r.operation, arp::Operation::Reply);
+            assert_eq!(
+                (r.sender_mac, r.sender_ip, r.target_mac, r.target_ip),
+                (DEFAULT_MAC, STACK_IP, PEER_MAC, Ipv4Addr::UNSPECIFIED)
+            );
+            assert_eq!(dst, PEER_MAC);
+        }
+        o => panic!("{o:?}"),
+    }
+    s.process_frame(now, &probe(Ipv4Addr::new(10, 77, 0, 9)));
+    assert!(
+        drain(&mut s).is_empty(),
+        "a probe for another address is not ours to answer"
+    );
+}
