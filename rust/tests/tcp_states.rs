@@ -893,3 +893,81 @@ fn shutdown_in_syn_received_sends_the_fin_after_the_handshake() {
     );
     assert_eq!(state(&net, false, hb), State::CloseWait);
 }
+
+/// With SO_KEEPALIVE on, each delayed ACK schedules a timer earlier than
+/// the 2-hour keepalive, and each keepalive entry it supersedes used to stay
+/// in the heap until its deadline: a peer sending a byte every 50 ms grew
+/// one connection's timers by megabytes an hour.
+#[test]
+fn superseded_timers_do_not_pile_up() {
+    let keep = TcpConfig {
+        keepalive: Some(Keepalive::default()),
+        ..Default::default()
+    };
+    let mut net = Net::clean_with(41, keep, TcpConfig::default());
+    let (ha, hb) = net.connect(80);
+    let mut most = 0;
+    for i in 0..6_000u32 {
+        let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+        assert_eq!(c.send(&[i as u8]), Ok(1));
+        net.flush();
+        net.run_for(Duration::from_millis(50));
+        let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+        assert_eq!(c.recv(&mut [0; 8]), Ok(Some(1)), "byte {i}");
+        most = most.max(net.a.stack.tcp().timer_entries());
+    }
+    assert!(most <= 2 + 64 + 1, "{most} timer entries for one connection");
+    assert_eq!(state(&net, true, ha), State::Established);
+}
+
+/// The final ACK that closes a connection (LAST-ACK → CLOSED) and the
+/// client's next SYN from the same port, read in one batch: the SYN found
+/// the closed connection still mapped and was dropped (the client waited a
+/// second for its retransmission).
+#[test]
+fn a_syn_right_behind_the_closing_ack_reaches_the_listener() {
+    let mut net = Net::clean(42);
+    net.b.stack.tcp_mut().listen(80, 16).unwrap();
+    let now = net.now;
+    let first = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 80), Some(7000))
+        .unwrap();
+    net.flush();
+    let mut hb = None;
+    net.run_until(Duration::from_secs(1), |n| {
+        hb = hb.or_else(|| n.b.stack.tcp_mut().accept(80));
+        hb.is_some() && state(n, true, first) == State::Established
+    });
+    let hb = hb.expect("accepted");
+    net.a.stack.tcp_mut().get_mut(first).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(10)); // B: CLOSE-WAIT
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    // A takes B's FIN and acknowledges it; at that very moment it connects
+    // again from the same port, so ACK and SYN reach B together.
+    let mut second = None;
+    net.run_until(Duration::from_secs(1), |n| {
+        if second.is_none() && state(n, true, first) == State::TimeWait {
+            let now = n.now;
+            let h = n.a.stack.tcp_mut().connect(now, A_IP, (B_IP, 80), Some(7000));
+            second = Some(h.expect("TIME-WAIT yields its port"));
+            n.flush();
+        }
+        second.is_some()
+    });
+    let second = second.expect("A reached TIME-WAIT");
+    let started = net.now;
+    let mut accepted = None;
+    net.run_until(Duration::from_secs(5), |n| {
+        accepted = accepted.or_else(|| n.b.stack.tcp_mut().accept(80));
+        accepted.is_some() && state(n, true, second) == State::Established
+    });
+    assert!(accepted.is_some(), "the second connection was never accepted");
+    let took = net.now.saturating_since(started);
+    assert!(took < Duration::from_millis(100), "handshake took {took:?}: the first SYN was lost");
+    assert_eq!(state(&net, false, hb), State::Closed);
+}

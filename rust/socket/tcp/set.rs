@@ -330,6 +330,13 @@ impl TcpSockets {
                 .conn
                 .as_mut()
                 .expect("mapped slots hold a connection");
+            if conn.state() == State::Closed {
+                // Closed earlier in this batch (the final ACK of a close came
+                // just before): the tuple is free now, not at the next settle,
+                // so a SYN right behind that ACK finds the listener.
+                self.tuples.remove(&tuple);
+                return self.process(now, seg, out);
+            }
             let new_syn = seg.has(Flags::SYN) && !seg.has(Flags::ACK);
             if !(new_syn
                 && conn.time_wait_accepts(seg)
@@ -563,8 +570,29 @@ impl TcpSockets {
             if slot.scheduled.map_or(true, |s| t < s) {
                 slot.scheduled = Some(t);
                 self.timers.push(Reverse((t, i)));
+                self.compact_timers();
             }
         }
+    }
+
+    /// An earlier timer supersedes a slot's entry without removing it (a
+    /// heap cannot), so a connection whose delayed ACKs keep coming before
+    /// its 2-hour keepalive leaves one stale entry per ACK. Once stale ones
+    /// could outnumber live ones, they are dropped: the heap stays
+    /// O(connections), at amortised O(1) per push.
+    fn compact_timers(&mut self) {
+        let live = self.slots.len() - self.free.len();
+        if self.timers.len() <= 2 * live + 64 {
+            return;
+        }
+        let slots = &self.slots;
+        self.timers
+            .retain(|&Reverse((t, i))| slots[i as usize].scheduled == Some(t));
+    }
+
+    /// Entries in the timer heap, live and superseded (for memory checks).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     fn remove(&mut self, i: u32) {
