@@ -916,7 +916,10 @@ fn superseded_timers_do_not_pile_up() {
         assert_eq!(c.recv(&mut [0; 8]), Ok(Some(1)), "byte {i}");
         most = most.max(net.a.stack.tcp().timer_entries());
     }
-    assert!(most <= 2 + 64 + 1, "{most} timer entries for one connection");
+    assert!(
+        most <= 2 + 64 + 1,
+        "{most} timer entries for one connection"
+    );
     assert_eq!(state(&net, true, ha), State::Established);
 }
 
@@ -942,7 +945,12 @@ fn a_syn_right_behind_the_closing_ack_reaches_the_listener() {
         hb.is_some() && state(n, true, first) == State::Established
     });
     let hb = hb.expect("accepted");
-    net.a.stack.tcp_mut().get_mut(first).unwrap().shutdown_write();
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(first)
+        .unwrap()
+        .shutdown_write();
     net.flush();
     net.run_for(Duration::from_millis(10)); // B: CLOSE-WAIT
     net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
@@ -953,7 +961,10 @@ fn a_syn_right_behind_the_closing_ack_reaches_the_listener() {
     net.run_until(Duration::from_secs(1), |n| {
         if second.is_none() && state(n, true, first) == State::TimeWait {
             let now = n.now;
-            let h = n.a.stack.tcp_mut().connect(now, A_IP, (B_IP, 80), Some(7000));
+            let h =
+                n.a.stack
+                    .tcp_mut()
+                    .connect(now, A_IP, (B_IP, 80), Some(7000));
             second = Some(h.expect("TIME-WAIT yields its port"));
             n.flush();
         }
@@ -966,8 +977,77 @@ fn a_syn_right_behind_the_closing_ack_reaches_the_listener() {
         accepted = accepted.or_else(|| n.b.stack.tcp_mut().accept(80));
         accepted.is_some() && state(n, true, second) == State::Established
     });
-    assert!(accepted.is_some(), "the second connection was never accepted");
+    assert!(
+        accepted.is_some(),
+        "the second connection was never accepted"
+    );
     let took = net.now.saturating_since(started);
-    assert!(took < Duration::from_millis(100), "handshake took {took:?}: the first SYN was lost");
+    assert!(
+        took < Duration::from_millis(100),
+        "handshake took {took:?}: the first SYN was lost"
+    );
     assert_eq!(state(&net, false, hb), State::Closed);
+}
+
+/// A receiver SACKs the second of two segments, then reneges: its
+/// cumulative ACK covers the first only and the block is gone (RFC 2018
+/// §8 allows it). The SACKed data must be resent on timeout, and the
+/// retransmission timer must stay armed while data is outstanding (RFC
+/// 6298 §5); the sender stayed silent with no timer at all.
+#[test]
+fn reneged_sack_data_is_retransmitted_on_timeout() {
+    let mut net = Net::clean(43);
+    let (ha, hb) = net.connect(80);
+    let mss = net.conn_a(ha).mss();
+    net.b.silent = true; // from now on B's side is played by hand
+    let una = net.conn_a(ha).send_unacked().0;
+    let b_next = net.conn_b(hb).send_next().0;
+    let a_port = net.conn_a(ha).local().1;
+    let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    assert_eq!(c.send(&pattern(2 * mss, 1)), Ok(2 * mss));
+    net.flush();
+    net.run_for(Duration::from_millis(5));
+    let ack = |ack: u32, sack: Option<(u32, u32)>| {
+        let mut options = Options::default();
+        if let Some(block) = sack {
+            options.sack_blocks[0] = block;
+            options.sack_count = 1;
+        }
+        Repr {
+            src_port: 80,
+            dst_port: a_port,
+            seq: b_next,
+            ack,
+            flags: Flags::ACK,
+            window: 0xffff,
+            options,
+        }
+    };
+    let second = (
+        una.wrapping_add(mss as u32),
+        una.wrapping_add(2 * mss as u32),
+    );
+    inject_to_a(&mut net, ack(una, Some(second)));
+    net.run_for(Duration::from_millis(5));
+    inject_to_a(&mut net, ack(second.0, None)); // reneged
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(net.conn_a(ha).send_unacked().0, second.0);
+    let frames = net.a.stack.counters().frames_out;
+    net.run_for(Duration::from_secs(40));
+    let c = net.conn_a(ha);
+    assert!(
+        c.retries() >= 3,
+        "timeouts fired: {} ({})",
+        c.retries(),
+        c.summary()
+    );
+    assert!(
+        net.a.stack.counters().frames_out - frames >= 3,
+        "the reneged segment was resent on each timeout"
+    );
+    assert!(
+        net.a.stack.poll_at().is_some(),
+        "a timer stays armed: {}",
+        c.summary()
+    );
 }

@@ -27,6 +27,10 @@ impl Assembler {
         self.ranges = Vec::new();
         self.latest = None;
     }
+    /// From the start of the lowest range held to the end of the highest.
+    pub fn span(&self) -> Option<(Seq, Seq)> {
+        Some((self.ranges.first()?.0, self.ranges.last()?.1))
+    }
 
     /// Records `[start, end)`; false if that would exceed [`MAX_RANGES`].
     pub fn add(&mut self, start: Seq, end: Seq) -> bool {

@@ -622,6 +622,11 @@ impl Connection {
 
     /// Handles a segment for this connection.
     pub fn process(&mut self, now: Instant, seg: &Incoming<'_>, out: &mut Emit<'_>) {
+        self.process_segment(now, seg, out);
+        self.check_invariants(false);
+    }
+
+    fn process_segment(&mut self, now: Instant, seg: &Incoming<'_>, out: &mut Emit<'_>) {
         match self.state {
             State::Closed => return,
             State::SynSent => return self.process_syn_sent(now, seg),
@@ -1051,6 +1056,53 @@ impl Connection {
 impl Connection {
     /// Sends what is due: handshake, data, retransmissions, probes, ACKs.
     pub fn dispatch(&mut self, now: Instant, out: &mut Emit<'_>) {
+        self.dispatch_due(now, out);
+        self.check_invariants(true);
+    }
+
+    /// What must hold between events, checked in debug builds after every
+    /// segment and every dispatch (timers run there), so that tests and
+    /// fuzzing catch logic errors and not only panics. `settled`: after a
+    /// dispatch, when the timers are armed for what is outstanding.
+    fn check_invariants(&self, settled: bool) {
+        if !cfg!(debug_assertions) || self.state == State::Closed {
+            return;
+        }
+        let fail = |what: &str| panic!("TCP invariant broken: {what}: {}", self.summary());
+        // RFC 9293 §3.3.1 plus SND.MAX: SND.UNA ≤ SND.NXT ≤ SND.MAX.
+        if !(self.snd_una <= self.snd_nxt && self.snd_nxt <= self.snd_max) {
+            fail("SND.UNA <= SND.NXT <= SND.MAX");
+        }
+        // What was sent and not acknowledged is still in the send buffer
+        // (besides the SYN's and FIN's octets).
+        let control = (!self.syn_acked) as usize + (self.fin_queued && !self.fin_acked) as usize;
+        if self.snd_max.offset_from(self.snd_una) > self.tx.len() + control {
+            fail("sent data missing from the send buffer");
+        }
+        if self.tx.len() > self.config.tx_buffer || self.rx.len() > self.config.rx_buffer {
+            fail("a buffer holds more than its limit");
+        }
+        if let (Some(low), Some(high)) = (self.scoreboard.lowest(), self.scoreboard.highest()) {
+            if low < self.snd_una || high > self.snd_max {
+                fail("SACK scoreboard outside [SND.UNA, SND.MAX]");
+            }
+        }
+        if let Some((low, high)) = self.ooo.span() {
+            let window_end = self.rcv_nxt + (self.config.rx_buffer - self.rx.len());
+            if low <= self.rcv_nxt || high > window_end {
+                fail("out-of-order data outside the receive window");
+            }
+        }
+        // RFC 6298 §5 (1): data outstanding ⇒ the retransmission timer runs
+        // (or the persist timer, while the peer's window is shut).
+        let outstanding = self.snd_una != self.snd_max;
+        let timed = self.rto_at.is_some() || self.persist_at.is_some() || self.probe_due;
+        if settled && outstanding && self.state != State::TimeWait && !timed {
+            fail("data outstanding and no retransmission timer");
+        }
+    }
+
+    fn dispatch_due(&mut self, now: Instant, out: &mut Emit<'_>) {
         if let Some(ack) = self.reply_rst.take() {
             self.emit_rst(ack, out);
         }
@@ -1150,8 +1202,10 @@ impl Connection {
         self.dupacks = 0;
         // RFC 6675 §5.1 lets the scoreboard guide the retransmissions after
         // a timeout; a second timeout in a row drops it, in case the peer
-        // reneged on what it SACKed (RFC 2018 §8).
-        if self.retries >= 2 {
+        // reneged on what it SACKed (RFC 2018 §8). A SACKed block at SND.UNA
+        // is reneging for sure (a receiver never SACKs what it could ACK):
+        // the data is resent now, not skipped as held.
+        if self.retries >= 2 || self.scoreboard.sacked_at(self.snd_una).is_some() {
             self.scoreboard.clear();
         }
         self.timed = None;
@@ -1162,6 +1216,9 @@ impl Connection {
         if probing {
             self.probe_due = true;
         }
+        // RFC 6298 §5.5–5.6: the timer restarts with the backed-off RTO,
+        // whether or not this round manages to send anything.
+        self.rto_at = Some(now + self.rtt.rto());
     }
 
     fn send_syn(&mut self, now: Instant, out: &mut Emit<'_>) {

@@ -23,6 +23,9 @@ impl Scoreboard {
     pub fn sacked(&self) -> usize {
         self.sacked
     }
+    pub fn lowest(&self) -> Option<Seq> {
+        self.ranges.first().map(|r| r.0)
+    }
     pub fn highest(&self) -> Option<Seq> {
         self.ranges.last().map(|r| r.1)
     }
