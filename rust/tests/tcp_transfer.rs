@@ -7,7 +7,7 @@ use mipfast::iface::TxFrame;
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::LinkEnd;
 use mipfast::phy::Device;
-use mipfast::socket::tcp::{Algorithm, State, TcpConfig};
+use mipfast::socket::tcp::{Algorithm, Handle, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use tcp_net::*;
 
@@ -52,8 +52,8 @@ fn options_off_fall_back() {
     assert_eq!(a.window_shifts(), (0, 0));
 }
 
-/// Moves `len` bytes each way at once; returns (a→b, b→a) transfers.
-fn bulk(net: &mut Net, len: usize, limit: Duration) -> (Transfer, Transfer) {
+/// Moves `len` bytes each way at once; returns the connections' handles.
+fn bulk(net: &mut Net, len: usize, limit: Duration) -> (Handle, Handle) {
     let (ha, hb) = net.connect(5001);
     let mut ab = Transfer::new(pattern(len, 1));
     let mut ba = Transfer::new(pattern(len, 2));
@@ -75,15 +75,27 @@ fn bulk(net: &mut Net, len: usize, limit: Duration) -> (Transfer, Transfer) {
     assert_eq!(ba.received, len);
     assert_eq!(ab.hash, Fnv::of(&ab.data));
     assert_eq!(ba.hash, Fnv::of(&ba.data));
-    (ab, ba)
+    (ha, hb)
 }
 
 #[test]
 fn ten_megabytes_each_way_on_a_clean_link() {
     let mut net = Net::clean(3);
-    bulk(&mut net, 10 << 20, Duration::from_secs(60));
-    // Both closed their write side and read EOF: the connection ends.
+    let (ha, hb) = bulk(&mut net, 10 << 20, Duration::from_secs(60));
+    // Both closed their write side and read EOF: the connection ends, by a
+    // simultaneous close (both FINs crossed) or one after the other.
     net.run_for(Duration::from_secs(1));
+    let ends = [net.conn_a(ha).state(), net.conn_b(hb).state()];
+    for s in ends {
+        assert!(matches!(s, State::TimeWait | State::Closed), "{ends:?}");
+    }
+    assert!(
+        ends.contains(&State::TimeWait),
+        "someone keeps TIME-WAIT: {ends:?}"
+    );
+    assert_eq!(net.conn_a(ha).send_queued(), 0);
+    net.run_for(Duration::from_secs(61)); // 2·MSL
+    assert_eq!(net.a.stack.tcp().active() + net.b.stack.tcp().active(), 0);
 }
 
 fn faulty() -> FaultConfig {
