@@ -193,6 +193,18 @@ impl Stack {
             Delivery::Udp(d) => self.process_udp(now, d),
             Delivery::Tcp(t) => self.process_tcp(now, t),
             // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
+            Delivery::Unreachable(u)
+                if u.protocol == ipv4::PROTO_TCP && u.code == icmp::CODE_FRAGMENTATION_NEEDED =>
+            {
+                let mtu = tcp::path_mtu::reported_mtu(u.next_hop_mtu, u.quoted_len);
+                let used = u.quoted_seq.is_some_and(|seq| {
+                    self.tcp
+                        .fragmentation_needed(now, u.local.1, u.remote, mtu, tcp::Seq(seq))
+                });
+                if !used {
+                    self.iface.count_drop(DropReason::IcmpPathMtuIgnored);
+                }
+            }
             Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
                 self.tcp.icmp_unreachable(u.local.1, u.remote);
             }
@@ -586,10 +598,16 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
     iface
         .send_ipv4_burst(
             now,
-            seg.src,
-            seg.dst,
-            ipv4::PROTO_TCP,
-            header_len + payload_len,
+            ipv4::Repr {
+                dont_fragment: seg.dont_fragment,
+                ..ipv4::Repr::new(
+                    seg.src,
+                    seg.dst,
+                    ipv4::PROTO_TCP,
+                    header_len + payload_len,
+                    0,
+                )
+            },
             segments,
             |buf| {
                 buf[header_len..header_len + a.len()].copy_from_slice(a);

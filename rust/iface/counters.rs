@@ -33,6 +33,7 @@ drop_reasons! {
     Ipv4UnknownProtocol => "ipv4_unknown_protocol",
     IcmpMalformed => "icmp_malformed",
     IcmpUnhandled => "icmp_unhandled",
+    IcmpPathMtuIgnored => "icmp_frag_needed_ignored",
     UdpMalformed => "udp_malformed",
     UdpNoListener => "udp_no_listener",
     UdpQueueFull => "udp_queue_full",

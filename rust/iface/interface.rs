@@ -66,6 +66,13 @@ pub struct Unreachable {
     /// Our address and port in the quoted datagram.
     pub local: (Ipv4Addr, u16),
     pub remote: (Ipv4Addr, u16),
+    /// Code 4 (fragmentation needed and DF set): the next hop's MTU (RFC
+    /// 1191 §4), 0 from routers older than that RFC.
+    pub next_hop_mtu: u16,
+    /// The total length of the quoted datagram, for when the MTU is 0.
+    pub quoted_len: u16,
+    /// The sequence number of a quoted TCP segment (RFC 5927 checks it).
+    pub quoted_seq: Option<u32>,
 }
 
 /// An ICMP echo reply to one of our requests, borrowed from the frame.
@@ -350,7 +357,8 @@ impl Interface {
         match packet.protocol() {
             ipv4::PROTO_ICMP => {
                 if to_us {
-                    self.process_icmp(now, packet.src(), dst, packet.payload())
+                    let addresses = (packet.src(), dst, packet.options());
+                    self.process_icmp(now, addresses, packet.payload())
                 } else {
                     // RFC 1122 §3.2.2.6 lets a host ignore broadcast echo; Linux does too.
                     self.dropped(DropReason::IcmpUnhandled)
@@ -425,6 +433,7 @@ impl Interface {
         let msg = icmp::ErrorMessage {
             msg_type: icmp::TYPE_DEST_UNREACHABLE,
             code: icmp::CODE_PORT_UNREACHABLE,
+            next_hop_mtu: 0,
             original: datagram.packet,
         };
         let _ = self.send_ipv4(now, our_ip, src, ipv4::PROTO_ICMP, msg.len(), |buf| {
@@ -436,8 +445,7 @@ impl Interface {
     fn process_icmp<'a>(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        (src, dst, ip_options): (Ipv4Addr, Ipv4Addr, &[u8]),
         payload: &'a [u8],
     ) -> Option<Delivery<'a>> {
         let packet = match icmp::Packet::new_checked(payload) {
@@ -446,12 +454,23 @@ impl Interface {
         };
         if packet.msg_type() == icmp::TYPE_DEST_UNREACHABLE {
             return match quoted_ports(packet.data()) {
-                Some((protocol, local, remote)) => Some(Delivery::Unreachable(Unreachable {
-                    code: packet.code(),
-                    protocol,
-                    local,
-                    remote,
-                })),
+                Some((protocol, local, remote)) => {
+                    let quote = packet.data();
+                    let ihl = (quote[0] & 0x0f) as usize * 4;
+                    let quoted_seq = (protocol == ipv4::PROTO_TCP)
+                        .then(|| quote.get(ihl + 4..ihl + 8))
+                        .flatten()
+                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    Some(Delivery::Unreachable(Unreachable {
+                        code: packet.code(),
+                        protocol,
+                        local,
+                        remote,
+                        next_hop_mtu: packet.next_hop_mtu(),
+                        quoted_len: u16::from_be_bytes([quote[2], quote[3]]),
+                        quoted_seq,
+                    }))
+                }
                 None => self.dropped(DropReason::IcmpMalformed),
             };
         }
@@ -472,9 +491,13 @@ impl Interface {
             seq: packet.echo_seq(),
             data: packet.data(),
         };
-        let _ = self.send_ipv4(now, dst, src, ipv4::PROTO_ICMP, reply.len(), |buf| {
-            reply.emit(buf)
-        });
+        let mut header = ipv4::Repr::new(dst, src, ipv4::PROTO_ICMP, reply.len(), 0);
+        // RFC 1122 §3.2.2.6: a Record Route option comes back, with our
+        // address recorded (as Linux does; other options are not echoed).
+        if let Some(route) = ipv4::record_route(ip_options) {
+            header.options = ipv4::HeaderOptions::record_route_with(route, dst);
+        }
+        let _ = self.send_ipv4_burst(now, header, (0, 1), |buf| reply.emit(buf));
         None
     }
 
@@ -514,7 +537,8 @@ impl Interface {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
-        self.send_ipv4_burst(now, src, dst, protocol, payload_len, (0, 1), fill)
+        let header = ipv4::Repr::new(src, dst, protocol, payload_len, 0);
+        self.send_ipv4_burst(now, header, (0, 1), fill)
     }
 
     /// As [`Interface::send_ipv4`] for a TCP burst of `segments.1` segments
@@ -522,27 +546,18 @@ impl Interface {
     /// by `fill` as one packet and cut apart by the device or by
     /// [`segment_burst`]. The caller sizes the segments for the MTU; each
     /// takes its own IP identification.
-    #[allow(clippy::too_many_arguments)]
+    /// `header` gives addresses, protocol, length, DF and options; the
+    /// identification is ours to fill.
     pub fn send_ipv4_burst(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        protocol: u8,
-        payload_len: usize,
+        header: ipv4::Repr,
         segments: (u16, u16),
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let ident = self.next_ident;
         self.next_ident = self.next_ident.wrapping_add(segments.1.max(1));
-        let ip = ipv4::Repr {
-            src,
-            dst,
-            protocol,
-            payload_len,
-            ttl: ipv4::DEFAULT_TTL,
-            ident,
-        };
+        let ip = ipv4::Repr { ident, ..header };
         let result = self.route_and_emit(now, ip, segments.0, fill);
         if let Err(reason) = result {
             self.counters.count_drop(reason);
@@ -559,7 +574,7 @@ impl Interface {
     ) -> Result<(), DropReason> {
         let payload_len = ip.payload_len;
         let next_hop = self.next_hop(now, ip.dst)?;
-        if ipv4::HEADER_LEN + payload_len <= self.mtu || segment_size > 0 {
+        if ip.header_len() + payload_len <= self.mtu || segment_size > 0 {
             return self.emit_frame(now, &next_hop, ip, (0, false), segment_size, fill);
         }
         // RFC 791 §3.2: too big for the link, so cut into fragments of a
@@ -573,8 +588,11 @@ impl Interface {
         for (i, chunk) in payload.chunks(per_fragment).enumerate() {
             let offset = i * per_fragment;
             let more = offset + chunk.len() < payload_len;
+            // Options that are not copied into fragments (Record Route,
+            // RFC 791 §3.1) are left out of all of them; we send no others.
             let part = ipv4::Repr {
                 payload_len: chunk.len(),
+                options: ipv4::HeaderOptions::NONE,
                 ..ip
             };
             self.emit_frame(now, &next_hop, part, (offset, more), 0, |buf| {
@@ -596,7 +614,7 @@ impl Interface {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let (offset, more) = fragment;
-        let frame_len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + ip.payload_len;
+        let frame_len = ethernet::HEADER_LEN + ip.header_len() + ip.payload_len;
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
                 dst: dst_mac,
@@ -605,7 +623,7 @@ impl Interface {
             }
             .emit(buf);
             ip.emit_fragment(&mut buf[ethernet::HEADER_LEN..], offset, more);
-            fill(&mut buf[ethernet::HEADER_LEN + ipv4::HEADER_LEN..frame_len]);
+            fill(&mut buf[ethernet::HEADER_LEN + ip.header_len()..frame_len]);
         };
         match *next_hop {
             NextHop::Mac(mac) => {
@@ -716,6 +734,7 @@ impl Interface {
             let msg = icmp::ErrorMessage {
                 msg_type: icmp::TYPE_TIME_EXCEEDED,
                 code: icmp::CODE_REASSEMBLY_TIME_EXCEEDED,
+                next_hop_mtu: 0,
                 original: &quote,
             };
             let _ = self.send_ipv4(now, our_ip, src, ipv4::PROTO_ICMP, msg.len(), |buf| {

@@ -254,6 +254,8 @@ fn rebuild(d: &Datagram) -> Vec<u8> {
         payload_len: d.data.len(),
         ttl: d.ttl,
         ident: d.key.ident,
+        dont_fragment: false,
+        options: ipv4::HeaderOptions::NONE,
     }
     .emit(&mut packet);
     debug_assert_eq!(checksum::checksum(&packet[..ipv4::HEADER_LEN]), 0);
@@ -277,6 +279,8 @@ mod tests {
             payload_len: payload.len(),
             ttl: 64,
             ident,
+            dont_fragment: false,
+            options: ipv4::HeaderOptions::NONE,
         }
         .emit_fragment(&mut buf, offset, more);
         buf[ipv4::HEADER_LEN..].copy_from_slice(payload);

@@ -139,6 +139,8 @@ mod tests {
             payload_len: tcp_len,
             ttl: 64,
             ident: u16::MAX,
+            dont_fragment: false,
+            options: ipv4::HeaderOptions::NONE,
         };
         ip.emit(&mut frame[ethernet::HEADER_LEN..]);
         let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;

@@ -390,7 +390,7 @@ impl PyStack {
         for seq in 0..count {
             let id = ProbeId {
                 ident,
-                seq: seq as u16,
+                seq,
             };
             let l = live.clone();
             py.detach(move || l.act(|s, now| s.ping_send(now, dst, id, size)))

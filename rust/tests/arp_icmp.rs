@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use mipfast::iface::{DropReason, DEFAULT_MAC};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{arp, ethernet, icmp, ipv4, Ipv4Addr, MacAddress};
 
 #[test]
 fn answers_arp_requests_for_its_address_only() {
@@ -240,5 +240,54 @@ fn an_arp_probe_for_our_address_is_answered() {
     assert!(
         drain(&mut s).is_empty(),
         "a probe for another address is not ours to answer"
+    );
+}
+
+/// RFC 1122 §3.2.2.6: an echo request with Record Route (as `ping -R`
+/// sends: the sender's own address first) comes back with the option, our
+/// address recorded after the sender's.
+#[test]
+fn echo_returns_record_route_with_our_address() {
+    let now = Instant::ZERO;
+    let mut s = static_stack(now);
+    s.process_frame(now, &peer_arp_request()); // learn the peer's MAC
+    drain(&mut s);
+    let mut route = vec![ipv4::OPTION_RECORD_ROUTE, 39, 4];
+    route.resize(39, 0);
+    let echo = icmp::Echo {
+        reply: false,
+        ident: 9,
+        seq: 1,
+        data: b"route?",
+    };
+    let mut icmp_bytes = vec![0u8; echo.len()];
+    echo.emit(&mut icmp_bytes);
+    let header = ipv4::Repr {
+        options: ipv4::HeaderOptions::record_route_with(&route, PEER_IP),
+        ..ipv4::Repr::new(PEER_IP, STACK_IP, ipv4::PROTO_ICMP, icmp_bytes.len(), 3)
+    };
+    let mut packet = vec![0u8; header.header_len() + icmp_bytes.len()];
+    header.emit(&mut packet);
+    packet[header.header_len()..].copy_from_slice(&icmp_bytes);
+    s.process_frame(
+        now,
+        &frame(DEFAULT_MAC, PEER_MAC, ethernet::ETHERTYPE_IPV4, &packet),
+    );
+    let out = drain(&mut s);
+    assert_eq!(out.len(), 1);
+    let eth = ethernet::Frame::new_checked(&out[0]).unwrap();
+    let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.header_len(), 60);
+    let rr = ipv4::record_route(ip.options()).expect("the reply carries Record Route");
+    assert_eq!(rr[2], 12);
+    assert_eq!(
+        &rr[3..11],
+        &[PEER_IP.octets(), STACK_IP.octets()].concat()[..]
+    );
+    let reply = icmp::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(
+        (reply.msg_type(), reply.data()),
+        (icmp::TYPE_ECHO_REPLY, &b"route?"[..])
     );
 }

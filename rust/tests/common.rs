@@ -70,6 +70,8 @@ pub fn ipv4_frame(
         payload_len: payload.len(),
         ttl: 64,
         ident: 7,
+        dont_fragment: false,
+        options: ipv4::HeaderOptions::NONE,
     }
     .emit(&mut p);
     p[ipv4::HEADER_LEN..].copy_from_slice(payload);

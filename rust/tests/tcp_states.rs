@@ -335,6 +335,8 @@ fn inject_from(
         payload_len: payload.len(),
         ttl: 64,
         ident: 1,
+        dont_fragment: false,
+        options: ipv4::HeaderOptions::NONE,
     }
     .emit(&mut ip);
     ip[ipv4::HEADER_LEN..].copy_from_slice(payload);
@@ -370,6 +372,8 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
             payload_len: 20,
             ttl: 64,
             ident: 7,
+            dont_fragment: false,
+            options: ipv4::HeaderOptions::NONE,
         }
         .emit(&mut quote);
         quote[20..22].copy_from_slice(&port.to_be_bytes());
@@ -380,6 +384,7 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
         let m = icmp::ErrorMessage {
             msg_type: icmp::TYPE_DEST_UNREACHABLE,
             code: icmp::CODE_PORT_UNREACHABLE,
+            next_hop_mtu: 0,
             original: quote,
         };
         let mut buf = vec![0u8; m.len()];

@@ -40,6 +40,11 @@ impl<'a> Packet<'a> {
     pub fn echo_seq(&self) -> u16 {
         be16(self.buf, 6)
     }
+    /// The next-hop MTU of a "fragmentation needed" message (RFC 1191 §4:
+    /// the low 16 bits of the otherwise unused word).
+    pub fn next_hop_mtu(&self) -> u16 {
+        be16(self.buf, 6)
+    }
     /// What follows the 8-byte header: echo data, or the quoted datagram of an error.
     pub fn data(&self) -> &'a [u8] {
         &self.buf[HEADER_LEN..]
@@ -122,6 +127,8 @@ mod tests {
 
 /// Code 3 of destination unreachable: port unreachable (RFC 792).
 pub const CODE_PORT_UNREACHABLE: u8 = 3;
+/// Code 4: fragmentation needed and DF set (RFC 792; the MTU per RFC 1191 §4).
+pub const CODE_FRAGMENTATION_NEEDED: u8 = 4;
 /// RFC 1812 §4.3.2.3: an error carries as much of the offending datagram as
 /// fits in 576 bytes (IP header 20 + ICMP header 8 leave 548).
 pub const MAX_QUOTED_LEN: usize = 548;
@@ -136,6 +143,8 @@ pub const CODE_REASSEMBLY_TIME_EXCEEDED: u8 = 1;
 pub struct ErrorMessage<'a> {
     pub msg_type: u8,
     pub code: u8,
+    /// The next-hop MTU of a "fragmentation needed" (0 otherwise).
+    pub next_hop_mtu: u16,
     /// The offending IPv4 packet, header first; cut to [`MAX_QUOTED_LEN`].
     pub original: &'a [u8],
 }
@@ -154,7 +163,8 @@ impl ErrorMessage<'_> {
         let len = self.len();
         buf[0] = self.msg_type;
         buf[1] = self.code;
-        buf[2..8].fill(0);
+        buf[2..6].fill(0);
+        buf[6..8].copy_from_slice(&self.next_hop_mtu.to_be_bytes());
         buf[HEADER_LEN..len].copy_from_slice(self.quoted());
         let c = checksum::checksum(&buf[..len]);
         buf[2..4].copy_from_slice(&c.to_be_bytes());
@@ -171,6 +181,7 @@ mod unreachable_tests {
         let m = ErrorMessage {
             msg_type: TYPE_DEST_UNREACHABLE,
             code: CODE_PORT_UNREACHABLE,
+            next_hop_mtu: 0,
             original: &original,
         };
         let mut buf = vec![0u8; m.len()];

@@ -85,9 +85,84 @@ impl<'a> Packet<'a> {
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[self.header_len()..]
     }
+    /// The option bytes between the fixed header and the payload.
+    pub fn options(&self) -> &'a [u8] {
+        &self.buf[HEADER_LEN..self.header_len()]
+    }
 }
 
-/// The fields of an outgoing IPv4 header without options.
+/// RFC 791 §3.1 option types.
+pub const OPTION_END: u8 = 0;
+pub const OPTION_NOP: u8 = 1;
+pub const OPTION_RECORD_ROUTE: u8 = 7;
+/// Options fill at most 40 bytes (a 60-byte header).
+pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// The Record Route option (RFC 791 §3.1) among `options`, as its bytes
+/// (type, length, pointer, route data), if present and well formed.
+pub fn record_route(options: &[u8]) -> Option<&[u8]> {
+    let mut at = 0;
+    while at < options.len() {
+        match options[at] {
+            OPTION_END => return None,
+            OPTION_NOP => at += 1,
+            kind => {
+                let len = *options.get(at + 1)? as usize;
+                let option = options.get(at..at + len).filter(|_| len >= 2)?;
+                if kind == OPTION_RECORD_ROUTE {
+                    // The pointer (1-based) names the next free slot: at least
+                    // 4, on a slot boundary, at most one past the end.
+                    let pointer = *option.get(2)? as usize;
+                    let valid = len >= 3 && pointer >= 4 && (pointer - 4) % 4 == 0;
+                    return (valid && pointer <= len + 1).then_some(option);
+                }
+                at += len;
+            }
+        }
+    }
+    None
+}
+
+/// Header options for an outgoing packet, padded to a multiple of 4 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderOptions {
+    bytes: [u8; MAX_OPTIONS_LEN],
+    len: u8,
+}
+
+impl HeaderOptions {
+    pub const NONE: HeaderOptions = HeaderOptions {
+        bytes: [0; MAX_OPTIONS_LEN],
+        len: 0,
+    };
+
+    /// A Record Route option copied from a received one with `address`
+    /// recorded in its next free slot, if any (RFC 791 §3.1: a full route
+    /// is passed on unchanged).
+    pub fn record_route_with(received: &[u8], address: Ipv4Addr) -> HeaderOptions {
+        let mut o = HeaderOptions::NONE;
+        let n = received.len().min(MAX_OPTIONS_LEN);
+        o.bytes[..n].copy_from_slice(&received[..n]);
+        let pointer = o.bytes[2] as usize;
+        if pointer + 3 <= n {
+            o.bytes[pointer - 1..pointer + 3].copy_from_slice(&address.octets());
+            o.bytes[2] = (pointer + 4) as u8;
+        }
+        o.len = n.div_ceil(4) as u8 * 4; // padded with END
+        o
+    }
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len()]
+    }
+}
+
+/// The fields of an outgoing IPv4 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
     pub src: Ipv4Addr,
@@ -96,12 +171,35 @@ pub struct Repr {
     pub payload_len: usize,
     pub ttl: u8,
     pub ident: u16,
+    /// DF (RFC 791 §3.1): routers drop the packet rather than fragment it,
+    /// and say so with ICMP; path MTU discovery rests on it (RFC 1191).
+    pub dont_fragment: bool,
+    pub options: HeaderOptions,
 }
 
 pub const DEFAULT_TTL: u8 = 64;
 
 impl Repr {
-    /// Writes a 20-byte header with DF clear and the checksum filled in.
+    /// A header with the default TTL, DF clear and no options.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload_len: usize, ident: u16) -> Self {
+        Repr {
+            src,
+            dst,
+            protocol,
+            payload_len,
+            ttl: DEFAULT_TTL,
+            ident,
+            dont_fragment: false,
+            options: HeaderOptions::NONE,
+        }
+    }
+
+    /// The header's length with its options.
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + self.options.len()
+    }
+
+    /// Writes the header with the checksum filled in.
     pub fn emit(&self, buf: &mut [u8]) {
         self.emit_fragment(buf, 0, false);
     }
@@ -111,9 +209,11 @@ impl Repr {
     /// `more` whether fragments follow.
     pub fn emit_fragment(&self, buf: &mut [u8], offset: usize, more: bool) {
         debug_assert!(offset % 8 == 0 && offset / 8 <= 0x1fff);
-        let total = (HEADER_LEN + self.payload_len) as u16;
-        let flags_offset = ((offset / 8) as u16 & 0x1fff) | if more { 0x2000 } else { 0 };
-        buf[0] = 0x45;
+        let header_len = self.header_len();
+        let total = (header_len + self.payload_len) as u16;
+        let df = if self.dont_fragment { 0x4000 } else { 0 };
+        let flags_offset = ((offset / 8) as u16 & 0x1fff) | if more { 0x2000 } else { 0 } | df;
+        buf[0] = 0x40 | (header_len / 4) as u8;
         buf[1] = 0;
         buf[2..4].copy_from_slice(&total.to_be_bytes());
         buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
@@ -123,7 +223,8 @@ impl Repr {
         buf[10..12].copy_from_slice(&[0, 0]);
         buf[12..16].copy_from_slice(&self.src.octets());
         buf[16..20].copy_from_slice(&self.dst.octets());
-        let c = checksum::checksum(&buf[..HEADER_LEN]);
+        buf[HEADER_LEN..header_len].copy_from_slice(self.options.as_bytes());
+        let c = checksum::checksum(&buf[..header_len]);
         buf[10..12].copy_from_slice(&c.to_be_bytes());
     }
 }
@@ -133,13 +234,52 @@ mod tests {
     use super::*;
 
     fn sample() -> Repr {
-        Repr {
-            src: Ipv4Addr::new(10, 77, 0, 2),
-            dst: Ipv4Addr::new(10, 77, 0, 1),
-            protocol: PROTO_UDP,
-            payload_len: 4,
-            ttl: 64,
-            ident: 0x1234,
+        Repr::new(
+            Ipv4Addr::new(10, 77, 0, 2),
+            Ipv4Addr::new(10, 77, 0, 1),
+            PROTO_UDP,
+            4,
+            0x1234,
+        )
+    }
+
+    #[test]
+    fn dont_fragment_and_record_route_are_written_and_read() {
+        let hop = Ipv4Addr::new(10, 77, 0, 9);
+        // A 9-slot route (39 bytes) with one hop recorded already.
+        let mut received = vec![OPTION_RECORD_ROUTE, 39, 8];
+        received.extend_from_slice(&hop.octets());
+        received.resize(39, 0);
+        let options = [&[OPTION_NOP][..], &received].concat();
+        assert_eq!(record_route(&options), Some(&received[..]));
+        let me = Ipv4Addr::new(10, 77, 0, 2);
+        let repr = Repr {
+            dont_fragment: true,
+            options: HeaderOptions::record_route_with(&received, me),
+            ..sample()
+        };
+        assert_eq!(repr.header_len(), 60);
+        let mut buf = [0u8; 64];
+        repr.emit(&mut buf);
+        let p = Packet::new_checked(&buf).unwrap();
+        assert!(p.verify_checksum() && p.dont_fragment() && !p.is_fragment());
+        assert_eq!(p.payload().len(), 4);
+        let route = record_route(p.options()).unwrap();
+        assert_eq!(route[2], 12, "the pointer moved past our slot");
+        assert_eq!(&route[3..11], &[hop.octets(), me.octets()].concat()[..]);
+        // A full route stays as it was; bad pointers and lengths are refused.
+        let mut full = received.clone();
+        full[2] = 40;
+        let o = HeaderOptions::record_route_with(&full, me);
+        assert_eq!(&o.as_bytes()[..39], &full[..]);
+        for bad in [
+            vec![OPTION_RECORD_ROUTE, 39, 5],
+            vec![OPTION_RECORD_ROUTE, 39, 8],
+            vec![OPTION_RECORD_ROUTE, 1],
+            vec![OPTION_RECORD_ROUTE, 7, 44, 0, 0, 0, 0],
+            vec![68, 0, 5],
+        ] {
+            assert_eq!(record_route(&bad), None, "{bad:?}");
         }
     }
 

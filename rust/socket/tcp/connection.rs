@@ -4,6 +4,7 @@
 
 use super::assembler::Assembler;
 use super::congestion::Congestion;
+use super::path_mtu;
 use super::ring::Ring;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
@@ -160,6 +161,14 @@ pub struct Connection {
     tlp_sent: bool,
     /// The user closed it: nobody will read or write any more.
     orphan: bool,
+
+    // Path MTU discovery (RFC 1191).
+    /// The path MTU learnt for this connection's destination, if smaller
+    /// than the link's.
+    path_mtu: Option<usize>,
+    /// Segments go with DF set, unless the path reported an MTU below
+    /// [`path_mtu::MIN_PATH_MTU`].
+    dont_fragment: bool,
 }
 
 fn window_shift(buffer: usize) -> u8 {
@@ -238,6 +247,8 @@ impl Connection {
             tlp_at: None,
             tlp_sent: false,
             orphan: false,
+            path_mtu: None,
+            dont_fragment: true,
         }
     }
 
@@ -291,6 +302,69 @@ impl Connection {
         c
     }
 
+    /// A new connection toward a destination whose path MTU is known.
+    pub fn with_path_mtu(mut self, mtu: Option<usize>) -> Self {
+        if let Some(mtu) = mtu {
+            self.path_mtu = Some(mtu.max(path_mtu::MIN_PATH_MTU));
+            self.apply_path_mtu();
+        }
+        self
+    }
+
+    /// The MSS the path allows: its MTU less the IPv4 and TCP headers and
+    /// the timestamp option, never more than negotiated.
+    fn apply_path_mtu(&mut self) {
+        let Some(mtu) = self.path_mtu else { return };
+        let options = if self.ts_recent.is_some() {
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        };
+        let mss = mtu.saturating_sub(40 + options).max(64);
+        if mss < self.mss {
+            self.mss = mss;
+            self.cc.set_mss(mss);
+        }
+    }
+
+    /// ICMP "fragmentation needed" quoting this connection's segment that
+    /// began at `quoted_seq` (RFC 1191 §6.2): lowers the MSS and resends
+    /// what is in flight at once, without taking it for congestion (RFC
+    /// 1191 §6.5). Only a quote of data in flight, [SND.UNA, SND.MAX),
+    /// and only a smaller size is believed (RFC 5927 §4.1): a blind
+    /// attacker cannot shrink a connection. Returns whether it was used.
+    pub fn path_mtu_reduced(&mut self, reported: usize, quoted_seq: Seq) -> bool {
+        if !self.state.is_synchronized()
+            || !quoted_seq.in_range(self.snd_una, self.snd_max.offset_from(self.snd_una))
+        {
+            return false;
+        }
+        let mtu = reported.max(path_mtu::MIN_PATH_MTU);
+        let before = self.mss;
+        self.path_mtu = Some(self.path_mtu.map_or(mtu, |m| m.min(mtu)));
+        self.apply_path_mtu();
+        if self.mss == before {
+            return false;
+        }
+        if reported < path_mtu::MIN_PATH_MTU {
+            self.dont_fragment = false; // let routers fragment below the floor
+        }
+        log::debug!("path MTU {mtu}: MSS {before} -> {}", self.mss);
+        // Everything in flight was cut too big: send it again now.
+        self.snd_nxt = self.snd_una;
+        if let Some(r) = self.recovery.as_mut() {
+            r.high_rxt = self.snd_una;
+        }
+        self.timed = None; // Karn: no RTT sample from what is resent
+        self.tlp_at = None;
+        true
+    }
+
+    /// The path MTU this connection uses, if discovery lowered it.
+    pub fn path_mtu(&self) -> Option<usize> {
+        self.path_mtu
+    }
+
     /// For a cookie SYN-ACK: our timestamp now carries the peer's window
     /// scale and SACK permission in its low bits (see `cookie.rs`).
     pub fn carry_in_timestamp(&mut self, now: Instant, window_scale: Option<u8>, sack: bool) {
@@ -326,6 +400,7 @@ impl Connection {
         }
         self.mss = mss;
         self.cc.set_mss(mss);
+        self.apply_path_mtu();
         // The window of a SYN is never scaled (RFC 7323 §2.2).
         self.snd_wnd = seg.window as usize;
         self.max_snd_wnd = self.snd_wnd;
@@ -1626,6 +1701,7 @@ impl Connection {
             repr,
             payload: (a, b),
             segment_size,
+            dont_fragment: self.dont_fragment,
         });
         if ok {
             self.sent_ack(now, &repr);
@@ -1640,6 +1716,7 @@ impl Connection {
             repr,
             payload,
             segment_size: 0,
+            dont_fragment: self.dont_fragment,
         });
         if ok && repr.flags.contains(Flags::ACK) {
             self.after_ack_sent(&repr);
@@ -1693,6 +1770,7 @@ impl Connection {
             repr,
             payload: (&[], &[]),
             segment_size: 0,
+            dont_fragment: self.dont_fragment,
         });
     }
 }

@@ -7,6 +7,7 @@ mod congestion;
 mod connection;
 mod cookie;
 mod listener;
+pub mod path_mtu;
 mod ring;
 mod rtt;
 mod scoreboard;
@@ -164,6 +165,8 @@ pub struct Outgoing<'a> {
     /// For a burst (a payload longer than one segment): the payload of each
     /// segment it is cut into. 0 for a single segment.
     pub segment_size: u16,
+    /// Sent with DF set (path MTU discovery, RFC 1191).
+    pub dont_fragment: bool,
 }
 
 impl Outgoing<'_> {

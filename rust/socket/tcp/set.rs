@@ -5,6 +5,7 @@
 use super::connection::{Connection, State};
 use super::cookie;
 use super::listener::Listener;
+use super::path_mtu::{self, PathMtuCache};
 use super::secret::Secret;
 use super::seq::Seq;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
@@ -89,6 +90,7 @@ pub struct TcpSockets {
     next_ephemeral: u32,
     /// SYNs answered with a cookie, and connections built from one, ever.
     cookies: (u64, u64),
+    path_mtu: PathMtuCache,
 }
 
 impl TcpSockets {
@@ -104,6 +106,7 @@ impl TcpSockets {
             secret: Secret::new(key),
             next_ephemeral: first_port,
             cookies: (0, 0),
+            path_mtu: PathMtuCache::default(),
         }
     }
 
@@ -211,7 +214,8 @@ impl TcpSockets {
         let local = (local_ip, port);
         let iss = Seq(self.secret.isn(now, local, remote));
         let conn = Connection::connect(self.config, now, local, remote, iss)
-            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote))
+            .with_path_mtu(self.path_mtu.get(now, remote.0));
         Ok(self.insert(conn, true, None))
     }
 
@@ -388,7 +392,8 @@ impl TcpSockets {
         let iss = Seq(self.secret.isn(now, local, (seg.src, seg.src_port)));
         let remote = (seg.src, seg.src_port);
         let conn = Connection::accept(self.config, now, local, seg, iss)
-            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote))
+            .with_path_mtu(self.path_mtu.get(now, remote.0));
         self.insert(conn, false, Some(port));
         Ok(())
     }
@@ -473,7 +478,8 @@ impl TcpSockets {
             ..*seg
         };
         let conn = Connection::from_cookie(self.config, now, local, &syn, Seq(iss))
-            .with_timestamp_offset(self.secret.timestamp_offset(local, remote));
+            .with_timestamp_offset(self.secret.timestamp_offset(local, remote))
+            .with_path_mtu(self.path_mtu.get(now, remote.0));
         let h = self.insert(conn, false, Some(port));
         let conn = self.slots[h.index as usize]
             .conn
@@ -497,6 +503,38 @@ impl TcpSockets {
                 self.mark(i);
             }
         }
+    }
+
+    /// ICMP "fragmentation needed" quoting a segment of ours (RFC 1191):
+    /// the connection checks the quote and lowers its MSS; the destination's
+    /// path MTU is remembered for later connections. False if not believed.
+    pub fn fragmentation_needed(
+        &mut self,
+        now: Instant,
+        local_port: u16,
+        remote: Endpoint,
+        reported_mtu: usize,
+        quoted_seq: Seq,
+    ) -> bool {
+        let Some(&i) = self.tuples.get(&(local_port, remote.0, remote.1)) else {
+            return false;
+        };
+        let Some(conn) = self.slots[i as usize].conn.as_mut() else {
+            return false;
+        };
+        if !conn.path_mtu_reduced(reported_mtu, quoted_seq) {
+            return false;
+        }
+        let mtu = conn.path_mtu().unwrap_or(reported_mtu);
+        self.path_mtu
+            .learn(now, remote.0, mtu.max(path_mtu::MIN_PATH_MTU));
+        self.mark(i);
+        true
+    }
+
+    /// The path MTU known toward `dst`, if smaller than the link's.
+    pub fn path_mtu(&self, now: Instant, dst: Ipv4Addr) -> Option<usize> {
+        self.path_mtu.get(now, dst)
     }
 
     /// Bookkeeping after a connection changed: accept queue, table, freeing.

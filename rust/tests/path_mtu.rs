@@ -1,0 +1,306 @@
+//! Path MTU discovery (RFC 1191) through a hop with a smaller MTU that
+//! drops what does not fit and says so with ICMP, and forged ICMP that
+//! must not shrink a connection (RFC 5927).
+
+mod tcp_net;
+
+use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::socket::tcp::{Handle, State, TcpConfig};
+use mipfast::stack::{Addressing, Stack, StackConfig};
+use mipfast::time::{Duration, Instant};
+use mipfast::wire::{ethernet, icmp, ipv4, Ipv4Addr, MacAddress};
+use std::collections::VecDeque;
+use tcp_net::{pattern, Fnv, A_IP, B_IP};
+
+const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
+const B_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
+/// The router that reports the small hop.
+const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
+const HOP_MTU: usize = 1000;
+const LATENCY: Duration = Duration::from_millis(1);
+
+fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64) -> Stack {
+    let cidr = Ipv4Cidr::new(ip, 24).unwrap();
+    Stack::new(
+        StackConfig {
+            interface: InterfaceConfig {
+                mac,
+                ..Default::default()
+            },
+            addressing: Addressing::Static(Ipv4Config::new(cidr, None, vec![]).unwrap()),
+            tcp: TcpConfig::default(),
+            udp: Default::default(),
+            resolver: Default::default(),
+            dns_servers: vec![],
+            seed,
+        },
+        Instant::ZERO,
+    )
+}
+
+/// A and B with a hop between them that carries at most `mtu` bytes of
+/// IPv4 from A to B, and drops the rest, telling A when DF was set.
+struct Path {
+    a: Stack,
+    b: Stack,
+    now: Instant,
+    to_a: VecDeque<(Instant, Vec<u8>)>,
+    to_b: VecDeque<(Instant, Vec<u8>)>,
+    mtu: usize,
+    /// Packets A sent, with DF set, and how many the hop dropped.
+    sent: (u64, u64),
+    dropped: u64,
+}
+
+impl Path {
+    fn new(mtu: usize) -> Self {
+        let mut path = Path {
+            a: stack(A_IP, A_MAC, 1),
+            b: stack(B_IP, B_MAC, 2),
+            now: Instant::ZERO,
+            to_a: VecDeque::new(),
+            to_b: VecDeque::new(),
+            mtu,
+            sent: (0, 0),
+            dropped: 0,
+        };
+        path.b.tcp_mut().listen(80, 16).unwrap();
+        path
+    }
+
+    /// "Fragmentation needed" from the router, quoting `packet`.
+    fn frag_needed(&self, packet: &[u8], mtu: u16) -> Vec<u8> {
+        let quote = &packet[..packet.len().min(28)];
+        let msg = icmp::ErrorMessage {
+            msg_type: icmp::TYPE_DEST_UNREACHABLE,
+            code: icmp::CODE_FRAGMENTATION_NEEDED,
+            next_hop_mtu: mtu,
+            original: quote,
+        };
+        let mut icmp_bytes = vec![0u8; msg.len()];
+        msg.emit(&mut icmp_bytes);
+        ip_frame(ROUTER_IP, A_IP, ipv4::PROTO_ICMP, &icmp_bytes)
+    }
+
+    fn hop(&mut self, frame: Vec<u8>) {
+        let eth = ethernet::Frame::new_checked(&frame).unwrap();
+        if eth.ethertype() == ethernet::ETHERTYPE_IPV4 {
+            let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+            self.sent.0 += 1;
+            self.sent.1 += ip.dont_fragment() as u64;
+            if ip.total_len() > self.mtu {
+                self.dropped += 1;
+                if ip.dont_fragment() {
+                    let icmp = self.frag_needed(ip.as_bytes(), self.mtu as u16);
+                    self.to_a.push_back((self.now + LATENCY, icmp));
+                }
+                return;
+            }
+        }
+        self.to_b.push_back((self.now + LATENCY, frame));
+    }
+
+    /// One round at the current time, then time moves to the next event.
+    fn step(&mut self) -> bool {
+        let now = self.now;
+        while self.to_a.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, f) = self.to_a.pop_front().unwrap();
+            self.a.process_frame(now, &f);
+        }
+        while self.to_b.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, f) = self.to_b.pop_front().unwrap();
+            self.b.process_frame(now, &f);
+        }
+        self.a.poll_timers(now);
+        self.b.poll_timers(now);
+        let mut out = vec![];
+        self.a.drain_tx(|f| out.push(f.to_vec()));
+        for f in out {
+            self.hop(f);
+        }
+        let mut back = vec![];
+        self.b.drain_tx(|f| back.push(f.to_vec()));
+        for f in back {
+            self.to_a.push_back((now + LATENCY, f));
+        }
+        let next = [
+            self.to_a.front().map(|x| x.0),
+            self.to_b.front().map(|x| x.0),
+            self.a.poll_at(),
+            self.b.poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            Some(t) => {
+                self.now = t.max(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Path) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now <= end {
+            if done(self) {
+                return true;
+            }
+            if !self.step() {
+                return done(self);
+            }
+        }
+        false
+    }
+
+    fn connect(&mut self) -> (Handle, Handle) {
+        let now = self.now;
+        let ha = self
+            .a
+            .tcp_mut()
+            .connect(now, A_IP, (B_IP, 80), None)
+            .unwrap();
+        let mut hb = None;
+        let ok = self.run_until(Duration::from_secs(10), |p| {
+            hb = hb.or_else(|| p.b.tcp_mut().accept(80));
+            hb.is_some()
+                && p.a
+                    .tcp()
+                    .get(ha)
+                    .is_some_and(|c| c.state() == State::Established)
+        });
+        assert!(ok, "handshake");
+        (ha, hb.unwrap())
+    }
+
+    /// Sends `len` bytes from A to B; true if all arrived intact.
+    fn upload(&mut self, ha: Handle, hb: Handle, len: usize, limit: Duration) -> bool {
+        let data = pattern(len, 3);
+        let (mut sent, mut got, mut hash) = (0, 0, Fnv::default());
+        let mut buf = vec![0u8; 65536];
+        self.run_until(limit, |p| {
+            if let Some(c) = p.a.tcp_mut().get_mut(ha) {
+                sent += c.send(&data[sent..]).unwrap_or(0);
+            }
+            while let Some(Ok(Some(n))) = p.b.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
+                if n == 0 {
+                    break;
+                }
+                hash.update(&buf[..n]);
+                got += n;
+            }
+            got == len
+        }) && hash == Fnv::of(&data)
+    }
+}
+
+fn ip_frame(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload.len()];
+    ethernet::Repr {
+        dst: A_MAC,
+        src: B_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut frame);
+    let ip = ipv4::Repr::new(src, dst, protocol, payload.len(), 9);
+    ip.emit(&mut frame[ethernet::HEADER_LEN..]);
+    frame[ethernet::HEADER_LEN + ipv4::HEADER_LEN..].copy_from_slice(payload);
+    frame
+}
+
+#[test]
+fn a_transfer_through_a_smaller_hop_finds_its_path_mtu() {
+    let mut p = Path::new(HOP_MTU);
+    let (ha, hb) = p.connect();
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1448);
+    assert!(
+        p.upload(ha, hb, 1 << 20, Duration::from_secs(30)),
+        "1 MB through the hop"
+    );
+    let c = p.a.tcp().get(ha).unwrap();
+    // 1000 − 20 (IPv4) − 20 (TCP) − 12 (timestamps).
+    assert_eq!((c.mss(), c.path_mtu()), (948, Some(HOP_MTU)));
+    assert_eq!(p.sent.0, p.sent.1, "every TCP packet went with DF set");
+    let dropped = p.dropped;
+    assert!(
+        (1..=64).contains(&dropped),
+        "the hop dropped {dropped} packets"
+    );
+    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP), Some(HOP_MTU));
+    // A later connection starts at the learnt size: nothing more is dropped.
+    let (ha2, hb2) = p.connect();
+    assert_eq!(p.a.tcp().get(ha2).unwrap().mss(), 948);
+    assert!(p.upload(ha2, hb2, 200_000, Duration::from_secs(10)));
+    assert_eq!(p.dropped, dropped);
+    // Ten minutes on the entry has aged: a new connection tries the full
+    // size again, and learns again.
+    p.now += Duration::from_secs(601); // idle connections: nothing to run
+    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP), None);
+    let (ha3, hb3) = p.connect();
+    assert_eq!(p.a.tcp().get(ha3).unwrap().mss(), 1448);
+    assert!(p.upload(ha3, hb3, 200_000, Duration::from_secs(10)));
+    assert_eq!(p.a.tcp().get(ha3).unwrap().mss(), 948);
+    assert!(p.dropped > dropped);
+}
+
+/// RFC 5927 §4.1: an ICMP message quoting a sequence number outside the
+/// data in flight (a blind attacker's guess) is dropped and counted; one
+/// reporting a tiny MTU lowers the MSS only to the floor, with DF off.
+#[test]
+fn forged_or_tiny_mtu_reports_do_not_shrink_a_connection_blindly() {
+    let mut p = Path::new(1500);
+    let (ha, hb) = p.connect();
+    let a_port = p.a.tcp().get(ha).unwrap().local().1;
+    let una = p.a.tcp().get(ha).unwrap().send_unacked().0;
+    // A quote of a segment we "sent", built by hand.
+    let quoted = |seq: u32| {
+        let mut q = vec![0u8; 28];
+        q[..20].copy_from_slice(&{
+            let mut h = [0u8; 20];
+            ipv4::Repr::new(A_IP, B_IP, ipv4::PROTO_TCP, 1480, 1).emit(&mut h);
+            h
+        });
+        q[20..22].copy_from_slice(&a_port.to_be_bytes());
+        q[22..24].copy_from_slice(&80u16.to_be_bytes());
+        q[24..28].copy_from_slice(&seq.to_be_bytes());
+        q
+    };
+    // Nothing in flight: any quote is out of range.
+    let icmp = p.frag_needed(&quoted(una), 600);
+    p.a.process_frame(p.now, &icmp);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1448);
+    assert_eq!(p.a.counters().drops(DropReason::IcmpPathMtuIgnored), 1);
+    // Data in flight, a quote beyond it: ignored.
+    let c = p.a.tcp_mut().get_mut(ha).unwrap();
+    c.send(&pattern(20_000, 1)).unwrap();
+    p.a.dispatch(p.now);
+    p.a.drain_tx(|_| {}); // lost on the way: stays in flight
+    let icmp = p.frag_needed(&quoted(una.wrapping_add(1_000_000)), 600);
+    p.a.process_frame(p.now, &icmp);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1448);
+    assert_eq!(p.a.counters().drops(DropReason::IcmpPathMtuIgnored), 2);
+    // In range, but reporting 68 bytes: the floor (552), DF off from now on.
+    let icmp = p.frag_needed(&quoted(una.wrapping_add(1)), 68);
+    p.a.process_frame(p.now, &icmp);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 552 - 52);
+    // What was in flight is resent at once, at the new size and without DF.
+    p.sent = (0, 0);
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    let arrived = p.run_until(Duration::from_millis(100), |p| {
+        while let Ok(Some(n)) = p.b.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got == 20_000
+    });
+    assert!(arrived, "resent before any timeout: {got} bytes");
+    assert!(
+        p.sent.0 > 0 && p.sent.1 == 0,
+        "no DF below the floor: {:?}",
+        p.sent
+    );
+}
