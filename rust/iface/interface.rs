@@ -348,6 +348,9 @@ impl Interface {
         if packet.is_fragment() {
             let outcome = self.reassembly.add(now, &packet);
             self.report_reassembly_timeouts(now); // others that expired meanwhile
+            for _ in 0..self.reassembly.take_evicted() {
+                self.counters.count_drop(DropReason::Ipv4ReassemblyFull);
+            }
             return match outcome {
                 Outcome::Held => None,
                 Outcome::Complete(whole) => Some(Delivery::Reassembled(whole)),

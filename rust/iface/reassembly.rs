@@ -4,7 +4,9 @@
 //! dropped), in datagrams and in bytes held; a fragment that overlaps one
 //! already held (other than an exact duplicate) discards the whole datagram,
 //! as RFC 5722 does for IPv6, so that no teardrop-style overlap is ever
-//! resolved one way or the other.
+//! resolved one way or the other. When full, the oldest datagram gives way
+//! to the newcomer (as Linux's evictor does): fragment trains that never
+//! complete cannot lock reassembly out for a whole timeout.
 
 use super::DropReason;
 use crate::time::{Duration, Instant};
@@ -95,6 +97,8 @@ pub struct Reassembler {
     bytes: usize,
     /// Expired datagrams not yet reported (see [`Reassembler::take_timed_out`]).
     timed_out: Vec<TimedOut>,
+    /// Datagrams evicted to make room, not yet reported.
+    evicted: usize,
 }
 
 impl Reassembler {
@@ -104,7 +108,24 @@ impl Reassembler {
             datagrams: Vec::new(),
             bytes: 0,
             timed_out: Vec::new(),
+            evicted: 0,
         }
+    }
+
+    /// Datagrams evicted for room since the last call.
+    pub fn take_evicted(&mut self) -> usize {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Drops the datagram that would expire first, other than `keep`.
+    fn evict_oldest(&mut self, keep: Option<Key>) -> bool {
+        let oldest = (0..self.datagrams.len())
+            .filter(|&i| Some(self.datagrams[i].key) != keep)
+            .min_by_key(|&i| self.datagrams[i].expires);
+        let Some(i) = oldest else { return false };
+        self.discard(i);
+        self.evicted += 1;
+        true
     }
 
     /// Datagrams in progress and payload bytes they hold.
@@ -131,28 +152,36 @@ impl Reassembler {
             protocol: packet.protocol(),
             ident: packet.ident(),
         };
-        let index = match self.datagrams.iter().position(|d| d.key == key) {
-            Some(i) => i,
-            None => {
-                if self.datagrams.len() >= self.config.max_datagrams {
-                    return Outcome::Dropped(DropReason::Ipv4ReassemblyFull);
-                }
-                self.datagrams.push(Datagram {
-                    key,
-                    data: Vec::new(),
-                    ranges: Vec::new(),
-                    total: None,
-                    ttl: packet.ttl(),
-                    expires: now + self.config.timeout,
-                    first_header: None,
-                });
-                self.datagrams.len() - 1
+        if !self.datagrams.iter().any(|d| d.key == key) {
+            if self.datagrams.len() >= self.config.max_datagrams {
+                self.evict_oldest(None);
             }
-        };
-        if self.bytes + payload.len() > self.config.max_bytes {
-            self.discard(index);
-            return Outcome::Dropped(DropReason::Ipv4ReassemblyFull);
+            self.datagrams.push(Datagram {
+                key,
+                data: Vec::new(),
+                ranges: Vec::new(),
+                total: None,
+                ttl: packet.ttl(),
+                expires: now + self.config.timeout,
+                first_header: None,
+            });
         }
+        while self.bytes + payload.len() > self.config.max_bytes {
+            if !self.evict_oldest(Some(key)) {
+                let index = self
+                    .datagrams
+                    .iter()
+                    .position(|d| d.key == key)
+                    .unwrap_or(0);
+                self.discard(index);
+                return Outcome::Dropped(DropReason::Ipv4ReassemblyFull);
+            }
+        }
+        let index = self
+            .datagrams
+            .iter()
+            .position(|d| d.key == key)
+            .expect("eviction keeps the datagram being added to");
         let d = &mut self.datagrams[index];
         // A duplicate (already held, same bytes) is ignored; any other
         // overlap poisons the datagram.
@@ -404,17 +433,24 @@ mod tests {
                 Outcome::Held
             );
         }
+        // A fifth datagram: the oldest gives way.
+        let later = Instant::from_millis(1);
         assert_eq!(
-            add(&mut r, Instant::ZERO, &fragment(99, &[0; 8], 0, true)),
+            add(&mut r, later, &fragment(99, &[0; 8], 0, true)),
+            Outcome::Held
+        );
+        assert_eq!((r.take_evicted(), r.usage()), (1, (4, 3008)));
+        // Bytes: room is made by evicting the oldest others...
+        let big = fragment(99, &[0; 8000], 8, true);
+        assert_eq!(add(&mut r, later, &big), Outcome::Held);
+        assert_eq!((r.take_evicted(), r.usage()), (2, (2, 9008)));
+        // ...and a datagram larger than the limit by itself is dropped.
+        let huge = fragment(99, &[0; 2000], 8008, true);
+        assert_eq!(
+            add(&mut r, later, &huge),
             Outcome::Dropped(DropReason::Ipv4ReassemblyFull)
         );
-        // Bytes: a datagram that would pass the limit is dropped.
-        let big = fragment(1, &[0; 6400], 1000, true);
-        assert_eq!(
-            add(&mut r, Instant::ZERO, &big),
-            Outcome::Dropped(DropReason::Ipv4ReassemblyFull)
-        );
-        assert_eq!(r.usage(), (3, 3000));
+        assert_eq!((r.take_evicted(), r.usage()), (1, (0, 0)));
         // Complete datagrams still get through within the limits.
         let payload = data(2000);
         let frags = split(50, &payload, 1000);

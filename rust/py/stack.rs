@@ -388,10 +388,7 @@ impl PyStack {
         let ident = py.detach(move || l.act(|s, _| s.ping_ident()));
         let mut rtts = Vec::with_capacity(count as usize);
         for seq in 0..count {
-            let id = ProbeId {
-                ident,
-                seq,
-            };
+            let id = ProbeId { ident, seq };
             let l = live.clone();
             py.detach(move || l.act(|s, now| s.ping_send(now, dst, id, size)))
                 .map_err(|e| errors::to_py(udp::send_error(e)))?;

@@ -8,10 +8,13 @@ use mipfast::phy::link::{pair, LinkEnd};
 use mipfast::socket::tcp::{Connection, Handle, TcpConfig};
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{Ipv4Addr, MacAddress};
+use mipfast::wire::tcp::Repr;
+use mipfast::wire::{ethernet, ipv4, Ipv4Addr, MacAddress};
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+pub const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
+pub const B_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
 
 pub struct Node {
     pub stack: Stack,
@@ -26,11 +29,11 @@ pub struct Net {
     pub now: Instant,
 }
 
-fn stack(ip: Ipv4Addr, mac: u8, tcp: TcpConfig, seed: u64) -> Stack {
+fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64) -> Stack {
     let cidr = Ipv4Cidr::new(ip, 24).unwrap();
     let config = StackConfig {
         interface: InterfaceConfig {
-            mac: MacAddress([0x02, 0, 0, 0, 0, mac]),
+            mac,
             ..Default::default()
         },
         // A asks B for names: B's tests can play a DNS server.
@@ -53,12 +56,12 @@ impl Net {
         let (da, db) = pair(faults, seed);
         Net {
             a: Node {
-                stack: stack(A_IP, 2, a, seed.wrapping_mul(31) + 1),
+                stack: stack(A_IP, A_MAC, a, seed.wrapping_mul(31) + 1),
                 dev: da,
                 silent: false,
             },
             b: Node {
-                stack: stack(B_IP, 1, b, seed.wrapping_mul(17) + 2),
+                stack: stack(B_IP, B_MAC, b, seed.wrapping_mul(17) + 2),
                 dev: db,
                 silent: false,
             },
@@ -170,6 +173,57 @@ impl Net {
             .unwrap();
         self.flush();
         h
+    }
+
+    /// A TCP segment from B to A built by hand, put on the wire from B's end.
+    pub fn inject_to_a(&mut self, repr: Repr) {
+        self.inject_segment_to_a(repr, &[]);
+    }
+
+    /// As [`Net::inject_to_a`], with a payload.
+    pub fn inject_segment_to_a(&mut self, repr: Repr, payload: &[u8]) {
+        let mut tcp = vec![0u8; repr.header_len() + payload.len()];
+        tcp[repr.header_len()..].copy_from_slice(payload);
+        repr.emit(&mut tcp, payload.len(), B_IP, A_IP);
+        self.inject_ip(false, ipv4::PROTO_TCP, &tcp);
+    }
+
+    /// An IPv4 packet built by hand, put on the wire as if A (`from_a`) or B sent it.
+    pub fn inject_ip(&mut self, from_a: bool, protocol: u8, payload: &[u8]) {
+        let (a, b) = ((A_IP, A_MAC), (B_IP, B_MAC));
+        let (src, dst) = if from_a { (a, b) } else { (b, a) };
+        self.inject_from(from_a, src, dst, protocol, payload);
+    }
+
+    /// An IPv4 packet from `src` to `dst` (address, MAC), put on the wire at
+    /// A's end (`at_a`) or B's, toward the other.
+    pub fn inject_from(
+        &mut self,
+        at_a: bool,
+        src: (Ipv4Addr, MacAddress),
+        dst: (Ipv4Addr, MacAddress),
+        protocol: u8,
+        payload: &[u8],
+    ) {
+        let mut packet = vec![0u8; ipv4::HEADER_LEN + payload.len()];
+        ipv4::Repr::new(src.0, dst.0, protocol, payload.len(), 1).emit(&mut packet);
+        packet[ipv4::HEADER_LEN..].copy_from_slice(payload);
+        self.inject_packet(at_a, (src.1, dst.1), &packet);
+    }
+
+    /// A whole IPv4 packet (header included) between MACs `(src, dst)`,
+    /// put on the wire at A's end (`at_a`) or B's.
+    pub fn inject_packet(&mut self, at_a: bool, macs: (MacAddress, MacAddress), packet: &[u8]) {
+        let mut frame = vec![0u8; ethernet::HEADER_LEN + packet.len()];
+        ethernet::Repr {
+            dst: macs.1,
+            src: macs.0,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut frame);
+        frame[ethernet::HEADER_LEN..].copy_from_slice(packet);
+        let end = if at_a { &self.a.dev } else { &self.b.dev };
+        end.inject(self.now, &frame);
     }
 
     /// A connects to B's listening `port`; returns (a's handle, b's handle).

@@ -7,11 +7,8 @@ use mipfast::phy::fault::FaultConfig;
 use mipfast::socket::tcp::{Error, Handle, Keepalive, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::tcp::{Flags, Options, Repr};
-use mipfast::wire::{ethernet, icmp, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{icmp, ipv4, Ipv4Addr, MacAddress};
 use tcp_net::*;
-
-const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
-const B_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
 
 /// Records each state a connection passes through.
 fn states_of(net: &mut Net, on_a: bool, h: Handle, limit: Duration, until: State) -> Vec<State> {
@@ -303,56 +300,6 @@ fn keepalive_keeps_a_live_peer_and_drops_a_dead_one() {
     );
 }
 
-/// A TCP segment from B to A built by hand, put on the wire from B's end.
-fn inject_to_a(net: &mut Net, repr: Repr) {
-    let mut tcp = vec![0u8; repr.header_len()];
-    repr.emit(&mut tcp, 0, B_IP, A_IP);
-    inject_ip(net, false, ipv4::PROTO_TCP, &tcp);
-}
-
-/// An IPv4 packet built by hand, put on the wire as if A (`from_a`) or B sent it.
-fn inject_ip(net: &mut Net, from_a: bool, protocol: u8, payload: &[u8]) {
-    let (a, b) = ((A_IP, A_MAC), (B_IP, B_MAC));
-    let (src, dst) = if from_a { (a, b) } else { (b, a) };
-    inject_from(net, from_a, src, dst, protocol, payload);
-}
-
-/// An IPv4 packet from `src` to `dst` (address, MAC), put on the wire at
-/// A's end (`at_a`) or B's, toward the other.
-fn inject_from(
-    net: &mut Net,
-    at_a: bool,
-    src: (Ipv4Addr, MacAddress),
-    dst: (Ipv4Addr, MacAddress),
-    protocol: u8,
-    payload: &[u8],
-) {
-    let mut ip = vec![0u8; ipv4::HEADER_LEN + payload.len()];
-    ipv4::Repr {
-        src: src.0,
-        dst: dst.0,
-        protocol,
-        payload_len: payload.len(),
-        ttl: 64,
-        ident: 1,
-        dont_fragment: false,
-        options: ipv4::HeaderOptions::NONE,
-    }
-    .emit(&mut ip);
-    ip[ipv4::HEADER_LEN..].copy_from_slice(payload);
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ip.len()];
-    ethernet::Repr {
-        dst: dst.1,
-        src: src.1,
-        ethertype: ethernet::ETHERTYPE_IPV4,
-    }
-    .emit(&mut frame);
-    frame[ethernet::HEADER_LEN..].copy_from_slice(&ip);
-    let now = net.now;
-    let end = if at_a { &net.a.dev } else { &net.b.dev };
-    end.inject(now, &frame);
-}
-
 #[test]
 fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection() {
     let mut net = Net::clean(12);
@@ -392,16 +339,14 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
         buf
     };
     // One quoting another port changes nothing.
-    inject_ip(
-        &mut net,
+    net.inject_ip(
         false,
         ipv4::PROTO_ICMP,
         &unreachable(&quote_for(a_port, 82)),
     );
     net.run_for(Duration::from_millis(5));
     assert_eq!(net.conn_a(h).state(), State::SynSent);
-    inject_ip(
-        &mut net,
+    net.inject_ip(
         false,
         ipv4::PROTO_ICMP,
         &unreachable(&quote_for(a_port, 81)),
@@ -414,12 +359,7 @@ fn icmp_port_unreachable_refuses_a_connect_and_spares_an_established_connection(
     );
     // RFC 1122 §4.2.3.9: on a synchronized connection it is only advice.
     let port = net.conn_a(established).local().1;
-    inject_ip(
-        &mut net,
-        false,
-        ipv4::PROTO_ICMP,
-        &unreachable(&quote_for(port, 80)),
-    );
+    net.inject_ip(false, ipv4::PROTO_ICMP, &unreachable(&quote_for(port, 80)));
     net.run_for(Duration::from_millis(5));
     assert_eq!(net.conn_a(established).state(), State::Established);
 }
@@ -441,7 +381,7 @@ fn a_reset_in_syn_received_frees_the_backlog_slot() {
     };
     let mut tcp = vec![0u8; syn.header_len()];
     syn.emit(&mut tcp, 0, A_IP, B_IP);
-    inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+    net.inject_ip(true, ipv4::PROTO_TCP, &tcp);
     net.run_for(Duration::from_millis(1));
     assert_eq!(net.b.stack.tcp().listener(80).unwrap().embryonic, 1);
     net.run_for(Duration::from_millis(20));
@@ -489,7 +429,7 @@ fn resets_in_window_draw_a_challenge_ack_and_only_an_exact_one_resets() {
     };
     let a_frames = net.a.stack.counters().frames_out;
     // In the window but not exact (RFC 5961 §3.2): a challenge ACK, no reset.
-    inject_to_a(&mut net, rst(b_next.wrapping_add(1000)));
+    net.inject_to_a(rst(b_next.wrapping_add(1000)));
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.conn_a(ha).state(), State::Established);
     assert_eq!(
@@ -498,22 +438,19 @@ fn resets_in_window_draw_a_challenge_ack_and_only_an_exact_one_resets() {
         "one challenge ACK"
     );
     // Out of the window entirely: ignored (no reset, an ACK at most).
-    inject_to_a(&mut net, rst(b_next.wrapping_add(1 << 30)));
+    net.inject_to_a(rst(b_next.wrapping_add(1 << 30)));
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.conn_a(ha).state(), State::Established);
     // A SYN on an established connection: a challenge ACK, no reset (RFC 5961 §4).
     net.run_for(Duration::from_millis(200));
-    inject_to_a(
-        &mut net,
-        Repr {
-            flags: Flags::SYN,
-            ..rst(b_next.wrapping_add(5))
-        },
-    );
+    net.inject_to_a(Repr {
+        flags: Flags::SYN,
+        ..rst(b_next.wrapping_add(5))
+    });
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.conn_a(ha).state(), State::Established);
     // The exact sequence number resets it.
-    inject_to_a(&mut net, rst(b_next));
+    net.inject_to_a(rst(b_next));
     net.run_for(Duration::from_millis(10));
     let c = net.conn_a(ha);
     assert_eq!((c.state(), c.error()), (State::Closed, Some(Error::Reset)));
@@ -594,7 +531,7 @@ fn spoofed_syn(net: &mut Net, src_port: u16) {
     let mut tcp = vec![0u8; syn.header_len()];
     syn.emit(&mut tcp, 0, src, B_IP);
     let spoofer = (src, MacAddress([2, 0, 0, 0, 0, 99]));
-    inject_from(net, true, spoofer, (B_IP, B_MAC), ipv4::PROTO_TCP, &tcp);
+    net.inject_from(true, spoofer, (B_IP, B_MAC), ipv4::PROTO_TCP, &tcp);
 }
 
 #[test]
@@ -665,7 +602,7 @@ fn an_ack_without_a_valid_cookie_builds_nothing() {
             ..r
         }
         .emit(&mut tcp, 0, A_IP, B_IP);
-        inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+        net.inject_ip(true, ipv4::PROTO_TCP, &tcp);
     }
     net.run_for(Duration::from_millis(5));
     assert_eq!(net.b.stack.tcp().len(), 1, "only the one real handshake");
@@ -696,7 +633,7 @@ fn an_ack_without_a_valid_cookie_builds_nothing() {
         ..ack(5000, 77)
     }
     .emit(&mut tcp, 0, A_IP, B_IP);
-    inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+    net.inject_ip(true, ipv4::PROTO_TCP, &tcp);
     net.run_for(Duration::from_millis(5));
     assert_eq!(
         net.b
@@ -817,7 +754,7 @@ fn random_segments_to_a_listener_sending_cookies_break_nothing() {
             let mut tcp = vec![0u8; repr.header_len() + payload.len()];
             tcp[repr.header_len()..].copy_from_slice(&payload);
             repr.emit(&mut tcp, payload.len(), A_IP, B_IP);
-            inject_ip(&mut net, true, ipv4::PROTO_TCP, &tcp);
+            net.inject_ip(true, ipv4::PROTO_TCP, &tcp);
         }
         net.run_for(Duration::from_millis(if round % 50 == 0 {
             2000
@@ -1032,9 +969,9 @@ fn reneged_sack_data_is_retransmitted_on_timeout() {
         una.wrapping_add(mss as u32),
         una.wrapping_add(2 * mss as u32),
     );
-    inject_to_a(&mut net, ack(una, Some(second)));
+    net.inject_to_a(ack(una, Some(second)));
     net.run_for(Duration::from_millis(5));
-    inject_to_a(&mut net, ack(second.0, None)); // reneged
+    net.inject_to_a(ack(second.0, None)); // reneged
     net.run_for(Duration::from_millis(5));
     assert_eq!(net.conn_a(ha).send_unacked().0, second.0);
     let frames = net.a.stack.counters().frames_out;
