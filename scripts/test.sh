@@ -11,6 +11,8 @@ echo "== cargo test (debug: overflow checks and the engine's invariant checks on
 cargo test
 echo "== cargo test --release"
 cargo test --release
+echo "== fuzz every target briefly (a regression in a parser shows here)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -v -ra tests

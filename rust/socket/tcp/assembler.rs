@@ -27,6 +27,17 @@ impl Assembler {
         self.ranges = Vec::new();
         self.latest = None;
     }
+    /// Forgets what lies at or beyond `end` (the end of the stream, once a
+    /// FIN put it there).
+    pub fn truncate(&mut self, end: Seq) {
+        self.ranges.retain(|&(s, _)| s < end);
+        if let Some(last) = self.ranges.last_mut() {
+            last.1 = last.1.min(end);
+        }
+        if self.latest.is_some_and(|l| l >= end) {
+            self.latest = None;
+        }
+    }
     /// From the start of the lowest range held to the end of the highest.
     pub fn span(&self) -> Option<(Seq, Seq)> {
         Some((self.ranges.first()?.0, self.ranges.last()?.1))

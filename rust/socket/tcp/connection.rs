@@ -500,6 +500,11 @@ impl Connection {
 
     // ----- User calls (RFC 9293 §3.10.2 – §3.10.6) -----
 
+    /// Out-of-order ranges held above RCV.NXT (each reported by SACK).
+    pub fn out_of_order_ranges(&self) -> usize {
+        self.ooo.len()
+    }
+
     /// Bytes the user can read now.
     pub fn recv_available(&self) -> usize {
         self.rx.len()
@@ -836,6 +841,9 @@ impl Connection {
             let at = seg.seq + seg.payload.len();
             if at >= self.rcv_nxt && self.fin_at.is_none() && !self.fin_received {
                 self.fin_at = Some(at);
+                // Nothing follows the end of the stream: out-of-order data
+                // beyond it is dropped (as Linux purges its queue).
+                self.ooo.truncate(at);
             }
         }
         self.take_fin(now);
@@ -1036,6 +1044,10 @@ impl Connection {
         let offset = seq.offset_from(self.rcv_nxt);
         let room = self.rcv_space().saturating_sub(offset);
         data = &data[..data.len().min(room)];
+        if let Some(fin) = self.fin_at {
+            // Not past the FIN already seen beyond a hole.
+            data = &data[..data.len().min(fin.saturating_since(seq))];
+        }
         if data.is_empty() {
             self.ack_due = AckDue::Now;
             return;
@@ -1071,6 +1083,7 @@ impl Connection {
         }
         self.fin_at = None;
         self.fin_received = true;
+        self.ooo.clear();
         self.rcv_nxt = self.rcv_nxt + 1;
         self.ack_due = AckDue::Now;
         self.state = match self.state {
