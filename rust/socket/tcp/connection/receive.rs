@@ -1,0 +1,113 @@
+//! The receive side: segment text in order and out of order (RFC 9293
+//! §3.10.7.4 seventh), the FIN (eighth), and the window we advertise
+//! (receiver SWS avoidance, §3.8.6.2.2).
+
+use super::{AckDue, Connection, State};
+use crate::socket::tcp::seq::Seq;
+use crate::socket::tcp::Emit;
+use crate::time::Instant;
+
+impl Connection {
+    /// RFC 9293 §3.8.6.2.2: after a read, announce a window that grew a
+    /// lot, so that a sender stalled on a small window resumes.
+    pub(super) fn maybe_window_update(&mut self) {
+        if !self.state.is_synchronized() || self.fin_received {
+            return;
+        }
+        let advertised = self.rcv_adv.saturating_since(self.rcv_nxt);
+        let now_open = self.rcv_space();
+        let limit = self.config.rx_buffer;
+        if advertised < limit / 2 && now_open >= advertised + self.mss.min(limit / 2) {
+            self.ack_due = AckDue::Now;
+        }
+    }
+
+    /// Stores text (RFC 9293 §3.10.7.4 seventh), trimmed to the window;
+    /// out-of-order text is kept and acknowledged at once with SACK.
+    pub(super) fn process_data(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        payload: &[u8],
+        out: &mut Emit<'_>,
+    ) {
+        if self.orphan && !self.read_shut {
+            // Nobody will read it: tell the peer (RFC 2525 §2.17).
+            return self.abort();
+        }
+        let (mut seq, mut data) = (seq, payload);
+        if seq < self.rcv_nxt {
+            let skip = self.rcv_nxt.offset_from(seq);
+            if skip >= data.len() {
+                self.ack_due = AckDue::Now;
+                return;
+            }
+            data = &data[skip..];
+            seq = self.rcv_nxt;
+        }
+        let offset = seq.offset_from(self.rcv_nxt);
+        let room = self.rcv_space().saturating_sub(offset);
+        data = &data[..data.len().min(room)];
+        if let Some(fin) = self.fin_at {
+            // Not past the FIN already seen beyond a hole.
+            data = &data[..data.len().min(fin.saturating_since(seq))];
+        }
+        if data.is_empty() {
+            self.ack_due = AckDue::Now;
+            return;
+        }
+        self.rx
+            .write_at(self.rx.len() + offset, data, self.config.rx_buffer);
+        if offset == 0 {
+            let filled_hole = !self.ooo.is_empty();
+            let reach = self.ooo.advance(seq + data.len());
+            let n = reach.offset_from(self.rcv_nxt);
+            self.rx.commit(n);
+            self.rcv_nxt = reach;
+            self.unacked_bytes += n;
+            if self.read_shut {
+                self.rx.discard(self.rx.len());
+            }
+            if filled_hole || self.unacked_bytes >= 2 * self.mss {
+                self.ack_due = AckDue::Now;
+            } else if self.ack_due == AckDue::No {
+                self.ack_due = AckDue::At(now + self.config.delayed_ack);
+            }
+        } else {
+            // Out of order: keep it, and tell the sender now (RFC 5681 §4.2).
+            self.ooo.add(seq, seq + data.len());
+            self.send_ack(now, out);
+        }
+    }
+
+    /// A FIN whose place in the stream is reached (RFC 9293 §3.10.7.4 eighth).
+    pub(super) fn take_fin(&mut self, now: Instant) {
+        if self.fin_at != Some(self.rcv_nxt) {
+            return;
+        }
+        self.fin_at = None;
+        self.fin_received = true;
+        self.ooo.clear();
+        self.rcv_nxt = self.rcv_nxt + 1;
+        self.ack_due = AckDue::Now;
+        match self.state {
+            State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 if !self.fin_acked => self.set_state(State::Closing),
+            State::FinWait1 | State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    /// RFC 9293 §3.8.6.2.2 receiver SWS avoidance: the right edge moves
+    /// only by at least min(buffer/2, MSS), never by dribbles.
+    pub(super) fn window_to_advertise(&self) -> usize {
+        let space = self.rcv_space();
+        let promised = self.rcv_adv.saturating_since(self.rcv_nxt).min(space);
+        let step = (self.config.rx_buffer / 2).min(self.mss);
+        if space >= promised + step {
+            space
+        } else {
+            promised
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! Segment-level tests of the connection, part by part: a hand-built
+//! segment in, the exact segments out. Timestamps are off unless a test is
+//! about them, so that every header can be written down.
+
+use super::{Connection, State};
+use crate::socket::tcp::seq::Seq;
+use crate::socket::tcp::{Error, Incoming, Keepalive, TcpConfig};
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::{Flags, Options};
+use crate::wire::Ipv4Addr;
+
+const LOCAL: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 2), 50000);
+const REMOTE: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 1), 80);
+const ISS: u32 = 1000;
+const IRS: u32 = 5000;
+const MSS: usize = 1460;
+
+/// One segment the connection sent, as the wire would carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    window: u16,
+    options: Options,
+    payload: Vec<u8>,
+}
+
+struct Harness {
+    c: Connection,
+    now: Instant,
+}
+
+fn plain() -> TcpConfig {
+    TcpConfig {
+        timestamps: false,
+        window_scale: false,
+        rx_buffer: 65535,
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    /// Everything a dispatch sends now.
+    fn dispatch(&mut self) -> Vec<Sent> {
+        let mut sent = Vec::new();
+        self.c.dispatch(self.now, &mut |o| {
+            let (a, b) = o.payload;
+            sent.push(Sent {
+                seq: o.repr.seq,
+                ack: o.repr.ack,
+                flags: o.repr.flags,
+                window: o.repr.window,
+                options: o.repr.options,
+                payload: [a, b].concat(),
+            });
+            true
+        });
+        sent
+    }
+
+    /// A segment from the peer, then what the connection sends in answer.
+    fn input(&mut self, seg: Segment, payload: &[u8]) -> Vec<Sent> {
+        let incoming = Incoming {
+            src: REMOTE.0,
+            dst: LOCAL.0,
+            src_port: REMOTE.1,
+            dst_port: LOCAL.1,
+            seq: Seq(seg.seq),
+            ack: Seq(seg.ack),
+            flags: seg.flags,
+            window: seg.window,
+            options: seg.options,
+            payload,
+        };
+        let mut sent = Vec::new();
+        // Most answers wait for the dispatch; an ACK of out-of-order data goes at once.
+        self.c.process(self.now, &incoming, &mut |o| {
+            sent.push(Sent {
+                seq: o.repr.seq,
+                ack: o.repr.ack,
+                flags: o.repr.flags,
+                window: o.repr.window,
+                options: o.repr.options,
+                payload: vec![],
+            });
+            true
+        });
+        sent.extend(self.dispatch());
+        sent
+    }
+
+    fn at(&mut self, t: Duration) -> Vec<Sent> {
+        self.now += t;
+        self.dispatch()
+    }
+
+    /// An established connection (active open), its SYN and ACK consumed.
+    fn established(config: TcpConfig) -> Harness {
+        let c = Connection::connect(config, Instant::ZERO, LOCAL, REMOTE, Seq(ISS));
+        let mut h = Harness {
+            c,
+            now: Instant::ZERO,
+        };
+        let syn = h.dispatch();
+        assert_eq!(syn.len(), 1);
+        let mut options = Options {
+            mss: Some(MSS as u16),
+            sack_permitted: config.sack,
+            ..Default::default()
+        };
+        options.window_scale = config.window_scale.then_some(7);
+        h.now += Duration::from_millis(10);
+        let ack = h.input(
+            Segment {
+                flags: Flags::SYN | Flags::ACK,
+                options,
+                ..seg(IRS, ISS + 1)
+            },
+            &[],
+        );
+        assert_eq!(h.c.state(), State::Established);
+        assert_eq!(ack.len(), 1, "{ack:?}");
+        h
+    }
+}
+
+/// A segment from the peer: fields that matter, defaults for the rest.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    window: u16,
+    options: Options,
+}
+
+fn seg(seq: u32, ack: u32) -> Segment {
+    Segment {
+        seq,
+        ack,
+        flags: Flags::ACK,
+        window: 65535,
+        options: Options::default(),
+    }
+}
+
+fn ack_of(h: &Harness) -> Sent {
+    Sent {
+        seq: h.c.send_next().0,
+        ack: IRS + 1,
+        flags: Flags::ACK,
+        window: 65535,
+        options: Options::default(),
+        payload: vec![],
+    }
+}
+
+// ----- the handshake and input processing (input.rs) -----
+
+#[test]
+fn active_open_sends_the_syn_and_acknowledges_the_syn_ack() {
+    let config = plain();
+    let mut h = Harness {
+        c: Connection::connect(config, Instant::ZERO, LOCAL, REMOTE, Seq(ISS)),
+        now: Instant::ZERO,
+    };
+    let syn = h.dispatch();
+    assert_eq!(
+        syn,
+        vec![Sent {
+            seq: ISS,
+            ack: 0,
+            flags: Flags::SYN,
+            window: 65535,
+            options: Options {
+                mss: Some(MSS as u16),
+                sack_permitted: true,
+                ..Default::default()
+            },
+            payload: vec![],
+        }]
+    );
+    assert!(
+        h.at(Duration::from_millis(1)).is_empty(),
+        "one SYN until the timer"
+    );
+    let synack = Segment {
+        flags: Flags::SYN | Flags::ACK,
+        options: Options {
+            mss: Some(1000),
+            sack_permitted: true,
+            ..Default::default()
+        },
+        ..seg(IRS, ISS + 1)
+    };
+    let out = h.input(synack, &[]);
+    assert_eq!(
+        out,
+        vec![Sent {
+            seq: ISS + 1,
+            ..ack_of(&h)
+        }]
+    );
+    assert_eq!(
+        (h.c.state(), h.c.mss(), h.c.sack_enabled()),
+        (State::Established, 1000, true)
+    );
+}
+
+#[test]
+fn a_reset_must_match_exactly_and_others_draw_a_challenge_ack() {
+    let mut h = Harness::established(plain());
+    let rst = |seq| Segment {
+        flags: Flags::RST,
+        ..seg(seq, 0)
+    };
+    // In the window, not exact (RFC 5961 §3.2): one challenge ACK.
+    assert_eq!(h.input(rst(IRS + 100), &[]), vec![ack_of(&h)]);
+    // Another within 100 ms is not answered (the rate limit).
+    assert_eq!(h.input(rst(IRS + 200), &[]), vec![]);
+    assert_eq!(h.c.state(), State::Established);
+    assert_eq!(h.input(rst(IRS + 1), &[]), vec![]);
+    assert_eq!(
+        (h.c.state(), h.c.error()),
+        (State::Closed, Some(Error::Reset))
+    );
+}
+
+#[test]
+fn an_unacceptable_segment_is_answered_with_an_ack_only() {
+    let mut h = Harness::established(plain());
+    // Entirely before RCV.NXT (an old duplicate): ACK, nothing taken.
+    assert_eq!(h.input(seg(IRS - 100, ISS + 1), b"old"), vec![ack_of(&h)]);
+    assert_eq!(h.c.recv_available(), 0);
+    // An ACK of data never sent: an ACK back, nothing else changes.
+    assert_eq!(h.input(seg(IRS + 1, ISS + 500), &[]), vec![ack_of(&h)]);
+    assert_eq!(h.c.send_unacked(), Seq(ISS + 1));
+}
+
+#[test]
+fn paws_drops_a_segment_with_an_old_timestamp() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain()
+    };
+    let c = Connection::connect(config, Instant::ZERO, LOCAL, REMOTE, Seq(ISS));
+    let mut h = Harness {
+        c,
+        now: Instant::ZERO,
+    };
+    h.dispatch();
+    let ts = |val| Options {
+        mss: Some(MSS as u16),
+        timestamps: Some((val, 0)),
+        ..Default::default()
+    };
+    h.input(
+        Segment {
+            flags: Flags::SYN | Flags::ACK,
+            options: ts(1_000),
+            ..seg(IRS, ISS + 1)
+        },
+        &[],
+    );
+    assert!(h.c.timestamps_enabled());
+    let old = Segment {
+        options: Options {
+            timestamps: Some((999, 0)),
+            ..Default::default()
+        },
+        ..seg(IRS + 1, ISS + 1)
+    };
+    let out = h.input(old, b"replayed");
+    assert_eq!(out.len(), 1, "an ACK, as RFC 7323 §5.3 asks");
+    assert!(out[0].payload.is_empty() && out[0].options.timestamps.is_some());
+    assert_eq!(
+        h.c.recv_available(),
+        0,
+        "the old segment's data is not taken"
+    );
+}
+
+// ----- the receive side (receive.rs) -----
+
+#[test]
+fn in_order_data_is_acknowledged_late_then_every_second_segment() {
+    let mut h = Harness::established(plain());
+    let data = vec![7u8; MSS];
+    // One full segment: the ACK waits (delayed ACK, 40 ms).
+    assert_eq!(h.input(seg(IRS + 1, ISS + 1), &data), vec![]);
+    assert_eq!(h.c.poll_at(), Some(h.now + Duration::from_millis(40)));
+    // A second: acknowledged at once (RFC 5681 §4.2).
+    let out = h.input(seg(IRS + 1 + MSS as u32, ISS + 1), &data);
+    assert_eq!(
+        out,
+        vec![Sent {
+            ack: IRS + 1 + 2 * MSS as u32,
+            window: (65535 - 2 * MSS) as u16,
+            ..ack_of(&h)
+        }]
+    );
+    // A third alone: the delayed ACK timer sends it.
+    assert_eq!(
+        h.input(seg(IRS + 1 + 2 * MSS as u32, ISS + 1), &data[..100]),
+        vec![]
+    );
+    let out = h.at(Duration::from_millis(40));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS + 1 + 2 * MSS as u32 + 100);
+}
+
+#[test]
+fn out_of_order_data_is_sacked_at_once_and_a_fin_closes_the_stream() {
+    let mut h = Harness::established(plain());
+    let later = IRS + 1 + 100;
+    let out = h.input(seg(later, ISS + 1), b"world");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS + 1);
+    assert_eq!(out[0].options.sack_blocks(), &[(later, later + 5)]);
+    // The hole filled: one ACK for everything, no SACK left.
+    let out = h.input(seg(IRS + 1, ISS + 1), &[b'x'; 100]);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].ack, out[0].options.sack_count), (later + 5, 0));
+    let fin = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        ..seg(later + 5, ISS + 1)
+    };
+    let out = h.input(fin, &[]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, later + 6, "the FIN takes one sequence number");
+    assert_eq!(h.c.state(), State::CloseWait);
+    let mut buf = [0u8; 200];
+    assert_eq!(h.c.recv(&mut buf), Ok(Some(105)));
+    assert_eq!(h.c.recv(&mut buf), Ok(Some(0)));
+}
+
+// ----- the send side (output.rs) -----
+
+#[test]
+fn data_goes_in_mss_segments_with_psh_on_the_last_and_nagle_holds_a_small_one() {
+    let mut h = Harness::established(plain());
+    assert_eq!(h.c.send(&[1u8; 2 * MSS + 100]), Ok(2 * MSS + 100));
+    let out = h.dispatch();
+    let lens: Vec<_> = out
+        .iter()
+        .map(|s| (s.seq - ISS - 1, s.payload.len()))
+        .collect();
+    // The last 100 bytes wait: Nagle, with data in flight (RFC 896).
+    assert_eq!(lens, vec![(0, MSS), (MSS as u32, MSS)]);
+    assert!(out.iter().all(|s| s.flags == Flags::ACK));
+    // The ACK of both: the small remainder goes, with PSH.
+    let out = h.input(seg(IRS + 1, ISS + 1 + 2 * MSS as u32), &[]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].payload.len(), out[0].flags),
+        (100, Flags::ACK | Flags::PSH)
+    );
+    // With TCP_NODELAY a small write goes at once even with data in flight.
+    h.c.set_nodelay(true);
+    h.c.send(b"now").unwrap();
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"now");
+}
+
+#[test]
+fn shutdown_write_sends_the_fin_after_the_data() {
+    let mut h = Harness::established(plain());
+    h.c.send(b"bye").unwrap();
+    h.c.shutdown_write();
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::ACK | Flags::FIN | Flags::PSH);
+    assert_eq!(out[0].payload, b"bye");
+    assert_eq!(h.c.state(), State::FinWait1);
+    assert_eq!(h.c.send(b"more"), Err(Error::BrokenPipe));
+    h.input(seg(IRS + 1, ISS + 1 + 4), &[]);
+    assert_eq!(h.c.state(), State::FinWait2);
+}
+
+// ----- user calls (user.rs) -----
+
+#[test]
+fn user_calls_answer_as_the_states_say() {
+    let mut c = Connection::connect(plain(), Instant::ZERO, LOCAL, REMOTE, Seq(ISS));
+    assert_eq!(c.send(b"x"), Err(Error::NotConnected));
+    assert_eq!(c.recv(&mut [0; 4]), Err(Error::NotConnected));
+    c.shutdown_write();
+    assert_eq!(
+        c.state(),
+        State::Closed,
+        "a FIN before the SYN is answered ends it"
+    );
+    // Closing with unread data resets the peer (RFC 2525 §2.17).
+    let mut h = Harness::established(plain());
+    h.input(seg(IRS + 1, ISS + 1), b"unread");
+    h.c.close();
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].flags, out[0].seq), (Flags::RST, ISS + 1));
+    assert_eq!(h.c.state(), State::Closed);
+}
+
+// ----- loss recovery (recovery.rs) -----
+
+#[test]
+fn three_duplicate_acks_retransmit_the_first_segment_at_once() {
+    let mut h = Harness::established(plain());
+    h.c.send(&[2u8; 5 * MSS]).unwrap();
+    let first = h.dispatch();
+    assert!(first.len() >= 4, "{} segments", first.len());
+    let dup = seg(IRS + 1, ISS + 1);
+    assert!(h.input(dup, &[]).iter().all(|s| s.seq != ISS + 1));
+    assert!(h.input(dup, &[]).iter().all(|s| s.seq != ISS + 1));
+    let out = h.input(dup, &[]);
+    assert_eq!(out[0].seq, ISS + 1, "fast retransmit (RFC 5681 §3.2)");
+    assert_eq!(out[0].payload.len(), MSS);
+}
+
+#[test]
+fn a_tail_loss_probe_then_the_retransmission_timer_resend_and_back_off() {
+    let mut h = Harness::established(plain());
+    h.c.send(b"lost").unwrap();
+    assert_eq!(h.dispatch().len(), 1);
+    let sent_at = h.now;
+    let rto = h.c.rto();
+    // RFC 8985 §7.2: the probe comes first, at 2·SRTT plus a delayed ACK
+    // for a lone segment (SRTT 10 ms from the handshake).
+    let probe_at = h.c.poll_at().unwrap();
+    assert_eq!(probe_at, sent_at + Duration::from_millis(2 * 10 + 40));
+    let out = h.at(probe_at.saturating_since(h.now));
+    assert_eq!((out.len(), out[0].seq, h.c.retries()), (1, ISS + 1, 0));
+    assert_eq!(h.c.poll_at(), Some(sent_at + rto));
+    let out = h.at((sent_at + rto).saturating_since(h.now));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].seq, out[0].payload.as_slice()),
+        (ISS + 1, &b"lost"[..])
+    );
+    assert_eq!(h.c.retries(), 1);
+    assert_eq!(h.c.rto(), rto + rto, "RFC 6298 §5.5: doubled");
+    assert_eq!(h.c.poll_at(), Some(h.now + rto + rto));
+}
+
+// ----- timers (timers.rs) -----
+
+#[test]
+fn keepalive_probes_an_idle_connection_then_gives_up() {
+    let config = TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 2,
+        }),
+        ..plain()
+    };
+    let mut h = Harness::established(config);
+    let idle_since = h.now;
+    assert_eq!(h.c.poll_at(), Some(idle_since + Duration::from_secs(10)));
+    let out = h.at(Duration::from_secs(10));
+    // RFC 9293 §3.8.4: SEG.SEQ = SND.NXT − 1, no data.
+    assert_eq!(
+        out,
+        vec![Sent {
+            seq: ISS,
+            ..ack_of(&h)
+        }]
+    );
+    assert_eq!(h.at(Duration::from_secs(2)).len(), 1);
+    let out = h.at(Duration::from_secs(2));
+    assert_eq!((out.len(), out[0].flags), (1, Flags::RST));
+    assert_eq!(
+        (h.c.state(), h.c.error()),
+        (State::Closed, Some(Error::TimedOut))
+    );
+}
+
+// ----- path MTU (path.rs) -----
+
+#[test]
+fn fragmentation_needed_shrinks_segments_and_resends_in_flight_data() {
+    let mut h = Harness::established(plain());
+    h.c.send(&[3u8; 2 * MSS]).unwrap();
+    assert_eq!(h.dispatch().len(), 2);
+    // A quote outside the data in flight is not believed.
+    assert!(!h.c.path_mtu_reduced(1000, Seq(ISS + 1 + 2 * MSS as u32)));
+    assert!(h.c.path_mtu_reduced(1000, Seq(ISS + 1 + MSS as u32)));
+    assert_eq!(h.c.mss(), 960);
+    let out = h.dispatch();
+    let lens: Vec<_> = out
+        .iter()
+        .map(|s| (s.seq - ISS - 1, s.payload.len()))
+        .collect();
+    assert_eq!(
+        lens[0],
+        (0, 960),
+        "resent at once from SND.UNA, at the new size"
+    );
+    assert!(lens.iter().all(|&(_, n)| n <= 960));
+    assert!(
+        !h.c.path_mtu_reduced(1200, Seq(ISS + 1)),
+        "only smaller sizes"
+    );
+}

@@ -1,0 +1,98 @@
+//! Every timer of a connection, and what happens when one fires.
+
+use super::{AckDue, Connection, State};
+use crate::socket::tcp::Error;
+use crate::time::Instant;
+
+/// When each timer of a connection fires; `None` when it is not running.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Timers {
+    /// RFC 6298: the retransmission timer.
+    pub rto: Option<Instant>,
+    /// RFC 9293 §3.8.6.1: the persist timer, probing a shut window.
+    pub persist: Option<Instant>,
+    /// TIME-WAIT's 2·MSL, or an orphan's FIN-WAIT-2 limit.
+    pub close: Option<Instant>,
+    /// RFC 8985 §7.2: the tail loss probe.
+    pub tlp: Option<Instant>,
+}
+
+impl Timers {
+    /// Stops every timer (the connection closed).
+    pub fn clear(&mut self) {
+        *self = Timers::default();
+    }
+}
+
+impl Connection {
+    /// The earliest time [`Connection::dispatch`] has timer work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let delayed_ack = match self.ack_due {
+            AckDue::At(at) => Some(at),
+            _ => None,
+        };
+        let Timers {
+            rto,
+            persist,
+            close,
+            tlp,
+        } = self.timers;
+        [rto, persist, close, tlp, delayed_ack, self.keepalive_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(super) fn keepalive_at(&self) -> Option<Instant> {
+        let k = self.config.keepalive?;
+        if !matches!(self.state, State::Established | State::CloseWait)
+            || self.snd_max != self.snd_una
+        {
+            return None;
+        }
+        let wait = if self.keepalive_probes == 0 {
+            k.idle
+        } else {
+            k.interval
+        };
+        Some(self.last_tx_at.max(self.last_rx_at) + wait)
+    }
+
+    pub(super) fn run_timers(&mut self, now: Instant) {
+        if self.timers.close.is_some_and(|t| t <= now) {
+            // TIME-WAIT over, or an orphan gave up in FIN-WAIT-2.
+            self.enter_closed(None);
+            return;
+        }
+        if self.timers.rto.is_some_and(|t| t <= now) {
+            self.on_rto(now);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.timers.persist.is_some_and(|t| t <= now) {
+            self.timers.persist = None;
+            self.probe_due = true;
+            self.rtt.back_off();
+        }
+        if matches!(self.ack_due, AckDue::At(t) if t <= now) {
+            self.ack_due = AckDue::Now;
+        }
+        if self.keepalive_at().is_some_and(|t| t <= now) {
+            let k = self.config.keepalive.unwrap_or_default();
+            if self.keepalive_probes >= k.probes {
+                self.rst_pending = true;
+                return self.enter_closed(Some(Error::TimedOut));
+            }
+            self.keepalive_probes += 1;
+            self.last_tx_at = now;
+            self.keepalive_due = true;
+        }
+    }
+
+    pub(super) fn arm_rto(&mut self, now: Instant) {
+        if self.timers.rto.is_none() {
+            self.timers.rto = Some(now + self.rtt.rto());
+        }
+    }
+}

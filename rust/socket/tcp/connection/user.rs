@@ -1,0 +1,139 @@
+//! The user calls of RFC 9293 §3.10.2–§3.10.6: SEND, RECEIVE, CLOSE (half
+//! and whole), ABORT, and what an ICMP error does to a connection.
+
+use super::{Connection, State};
+use crate::socket::tcp::Error;
+
+impl Connection {
+    /// Bytes the user can read now.
+    pub fn recv_available(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.config.tx_buffer.saturating_sub(self.tx.len())
+    }
+
+    /// Bytes queued but not yet acknowledged.
+    pub fn send_queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The peer sent FIN and every byte before it was read.
+    pub fn at_eof(&self) -> bool {
+        (self.fin_received || self.read_shut) && self.rx.is_empty()
+    }
+
+    pub fn can_send(&self) -> bool {
+        matches!(self.state, State::Established | State::CloseWait) && !self.fin_queued
+    }
+
+    /// Queues data; returns how much fit (0 when the buffer is full).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived => return Err(Error::NotConnected),
+            State::Established | State::CloseWait if !self.fin_queued => {}
+            _ => return Err(Error::BrokenPipe),
+        }
+        Ok(self.tx.push(data, self.config.tx_buffer))
+    }
+
+    /// Reads into `out`. `Ok(0)` is end of stream; `Ok(None)` means nothing yet.
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        if !self.rx.is_empty() {
+            let n = self.rx.pop(out);
+            if self.rx.is_empty() && self.ooo.is_empty() {
+                self.rx.release_if_empty();
+            }
+            self.maybe_window_update();
+            return Ok(Some(n));
+        }
+        self.recv_empty()
+    }
+
+    /// As [`Connection::recv`], but the data stays queued (MSG_PEEK).
+    pub fn peek(&self, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        if !self.rx.is_empty() {
+            let (a, b) = self.rx.peek(0, out.len());
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..a.len() + b.len()].copy_from_slice(b);
+            return Ok(Some(a.len() + b.len()));
+        }
+        self.recv_empty()
+    }
+
+    /// What a read finds when nothing is queued.
+    pub(super) fn recv_empty(&self) -> Result<Option<usize>, Error> {
+        if self.fin_received || self.read_shut {
+            return Ok(Some(0));
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived => Err(Error::NotConnected),
+            State::Closed => Ok(Some(0)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `shutdown(SHUT_WR)`: a FIN after the queued data (RFC 9293 §3.10.4).
+    pub fn shutdown_write(&mut self) {
+        if self.fin_queued {
+            return;
+        }
+        match self.state {
+            State::Established => self.set_state(State::FinWait1),
+            State::CloseWait => self.set_state(State::LastAck),
+            State::SynSent => {
+                self.set_state(State::Closed);
+                return;
+            }
+            // RFC 9293 §3.10.4: queued until ESTABLISHED would be entered;
+            // the ACK of our SYN then moves to FIN-WAIT-1 and the FIN goes.
+            State::SynReceived => {}
+            _ => return,
+        }
+        self.fin_queued = true;
+    }
+
+    /// `shutdown(SHUT_RD)`: what arrives from now on is acknowledged and discarded.
+    pub fn shutdown_read(&mut self) {
+        self.read_shut = true;
+        self.rx.discard(self.rx.len());
+    }
+
+    /// `close()`: graceful unless data we were sent was never read, in
+    /// which case the peer is told with a reset (RFC 2525 §2.17, as Linux).
+    pub fn close(&mut self) {
+        self.orphan = true;
+        if !self.rx.is_empty() && self.state.is_synchronized() {
+            return self.abort();
+        }
+        match self.state {
+            State::SynSent | State::Closed => self.set_state(State::Closed),
+            _ => self.shutdown_write(),
+        }
+    }
+
+    /// Sends a reset and forgets the connection (RFC 9293 §3.10.5 ABORT).
+    pub fn abort(&mut self) {
+        self.orphan = true;
+        if !matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
+            self.rst_pending = true;
+        }
+        self.enter_closed(None);
+    }
+
+    /// An ICMP destination unreachable about this connection (RFC 1122
+    /// §4.2.3.9): fatal while connecting, a soft error afterwards.
+    pub fn icmp_unreachable(&mut self) {
+        if self.state == State::SynSent {
+            self.enter_closed(Some(Error::Refused));
+        }
+    }
+}
