@@ -398,7 +398,11 @@ def test_integer_arguments_are_as_lenient_as_the_stdlib(lab):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
         with stack.listen(9041, backlog=-1) as server:
             client = subprocess.Popen(
-                lab.ns(sys.executable, "-c", f"import socket; socket.create_connection(('{STACK_IP}', 9041), 5).sendall(b'hi')"),
+                lab.ns(
+                    sys.executable,
+                    "-c",
+                    f"import socket; socket.create_connection(('{STACK_IP}', 9041), 5).sendall(b'hi')",
+                ),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )

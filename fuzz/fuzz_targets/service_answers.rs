@@ -65,25 +65,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut now = Instant::ZERO;
     // DNS: a static stack that knows the server's MAC.
     let mut stack = static_stack();
-    let mut who = [0u8; arp::PACKET_LEN];
-    arp::Repr {
-        operation: arp::Operation::Request,
-        sender_mac: PEER_MAC,
-        sender_ip: PEER_IP,
-        target_mac: MacAddress::ZERO,
-        target_ip: OUR_IP,
-    }
-    .emit(&mut who);
-    let mut arp_frame = vec![0u8; ethernet::HEADER_LEN + who.len()];
-    ethernet::Repr {
-        dst: MacAddress::BROADCAST,
-        src: PEER_MAC,
-        ethertype: ethernet::ETHERTYPE_ARP,
-    }
-    .emit(&mut arp_frame);
-    arp_frame[ethernet::HEADER_LEN..].copy_from_slice(&who);
-    stack.process_frame(now, &arp_frame);
-    stack.drain_tx(|_| {});
+    introduce_peer(&mut stack, now);
     // DHCP: a client in its first DISCOVER.
     let mut client = dhcp_stack();
     client.poll_timers(now);

@@ -99,20 +99,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut app = App::new(&mut stack);
     let mut now = Instant::ZERO;
     // The peer makes itself known, then opens a connection.
-    let mut who = [0u8; arp::PACKET_LEN];
-    arp::Repr {
-        operation: arp::Operation::Request,
-        sender_mac: PEER_MAC,
-        sender_ip: PEER_IP,
-        target_mac: MacAddress::ZERO,
-        target_ip: OUR_IP,
-    }
-    .emit(&mut who);
-    stack.process_frame(
-        now,
-        &frame(MacAddress::BROADCAST, ethernet::ETHERTYPE_ARP, &who),
-    );
-    stack.drain_tx(|_| {});
+    introduce_peer(&mut stack, now);
     let handshake = input.u8();
     let timestamps = handshake & 1 != 0;
     let syn_options = Options {

@@ -7,7 +7,7 @@ use mipfast::socket::tcp::Handle;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{checksum, ethernet, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{arp, checksum, ethernet, ipv4, Ipv4Addr, MacAddress};
 
 pub const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -44,6 +44,30 @@ impl<'a> Input<'a> {
         self.data = rest;
         head
     }
+}
+
+/// The peer asks who has our address: the stack learns the peer's MAC, so
+/// that what it sends the peer goes out at once instead of waiting on ARP.
+pub fn introduce_peer(stack: &mut Stack, now: Instant) {
+    let mut who = [0u8; arp::PACKET_LEN];
+    arp::Repr {
+        operation: arp::Operation::Request,
+        sender_mac: PEER_MAC,
+        sender_ip: PEER_IP,
+        target_mac: MacAddress::ZERO,
+        target_ip: OUR_IP,
+    }
+    .emit(&mut who);
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + who.len()];
+    ethernet::Repr {
+        dst: MacAddress::BROADCAST,
+        src: PEER_MAC,
+        ethertype: ethernet::ETHERTYPE_ARP,
+    }
+    .emit(&mut frame);
+    frame[ethernet::HEADER_LEN..].copy_from_slice(&who);
+    stack.process_frame(now, &frame);
+    stack.drain_tx(|_| {});
 }
 
 pub fn static_stack() -> Stack {

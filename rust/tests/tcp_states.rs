@@ -24,6 +24,26 @@ fn states_of(net: &mut Net, on_a: bool, h: Handle, limit: Duration, until: State
     seen
 }
 
+/// A and B connect to each other at once, A from `a_port` to B's `b_port`
+/// and B back: a simultaneous open (RFC 9293 §3.5, figure 7).
+fn simultaneous_open(net: &mut Net, a_port: u16, b_port: u16) -> (Handle, Handle) {
+    let now = net.now;
+    let ha = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, b_port), Some(a_port))
+        .unwrap();
+    let hb = net
+        .b
+        .stack
+        .tcp_mut()
+        .connect(now, B_IP, (A_IP, a_port), Some(b_port))
+        .unwrap();
+    net.flush();
+    (ha, hb)
+}
+
 fn state(net: &Net, on_a: bool, h: Handle) -> State {
     let stack = if on_a { &net.a.stack } else { &net.b.stack };
     stack.tcp().get(h).map_or(State::Closed, |c| c.state())
@@ -73,20 +93,7 @@ fn active_close_passes_fin_wait_and_time_wait() {
 #[test]
 fn simultaneous_open_and_simultaneous_close() {
     let mut net = Net::clean(2);
-    let now = net.now;
-    let ha = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 5000), Some(6000))
-        .unwrap();
-    let hb = net
-        .b
-        .stack
-        .tcp_mut()
-        .connect(now, B_IP, (A_IP, 6000), Some(5000))
-        .unwrap();
-    net.flush();
+    let (ha, hb) = simultaneous_open(&mut net, 6000, 5000);
     let seen = states_of(
         &mut net,
         true,
@@ -791,20 +798,7 @@ fn random_segments_to_a_listener_sending_cookies_break_nothing() {
 #[test]
 fn shutdown_in_syn_received_sends_the_fin_after_the_handshake() {
     let mut net = Net::clean(40);
-    let now = net.now;
-    let ha = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 5001), Some(6001))
-        .unwrap();
-    let hb = net
-        .b
-        .stack
-        .tcp_mut()
-        .connect(now, B_IP, (A_IP, 6001), Some(5001))
-        .unwrap();
-    net.flush();
+    let (ha, hb) = simultaneous_open(&mut net, 6001, 5001);
     let mut seen = vec![];
     let mut shut = false;
     let mut b_eof = false;

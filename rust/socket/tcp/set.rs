@@ -522,8 +522,10 @@ impl TcpSockets {
         let Some(conn) = self.slots[i as usize].conn.as_mut() else {
             return false;
         };
-        if !conn.path_mtu_reduced(reported_mtu, quoted_seq) {
-            return false;
+        match conn.path_mtu_reduced(reported_mtu, quoted_seq) {
+            None => return false,
+            Some(false) => return true, // known already
+            Some(true) => {}
         }
         let mtu = conn.path_mtu().unwrap_or(reported_mtu);
         self.path_mtu

@@ -14,16 +14,21 @@ impl Connection {
         self
     }
 
-    /// The MSS the path allows: its MTU less the IPv4 and TCP headers and
-    /// the timestamp option, never more than negotiated.
-    pub(super) fn apply_path_mtu(&mut self) {
-        let Some(mtu) = self.path_mtu else { return };
+    /// The MSS a path MTU allows: less the IPv4 and TCP headers and the
+    /// timestamp option.
+    fn mss_for_mtu(&self, mtu: usize) -> usize {
         let options = if self.ts_recent.is_some() {
             TIMESTAMP_OPTION_LEN
         } else {
             0
         };
-        let mss = mtu.saturating_sub(40 + options).max(64);
+        mtu.saturating_sub(40 + options).max(64)
+    }
+
+    /// Applies the known path MTU, never raising the negotiated MSS.
+    pub(super) fn apply_path_mtu(&mut self) {
+        let Some(mtu) = self.path_mtu else { return };
+        let mss = self.mss_for_mtu(mtu);
         if mss < self.mss {
             self.mss = mss;
             self.cc.set_mss(mss);
@@ -34,25 +39,30 @@ impl Connection {
     /// began at `quoted_seq` (RFC 1191 §6.2): lowers the MSS and resends
     /// what is in flight at once, without taking it for congestion (RFC
     /// 1191 §6.5). Only a quote of data in flight, [SND.UNA, SND.MAX),
-    /// and only a smaller size is believed (RFC 5927 §4.1): a blind
-    /// attacker cannot shrink a connection. Returns whether it was used.
-    pub fn path_mtu_reduced(&mut self, reported: usize, quoted_seq: Seq) -> bool {
-        if !self.state.is_synchronized()
-            || !quoted_seq.in_range(self.snd_una, self.snd_max.offset_from(self.snd_una))
-        {
-            return false;
+    /// and only a size no larger than the current one is believed (RFC 5927
+    /// §4.1): a blind attacker cannot shrink a connection. `None`: not
+    /// believed; `Some(lowered)`: believed, and whether it lowered the MSS
+    /// (a burst of segments draws as many reports; the first one acts).
+    pub fn path_mtu_reduced(&mut self, reported: usize, quoted_seq: Seq) -> Option<bool> {
+        let in_flight = self.snd_max.offset_from(self.snd_una);
+        if !self.state.is_synchronized() || !quoted_seq.in_range(self.snd_una, in_flight) {
+            return None;
         }
         let mtu = reported.max(path_mtu::MIN_PATH_MTU);
-        let before = self.mss;
-        self.path_mtu = Some(self.path_mtu.map_or(mtu, |m| m.min(mtu)));
-        self.apply_path_mtu();
-        if self.mss == before {
-            return false;
+        let mss = self.mss_for_mtu(mtu);
+        if mss > self.mss {
+            return None;
         }
+        if mss == self.mss {
+            return Some(false);
+        }
+        log::debug!("path MTU {mtu}: MSS {} -> {mss}", self.mss);
+        self.path_mtu = Some(mtu);
+        self.mss = mss;
+        self.cc.set_mss(mss);
         if reported < path_mtu::MIN_PATH_MTU {
             self.dont_fragment = false; // let routers fragment below the floor
         }
-        log::debug!("path MTU {mtu}: MSS {before} -> {}", self.mss);
         // Everything in flight was cut too big: send it again now.
         self.snd_nxt = self.snd_una;
         if let Some(r) = self.recovery.as_mut() {
@@ -60,7 +70,7 @@ impl Connection {
         }
         self.timed = None; // Karn: no RTT sample from what is resent
         self.timers.tlp = None;
-        true
+        Some(true)
     }
 
     /// The path MTU this connection uses, if discovery lowered it.

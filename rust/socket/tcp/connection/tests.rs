@@ -484,8 +484,14 @@ fn fragmentation_needed_shrinks_segments_and_resends_in_flight_data() {
     h.c.send(&[3u8; 2 * MSS]).unwrap();
     assert_eq!(h.dispatch().len(), 2);
     // A quote outside the data in flight is not believed.
-    assert!(!h.c.path_mtu_reduced(1000, Seq(ISS + 1 + 2 * MSS as u32)));
-    assert!(h.c.path_mtu_reduced(1000, Seq(ISS + 1 + MSS as u32)));
+    assert_eq!(
+        h.c.path_mtu_reduced(1000, Seq(ISS + 1 + 2 * MSS as u32)),
+        None
+    );
+    assert_eq!(
+        h.c.path_mtu_reduced(1000, Seq(ISS + 1 + MSS as u32)),
+        Some(true)
+    );
     assert_eq!(h.c.mss(), 960);
     let out = h.dispatch();
     let lens: Vec<_> = out
@@ -498,8 +504,14 @@ fn fragmentation_needed_shrinks_segments_and_resends_in_flight_data() {
         "resent at once from SND.UNA, at the new size"
     );
     assert!(lens.iter().all(|&(_, n)| n <= 960));
-    assert!(
-        !h.c.path_mtu_reduced(1200, Seq(ISS + 1)),
+    assert_eq!(
+        h.c.path_mtu_reduced(1000, Seq(ISS + 1)),
+        Some(false),
+        "known already"
+    );
+    assert_eq!(
+        h.c.path_mtu_reduced(1200, Seq(ISS + 1)),
+        None,
         "only smaller sizes"
     );
 }
