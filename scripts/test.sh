@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh), then runs the engine's Rust tests (debug and
-# release), the fuzz targets briefly, and the Python tests, lab included. Run as root: the lab creates namespaces and veth pairs.
+# Sets up (scripts/setup.sh), checks the helpers and the lint, then runs the
+# engine's Rust tests (debug and release), every fuzz target briefly, and the
+# Python tests, lab included. Run as root: the lab creates namespaces and veth
+# pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 echo "== helpers run with sys.executable, never an interpreter found by name"
 .venv/bin/python scripts/check_interpreters.py
+echo "== lint: cargo fmt, clippy (engine and bindings), ruff"
+cargo fmt --check
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features python -- -D warnings
+.venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check .
 echo "== cargo test (debug: overflow checks and the engine's invariant checks on)"
 cargo test
 echo "== cargo test --release"
