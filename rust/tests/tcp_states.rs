@@ -988,67 +988,77 @@ fn reneged_sack_data_is_retransmitted_on_timeout() {
     );
 }
 
+/// B's side of a fresh connection on `port`, played by hand from now on.
+struct HandPlayed {
+    ha: Handle,
+    port: u16,
+    a_port: u16,
+    a_una: u32,
+    b_next: u32,
+}
+
+impl HandPlayed {
+    fn new(net: &mut Net, port: u16) -> Self {
+        net.b.silent = false;
+        let (ha, hb) = net.connect(port);
+        net.b.silent = true;
+        HandPlayed {
+            ha,
+            port,
+            a_port: net.conn_a(ha).local().1,
+            a_una: net.conn_a(ha).send_unacked().0,
+            b_next: net.conn_b(hb).send_next().0,
+        }
+    }
+    /// A segment at `offset` past B's next sequence number, ACK set.
+    fn segment(&self, offset: u32, flags: Flags) -> Repr {
+        Repr {
+            src_port: self.port,
+            dst_port: self.a_port,
+            seq: self.b_next.wrapping_add(offset),
+            ack: self.a_una,
+            flags: flags | Flags::ACK,
+            window: 65535,
+            options: Options::default(),
+        }
+    }
+}
+
 /// Found by fuzzing (tcp_conversation): data held out of order, then a FIN
-/// in order before it. Nothing follows the end of a stream, so the held data
-/// goes (it stayed, outside the window, SACKed forever); nor is data taken
-/// beyond a FIN seen across a hole.
+/// in order before it. Nothing follows the end of a stream, so the held
+/// data goes (it stayed, outside the window, SACKed for ever).
 #[test]
 fn a_fin_drops_out_of_order_data_beyond_it() {
     let mut net = Net::clean(44);
-    let (ha, hb) = net.connect(80);
-    let b_next = net.conn_b(hb).send_next().0;
-    let a_una = net.conn_a(ha).send_unacked().0;
-    let a_port = net.conn_a(ha).local().1;
-    net.b.silent = true; // B's side is played by hand from here
-    let seg = |seq: u32, flags: Flags| Repr {
-        src_port: 80,
-        dst_port: a_port,
-        seq,
-        ack: a_una,
-        flags: flags | Flags::ACK,
-        window: 65535,
-        options: Options::default(),
-    };
-    net.inject_segment_to_a(seg(b_next.wrapping_add(100), Flags::ACK), b"beyond the end");
+    let b = HandPlayed::new(&mut net, 80);
+    net.inject_segment_to_a(b.segment(100, Flags::ACK), b"beyond the end");
     net.run_for(Duration::from_millis(5));
-    assert_eq!(net.conn_a(ha).out_of_order_ranges(), 1);
-    net.inject_segment_to_a(seg(b_next, Flags::FIN), b"");
+    assert_eq!(net.conn_a(b.ha).out_of_order_ranges(), 1);
+    net.inject_segment_to_a(b.segment(0, Flags::FIN), b"");
     net.run_for(Duration::from_millis(5));
-    let c = net.conn_a(ha);
+    let c = net.conn_a(b.ha);
     assert_eq!((c.state(), c.out_of_order_ranges()), (State::CloseWait, 0));
-    let mut buf = [0u8; 64];
-    let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    let c = net.a.stack.tcp_mut().get_mut(b.ha).unwrap();
     assert_eq!(
-        c.recv(&mut buf),
+        c.recv(&mut [0u8; 64]),
         Ok(Some(0)),
         "end of stream, nothing after it"
     );
-    // A FIN beyond a hole: data past it is not taken, data before it is.
-    let (ha, hb) = net_with_fresh_connection(&mut net);
-    let b_next = net.conn_b(hb).send_next().0;
-    let a_una = net.conn_a(ha).send_unacked().0;
-    let a_port = net.conn_a(ha).local().1;
-    net.b.silent = true;
-    let seg = |seq: u32, flags: Flags| Repr {
-        src_port: 81,
-        dst_port: a_port,
-        seq,
-        ack: a_una,
-        flags: flags | Flags::ACK,
-        window: 65535,
-        options: Options::default(),
-    };
-    net.inject_segment_to_a(seg(b_next.wrapping_add(5), Flags::FIN), b"!");
-    net.inject_segment_to_a(seg(b_next.wrapping_add(6), Flags::ACK), b"past the FIN");
-    net.inject_segment_to_a(seg(b_next, Flags::ACK), b"hello");
+}
+
+/// A FIN seen beyond a hole ends the stream there: data past it is not
+/// taken, data before it is.
+#[test]
+fn data_past_a_fin_across_a_hole_is_not_taken() {
+    let mut net = Net::clean(45);
+    let b = HandPlayed::new(&mut net, 81);
+    net.inject_segment_to_a(b.segment(5, Flags::FIN), b"!");
+    net.inject_segment_to_a(b.segment(6, Flags::ACK), b"past the FIN");
+    net.inject_segment_to_a(b.segment(0, Flags::ACK), b"hello");
     net.run_for(Duration::from_millis(5));
-    let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    let mut buf = [0u8; 64];
+    let c = net.a.stack.tcp_mut().get_mut(b.ha).unwrap();
     assert_eq!(c.recv(&mut buf), Ok(Some(6)));
     assert_eq!(&buf[..6], b"hello!");
     assert_eq!(c.recv(&mut buf), Ok(Some(0)));
-}
-
-fn net_with_fresh_connection(net: &mut Net) -> (Handle, Handle) {
-    net.b.silent = false;
-    net.connect(81)
 }
