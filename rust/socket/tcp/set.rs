@@ -5,7 +5,7 @@
 use super::connection::{Connection, State};
 use super::cookie;
 use super::listener::Listener;
-use super::path_mtu::{self, PathMtuCache};
+use super::path_mtu::PathMtuCache;
 use super::secret::Secret;
 use super::seq::Seq;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
@@ -523,15 +523,17 @@ impl TcpSockets {
             return false;
         };
         match conn.path_mtu_reduced(reported_mtu, quoted_seq) {
-            None => return false,
-            Some(false) => return true, // known already
-            Some(true) => {}
+            None => false,
+            Some(false) => true, // known already
+            Some(true) => {
+                // The connection's size, floor applied: what later ones start with.
+                if let Some(mtu) = conn.path_mtu() {
+                    self.path_mtu.learn(now, remote.0, mtu);
+                }
+                self.mark(i);
+                true
+            }
         }
-        let mtu = conn.path_mtu().unwrap_or(reported_mtu);
-        self.path_mtu
-            .learn(now, remote.0, mtu.max(path_mtu::MIN_PATH_MTU));
-        self.mark(i);
-        true
     }
 
     /// The path MTU known toward `dst`, if smaller than the link's.
