@@ -1,11 +1,13 @@
 //! mipfast: a TCP/IP stack in user space, over pcap, driven from Python.
 //!
 //! Dependencies point one way: `wire` ← `iface`/`socket`/`service` ← `stack` ←
-//! `phy` (I/O) and `py` (bindings). Only `phy` and `py` touch the OS or Python.
+//! `phy` (I/O), `runtime` (threads, blocking, readiness) and `py` (bindings).
+//! Only `phy`, `runtime` and `py` touch the OS or Python.
 
 pub mod entropy;
 pub mod iface;
 pub mod phy;
+pub mod runtime;
 pub mod service;
 pub mod socket;
 pub mod stack;

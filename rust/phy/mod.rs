@@ -5,7 +5,6 @@ mod device;
 pub mod fault;
 pub mod faulty;
 pub mod link;
-pub mod live;
 mod packet_tx;
 pub mod pcap_live;
 pub mod trace;

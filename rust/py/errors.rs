@@ -1,10 +1,11 @@
 //! io::Error → the stdlib exception a Python user expects.
 
-use crate::time::Duration;
+use crate::runtime::errno::NoAddress;
+use crate::service::dns::DnsError;
 use pyo3::exceptions::{
     PyBlockingIOError, PyOSError, PyPermissionError, PyTimeoutError, PyValueError,
 };
-use pyo3::{PyErr, PyResult};
+use pyo3::prelude::*;
 use std::io;
 
 pub fn to_py(e: io::Error) -> PyErr {
@@ -15,16 +16,43 @@ pub fn to_py(e: io::Error) -> PyErr {
         let text = msg.split(" (os error").next().unwrap_or(&msg).to_string();
         return PyOSError::new_err((errno, text));
     }
+    if e.get_ref().is_some_and(|inner| inner.is::<NoAddress>()) {
+        return PyOSError::new_err((libc::ENETUNREACH, msg));
+    }
     match e.kind() {
         io::ErrorKind::NotFound => PyOSError::new_err((libc::ENODEV, msg)),
         io::ErrorKind::PermissionDenied => PyPermissionError::new_err((libc::EPERM, msg)),
         io::ErrorKind::InvalidInput => PyValueError::new_err(msg),
-        io::ErrorKind::TimedOut => PyTimeoutError::new_err(msg),
-        _ => match e.raw_os_error() {
-            Some(errno) => PyOSError::new_err((errno, msg)),
-            None => PyOSError::new_err(msg),
-        },
+        // The stdlib's socket.timeout: TimeoutError("timed out"), no errno.
+        io::ErrorKind::TimedOut => PyTimeoutError::new_err("timed out"),
+        io::ErrorKind::WouldBlock => {
+            PyBlockingIOError::new_err((libc::EAGAIN, "Resource temporarily unavailable"))
+        }
+        io::ErrorKind::Unsupported => PyOSError::new_err((libc::EOPNOTSUPP, msg)),
+        _ => PyOSError::new_err(msg),
     }
+}
+
+/// socket.gaierror with the code and message glibc's getaddrinfo gives.
+pub fn gaierror(py: Python<'_>, host: &str, e: DnsError) -> PyErr {
+    let (code, text) = match e {
+        DnsError::NotFound | DnsError::InvalidName => ("EAI_NONAME", "Name or service not known"),
+        DnsError::NoData => ("EAI_NODATA", "No address associated with hostname"),
+        DnsError::Unreachable | DnsError::NoServers | DnsError::Busy => {
+            ("EAI_AGAIN", "Temporary failure in name resolution")
+        }
+    };
+    let make = || -> PyResult<PyErr> {
+        let socket = py.import("socket")?;
+        let code = socket
+            .getattr(code)
+            .or_else(|_| socket.getattr("EAI_NONAME"))?;
+        let err = socket
+            .getattr("gaierror")?
+            .call1((code, format!("{text}: {host:?}")))?;
+        Ok(PyErr::from_value(err))
+    };
+    make().unwrap_or_else(|e| e)
 }
 
 /// A byte count from Python, lenient as the stdlib's `socket`: any int,
@@ -47,20 +75,7 @@ pub fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// An operation on a stack that was closed.
-pub fn closed() -> PyErr {
-    PyOSError::new_err((libc::EBADF, "the stack is closed"))
-}
-
-/// The end of a socket wait: its result, or BlockingIOError when the socket
-/// is non-blocking (timeout zero), or TimeoutError when the timeout passed.
-pub fn waited<T>(result: Option<io::Result<T>>, timeout: Option<Duration>) -> PyResult<T> {
-    match result {
-        Some(r) => r.map_err(to_py),
-        None if timeout == Some(Duration::ZERO) => Err(PyBlockingIOError::new_err((
-            libc::EAGAIN,
-            "Resource temporarily unavailable",
-        ))),
-        None => Err(PyTimeoutError::new_err("timed out")),
-    }
+/// An operation on a socket (or stack) that was closed.
+pub fn closed(what: &str) -> PyErr {
+    PyOSError::new_err((libc::EBADF, format!("the {what} is closed")))
 }

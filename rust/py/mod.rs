@@ -1,10 +1,10 @@
 //! The Python bindings: convert arguments, release the GIL around every
 //! engine call, map errors to the stdlib's exceptions. Nothing more.
 
+mod call;
 mod errors;
 mod stack;
 mod tcp;
-mod timeout;
 mod udp;
 
 use pyo3::prelude::*;

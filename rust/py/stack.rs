@@ -1,14 +1,13 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
-use super::errors::{self, closed, value_error};
-use super::tcp::{self, PyConnection, PyListener};
-use super::udp::{self, PyUdpSocket};
+use super::call::{blocking, resolve_host, timeout_arg};
+use super::errors::{self, value_error};
+use super::tcp::{PyConnection, PyListener};
+use super::udp::PyUdpSocket;
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::fault::FaultConfig;
-use crate::phy::live::{LiveConfig, LiveStack};
+use crate::runtime::{LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
-use crate::service::dns::DnsError;
-use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::Duration;
@@ -17,7 +16,6 @@ use pyo3::exceptions::{PyOSError, PyOverflowError, PyTimeoutError, PyValueError}
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rand::RngExt;
-use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -27,44 +25,9 @@ pub struct PyStack {
     interface: String,
 }
 
-/// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
-/// pending signal handler's exception) into an `Interrupted` error, and the
-/// Python exception is raised once the GIL is back.
-pub fn blocking<T: Send>(
-    py: Python<'_>,
-    f: impl FnOnce(&mut dyn FnMut() -> io::Result<()>) -> io::Result<T> + Send,
-) -> PyResult<T> {
-    let mut pending: Option<PyErr> = None;
-    let result = py.detach(|| {
-        let mut interrupt = || -> io::Result<()> {
-            Python::attach(|py| py.check_signals()).map_err(|e| {
-                pending = Some(e);
-                io::Error::from(io::ErrorKind::Interrupted)
-            })
-        };
-        f(&mut interrupt)
-    });
-    if let Some(e) = pending {
-        return Err(e);
-    }
-    result.map_err(errors::to_py)
-}
-
 fn parse_ip(what: &str, s: &str) -> PyResult<Ipv4Addr> {
     s.parse()
         .map_err(|_| PyValueError::new_err(format!("{what} {s:?} is not an IPv4 address")))
-}
-
-pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
-            "timeout must be a non-negative number or None",
-        )),
-        Some(t) => Ok(Some(Duration::from_micros(
-            (t * 1e6).min(u64::MAX as f64 / 2.0) as u64,
-        ))),
-    }
 }
 
 fn port_arg(port: i64) -> PyResult<u16> {
@@ -72,55 +35,6 @@ fn port_arg(port: i64) -> PyResult<u16> {
         .ok()
         .filter(|&p| p != 0)
         .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
-}
-
-/// socket.gaierror with the code and message glibc's getaddrinfo gives.
-fn gaierror(py: Python<'_>, host: &str, e: DnsError) -> PyErr {
-    let (code, text) = match e {
-        DnsError::NotFound | DnsError::InvalidName => ("EAI_NONAME", "Name or service not known"),
-        DnsError::NoData => ("EAI_NODATA", "No address associated with hostname"),
-        DnsError::Unreachable | DnsError::NoServers | DnsError::Busy => {
-            ("EAI_AGAIN", "Temporary failure in name resolution")
-        }
-    };
-    let make = || -> PyResult<PyErr> {
-        let socket = py.import("socket")?;
-        let code = socket
-            .getattr(code)
-            .or_else(|_| socket.getattr("EAI_NONAME"))?;
-        let err = socket
-            .getattr("gaierror")?
-            .call1((code, format!("{text}: {host:?}")))?;
-        Ok(PyErr::from_value(err))
-    };
-    make().unwrap_or_else(|e| e)
-}
-
-/// The addresses of `host`: itself if it is an IPv4 address, else what
-/// the stack's resolver finds (TimeoutError once `timeout` passes).
-pub fn resolve_host(
-    py: Python<'_>,
-    live: &Arc<LiveStack>,
-    host: &str,
-    timeout: Option<Duration>,
-) -> PyResult<Vec<Ipv4Addr>> {
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return Ok(vec![ip]);
-    }
-    let l = live.clone();
-    let name = host.to_string();
-    let id = py.detach(move || l.act(|s, now| s.resolve_start(now, &name)));
-    let l = live.clone();
-    let outcome = blocking(py, move |interrupt| {
-        l.wait_for(timeout, interrupt, |s, _| s.resolve_result(id).cloned())
-    });
-    let l = live.clone();
-    py.detach(move || l.act(|s, _| s.resolve_finish(id)));
-    match outcome? {
-        Some(Ok(addresses)) => Ok(addresses),
-        Some(Err(e)) => Err(gaierror(py, host, e)),
-        None => Err(PyTimeoutError::new_err("timed out")),
-    }
 }
 
 fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
@@ -153,7 +67,7 @@ impl PyStack {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(closed)
+            .ok_or_else(|| errors::closed("stack"))
     }
 
     /// Reads from the stack with the GIL released (the engine lock may be
@@ -341,7 +255,10 @@ impl PyStack {
         // Like socket.create_connection: each address in turn, the last error raised.
         let mut last = None;
         for ip in resolve_host(py, &live, &host, t)? {
-            match tcp::connect(py, live.clone(), (ip, port), t, source_port) {
+            let opened = blocking(py, |interrupt| {
+                live.connect((ip, port), source_port, t, interrupt)
+            });
+            match opened.and_then(|h| PyConnection::open(py, live.clone(), h, t)) {
                 Ok(conn) => return Ok(conn),
                 Err(e) => last = Some(e),
             }
@@ -354,7 +271,8 @@ impl PyStack {
     #[pyo3(signature = (name, timeout=None))]
     fn resolve(&self, py: Python<'_>, name: &str, timeout: Option<f64>) -> PyResult<Vec<String>> {
         let t = timeout_arg(timeout)?;
-        let addresses = resolve_host(py, &self.live()?, name, t)?;
+        let live = self.live()?;
+        let addresses = resolve_host(py, &live, name, t)?;
         Ok(addresses.iter().map(|a| a.to_string()).collect())
     }
 
@@ -384,23 +302,11 @@ impl PyStack {
         let t = timeout_arg(Some(timeout))?;
         let live = self.live()?;
         let dst = resolve_host(py, &live, host, t)?[0];
-        let l = live.clone();
-        let ident = py.detach(move || l.act(|s, _| s.ping_ident()));
-        let mut rtts = Vec::with_capacity(count as usize);
-        for seq in 0..count {
-            let id = ProbeId { ident, seq };
-            let l = live.clone();
-            py.detach(move || l.act(|s, now| s.ping_send(now, dst, id, size)))
-                .map_err(|e| errors::to_py(udp::send_error(e)))?;
-            let l = live.clone();
-            let rtt = blocking(py, move |interrupt| {
-                l.wait_for(t, interrupt, |s, _| s.ping_rtt(id))
-            });
-            let l = live.clone();
-            py.detach(move || l.act(|s, _| s.ping_finish(id)));
-            rtts.push(rtt?.map(|d| d.total_micros() as f64 / 1e6));
-        }
-        Ok(rtts)
+        let rtts = blocking(py, |interrupt| live.ping(dst, count, size, t, interrupt))?;
+        Ok(rtts
+            .into_iter()
+            .map(|rtt| rtt.map(|d| d.total_micros() as f64 / 1e6))
+            .collect())
     }
 
     /// Listen on `port` (0 picks a free one) with room for `backlog`
@@ -410,27 +316,10 @@ impl PyStack {
         let backlog = errors::backlog(backlog);
         let port = if port == 0 { 0 } else { port_arg(port)? };
         let live = self.live()?;
-        let l = live.clone();
         let (port, ip) = py
-            .detach(move || {
-                l.act(|s, _| {
-                    let ip = s.ipv4().map_or("0.0.0.0".to_string(), |a| a.to_string());
-                    let start = rand::rng().random_range(0..16384u16);
-                    let candidates: Vec<u16> = if port != 0 {
-                        vec![port]
-                    } else {
-                        (0..16384u16).map(|i| 49152 + (start + i) % 16384).collect()
-                    };
-                    for p in candidates {
-                        if s.tcp_mut().listen(p, backlog).is_ok() {
-                            return Ok((p, ip));
-                        }
-                    }
-                    Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
-                })
-            })
+            .detach(|| live.listen(port, backlog))
             .map_err(errors::to_py)?;
-        Ok(PyListener::new(live, port, ip))
+        Ok(PyListener::new(live, port, ip.to_string()))
     }
 
     /// TCP totals: connections held, memory used by them (bytes), and

@@ -1,79 +1,30 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
+use super::call::{blocking, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::errors;
-use super::stack::{blocking, timeout_arg};
-use super::timeout::{RecvFlags, SocketTimeout};
-use crate::phy::live::LiveStack;
+use crate::runtime::ops::{self, ReadMode};
+use crate::runtime::{errno, LiveStack, Watched};
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
-use crate::stack::Stack;
-use crate::time::{Duration, Instant};
+use crate::time::Duration;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyOSError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
 
-/// The errno a connection error surfaces as; Python's OSError picks the
-/// matching subclass (ConnectionRefusedError, ConnectionResetError, …).
-pub fn tcp_error(e: tcp::Error) -> io::Error {
-    io::Error::from_raw_os_error(match e {
-        tcp::Error::Refused => libc::ECONNREFUSED,
-        tcp::Error::Reset => libc::ECONNRESET,
-        tcp::Error::TimedOut => libc::ETIMEDOUT,
-        tcp::Error::BrokenPipe => libc::EPIPE,
-        tcp::Error::NotConnected => libc::ENOTCONN,
-    })
-}
-
 fn connection_closed() -> PyErr {
-    PyOSError::new_err((libc::EBADF, "the connection is closed"))
+    errors::closed("connection")
 }
 
-fn ebadf() -> io::Error {
-    io::Error::from_raw_os_error(libc::EBADF)
-}
-
-/// A pointer into a Python buffer, used while the GIL is released. The
-/// `PyBuffer` that produced it stays alive for the whole call, and an
-/// exported buffer cannot be resized or freed meanwhile.
-#[derive(Clone, Copy)]
-pub(super) struct RawSlice {
-    ptr: *mut u8,
-    len: usize,
-}
-// SAFETY: see above; the pointer is only used during the call that owns the export.
-unsafe impl Send for RawSlice {}
-
-impl RawSlice {
-    pub(super) fn of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<Self> {
-        if !buf.is_c_contiguous() {
-            return Err(PyValueError::new_err("the buffer must be contiguous"));
-        }
-        if writable && buf.readonly() {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "the buffer must be writable (bytearray, memoryview, …)",
-            ));
-        }
-        Ok(RawSlice {
-            ptr: buf.buf_ptr() as *mut u8,
-            len: buf.len_bytes(),
-        })
-    }
-    /// SAFETY: the export is alive (see the type's comment).
-    fn get(&self) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-    /// SAFETY: as `get`, and the buffer was checked writable.
-    #[allow(clippy::mut_from_ref)]
-    pub(super) fn get_mut(&self) -> &mut [u8] {
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
+/// `socket.<name>` (AF_INET, SOCK_STREAM, …), so that code checking a
+/// socket's `family` or `type` sees the stdlib's own enum values.
+pub(super) fn socket_constant(py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+    Ok(py.import("socket")?.getattr(name)?.unbind())
 }
 
 fn endpoint_tuple(e: Endpoint) -> (String, u16) {
@@ -96,17 +47,16 @@ pub struct PyConnection {
 }
 
 impl PyConnection {
-    pub fn new(
+    /// Wraps a connection the user now holds.
+    pub fn open(
+        py: Python<'_>,
         live: Arc<LiveStack>,
         handle: Handle,
         timeout: Option<Duration>,
-    ) -> io::Result<Self> {
-        let (local, remote) = live.act(|s, _| {
-            s.tcp()
-                .get(handle)
-                .map(|c| (c.local(), c.remote()))
-                .ok_or_else(ebadf)
-        })?;
+    ) -> PyResult<Self> {
+        let (local, remote) = py
+            .detach(|| live.act(|s, _| ops::endpoints(s, handle)))
+            .map_err(errors::to_py)?;
         Ok(PyConnection {
             live,
             handle,
@@ -127,78 +77,26 @@ impl PyConnection {
         }
     }
 
-    fn timeout(&self) -> Option<Duration> {
-        self.timeout.get()
-    }
-
-    /// Retries `attempt` on this connection until it yields, within the
-    /// connection's timeout (TimeoutError) or at once if non-blocking
-    /// (BlockingIOError).
-    fn wait<T: Send>(
+    /// Runs `op` within `timeout` without the GIL.
+    fn run<O: ops::Op + Send>(
         &self,
         py: Python<'_>,
-        attempt: impl FnMut(&mut Connection) -> Option<io::Result<T>> + Send,
-    ) -> PyResult<T> {
-        self.wait_up_to(py, self.timeout(), attempt)
-    }
-
-    /// As [`PyConnection::wait`], within `timeout` instead of the connection's.
-    fn wait_up_to<T: Send>(
-        &self,
-        py: Python<'_>,
+        mut op: O,
         timeout: Option<Duration>,
-        mut attempt: impl FnMut(&mut Connection) -> Option<io::Result<T>> + Send,
-    ) -> PyResult<T> {
+    ) -> PyResult<O::Output>
+    where
+        O::Output: Send,
+    {
         self.check_open()?;
-        let (live, h) = (self.live.clone(), self.handle);
-        let result = blocking(py, move |interrupt| {
-            live.wait_for(timeout, interrupt, |stack, _| {
-                match stack.tcp_mut().get_mut(h) {
-                    None => Some(Err(ebadf())),
-                    Some(c) => attempt(c),
-                }
-            })
-        })?;
-        errors::waited(result, timeout)
+        let live = &self.live;
+        blocking(py, move |interrupt| live.run(&mut op, timeout, interrupt))
     }
 
-    /// MSG_WAITALL: fills `buf` unless the stream ends, fails or the wait
-    /// runs out first; what was read by then is returned, never lost (the
-    /// error, if any, comes with the next call).
-    fn receive_all(&self, py: Python<'_>, flags: RecvFlags, buf: &mut [u8]) -> PyResult<usize> {
-        if flags.peek {
-            return Err(PyOSError::new_err((
-                libc::EOPNOTSUPP,
-                "MSG_WAITALL with MSG_PEEK is not supported",
-            )));
-        }
-        let want = buf.len();
-        let filled = AtomicUsize::new(0);
-        let result = self.wait_up_to(py, flags.timeout(self.timeout()), |c| {
-            let at = filled.load(Ordering::Relaxed);
-            match c.recv(&mut buf[at..]) {
-                Ok(Some(0)) => Some(Ok(at)), // end of stream
-                Ok(Some(n)) if at + n == want => Some(Ok(want)),
-                Ok(Some(n)) => {
-                    filled.store(at + n, Ordering::Relaxed);
-                    None
-                }
-                Ok(None) => None,
-                Err(_) if at > 0 => Some(Ok(at)),
-                Err(e) => Some(Err(tcp_error(e))),
-            }
-        });
-        let at = filled.load(Ordering::Relaxed);
-        match result {
-            Err(e)
-                if at > 0
-                    && (e.is_instance_of::<PyTimeoutError>(py)
-                        || e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)) =>
-            {
-                Ok(at)
-            }
-            other => other,
-        }
+    /// A read into `buf` as `flags` say, within the socket's timeout.
+    fn receive(&self, py: Python<'_>, flags: RecvFlags, buf: RawSlice) -> PyResult<usize> {
+        let op = ops::Receive::new(self.handle, buf.get_mut(), flags.mode());
+        self.run(py, op, flags.timeout(self.timeout.get()))?
+            .map_err(errors::to_py)
     }
 
     fn with_conn<T: Send>(
@@ -207,15 +105,14 @@ impl PyConnection {
         f: impl FnOnce(&mut Connection) -> T + Send,
     ) -> PyResult<T> {
         self.check_open()?;
-        let (live, h) = (self.live.clone(), self.handle);
+        let (live, h) = (&self.live, self.handle);
         py.detach(move || live.act(|s, _| s.tcp_mut().get_mut(h).map(f)))
             .ok_or_else(connection_closed)
     }
 
     fn release(&self, abort: bool) {
         if self.open.swap(false, Ordering::SeqCst) {
-            let h = self.handle;
-            self.live.act(|s, _| s.tcp_mut().release(h, abort));
+            self.live.release(self.handle, abort);
         }
     }
 }
@@ -240,29 +137,18 @@ impl PyConnection {
         if raw.len == 0 {
             return Ok(0);
         }
-        self.wait(py, move |c| match c.send(raw.get()) {
-            Ok(0) => None,
-            Ok(n) => Some(Ok(n)),
-            Err(e) => Some(Err(tcp_error(e))),
-        })
+        let op = ops::Send::new(self.handle, raw.get(), false);
+        self.run(py, op, self.timeout.get())?.map_err(errors::to_py)
     }
 
     /// Queue all of `data`, blocking as needed.
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let buf = PyBuffer::<u8>::get(data)?;
         let raw = RawSlice::of(&buf, false)?;
-        let mut sent = 0;
-        self.wait(py, move |c| {
-            let data = raw.get();
-            while sent < data.len() {
-                match c.send(&data[sent..]) {
-                    Ok(0) => return None,
-                    Ok(n) => sent += n,
-                    Err(e) => return Some(Err(tcp_error(e))),
-                }
-            }
-            Some(Ok(()))
-        })
+        let op = ops::Send::new(self.handle, raw.get(), true);
+        self.run(py, op, self.timeout.get())?
+            .map(drop)
+            .map_err(errors::to_py)
     }
 
     /// Up to `bufsize` bytes; b"" at end of stream.
@@ -274,31 +160,24 @@ impl PyConnection {
         flags: i32,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let flags = RecvFlags::parse(flags)?;
-        if bufsize < 0 {
-            return Err(PyValueError::new_err("negative buffersize in recv"));
-        }
+        let bufsize = errors::buffer_size(bufsize, "recv")?;
         if bufsize == 0 {
             return Ok(PyBytes::new(py, b""));
         }
-        if flags.wait_all {
-            let mut v = vec![0u8; bufsize as usize];
-            let n = self.receive_all(py, flags, &mut v)?;
+        if flags.mode() == ReadMode::All {
+            let mut v = vec![0u8; bufsize];
+            let raw = RawSlice::of_vec(&mut v);
+            let n = self.receive(py, flags, raw)?;
             return Ok(PyBytes::new(py, &v[..n]));
         }
-        let data = self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
-            let ready = c.recv_available().min(bufsize as usize);
-            if ready > 0 {
-                let mut v = vec![0u8; ready];
-                let n = read(c, &mut v, flags.peek).ok().flatten().unwrap_or(0);
-                v.truncate(n);
-                return Some(Ok(v));
-            }
-            match c.recv(&mut []) {
-                Ok(Some(_)) => Some(Ok(Vec::new())),
-                Ok(None) => None,
-                Err(e) => Some(Err(tcp_error(e))),
-            }
-        })?;
+        let op = ops::ReceiveOwned {
+            handle: self.handle,
+            max: bufsize,
+            peek: flags.peek,
+        };
+        let data = self
+            .run(py, op, flags.timeout(self.timeout.get()))?
+            .map_err(errors::to_py)?;
         Ok(PyBytes::new(py, &data))
     }
 
@@ -326,16 +205,7 @@ impl PyConnection {
         if raw.len == 0 {
             return Ok(0);
         }
-        if flags.wait_all {
-            return self.receive_all(py, flags, raw.get_mut());
-        }
-        self.wait_up_to(py, flags.timeout(self.timeout()), move |c| {
-            match read(c, raw.get_mut(), flags.peek) {
-                Ok(Some(n)) => Some(Ok(n)),
-                Ok(None) => None,
-                Err(e) => Some(Err(tcp_error(e))),
-            }
-        })
+        self.receive(py, flags, raw)
     }
 
     /// socket.SHUT_RD, SHUT_WR or SHUT_RDWR.
@@ -355,7 +225,7 @@ impl PyConnection {
             }
             Ok(())
         })?;
-        r.map_err(|e| errors::to_py(tcp_error(e)))
+        r.map_err(|e| errors::to_py(errno::tcp(e)))
     }
 
     /// Close gracefully (FIN after queued data); idempotent. With files
@@ -534,9 +404,32 @@ impl PyConnection {
         !self.open.load(Ordering::SeqCst)
     }
 
-    /// Always -1: there is no OS descriptor behind a mipfast connection.
-    fn fileno(&self) -> i32 {
-        -1
+    /// A descriptor that `select`, `selectors` and asyncio can wait on:
+    /// readable when `recv` would not block (data, end of stream, an
+    /// error), writable when `send` would not. Only for waiting: never read
+    /// or write it. Starts the driver thread; closed with the connection.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.check_open()?;
+        let key = Watched::Tcp(self.handle);
+        py.detach(|| self.live.watch(key)).map_err(errors::to_py)
+    }
+
+    /// socket.AF_INET.
+    #[getter]
+    fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        socket_constant(py, "AF_INET")
+    }
+
+    /// socket.SOCK_STREAM.
+    #[getter]
+    fn r#type(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        socket_constant(py, "SOCK_STREAM")
+    }
+
+    /// socket.IPPROTO_TCP.
+    #[getter]
+    fn proto(&self) -> i32 {
+        libc::IPPROTO_TCP
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -583,8 +476,7 @@ impl PyListener {
     }
     fn release(&self) {
         if self.open.swap(false, Ordering::SeqCst) {
-            let port = self.port;
-            self.live.act(|s, _| s.tcp_mut().unlisten(port));
+            self.live.unlisten(self.port);
         }
     }
 }
@@ -611,19 +503,21 @@ impl PyListener {
             return Err(PyOSError::new_err((libc::EBADF, "the listener is closed")));
         }
         let t = timeout_arg(timeout)?;
-        let (live, port) = (self.live.clone(), self.port);
-        let handle = blocking(py, move |interrupt| {
-            live.wait_for(t, interrupt, |s, _| s.tcp_mut().accept(port))
-        })?;
-        let Some(handle) = handle else {
-            return Err(PyTimeoutError::new_err("timed out"));
-        };
-        let live = self.live.clone();
-        let conn = py
-            .detach(move || PyConnection::new(live, handle, None))
-            .map_err(errors::to_py)?;
+        let live = &self.live;
+        let handle = blocking(py, |interrupt| live.accept(self.port, t, interrupt))?;
+        let conn = PyConnection::open(py, self.live.clone(), handle, None)?;
         let peer = endpoint_tuple(conn.remote);
         Ok((conn, peer))
+    }
+
+    /// A descriptor that is readable while a connection waits for
+    /// `accept()` (see `Connection.fileno`).
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
+            return Err(errors::closed("listener"));
+        }
+        let key = Watched::Listener(self.port);
+        py.detach(|| self.live.watch(key)).map_err(errors::to_py)
     }
 
     /// Stop listening; connections not yet accepted are reset.
@@ -658,66 +552,5 @@ impl PyListener {
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "listening" };
         format!("<mipfast.Listener {}:{} {state}>", self.ip, self.port)
-    }
-}
-
-/// Opens a connection and waits for the handshake (Stack.connect).
-pub fn connect(
-    py: Python<'_>,
-    live: Arc<LiveStack>,
-    remote: Endpoint,
-    timeout: Option<Duration>,
-    source_port: Option<u16>,
-) -> PyResult<PyConnection> {
-    let l = live.clone();
-    let handle = py
-        .detach(move || {
-            l.act(|s: &mut Stack, now: Instant| {
-                let ip = s
-                    .ipv4()
-                    .ok_or_else(|| io::Error::other("no address yet (is the stack ready?)"))?;
-                s.tcp_mut()
-                    .connect(now, ip, remote, source_port)
-                    .map_err(|e| {
-                        io::Error::from_raw_os_error(match e {
-                            tcp::ConnectError::AddressInUse => libc::EADDRINUSE,
-                            tcp::ConnectError::NoPortAvailable => libc::EADDRNOTAVAIL,
-                        })
-                    })
-            })
-        })
-        .map_err(|e| match e.raw_os_error() {
-            Some(_) => errors::to_py(e),
-            None => PyOSError::new_err((libc::ENETUNREACH, e.to_string())),
-        })?;
-    let l = live.clone();
-    let outcome = blocking(py, move |interrupt| {
-        l.wait_for(timeout, interrupt, |s, _| match s.tcp().get(handle) {
-            None => Some(Err(ebadf())),
-            Some(c) if c.state().is_synchronized() => Some(Ok(())),
-            Some(c) => c.error().map(|e| Err(tcp_error(e))),
-        })
-    });
-    let result = match outcome {
-        Ok(Some(Ok(()))) => Ok(()),
-        Ok(Some(Err(e))) => Err(errors::to_py(e)),
-        Ok(None) => Err(PyTimeoutError::new_err("timed out")),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        let l = live.clone();
-        py.detach(move || l.act(|s, _| s.tcp_mut().release(handle, true)));
-        return Err(e);
-    }
-    py.detach(move || PyConnection::new(live, handle, timeout))
-        .map_err(errors::to_py)
-}
-
-/// Reads into `out`, or with `peek` copies without consuming (MSG_PEEK).
-fn read(c: &mut Connection, out: &mut [u8], peek: bool) -> Result<Option<usize>, tcp::Error> {
-    if peek {
-        c.peek(out)
-    } else {
-        c.recv(out)
     }
 }

@@ -1,36 +1,20 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
+use super::call::{blocking, resolve_host, RawSlice, RecvFlags, SocketTimeout};
 use super::errors;
-use super::stack::{blocking, resolve_host};
-use super::tcp::RawSlice;
-use super::timeout::{RecvFlags, SocketTimeout};
-use crate::phy::live::LiveStack;
-use crate::socket::udp::{Endpoint, UdpError, UdpHandle};
-use crate::stack::{Stack, UdpSendError};
+use crate::runtime::errno::udp as send_error;
+use crate::runtime::ops;
+use crate::runtime::{LiveStack, Watched};
+use crate::socket::udp::{Endpoint, UdpHandle};
+use crate::stack::Stack;
 use crate::time::Duration;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyOverflowError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// The errno a kernel gives for the same failure.
-pub fn send_error(e: UdpSendError) -> io::Error {
-    io::Error::from_raw_os_error(match e {
-        UdpSendError::Closed => libc::EBADF,
-        UdpSendError::NoRoute => libc::ENETUNREACH,
-        UdpSendError::TooBig => libc::EMSGSIZE,
-        UdpSendError::BroadcastDenied => libc::EACCES,
-        UdpSendError::InvalidDestination => libc::EINVAL,
-        UdpSendError::Refused => libc::ECONNREFUSED,
-        UdpSendError::NoBuffers => libc::ENOBUFS,
-        UdpSendError::AddressInUse => libc::EADDRINUSE,
-        UdpSendError::AddressNotAvailable => libc::EADDRNOTAVAIL,
-    })
-}
 
 fn socket_closed() -> PyErr {
     PyOSError::new_err((libc::EBADF, "the socket is closed"))
@@ -109,23 +93,12 @@ impl PyUdpSocket {
         let flags = RecvFlags::parse(flags)?;
         self.check_open()?;
         let timeout = flags.timeout(self.timeout());
-        let (live, h) = (self.live.clone(), self.handle);
-        let result = blocking(py, move |interrupt| {
-            live.wait_for(timeout, interrupt, |stack, _| {
-                let Some(s) = stack.udp_mut().get_mut(h) else {
-                    return Some(Err(send_error(UdpSendError::Closed)));
-                };
-                if s.remote().is_some() && s.take_error() == Some(UdpError::Refused) {
-                    return Some(Err(send_error(UdpSendError::Refused)));
-                }
-                if flags.peek {
-                    s.peek().map(|d| Ok((d.data.clone(), d.src)))
-                } else {
-                    s.recv().map(|d| Ok((d.data, d.src)))
-                }
-            })
-        })?;
-        errors::waited(result, timeout)
+        let mut op = ops::ReceiveDatagram {
+            handle: self.handle,
+            peek: flags.peek,
+        };
+        let live = &self.live;
+        blocking(py, |interrupt| live.run(&mut op, timeout, interrupt))?.map_err(errors::to_py)
     }
 
     fn resolve(&self, py: Python<'_>, address: (String, i64)) -> PyResult<Endpoint> {
@@ -137,6 +110,7 @@ impl PyUdpSocket {
     fn release(&self) {
         if self.open.swap(false, Ordering::SeqCst) {
             let h = self.handle;
+            self.live.unwatch(Watched::Udp(h));
             self.live.act(|s, _| s.udp_mut().close(h));
         }
     }
@@ -346,9 +320,24 @@ impl PyUdpSocket {
         !self.open.load(Ordering::SeqCst)
     }
 
-    /// There is no OS descriptor: the socket lives in the stack.
-    fn fileno(&self) -> i32 {
-        -1
+    /// A descriptor that is readable while a datagram (or an error)
+    /// waits, and always writable (see `Connection.fileno`).
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.check_open()?;
+        let key = Watched::Udp(self.handle);
+        py.detach(|| self.live.watch(key)).map_err(errors::to_py)
+    }
+
+    /// socket.AF_INET.
+    #[getter]
+    fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        super::tcp::socket_constant(py, "AF_INET")
+    }
+
+    /// socket.SOCK_DGRAM.
+    #[getter]
+    fn r#type(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        super::tcp::socket_constant(py, "SOCK_DGRAM")
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

@@ -91,6 +91,10 @@ impl UdpSocket {
         self.recv_buffer = bytes;
     }
     /// Takes the pending network error (reported once, like SO_ERROR).
+    /// An error is waiting for the next call (readiness reports it).
+    pub fn has_error(&self) -> bool {
+        self.error.is_some()
+    }
     pub fn take_error(&mut self) -> Option<UdpError> {
         self.error.take()
     }

@@ -270,6 +270,27 @@ impl TcpSockets {
         Ok(())
     }
 
+    /// Listens on a free ephemeral port (`listen(0)`), picked as
+    /// [`TcpSockets::connect`] picks one (RFC 6056 §3.3.3, from the stack's
+    /// seeded secret) and skipping ports that hold any connection.
+    pub fn listen_ephemeral(&mut self, backlog: usize) -> Result<u16, ListenError> {
+        let offset = self
+            .secret
+            .port_offset(Ipv4Addr::UNSPECIFIED, (Ipv4Addr::UNSPECIFIED, 0));
+        let in_use: std::collections::HashSet<u16> = self.tuples.keys().map(|t| t.0).collect();
+        for _ in 0..EPHEMERAL_COUNT {
+            let port = EPHEMERAL_FIRST as u32
+                + (offset.wrapping_add(self.next_ephemeral)) % EPHEMERAL_COUNT;
+            self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
+            let port = port as u16;
+            if !self.listeners.contains_key(&port) && !in_use.contains(&port) {
+                self.listeners.insert(port, Listener::new(port, backlog));
+                return Ok(port);
+            }
+        }
+        Err(ListenError::AddressInUse)
+    }
+
     pub fn listener(&self, port: u16) -> Option<&Listener> {
         self.listeners.get(&port)
     }

@@ -25,6 +25,15 @@ impl Connection {
         (self.fin_received || self.read_shut) && self.rx.is_empty()
     }
 
+    /// No more can be sent: a FIN is queued, or the connection ended.
+    pub fn write_closed(&self) -> bool {
+        self.fin_queued
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+    }
+
     pub fn can_send(&self) -> bool {
         matches!(self.state, State::Established | State::CloseWait) && !self.fin_queued
     }

@@ -3,11 +3,12 @@
 //! optional driver thread. Knows nothing of Python: blocking calls take an
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
-use super::fault::{FaultConfig, FaultStats};
-use super::faulty::Faulty;
-use super::pcap_live::{wait_readable, PcapDevice};
-use super::trace::{TraceWriter, Traced};
-use super::Device;
+use super::watch::{Watched, Watches};
+use crate::phy::fault::{FaultConfig, FaultStats};
+use crate::phy::faulty::Faulty;
+use crate::phy::pcap_live::{wait_readable, PcapDevice};
+use crate::phy::trace::{TraceWriter, Traced};
+use crate::phy::Device;
 use crate::stack::{Stack, StackConfig};
 use crate::time::{Duration, Instant};
 use std::io;
@@ -40,6 +41,8 @@ pub struct Engine {
     pub stack: Stack,
     device: Traced<Faulty<PcapDevice>>,
     origin: std::time::Instant,
+    /// Readiness descriptors handed out, kept current after every change.
+    watches: Watches,
 }
 
 impl Engine {
@@ -55,6 +58,9 @@ impl Engine {
         let n = self.stack.poll(now, &mut self.device)?;
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
+        }
+        if n > 0 || timer_due {
+            self.watches.update(&self.stack);
         }
         Ok(n + timer_due as usize)
     }
@@ -119,6 +125,7 @@ impl LiveStack {
             stack: Stack::new(stack_config, Instant::ZERO),
             device,
             origin,
+            watches: Watches::default(),
         };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
         Ok(LiveStack {
@@ -178,7 +185,9 @@ impl LiveStack {
     pub fn shut(&self) {
         self.shared.shut.store(true, Ordering::SeqCst);
         {
-            let _engine = self.engine();
+            let mut engine = self.engine();
+            let Engine { stack, watches, .. } = &mut *engine;
+            watches.shut(stack);
             self.shared.progress.notify_all();
         }
         wake(self.shared.wake_fd);
@@ -280,10 +289,34 @@ impl LiveStack {
         let mut engine = self.engine();
         let now = engine.now();
         let value = f(&mut engine.stack, now);
-        let Engine { stack, device, .. } = &mut *engine;
+        let Engine {
+            stack,
+            device,
+            watches,
+            ..
+        } = &mut *engine;
         stack.dispatch(now);
         stack.flush(now, device); // send failures are counted, not returned
+        if !watches.is_empty() {
+            watches.update(stack);
+        }
         value
+    }
+
+    /// A descriptor that shows `key`'s readiness (see `ready_fd.rs`). It is
+    /// kept current by whoever runs the engine, so the driver thread is
+    /// started: an event loop sleeping on the descriptor polls nothing.
+    pub fn watch(&self, key: Watched) -> io::Result<RawFd> {
+        self.check_open()?;
+        self.start()?;
+        let mut engine = self.engine();
+        let Engine { stack, watches, .. } = &mut *engine;
+        watches.fd(stack, key)
+    }
+
+    /// Closes `key`'s readiness descriptor, if it has one.
+    pub fn unwatch(&self, key: Watched) {
+        self.engine().watches.remove(key);
     }
 
     /// Repeats `attempt` (as [`LiveStack::act`]) until it yields a value,

@@ -1,0 +1,197 @@
+//! What every binding's call shares: running a wait without the GIL,
+//! Python buffers seen from Rust, timeouts with `socket.settimeout`
+//! semantics, `MSG_*` flags, and host names resolved through the stack.
+
+use super::errors;
+use crate::runtime::{calls::Interrupt, LiveStack};
+use crate::time::Duration;
+use crate::wire::Ipv4Addr;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::io;
+use std::sync::Mutex;
+
+/// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
+/// pending signal handler's exception) into an `Interrupted` error, and the
+/// Python exception is raised once the GIL is back.
+pub fn blocking<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(Interrupt<'_>) -> io::Result<T> + Send,
+) -> PyResult<T> {
+    let mut pending: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut interrupt = || -> io::Result<()> {
+            Python::attach(|py| py.check_signals()).map_err(|e| {
+                pending = Some(e);
+                io::Error::from(io::ErrorKind::Interrupted)
+            })
+        };
+        f(&mut interrupt)
+    });
+    if let Some(e) = pending {
+        return Err(e);
+    }
+    result.map_err(errors::to_py)
+}
+
+/// A timeout argument in seconds: None blocks; negative or NaN is refused.
+pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(
+            "timeout must be a non-negative number or None",
+        )),
+        Some(t) => Ok(Some(Duration::from_micros(
+            (t * 1e6).min(u64::MAX as f64 / 2.0) as u64,
+        ))),
+    }
+}
+
+/// The addresses of `host` (itself if an IPv4 address); unknown names
+/// raise socket.gaierror, a wait that runs out TimeoutError.
+pub fn resolve_host(
+    py: Python<'_>,
+    live: &LiveStack,
+    host: &str,
+    timeout: Option<Duration>,
+) -> PyResult<Vec<Ipv4Addr>> {
+    match blocking(py, |interrupt| live.resolve(host, timeout, interrupt))? {
+        Ok(addresses) => Ok(addresses),
+        Err(e) => Err(errors::gaierror(py, host, e)),
+    }
+}
+
+/// A pointer into a Python buffer, used while the GIL is released. The
+/// `PyBuffer` that produced it stays alive for the whole call, and an
+/// exported buffer cannot be resized or freed meanwhile.
+#[derive(Clone, Copy)]
+pub struct RawSlice {
+    ptr: *mut u8,
+    pub len: usize,
+}
+// SAFETY: see above; the pointer is only used during the call that owns the export.
+unsafe impl Send for RawSlice {}
+
+impl RawSlice {
+    pub fn of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<Self> {
+        if !buf.is_c_contiguous() {
+            return Err(PyValueError::new_err("the buffer must be contiguous"));
+        }
+        if writable && buf.readonly() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "the buffer must be writable (bytearray, memoryview, …)",
+            ));
+        }
+        Ok(RawSlice {
+            ptr: buf.buf_ptr() as *mut u8,
+            len: buf.len_bytes(),
+        })
+    }
+    /// A Rust buffer that outlives the call it is passed to.
+    pub fn of_vec(v: &mut [u8]) -> Self {
+        RawSlice {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        }
+    }
+    /// SAFETY: the export is alive (see the type's comment).
+    pub fn get(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    /// SAFETY: as `get`, and the buffer was checked writable.
+    #[allow(clippy::mut_from_ref)]
+    pub fn get_mut(&self) -> &mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// A socket's timeout with `socket.settimeout` semantics, shared by
+/// Connection and UdpSocket: None blocks, zero is non-blocking.
+#[derive(Debug)]
+pub struct SocketTimeout(Mutex<Option<Duration>>);
+
+impl SocketTimeout {
+    pub fn new(t: Option<Duration>) -> Self {
+        SocketTimeout(Mutex::new(t))
+    }
+    pub fn get(&self) -> Option<Duration> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn put(&self, t: Option<Duration>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+    /// `settimeout(value)`: seconds, or None.
+    pub fn set_seconds(&self, value: Option<f64>) -> PyResult<()> {
+        let t =
+            timeout_arg(value).map_err(|_| PyValueError::new_err("Timeout value out of range"))?;
+        self.put(t);
+        Ok(())
+    }
+    /// `gettimeout()`.
+    pub fn seconds(&self) -> Option<f64> {
+        self.get().map(|d| d.total_micros() as f64 / 1e6)
+    }
+    /// `setblocking(flag)`.
+    pub fn set_blocking(&self, flag: bool) {
+        self.put(if flag { None } else { Some(Duration::ZERO) });
+    }
+    /// `getblocking()`.
+    pub fn blocking(&self) -> bool {
+        self.get() != Some(Duration::ZERO)
+    }
+}
+
+/// The `flags` of a receive call: MSG_PEEK (look, leave the data queued),
+/// MSG_DONTWAIT (this call does not block) and MSG_WAITALL (a stream read
+/// waits for the whole buffer; datagrams ignore it, as Linux does) are
+/// honoured; any other flag is an OSError(EOPNOTSUPP) rather than silently
+/// ignored, since a caller that meant to peek would lose data.
+#[derive(Debug, Clone, Copy)]
+pub struct RecvFlags {
+    pub peek: bool,
+    pub wait_all: bool,
+    dont_wait: bool,
+}
+
+impl RecvFlags {
+    pub fn parse(flags: i32) -> PyResult<Self> {
+        let known = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_WAITALL;
+        if flags & !known != 0 {
+            return Err(pyo3::exceptions::PyOSError::new_err((
+                libc::EOPNOTSUPP,
+                format!("recv flags {:#x} are not supported", flags & !known),
+            )));
+        }
+        if flags & libc::MSG_PEEK != 0 && flags & libc::MSG_WAITALL != 0 {
+            return Err(pyo3::exceptions::PyOSError::new_err((
+                libc::EOPNOTSUPP,
+                "MSG_WAITALL with MSG_PEEK is not supported",
+            )));
+        }
+        Ok(RecvFlags {
+            peek: flags & libc::MSG_PEEK != 0,
+            wait_all: flags & libc::MSG_WAITALL != 0,
+            dont_wait: flags & libc::MSG_DONTWAIT != 0,
+        })
+    }
+    /// How a stream read with these flags waits.
+    pub fn mode(self) -> crate::runtime::ops::ReadMode {
+        use crate::runtime::ops::ReadMode;
+        if self.peek {
+            ReadMode::Peek
+        } else if self.wait_all {
+            ReadMode::All
+        } else {
+            ReadMode::Some
+        }
+    }
+    /// How long this call may block, given the socket's timeout.
+    pub fn timeout(self, socket: Option<Duration>) -> Option<Duration> {
+        if self.dont_wait {
+            Some(Duration::ZERO)
+        } else {
+            socket
+        }
+    }
+}

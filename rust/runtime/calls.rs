@@ -1,0 +1,154 @@
+//! The blocking socket calls on a live stack: each runs an [`Op`] until it
+//! yields, the timeout passes or the caller is interrupted, and undoes it
+//! when given up. Timeouts follow `socket.settimeout`: `None` blocks,
+//! zero never waits (WouldBlock), anything else ends in TimedOut.
+
+use super::errno;
+use super::live::LiveStack;
+use super::ops::{self, Op};
+use crate::service::dns::Lookup;
+use crate::service::ping::ProbeId;
+use crate::socket::tcp::{Endpoint, Handle};
+use crate::time::Duration;
+use crate::wire::Ipv4Addr;
+use std::io;
+
+/// The hook a blocking call checks between waits (Ctrl-C).
+pub type Interrupt<'a> = &'a mut dyn FnMut() -> io::Result<()>;
+
+/// What a wait that ran out is: EAGAIN for a non-blocking call, else a
+/// timeout ("timed out", as the stdlib's `socket.timeout`).
+pub fn ran_out(timeout: Option<Duration>) -> io::Error {
+    if timeout == Some(Duration::ZERO) {
+        io::Error::from(io::ErrorKind::WouldBlock)
+    } else {
+        io::Error::new(io::ErrorKind::TimedOut, "timed out")
+    }
+}
+
+impl LiveStack {
+    /// Runs `op` to its end within `timeout`.
+    pub fn run<O: Op>(
+        &self,
+        op: &mut O,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> io::Result<O::Output> {
+        let outcome = self.wait_for(timeout, interrupt, |s, now| op.attempt(s, now));
+        match outcome {
+            Ok(Some(v)) => Ok(v),
+            other => {
+                let partial = self.act(|s, _| op.give_up(s));
+                match (other, partial) {
+                    // Interrupted or shut: the error wins, as with a kernel call.
+                    (Err(e), _) => Err(e),
+                    (_, Some(v)) => Ok(v),
+                    _ => Err(ran_out(timeout)),
+                }
+            }
+        }
+    }
+
+    /// The addresses of `host`: itself if it is an IPv4 address, else what
+    /// the stack's resolver finds.
+    pub fn resolve(
+        &self,
+        host: &str,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> io::Result<Lookup> {
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return Ok(Ok(vec![ip]));
+        }
+        self.check_live()?;
+        let mut op = self.act(|s, now| ops::Resolve::start(s, now, host));
+        self.run(&mut op, timeout, interrupt)
+    }
+
+    /// Opens a connection to `remote` and waits for the handshake; a
+    /// connection that fails or runs out of time is aborted.
+    pub fn connect(
+        &self,
+        remote: Endpoint,
+        source_port: Option<u16>,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> io::Result<Handle> {
+        self.check_live()?;
+        let mut op = self.act(|s, now| ops::Connect::start(s, now, remote, source_port))?;
+        self.run(&mut op, timeout, interrupt)?
+    }
+
+    /// Listens on `port` (0: a free ephemeral one); returns the port and
+    /// the address it is reached at (unspecified before one is configured).
+    pub fn listen(&self, port: u16, backlog: usize) -> io::Result<(u16, Ipv4Addr)> {
+        self.check_live()?;
+        self.act(|s, _| {
+            let port = ops::listen(s, port, backlog)?;
+            Ok((port, s.ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED)))
+        })
+    }
+
+    /// The next established connection on `port`.
+    pub fn accept(
+        &self,
+        port: u16,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> io::Result<Handle> {
+        self.run(&mut ops::Accept { port }, timeout, interrupt)?
+    }
+
+    /// `count` echo requests of `size` data bytes to `dst`, one after the
+    /// other, each waiting up to `timeout` for its reply: the round-trip
+    /// times, `None` for the lost ones.
+    pub fn ping(
+        &self,
+        dst: Ipv4Addr,
+        count: u16,
+        size: usize,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> io::Result<Vec<Option<Duration>>> {
+        self.check_live()?;
+        let ident = self.act(|s, _| s.ping_ident());
+        let mut rtts = Vec::with_capacity(count as usize);
+        for seq in 0..count {
+            let id = ProbeId { ident, seq };
+            let mut probe = self.act(|s, now| ops::Probe::send(s, now, dst, id, size))?;
+            match self.run(&mut probe, timeout, interrupt) {
+                Ok(rtt) => rtts.push(Some(rtt)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    rtts.push(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rtts)
+    }
+
+    /// Closes a connection the user holds: gracefully, or with a reset.
+    pub fn release(&self, h: Handle, abort: bool) {
+        self.unwatch(super::Watched::Tcp(h));
+        self.act(|s, _| s.tcp_mut().release(h, abort));
+    }
+
+    /// Stops listening on `port`; connections not yet accepted are reset.
+    pub fn unlisten(&self, port: u16) {
+        self.unwatch(super::Watched::Listener(port));
+        self.act(|s, _| s.tcp_mut().unlisten(port));
+    }
+
+    /// EBADF once the stack is shut.
+    fn check_live(&self) -> io::Result<()> {
+        if self.is_shut() {
+            return Err(errno::closed());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! The runtime: the engine behind its lock on a live device, the driver
+//! thread, blocking socket calls with timeouts, and readiness descriptors
+//! that `select` and event loops wait on. Knows nothing of Python: waits
+//! take an `interrupt` hook through which the bindings honour Ctrl-C.
+
+pub mod calls;
+pub mod errno;
+pub mod live;
+pub mod ops;
+pub mod readiness;
+pub mod ready_fd;
+pub mod watch;
+
+pub use live::{LiveConfig, LiveStack};
+pub use ops::Op;
+pub use readiness::Readiness;
+pub use watch::Watched;

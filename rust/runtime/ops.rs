@@ -1,0 +1,330 @@
+//! Socket calls that take more than one engine step, as state machines over
+//! the engine: each [`Op`] is attempted under the engine lock until it
+//! yields, and undone if the caller stops waiting. They take time as an
+//! argument and touch nothing but the [`Stack`], so the same code runs
+//! under the live runtime and over the in-memory link with simulated time.
+
+use super::errno;
+use crate::service::dns::{Lookup, QueryId};
+use crate::service::ping::ProbeId;
+use crate::socket::tcp::{Connection, Endpoint, Handle};
+use crate::socket::udp::{UdpError, UdpHandle};
+use crate::stack::Stack;
+use crate::stack::UdpSendError;
+use crate::time::{Duration, Instant};
+use crate::wire::Ipv4Addr;
+use std::io;
+
+/// A call that waits for the engine.
+pub trait Op {
+    type Output;
+    /// One try under the engine lock; `Some` when the call is done.
+    fn attempt(&mut self, stack: &mut Stack, now: Instant) -> Option<Self::Output>;
+    /// The caller stopped waiting (timeout, Ctrl-C, the stack closed):
+    /// undo what was started. What was done so far may still be the
+    /// answer (a `MSG_WAITALL` read keeps the bytes it has).
+    fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
+        None
+    }
+}
+
+/// `listen(port)`; port 0 picks a free ephemeral port from the stack's
+/// seeded RFC 6056 picker. Returns the port.
+pub fn listen(stack: &mut Stack, port: u16, backlog: usize) -> io::Result<u16> {
+    let tcp = stack.tcp_mut();
+    let result = if port == 0 {
+        tcp.listen_ephemeral(backlog)
+    } else {
+        tcp.listen(port, backlog).map(|()| port)
+    };
+    result.map_err(|_| io::Error::from_raw_os_error(libc::EADDRINUSE))
+}
+
+/// An active open waiting for its handshake; on failure or when given up
+/// the half-open connection is aborted, so nothing is left behind.
+#[derive(Debug)]
+pub struct Connect {
+    handle: Handle,
+}
+
+impl Connect {
+    pub fn start(
+        stack: &mut Stack,
+        now: Instant,
+        remote: Endpoint,
+        source_port: Option<u16>,
+    ) -> io::Result<Self> {
+        let ip = stack.ipv4().ok_or_else(errno::no_address)?;
+        let handle = stack
+            .tcp_mut()
+            .connect(now, ip, remote, source_port)
+            .map_err(errno::connect)?;
+        Ok(Connect { handle })
+    }
+}
+
+impl Op for Connect {
+    type Output = io::Result<Handle>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let h = self.handle;
+        let failed = match stack.tcp().get(h) {
+            None => errno::closed(),
+            Some(c) if c.state().is_synchronized() => return Some(Ok(h)),
+            Some(c) => errno::tcp(c.error()?),
+        };
+        stack.tcp_mut().release(h, true);
+        Some(Err(failed))
+    }
+    fn give_up(&mut self, stack: &mut Stack) -> Option<Self::Output> {
+        stack.tcp_mut().release(self.handle, true);
+        None
+    }
+}
+
+/// `accept()`: the oldest established connection of a listener.
+#[derive(Debug)]
+pub struct Accept {
+    pub port: u16,
+}
+
+impl Op for Accept {
+    type Output = io::Result<Handle>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let tcp = stack.tcp_mut();
+        if tcp.listener(self.port).is_none() {
+            return Some(Err(errno::closed()));
+        }
+        tcp.accept(self.port).map(Ok)
+    }
+}
+
+/// A DNS lookup; the query is forgotten once answered or given up.
+#[derive(Debug)]
+pub struct Resolve {
+    id: QueryId,
+}
+
+impl Resolve {
+    pub fn start(stack: &mut Stack, now: Instant, name: &str) -> Self {
+        Resolve {
+            id: stack.resolve_start(now, name),
+        }
+    }
+}
+
+impl Op for Resolve {
+    type Output = Lookup;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Lookup> {
+        let result = stack.resolve_result(self.id).cloned()?;
+        stack.resolve_finish(self.id);
+        Some(result)
+    }
+    fn give_up(&mut self, stack: &mut Stack) -> Option<Lookup> {
+        stack.resolve_finish(self.id);
+        None
+    }
+}
+
+/// One ICMP echo request waiting for its reply.
+#[derive(Debug)]
+pub struct Probe {
+    id: ProbeId,
+}
+
+impl Probe {
+    pub fn send(
+        stack: &mut Stack,
+        now: Instant,
+        dst: Ipv4Addr,
+        id: ProbeId,
+        size: usize,
+    ) -> io::Result<Self> {
+        stack.ping_send(now, dst, id, size).map_err(errno::udp)?;
+        Ok(Probe { id })
+    }
+}
+
+impl Op for Probe {
+    type Output = Duration;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Duration> {
+        let rtt = stack.ping_rtt(self.id)?;
+        stack.ping_finish(self.id);
+        Some(rtt)
+    }
+    fn give_up(&mut self, stack: &mut Stack) -> Option<Duration> {
+        stack.ping_finish(self.id);
+        None
+    }
+}
+
+/// How a stream read waits, from its `MSG_*` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// What is there, at least one byte (or end of stream).
+    Some,
+    /// As `Some`, but the data stays queued (MSG_PEEK).
+    Peek,
+    /// Until the buffer is full, the stream ends or fails (MSG_WAITALL).
+    All,
+}
+
+/// `recv_into`: reads into `buf`. A `MSG_WAITALL` read that ends early
+/// (end of stream, an error, the wait given up) returns what it has; the
+/// error, if any, comes with the next call, so no byte is lost.
+#[derive(Debug)]
+pub struct Receive<'a> {
+    pub handle: Handle,
+    pub buf: &'a mut [u8],
+    pub mode: ReadMode,
+    filled: usize,
+}
+
+impl<'a> Receive<'a> {
+    pub fn new(handle: Handle, buf: &'a mut [u8], mode: ReadMode) -> Self {
+        Receive {
+            handle,
+            buf,
+            mode,
+            filled: 0,
+        }
+    }
+}
+
+impl Op for Receive<'_> {
+    type Output = io::Result<usize>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
+            return Some(Err(errno::closed()));
+        };
+        let at = self.filled;
+        let result = match self.mode {
+            ReadMode::Peek => c.peek(self.buf),
+            _ => c.recv(&mut self.buf[at..]),
+        };
+        match (self.mode, result) {
+            (ReadMode::All, Ok(Some(0))) => Some(Ok(at)),
+            (ReadMode::All, Ok(Some(n))) => {
+                self.filled += n;
+                (self.filled == self.buf.len()).then_some(Ok(self.filled))
+            }
+            (ReadMode::All, Err(_)) if at > 0 => Some(Ok(at)),
+            (_, Ok(Some(n))) => Some(Ok(n)),
+            (_, Ok(None)) => None,
+            (_, Err(e)) => Some(Err(errno::tcp(e))),
+        }
+    }
+    fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
+        (self.filled > 0).then_some(Ok(self.filled))
+    }
+}
+
+/// `recv(bufsize)`: up to `max` bytes into a buffer sized by what is
+/// queued, not by `max` (a `recv(1 << 20)` on a chatty connection does not
+/// allocate a megabyte per call).
+#[derive(Debug)]
+pub struct ReceiveOwned {
+    pub handle: Handle,
+    pub max: usize,
+    pub peek: bool,
+}
+
+impl Op for ReceiveOwned {
+    type Output = io::Result<Vec<u8>>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
+            return Some(Err(errno::closed()));
+        };
+        let ready = c.recv_available().min(self.max);
+        let mut v = vec![0u8; ready];
+        let result = if self.peek {
+            c.peek(&mut v)
+        } else {
+            c.recv(&mut v)
+        };
+        match result {
+            Ok(Some(n)) => {
+                v.truncate(n);
+                Some(Ok(v))
+            }
+            Ok(None) => None,
+            Err(e) => Some(Err(errno::tcp(e))),
+        }
+    }
+}
+
+/// `send` (`all: false`: what fits, at least one byte) or `sendall`.
+#[derive(Debug)]
+pub struct Send<'a> {
+    pub handle: Handle,
+    pub data: &'a [u8],
+    pub all: bool,
+    sent: usize,
+}
+
+impl<'a> Send<'a> {
+    pub fn new(handle: Handle, data: &'a [u8], all: bool) -> Self {
+        Send {
+            handle,
+            data,
+            all,
+            sent: 0,
+        }
+    }
+    /// Bytes queued so far.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+}
+
+impl Op for Send<'_> {
+    type Output = io::Result<usize>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
+            return Some(Err(errno::closed()));
+        };
+        while self.sent < self.data.len() {
+            match c.send(&self.data[self.sent..]) {
+                Ok(0) => return None,
+                Ok(n) if !self.all => return Some(Ok(n)),
+                Ok(n) => self.sent += n,
+                Err(e) => return Some(Err(errno::tcp(e))),
+            }
+        }
+        Some(Ok(self.sent))
+    }
+}
+
+/// `recvfrom`: the oldest datagram and its sender (left queued with
+/// `peek`). A connected socket that got a port unreachable from its peer
+/// fails once with ECONNREFUSED, as Linux's does.
+#[derive(Debug)]
+pub struct ReceiveDatagram {
+    pub handle: UdpHandle,
+    pub peek: bool,
+}
+
+impl Op for ReceiveDatagram {
+    type Output = io::Result<(Vec<u8>, Endpoint)>;
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        let Some(s) = stack.udp_mut().get_mut(self.handle) else {
+            return Some(Err(errno::closed()));
+        };
+        if s.remote().is_some() && s.take_error() == Some(UdpError::Refused) {
+            return Some(Err(errno::udp(UdpSendError::Refused)));
+        }
+        if self.peek {
+            s.peek().map(|d| Ok((d.data.clone(), d.src)))
+        } else {
+            s.recv().map(|d| Ok((d.data, d.src)))
+        }
+    }
+}
+
+/// A connection's two ends, as `getsockname`/`getpeername` give them.
+pub fn endpoints(stack: &Stack, h: Handle) -> io::Result<(Endpoint, Endpoint)> {
+    stack
+        .tcp()
+        .get(h)
+        .map(|c: &Connection| (c.local(), c.remote()))
+        .ok_or_else(errno::closed)
+}

@@ -1,0 +1,81 @@
+//! The sockets whose readiness someone waits on through a descriptor,
+//! brought up to date after every engine round and every user call.
+
+use super::readiness::{self, Readiness};
+use super::ready_fd::ReadyFd;
+use crate::socket::tcp::Handle;
+use crate::socket::udp::UdpHandle;
+use crate::stack::Stack;
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::io::RawFd;
+
+/// A socket as the runtime knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Watched {
+    Tcp(Handle),
+    Listener(u16),
+    Udp(UdpHandle),
+}
+
+/// The readiness of `key` now; a socket that is gone is ready for
+/// everything, so that whoever waits on it calls and learns it.
+pub fn readiness_of(stack: &Stack, key: Watched) -> Readiness {
+    let r = match key {
+        Watched::Tcp(h) => stack.tcp().get(h).map(readiness::tcp),
+        Watched::Listener(port) => stack.tcp().listener(port).map(readiness::listener),
+        Watched::Udp(h) => stack.udp().get(h).map(readiness::udp),
+    };
+    r.unwrap_or(readiness::GONE)
+}
+
+#[derive(Debug, Default)]
+pub struct Watches {
+    entries: HashMap<Watched, ReadyFd>,
+    /// Set once the stack is shut: every descriptor shows everything.
+    gone: bool,
+}
+
+impl Watches {
+    /// The descriptor for `key`, made on first use and showing its state.
+    pub fn fd(&mut self, stack: &Stack, key: Watched) -> io::Result<RawFd> {
+        if let Some(e) = self.entries.get(&key) {
+            return Ok(e.fd());
+        }
+        let mut ready = ReadyFd::new()?;
+        ready.show(readiness_of(stack, key));
+        let fd = ready.fd();
+        self.entries.insert(key, ready);
+        Ok(fd)
+    }
+
+    /// Forgets `key` and closes its descriptor.
+    pub fn remove(&mut self, key: Watched) {
+        self.entries.remove(&key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Shows every watched socket's state now.
+    pub fn update(&mut self, stack: &Stack) {
+        for (key, ready) in self.entries.iter_mut() {
+            ready.show(if self.gone {
+                readiness::GONE
+            } else {
+                readiness_of(stack, *key)
+            });
+        }
+    }
+
+    /// The stack closed: every waiter wakes and finds EBADF.
+    pub fn shut(&mut self, stack: &Stack) {
+        self.gone = true;
+        self.update(stack);
+    }
+}

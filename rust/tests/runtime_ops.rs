@@ -1,0 +1,359 @@
+//! The runtime's socket calls and readiness, over the in-memory link with
+//! simulated time: what a blocking call does while it waits, when it
+//! gives up, and when `select` would call a socket ready.
+
+mod tcp_net;
+
+use mipfast::runtime::ops::{self, Op, ReadMode};
+use mipfast::runtime::readiness::{self, Readiness};
+use mipfast::runtime::watch::{readiness_of, Watched};
+use mipfast::service::ping::ProbeId;
+use mipfast::socket::tcp::TcpConfig;
+use mipfast::time::Duration;
+use tcp_net::{pattern, Net, A_IP, B_IP};
+
+/// Attempts `op` on A after every step, as a blocked caller would, for up
+/// to `limit` of simulated time; gives up (and undoes) after that.
+fn run_on_a<O: Op>(net: &mut Net, op: &mut O, limit: Duration) -> Option<O::Output> {
+    let mut out = None;
+    net.run_until(limit, |n| {
+        let now = n.now;
+        out = op.attempt(&mut n.a.stack, now);
+        out.is_some()
+    });
+    if out.is_none() {
+        out = op.give_up(&mut net.a.stack);
+        net.flush();
+    }
+    out
+}
+
+fn tcp_ready(net: &Net, h: mipfast::socket::tcp::Handle) -> Readiness {
+    readiness_of(&net.a.stack, Watched::Tcp(h))
+}
+
+#[test]
+fn connect_refused_leaves_nothing_behind() {
+    let mut net = Net::clean(1);
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 81), None).unwrap();
+    net.flush();
+    let err = run_on_a(&mut net, &mut op, Duration::from_secs(5))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.a.stack.tcp().active(), 0);
+    assert_eq!(net.a.stack.tcp().len(), 0, "the failed connection is freed");
+}
+
+#[test]
+fn connect_given_up_is_aborted() {
+    let mut net = Net::clean(2);
+    net.b.silent = true;
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 80), None).unwrap();
+    net.flush();
+    assert!(run_on_a(&mut net, &mut op, Duration::from_secs(2)).is_none());
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(
+        net.a.stack.tcp().active(),
+        0,
+        "no half-open connection is left"
+    );
+}
+
+#[test]
+fn connect_completes_from_the_port_asked_for() {
+    let mut net = Net::clean(3);
+    net.b.stack.tcp_mut().listen(80, 4).unwrap();
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 80), Some(40000)).unwrap();
+    net.flush();
+    let h = run_on_a(&mut net, &mut op, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let (local, remote) = ops::endpoints(&net.a.stack, h).unwrap();
+    assert_eq!(local, (A_IP, 40000));
+    assert_eq!(remote, (B_IP, 80));
+}
+
+#[test]
+fn listen_on_port_zero_picks_free_ephemeral_ports() {
+    let mut net = Net::clean(4);
+    let p1 = ops::listen(&mut net.b.stack, 0, 8).unwrap();
+    let p2 = ops::listen(&mut net.b.stack, 0, 8).unwrap();
+    assert!(p1 >= 49152 && p2 >= 49152 && p1 != p2);
+    let again = ops::listen(&mut net.b.stack, p1, 8).unwrap_err();
+    assert_eq!(again.raw_os_error(), Some(libc::EADDRINUSE));
+    // The same seed picks the same ports: the picker is the stack's, not the OS's.
+    let mut twin = Net::clean(4);
+    assert_eq!(ops::listen(&mut twin.b.stack, 0, 8).unwrap(), p1);
+    // And the port works.
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, p1), None).unwrap();
+    net.flush();
+    assert!(run_on_a(&mut net, &mut op, Duration::from_secs(5))
+        .unwrap()
+        .is_ok());
+}
+
+#[test]
+fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
+    let mut net = Net::clean(5);
+    let (ha, hb) = net.connect(80);
+    let data = pattern(3000, 1);
+    let mut buf = vec![0u8; 3000];
+    {
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All);
+        let mut sent = 0;
+        let mut got = None;
+        let t0 = net.now;
+        net.run_until(Duration::from_secs(5), |n| {
+            if sent < 3 && n.now.saturating_since(t0) >= Duration::from_millis(50 * sent as u64) {
+                let piece = &data[sent * 1000..(sent + 1) * 1000];
+                n.b.stack
+                    .tcp_mut()
+                    .get_mut(hb)
+                    .unwrap()
+                    .send(piece)
+                    .unwrap();
+                sent += 1;
+            }
+            let now = n.now;
+            got = op.attempt(&mut n.a.stack, now);
+            got.is_some()
+        });
+        assert_eq!(got.unwrap().unwrap(), 3000);
+    }
+    assert_eq!(buf, data);
+
+    // Half a buffer, then the peer goes quiet: giving up returns the half.
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(&data[..500])
+        .unwrap();
+    net.flush();
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All);
+    assert_eq!(
+        run_on_a(&mut net, &mut op, Duration::from_secs(1))
+            .unwrap()
+            .unwrap(),
+        500
+    );
+
+    // Half, then end of stream: the half, then end of stream.
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(&data[..700])
+        .unwrap();
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All);
+    assert_eq!(
+        run_on_a(&mut net, &mut op, Duration::from_secs(1))
+            .unwrap()
+            .unwrap(),
+        700
+    );
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All);
+    assert_eq!(
+        run_on_a(&mut net, &mut op, Duration::from_secs(1))
+            .unwrap()
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn peek_leaves_data_for_the_next_read() {
+    let mut net = Net::clean(6);
+    let (ha, hb) = net.connect(80);
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(b"hello")
+        .unwrap();
+    net.flush();
+    let mut buf = [0u8; 16];
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Peek);
+    assert_eq!(
+        run_on_a(&mut net, &mut op, Duration::from_secs(1))
+            .unwrap()
+            .unwrap(),
+        5
+    );
+    let mut owned = ops::ReceiveOwned {
+        handle: ha,
+        max: 3,
+        peek: false,
+    };
+    let got = run_on_a(&mut net, &mut owned, Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"hel");
+}
+
+#[test]
+fn sendall_waits_for_room_and_send_takes_what_fits() {
+    let small = TcpConfig {
+        tx_buffer: 8192,
+        ..TcpConfig::default()
+    };
+    let mut net = Net::clean_with(7, small, TcpConfig::default());
+    let (ha, hb) = net.connect(80);
+    let data = pattern(100_000, 2);
+    let mut op = ops::Send::new(ha, &data, false);
+    let n = run_on_a(&mut net, &mut op, Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 8192, "send takes what fits in the buffer");
+    let mut op = ops::Send::new(ha, &data[n..], true);
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut out = None;
+    net.run_until(Duration::from_secs(10), |net| {
+        if let Ok(Some(k)) = net.b.stack.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+            received.extend_from_slice(&buf[..k]);
+        }
+        let now = net.now;
+        if out.is_none() {
+            out = op.attempt(&mut net.a.stack, now);
+        }
+        received.len() == data.len()
+    });
+    assert_eq!(out.unwrap().unwrap(), data.len() - n);
+    assert_eq!(received, data);
+}
+
+#[test]
+fn a_probe_gets_its_reply_or_is_forgotten() {
+    let mut net = Net::clean(8);
+    let id = ProbeId { ident: 7, seq: 0 };
+    let mut op = ops::Probe::send(&mut net.a.stack, net.now, B_IP, id, 56).unwrap();
+    net.flush();
+    let rtt = run_on_a(&mut net, &mut op, Duration::from_secs(1)).unwrap();
+    // 1 ms each way, plus the ARP exchange the first packet waits for.
+    assert!(
+        rtt >= Duration::from_millis(2) && rtt <= Duration::from_millis(4),
+        "{rtt:?}"
+    );
+    net.b.silent = true;
+    let id = ProbeId { ident: 7, seq: 1 };
+    let mut op = ops::Probe::send(&mut net.a.stack, net.now, B_IP, id, 56).unwrap();
+    net.flush();
+    assert!(run_on_a(&mut net, &mut op, Duration::from_millis(100)).is_none());
+    assert!(net.a.stack.ping_rtt(id).is_none());
+}
+
+#[test]
+fn readiness_follows_a_connection_through_its_life() {
+    let small = TcpConfig {
+        tx_buffer: 6000,
+        ..TcpConfig::default()
+    };
+    let mut net = Net::clean_with(9, small, TcpConfig::default());
+    net.b.stack.tcp_mut().listen(80, 4).unwrap();
+    let ha = net.open(80);
+    let connecting = tcp_ready(&net, ha);
+    assert!(
+        !connecting.readable && !connecting.writable,
+        "{connecting:?}"
+    );
+    net.run_until(Duration::from_secs(1), |n| {
+        n.b.stack.tcp().listener(80).unwrap().ready.len() == 1
+    });
+    assert!(readiness_of(&net.b.stack, Watched::Listener(80)).readable);
+    let hb = net.b.stack.tcp_mut().accept(80).unwrap();
+    assert!(!readiness_of(&net.b.stack, Watched::Listener(80)).readable);
+    net.run_for(Duration::from_millis(5));
+    let idle = tcp_ready(&net, ha);
+    assert!(!idle.readable && idle.writable, "{idle:?}");
+
+    // Data makes it readable; reading it all makes it not.
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(b"ping")
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(5));
+    assert!(tcp_ready(&net, ha).readable);
+    let mut buf = [0u8; 16];
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .recv(&mut buf)
+        .unwrap();
+    assert!(!tcp_ready(&net, ha).readable);
+
+    // A full send buffer makes it not writable, until the peer's ACKs free a third.
+    let c = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    let low_water = readiness::write_low_water(c);
+    while c.send(&[0u8; 1000]).unwrap() > 0 {}
+    assert!(!tcp_ready(&net, ha).writable);
+    net.flush();
+    let mut drained = 0;
+    net.run_until(Duration::from_secs(1), |n| {
+        if let Ok(Some(k)) =
+            n.b.stack
+                .tcp_mut()
+                .get_mut(hb)
+                .unwrap()
+                .recv(&mut [0u8; 4096])
+        {
+            drained += k;
+        }
+        tcp_ready(n, ha).writable
+    });
+    assert!(net.a.stack.tcp().get(ha).unwrap().send_capacity() >= low_water);
+
+    // End of stream is readable.
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(5));
+    let eof = tcp_ready(&net, ha);
+    assert!(eof.readable && !eof.error, "{eof:?}");
+
+    // A reset is readable, writable and an error.
+    net.b.stack.tcp_mut().release(hb, true);
+    net.flush();
+    net.run_for(Duration::from_millis(5));
+    let reset = tcp_ready(&net, ha);
+    assert!(reset.readable && reset.writable && reset.error, "{reset:?}");
+    // A handle that is gone is ready for everything: its caller learns EBADF.
+    net.a.stack.tcp_mut().release(ha, true);
+    net.run_for(Duration::from_millis(5));
+    assert_eq!(tcp_ready(&net, ha), readiness::GONE);
+}
+
+#[test]
+fn a_datagram_makes_a_udp_socket_readable() {
+    let mut net = Net::clean(10);
+    let ha = net.a.stack.udp_bind(A_IP, 5000).unwrap();
+    let hb = net.b.stack.udp_bind(B_IP, 5001).unwrap();
+    let r = readiness_of(&net.a.stack, Watched::Udp(ha));
+    assert!(!r.readable && r.writable);
+    let now = net.now;
+    net.b.stack.udp_send(now, hb, (A_IP, 5000), b"hi").unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(5));
+    assert!(readiness_of(&net.a.stack, Watched::Udp(ha)).readable);
+    let mut op = ops::ReceiveDatagram {
+        handle: ha,
+        peek: false,
+    };
+    let (data, src) = run_on_a(&mut net, &mut op, Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!((data.as_slice(), src), (&b"hi"[..], (B_IP, 5001)));
+    assert!(!readiness_of(&net.a.stack, Watched::Udp(ha)).readable);
+}
