@@ -15,12 +15,24 @@ with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway=
 from __future__ import annotations
 
 import atexit
+import ssl as _ssl
 import weakref
 
 from . import _native
 from ._native import DEFAULT_MAC, Connection, Listener, UdpSocket, interfaces, reset_logging
+from .tls import TlsConnection
 
-__all__ = ["Stack", "Connection", "Listener", "UdpSocket", "interfaces", "reset_logging", "DEFAULT_MAC"]
+__all__ = [
+    "Stack",
+    "Connection",
+    "Listener",
+    "TlsConnection",
+    "TlsListener",
+    "UdpSocket",
+    "interfaces",
+    "reset_logging",
+    "DEFAULT_MAC",
+]
 
 _open_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
 
@@ -34,6 +46,61 @@ class Stack(_native.Stack):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         _open_stacks.add(self)
+
+    def connect(  # type: ignore[override]
+        self,
+        address: tuple[str, int],
+        timeout: float | None = None,
+        source_port: int | None = None,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> Connection | TlsConnection:
+        """Open a TCP connection; with ``ssl=`` a context, a TLS session over it
+        (``server_hostname`` defaults to the host, as ``asyncio.open_connection``)."""
+        conn = super().connect(address, timeout, source_port)
+        if ssl is None:
+            return conn
+        try:
+            return TlsConnection(conn, ssl, server_hostname=server_hostname or address[0])
+        except BaseException:
+            conn.close()
+            raise
+
+    def listen(  # type: ignore[override]
+        self, port: int, backlog: int = 128, *, ssl: _ssl.SSLContext | None = None
+    ) -> Listener | TlsListener:
+        """Listen on ``port`` (0: a free one); with ``ssl=`` accepted connections are TLS servers."""
+        listener = super().listen(port, backlog)
+        return listener if ssl is None else TlsListener(listener, ssl)
+
+
+class TlsListener:
+    """A ``Listener`` whose ``accept()`` returns TLS sessions (server side, handshake done)."""
+
+    def __init__(self, listener: Listener, context: _ssl.SSLContext) -> None:
+        self.listener = listener
+        self.context = context
+
+    def accept(self, timeout: float | None = None) -> tuple[TlsConnection, tuple[str, int]]:
+        conn, peer = self.listener.accept(timeout)
+        conn.settimeout(timeout)
+        try:
+            tls = TlsConnection(conn, self.context, server_side=True)
+        except BaseException:
+            conn.close()
+            raise
+        conn.settimeout(None)
+        return tls, peer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.listener, name)
+
+    def __enter__(self) -> TlsListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
 
 
 @atexit.register

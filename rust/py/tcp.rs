@@ -377,6 +377,24 @@ impl PyConnection {
         Ok(file)
     }
 
+    /// TLS over this connection with the stdlib's `ssl` (a
+    /// `mipfast.tls.TlsConnection`); the default context verifies.
+    #[pyo3(signature = (context=None, *, server_side=false, server_hostname=None))]
+    fn wrap_tls<'py>(
+        slf: &Bound<'py, Self>,
+        context: Option<Bound<'py, PyAny>>,
+        server_side: bool,
+        server_hostname: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("server_side", server_side)?;
+        kwargs.set_item("server_hostname", server_hostname)?;
+        py.import("mipfast.tls")?
+            .getattr("wrap")?
+            .call((slf, context), Some(&kwargs))
+    }
+
     /// Called by `socket.SocketIO` when a file from `makefile` closes.
     fn _decref_socketios(&self, py: Python<'_>) {
         let left = self

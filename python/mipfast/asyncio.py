@@ -1,0 +1,628 @@
+"""asyncio over the stack: streams, transports and servers on mipfast connections.
+
+The stdlib's own types come back: ``open_connection`` returns an
+``asyncio.StreamReader`` and ``asyncio.StreamWriter``; ``create_connection`` takes a
+protocol factory and returns ``(transport, protocol)``; TLS is the stdlib's
+(``loop.start_tls`` over our transport). Our transport waits on the connection's
+readiness descriptor with ``loop.add_reader``/``add_writer``, so it runs on any
+loop that has them (the default selector loop on Linux and macOS, uvloop).
+
+    async def main(stack):
+        reader, writer = await mipfast.asyncio.open_connection(stack, "10.77.0.1", 80)
+        writer.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        print(await reader.read())
+
+Opening a connection (name lookup and handshake) runs in the loop's default
+executor, so it never blocks the loop; everything after is non-blocking I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import ssl as _ssl
+from typing import Any, Callable
+
+__all__ = [
+    "open_connection",
+    "start_server",
+    "create_connection",
+    "create_server",
+    "Server",
+    "StackTransport",
+]
+
+_READ_SIZE = 256 * 1024
+_DEFAULT_LIMIT = 2**16
+
+
+class StackTransport(asyncio.Transport):
+    """An ``asyncio.Transport`` over a mipfast ``Connection``."""
+
+    # loop.start_tls checks for this before layering TLS on a transport.
+    _start_tls_compatible = True
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: Any,
+        protocol: asyncio.BaseProtocol,
+        *,
+        server: Server | None = None,
+        connection_made: bool = True,
+    ) -> None:
+        super().__init__({"socket": conn})
+        self._loop = loop
+        self._conn = conn
+        conn.setblocking(False)
+        self._fd = conn.fileno()
+        try:
+            self._extra["peername"] = conn.getpeername()
+            self._extra["sockname"] = conn.getsockname()
+        except OSError:
+            pass
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._buffered = False
+        self.set_protocol(protocol)
+        self._buffer: collections.deque[memoryview] = collections.deque()
+        self._buffered_size = 0
+        self._reading = False
+        self._paused = False
+        self._closing = False
+        self._eof_requested = False
+        self._eof_sent = False
+        self._lost = False
+        self._protocol_paused = False
+        self._high_water = 64 * 1024
+        self._low_water = 16 * 1024
+        self._server = server
+        if server is not None:
+            server._attach(self)
+        if connection_made:
+            loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(self._start_reading)
+
+    # -- reading --
+
+    def _start_reading(self) -> None:
+        if not self._closing and not self._paused and not self._reading:
+            self._loop.add_reader(self._fd, self._read_ready)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def _read_ready(self) -> None:
+        if self._lost:
+            return
+        try:
+            if self._buffered:
+                buf = self._protocol.get_buffer(-1)  # type: ignore[attr-defined]
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                n = self._conn.recv_into(buf)
+                if n:
+                    self._protocol.buffer_updated(n)  # type: ignore[attr-defined]
+                    return
+            else:
+                data = self._conn.recv(_READ_SIZE)
+                if data:
+                    self._protocol.data_received(data)  # type: ignore[attr-defined]
+                    return
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
+            return
+        self._eof_received()
+
+    def _eof_received(self) -> None:
+        self._stop_reading()
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
+            return
+        if not keep_open:
+            self.close()
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._stop_reading()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        self._start_reading()
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    # -- writing --
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof_requested:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data or self._closing and self._lost:
+            return
+        view = memoryview(data).cast("B")
+        if not self._buffer:
+            try:
+                n = self._conn.send(view)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc)
+                return
+            view = view[n:]
+            if not view:
+                return
+            self._loop.add_writer(self._fd, self._write_ready)
+        # Our own copy: the caller may reuse its buffer once write() returns.
+        self._buffer.append(memoryview(bytes(view)))
+        self._buffered_size += len(view)
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _write_ready(self) -> None:
+        while self._buffer:
+            head = self._buffer[0]
+            try:
+                n = self._conn.send(head)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.remove_writer(self._fd)
+                self._buffer.clear()
+                self._buffered_size = 0
+                self._fatal_error(exc)
+                return
+            self._buffered_size -= n
+            if n == len(head):
+                self._buffer.popleft()
+            else:
+                self._buffer[0] = head[n:]
+                break
+        self._maybe_resume_protocol()
+        if self._buffer:
+            return
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            self._call_connection_lost(None)
+        elif self._eof_requested:
+            self._send_eof()
+
+    def _send_eof(self) -> None:
+        if not self._eof_sent:
+            self._eof_sent = True
+            with contextlib.suppress(OSError):
+                self._conn.shutdown(socket.SHUT_WR)
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof_requested:
+            return
+        self._eof_requested = True
+        if not self._buffer:
+            self._send_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffered_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water, self._low_water = high, low
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffered_size > self._high_water and not self._protocol_paused:
+            self._protocol_paused = True
+            try:
+                self._protocol.pause_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler(
+                    {"message": "protocol.pause_writing() failed", "exception": exc, "transport": self}
+                )
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffered_size <= self._low_water:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler(
+                    {"message": "protocol.resume_writing() failed", "exception": exc, "transport": self}
+                )
+
+    # -- the rest of the Transport API --
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer:
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None, abort=True)
+
+    def _fatal_error(self, exc: BaseException) -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler(
+                {"message": "Fatal error on mipfast transport", "exception": exc, "transport": self}
+            )
+        self._force_close(exc, abort=isinstance(exc, OSError))
+
+    def _force_close(self, exc: BaseException | None, abort: bool) -> None:
+        if self._lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffered_size = 0
+            self._loop.remove_writer(self._fd)
+        self._closing = True
+        self._stop_reading()
+        if abort:
+            self._conn.abort()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._stop_reading()
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._conn.close()
+            if self._server is not None:
+                self._server._detach(self)
+                self._server = None
+
+    def __del__(self) -> None:
+        if not self._lost and not self._loop.is_closed():
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<mipfast.asyncio.StackTransport {state} {self._conn!r}>"
+
+
+class _Pending(asyncio.Protocol):
+    """Holds a transport until TLS takes it over (start_tls sets the real protocol)."""
+
+
+async def _layer_tls(
+    loop: asyncio.AbstractEventLoop,
+    transport: StackTransport,
+    protocol: asyncio.BaseProtocol,
+    context: _ssl.SSLContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+) -> asyncio.Transport:
+    try:
+        tls = await loop.start_tls(
+            transport,
+            protocol,
+            context,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+        )
+    except BaseException:
+        transport.abort()
+        raise
+    if tls is None:  # the transport closed during the handshake
+        raise ConnectionResetError("connection closed during the TLS handshake")
+    protocol.connection_made(tls)
+    return tls
+
+
+def _tls_context(ssl: _ssl.SSLContext | bool | None, server_side: bool) -> _ssl.SSLContext | None:
+    if ssl is None or ssl is False:
+        return None
+    if ssl is True:
+        if server_side:
+            raise ValueError("a server needs an ssl.SSLContext with its certificate")
+        return _ssl.create_default_context()
+    if not isinstance(ssl, _ssl.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not {type(ssl).__name__}")
+    return ssl
+
+
+async def _open(stack: Any, host: str, port: int, timeout: float | None, local_port: int | None) -> Any:
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, lambda: stack.connect((host, port), timeout, local_port))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # The handshake goes on in its thread; whatever it gives is closed.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result().close())
+        raise
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    stack: Any,
+    host: str,
+    port: int,
+    *,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    local_port: int | None = None,
+    timeout: float | None = None,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """``loop.create_connection`` through the stack: ``(transport, protocol)``.
+
+    ``timeout`` bounds the name lookup and the handshake (None: the stack's own
+    retransmission limits); ``server_hostname`` defaults to ``host`` with TLS.
+    """
+    loop = asyncio.get_running_loop()
+    context = _tls_context(ssl, server_side=False)
+    if server_hostname is not None and context is None:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    conn = await _open(stack, host, port, timeout, local_port)
+    protocol = protocol_factory()
+    if context is None:
+        transport = StackTransport(loop, conn, protocol)
+        return transport, protocol
+    plain = StackTransport(loop, conn, _Pending(), connection_made=False)
+    tls = await _layer_tls(
+        loop,
+        plain,
+        protocol,
+        context,
+        server_side=False,
+        server_hostname=host if server_hostname is None else server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+    )
+    return tls, protocol
+
+
+async def open_connection(
+    stack: Any,
+    host: str,
+    port: int,
+    *,
+    limit: int = _DEFAULT_LIMIT,
+    **kwargs: Any,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` through the stack (``ssl=``, ``server_hostname=`` as there)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await create_connection(lambda: protocol, stack, host, port, **kwargs)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+class Server(asyncio.AbstractServer):
+    """A listening port served on the event loop (``asyncio.Server``'s API)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        listener: Any,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        ssl: _ssl.SSLContext | None,
+        ssl_handshake_timeout: float | None,
+        backlog: int,
+    ) -> None:
+        self._loop = loop
+        self._listener = listener
+        self._fd = listener.fileno()
+        self._protocol_factory = protocol_factory
+        self._ssl = ssl
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._backlog = max(1, backlog)
+        self._serving = False
+        self._closed = False
+        self._transports: set[StackTransport] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._serving_forever: asyncio.Future[None] | None = None
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return () if self._closed else (self._listener,)
+
+    @property
+    def port(self) -> int:
+        return self._listener.port
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"server {self!r} is closed")
+        if not self._serving:
+            self._serving = True
+            self._loop.add_reader(self._fd, self._accept_ready)
+
+    def _accept_ready(self) -> None:
+        for _ in range(self._backlog):
+            try:
+                conn, _peer = self._listener.accept(0)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if self._closed:
+                    return
+                self._loop.call_exception_handler(
+                    {"message": "accept failed on a mipfast listener", "exception": exc}
+                )
+                return
+            self._serve(conn)
+
+    def _serve(self, conn: Any) -> None:
+        try:
+            protocol = self._protocol_factory()
+        except BaseException:
+            conn.abort()
+            raise
+        if self._ssl is None:
+            StackTransport(self._loop, conn, protocol, server=self)
+            return
+        plain = StackTransport(self._loop, conn, _Pending(), server=self, connection_made=False)
+        task = self._loop.create_task(
+            _layer_tls(
+                self._loop,
+                plain,
+                protocol,
+                self._ssl,
+                server_side=True,
+                server_hostname=None,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+            )
+        )
+        # A failed handshake is the client's problem: the connection is dropped, the server goes on.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _attach(self, transport: StackTransport) -> None:
+        self._transports.add(transport)
+
+    def _detach(self, transport: StackTransport) -> None:
+        self._transports.discard(transport)
+        self._wake_if_done()
+
+    def _wake_if_done(self) -> None:
+        if self._closed and not self._transports:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    def close(self) -> None:
+        """Stop listening; connections already accepted go on (as asyncio's Server)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._serving:
+            self._loop.remove_reader(self._fd)
+            self._serving = False
+        self._listener.close()
+        if self._serving_forever is not None and not self._serving_forever.done():
+            self._serving_forever.cancel()
+        self._wake_if_done()
+
+    def close_clients(self) -> None:
+        for transport in list(self._transports):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        for transport in list(self._transports):
+            transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Returns once the server is closed and its connections are done."""
+        if self._closed and not self._transports:
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        self._start()
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    def __repr__(self) -> str:
+        return f"<mipfast.asyncio.Server {self._listener!r}>"
+
+
+async def create_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    stack: Any,
+    port: int,
+    *,
+    backlog: int = 100,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    start_serving: bool = True,
+) -> Server:
+    """``loop.create_server`` through the stack; port 0 picks a free one (``server.port``)."""
+    loop = asyncio.get_running_loop()
+    context = _tls_context(ssl, server_side=True)
+    listener = stack.listen(port, backlog)
+    server = Server(loop, listener, protocol_factory, context, ssl_handshake_timeout, backlog)
+    if start_serving:
+        server._start()
+    return server
+
+
+async def start_server(
+    client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    stack: Any,
+    port: int,
+    *,
+    limit: int = _DEFAULT_LIMIT,
+    **kwargs: Any,
+) -> Server:
+    """``asyncio.start_server`` through the stack."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await create_server(factory, stack, port, **kwargs)
