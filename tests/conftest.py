@@ -95,3 +95,61 @@ def peer(lab):
     yield start
     for p in started:
         p.stop()
+
+
+STACK_IP = "10.77.0.2"
+STACK_CIDR = f"{STACK_IP}/24"
+
+
+@pytest.fixture
+def stack(lab):
+    """A stack with a static address and its driver thread running."""
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as s:
+        yield s
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _enough_descriptors():
+    # A thousand connections with readiness descriptors need more than the default 1024.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    yield
+
+
+class Certificates:
+    """A test CA (made by trustme for this run) and certificates it issued, as files
+    that the kernel side in the namespace can read too."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        self.ca_file = str(directory / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        self.files: dict[str, tuple[str, str]] = {}
+        for name in ("peer.test", "stack.test"):
+            cert = self.ca.issue_cert(name)
+            chain = directory / f"{name}.pem"
+            key = directory / f"{name}.key"
+            chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+            cert.private_key_pem.write_to_path(str(key))
+            self.files[name] = (str(chain), str(key))
+
+    def client_context(self):
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def server_context(self, name: str = "stack.test"):
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*self.files[name])
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return Certificates(tmp_path_factory.mktemp("certs"))

@@ -5,13 +5,20 @@ python peer.py source PORT N        accept one connection, send N bytes of patte
 python peer.py echo PORT            accept connections, echo each until EOF
 python peer.py client HOST PORT N   connect, send pattern(N), shut down, print "<len> <sha256>" of the echo
 python peer.py silent PORT          accept one connection and never read or write
+python peer.py crowd HOST PORT N SIZE   N clients at once, each sends SIZE bytes and checks the echo;
+                                    prints "ok N"
+python peer.py tls MODE PORT CERT KEY [N]   a TLS server: MODE echo, source (N bytes) or sink
+python peer.py starttls PORT CERT KEY      plain until "STARTTLS\n" (answered "OK\n"), then TLS echo
 Each server prints "listening" once bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import resource
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -44,7 +51,38 @@ def drain(conn: socket.socket) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
+async def crowd(host: str, port: int, n: int, size: int) -> int:
+    """N clients at once; each sends its own bytes and reads the same back."""
+
+    async def one(i: int) -> bool:
+        data = i.to_bytes(4, "big") * (size // 4)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(data)
+        await writer.drain()
+        got = await reader.readexactly(len(data))
+        writer.close()
+        await writer.wait_closed()
+        return got == data
+
+    results = await asyncio.gather(*(one(i) for i in range(n)))
+    return sum(results)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def echo_until_eof(c: socket.socket) -> None:
+    with c:
+        while data := c.recv(1 << 16):
+            c.sendall(data)
+
+
 def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     mode = sys.argv[1]
     if mode == "sink":
         conn, _ = listen(int(sys.argv[2])).accept()
@@ -68,6 +106,41 @@ def main() -> None:
         while True:
             c, _ = server.accept()
             threading.Thread(target=echo, args=(c,), daemon=True).start()
+    elif mode == "crowd":
+        host, port, n, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+        print("ok", asyncio.run(crowd(host, port, n, size)), flush=True)
+    elif mode == "tls":
+        kind, port, cert, key = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+        ctx = tls_context(cert, key)
+        server = listen(port)
+        while True:
+            raw, _ = server.accept()
+            try:
+                c = ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                print("handshake failed", e, flush=True)
+                continue
+            if kind == "echo":
+                threading.Thread(target=echo_until_eof, args=(c,), daemon=True).start()
+            elif kind == "source":
+                with c:
+                    c.sendall(pattern(int(sys.argv[6])))
+                    c.unwrap()
+                return
+            else:
+                with c:
+                    got, digest = drain(c)
+                    c.sendall(f"{got} {digest}\n".encode())
+                print(got, digest, flush=True)
+                return
+    elif mode == "starttls":
+        port, cert, key = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+        server = listen(port)
+        raw, _ = server.accept()
+        line = raw.recv(100)
+        assert line == b"STARTTLS\n", line
+        raw.sendall(b"OK\n")
+        echo_until_eof(tls_context(cert, key).wrap_socket(raw, server_side=True))
     elif mode == "client":
         host, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         conn = socket.create_connection((host, port), timeout=30)

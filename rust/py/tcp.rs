@@ -425,9 +425,12 @@ impl PyConnection {
     /// A descriptor that `select`, `selectors` and asyncio can wait on:
     /// readable when `recv` would not block (data, end of stream, an
     /// error), writable when `send` would not. Only for waiting: never read
-    /// or write it. Starts the driver thread; closed with the connection.
+    /// or write it. Starts the driver thread; closed with the connection,
+    /// after which this is -1, as for a closed `socket.socket`.
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
-        self.check_open()?;
+        if self.check_open().is_err() {
+            return Ok(-1);
+        }
         let key = Watched::Tcp(self.handle);
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)
     }
@@ -532,7 +535,7 @@ impl PyListener {
     /// `accept()` (see `Connection.fileno`).
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
         if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
-            return Err(errors::closed("listener"));
+            return Ok(-1);
         }
         let key = Watched::Listener(self.port);
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)

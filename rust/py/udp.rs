@@ -323,7 +323,9 @@ impl PyUdpSocket {
     /// A descriptor that is readable while a datagram (or an error)
     /// waits, and always writable (see `Connection.fileno`).
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
-        self.check_open()?;
+        if self.check_open().is_err() {
+            return Ok(-1);
+        }
         let key = Watched::Udp(self.handle);
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)
     }
