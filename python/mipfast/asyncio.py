@@ -293,7 +293,8 @@ class StackTransport(asyncio.Transport):
             )
         self._force_close(exc, abort=isinstance(exc, OSError))
 
-    def _force_close(self, exc: BaseException | None, abort: bool) -> None:
+    # asyncio's SSL protocol calls this, as on its own transports.
+    def _force_close(self, exc: BaseException | None, abort: bool = True) -> None:
         if self._lost:
             return
         if self._buffer:

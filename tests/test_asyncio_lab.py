@@ -1,0 +1,217 @@
+"""mipfast.asyncio with the Linux kernel as the peer: streams, servers, TLS, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+
+import pytest
+from conftest import PEER_PY, STACK_IP
+from peer import pattern
+
+import mipfast
+import mipfast.asyncio as maio
+
+
+async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def test_asyncio_echo_server_with_1000_concurrent_kernel_clients(lab, peer, stack):
+    async def main() -> str:
+        server = await maio.start_server(echo_handler, stack, 9200, backlog=1024)
+        assert isinstance(server, asyncio.AbstractServer) and server.is_serving()
+        crowd = await asyncio.create_subprocess_exec(
+            *lab.ns(sys.executable, PEER_PY, "crowd", STACK_IP, "9200", "1000", "4096"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(crowd.communicate(), 120)
+        server.close()
+        await server.wait_closed()
+        return out.decode().strip()
+
+    assert asyncio.run(main()) == "ok 1000"
+
+
+def test_asyncio_client_downloads_50_mb_intact(lab, peer, stack):
+    size = 50 << 20
+    peer(PEER_PY, "source", "9201", str(size))
+
+    async def main() -> tuple[int, str]:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9201)
+        assert writer.get_extra_info("peername") == (lab.peer_ip, 9201)
+        assert writer.get_extra_info("sockname")[0] == STACK_IP
+        assert isinstance(writer.get_extra_info("socket"), mipfast.Connection)
+        h, n = hashlib.sha256(), 0
+        while chunk := await reader.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+        writer.close()
+        await writer.wait_closed()
+        return n, h.hexdigest()
+
+    assert asyncio.run(main()) == (size, hashlib.sha256(pattern(size)).hexdigest())
+
+
+def test_cancelled_read_and_wait_for_timeout_leave_the_stream_usable(lab, peer, stack):
+    peer(PEER_PY, "echo", "9202")
+
+    async def main() -> None:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9202)
+        task = asyncio.create_task(reader.read(100))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        start = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(100), 0.3)
+        assert time.monotonic() - start >= 0.25
+        writer.write(b"still here")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(10), 5) == b"still here"
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b"", "the echo ends after our EOF"
+        writer.close()
+        await writer.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_refused_and_timed_out_connections(lab, stack):
+    async def main() -> None:
+        with pytest.raises(ConnectionRefusedError):
+            await maio.open_connection(stack, lab.peer_ip, 9)
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            # Nothing answers at .77: the ARP request goes unanswered.
+            await maio.open_connection(stack, "10.77.0.77", 80, timeout=0.5)
+
+    asyncio.run(main())
+
+
+def test_start_tls_upgrades_a_plain_connection(lab, peer, stack, certs):
+    chain, key = certs.files["peer.test"]
+    peer(PEER_PY, "starttls", "9203", chain, key)
+
+    async def main() -> None:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9203)
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"OK\n"
+        await writer.start_tls(certs.client_context(), server_hostname="peer.test")
+        ssl_object = writer.get_extra_info("ssl_object")
+        assert ssl_object is not None and ssl_object.version().startswith("TLS")
+        writer.write(b"secret\n")
+        assert await reader.readline() == b"secret\n"
+        writer.close()
+
+    asyncio.run(main())
+
+
+def test_tls_server_and_client_both_ways(lab, peer, stack, certs):
+    """Our asyncio TLS server answers the kernel's TLS client; our TLS client verifies the kernel's."""
+    chain, key = certs.files["peer.test"]
+    peer(PEER_PY, "tls", "echo", "9204", chain, key)
+
+    async def main() -> None:
+        server = await maio.start_server(echo_handler, stack, 9443, ssl=certs.server_context())
+        tls_client = (
+            "import socket, ssl, sys\n"
+            f"ctx = ssl.create_default_context(cafile={certs.ca_file!r})\n"
+            f"s = ctx.wrap_socket(socket.create_connection(({STACK_IP!r}, 9443), timeout=10),"
+            " server_hostname='stack.test')\n"
+            "s.sendall(b'hello\\n')\n"
+            "sys.stdout.write(s.recv(100).decode())\n"
+        )
+        client = await asyncio.create_subprocess_exec(
+            *lab.ns(sys.executable, "-c", tls_client),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(client.communicate(), 30)
+        assert out == b"hello\n", err
+        reader, writer = await maio.open_connection(
+            stack, lab.peer_ip, 9204, ssl=certs.client_context(), server_hostname="peer.test"
+        )
+        assert writer.get_extra_info("peercert")["subjectAltName"] == (("DNS", "peer.test"),)
+        writer.write(b"over tls\n")
+        assert await reader.readline() == b"over tls\n"
+        writer.close()
+        with pytest.raises(ssl_error()):
+            await maio.open_connection(
+                stack, lab.peer_ip, 9204, ssl=certs.client_context(), server_hostname="wrong.test"
+            )
+        server.close()
+
+    asyncio.run(main())
+
+
+def ssl_error():
+    import ssl
+
+    return ssl.SSLCertVerificationError
+
+
+class Counting(asyncio.Protocol):
+    """Counts what arrives; pauses reading when asked to."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.paused_writing = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def pause_writing(self) -> None:
+        self.paused_writing += 1
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def test_transport_flow_control_pause_reading_and_write_limits(lab, peer, stack):
+    sink = peer(PEER_PY, "sink", "9205")
+    size = 8 << 20
+    data = pattern(size)
+
+    async def main() -> None:
+        transport, proto = await maio.create_connection(Counting, stack, lab.peer_ip, 9205)
+        transport.set_write_buffer_limits(high=256 << 10)
+        assert transport.get_write_buffer_limits() == (64 << 10, 256 << 10)
+        transport.write(data)
+        assert proto.paused_writing == 1, "the protocol is told to stop writing"
+        assert transport.get_write_buffer_size() > 0
+        transport.write_eof()
+        await asyncio.wait_for(proto.done, 60)
+
+    asyncio.run(main())
+    assert sink.result(30) == f"{size} {hashlib.sha256(data).hexdigest()}"
+
+
+def test_pause_reading_holds_data_in_the_stack(lab, peer, stack):
+    size = 4 << 20
+    peer(PEER_PY, "source", "9206", str(size))
+
+    async def main() -> None:
+        transport, proto = await maio.create_connection(Counting, stack, lab.peer_ip, 9206)
+        transport.pause_reading()
+        assert not transport.is_reading()
+        await asyncio.sleep(0.5)
+        assert proto.received == 0, "nothing is delivered while paused"
+        transport.resume_reading()
+        await asyncio.wait_for(proto.done, 30)
+        assert proto.received == size
+
+    asyncio.run(main())
