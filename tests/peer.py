@@ -7,7 +7,7 @@ python peer.py client HOST PORT N   connect, send pattern(N), shut down, print "
 python peer.py silent PORT          accept one connection and never read or write
 python peer.py crowd HOST PORT N SIZE   N clients at once, each sends SIZE bytes and checks the echo;
                                     prints "ok N"
-python peer.py tls MODE PORT CERT KEY [N]   a TLS server: MODE echo, source (N bytes) or sink
+python peer.py tls MODE PORT CERT KEY [N]   a TLS server: MODE echo, source or sink (N bytes)
 python peer.py starttls PORT CERT KEY      plain until "STARTTLS\n" (answered "OK\n"), then TLS echo
 Each server prints "listening" once bound.
 """
@@ -128,10 +128,14 @@ def main() -> None:
                     c.unwrap()
                 return
             else:
+                # TLS has no half-close: the sink knows how much comes.
+                want, got, h = int(sys.argv[6]), 0, hashlib.sha256()
                 with c:
-                    got, digest = drain(c)
-                    c.sendall(f"{got} {digest}\n".encode())
-                print(got, digest, flush=True)
+                    while got < want and (chunk := c.recv(1 << 20)):
+                        h.update(chunk)
+                        got += len(chunk)
+                    c.sendall(f"{got} {h.hexdigest()}\n".encode())
+                print(got, h.hexdigest(), flush=True)
                 return
     elif mode == "starttls":
         port, cert, key = int(sys.argv[2]), sys.argv[3], sys.argv[4]
