@@ -40,7 +40,9 @@ def lab():
     if problem:
         skip_or_fail(problem)
     tag = os.getpid() % 100000
-    lab = Lab(netns=f"mipfast-test-{tag}", iface=f"mft{tag}a", peer=f"mft{tag}b")
+    # peer.test: the name the test CA's certificate for the kernel side carries.
+    hosts = {"lab.mipfast": "10.77.0.1", "peer.test": "10.77.0.1"}
+    lab = Lab(netns=f"mipfast-test-{tag}", iface=f"mft{tag}a", peer=f"mft{tag}b", hosts=hosts)
     try:
         lab.up()
     except LabError as e:
