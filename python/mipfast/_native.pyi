@@ -1,3 +1,4 @@
+import builtins
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -46,7 +47,7 @@ class Stack:
     def __enter__(self) -> Stack: ...
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
@@ -105,8 +106,7 @@ class Connection:
         server_side: bool = False,
         server_hostname: str | None = None,
     ) -> TlsConnection: ...
-    def fileno(self) -> int:
-        """A readiness descriptor for select/selectors/asyncio; -1 once closed."""
+    def fileno(self) -> int: ...
     @property
     def family(self) -> socket.AddressFamily: ...
     @property
@@ -120,7 +120,7 @@ class Connection:
     def __enter__(self) -> Connection: ...
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
@@ -137,7 +137,7 @@ class Listener:
     def __enter__(self) -> Listener: ...
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
@@ -171,7 +171,7 @@ class UdpSocket:
     def __enter__(self) -> UdpSocket: ...
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
