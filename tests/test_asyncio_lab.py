@@ -215,3 +215,21 @@ def test_pause_reading_holds_data_in_the_stack(lab, peer, stack):
         assert proto.received == size
 
     asyncio.run(main())
+
+
+def test_stack_closed_under_a_running_event_loop(lab, peer):
+    peer(PEER_PY, "echo", "9207")
+    stack = mipfast.Stack(lab.iface, ip="10.77.0.2/24")
+    stack.start()
+
+    async def main() -> None:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9207)
+        pending = asyncio.create_task(reader.read(100))
+        await asyncio.sleep(0.1)
+        stack.close()
+        with pytest.raises(OSError) as e:
+            await asyncio.wait_for(pending, 5)
+        assert e.value.errno == 9, "EBADF: the stack is closed"
+        writer.close()
+
+    asyncio.run(main())

@@ -321,7 +321,7 @@ class StackTransport(asyncio.Transport):
                 self._server = None
 
     def __del__(self) -> None:
-        if not self._lost and not self._loop.is_closed():
+        if not getattr(self, "_lost", True) and not self._loop.is_closed():
             self._conn.close()
 
     def __repr__(self) -> str:
