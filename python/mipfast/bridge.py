@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -277,8 +278,6 @@ def socket_for(conn: Any) -> BridgedSocket:
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
-    import os
-
     end = _bridge_end(conn)
     timeout = sock.gettimeout()
     os.dup2(end.fileno(), sock.fileno())

@@ -7,6 +7,8 @@ pub mod faulty;
 pub mod link;
 mod packet_tx;
 pub mod pcap_live;
+pub mod ready_fd;
 pub mod trace;
+pub mod wake;
 
 pub use device::Device;

@@ -8,6 +8,7 @@ use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
 use crate::phy::pcap_live::{wait_readable, PcapDevice};
 use crate::phy::trace::{TraceWriter, Traced};
+use crate::phy::wake::WakeFd;
 use crate::phy::Device;
 use crate::stack::{Stack, StackConfig};
 use crate::time::{Duration, Instant};
@@ -83,7 +84,7 @@ struct Shared {
     /// Counts rounds that made progress, so waiters can tell a real wake-up.
     rounds: AtomicU64,
     pcap_fd: RawFd,
-    wake_fd: RawFd,
+    wake: WakeFd,
     stop: AtomicBool,
     /// Set by [`LiveStack::shut`]: every later user call fails.
     shut: AtomicBool,
@@ -109,11 +110,7 @@ impl LiveStack {
             Some(path) => Some(TraceWriter::create(path, Instant::ZERO)?),
             None => None,
         };
-        // SAFETY: eventfd takes no pointers; the result is checked.
-        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if wake_fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let wake = WakeFd::new()?;
         let device = Traced {
             // Faults are seen on the wire: their stream is one of their own.
             inner: Faulty::new(pcap, config.faults, fault_seed(config.stack.seed)),
@@ -134,7 +131,7 @@ impl LiveStack {
                 progress: Condvar::new(),
                 rounds: AtomicU64::new(0),
                 pcap_fd,
-                wake_fd,
+                wake,
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
@@ -171,7 +168,7 @@ impl LiveStack {
         let handle = lock(&self.driver).take();
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::SeqCst);
-            wake(self.shared.wake_fd);
+            self.shared.wake.wake();
             let _ = handle.join();
         }
     }
@@ -190,7 +187,7 @@ impl LiveStack {
             watches.shut(stack);
             self.shared.progress.notify_all();
         }
-        wake(self.shared.wake_fd);
+        self.shared.wake.wake();
         self.stop();
     }
 
@@ -207,7 +204,7 @@ impl LiveStack {
 
     /// Wakes the driver so that it acts on new work at once.
     pub fn notify(&self) {
-        wake(self.shared.wake_fd);
+        self.shared.wake.wake();
     }
 
     /// Handles everything pending; if nothing was, blocks until a frame, a
@@ -259,12 +256,12 @@ impl LiveStack {
             {
                 wait = wait.min(bound);
             }
-            match wait_readable(&[self.shared.pcap_fd, self.shared.wake_fd], Some(wait)) {
+            match wait_readable(&[self.shared.pcap_fd, self.shared.wake.fd()], Some(wait)) {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
             }
             self.check_open()?;
-            drain_wake(self.shared.wake_fd);
+            self.shared.wake.drain();
             interrupt()?;
             let n = self.round()?;
             if n > 0 || left(start) == Some(0) {
@@ -375,8 +372,6 @@ impl Drop for LiveStack {
         if let Some(trace) = &mut self.engine().device.trace {
             let _ = trace.flush();
         }
-        // SAFETY: the descriptor is ours and no thread uses it any more.
-        unsafe { libc::close(self.shared.wake_fd) };
     }
 }
 
@@ -419,21 +414,9 @@ fn drive(shared: &Shared) {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let wait = lock(&shared.engine).timer_wait();
-        let _ = wait_readable(&[shared.pcap_fd, shared.wake_fd], wait);
+        let _ = wait_readable(&[shared.pcap_fd, shared.wake.fd()], wait);
         if !shared.shut.load(Ordering::SeqCst) {
-            drain_wake(shared.wake_fd); // once shut, it stays signalled for every waiter
+            shared.wake.drain(); // once shut, it stays signalled for every waiter
         }
     }
-}
-
-fn wake(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to our eventfd.
-    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
-}
-
-fn drain_wake(fd: RawFd) {
-    let mut value: u64 = 0;
-    // SAFETY: reads at most 8 bytes into a live u64 from our non-blocking eventfd.
-    unsafe { libc::read(fd, &mut value as *mut u64 as *mut libc::c_void, 8) };
 }

@@ -1,14 +1,15 @@
 //! The runtime: the engine behind its lock on a live device, the driver
 //! thread, blocking socket calls with timeouts, and readiness descriptors
 //! that `select` and event loops wait on. Knows nothing of Python: waits
-//! take an `interrupt` hook through which the bindings honour Ctrl-C.
+//! take an `interrupt` hook through which the bindings honour Ctrl-C. The
+//! descriptors themselves (wake-up, readiness) are `phy`'s, where the `unsafe`
+//! system calls live.
 
 pub mod calls;
 pub mod errno;
 pub mod live;
 pub mod ops;
 pub mod readiness;
-pub mod ready_fd;
 pub mod watch;
 
 pub use live::{LiveConfig, LiveStack};

@@ -2,7 +2,7 @@
 //! brought up to date after every engine round and every user call.
 
 use super::readiness::{self, Readiness};
-use super::ready_fd::ReadyFd;
+use crate::phy::ready_fd::ReadyFd;
 use crate::socket::tcp::Handle;
 use crate::socket::udp::UdpHandle;
 use crate::stack::Stack;
@@ -43,7 +43,7 @@ impl Watches {
             return Ok(e.fd());
         }
         let mut ready = ReadyFd::new()?;
-        ready.show(readiness_of(stack, key));
+        show(&mut ready, readiness_of(stack, key));
         let fd = ready.fd();
         self.entries.insert(key, ready);
         Ok(fd)
@@ -65,11 +65,12 @@ impl Watches {
     /// Shows every watched socket's state now.
     pub fn update(&mut self, stack: &Stack) {
         for (key, ready) in self.entries.iter_mut() {
-            ready.show(if self.gone {
+            let r = if self.gone {
                 readiness::GONE
             } else {
                 readiness_of(stack, *key)
-            });
+            };
+            show(ready, r);
         }
     }
 
@@ -77,5 +78,31 @@ impl Watches {
     pub fn shut(&mut self, stack: &Stack) {
         self.gone = true;
         self.update(stack);
+    }
+}
+
+/// Errors and hang-ups show as both readable and writable, as a kernel
+/// socket's POLLERR/POLLHUP wakes readers and writers alike.
+fn show(fd: &mut ReadyFd, r: Readiness) {
+    let urgent = r.error || r.hangup;
+    fd.show(r.readable || urgent, r.writable || urgent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_wake_readers_and_writers() {
+        let mut fd = ReadyFd::new().unwrap();
+        fd.show(false, false);
+        show(
+            &mut fd,
+            Readiness {
+                error: true,
+                ..Readiness::default()
+            },
+        );
+        assert_eq!(fd.polled(), (true, true));
     }
 }

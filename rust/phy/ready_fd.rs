@@ -10,7 +10,6 @@
 //! socket, and a change costs one system call. Nobody reads or writes the
 //! handed-out end but the runtime.
 
-use super::readiness::Readiness;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -23,7 +22,8 @@ pub struct ReadyFd {
     shown: OwnedFd,
     /// The end the runtime writes from and drains.
     inner: OwnedFd,
-    state: Readiness,
+    readable: bool,
+    writable: bool,
 }
 
 impl ReadyFd {
@@ -55,10 +55,8 @@ impl ReadyFd {
         Ok(ReadyFd {
             shown,
             inner,
-            state: Readiness {
-                writable: true,
-                ..Readiness::default()
-            },
+            readable: false,
+            writable: true,
         })
     }
 
@@ -67,27 +65,41 @@ impl ReadyFd {
         self.shown.as_raw_fd()
     }
 
-    /// Makes the descriptor show `r` (readable and writable; errors and
-    /// hang-ups show as both, as a kernel socket's POLLERR wakes either).
-    pub fn show(&mut self, r: Readiness) {
-        let readable = r.readable || r.error || r.hangup;
-        let writable = r.writable || r.error || r.hangup;
-        if readable != self.state.readable {
+    /// Makes the descriptor poll readable and writable as given.
+    pub fn show(&mut self, readable: bool, writable: bool) {
+        if readable != self.readable {
             if readable {
                 write_some(self.inner.as_raw_fd(), 1);
             } else {
                 drain(self.shown.as_raw_fd());
             }
-            self.state.readable = readable;
+            self.readable = readable;
         }
-        if writable != self.state.writable {
+        if writable != self.writable {
             if writable {
                 drain(self.inner.as_raw_fd());
             } else {
                 write_some(self.shown.as_raw_fd(), FILL);
             }
-            self.state.writable = writable;
+            self.writable = writable;
         }
+    }
+}
+
+impl ReadyFd {
+    /// What `poll()` says of the handed-out end now: (readable, writable).
+    pub fn polled(&self) -> (bool, bool) {
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) };
+        (
+            p.revents & libc::POLLIN != 0,
+            p.revents & libc::POLLOUT != 0,
+        )
     }
 }
 
@@ -127,32 +139,10 @@ fn drain(fd: RawFd) {
 mod tests {
     use super::*;
 
-    fn polled(fd: RawFd) -> (bool, bool) {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN | libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        unsafe { libc::poll(&mut p, 1, 0) };
-        (
-            p.revents & libc::POLLIN != 0,
-            p.revents & libc::POLLOUT != 0,
-        )
-    }
-
-    fn state(readable: bool, writable: bool) -> Readiness {
-        Readiness {
-            readable,
-            writable,
-            ..Readiness::default()
-        }
-    }
-
     #[test]
     fn shows_each_combination_and_back() {
         let mut fd = ReadyFd::new().unwrap();
-        assert_eq!(polled(fd.fd()), (false, true));
+        assert_eq!(fd.polled(), (false, true));
         for (r, w) in [
             (true, true),
             (true, false),
@@ -160,21 +150,10 @@ mod tests {
             (false, true),
             (true, false),
         ] {
-            fd.show(state(r, w));
-            assert_eq!(polled(fd.fd()), (r, w), "showing {r} {w}");
-            fd.show(state(r, w)); // the same again changes nothing
-            assert_eq!(polled(fd.fd()), (r, w));
+            fd.show(r, w);
+            assert_eq!(fd.polled(), (r, w), "showing {r} {w}");
+            fd.show(r, w); // the same again changes nothing
+            assert_eq!(fd.polled(), (r, w));
         }
-    }
-
-    #[test]
-    fn errors_wake_readers_and_writers() {
-        let mut fd = ReadyFd::new().unwrap();
-        fd.show(state(false, false));
-        fd.show(Readiness {
-            error: true,
-            ..Readiness::default()
-        });
-        assert_eq!(polled(fd.fd()), (true, true));
     }
 }
