@@ -19,6 +19,7 @@ import hashlib
 import resource
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -91,6 +92,11 @@ def main() -> None:
     elif mode == "source":
         conn, _ = listen(int(sys.argv[2])).accept()
         conn.sendall(pattern(int(sys.argv[3])))
+        conn.close()
+    elif mode == "reset":  # reads one byte, then closes with a reset
+        conn, _ = listen(int(sys.argv[2])).accept()
+        conn.recv(1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
     elif mode == "silent":
         conn, _ = listen(int(sys.argv[2])).accept()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
+import threading
 import time
 
 import pytest
@@ -25,7 +26,7 @@ async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 def test_asyncio_echo_server_with_1000_concurrent_kernel_clients(lab, peer, stack):
     async def main() -> str:
         server = await maio.start_server(echo_handler, stack, 9200, backlog=1024)
-        assert isinstance(server, asyncio.AbstractServer) and server.is_serving()
+        assert isinstance(server, asyncio.Server) and server.is_serving()
         crowd = await asyncio.create_subprocess_exec(
             *lab.ns(sys.executable, PEER_PY, "crowd", STACK_IP, "9200", "1000", "4096"),
             stdout=asyncio.subprocess.PIPE,
@@ -90,6 +91,29 @@ def test_refused_and_timed_out_connections(lab, stack):
         with pytest.raises((TimeoutError, asyncio.TimeoutError)):
             # Nothing answers at .77: the ARP request goes unanswered.
             await maio.open_connection(stack, "10.77.0.77", 80, timeout=0.5)
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_connect_leaves_no_half_open_connection_and_no_thread(lab, peer, stack):
+    peer(PEER_PY, "echo", "9209")
+
+    async def main() -> None:
+        before = threading.active_count()
+        # Nothing answers at .77: the handshake waits for ARP and SYN retries.
+        task = asyncio.ensure_future(maio.open_connection(stack, "10.77.0.77", 80))
+        await asyncio.sleep(0.3)
+        assert stack.tcp_info["active"] == 1, "the handshake is in progress"
+        assert threading.active_count() == before, "connecting takes no thread"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert stack.tcp_info["active"] == 0, "the half-open connection was aborted"
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9209)
+        assert writer.get_extra_info("peername") == (lab.peer_ip, 9209)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        writer.close()
 
     asyncio.run(main())
 

@@ -53,12 +53,16 @@ class Stack(_native.Stack):
         timeout: float | None = None,
         source_port: int | None = None,
         *,
+        wait: bool = True,
         ssl: _ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> Connection | TlsConnection:
         """Open a TCP connection; with ``ssl=`` a context, a TLS session over it
-        (``server_hostname`` defaults to the host, as ``asyncio.open_connection``)."""
-        conn = super().connect(address, timeout, source_port)
+        (``server_hostname`` defaults to the host, as ``asyncio.open_connection``).
+        ``wait=False`` returns at once, the handshake in progress (see ``_native.Stack.connect``)."""
+        if ssl is not None and not wait:
+            raise ValueError("a TLS handshake needs the connection: wait=False excludes ssl")
+        conn = super().connect(address, timeout, source_port, wait)
         if ssl is None:
             return conn
         try:

@@ -21,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
+import ipaddress
+import os
 import socket
 import ssl as _ssl
 from typing import Any, Callable
@@ -374,14 +377,46 @@ def _tls_context(ssl: _ssl.SSLContext | bool | None, server_side: bool) -> _ssl.
 
 
 async def _open(stack: Any, host: str, port: int, timeout: float | None, local_port: int | None) -> Any:
+    """Resolves (in a thread: a lookup left behind on cancellation just ends) and
+    connects without a thread: the handshake runs in the stack while the loop waits
+    for the connection's descriptor to turn writable, as for a non-blocking
+    kernel socket. Each address in turn, the last error raised."""
+    return await asyncio.wait_for(_connect(stack, host, port, local_port), timeout)
+
+
+async def _connect(stack: Any, host: str, port: int, local_port: int | None) -> Any:
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(None, lambda: stack.connect((host, port), timeout, local_port))
     try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        # The handshake goes on in its thread; whatever it gives is closed.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result().close())
-        raise
+        addresses = [str(ipaddress.IPv4Address(host))]
+    except ValueError:
+        addresses = await loop.run_in_executor(None, stack.resolve, host)
+    last: OSError | None = None
+    for address in addresses:
+        conn = stack.connect((address, port), None, local_port, wait=False)
+        try:
+            await _handshake_done(loop, conn)
+            return conn
+        except OSError as e:
+            conn.abort()
+            last = e
+        except BaseException:  # cancelled or timed out: no half-open connection is left
+            conn.abort()
+            raise
+    raise last or OSError(errno.EHOSTUNREACH, "no address")
+
+
+async def _handshake_done(loop: asyncio.AbstractEventLoop, conn: Any) -> None:
+    """Waits for the connection's descriptor to turn writable; raises why it failed."""
+    done = loop.create_future()
+    fd = conn.fileno()
+    loop.add_writer(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_writer(fd)
+    err = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
 
 
 async def create_connection(
@@ -440,8 +475,10 @@ async def open_connection(
     return reader, writer
 
 
-class Server(asyncio.AbstractServer):
-    """A listening port served on the event loop (``asyncio.Server``'s API)."""
+class Server(asyncio.Server):
+    """A listening port served on the event loop: an ``asyncio.Server`` (``isinstance``
+    holds, every method behaves as the stdlib's), whose "socket" is a stack listener.
+    Every method is our own; none of the base class's socket plumbing runs."""
 
     def __init__(
         self,

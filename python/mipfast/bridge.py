@@ -2,9 +2,10 @@
 
 A bridge joins a stack ``Connection`` to a kernel socket — one end of a
 ``socket.socketpair()`` handed to Python, or a real TCP connection to a local
-server — and one pump thread moves the bytes both ways, with end-of-stream
-passed on in each direction. It costs a copy and a system call per chunk each
-way; in return everything that takes a socket works: ``ssl.wrap_socket``,
+server — and the stack's driver thread moves the bytes both ways, in Rust and
+in the same round that received or freed them (no Python, no GIL), with
+end-of-stream passed on in each direction. It costs a copy and a system call
+per chunk each way; in return everything that takes a socket works: ``ssl.wrap_socket``,
 ``select``, ``asyncio``'s ``sock_*`` calls, libraries that check
 ``isinstance(sock, socket.socket)``.
 
@@ -23,10 +24,8 @@ bridged socket is ours (``getpeername`` on sockets from :func:`socket_for`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import selectors
 import socket
 import threading
 from typing import Any
@@ -35,194 +34,29 @@ __all__ = ["socket_for", "server_socket", "forward", "BridgedSocket", "StackServ
 
 log = logging.getLogger("mipfast.bridge")
 
-_CHUNK = 256 * 1024
+
+def active_bridges(stack: Any) -> int:
+    """Bridges of ``stack`` still moving bytes (for tests and statistics)."""
+    return int(stack.tcp_info["bridges"])
 
 
-class _Pair:
-    """One bridge: the kernel socket ``sock`` and the stack connection ``conn``."""
-
-    def __init__(self, sock: socket.socket, conn: Any) -> None:
-        self.sock = sock
-        self.conn = conn
-        self.up = bytearray()  # from sock, for conn
-        self.down = bytearray()  # from conn, for sock
-        self.up_eof = False
-        self.down_eof = False
-        self.up_shut = False
-        self.down_shut = False
-        self.done = False
-        self.sock_fd = sock.fileno()
-        self.conn_fd = conn.fileno()
-        self.sock_events = 0
-        self.conn_events = 0
-
-
-class _Pump:
-    """The one thread that moves bytes for every bridge."""
-
-    def __init__(self) -> None:
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._new: list[_Pair] = []
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.pairs = 0
-
-    def add(self, sock: socket.socket, conn: Any) -> None:
-        sock.setblocking(False)
-        conn.setblocking(False)
-        pair = _Pair(sock, conn)
-        with self._lock:
-            self._new.append(pair)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="mipfast-bridge", daemon=True)
-                self._thread.start()
-        with contextlib.suppress(BlockingIOError):
-            self._wake_w.send(b"\0")
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                new, self._new = self._new, []
-            for pair in new:
-                self.pairs += 1
-                self._update(pair)
-            for key, events in self._sel.select():
-                if key.data is None:
-                    with contextlib.suppress(BlockingIOError):
-                        self._wake_r.recv(4096)
-                    continue
-                pair, side = key.data
-                if not pair.done:
-                    self._step(pair, side, events)
-                if not pair.done:
-                    self._update(pair)
-
-    # -- moving bytes --
-
-    def _step(self, pair: _Pair, side: str, events: int) -> None:
-        try:
-            if side == "sock":
-                if events & selectors.EVENT_READ:
-                    self._from_sock(pair)
-                if events & selectors.EVENT_WRITE:
-                    self._to_sock(pair)
-            else:
-                if events & selectors.EVENT_READ:
-                    self._from_conn(pair)
-                if events & selectors.EVENT_WRITE:
-                    self._to_conn(pair)
-        except ConnectionResetError:
-            self._finish(pair, reset=True)
-        except OSError as e:
-            log.debug("bridge %s: %s", pair.conn, e)
-            self._finish(pair, reset=e.errno != errno.EBADF)
-        if pair.up_eof and pair.down_eof and pair.up_shut and pair.down_shut:
-            self._finish(pair, reset=False)
-
-    def _from_sock(self, pair: _Pair) -> None:
-        try:
-            data = pair.sock.recv(_CHUNK)
-        except BlockingIOError:
-            return
-        if data:
-            pair.up += data
-            self._to_conn(pair)
-        else:
-            pair.up_eof = True
-            self._to_conn(pair)
-
-    def _to_conn(self, pair: _Pair) -> None:
-        while pair.up:
-            try:
-                n = pair.conn.send(pair.up)
-            except BlockingIOError:
-                return
-            del pair.up[:n]
-        if pair.up_eof and not pair.up_shut:
-            pair.up_shut = True
-            with contextlib.suppress(OSError):
-                pair.conn.shutdown(socket.SHUT_WR)
-
-    def _from_conn(self, pair: _Pair) -> None:
-        try:
-            data = pair.conn.recv(_CHUNK)
-        except BlockingIOError:
-            return
-        if data:
-            pair.down += data
-            self._to_sock(pair)
-        else:
-            pair.down_eof = True
-            self._to_sock(pair)
-
-    def _to_sock(self, pair: _Pair) -> None:
-        while pair.down:
-            try:
-                n = pair.sock.send(pair.down)
-            except BlockingIOError:
-                return
-            del pair.down[:n]
-        if pair.down_eof and not pair.down_shut:
-            pair.down_shut = True
-            with contextlib.suppress(OSError):
-                pair.sock.shutdown(socket.SHUT_WR)
-
-    # -- bookkeeping --
-
-    def _update(self, pair: _Pair) -> None:
-        sock_events = (0 if pair.up or pair.up_eof else selectors.EVENT_READ) | (
-            selectors.EVENT_WRITE if pair.down else 0
-        )
-        conn_events = (0 if pair.down or pair.down_eof else selectors.EVENT_READ) | (
-            selectors.EVENT_WRITE if pair.up else 0
-        )
-        pair.sock_events = self._interest(pair.sock_fd, pair.sock_events, sock_events, (pair, "sock"))
-        pair.conn_events = self._interest(pair.conn_fd, pair.conn_events, conn_events, (pair, "conn"))
-
-    def _interest(self, fd: int, old: int, new: int, data: Any) -> int:
-        if old == new:
-            return new
-        if not old:
-            self._sel.register(fd, new, data)
-        elif not new:
-            self._sel.unregister(fd)
-        else:
-            self._sel.modify(fd, new, data)
-        return new
-
-    def _finish(self, pair: _Pair, reset: bool) -> None:
-        if pair.done:
-            return
-        pair.done = True
-        self._interest(pair.sock_fd, pair.sock_events, 0, None)
-        self._interest(pair.conn_fd, pair.conn_events, 0, None)
-        self.pairs -= 1
-        if reset:
-            # A TCP socket resets its peer; AF_UNIX just ends.
-            with contextlib.suppress(OSError):
-                pair.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
-            pair.conn.abort()
-        else:
-            pair.conn.close()
-        pair.sock.close()
-
-
-_pump = _Pump()
-
-
-def active_bridges() -> int:
-    """Bridges the pump is moving bytes for (for tests and statistics)."""
-    return _pump.pairs
+def _join(sock: socket.socket, conn: Any) -> None:
+    """Hands ``conn`` and ``sock`` to the stack's driver, which moves the bytes
+    between them; our descriptor for ``sock`` is closed (the driver holds its own)."""
+    try:
+        conn.bridge(sock.fileno())
+    finally:
+        sock.close()
 
 
 def _bridge_end(conn: Any) -> socket.socket:
     """A socketpair joined to ``conn``; returns the end for Python."""
     ours, theirs = socket.socketpair()
-    _pump.add(theirs, conn)
+    try:
+        _join(theirs, conn)
+    except BaseException:
+        ours.close()
+        raise
     return ours
 
 
@@ -349,7 +183,11 @@ class Forwarder:
                 log.warning("forward to %s:%s failed: %s", *self.target, e)
                 conn.abort()
                 continue
-            _pump.add(upstream, conn)
+            try:
+                _join(upstream, conn)
+            except OSError as e:
+                log.warning("bridge failed: %s", e)
+                return
 
     def close(self) -> None:
         self._closed.set()

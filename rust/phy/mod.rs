@@ -7,7 +7,9 @@ pub mod faulty;
 pub mod link;
 mod packet_tx;
 pub mod pcap_live;
+pub mod poll;
 pub mod ready_fd;
+pub mod stream_fd;
 pub mod trace;
 pub mod wake;
 

@@ -4,7 +4,7 @@
 use super::packet_tx::PacketSender;
 use super::Device;
 use crate::iface::TxFrame;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use pcap::{Active, Capture, Direction};
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -142,28 +142,4 @@ impl Device for PcapDevice {
     fn burst_capacity(&self) -> usize {
         self.sender.burst_capacity()
     }
-}
-
-/// Sleeps until one of `fds` is readable or `timeout` passes (`None`: no limit).
-/// Returns `Ok(true)` if a descriptor is readable; `Interrupted` on a signal.
-pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<bool> {
-    let mut polls: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = match timeout {
-        None => -1,
-        // Round up so that a deadline 300 µs away does not become a busy loop.
-        Some(d) => d.total_micros().div_ceil(1000).min(i32::MAX as u64) as i32,
-    };
-    // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs for the whole call.
-    let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc > 0)
 }

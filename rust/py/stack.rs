@@ -238,23 +238,38 @@ impl PyStack {
 
     /// Open a TCP connection to `address` = (ip, port) and wait for the
     /// handshake. The connection keeps `timeout` as its socket timeout, as
-    /// `socket.create_connection` does.
-    #[pyo3(signature = (address, timeout=None, source_port=None))]
+    /// `socket.create_connection` does. With `wait=False` it returns at once
+    /// with the handshake in progress, as a non-blocking `connect()`: its
+    /// `fileno()` turns writable when the handshake ends, and
+    /// `getsockopt(SOL_SOCKET, SO_ERROR)` then says 0 or why it failed (a
+    /// host name is still resolved first, within `timeout`).
+    #[pyo3(signature = (address, timeout=None, source_port=None, wait=true))]
     fn connect(
         &self,
         py: Python<'_>,
         address: (String, i64),
         timeout: Option<f64>,
         source_port: Option<i64>,
+        wait: bool,
     ) -> PyResult<PyConnection> {
         let (host, port) = address;
         let port = port_arg(port)?;
         let source_port = source_port.map(port_arg).transpose()?;
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
+        let addresses = resolve_host(py, &live, &host, t)?;
+        if !wait {
+            let Some(&ip) = addresses.first() else {
+                return Err(PyOSError::new_err((libc::EHOSTUNREACH, "no address")));
+            };
+            let h = py
+                .detach(|| live.connect_start((ip, port), source_port))
+                .map_err(errors::to_py)?;
+            return PyConnection::open(py, live.clone(), h, t);
+        }
         // Like socket.create_connection: each address in turn, the last error raised.
         let mut last = None;
-        for ip in resolve_host(py, &live, &host, t)? {
+        for ip in addresses {
             let opened = blocking(py, |interrupt| {
                 live.connect((ip, port), source_port, t, interrupt)
             });
@@ -322,8 +337,8 @@ impl PyStack {
         Ok(PyListener::new(live, port, ip.to_string()))
     }
 
-    /// TCP totals: connections held, memory used by them (bytes), and
-    /// SYNs dropped because a listener's queues were full.
+    /// TCP totals: connections held, memory used by them (bytes), SYN
+    /// cookies sent and accepted, and connections bridged to kernel sockets.
     #[getter]
     fn tcp_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (n, active, memory, cookies) = self.read(py, |s| {
@@ -336,6 +351,8 @@ impl PyStack {
         dict.set_item("memory", memory)?;
         dict.set_item("syn_cookies_sent", cookies.0)?;
         dict.set_item("syn_cookies_accepted", cookies.1)?;
+        let live = self.live()?;
+        dict.set_item("bridges", py.detach(move || live.bridges()))?;
         Ok(dict)
     }
 

@@ -3,6 +3,7 @@
 
 use super::call::{blocking, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::errors;
+use crate::phy::stream_fd::StreamFd;
 use crate::runtime::ops::{self, ReadMode};
 use crate::runtime::{errno, LiveStack, Watched};
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
@@ -237,6 +238,22 @@ impl PyConnection {
         }
     }
 
+    /// Hands the connection to the stack's driver thread, which moves the
+    /// bytes between it and the kernel stream socket `fd` (duplicated: the
+    /// caller may close its own) both ways, passing end of stream on, until
+    /// both directions end. A reset on either side aborts the other. This
+    /// object is closed from now on. How `mipfast.bridge` makes genuine
+    /// `socket.socket` objects.
+    fn bridge(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        self.check_open()?;
+        let socket = StreamFd::dup_of(fd).map_err(errors::to_py)?;
+        if !self.open.swap(false, Ordering::SeqCst) {
+            return Err(connection_closed());
+        }
+        let (live, h) = (&self.live, self.handle);
+        py.detach(|| live.bridge(h, socket)).map_err(errors::to_py)
+    }
+
     /// Close at once with a reset, discarding queued data.
     fn abort(&self, py: Python<'_>) {
         py.detach(|| self.release(true));
@@ -341,6 +358,10 @@ impl PyConnection {
             let cfg = c.config();
             let k = cfg.keepalive.unwrap_or_default();
             Some(match (level, optname) {
+                (SOL_SOCKET, libc::SO_ERROR) => c
+                    .error()
+                    .and_then(|e| errno::tcp(e).raw_os_error())
+                    .unwrap_or(0) as i64,
                 (IPPROTO_TCP, libc::TCP_NODELAY) => cfg.nodelay as i64,
                 (SOL_SOCKET, libc::SO_KEEPALIVE) => cfg.keepalive.is_some() as i64,
                 (IPPROTO_TCP, libc::TCP_KEEPIDLE) => k.idle.secs() as i64,

@@ -79,6 +79,14 @@ impl LiveStack {
         self.run(&mut op, timeout, interrupt)?
     }
 
+    /// Starts opening a connection and returns at once, the handshake in
+    /// progress (a non-blocking `connect()`): its readiness shows writable
+    /// once established, error once it failed.
+    pub fn connect_start(&self, remote: Endpoint, source_port: Option<u16>) -> io::Result<Handle> {
+        self.check_live()?;
+        self.act(|s, now| ops::Connect::start(s, now, remote, source_port).map(|op| op.handle()))
+    }
+
     /// Listens on `port` (0: a free ephemeral one); returns the port and
     /// the address it is reached at (unspecified before one is configured).
     pub fn listen(&self, port: u16, backlog: usize) -> io::Result<(u16, Ipv4Addr)> {

@@ -3,13 +3,17 @@
 //! optional driver thread. Knows nothing of Python: blocking calls take an
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
+use super::bridge::Bridges;
 use super::watch::{Watched, Watches};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
-use crate::phy::pcap_live::{wait_readable, PcapDevice};
+use crate::phy::pcap_live::PcapDevice;
+use crate::phy::poll::{self, wait_readable, Interest};
+use crate::phy::stream_fd::StreamFd;
 use crate::phy::trace::{TraceWriter, Traced};
 use crate::phy::wake::WakeFd;
 use crate::phy::Device;
+use crate::socket::tcp::Handle;
 use crate::stack::{Stack, StackConfig};
 use crate::time::{Duration, Instant};
 use std::io;
@@ -44,6 +48,8 @@ pub struct Engine {
     origin: std::time::Instant,
     /// Readiness descriptors handed out, kept current after every change.
     watches: Watches,
+    /// Connections joined to kernel sockets, pumped every round.
+    bridges: Bridges,
 }
 
 impl Engine {
@@ -57,13 +63,19 @@ impl Engine {
         let now = self.now();
         let timer_due = self.stack.poll_at().is_some_and(|t| t <= now);
         let n = self.stack.poll(now, &mut self.device)?;
+        let pumped = !self.bridges.is_empty() && self.bridges.pump(&mut self.stack) > 0;
+        if pumped {
+            // Send what the bridges queued and the windows they opened.
+            self.stack.dispatch(now);
+            self.stack.flush(now, &mut self.device);
+        }
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
         }
-        if n > 0 || timer_due {
+        if n > 0 || timer_due || pumped {
             self.watches.update(&self.stack);
         }
-        Ok(n + timer_due as usize)
+        Ok(n + timer_due as usize + pumped as usize)
     }
 
     /// What the fault injector did to (received, transmitted) frames.
@@ -74,6 +86,11 @@ impl Engine {
     /// Time until the engine's next timer, if any.
     fn timer_wait(&self) -> Option<Duration> {
         self.stack.poll_at().map(|t| t.saturating_since(self.now()))
+    }
+
+    /// What the driver sleeps on besides the device and its wake-up.
+    fn bridge_interests(&self, out: &mut Vec<Interest>) {
+        self.bridges.interests(&self.stack, out);
     }
 }
 
@@ -123,6 +140,7 @@ impl LiveStack {
             device,
             origin,
             watches: Watches::default(),
+            bridges: Bridges::default(),
         };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
         Ok(LiveStack {
@@ -183,7 +201,13 @@ impl LiveStack {
         self.shared.shut.store(true, Ordering::SeqCst);
         {
             let mut engine = self.engine();
-            let Engine { stack, watches, .. } = &mut *engine;
+            let Engine {
+                stack,
+                watches,
+                bridges,
+                ..
+            } = &mut *engine;
+            bridges.shut(stack);
             watches.shut(stack);
             self.shared.progress.notify_all();
         }
@@ -311,6 +335,25 @@ impl LiveStack {
         watches.fd(stack, key)
     }
 
+    /// Joins the user's connection `handle` to the kernel stream socket
+    /// `socket`: the driver moves the bytes both ways from now on and
+    /// releases the connection when both directions have ended.
+    pub fn bridge(&self, handle: Handle, socket: StreamFd) -> io::Result<()> {
+        if let Err(e) = self.check_open().and_then(|()| self.start()) {
+            self.release(handle, true);
+            return Err(e);
+        }
+        self.unwatch(Watched::Tcp(handle)); // the connection is no longer the user's
+        self.engine().bridges.add(handle, socket);
+        self.notify();
+        Ok(())
+    }
+
+    /// Bridges still moving bytes.
+    pub fn bridges(&self) -> usize {
+        self.engine().bridges.len()
+    }
+
     /// Closes `key`'s readiness descriptor, if it has one.
     pub fn unwatch(&self, key: Watched) {
         self.engine().watches.remove(key);
@@ -408,13 +451,21 @@ fn round(shared: &Shared) -> io::Result<usize> {
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
 /// until the next timer.
 fn drive(shared: &Shared) {
+    let mut interests = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
         if let Err(e) = round(shared) {
             log::error!("driver: {e}");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let wait = lock(&shared.engine).timer_wait();
-        let _ = wait_readable(&[shared.pcap_fd, shared.wake.fd()], wait);
+        interests.clear();
+        interests.push(Interest::readable(shared.pcap_fd));
+        interests.push(Interest::readable(shared.wake.fd()));
+        let wait = {
+            let engine = lock(&shared.engine);
+            engine.bridge_interests(&mut interests);
+            engine.timer_wait()
+        };
+        let _ = poll::wait(&interests, wait);
         if !shared.shut.load(Ordering::SeqCst) {
             shared.wake.drain(); // once shut, it stays signalled for every waiter
         }

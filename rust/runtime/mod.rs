@@ -5,6 +5,7 @@
 //! descriptors themselves (wake-up, readiness) are `phy`'s, where the `unsafe`
 //! system calls live.
 
+pub mod bridge;
 pub mod calls;
 pub mod errno;
 pub mod live;

@@ -61,6 +61,11 @@ impl Connect {
             .map_err(errno::connect)?;
         Ok(Connect { handle })
     }
+
+    /// The connection being opened (for a caller that does not wait).
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
 }
 
 impl Op for Connect {

@@ -1,0 +1,55 @@
+//! Sleeping on descriptors: the driver waits for its device, its wake-up
+//! descriptor and the kernel sockets of its bridges with one `poll()`.
+
+use crate::time::Duration;
+use std::io;
+use std::os::unix::io::RawFd;
+
+/// What to wait for on one descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub fd: RawFd,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Interest {
+    pub fn readable(fd: RawFd) -> Self {
+        Interest {
+            fd,
+            readable: true,
+            writable: false,
+        }
+    }
+}
+
+/// Sleeps until one of `interests` is ready or `timeout` passes (`None`: no
+/// limit). Returns `Ok(true)` if a descriptor is ready; `Interrupted` on a signal.
+pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<bool> {
+    let mut polls: Vec<libc::pollfd> = interests
+        .iter()
+        .map(|i| libc::pollfd {
+            fd: i.fd,
+            events: if i.readable { libc::POLLIN } else { 0 }
+                | if i.writable { libc::POLLOUT } else { 0 },
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        // Round up so that a deadline 300 µs away does not become a busy loop.
+        Some(d) => d.total_micros().div_ceil(1000).min(i32::MAX as u64) as i32,
+    };
+    // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs for the whole call.
+    let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc > 0)
+}
+
+/// Sleeps until one of `fds` is readable or `timeout` passes.
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<bool> {
+    let interests: Vec<Interest> = fds.iter().map(|&fd| Interest::readable(fd)).collect();
+    wait(&interests, timeout)
+}

@@ -1,0 +1,164 @@
+//! A kernel stream socket that the runtime moves bytes through: one end of a
+//! bridge (a socketpair end handed to Python, or a TCP connection to a local
+//! server). Reads and writes never block and never raise SIGPIPE; the write
+//! half closes on its own; an abortive close resets a TCP peer.
+
+use std::io;
+use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// Kept off SIGPIPE per call where the platform can (Linux), else per socket.
+#[cfg(target_os = "linux")]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+#[cfg(not(target_os = "linux"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+
+#[derive(Debug)]
+pub struct StreamFd(OwnedFd);
+
+impl StreamFd {
+    /// A duplicate of the stream socket `raw`, which the caller keeps (and
+    /// may close). EBADF if `raw` is not open, ENOTSOCK or EINVAL if it is not
+    /// a stream socket.
+    pub fn dup_of(raw: RawFd) -> io::Result<Self> {
+        if raw < 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        // SAFETY: the descriptor is only borrowed for the duplication, which
+        // the kernel checks (EBADF if it is not open).
+        let owned = unsafe { BorrowedFd::borrow_raw(raw) }.try_clone_to_owned()?;
+        StreamFd::new(owned)
+    }
+
+    /// Takes `fd`, which must be a stream socket.
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `kind` and `len` are live and sized as passed.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&mut kind as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if kind != libc::SOCK_STREAM {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let stream = StreamFd(fd);
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+        stream.set_int(libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
+        Ok(stream)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Reads what is there: `Ok(0)` is end of stream, WouldBlock if nothing is.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is live and writable for `buf.len()` bytes.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        result(n)
+    }
+
+    /// Writes what fits: WouldBlock if nothing does, EPIPE once the peer is gone.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is live and readable for `buf.len()` bytes.
+        let n = unsafe { libc::send(self.fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
+        result(n)
+    }
+
+    /// Sends end of stream; reading goes on.
+    pub fn shutdown_write(&self) {
+        // SAFETY: no pointers; an error (the peer is gone) changes nothing.
+        unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
+    }
+
+    /// Closes so that a TCP peer sees a reset (SO_LINGER with zero time);
+    /// a socketpair's peer sees the end of stream.
+    pub fn reset(self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `linger` is live and sized as passed.
+        unsafe {
+            libc::setsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
+
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+        // SAFETY: `value` is live and sized as passed.
+        unsafe {
+            libc::setsockopt(
+                self.fd(),
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
+
+fn result(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+
+    #[test]
+    fn moves_bytes_and_ends_without_blocking() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let a = StreamFd::new(a.into()).unwrap();
+        let b = StreamFd::new(b.into()).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            a.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(b.write(b"hello").unwrap(), 5);
+        assert_eq!(a.read(&mut buf).unwrap(), 5);
+        b.shutdown_write();
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+        drop(a);
+        assert_eq!(b.write(b"x").unwrap_err().raw_os_error(), Some(libc::EPIPE));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_stream_socket() {
+        let (d, _) = UnixDatagram::pair().unwrap();
+        let e = StreamFd::new(d.into()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            StreamFd::dup_of(-1).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Bridges: a stack connection joined to a kernel stream socket, with the
+//! bytes moved both ways by whoever runs the engine (the driver thread), in
+//! the same round that received or freed them, without Python. This is how
+//! code that needs a genuine `socket.socket` runs over the stack: it holds
+//! the other end of a socketpair, or the stack forwards to a local server.
+//!
+//! End of stream passes on in each direction (the socket's EOF becomes our
+//! FIN; the peer's FIN, once every byte is written, shuts the socket's write
+//! half). A reset or error on either side ends both: the connection is
+//! aborted, the socket closed abortively (a TCP peer sees a reset, a
+//! socketpair end sees the end of stream: AF_UNIX has no reset).
+
+use crate::phy::poll::Interest;
+use crate::phy::stream_fd::StreamFd;
+use crate::socket::tcp::Handle;
+use crate::stack::Stack;
+use std::io;
+
+/// Most bytes moved from a connection per write to its socket.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug)]
+struct Bridge {
+    handle: Handle,
+    socket: StreamFd,
+    /// Read from the connection, not yet written to the socket.
+    down: Vec<u8>,
+    down_at: usize,
+    /// The peer's end of stream reached the socket.
+    down_shut: bool,
+    /// The socket ended its stream; our FIN is queued.
+    up_eof: bool,
+}
+
+/// How one step left a bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Open,
+    /// Both directions ended: close gracefully.
+    Done,
+    /// An error or reset on either side: abort both.
+    Broken,
+}
+
+/// Every bridge of a stack.
+#[derive(Debug, Default)]
+pub struct Bridges {
+    entries: Vec<Bridge>,
+    scratch: Vec<u8>,
+}
+
+impl Bridges {
+    /// Joins the user's connection `handle` (now the bridge's) to `socket`.
+    pub fn add(&mut self, handle: Handle, socket: StreamFd) {
+        self.entries.push(Bridge {
+            handle,
+            socket,
+            down: Vec::new(),
+            down_at: 0,
+            down_shut: false,
+            up_eof: false,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Moves what can move without blocking, both ways, and releases the
+    /// connections of bridges that ended. Returns bytes moved.
+    pub fn pump(&mut self, stack: &mut Stack) -> usize {
+        let mut moved = 0;
+        let mut i = 0;
+        while i < self.entries.len() {
+            let (n, step) = self.entries[i].step(stack, &mut self.scratch);
+            moved += n;
+            if step == Step::Open {
+                i += 1;
+                continue;
+            }
+            let bridge = self.entries.swap_remove(i);
+            stack.tcp_mut().release(bridge.handle, step == Step::Broken);
+            if step == Step::Broken {
+                bridge.socket.reset();
+            }
+        }
+        moved
+    }
+
+    /// What the bridges wait for on their sockets: readable while the
+    /// connection has send room, writable while bytes wait for the socket.
+    pub fn interests(&self, stack: &Stack, out: &mut Vec<Interest>) {
+        for bridge in &self.entries {
+            let room = stack
+                .tcp()
+                .get(bridge.handle)
+                .is_some_and(|c| c.can_send() && c.send_capacity() > 0);
+            let readable = !bridge.up_eof && room;
+            let writable = bridge.down_at < bridge.down.len();
+            if readable || writable {
+                out.push(Interest {
+                    fd: bridge.socket.fd(),
+                    readable,
+                    writable,
+                });
+            }
+        }
+    }
+
+    /// The stack closed: every connection is aborted and every socket ends.
+    pub fn shut(&mut self, stack: &mut Stack) {
+        for bridge in self.entries.drain(..) {
+            stack.tcp_mut().release(bridge.handle, true);
+            bridge.socket.reset();
+        }
+    }
+}
+
+impl Bridge {
+    fn step(&mut self, stack: &mut Stack, scratch: &mut Vec<u8>) -> (usize, Step) {
+        let Some(conn) = stack.tcp_mut().get_mut(self.handle) else {
+            return (0, Step::Broken);
+        };
+        if conn.error().is_some() {
+            return (0, Step::Broken);
+        }
+        let mut moved = 0;
+        // Down: connection → socket.
+        loop {
+            if self.down_at == self.down.len() {
+                let available = conn.recv_available().min(CHUNK);
+                if available == 0 {
+                    break;
+                }
+                self.down.resize(available, 0);
+                self.down_at = 0;
+                match conn.recv(&mut self.down) {
+                    Ok(Some(n)) => self.down.truncate(n),
+                    _ => self.down.clear(),
+                }
+            }
+            match self.socket.write(&self.down[self.down_at..]) {
+                Ok(n) => {
+                    self.down_at += n;
+                    moved += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (moved, Step::Broken),
+            }
+        }
+        if self.down_at == self.down.len() {
+            self.down.clear();
+            self.down_at = 0;
+            if !self.down_shut && conn.at_eof() {
+                self.down_shut = true;
+                self.socket.shutdown_write();
+            }
+        }
+        // Up: socket → connection, as much as the send buffer takes.
+        while !self.up_eof {
+            if !conn.can_send() {
+                if conn.write_closed() {
+                    // The connection ended under us without an error.
+                    return (moved, Step::Broken);
+                }
+                break;
+            }
+            let room = conn.send_capacity().min(CHUNK);
+            if room == 0 {
+                break;
+            }
+            scratch.resize(room, 0);
+            match self.socket.read(scratch) {
+                Ok(0) => {
+                    self.up_eof = true;
+                    conn.shutdown_write();
+                }
+                Ok(n) => {
+                    let _ = conn.send(&scratch[..n]); // fits: n ≤ room
+                    moved += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (moved, Step::Broken),
+            }
+        }
+        if self.up_eof && self.down_shut {
+            return (moved, Step::Done);
+        }
+        (moved, Step::Open)
+    }
+}

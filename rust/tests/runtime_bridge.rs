@@ -1,0 +1,153 @@
+//! Bridges over the in-memory link with simulated time: a connection joined
+//! to a socketpair moves bytes both ways intact, passes end of stream on in
+//! each direction, and a reset or a vanished socket ends both sides.
+
+mod tcp_net;
+
+use mipfast::phy::stream_fd::StreamFd;
+use mipfast::runtime::bridge::Bridges;
+use mipfast::socket::tcp::Handle;
+use mipfast::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use tcp_net::{pattern, Net};
+
+/// A's connection to B joined to a socketpair; returns the bridges, the
+/// user's end of the pair (non-blocking), A's handle and B's.
+fn bridged(net: &mut Net) -> (Bridges, UnixStream, Handle, Handle) {
+    let (ha, hb) = net.connect(80);
+    let (user, theirs) = UnixStream::pair().unwrap();
+    user.set_nonblocking(true).unwrap();
+    let mut bridges = Bridges::default();
+    bridges.add(ha, StreamFd::new(theirs.into()).unwrap());
+    (bridges, user, ha, hb)
+}
+
+/// Reads what the user's end has; true at end of stream.
+fn drain(user: &mut UnixStream, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 65536];
+    loop {
+        match user.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("reading the user's end: {e}"),
+        }
+    }
+}
+
+#[test]
+fn bytes_cross_both_ways_and_end_of_stream_passes_on() {
+    let mut net = Net::clean(21);
+    let (mut bridges, mut user, _, hb) = bridged(&mut net);
+    let up = pattern(1 << 20, 1); // user → B
+    let down = pattern(1 << 20, 2); // B → user
+    let (mut up_sent, mut down_sent) = (0, 0);
+    let (mut at_b, mut at_user) = (Vec::new(), Vec::new());
+    let (mut user_shut, mut b_shut, mut user_eof, mut b_eof) = (false, false, false, false);
+    let mut buf = vec![0u8; 65536];
+    let ok = net.run_until(Duration::from_secs(60), |n| {
+        if up_sent < up.len() {
+            match user.write(&up[up_sent..]) {
+                Ok(k) => up_sent += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("writing the user's end: {e}"),
+            }
+        } else if !user_shut {
+            user.shutdown(Shutdown::Write).unwrap();
+            user_shut = true;
+        }
+        user_eof |= drain(&mut user, &mut at_user);
+        bridges.pump(&mut n.a.stack);
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        if down_sent < down.len() {
+            down_sent += c.send(&down[down_sent..]).unwrap();
+        } else if !b_shut {
+            c.shutdown_write();
+            b_shut = true;
+        }
+        while let Ok(Some(k)) = c.recv(&mut buf) {
+            if k == 0 {
+                b_eof = true;
+                break;
+            }
+            at_b.extend_from_slice(&buf[..k]);
+        }
+        user_eof && b_eof
+    });
+    assert!(ok, "both streams ended");
+    assert!(at_b == up, "B got the user's bytes intact");
+    assert!(at_user == down, "the user got B's bytes intact");
+    let released = net.run_until(Duration::from_secs(5), |n| {
+        bridges.pump(&mut n.a.stack);
+        bridges.is_empty()
+    });
+    assert!(released, "a bridge whose two streams ended lets go");
+    net.run_for(Duration::from_secs(300));
+    assert_eq!(
+        net.a.stack.tcp().len(),
+        0,
+        "the connection closed and was freed"
+    );
+}
+
+#[test]
+fn a_reset_from_the_peer_ends_the_users_stream() {
+    let mut net = Net::clean(22);
+    let (mut bridges, mut user, _, hb) = bridged(&mut net);
+    net.b.stack.tcp_mut().release(hb, true);
+    net.flush();
+    let mut got = Vec::new();
+    let ended = net.run_until(Duration::from_secs(5), |n| {
+        bridges.pump(&mut n.a.stack);
+        bridges.is_empty() && drain(&mut user, &mut got)
+    });
+    assert!(ended, "the user's end reads end of stream");
+    assert!(got.is_empty());
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.a.stack.tcp().len(), 0, "the reset connection is freed");
+}
+
+#[test]
+fn a_user_who_goes_away_resets_the_peer() {
+    let mut net = Net::clean(23);
+    let (mut bridges, user, _, hb) = bridged(&mut net);
+    drop(user);
+    let data = pattern(4096, 3);
+    let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+    c.send(&data).unwrap();
+    net.flush();
+    let reset = net.run_until(Duration::from_secs(5), |n| {
+        bridges.pump(&mut n.a.stack);
+        n.b.stack.tcp().get(hb).is_some_and(|c| c.error().is_some())
+    });
+    assert!(reset, "B's connection is reset");
+    assert!(bridges.is_empty());
+}
+
+#[test]
+fn nothing_is_read_from_the_socket_while_the_send_buffer_is_full() {
+    let mut net = Net::clean(24);
+    let (mut bridges, mut user, ha, _) = bridged(&mut net);
+    // B never reads: A's send buffer and B's window fill, and the rest
+    // stays in the socketpair, where the user's writes then block.
+    let data = pattern(8 << 20, 4);
+    let mut sent = 0;
+    net.run_until(Duration::from_secs(10), |n| {
+        if let Ok(k) = user.write(&data[sent..]) {
+            sent += k;
+        }
+        bridges.pump(&mut n.a.stack);
+        false
+    });
+    assert!(sent < data.len(), "back-pressure reached the user's writes");
+    let a = net.a.stack.tcp().get(ha).unwrap();
+    assert_eq!(a.send_capacity(), 0, "the send buffer is full");
+    let mut interests = Vec::new();
+    bridges.interests(&net.a.stack, &mut interests);
+    assert!(
+        interests.iter().all(|i| !i.readable),
+        "the driver does not wait to read a socket it cannot drain"
+    );
+}

@@ -1,0 +1,85 @@
+"""Bridges: genuine ``socket.socket`` objects over stack connections, pumped by the
+driver thread in Rust. Bytes intact both ways, end of stream passed on, resets and a
+closed stack end the Python side, nothing leaks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+
+from conftest import PEER_PY
+from peer import pattern
+
+import mipfast.bridge
+
+SIZE = 20 << 20
+
+
+def wait_for_no_bridges(stack, limit: float = 10) -> int:
+    end = time.monotonic() + limit
+    while (n := mipfast.bridge.active_bridges(stack)) and time.monotonic() < end:
+        time.sleep(0.01)
+    return n
+
+
+def test_twenty_megabytes_each_way_and_end_of_stream(lab, peer, stack):
+    sink = peer(PEER_PY, "sink", "9601")
+    s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9601), timeout=5))
+    s.sendall(pattern(SIZE))
+    s.shutdown(2 - 1)  # SHUT_WR: the stack sends FIN once every byte is out
+    n, digest = sink.result().split()
+    assert int(n) == SIZE and digest == hashlib.sha256(pattern(SIZE)).hexdigest()
+    assert s.recv(10) == b"", "the kernel peer's close reached us as end of stream"
+    s.close()
+
+    peer(PEER_PY, "source", "9602", str(SIZE))
+    s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9602), timeout=5))
+    s.settimeout(30)
+    h, got = hashlib.sha256(), 0
+    while chunk := s.recv(1 << 18):
+        h.update(chunk)
+        got += len(chunk)
+    assert got == SIZE and h.hexdigest() == hashlib.sha256(pattern(SIZE)).hexdigest()
+    s.close()
+    assert wait_for_no_bridges(stack) == 0, "ended bridges let their connections go"
+
+
+def test_a_reset_from_the_peer_ends_the_bridged_socket(lab, peer, stack):
+    peer(PEER_PY, "reset", "9603")
+    s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9603), timeout=5))
+    s.settimeout(10)
+    s.sendall(b"x")
+    assert s.recv(10) == b"", "AF_UNIX has no reset: the stream ends"
+    s.close()
+    assert wait_for_no_bridges(stack) == 0
+
+
+def test_closing_the_stack_ends_every_bridged_socket(lab, peer):
+    peer(PEER_PY, "silent", "9604")
+    stack = mipfast.Stack(lab.iface, ip="10.77.0.2/24")
+    stack.start()
+    s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9604), timeout=5))
+    s.settimeout(10)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(s.recv(10)))
+    reader.start()
+    time.sleep(0.2)
+    stack.close()
+    reader.join(10)
+    assert got == [b""], "a blocked reader wakes at end of stream"
+    s.close()
+
+
+def test_no_descriptor_or_connection_leaks_over_2000_bridges(lab, peer, stack):
+    peer(PEER_PY, "echo", "9605")
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(2000):
+        s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9605), timeout=5))
+        s.settimeout(10)
+        s.sendall(b"%d" % i)
+        assert s.recv(16) == b"%d" % i
+        s.close()
+    assert wait_for_no_bridges(stack) == 0
+    assert len(os.listdir("/proc/self/fd")) == fds, "no descriptor leaked"
