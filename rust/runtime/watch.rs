@@ -32,13 +32,17 @@ pub fn readiness_of(stack: &Stack, key: Watched) -> Readiness {
 #[derive(Debug, Default)]
 pub struct Watches {
     entries: HashMap<Watched, ReadyFd>,
+    /// Listeners and UDP sockets watched: few, looked at on every update.
+    others: Vec<Watched>,
+    /// Scratch for the connections that changed since the last update.
+    changed: Vec<Handle>,
     /// Set once the stack is shut: every descriptor shows everything.
     gone: bool,
 }
 
 impl Watches {
     /// The descriptor for `key`, made on first use and showing its state.
-    pub fn fd(&mut self, stack: &Stack, key: Watched) -> io::Result<RawFd> {
+    pub fn fd(&mut self, stack: &mut Stack, key: Watched) -> io::Result<RawFd> {
         if let Some(e) = self.entries.get(&key) {
             return Ok(e.fd());
         }
@@ -46,12 +50,23 @@ impl Watches {
         show(&mut ready, readiness_of(stack, key));
         let fd = ready.fd();
         self.entries.insert(key, ready);
+        match key {
+            Watched::Tcp(_) => stack.tcp_mut().follow_changes(),
+            _ => self.others.push(key),
+        }
         Ok(fd)
     }
 
     /// Forgets `key` and closes its descriptor.
     pub fn remove(&mut self, key: Watched) {
-        self.entries.remove(&key);
+        if self.entries.remove(&key).is_some() {
+            self.others.retain(|&k| k != key);
+        }
+    }
+
+    /// What `key`'s descriptor shows now, (readable, writable), as `poll()` sees it.
+    pub fn shown(&self, key: Watched) -> Option<(bool, bool)> {
+        self.entries.get(&key).map(|e| e.polled())
     }
 
     pub fn len(&self) -> usize {
@@ -62,22 +77,35 @@ impl Watches {
         self.entries.is_empty()
     }
 
-    /// Shows every watched socket's state now.
-    pub fn update(&mut self, stack: &Stack) {
-        for (key, ready) in self.entries.iter_mut() {
-            let r = if self.gone {
-                readiness::GONE
-            } else {
-                readiness_of(stack, *key)
-            };
-            show(ready, r);
+    /// Shows the state now of every watched socket that may have changed:
+    /// the connections the engine dispatched since the last update (so a
+    /// round costs what it touched, not what is watched), and every
+    /// listener and UDP socket.
+    pub fn update(&mut self, stack: &mut Stack) {
+        stack.tcp_mut().take_changed(&mut self.changed);
+        if self.gone {
+            self.changed.clear();
+            return; // every descriptor shows everything for good
+        }
+        for h in self.changed.drain(..) {
+            let key = Watched::Tcp(h);
+            if let Some(ready) = self.entries.get_mut(&key) {
+                show(ready, readiness_of(stack, key));
+            }
+        }
+        for key in &self.others {
+            if let Some(ready) = self.entries.get_mut(key) {
+                show(ready, readiness_of(stack, *key));
+            }
         }
     }
 
     /// The stack closed: every waiter wakes and finds EBADF.
-    pub fn shut(&mut self, stack: &Stack) {
+    pub fn shut(&mut self) {
         self.gone = true;
-        self.update(stack);
+        for ready in self.entries.values_mut() {
+            show(ready, readiness::GONE);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod tcp_net;
 
 use mipfast::runtime::ops::{self, Op, ReadMode};
 use mipfast::runtime::readiness::{self, Readiness};
-use mipfast::runtime::watch::{readiness_of, Watched};
+use mipfast::runtime::watch::{readiness_of, Watched, Watches};
 use mipfast::service::ping::ProbeId;
 use mipfast::socket::tcp::TcpConfig;
 use mipfast::time::Duration;
@@ -356,4 +356,57 @@ fn a_datagram_makes_a_udp_socket_readable() {
         .unwrap();
     assert_eq!((data.as_slice(), src), (&b"hi"[..], (B_IP, 5001)));
     assert!(!readiness_of(&net.a.stack, Watched::Udp(ha)).readable);
+}
+
+#[test]
+fn descriptors_follow_the_connections_the_engine_touched() {
+    let mut net = Net::clean(12);
+    let (ha, hb) = net.connect(80);
+    let (other, _) = net.connect(80);
+    let mut watches = Watches::default();
+    let key = Watched::Tcp(ha);
+    watches.fd(&mut net.a.stack, key).unwrap();
+    watches.fd(&mut net.a.stack, Watched::Tcp(other)).unwrap();
+    assert_eq!(
+        watches.shown(key),
+        Some((false, true)),
+        "writable, nothing to read"
+    );
+
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(b"hello")
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(50));
+    watches.update(&mut net.a.stack);
+    assert_eq!(watches.shown(key), Some((true, true)), "data arrived");
+    assert_eq!(watches.shown(Watched::Tcp(other)), Some((false, true)));
+
+    let mut buf = [0u8; 16];
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .recv(&mut buf)
+        .unwrap();
+    watches.update(&mut net.a.stack);
+    assert_eq!(watches.shown(key), Some((false, true)), "read empty again");
+
+    net.b.stack.tcp_mut().release(hb, false);
+    net.flush();
+    net.run_for(Duration::from_millis(50));
+    watches.update(&mut net.a.stack);
+    assert_eq!(
+        watches.shown(key),
+        Some((true, true)),
+        "end of stream reads at once"
+    );
+
+    watches.shut();
+    assert_eq!(watches.shown(Watched::Tcp(other)).map(|s| s.0), Some(true));
 }

@@ -85,6 +85,9 @@ pub struct TcpSockets {
     listeners: HashMap<u16, Listener>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     dirty: Vec<u32>,
+    /// Connections dispatched since [`TcpSockets::take_changed`], when
+    /// someone follows changes (the runtime's readiness descriptors).
+    changed: Option<Vec<Handle>>,
     secret: Secret,
     /// RFC 6056 Algorithm 3's `next_ephemeral`.
     next_ephemeral: u32,
@@ -103,6 +106,7 @@ impl TcpSockets {
             listeners: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
+            changed: None,
             secret: Secret::new(key),
             next_ephemeral: first_port,
             cookies: (0, 0),
@@ -173,6 +177,12 @@ impl TcpSockets {
         if !slot.dirty {
             slot.dirty = true;
             self.dirty.push(index);
+            if let Some(changed) = self.changed.as_mut() {
+                changed.push(Handle {
+                    index,
+                    generation: slot.generation,
+                });
+            }
         }
     }
 
@@ -584,6 +594,20 @@ impl TcpSockets {
                     }
                 }
             }
+        }
+    }
+
+    /// From now on, remember which connections may have changed: every one
+    /// marked for dispatch (segments, timers and user calls all mark it).
+    pub fn follow_changes(&mut self) {
+        self.changed.get_or_insert_with(Vec::new);
+    }
+
+    /// The connections that may have changed since the last call (some
+    /// more than once; freed ones under their stale handle).
+    pub fn take_changed(&mut self, out: &mut Vec<Handle>) {
+        if let Some(changed) = self.changed.as_mut() {
+            out.append(changed);
         }
     }
 
