@@ -12,6 +12,9 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
 #[cfg(not(target_os = "linux"))]
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 
+/// Send buffer asked for (the kernel doubles it for its bookkeeping).
+const SEND_BUFFER: libc::c_int = 2 << 20;
+
 #[derive(Debug)]
 pub struct StreamFd(OwnedFd);
 
@@ -51,7 +54,8 @@ impl StreamFd {
         }
         let stream = StreamFd(fd);
         #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-        stream.set_int(libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
+        let _ = stream.set_int(libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
+        stream.enlarge_send_buffer();
         Ok(stream)
     }
 
@@ -105,10 +109,22 @@ impl StreamFd {
         };
     }
 
-    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-    fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    /// A send buffer of [`SEND_BUFFER`] where allowed: a bridge's socket
+    /// takes what a connection received in one go instead of a few hundred
+    /// KiB at a time (one write and one wake-up of the reader per chunk).
+    /// Beyond `wmem_max` only with CAP_NET_ADMIN (`SO_SNDBUFFORCE`, Linux).
+    fn enlarge_send_buffer(&self) {
+        #[cfg(target_os = "linux")]
+        if self.set_int(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER) {
+            return;
+        }
+        self.set_int(libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
+    }
+
+    /// Sets an integer option; true if the kernel took it.
+    fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
         // SAFETY: `value` is live and sized as passed.
-        unsafe {
+        let rc = unsafe {
             libc::setsockopt(
                 self.fd(),
                 level,
@@ -117,6 +133,7 @@ impl StreamFd {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
+        rc == 0
     }
 }
 

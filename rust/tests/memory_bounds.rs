@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tcp_net::*;
 
-const RX_BUFFER: usize = 1 << 20;
+const RX_BUFFER: usize = 4 << 20;
 const TX_BUFFER: usize = 4 << 20;
 /// What bookkeeping may add to the buffers themselves (slots, tables, timers,
 /// out-of-order ranges and the scoreboard).

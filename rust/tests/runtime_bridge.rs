@@ -132,7 +132,7 @@ fn nothing_is_read_from_the_socket_while_the_send_buffer_is_full() {
     let (mut bridges, mut user, ha, _) = bridged(&mut net);
     // B never reads: A's send buffer and B's window fill, and the rest
     // stays in the socketpair, where the user's writes then block.
-    let data = pattern(8 << 20, 4);
+    let data = pattern(32 << 20, 4);
     let mut sent = 0;
     net.run_until(Duration::from_secs(10), |n| {
         if let Ok(k) = user.write(&data[sent..]) {

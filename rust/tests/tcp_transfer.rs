@@ -22,8 +22,8 @@ fn handshake_negotiates_options() {
     assert_eq!((a.mss(), b.mss()), (1448, 1448));
     assert!(a.sack_enabled() && b.sack_enabled());
     assert!(a.timestamps_enabled() && b.timestamps_enabled());
-    // 1 MiB buffers need a shift of 5 (65535 << 5 ≥ 1 MiB).
-    assert_eq!(a.window_shifts(), (5, 5));
+    // 4 MiB buffers need a shift of 7 (65535 << 7 ≥ 4 MiB > 65535 << 6).
+    assert_eq!(a.window_shifts(), (7, 7));
     assert_eq!(a.remote(), (B_IP, 80));
     assert_eq!(b.remote(), a.local());
     assert!((49152..=65535).contains(&a.local().1));

@@ -70,6 +70,10 @@ impl Default for Keepalive {
 pub struct TcpConfig {
     /// MSS we announce: the MTU minus IPv4 and TCP headers.
     pub mss: usize,
+    /// The most received bytes a connection holds for the user (SO_RCVBUF),
+    /// hence the largest window it offers: 4 MiB keeps a reader that wakes
+    /// late (a Python event loop) from stalling a fast sender. Allocated as
+    /// data arrives and freed once read, so an idle connection holds none.
     pub rx_buffer: usize,
     /// The most unacknowledged plus unsent bytes a connection holds (SO_SNDBUF).
     /// Allocated as data arrives, so an idle connection holds none.
@@ -105,7 +109,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             mss: 1460,
-            rx_buffer: 1 << 20,
+            rx_buffer: 4 << 20,
             // Linux's tcp_wmem maximum: at 1 MiB a sender fed from another
             // thread stalls whenever that thread is late by a millisecond.
             tx_buffer: 4 << 20,
