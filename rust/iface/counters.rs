@@ -32,14 +32,17 @@ drop_reasons! {
     Ipv4NotForUs => "ipv4_not_for_us",
     Ipv4UnknownProtocol => "ipv4_unknown_protocol",
     IcmpMalformed => "icmp_malformed",
+    IcmpChecksum => "icmp_bad_checksum",
     IcmpUnhandled => "icmp_unhandled",
     IcmpPathMtuIgnored => "icmp_frag_needed_ignored",
     UdpMalformed => "udp_malformed",
+    UdpChecksum => "udp_bad_checksum",
     UdpNoListener => "udp_no_listener",
     UdpQueueFull => "udp_queue_full",
     DnsRejected => "dns_rejected",
     IcmpEchoUnmatched => "icmp_echo_unmatched",
     TcpMalformed => "tcp_malformed",
+    TcpChecksum => "tcp_bad_checksum",
     TcpNoListener => "tcp_no_listener",
     TcpListenOverflow => "tcp_listen_overflow",
     TcpBadCookie => "tcp_bad_cookie",
@@ -90,6 +93,18 @@ impl Counters {
     }
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
+    }
+    /// Frames dropped for a bad IPv4, ICMP, UDP or TCP checksum.
+    pub fn checksum_errors(&self) -> u64 {
+        [
+            DropReason::Ipv4Checksum,
+            DropReason::IcmpChecksum,
+            DropReason::UdpChecksum,
+            DropReason::TcpChecksum,
+        ]
+        .iter()
+        .map(|&r| self.drops(r))
+        .sum()
     }
     /// Every counter with its name; drops are named `drop_<reason>`.
     pub fn entries(&self) -> Vec<(String, u64)> {

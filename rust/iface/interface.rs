@@ -7,7 +7,7 @@ use super::{
     TxQueue,
 };
 use crate::time::Instant;
-use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr, MacAddress};
+use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress};
 
 /// An (address, port) pair.
 type Endpoint = (Ipv4Addr, u16);
@@ -175,6 +175,10 @@ impl Interface {
     }
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.config.as_ref()
+    }
+    /// The ARP cache, as `arp -n` lists it.
+    pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor> {
+        self.neighbors.entries(now)
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -378,6 +382,7 @@ impl Interface {
                         packet: packet.as_bytes(),
                         broadcast: !to_us,
                     })),
+                    Err(WireError::Checksum) => self.dropped(DropReason::UdpChecksum),
                     Err(_) => self.dropped(DropReason::UdpMalformed),
                 }
             }
@@ -388,6 +393,7 @@ impl Interface {
                         dst,
                         segment,
                     })),
+                    Err(WireError::Checksum) => self.dropped(DropReason::TcpChecksum),
                     Err(_) => self.dropped(DropReason::TcpMalformed),
                 }
             }
@@ -453,6 +459,7 @@ impl Interface {
     ) -> Option<Delivery<'a>> {
         let packet = match icmp::Packet::new_checked(payload) {
             Ok(p) => p,
+            Err(WireError::Checksum) => return self.dropped(DropReason::IcmpChecksum),
             Err(_) => return self.dropped(DropReason::IcmpMalformed),
         };
         if packet.msg_type() == icmp::TYPE_DEST_UNREACHABLE {

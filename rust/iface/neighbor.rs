@@ -58,6 +58,15 @@ struct Waiting {
     frame: Vec<u8>,
 }
 
+/// A neighbor as listed for the user: resolved (with the time left before
+/// it must be confirmed again, zero once stale) or still being asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor {
+    pub ip: Ipv4Addr,
+    pub mac: Option<MacAddress>,
+    pub expires_in: Option<Duration>,
+}
+
 #[derive(Debug)]
 pub struct NeighborCache {
     config: NeighborConfig,
@@ -95,6 +104,25 @@ impl NeighborCache {
     }
 
     /// Number of entries, resolved or not.
+    /// Every entry as `arp -n` would list it, oldest first.
+    pub fn entries(&self, now: Instant) -> Vec<Neighbor> {
+        self.entries
+            .iter()
+            .map(|e| match e.state {
+                State::Reachable { mac, expires_at } => Neighbor {
+                    ip: e.ip,
+                    mac: Some(mac),
+                    expires_in: Some(expires_at.saturating_since(now)),
+                },
+                State::Incomplete { .. } => Neighbor {
+                    ip: e.ip,
+                    mac: None,
+                    expires_in: None,
+                },
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -4,6 +4,7 @@
 mod call;
 mod errors;
 mod stack;
+mod status;
 mod tcp;
 mod udp;
 

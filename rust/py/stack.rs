@@ -6,11 +6,11 @@ use super::tcp::{PyConnection, PyListener};
 use super::udp::PyUdpSocket;
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::fault::FaultConfig;
-use crate::runtime::{LiveConfig, LiveStack};
+use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
 use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
 use pyo3::exceptions::{PyOSError, PyOverflowError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -466,6 +466,45 @@ impl PyStack {
             dict.set_item(k, v)?;
         }
         Ok(dict)
+    }
+
+    /// The interface's state and totals at one instant: addresses, lease,
+    /// uptime, counters, drops by reason, TCP/UDP/ARP totals (see
+    /// `mipfast.status.Stats`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let live = self.live()?;
+        let (summary, uptime) = py.detach(|| {
+            let engine = live.engine();
+            let now = engine.now();
+            (
+                status::summary(&engine.stack, now),
+                now.saturating_since(Instant::ZERO),
+            )
+        });
+        super::status::summary(py, summary, uptime)
+    }
+
+    /// The ARP cache (`arp -n`): ip, mac (None while unresolved), state, expires_in.
+    fn arp_table<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let live = self.live()?;
+        let rows = py.detach(|| {
+            let engine = live.engine();
+            status::arp(&engine.stack, engine.now())
+        });
+        super::status::arp(py, rows)
+    }
+
+    /// TCP listeners and connections (`ss -ta`): state, ends, bytes each
+    /// way, retransmissions, RTT, cwnd, queues.
+    fn connections<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let rows = self.read(py, status::tcp)?;
+        super::status::tcp(py, rows)
+    }
+
+    /// UDP sockets (`ss -ua`): ends, datagrams queued, datagrams dropped.
+    fn udp_sockets<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let rows = self.read(py, status::udp)?;
+        super::status::udp(py, rows)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

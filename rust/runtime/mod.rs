@@ -11,6 +11,7 @@ pub mod errno;
 pub mod live;
 pub mod ops;
 pub mod readiness;
+pub mod status;
 pub mod watch;
 
 pub use live::{LiveConfig, LiveStack};

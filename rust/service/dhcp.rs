@@ -80,6 +80,19 @@ pub enum Phase {
     Rebinding,
 }
 
+impl Phase {
+    /// RFC 2131 §4.4's state, as the dashboard shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Selecting => "selecting",
+            Phase::Requesting => "requesting",
+            Phase::Bound => "bound",
+            Phase::Renewing => "renewing",
+            Phase::Rebinding => "rebinding",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Offer {
     address: Ipv4Addr,

@@ -191,6 +191,13 @@ impl UdpSockets {
         Ok(handle)
     }
 
+    /// Every bound socket, by port.
+    pub fn iter(&self) -> impl Iterator<Item = (UdpHandle, &UdpSocket)> {
+        let mut all: Vec<_> = self.sockets.iter().map(|(&h, s)| (h, s)).collect();
+        all.sort_by_key(|(_, s)| s.local().1);
+        all.into_iter()
+    }
+
     pub fn get(&self, h: UdpHandle) -> Option<&UdpSocket> {
         self.sockets.get(&h)
     }

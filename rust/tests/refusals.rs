@@ -76,7 +76,8 @@ fn corrupt_tcp_is_dropped_silently() {
     f[last] ^= 0x55; // breaks the TCP checksum, not the IP one
     s.process_frame(now, &f);
     assert!(drain(&mut s).is_empty());
-    assert_eq!(s.counters().drops(DropReason::TcpMalformed), 1);
+    assert_eq!(s.counters().drops(DropReason::TcpChecksum), 1);
+    assert_eq!(s.counters().checksum_errors(), 1);
 }
 
 #[test]

@@ -410,3 +410,73 @@ fn descriptors_follow_the_connections_the_engine_touched() {
     watches.shut();
     assert_eq!(watches.shown(Watched::Tcp(other)).map(|s| s.0), Some(true));
 }
+
+#[test]
+fn status_rows_list_what_the_stack_holds() {
+    use mipfast::runtime::status;
+    let mut net = Net::clean(13);
+    net.a.stack.tcp_mut().listen(8000, 8).unwrap();
+    let (ha, hb) = net.connect(80);
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .send(&pattern(5000, 1))
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(100));
+    let mut buf = [0u8; 8192];
+    let got = net
+        .b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .recv(&mut buf)
+        .unwrap();
+    assert_eq!(got, Some(5000));
+    net.a.stack.udp_bind(A_IP, 5353).unwrap();
+
+    let rows = status::tcp(&net.a.stack);
+    assert_eq!(rows[0].state, "LISTEN");
+    assert_eq!(
+        (rows[0].local, rows[0].accept_queue),
+        ((A_IP, 8000), Some((0, 8)))
+    );
+    let conn = rows.iter().find(|r| r.state == "ESTABLISHED").unwrap();
+    assert_eq!(conn.remote, Some((B_IP, 80)));
+    assert_eq!(
+        (conn.bytes_out, conn.bytes_in, conn.retransmits),
+        (5000, 0, 0)
+    );
+    assert!(conn.rtt.is_some() && conn.cwnd > 0 && conn.mss == 1448);
+
+    let arp = status::arp(&net.a.stack, net.now);
+    assert_eq!(arp.len(), 1);
+    assert_eq!((arp[0].ip, arp[0].mac), (B_IP, Some(tcp_net::B_MAC)));
+    assert!(arp[0].expires_in.unwrap() > Duration::ZERO);
+
+    let udp = status::udp(&net.a.stack);
+    assert_eq!(udp.len(), 1);
+    assert_eq!(udp[0].local, (A_IP, 5353));
+
+    let summary = status::summary(&net.a.stack, net.now);
+    assert_eq!(summary.address, Some((A_IP, 24)));
+    assert_eq!(summary.dhcp, "static");
+    let frames_in = summary
+        .counters
+        .iter()
+        .find(|(k, _)| k == "frames_in")
+        .unwrap()
+        .1;
+    assert!(frames_in >= 3, "the handshake and the ACKs came in");
+    assert_eq!(
+        (
+            summary.tcp_connections,
+            summary.udp_sockets,
+            summary.arp_entries
+        ),
+        (1, 1, 1)
+    );
+}

@@ -75,6 +75,12 @@ fn bulk(net: &mut Net, len: usize, limit: Duration) -> (Handle, Handle) {
     assert_eq!(ba.received, len);
     assert_eq!(ab.hash, Fnv::of(&ab.data));
     assert_eq!(ba.hash, Fnv::of(&ba.data));
+    let (a, b) = (net.conn_a(ha).traffic(), net.conn_b(hb).traffic());
+    assert_eq!(
+        (a.bytes_received, b.bytes_received),
+        (len as u64, len as u64)
+    );
+    assert!(a.bytes_acked <= len as u64 && b.bytes_acked <= len as u64);
     (ha, hb)
 }
 
@@ -94,6 +100,9 @@ fn ten_megabytes_each_way_on_a_clean_link() {
         "someone keeps TIME-WAIT: {ends:?}"
     );
     assert_eq!(net.conn_a(ha).send_queued(), 0);
+    let traffic = net.conn_a(ha).traffic();
+    assert_eq!(traffic.bytes_acked, 10 << 20, "every byte acknowledged");
+    assert_eq!(traffic.retransmits, 0, "nothing resent on a clean link");
     net.run_for(Duration::from_secs(61)); // 2·MSL
     assert_eq!(net.a.stack.tcp().active() + net.b.stack.tcp().active(), 0);
 }
@@ -122,7 +131,9 @@ fn faulty_len() -> usize {
 fn byte_exact_under_loss_reorder_duplication_and_corruption_over_50_seeds() {
     for seed in 0..50 {
         let mut net = Net::new(faulty(), 1000 + seed);
-        bulk(&mut net, faulty_len(), Duration::from_secs(3600));
+        let (ha, hb) = bulk(&mut net, faulty_len(), Duration::from_secs(3600));
+        let resent = net.conn_a(ha).traffic().retransmits + net.conn_b(hb).traffic().retransmits;
+        assert!(resent > 0, "losses were repaired by retransmissions");
         let stats = net.a.dev.fault_stats();
         assert!(
             stats.lost > 0 && stats.reordered > 0 && stats.corrupted > 0,

@@ -18,7 +18,7 @@ mod seq;
 mod set;
 
 pub use congestion::Algorithm;
-pub use connection::{Connection, State};
+pub use connection::{Connection, State, Traffic};
 pub use listener::Listener;
 pub use seq::Seq;
 pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};

@@ -88,6 +88,8 @@ pub struct TcpSockets {
     /// Connections dispatched since [`TcpSockets::take_changed`], when
     /// someone follows changes (the runtime's readiness descriptors).
     changed: Option<Vec<Handle>>,
+    /// Retransmissions of the connections already freed, for the total.
+    retransmits_of_freed: u64,
     secret: Secret,
     /// RFC 6056 Algorithm 3's `next_ephemeral`.
     next_ephemeral: u32,
@@ -107,6 +109,7 @@ impl TcpSockets {
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             changed: None,
+            retransmits_of_freed: 0,
             secret: Secret::new(key),
             next_ephemeral: first_port,
             cookies: (0, 0),
@@ -138,6 +141,31 @@ impl TcpSockets {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Every connection held, with its handle (`ss -t` order: by slot).
+    pub fn iter(&self) -> impl Iterator<Item = (Handle, &Connection)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let handle = Handle {
+                index: i as u32,
+                generation: s.generation,
+            };
+            s.conn.as_ref().map(|c| (handle, c))
+        })
+    }
+
+    /// The ports listened on, with their listeners.
+    pub fn listeners(&self) -> impl Iterator<Item = (u16, &Listener)> {
+        self.listeners.iter().map(|(&p, l)| (p, l))
+    }
+
+    /// Segments retransmitted by every connection, freed ones included.
+    pub fn retransmits(&self) -> u64 {
+        self.retransmits_of_freed
+            + self
+                .iter()
+                .map(|(_, c)| c.traffic().retransmits)
+                .sum::<u64>()
+    }
+
     /// Connections in the demultiplexing table (not CLOSED).
     pub fn active(&self) -> usize {
         self.tuples.len()
@@ -685,6 +713,7 @@ impl TcpSockets {
     fn remove(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         if let Some(conn) = slot.conn.take() {
+            self.retransmits_of_freed += conn.traffic().retransmits;
             let tuple = tuple_of(&conn);
             if self.tuples.get(&tuple) == Some(&i) {
                 self.tuples.remove(&tuple);

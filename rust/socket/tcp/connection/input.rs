@@ -271,7 +271,9 @@ impl Connection {
             "ACK beyond the data: {}",
             self.summary()
         );
-        self.tx.discard(bytes.min(self.tx.len()));
+        let bytes = bytes.min(self.tx.len());
+        self.tx.discard(bytes);
+        self.traffic.bytes_acked += bytes as u64;
         if self.tx.is_empty() {
             self.tx.release_if_empty();
         }

@@ -186,6 +186,20 @@ pub struct Connection {
     /// Segments go with DF set, unless the path reported an MTU below
     /// [`crate::socket::tcp::path_mtu::MIN_PATH_MTU`].
     dont_fragment: bool,
+
+    traffic: Traffic,
+}
+
+/// What a connection has carried, for statistics (`ss -i`'s bytes_acked,
+/// bytes_received, retrans).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Payload bytes the peer acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Segments sent again (fast retransmits, timeouts, loss probes).
+    pub retransmits: u64,
 }
 
 fn window_shift(buffer: usize) -> u8 {
@@ -263,6 +277,7 @@ impl Connection {
             orphan: false,
             path_mtu: None,
             dont_fragment: true,
+            traffic: Traffic::default(),
         }
     }
 
@@ -409,6 +424,9 @@ impl Connection {
         (self.snd_shift, self.rcv_shift)
     }
     /// Heap bytes held by the buffers (for memory accounting).
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
     pub fn buffer_bytes(&self) -> usize {
         self.tx.allocated() + self.rx.allocated()
     }

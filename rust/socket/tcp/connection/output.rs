@@ -228,6 +228,7 @@ impl Connection {
                 }
             }
             if retransmit {
+                self.traffic.retransmits += 1;
                 if self.timed.is_some_and(|(t, _)| t >= seq && t < end) {
                     self.timed = None; // Karn's rule
                 }

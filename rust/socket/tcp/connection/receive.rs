@@ -63,6 +63,7 @@ impl Connection {
             let reach = self.ooo.advance(seq + data.len());
             let n = reach.offset_from(self.rcv_nxt);
             self.rx.commit(n);
+            self.traffic.bytes_received += n as u64;
             self.rcv_nxt = reach;
             self.unacked_bytes += n;
             if self.read_shut {
