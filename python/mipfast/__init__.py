@@ -17,10 +17,16 @@ from __future__ import annotations
 import atexit
 import ssl as _ssl
 import weakref
+from importlib import metadata as _metadata
 
 from . import _native
 from ._native import DEFAULT_MAC, Connection, Listener, UdpSocket, interfaces, reset_logging
 from .tls import TlsConnection
+
+try:
+    __version__ = _metadata.version("mipfast")
+except _metadata.PackageNotFoundError:  # run from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "Stack",

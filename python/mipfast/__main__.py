@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
+import ssl
 import sys
+import time
 from collections.abc import Sequence
 
 import mipfast
+from mipfast.dashboard.auth import generate_password
 
 log = logging.getLogger("mipfast")
+
+#: The Rust engine's loggers (the `log` crate's targets, through pyo3-log).
+ENGINE_LOGGERS = ("mipfast.socket", "mipfast.iface", "mipfast.wire", "mipfast.stack", "mipfast.runtime")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--busy-poll-us", type=int, default=0, help="spin this long after activity before sleeping"
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: debug logging, -vv: the engine's too"
+    )
+    p.add_argument("--version", action="version", version=f"mipfast {mipfast.__version__}")
+    web = p.add_argument_group("dashboard (served by the stack itself)")
+    web.add_argument("--http-port", type=int, default=8000, help="dashboard port (default 8000)")
+    web.add_argument("--no-http", action="store_true", help="no dashboard")
+    web.add_argument("--https-port", type=int, help="also serve the dashboard over TLS on this port")
+    web.add_argument("--cert", help="certificate chain (PEM) for --https-port")
+    web.add_argument("--key", help="private key (PEM) for --https-port")
+    web.add_argument("--admin-password", help="password of the admin account (default: generated)")
+    web.add_argument("--user-password", help="password of the read-only user account (default: generated)")
+    web.add_argument(
+        "--password-file",
+        help="a file of 'admin:PASSWORD' and 'user:PASSWORD' lines (instead of the two above)",
+    )
+    web.add_argument("--max-clients", type=int, default=64, help="concurrent dashboard clients (default 64)")
     p.add_argument("--list", action="store_true", help="list interfaces and exit")
     p.add_argument(
         "--lab",
@@ -43,6 +66,66 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def _passwords(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """The accounts' passwords, and the names of those generated here (to print once)."""
+    given: dict[str, str] = {}
+    if args.password_file:
+        with open(args.password_file) as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                name, sep, password = line.partition(":")
+                if not sep or name not in ("admin", "user") or not password:
+                    raise ValueError(
+                        f"{args.password_file}:{n}: expected 'admin:PASSWORD' or 'user:PASSWORD'"
+                    )
+                given[name] = password
+    if args.admin_password:
+        given["admin"] = args.admin_password
+    if args.user_password:
+        given["user"] = args.user_password
+    generated = [name for name in ("admin", "user") if name not in given]
+    for name in generated:
+        given[name] = generate_password()
+    return given, generated
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.https_port is None:
+        return None
+    if not (args.cert and args.key):
+        raise ValueError("--https-port needs --cert and --key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    return ctx
+
+
+async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summary: dict) -> None:
+    from . import dashboard
+
+    passwords, generated = _passwords(args)
+    server = await dashboard.serve(
+        stack,
+        args.http_port,
+        passwords,
+        https_port=args.https_port,
+        tls=_tls_context(args),
+        limits=dashboard.Limits(max_clients=args.max_clients),
+    )
+    summary["server"] = server
+    loop = asyncio.get_running_loop()
+    while not stack.ready:  # DHCP: the READY line comes first
+        await loop.run_in_executor(None, stack.poll, 0.5)
+    urls = [f"http://{stack.ip}:{args.http_port}/"]
+    if args.https_port is not None:
+        urls.append(f"https://{stack.ip}:{args.https_port}/")
+    print(f"Dashboard: {' '.join(urls)}", flush=True)
+    for name in generated:  # on the terminal once; never logged
+        print(f"  {name} password: {passwords[name]}", flush=True)
+    await asyncio.Event().wait()
 
 
 def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) -> int:
@@ -63,6 +146,8 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
     except (OSError, ValueError) as e:
         print(f"mipfast: {e}", file=sys.stderr)
         return 2
+    started = time.monotonic()
+    summary: dict = {}
     try:
         if lab is not None:
             stack.wait_ready(timeout=30)
@@ -70,20 +155,43 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
             print(
                 f"mipfast is up on {iface} with {stack.ip}. Reach it from the lab namespace:\n"
                 f"  sudo ip netns exec {netns} ping {stack.ip}\n"
-                f"  sudo ip netns exec {netns} arp -n   # or: ip neigh\n"
+                f"  sudo ip netns exec {netns} curl http://{stack.ip}:{args.http_port}/\n"
                 "Ctrl-C stops the stack and removes the lab.",
                 flush=True,
             )
-        while True:
-            stack.poll(timeout=1.0)
-    except KeyboardInterrupt:
-        log.info("stopping")
+        if args.no_http:
+            while True:
+                stack.poll(timeout=1.0)
+        else:
+            asyncio.run(_serve_dashboard(stack, args, summary))
         return 0
+    except KeyboardInterrupt:
+        _print_summary(stack, started, summary)
+        return 0
+    except (ValueError, OSError) as e:
+        print(f"mipfast: {e}", file=sys.stderr)
+        return 2
     except TimeoutError as e:
         print(f"mipfast: {e}", file=sys.stderr)
         return 1
     finally:
         stack.close()
+
+
+def _print_summary(stack: mipfast.Stack, started: float, summary: dict) -> None:
+    """The one line Ctrl-C leaves: uptime, frames, connections served."""
+    up = int(time.monotonic() - started)
+    try:
+        c = stack.counters
+        frames = f"frames in {c['frames_in']}, out {c['frames_out']}"
+    except OSError:
+        frames = "frames unknown"
+    server = summary.get("server")
+    served = f", {server.http.connections} dashboard connections served" if server else ""
+    print(
+        f"mipfast: stopped after {up // 3600}h{up % 3600 // 60:02d}m{up % 60:02d}s, {frames}{served}",
+        flush=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.verbose == 1:  # the engine's per-segment debugging only with -vv
+        for engine in ENGINE_LOGGERS:
+            logging.getLogger(engine).setLevel(logging.INFO)
     mipfast.reset_logging()
     if args.list:
         for name in mipfast.interfaces():

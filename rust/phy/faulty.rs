@@ -12,18 +12,37 @@ use std::io;
 pub struct Faulty<D> {
     pub inner: D,
     faults: Option<(FaultInjector, FaultInjector)>,
+    config: Option<FaultConfig>,
+    seed: u64,
 }
 
 impl<D> Faulty<D> {
     /// `config` None passes every frame untouched at no cost.
     pub fn new(inner: D, config: Option<FaultConfig>, seed: u64) -> Self {
-        let faults = config.map(|c| {
+        let mut faulty = Faulty {
+            inner,
+            faults: None,
+            config: None,
+            seed,
+        };
+        faulty.configure(config);
+        faulty
+    }
+
+    /// Changes the faults from now on (None: none); counts start again.
+    pub fn configure(&mut self, config: Option<FaultConfig>) {
+        let seed = self.seed;
+        self.faults = config.clone().map(|c| {
             (
                 FaultInjector::new(c.clone(), seed),
                 FaultInjector::new(c, seed ^ 0x5851_f42d_4c95_7f2d),
             )
         });
-        Faulty { inner, faults }
+        self.config = config;
+    }
+
+    pub fn config(&self) -> Option<&FaultConfig> {
+        self.config.as_ref()
     }
     /// What was done to (received, transmitted) frames.
     pub fn stats(&self) -> Option<(FaultStats, FaultStats)> {

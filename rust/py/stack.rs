@@ -37,6 +37,16 @@ fn port_arg(port: i64) -> PyResult<u16> {
         .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
 }
 
+fn congestion_arg(name: &str) -> PyResult<Algorithm> {
+    match name {
+        "cubic" => Ok(Algorithm::Cubic),
+        "newreno" | "reno" => Ok(Algorithm::NewReno),
+        other => Err(PyValueError::new_err(format!(
+            "congestion must be 'cubic' or 'newreno', not {other:?}"
+        ))),
+    }
+}
+
 fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
     let mut c = FaultConfig::default();
     for (k, v) in d.iter() {
@@ -101,15 +111,7 @@ impl PyStack {
         faults: Option<Bound<'_, PyDict>>,
         segment_offload: bool,
     ) -> PyResult<Self> {
-        let algorithm = match congestion {
-            "cubic" => Algorithm::Cubic,
-            "newreno" | "reno" => Algorithm::NewReno,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "congestion must be 'cubic' or 'newreno', not {other:?}"
-                )))
-            }
-        };
+        let algorithm = congestion_arg(congestion)?;
         let faults = faults.map(|d| fault_config(&d)).transpose()?;
         let mut interface = InterfaceConfig::default();
         if let Some(mac) = mac {
@@ -354,6 +356,47 @@ impl PyStack {
         let live = self.live()?;
         dict.set_item("bridges", py.detach(move || live.bridges()))?;
         Ok(dict)
+    }
+
+    /// Injects faults on the live device from now on, each direction:
+    /// {"loss": p, "duplicate": p, "corrupt": p} (probabilities), or None to
+    /// stop. For demonstrations and tests; counts in `fault_stats` restart.
+    fn set_faults(&self, py: Python<'_>, faults: Option<Bound<'_, PyDict>>) -> PyResult<()> {
+        let config = faults.map(|d| fault_config(&d)).transpose()?;
+        let live = self.live()?;
+        py.detach(move || live.engine().set_faults(config));
+        Ok(())
+    }
+
+    /// The faults injected now, or None.
+    #[getter]
+    fn faults<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let live = self.live()?;
+        let Some(c) = py.detach(move || live.engine().faults().cloned()) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("loss", c.loss)?;
+        d.set_item("duplicate", c.duplicate)?;
+        d.set_item("corrupt", c.corrupt)?;
+        Ok(Some(d))
+    }
+
+    /// Congestion control for connections opened from now on: "cubic" or "newreno".
+    #[getter]
+    fn congestion(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.read(py, |s| match s.tcp().config().algorithm {
+            Algorithm::Cubic => "cubic",
+            Algorithm::NewReno => "newreno",
+        })
+    }
+
+    #[setter]
+    fn set_congestion(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let algorithm = congestion_arg(name)?;
+        let live = self.live()?;
+        py.detach(move || live.engine().stack.tcp_mut().config_mut().algorithm = algorithm);
+        Ok(())
     }
 
     /// What the fault injector did: {"rx": {...}, "tx": {...}}, or None.

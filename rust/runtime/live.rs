@@ -78,6 +78,15 @@ impl Engine {
         Ok(n + timer_due as usize + pumped as usize)
     }
 
+    /// Injects `faults` on the device from now on (None: stops).
+    pub fn set_faults(&mut self, faults: Option<FaultConfig>) {
+        self.device.inner.configure(faults);
+    }
+
+    pub fn faults(&self) -> Option<&FaultConfig> {
+        self.device.inner.config()
+    }
+
     /// What the fault injector did to (received, transmitted) frames.
     pub fn fault_stats(&self) -> Option<(FaultStats, FaultStats)> {
         self.device.inner.stats()

@@ -1,0 +1,140 @@
+"""The dashboard served by the stack, reached from the lab namespace's kernel: login and
+roles, REST, the live WebSocket, settings applied and pushed, tools, robustness against
+malformed, oversized, pipelined, slow and too many clients; and `python -m mipfast`
+printing the URL, the generated passwords and its summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import STACK_CIDR, STACK_IP
+
+import mipfast.dashboard
+
+CLIENT = str(Path(__file__).resolve().parent / "dashboard_client.py")
+PASSWORDS = {"admin": "admin-secret", "user": "user-secret"}
+
+
+class Served:
+    """The dashboard on its own event loop in a thread, over the test's stack."""
+
+    def __init__(self, stack, port: int, limits: mipfast.dashboard.Limits) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.server = None
+
+        async def start() -> None:
+            self.server = await mipfast.dashboard.serve(stack, port, PASSWORDS, limits=limits)
+            self.ready.set()
+
+        self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self, start) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def served(stack):
+    limits = mipfast.dashboard.Limits(max_clients=8, request_timeout=1.0, idle_timeout=2.0)
+    s = Served(stack, 8000, limits)
+    yield s
+    s.close()
+
+
+def client(lab, *args: str, timeout: float = 60) -> dict:
+    r = subprocess.run(lab.ns(sys.executable, CLIENT, *args), capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_login_roles_rest_watch_and_settings(lab, stack, served):
+    out = client(lab, "flow", STACK_IP, "8000", PASSWORDS["admin"], PASSWORDS["user"], lab.peer_ip)
+    assert out["root_anon"] == [302, {"Location": "/login"}] or out["root_anon"][0] == 302
+    assert out["status_anon"] == 401 and out["login_page"] == 200 and out["bad_login"] == 401
+    status, cookie, body = out["user_login"]
+    assert status == 200 and body["role"] == "user" and not body["admin"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert len(cookie.split(";")[0].split("=", 1)[1]) >= 22, "a 128-bit token"
+    st = out["user_status"]
+    assert st["ip"] == STACK_IP and st["netmask"] == "255.255.255.0" and st["dhcp"] == "static"
+    assert st["counters"]["frames_in"] > 0 and "tcp_no_listener" in st["drops"]
+    assert {"ip": lab.peer_ip}.items() <= out["user_arp"][0].items()
+    states = {c["state"] for c in out["user_connections"]}
+    assert "LISTEN" in states and "ESTABLISHED" in states, "the dashboard's own connection shows"
+    assert out["user_config"]["congestion"] == "cubic"
+    assert out["user_set_config"] == 403, "the user account only reads"
+    assert out["page"] == 200 and out["admin_login"] == 200
+    assert out["no_csrf"] == 403 and out["cross_origin"] == 403
+    assert out["bad_setting"][0] == 400 and "congestion" in out["bad_setting"][1]["error"]
+    assert out["unknown_path"] == 404 and out["wrong_method"][0] == 405
+    assert out["too_big"] == 413
+    assert out["ping"]["ok"] and len(out["ping"]["rtts"]) == 2 and all(out["ping"]["rtts"])
+    assert out["connect_refused"]["ok"] is False and "refused" in out["connect_refused"]["error"].lower()
+    assert out["watch_accepted"] and out["watch_first"]["refresh"] == 1.0
+    assert out["set_config"][0] == 200
+    assert out["pushed_config"]["congestion"] == "newreno" and out["pushed_config"]["refresh"] == 30
+    assert out["push_delay"] < 5, "pushed at once, not at the next 30 s refresh"
+    assert stack.congestion == "newreno", "applied to the stack"
+    assert out["watch_anon"] == 401
+    assert out["malformed"].startswith("HTTP/1.1 400")
+    assert out["pipelined"] == 2
+    assert out["after_logout"] == 401
+
+
+def test_too_many_clients_and_slow_clients_do_not_stop_the_server(lab, stack, served):
+    out = client(lab, "crowd", STACK_IP, "8000", "8")
+    assert out["extra"].startswith("HTTP/1.1 503"), "the ninth client is turned away"
+    assert out["after"].startswith("HTTP/1.1 200"), "room again once the others left"
+    slow = client(lab, "slowloris", STACK_IP, "8000")
+    assert slow["answer"].startswith("HTTP/1.1 408")
+    assert slow["closed_after"] < 5
+    assert served.server.http.clients == 0 or served.server.http.clients <= 1
+
+
+def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mipfast", "-i", lab.iface, "--ip", STACK_CIDR, "--user-password", "u-pass"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("  admin password:"):
+                break
+        assert f"Dashboard: http://{STACK_IP}:8000/\n" in lines, lines
+        admin_pw = lines[-1].split(":", 1)[1].strip()
+        assert len(admin_pw) >= 12 and not any("user password" in x for x in lines), "only generated ones"
+        out = client(lab, "flow", STACK_IP, "8000", admin_pw, "u-pass", lab.peer_ip)
+        assert out["admin_login"] == 200 and out["user_login"][0] == 200
+        curl = subprocess.run(lab.ns("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                     f"http://{STACK_IP}:8000/"), capture_output=True, text=True)  # fmt: skip
+        assert curl.stdout == "302"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    summary = rest.strip().splitlines()[-1]
+    assert summary.startswith("mipfast: stopped after") and "dashboard connections served" in summary
+    assert admin_pw not in err, "the generated password is never logged"
