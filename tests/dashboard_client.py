@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import sys
 import time
@@ -53,9 +54,13 @@ class Client:
                                   extra_headers=[(b"Cookie", self.cookie.encode())])))  # fmt: skip
         return s, ws
 
-    @staticmethod
-    def messages(s: socket.socket, ws: WSConnection, count: int, limit: float):
-        got, accepted, end, text = [], False, time.monotonic() + limit, ""
+    partial: dict[int, str] = {}
+
+    @classmethod
+    def messages(cls, s: socket.socket, ws: WSConnection, count: int, limit: float, until=None):
+        """Up to `count` messages within `limit` seconds (or until one satisfies `until`)."""
+        got, accepted, end = [], False, time.monotonic() + limit
+        text = cls.partial.pop(id(ws), "")
 
         while len(got) < count and time.monotonic() < end:
             s.settimeout(max(end - time.monotonic(), 0.01))
@@ -74,6 +79,10 @@ class Client:
                     if e.message_finished:
                         got.append(json.loads(text))
                         text = ""
+                        if until is not None and until(got[-1]):
+                            cls.partial[id(ws)] = text
+                            return accepted, got[-1:]
+        cls.partial[id(ws)] = text
         return accepted, got
 
 
@@ -118,6 +127,18 @@ def flow(host: str, port: int, admin_pw: str, user_pw: str, me: str) -> dict:
     out["too_big"] = admin.call("POST", "/api/config", b"x" * 200_000)[0]
     out["ping"] = admin.call("POST", "/api/tools/ping", {"host": me, "count": 2})[2]
     out["connect_refused"] = admin.call("POST", "/api/tools/connect", {"host": me, "port": 9})[2]
+    # A capture of the device's own frames, downloaded as a .pcap.
+    out["capture_user"] = user.call("POST", "/api/capture/start", {})[0]
+    out["capture_start"] = admin.call("POST", "/api/capture/start", {"limit": 1 << 20})[2]
+    admin.call("POST", "/api/tools/ping", {"host": me, "count": 3})
+    out["capture_stop"] = admin.call("POST", "/api/capture/stop", {})[2]
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    c.request("GET", "/api/capture.pcap", headers={"Cookie": admin.cookie})
+    r = c.getresponse()
+    path = f"/tmp/mipfast-capture-{os.getpid()}.pcap"
+    with open(path, "wb") as f:
+        f.write(r.read())
+    out["capture_file"] = (r.status, r.getheader("Content-Type"), r.getheader("Content-Disposition"), path)
     # The live feed: a first snapshot at once, then a push as soon as a setting changes.
     s, ws = admin.watch()
     accepted, first = Client.messages(s, ws, 1, 5)
@@ -125,7 +146,7 @@ def flow(host: str, port: int, admin_pw: str, user_pw: str, me: str) -> dict:
     out["watch_first"] = first[0]["config"] if first else None
     start = time.monotonic()
     out["set_config"] = admin.call("POST", "/api/config", {"congestion": "newreno", "refresh": 30})[:3:2]
-    _, pushed = Client.messages(s, ws, 1, 5)
+    _, pushed = Client.messages(s, ws, 100, 5, until=lambda m: m["config"]["congestion"] == "newreno")
     out["pushed_config"] = pushed[0]["config"] if pushed else None
     out["push_delay"] = time.monotonic() - start
     s.close()

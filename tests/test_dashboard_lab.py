@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import scapy.all as scapy
 from conftest import STACK_CIDR, STACK_IP
 
 import mipfast.dashboard
@@ -87,6 +89,19 @@ def test_login_roles_rest_watch_and_settings(lab, stack, served):
     assert out["too_big"] == 413
     assert out["ping"]["ok"] and len(out["ping"]["rtts"]) == 2 and all(out["ping"]["rtts"])
     assert out["connect_refused"]["ok"] is False and "refused" in out["connect_refused"]["error"].lower()
+    assert out["capture_user"] == 403
+    assert out["capture_start"]["running"] and out["capture_start"]["limit"] == 1 << 20
+    stopped = out["capture_stop"]
+    assert not stopped["running"] and stopped["frames"] >= 6, "three echo requests and replies at least"
+    status, kind, disposition, path = out["capture_file"]
+    assert status == 200 and kind == "application/vnd.tcpdump.pcap" and ".pcap" in disposition
+    try:
+        frames = scapy.rdpcap(path)
+    finally:
+        os.unlink(path)
+    assert len(frames) == stopped["frames"]
+    echoes = [f for f in frames if f.haslayer(scapy.ICMP) and f[scapy.ICMP].type in (0, 8)]
+    assert len(echoes) >= 6 and {f[scapy.IP].dst for f in echoes} == {lab.peer_ip, STACK_IP}
     assert out["watch_accepted"] and out["watch_first"]["refresh"] == 1.0
     assert out["set_config"][0] == 200
     assert out["pushed_config"]["congestion"] == "newreno" and out["pushed_config"]["refresh"] == 30

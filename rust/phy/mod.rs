@@ -1,6 +1,7 @@
 //! Devices: where frames come from and go to. Only this module (and `py`)
 //! does I/O.
 
+pub mod capture;
 mod device;
 pub mod fault;
 pub mod faulty;

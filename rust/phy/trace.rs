@@ -1,6 +1,7 @@
 //! Records every frame in and out of a device into a `.pcap` file that
 //! tcpdump and Wireshark open.
 
+use super::capture::CaptureRing;
 use super::Device;
 use crate::iface::TxFrame;
 use crate::time::Instant;
@@ -67,33 +68,64 @@ impl Drop for TraceWriter {
     }
 }
 
-/// A device whose traffic, both ways, is also written to a trace when one is set.
+/// A device whose traffic, both ways, is also written to a trace file and
+/// to an in-memory capture when they are set.
 pub struct Traced<D> {
     pub inner: D,
     pub trace: Option<TraceWriter>,
+    pub capture: Option<CaptureRing>,
+}
+
+impl<D> Traced<D> {
+    pub fn new(inner: D, trace: Option<TraceWriter>) -> Self {
+        Traced {
+            inner,
+            trace,
+            capture: None,
+        }
+    }
+
+    fn records(&self) -> bool {
+        self.trace.is_some() || self.capture.as_ref().is_some_and(|c| c.info().running)
+    }
+}
+
+/// Records `frame` wherever recording is on.
+fn record(
+    trace: &mut Option<TraceWriter>,
+    capture: &mut Option<CaptureRing>,
+    now: Instant,
+    frame: &[u8],
+) {
+    if let Some(t) = trace {
+        t.record(now, frame);
+    }
+    if let Some(c) = capture {
+        c.record(now, frame);
+    }
 }
 
 impl<D: Device> Device for Traced<D> {
     fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
-        match &mut self.trace {
-            None => self.inner.receive(now, sink),
-            Some(trace) => self.inner.receive(now, &mut |frame| {
-                trace.record(now, frame);
-                sink(frame)
-            }),
+        if !self.records() {
+            return self.inner.receive(now, sink);
         }
+        let (trace, capture) = (&mut self.trace, &mut self.capture);
+        self.inner.receive(now, &mut |frame| {
+            record(trace, capture, now, frame);
+            sink(frame)
+        })
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
-        if let Some(trace) = &mut self.trace {
-            trace.record(now, frame);
-        }
+        record(&mut self.trace, &mut self.capture, now, frame);
         self.inner.transmit(now, frame)
     }
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
-        if let Some(trace) = &mut self.trace {
-            // The trace shows the wire: a burst as the segments it becomes.
+        if self.records() {
+            // Recordings show the wire: a burst as the segments it becomes.
+            let (trace, capture) = (&mut self.trace, &mut self.capture);
             for frame in frames {
-                frame.for_each_segment(&mut |f| trace.record(now, f));
+                frame.for_each_segment(&mut |f| record(trace, capture, now, f));
             }
         }
         self.inner.transmit_batch(now, frames)

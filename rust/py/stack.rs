@@ -358,6 +358,44 @@ impl PyStack {
         Ok(dict)
     }
 
+    /// Starts capturing every frame in and out into memory, up to `limit`
+    /// bytes of `.pcap` file (default 8 MiB; the oldest frames go first once
+    /// full). Replaces the previous capture.
+    #[pyo3(signature = (limit=8 << 20))]
+    fn capture_start(&self, py: Python<'_>, limit: usize) -> PyResult<()> {
+        let live = self.live()?;
+        py.detach(move || live.engine().capture_start(limit));
+        Ok(())
+    }
+
+    /// Stops capturing; the frames stay for `capture_pcap()`.
+    fn capture_stop(&self, py: Python<'_>) -> PyResult<()> {
+        let live = self.live()?;
+        py.detach(move || live.engine().capture_stop());
+        Ok(())
+    }
+
+    /// {"running", "frames", "bytes" (of the .pcap file), "dropped", "limit"}.
+    #[getter]
+    fn capture_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let live = self.live()?;
+        let info = py.detach(move || live.engine().capture_info());
+        let d = PyDict::new(py);
+        d.set_item("running", info.running)?;
+        d.set_item("frames", info.frames)?;
+        d.set_item("bytes", info.file_bytes)?;
+        d.set_item("dropped", info.dropped)?;
+        d.set_item("limit", info.limit)?;
+        Ok(d)
+    }
+
+    /// The capture as the bytes of a `.pcap` file (Wireshark, tcpdump -r).
+    fn capture_pcap<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let live = self.live()?;
+        let file = py.detach(move || live.engine().capture_pcap());
+        Ok(pyo3::types::PyBytes::new(py, &file))
+    }
+
     /// Injects faults on the live device from now on, each direction:
     /// {"loss": p, "duplicate": p, "corrupt": p} (probabilities), or None to
     /// stop. For demonstrations and tests; counts in `fault_stats` restart.

@@ -5,6 +5,7 @@
 
 use super::bridge::Bridges;
 use super::watch::{Watched, Watches};
+use crate::phy::capture::{CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
 use crate::phy::pcap_live::PcapDevice;
@@ -78,6 +79,36 @@ impl Engine {
         Ok(n + timer_due as usize + pumped as usize)
     }
 
+    /// Starts an in-memory capture of every frame in and out, up to
+    /// `limit` bytes of `.pcap` (the oldest frames go first); replaces the last one.
+    pub fn capture_start(&mut self, limit: usize) {
+        let now = self.now();
+        self.device.capture = Some(CaptureRing::start(limit, now));
+    }
+
+    /// Stops capturing; what was captured stays for download.
+    pub fn capture_stop(&mut self) {
+        if let Some(c) = &mut self.device.capture {
+            c.stop();
+        }
+    }
+
+    pub fn capture_info(&self) -> CaptureInfo {
+        self.device
+            .capture
+            .as_ref()
+            .map(|c| c.info())
+            .unwrap_or_default()
+    }
+
+    /// The capture as a `.pcap` file (an empty capture if none was started).
+    pub fn capture_pcap(&self) -> Vec<u8> {
+        match &self.device.capture {
+            Some(c) => c.to_pcap(),
+            None => CaptureRing::start(0, self.now()).to_pcap(),
+        }
+    }
+
     /// Injects `faults` on the device from now on (None: stops).
     pub fn set_faults(&mut self, faults: Option<FaultConfig>) {
         self.device.inner.configure(faults);
@@ -137,11 +168,9 @@ impl LiveStack {
             None => None,
         };
         let wake = WakeFd::new()?;
-        let device = Traced {
-            // Faults are seen on the wire: their stream is one of their own.
-            inner: Faulty::new(pcap, config.faults, fault_seed(config.stack.seed)),
-            trace,
-        };
+        // Faults are seen on the wire: their stream is one of their own.
+        let faulty = Faulty::new(pcap, config.faults, fault_seed(config.stack.seed));
+        let device = Traced::new(faulty, trace);
         let mut stack_config = config.stack;
         stack_config.tcp.burst_capacity = device.burst_capacity();
         let mut engine = Engine {

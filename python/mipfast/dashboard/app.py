@@ -24,6 +24,8 @@ log = logging.getLogger("mipfast.dashboard")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FAULTS = ("loss", "duplicate", "corrupt")
+CAPTURE_DEFAULT = 8 << 20
+CAPTURE_MAX = 64 << 20
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/login": ("login.html", "text/html; charset=utf-8"),
@@ -70,6 +72,10 @@ class Dashboard:
             ("POST", "/api/tools/dns"): (self._dns, True),
             ("POST", "/api/tools/connect"): (self._connect_test, True),
             ("GET", "/api/watch"): (self._watch, False),
+            ("GET", "/api/capture"): (self._capture_info, False),
+            ("POST", "/api/capture/start"): (self._capture_start, True),
+            ("POST", "/api/capture/stop"): (self._capture_stop, True),
+            ("GET", "/api/capture.pcap"): (self._capture_file, True),
         }
 
     def route(self, method: str, path: str, handler: Route, admin: bool = False) -> None:
@@ -167,6 +173,7 @@ class Dashboard:
             "connections": self.stack.connections(),
             "udp": self.stack.udp_sockets(),
             "config": self.config(),
+            "capture": self.stack.capture_info,
         }
         for name, section in self.extensions.items():
             snap[name] = section()
@@ -280,6 +287,34 @@ class Dashboard:
         except ValueError as e:
             return Response.error(400, str(e))
         return Response.json({"ok": True, **result})
+
+    # -- capture of the stack's own frames --
+
+    async def _capture_info(self, req: Request, s: auth.Session) -> Response:
+        return Response.json(self.stack.capture_info)
+
+    async def _capture_start(self, req: Request, s: auth.Session) -> Response:
+        try:
+            body = req.json() or {}
+            limit = int(body.get("limit", CAPTURE_DEFAULT))
+        except (ValueError, TypeError, AttributeError):
+            return Response.error(400, 'send {"limit": bytes} or nothing')
+        if not 64 * 1024 <= limit <= CAPTURE_MAX:
+            return Response.error(400, f"limit must be between 64 KiB and {CAPTURE_MAX >> 20} MiB")
+        self.stack.capture_start(limit)
+        log.info("%s started a capture (up to %d bytes)", s.user, limit)
+        self.watchers.changed()
+        return Response.json(self.stack.capture_info)
+
+    async def _capture_stop(self, req: Request, s: auth.Session) -> Response:
+        self.stack.capture_stop()
+        self.watchers.changed()
+        return Response.json(self.stack.capture_info)
+
+    async def _capture_file(self, req: Request, s: auth.Session) -> Response:
+        name = f"mipfast-{time.strftime('%Y%m%d-%H%M%S')}.pcap"
+        disposition = ("Content-Disposition", f'attachment; filename="{name}"')
+        return Response(200, self.stack.capture_pcap(), "application/vnd.tcpdump.pcap", [disposition])
 
     # -- live feed --
 

@@ -92,6 +92,11 @@ function render(snap) {
   fillTable($("arp"), snap.arp.map((a) => [a.ip, a.mac || "(asking)", duration(a.expires_in)]));
   fillTable($("udp"), snap.udp.map((u) => [endpoint(u.local), endpoint(u.remote), String(u.queued), String(u.dropped)]));
   renderSettings(snap.config);
+  const cap = snap.capture;
+  $("capture-state").textContent = cap.limit
+    ? `${cap.running ? "running" : "stopped"}, ${cap.frames} frames, ${bytes(cap.bytes)} of ${bytes(cap.limit)}` +
+      (cap.dropped ? `, ${cap.dropped} oldest dropped` : "")
+    : "none";
   history.push([snap.time, c.bytes_in, c.bytes_out]);
   while (history.length > HISTORY) history.shift();
   drawChart();
@@ -191,6 +196,8 @@ async function main() {
   tool("ping-form", "/api/tools/ping", (t) => ({ host: t.host.value, count: 4 }));
   tool("dns-form", "/api/tools/dns", (t) => ({ name: t.name.value }));
   tool("connect-form", "/api/tools/connect", (t) => ({ host: t.host.value, port: Number(t.port.value) }));
+  $("capture-start").onclick = () => api("POST", "/api/capture/start", {});
+  $("capture-stop").onclick = () => api("POST", "/api/capture/stop", {});
   connect();
 }
 
