@@ -134,7 +134,7 @@ mod tests {
         let mut stamps = Vec::new();
         while let Ok(p) = cap.next_packet() {
             read.push(p.data.to_vec());
-            stamps.push(p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64);
+            stamps.push(i64::from(p.header.ts.tv_sec) * 1_000_000 + i64::from(p.header.ts.tv_usec));
         }
         std::fs::remove_file(&path).unwrap();
         assert_eq!(read, frames);
