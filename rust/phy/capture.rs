@@ -134,6 +134,8 @@ mod tests {
         let mut stamps = Vec::new();
         while let Ok(p) = cap.next_packet() {
             read.push(p.data.to_vec());
+            // time_t and suseconds_t are not i64 on every platform.
+            #[allow(clippy::useless_conversion)]
             stamps.push(i64::from(p.header.ts.tv_sec) * 1_000_000 + i64::from(p.header.ts.tv_usec));
         }
         std::fs::remove_file(&path).unwrap();
