@@ -196,6 +196,11 @@ if __name__ == "__main__":
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "flow":
         result = flow(host, port, sys.argv[4], sys.argv[5], sys.argv[6])
+    elif mode == "publish":  # as the user account, through the page's API
+        c = Client(host, port)
+        c.login("user", sys.argv[4])
+        status, _, body = c.call("POST", "/api/mqtt/publish", {"payload": sys.argv[5]})
+        result = {"status": status, "body": body}
     elif mode == "crowd":
         result = crowd(host, port, int(sys.argv[4]))
     else:

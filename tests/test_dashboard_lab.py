@@ -28,13 +28,13 @@ PASSWORDS = {"admin": "admin-secret", "user": "user-secret"}
 class Served:
     """The dashboard on its own event loop in a thread, over the test's stack."""
 
-    def __init__(self, stack, port: int, limits: mipfast.dashboard.Limits) -> None:
+    def __init__(self, stack, port: int, limits: mipfast.dashboard.Limits, **options) -> None:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.server = None
 
         async def start() -> None:
-            self.server = await mipfast.dashboard.serve(stack, port, PASSWORDS, limits=limits)
+            self.server = await mipfast.dashboard.serve(stack, port, PASSWORDS, limits=limits, **options)
             self.ready.set()
 
         self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
@@ -153,3 +153,67 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab):
     summary = rest.strip().splitlines()[-1]
     assert summary.startswith("mipfast: stopped after") and "dashboard connections served" in summary
     assert admin_pw not in err, "the generated password is never logged"
+
+
+def wait_until(check, limit: float = 15) -> bool:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def broker(lab, tmp_path):
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("listener 1883 0.0.0.0\nallow_anonymous true\n")
+    proc = subprocess.Popen(
+        lab.ns("mosquitto", "-c", str(conf)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    probe = lab.ns("mosquitto_pub", "-h", "127.0.0.1", "-t", "probe", "-m", "x")
+    assert wait_until(lambda: subprocess.run(probe, capture_output=True).returncode == 0), (
+        "mosquitto did not start"
+    )
+    return proc
+
+
+def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
+    mosquitto = broker(lab, tmp_path)
+    limits = mipfast.dashboard.Limits()
+    served = Served(stack, 8000, limits, mqtt_url=f"mqtt://{lab.peer_ip}:1883", mqtt_topic="lab/dev")
+    try:
+        console = served.server.mqtt
+        assert wait_until(lambda: console.connected), console.snapshot()
+        status = subprocess.run(
+            lab.ns("mosquitto_sub", "-h", "127.0.0.1", "-t", "lab/dev/status", "-C", "1", "-W", "20"),
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["ip"] == STACK_IP, "the device publishes its status"
+        subprocess.run(
+            lab.ns("mosquitto_pub", "-h", "127.0.0.1", "-t", "lab/dev/hello", "-m", "from kernel"), check=True
+        )
+        assert wait_until(
+            lambda: any(
+                m["payload"] == "from kernel" and m["direction"] == "in"
+                for m in console.snapshot()["messages"]
+            )
+        ), "messages to the topic arrive"
+        sub = subprocess.Popen(
+            lab.ns("mosquitto_sub", "-h", "127.0.0.1", "-t", "lab/dev", "-C", "1", "-W", "20"),
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.5)
+        sent = client(lab, "publish", STACK_IP, "8000", PASSWORDS["user"], "from page")
+        assert sent["status"] == 200, sent
+        assert sub.communicate(timeout=30)[0].strip() == "from page", "a user's message reaches the broker"
+        # The broker goes away and comes back: the console reconnects with backoff.
+        mosquitto.kill()
+        mosquitto.wait()
+        assert wait_until(lambda: not console.connected), "the loss is noticed"
+        assert client(lab, "publish", STACK_IP, "8000", PASSWORDS["user"], "lost")["status"] == 503
+        mosquitto = broker(lab, tmp_path)
+        assert wait_until(lambda: console.connected and console.connects == 2, 40), console.snapshot()
+    finally:
+        served.close()
+        mosquitto.kill()
+        mosquitto.wait()

@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         "--password-file",
         help="a file of 'admin:PASSWORD' and 'user:PASSWORD' lines (instead of the two above)",
     )
+    web.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]", help="connect the MQTT console to this broker")
+    web.add_argument(
+        "--mqtt-topic", default="mipfast/device", help="the console's topic (default mipfast/device)"
+    )
     web.add_argument("--max-clients", type=int, default=64, help="concurrent dashboard clients (default 64)")
     p.add_argument("--list", action="store_true", help="list interfaces and exit")
     p.add_argument(
@@ -114,6 +118,8 @@ async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summa
         https_port=args.https_port,
         tls=_tls_context(args),
         limits=dashboard.Limits(max_clients=args.max_clients),
+        mqtt_url=args.mqtt,
+        mqtt_topic=args.mqtt_topic,
     )
     summary["server"] = server
     loop = asyncio.get_running_loop()

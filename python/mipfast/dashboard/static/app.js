@@ -97,12 +97,22 @@ function render(snap) {
     ? `${cap.running ? "running" : "stopped"}, ${cap.frames} frames, ${bytes(cap.bytes)} of ${bytes(cap.limit)}` +
       (cap.dropped ? `, ${cap.dropped} oldest dropped` : "")
     : "none";
+  renderMqtt(snap.mqtt);
   history.push([snap.time, c.bytes_in, c.bytes_out]);
   while (history.length > HISTORY) history.shift();
   drawChart();
-  for (const [name, section] of Object.entries(snap)) {
-    if (window.mipfastSections && window.mipfastSections[name]) window.mipfastSections[name](section);
-  }
+}
+
+let mqttTopicSet = false;
+function renderMqtt(m) {
+  $("mqtt").hidden = !m;
+  if (!m) return;
+  $("mqtt-state").textContent = `${m.broker}, ${m.connected ? "connected" : "not connected"}` +
+    (m.error && !m.connected ? ` (${m.error})` : "");
+  if (!mqttTopicSet) { $("mqtt-form").topic.value = m.topic; mqttTopicSet = true; }
+  fillTable($("mqtt-log"), m.messages.slice().reverse().map((x) => [
+    new Date(x.time * 1000).toLocaleTimeString(), x.direction === "in" ? "⇐" : "⇒", x.topic, x.payload,
+  ]));
 }
 
 let settingsTouched = false;
@@ -196,6 +206,15 @@ async function main() {
   tool("ping-form", "/api/tools/ping", (t) => ({ host: t.host.value, count: 4 }));
   tool("dns-form", "/api/tools/dns", (t) => ({ name: t.name.value }));
   tool("connect-form", "/api/tools/connect", (t) => ({ host: t.host.value, port: Number(t.port.value) }));
+  $("mqtt-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    try {
+      await api("POST", "/api/mqtt/publish", { topic: f.topic.value, payload: f.payload.value });
+      $("mqtt-msg").textContent = "sent";
+      f.payload.value = "";
+    } catch (err) { $("mqtt-msg").textContent = err.message; }
+  });
   $("capture-start").onclick = () => api("POST", "/api/capture/start", {});
   $("capture-stop").onclick = () => api("POST", "/api/capture/stop", {});
   connect();
