@@ -139,13 +139,26 @@ def flow(host: str, port: int, admin_pw: str, user_pw: str, me: str) -> dict:
     with open(path, "wb") as f:
         f.write(r.read())
     out["capture_file"] = (r.status, r.getheader("Content-Type"), r.getheader("Content-Disposition"), path)
+    # 200 requests on one keep-alive connection.
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    codes, ports = [], set()
+    for _ in range(200):
+        c.request("GET", "/api/status", headers={"Cookie": admin.cookie})
+        r = c.getresponse()
+        r.read()
+        codes.append(r.status)
+        ports.add(c.sock.getsockname()[1])
+    c.close()
+    out["keepalive"] = (codes.count(200), len(ports))
     # The live feed: a first snapshot at once, then a push as soon as a setting changes.
     s, ws = admin.watch()
     accepted, first = Client.messages(s, ws, 1, 5)
     out["watch_accepted"] = accepted
     out["watch_first"] = first[0]["config"] if first else None
+    other = Client(host, port)  # another admin session changes a setting
+    other.login("admin", admin_pw)
     start = time.monotonic()
-    out["set_config"] = admin.call("POST", "/api/config", {"congestion": "newreno", "refresh": 30})[:3:2]
+    out["set_config"] = other.call("POST", "/api/config", {"congestion": "newreno", "refresh": 30})[:3:2]
     _, pushed = Client.messages(s, ws, 100, 5, until=lambda m: m["config"]["congestion"] == "newreno")
     out["pushed_config"] = pushed[0]["config"] if pushed else None
     out["push_delay"] = time.monotonic() - start
@@ -157,6 +170,7 @@ def flow(host: str, port: int, admin_pw: str, user_pw: str, me: str) -> dict:
     out["malformed"] = raw(host, port, b"GARBAGE\r\n\r\n")[:12].decode()
     two = f"GET /login HTTP/1.1\r\nHost: {host}\r\n\r\nGET /api/status HTTP/1.1\r\nHost: {host}\r\n\r\n"
     out["pipelined"] = raw(host, port, two.encode(), wait=2).count(b"HTTP/1.1 ")
+    out["still_serving"] = admin.call("GET", "/api/status")[0]
     # Logging out ends the session.
     admin.call("POST", "/api/logout", {})
     out["after_logout"] = admin.call("GET", "/api/status")[0]
@@ -189,7 +203,9 @@ def slowloris(host: str, port: int) -> dict:
     data = b""
     while chunk := s.recv(4096):
         data += chunk
-    return {"answer": data[:12].decode(), "closed_after": time.monotonic() - start}
+    closed_after = time.monotonic() - start
+    after = raw(host, port, b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    return {"answer": data[:12].decode(), "closed_after": closed_after, "after": after[:12].decode()}
 
 
 if __name__ == "__main__":
