@@ -13,9 +13,9 @@ command -v cargo >/dev/null || { echo "setup.sh needs a Rust toolchain (https://
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto \
+    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto chromium wrk \
     python3-venv >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends \
-    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto
+    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto chromium wrk
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

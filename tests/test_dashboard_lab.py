@@ -238,3 +238,21 @@ def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
         served.close()
         mosquitto.kill()
         mosquitto.wait()
+
+
+BROWSER = str(Path(__file__).resolve().parent / "browser.py")
+
+
+def test_a_real_browser_logs_in_and_sees_the_live_page(lab, stack, served, tmp_path):
+    shot = tmp_path / "dashboard.png"
+    r = subprocess.run(
+        lab.ns(sys.executable, BROWSER, f"http://{STACK_IP}:8000", PASSWORDS["admin"], str(shot)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = json.loads(r.stdout)
+    assert STACK_IP in seen["state"], "the DOM shows the stack's address"
+    established = [row for row in seen["tcp_rows"] if row[0] == "ESTABLISHED"]
+    assert any(row[1].startswith(f"{STACK_IP}:8000") for row in established), seen["tcp_rows"]
+    assert shot.stat().st_size == seen["screenshot_bytes"] > 10_000
+    print(f"screenshot: {shot}")
