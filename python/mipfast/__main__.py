@@ -159,9 +159,10 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
             stack.wait_ready(timeout=30)
             netns = lab.netns
             print(
-                f"mipfast is up on {iface} with {stack.ip}. Reach it from the lab namespace:\n"
+                f"mipfast is up on {iface} with {stack.ip}. Reach it from the lab namespace, or from this\n"
+                "host through it (the namespace routes):\n"
                 f"  sudo ip netns exec {netns} ping {stack.ip}\n"
-                f"  sudo ip netns exec {netns} curl http://{stack.ip}:{args.http_port}/\n"
+                f"  curl http://{stack.ip}:{args.http_port}/    # or open it in a browser here\n"
                 "Ctrl-C stops the stack and removes the lab.",
                 flush=True,
             )
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.lab:
         from .lab import Lab, LabError
 
-        lab = Lab()
+        lab = Lab(host_access=True)
         try:
             lab.up()
         except LabError as e:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 PEER_IP = "10.77.0.1"
 PREFIX = "10.77.0"
+#: With ``host_access``: the host's end of a second link into the namespace, which routes.
+HOST_LINK = ("mipfast-host", "mipfast-hostp", "10.77.1.2", "10.77.1.1")
 RUN_DIR = Path(os.environ.get("MIPFAST_RUN_DIR", "/run" if os.access("/run", os.W_OK) else "/tmp"))
 
 
@@ -52,6 +54,7 @@ class Lab:
         dhcp: bool = True,
         hosts: dict[str, str] | None = None,
         lease: str = "12h",
+        host_access: bool = False,
     ) -> None:
         for name in (iface, peer):
             if len(name) > 15:
@@ -63,6 +66,7 @@ class Lab:
         self.dhcp = dhcp
         self.hosts = dict(hosts or {"lab.mipfast": PEER_IP})
         self.lease = lease
+        self.host_access = host_access
         self.pid_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.pid"
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
@@ -113,8 +117,25 @@ class Lab:
         # With TX checksum offload the kernel's segments reach pcap with partial checksums.
         _run(self.ns("ethtool", "-K", self.peer, "tx", "off"), check=False)
         _run(["ethtool", "-K", self.iface, "tx", "off"], check=False)
+        if self.host_access:
+            self._link_host()
         if self.dhcp:
             self._start_dnsmasq()
+
+    def _link_host(self) -> None:
+        """A second veth pair from this host into the namespace, which forwards between
+        its two links: the host reaches the stack (a browser on the dashboard) through the
+        namespace, the stack's default gateway, as a LAN host reaches a device via a router."""
+        host, peer, host_ip, peer_ip = HOST_LINK
+        _run(["ip", "link", "del", host], check=False)
+        _run(["ip", "link", "add", host, "type", "veth", "peer", "name", peer])
+        _run(["ip", "link", "set", peer, "netns", self.netns])
+        _run(["ip", "-n", self.netns, "addr", "add", f"{peer_ip}/24", "dev", peer])
+        _run(["ip", "-n", self.netns, "link", "set", peer, "up"])
+        _run(self.ns("sysctl", "-qw", "net.ipv4.ip_forward=1"))
+        _run(["ip", "addr", "add", f"{host_ip}/24", "dev", host])
+        _run(["ip", "link", "set", host, "up"])
+        _run(["ip", "route", "replace", f"{PREFIX}.0/24", "via", peer_ip, "dev", host])
 
     def _start_dnsmasq(self) -> None:
         args = [
@@ -171,6 +192,8 @@ class Lab:
             pass
         _run(["ip", "netns", "del", self.netns], check=False)
         _run(["ip", "link", "del", self.iface], check=False)
+        if self.host_access:
+            _run(["ip", "link", "del", HOST_LINK[0]], check=False)
         for f in (self.pid_file, self.lease_file):
             with contextlib.suppress(OSError):
                 f.unlink()
