@@ -60,6 +60,10 @@ class StackTransport(asyncio.Transport):
         self._loop = loop
         self._conn = conn
         conn.setblocking(False)
+        # As asyncio does for every TCP transport (base_events._set_nodelay): a
+        # response written in pieces must not wait for the peer's delayed ACK.
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._fd = conn.fileno()
         try:
             self._extra["peername"] = conn.getpeername()
@@ -534,6 +538,9 @@ class Server(asyncio.Server):
                 return
             except OSError as exc:
                 if self._closed:
+                    return
+                if exc.errno == errno.EBADF:  # the stack closed under the server
+                    self.close()
                     return
                 self._loop.call_exception_handler(
                     {"message": "accept failed on a mipfast listener", "exception": exc}
