@@ -256,3 +256,25 @@ def test_a_real_browser_logs_in_and_sees_the_live_page(lab, stack, served, tmp_p
     assert any(row[1].startswith(f"{STACK_IP}:8000") for row in established), seen["tcp_rows"]
     assert shot.stat().st_size == seen["screenshot_bytes"] > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_the_dashboard_over_https(lab, stack, certs):
+    served = Served(stack, 8000, mipfast.dashboard.Limits(), https_port=8443, tls=certs.server_context())
+    try:
+        url = "https://stack.test:8443"
+        trust = ("--cacert", certs.ca_file, "--resolve", f"stack.test:8443:{STACK_IP}")
+
+        def curl(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                lab.ns("curl", "-s", *trust, *args), capture_output=True, text=True, timeout=30
+            )
+
+        page = curl("-o", "/dev/null", "-w", "%{http_code}", f"{url}/login")
+        assert page.stdout == "200", page.stderr
+        login = curl("-H", "Content-Type: application/json", "-d", json.dumps({"username": "user",
+                     "password": PASSWORDS["user"]}), "-D", "-", f"{url}/api/login")  # fmt: skip
+        assert "200" in login.stdout.splitlines()[0] and "HttpOnly" in login.stdout
+        wrong = curl("-o", "/dev/null", "-w", "%{http_code}", f"https://{STACK_IP}:8443/login")
+        assert wrong.stdout == "000", "the certificate names stack.test, not the address: curl refuses"
+    finally:
+        served.close()
