@@ -100,6 +100,8 @@ def peer(lab):
 
 
 STACK_IP = "10.77.0.2"
+#: The device path under test: MIPFAST_DEVICE=pcap runs the suite over libpcap alone (macOS's path).
+DEVICE = os.environ.get("MIPFAST_DEVICE", "auto")
 STACK_CIDR = f"{STACK_IP}/24"
 
 

@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gw", help="default gateway, with --ip")
     p.add_argument("--dns", action="append", help="DNS server, with --ip (repeatable)")
     p.add_argument("--bpf", help="pcap filter applied to incoming frames")
+    p.add_argument(
+        "--device",
+        choices=("auto", "pcap"),
+        help="how frames leave: auto (Linux: our own packet socket) or pcap (libpcap alone, as on macOS)",
+    )
     p.add_argument("--pcap-out", help="record every frame in and out to this .pcap file")
     p.add_argument(
         "--busy-poll-us", type=int, default=0, help="spin this long after activity before sleeping"
@@ -145,6 +150,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
             bpf=args.bpf,
             pcap_out=args.pcap_out,
             busy_poll_us=args.busy_poll_us,
+            device=args.device,
         )
     except PermissionError as e:
         print(f"mipfast: {e}", file=sys.stderr)

@@ -28,7 +28,10 @@ class Stack:
         congestion: str = "cubic",
         faults: Mapping[str, float] | None = None,
         segment_offload: bool = True,
+        device: str | None = None,
     ) -> None: ...
+    @property
+    def device(self) -> str: ...
     def connect(
         self,
         address: tuple[str, int],

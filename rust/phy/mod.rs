@@ -6,6 +6,7 @@ mod device;
 pub mod fault;
 pub mod faulty;
 pub mod link;
+#[cfg(target_os = "linux")]
 mod packet_tx;
 pub mod pcap_live;
 pub mod poll;

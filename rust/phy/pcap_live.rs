@@ -1,6 +1,12 @@
 //! The live device: one network interface opened through libpcap, in
 //! promiscuous, immediate, non-blocking mode with a pollable descriptor.
+//! Frames arrive through libpcap everywhere. They leave through a packet
+//! socket of our own on Linux (`sendmmsg`, kernel segmentation: see
+//! `packet_tx.rs`), or through libpcap itself (`pcap_sendpacket`), the
+//! portable path that macOS and the BSDs take and Linux can choose.
 
+use super::device::transmit_each;
+#[cfg(target_os = "linux")]
 use super::packet_tx::PacketSender;
 use super::Device;
 use crate::iface::TxFrame;
@@ -13,11 +19,38 @@ const SNAPLEN: i32 = 65535;
 /// Kernel ring size: room for bursts between two wake-ups.
 const BUFFER_BYTES: i32 = 8 << 20;
 
+/// Which way frames leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    /// The fastest the platform has: the packet socket on Linux, libpcap elsewhere.
+    #[default]
+    Auto,
+    /// libpcap alone, as on macOS (selectable on Linux so that this path is tested).
+    Pcap,
+}
+
+impl DeviceKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(DeviceKind::Auto),
+            "pcap" => Some(DeviceKind::Pcap),
+            _ => None,
+        }
+    }
+}
+
+enum Sender {
+    /// A socket of our own (see [`PacketSender`]).
+    #[cfg(target_os = "linux")]
+    Packet(PacketSender),
+    /// `pcap_sendpacket` on the capture handle, a frame at a time.
+    Pcap,
+}
+
 pub struct PcapDevice {
     capture: Capture<Active>,
     name: String,
-    /// Frames leave through a socket of our own (see [`PacketSender`]).
-    sender: PacketSender,
+    sender: Sender,
 }
 
 /// Names of the interfaces libpcap can open.
@@ -31,7 +64,12 @@ impl PcapDevice {
     /// ones that exist); lacking privileges is `PermissionDenied` with the fix.
     /// `offload`: TCP bursts are cut into segments by the kernel (see
     /// [`PacketSender`]).
-    pub fn open(name: &str, bpf: Option<&str>, offload: bool) -> io::Result<Self> {
+    pub fn open(
+        name: &str,
+        bpf: Option<&str>,
+        offload: bool,
+        kind: DeviceKind,
+    ) -> io::Result<Self> {
         let known = interfaces().unwrap_or_default();
         if !known.iter().any(|n| n == name) {
             return Err(io::Error::new(
@@ -54,8 +92,16 @@ impl PcapDevice {
         // Only frames arriving from the wire: not the ones we inject.
         capture.direction(Direction::In).map_err(map)?;
         let mut capture = capture.setnonblock().map_err(map)?;
+        #[cfg(target_os = "linux")]
         ignore_outgoing(capture.as_raw_fd());
-        let sender = PacketSender::open(name, offload)?;
+        let sender = match kind {
+            #[cfg(target_os = "linux")]
+            DeviceKind::Auto => Sender::Packet(PacketSender::open(name, offload)?),
+            _ => {
+                let _ = offload; // libpcap sends frame by frame
+                Sender::Pcap
+            }
+        };
         if let Some(filter) = bpf {
             capture.filter(filter, true).map_err(|e| {
                 io::Error::new(
@@ -75,6 +121,14 @@ impl PcapDevice {
         &self.name
     }
 
+    pub fn kind(&self) -> DeviceKind {
+        match self.sender {
+            #[cfg(target_os = "linux")]
+            Sender::Packet(_) => DeviceKind::Auto,
+            Sender::Pcap => DeviceKind::Pcap,
+        }
+    }
+
     /// The descriptor that becomes readable when frames arrive.
     pub fn fd(&self) -> RawFd {
         self.capture.as_raw_fd()
@@ -85,6 +139,7 @@ impl PcapDevice {
 /// pcap's ring (`PACKET_IGNORE_OUTGOING`, Linux 4.20+): without it the
 /// kernel clones every outgoing frame for us only to have libpcap drop it
 /// (direction "in"). An older kernel keeps the copies, so the result is not checked.
+#[cfg(target_os = "linux")]
 fn ignore_outgoing(fd: RawFd) {
     const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
     let on: libc::c_int = 1;
@@ -131,15 +186,31 @@ impl Device for PcapDevice {
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.sender.send_frame(frame)
+        match &mut self.sender {
+            #[cfg(target_os = "linux")]
+            Sender::Packet(p) => p.send_frame(frame),
+            Sender::Pcap => self
+                .capture
+                .sendpacket(frame)
+                .map_err(|e| io::Error::other(format!("pcap_sendpacket: {e}"))),
+        }
     }
 
-    /// One `sendmmsg` for many frames; bursts go whole when the kernel cuts them.
-    fn transmit_batch(&mut self, _now: Instant, frames: &[TxFrame]) -> usize {
-        self.sender.send(frames)
+    /// Linux: one `sendmmsg` for many frames, bursts whole when the kernel
+    /// cuts them. libpcap: a frame at a time.
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
+        match &mut self.sender {
+            #[cfg(target_os = "linux")]
+            Sender::Packet(p) => p.send(frames),
+            Sender::Pcap => transmit_each(self, now, frames),
+        }
     }
 
     fn burst_capacity(&self) -> usize {
-        self.sender.burst_capacity()
+        match &self.sender {
+            #[cfg(target_os = "linux")]
+            Sender::Packet(p) => p.burst_capacity(),
+            Sender::Pcap => 0,
+        }
     }
 }

@@ -1,12 +1,19 @@
 //! A wake-up descriptor: user calls signal it so that a thread sleeping in
-//! `poll()` on the device acts on new work at once. An eventfd.
+//! `poll()` on the device acts on new work at once. An eventfd on Linux; a
+//! socketpair elsewhere (macOS has no eventfd).
 
 use std::io;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::unix::io::{AsRawFd, RawFd};
+#[cfg(target_os = "linux")]
+use std::os::unix::io::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct WakeFd(OwnedFd);
 
+#[cfg(target_os = "linux")]
 impl WakeFd {
     pub fn new() -> io::Result<Self> {
         // SAFETY: eventfd takes no pointers; the result is checked.
@@ -34,4 +41,64 @@ impl WakeFd {
         // SAFETY: reads at most 8 bytes into a live u64 from our non-blocking eventfd.
         unsafe { libc::read(self.fd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
     }
+}
+
+/// The portable wake-up: a byte on a socketpair (a full pair is as awake as
+/// it gets, so a failed write is fine). Compiled and tested on Linux too.
+#[cfg(not(target_os = "linux"))]
+pub type WakeFd = PairWake;
+
+#[derive(Debug)]
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub struct PairWake {
+    readable: UnixStream,
+    writer: UnixStream,
+}
+
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+impl PairWake {
+    pub fn new() -> io::Result<Self> {
+        let (readable, writer) = UnixStream::pair()?;
+        readable.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(PairWake { readable, writer })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.readable.as_raw_fd()
+    }
+
+    pub fn wake(&self) {
+        let _ = (&self.writer).write(&[1]);
+    }
+
+    pub fn drain(&self) {
+        let mut buf = [0u8; 256];
+        while matches!((&self.readable).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::poll::wait_readable;
+    use crate::time::Duration;
+
+    macro_rules! wakes_until_drained {
+        ($name:ident, $kind:ty) => {
+            #[test]
+            fn $name() {
+                let wake = <$kind>::new().unwrap();
+                let zero = Some(Duration::ZERO);
+                assert!(!wait_readable(&[wake.fd()], zero).unwrap());
+                wake.wake();
+                wake.wake();
+                assert!(wait_readable(&[wake.fd()], zero).unwrap());
+                wake.drain();
+                assert!(!wait_readable(&[wake.fd()], zero).unwrap());
+            }
+        };
+    }
+    wakes_until_drained!(the_platform_wake_up, WakeFd);
+    wakes_until_drained!(the_portable_wake_up, PairWake);
 }

@@ -6,6 +6,7 @@ use super::tcp::{PyConnection, PyListener};
 use super::udp::PyUdpSocket;
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::fault::FaultConfig;
+use crate::phy::pcap_live::DeviceKind;
 use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
 use crate::socket::tcp::{Algorithm, TcpConfig};
@@ -35,6 +36,17 @@ fn port_arg(port: i64) -> PyResult<u16> {
         .ok()
         .filter(|&p| p != 0)
         .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
+}
+
+/// `device=` or else `MIPFAST_DEVICE` (so that a whole test suite can run
+/// over the portable path): "auto" (the platform's fastest) or "pcap".
+fn device_arg(device: Option<String>) -> PyResult<DeviceKind> {
+    let name = device
+        .or_else(|| std::env::var("MIPFAST_DEVICE").ok())
+        .unwrap_or_else(|| "auto".to_string());
+    DeviceKind::parse(&name).ok_or_else(|| {
+        PyValueError::new_err(format!("device must be 'auto' or 'pcap', not {name:?}"))
+    })
 }
 
 fn congestion_arg(name: &str) -> PyResult<Algorithm> {
@@ -95,7 +107,7 @@ impl PyStack {
 #[pymethods]
 impl PyStack {
     #[new]
-    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true))]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true, device=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -110,7 +122,9 @@ impl PyStack {
         congestion: &str,
         faults: Option<Bound<'_, PyDict>>,
         segment_offload: bool,
+        device: Option<String>,
     ) -> PyResult<Self> {
+        let device = device_arg(device)?;
         let algorithm = congestion_arg(congestion)?;
         let faults = faults.map(|d| fault_config(&d)).transpose()?;
         let mut interface = InterfaceConfig::default();
@@ -162,6 +176,7 @@ impl PyStack {
             busy_poll: Duration::from_micros(busy_poll_us),
             faults,
             segment_offload,
+            device,
             stack: StackConfig {
                 interface,
                 addressing,
@@ -479,6 +494,16 @@ impl PyStack {
     #[getter]
     fn interface(&self) -> &str {
         &self.interface
+    }
+
+    /// How frames leave: "auto" (Linux: our own packet socket) or "pcap" (libpcap alone).
+    #[getter]
+    fn device(&self, py: Python<'_>) -> PyResult<&'static str> {
+        let live = self.live()?;
+        Ok(match py.detach(move || live.engine().device_kind()) {
+            DeviceKind::Auto => "auto",
+            DeviceKind::Pcap => "pcap",
+        })
     }
 
     #[getter]

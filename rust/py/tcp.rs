@@ -28,6 +28,14 @@ pub(super) fn socket_constant(py: Python<'_>, name: &str) -> PyResult<Py<PyAny>>
     Ok(py.import("socket")?.getattr(name)?.unbind())
 }
 
+/// The keepalive idle time option as the platform's `socket` module names
+/// it: TCP_KEEPIDLE, or TCP_KEEPALIVE on macOS. TCP_USER_TIMEOUT exists on
+/// Linux only, so elsewhere it is ENOPROTOOPT, as there.
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+const TCP_KEEPIDLE: i32 = libc::TCP_KEEPIDLE;
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+const TCP_KEEPIDLE: i32 = libc::TCP_KEEPALIVE;
+
 fn endpoint_tuple(e: Endpoint) -> (String, u16) {
     (e.0.to_string(), e.1)
 }
@@ -314,7 +322,7 @@ impl PyConnection {
                     None
                 };
             }),
-            (IPPROTO_TCP, libc::TCP_KEEPIDLE) => {
+            (IPPROTO_TCP, TCP_KEEPIDLE) => {
                 let d = secs(v)?;
                 Box::new(move |c| keepalive_mut(c).idle = d)
             }
@@ -328,6 +336,7 @@ impl PyConnection {
                 }
                 Box::new(move |c| keepalive_mut(c).probes = v as u32)
             }
+            #[cfg(target_os = "linux")]
             (IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
                 if v < 0 {
                     return Err(PyOSError::new_err((libc::EINVAL, "Invalid argument")));
@@ -364,9 +373,10 @@ impl PyConnection {
                     .unwrap_or(0) as i64,
                 (IPPROTO_TCP, libc::TCP_NODELAY) => cfg.nodelay as i64,
                 (SOL_SOCKET, libc::SO_KEEPALIVE) => cfg.keepalive.is_some() as i64,
-                (IPPROTO_TCP, libc::TCP_KEEPIDLE) => k.idle.secs() as i64,
+                (IPPROTO_TCP, TCP_KEEPIDLE) => k.idle.secs() as i64,
                 (IPPROTO_TCP, libc::TCP_KEEPINTVL) => k.interval.secs() as i64,
                 (IPPROTO_TCP, libc::TCP_KEEPCNT) => k.probes as i64,
+                #[cfg(target_os = "linux")]
                 (IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
                     cfg.user_timeout.map_or(0, |d| d.total_millis() as i64)
                 }

@@ -8,7 +8,7 @@ use super::watch::{Watched, Watches};
 use crate::phy::capture::{CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
-use crate::phy::pcap_live::PcapDevice;
+use crate::phy::pcap_live::{DeviceKind, PcapDevice};
 use crate::phy::poll::{self, wait_readable, Interest};
 use crate::phy::stream_fd::StreamFd;
 use crate::phy::trace::{TraceWriter, Traced};
@@ -39,6 +39,8 @@ pub struct LiveConfig {
     /// Hand TCP bursts to the kernel to cut into segments (its GSO), when
     /// the kernel can and no faults are injected.
     pub segment_offload: bool,
+    /// How frames leave (see [`DeviceKind`]).
+    pub device: DeviceKind,
     pub stack: StackConfig,
 }
 
@@ -118,6 +120,10 @@ impl Engine {
         self.device.inner.config()
     }
 
+    pub fn device_kind(&self) -> DeviceKind {
+        self.device.inner.inner.kind()
+    }
+
     /// What the fault injector did to (received, transmitted) frames.
     pub fn fault_stats(&self) -> Option<(FaultStats, FaultStats)> {
         self.device.inner.stats()
@@ -160,6 +166,7 @@ impl LiveStack {
             &config.interface,
             config.bpf.as_deref(),
             config.segment_offload,
+            config.device,
         )?;
         let pcap_fd = pcap.fd();
         let origin = std::time::Instant::now();
