@@ -22,6 +22,9 @@ echo "== cargo test --release"
 cargo test --release
 echo "== fuzz every target briefly (a regression in a parser shows here)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+echo "== the manylinux2014 wheel (scripts/wheel.sh), installed: the suite tests what users install"
+bash scripts/wheel.sh
+.venv/bin/python -m pip install -q --force-reinstall --no-deps dist/mipfast-*-manylinux*.whl
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -v -ra tests
