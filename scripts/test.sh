@@ -25,6 +25,8 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 echo "== the manylinux2014 wheel (scripts/wheel.sh), installed: the suite tests what users install"
 bash scripts/wheel.sh
 .venv/bin/python -m pip install -q --force-reinstall --no-deps dist/mipfast-*-manylinux*.whl
+echo "== stubtest: the installed extension matches its stubs"
+.venv/bin/python -m mypy.stubtest mipfast._native
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -v -ra tests

@@ -4,19 +4,24 @@ import ssl
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any
+from typing import Any, final
+
+from typing_extensions import Self, disjoint_base
 
 from .status import ArpEntry, Stats, TcpEntry, UdpEntry
 from .tls import TlsConnection
+
+__all__ = ["Stack", "Connection", "Listener", "UdpSocket", "interfaces", "reset_logging", "DEFAULT_MAC"]
 
 DEFAULT_MAC: str
 
 def interfaces() -> list[str]: ...
 def reset_logging() -> None: ...
 
+@disjoint_base
 class Stack:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         iface: str,
         mac: str | None = None,
         ip: str | None = None,
@@ -29,7 +34,7 @@ class Stack:
         faults: Mapping[str, float] | None = None,
         segment_offload: bool = True,
         device: str | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def device(self) -> str: ...
     def connect(
@@ -98,6 +103,7 @@ class Stack:
     def connections(self) -> list[TcpEntry]: ...
     def udp_sockets(self) -> list[UdpEntry]: ...
 
+@final
 class Connection:
     def send(self, data: Any) -> int: ...
     def sendall(self, data: Any) -> None: ...
@@ -150,6 +156,7 @@ class Connection:
         tb: TracebackType | None,
     ) -> bool: ...
 
+@final
 class Listener:
     def accept(self, timeout: float | None = None) -> tuple[Connection, tuple[str, int]]: ...
     def close(self) -> None: ...
@@ -167,6 +174,7 @@ class Listener:
         tb: TracebackType | None,
     ) -> bool: ...
 
+@final
 class UdpSocket:
     def sendto(self, data: Any, address: tuple[str, int]) -> int: ...
     def send(self, data: Any) -> int: ...

@@ -310,7 +310,7 @@ impl PyStack {
 
     /// A UDP socket bound to `bind` = (address, port); "" or "0.0.0.0" for
     /// any address, port 0 for a free one.
-    #[pyo3(signature = (bind=("0.0.0.0".to_string(), 0)))]
+    #[pyo3(signature = (bind=("0.0.0.0".to_string(), 0)), text_signature = "($self, bind=('0.0.0.0', 0))")]
     fn udp(&self, py: Python<'_>, bind: (String, i64)) -> PyResult<PyUdpSocket> {
         PyUdpSocket::bind(py, self.live()?, bind)
     }
