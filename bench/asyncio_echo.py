@@ -119,7 +119,7 @@ def main() -> None:
         return
 
     import mipfast
-    from mipfast.lab import Lab
+    from mipfast._lab import Lab
 
     results: dict[str, list[dict[str, float]]] = {"kernel": [], "stack": [], "bridge": []}
     with Lab(netns="mipfast-bench", iface="mfbs0", peer="mfbs1", dhcp=False) as lab, KernelPair() as pair:

@@ -163,7 +163,7 @@ def main() -> None:
     import trustme
 
     import mipfast
-    from mipfast.lab import Lab
+    from mipfast._lab import Lab
 
     tmp = Path(tempfile.mkdtemp(prefix="mipfast-bench-"))
     ca = trustme.CA()

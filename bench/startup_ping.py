@@ -20,7 +20,7 @@ import sys
 import time
 
 import mipfast
-from mipfast.lab import Lab
+from mipfast._lab import Lab
 
 
 def percentile(values: list[float], q: float) -> float:

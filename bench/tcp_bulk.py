@@ -23,7 +23,7 @@ import threading
 import time
 
 import mipfast
-from mipfast.lab import Lab
+from mipfast._lab import Lab
 
 SINK = """
 import socket, sys, time

@@ -14,7 +14,7 @@ import pytest
 from helpers import skip_or_fail
 
 import mipfast
-from mipfast.lab import Lab, LabError, missing_tools
+from mipfast._lab import Lab, LabError, missing_tools
 
 PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
 """The kernel-side helper program (run in the namespace with sys.executable)."""

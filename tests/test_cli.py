@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mipfast.lab import Lab
+from mipfast._lab import Lab
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -243,6 +243,9 @@ def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
 BROWSER = str(Path(__file__).resolve().parent / "browser.py")
 
 
+@pytest.mark.skipif(
+    os.environ.get("MIPFAST_NO_BROWSER") == "1", reason="MIPFAST_NO_BROWSER=1: no chromium package here"
+)
 def test_a_real_browser_logs_in_and_sees_the_live_page(lab, stack, served, tmp_path):
     shot = tmp_path / "dashboard.png"
     r = subprocess.run(

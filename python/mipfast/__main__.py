@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _stop_on_sigterm()
     if args.lab:
-        from .lab import Lab, LabError
+        from ._lab import Lab, LabError
 
         lab = Lab(host_access=True)
         try:
