@@ -114,10 +114,10 @@ def main() -> None:
 
     import mipfast
     import mipfast.asyncio as maio
+    from mipfast._lab import Lab
     from mipfast.dashboard.app import Dashboard
     from mipfast.dashboard.auth import COOKIE, Accounts
     from mipfast.dashboard.http import HttpServer, Limits
-    from mipfast._lab import Lab
 
     with Lab(netns="mipfast-bench", iface="mfbs0", peer="mfbs1", dhcp=False) as lab, KernelSide():
         sh("ip", "netns", "exec", lab.netns, "ethtool", "-K", lab.peer, *OFFLOADS_OFF, check=False)
