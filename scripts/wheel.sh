@@ -2,7 +2,8 @@
 # The most widely compatible Linux wheel this machine makes without Docker, and its checks:
 #   1. libpcap from Debian's source package, built for glibc 2.17 with zig and without the
 #      optional parts (D-Bus, libnl, RDMA, Bluetooth, USB, netmap, DPDK) that Debian's own drags in;
-#   2. `maturin build --zig --compatibility manylinux2014` against it;
+#   2. `maturin build --zig --compatibility manylinux2014` against it, abi3 for CPython 3.11 and
+#      later (the buffer protocol is in the limited API from 3.11; 3.9 and 3.10 need wheels of their own);
 #   3. `auditwheel repair`: libpcap goes inside the wheel, the tag is manylinux2014;
 #   4. checks: `auditwheel show` names the tag, `ldd` resolves libpcap from inside the wheel,
 #      and in a fresh virtual environment `import mipfast` works and a lab test passes.
@@ -56,6 +57,7 @@ echo "== maturin build --zig --compatibility manylinux2014"
 rm -rf "$WORK/raw" "$WORK/repaired"
 LIBPCAP_LIBDIR="$PCAP/lib" LIBPCAP_VER=$PCAP_VERSION \
     "$PY" -m maturin build --release --zig --compatibility manylinux2014 --auditwheel skip \
+    --features python,pyo3/extension-module,pyo3/abi3-py311 \
     --target x86_64-unknown-linux-gnu -i "$PY" --out "$WORK/raw" -q
 echo "== auditwheel repair"
 LD_LIBRARY_PATH="$PCAP/lib" "$PY" -m auditwheel repair --plat manylinux2014_x86_64 \
