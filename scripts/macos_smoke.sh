@@ -28,4 +28,17 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://10.79.0.2:800
 curl -sf --max-time 10 -H 'Content-Type: application/json' \
     -d '{"username":"user","password":"smoke"}' http://10.79.0.2:8000/api/login
 echo
+kill -INT "$STACK_PID"; wait "$STACK_PID" || true; STACK_PID=
+ifconfig feth0 destroy; ifconfig feth1 destroy
+
+# `python -m mipfast --lab` makes its own feth pair (static 10.77.0.2) and removes it on Ctrl-C.
+"$PY" -m mipfast --lab --admin-password smoke >lab.log 2>&1 &
+STACK_PID=$!
+for _ in $(seq 50); do grep -q "Dashboard:" lab.log && break; sleep 0.2; done
+cat lab.log
+ping -c 3 -t 10 10.77.0.2
+curl -sf --max-time 10 -o /dev/null http://10.77.0.2:8000/login
+kill -INT "$STACK_PID"; wait "$STACK_PID"; STACK_PID=
+tail -1 lab.log | grep -q "mipfast: stopped after"
+if ifconfig feth0 >/dev/null 2>&1; then echo "--lab left feth0 behind" >&2; exit 1; fi
 echo "macOS smoke test passed"

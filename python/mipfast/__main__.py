@@ -163,15 +163,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
     try:
         if lab is not None:
             stack.wait_ready(timeout=30)
-            netns = lab.netns
-            print(
-                f"mipfast is up on {iface} with {stack.ip}. Reach it from the lab namespace, or from this\n"
-                "host through it (the namespace routes):\n"
-                f"  sudo ip netns exec {netns} ping {stack.ip}\n"
-                f"  curl http://{stack.ip}:{args.http_port}/    # or open it in a browser here\n"
-                "Ctrl-C stops the stack and removes the lab.",
-                flush=True,
-            )
+            print(lab.describe(stack.ip, args.http_port), flush=True)  # type: ignore[attr-defined]
         if args.no_http:
             while True:
                 stack.poll(timeout=1.0)
@@ -224,9 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _stop_on_sigterm()
     if args.lab:
-        from ._lab import Lab, LabError
+        from ._lab import FethLab, Lab, LabError
 
-        lab = Lab(host_access=True)
+        if sys.platform == "darwin":
+            lab = FethLab()
+            args.ip = args.ip or lab.stack_cidr
+        else:
+            lab = Lab(host_access=True)
         try:
             lab.up()
         except LabError as e:

@@ -198,6 +198,55 @@ class Lab:
             with contextlib.suppress(OSError):
                 f.unlink()
 
+    def describe(self, ip: str, port: int) -> str:
+        """What `python -m mipfast --lab` prints once the stack is up."""
+        return (
+            f"mipfast is up on {self.iface} with {ip}. Reach it from the lab namespace, or from this\n"
+            "host through it (the namespace routes):\n"
+            f"  sudo ip netns exec {self.netns} ping {ip}\n"
+            f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
+            "Ctrl-C stops the stack and removes the lab."
+        )
+
     def exists(self) -> bool:
         names = _run(["ip", "netns", "list"], check=False).stdout.split()
         return self.netns in names
+
+
+class FethLab:
+    """macOS: a feth pair (fake Ethernet, the seed's first setup): ``feth0`` is the
+    stack's, ``feth1`` the host kernel's with 10.77.0.1/24. Addressing is static (macOS
+    ships no DHCP server one can start for a single interface): the stack takes
+    10.77.0.2/24. Needs root (``ifconfig ... create``)."""
+
+    netns = None
+    stack_cidr = f"{PREFIX}.2/24"
+
+    def __init__(self, iface: str = "feth0", peer: str = "feth1") -> None:
+        self.iface = iface
+        self.peer = peer
+        self.peer_ip = PEER_IP
+
+    def up(self) -> None:
+        if shutil.which("ifconfig") is None:
+            raise LabError("the macOS lab needs ifconfig")
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (it creates a feth pair): sudo python -m mipfast --lab")
+        self.down()
+        _run(["ifconfig", self.iface, "create"])
+        _run(["ifconfig", self.peer, "create"])
+        _run(["ifconfig", self.iface, "peer", self.peer])
+        _run(["ifconfig", self.peer, "inet", f"{self.peer_ip}/24", "up"])
+        _run(["ifconfig", self.iface, "up"])
+
+    def down(self) -> None:
+        for name in (self.iface, self.peer):
+            _run(["ifconfig", name, "destroy"], check=False)
+
+    def describe(self, ip: str, port: int) -> str:
+        return (
+            f"mipfast is up on {self.iface} with {ip}; this host reaches it through {self.peer}:\n"
+            f"  ping {ip}\n"
+            f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
+            "Ctrl-C stops the stack and removes the feth pair."
+        )

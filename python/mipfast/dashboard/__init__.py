@@ -44,6 +44,7 @@ class DashboardServer:
         for s in self.servers:
             s.close_clients()
         self.dashboard.watchers.close()
+        await asyncio.sleep(0)  # let the cancelled feed loop finish
         if self.mqtt is not None:
             self.mqtt.close()
 
