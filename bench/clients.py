@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from asyncio_echo import bulk as bulk_async  # noqa: E402  (the same reading loop, over TLS here)
 from tcp_bulk import KernelPair, ns_python  # noqa: E402
 
 SERVER = """
@@ -86,17 +87,6 @@ def tls_bulk(open_tls: Callable[[], Any]) -> float:
     return n * 8 / elapsed / 1e9
 
 
-async def tls_bulk_async(open_connection: Callable[[], Any]) -> float:
-    reader, writer = await open_connection()
-    n = 0
-    start = time.perf_counter()
-    while chunk := await reader.read(1 << 20):
-        n += len(chunk)
-    elapsed = time.perf_counter() - start
-    writer.close()
-    return n * 8 / elapsed / 1e9
-
-
 def requests_per_second(get: Callable[[str], Any], url: str) -> float:
     """The measured code: GET in a loop on one keep-alive connection."""
     get(url)  # connect outside the measurement
@@ -142,7 +132,7 @@ def measure(host: str, ca: str, stack: Any = None) -> dict[str, float]:
         client = mipfast.http.httpx.client(stack)
     out = {
         "tls_bulk": tls_bulk(open_tls),
-        "tls_bulk_asyncio": asyncio.run(tls_bulk_async(open_async)),
+        "tls_bulk_asyncio": asyncio.run(bulk_async(lambda _port: open_async())),
         "requests": requests_per_second(session.get, url),
         "httpx": requests_per_second(client.get, url),
     }

@@ -17,10 +17,10 @@ apt-get install -y -qq --no-install-recommends \
     python3-venv >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends \
     libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto wrk
 
-# The real-browser test's chromium: Debian packages it; Ubuntu only as a snap (set
-# MIPFAST_NO_BROWSER=1 there, and that one test skips).
+# The real-browser test's chromium: Debian packages it; Ubuntu only as a snap, where the
+# test uses Google Chrome if it is installed (GitHub's Ubuntu images have it).
 apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
-    || echo "setup: no chromium package here; the browser test needs MIPFAST_NO_BROWSER=1" >&2
+    || echo "setup: no chromium package here; the browser test needs chromium or google-chrome" >&2
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

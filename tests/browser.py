@@ -86,9 +86,11 @@ class DevTools:
 def main() -> None:
     url, password, shot = sys.argv[1], sys.argv[2], sys.argv[3]
     profile = tempfile.mkdtemp(prefix="mipfast-chromium-")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    # Debian's chromium; GitHub's Ubuntu images ship Google Chrome (their chromium is a snap).
+    names = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
+    chromium = next(filter(None, map(shutil.which, names)), None)
     if chromium is None:
-        raise SystemExit("chromium is not installed")
+        raise SystemExit(f"no browser installed (looked for {', '.join(names)})")
     proc = subprocess.Popen(
         [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--window-size=1280,1400", f"--remote-debugging-port={DEBUG_PORT}", f"--user-data-dir={profile}",

@@ -58,6 +58,10 @@ impl CaptureRing {
         }
     }
 
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
     pub fn stop(&mut self) {
         self.running = false;
     }
@@ -92,13 +96,7 @@ impl CaptureRing {
     /// The capture as a `.pcap` file.
     pub fn to_pcap(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes);
-        out.extend_from_slice(&PCAP_MAGIC.to_le_bytes());
-        out.extend_from_slice(&PCAP_VERSION.0.to_le_bytes());
-        out.extend_from_slice(&PCAP_VERSION.1.to_le_bytes());
-        out.extend_from_slice(&0i32.to_le_bytes()); // this zone: UTC
-        out.extend_from_slice(&0u32.to_le_bytes()); // timestamp accuracy
-        out.extend_from_slice(&SNAPLEN.to_le_bytes());
-        out.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        file_header(&mut out);
         for (t, frame) in &self.frames {
             let (secs, micros) = (t.div_euclid(1_000_000), t.rem_euclid(1_000_000));
             out.extend_from_slice(&(secs as u32).to_le_bytes());
@@ -109,6 +107,23 @@ impl CaptureRing {
         }
         out
     }
+}
+
+/// A `.pcap` file with no frames.
+pub fn empty_file() -> Vec<u8> {
+    let mut out = Vec::with_capacity(FILE_HEADER_LEN);
+    file_header(&mut out);
+    out
+}
+
+fn file_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(&PCAP_MAGIC.to_le_bytes());
+    out.extend_from_slice(&PCAP_VERSION.0.to_le_bytes());
+    out.extend_from_slice(&PCAP_VERSION.1.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes()); // this zone: UTC
+    out.extend_from_slice(&0u32.to_le_bytes()); // timestamp accuracy
+    out.extend_from_slice(&SNAPLEN.to_le_bytes());
+    out.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod packet_tx;
 pub mod pcap_live;
 pub mod poll;
 pub mod ready_fd;
+mod sockopt;
 pub mod stream_fd;
 pub mod trace;
 pub mod wake;

@@ -8,6 +8,7 @@
 //! Frames pass the interface's queueing discipline, as the kernel's own do,
 //! so `tc` shaping and netem apply to the stack too.
 
+use super::sockopt::set_int;
 use crate::iface::TxFrame;
 use crate::wire::{ethernet, ipv4, tcp};
 use std::ffi::CString;
@@ -78,10 +79,22 @@ impl PacketSender {
             return Err(io::Error::last_os_error());
         }
         // Root may exceed wmem_max; otherwise the ordinary limit applies.
-        if set_option(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER).is_err() {
-            let _ = set_option(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
+        if set_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            SEND_BUFFER,
+        )
+        .is_err()
+        {
+            let _ = set_int(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                SEND_BUFFER,
+            );
         }
-        let vnet = offload && set_option(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
+        let vnet = offload && set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
         Ok(PacketSender {
             fd,
             vnet,
@@ -250,27 +263,4 @@ fn vnet_header(frame: &TxFrame) -> [u8; VNET_HDR_LEN] {
     h[6..8].copy_from_slice(&(tcp_start as u16).to_le_bytes());
     h[8..10].copy_from_slice(&TCP_CHECKSUM_OFFSET.to_le_bytes());
     h
-}
-
-fn set_option(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` outlives the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }

@@ -142,17 +142,7 @@ impl PcapDevice {
 #[cfg(target_os = "linux")]
 fn ignore_outgoing(fd: RawFd) {
     const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-    let on: libc::c_int = 1;
-    // SAFETY: `fd` is the open packet socket; `on` outlives the call and its size is passed.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = super::sockopt::set_int(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
 }
 
 fn open_error(name: &str, e: pcap::Error) -> io::Error {

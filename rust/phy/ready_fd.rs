@@ -10,6 +10,7 @@
 //! socket, and a change costs one system call. Nobody reads or writes the
 //! handed-out end but the runtime.
 
+use super::sockopt::set_int;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -41,17 +42,8 @@ impl ReadyFd {
         for fd in [&shown, &inner] {
             set_flags(fd.as_raw_fd())?;
         }
-        let one: libc::c_int = 1;
-        // SAFETY: passes a live c_int of the size given; the kernel raises it to its minimum.
-        unsafe {
-            libc::setsockopt(
-                shown.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        // The kernel raises it to its minimum.
+        let _ = set_int(shown.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 1);
         Ok(ReadyFd {
             shown,
             inner,

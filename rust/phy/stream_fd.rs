@@ -3,6 +3,7 @@
 //! server). Reads and writes never block and never raise SIGPIPE; the write
 //! half closes on its own; an abortive close resets a TCP peer.
 
+use super::sockopt::set_int;
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -123,17 +124,7 @@ impl StreamFd {
 
     /// Sets an integer option; true if the kernel took it.
     fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
-        // SAFETY: `value` is live and sized as passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd(),
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        rc == 0
+        set_int(self.fd(), level, name, value).is_ok()
     }
 }
 

@@ -86,7 +86,7 @@ impl<D> Traced<D> {
     }
 
     fn records(&self) -> bool {
-        self.trace.is_some() || self.capture.as_ref().is_some_and(|c| c.info().running)
+        self.trace.is_some() || self.capture.as_ref().is_some_and(|c| c.is_running())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::bridge::Bridges;
 use super::watch::{Watched, Watches};
-use crate::phy::capture::{CaptureInfo, CaptureRing};
+use crate::phy::capture::{self, CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
 use crate::phy::pcap_live::{DeviceKind, PcapDevice};
@@ -107,7 +107,7 @@ impl Engine {
     pub fn capture_pcap(&self) -> Vec<u8> {
         match &self.device.capture {
             Some(c) => c.to_pcap(),
-            None => CaptureRing::start(0, self.now()).to_pcap(),
+            None => capture::empty_file(),
         }
     }
 

@@ -28,6 +28,18 @@ fn run_on_a<O: Op>(net: &mut Net, op: &mut O, limit: Duration) -> Option<O::Outp
     out
 }
 
+/// B's application sends `data` on `hb`, at once.
+fn b_sends(net: &mut Net, hb: mipfast::socket::tcp::Handle, data: &[u8]) {
+    net.b
+        .stack
+        .tcp_mut()
+        .get_mut(hb)
+        .unwrap()
+        .send(data)
+        .unwrap();
+    net.flush();
+}
+
 fn tcp_ready(net: &Net, h: mipfast::socket::tcp::Handle) -> Readiness {
     readiness_of(&net.a.stack, Watched::Tcp(h))
 }
@@ -171,14 +183,7 @@ fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
 fn peek_leaves_data_for_the_next_read() {
     let mut net = Net::clean(6);
     let (ha, hb) = net.connect(80);
-    net.b
-        .stack
-        .tcp_mut()
-        .get_mut(hb)
-        .unwrap()
-        .send(b"hello")
-        .unwrap();
-    net.flush();
+    b_sends(&mut net, hb, b"hello");
     let mut buf = [0u8; 16];
     let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Peek);
     assert_eq!(
@@ -275,14 +280,7 @@ fn readiness_follows_a_connection_through_its_life() {
     assert!(!idle.readable && idle.writable, "{idle:?}");
 
     // Data makes it readable; reading it all makes it not.
-    net.b
-        .stack
-        .tcp_mut()
-        .get_mut(hb)
-        .unwrap()
-        .send(b"ping")
-        .unwrap();
-    net.flush();
+    b_sends(&mut net, hb, b"ping");
     net.run_for(Duration::from_millis(5));
     assert!(tcp_ready(&net, ha).readable);
     let mut buf = [0u8; 16];
@@ -373,14 +371,7 @@ fn descriptors_follow_the_connections_the_engine_touched() {
         "writable, nothing to read"
     );
 
-    net.b
-        .stack
-        .tcp_mut()
-        .get_mut(hb)
-        .unwrap()
-        .send(b"hello")
-        .unwrap();
-    net.flush();
+    b_sends(&mut net, hb, b"hello");
     net.run_for(Duration::from_millis(50));
     watches.update(&mut net.a.stack);
     assert_eq!(watches.shown(key), Some((true, true)), "data arrived");
