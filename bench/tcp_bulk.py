@@ -82,25 +82,30 @@ def gbit(nbytes: int, seconds: float) -> float:
 
 
 class KernelPair:
-    """Two namespaces joined by a veth pair, offloads off: the kernel reference.
+    """Two namespaces joined by a veth pair: the kernel reference, offloads off or at their defaults.
 
     Made once for all rounds: deleting a namespace goes on in the background for a while,
     and would slow whatever is measured next."""
 
-    A, B = "mipfast-bench-a", "mipfast-bench-b"
+    def __init__(self, offloads: bool = False, tag: str = "") -> None:
+        self.offloads = offloads
+        self.A, self.B = f"mipfast-bench-a{tag}", f"mipfast-bench-b{tag}"
+        self.devices = (f"mfbench{tag}0", f"mfbench{tag}1")
+        self.net = f"10.{78 + bool(tag)}.0"
 
     def __enter__(self) -> KernelPair:
         self._delete()
         for ns in (self.A, self.B):
             self._run("ip", "netns", "add", ns)
+        a, b = self.devices
         self._run(
-            "ip", "link", "add", "mfbench0", "netns", self.A, "type", "veth", "peer", "name", "mfbench1",
-            "netns", self.B,
+            "ip", "link", "add", a, "netns", self.A, "type", "veth", "peer", "name", b, "netns", self.B,
         )  # fmt: skip
-        for ns, dev, ip in ((self.A, "mfbench0", "10.78.0.1/24"), (self.B, "mfbench1", "10.78.0.2/24")):
+        for ns, dev, ip in ((self.A, a, f"{self.net}.1/24"), (self.B, b, f"{self.net}.2/24")):
             self._run("ip", "-n", ns, "addr", "add", ip, "dev", dev)
             self._run("ip", "-n", ns, "link", "set", dev, "up")
-            self._run("ip", "netns", "exec", ns, "ethtool", "-K", dev, *OFFLOADS_OFF)
+            if not self.offloads:
+                self._run("ip", "netns", "exec", ns, "ethtool", "-K", dev, *OFFLOADS_OFF)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,7 +126,7 @@ class KernelPair:
         subprocess.run(
             [
                 "ip", "netns", "exec", self.A, sys.executable, "-c",
-                "import socket,sys; c=socket.create_connection(('10.78.0.2',9100)); b=bytes(1<<20)\n"
+                f"import socket,sys; c=socket.create_connection(('{self.net}.2',9100)); b=bytes(1<<20)\n"
                 f"for _ in range({size >> 20}): c.sendall(b)\nc.close()",
             ],
             check=True,
@@ -216,36 +221,38 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5, help="rounds of the transfers; medians are reported")
     args = p.parse_args()
     size = args.mb << 20
-    runs: dict[str, list[float]] = {
-        "kernel -> kernel": [],
-        "stack  -> kernel": [],
-        "stack  -> kernel, frame by frame": [],
-        "kernel -> stack ": [],
-    }
+    settings = {"offloads off": False, "offloads on": True}
+    names = ("kernel -> kernel", "stack  -> kernel", "stack  -> kernel, frame by frame", "kernel -> stack ")
+    runs = {(setting, name): [] for setting in settings for name in names}
     with (
-        KernelPair() as pair,
-        Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", dhcp=False) as lab,
+        KernelPair() as pair_off,
+        KernelPair(offloads=True, tag="x") as pair_on,
+        Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", dhcp=False) as lab_on,
+        Lab(netns="mipfast-bench-off", iface="mfbenchoff", peer="mfbenchoff-p", dhcp=False) as lab_off,
     ):
-        # Both ends of the lab's pair as the reference's: no offloads, so the
-        # kernel cuts and checksums our bursts in software, as its own.
-        lab.run("ethtool", "-K", lab.peer, *OFFLOADS_OFF, check=False)
-        subprocess.run(["ethtool", "-K", lab.iface, *OFFLOADS_OFF], check=False)
+        # Both ends of the lab's pair as the reference's: offloads off (the kernel then cuts
+        # and checksums our bursts in software, as its own), or left at the kernel's defaults.
+        lab_off.run("ethtool", "-K", lab_off.peer, *OFFLOADS_OFF, check=False)
+        subprocess.run(["ethtool", "-K", lab_off.iface, *OFFLOADS_OFF], check=False)
+        labs = {"offloads off": (pair_off, lab_off), "offloads on": (pair_on, lab_on)}
         # Interleaved rounds, so that a noisy neighbour hurts every column alike.
         for i in range(args.runs):
-            runs["kernel -> kernel"].append(pair.transfer(size))
-            with mipfast.Stack(lab.iface, ip="10.77.0.2/24") as stack:
-                runs["stack  -> kernel"].append(stack_to_kernel(stack, lab, size))
-                runs["kernel -> stack "].append(kernel_to_stack(stack, lab, size))
-            with mipfast.Stack(lab.iface, ip="10.77.0.2/24", segment_offload=False) as stack:
-                runs["stack  -> kernel, frame by frame"].append(stack_to_kernel(stack, lab, size))
-            figures = ", ".join(f"{name.strip()} {v[-1]:.2f}" for name, v in runs.items())
-            print(f"round {i + 1} (Gbit/s): {figures}", flush=True)
-        k = statistics.median(runs["kernel -> kernel"])
-        print(f"kernel -> kernel (Python sockets, veth, offloads off): {k:.2f} Gbit/s (median)")
-        for name, values in runs.items():
-            if name != "kernel -> kernel":
-                m = statistics.median(values)
-                print(f"{name}: {m:.2f} Gbit/s (median)  ({m / k:.2f}x kernel)")
+            for setting, (pair, lab) in labs.items():
+                runs[setting, names[0]].append(pair.transfer(size))
+                with mipfast.Stack(lab.iface, ip="10.77.0.2/24") as stack:
+                    runs[setting, names[1]].append(stack_to_kernel(stack, lab, size))
+                    runs[setting, names[3]].append(kernel_to_stack(stack, lab, size))
+                with mipfast.Stack(lab.iface, ip="10.77.0.2/24", segment_offload=False) as stack:
+                    runs[setting, names[2]].append(stack_to_kernel(stack, lab, size))
+                figures = ", ".join(f"{name.strip()} {runs[setting, name][-1]:.2f}" for name in names)
+                print(f"round {i + 1}, {setting} (Gbit/s): {figures}", flush=True)
+        for setting in settings:
+            k = statistics.median(runs[setting, names[0]])
+            print(f"{setting}: kernel -> kernel (Python sockets, veth): {k:.2f} Gbit/s (median)")
+            for name in names[1:]:
+                m = statistics.median(runs[setting, name])
+                print(f"{setting}: {name}: {m:.2f} Gbit/s (median)  ({m / k:.2f}x kernel)")
+        lab = lab_off
         with mipfast.Stack(lab.iface, ip="10.77.0.2/24") as stack:
             alive, per_conn, rss = many_connections(stack, lab, args.connections)
         print(f"concurrent connections from the kernel held: {alive} of {args.connections}")

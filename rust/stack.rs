@@ -3,8 +3,8 @@
 
 use crate::entropy::{self, Purpose};
 use crate::iface::{
-    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, TcpDelivery,
-    UdpDelivery, MAX_IPV4_PAYLOAD,
+    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, RxChecksum,
+    TcpDelivery, UdpDelivery, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::Device;
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -124,6 +124,13 @@ impl Stack {
     pub fn interface(&self) -> &Interface {
         &self.iface
     }
+    /// Counts `n` frames the device lost before the engine saw them.
+    pub fn count_device_drops(&mut self, reason: DropReason, n: u64) {
+        for _ in 0..n {
+            self.iface.count_drop(reason);
+        }
+    }
+
     pub fn counters(&self) -> &Counters {
         self.iface.counters()
     }
@@ -175,9 +182,14 @@ impl Stack {
         }
     }
 
-    /// Handles one received frame.
+    /// Handles one frame from a wire (its checksums to be verified).
     pub fn process_frame(&mut self, now: Instant, frame: &[u8]) {
-        match self.iface.ingress(now, frame) {
+        self.process_received(now, frame, RxChecksum::Unverified)
+    }
+
+    /// Handles one received frame, with what the device knows of its checksum.
+    pub fn process_received(&mut self, now: Instant, frame: &[u8], checksum: RxChecksum) {
+        match self.iface.ingress(now, frame, checksum) {
             None => {}
             Some(Delivery::Reassembled(packet)) => {
                 if let Some(d) = self.iface.ingress_reassembled(now, &packet) {
@@ -522,7 +534,9 @@ impl Stack {
     pub fn poll(&mut self, now: Instant, device: &mut dyn Device) -> io::Result<usize> {
         let mut received = 0;
         loop {
-            let n = device.receive(now, &mut |frame| self.process_frame(now, frame))?;
+            let n = device.receive(now, &mut |frame, checksum| {
+                self.process_received(now, frame, checksum)
+            })?;
             received += n;
             self.dispatch(now);
             self.flush(now, device);

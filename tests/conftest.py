@@ -42,7 +42,15 @@ def lab():
     tag = os.getpid() % 100000
     # peer.test: the name the test CA's certificate for the kernel side carries.
     hosts = {"lab.mipfast": "10.77.0.1", "peer.test": "10.77.0.1"}
-    lab = Lab(netns=f"mipfast-test-{tag}", iface=f"mft{tag}a", peer=f"mft{tag}b", hosts=hosts)
+    # The kernel side keeps its default offloads (TSO, checksum offload), as
+    # a user's would; only libpcap's path needs them off (see Lab).
+    lab = Lab(
+        netns=f"mipfast-test-{tag}",
+        iface=f"mft{tag}a",
+        peer=f"mft{tag}b",
+        hosts=hosts,
+        offloads=DEVICE != "pcap",
+    )
     try:
         lab.up()
     except LabError as e:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEVICE
+from helpers import peer_checksum_offload_off
 from peer import pattern
 
 import mipfast
@@ -170,7 +171,45 @@ def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload)
         else:  # frame by frame, or libpcap, which sends one frame a time
             assert counters["bursts_out"] == 0, counters
     finally:
-        subprocess.run(["ethtool", "-K", lab.iface, "gso", "on"], check=False)
+        subprocess.run(["ethtool", "-K", lab.iface, "tso", "on", "gso", "on", "tx", "on"], check=False)
+
+
+def download_intact(lab, peer, port: int, size: int, **stack_args) -> dict[str, int]:
+    """The kernel in the namespace sends `size` bytes to the stack, which
+    checks them; returns the stack's counters."""
+    peer(PEER_PY, "source", str(port), str(size))
+    digest = hashlib.sha256()
+    got = 0
+    buf = bytearray(1 << 16)
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR, **stack_args) as stack:
+        with stack.connect((lab.peer_ip, port), timeout=10) as conn:
+            while n := conn.recv_into(buf):
+                digest.update(buf[:n])
+                got += n
+        assert (got, digest.hexdigest()) == (size, sha(pattern(size)))
+        return stack.counters
+
+
+@pytest.mark.parametrize("peer_tso", [True, False], ids=["tso", "checksum-only"])
+def test_download_with_the_peers_offloads_on(lab, peer, peer_tso):
+    # The kernel side at its defaults sends 64 KiB super-frames (TSO over
+    # veth) with checksums left partial: the virtio-net header says so, and
+    # the stack takes each burst whole without summing it. This is the Linux
+    # path's (libpcap cannot see the offload state), so under
+    # MIPFAST_DEVICE=pcap too the test runs it, with the peer's offloads on.
+    on = "on" if peer_tso else "off"
+    subprocess.run(lab.ns("ethtool", "-K", lab.peer, "tx", "on", "tso", on, "gso", on), check=True)
+    try:
+        size = 30 << 20
+        counters = download_intact(lab, peer, 9005, size, device="auto")
+        assert counters["checksums_offloaded_in"] > 100, counters
+        assert counters["drop_tcp_bad_checksum"] == 0, counters
+        if peer_tso:
+            assert counters["bursts_in"] > 50, counters
+            assert counters["frames_in"] < size // 1448, "bursts arrive whole"
+    finally:
+        tx = "on" if lab.offloads else "off"
+        subprocess.run(lab.ns("ethtool", "-K", lab.peer, "tx", tx, "tso", "on", "gso", "on"), check=False)
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
@@ -432,8 +471,17 @@ def test_the_portable_libpcap_path_carries_traffic(lab, peer):
     also runs this way under MIPFAST_DEVICE=pcap)."""
     with pytest.raises(ValueError, match="device"):
         mipfast.Stack(lab.iface, ip=STACK_CIDR, device="bpf")
+    if lab.offloads:
+        # libpcap cannot tell a partial checksum from a bad one: the peer's
+        # offloaded segments are dropped, counted (the README's gotcha).
+        refused = peer(PEER_PY, "sink", "9030")
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, device="pcap") as stack:
+            with pytest.raises(TimeoutError):
+                stack.connect((lab.peer_ip, 9030), timeout=1)
+            assert stack.counters["drop_tcp_bad_checksum"] > 0
+        refused.stop()
     sink = peer(PEER_PY, "sink", "9031")
-    with mipfast.Stack(lab.iface, ip=STACK_CIDR, device="pcap") as stack:
+    with peer_checksum_offload_off(lab), mipfast.Stack(lab.iface, ip=STACK_CIDR, device="pcap") as stack:
         assert stack.device == "pcap"
         assert all(stack.ping(lab.peer_ip, count=3, timeout=2))
         data = pattern(4 << 20)

@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lab = FethLab()
             args.ip = args.ip or lab.stack_cidr
         else:
-            lab = Lab(host_access=True)
+            lab = Lab(host_access=True, offloads=args.device != "pcap")
         try:
             lab.up()
         except LabError as e:

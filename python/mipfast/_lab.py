@@ -43,7 +43,9 @@ class Lab:
     with ``10.77.0.1/24`` and dnsmasq (DHCP range .100–.199, DNS on .1).
 
     Setting up first removes anything left from an earlier run with the same
-    names, so a crash is cleaned up by the next start.
+    names, so a crash is cleaned up by the next start. ``offloads=False``
+    turns the peer's TX checksum offload (and with it TSO) off, for the
+    libpcap device path.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Lab:
         hosts: dict[str, str] | None = None,
         lease: str = "12h",
         host_access: bool = False,
+        offloads: bool = True,
     ) -> None:
         for name in (iface, peer):
             if len(name) > 15:
@@ -67,6 +70,7 @@ class Lab:
         self.hosts = dict(hosts or {"lab.mipfast": PEER_IP})
         self.lease = lease
         self.host_access = host_access
+        self.offloads = offloads
         self.pid_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.pid"
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
@@ -114,9 +118,12 @@ class Lab:
         _run(["ip", "-n", self.netns, "link", "set", self.peer, "up"])
         _run(["sysctl", "-qw", f"net.ipv6.conf.{self.iface}.disable_ipv6=1"], check=False)
         _run(["ip", "link", "set", self.iface, "up"])
-        # With TX checksum offload the kernel's segments reach pcap with partial checksums.
-        _run(self.ns("ethtool", "-K", self.peer, "tx", "off"), check=False)
-        _run(["ethtool", "-K", self.iface, "tx", "off"], check=False)
+        if not self.offloads:
+            # For the libpcap path: with TX checksum offload (and so TSO) on,
+            # the kernel's segments reach libpcap with partial checksums, and
+            # libpcap cannot say so. The Linux path reads the kernel's
+            # virtio-net header with each frame and needs nothing of this.
+            _run(self.ns("ethtool", "-K", self.peer, "tx", "off"), check=False)
         if self.host_access:
             self._link_host()
         if self.dhcp:

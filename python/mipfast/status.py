@@ -15,6 +15,8 @@ class Counters(TypedDict):
     bytes_in: int
     bytes_out: int
     bursts_out: int
+    bursts_in: int
+    checksums_offloaded_in: int
     checksum_errors: int
     retransmits: int
     syn_cookies_sent: int

@@ -17,6 +17,8 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
+    RxTruncated => "rx_truncated",
+    RxUndescribed => "rx_undescribed",
     EthernetTruncated => "ethernet_truncated",
     OtherHost => "not_for_us",
     UnknownEthertype => "unknown_ethertype",
@@ -68,6 +70,12 @@ pub struct Counters {
     /// TCP bursts handed to the device, each counted in `frames_out` as the
     /// segments it becomes.
     pub bursts_out: u64,
+    /// Super-frames received: a peer's TSO/GSO or GRO burst, longer than
+    /// the MTU, taken whole (also counted in `frames_in`).
+    pub bursts_in: u64,
+    /// Frames whose TCP/UDP checksum the host's kernel vouched for (left
+    /// to offload, or verified by a NIC), so the engine did not sum them.
+    pub checksums_offloaded_in: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -79,6 +87,8 @@ impl Default for Counters {
             bytes_in: 0,
             bytes_out: 0,
             bursts_out: 0,
+            bursts_in: 0,
+            checksums_offloaded_in: 0,
             drops: [0; DropReason::ALL.len()],
         }
     }
@@ -114,6 +124,11 @@ impl Counters {
             ("bytes_in".to_string(), self.bytes_in),
             ("bytes_out".to_string(), self.bytes_out),
             ("bursts_out".to_string(), self.bursts_out),
+            ("bursts_in".to_string(), self.bursts_in),
+            (
+                "checksums_offloaded_in".to_string(),
+                self.checksums_offloaded_in,
+            ),
         ];
         v.extend(
             DropReason::ALL

@@ -2,6 +2,7 @@
 
 use super::neighbor::NeighborAction;
 use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
+use super::rx::RxChecksum;
 use super::{
     segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxFrame,
     TxQueue,
@@ -220,9 +221,24 @@ impl Interface {
 
     /// Handles one received frame. ARP and ICMP echo are answered here;
     /// transport segments and ICMP errors are returned for the stack.
-    pub fn ingress<'a>(&mut self, now: Instant, frame: &'a [u8]) -> Option<Delivery<'a>> {
+    /// `checksum`: what the device knows of the transport checksum (a
+    /// frame from the host's kernel may carry none yet; see [`RxChecksum`]).
+    /// A frame longer than the MTU is a super-frame (a peer's TSO or GRO
+    /// burst handed over whole) and is taken as the one segment it is.
+    pub fn ingress<'a>(
+        &mut self,
+        now: Instant,
+        frame: &'a [u8],
+        checksum: RxChecksum,
+    ) -> Option<Delivery<'a>> {
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
+        if frame.len() > ethernet::HEADER_LEN + self.mtu {
+            self.counters.bursts_in += 1;
+        }
+        if checksum.trusted() {
+            self.counters.checksums_offloaded_in += 1;
+        }
         let eth = match ethernet::Frame::new_checked(frame) {
             Ok(f) => f,
             Err(_) => return self.dropped(DropReason::EthernetTruncated),
@@ -236,7 +252,7 @@ impl Interface {
                 self.process_arp(now, eth.payload());
                 None
             }
-            ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload()),
+            ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload(), checksum.trusted()),
             _ => self.dropped(DropReason::UnknownEthertype),
         }
     }
@@ -330,7 +346,13 @@ impl Interface {
         );
     }
 
-    fn process_ipv4<'a>(&mut self, now: Instant, payload: &'a [u8]) -> Option<Delivery<'a>> {
+    /// `l4_trusted`: the TCP or UDP checksum needs no verifying.
+    fn process_ipv4<'a>(
+        &mut self,
+        now: Instant,
+        payload: &'a [u8],
+        l4_trusted: bool,
+    ) -> Option<Delivery<'a>> {
         let packet = match ipv4::Packet::new_checked(payload) {
             Ok(p) => p,
             Err(_) => return self.dropped(DropReason::Ipv4Malformed),
@@ -372,7 +394,12 @@ impl Interface {
                 }
             }
             ipv4::PROTO_UDP => {
-                match udp::Datagram::new_checked(packet.payload(), packet.src(), dst) {
+                let checked = if l4_trusted {
+                    udp::Datagram::new_unverified(packet.payload())
+                } else {
+                    udp::Datagram::new_checked(packet.payload(), packet.src(), dst)
+                };
+                match checked {
                     Ok(d) => Some(Delivery::Udp(UdpDelivery {
                         src: packet.src(),
                         dst,
@@ -387,7 +414,12 @@ impl Interface {
                 }
             }
             ipv4::PROTO_TCP if to_us => {
-                match tcp::Segment::new_checked(packet.payload(), packet.src(), dst) {
+                let checked = if l4_trusted {
+                    tcp::Segment::new_unverified(packet.payload())
+                } else {
+                    tcp::Segment::new_checked(packet.payload(), packet.src(), dst)
+                };
+                match checked {
                     Ok(segment) => Some(Delivery::Tcp(TcpDelivery {
                         src: packet.src(),
                         dst,
@@ -410,7 +442,8 @@ impl Interface {
         now: Instant,
         packet: &'a [u8],
     ) -> Option<Delivery<'a>> {
-        self.process_ipv4(now, packet)
+        // Fragments cross the wire with their checksum whole.
+        self.process_ipv4(now, packet, false)
     }
 
     /// RFC 9293 §3.10.7.1: the reset for a segment no connection takes.

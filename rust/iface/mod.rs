@@ -6,6 +6,7 @@ mod counters;
 mod interface;
 mod neighbor;
 mod reassembly;
+mod rx;
 mod segmentation;
 mod tx_queue;
 
@@ -17,5 +18,6 @@ pub use interface::{
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
+pub use rx::RxChecksum;
 pub use segmentation::{segment_burst, wire_size};
 pub use tx_queue::{TxFrame, TxQueue};

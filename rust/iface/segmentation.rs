@@ -5,8 +5,12 @@
 //! this module makes: each segment with its own sequence number, lengths
 //! and checksums, FIN and PSH on the last only, and the IP identification
 //! counting up, as Linux's GSO does.
+//!
+//! The same cut undoes a UDP burst (`UDP_SEGMENT`, GSO type UDP_L4) that a
+//! peer's kernel hands us whole: datagrams of `segment_size` bytes, each
+//! with its own length and checksum.
 
-use crate::wire::{checksum, ethernet, ipv4, tcp, Ipv4Addr};
+use crate::wire::{checksum, ethernet, ipv4, tcp, udp, Ipv4Addr};
 
 const FIN_PSH: u8 = tcp::Flags::FIN.0 | tcp::Flags::PSH.0;
 
@@ -26,7 +30,7 @@ pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
 }
 
 /// Calls `out` with each segment of the burst `frame`, in order. A frame
-/// that is not an IPv4/TCP burst (or fits one segment) goes out unchanged.
+/// that is not an IPv4 TCP or UDP burst (or fits one segment) goes out unchanged.
 pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8])) {
     let Some(l) = layout(frame).filter(|l| segment_size > 0 && l.payload_len() > segment_size)
     else {
@@ -35,8 +39,8 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
     let headers = &frame[..l.payload_start];
     let payload = &frame[l.payload_start..l.end];
     let ident = u16::from_be_bytes([frame[l.ip + 4], frame[l.ip + 5]]);
-    let seq = u32::from_be_bytes(frame[l.tcp + 4..l.tcp + 8].try_into().unwrap());
-    let (src, dst) = (l.src, l.dst);
+    let t = l.transport;
+    let seq = u32::from_be_bytes(frame[t + 4..t + 8].try_into().unwrap());
     let mut segment = Vec::with_capacity(l.payload_start + segment_size);
     let count = payload.len().div_ceil(segment_size);
     for (i, chunk) in payload.chunks(segment_size).enumerate() {
@@ -48,28 +52,42 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
         let id = ident.wrapping_add(i as u16);
         segment[l.ip + 4..l.ip + 6].copy_from_slice(&id.to_be_bytes());
         segment[l.ip + 10..l.ip + 12].fill(0);
-        let c = checksum::checksum(&segment[l.ip..l.tcp]);
+        let c = checksum::checksum(&segment[l.ip..t]);
         segment[l.ip + 10..l.ip + 12].copy_from_slice(&c.to_be_bytes());
-        let s = seq.wrapping_add((i * segment_size) as u32);
-        segment[l.tcp + 4..l.tcp + 8].copy_from_slice(&s.to_be_bytes());
-        if i + 1 < count {
-            segment[l.tcp + 13] &= !FIN_PSH;
+        let transport_len = segment.len() - t;
+        let field = if l.protocol == ipv4::PROTO_TCP {
+            let s = seq.wrapping_add((i * segment_size) as u32);
+            segment[t + 4..t + 8].copy_from_slice(&s.to_be_bytes());
+            if i + 1 < count {
+                segment[t + 13] &= !FIN_PSH;
+            }
+            t + TCP_CHECKSUM
+        } else {
+            segment[t + 4..t + 6].copy_from_slice(&(transport_len as u16).to_be_bytes());
+            t + UDP_CHECKSUM
+        };
+        segment[field..field + 2].fill(0);
+        let acc = checksum::pseudo_header(l.src, l.dst, l.protocol, transport_len as u16);
+        let mut c = !checksum::fold(checksum::accumulate(acc, &segment[t..]));
+        if c == 0 && l.protocol == ipv4::PROTO_UDP {
+            c = 0xffff; // RFC 768: zero means "no checksum"
         }
-        segment[l.tcp + 16..l.tcp + 18].fill(0);
-        let tcp_len = segment.len() - l.tcp;
-        let acc = checksum::pseudo_header(src, dst, ipv4::PROTO_TCP, tcp_len as u16);
-        let c = !checksum::fold(checksum::accumulate(acc, &segment[l.tcp..]));
-        segment[l.tcp + 16..l.tcp + 18].copy_from_slice(&c.to_be_bytes());
+        segment[field..field + 2].copy_from_slice(&c.to_be_bytes());
         out(&segment);
     }
 }
 
-/// Where the headers of an IPv4/TCP frame start and end.
+/// Where the checksum sits in a TCP and in a UDP header.
+const TCP_CHECKSUM: usize = 16;
+const UDP_CHECKSUM: usize = 6;
+
+/// Where the headers of an IPv4 TCP or UDP frame start and end.
 struct Layout {
     src: Ipv4Addr,
     dst: Ipv4Addr,
+    protocol: u8,
     ip: usize,
-    tcp: usize,
+    transport: usize,
     payload_start: usize,
     end: usize,
 }
@@ -87,18 +105,26 @@ fn layout(frame: &[u8]) -> Option<Layout> {
         return None;
     }
     let packet = ipv4::Packet::new_checked(eth.payload()).ok()?;
-    if packet.protocol() != ipv4::PROTO_TCP || packet.is_fragment() {
+    if packet.is_fragment() {
         return None;
     }
-    let tcp = ip + packet.header_len();
-    let data_offset = (*frame.get(tcp + 12)? >> 4) as usize * 4;
+    let transport = ip + packet.header_len();
+    let header_len = match packet.protocol() {
+        ipv4::PROTO_TCP => {
+            let data_offset = (*frame.get(transport + 12)? >> 4) as usize * 4;
+            (data_offset >= tcp::HEADER_LEN).then_some(data_offset)?
+        }
+        ipv4::PROTO_UDP => udp::HEADER_LEN,
+        _ => return None,
+    };
     let end = ip + packet.total_len();
-    let payload_start = tcp + data_offset;
-    (data_offset >= tcp::HEADER_LEN && payload_start <= end).then_some(Layout {
+    let payload_start = transport + header_len;
+    (payload_start <= end).then_some(Layout {
         src: packet.src(),
         dst: packet.dst(),
+        protocol: packet.protocol(),
         ip,
-        tcp,
+        transport,
         payload_start,
         end,
     })
@@ -187,5 +213,33 @@ mod tests {
         // A truncated burst is not cut (its headers cannot be trusted).
         let cut = &burst(&[7; 3000], Flags::ACK)[..100];
         assert_eq!(wire_size(cut, 1000), (1, 100));
+    }
+
+    #[test]
+    fn cuts_a_udp_burst_into_datagrams() {
+        let payload: Vec<u8> = (0..2100u32).map(|i| (i * 7) as u8).collect();
+        let udp_len = udp::HEADER_LEN + payload.len();
+        let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len];
+        ethernet::Repr {
+            dst: MacAddress::BROADCAST,
+            src: MacAddress::ZERO,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        }
+        .emit(&mut frame);
+        ipv4::Repr::new(A, B, ipv4::PROTO_UDP, udp_len, 7).emit(&mut frame[ethernet::HEADER_LEN..]);
+        let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        frame[at..at + 8].copy_from_slice(&[0, 53, 0, 54, 0, 0, 0, 0]);
+        frame[at + 8..].copy_from_slice(&payload);
+        let mut joined = vec![];
+        let mut count = 0;
+        segment_burst(&frame, 1000, &mut |d| {
+            let ip = ipv4::Packet::new_checked(&d[ethernet::HEADER_LEN..]).unwrap();
+            assert!(ip.verify_checksum());
+            let datagram = udp::Datagram::new_checked(ip.payload(), A, B).unwrap();
+            assert_eq!((datagram.src_port(), datagram.dst_port()), (53, 54));
+            joined.extend_from_slice(datagram.payload());
+            count += 1;
+        });
+        assert_eq!((count, joined), (3, payload));
     }
 }

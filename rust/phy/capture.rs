@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// snapshot length, link type.
 const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
 const PCAP_VERSION: (u16, u16) = (2, 4);
-const SNAPLEN: u32 = 65_535;
+/// libpcap's largest, so that a super-frame (TSO/GRO, up to 64 KiB + headers) is kept whole.
+const SNAPLEN: u32 = 262_144;
 const LINKTYPE_ETHERNET: u32 = 1;
 const FILE_HEADER_LEN: usize = 24;
 const RECORD_HEADER_LEN: usize = 16;

@@ -1,14 +1,19 @@
 //! The boundary between the engine and a link. The trait is pure; its
 //! implementations (pcap, in-memory link) do the I/O.
 
-use crate::iface::TxFrame;
+use crate::iface::{RxChecksum, TxFrame};
 use crate::time::Instant;
 use std::io;
 
 /// A link that moves whole Ethernet frames.
 pub trait Device {
-    /// Hands every frame available now to `sink` without blocking; returns how many.
-    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize>;
+    /// Hands every frame available now to `sink`, with what is known of
+    /// its checksum, without blocking; returns how many.
+    fn receive(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> io::Result<usize>;
     /// Sends one frame.
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
     /// Sends `frames` in order and returns how many wire frames failed. A

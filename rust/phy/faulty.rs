@@ -4,9 +4,10 @@
 
 use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
-use super::Device;
+use super::{Device, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
+use crate::wire::checksum::finish_partial;
 use std::io;
 
 pub struct Faulty<D> {
@@ -53,12 +54,27 @@ impl<D> Faulty<D> {
 }
 
 impl<D: Device> Device for Faulty<D> {
-    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+    /// Faults strike what a wire carries: a partial checksum is finished
+    /// first, and every frame is then verified by the engine (so that a
+    /// corrupted one is caught).
+    fn receive(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> io::Result<usize> {
         match &mut self.faults {
             None => self.inner.receive(now, sink),
-            Some((rx, _)) => self
-                .inner
-                .receive(now, &mut |frame| rx.apply(now, frame, |_, f| sink(&f))),
+            Some((rx, _)) => self.inner.receive(now, &mut |frame, checksum| {
+                let deliver = |_, f: Vec<u8>| sink(&f, RxChecksum::Unverified);
+                match checksum {
+                    RxChecksum::Partial { start, offset } => {
+                        let mut whole = frame.to_vec();
+                        finish_partial(&mut whole, start, offset);
+                        rx.apply(now, &whole, deliver)
+                    }
+                    _ => rx.apply(now, frame, deliver),
+                }
+            }),
         }
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {

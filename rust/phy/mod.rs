@@ -6,14 +6,19 @@ mod device;
 pub mod fault;
 pub mod faulty;
 pub mod link;
+pub mod live_device;
+#[cfg(target_os = "linux")]
+mod packet_rx;
 #[cfg(target_os = "linux")]
 mod packet_tx;
-pub mod pcap_live;
 pub mod poll;
 pub mod ready_fd;
 mod sockopt;
 pub mod stream_fd;
 pub mod trace;
+#[cfg(target_os = "linux")]
+mod vnet;
 pub mod wake;
 
+pub use crate::iface::RxChecksum;
 pub use device::Device;

@@ -9,19 +9,12 @@
 //! so `tc` shaping and netem apply to the stack too.
 
 use super::sockopt::set_int;
+use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::TxFrame;
-use crate::wire::{ethernet, ipv4, tcp};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const PACKET_VNET_HDR: libc::c_int = 15;
-/// `struct virtio_net_hdr` (10 bytes, little-endian fields on this socket).
-const VNET_HDR_LEN: usize = 10;
-const VNET_F_NEEDS_CSUM: u8 = 1;
-const VNET_GSO_TCPV4: u8 = 1;
-/// Where the TCP checksum field sits in its header.
-const TCP_CHECKSUM_OFFSET: u16 = 16;
 /// The largest IPv4 packet, and so the largest burst the kernel takes.
 const MAX_BURST: usize = 65535;
 /// Most messages per system call (the kernel's UIO_MAXIOV).
@@ -35,7 +28,7 @@ pub struct PacketSender {
     vnet: bool,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
-    vnet_headers: Vec<[u8; VNET_HDR_LEN]>,
+    vnet_headers: Vec<[u8; vnet::LEN]>,
     /// Bursts are cut here, in user space: no offload, or the kernel refused one.
     cut_bursts: bool,
 }
@@ -140,11 +133,11 @@ impl PacketSender {
 
     /// Sends one whole frame (no burst).
     pub fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        let header = [0u8; VNET_HDR_LEN];
+        let header = [0u8; vnet::LEN];
         let mut iovecs = [
             libc::iovec {
                 iov_base: header.as_ptr() as *mut libc::c_void,
-                iov_len: VNET_HDR_LEN,
+                iov_len: vnet::LEN,
             },
             libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,
@@ -172,14 +165,18 @@ impl PacketSender {
         let per_message = 1 + self.vnet as usize;
         self.vnet_headers.clear();
         if self.vnet {
-            self.vnet_headers.extend(frames.iter().map(vnet_header));
+            self.vnet_headers.extend(
+                frames
+                    .iter()
+                    .map(|f| VnetHeader::for_tcp_burst(&f.bytes, f.segment_size).emit()),
+            );
         }
         self.iovecs.clear();
         for (i, frame) in frames.iter().enumerate() {
             if self.vnet {
                 self.iovecs.push(libc::iovec {
                     iov_base: self.vnet_headers[i].as_ptr() as *mut libc::c_void,
-                    iov_len: VNET_HDR_LEN,
+                    iov_len: vnet::LEN,
                 });
             }
             self.iovecs.push(libc::iovec {
@@ -241,26 +238,4 @@ fn cut(frames: &[TxFrame]) -> Vec<TxFrame> {
         });
     }
     out
-}
-
-/// The virtio-net header for `frame`: none needed for a whole frame (its
-/// checksums are done); for a burst, segment at `segment_size` and finish
-/// the TCP checksum, whose field holds the pseudo-header sum.
-fn vnet_header(frame: &TxFrame) -> [u8; VNET_HDR_LEN] {
-    let mut h = [0u8; VNET_HDR_LEN];
-    if frame.segment_size == 0 {
-        return h;
-    }
-    let tcp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
-    let data_offset = frame
-        .bytes
-        .get(tcp_start + 12)
-        .map_or(tcp::HEADER_LEN, |b| (b >> 4) as usize * 4);
-    h[0] = VNET_F_NEEDS_CSUM;
-    h[1] = VNET_GSO_TCPV4;
-    h[2..4].copy_from_slice(&((tcp_start + data_offset) as u16).to_le_bytes());
-    h[4..6].copy_from_slice(&frame.segment_size.to_le_bytes());
-    h[6..8].copy_from_slice(&(tcp_start as u16).to_le_bytes());
-    h[8..10].copy_from_slice(&TCP_CHECKSUM_OFFSET.to_le_bytes());
-    h
 }

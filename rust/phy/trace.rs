@@ -2,13 +2,17 @@
 //! tcpdump and Wireshark open.
 
 use super::capture::CaptureRing;
-use super::Device;
+use super::{Device, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
+use crate::wire::checksum::finish_partial;
 use pcap::{Capture, Linktype, Packet, PacketHeader, Savefile};
 use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What `pcap_open_dead` writes as the file's snapshot length.
+const TRACE_SNAPLEN: usize = 65_535;
 
 /// A `.pcap` writer; timestamps are `now` offset to wall-clock time.
 pub struct TraceWriter {
@@ -43,9 +47,12 @@ impl TraceWriter {
                 tv_sec: (t / 1_000_000) as libc::time_t,
                 tv_usec: (t % 1_000_000) as libc::suseconds_t,
             },
-            caplen: frame.len() as u32,
+            // The file's snapshot length (libpcap's dead handle): a
+            // longer super-frame is kept truncated, its length whole.
+            caplen: frame.len().min(TRACE_SNAPLEN) as u32,
             len: frame.len() as u32,
         };
+        let frame = &frame[..frame.len().min(TRACE_SNAPLEN)];
         self.file.write(&Packet::new(&header, frame));
         self.dirty = true;
     }
@@ -106,14 +113,27 @@ fn record(
 }
 
 impl<D: Device> Device for Traced<D> {
-    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+    /// A frame whose checksum the kernel left to "hardware" is recorded
+    /// with it finished, as a wire would carry it; a super-frame (a
+    /// peer's TSO or GRO burst, larger than the MTU) is recorded whole.
+    fn receive(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> io::Result<usize> {
         if !self.records() {
             return self.inner.receive(now, sink);
         }
         let (trace, capture) = (&mut self.trace, &mut self.capture);
-        self.inner.receive(now, &mut |frame| {
-            record(trace, capture, now, frame);
-            sink(frame)
+        self.inner.receive(now, &mut |frame, checksum| {
+            if let RxChecksum::Partial { start, offset } = checksum {
+                let mut whole = frame.to_vec();
+                finish_partial(&mut whole, start, offset);
+                record(trace, capture, now, &whole);
+            } else {
+                record(trace, capture, now, frame);
+            }
+            sink(frame, checksum)
         })
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {

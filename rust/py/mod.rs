@@ -31,7 +31,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Names of the interfaces a Stack can open.
 #[pyfunction]
 fn interfaces(py: Python<'_>) -> PyResult<Vec<String>> {
-    py.detach(crate::phy::pcap_live::interfaces)
+    py.detach(crate::phy::live_device::interfaces)
         .map_err(errors::to_py)
 }
 

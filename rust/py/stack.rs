@@ -6,7 +6,7 @@ use super::tcp::{PyConnection, PyListener};
 use super::udp::PyUdpSocket;
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use crate::phy::fault::FaultConfig;
-use crate::phy::pcap_live::DeviceKind;
+use crate::phy::live_device::DeviceKind;
 use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
 use crate::socket::tcp::{Algorithm, TcpConfig};

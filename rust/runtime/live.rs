@@ -5,10 +5,11 @@
 
 use super::bridge::Bridges;
 use super::watch::{Watched, Watches};
+use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
-use crate::phy::pcap_live::{DeviceKind, PcapDevice};
+use crate::phy::live_device::{DeviceKind, LiveDevice, RxLosses};
 use crate::phy::poll::{self, wait_readable, Interest};
 use crate::phy::stream_fd::StreamFd;
 use crate::phy::trace::{TraceWriter, Traced};
@@ -47,12 +48,14 @@ pub struct LiveConfig {
 /// The state behind the lock.
 pub struct Engine {
     pub stack: Stack,
-    device: Traced<Faulty<PcapDevice>>,
+    device: Traced<Faulty<LiveDevice>>,
     origin: std::time::Instant,
     /// Readiness descriptors handed out, kept current after every change.
     watches: Watches,
     /// Connections joined to kernel sockets, pumped every round.
     bridges: Bridges,
+    /// The device's losses already counted in the stack's drops.
+    losses_seen: RxLosses,
 }
 
 impl Engine {
@@ -66,6 +69,9 @@ impl Engine {
         let now = self.now();
         let timer_due = self.stack.poll_at().is_some_and(|t| t <= now);
         let n = self.stack.poll(now, &mut self.device)?;
+        if n > 0 {
+            self.count_device_losses();
+        }
         let pumped = !self.bridges.is_empty() && self.bridges.pump(&mut self.stack) > 0;
         if pumped {
             // Send what the bridges queued and the windows they opened.
@@ -79,6 +85,18 @@ impl Engine {
             self.watches.update(&mut self.stack);
         }
         Ok(n + timer_due as usize + pumped as usize)
+    }
+
+    /// Frames the device dropped before the engine, as the stack's drops.
+    fn count_device_losses(&mut self) {
+        let losses = self.device.inner.inner.losses();
+        let seen = std::mem::replace(&mut self.losses_seen, losses);
+        let stack = &mut self.stack;
+        stack.count_device_drops(DropReason::RxTruncated, losses.truncated - seen.truncated);
+        stack.count_device_drops(
+            DropReason::RxUndescribed,
+            losses.undescribed - seen.undescribed,
+        );
     }
 
     /// Starts an in-memory capture of every frame in and out, up to
@@ -162,7 +180,7 @@ pub struct LiveStack {
 
 impl LiveStack {
     pub fn open(config: LiveConfig) -> io::Result<Self> {
-        let pcap = PcapDevice::open(
+        let pcap = LiveDevice::open(
             &config.interface,
             config.bpf.as_deref(),
             config.segment_offload,
@@ -186,6 +204,7 @@ impl LiveStack {
             origin,
             watches: Watches::default(),
             bridges: Bridges::default(),
+            losses_seen: RxLosses::default(),
         };
         engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
         Ok(LiveStack {

@@ -47,7 +47,7 @@ impl Server {
     fn poll(&mut self, now: Instant) {
         let mut frames = vec![];
         self.link
-            .receive(now, &mut |f| frames.push(f.to_vec()))
+            .receive(now, &mut |f, _| frames.push(f.to_vec()))
             .unwrap();
         for f in frames {
             self.handle(now, &f);

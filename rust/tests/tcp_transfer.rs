@@ -3,12 +3,13 @@
 
 mod tcp_net;
 
-use mipfast::iface::TxFrame;
+use mipfast::iface::{DropReason, RxChecksum, TxFrame};
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::LinkEnd;
 use mipfast::phy::Device;
 use mipfast::socket::tcp::{Algorithm, Handle, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
+use mipfast::wire::checksum::finish_partial;
 use tcp_net::*;
 
 #[test]
@@ -167,7 +168,11 @@ struct Tee<'a> {
 }
 
 impl Device for Tee<'_> {
-    fn receive(&mut self, now: Instant, sink: &mut dyn FnMut(&[u8])) -> std::io::Result<usize> {
+    fn receive(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> std::io::Result<usize> {
         self.link.receive(now, sink)
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
@@ -249,4 +254,118 @@ fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
         bulk(&mut net, faulty_len() / 2, Duration::from_secs(3600));
         assert!(net.a.stack.counters().bursts_out > 10, "bursts were sent");
     }
+}
+
+/// A's device in [`bursts_arrive_whole`]: ACKs from the link; what A
+/// sends is kept whole, bursts and all, for B.
+struct Offloading<'a> {
+    link: &'a mut LinkEnd,
+    out: &'a mut Vec<TxFrame>,
+}
+
+impl Device for Offloading<'_> {
+    fn receive(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> std::io::Result<usize> {
+        self.link.receive(now, sink)
+    }
+    fn transmit(&mut self, _now: Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.out.push(TxFrame {
+            bytes: frame.to_vec(),
+            segment_size: 0,
+        });
+        Ok(())
+    }
+    fn transmit_batch(&mut self, _now: Instant, frames: &[TxFrame]) -> usize {
+        self.out.extend_from_slice(frames);
+        0
+    }
+}
+
+/// B's device there: A's frames as a Linux packet socket hands a peer's
+/// TSO over veth, each burst one super-frame whose TCP checksum field
+/// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`).
+struct SuperFrames<'a> {
+    link: &'a mut LinkEnd,
+    incoming: &'a mut Vec<TxFrame>,
+}
+
+impl Device for SuperFrames<'_> {
+    fn receive(
+        &mut self,
+        _now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> std::io::Result<usize> {
+        let frames = std::mem::take(self.incoming);
+        for f in &frames {
+            let checksum = if f.segment_size > 0 {
+                RxChecksum::Partial {
+                    start: 34,
+                    offset: 16,
+                }
+            } else {
+                RxChecksum::Unverified
+            };
+            sink(&f.bytes, checksum);
+        }
+        Ok(frames.len())
+    }
+    fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.link.transmit(now, frame)
+    }
+}
+
+#[test]
+fn bursts_arrive_whole_with_partial_checksums_and_intact() {
+    let a = TcpConfig {
+        burst_capacity: 65535,
+        ..Default::default()
+    };
+    let mut net = Net::clean_with(7, a, TcpConfig::default());
+    let (ha, hb) = net.connect(80);
+    let size = 2_000_000;
+    let mut transfer = Transfer::new(pattern(size, 5));
+    let mut in_flight = vec![];
+    let mut kept = None;
+    for _ in 0..20_000 {
+        let now = net.now;
+        let mut a_dev = Offloading {
+            link: &mut net.a.dev,
+            out: &mut in_flight,
+        };
+        net.a.stack.poll(now, &mut a_dev).unwrap();
+        if kept.is_none() {
+            kept = in_flight
+                .iter()
+                .find(|f| f.segment_size > 0)
+                .map(|f| f.bytes.clone());
+        }
+        let mut b_dev = SuperFrames {
+            link: &mut net.b.dev,
+            incoming: &mut in_flight,
+        };
+        net.b.stack.poll(now, &mut b_dev).unwrap();
+        transfer.step(&mut net.a.stack, ha, &mut net.b.stack, hb);
+        if transfer.done() {
+            break;
+        }
+        net.now = now + Duration::from_micros(100);
+    }
+    assert_eq!(transfer.received, size);
+    assert_eq!(transfer.hash, Fnv::of(&transfer.data));
+    let b = net.b.stack.counters();
+    assert!(b.bursts_in > 10, "{} super-frames", b.bursts_in);
+    assert_eq!(b.checksums_offloaded_in, b.bursts_in);
+    assert_eq!(b.checksum_errors(), 0);
+    // The same super-frame handed over as unverified fails its checksum
+    // (the trust comes from the device, never from the frame); finished
+    // as a NIC would, it passes.
+    let mut burst = kept.expect("a burst was sent");
+    net.b.stack.process_frame(net.now, &burst);
+    assert_eq!(net.b.stack.counters().drops(DropReason::TcpChecksum), 1);
+    finish_partial(&mut burst, 34, 16);
+    net.b.stack.process_frame(net.now, &burst);
+    assert_eq!(net.b.stack.counters().checksum_errors(), 1);
 }

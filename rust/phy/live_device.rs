@@ -1,0 +1,306 @@
+//! The live device: one network interface, promiscuous and non-blocking,
+//! with a pollable descriptor. Two paths:
+//! - Linux: packet sockets of our own both ways, with virtio-net headers,
+//!   so that the kernel's offloads work for us: `recvmmsg` of super-frames
+//!   and offloaded checksums (`packet_rx.rs`), `sendmmsg` of bursts the
+//!   kernel cuts (`packet_tx.rs`).
+//! - libpcap alone (immediate mode, direction in, `pcap_sendpacket`): the
+//!   portable path that macOS and the BSDs take and Linux can choose.
+
+use super::device::transmit_each;
+#[cfg(target_os = "linux")]
+use super::packet_rx::PacketReceiver;
+#[cfg(target_os = "linux")]
+use super::packet_tx::PacketSender;
+use super::{Device, RxChecksum};
+use crate::iface::TxFrame;
+use crate::time::Instant;
+use pcap::{Active, Capture, Direction};
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+
+const SNAPLEN: i32 = 65535;
+/// Kernel ring size: room for bursts between two wake-ups.
+const BUFFER_BYTES: i32 = 8 << 20;
+
+/// Which way frames leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    /// The fastest the platform has: the packet socket on Linux, libpcap elsewhere.
+    #[default]
+    Auto,
+    /// libpcap alone, as on macOS (selectable on Linux so that this path is tested).
+    Pcap,
+}
+
+impl DeviceKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(DeviceKind::Auto),
+            "pcap" => Some(DeviceKind::Pcap),
+            _ => None,
+        }
+    }
+}
+
+/// What the receiver could not hand on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RxLosses {
+    /// Frames longer than a slot (cut by the kernel): dropped.
+    pub truncated: u64,
+    /// Frames the kernel could not describe in a virtio-net header: dropped by it.
+    pub undescribed: u64,
+}
+
+enum Path {
+    /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
+    #[cfg(target_os = "linux")]
+    Packet(PacketReceiver, PacketSender),
+    /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
+    Pcap(Capture<Active>),
+}
+
+pub struct LiveDevice {
+    path: Path,
+    name: String,
+}
+
+/// Names of the interfaces libpcap can open.
+pub fn interfaces() -> io::Result<Vec<String>> {
+    let devices = pcap::Device::list().map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(devices.into_iter().map(|d| d.name).collect())
+}
+
+impl LiveDevice {
+    /// Opens `name`. A missing interface is `NotFound` (the message lists the
+    /// ones that exist); lacking privileges is `PermissionDenied` with the fix.
+    /// `offload`: TCP bursts are cut into segments by the kernel (see
+    /// [`PacketSender`]).
+    pub fn open(
+        name: &str,
+        bpf: Option<&str>,
+        offload: bool,
+        kind: DeviceKind,
+    ) -> io::Result<Self> {
+        let known = interfaces().unwrap_or_default();
+        if !known.iter().any(|n| n == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no interface named {name:?}; interfaces: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        let path = match kind {
+            #[cfg(target_os = "linux")]
+            DeviceKind::Auto => {
+                let map = |e: io::Error| packet_open_error(name, e);
+                let receiver = PacketReceiver::open(name).map_err(map)?;
+                if let Some(filter) = bpf {
+                    attach_filter(receiver.fd(), filter)?;
+                }
+                Path::Packet(receiver, PacketSender::open(name, offload).map_err(map)?)
+            }
+            _ => {
+                let _ = offload; // libpcap sends frame by frame
+                Path::Pcap(open_pcap(name, bpf)?)
+            }
+        };
+        Ok(LiveDevice {
+            path,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> DeviceKind {
+        match self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(..) => DeviceKind::Auto,
+            Path::Pcap(_) => DeviceKind::Pcap,
+        }
+    }
+
+    /// The descriptor that becomes readable when frames arrive.
+    pub fn fd(&self) -> RawFd {
+        match &self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(rx, _) => rx.fd(),
+            Path::Pcap(capture) => capture.as_raw_fd(),
+        }
+    }
+
+    /// Frames the receiver itself lost (the packet path; none on libpcap's).
+    pub fn losses(&self) -> RxLosses {
+        match &self.path {
+            Path::Packet(rx, _) => rx.losses(),
+            Path::Pcap(_) => RxLosses::default(),
+        }
+    }
+}
+
+/// A libpcap handle on `name`: promiscuous, immediate (BPF would hold
+/// frames back on macOS otherwise), non-blocking, frames coming in only.
+fn open_pcap(name: &str, bpf: Option<&str>) -> io::Result<Capture<Active>> {
+    let map = |e: pcap::Error| open_error(name, e);
+    let capture = Capture::from_device(name)
+        .map_err(map)?
+        .promisc(true)
+        .immediate_mode(true)
+        .snaplen(SNAPLEN)
+        .buffer_size(BUFFER_BYTES)
+        .open()
+        .map_err(map)?;
+    // Only frames arriving from the wire: not the ones we inject.
+    capture.direction(Direction::In).map_err(map)?;
+    let mut capture = capture.setnonblock().map_err(map)?;
+    #[cfg(target_os = "linux")]
+    ignore_outgoing(capture.as_raw_fd());
+    if let Some(filter) = bpf {
+        capture
+            .filter(filter, true)
+            .map_err(|e| bad_filter(filter, e))?;
+    }
+    Ok(capture)
+}
+
+fn bad_filter(filter: &str, e: pcap::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("bad BPF filter {filter:?}: {e}"),
+    )
+}
+
+/// Compiles `filter` with libpcap (for Ethernet) and attaches it to our
+/// receive socket (`SO_ATTACH_FILTER`), where the kernel runs it before
+/// a frame is queued for us.
+#[cfg(target_os = "linux")]
+fn attach_filter(fd: RawFd, filter: &str) -> io::Result<()> {
+    let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| bad_filter(filter, e))?;
+    let program = dead
+        .compile(filter, true)
+        .map_err(|e| bad_filter(filter, e))?;
+    let instructions = program.get_instructions();
+    let fprog = libc::sock_fprog {
+        len: instructions.len() as u16,
+        // SAFETY (layout): pcap's BpfInstruction is a transparent bpf_insn,
+        // {u16 code, u8 jt, u8 jf, u32 k}, which is the kernel's sock_filter.
+        filter: instructions.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `program`'s instructions, alive for the call;
+    // the kernel copies them.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The packet sockets' errors, with the fix for the usual one.
+#[cfg(target_os = "linux")]
+fn packet_open_error(name: &str, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "cannot open {name}: {e}. Run as root, or give Python CAP_NET_RAW and \
+                 CAP_NET_ADMIN: sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
+            ),
+        ),
+        Some(libc::ENODEV | libc::ENXIO) => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?}: {e}"),
+        ),
+        _ => io::Error::new(e.kind(), format!("cannot open {name}: {e}")),
+    }
+}
+
+/// Our own frames, sent on the other socket, are not copied back into
+/// pcap's ring (`PACKET_IGNORE_OUTGOING`, Linux 4.20+): without it the
+/// kernel clones every outgoing frame for us only to have libpcap drop it
+/// (direction "in"). An older kernel keeps the copies, so the result is not checked.
+#[cfg(target_os = "linux")]
+fn ignore_outgoing(fd: RawFd) {
+    const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+    let _ = super::sockopt::set_int(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+}
+
+fn open_error(name: &str, e: pcap::Error) -> io::Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("permission") || lower.contains("not permitted") {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "cannot open {name}: {text}. Run as root, or give Python CAP_NET_RAW and \
+                 CAP_NET_ADMIN: sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
+            ),
+        )
+    } else if lower.contains("no such device") {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?}: {text}"),
+        )
+    } else {
+        io::Error::other(format!("cannot open {name}: {text}"))
+    }
+}
+
+impl Device for LiveDevice {
+    fn receive(
+        &mut self,
+        _now: Instant,
+        sink: &mut dyn FnMut(&[u8], RxChecksum),
+    ) -> io::Result<usize> {
+        let capture = match &mut self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(rx, _) => return rx.receive(sink),
+            Path::Pcap(capture) => capture,
+        };
+        match capture.dispatch(None, |packet| sink(packet.data, RxChecksum::Unverified)) {
+            Ok(n) => Ok(n),
+            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(0),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+
+    fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
+        match &mut self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(_, tx) => tx.send_frame(frame),
+            Path::Pcap(capture) => capture
+                .sendpacket(frame)
+                .map_err(|e| io::Error::other(format!("pcap_sendpacket: {e}"))),
+        }
+    }
+
+    /// Linux: one `sendmmsg` for many frames, bursts whole when the kernel
+    /// cuts them. libpcap: a frame at a time.
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
+        match &mut self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(_, tx) => tx.send(frames),
+            Path::Pcap(_) => transmit_each(self, now, frames),
+        }
+    }
+
+    fn burst_capacity(&self) -> usize {
+        match &self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(_, tx) => tx.burst_capacity(),
+            Path::Pcap(_) => 0,
+        }
+    }
+}

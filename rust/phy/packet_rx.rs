@@ -1,0 +1,341 @@
+//! The receiving half of the Linux device: a packet socket of our own,
+//! bound to the interface, read many frames per `recvmmsg`.
+//!
+//! With `PACKET_VNET_HDR` each frame comes after a virtio-net header
+//! (`vnet.rs`), so the host's kernel can hand over what its offloads made:
+//! a peer's TSO/GSO burst or a GRO-merged run of segments arrives as one
+//! super-frame of up to 64 KiB and goes through the engine once, and a
+//! checksum the kernel left to "hardware" (`CHECKSUM_PARTIAL`) or that a
+//! NIC verified is marked so, not dropped as wrong. libpcap cannot tell us
+//! either (the portable path needs the peer's checksum offload off).
+//! A UDP burst (GSO type UDP_L4) is cut into its datagrams here.
+
+use super::live_device::RxLosses;
+use super::sockopt::set_int;
+use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
+use crate::iface::{segment_burst, RxChecksum};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The largest frame: a 64 KiB IPv4 burst behind an Ethernet (and VLAN) header.
+const SLOT: usize = 65_535 + 18;
+/// Frames per `recvmmsg`: enough to empty a burst of ACKs or small
+/// segments in one call; pages of unused slots are never touched.
+const BATCH: usize = 64;
+/// The socket's receive buffer (root may exceed rmem_max).
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_OUTGOING: u8 = 4;
+
+pub struct PacketReceiver {
+    fd: OwnedFd,
+    vnet: bool,
+    /// `BATCH` slots of `SLOT` bytes, in one allocation.
+    slots: Box<[u8]>,
+    headers: Box<[[u8; vnet::LEN]]>,
+    addresses: Box<[libc::sockaddr_ll]>,
+    /// Owned here for `messages`, which point into it.
+    _iovecs: Box<[[libc::iovec; 2]]>,
+    messages: Box<[libc::mmsghdr]>,
+    losses: RxLosses,
+}
+
+// SAFETY: the raw pointers in `iovecs` and `messages` point into the boxed
+// slices this value owns, which never move or change size.
+unsafe impl Send for PacketReceiver {}
+
+impl PacketReceiver {
+    /// A promiscuous receiver on interface `name`, with virtio-net headers
+    /// where the kernel has them. Frames the host itself sends out on the
+    /// interface (ours, or its own) are not received.
+    pub fn open(name: &str) -> io::Result<Self> {
+        let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Protocol 0 until bound: no frame of another interface slips in.
+        // SAFETY: socket takes no pointers; the result is checked.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let vnet = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
+        // An older kernel (< 4.20) still copies our own frames back; they
+        // are skipped by their packet type below.
+        let _ = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        if set_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER,
+        )
+        .is_err()
+        {
+            let _ = set_int(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                RECEIVE_BUFFER,
+            );
+        }
+        let membership = libc::packet_mreq {
+            mr_ifindex: index as i32,
+            mr_type: PACKET_MR_PROMISC,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        // SAFETY: `membership` is a live packet_mreq and its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_ADD_MEMBERSHIP,
+                (&membership as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = index as i32;
+        // SAFETY: `addr` is a live sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self::with_socket(fd, vnet))
+    }
+
+    fn with_socket(fd: OwnedFd, vnet: bool) -> Self {
+        let mut slots = vec![0u8; BATCH * SLOT].into_boxed_slice();
+        let mut headers = vec![[0u8; vnet::LEN]; BATCH].into_boxed_slice();
+        // SAFETY: all-zero sockaddr_ll, iovec and mmsghdr values are valid.
+        let zero_addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut addresses = vec![zero_addr; BATCH].into_boxed_slice();
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iovecs = vec![[empty, empty]; BATCH].into_boxed_slice();
+        // SAFETY: as above.
+        let zero_message: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let mut messages = vec![zero_message; BATCH].into_boxed_slice();
+        let skip = !vnet as usize;
+        for i in 0..BATCH {
+            iovecs[i][0] = libc::iovec {
+                iov_base: headers[i].as_mut_ptr().cast(),
+                iov_len: vnet::LEN,
+            };
+            iovecs[i][1] = libc::iovec {
+                iov_base: slots[i * SLOT..].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            };
+            let h = &mut messages[i].msg_hdr;
+            h.msg_iov = iovecs[i][skip..].as_mut_ptr();
+            h.msg_iovlen = 2 - skip;
+            h.msg_name = (&mut addresses[i] as *mut libc::sockaddr_ll).cast();
+        }
+        PacketReceiver {
+            fd,
+            vnet,
+            slots,
+            headers,
+            addresses,
+            _iovecs: iovecs,
+            messages,
+            losses: RxLosses::default(),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn losses(&self) -> RxLosses {
+        self.losses
+    }
+
+    /// Reads one batch and hands each frame to `sink`; returns how many
+    /// frames came (0: none waiting).
+    pub fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
+        let n = loop {
+            for m in self.messages.iter_mut() {
+                m.msg_len = 0;
+                m.msg_hdr.msg_flags = 0;
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            }
+            // SAFETY: every message points at this value's own header, slot and
+            // address buffers, alive and unmoved for the whole call.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    self.messages.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(0),
+                Some(libc::EINTR) => continue,
+                // The frame at the head could not be described (a GSO type
+                // the header has no name for); the kernel dropped it.
+                Some(libc::EINVAL) if self.vnet => self.losses.undescribed += 1,
+                // The link went down or the socket's error was reported: retry later.
+                Some(libc::ENETDOWN | libc::ENXIO) => {
+                    log::warn!("receive: {error}");
+                    return Ok(0);
+                }
+                _ => return Err(error),
+            }
+        };
+        let header_len = if self.vnet { vnet::LEN } else { 0 };
+        for i in 0..n {
+            let m = &self.messages[i];
+            if self.addresses[i].sll_pkttype == PACKET_OUTGOING {
+                continue;
+            }
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.losses.truncated += 1;
+                continue;
+            }
+            let len = (m.msg_len as usize).saturating_sub(header_len).min(SLOT);
+            let frame = &mut self.slots[i * SLOT..i * SLOT + len];
+            let header = if self.vnet {
+                VnetHeader::parse(&self.headers[i])
+            } else {
+                VnetHeader::default()
+            };
+            deliver(frame, &header, sink);
+        }
+        Ok(n)
+    }
+}
+
+/// Hands on one received frame as the header describes it.
+fn deliver(frame: &[u8], header: &VnetHeader, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+    if header.gso_kind() == vnet::GSO_UDP_L4 && header.gso_size > 0 {
+        // Each datagram gets its own length and a finished checksum.
+        return segment_burst(frame, header.gso_size as usize, &mut |d| {
+            sink(d, RxChecksum::Unverified)
+        });
+    }
+    // A TCP burst is one segment (the engine takes super-frames whole);
+    // other types (UFO: one large datagram) are whole packets too.
+    sink(frame, header.checksum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver over one end of an AF_UNIX datagram pair: `recvmmsg`,
+    /// slot and header handling without a network interface or root.
+    fn pair(vnet: bool) -> (PacketReceiver, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair writes two descriptors into `fds`.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both descriptors were just opened and are ours.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        (PacketReceiver::with_socket(a, vnet), b)
+    }
+
+    fn send(fd: &OwnedFd, bytes: &[u8]) {
+        // SAFETY: `bytes` is alive for the call.
+        let rc = unsafe { libc::send(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
+        assert_eq!(rc, bytes.len() as isize);
+    }
+
+    #[test]
+    fn reads_frames_after_their_headers_with_the_checksum_state() {
+        let (mut rx, peer) = pair(true);
+        let partial = VnetHeader {
+            flags: 1,
+            csum_start: 34,
+            csum_offset: 16,
+            ..Default::default()
+        };
+        let mut one = partial.emit().to_vec();
+        one.extend_from_slice(&[0xaa; 60]);
+        let mut two = VnetHeader {
+            flags: 2,
+            ..Default::default()
+        }
+        .emit()
+        .to_vec();
+        two.extend_from_slice(&[0xbb; 9000]);
+        send(&peer, &one);
+        send(&peer, &two);
+        let mut got = vec![];
+        let n = rx.receive(&mut |f, c| got.push((f.to_vec(), c))).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(got[0].0, vec![0xaa; 60]);
+        assert_eq!(
+            got[0].1,
+            RxChecksum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        assert_eq!((got[1].0.len(), got[1].1), (9000, RxChecksum::Verified));
+        assert_eq!(rx.receive(&mut |_, _| panic!("nothing left")).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_frame_longer_than_a_slot_is_dropped_and_counted() {
+        let (mut rx, peer) = pair(false);
+        send(&peer, &vec![1u8; SLOT + 100]);
+        send(&peer, &[2u8; 64]);
+        let mut got = vec![];
+        rx.receive(&mut |f, c| got.push((f.to_vec(), c))).unwrap();
+        assert_eq!(got, vec![(vec![2u8; 64], RxChecksum::Unverified)]);
+        assert_eq!(rx.losses().truncated, 1);
+    }
+
+    #[test]
+    fn more_frames_than_a_batch_take_several_calls() {
+        let (mut rx, peer) = pair(false);
+        for i in 0..BATCH + 5 {
+            send(&peer, &[i as u8; 100]);
+        }
+        let mut seen = 0;
+        assert_eq!(rx.receive(&mut |_, _| seen += 1).unwrap(), BATCH);
+        assert_eq!(rx.receive(&mut |_, _| seen += 1).unwrap(), 5);
+        assert_eq!(seen, BATCH + 5);
+    }
+}

@@ -1,0 +1,143 @@
+//! The virtio-net header (`struct virtio_net_hdr`, include/uapi/linux/
+//! virtio_net.h) that a Linux packet socket with `PACKET_VNET_HDR` puts
+//! before each frame: how the kernel wants a burst cut and its checksum
+//! finished on the way out, and on the way in what it already knows (a
+//! super-frame's segment size, a checksum left partial or verified).
+//! Fields are little-endian on a packet socket (a legacy header on a
+//! little-endian host; the socket follows the host's byte order).
+
+use crate::iface::RxChecksum;
+use crate::wire::{ethernet, ipv4, tcp};
+
+pub const PACKET_VNET_HDR: libc::c_int = 15;
+pub const LEN: usize = 10;
+
+const F_NEEDS_CSUM: u8 = 1;
+const F_DATA_VALID: u8 = 2;
+pub const GSO_TCPV4: u8 = 1;
+pub const GSO_UDP_L4: u8 = 5;
+/// Set with a TCP GSO type when the burst carries ECN's CWR.
+const GSO_ECN: u8 = 0x80;
+/// Where the TCP checksum field sits in its header.
+const TCP_CHECKSUM_OFFSET: u16 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VnetHeader {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHeader {
+    pub fn parse(b: &[u8; LEN]) -> Self {
+        let le = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        VnetHeader {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: le(2),
+            gso_size: le(4),
+            csum_start: le(6),
+            csum_offset: le(8),
+        }
+    }
+
+    pub fn emit(&self) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        b
+    }
+
+    /// For a TCP burst we built (Ethernet + IPv4 without options + TCP):
+    /// cut at `segment_size`, finish the TCP checksum, whose field holds
+    /// the pseudo-header sum. A whole frame needs nothing (its checksums are done).
+    pub fn for_tcp_burst(frame: &[u8], segment_size: u16) -> Self {
+        if segment_size == 0 {
+            return VnetHeader::default();
+        }
+        let tcp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let data_offset = frame
+            .get(tcp_start + 12)
+            .map_or(tcp::HEADER_LEN, |b| (b >> 4) as usize * 4);
+        VnetHeader {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: (tcp_start + data_offset) as u16,
+            gso_size: segment_size,
+            csum_start: tcp_start as u16,
+            csum_offset: TCP_CHECKSUM_OFFSET,
+        }
+    }
+
+    /// What a received frame's header says of its transport checksum.
+    pub fn checksum(&self) -> RxChecksum {
+        if self.flags & F_NEEDS_CSUM != 0 {
+            RxChecksum::Partial {
+                start: self.csum_start,
+                offset: self.csum_offset,
+            }
+        } else if self.flags & F_DATA_VALID != 0 {
+            RxChecksum::Verified
+        } else {
+            RxChecksum::Unverified
+        }
+    }
+
+    /// The GSO type without the ECN bit.
+    pub fn gso_kind(&self) -> u8 {
+        self.gso_type & !GSO_ECN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_the_checksum_state() {
+        let h = VnetHeader {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let b = h.emit();
+        assert_eq!(b, [1, 0x81, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+        assert_eq!(VnetHeader::parse(&b), h);
+        assert_eq!(h.gso_kind(), GSO_TCPV4);
+        assert_eq!(
+            h.checksum(),
+            RxChecksum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        let valid = VnetHeader {
+            flags: F_DATA_VALID,
+            ..Default::default()
+        };
+        assert_eq!(valid.checksum(), RxChecksum::Verified);
+        assert_eq!(VnetHeader::default().checksum(), RxChecksum::Unverified);
+    }
+
+    #[test]
+    fn a_whole_frame_needs_no_header() {
+        assert_eq!(
+            VnetHeader::for_tcp_burst(&[0; 60], 0),
+            VnetHeader::default()
+        );
+        let mut burst = vec![0u8; 100];
+        burst[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12] = 8 << 4; // 32-byte TCP header
+        let h = VnetHeader::for_tcp_burst(&burst, 1000);
+        assert_eq!((h.hdr_len, h.csum_start, h.gso_size), (66, 34, 1000));
+    }
+}
