@@ -330,3 +330,26 @@ fn a_peer_that_sends_into_a_zero_window() {
     assert_eq!(buf, pattern(64 << 10, 7));
     legitimate_transfer_works(&mut net, 81, 1 << 20);
 }
+
+#[test]
+fn drained_buffers_stay_while_data_flows_and_go_once_quiet() {
+    let mut net = Net::clean(62);
+    let (ha, hb) = net.connect(80);
+    let mut t = Transfer::new(pattern(1 << 20, 6));
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        t.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+        t.done()
+    }));
+    // Everything sent is acknowledged and everything received read: both
+    // rings are empty, but a connection that just moved data keeps them
+    // (no free and regrow at every drain).
+    let held = |n: &Net| (n.a.stack.tcp().memory(), n.b.stack.tcp().memory());
+    let (a_busy, b_busy) = held(&net);
+    assert!(a_busy > 64 << 10 && b_busy > 64 << 10, "{a_busy} {b_busy}");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(held(&net), (a_busy, b_busy), "still within the keep time");
+    // Quiet for longer than the keep time: both are given back.
+    net.run_for(Duration::from_millis(400));
+    let (a_idle, b_idle) = held(&net);
+    assert!(a_idle < 4 << 10 && b_idle < 4 << 10, "{a_idle} {b_idle}");
+}

@@ -275,7 +275,7 @@ impl Connection {
         self.tx.discard(bytes);
         self.traffic.bytes_acked += bytes as u64;
         if self.tx.is_empty() {
-            self.tx.release_if_empty();
+            self.buffers_drained(now);
         }
         // RTT: the timed segment (Karn), else the echoed timestamp (RFC 7323 §4).
         match self.timed {

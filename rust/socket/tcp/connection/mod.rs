@@ -178,6 +178,8 @@ pub struct Connection {
     tlp_sent: bool,
     /// The user closed it: nobody will read or write any more.
     orphan: bool,
+    /// A read emptied the receive ring (see `timers::BUFFER_KEEP`).
+    rx_drained: bool,
 
     // Path MTU discovery (RFC 1191).
     /// The path MTU learnt for this connection's destination, if smaller
@@ -275,6 +277,7 @@ impl Connection {
             keepalive_due: false,
             tlp_sent: false,
             orphan: false,
+            rx_drained: false,
             path_mtu: None,
             dont_fragment: true,
             traffic: Traffic::default(),

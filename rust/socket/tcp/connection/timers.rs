@@ -2,7 +2,7 @@
 
 use super::{AckDue, Connection, State};
 use crate::socket::tcp::Error;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// When each timer of a connection fires; `None` when it is not running.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,7 +15,16 @@ pub(super) struct Timers {
     pub close: Option<Instant>,
     /// RFC 8985 §7.2: the tail loss probe.
     pub tlp: Option<Instant>,
+    /// When drained buffers are given back, if the connection stays quiet
+    /// (see [`BUFFER_KEEP`]).
+    pub buffers: Option<Instant>,
 }
+
+/// How long a drained send or receive buffer stays allocated after the
+/// last segment: a connection that keeps moving data does not free and
+/// regrow (zero, copy) its rings at every drain, and an idle one holds
+/// no buffer memory once this has passed.
+pub(super) const BUFFER_KEEP: Duration = Duration::from_millis(500);
 
 impl Timers {
     /// Stops every timer (the connection closed).
@@ -36,11 +45,20 @@ impl Connection {
             persist,
             close,
             tlp,
+            buffers,
         } = self.timers;
-        [rto, persist, close, tlp, delayed_ack, self.keepalive_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            rto,
+            persist,
+            close,
+            tlp,
+            buffers,
+            delayed_ack,
+            self.keepalive_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(super) fn keepalive_at(&self) -> Option<Instant> {
@@ -58,7 +76,44 @@ impl Connection {
         Some(self.last_tx_at.max(self.last_rx_at) + wait)
     }
 
+    /// A ring ran empty: it is given back after [`BUFFER_KEEP`] of quiet.
+    pub(super) fn buffers_drained(&mut self, now: Instant) {
+        if self.timers.buffers.is_none() {
+            self.timers.buffers = Some(now + BUFFER_KEEP);
+        }
+    }
+
+    /// Frees the empty rings once the connection has been quiet for
+    /// [`BUFFER_KEEP`]; else looks again when it will have been.
+    fn release_buffers(&mut self, now: Instant) {
+        let quiet_from = self.last_rx_at + BUFFER_KEEP;
+        let held = |r: &crate::socket::tcp::ring::Ring| r.is_empty() && r.allocated() > 0;
+        let rx_free = held(&self.rx) && self.ooo.is_empty();
+        let tx_free = held(&self.tx);
+        self.timers.buffers = None;
+        if !(rx_free || tx_free) {
+            return;
+        }
+        if now < quiet_from {
+            self.timers.buffers = Some(quiet_from);
+            return;
+        }
+        if rx_free {
+            self.rx.release_if_empty();
+        }
+        if tx_free {
+            self.tx.release_if_empty();
+        }
+    }
+
     pub(super) fn run_timers(&mut self, now: Instant) {
+        if self.rx_drained {
+            self.rx_drained = false;
+            self.buffers_drained(now);
+        }
+        if self.timers.buffers.is_some_and(|t| t <= now) {
+            self.release_buffers(now);
+        }
         if self.timers.close.is_some_and(|t| t <= now) {
             // TIME-WAIT over, or an orphan gave up in FIN-WAIT-2.
             self.enter_closed(None);

@@ -55,9 +55,9 @@ impl Connection {
     pub fn recv(&mut self, out: &mut [u8]) -> Result<Option<usize>, Error> {
         if !self.rx.is_empty() {
             let n = self.rx.pop(out);
-            if self.rx.is_empty() && self.ooo.is_empty() {
-                self.rx.release_if_empty();
-            }
+            // Given back later if it stays empty (the next dispatch, which
+            // knows the time, arms that).
+            self.rx_drained |= self.rx.is_empty();
             self.maybe_window_update();
             return Ok(Some(n));
         }
