@@ -21,7 +21,7 @@ use crate::time::{Duration, Instant};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -170,6 +170,8 @@ struct Shared {
     /// Set by [`LiveStack::shut`]: every later user call fails.
     shut: AtomicBool,
     busy_poll: Duration,
+    /// Callers blocked in [`LiveStack::poll`] on the driver's progress.
+    waiters: AtomicUsize,
 }
 
 /// A [`Stack`] on a live interface.
@@ -217,6 +219,7 @@ impl LiveStack {
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
+                waiters: AtomicUsize::new(0),
             }),
             driver: Mutex::new(None),
         })
@@ -317,7 +320,9 @@ impl LiveStack {
                 });
                 let guard = self.engine();
                 self.check_open()?;
+                self.shared.waiters.fetch_add(1, Ordering::SeqCst);
                 let _ = self.shared.progress.wait_timeout(guard, slice.into());
+                self.shared.waiters.fetch_sub(1, Ordering::SeqCst);
                 self.check_open()?;
                 interrupt()?;
                 if self.shared.rounds.load(Ordering::SeqCst) != seen {
@@ -492,20 +497,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn round(shared: &Shared) -> io::Result<usize> {
     let mut total = lock(&shared.engine).run_once()?;
-    if total > 0 && shared.busy_poll > Duration::ZERO {
-        let spin_until = std::time::Instant::now() + std::time::Duration::from(shared.busy_poll);
-        while std::time::Instant::now() < spin_until {
-            let n = lock(&shared.engine).run_once()?;
-            total += n;
-            if n > 0 {
-                shared.rounds.fetch_add(1, Ordering::SeqCst);
-                shared.progress.notify_all();
-            }
-        }
-    }
     if total > 0 {
         shared.rounds.fetch_add(1, Ordering::SeqCst);
         shared.progress.notify_all();
+        if shared.busy_poll > Duration::ZERO {
+            total += spin(shared)?;
+        }
+    }
+    Ok(total)
+}
+
+/// Busy-polling after activity, for latency: for `busy_poll` after the last
+/// frame, and for as long as a caller is blocked waiting on the stack. The
+/// spinner takes the engine lock only when the device has frames or the
+/// wake-up descriptor is signalled, and yields its core between looks, so
+/// that the Python threads it serves keep running on a small machine.
+fn spin(shared: &Shared) -> io::Result<usize> {
+    let window = std::time::Duration::from(shared.busy_poll);
+    let mut until = std::time::Instant::now() + window;
+    let fds = [shared.pcap_fd, shared.wake.fd()];
+    let mut total = 0;
+    let going = || !shared.stop.load(Ordering::SeqCst) && !shared.shut.load(Ordering::SeqCst);
+    while going() {
+        let now = std::time::Instant::now();
+        if shared.waiters.load(Ordering::SeqCst) > 0 {
+            until = until.max(now + window);
+        } else if now >= until {
+            break;
+        }
+        if !wait_readable(&fds, Some(Duration::ZERO)).unwrap_or(true) {
+            std::thread::yield_now();
+            continue;
+        }
+        let n = lock(&shared.engine).run_once()?;
+        if n > 0 {
+            total += n;
+            until = std::time::Instant::now() + window;
+            shared.rounds.fetch_add(1, Ordering::SeqCst);
+            shared.progress.notify_all();
+        } else if going() {
+            shared.wake.drain(); // a call's wake-up, its work done by this round
+        }
     }
     Ok(total)
 }

@@ -1,0 +1,204 @@
+"""Small requests through the stack beside the same Python code on kernel sockets, in one run:
+
+* **64-byte request/response**: a Python client in this process sends 64 bytes and waits for them back from a
+  kernel echo server in a namespace; p50/p99 of 2,000 round trips (after 200 discarded), on a mipfast
+  `Connection` (driver sleeping in poll(), then with `busy_poll_us`) and on a kernel socket.
+* **HTTP keep-alive**: `wrk -t2 -c50` against a tiny thread-per-connection HTTP handler in this process,
+  served by `stack.listen` and by a kernel listening socket (the very same handler function).
+* **connection per request**: the same with `Connection: close` (wrk reconnects for every request).
+
+The stack sits on the lab's veth (namespace `mipfast-bench`), the kernel reference on a second veth pair
+from this namespace into another; offloads off on all four ends. Run as root:
+`sudo .venv/bin/python bench/small_requests.py`. Medians of interleaved rounds; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dashboard import KERNEL_IP, KERNEL_NS, KERNEL_PEER_IP, KernelSide, sh  # noqa: E402
+from tcp_bulk import OFFLOADS_OFF, ns_python  # noqa: E402
+
+STACK_IP = "10.77.0.2"
+ECHO_PORT, HTTP_PORT = 9400, 8080
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+CLOSING = RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+
+ECHO = """
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8); print("listening", flush=True)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while data := c.recv(65536):
+        c.sendall(data)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def serve_http(conn: Any) -> None:
+    """The tiny handler: one thread per connection, keep-alive unless the client asks to close."""
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            close = b"connection: close" in head.lower()
+            conn.sendall(CLOSING if close else RESPONSE)
+            if close:
+                return
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def accept_loop(accept: Callable[[], Any], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            conn, _ = accept()
+        except (TimeoutError, socket.timeout):
+            continue
+        except OSError:
+            return
+        threading.Thread(target=serve_http, args=(conn,), daemon=True).start()
+
+
+def round_trips(connect: Callable[[], Any], n: int, warmup: int = 200) -> tuple[float, float]:
+    """(p50, p99) in µs of `n` 64-byte round trips on one connection."""
+    conn = connect()
+    payload = bytes(64)
+    times = []
+    try:
+        for i in range(n + warmup):
+            t = time.perf_counter_ns()
+            conn.sendall(payload)
+            got = 0
+            while got < 64:
+                got += len(conn.recv(64 - got))
+            if i >= warmup:
+                times.append((time.perf_counter_ns() - t) / 1000)
+    finally:
+        conn.close()
+    times.sort()
+    return times[len(times) // 2], times[len(times) * 99 // 100]
+
+
+def wrk(netns: str, ip: str, seconds: int, close: bool) -> float:
+    extra = ["-H", "Connection: close"] if close else []
+    r = subprocess.run(
+        ["ip", "netns", "exec", netns, "wrk", "-t2", "-c50", f"-d{seconds}s", *extra, f"http://{ip}:{HTTP_PORT}/"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    if m is None or "Non-2xx" in r.stdout:
+        raise RuntimeError(f"wrk: {r.stdout}{r.stderr}")
+    return float(m.group(1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=int, default=4)
+    p.add_argument("--trips", type=int, default=2000)
+    a = p.parse_args()
+
+    import mipfast
+    from mipfast._lab import Lab
+
+    with Lab(netns="mipfast-bench", iface="mfsr0", peer="mfsr1", dhcp=False) as lab, KernelSide():
+        sh("ip", "netns", "exec", lab.netns, "ethtool", "-K", lab.peer, *OFFLOADS_OFF, check=False)
+        sh("ethtool", "-K", lab.iface, *OFFLOADS_OFF, check=False)
+        echoes = [ns_python(ns, ECHO, str(ECHO_PORT)) for ns in (lab.netns, KERNEL_NS)]
+        for e in echoes:
+            e.stdout.readline()
+        stop = threading.Event()
+        kernel_listener = socket.socket()
+        kernel_listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        kernel_listener.bind((KERNEL_IP, HTTP_PORT))
+        kernel_listener.listen(512)
+        kernel_listener.settimeout(0.5)
+        threading.Thread(target=accept_loop, args=(kernel_listener.accept, stop), daemon=True).start()
+
+        def kernel_connect() -> socket.socket:
+            s = socket.create_connection((KERNEL_PEER_IP, ECHO_PORT))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return s
+
+        results: dict[str, list[Any]] = {}
+
+        def add(name: str, value: Any) -> None:
+            results.setdefault(name, []).append(value)
+
+        try:
+            with mipfast.Stack(lab.iface, ip=f"{STACK_IP}/24") as stack:
+                stack.start()
+                listener = stack.listen(HTTP_PORT, backlog=512)
+                accept = lambda: listener.accept(timeout=0.5)  # noqa: E731
+                threading.Thread(target=accept_loop, args=(accept, stop), daemon=True).start()
+
+                def stack_connect() -> Any:
+                    c = stack.connect((lab.peer_ip, ECHO_PORT), timeout=5)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return c
+
+                for i in range(a.rounds):
+                    add("rtt kernel", round_trips(kernel_connect, a.trips))
+                    add("rtt stack", round_trips(stack_connect, a.trips))
+                    for close in (False, True):
+                        kind = "close" if close else "keep-alive"
+                        add(f"wrk {kind} kernel", wrk(KERNEL_NS, KERNEL_IP, a.seconds, close))
+                        add(f"wrk {kind} stack", wrk(lab.netns, STACK_IP, a.seconds, close))
+                    figures = ", ".join(f"{k} {v[-1]}" for k, v in results.items())
+                    print(f"round {i + 1}: {figures}", flush=True)
+                listener.close()
+            with mipfast.Stack(lab.iface, ip=f"{STACK_IP}/24", busy_poll_us=50) as stack:
+                stack.start()
+
+                def busy_connect() -> Any:
+                    c = stack.connect((lab.peer_ip, ECHO_PORT), timeout=5)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return c
+
+                for _ in range(a.rounds):
+                    add("rtt kernel (beside busy-poll)", round_trips(kernel_connect, a.trips))
+                    add("rtt stack busy-poll", round_trips(busy_connect, a.trips))
+        finally:
+            stop.set()
+            kernel_listener.close()
+            for e in echoes:
+                e.kill()
+
+    def med(name: str, i: int | None = None) -> float:
+        values = results[name] if i is None else [v[i] for v in results[name]]
+        return statistics.median(values)
+
+    pairs = (("rtt kernel", "rtt stack"), ("rtt kernel (beside busy-poll)", "rtt stack busy-poll"))
+    for kernel, stack in pairs:
+        for i, pct in ((0, "p50"), (1, "p99")):
+            k, s = med(kernel, i), med(stack, i)
+            print(f"64-byte round trip {pct} ({stack}): stack {s:7.1f} µs, kernel {k:7.1f} µs ({s / k:.2f}x)")
+    for kind in ("keep-alive", "close"):
+        k, s = med(f"wrk {kind} kernel"), med(f"wrk {kind} stack")
+        print(f"wrk -c 50 {kind:10}: stack {s:9.1f} req/s, kernel {k:9.1f} req/s ({s / k:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
