@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -222,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             lab = FethLab()
             args.ip = args.ip or lab.stack_cidr
         else:
-            lab = Lab(host_access=True, offloads=args.device != "pcap")
+            # The libpcap path needs the peer's checksum offload off (as Stack, MIPFAST_DEVICE counts).
+            device = args.device or os.environ.get("MIPFAST_DEVICE", "auto")
+            lab = Lab(host_access=True, offloads=device != "pcap")
         try:
             lab.up()
         except LabError as e:
