@@ -101,6 +101,17 @@ def round_trips(connect: Callable[[], Any], n: int, warmup: int = 200) -> tuple[
     return times[len(times) // 2], times[len(times) * 99 // 100]
 
 
+def connector(stack: Any, ip: str) -> Callable[[], Any]:
+    """Opens a TCP_NODELAY connection to the echo server through `stack`."""
+
+    def connect() -> Any:
+        c = stack.connect((ip, ECHO_PORT), timeout=5)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return c
+
+    return connect
+
+
 def wrk(netns: str, ip: str, seconds: int, close: bool) -> float:
     extra = ["-H", "Connection: close"] if close else []
     r = subprocess.run(
@@ -154,11 +165,7 @@ def main() -> None:
                 accept = lambda: listener.accept(timeout=0.5)  # noqa: E731
                 threading.Thread(target=accept_loop, args=(accept, stop), daemon=True).start()
 
-                def stack_connect() -> Any:
-                    c = stack.connect((lab.peer_ip, ECHO_PORT), timeout=5)
-                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    return c
-
+                stack_connect = connector(stack, lab.peer_ip)
                 for i in range(a.rounds):
                     add("rtt kernel", round_trips(kernel_connect, a.trips))
                     add("rtt stack", round_trips(stack_connect, a.trips))
@@ -171,12 +178,7 @@ def main() -> None:
                 listener.close()
             with mipfast.Stack(lab.iface, ip=f"{STACK_IP}/24", busy_poll_us=50) as stack:
                 stack.start()
-
-                def busy_connect() -> Any:
-                    c = stack.connect((lab.peer_ip, ECHO_PORT), timeout=5)
-                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    return c
-
+                busy_connect = connector(stack, lab.peer_ip)
                 for _ in range(a.rounds):
                     add("rtt kernel (beside busy-poll)", round_trips(kernel_connect, a.trips))
                     add("rtt stack busy-poll", round_trips(busy_connect, a.trips))

@@ -10,6 +10,8 @@ pub mod live_device;
 #[cfg(target_os = "linux")]
 mod packet_rx;
 #[cfg(target_os = "linux")]
+mod packet_socket;
+#[cfg(target_os = "linux")]
 mod packet_tx;
 pub mod poll;
 pub mod ready_fd;

@@ -11,12 +11,12 @@
 //! A UDP burst (GSO type UDP_L4) is cut into its datagrams here.
 
 use super::live_device::RxLosses;
-use super::sockopt::set_int;
+use super::packet_socket;
+use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::{segment_burst, RxChecksum};
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// The largest frame: a 64 KiB IPv4 burst behind an Ethernet (and VLAN) header.
 const SLOT: usize = 65_535 + 18;
@@ -52,45 +52,13 @@ impl PacketReceiver {
     /// where the kernel has them. Frames the host itself sends out on the
     /// interface (ours, or its own) are not received.
     pub fn open(name: &str) -> io::Result<Self> {
-        let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Protocol 0 until bound: no frame of another interface slips in.
-        // SAFETY: socket takes no pointers; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a descriptor we just opened and own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        let (fd, index) = packet_socket::open(name, libc::ETH_P_ALL as u16, flags)?;
         let vnet = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
         // An older kernel (< 4.20) still copies our own frames back; they
         // are skipped by their packet type below.
         let _ = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
-        if set_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            RECEIVE_BUFFER,
-        )
-        .is_err()
-        {
-            let _ = set_int(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                RECEIVE_BUFFER,
-            );
-        }
+        set_buffer(fd.as_raw_fd(), Buffer::Receive, RECEIVE_BUFFER);
         let membership = libc::packet_mreq {
             mr_ifindex: index as i32,
             mr_type: PACKET_MR_PROMISC,
@@ -105,22 +73,6 @@ impl PacketReceiver {
                 PACKET_ADD_MEMBERSHIP,
                 (&membership as *const libc::packet_mreq).cast(),
                 std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = index as i32;
-        // SAFETY: `addr` is a live sockaddr_ll and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
         if rc < 0 {
@@ -255,6 +207,7 @@ fn deliver(frame: &[u8], header: &VnetHeader, sink: &mut dyn FnMut(&[u8], RxChec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
 
     /// A receiver over one end of an AF_UNIX datagram pair: `recvmmsg`,
     /// slot and header handling without a network interface or root.

@@ -8,12 +8,12 @@
 //! Frames pass the interface's queueing discipline, as the kernel's own do,
 //! so `tc` shaping and netem apply to the stack too.
 
-use super::sockopt::set_int;
+use super::packet_socket;
+use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::TxFrame;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The largest IPv4 packet, and so the largest burst the kernel takes.
 const MAX_BURST: usize = 65535;
@@ -42,51 +42,10 @@ impl PacketSender {
     /// which a kernel without `PACKET_VNET_HDR` cannot give (see
     /// [`PacketSender::burst_capacity`]).
     pub fn open(name: &str, offload: bool) -> io::Result<Self> {
-        let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Protocol 0: the socket receives nothing; pcap's socket does that.
-        // SAFETY: socket takes no pointers; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a descriptor we just opened and own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = index as i32;
-        // SAFETY: `addr` is a live sockaddr_ll and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Protocol 0: the socket receives nothing; the receiver's socket does that.
+        let (fd, _) = packet_socket::open(name, 0, libc::SOCK_CLOEXEC)?;
         // Root may exceed wmem_max; otherwise the ordinary limit applies.
-        if set_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            SEND_BUFFER,
-        )
-        .is_err()
-        {
-            let _ = set_int(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                SEND_BUFFER,
-            );
-        }
+        set_buffer(fd.as_raw_fd(), Buffer::Send, SEND_BUFFER);
         let vnet = offload && set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
         Ok(PacketSender {
             fd,

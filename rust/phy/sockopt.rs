@@ -26,3 +26,31 @@ pub fn set_int(
         Ok(())
     }
 }
+
+/// Which way a socket buffer goes, for [`set_buffer`].
+#[derive(Debug, Clone, Copy)]
+pub enum Buffer {
+    Send,
+    Receive,
+}
+
+/// Sets a socket buffer to `bytes`: beyond `wmem_max`/`rmem_max` where the
+/// process may (`SO_*BUFFORCE`, Linux, CAP_NET_ADMIN), else up to that
+/// limit. Best effort: a smaller buffer still works.
+pub fn set_buffer(fd: RawFd, buffer: Buffer, bytes: libc::c_int) {
+    #[cfg(target_os = "linux")]
+    {
+        let forced = match buffer {
+            Buffer::Send => libc::SO_SNDBUFFORCE,
+            Buffer::Receive => libc::SO_RCVBUFFORCE,
+        };
+        if set_int(fd, libc::SOL_SOCKET, forced, bytes).is_ok() {
+            return;
+        }
+    }
+    let plain = match buffer {
+        Buffer::Send => libc::SO_SNDBUF,
+        Buffer::Receive => libc::SO_RCVBUF,
+    };
+    let _ = set_int(fd, libc::SOL_SOCKET, plain, bytes);
+}

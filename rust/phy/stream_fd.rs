@@ -3,7 +3,9 @@
 //! server). Reads and writes never block and never raise SIGPIPE; the write
 //! half closes on its own; an abortive close resets a TCP peer.
 
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
 use super::sockopt::set_int;
+use super::sockopt::{set_buffer, Buffer};
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -55,7 +57,7 @@ impl StreamFd {
         }
         let stream = StreamFd(fd);
         #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-        let _ = stream.set_int(libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
+        let _ = set_int(stream.fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
         stream.enlarge_send_buffer();
         Ok(stream)
     }
@@ -115,16 +117,7 @@ impl StreamFd {
     /// KiB at a time (one write and one wake-up of the reader per chunk).
     /// Beyond `wmem_max` only with CAP_NET_ADMIN (`SO_SNDBUFFORCE`, Linux).
     fn enlarge_send_buffer(&self) {
-        #[cfg(target_os = "linux")]
-        if self.set_int(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER) {
-            return;
-        }
-        self.set_int(libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
-    }
-
-    /// Sets an integer option; true if the kernel took it.
-    fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
-        set_int(self.fd(), level, name, value).is_ok()
+        set_buffer(self.fd(), Buffer::Send, SEND_BUFFER);
     }
 }
 

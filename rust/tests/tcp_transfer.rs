@@ -161,10 +161,12 @@ fn newreno_and_no_sack_also_recover() {
 }
 
 /// A's device in [`flights`]: the link, with every batch recorded as the
-/// stack handed it over (bursts whole).
+/// stack handed it over (bursts whole). Without `forward` the frames are
+/// only recorded (for [`SuperFrames`] to deliver); ACKs still come in.
 struct Tee<'a> {
     link: &'a mut LinkEnd,
     frames: &'a mut Vec<TxFrame>,
+    forward: bool,
 }
 
 impl Device for Tee<'_> {
@@ -180,11 +182,17 @@ impl Device for Tee<'_> {
             bytes: frame.to_vec(),
             segment_size: 0,
         });
-        self.link.transmit(now, frame)
+        match self.forward {
+            true => self.link.transmit(now, frame),
+            false => Ok(()),
+        }
     }
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         self.frames.extend_from_slice(frames);
-        self.link.transmit_batch(now, frames)
+        match self.forward {
+            true => self.link.transmit_batch(now, frames),
+            false => 0,
+        }
     }
 }
 
@@ -204,6 +212,7 @@ fn flights(burst_capacity: usize) -> Vec<TxFrame> {
         let mut tee = Tee {
             link: &mut net.a.dev,
             frames: &mut frames,
+            forward: true,
         };
         net.a.stack.poll(now, &mut tee).unwrap();
         net.b.stack.poll(now, &mut net.b.dev).unwrap();
@@ -256,35 +265,7 @@ fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
     }
 }
 
-/// A's device in [`bursts_arrive_whole`]: ACKs from the link; what A
-/// sends is kept whole, bursts and all, for B.
-struct Offloading<'a> {
-    link: &'a mut LinkEnd,
-    out: &'a mut Vec<TxFrame>,
-}
-
-impl Device for Offloading<'_> {
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> std::io::Result<usize> {
-        self.link.receive(now, sink)
-    }
-    fn transmit(&mut self, _now: Instant, frame: &[u8]) -> std::io::Result<()> {
-        self.out.push(TxFrame {
-            bytes: frame.to_vec(),
-            segment_size: 0,
-        });
-        Ok(())
-    }
-    fn transmit_batch(&mut self, _now: Instant, frames: &[TxFrame]) -> usize {
-        self.out.extend_from_slice(frames);
-        0
-    }
-}
-
-/// B's device there: A's frames as a Linux packet socket hands a peer's
+/// B's device in [`bursts_arrive_whole_with_partial_checksums_and_intact`]: A's frames as a Linux packet socket hands a peer's
 /// TSO over veth, each burst one super-frame whose TCP checksum field
 /// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`).
 struct SuperFrames<'a> {
@@ -331,9 +312,10 @@ fn bursts_arrive_whole_with_partial_checksums_and_intact() {
     let mut kept = None;
     for _ in 0..20_000 {
         let now = net.now;
-        let mut a_dev = Offloading {
+        let mut a_dev = Tee {
             link: &mut net.a.dev,
-            out: &mut in_flight,
+            frames: &mut in_flight,
+            forward: false,
         };
         net.a.stack.poll(now, &mut a_dev).unwrap();
         if kept.is_none() {
