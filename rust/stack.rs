@@ -540,7 +540,7 @@ impl Stack {
             received += n;
             self.dispatch(now);
             self.flush(now, device);
-            if n == 0 {
+            if n == 0 || device.drained() {
                 break;
             }
         }

@@ -22,6 +22,13 @@ pub trait Device {
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         transmit_each(self, now, frames)
     }
+    /// True if the last [`Device::receive`] emptied the device's queue as
+    /// far as it can tell (a batch that came back short), so that the
+    /// caller need not ask again before sleeping: one system call saved per
+    /// round. False when it cannot tell.
+    fn drained(&self) -> bool {
+        false
+    }
     /// The largest TCP burst (IPv4 packet) the device cuts into segments
     /// itself, as the kernel's segmentation offload does; 0 if it cannot.
     fn burst_capacity(&self) -> usize {

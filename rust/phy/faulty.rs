@@ -99,6 +99,9 @@ impl<D: Device> Device for Faulty<D> {
             Some(_) => transmit_each(self, now, frames),
         }
     }
+    fn drained(&self) -> bool {
+        self.inner.drained()
+    }
     fn burst_capacity(&self) -> usize {
         match self.faults {
             None => self.inner.burst_capacity(),

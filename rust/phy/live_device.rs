@@ -296,6 +296,14 @@ impl Device for LiveDevice {
         }
     }
 
+    fn drained(&self) -> bool {
+        match &self.path {
+            #[cfg(target_os = "linux")]
+            Path::Packet(rx, _) => rx.drained(),
+            Path::Pcap(_) => false,
+        }
+    }
+
     fn burst_capacity(&self) -> usize {
         match &self.path {
             #[cfg(target_os = "linux")]

@@ -41,6 +41,8 @@ pub struct PacketReceiver {
     _iovecs: Box<[[libc::iovec; 2]]>,
     messages: Box<[libc::mmsghdr]>,
     losses: RxLosses,
+    /// The last batch came back short: nothing was left queued.
+    drained: bool,
 }
 
 // SAFETY: the raw pointers in `iovecs` and `messages` point into the boxed
@@ -119,6 +121,7 @@ impl PacketReceiver {
             _iovecs: iovecs,
             messages,
             losses: RxLosses::default(),
+            drained: false,
         }
     }
 
@@ -128,6 +131,11 @@ impl PacketReceiver {
 
     pub fn losses(&self) -> RxLosses {
         self.losses
+    }
+
+    /// The last [`PacketReceiver::receive`] left nothing queued.
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Reads one batch and hands each frame to `sink`; returns how many
@@ -151,9 +159,11 @@ impl PacketReceiver {
                 )
             };
             if rc >= 0 {
+                self.drained = (rc as usize) < BATCH;
                 break rc as usize;
             }
             let error = io::Error::last_os_error();
+            self.drained = true;
             match error.raw_os_error() {
                 Some(libc::EAGAIN) => return Ok(0),
                 Some(libc::EINTR) => continue,

@@ -35,11 +35,7 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<boo
             revents: 0,
         })
         .collect();
-    let ms = match timeout {
-        None => -1,
-        // Round up so that a deadline 300 µs away does not become a busy loop.
-        Some(d) => d.total_micros().div_ceil(1000).min(i32::MAX as u64) as i32,
-    };
+    let ms = poll_ms(timeout);
     // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs for the whole call.
     let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
     if rc < 0 {
@@ -52,4 +48,33 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<boo
 pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<bool> {
     let interests: Vec<Interest> = fds.iter().map(|&fd| Interest::readable(fd)).collect();
     wait(&interests, timeout)
+}
+
+/// As [`wait_readable`], without allocating (for the hot paths), telling
+/// which of `fds` are readable (an error or hang-up counts as readable).
+pub fn readable_each<const N: usize>(
+    fds: [RawFd; N],
+    timeout: Option<Duration>,
+) -> io::Result<[bool; N]> {
+    let mut polls = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = poll_ms(timeout);
+    // SAFETY: `polls` is a valid array of N pollfd structs for the whole call.
+    let rc = unsafe { libc::poll(polls.as_mut_ptr(), N as libc::nfds_t, ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(polls.map(|p| p.revents != 0))
+}
+
+/// `poll()`'s timeout in milliseconds (-1: none), rounded up so that a
+/// deadline 300 µs away does not become a busy loop.
+fn poll_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => d.total_micros().div_ceil(1000).min(i32::MAX as u64) as i32,
+    }
 }

@@ -150,6 +150,9 @@ impl<D: Device> Device for Traced<D> {
         }
         self.inner.transmit_batch(now, frames)
     }
+    fn drained(&self) -> bool {
+        self.inner.drained()
+    }
     fn burst_capacity(&self) -> usize {
         self.inner.burst_capacity()
     }

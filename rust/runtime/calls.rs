@@ -34,7 +34,8 @@ impl LiveStack {
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> io::Result<O::Output> {
-        let outcome = self.wait_for(timeout, interrupt, |s, now| op.attempt(s, now));
+        let key = op.key();
+        let outcome = self.wait_for(timeout, interrupt, key, |s, now| op.attempt(s, now));
         match outcome {
             Ok(Some(v)) => Ok(v),
             other => {

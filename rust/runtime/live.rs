@@ -4,6 +4,8 @@
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
 use super::bridge::Bridges;
+use super::wait::LEASE;
+use super::waiters::{self, Leader, Waiters};
 use super::watch::{Watched, Watches};
 use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
@@ -21,12 +23,9 @@ use crate::time::{Duration, Instant};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-
-/// Longest sleep between two checks of the interrupt hook.
-const INTERRUPT_SLICE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
@@ -48,14 +47,29 @@ pub struct LiveConfig {
 /// The state behind the lock.
 pub struct Engine {
     pub stack: Stack,
-    device: Traced<Faulty<LiveDevice>>,
-    origin: std::time::Instant,
+    pub(super) device: Traced<Faulty<LiveDevice>>,
+    pub(super) origin: std::time::Instant,
     /// Readiness descriptors handed out, kept current after every change.
-    watches: Watches,
+    pub(super) watches: Watches,
     /// Connections joined to kernel sockets, pumped every round.
-    bridges: Bridges,
+    pub(super) bridges: Bridges,
     /// The device's losses already counted in the stack's drops.
-    losses_seen: RxLosses,
+    pub(super) losses_seen: RxLosses,
+    /// Threads blocked in a call, woken for what they wait on.
+    pub(super) waiters: Waiters,
+    /// Scratch: the connections marked since the last [`Engine::publish`].
+    pub(super) changed: Vec<Handle>,
+    /// The blocked call that polls the device itself; the driver steps
+    /// aside meanwhile.
+    pub(super) leader: Option<Leader>,
+    /// Numbers the leaders, so that one taken over can tell.
+    pub(super) leaders: u64,
+    /// The driver sleeps on [`Shared::driver_resume`] until the leader goes.
+    pub(super) driver_aside: bool,
+    /// When a brief leader left without waking the driver (its lease).
+    pub(super) vacated: Option<std::time::Instant>,
+    /// Rounds that made progress (what `poll()` on a driven stack waits for).
+    pub(super) rounds: u64,
 }
 
 impl Engine {
@@ -64,8 +78,10 @@ impl Engine {
     }
 
     /// Handles every pending frame and due timer; returns frames received
-    /// plus one if a timer was due (so that callers see progress).
-    fn run_once(&mut self) -> io::Result<usize> {
+    /// plus one if a timer was due (so that callers see progress). The
+    /// leader (see [`Shared`]) is woken if the round touched its socket,
+    /// unless it ran the round itself.
+    pub(super) fn run_once(&mut self, by_leader: bool) -> io::Result<usize> {
         let now = self.now();
         let timer_due = self.stack.poll_at().is_some_and(|t| t <= now);
         let n = self.stack.poll(now, &mut self.device)?;
@@ -81,10 +97,30 @@ impl Engine {
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
         }
-        if n > 0 || timer_due || pumped {
-            self.watches.update(&mut self.stack);
+        let handled = n + timer_due as usize + pumped as usize;
+        if handled > 0 {
+            self.rounds += 1;
         }
-        Ok(n + timer_due as usize + pumped as usize)
+        self.publish(handled > 0, true, by_leader);
+        Ok(handled)
+    }
+
+    /// Brings readiness descriptors up to date with what changed and, if
+    /// `wake`, wakes the blocked calls it concerns: the followers on their
+    /// condition variables, the leader (unless it is the caller) on its
+    /// descriptor, since it sleeps in `poll()` on the device.
+    pub(super) fn publish(&mut self, progress: bool, wake: bool, by_leader: bool) {
+        self.stack.tcp_mut().take_changed(&mut self.changed);
+        self.watches.update(&self.stack, &self.changed);
+        if wake {
+            self.waiters.wake(&self.stack, &self.changed, progress);
+            if let Some(leader) = self.leader.as_ref().filter(|_| !by_leader) {
+                if waiters::touched(&self.stack, leader.key, &self.changed, progress) {
+                    leader.wake.wake();
+                }
+            }
+        }
+        self.changed.clear();
     }
 
     /// Frames the device dropped before the engine, as the stack's drops.
@@ -148,8 +184,13 @@ impl Engine {
     }
 
     /// Time until the engine's next timer, if any.
-    fn timer_wait(&self) -> Option<Duration> {
+    pub(super) fn timer_wait(&self) -> Option<Duration> {
         self.stack.poll_at().map(|t| t.saturating_since(self.now()))
+    }
+
+    /// No bridge to pump (bridges are the driver's: it sleeps on their sockets).
+    pub(super) fn bridges_idle(&self) -> bool {
+        self.bridges.is_empty()
     }
 
     /// What the driver sleeps on besides the device and its wake-up.
@@ -158,25 +199,32 @@ impl Engine {
     }
 }
 
-struct Shared {
-    engine: Mutex<Engine>,
-    /// Signalled after every round that made progress.
-    progress: Condvar,
-    /// Counts rounds that made progress, so waiters can tell a real wake-up.
-    rounds: AtomicU64,
-    pcap_fd: RawFd,
-    wake: WakeFd,
-    stop: AtomicBool,
+/// A blocked call does not hand its wake-up to another thread when it can
+/// avoid it: the first caller to block becomes the *leader* and polls the
+/// device itself, so the frame it waits for wakes it directly (one thread
+/// hop, as with a kernel socket, instead of device → driver → caller). The
+/// driver thread steps aside meanwhile; other blocked callers sleep on
+/// their own condition variables and are woken by the leader's rounds only
+/// for their own sockets. When the leader's call returns, the driver (or,
+/// without one, another blocked caller) takes over.
+pub(super) struct Shared {
+    pub(super) engine: Mutex<Engine>,
+    pub(super) pcap_fd: RawFd,
+    /// The driver's wake-up (or a `poll()` caller's, without a driver).
+    pub(super) wake: WakeFd,
+    /// Signalled when the leader goes, for the driver that stepped aside.
+    pub(super) driver_resume: Condvar,
+    /// A mirror of `Engine::leader.is_some()`, read without the lock.
+    pub(super) leading: AtomicBool,
+    pub(super) stop: AtomicBool,
     /// Set by [`LiveStack::shut`]: every later user call fails.
-    shut: AtomicBool,
-    busy_poll: Duration,
-    /// Callers blocked in [`LiveStack::poll`] on the driver's progress.
-    waiters: AtomicUsize,
+    pub(super) shut: AtomicBool,
+    pub(super) busy_poll: Duration,
 }
 
 /// A [`Stack`] on a live interface.
 pub struct LiveStack {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -207,19 +255,27 @@ impl LiveStack {
             watches: Watches::default(),
             bridges: Bridges::default(),
             losses_seen: RxLosses::default(),
+            waiters: Waiters::default(),
+            changed: Vec::new(),
+            leader: None,
+            leaders: 0,
+            driver_aside: false,
+            vacated: None,
+            rounds: 0,
         };
-        engine.run_once()?; // the first DISCOVER or gratuitous ARP goes out now
+        // Readiness descriptors and blocked calls learn what a round touched.
+        engine.stack.tcp_mut().follow_changes();
+        engine.run_once(false)?; // the first DISCOVER or gratuitous ARP goes out now
         Ok(LiveStack {
             shared: Arc::new(Shared {
                 engine: Mutex::new(engine),
-                progress: Condvar::new(),
-                rounds: AtomicU64::new(0),
                 pcap_fd,
                 wake,
+                driver_resume: Condvar::new(),
+                leading: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
-                waiters: AtomicUsize::new(0),
             }),
             driver: Mutex::new(None),
         })
@@ -254,6 +310,10 @@ impl LiveStack {
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::SeqCst);
             self.shared.wake.wake();
+            {
+                let _engine = self.engine(); // so that a driver about to step aside sees it
+                self.shared.driver_resume.notify_all();
+            }
             let _ = handle.join();
         }
     }
@@ -262,7 +322,7 @@ impl LiveStack {
     /// still hold the stack see it closed.
     /// Every thread blocked in a call on this stack returns at once with
     /// EBADF: condition-variable waiters are woken (under the lock, so none
-    /// misses it), and the wake-up descriptor stays signalled for those
+    /// misses it), and the wake-up descriptors stay signalled for those
     /// sleeping in `poll()` or about to.
     pub fn shut(&self) {
         self.shared.shut.store(true, Ordering::SeqCst);
@@ -272,18 +332,22 @@ impl LiveStack {
                 stack,
                 watches,
                 bridges,
+                waiters,
                 ..
             } = &mut *engine;
             bridges.shut(stack);
             watches.shut();
-            self.shared.progress.notify_all();
+            waiters.wake_all();
+            if let Some(leader) = &engine.leader {
+                leader.wake.wake();
+            }
         }
         self.shared.wake.wake();
         self.stop();
     }
 
     /// EBADF once the stack is shut: what a blocked call returns then.
-    fn check_open(&self) -> io::Result<()> {
+    pub(super) fn check_open(&self) -> io::Result<()> {
         if self.is_shut() {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
@@ -293,101 +357,41 @@ impl LiveStack {
         self.shared.shut.load(Ordering::SeqCst)
     }
 
-    /// Wakes the driver so that it acts on new work at once.
+    /// Wakes whoever polls the device (the leader, else the driver) so that
+    /// it acts on new work at once.
     pub fn notify(&self) {
+        if self.shared.leading.load(Ordering::SeqCst) {
+            if let Some(leader) = &self.engine().leader {
+                leader.wake.wake();
+            }
+        }
         self.shared.wake.wake();
     }
 
-    /// Handles everything pending; if nothing was, blocks until a frame, a
-    /// timer or `timeout`. Returns how much was handled (0 on timeout).
-    pub fn poll(
-        &self,
-        timeout: Option<Duration>,
-        interrupt: &mut dyn FnMut() -> io::Result<()>,
-    ) -> io::Result<usize> {
-        let start = std::time::Instant::now();
-        let left = |start: std::time::Instant| {
-            timeout.map(|t| {
-                t.total_micros()
-                    .saturating_sub(start.elapsed().as_micros() as u64)
-            })
-        };
-        if self.is_driven() {
-            let seen = self.shared.rounds.load(Ordering::SeqCst);
-            loop {
-                let slice = left(start).map_or(INTERRUPT_SLICE, |l| {
-                    Duration::from_micros(l).min(INTERRUPT_SLICE)
-                });
-                let guard = self.engine();
-                self.check_open()?;
-                self.shared.waiters.fetch_add(1, Ordering::SeqCst);
-                let _ = self.shared.progress.wait_timeout(guard, slice.into());
-                self.shared.waiters.fetch_sub(1, Ordering::SeqCst);
-                self.check_open()?;
-                interrupt()?;
-                if self.shared.rounds.load(Ordering::SeqCst) != seen {
-                    return Ok(1);
-                }
-                if left(start) == Some(0) {
-                    return Ok(0);
-                }
-            }
-        }
-        self.check_open()?;
-        let seen = self.shared.rounds.load(Ordering::SeqCst);
-        let n = self.round()?;
-        if n > 0 || timeout == Some(Duration::ZERO) {
-            return Ok(n);
-        }
-        loop {
-            self.check_open()?;
-            let timer = self.engine().timer_wait();
-            let mut wait = INTERRUPT_SLICE;
-            for bound in [timer, left(start).map(Duration::from_micros)]
-                .into_iter()
-                .flatten()
-            {
-                wait = wait.min(bound);
-            }
-            match wait_readable(&[self.shared.pcap_fd, self.shared.wake.fd()], Some(wait)) {
-                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
-                _ => {}
-            }
-            self.check_open()?;
-            self.shared.wake.drain();
-            interrupt()?;
-            let n = self.round()?;
-            if n > 0 || left(start) == Some(0) {
-                return Ok(n);
-            }
-            // Another thread's round took the frames this one waited for
-            // (an ACK that frees send-buffer room): let the caller look again.
-            if self.shared.rounds.load(Ordering::SeqCst) != seen {
-                return Ok(0);
-            }
-        }
-    }
-
-    /// One locked round; spins for the busy-poll window after activity.
-    fn round(&self) -> io::Result<usize> {
-        round(&self.shared)
-    }
-
     /// Runs a user call on the engine, then sends what it queued (TCP data,
-    /// ACKs, window updates) from this thread, without waiting for a round.
+    /// ACKs, window updates) from this thread, without waiting for a round,
+    /// and wakes the blocked calls on what it changed.
     pub fn act<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
         let mut engine = self.engine();
+        self.act_locked(&mut engine, f, true)
+    }
+
+    /// As [`LiveStack::act`], the lock held; `wake: false` for the attempts
+    /// of a blocked call, whose own marks concern no other waiter (two
+    /// threads blocked on one connection would otherwise wake each other
+    /// for ever).
+    pub(super) fn act_locked<T>(
+        &self,
+        engine: &mut Engine,
+        f: impl FnOnce(&mut Stack, Instant) -> T,
+        wake: bool,
+    ) -> T {
         let now = engine.now();
         let value = f(&mut engine.stack, now);
-        let Engine {
-            stack,
-            device,
-            watches,
-            ..
-        } = &mut *engine;
+        let Engine { stack, device, .. } = engine;
         stack.dispatch(now);
         stack.flush(now, device); // send failures are counted, not returned
-        watches.update(stack); // cheap when nothing is watched
+        engine.publish(false, wake, false);
         value
     }
 
@@ -425,55 +429,6 @@ impl LiveStack {
     pub fn unwatch(&self, key: Watched) {
         self.engine().watches.remove(key);
     }
-
-    /// Repeats `attempt` (as [`LiveStack::act`]) until it yields a value,
-    /// making progress in between; `None` once `timeout` has passed.
-    pub fn wait_for<T>(
-        &self,
-        timeout: Option<Duration>,
-        interrupt: &mut dyn FnMut() -> io::Result<()>,
-        mut attempt: impl FnMut(&mut Stack, Instant) -> Option<T>,
-    ) -> io::Result<Option<T>> {
-        let start = std::time::Instant::now();
-        loop {
-            self.check_open()?;
-            if let Some(v) = self.act(&mut attempt) {
-                return Ok(Some(v));
-            }
-            let left = timeout.map(|t| {
-                t.total_micros()
-                    .saturating_sub(start.elapsed().as_micros() as u64)
-            });
-            if left == Some(0) {
-                return Ok(None);
-            }
-            self.poll(left.map(Duration::from_micros), interrupt)?;
-        }
-    }
-
-    /// Blocks until `ready(stack)` holds or `timeout` passes; true if it holds.
-    pub fn wait_until(
-        &self,
-        timeout: Option<Duration>,
-        interrupt: &mut dyn FnMut() -> io::Result<()>,
-        ready: &dyn Fn(&Stack) -> bool,
-    ) -> io::Result<bool> {
-        let start = std::time::Instant::now();
-        loop {
-            self.check_open()?;
-            if ready(&self.engine().stack) {
-                return Ok(true);
-            }
-            let left = timeout.map(|t| {
-                t.total_micros()
-                    .saturating_sub(start.elapsed().as_micros() as u64)
-            });
-            if left == Some(0) {
-                return Ok(false);
-            }
-            self.poll(left.map(Duration::from_micros), interrupt)?;
-        }
-    }
 }
 
 impl Drop for LiveStack {
@@ -490,51 +445,50 @@ fn fault_seed(seed: u64) -> u64 {
     crate::entropy::stream(seed, crate::entropy::Purpose::Faults).random()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not make every later call panic too.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn round(shared: &Shared) -> io::Result<usize> {
-    let mut total = lock(&shared.engine).run_once()?;
-    if total > 0 {
-        shared.rounds.fetch_add(1, Ordering::SeqCst);
-        shared.progress.notify_all();
-        if shared.busy_poll > Duration::ZERO {
-            total += spin(shared)?;
-        }
+/// One locked round by the driver (or a `poll()` caller); spins for the
+/// busy-poll window after activity.
+pub(super) fn round(shared: &Shared) -> io::Result<usize> {
+    let mut total = locked_round(shared)?;
+    if total > 0 && shared.busy_poll > Duration::ZERO {
+        total += spin(shared)?;
     }
     Ok(total)
 }
 
+/// A round by a thread other than the leader.
+fn locked_round(shared: &Shared) -> io::Result<usize> {
+    lock(&shared.engine).run_once(false)
+}
+
 /// Busy-polling after activity, for latency: for `busy_poll` after the last
-/// frame, and for as long as a caller is blocked waiting on the stack. The
-/// spinner takes the engine lock only when the device has frames or the
-/// wake-up descriptor is signalled, and yields its core between looks, so
-/// that the Python threads it serves keep running on a small machine.
+/// frame. The spinner takes the engine lock only when the device has frames
+/// or the wake-up descriptor is signalled, and yields its core between
+/// looks, so that the Python threads it serves keep running on a small
+/// machine; a leader spins for itself (see `wait.rs`), so the driver stops.
 fn spin(shared: &Shared) -> io::Result<usize> {
     let window = std::time::Duration::from(shared.busy_poll);
     let mut until = std::time::Instant::now() + window;
     let fds = [shared.pcap_fd, shared.wake.fd()];
     let mut total = 0;
-    let going = || !shared.stop.load(Ordering::SeqCst) && !shared.shut.load(Ordering::SeqCst);
-    while going() {
-        let now = std::time::Instant::now();
-        if shared.waiters.load(Ordering::SeqCst) > 0 {
-            until = until.max(now + window);
-        } else if now >= until {
-            break;
-        }
+    let going = || {
+        !shared.stop.load(Ordering::SeqCst)
+            && !shared.shut.load(Ordering::SeqCst)
+            && !shared.leading.load(Ordering::SeqCst)
+    };
+    while going() && std::time::Instant::now() < until {
         if !wait_readable(&fds, Some(Duration::ZERO)).unwrap_or(true) {
             std::thread::yield_now();
             continue;
         }
-        let n = lock(&shared.engine).run_once()?;
+        let n = locked_round(shared)?;
         if n > 0 {
             total += n;
             until = std::time::Instant::now() + window;
-            shared.rounds.fetch_add(1, Ordering::SeqCst);
-            shared.progress.notify_all();
         } else if going() {
             shared.wake.drain(); // a call's wake-up, its work done by this round
         }
@@ -542,11 +496,45 @@ fn spin(shared: &Shared) -> io::Result<usize> {
     Ok(total)
 }
 
+/// While a call leads, the driver sleeps: until the leader wakes it, or,
+/// for a leader that began less than a lease ago (it may leave without
+/// waking the driver), a lease at a time; after a brief leader left, until
+/// its lease runs out.
+fn step_aside(shared: &Shared) {
+    if !shared.leading.load(Ordering::SeqCst) && lock(&shared.engine).vacated.is_none() {
+        return; // the common case without leaders, without the lock
+    }
+    let mut engine = lock(&shared.engine);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let now = std::time::Instant::now();
+        let wait = match (&engine.leader, engine.vacated) {
+            (Some(l), _) if now - l.since < LEASE => Some(LEASE),
+            (Some(_), _) => None,
+            (None, Some(v)) if now - v < LEASE => Some(v + LEASE - now),
+            (None, _) => break,
+        };
+        engine.driver_aside = true;
+        engine = match wait {
+            Some(wait) => match shared.driver_resume.wait_timeout(engine, wait) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            },
+            None => shared
+                .driver_resume
+                .wait(engine)
+                .unwrap_or_else(|p| p.into_inner()),
+        };
+    }
+    engine.driver_aside = false;
+    engine.vacated = None;
+}
+
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
-/// until the next timer.
+/// until the next timer; aside while a leader polls.
 fn drive(shared: &Shared) {
     let mut interests = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
+        step_aside(shared);
         if let Err(e) = round(shared) {
             log::error!("driver: {e}");
             std::thread::sleep(std::time::Duration::from_millis(100));

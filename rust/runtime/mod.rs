@@ -12,6 +12,8 @@ pub mod live;
 pub mod ops;
 pub mod readiness;
 pub mod status;
+mod wait;
+mod waiters;
 pub mod watch;
 
 pub use live::{LiveConfig, LiveStack};

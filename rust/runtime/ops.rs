@@ -5,6 +5,7 @@
 //! under the live runtime and over the in-memory link with simulated time.
 
 use super::errno;
+use super::watch::Watched;
 use crate::service::dns::{Lookup, QueryId};
 use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Connection, Endpoint, Handle};
@@ -24,6 +25,11 @@ pub trait Op {
     /// undo what was started. What was done so far may still be the
     /// answer (a `MSG_WAITALL` read keeps the bytes it has).
     fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
+        None
+    }
+    /// The socket whose changes may complete the call (`None`: any
+    /// progress of the engine), so that only those wake the caller.
+    fn key(&self) -> Option<Watched> {
         None
     }
 }
@@ -70,6 +76,9 @@ impl Connect {
 
 impl Op for Connect {
     type Output = io::Result<Handle>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Tcp(self.handle))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let h = self.handle;
         let failed = match stack.tcp().get(h) {
@@ -94,6 +103,9 @@ pub struct Accept {
 
 impl Op for Accept {
     type Output = io::Result<Handle>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Listener(self.port))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let tcp = stack.tcp_mut();
         if tcp.listener(self.port).is_none() {
@@ -197,6 +209,9 @@ impl<'a> Receive<'a> {
 
 impl Op for Receive<'_> {
     type Output = io::Result<usize>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Tcp(self.handle))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
             return Some(Err(errno::closed()));
@@ -235,6 +250,9 @@ pub struct ReceiveOwned {
 
 impl Op for ReceiveOwned {
     type Output = io::Result<Vec<u8>>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Tcp(self.handle))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
             return Some(Err(errno::closed()));
@@ -283,6 +301,9 @@ impl<'a> Send<'a> {
 
 impl Op for Send<'_> {
     type Output = io::Result<usize>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Tcp(self.handle))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
             return Some(Err(errno::closed()));
@@ -310,6 +331,9 @@ pub struct ReceiveDatagram {
 
 impl Op for ReceiveDatagram {
     type Output = io::Result<(Vec<u8>, Endpoint)>;
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Udp(self.handle))
+    }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(s) = stack.udp_mut().get_mut(self.handle) else {
             return Some(Err(errno::closed()));

@@ -34,15 +34,13 @@ pub struct Watches {
     entries: HashMap<Watched, ReadyFd>,
     /// Listeners and UDP sockets watched: few, looked at on every update.
     others: Vec<Watched>,
-    /// Scratch for the connections that changed since the last update.
-    changed: Vec<Handle>,
     /// Set once the stack is shut: every descriptor shows everything.
     gone: bool,
 }
 
 impl Watches {
     /// The descriptor for `key`, made on first use and showing its state.
-    pub fn fd(&mut self, stack: &mut Stack, key: Watched) -> io::Result<RawFd> {
+    pub fn fd(&mut self, stack: &Stack, key: Watched) -> io::Result<RawFd> {
         if let Some(e) = self.entries.get(&key) {
             return Ok(e.fd());
         }
@@ -50,9 +48,8 @@ impl Watches {
         show(&mut ready, readiness_of(stack, key));
         let fd = ready.fd();
         self.entries.insert(key, ready);
-        match key {
-            Watched::Tcp(_) => stack.tcp_mut().follow_changes(),
-            _ => self.others.push(key),
+        if !matches!(key, Watched::Tcp(_)) {
+            self.others.push(key);
         }
         Ok(fd)
     }
@@ -78,16 +75,14 @@ impl Watches {
     }
 
     /// Shows the state now of every watched socket that may have changed:
-    /// the connections the engine dispatched since the last update (so a
-    /// round costs what it touched, not what is watched), and every
-    /// listener and UDP socket.
-    pub fn update(&mut self, stack: &mut Stack) {
-        stack.tcp_mut().take_changed(&mut self.changed);
-        if self.gone {
-            self.changed.clear();
-            return; // every descriptor shows everything for good
+    /// the connections in `changed` (those the engine marked since the last
+    /// update, so a round costs what it touched, not what is watched), and
+    /// every listener and UDP socket.
+    pub fn update(&mut self, stack: &Stack, changed: &[Handle]) {
+        if self.gone || self.entries.is_empty() {
+            return; // every descriptor shows everything for good, or none is out
         }
-        for h in self.changed.drain(..) {
+        for &h in changed {
             let key = Watched::Tcp(h);
             if let Some(ready) = self.entries.get_mut(&key) {
                 show(ready, readiness_of(stack, key));

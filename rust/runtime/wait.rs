@@ -1,0 +1,319 @@
+//! How a blocked call waits (see [`Shared`](super::live) for the roles): the
+//! first caller to block leads, polling the device and running the rounds
+//! itself; the others follow, each on its own condition variable, woken by
+//! the rounds for their own socket only. Every wait is cut into slices of
+//! [`INTERRUPT_SLICE`] so that Ctrl-C is seen; the interrupt hook (which
+//! takes the GIL) runs only when a slice ends, not at every wake-up.
+
+use super::live::{round, Engine, LiveStack};
+use super::waiters::{Leader, Waiter};
+use super::watch::Watched;
+use crate::phy::poll::{readable_each, wait_readable};
+use crate::phy::wake::WakeFd;
+use crate::stack::Stack;
+use crate::time::{Duration, Instant};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant as Clock;
+
+/// Longest sleep between two checks of the interrupt hook.
+const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a leader that led briefly keeps the driver aside after its
+/// call returns (see [`LiveStack::resign`]).
+pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
+
+type Guard<'a> = MutexGuard<'a, Engine>;
+
+impl LiveStack {
+    /// Repeats `attempt` (as [`LiveStack::act`], under the lock) until it
+    /// yields a value, waiting on `key` in between (`None`: on any progress
+    /// of the engine); `None` once `timeout` has passed.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+        key: Option<Watched>,
+        mut attempt: impl FnMut(&mut Stack, Instant) -> Option<T>,
+    ) -> io::Result<Option<T>> {
+        self.wait_engine(timeout, interrupt, key, |live, engine| {
+            live.act_locked(engine, &mut attempt, false)
+        })
+    }
+
+    /// Blocks until `ready(stack)` holds or `timeout` passes; true if it holds.
+    pub fn wait_until(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+        ready: &dyn Fn(&Stack) -> bool,
+    ) -> io::Result<bool> {
+        let outcome = self.wait_engine(timeout, interrupt, None, |_, engine| {
+            ready(&engine.stack).then_some(())
+        })?;
+        Ok(outcome.is_some())
+    }
+
+    /// Handles everything pending; if nothing was, blocks until a frame, a
+    /// timer or `timeout`. Returns how much was handled (0 on timeout).
+    /// With a driver thread: waits for its next round that made progress.
+    pub fn poll(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<usize> {
+        if self.is_driven() {
+            let mut seen = None;
+            let outcome = self.wait_engine(timeout, interrupt, None, |_, engine| {
+                let before = *seen.get_or_insert(engine.rounds);
+                (engine.rounds != before).then_some(1)
+            })?;
+            return Ok(outcome.unwrap_or(0));
+        }
+        self.check_open()?;
+        let shared = &self.shared;
+        let seen = self.engine().rounds;
+        let n = round(shared)?;
+        if n > 0 || timeout == Some(Duration::ZERO) {
+            return Ok(n);
+        }
+        let deadline = timeout.map(|t| Clock::now() + t.into());
+        loop {
+            self.check_open()?;
+            let timer = self.engine().timer_wait();
+            let wait = bounded_wait(deadline, timer);
+            match wait_readable(&[shared.pcap_fd, shared.wake.fd()], Some(wait)) {
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                _ => {}
+            }
+            self.check_open()?;
+            shared.wake.drain();
+            interrupt()?;
+            let n = round(shared)?;
+            if n > 0 || deadline.is_some_and(|d| Clock::now() >= d) {
+                return Ok(n);
+            }
+            // Another thread's round took the frames this one waited for
+            // (an ACK that frees send-buffer room): let the caller look again.
+            if self.engine().rounds != seen {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// The wait itself: `attempt` under the lock, then lead or follow until
+    /// something may have changed, until it yields or time runs out.
+    fn wait_engine<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn FnMut() -> io::Result<()>,
+        key: Option<Watched>,
+        mut attempt: impl FnMut(&LiveStack, &mut Engine) -> Option<T>,
+    ) -> io::Result<Option<T>> {
+        let deadline = timeout.map(|t| Clock::now() + t.into());
+        let mut slice_end = Clock::now() + INTERRUPT_SLICE;
+        let mut waiter: Option<Arc<Waiter>> = None;
+        let mut leading: Option<(u64, Arc<WakeFd>)> = None;
+        let mut fresh = true;
+        let mut engine = self.engine();
+        let result = loop {
+            if let Err(e) = self.check_open() {
+                break Err(e);
+            }
+            if let Some(v) = attempt(self, &mut engine) {
+                break Ok(Some(v));
+            }
+            let now = Clock::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Ok(None);
+            }
+            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+            if let Some((id, _)) = &leading {
+                if !engine.leader.as_ref().is_some_and(|l| l.id == *id) {
+                    leading = None; // taken over by a newer call: follow now
+                } else if !engine.bridges_idle() {
+                    // Bridges are pumped on their sockets' readiness, which
+                    // only the driver sleeps on.
+                    self.resign(&mut engine);
+                    leading = None;
+                }
+            } else if fresh && engine.bridges_idle() {
+                leading = self.claim(&mut engine, key);
+            }
+            fresh = false;
+            engine = if let Some((_, wake)) = &leading {
+                match self.lead_once(engine, wake, until) {
+                    (guard, Ok(())) => guard,
+                    (guard, Err(e)) => {
+                        engine = guard;
+                        break Err(e);
+                    }
+                }
+            } else {
+                let w = waiter.get_or_insert_with(Default::default);
+                let guard = self.follow(engine, key, w, until);
+                // Handed over by a leader that left (no driver to take it).
+                if guard.leader.is_none() && guard.bridges_idle() && !self.is_driven() {
+                    fresh = true;
+                }
+                guard
+            };
+            if Clock::now() >= slice_end {
+                drop(engine);
+                let checked = interrupt();
+                engine = self.engine();
+                if let Err(e) = checked {
+                    break Err(e);
+                }
+                slice_end = Clock::now() + INTERRUPT_SLICE;
+            }
+        };
+        if let Some((id, _)) = leading {
+            if engine.leader.as_ref().is_some_and(|l| l.id == id) {
+                self.resign(&mut engine);
+            }
+        }
+        result
+    }
+
+    /// Makes this call the leader, taking over from the one before (which
+    /// has waited longer, so is the less likely of the two to be answered
+    /// next: an accept loop, an idle connection) and waking it to follow.
+    /// `None` if this thread has no wake-up descriptor to sleep on.
+    fn claim(&self, engine: &mut Engine, key: Option<Watched>) -> Option<(u64, Arc<WakeFd>)> {
+        let wake = own_wake()?;
+        wake.drain();
+        engine.leaders += 1;
+        let id = engine.leaders;
+        let before = engine.leader.replace(Leader {
+            id,
+            key,
+            wake: wake.clone(),
+            since: Clock::now(),
+        });
+        if let Some(before) = before {
+            before.wake.wake();
+        }
+        self.shared.leading.store(true, Ordering::SeqCst);
+        Some((id, wake))
+    }
+
+    /// The leader's turn: sleeps on the device and its own wake-up (spinning
+    /// first if busy-polling) until a frame, a wake-up, the next timer or
+    /// `until`, then runs a round.
+    fn lead_once<'a>(
+        &'a self,
+        engine: Guard<'a>,
+        wake: &WakeFd,
+        until: Clock,
+    ) -> (Guard<'a>, io::Result<()>) {
+        let shared = &self.shared;
+        let fds = [shared.pcap_fd, wake.fd()];
+        let wait = bounded_wait(Some(until), engine.timer_wait());
+        drop(engine);
+        let mut ready = None;
+        if shared.busy_poll > Duration::ZERO {
+            ready = spin_until_readable(fds, shared.busy_poll.min(wait));
+        }
+        let ready = match ready {
+            Some(ready) => ready,
+            None => match readable_each(fds, Some(wait)) {
+                Ok(ready) => ready,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => [false, true],
+                Err(e) => return (self.engine(), Err(e)),
+            },
+        };
+        if ready[1] {
+            wake.drain();
+        }
+        let mut engine = self.engine();
+        let outcome = engine.run_once(true).map(|_| ());
+        (engine, outcome)
+    }
+
+    /// A follower's turn: sleeps on its condition variable until a round or
+    /// a call touches `key`, the leader hands over, or `until`.
+    fn follow<'a>(
+        &'a self,
+        mut engine: Guard<'a>,
+        key: Option<Watched>,
+        waiter: &Arc<Waiter>,
+        until: Clock,
+    ) -> Guard<'a> {
+        engine.waiters.add(key, waiter);
+        while !waiter.take_woken() && !self.is_shut() {
+            let left = until.saturating_duration_since(Clock::now());
+            if left.is_zero() {
+                break;
+            }
+            engine = match waiter.cond.wait_timeout(engine, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        engine.waiters.remove(key, waiter);
+        engine
+    }
+
+    /// The leader's call is over: the driver takes the device back, or,
+    /// without one, a follower becomes the leader. A call that led briefly
+    /// leaves without waking the driver: it is one of a series of requests
+    /// and replies and will be back within the lease ([`LEASE`]), before
+    /// which the driver looks again by itself (see `drive`); waking it at
+    /// every reply would cost a thread switch per round trip.
+    fn resign(&self, engine: &mut Engine) {
+        let Some(leader) = engine.leader.take() else {
+            return;
+        };
+        self.shared.leading.store(false, Ordering::SeqCst);
+        if engine.driver_aside {
+            if leader.since.elapsed() < LEASE {
+                engine.vacated = Some(Clock::now());
+            } else {
+                self.shared.driver_resume.notify_one();
+            }
+        } else if !self.is_driven() {
+            engine.waiters.wake_one();
+        }
+    }
+}
+
+thread_local! {
+    /// The descriptor a thread sleeps on while it leads, made on first use
+    /// and closed when the thread ends.
+    static OWN_WAKE: Option<Arc<WakeFd>> = WakeFd::new().ok().map(Arc::new);
+}
+
+fn own_wake() -> Option<Arc<WakeFd>> {
+    OWN_WAKE.with(|w| w.clone())
+}
+
+/// How long to sleep: until `deadline`, the next timer, at most a slice.
+fn bounded_wait(deadline: Option<Clock>, timer: Option<Duration>) -> Duration {
+    let now = Clock::now();
+    let mut wait = deadline.map_or(INTERRUPT_SLICE, |d| {
+        d.saturating_duration_since(now).min(INTERRUPT_SLICE)
+    });
+    if let Some(t) = timer {
+        wait = wait.min(t.into());
+    }
+    Duration::from_micros(wait.as_micros() as u64)
+}
+
+/// Looks at `fds` without sleeping, yielding the core between looks, for up
+/// to `window`; which are readable, as soon as one is.
+fn spin_until_readable<const N: usize>(fds: [i32; N], window: Duration) -> Option<[bool; N]> {
+    let until = Clock::now() + std::time::Duration::from(window);
+    loop {
+        match readable_each(fds, Some(Duration::ZERO)) {
+            Ok(ready) if ready.contains(&true) => return Some(ready),
+            Err(_) => return None, // the sleeping poll reports it
+            Ok(_) => {}
+        }
+        if Clock::now() >= until {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
