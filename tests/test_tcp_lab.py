@@ -324,6 +324,82 @@ def test_recv_and_sendall_from_two_threads(lab, peer):
         stack.close()
 
 
+@pytest.mark.parametrize("driven", [True, False], ids=["driver-thread", "self-polling"])
+def test_many_blocked_threads_each_get_their_own_data(lab, peer, driven):
+    """Eight threads blocked in recv on eight connections, one in accept and one
+    closing under another: whoever polls the device (the driver, the first
+    caller to block, a newer one taking over), every call wakes for its own
+    socket and gets its own bytes."""
+    peer(PEER_PY, "echo", "9006")
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR)
+    try:
+        if driven:
+            stack.start()
+        listener = stack.listen(7006)
+        accepted: list[mipfast.Connection] = []
+        acceptor = threading.Thread(target=lambda: accepted.append(listener.accept(timeout=60)[0]))
+        acceptor.start()  # blocked first: it leads until a reader takes over
+        conns = [stack.connect((lab.peer_ip, 9006), timeout=10) for _ in range(8)]
+        got: dict[int, bytes] = {}
+
+        def reader(i: int) -> None:
+            want = 1000 + i
+            data = b""
+            while len(data) < want and (chunk := conns[i].recv(65536)):
+                data += chunk
+            got[i] = data
+
+        readers = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+        for t in readers:
+            t.start()
+        time.sleep(0.2)  # every reader blocked
+        for i in (5, 2, 7, 0, 3, 6, 1, 4):
+            conns[i].sendall(bytes([i]) * (1000 + i))
+            time.sleep(0.01)
+        for t in readers:
+            t.join(30)
+        assert all(not t.is_alive() for t in readers)
+        assert got == {i: bytes([i]) * (1000 + i) for i in range(8)}
+
+        # A kernel client reaches the listener the acceptor waits on.
+        client = subprocess.Popen(lab.ns(sys.executable, "-c", CONNECT_AND_WAIT, STACK_IP, "7006"))
+        acceptor.join(30)
+        assert not acceptor.is_alive() and len(accepted) == 1
+        accepted[0].close()
+        client.wait(10)
+
+        # Closing a connection wakes the thread blocked on it: the end of the
+        # stream once the peer answers our FIN, or EBADF if it is gone first.
+        outcome: list[BaseException | bytes] = []
+
+        def blocked_reader() -> None:
+            try:
+                outcome.append(conns[0].recv(10))
+            except OSError as e:
+                outcome.append(e)
+
+        t = threading.Thread(target=blocked_reader)
+        t.start()
+        time.sleep(0.2)
+        conns[0].close()
+        t.join(10)
+        assert not t.is_alive()
+        ended = outcome[0] == b"" or (isinstance(outcome[0], OSError) and outcome[0].errno == errno.EBADF)
+        assert ended, outcome
+        for c in conns[1:]:
+            c.close()
+    finally:
+        stack.close()
+
+
+CONNECT_AND_WAIT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.settimeout(10)
+s.recv(1)
+"""
+
+
 def test_recv_flags_peek_dontwait_waitall(lab, peer):
     peer(PEER_PY, "echo", "9005")
     with (

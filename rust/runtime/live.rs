@@ -5,7 +5,7 @@
 
 use super::bridge::Bridges;
 use super::wait::LEASE;
-use super::waiters::{self, Leader, Waiters};
+use super::waiters::{self, Leader, Pending, Waiters};
 use super::watch::{Watched, Watches};
 use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
@@ -57,6 +57,8 @@ pub struct Engine {
     pub(super) losses_seen: RxLosses,
     /// Threads blocked in a call, woken for what they wait on.
     pub(super) waiters: Waiters,
+    /// Wake-ups owed, delivered when the lock is released ([`Locked`]).
+    pub(super) pending: Pending,
     /// Scratch: the connections marked since the last [`Engine::publish`].
     pub(super) changed: Vec<Handle>,
     /// The blocked call that polls the device itself; the driver steps
@@ -113,10 +115,12 @@ impl Engine {
         self.stack.tcp_mut().take_changed(&mut self.changed);
         self.watches.update(&self.stack, &self.changed);
         if wake {
-            self.waiters.wake(&self.stack, &self.changed, progress);
+            let pending = &mut self.pending;
+            self.waiters
+                .wake(&self.stack, &self.changed, progress, &mut pending.waiters);
             if let Some(leader) = self.leader.as_ref().filter(|_| !by_leader) {
                 if waiters::touched(&self.stack, leader.key, &self.changed, progress) {
-                    leader.wake.wake();
+                    pending.leader = Some(leader.wake.clone());
                 }
             }
         }
@@ -257,6 +261,7 @@ impl LiveStack {
             losses_seen: RxLosses::default(),
             waiters: Waiters::default(),
             changed: Vec::new(),
+            pending: Pending::default(),
             leader: None,
             leaders: 0,
             driver_aside: false,
@@ -282,8 +287,8 @@ impl LiveStack {
     }
 
     /// Locks the engine. Callers from Python must not hold the GIL here.
-    pub fn engine(&self) -> MutexGuard<'_, Engine> {
-        lock(&self.shared.engine)
+    pub fn engine(&self) -> Locked<'_> {
+        Locked::new(&self.shared.engine)
     }
 
     pub fn is_driven(&self) -> bool {
@@ -450,6 +455,58 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The engine, locked. The wake-ups a change owes to blocked calls are
+/// collected under the lock and delivered once it is released, so that a
+/// woken thread does not run only to block on the lock still held.
+pub struct Locked<'a> {
+    guard: Option<MutexGuard<'a, Engine>>,
+}
+
+impl<'a> Locked<'a> {
+    fn new(engine: &'a Mutex<Engine>) -> Self {
+        Locked {
+            guard: Some(lock(engine)),
+        }
+    }
+
+    /// Sleeps on `cond` (at most `timeout`), the lock released meanwhile.
+    pub(super) fn wait_on(mut self, cond: &Condvar, timeout: Option<std::time::Duration>) -> Self {
+        let mut guard = self.guard.take().expect("locked");
+        std::mem::take(&mut guard.pending).deliver(); // none is due to oneself
+        let guard = match timeout {
+            Some(t) => match cond.wait_timeout(guard, t) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            },
+            None => cond.wait(guard).unwrap_or_else(|p| p.into_inner()),
+        };
+        Locked { guard: Some(guard) }
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.guard.as_ref().expect("locked")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.guard.as_mut().expect("locked")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            let pending = std::mem::take(&mut guard.pending);
+            drop(guard);
+            pending.deliver();
+        }
+    }
+}
+
 /// One locked round by the driver (or a `poll()` caller); spins for the
 /// busy-poll window after activity.
 pub(super) fn round(shared: &Shared) -> io::Result<usize> {
@@ -462,7 +519,7 @@ pub(super) fn round(shared: &Shared) -> io::Result<usize> {
 
 /// A round by a thread other than the leader.
 fn locked_round(shared: &Shared) -> io::Result<usize> {
-    lock(&shared.engine).run_once(false)
+    Locked::new(&shared.engine).run_once(false)
 }
 
 /// Busy-polling after activity, for latency: for `busy_poll` after the last
@@ -504,7 +561,7 @@ fn step_aside(shared: &Shared) {
     if !shared.leading.load(Ordering::SeqCst) && lock(&shared.engine).vacated.is_none() {
         return; // the common case without leaders, without the lock
     }
-    let mut engine = lock(&shared.engine);
+    let mut engine = Locked::new(&shared.engine);
     while !shared.stop.load(Ordering::SeqCst) {
         let now = std::time::Instant::now();
         let wait = match (&engine.leader, engine.vacated) {
@@ -514,16 +571,7 @@ fn step_aside(shared: &Shared) {
             (None, _) => break,
         };
         engine.driver_aside = true;
-        engine = match wait {
-            Some(wait) => match shared.driver_resume.wait_timeout(engine, wait) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            },
-            None => shared
-                .driver_resume
-                .wait(engine)
-                .unwrap_or_else(|p| p.into_inner()),
-        };
+        engine = engine.wait_on(&shared.driver_resume, wait);
     }
     engine.driver_aside = false;
     engine.vacated = None;
@@ -543,7 +591,7 @@ fn drive(shared: &Shared) {
         interests.push(Interest::readable(shared.pcap_fd));
         interests.push(Interest::readable(shared.wake.fd()));
         let wait = {
-            let engine = lock(&shared.engine);
+            let engine = Locked::new(&shared.engine);
             engine.bridge_interests(&mut interests);
             engine.timer_wait()
         };

@@ -5,7 +5,7 @@
 //! [`INTERRUPT_SLICE`] so that Ctrl-C is seen; the interrupt hook (which
 //! takes the GIL) runs only when a slice ends, not at every wake-up.
 
-use super::live::{round, Engine, LiveStack};
+use super::live::{round, Engine, LiveStack, Locked};
 use super::waiters::{Leader, Waiter};
 use super::watch::Watched;
 use crate::phy::poll::{readable_each, wait_readable};
@@ -14,7 +14,7 @@ use crate::stack::Stack;
 use crate::time::{Duration, Instant};
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant as Clock;
 
 /// Longest sleep between two checks of the interrupt hook.
@@ -24,7 +24,7 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
 
-type Guard<'a> = MutexGuard<'a, Engine>;
+type Guard<'a> = Locked<'a>;
 
 impl LiveStack {
     /// Repeats `attempt` (as [`LiveStack::act`], under the lock) until it
@@ -138,7 +138,7 @@ impl LiveStack {
                     self.resign(&mut engine);
                     leading = None;
                 }
-            } else if fresh && engine.bridges_idle() {
+            } else if fresh && engine.bridges_idle() && may_take_over(&engine) {
                 leading = self.claim(&mut engine, key);
             }
             fresh = false;
@@ -177,13 +177,11 @@ impl LiveStack {
         result
     }
 
-    /// Makes this call the leader, taking over from the one before (which
-    /// has waited longer, so is the less likely of the two to be answered
-    /// next: an accept loop, an idle connection) and waking it to follow.
+    /// Makes this call the leader, taking over from the one before (see
+    /// [`may_take_over`]) and waking it to follow.
     /// `None` if this thread has no wake-up descriptor to sleep on.
     fn claim(&self, engine: &mut Engine, key: Option<Watched>) -> Option<(u64, Arc<WakeFd>)> {
-        let wake = own_wake()?;
-        wake.drain();
+        let wake = own_wake()?; // a stale signal costs one early look, no more
         engine.leaders += 1;
         let id = engine.leaders;
         let before = engine.leader.replace(Leader {
@@ -247,10 +245,7 @@ impl LiveStack {
             if left.is_zero() {
                 break;
             }
-            engine = match waiter.cond.wait_timeout(engine, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            engine = engine.wait_on(&waiter.cond, Some(left));
         }
         engine.waiters.remove(key, waiter);
         engine
@@ -276,6 +271,18 @@ impl LiveStack {
         } else if !self.is_driven() {
             engine.waiters.wake_one();
         }
+    }
+}
+
+/// A new call leads if no one does, or takes over from a leader that has
+/// waited longer than [`LEASE`]: that one is the less likely of the two to
+/// be answered next (an accept loop, an idle connection). A younger leader
+/// is left alone: among many busy connections, taking over at every call
+/// would cost a wake-up each and answer no one sooner.
+fn may_take_over(engine: &Engine) -> bool {
+    match &engine.leader {
+        None => true,
+        Some(leader) => leader.since.elapsed() > LEASE,
     }
 }
 

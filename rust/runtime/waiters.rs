@@ -35,8 +35,14 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Marks it woken; true the first time since it last looked, when it
+    /// must be notified (once the lock is released: see `Locked`).
+    fn mark(&self) -> bool {
+        !self.woken.swap(true, Ordering::SeqCst)
+    }
+
     fn wake(&self) {
-        self.woken.store(true, Ordering::SeqCst);
+        self.mark();
         self.cond.notify_one();
     }
 
@@ -79,14 +85,25 @@ impl Waiters {
         }
     }
 
-    /// Wakes whoever waits on a connection in `changed`, on a listener or
-    /// UDP socket that is now readable, and (after a round that made
-    /// `progress`) on the engine at large.
-    pub fn wake(&self, stack: &Stack, changed: &[Handle], progress: bool) {
+    /// Marks woken whoever waits on a connection in `changed`, on a
+    /// listener or UDP socket that is now readable, and (after a round that
+    /// made `progress`) on the engine at large; those to notify go to `out`.
+    pub fn wake(
+        &self,
+        stack: &Stack,
+        changed: &[Handle],
+        progress: bool,
+        out: &mut Vec<Arc<Waiter>>,
+    ) {
+        let mut wake = |w: &Arc<Waiter>| {
+            if w.mark() {
+                out.push(w.clone());
+            }
+        };
         if !self.tcp.is_empty() {
             for h in changed {
                 for w in self.tcp.get(h).into_iter().flatten() {
-                    w.wake();
+                    wake(w);
                 }
             }
         }
@@ -99,7 +116,7 @@ impl Waiters {
                 }
             };
             if due {
-                w.wake();
+                wake(w);
             }
         }
     }
@@ -127,6 +144,24 @@ impl Waiters {
         }
         for (_, w) in &self.others {
             w.wake();
+        }
+    }
+}
+
+/// Wake-ups owed once the engine lock is released.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub waiters: Vec<Arc<Waiter>>,
+    pub leader: Option<Arc<WakeFd>>,
+}
+
+impl Pending {
+    pub fn deliver(self) {
+        for w in self.waiters {
+            w.cond.notify_one();
+        }
+        if let Some(leader) = self.leader {
+            leader.wake();
         }
     }
 }
