@@ -499,6 +499,22 @@ def test_socket_timeouts_and_ctrl_c(lab, peer):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         assert e.value.errno == errno.ENOPROTOOPT
         assert "ESTABLISHED" in repr(conn)
+
+        # A listener's own timeout, as socket.settimeout gives accept().
+        with stack.listen(7007) as listener:
+            assert listener.gettimeout() is None and listener.getblocking()
+            listener.settimeout(0.2)
+            assert listener.gettimeout() == 0.2
+            with pytest.raises(TimeoutError):
+                listener.accept()
+            listener.setblocking(False)
+            assert not listener.getblocking() and listener.gettimeout() == 0.0
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+            with pytest.raises(TimeoutError):
+                listener.accept(timeout=0.1)  # the call's own timeout wins
+            with pytest.raises(ValueError):
+                listener.settimeout(-1)
     with pytest.raises(OSError) as e:
         conn.send(b"after the stack closed")
     assert e.value.errno == errno.EBADF

@@ -515,6 +515,8 @@ pub struct PyListener {
     port: u16,
     ip: String,
     open: AtomicBool,
+    /// `settimeout`: what `accept()` waits when given no timeout of its own.
+    timeout: SocketTimeout,
 }
 
 impl PyListener {
@@ -524,6 +526,7 @@ impl PyListener {
             port,
             ip,
             open: AtomicBool::new(true),
+            timeout: SocketTimeout::new(None),
         }
     }
     fn release(&self) {
@@ -544,7 +547,8 @@ impl Drop for PyListener {
 #[pymethods]
 impl PyListener {
     /// The next established connection and its peer's (ip, port); raises
-    /// TimeoutError after `timeout` seconds.
+    /// TimeoutError after `timeout` seconds (default: the listener's own,
+    /// see `settimeout`; BlockingIOError when non-blocking).
     #[pyo3(signature = (timeout=None))]
     fn accept(
         &self,
@@ -554,7 +558,10 @@ impl PyListener {
         if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
             return Err(PyOSError::new_err((libc::EBADF, "the listener is closed")));
         }
-        let t = timeout_arg(timeout)?;
+        let t = match timeout {
+            Some(_) => timeout_arg(timeout)?,
+            None => self.timeout.get(),
+        };
         let live = &self.live;
         let handle = blocking(py, |interrupt| live.accept(self.port, t, interrupt))?;
         let conn = PyConnection::open(py, self.live.clone(), handle, None)?;
@@ -575,6 +582,23 @@ impl PyListener {
     /// Stop listening; connections not yet accepted are reset.
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.release());
+    }
+
+    /// As `socket.settimeout`: seconds `accept()` waits, None to block.
+    fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
+        self.timeout.set_seconds(value)
+    }
+
+    fn gettimeout(&self) -> Option<f64> {
+        self.timeout.seconds()
+    }
+
+    fn setblocking(&self, flag: bool) {
+        self.timeout.set_blocking(flag)
+    }
+
+    fn getblocking(&self) -> bool {
+        self.timeout.blocking()
     }
 
     #[getter]
