@@ -257,3 +257,36 @@ def test_stack_closed_under_a_running_event_loop(lab, peer):
         writer.close()
 
     asyncio.run(main())
+
+
+def test_the_loop_polls_the_device_and_the_driver_covers_a_busy_loop(lab, peer, stack):
+    """While a transport is open the event loop watches the stack's device itself
+    (one per loop and stack, released with the last transport); the driver thread
+    still answers the wire when the loop is blocked: pings from the namespace get
+    their replies while the loop sleeps in a blocking call."""
+    peer(PEER_PY, "echo", "9210")
+
+    async def main() -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        streams = [await maio.open_connection(stack, lab.peer_ip, 9210) for _ in range(3)]
+        watches = maio._device_watches.get(loop, {})
+        assert len(watches) == 1 and next(iter(watches.values())).users == 3
+        reader, writer = streams[0]
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 10) == b"ping"
+        ping = await asyncio.create_subprocess_exec(
+            *lab.ns("ping", "-c", "5", "-i", "0.1", "-w", "2", STACK_IP),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        # The loop is busy past ping's 2 s deadline: only the driver can answer.
+        time.sleep(3.0)
+        out, _ = await asyncio.wait_for(ping.communicate(), 10)
+        for _, w in streams:
+            w.close()
+            await w.wait_closed()
+        await asyncio.sleep(0)
+        return ping.returncode or 0, [line for line in out.decode().splitlines() if "received" in line]
+
+    code, summary = asyncio.run(main())
+    assert code == 0 and " 5 received" in summary[0], summary
+    assert not any(maio._device_watches.values()), "the device watch outlived its transports"

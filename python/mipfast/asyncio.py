@@ -26,6 +26,7 @@ import ipaddress
 import os
 import socket
 import ssl as _ssl
+import weakref
 from typing import Any, Callable
 
 __all__ = [
@@ -39,6 +40,69 @@ __all__ = [
 
 _READ_SIZE = 256 * 1024
 _DEFAULT_LIMIT = 2**16
+
+
+class _DeviceWatch:
+    """A loop polls a stack's device itself while it has transports or servers on
+    it: a frame wakes the loop, which runs the stack's round, rather than waking the
+    driver thread that would then wake the loop through a readiness descriptor (one
+    thread hop per reply instead of two). The driver thread steps in only for timers
+    and for frames a busy loop leaves waiting (see the README)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, poller: Any, fd: int) -> None:
+        self.loop, self.poller, self.fd, self.users = loop, poller, fd, 0
+
+    def ready(self) -> None:
+        try:
+            self.poller.round()
+        except OSError:  # the stack closed: its transports learn it on their own
+            self.stop()
+
+    def stop(self) -> None:
+        per_loop = _device_watches.get(self.loop, {})
+        if per_loop.get(self.fd) is self:
+            del per_loop[self.fd]
+            if not self.loop.is_closed():
+                with contextlib.suppress(OSError, ValueError):
+                    self.loop.remove_reader(self.fd)
+        self.poller.polling(False)
+
+
+_device_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _DeviceWatch]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _watch_device(loop: asyncio.AbstractEventLoop, sock: Any) -> _DeviceWatch | None:
+    """Counts one more user of `sock`'s stack device on `loop`, starting to poll it."""
+    if os.environ.get("MIPFAST_LOOP_POLL") == "0":
+        return None
+    poller = sock._device_poller()
+    fd = poller.fileno()
+    if fd < 0:
+        return None
+    per_loop = _device_watches.setdefault(loop, {})
+    watch = per_loop.get(fd)
+    if watch is not None and watch.poller.fileno() != fd:  # a closed stack's, its number reused
+        watch.stop()
+        watch = None
+    if watch is None:
+        watch = _DeviceWatch(loop, poller, fd)
+        try:
+            loop.add_reader(fd, watch.ready)
+        except (NotImplementedError, OSError, ValueError):
+            return None  # a loop without add_reader: the driver thread does it all
+        poller.polling(True)
+        per_loop[fd] = watch
+    watch.users += 1
+    return watch
+
+
+def _unwatch_device(watch: _DeviceWatch | None) -> None:
+    if watch is not None:
+        watch.users -= 1
+        if watch.users == 0:
+            watch.stop()
 
 
 class StackTransport(asyncio.Transport):
@@ -87,6 +151,7 @@ class StackTransport(asyncio.Transport):
         self._server = server
         if server is not None:
             server._attach(self)
+        self._device_watch = _watch_device(loop, conn)
         if connection_made:
             loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
@@ -323,6 +388,8 @@ class StackTransport(asyncio.Transport):
             self._protocol.connection_lost(exc)
         finally:
             self._conn.close()
+            _unwatch_device(self._device_watch)
+            self._device_watch = None
             if self._server is not None:
                 self._server._detach(self)
                 self._server = None
@@ -505,6 +572,7 @@ class Server(asyncio.Server):
         self._transports: set[StackTransport] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
+        self._device_watch: _DeviceWatch | None = None
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -529,6 +597,7 @@ class Server(asyncio.Server):
         if not self._serving:
             self._serving = True
             self._loop.add_reader(self._fd, self._accept_ready)
+            self._device_watch = _watch_device(self._loop, self._listener)
 
     def _accept_ready(self) -> None:
         for _ in range(self._backlog):
@@ -594,6 +663,7 @@ class Server(asyncio.Server):
         if self._serving:
             self._loop.remove_reader(self._fd)
             self._serving = False
+            _unwatch_device(self._device_watch)
         self._listener.close()
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()

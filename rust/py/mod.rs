@@ -2,6 +2,7 @@
 //! engine call, map errors to the stdlib's exceptions. Nothing more.
 
 mod call;
+mod device_poller;
 mod errors;
 mod stack;
 mod status;
@@ -22,6 +23,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tcp::PyConnection>()?;
     m.add_class::<tcp::PyListener>()?;
     m.add_class::<udp::PyUdpSocket>()?;
+    m.add_class::<device_poller::PyDevicePoller>()?;
     m.add_function(wrap_pyfunction!(interfaces, m)?)?;
     m.add_function(wrap_pyfunction!(reset_logging, m)?)?;
     m.add("DEFAULT_MAC", crate::iface::DEFAULT_MAC.to_string())?;

@@ -2,6 +2,7 @@
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
 use super::call::{blocking, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
+use super::device_poller::PyDevicePoller;
 use super::errors;
 use crate::phy::stream_fd::StreamFd;
 use crate::runtime::ops::{self, ReadMode};
@@ -466,6 +467,11 @@ impl PyConnection {
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)
     }
 
+    /// The stack's device, for an event loop to poll (`mipfast.asyncio`).
+    fn _device_poller(&self) -> PyDevicePoller {
+        PyDevicePoller::new(self.live.clone())
+    }
+
     /// socket.AF_INET.
     #[getter]
     fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -577,6 +583,11 @@ impl PyListener {
         }
         let key = Watched::Listener(self.port);
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)
+    }
+
+    /// The stack's device, for an event loop to poll (`mipfast.asyncio`).
+    fn _device_poller(&self) -> PyDevicePoller {
+        PyDevicePoller::new(self.live.clone())
     }
 
     /// Stop listening; connections not yet accepted are reset.

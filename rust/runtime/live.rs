@@ -23,7 +23,7 @@ use crate::time::{Duration, Instant};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -218,8 +218,17 @@ pub(super) struct Shared {
     pub(super) wake: WakeFd,
     /// Signalled when the leader goes, for the driver that stepped aside.
     pub(super) driver_resume: Condvar,
+    /// The engine's clock origin, for [`Shared::loop_polled`].
+    pub(super) origin: std::time::Instant,
     /// A mirror of `Engine::leader.is_some()`, read without the lock.
     pub(super) leading: AtomicBool,
+    /// Event loops that watch the device themselves and run rounds when it
+    /// is readable ([`LiveStack::loop_round`]); while any does, the driver
+    /// stops polling the device and only steps in for timers and for a
+    /// loop that has not taken waiting frames within a lease (it is busy).
+    pub(super) loop_pollers: AtomicUsize,
+    /// When a loop last ran a round, in µs since [`Shared::origin`].
+    pub(super) loop_polled: AtomicU64,
     pub(super) stop: AtomicBool,
     /// Set by [`LiveStack::shut`]: every later user call fails.
     pub(super) shut: AtomicBool,
@@ -278,6 +287,9 @@ impl LiveStack {
                 wake,
                 driver_resume: Condvar::new(),
                 leading: AtomicBool::new(false),
+                loop_pollers: AtomicUsize::new(0),
+                loop_polled: AtomicU64::new(0),
+                origin,
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
@@ -371,6 +383,35 @@ impl LiveStack {
             }
         }
         self.shared.wake.wake();
+    }
+
+    /// The device's descriptor, for an event loop that polls it itself
+    /// (see [`LiveStack::loop_round`]).
+    pub fn device_fd(&self) -> RawFd {
+        self.shared.pcap_fd
+    }
+
+    /// An event loop starts (`true`) or stops polling the device; the
+    /// driver is told, since it polls the device only while none does.
+    pub fn loop_polls(&self, polling: bool) {
+        let pollers = &self.shared.loop_pollers;
+        if polling {
+            pollers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let _ = pollers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+        self.shared.wake.wake();
+    }
+
+    /// A round run by an event loop whose device descriptor turned
+    /// readable: the frame wakes the loop directly, and the readiness
+    /// descriptors it shows are current before the loop looks at them.
+    pub fn loop_round(&self) -> io::Result<usize> {
+        self.check_open()?;
+        let n = Locked::new(&self.shared.engine).run_once(false)?;
+        let now = self.shared.origin.elapsed().as_micros() as u64;
+        self.shared.loop_polled.store(now, Ordering::SeqCst);
+        Ok(n)
     }
 
     /// Runs a user call on the engine, then sends what it queued (TCP data,
@@ -578,26 +619,51 @@ fn step_aside(shared: &Shared) {
 }
 
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
-/// until the next timer; aside while a leader polls.
+/// until the next timer; aside while a leader polls. While an event loop
+/// polls the device (and no bridge needs pumping), the driver leaves the
+/// device to it and looks every lease: a round only for due timers or for
+/// frames a busy loop has left waiting.
 fn drive(shared: &Shared) {
     let mut interests = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
         step_aside(shared);
-        if let Err(e) = round(shared) {
-            log::error!("driver: {e}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        let by_loop =
+            shared.loop_pollers.load(Ordering::SeqCst) > 0 && lock(&shared.engine).bridges_idle();
+        if !by_loop || loop_needs_help(shared) {
+            if let Err(e) = round(shared) {
+                log::error!("driver: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         interests.clear();
-        interests.push(Interest::readable(shared.pcap_fd));
+        if !by_loop {
+            interests.push(Interest::readable(shared.pcap_fd));
+        }
         interests.push(Interest::readable(shared.wake.fd()));
-        let wait = {
+        let mut wait = {
             let engine = Locked::new(&shared.engine);
             engine.bridge_interests(&mut interests);
             engine.timer_wait()
         };
+        if by_loop {
+            let lease = Duration::from(LEASE);
+            wait = Some(wait.map_or(lease, |w| w.min(lease)));
+        }
         let _ = poll::wait(&interests, wait);
         if !shared.shut.load(Ordering::SeqCst) {
             shared.wake.drain(); // once shut, it stays signalled for every waiter
         }
     }
+}
+
+/// With an event loop polling the device: whether a timer is due, or the
+/// device holds frames and the loop has run no round for a lease.
+fn loop_needs_help(shared: &Shared) -> bool {
+    if lock(&shared.engine).timer_wait() == Some(Duration::ZERO) {
+        return true;
+    }
+    let now = shared.origin.elapsed().as_micros() as u64;
+    let polled = shared.loop_polled.load(Ordering::SeqCst);
+    let stale = now.saturating_sub(polled) > LEASE.as_micros() as u64;
+    stale && wait_readable(&[shared.pcap_fd], Some(Duration::ZERO)).unwrap_or(true)
 }
