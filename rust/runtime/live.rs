@@ -408,7 +408,7 @@ impl LiveStack {
     /// descriptors it shows are current before the loop looks at them.
     pub fn loop_round(&self) -> io::Result<usize> {
         self.check_open()?;
-        let n = Locked::new(&self.shared.engine).run_once(false)?;
+        let n = self.engine().run_once(false)?;
         let now = self.shared.origin.elapsed().as_micros() as u64;
         self.shared.loop_polled.store(now, Ordering::SeqCst);
         Ok(n)

@@ -24,8 +24,6 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
 
-type Guard<'a> = Locked<'a>;
-
 impl LiveStack {
     /// Repeats `attempt` (as [`LiveStack::act`], under the lock) until it
     /// yields a value, waiting on `key` in between (`None`: on any progress
@@ -202,10 +200,10 @@ impl LiveStack {
     /// `until`, then runs a round.
     fn lead_once<'a>(
         &'a self,
-        engine: Guard<'a>,
+        engine: Locked<'a>,
         wake: &WakeFd,
         until: Clock,
-    ) -> (Guard<'a>, io::Result<()>) {
+    ) -> (Locked<'a>, io::Result<()>) {
         let shared = &self.shared;
         let fds = [shared.pcap_fd, wake.fd()];
         let wait = bounded_wait(Some(until), engine.timer_wait());
@@ -234,11 +232,11 @@ impl LiveStack {
     /// a call touches `key`, the leader hands over, or `until`.
     fn follow<'a>(
         &'a self,
-        mut engine: Guard<'a>,
+        mut engine: Locked<'a>,
         key: Option<Watched>,
         waiter: &Arc<Waiter>,
         until: Clock,
-    ) -> Guard<'a> {
+    ) -> Locked<'a> {
         engine.waiters.add(key, waiter);
         while !waiter.take_woken() && !self.is_shut() {
             let left = until.saturating_duration_since(Clock::now());

@@ -7,7 +7,6 @@
 //! Everything here is changed under the engine lock; a waiter sleeps on a
 //! condition variable of its own, paired with that lock.
 
-use super::readiness;
 use super::watch::{readiness_of, Watched};
 use crate::phy::wake::WakeFd;
 use crate::socket::tcp::Handle;
@@ -108,32 +107,17 @@ impl Waiters {
             }
         }
         for (key, w) in &self.others {
-            let due = match key {
-                None => progress,
-                Some(k) => {
-                    let r = readiness_of(stack, *k);
-                    r.readable || r.error
-                }
-            };
-            if due {
+            if touched(stack, *key, changed, progress) {
                 wake(w);
             }
         }
     }
 
     /// Wakes one waiter, if any (to take over polling the device).
-    pub fn wake_one(&self) -> bool {
-        let first = self
-            .tcp
-            .values()
-            .flatten()
-            .chain(self.others.iter().map(|(_, w)| w));
-        match first.into_iter().next() {
-            Some(w) => {
-                w.wake();
-                true
-            }
-            None => false,
+    pub fn wake_one(&self) {
+        let mut all = self.tcp.values().flatten();
+        if let Some(w) = all.next().or_else(|| self.others.first().map(|(_, w)| w)) {
+            w.wake();
         }
     }
 
@@ -166,14 +150,15 @@ impl Pending {
     }
 }
 
-/// Whether `key` shows something a waiter on it would act on (the leader's
-/// own wake-up test, see `live.rs`).
+/// Whether a waiter on `key` has something to look at: its connection was
+/// marked, its listener or UDP socket is readable (or failed), or (`None`)
+/// the engine made `progress`. Followers and the leader alike.
 pub fn touched(stack: &Stack, key: Option<Watched>, changed: &[Handle], progress: bool) -> bool {
     match key {
         None => progress,
         Some(Watched::Tcp(h)) => changed.contains(&h),
         Some(k) => {
-            let r: readiness::Readiness = readiness_of(stack, k);
+            let r = readiness_of(stack, k);
             r.readable || r.error
         }
     }
