@@ -11,7 +11,16 @@ from typing_extensions import Self, disjoint_base
 from .status import ArpEntry, Stats, TcpEntry, UdpEntry
 from .tls import TlsConnection
 
-__all__ = ["Stack", "Connection", "Listener", "UdpSocket", "DevicePoller", "interfaces", "reset_logging", "DEFAULT_MAC"]
+__all__ = [
+    "Stack",
+    "Connection",
+    "Listener",
+    "UdpSocket",
+    "DevicePoller",
+    "interfaces",
+    "reset_logging",
+    "DEFAULT_MAC",
+]
 
 DEFAULT_MAC: str
 
