@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -254,6 +255,7 @@ def test_stack_closed_under_a_running_event_loop(lab, peer):
         with pytest.raises(OSError) as e:
             await asyncio.wait_for(pending, 5)
         assert e.value.errno == 9, "EBADF: the stack is closed"
+        assert not maio._device_watches.get(asyncio.get_running_loop()), "the closed stack's watch stopped"
         writer.close()
 
     asyncio.run(main())
@@ -285,8 +287,40 @@ def test_the_loop_polls_the_device_and_the_driver_covers_a_busy_loop(lab, peer, 
             w.close()
             await w.wait_closed()
         await asyncio.sleep(0)
+        assert not maio._device_watches.get(loop), "the device watch outlived its transports"
         return ping.returncode or 0, [line for line in out.decode().splitlines() if "received" in line]
 
     code, summary = asyncio.run(main())
     assert code == 0 and " 5 received" in summary[0], summary
-    assert not any(maio._device_watches.values()), "the device watch outlived its transports"
+
+
+def test_sockets_on_a_polling_loop_need_no_descriptor_each(lab, peer, stack):
+    """A loop that polls the device learns which of its sockets are ready from the
+    stack's ready set: 50 connections add no descriptor each (a readiness descriptor
+    is a socketpair), and a reader that leaves data behind is called again."""
+    peer(PEER_PY, "echo", "9211")
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main() -> tuple[int, int, list[bytes], bool]:
+        before = open_fds()
+        streams = [await maio.open_connection(stack, lab.peer_ip, 9211) for _ in range(50)]
+        during = open_fds()
+        for i, (_, w) in enumerate(streams):
+            w.write(b"%04d" % i)
+        replies = await asyncio.wait_for(asyncio.gather(*(r.readexactly(4) for r, _ in streams)), 20)
+        # 600 KiB echoed back arrive faster than one read of 256 KiB takes them.
+        reader, writer = streams[0]
+        big = bytes(range(256)) * 2400
+        writer.write(big)
+        back = await asyncio.wait_for(reader.readexactly(len(big)), 20)
+        for _, w in streams:
+            w.close()
+            await w.wait_closed()
+        return before, during, replies, back == big
+
+    before, during, replies, intact = asyncio.run(main())
+    assert replies == [b"%04d" % i for i in range(50)]
+    assert intact, "the 600 KiB echo came back changed"
+    assert during - before < 10, f"{during - before} descriptors for 50 connections"

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import errno
 import ipaddress
+import itertools
 import os
 import socket
 import ssl as _ssl
@@ -47,24 +48,83 @@ class _DeviceWatch:
     it: a frame wakes the loop, which runs the stack's round, rather than waking the
     driver thread that would then wake the loop through a readiness descriptor (one
     thread hop per reply instead of two). The driver thread steps in only for timers
-    and for frames a busy loop leaves waiting (see the README)."""
+    and for frames a busy loop leaves waiting (see the README).
+
+    The round also says which of the loop's sockets it made ready (the stack keeps
+    the loop's ready set, an epoll of its own), and their callbacks run at once: no
+    descriptor per socket is flipped and selected. What turns ready otherwise (a
+    timer, a call from another thread) makes the set's own descriptor readable."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, poller: Any, fd: int) -> None:
         self.loop, self.poller, self.fd, self.users = loop, poller, fd, 0
+        self.ready_fd = -1
+        self.callbacks: dict[int, tuple[Callable[[], None] | None, Callable[[], None] | None]] = {}
+        self._tokens = itertools.count(1)
 
-    def ready(self) -> None:
+    def start(self) -> None:
+        self.poller.polling(True)
+        self.ready_fd = self.poller.ready_fileno()
         try:
-            self.poller.round()
-        except OSError:  # the stack closed: its transports learn it on their own
+            self.loop.add_reader(self.fd, self.device_ready)
+            self.loop.add_reader(self.ready_fd, self.set_ready)
+        except BaseException:
             self.stop()
+            raise
+
+    def token(self) -> int:
+        return next(self._tokens)
+
+    def wait(
+        self, sock: Any, token: int, reader: Callable[[], None] | None, writer: Callable[[], None] | None
+    ) -> None:
+        """`sock` (under `token`) calls `reader`/`writer` when ready for it; None: not."""
+        if reader is None and writer is None:
+            self.callbacks.pop(token, None)
+        else:
+            self.callbacks[token] = (reader, writer)
+        self.poller.interest(sock, token, reader is not None, writer is not None)
+
+    def device_ready(self) -> None:
+        try:
+            events = self.poller.round()
+        except OSError:  # the stack closed, and its sockets were told
+            self.stop()
+            return
+        self._dispatch(events)
+
+    def set_ready(self) -> None:
+        self._dispatch(self.poller.collect())
+        if self.poller.fileno() < 0:  # the stack closed (which signals the set): told all, done
+            self.stop()
+
+    def _dispatch(self, events: list[tuple[int, bool, bool]]) -> None:
+        for token, readable, writable in events:
+            if readable:
+                self._run(token, 0)
+            if writable:
+                self._run(token, 1)  # looked up again: the reader may have changed it
+
+    def _run(self, token: int, which: int) -> None:
+        callbacks = self.callbacks.get(token)
+        callback = callbacks[which] if callbacks is not None else None
+        if callback is None:
+            return
+        try:
+            callback()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            message = "mipfast readiness callback failed"
+            self.loop.call_exception_handler({"message": message, "exception": exc})
 
     def stop(self) -> None:
         per_loop = _device_watches.get(self.loop, {})
         if per_loop.get(self.fd) is self:
             del per_loop[self.fd]
-            if not self.loop.is_closed():
-                with contextlib.suppress(OSError, ValueError):
-                    self.loop.remove_reader(self.fd)
+        if not self.loop.is_closed():
+            for fd in (self.fd, self.ready_fd):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    self.loop.remove_reader(fd)
         self.poller.polling(False)
 
 
@@ -89,10 +149,9 @@ def _watch_device(loop: asyncio.AbstractEventLoop, sock: Any) -> _DeviceWatch | 
     if watch is None:
         watch = _DeviceWatch(loop, poller, fd)
         try:
-            loop.add_reader(fd, watch.ready)
+            watch.start()
         except (NotImplementedError, OSError, ValueError):
             return None  # a loop without add_reader: the driver thread does it all
-        poller.polling(True)
         per_loop[fd] = watch
     watch.users += 1
     return watch
@@ -103,6 +162,55 @@ def _unwatch_device(watch: _DeviceWatch | None) -> None:
         watch.users -= 1
         if watch.users == 0:
             watch.stop()
+
+
+class _Waiting:
+    """What one socket waits for on the loop: through the loop's device watch when
+    it polls the device, else on the socket's own readiness descriptor with the
+    loop's ``add_reader``/``add_writer`` (``MIPFAST_LOOP_POLL=0``, or a loop that
+    cannot watch the device)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: Any) -> None:
+        self._loop, self._sock = loop, sock
+        self._watch = _watch_device(loop, sock)
+        self._token = self._watch.token() if self._watch is not None else 0
+        self._fd = -1 if self._watch is not None else sock.fileno()
+        self._reader: Callable[[], None] | None = None
+        self._writer: Callable[[], None] | None = None
+        self._closed = False
+
+    def read(self, callback: Callable[[], None] | None) -> None:
+        if self._closed or callback == self._reader:
+            return
+        self._reader = callback
+        if self._watch is not None:
+            self._watch.wait(self._sock, self._token, self._reader, self._writer)
+        elif callback is not None:
+            self._loop.add_reader(self._fd, callback)
+        else:
+            self._loop.remove_reader(self._fd)
+
+    def write(self, callback: Callable[[], None] | None) -> None:
+        if self._closed or callback == self._writer:
+            return
+        self._writer = callback
+        if self._watch is not None:
+            self._watch.wait(self._sock, self._token, self._reader, self._writer)
+        elif callback is not None:
+            self._loop.add_writer(self._fd, callback)
+        else:
+            self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        """Waits for nothing more; the device watch loses a user."""
+        if self._closed:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.read(None)
+            self.write(None)
+        self._closed = True
+        _unwatch_device(self._watch)
+        self._watch = None
 
 
 class StackTransport(asyncio.Transport):
@@ -128,7 +236,6 @@ class StackTransport(asyncio.Transport):
         # response written in pieces must not wait for the peer's delayed ACK.
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._fd = conn.fileno()
         try:
             self._extra["peername"] = conn.getpeername()
             self._extra["sockname"] = conn.getsockname()
@@ -151,7 +258,7 @@ class StackTransport(asyncio.Transport):
         self._server = server
         if server is not None:
             server._attach(self)
-        self._device_watch = _watch_device(loop, conn)
+        self._waiting = _Waiting(loop, conn)
         if connection_made:
             loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
@@ -160,12 +267,12 @@ class StackTransport(asyncio.Transport):
 
     def _start_reading(self) -> None:
         if not self._closing and not self._paused and not self._reading:
-            self._loop.add_reader(self._fd, self._read_ready)
+            self._waiting.read(self._read_ready)
             self._reading = True
 
     def _stop_reading(self) -> None:
         if self._reading:
-            self._loop.remove_reader(self._fd)
+            self._waiting.read(None)
             self._reading = False
 
     def _read_ready(self) -> None:
@@ -240,7 +347,7 @@ class StackTransport(asyncio.Transport):
             view = view[n:]
             if not view:
                 return
-            self._loop.add_writer(self._fd, self._write_ready)
+            self._waiting.write(self._write_ready)
         # Our own copy: the caller may reuse its buffer once write() returns.
         self._buffer.append(memoryview(bytes(view)))
         self._buffered_size += len(view)
@@ -259,7 +366,7 @@ class StackTransport(asyncio.Transport):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._loop.remove_writer(self._fd)
+                self._waiting.write(None)
                 self._buffer.clear()
                 self._buffered_size = 0
                 self._fatal_error(exc)
@@ -273,7 +380,7 @@ class StackTransport(asyncio.Transport):
         self._maybe_resume_protocol()
         if self._buffer:
             return
-        self._loop.remove_writer(self._fd)
+        self._waiting.write(None)
         if self._closing:
             self._call_connection_lost(None)
         elif self._eof_requested:
@@ -372,7 +479,7 @@ class StackTransport(asyncio.Transport):
         if self._buffer:
             self._buffer.clear()
             self._buffered_size = 0
-            self._loop.remove_writer(self._fd)
+            self._waiting.write(None)
         self._closing = True
         self._stop_reading()
         if abort:
@@ -387,9 +494,8 @@ class StackTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
+            self._waiting.close()
             self._conn.close()
-            _unwatch_device(self._device_watch)
-            self._device_watch = None
             if self._server is not None:
                 self._server._detach(self)
                 self._server = None
@@ -479,12 +585,12 @@ async def _connect(stack: Any, host: str, port: int, local_port: int | None) -> 
 async def _handshake_done(loop: asyncio.AbstractEventLoop, conn: Any) -> None:
     """Waits for the connection's descriptor to turn writable; raises why it failed."""
     done = loop.create_future()
-    fd = conn.fileno()
-    loop.add_writer(fd, lambda: done.done() or done.set_result(None))
+    waiting = _Waiting(loop, conn)
+    waiting.write(lambda: done.done() or done.set_result(None))
     try:
         await done
     finally:
-        loop.remove_writer(fd)
+        waiting.close()
     err = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err:
         raise OSError(err, os.strerror(err))
@@ -562,7 +668,6 @@ class Server(asyncio.Server):
     ) -> None:
         self._loop = loop
         self._listener = listener
-        self._fd = listener.fileno()
         self._protocol_factory = protocol_factory
         self._ssl = ssl
         self._ssl_handshake_timeout = ssl_handshake_timeout
@@ -572,7 +677,7 @@ class Server(asyncio.Server):
         self._transports: set[StackTransport] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
-        self._device_watch: _DeviceWatch | None = None
+        self._waiting: _Waiting | None = None
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -596,8 +701,8 @@ class Server(asyncio.Server):
             raise RuntimeError(f"server {self!r} is closed")
         if not self._serving:
             self._serving = True
-            self._loop.add_reader(self._fd, self._accept_ready)
-            self._device_watch = _watch_device(self._loop, self._listener)
+            self._waiting = _Waiting(self._loop, self._listener)
+            self._waiting.read(self._accept_ready)
 
     def _accept_ready(self) -> None:
         for _ in range(self._backlog):
@@ -661,9 +766,10 @@ class Server(asyncio.Server):
             return
         self._closed = True
         if self._serving:
-            self._loop.remove_reader(self._fd)
             self._serving = False
-            _unwatch_device(self._device_watch)
+            if self._waiting is not None:
+                self._waiting.close()
+                self._waiting = None
         self._listener.close()
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()

@@ -1,17 +1,25 @@
 //! `DevicePoller`: an event loop's handle on its stack's device, so that
 //! the loop itself wakes on frames and runs the stack's rounds (see
-//! `LiveStack::loop_round`); `mipfast.asyncio` registers one per loop.
+//! `LiveStack::loop_round`), and on its ready set, through which the loop
+//! learns which of its sockets are ready without a descriptor per socket
+//! (see `runtime/ready_set.rs`); `mipfast.asyncio` registers one per loop.
 
 use super::errors;
-use crate::runtime::LiveStack;
+use super::tcp::{PyConnection, PyListener};
+use crate::runtime::ready_set::Event;
+use crate::runtime::{LiveStack, Watched};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[pyclass(name = "DevicePoller", module = "mipfast._native", frozen)]
 pub struct PyDevicePoller {
     live: Arc<LiveStack>,
     polling: AtomicBool,
+    /// The ready set's number while polling (0: none).
+    set: AtomicU64,
+    set_fd: AtomicU64,
 }
 
 impl PyDevicePoller {
@@ -19,16 +27,44 @@ impl PyDevicePoller {
         PyDevicePoller {
             live,
             polling: AtomicBool::new(false),
+            set: AtomicU64::new(0),
+            set_fd: AtomicU64::new(u64::MAX),
         }
+    }
+
+    fn set(&self) -> Option<u64> {
+        Some(self.set.load(Ordering::SeqCst)).filter(|&id| id != 0)
+    }
+
+    fn stop(&self) {
+        let id = self.set.swap(0, Ordering::SeqCst);
+        self.set_fd.store(u64::MAX, Ordering::SeqCst);
+        if id != 0 {
+            self.live.ready_set_close(id);
+        }
+        self.live.loop_polls(false);
     }
 }
 
 impl Drop for PyDevicePoller {
     fn drop(&mut self) {
         if self.polling.swap(false, Ordering::SeqCst) {
-            self.live.loop_polls(false);
+            self.stop();
         }
     }
+}
+
+/// The runtime's key for a `Connection` or a `Listener`.
+fn watched(sock: &Bound<'_, PyAny>) -> PyResult<Watched> {
+    if let Ok(conn) = sock.cast::<PyConnection>() {
+        return Ok(conn.get().watched());
+    }
+    if let Ok(listener) = sock.cast::<PyListener>() {
+        return Ok(listener.get().watched());
+    }
+    Err(PyTypeError::new_err(
+        "expected a mipfast Connection or Listener",
+    ))
 }
 
 #[pymethods]
@@ -42,16 +78,74 @@ impl PyDevicePoller {
         }
     }
 
-    /// The loop now watches the descriptor (`True`) or no longer does: the
-    /// driver thread leaves the device to it meanwhile.
-    fn polling(&self, py: Python<'_>, on: bool) {
-        if self.polling.swap(on, Ordering::SeqCst) != on {
-            py.detach(|| self.live.loop_polls(on));
+    /// The ready set's descriptor, readable while ready sockets wait to be
+    /// collected (-1 unless polling).
+    fn ready_fileno(&self) -> i32 {
+        match self.set_fd.load(Ordering::SeqCst) {
+            u64::MAX => -1,
+            fd => fd as i32,
         }
     }
 
-    /// One round of the stack, for a readable descriptor; frames handled.
-    fn round(&self, py: Python<'_>) -> PyResult<usize> {
-        py.detach(|| self.live.loop_round()).map_err(errors::to_py)
+    /// The loop now watches the descriptors (`True`) or no longer does: the
+    /// driver thread leaves the device to it meanwhile.
+    fn polling(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        if self.polling.swap(on, Ordering::SeqCst) == on {
+            return Ok(());
+        }
+        if !on {
+            py.detach(|| self.stop());
+            return Ok(());
+        }
+        match py.detach(|| self.live.ready_set_open()) {
+            Ok((id, fd)) => {
+                self.set_fd.store(fd as u64, Ordering::SeqCst);
+                self.set.store(id, Ordering::SeqCst);
+                py.detach(|| self.live.loop_polls(true));
+                Ok(())
+            }
+            Err(e) => {
+                self.polling.store(false, Ordering::SeqCst);
+                Err(errors::to_py(e))
+            }
+        }
+    }
+
+    /// The loop waits for `sock` (a Connection or Listener) to be readable
+    /// and/or writable, reported under `token`; neither forgets it.
+    fn interest(
+        &self,
+        py: Python<'_>,
+        sock: &Bound<'_, PyAny>,
+        token: u64,
+        read: bool,
+        write: bool,
+    ) -> PyResult<()> {
+        let key = watched(sock)?;
+        if let Some(id) = self.set() {
+            py.detach(|| self.live.ready_set_interest(id, key, token, read, write));
+        }
+        Ok(())
+    }
+
+    /// One round of the stack, for a readable device descriptor: the
+    /// sockets it made ready, as (token, readable, writable). Once the
+    /// stack is closed, every socket waited on (EBADF awaits them), then
+    /// OSError.
+    fn round(&self, py: Python<'_>) -> PyResult<Vec<Event>> {
+        let mut ready = Vec::new();
+        match py.detach(|| self.live.loop_round(self.set(), &mut ready)) {
+            Err(e) if ready.is_empty() => Err(errors::to_py(e)),
+            _ => Ok(ready),
+        }
+    }
+
+    /// The sockets ready now, for a readable ready-set descriptor.
+    fn collect(&self, py: Python<'_>) -> Vec<Event> {
+        let mut ready = Vec::new();
+        if let Some(id) = self.set() {
+            py.detach(|| self.live.ready_set_collect(id, &mut ready));
+        }
+        ready
     }
 }

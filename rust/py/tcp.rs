@@ -79,6 +79,11 @@ impl PyConnection {
         })
     }
 
+    /// The connection as the runtime's readiness knows it.
+    pub(super) fn watched(&self) -> Watched {
+        Watched::Tcp(self.handle)
+    }
+
     fn check_open(&self) -> PyResult<()> {
         if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
             Ok(())
@@ -535,6 +540,10 @@ impl PyListener {
             timeout: SocketTimeout::new(None),
         }
     }
+    pub(super) fn watched(&self) -> Watched {
+        Watched::Listener(self.port)
+    }
+
     fn release(&self) {
         if self.open.swap(false, Ordering::SeqCst) {
             self.live.unlisten(self.port);

@@ -4,6 +4,7 @@
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
 use super::bridge::Bridges;
+use super::ready_set::{Event, ReadySet, ReadySets};
 use super::wait::LEASE;
 use super::waiters::{self, Leader, Pending, Waiters};
 use super::watch::{Watched, Watches};
@@ -51,6 +52,8 @@ pub struct Engine {
     pub(super) origin: std::time::Instant,
     /// Readiness descriptors handed out, kept current after every change.
     pub(super) watches: Watches,
+    /// The readiness lists of event loops that poll the device themselves.
+    pub(super) ready_sets: ReadySets,
     /// Connections joined to kernel sockets, pumped every round.
     pub(super) bridges: Bridges,
     /// The device's losses already counted in the stack's drops.
@@ -114,6 +117,7 @@ impl Engine {
     pub(super) fn publish(&mut self, progress: bool, wake: bool, by_leader: bool) {
         self.stack.tcp_mut().take_changed(&mut self.changed);
         self.watches.update(&self.stack, &self.changed);
+        self.ready_sets.update(&self.stack, &self.changed);
         if wake {
             let pending = &mut self.pending;
             self.waiters
@@ -125,6 +129,20 @@ impl Engine {
             }
         }
         self.changed.clear();
+    }
+
+    /// What ready set `set` has ready, into `out`.
+    fn collect(&mut self, set: Option<u64>, out: &mut Vec<Event>) {
+        if let Some(s) = set.and_then(|id| self.ready_sets.get_mut(id)) {
+            s.collect(&self.stack, out);
+        }
+    }
+
+    /// Ready set `set`'s loop runs a round (`on`) and collects after it.
+    fn collecting(&mut self, set: Option<u64>, on: bool) {
+        if let Some(s) = set.and_then(|id| self.ready_sets.get_mut(id)) {
+            s.collecting(on);
+        }
     }
 
     /// Frames the device dropped before the engine, as the stack's drops.
@@ -266,6 +284,7 @@ impl LiveStack {
             device,
             origin,
             watches: Watches::default(),
+            ready_sets: ReadySets::default(),
             bridges: Bridges::default(),
             losses_seen: RxLosses::default(),
             waiters: Waiters::default(),
@@ -348,12 +367,14 @@ impl LiveStack {
             let Engine {
                 stack,
                 watches,
+                ready_sets,
                 bridges,
                 waiters,
                 ..
             } = &mut *engine;
             bridges.shut(stack);
             watches.shut();
+            ready_sets.shut();
             waiters.wake_all();
             if let Some(leader) = &engine.leader {
                 leader.wake.wake();
@@ -406,12 +427,58 @@ impl LiveStack {
     /// A round run by an event loop whose device descriptor turned
     /// readable: the frame wakes the loop directly, and the readiness
     /// descriptors it shows are current before the loop looks at them.
-    pub fn loop_round(&self) -> io::Result<usize> {
-        self.check_open()?;
-        let n = self.engine().run_once(false)?;
+    /// With the loop's ready set `set`, what the round made ready is
+    /// collected into `ready` instead of signalled (see `ready_set.rs`).
+    pub fn loop_round(&self, set: Option<u64>, ready: &mut Vec<Event>) -> io::Result<usize> {
+        let mut engine = self.engine();
+        if self.is_shut() {
+            engine.collect(set, ready); // every socket, ready with EBADF
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        engine.collecting(set, true);
+        let n = engine.run_once(false);
+        engine.collecting(set, false);
+        engine.collect(set, ready);
+        drop(engine);
         let now = self.shared.origin.elapsed().as_micros() as u64;
         self.shared.loop_polled.store(now, Ordering::SeqCst);
-        Ok(n)
+        n
+    }
+
+    /// A ready set for an event loop (see `ready_set.rs`): its number and
+    /// descriptor. Starts the driver, which keeps the timers meanwhile.
+    pub fn ready_set_open(&self) -> io::Result<(u64, RawFd)> {
+        self.check_open()?;
+        self.start()?;
+        let set = ReadySet::new()?;
+        let fd = set.fd();
+        Ok((self.engine().ready_sets.add(set), fd))
+    }
+
+    pub fn ready_set_close(&self, id: u64) {
+        self.engine().ready_sets.remove(id);
+    }
+
+    /// Set `id` waits for `key` as given under `token` (neither: forgets it).
+    pub fn ready_set_interest(&self, id: u64, key: Watched, token: u64, read: bool, write: bool) {
+        let mut engine = self.engine();
+        let Engine {
+            stack, ready_sets, ..
+        } = &mut *engine;
+        if let Some(s) = ready_sets.get_mut(id) {
+            s.set(stack, key, token, read, write);
+        }
+    }
+
+    /// What set `id` has ready now (its descriptor turned readable).
+    pub fn ready_set_collect(&self, id: u64, ready: &mut Vec<Event>) {
+        let mut engine = self.engine();
+        let Engine {
+            stack, ready_sets, ..
+        } = &mut *engine;
+        if let Some(s) = ready_sets.get_mut(id) {
+            s.collect(stack, ready);
+        }
     }
 
     /// Runs a user call on the engine, then sends what it queued (TCP data,

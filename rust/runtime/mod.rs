@@ -11,6 +11,7 @@ pub mod errno;
 pub mod live;
 pub mod ops;
 pub mod readiness;
+pub mod ready_set;
 pub mod status;
 mod wait;
 mod waiters;

@@ -6,6 +6,7 @@ mod tcp_net;
 
 use mipfast::runtime::ops::{self, Op, ReadMode};
 use mipfast::runtime::readiness::{self, Readiness};
+use mipfast::runtime::ready_set::{Event, ReadySet};
 use mipfast::runtime::watch::{readiness_of, Watched, Watches};
 use mipfast::service::ping::ProbeId;
 use mipfast::socket::tcp::TcpConfig;
@@ -478,4 +479,86 @@ fn status_rows_list_what_the_stack_holds() {
         ),
         (1, 1, 1)
     );
+}
+
+/// Whether `fd` polls readable now.
+fn polls_readable(fd: std::os::unix::io::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+fn collect(set: &mut ReadySet, stack: &mipfast::stack::Stack) -> Vec<Event> {
+    let mut out = Vec::new();
+    set.collect(stack, &mut out);
+    out
+}
+
+fn changed(set: &mut ReadySet, stack: &mut mipfast::stack::Stack) {
+    let mut changed = Vec::new();
+    stack.tcp_mut().take_changed(&mut changed);
+    set.update(stack, &changed);
+}
+
+#[test]
+fn a_ready_set_reports_what_turned_ready_and_signals_only_when_not_collecting() {
+    let mut net = Net::clean(13);
+    let (ha, hb) = net.connect(80);
+    let (other, _) = net.connect(80);
+    net.a.stack.tcp_mut().follow_changes();
+    let mut set = ReadySet::new().unwrap();
+    let stack = &net.a.stack;
+
+    set.set(stack, Watched::Tcp(ha), 1, true, false);
+    assert!(!polls_readable(set.fd()), "nothing to read yet");
+    set.set(stack, Watched::Tcp(other), 2, false, true);
+    assert!(
+        polls_readable(set.fd()),
+        "writable at once, as epoll_ctl reports"
+    );
+    assert_eq!(collect(&mut set, stack), vec![(2, false, true)]);
+    assert!(
+        !polls_readable(set.fd()),
+        "collected: the descriptor is drained"
+    );
+    assert_eq!(
+        collect(&mut set, stack),
+        vec![],
+        "not again until it changes"
+    );
+
+    // A round the loop runs itself: collected after, never signalled.
+    set.collecting(true);
+    b_sends(&mut net, hb, b"hello");
+    net.run_for(Duration::from_millis(50));
+    changed(&mut set, &mut net.a.stack);
+    set.collecting(false);
+    assert!(!polls_readable(set.fd()));
+    assert_eq!(collect(&mut set, &net.a.stack), vec![(1, true, false)]);
+
+    // A partial read leaves data: reported again, through the descriptor.
+    let mut two = [0u8; 2];
+    let conn = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    assert_eq!(conn.recv(&mut two).unwrap(), Some(2));
+    changed(&mut set, &mut net.a.stack);
+    assert!(polls_readable(set.fd()));
+    let mut rest = [0u8; 8];
+    let conn = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+    assert_eq!(conn.recv(&mut rest).unwrap(), Some(3));
+    changed(&mut set, &mut net.a.stack);
+    assert_eq!(
+        collect(&mut set, &net.a.stack),
+        vec![],
+        "drained before the loop looked: nothing is reported"
+    );
+
+    // Forgotten sockets are not reported; a shut stack reports the rest.
+    set.set(&net.a.stack, Watched::Tcp(other), 2, false, false);
+    set.shut();
+    assert!(polls_readable(set.fd()));
+    assert_eq!(collect(&mut set, &net.a.stack), vec![(1, true, false)]);
 }
