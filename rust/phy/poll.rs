@@ -26,6 +26,16 @@ impl Interest {
 /// Sleeps until one of `interests` is ready or `timeout` passes (`None`: no
 /// limit). Returns `Ok(true)` if a descriptor is ready; `Interrupted` on a signal.
 pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<bool> {
+    wait_ready(interests, timeout, &mut Vec::new())
+}
+
+/// As [`wait`], adding the descriptors that are ready (for what was asked,
+/// or with an error or hang-up) to `ready`.
+pub fn wait_ready(
+    interests: &[Interest],
+    timeout: Option<Duration>,
+    ready: &mut Vec<RawFd>,
+) -> io::Result<bool> {
     let mut polls: Vec<libc::pollfd> = interests
         .iter()
         .map(|i| libc::pollfd {
@@ -41,6 +51,7 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<boo
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    ready.extend(polls.iter().filter(|p| p.revents != 0).map(|p| p.fd));
     Ok(rc > 0)
 }
 

@@ -9,12 +9,18 @@
 //! half). A reset or error on either side ends both: the connection is
 //! aborted, the socket closed abortively (a TCP peer sees a reset, a
 //! socketpair end sees the end of stream: AF_UNIX has no reset).
+//!
+//! A round steps only the bridges something happened to — the connection
+//! changed (data, room, end, error: every segment marks it) or `poll()`
+//! reported the socket — so a hundred idle bridges cost no system call.
 
 use crate::phy::poll::Interest;
 use crate::phy::stream_fd::StreamFd;
 use crate::socket::tcp::Handle;
 use crate::stack::Stack;
+use std::collections::HashSet;
 use std::io;
+use std::os::unix::io::RawFd;
 
 /// Most bytes moved from a connection per write to its socket.
 const CHUNK: usize = 256 * 1024;
@@ -30,6 +36,8 @@ struct Bridge {
     down_shut: bool,
     /// The socket ended its stream; our FIN is queued.
     up_eof: bool,
+    /// To be stepped in the next pump whatever else happens (just joined).
+    due: bool,
 }
 
 /// How one step left a bridge.
@@ -47,6 +55,10 @@ enum Step {
 pub struct Bridges {
     entries: Vec<Bridge>,
     scratch: Vec<u8>,
+    /// Sockets `poll()` reported since the last pump.
+    ready: Vec<RawFd>,
+    /// Scratch: the connections that changed, for the pump.
+    changed: HashSet<Handle>,
 }
 
 impl Bridges {
@@ -59,7 +71,13 @@ impl Bridges {
             down_at: 0,
             down_shut: false,
             up_eof: false,
+            due: true,
         });
+    }
+
+    /// `poll()` reported these descriptors (some may not be bridges').
+    pub fn sockets_ready(&mut self, fds: &[RawFd]) {
+        self.ready.extend_from_slice(fds);
     }
 
     pub fn len(&self) -> usize {
@@ -70,13 +88,25 @@ impl Bridges {
         self.entries.is_empty()
     }
 
-    /// Moves what can move without blocking, both ways, and releases the
-    /// connections of bridges that ended. Returns bytes moved.
-    pub fn pump(&mut self, stack: &mut Stack) -> usize {
+    /// Moves what can move without blocking, both ways, on the bridges whose
+    /// connection is in `changed` or whose socket was reported ready, and
+    /// releases the connections of bridges that ended. Returns bytes moved.
+    pub fn pump(&mut self, stack: &mut Stack, changed: &[Handle]) -> usize {
+        self.changed.clear();
+        self.changed.extend(changed.iter().copied());
+        self.ready.sort_unstable();
         let mut moved = 0;
         let mut i = 0;
         while i < self.entries.len() {
-            let (n, step) = self.entries[i].step(stack, &mut self.scratch);
+            let bridge = &mut self.entries[i];
+            let due = std::mem::take(&mut bridge.due)
+                || self.changed.contains(&bridge.handle)
+                || self.ready.binary_search(&bridge.socket.fd()).is_ok();
+            if !due {
+                i += 1;
+                continue;
+            }
+            let (n, step) = bridge.step(stack, &mut self.scratch);
             moved += n;
             if step == Step::Open {
                 i += 1;
@@ -88,6 +118,7 @@ impl Bridges {
                 bridge.socket.reset();
             }
         }
+        self.ready.clear();
         moved
     }
 

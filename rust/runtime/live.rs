@@ -93,7 +93,11 @@ impl Engine {
         if n > 0 {
             self.count_device_losses();
         }
-        let pumped = !self.bridges.is_empty() && self.bridges.pump(&mut self.stack) > 0;
+        let pumped = !self.bridges.is_empty() && {
+            // What the round marked stays for `publish`, which appends to it.
+            self.stack.tcp_mut().take_changed(&mut self.changed);
+            self.bridges.pump(&mut self.stack, &self.changed) > 0
+        };
         if pumped {
             // Send what the bridges queued and the windows they opened.
             self.stack.dispatch(now);
@@ -692,6 +696,7 @@ fn step_aside(shared: &Shared) {
 /// frames a busy loop has left waiting.
 fn drive(shared: &Shared) {
     let mut interests = Vec::new();
+    let mut ready = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
         step_aside(shared);
         let by_loop =
@@ -716,7 +721,12 @@ fn drive(shared: &Shared) {
             let lease = Duration::from(LEASE);
             wait = Some(wait.map_or(lease, |w| w.min(lease)));
         }
-        let _ = poll::wait(&interests, wait);
+        ready.clear();
+        let _ = poll::wait_ready(&interests, wait, &mut ready);
+        ready.retain(|&fd| fd != shared.pcap_fd && fd != shared.wake.fd());
+        if !ready.is_empty() {
+            lock(&shared.engine).bridges.sockets_ready(&ready);
+        }
         if !shared.shut.load(Ordering::SeqCst) {
             shared.wake.drain(); // once shut, it stays signalled for every waiter
         }
