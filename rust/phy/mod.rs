@@ -3,6 +3,8 @@
 
 pub mod capture;
 mod device;
+#[cfg(target_os = "linux")]
+pub mod edge_set;
 pub mod fault;
 pub mod faulty;
 pub mod link;

@@ -11,9 +11,13 @@
 //! socketpair end sees the end of stream: AF_UNIX has no reset).
 //!
 //! A round steps only the bridges something happened to — the connection
-//! changed (data, room, end, error: every segment marks it) or `poll()`
-//! reported the socket — so a hundred idle bridges cost no system call.
+//! changed (data, room, end, error: every segment marks it) or the socket
+//! was reported — so a hundred idle bridges cost no system call. On Linux
+//! the sockets sit in one epoll set ([`EdgeSet`]) that the driver sleeps on
+//! as one descriptor; elsewhere `poll()` gets every socket.
 
+#[cfg(target_os = "linux")]
+use crate::phy::edge_set::EdgeSet;
 use crate::phy::poll::Interest;
 use crate::phy::stream_fd::StreamFd;
 use crate::socket::tcp::Handle;
@@ -38,6 +42,8 @@ struct Bridge {
     up_eof: bool,
     /// To be stepped in the next pump whatever else happens (just joined).
     due: bool,
+    /// In the edge set, and whether writability is asked there.
+    edge: Option<bool>,
 }
 
 /// How one step left a bridge.
@@ -59,11 +65,26 @@ pub struct Bridges {
     ready: Vec<RawFd>,
     /// Scratch: the connections that changed, for the pump.
     changed: HashSet<Handle>,
+    #[cfg(target_os = "linux")]
+    edges: Option<EdgeSet>,
+    /// `poll()` on every socket, as other systems do (tested on Linux too).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    portable: bool,
 }
 
 impl Bridges {
+    /// Bridges whose sockets `poll()` watches one by one, as on systems
+    /// without epoll: the portable path, for its tests.
+    pub fn portable() -> Self {
+        Bridges {
+            portable: true,
+            ..Bridges::default()
+        }
+    }
+
     /// Joins the user's connection `handle` (now the bridge's) to `socket`.
     pub fn add(&mut self, handle: Handle, socket: StreamFd) {
+        let edge = self.watch_edges(socket.fd());
         self.entries.push(Bridge {
             handle,
             socket,
@@ -72,11 +93,49 @@ impl Bridges {
             down_shut: false,
             up_eof: false,
             due: true,
+            edge,
         });
     }
 
-    /// `poll()` reported these descriptors (some may not be bridges').
+    /// Puts `fd` in the edge set (made on first use); None where there is
+    /// none, and `poll()` gets the socket instead.
+    #[cfg(target_os = "linux")]
+    fn watch_edges(&mut self, fd: RawFd) -> Option<bool> {
+        if self.portable {
+            return None;
+        }
+        if self.edges.is_none() {
+            self.edges = EdgeSet::new().ok();
+        }
+        let edges = self.edges.as_ref()?;
+        edges.add(fd, false).ok().map(|()| false)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn watch_edges(&mut self, _fd: RawFd) -> Option<bool> {
+        None
+    }
+
+    /// Out of the edge set, before the socket closes.
+    #[cfg(target_os = "linux")]
+    fn unwatch_edges(&self, bridge: &Bridge) {
+        if let (Some(edges), Some(_)) = (&self.edges, bridge.edge) {
+            edges.remove(bridge.socket.fd());
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn unwatch_edges(&self, _bridge: &Bridge) {}
+
+    /// `poll()` reported these descriptors (some may not be bridges'); the
+    /// edge set's stands for the sockets it reports.
     pub fn sockets_ready(&mut self, fds: &[RawFd]) {
+        #[cfg(target_os = "linux")]
+        if let Some(edges) = &self.edges {
+            if fds.contains(&edges.fd()) {
+                edges.take(&mut self.ready);
+            }
+        }
         self.ready.extend_from_slice(fds);
     }
 
@@ -108,24 +167,42 @@ impl Bridges {
             }
             let (n, step) = bridge.step(stack, &mut self.scratch);
             moved += n;
+            #[cfg(target_os = "linux")]
+            if let (Some(edges), Some(out)) = (&self.edges, bridge.edge) {
+                let want = bridge.down_at < bridge.down.len();
+                if want != out && edges.modify(bridge.socket.fd(), want).is_ok() {
+                    bridge.edge = Some(want);
+                }
+            }
             if step == Step::Open {
                 i += 1;
                 continue;
             }
             let bridge = self.entries.swap_remove(i);
+            self.unwatch_edges(&bridge);
             stack.tcp_mut().release(bridge.handle, step == Step::Broken);
             if step == Step::Broken {
                 bridge.socket.reset();
             }
         }
         self.ready.clear();
+        #[cfg(target_os = "linux")]
+        if self.entries.is_empty() {
+            self.edges = None; // its descriptor goes with the last bridge
+        }
         moved
     }
 
     /// What the bridges wait for on their sockets: readable while the
     /// connection has send room, writable while bytes wait for the socket.
     pub fn interests(&self, stack: &Stack, out: &mut Vec<Interest>) {
-        for bridge in &self.entries {
+        #[cfg(target_os = "linux")]
+        if let Some(edges) = &self.edges {
+            if self.entries.iter().any(|b| b.edge.is_some()) {
+                out.push(Interest::readable(edges.fd()));
+            }
+        }
+        for bridge in self.entries.iter().filter(|b| b.edge.is_none()) {
             let room = stack
                 .tcp()
                 .get(bridge.handle)
@@ -144,9 +221,14 @@ impl Bridges {
 
     /// The stack closed: every connection is aborted and every socket ends.
     pub fn shut(&mut self, stack: &mut Stack) {
-        for bridge in self.entries.drain(..) {
+        for bridge in std::mem::take(&mut self.entries) {
+            self.unwatch_edges(&bridge);
             stack.tcp_mut().release(bridge.handle, true);
             bridge.socket.reset();
+        }
+        #[cfg(target_os = "linux")]
+        {
+            self.edges = None;
         }
     }
 }
