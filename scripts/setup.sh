@@ -13,9 +13,9 @@ command -v cargo >/dev/null || { echo "setup.sh needs a Rust toolchain (https://
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto wrk \
+    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto mosquitto-clients wrk \
     python3-venv >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends \
-    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto wrk
+    libpcap-dev iproute2 dnsmasq-base ethtool iputils-ping tcpdump busybox procps kmod curl ca-certificates iptables openssl mosquitto mosquitto-clients wrk
 
 # The real-browser test's chromium: Debian packages it; Ubuntu only as a snap, where the
 # test uses Google Chrome if it is installed (GitHub's Ubuntu images have it).

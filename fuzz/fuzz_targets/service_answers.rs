@@ -12,7 +12,7 @@ use mipfast::iface::DEFAULT_MAC;
 use mipfast::service::dns::QueryId;
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, dhcp, dns, ethernet, ipv4, udp, Ipv4Addr, MacAddress};
+use mipfast::wire::{dhcp, dns, ethernet, ipv4, udp, Ipv4Addr, MacAddress};
 
 fn udp_frame(
     dst_mac: MacAddress,

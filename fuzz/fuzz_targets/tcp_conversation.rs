@@ -14,7 +14,7 @@ use mipfast::iface::DEFAULT_MAC;
 use mipfast::stack::Stack;
 use mipfast::time::Instant;
 use mipfast::wire::tcp::{Flags, Options, Repr, Segment};
-use mipfast::wire::{arp, ethernet, ipv4, MacAddress};
+use mipfast::wire::{ethernet, ipv4, MacAddress};
 
 const PEER_PORT: u16 = 40000;
 

@@ -34,6 +34,11 @@ pub trait Device {
     fn burst_capacity(&self) -> usize {
         0
     }
+    /// When the device has work of its own due (frames a fault injector
+    /// holds back), so that whoever runs the engine wakes for it.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Sends `frames` one wire frame at a time through `device.transmit`,

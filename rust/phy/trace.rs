@@ -156,4 +156,7 @@ impl<D: Device> Device for Traced<D> {
     fn burst_capacity(&self) -> usize {
         self.inner.burst_capacity()
     }
+    fn poll_at(&self) -> Option<Instant> {
+        self.inner.poll_at()
+    }
 }

@@ -59,27 +59,54 @@ fn congestion_arg(name: &str) -> PyResult<Algorithm> {
     }
 }
 
+/// Latencies a live fault may add, in milliseconds.
+const FAULT_MS_MAX: f64 = 1000.0;
+
+/// What a reordered frame waits when no `reorder_delay_ms` is given.
+const REORDER_DELAY_DEFAULT_MS: f64 = 2.0;
+
 fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
     let mut c = FaultConfig::default();
+    let mut reorder_delay = REORDER_DELAY_DEFAULT_MS;
     for (k, v) in d.iter() {
         let key: String = k.extract()?;
-        let p: f64 = v.extract()?;
-        if !(0.0..=1.0).contains(&p) {
-            return Err(PyValueError::new_err(format!(
-                "fault {key} must be within 0..1"
-            )));
-        }
+        let x: f64 = v.extract()?;
+        let ms = || -> PyResult<Duration> {
+            if !(0.0..=FAULT_MS_MAX).contains(&x) {
+                return Err(PyValueError::new_err(format!(
+                    "fault {key} must be within 0..{FAULT_MS_MAX} ms"
+                )));
+            }
+            Ok(Duration::from_micros((x * 1000.0) as u64))
+        };
+        let p = || -> PyResult<f64> {
+            if !(0.0..=1.0).contains(&x) {
+                return Err(PyValueError::new_err(format!(
+                    "fault {key} must be within 0..1"
+                )));
+            }
+            Ok(x)
+        };
         match key.as_str() {
-            "loss" => c.loss = p,
-            "duplicate" => c.duplicate = p,
-            "corrupt" => c.corrupt = p,
+            "loss" => c.loss = p()?,
+            "duplicate" => c.duplicate = p()?,
+            "corrupt" => c.corrupt = p()?,
+            "reorder" => c.reorder = p()?,
+            "reorder_delay_ms" => {
+                ms()?;
+                reorder_delay = x;
+            }
+            "delay_ms" => c.delay = ms()?,
+            "jitter_ms" => c.jitter = ms()?,
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "unknown fault {key:?} (loss, duplicate, corrupt)"
+                    "unknown fault {key:?} (loss, duplicate, corrupt, reorder: chances; \
+                     reorder_delay_ms, delay_ms, jitter_ms: latencies)"
                 )))
             }
         }
     }
+    c.reorder_delay = Duration::from_micros((reorder_delay * 1000.0) as u64);
     Ok(c)
 }
 
@@ -432,6 +459,11 @@ impl PyStack {
         d.set_item("loss", c.loss)?;
         d.set_item("duplicate", c.duplicate)?;
         d.set_item("corrupt", c.corrupt)?;
+        d.set_item("reorder", c.reorder)?;
+        let ms = |t: Duration| t.total_micros() as f64 / 1000.0;
+        d.set_item("reorder_delay_ms", ms(c.reorder_delay))?;
+        d.set_item("delay_ms", ms(c.delay))?;
+        d.set_item("jitter_ms", ms(c.jitter))?;
         Ok(Some(d))
     }
 
@@ -467,6 +499,7 @@ impl PyStack {
             d.set_item("lost", s.lost)?;
             d.set_item("duplicated", s.duplicated)?;
             d.set_item("corrupted", s.corrupted)?;
+            d.set_item("reordered", s.reordered)?;
             dict.set_item(name, d)?;
         }
         Ok(Some(dict))

@@ -88,7 +88,7 @@ impl Engine {
     /// unless it ran the round itself.
     pub(super) fn run_once(&mut self, by_leader: bool) -> io::Result<usize> {
         let now = self.now();
-        let timer_due = self.stack.poll_at().is_some_and(|t| t <= now);
+        let timer_due = self.next_due().is_some_and(|t| t <= now);
         let n = self.stack.poll(now, &mut self.device)?;
         if n > 0 {
             self.count_device_losses();
@@ -209,9 +209,17 @@ impl Engine {
         self.device.inner.stats()
     }
 
+    /// The engine's next timer, or the device's (frames a fault holds back).
+    fn next_due(&self) -> Option<Instant> {
+        match (self.stack.poll_at(), self.device.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Time until the engine's next timer, if any.
     pub(super) fn timer_wait(&self) -> Option<Duration> {
-        self.stack.poll_at().map(|t| t.saturating_since(self.now()))
+        self.next_due().map(|t| t.saturating_since(self.now()))
     }
 
     /// No bridge to pump (bridges are the driver's: it sleeps on their sockets).

@@ -23,7 +23,7 @@ from .watch import Watchers
 log = logging.getLogger("mipfast.dashboard")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-FAULTS = ("loss", "duplicate", "corrupt")
+FAULTS = ("loss", "duplicate", "corrupt", "reorder")
 CAPTURE_DEFAULT = 8 << 20
 CAPTURE_MAX = 64 << 20
 STATIC = {
@@ -161,7 +161,7 @@ class Dashboard:
             "log_level": logging.getLevelName(logging.getLogger("mipfast").getEffectiveLevel()),
             "refresh": self.refresh,
             "congestion": self.stack.congestion,
-            "faults": self.stack.faults or {k: 0.0 for k in FAULTS},
+            "faults": {k: (self.stack.faults or {}).get(k, 0.0) for k in FAULTS},
         }
 
     def snapshot(self) -> dict[str, Any]:

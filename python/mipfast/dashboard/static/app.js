@@ -122,7 +122,7 @@ function renderSettings(cfg) {
   f.log_level.value = cfg.log_level;
   f.refresh.value = cfg.refresh;
   f.congestion.value = cfg.congestion;
-  for (const k of ["loss", "duplicate", "corrupt"]) f[k].value = cfg.faults[k] || 0;
+  for (const k of ["loss", "duplicate", "corrupt", "reorder"]) f[k].value = cfg.faults[k] || 0;
 }
 
 function drawChart() {
@@ -190,7 +190,10 @@ async function main() {
     try {
       await api("POST", "/api/config", {
         log_level: f.log_level.value, refresh: Number(f.refresh.value), congestion: f.congestion.value,
-        faults: { loss: Number(f.loss.value), duplicate: Number(f.duplicate.value), corrupt: Number(f.corrupt.value) },
+        faults: {
+          loss: Number(f.loss.value), duplicate: Number(f.duplicate.value),
+          corrupt: Number(f.corrupt.value), reorder: Number(f.reorder.value),
+        },
       });
       $("settings-msg").textContent = "applied";
       settingsTouched = false;
