@@ -412,6 +412,33 @@ def test_many_blocked_threads_each_get_their_own_data(lab, peer, driven):
         stack.close()
 
 
+def test_a_call_taking_over_briefly_leaves_the_device_polled(lab, peer):
+    """An accept that has led for long, a recv that takes over and returns
+    within the lease: the driver, aside behind the old leader, must poll again,
+    or nothing would run the rounds the accept now waits on as a follower."""
+    peer(PEER_PY, "echo", "9007")
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(7007) as listener:
+        conn = stack.connect((lab.peer_ip, 9007), timeout=10)
+        conn.sendall(b"x")
+        assert conn.recv(1) == b"x"
+        accepted: list[mipfast.Connection] = []
+        acceptor = threading.Thread(target=lambda: accepted.append(listener.accept(timeout=10)[0]))
+        acceptor.start()
+        time.sleep(0.05)  # the acceptor leads, for longer than a lease
+        # A frame while it leads: the driver wakes and steps aside behind it.
+        lab.run("ping", "-c", "1", "-W", "2", STACK_IP)
+        time.sleep(0.05)
+        # Takes over (the echo is not back yet) and leaves within the lease.
+        conn.sendall(b"y")
+        assert conn.recv(1) == b"y"
+        client = subprocess.Popen(lab.ns(sys.executable, "-c", CONNECT_AND_WAIT, STACK_IP, "7007"))
+        acceptor.join(15)
+        assert not acceptor.is_alive() and len(accepted) == 1
+        accepted[0].close()
+        client.wait(10)
+        conn.close()
+
+
 CONNECT_AND_WAIT = """
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)

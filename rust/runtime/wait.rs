@@ -190,6 +190,12 @@ impl LiveStack {
         });
         if let Some(before) = before {
             before.wake.wake();
+            // The driver aside behind an old leader sleeps until woken (see
+            // `step_aside`); this one may leave within its lease without
+            // waking it, so it must look again now, or no one would poll.
+            if engine.driver_aside {
+                self.shared.driver_resume.notify_one();
+            }
         }
         self.shared.leading.store(true, Ordering::SeqCst);
         Some((id, wake))
