@@ -129,10 +129,22 @@ def main() -> None:
             loop = asyncio.new_event_loop()
             ready = threading.Event()
 
+            servers = []
+
             async def start() -> None:
-                await maio.start_server(http.serve, stack, 8000, backlog=512)
-                await asyncio.start_server(http.serve, KERNEL_IP, 8000, backlog=512)
+                servers.append(await maio.start_server(http.serve, stack, 8000, backlog=512))
+                servers.append(await asyncio.start_server(http.serve, KERNEL_IP, 8000, backlog=512))
                 ready.set()
+
+            async def shutdown() -> None:
+                # Servers, feeds and every handler still running end before the loop stops.
+                for server in servers:
+                    server.close()
+                dashboard.watchers.close()
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
             def run() -> None:
                 asyncio.set_event_loop(loop)
@@ -147,6 +159,7 @@ def main() -> None:
                 for side, (ns, ip) in sides.items():
                     rates[side].append(wrk(ns, ip, cookie, a.seconds))
             held = {side: watchers(ns, ip, cookie, 200, 10.0) for side, (ns, ip) in sides.items()}
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
     k, s = statistics.median(rates["kernel"]), statistics.median(rates["stack"])
     print(f"wrk -c 50 /api/status, requests/s   kernel {k:10.1f}  stack {s:10.1f} ({s / k:.2f}x)")

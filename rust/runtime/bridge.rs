@@ -40,6 +40,10 @@ struct Bridge {
     down_shut: bool,
     /// The socket ended its stream; our FIN is queued.
     up_eof: bool,
+    /// The last read found the socket empty (a short read or none): nothing
+    /// to read until it is reported again, so a step for the connection's
+    /// sake (an echo's reply) costs no read that would find nothing.
+    up_drained: bool,
     /// To be stepped in the next pump whatever else happens (just joined).
     due: bool,
     /// In the edge set, and whether writability is asked there.
@@ -92,6 +96,7 @@ impl Bridges {
             down_at: 0,
             down_shut: false,
             up_eof: false,
+            up_drained: false,
             due: true,
             edge,
         });
@@ -158,12 +163,16 @@ impl Bridges {
         let mut i = 0;
         while i < self.entries.len() {
             let bridge = &mut self.entries[i];
+            let reported = self.ready.binary_search(&bridge.socket.fd()).is_ok();
             let due = std::mem::take(&mut bridge.due)
-                || self.changed.contains(&bridge.handle)
-                || self.ready.binary_search(&bridge.socket.fd()).is_ok();
+                || reported
+                || self.changed.contains(&bridge.handle);
             if !due {
                 i += 1;
                 continue;
+            }
+            if reported {
+                bridge.up_drained = false;
             }
             let (n, step) = bridge.step(stack, &mut self.scratch);
             moved += n;
@@ -274,8 +283,10 @@ impl Bridge {
                 self.socket.shutdown_write();
             }
         }
-        // Up: socket → connection, as much as the send buffer takes.
-        while !self.up_eof {
+        // Up: socket → connection, as much as the send buffer takes. A read
+        // shorter than asked means the socket is empty (epoll(7)): no read
+        // to see EAGAIN follows it.
+        while !self.up_eof && !self.up_drained {
             if !conn.can_send() {
                 if conn.write_closed() {
                     // The connection ended under us without an error.
@@ -296,8 +307,9 @@ impl Bridge {
                 Ok(n) => {
                     let _ = conn.send(&scratch[..n]); // fits: n ≤ room
                     moved += n;
+                    self.up_drained = n < room;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.up_drained = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return (moved, Step::Broken),
             }
