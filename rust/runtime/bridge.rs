@@ -40,9 +40,10 @@ struct Bridge {
     down_shut: bool,
     /// The socket ended its stream; our FIN is queued.
     up_eof: bool,
-    /// The last read found the socket empty (a short read or none): nothing
-    /// to read until it is reported again, so a step for the connection's
-    /// sake (an echo's reply) costs no read that would find nothing.
+    /// The last read found the socket empty (EAGAIN): nothing to read until
+    /// it is reported again, so a step for the connection's sake (an echo's
+    /// reply) costs no read that would find nothing. A short read does not
+    /// count: the end of stream may sit behind the data it took.
     up_drained: bool,
     /// To be stepped in the next pump whatever else happens (just joined).
     due: bool,
@@ -283,9 +284,7 @@ impl Bridge {
                 self.socket.shutdown_write();
             }
         }
-        // Up: socket → connection, as much as the send buffer takes. A read
-        // shorter than asked means the socket is empty (epoll(7)): no read
-        // to see EAGAIN follows it.
+        // Up: socket → connection, as much as the send buffer takes.
         while !self.up_eof && !self.up_drained {
             if !conn.can_send() {
                 if conn.write_closed() {
@@ -307,7 +306,6 @@ impl Bridge {
                 Ok(n) => {
                     let _ = conn.send(&scratch[..n]); // fits: n ≤ room
                     moved += n;
-                    self.up_drained = n < room;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.up_drained = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -111,6 +111,45 @@ fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
     );
 }
 
+/// The user's last bytes and its end of stream reach the socket together,
+/// after the bridge had found it empty: one report covers both, and the FIN
+/// still follows the data (a short read is no proof the socket is empty).
+fn end_of_stream_right_behind_the_data_is_not_missed(portable: bool) {
+    let mut net = Net::clean(24);
+    let (mut bridges, mut user, _, hb) = bridged(&mut net, portable);
+    let first = pattern(1000, 4);
+    user.write_all(&first).unwrap();
+    let mut at_b = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut b_eof = false;
+    let mut read_b = |n: &mut Net, at_b: &mut Vec<u8>| {
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        while let Ok(Some(k)) = c.recv(&mut buf) {
+            if k == 0 {
+                return true;
+            }
+            at_b.extend_from_slice(&buf[..k]);
+        }
+        false
+    };
+    let got_first = net.run_until(Duration::from_secs(5), |n| {
+        pump(&mut bridges, &mut n.a.stack);
+        read_b(n, &mut at_b);
+        at_b.len() == first.len()
+    });
+    assert!(got_first, "the first bytes crossed");
+    let last = pattern(3000, 5);
+    user.write_all(&last).unwrap();
+    user.shutdown(Shutdown::Write).unwrap();
+    let ended = net.run_until(Duration::from_secs(5), |n| {
+        pump(&mut bridges, &mut n.a.stack);
+        b_eof |= read_b(n, &mut at_b);
+        b_eof
+    });
+    assert!(ended, "B saw the end of the user's stream");
+    assert!(at_b == [first, last].concat(), "every byte before it");
+}
+
 fn a_reset_from_the_peer_ends_the_users_stream(portable: bool) {
     let mut net = Net::clean(22);
     let (mut bridges, mut user, _, hb) = bridged(&mut net, portable);
@@ -185,6 +224,7 @@ macro_rules! on_both_paths {
 
 on_both_paths!(
     bytes_cross_both_ways_and_end_of_stream_passes_on,
+    end_of_stream_right_behind_the_data_is_not_missed,
     a_reset_from_the_peer_ends_the_users_stream,
     a_user_who_goes_away_resets_the_peer,
     nothing_is_read_from_the_socket_while_the_send_buffer_is_full
