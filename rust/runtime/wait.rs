@@ -171,6 +171,11 @@ impl LiveStack {
             if engine.leader.as_ref().is_some_and(|l| l.id == id) {
                 self.resign(&mut engine);
             }
+        } else if waiter.is_some() && engine.leader.is_none() && !self.is_driven() {
+            // A follower handed the device (or woken for its own socket as
+            // it was) leaves without leading: the next one must take it, or
+            // the rest would wait for their slices to end with no one polling.
+            engine.waiters.wake_one();
         }
         result
     }
