@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import sys
 import threading
 import time
@@ -89,7 +90,7 @@ def test_refused_and_timed_out_connections(lab, stack):
     async def main() -> None:
         with pytest.raises(ConnectionRefusedError):
             await maio.open_connection(stack, lab.peer_ip, 9)
-        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+        with pytest.raises((socket.timeout, asyncio.TimeoutError)):
             # Nothing answers at .77: the ARP request goes unanswered.
             await maio.open_connection(stack, "10.77.0.77", 80, timeout=0.5)
 
@@ -120,6 +121,8 @@ def test_a_cancelled_connect_leaves_no_half_open_connection_and_no_thread(lab, p
 
 
 def test_start_tls_upgrades_a_plain_connection(lab, peer, stack, certs):
+    if sys.version_info < (3, 11):
+        pytest.skip("StreamWriter.start_tls is new in Python 3.11 (loop.start_tls: the test below)")
     chain, key = certs.files["peer.test"]
     peer(PEER_PY, "starttls", "9203", chain, key)
 
@@ -133,6 +136,47 @@ def test_start_tls_upgrades_a_plain_connection(lab, peer, stack, certs):
         writer.write(b"secret\n")
         assert await reader.readline() == b"secret\n"
         writer.close()
+
+    asyncio.run(main())
+
+
+class _Lines(asyncio.Protocol):
+    """Collects what arrives, a line at a time."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.arrived = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.arrived.set()
+
+    async def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), 10)
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+
+def test_loop_start_tls_upgrades_our_transport(lab, peer, stack, certs):
+    """The transport-level upgrade every supported Python has: loop.start_tls on our transport."""
+    chain, key = certs.files["peer.test"]
+    peer(PEER_PY, "starttls", "9205", chain, key)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await maio.create_connection(_Lines, stack, lab.peer_ip, 9205)
+        assert isinstance(protocol, _Lines)
+        transport.write(b"STARTTLS\n")
+        assert await protocol.line() == b"OK\n"
+        tls = await loop.start_tls(transport, protocol, certs.client_context(), server_hostname="peer.test")
+        assert tls is not None
+        ssl_object = tls.get_extra_info("ssl_object")
+        assert ssl_object is not None and ssl_object.version().startswith("TLS")
+        tls.write(b"secret\n")
+        assert await protocol.line() == b"secret\n"
+        tls.close()
 
     asyncio.run(main())
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -174,12 +175,12 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
     except KeyboardInterrupt:
         _print_summary(stack, started, summary)
         return 0
+    except socket.timeout as e:  # no address in time (an OSError: before the next clause)
+        print(f"mipfast: {e}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as e:
         print(f"mipfast: {e}", file=sys.stderr)
         return 2
-    except TimeoutError as e:
-        print(f"mipfast: {e}", file=sys.stderr)
-        return 1
     finally:
         stack.close()
 

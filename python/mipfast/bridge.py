@@ -173,7 +173,7 @@ class Forwarder:
         while not self._closed.is_set():
             try:
                 conn, _peer = self.listener.accept(0.2)
-            except TimeoutError:
+            except socket.timeout:
                 continue
             except OSError:
                 return

@@ -23,14 +23,28 @@ pub fn to_py(e: io::Error) -> PyErr {
         io::ErrorKind::NotFound => PyOSError::new_err((libc::ENODEV, msg)),
         io::ErrorKind::PermissionDenied => PyPermissionError::new_err((libc::EPERM, msg)),
         io::ErrorKind::InvalidInput => PyValueError::new_err(msg),
-        // The stdlib's socket.timeout: TimeoutError("timed out"), no errno.
-        io::ErrorKind::TimedOut => PyTimeoutError::new_err("timed out"),
+        io::ErrorKind::TimedOut => timed_out("timed out"),
         io::ErrorKind::WouldBlock => {
             PyBlockingIOError::new_err((libc::EAGAIN, "Resource temporarily unavailable"))
         }
         io::ErrorKind::Unsupported => PyOSError::new_err((libc::EOPNOTSUPP, msg)),
         _ => PyOSError::new_err(msg),
     }
+}
+
+/// The stdlib's `socket.timeout` with `msg` and no errno, as its sockets
+/// raise it: an alias of TimeoutError from Python 3.10, but in 3.9 an
+/// OSError subclass of its own, which urllib3, http.client and user code
+/// catch by that name (a TimeoutError would pass them by).
+pub fn timed_out(msg: impl Into<String>) -> PyErr {
+    let msg = msg.into();
+    Python::attach(|py| {
+        let timeout = py.import("socket").and_then(|s| s.getattr("timeout"));
+        match timeout.and_then(|cls| cls.call1((msg.as_str(),))) {
+            Ok(err) => PyErr::from_value(err),
+            Err(_) => PyTimeoutError::new_err(msg),
+        }
+    })
 }
 
 /// socket.gaierror with the code and message glibc's getaddrinfo gives.

@@ -13,7 +13,7 @@ use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
-use pyo3::exceptions::{PyOSError, PyOverflowError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rand::RngExt;
@@ -247,7 +247,7 @@ impl PyStack {
         if ready {
             Ok(())
         } else {
-            Err(PyTimeoutError::new_err(format!(
+            Err(errors::timed_out(format!(
                 "no address on {} within {} s (is a DHCP server reachable?)",
                 self.interface,
                 timeout.unwrap_or(0.0)

@@ -22,7 +22,6 @@ use crate::phy::poll::Interest;
 use crate::phy::stream_fd::StreamFd;
 use crate::socket::tcp::Handle;
 use crate::stack::Stack;
-use std::collections::HashSet;
 use std::io;
 use std::os::unix::io::RawFd;
 
@@ -68,8 +67,8 @@ pub struct Bridges {
     scratch: Vec<u8>,
     /// Sockets `poll()` reported since the last pump.
     ready: Vec<RawFd>,
-    /// Scratch: the connections that changed, for the pump.
-    changed: HashSet<Handle>,
+    /// Scratch: the connections that changed, sorted, for the pump.
+    changed: Vec<Handle>,
     #[cfg(target_os = "linux")]
     edges: Option<EdgeSet>,
     /// `poll()` on every socket, as other systems do (tested on Linux too).
@@ -158,7 +157,8 @@ impl Bridges {
     /// releases the connections of bridges that ended. Returns bytes moved.
     pub fn pump(&mut self, stack: &mut Stack, changed: &[Handle]) -> usize {
         self.changed.clear();
-        self.changed.extend(changed.iter().copied());
+        self.changed.extend_from_slice(changed);
+        self.changed.sort_unstable();
         self.ready.sort_unstable();
         let mut moved = 0;
         let mut i = 0;
@@ -167,7 +167,7 @@ impl Bridges {
             let reported = self.ready.binary_search(&bridge.socket.fd()).is_ok();
             let due = std::mem::take(&mut bridge.due)
                 || reported
-                || self.changed.contains(&bridge.handle);
+                || self.changed.binary_search(&bridge.handle).is_ok();
             if !due {
                 i += 1;
                 continue;

@@ -114,7 +114,7 @@ class HttpServer:
         peer = writer.get_extra_info("peername") or ("?", 0)
         if self.clients >= self.limits.max_clients:
             self.refused += 1
-            await _refuse(writer)
+            await _refuse(reader, writer)
             return
         self.clients += 1
         self.connections += 1
@@ -273,7 +273,9 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, li
                 break
 
 
-async def _refuse(writer: asyncio.StreamWriter) -> None:
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """503 to a client over the limit, closed lingering: its request, unread, would
+    otherwise turn the close into a reset that can destroy the answer before it is read."""
     body = b'{"error":"too many clients"}'
     writer.write(
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -281,4 +283,5 @@ async def _refuse(writer: asyncio.StreamWriter) -> None:
     )
     with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
         await asyncio.wait_for(writer.drain(), 5)
+    await _linger(reader, writer, limit=1.0)
     writer.close()

@@ -37,7 +37,7 @@ class _StackConnection(HTTPConnection):
             return self.stack.connect((self._dns_host, self.port), _timeout(self.timeout))
         except socket.gaierror as e:
             raise NameResolutionError(self.host, self, e) from e
-        except TimeoutError as e:
+        except socket.timeout as e:
             raise ConnectTimeoutError(
                 self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
             ) from e
