@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import threading
+from typing import BinaryIO
 
 import mipfast
 
@@ -23,7 +24,7 @@ def pattern(size: int) -> bytes:
     return (cycle * (size // 251 + 1))[:size]
 
 
-def read_head(f) -> tuple[str, str, dict[str, str]] | None:
+def read_head(f: BinaryIO) -> tuple[str, str, dict[str, str]] | None:
     line = f.readline(8192).decode("latin-1").strip()
     if not line:
         return None
