@@ -3,7 +3,7 @@
 //! semantics, `MSG_*` flags, and host names resolved through the stack.
 
 use super::errors;
-use crate::runtime::{calls::Interrupt, LiveStack};
+use crate::runtime::{calls::Interrupt, LiveStack, Op};
 use crate::time::Duration;
 use crate::wire::Ipv4Addr;
 use pyo3::buffer::PyBuffer;
@@ -33,6 +33,23 @@ pub fn blocking<T: Send>(
         return Err(e);
     }
     result.map_err(errors::to_py)
+}
+
+/// Runs `op` to its end within `timeout`: at once with the GIL kept if it
+/// can complete now (see [`LiveStack::try_now`]), else waiting without it.
+pub fn run_op<O: Op + Send>(
+    py: Python<'_>,
+    live: &LiveStack,
+    mut op: O,
+    timeout: Option<Duration>,
+) -> PyResult<O::Output>
+where
+    O::Output: Send,
+{
+    if let Some(done) = live.try_now(&mut op) {
+        return Ok(done);
+    }
+    blocking(py, move |interrupt| live.run(&mut op, timeout, interrupt))
 }
 
 /// A timeout argument in seconds: None blocks; negative or NaN is refused.

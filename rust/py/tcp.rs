@@ -1,7 +1,7 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{blocking, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
+use super::call::{run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use crate::phy::stream_fd::StreamFd;
@@ -92,19 +92,18 @@ impl PyConnection {
         }
     }
 
-    /// Runs `op` within `timeout` without the GIL.
+    /// Runs `op` within `timeout` (see [`run_op`]).
     fn run<O: ops::Op + Send>(
         &self,
         py: Python<'_>,
-        mut op: O,
+        op: O,
         timeout: Option<Duration>,
     ) -> PyResult<O::Output>
     where
         O::Output: Send,
     {
         self.check_open()?;
-        let live = &self.live;
-        blocking(py, move |interrupt| live.run(&mut op, timeout, interrupt))
+        run_op(py, &self.live, op, timeout)
     }
 
     /// A read into `buf` as `flags` say, within the socket's timeout.
@@ -577,8 +576,8 @@ impl PyListener {
             Some(_) => timeout_arg(timeout)?,
             None => self.timeout.get(),
         };
-        let live = &self.live;
-        let handle = blocking(py, |interrupt| live.accept(self.port, t, interrupt))?;
+        let handle =
+            run_op(py, &self.live, ops::Accept { port: self.port }, t)?.map_err(errors::to_py)?;
         let conn = PyConnection::open(py, self.live.clone(), handle, None)?;
         let peer = endpoint_tuple(conn.remote);
         Ok((conn, peer))

@@ -1,7 +1,7 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{blocking, resolve_host, RawSlice, RecvFlags, SocketTimeout};
+use super::call::{resolve_host, run_op, RawSlice, RecvFlags, SocketTimeout};
 use super::errors;
 use crate::runtime::errno::udp as send_error;
 use crate::runtime::ops;
@@ -93,12 +93,11 @@ impl PyUdpSocket {
         let flags = RecvFlags::parse(flags)?;
         self.check_open()?;
         let timeout = flags.timeout(self.timeout());
-        let mut op = ops::ReceiveDatagram {
+        let op = ops::ReceiveDatagram {
             handle: self.handle,
             peek: flags.peek,
         };
-        let live = &self.live;
-        blocking(py, |interrupt| live.run(&mut op, timeout, interrupt))?.map_err(errors::to_py)
+        run_op(py, &self.live, op, timeout)?.map_err(errors::to_py)
     }
 
     fn resolve(&self, py: Python<'_>, address: (String, i64)) -> PyResult<Endpoint> {

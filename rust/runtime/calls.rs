@@ -4,7 +4,7 @@
 //! zero never waits (WouldBlock), anything else ends in TimedOut.
 
 use super::errno;
-use super::live::LiveStack;
+use super::live::{LiveStack, Locked};
 use super::ops::{self, Op};
 use crate::service::dns::Lookup;
 use crate::service::ping::ProbeId;
@@ -48,6 +48,22 @@ impl LiveStack {
                 }
             }
         }
+    }
+
+    /// One attempt at `op`, if the engine lock is free this instant: a call
+    /// whose data or room is already there completes at once, and a caller
+    /// holding the GIL keeps it (releasing it hands it to another thread
+    /// when several wait, a futex wake and a switch per call, where the
+    /// call itself is a copy). `None` if the lock is taken or `op` is not
+    /// done yet; what it did is kept for the blocking path to go on from.
+    /// Never blocks: with the GIL held, waiting for the lock could deadlock
+    /// against a lock holder that logs through Python.
+    pub fn try_now<O: Op>(&self, op: &mut O) -> Option<O::Output> {
+        if self.is_shut() {
+            return None; // the blocking path says so
+        }
+        let mut engine = Locked::try_new(&self.shared.engine)?;
+        self.act_locked(&mut engine, |s, now| op.attempt(s, now), false)
     }
 
     /// The addresses of `host`: itself if it is an IPv4 address, else what

@@ -589,6 +589,16 @@ impl<'a> Locked<'a> {
         }
     }
 
+    /// The lock if it is free this instant.
+    pub(super) fn try_new(engine: &'a Mutex<Engine>) -> Option<Self> {
+        let guard = match engine.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Locked { guard: Some(guard) })
+    }
+
     /// Sleeps on `cond` (at most `timeout`), the lock released meanwhile.
     pub(super) fn wait_on(mut self, cond: &Condvar, timeout: Option<std::time::Duration>) -> Self {
         let mut guard = self.guard.take().expect("locked");
