@@ -241,6 +241,38 @@ def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
         mosquitto.wait()
 
 
+def test_mqtt_without_the_dashboard(lab, tmp_path):
+    """`python -m mipfast --no-http --mqtt URL`: no page, but the device's MQTT link as with it."""
+    mosquitto = broker(lab, tmp_path)
+    cmd = [sys.executable, "-m", "mipfast", "-i", lab.iface, "--ip", STACK_CIDR, "--no-http"]
+    proc = subprocess.Popen(
+        [*cmd, "--mqtt", f"mqtt://{lab.peer_ip}:1883", "--mqtt-topic", "lab/cli"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = subprocess.run(
+            lab.ns("mosquitto_sub", "-h", "127.0.0.1", "-t", "lab/cli/status", "-C", "1", "-W", "30"),
+            capture_output=True, text=True, timeout=40,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["ip"] == STACK_IP, (status, proc.poll())
+        refused = subprocess.run(
+            lab.ns("curl", "-s", "-m", "3", f"http://{STACK_IP}:8000/"), capture_output=True
+        )
+        assert refused.returncode != 0, "no dashboard was asked for"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert "MQTT: mqtt://" in out and "Dashboard:" not in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        mosquitto.kill()
+        mosquitto.wait()
+
+
 BROWSER = str(Path(__file__).resolve().parent / "browser.py")
 
 

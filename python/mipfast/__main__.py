@@ -141,6 +141,15 @@ async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summa
     await asyncio.Event().wait()
 
 
+async def _serve_mqtt(stack: mipfast.Stack, args: argparse.Namespace, summary: dict) -> None:
+    """``--no-http --mqtt``: the device's MQTT link (status published, messages kept) without the page."""
+    from . import dashboard
+
+    summary["server"] = await dashboard.serve(stack, None, {}, mqtt_url=args.mqtt, mqtt_topic=args.mqtt_topic)
+    print(f"MQTT: {args.mqtt}, topic {args.mqtt_topic} (status on {args.mqtt_topic}/status)", flush=True)
+    await asyncio.Event().wait()
+
+
 def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) -> int:
     try:
         stack = mipfast.Stack(
@@ -166,9 +175,11 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
         if lab is not None:
             stack.wait_ready(timeout=30)
             print(lab.describe(stack.ip, args.http_port), flush=True)  # type: ignore[attr-defined]
-        if args.no_http:
+        if args.no_http and args.mqtt is None:
             while True:
                 stack.poll(timeout=1.0)
+        elif args.no_http:
+            asyncio.run(_serve_mqtt(stack, args, summary))
         else:
             asyncio.run(_serve_dashboard(stack, args, summary))
         return 0

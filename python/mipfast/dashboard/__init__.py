@@ -51,7 +51,7 @@ class DashboardServer:
 
 async def serve(
     stack: Any,
-    port: int = 8000,
+    port: int | None = 8000,
     passwords: dict[str, str] | None = None,
     *,
     https_port: int | None = None,
