@@ -5,7 +5,8 @@
 #   2. `maturin build --zig --compatibility manylinux2014` against it, abi3 for CPython 3.11 and
 #      later (the buffer protocol is in the limited API from 3.11; 3.9 and 3.10 need wheels of their own);
 #   3. `auditwheel repair`: libpcap goes inside the wheel, the tag is manylinux2014;
-#   4. checks: `auditwheel show` names the tag, `ldd` resolves libpcap from inside the wheel,
+#   4. checks: `auditwheel show` names the tag, `ldd` resolves libpcap from inside the wheel, the wheel
+#      holds what it must and nothing it must not (scripts/check_wheel.py),
 #      and in a fresh virtual environment `import mipfast` works and a lab test passes.
 # Output: dist/mipfast-*-manylinux*.whl. Run as root (the lab test); needs scripts/setup.sh first.
 set -euo pipefail
@@ -82,6 +83,8 @@ if grep -Eq 'libdbus|libgcrypt|liblzma|libsystemd|libnl' "$WORK/ldd.txt"; then
     echo "the extension drags in a library it should not" >&2
     exit 1
 fi
+# The extension, the stubs, py.typed, the dashboard's files and the license; no tests or build leftovers.
+"$PY" scripts/check_wheel.py "$WHEEL"
 
 VENV=$WORK/venv
 rm -rf "$VENV"
