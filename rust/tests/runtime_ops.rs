@@ -483,13 +483,7 @@ fn status_rows_list_what_the_stack_holds() {
 
 /// Whether `fd` polls readable now.
 fn polls_readable(fd: std::os::unix::io::RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    mipfast::phy::poll::wait_readable(&[fd], Some(Duration::ZERO)).unwrap()
 }
 
 fn collect(set: &mut ReadySet, stack: &mipfast::stack::Stack) -> Vec<Event> {
