@@ -121,8 +121,7 @@ def test_a_cancelled_connect_leaves_no_half_open_connection_and_no_thread(lab, p
 
 
 def test_start_tls_upgrades_a_plain_connection(lab, peer, stack, certs):
-    if sys.version_info < (3, 11):
-        pytest.skip("StreamWriter.start_tls is new in Python 3.11 (loop.start_tls: the test below)")
+    """A stream upgraded in place (``StreamWriter.start_tls`` from 3.11, ``loop.start_tls`` before)."""
     chain, key = certs.files["peer.test"]
     peer(PEER_PY, "starttls", "9203", chain, key)
 
@@ -130,7 +129,7 @@ def test_start_tls_upgrades_a_plain_connection(lab, peer, stack, certs):
         reader, writer = await maio.open_connection(stack, lab.peer_ip, 9203)
         writer.write(b"STARTTLS\n")
         assert await reader.readline() == b"OK\n"
-        await writer.start_tls(certs.client_context(), server_hostname="peer.test")
+        writer = await maio.start_tls(reader, writer, certs.client_context(), server_hostname="peer.test")
         ssl_object = writer.get_extra_info("ssl_object")
         assert ssl_object is not None and ssl_object.version().startswith("TLS")
         writer.write(b"secret\n")

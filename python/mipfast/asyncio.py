@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 __all__ = [
     "open_connection",
+    "start_tls",
     "start_server",
     "create_connection",
     "create_server",
@@ -650,6 +651,33 @@ async def open_connection(
     transport, _ = await create_connection(lambda: protocol, stack, host, port, **kwargs)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer
+
+
+async def start_tls(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    sslcontext: _ssl.SSLContext,
+    *,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> asyncio.StreamWriter:
+    """Upgrades an open stream to TLS on every supported Python: ``writer.start_tls``
+    from 3.11 (the same writer comes back), before it ``loop.start_tls`` under the same
+    reader's protocol and a new writer on the TLS transport, which the caller uses from then on."""
+    kwargs: dict[str, Any] = {
+        "server_hostname": server_hostname,
+        "ssl_handshake_timeout": ssl_handshake_timeout,
+    }
+    if hasattr(writer, "start_tls"):  # Python >= 3.11
+        await writer.start_tls(sslcontext, **kwargs)
+        return writer
+    loop = asyncio.get_running_loop()
+    await writer.drain()
+    raw = writer.transport
+    tls = await loop.start_tls(raw, raw.get_protocol(), sslcontext, **kwargs)
+    if tls is None:
+        raise ConnectionResetError(errno.ECONNRESET, "the connection ended during the TLS handshake")
+    return asyncio.StreamWriter(tls, tls.get_protocol(), reader, loop)
 
 
 class Server(asyncio.Server):

@@ -17,7 +17,6 @@ import contextlib
 import select
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -150,22 +149,12 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
-            if sys.version_info >= (3, 11):
-                await asyncio.wait_for(
-                    self._writer.start_tls(ssl_context, server_hostname=server_hostname), timeout
-                )
-                return self
-            # Before 3.11 streams cannot upgrade: TLS goes under the same reader's
-            # protocol with loop.start_tls, and a writer on the TLS transport.
-            loop = asyncio.get_running_loop()
-            await self._writer.drain()
-            raw = self._writer.transport
-            tls = await asyncio.wait_for(
-                loop.start_tls(raw, raw.get_protocol(), ssl_context, server_hostname=server_hostname), timeout
+            self._writer = await asyncio.wait_for(
+                mip_asyncio.start_tls(
+                    self._reader, self._writer, ssl_context, server_hostname=server_hostname
+                ),
+                timeout,
             )
-            if tls is None:
-                raise ssl.SSLError("the TLS handshake ended the connection")
-            self._writer = asyncio.StreamWriter(tls, tls.get_protocol(), self._reader, loop)
         return self
 
     def get_extra_info(self, info: str) -> Any:
