@@ -19,6 +19,7 @@ macro_rules! drop_reasons {
 drop_reasons! {
     RxTruncated => "rx_truncated",
     RxUndescribed => "rx_undescribed",
+    RxRingFull => "rx_ring_full",
     EthernetTruncated => "ethernet_truncated",
     OtherHost => "not_for_us",
     UnknownEthertype => "unknown_ethertype",

@@ -9,6 +9,8 @@
 
 use super::device::transmit_each;
 #[cfg(target_os = "linux")]
+use super::packet_ring::PacketRing;
+#[cfg(target_os = "linux")]
 use super::packet_rx::PacketReceiver;
 #[cfg(target_os = "linux")]
 use super::packet_tx::PacketSender;
@@ -50,12 +52,64 @@ pub struct RxLosses {
     pub truncated: u64,
     /// Frames the kernel could not describe in a virtio-net header: dropped by it.
     pub undescribed: u64,
+    /// Frames the kernel dropped for want of a free slot in our receive ring.
+    pub ring_full: u64,
+}
+
+/// How the Linux path reads frames: a mapped ring where the kernel has it
+/// with virtio-net headers (`MIPFAST_PACKET_RING=0` turns it off), else
+/// `recvmmsg` batches.
+#[cfg(target_os = "linux")]
+enum Receiver {
+    Ring(PacketRing),
+    Batch(PacketReceiver),
+}
+
+#[cfg(target_os = "linux")]
+impl Receiver {
+    fn open(name: &str) -> io::Result<Self> {
+        if !matches!(std::env::var("MIPFAST_PACKET_RING").as_deref(), Ok("0")) {
+            match PacketRing::open(name) {
+                Ok(ring) => return Ok(Receiver::Ring(ring)),
+                Err(e) => log::debug!("no receive ring on {name} ({e}): reading with recvmmsg"),
+            }
+        }
+        PacketReceiver::open(name).map(Receiver::Batch)
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Receiver::Ring(r) => r.fd(),
+            Receiver::Batch(r) => r.fd(),
+        }
+    }
+
+    fn losses(&self) -> RxLosses {
+        match self {
+            Receiver::Ring(r) => r.losses(),
+            Receiver::Batch(r) => r.losses(),
+        }
+    }
+
+    fn drained(&self) -> bool {
+        match self {
+            Receiver::Ring(r) => r.drained(),
+            Receiver::Batch(r) => r.drained(),
+        }
+    }
+
+    fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
+        match self {
+            Receiver::Ring(r) => r.receive(sink),
+            Receiver::Batch(r) => r.receive(sink),
+        }
+    }
 }
 
 enum Path {
     /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
     #[cfg(target_os = "linux")]
-    Packet(PacketReceiver, PacketSender),
+    Packet(Receiver, PacketSender),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
     Pcap(Capture<Active>),
 }
@@ -96,7 +150,7 @@ impl LiveDevice {
             #[cfg(target_os = "linux")]
             DeviceKind::Auto => {
                 let map = |e: io::Error| packet_open_error(name, e);
-                let receiver = PacketReceiver::open(name).map_err(map)?;
+                let receiver = Receiver::open(name).map_err(map)?;
                 if let Some(filter) = bpf {
                     attach_filter(receiver.fd(), filter)?;
                 }
@@ -137,6 +191,7 @@ impl LiveDevice {
     /// Frames the receiver itself lost (the packet path; none on libpcap's).
     pub fn losses(&self) -> RxLosses {
         match &self.path {
+            #[cfg(target_os = "linux")]
             Path::Packet(rx, _) => rx.losses(),
             Path::Pcap(_) => RxLosses::default(),
         }

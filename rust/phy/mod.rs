@@ -10,6 +10,8 @@ pub mod faulty;
 pub mod link;
 pub mod live_device;
 #[cfg(target_os = "linux")]
+mod packet_ring;
+#[cfg(target_os = "linux")]
 mod packet_rx;
 #[cfg(target_os = "linux")]
 mod packet_socket;

@@ -27,8 +27,9 @@ const BATCH: usize = 64;
 const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
-const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+/// `sll_pkttype` of a frame the host itself sent.
+pub(super) const PACKET_OUTGOING: u8 = 4;
 
 pub struct PacketReceiver {
     fd: OwnedFd,
@@ -61,25 +62,7 @@ impl PacketReceiver {
         // are skipped by their packet type below.
         let _ = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
         set_buffer(fd.as_raw_fd(), Buffer::Receive, RECEIVE_BUFFER);
-        let membership = libc::packet_mreq {
-            mr_ifindex: index as i32,
-            mr_type: PACKET_MR_PROMISC,
-            mr_alen: 0,
-            mr_address: [0; 8],
-        };
-        // SAFETY: `membership` is a live packet_mreq and its size is passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_ADD_MEMBERSHIP,
-                (&membership as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        join_promiscuous(fd.as_raw_fd(), index)?;
         Ok(Self::with_socket(fd, vnet))
     }
 
@@ -201,8 +184,32 @@ impl PacketReceiver {
     }
 }
 
+/// Puts the interface `index` in promiscuous mode for as long as `fd` is open.
+pub(super) fn join_promiscuous(fd: RawFd, index: u32) -> io::Result<()> {
+    let membership = libc::packet_mreq {
+        mr_ifindex: index as i32,
+        mr_type: PACKET_MR_PROMISC,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: `membership` is a live packet_mreq and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&membership as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Hands on one received frame as the header describes it.
-fn deliver(frame: &[u8], header: &VnetHeader, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+pub(super) fn deliver(frame: &[u8], header: &VnetHeader, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
     if header.gso_kind() == vnet::GSO_UDP_L4 && header.gso_size > 0 {
         // Each datagram gets its own length and a finished checksum.
         return segment_burst(frame, header.gso_size as usize, &mut |d| {

@@ -10,6 +10,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// bound; `protocol` (host order: `ETH_P_ALL` to receive, 0 to only send)
 /// is what the bind asks for, on this interface alone.
 pub fn open(name: &str, protocol: u16, flags: libc::c_int) -> io::Result<(OwnedFd, u32)> {
+    open_with(name, protocol, flags, |_| Ok(()))
+}
+
+/// [`open`], with `configure` run on the socket before it is bound (before
+/// any frame can be queued on it).
+pub fn open_with(
+    name: &str,
+    protocol: u16,
+    flags: libc::c_int,
+    configure: impl FnOnce(&OwnedFd) -> io::Result<()>,
+) -> io::Result<(OwnedFd, u32)> {
     let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
@@ -23,6 +34,7 @@ pub fn open(name: &str, protocol: u16, flags: libc::c_int) -> io::Result<(OwnedF
     }
     // SAFETY: `raw` is a descriptor we just opened and own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    configure(&fd)?;
     // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;

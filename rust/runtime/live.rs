@@ -159,6 +159,7 @@ impl Engine {
             DropReason::RxUndescribed,
             losses.undescribed - seen.undescribed,
         );
+        stack.count_device_drops(DropReason::RxRingFull, losses.ring_full - seen.ring_full);
     }
 
     /// Starts an in-memory capture of every frame in and out, up to
