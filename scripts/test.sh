@@ -16,6 +16,9 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features python -- -D warnings
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check .
+echo "== the portable build on Linux (MIPFAST_PORTABLE_BUILD=1: the code macOS compiles, libpcap alone): clippy, cargo test"
+MIPFAST_PORTABLE_BUILD=1 cargo clippy --all-targets --features python --target-dir target/portable -- -D warnings
+MIPFAST_PORTABLE_BUILD=1 cargo test --target-dir target/portable
 echo "== cargo test (debug: overflow checks and the engine's invariant checks on)"
 cargo test
 echo "== cargo test --release"

@@ -8,11 +8,11 @@
 //!   portable path that macOS and the BSDs take and Linux can choose.
 
 use super::device::transmit_each;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 use super::packet_ring::PacketRing;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 use super::packet_rx::PacketReceiver;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 use super::packet_tx::PacketSender;
 use super::{Device, RxChecksum};
 use crate::iface::TxFrame;
@@ -59,13 +59,13 @@ pub struct RxLosses {
 /// How the Linux path reads frames: a mapped ring where the kernel has it
 /// with virtio-net headers (`MIPFAST_PACKET_RING=0` turns it off), else
 /// `recvmmsg` batches.
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 enum Receiver {
     Ring(PacketRing),
     Batch(PacketReceiver),
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 impl Receiver {
     fn open(name: &str) -> io::Result<Self> {
         if !matches!(std::env::var("MIPFAST_PACKET_RING").as_deref(), Ok("0")) {
@@ -108,7 +108,7 @@ impl Receiver {
 
 enum Path {
     /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
-    #[cfg(target_os = "linux")]
+    #[cfg(linux_fast_path)]
     Packet(Receiver, PacketSender),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
     Pcap(Capture<Active>),
@@ -147,7 +147,7 @@ impl LiveDevice {
             ));
         }
         let path = match kind {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             DeviceKind::Auto => {
                 let map = |e: io::Error| packet_open_error(name, e);
                 let receiver = Receiver::open(name).map_err(map)?;
@@ -173,7 +173,7 @@ impl LiveDevice {
 
     pub fn kind(&self) -> DeviceKind {
         match self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(..) => DeviceKind::Auto,
             Path::Pcap(_) => DeviceKind::Pcap,
         }
@@ -182,7 +182,7 @@ impl LiveDevice {
     /// The descriptor that becomes readable when frames arrive.
     pub fn fd(&self) -> RawFd {
         match &self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(rx, _) => rx.fd(),
             Path::Pcap(capture) => capture.as_raw_fd(),
         }
@@ -191,7 +191,7 @@ impl LiveDevice {
     /// Frames the receiver itself lost (the packet path; none on libpcap's).
     pub fn losses(&self) -> RxLosses {
         match &self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(rx, _) => rx.losses(),
             Path::Pcap(_) => RxLosses::default(),
         }
@@ -213,7 +213,7 @@ fn open_pcap(name: &str, bpf: Option<&str>) -> io::Result<Capture<Active>> {
     // Only frames arriving from the wire: not the ones we inject.
     capture.direction(Direction::In).map_err(map)?;
     let mut capture = capture.setnonblock().map_err(map)?;
-    #[cfg(target_os = "linux")]
+    #[cfg(linux_fast_path)]
     ignore_outgoing(capture.as_raw_fd());
     if let Some(filter) = bpf {
         capture
@@ -233,7 +233,7 @@ fn bad_filter(filter: &str, e: pcap::Error) -> io::Error {
 /// Compiles `filter` with libpcap (for Ethernet) and attaches it to our
 /// receive socket (`SO_ATTACH_FILTER`), where the kernel runs it before
 /// a frame is queued for us.
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 fn attach_filter(fd: RawFd, filter: &str) -> io::Result<()> {
     let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| bad_filter(filter, e))?;
     let program = dead
@@ -264,7 +264,7 @@ fn attach_filter(fd: RawFd, filter: &str) -> io::Result<()> {
 }
 
 /// The packet sockets' errors, with the fix for the usual one.
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 fn packet_open_error(name: &str, e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(libc::EPERM | libc::EACCES) => io::Error::new(
@@ -286,7 +286,7 @@ fn packet_open_error(name: &str, e: io::Error) -> io::Error {
 /// pcap's ring (`PACKET_IGNORE_OUTGOING`, Linux 4.20+): without it the
 /// kernel clones every outgoing frame for us only to have libpcap drop it
 /// (direction "in"). An older kernel keeps the copies, so the result is not checked.
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 fn ignore_outgoing(fd: RawFd) {
     const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
     let _ = super::sockopt::set_int(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -313,27 +313,34 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
     }
 }
 
+/// Every frame libpcap has now, checksums unverified (libpcap cannot say).
+fn pcap_receive(
+    capture: &mut Capture<Active>,
+    sink: &mut dyn FnMut(&[u8], RxChecksum),
+) -> io::Result<usize> {
+    match capture.dispatch(None, |packet| sink(packet.data, RxChecksum::Unverified)) {
+        Ok(n) => Ok(n),
+        Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(0),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
 impl Device for LiveDevice {
     fn receive(
         &mut self,
         _now: Instant,
         sink: &mut dyn FnMut(&[u8], RxChecksum),
     ) -> io::Result<usize> {
-        let capture = match &mut self.path {
-            #[cfg(target_os = "linux")]
-            Path::Packet(rx, _) => return rx.receive(sink),
-            Path::Pcap(capture) => capture,
-        };
-        match capture.dispatch(None, |packet| sink(packet.data, RxChecksum::Unverified)) {
-            Ok(n) => Ok(n),
-            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(0),
-            Err(e) => Err(io::Error::other(e.to_string())),
+        match &mut self.path {
+            #[cfg(linux_fast_path)]
+            Path::Packet(rx, _) => rx.receive(sink),
+            Path::Pcap(capture) => pcap_receive(capture, sink),
         }
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
         match &mut self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(_, tx) => tx.send_frame(frame),
             Path::Pcap(capture) => capture
                 .sendpacket(frame)
@@ -345,7 +352,7 @@ impl Device for LiveDevice {
     /// cuts them. libpcap: a frame at a time.
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match &mut self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(_, tx) => tx.send(frames),
             Path::Pcap(_) => transmit_each(self, now, frames),
         }
@@ -353,7 +360,7 @@ impl Device for LiveDevice {
 
     fn drained(&self) -> bool {
         match &self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(rx, _) => rx.drained(),
             Path::Pcap(_) => false,
         }
@@ -361,7 +368,7 @@ impl Device for LiveDevice {
 
     fn burst_capacity(&self) -> usize {
         match &self.path {
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             Path::Packet(_, tx) => tx.burst_capacity(),
             Path::Pcap(_) => 0,
         }

@@ -3,26 +3,26 @@
 
 pub mod capture;
 mod device;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 pub mod edge_set;
 pub mod fault;
 pub mod faulty;
 pub mod link;
 pub mod live_device;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 mod packet_ring;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 mod packet_rx;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 mod packet_socket;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 mod packet_tx;
 pub mod poll;
 pub mod ready_fd;
 mod sockopt;
 pub mod stream_fd;
 pub mod trace;
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 mod vnet;
 pub mod wake;
 

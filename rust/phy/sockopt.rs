@@ -31,6 +31,8 @@ pub fn set_int(
 #[derive(Debug, Clone, Copy)]
 pub enum Buffer {
     Send,
+    /// Only the Linux path's packet sockets ask for it.
+    #[cfg_attr(not(linux_fast_path), allow(dead_code))]
     Receive,
 }
 

@@ -5,15 +5,15 @@
 use std::io;
 use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, RawFd};
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 use std::os::unix::io::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 #[derive(Debug)]
 pub struct WakeFd(OwnedFd);
 
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 impl WakeFd {
     pub fn new() -> io::Result<Self> {
         // SAFETY: eventfd takes no pointers; the result is checked.
@@ -45,17 +45,17 @@ impl WakeFd {
 
 /// The portable wake-up: a byte on a socketpair (a full pair is as awake as
 /// it gets, so a failed write is fine). Compiled and tested on Linux too.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(linux_fast_path))]
 pub type WakeFd = PairWake;
 
 #[derive(Debug)]
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(linux_fast_path, allow(dead_code))]
 pub struct PairWake {
     readable: UnixStream,
     writer: UnixStream,
 }
 
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(linux_fast_path, allow(dead_code))]
 impl PairWake {
     pub fn new() -> io::Result<Self> {
         let (readable, writer) = UnixStream::pair()?;

@@ -16,7 +16,7 @@
 //! the sockets sit in one epoll set ([`EdgeSet`]) that the driver sleeps on
 //! as one descriptor; elsewhere `poll()` gets every socket.
 
-#[cfg(target_os = "linux")]
+#[cfg(linux_fast_path)]
 use crate::phy::edge_set::EdgeSet;
 use crate::phy::poll::Interest;
 use crate::phy::stream_fd::StreamFd;
@@ -69,10 +69,10 @@ pub struct Bridges {
     ready: Vec<RawFd>,
     /// Scratch: the connections that changed, sorted, for the pump.
     changed: Vec<Handle>,
-    #[cfg(target_os = "linux")]
+    #[cfg(linux_fast_path)]
     edges: Option<EdgeSet>,
     /// `poll()` on every socket, as other systems do (tested on Linux too).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(linux_fast_path), allow(dead_code))]
     portable: bool,
 }
 
@@ -104,7 +104,7 @@ impl Bridges {
 
     /// Puts `fd` in the edge set (made on first use); None where there is
     /// none, and `poll()` gets the socket instead.
-    #[cfg(target_os = "linux")]
+    #[cfg(linux_fast_path)]
     fn watch_edges(&mut self, fd: RawFd) -> Option<bool> {
         if self.portable {
             return None;
@@ -116,26 +116,26 @@ impl Bridges {
         edges.add(fd, false).ok().map(|()| false)
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(linux_fast_path))]
     fn watch_edges(&mut self, _fd: RawFd) -> Option<bool> {
         None
     }
 
     /// Out of the edge set, before the socket closes.
-    #[cfg(target_os = "linux")]
+    #[cfg(linux_fast_path)]
     fn unwatch_edges(&self, bridge: &Bridge) {
         if let (Some(edges), Some(_)) = (&self.edges, bridge.edge) {
             edges.remove(bridge.socket.fd());
         }
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(linux_fast_path))]
     fn unwatch_edges(&self, _bridge: &Bridge) {}
 
     /// `poll()` reported these descriptors (some may not be bridges'); the
     /// edge set's stands for the sockets it reports.
     pub fn sockets_ready(&mut self, fds: &[RawFd]) {
-        #[cfg(target_os = "linux")]
+        #[cfg(linux_fast_path)]
         if let Some(edges) = &self.edges {
             if fds.contains(&edges.fd()) {
                 edges.take(&mut self.ready);
@@ -177,7 +177,7 @@ impl Bridges {
             }
             let (n, step) = bridge.step(stack, &mut self.scratch);
             moved += n;
-            #[cfg(target_os = "linux")]
+            #[cfg(linux_fast_path)]
             if let (Some(edges), Some(out)) = (&self.edges, bridge.edge) {
                 let want = bridge.down_at < bridge.down.len();
                 if want != out && edges.modify(bridge.socket.fd(), want).is_ok() {
@@ -196,7 +196,7 @@ impl Bridges {
             }
         }
         self.ready.clear();
-        #[cfg(target_os = "linux")]
+        #[cfg(linux_fast_path)]
         if self.entries.is_empty() {
             self.edges = None; // its descriptor goes with the last bridge
         }
@@ -206,7 +206,7 @@ impl Bridges {
     /// What the bridges wait for on their sockets: readable while the
     /// connection has send room, writable while bytes wait for the socket.
     pub fn interests(&self, stack: &Stack, out: &mut Vec<Interest>) {
-        #[cfg(target_os = "linux")]
+        #[cfg(linux_fast_path)]
         if let Some(edges) = &self.edges {
             if self.entries.iter().any(|b| b.edge.is_some()) {
                 out.push(Interest::readable(edges.fd()));
@@ -236,7 +236,7 @@ impl Bridges {
             stack.tcp_mut().release(bridge.handle, true);
             bridge.socket.reset();
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(linux_fast_path)]
         {
             self.edges = None;
         }
