@@ -264,6 +264,9 @@ pub(super) struct Shared {
     /// Set by [`LiveStack::shut`]: every later user call fails.
     pub(super) shut: AtomicBool,
     pub(super) busy_poll: Duration,
+    /// The last leader's frame came within [`super::wait::ADAPTIVE_SPIN`] of
+    /// its sleep: the next leader spins that long before sleeping.
+    pub(super) spin_pays: AtomicBool,
 }
 
 /// A [`Stack`] on a live interface.
@@ -325,6 +328,7 @@ impl LiveStack {
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
                 busy_poll: config.busy_poll,
+                spin_pays: AtomicBool::new(false),
             }),
             driver: Mutex::new(None),
         })

@@ -23,6 +23,12 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// How long a leader that led briefly keeps the driver aside after its
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
+/// Without busy-poll, a leader whose predecessor's frame came this soon
+/// spins this long (looking, yielding its core) before it sleeps: a
+/// request/response then saves our side's cross-CPU wake-up, and a wait
+/// that turns out long stops the spinning until waits are short again
+/// (adaptive, as glibc's adaptive mutexes and Linux's hybrid polling).
+pub(super) const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
 
 impl LiveStack {
     /// Repeats `attempt` (as [`LiveStack::act`], under the lock) until it
@@ -220,8 +226,15 @@ impl LiveStack {
         let wait = bounded_wait(Some(until), engine.timer_wait());
         drop(engine);
         let mut ready = None;
-        if shared.busy_poll > Duration::ZERO {
-            ready = spin_until_readable(fds, shared.busy_poll.min(wait));
+        let adaptive = shared.busy_poll == Duration::ZERO;
+        let spin = match adaptive {
+            false => shared.busy_poll,
+            true if shared.spin_pays.load(Ordering::Relaxed) => ADAPTIVE_SPIN,
+            true => Duration::ZERO,
+        };
+        let slept = Clock::now();
+        if spin > Duration::ZERO {
+            ready = spin_until_readable(fds, spin.min(wait));
         }
         let ready = match ready {
             Some(ready) => ready,
@@ -231,6 +244,10 @@ impl LiveStack {
                 Err(e) => return (self.engine(), Err(e)),
             },
         };
+        if adaptive {
+            let soon = slept.elapsed() < std::time::Duration::from(ADAPTIVE_SPIN);
+            shared.spin_pays.store(ready[0] && soon, Ordering::Relaxed);
+        }
         if ready[1] {
             wake.drain();
         }
