@@ -213,8 +213,9 @@ fn open_pcap(name: &str, bpf: Option<&str>) -> io::Result<Capture<Active>> {
     // Only frames arriving from the wire: not the ones we inject.
     capture.direction(Direction::In).map_err(map)?;
     let mut capture = capture.setnonblock().map_err(map)?;
+    // Our own frames, sent on the other socket, are not copied into pcap's ring.
     #[cfg(linux_fast_path)]
-    ignore_outgoing(capture.as_raw_fd());
+    super::packet_socket::ignore_outgoing(capture.as_raw_fd());
     if let Some(filter) = bpf {
         capture
             .filter(filter, true)
@@ -280,16 +281,6 @@ fn packet_open_error(name: &str, e: io::Error) -> io::Error {
         ),
         _ => io::Error::new(e.kind(), format!("cannot open {name}: {e}")),
     }
-}
-
-/// Our own frames, sent on the other socket, are not copied back into
-/// pcap's ring (`PACKET_IGNORE_OUTGOING`, Linux 4.20+): without it the
-/// kernel clones every outgoing frame for us only to have libpcap drop it
-/// (direction "in"). An older kernel keeps the copies, so the result is not checked.
-#[cfg(linux_fast_path)]
-fn ignore_outgoing(fd: RawFd) {
-    const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-    let _ = super::sockopt::set_int(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
 }
 
 fn open_error(name: &str, e: pcap::Error) -> io::Error {

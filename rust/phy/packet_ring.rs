@@ -18,8 +18,8 @@
 //! immediate mode).
 
 use super::live_device::RxLosses;
-use super::packet_rx::{deliver, join_promiscuous, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING};
-use super::packet_socket;
+use super::packet_rx::deliver;
+use super::packet_socket::{self, ignore_outgoing, join_promiscuous, PACKET_OUTGOING};
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::RxChecksum;
@@ -126,9 +126,7 @@ impl PacketRing {
         let raw = fd.as_raw_fd();
         set_int(raw, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2)?;
         set_int(raw, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
-        // An older kernel (< 4.20) still copies our own frames back; they
-        // are skipped by their packet type.
-        let _ = set_int(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        ignore_outgoing(raw);
         set_int(raw, libc::SOL_PACKET, PACKET_COPY_THRESH, 1)?;
         set_buffer(raw, Buffer::Receive, RECEIVE_BUFFER);
         let request = RingRequest {
@@ -233,23 +231,24 @@ impl PacketRing {
 
     /// Hands on the frame in slot `bytes`.
     fn take(&mut self, bytes: &[u8], status: u32, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+        let outgoing = bytes[PKTTYPE] == PACKET_OUTGOING;
+        if status & TP_STATUS_COPY != 0 {
+            // The whole frame waits on the socket's queue, in ring order.
+            return self.take_spilled(outgoing, sink);
+        }
+        if outgoing {
+            return;
+        }
         let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let mac = u16::from_ne_bytes([bytes[MAC], bytes[MAC + 1]]) as usize;
         let (len, snaplen) = (word(LEN), word(SNAPLEN));
-        if status & TP_STATUS_COPY != 0 {
-            // The whole frame waits on the socket's queue, in ring order.
-            return self.take_spilled(bytes[PKTTYPE] == PACKET_OUTGOING, sink);
-        }
-        if bytes[PKTTYPE] == PACKET_OUTGOING {
-            return;
-        }
         if snaplen < len || mac < vnet::LEN || mac + snaplen > FRAME_SIZE {
             // Too long for the slot, and no room left on the queue for it.
             self.losses.truncated += 1;
             return;
         }
         let header: &[u8; vnet::LEN] = bytes[mac - vnet::LEN..mac].try_into().unwrap();
-        deliver(&bytes[mac..mac + len], &VnetHeader::parse(header), sink);
+        deliver(&bytes[mac..mac + snaplen], &VnetHeader::parse(header), sink);
     }
 
     /// Reads the frame the kernel queued whole beside its slot.
@@ -402,7 +401,7 @@ mod tests {
         assert_eq!(rc, bytes.len() as isize, "{}", io::Error::last_os_error());
     }
 
-    /// Every frame waiting, as (bytes, checksum state).
+    /// The bytes of every frame waiting, in order.
     fn drain(ring: &mut PacketRing) -> Vec<Vec<u8>> {
         let mut got = vec![];
         while ring.receive(&mut |f, _| got.push(f.to_vec())).unwrap() > 0 {}

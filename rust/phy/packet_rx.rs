@@ -11,7 +11,7 @@
 //! A UDP burst (GSO type UDP_L4) is cut into its datagrams here.
 
 use super::live_device::RxLosses;
-use super::packet_socket;
+use super::packet_socket::{self, ignore_outgoing, join_promiscuous, PACKET_OUTGOING};
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::{segment_burst, RxChecksum};
@@ -25,11 +25,6 @@ const SLOT: usize = 65_535 + 18;
 const BATCH: usize = 64;
 /// The socket's receive buffer (root may exceed rmem_max).
 const RECEIVE_BUFFER: libc::c_int = 8 << 20;
-const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
-const PACKET_MR_PROMISC: libc::c_ushort = 1;
-pub(super) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-/// `sll_pkttype` of a frame the host itself sent.
-pub(super) const PACKET_OUTGOING: u8 = 4;
 
 pub struct PacketReceiver {
     fd: OwnedFd,
@@ -58,9 +53,7 @@ impl PacketReceiver {
         let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         let (fd, index) = packet_socket::open(name, libc::ETH_P_ALL as u16, flags)?;
         let vnet = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
-        // An older kernel (< 4.20) still copies our own frames back; they
-        // are skipped by their packet type below.
-        let _ = set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        ignore_outgoing(fd.as_raw_fd());
         set_buffer(fd.as_raw_fd(), Buffer::Receive, RECEIVE_BUFFER);
         join_promiscuous(fd.as_raw_fd(), index)?;
         Ok(Self::with_socket(fd, vnet))
@@ -182,30 +175,6 @@ impl PacketReceiver {
         }
         Ok(n)
     }
-}
-
-/// Puts the interface `index` in promiscuous mode for as long as `fd` is open.
-pub(super) fn join_promiscuous(fd: RawFd, index: u32) -> io::Result<()> {
-    let membership = libc::packet_mreq {
-        mr_ifindex: index as i32,
-        mr_type: PACKET_MR_PROMISC,
-        mr_alen: 0,
-        mr_address: [0; 8],
-    };
-    // SAFETY: `membership` is a live packet_mreq and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_ADD_MEMBERSHIP,
-            (&membership as *const libc::packet_mreq).cast(),
-            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Hands on one received frame as the header describes it.

@@ -1,9 +1,10 @@
 //! Opening a Linux packet socket bound to one interface: what the sending
 //! and the receiving halves of the live device share.
 
+use super::sockopt::set_int;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A raw packet socket on interface `name`, and the interface's index.
 /// It is created with protocol 0, so that it takes no frame at all until
@@ -52,4 +53,43 @@ pub fn open_with(
         return Err(io::Error::last_os_error());
     }
     Ok((fd, index))
+}
+
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+/// `sll_pkttype` of a frame the host itself sent.
+pub const PACKET_OUTGOING: u8 = 4;
+
+/// Frames the host sends out on the interface (ours, from the sending
+/// socket, or its own) are not copied back to `fd` (`PACKET_IGNORE_OUTGOING`,
+/// Linux 4.20+): the kernel would clone each only for us to drop it. An
+/// older kernel keeps the copies, so the result is not checked; readers
+/// also skip frames whose packet type is [`PACKET_OUTGOING`].
+pub fn ignore_outgoing(fd: RawFd) {
+    let _ = set_int(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+}
+
+/// Puts the interface `index` in promiscuous mode for as long as `fd` is open.
+pub fn join_promiscuous(fd: RawFd, index: u32) -> io::Result<()> {
+    let membership = libc::packet_mreq {
+        mr_ifindex: index as i32,
+        mr_type: PACKET_MR_PROMISC,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: `membership` is a live packet_mreq and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&membership as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

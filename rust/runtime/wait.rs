@@ -227,10 +227,12 @@ impl LiveStack {
         drop(engine);
         let mut ready = None;
         let adaptive = shared.busy_poll == Duration::ZERO;
-        let spin = match adaptive {
-            false => shared.busy_poll,
-            true if shared.spin_pays.load(Ordering::Relaxed) => ADAPTIVE_SPIN,
-            true => Duration::ZERO,
+        let spin = if !adaptive {
+            shared.busy_poll
+        } else if shared.spin_pays.load(Ordering::Relaxed) {
+            ADAPTIVE_SPIN
+        } else {
+            Duration::ZERO
         };
         let slept = Clock::now();
         if spin > Duration::ZERO {
