@@ -11,6 +11,7 @@ use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Endpoint, Handle};
 use crate::time::Duration;
 use crate::wire::Ipv4Addr;
+use std::cell::RefCell;
 use std::io;
 
 /// The hook a blocking call checks between waits (Ctrl-C).
@@ -35,7 +36,24 @@ impl LiveStack {
         interrupt: Interrupt<'_>,
     ) -> io::Result<O::Output> {
         let key = op.key();
-        let outcome = self.wait_for(timeout, interrupt, key, |s, now| op.attempt(s, now));
+        let waits = timeout != Some(Duration::ZERO);
+        // The attempts and the interrupt hook take turns with the op.
+        let op = RefCell::new(op);
+        let mut checked_interrupt = || {
+            if self.act(|s, _| op.borrow_mut().unpark(s)) {
+                return Ok(()); // done: the next attempt returns it
+            }
+            interrupt()
+        };
+        let outcome = self.wait_for(timeout, &mut checked_interrupt, key, |s, now| {
+            let mut op = op.borrow_mut();
+            let done = op.attempt(s, now);
+            if done.is_none() && waits {
+                op.park(s);
+            }
+            done
+        });
+        let op = op.into_inner();
         match outcome {
             Ok(Some(v)) => Ok(v),
             other => {

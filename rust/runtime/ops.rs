@@ -27,6 +27,17 @@ pub trait Op {
     fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
         None
     }
+    /// The call is about to wait after an attempt that was not done: lend
+    /// the engine what lets it do part of the call meanwhile (a reader's
+    /// buffer). The next `attempt`, or `give_up`, takes it back.
+    fn park(&mut self, _stack: &mut Stack) {}
+    /// Before the caller looks for Ctrl-C: take back what `park` lent;
+    /// true if the call is done with what it got meanwhile, so that the
+    /// signal is handled after the call returns it, as after a kernel call
+    /// that returned data, and nothing received is lost to the interrupt.
+    fn unpark(&mut self, _stack: &mut Stack) -> bool {
+        false
+    }
     /// The socket whose changes may complete the call (`None`: any
     /// progress of the engine), so that only those wake the caller.
     fn key(&self) -> Option<Watched> {
@@ -187,13 +198,17 @@ pub enum ReadMode {
 
 /// `recv_into`: reads into `buf`. A `MSG_WAITALL` read that ends early
 /// (end of stream, an error, the wait given up) returns what it has; the
-/// error, if any, comes with the next call, so no byte is lost.
+/// error, if any, comes with the next call, so no byte is lost. While it
+/// waits, the rest of `buf` is lent to the connection ([`Op::park`]), so
+/// that in-order text skips the receive ring.
 #[derive(Debug)]
 pub struct Receive<'a> {
     pub handle: Handle,
     pub buf: &'a mut [u8],
     pub mode: ReadMode,
     filled: usize,
+    /// `buf[filled..]` is lent to the connection.
+    lent: bool,
 }
 
 impl<'a> Receive<'a> {
@@ -203,6 +218,16 @@ impl<'a> Receive<'a> {
             buf,
             mode,
             filled: 0,
+            lent: false,
+        }
+    }
+
+    /// Takes the lent part of the buffer back, counting what went into it.
+    fn take_back(&mut self, stack: &mut Stack) {
+        if std::mem::take(&mut self.lent) {
+            if let Some(c) = stack.tcp_mut().get_mut(self.handle) {
+                self.filled += c.take_posted();
+            }
         }
     }
 }
@@ -213,27 +238,50 @@ impl Op for Receive<'_> {
         Some(Watched::Tcp(self.handle))
     }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
+        self.take_back(stack);
+        let at = self.filled;
+        if at > 0 && at == self.buf.len() {
+            return Some(Ok(at)); // the lent buffer took it all
+        }
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
             return Some(Err(errno::closed()));
         };
-        let at = self.filled;
         let result = match self.mode {
             ReadMode::Peek => c.peek(self.buf),
             _ => c.recv(&mut self.buf[at..]),
         };
         match (self.mode, result) {
-            (ReadMode::All, Ok(Some(0))) => Some(Ok(at)),
-            (ReadMode::All, Ok(Some(n))) => {
+            (ReadMode::All, Ok(Some(n))) if n > 0 => {
                 self.filled += n;
                 (self.filled == self.buf.len()).then_some(Ok(self.filled))
             }
-            (ReadMode::All, Err(_)) if at > 0 => Some(Ok(at)),
-            (_, Ok(Some(n))) => Some(Ok(n)),
+            // What the lent buffer took comes first; an end or an error
+            // after it waits for the next call.
+            (_, Ok(Some(n))) => Some(Ok(at + n)),
+            (_, Ok(None)) if at > 0 && self.mode == ReadMode::Some => Some(Ok(at)),
             (_, Ok(None)) => None,
+            (_, Err(_)) if at > 0 => Some(Ok(at)),
             (_, Err(e)) => Some(Err(errno::tcp(e))),
         }
     }
-    fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
+    fn park(&mut self, stack: &mut Stack) {
+        if self.mode == ReadMode::Peek || self.lent {
+            return;
+        }
+        if let Some(c) = stack.tcp_mut().get_mut(self.handle) {
+            // SAFETY: `buf` outlives this op, which takes it back (in
+            // `attempt` or `give_up`) before it ends, and nothing touches
+            // `buf[filled..]` meanwhile.
+            self.lent = unsafe { c.post_receive(&mut self.buf[self.filled..]) };
+        }
+    }
+    fn unpark(&mut self, stack: &mut Stack) -> bool {
+        let before = self.filled;
+        self.take_back(stack);
+        self.mode == ReadMode::Some && self.filled > before
+    }
+    fn give_up(&mut self, stack: &mut Stack) -> Option<Self::Output> {
+        self.take_back(stack);
         (self.filled > 0).then_some(Ok(self.filled))
     }
 }

@@ -4,6 +4,7 @@
 
 mod tcp_net;
 
+use mipfast::phy::fault::FaultConfig;
 use mipfast::runtime::ops::{self, Op, ReadMode};
 use mipfast::runtime::readiness::{self, Readiness};
 use mipfast::runtime::ready_set::{Event, ReadySet};
@@ -13,18 +14,29 @@ use mipfast::socket::tcp::TcpConfig;
 use mipfast::time::Duration;
 use tcp_net::{pattern, Net, A_IP, B_IP};
 
-/// Attempts `op` on A after every step, as a blocked caller would, for up
-/// to `limit` of simulated time; gives up (and undoes) after that.
+/// Attempts `op` on A after every step, parking it between attempts, as a
+/// blocked caller does, for up to `limit` of simulated time; gives up (and
+/// undoes) after that.
 fn run_on_a<O: Op>(net: &mut Net, op: &mut O, limit: Duration) -> Option<O::Output> {
     let mut out = None;
     net.run_until(limit, |n| {
-        let now = n.now;
-        out = op.attempt(&mut n.a.stack, now);
+        out = attempt_or_park(n, op);
         out.is_some()
     });
     if out.is_none() {
         out = op.give_up(&mut net.a.stack);
         net.flush();
+    }
+    out
+}
+
+/// One attempt on A; if not done, the op is parked as a caller that goes
+/// to sleep parks it.
+fn attempt_or_park<O: Op>(net: &mut Net, op: &mut O) -> Option<O::Output> {
+    let now = net.now;
+    let out = op.attempt(&mut net.a.stack, now);
+    if out.is_none() {
+        op.park(&mut net.a.stack);
     }
     out
 }
@@ -129,8 +141,7 @@ fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
                     .unwrap();
                 sent += 1;
             }
-            let now = n.now;
-            got = op.attempt(&mut n.a.stack, now);
+            got = attempt_or_park(n, &mut op);
             got.is_some()
         });
         assert_eq!(got.unwrap().unwrap(), 3000);
@@ -178,6 +189,107 @@ fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
             .unwrap(),
         0
     );
+}
+
+#[test]
+fn a_waiting_read_takes_text_straight_into_its_buffer() {
+    let mut net = Net::clean(20);
+    let (ha, hb) = net.connect(80);
+    let data = pattern(10_000, 3);
+    let mut buf = vec![0u8; 4000];
+    {
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+        assert!(attempt_or_park(&mut net, &mut op).is_none(), "nothing yet");
+        b_sends(&mut net, hb, &data);
+        net.run_for(Duration::from_millis(500)); // past B's Nagle wait
+                                                 // The lent buffer took the first 4,000 bytes; the rest is queued.
+        assert_eq!(net.conn_a(ha).recv_available(), 6000);
+        assert_eq!(net.conn_a(ha).traffic().bytes_received, 10_000);
+        assert_eq!(attempt_or_park(&mut net, &mut op).unwrap().unwrap(), 4000);
+    }
+    assert_eq!(buf, data[..4000]);
+    // In order after it, through the ring.
+    let mut rest = vec![0u8; 8000];
+    let mut op = ops::Receive::new(ha, &mut rest, ReadMode::Some);
+    assert_eq!(
+        run_on_a(&mut net, &mut op, Duration::from_secs(1))
+            .unwrap()
+            .unwrap(),
+        6000
+    );
+    assert_eq!(rest[..6000], data[4000..]);
+    // A second reader is not lent the connection while the first is.
+    let (mut one, mut two) = ([0u8; 10], [0u8; 10]);
+    let mut first = ops::Receive::new(ha, &mut one, ReadMode::Some);
+    let mut second = ops::Receive::new(ha, &mut two, ReadMode::Some);
+    assert!(attempt_or_park(&mut net, &mut first).is_none());
+    assert!(attempt_or_park(&mut net, &mut second).is_none());
+    b_sends(&mut net, hb, b"0123456789abc");
+    net.run_for(Duration::from_millis(500)); // past B's Nagle wait
+    assert_eq!(net.conn_a(ha).recv_available(), 3);
+    assert_eq!(attempt_or_park(&mut net, &mut second).unwrap().unwrap(), 3);
+    assert_eq!(attempt_or_park(&mut net, &mut first).unwrap().unwrap(), 10);
+    assert_eq!((&one, &two[..3]), (b"0123456789", &b"abc"[..]));
+}
+
+#[test]
+fn what_a_lent_buffer_took_is_kept_when_the_wait_ends() {
+    let mut net = Net::clean(21);
+    let (ha, hb) = net.connect(80);
+    let mut buf = [0u8; 64];
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+    assert!(attempt_or_park(&mut net, &mut op).is_none());
+    assert!(
+        !op.unpark(&mut net.a.stack),
+        "nothing came: look for Ctrl-C"
+    );
+    op.park(&mut net.a.stack);
+    b_sends(&mut net, hb, b"hello");
+    net.run_for(Duration::from_millis(500)); // past B's Nagle wait
+                                             // Ctrl-C is looked for only once the call has what it got.
+    assert!(op.unpark(&mut net.a.stack));
+    op.park(&mut net.a.stack);
+    b_sends(&mut net, hb, b" world");
+    net.run_for(Duration::from_millis(500)); // past B's Nagle wait
+    assert_eq!(op.give_up(&mut net.a.stack).unwrap().unwrap(), 11);
+    assert_eq!(&buf[..11], b"hello world");
+    assert_eq!(net.conn_a(ha).recv_available(), 0);
+}
+
+#[test]
+fn reads_that_wait_move_a_stream_intact_over_a_faulty_link() {
+    let faults = FaultConfig {
+        loss: 0.10,
+        reorder: 0.05,
+        duplicate: 0.01,
+        corrupt: 0.01,
+        ..FaultConfig::latency(Duration::from_millis(1))
+    };
+    let mut net = Net::new(faults, 22);
+    let (ha, hb) = net.connect(80);
+    let data = pattern(300_000, 7);
+    let mut got = Vec::new();
+    let mut sent = 0;
+    // Reads of several sizes: smaller than a segment, and several segments.
+    for size in [700, 5000, 1 << 16].into_iter().cycle() {
+        if got.len() == data.len() {
+            break;
+        }
+        let mut buf = vec![0u8; size];
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+        let mut out = None;
+        let finished = net.run_until(Duration::from_secs(30), |n| {
+            if let Some(c) = n.b.stack.tcp_mut().get_mut(hb) {
+                sent += c.send(&data[sent..]).unwrap();
+            }
+            out = attempt_or_park(n, &mut op);
+            out.is_some()
+        });
+        assert!(finished, "stalled at {} of {}", got.len(), data.len());
+        let n = out.unwrap().unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == data, "the stream arrived altered");
 }
 
 #[test]

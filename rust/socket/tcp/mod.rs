@@ -8,6 +8,7 @@ mod connection;
 mod cookie;
 mod listener;
 pub mod path_mtu;
+mod posted;
 mod ring;
 mod rtt;
 mod scoreboard;
@@ -20,6 +21,7 @@ mod set;
 pub use congestion::Algorithm;
 pub use connection::{Connection, State, Traffic};
 pub use listener::Listener;
+pub use posted::PostedBuffer;
 pub use seq::Seq;
 pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
 

@@ -26,6 +26,7 @@ mod user;
 use self::timers::Timers;
 use super::assembler::Assembler;
 use super::congestion::Congestion;
+use super::posted::PostedBuffer;
 use super::ring::Ring;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
@@ -138,6 +139,8 @@ pub struct Connection {
     /// Right edge of the window last advertised.
     rcv_adv: Seq,
     rx: Ring,
+    /// A waiting reader's buffer, filled before the ring (see `posted.rs`).
+    posted: Option<PostedBuffer>,
     ooo: Assembler,
     /// A FIN seen beyond a hole, processed when the data before it arrives.
     fin_at: Option<Seq>,
@@ -247,6 +250,7 @@ impl Connection {
             },
             rcv_adv: Seq(0),
             rx: Ring::default(),
+            posted: None,
             ooo: Assembler::default(),
             fin_at: None,
             fin_received: false,

@@ -56,6 +56,16 @@ impl Connection {
             self.ack_due = AckDue::Now;
             return;
         }
+        if offset == 0 {
+            let direct = self.deliver_posted(data);
+            if direct > 0 {
+                self.take_in_order(now, direct, false);
+                (seq, data) = (seq + direct, &data[direct..]);
+                if data.is_empty() {
+                    return;
+                }
+            }
+        }
         self.rx
             .write_at(self.rx.len() + offset, data, self.config.rx_buffer);
         if offset == 0 {
@@ -63,21 +73,40 @@ impl Connection {
             let reach = self.ooo.advance(seq + data.len());
             let n = reach.offset_from(self.rcv_nxt);
             self.rx.commit(n);
-            self.traffic.bytes_received += n as u64;
-            self.rcv_nxt = reach;
-            self.unacked_bytes += n;
+            self.take_in_order(now, n, filled_hole);
             if self.read_shut {
                 self.rx.discard(self.rx.len());
-            }
-            if filled_hole || self.unacked_bytes >= 2 * self.mss {
-                self.ack_due = AckDue::Now;
-            } else if self.ack_due == AckDue::No {
-                self.ack_due = AckDue::At(now + self.config.delayed_ack);
             }
         } else {
             // Out of order: keep it, and tell the sender now (RFC 5681 §4.2).
             self.ooo.add(seq, seq + data.len());
             self.send_ack(now, out);
+        }
+    }
+
+    /// In-order text into a waiting reader's buffer, if one is lent and
+    /// nothing is queued before it (nor held beyond a hole, whose place in
+    /// the ring is fixed relative to the ring's head). Returns how much.
+    fn deliver_posted(&mut self, data: &[u8]) -> usize {
+        match &mut self.posted {
+            Some(posted) if self.rx.is_empty() && self.ooo.is_empty() && !self.read_shut => {
+                posted.fill(data)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Bookkeeping for `n` bytes that became readable in order: RCV.NXT,
+    /// counters, and when to acknowledge (RFC 5681 §4.2: at least every
+    /// second full-sized segment, at once when a hole was filled).
+    fn take_in_order(&mut self, now: Instant, n: usize, filled_hole: bool) {
+        self.traffic.bytes_received += n as u64;
+        self.rcv_nxt = self.rcv_nxt + n;
+        self.unacked_bytes += n;
+        if filled_hole || self.unacked_bytes >= 2 * self.mss {
+            self.ack_due = AckDue::Now;
+        } else if self.ack_due == AckDue::No {
+            self.ack_due = AckDue::At(now + self.config.delayed_ack);
         }
     }
 

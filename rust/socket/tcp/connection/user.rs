@@ -2,7 +2,7 @@
 //! and whole), ABORT, and what an ICMP error does to a connection.
 
 use super::{Connection, State};
-use crate::socket::tcp::Error;
+use crate::socket::tcp::{Error, PostedBuffer};
 
 impl Connection {
     /// Bytes the user can read now.
@@ -62,6 +62,32 @@ impl Connection {
             return Ok(Some(n));
         }
         self.recv_empty()
+    }
+
+    /// Lends a waiting reader's buffer: text that arrives in order while
+    /// nothing is queued goes straight into it (see `posted.rs`). False,
+    /// and nothing lent, if another reader's buffer is there already or
+    /// reading is over.
+    ///
+    /// # Safety
+    /// `buf` stays valid for writes, and nobody else reads or writes it,
+    /// until [`Connection::take_posted`] or the connection is dropped.
+    pub unsafe fn post_receive(&mut self, buf: &mut [u8]) -> bool {
+        let Some(start) = std::ptr::NonNull::new(buf.as_mut_ptr()) else {
+            return false;
+        };
+        if self.posted.is_some() || buf.is_empty() || self.read_shut || self.fin_received {
+            return false;
+        }
+        // SAFETY: the caller's promise.
+        self.posted = Some(unsafe { PostedBuffer::new(start, buf.len()) });
+        true
+    }
+
+    /// Takes the lent buffer back: how many bytes went into it. They
+    /// precede whatever the ring holds now.
+    pub fn take_posted(&mut self) -> usize {
+        self.posted.take().map_or(0, |p| p.filled())
     }
 
     /// As [`Connection::recv`], but the data stays queued (MSG_PEEK).
