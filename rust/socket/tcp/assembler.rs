@@ -69,6 +69,15 @@ impl Assembler {
         true
     }
 
+    /// The part of `[start, end)` held already, in the first range it
+    /// meets (a duplicate to report, RFC 2883).
+    pub fn overlap(&self, start: Seq, end: Seq) -> Option<(Seq, Seq)> {
+        self.ranges
+            .iter()
+            .find(|&&(s, e)| s < end && start < e)
+            .map(|&(s, e)| (start.max(s), end.min(e)))
+    }
+
     /// With `RCV.NXT` at `next`, returns how far the contiguous data now
     /// reaches (dropping the ranges that became in-order).
     pub fn advance(&mut self, next: Seq) -> Seq {

@@ -52,6 +52,11 @@ impl Connection {
         if !acceptable && !ack_only {
             if !rst {
                 self.ack_due = AckDue::Now;
+                if seg.seq < nxt {
+                    // Old text again (RFC 2883 §4.1.1).
+                    let end = seg.seq + seg.payload.len();
+                    self.note_duplicate(seg.seq, if end <= nxt { end } else { nxt });
+                }
             }
             return;
         }

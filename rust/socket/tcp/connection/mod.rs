@@ -148,6 +148,10 @@ pub struct Connection {
     read_shut: bool,
     ack_due: AckDue,
     unacked_bytes: usize,
+    /// Text that came twice, for the next ACK's first SACK block (D-SACK,
+    /// RFC 2883): the sender learns that its retransmission was not needed
+    /// (the original was reordered, not lost) and tolerates more reordering.
+    dsack: Option<(Seq, Seq)>,
 
     // Options.
     sack: bool,
@@ -256,6 +260,7 @@ impl Connection {
             fin_received: false,
             read_shut: false,
             ack_due: AckDue::No,
+            dsack: None,
             unacked_bytes: 0,
             sack: false,
             ts_recent: None,

@@ -343,6 +343,7 @@ impl Connection {
 
     pub(super) fn after_ack_sent(&mut self, repr: &Repr) {
         self.ack_due = AckDue::No;
+        self.dsack = None; // said once (RFC 2883 §4), or not at all
         self.unacked_bytes = 0;
         self.last_ack_sent = self.rcv_nxt;
         let right = self.rcv_nxt + ((repr.window as usize) << self.rcv_shift);
@@ -362,8 +363,26 @@ impl Connection {
         } else {
             self.snd_max
         };
-        let repr = self.header(now, seq, Flags::ACK);
+        let mut repr = self.header(now, seq, Flags::ACK);
+        if let Some(duplicate) = self.dsack {
+            self.put_dsack(&mut repr.options, duplicate);
+        }
         self.emit(repr, (&[], &[]), out);
+    }
+
+    /// The D-SACK block first, the SACK blocks after it, as many as fit
+    /// (RFC 2883 §4). Bare ACKs only: a burst of data segments would repeat
+    /// it in each, and a D-SACK must be said once.
+    fn put_dsack(&self, options: &mut Options, (start, end): (Seq, Seq)) {
+        let max = if self.ts_recent.is_some() {
+            3
+        } else {
+            MAX_SACK_BLOCKS
+        };
+        let n = (options.sack_count as usize).min(max - 1);
+        options.sack_blocks.copy_within(..n, 1);
+        options.sack_blocks[0] = (start.0, end.0);
+        options.sack_count = n as u8 + 1;
     }
 
     pub(super) fn emit_rst(&mut self, seq: Seq, out: &mut Emit<'_>) {

@@ -38,6 +38,7 @@ impl Connection {
         let (mut seq, mut data) = (seq, payload);
         if seq < self.rcv_nxt {
             let skip = self.rcv_nxt.offset_from(seq);
+            self.note_duplicate(seq, seq + skip.min(data.len()));
             if skip >= data.len() {
                 self.ack_due = AckDue::Now;
                 return;
@@ -79,8 +80,20 @@ impl Connection {
             }
         } else {
             // Out of order: keep it, and tell the sender now (RFC 5681 §4.2).
+            if let Some((start, end)) = self.ooo.overlap(seq, seq + data.len()) {
+                self.note_duplicate(start, end);
+            }
             self.ooo.add(seq, seq + data.len());
             self.send_ack(now, out);
+        }
+    }
+
+    /// Text already received came again: report it in the next ACK
+    /// (RFC 2883 §4), if the peer does SACK.
+    pub(super) fn note_duplicate(&mut self, start: Seq, end: Seq) {
+        self.ack_due = AckDue::Now;
+        if self.sack && start < end {
+            self.dsack = Some((start, end));
         }
     }
 

@@ -230,8 +230,12 @@ fn a_reset_must_match_exactly_and_others_draw_a_challenge_ack() {
 #[test]
 fn an_unacceptable_segment_is_answered_with_an_ack_only() {
     let mut h = Harness::established(plain());
-    // Entirely before RCV.NXT (an old duplicate): ACK, nothing taken.
-    assert_eq!(h.input(seg(IRS - 100, ISS + 1), b"old"), vec![ack_of(&h)]);
+    // Entirely before RCV.NXT (an old duplicate): ACK, nothing taken;
+    // the ACK reports the duplicate (D-SACK, RFC 2883).
+    let mut dsack = ack_of(&h);
+    dsack.options.sack_blocks[0] = (IRS - 100, IRS - 97);
+    dsack.options.sack_count = 1;
+    assert_eq!(h.input(seg(IRS - 100, ISS + 1), b"old"), vec![dsack]);
     assert_eq!(h.c.recv_available(), 0);
     // An ACK of data never sent: an ACK back, nothing else changes.
     assert_eq!(h.input(seg(IRS + 1, ISS + 500), &[]), vec![ack_of(&h)]);
@@ -333,6 +337,56 @@ fn out_of_order_data_is_sacked_at_once_and_a_fin_closes_the_stream() {
     let mut buf = [0u8; 200];
     assert_eq!(h.c.recv(&mut buf), Ok(Some(105)));
     assert_eq!(h.c.recv(&mut buf), Ok(Some(0)));
+}
+
+#[test]
+fn text_that_comes_twice_is_reported_once_in_a_dsack_block() {
+    let mut h = Harness::established(plain());
+    let base = IRS + 1;
+    assert_eq!(h.input(seg(base, ISS + 1), &[1; 200]), vec![]);
+    // Wholly old (a retransmission whose original arrived): RFC 2883 §4.1.1.
+    let out = h.input(seg(base + 50, ISS + 1), &[1; 100]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, base + 200);
+    assert_eq!(out[0].options.sack_blocks(), &[(base + 50, base + 150)]);
+    // Partly old: the old part is reported, the new part taken.
+    let out = h.input(seg(base + 150, ISS + 1), &[1; 100]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, base + 250);
+    assert_eq!(out[0].options.sack_blocks(), &[(base + 150, base + 200)]);
+    // Said once: the next ACK carries no D-SACK.
+    let out = h.input(seg(base + 250, ISS + 1), &[1; MSS]);
+    assert_eq!(out, vec![]);
+    let out = h.at(Duration::from_millis(40));
+    assert_eq!((out.len(), out[0].options.sack_count), (1, 0));
+    // Beyond a hole, held twice: the duplicate first, then the block
+    // holding it (RFC 2883 §4.1.2).
+    let hole = base + 250 + MSS as u32;
+    let later = hole + 1000;
+    let out = h.input(seg(later, ISS + 1), &[2; 300]);
+    assert_eq!(out[0].options.sack_blocks(), &[(later, later + 300)]);
+    let out = h.input(seg(later + 100, ISS + 1), &[2; 100]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, hole);
+    assert_eq!(
+        out[0].options.sack_blocks(),
+        &[(later + 100, later + 200), (later, later + 300)]
+    );
+}
+
+#[test]
+fn no_dsack_to_a_peer_without_sack() {
+    let mut h = Harness::established(TcpConfig {
+        sack: false,
+        ..plain()
+    });
+    let base = IRS + 1;
+    assert_eq!(h.input(seg(base, ISS + 1), &[1; 200]), vec![]);
+    let out = h.input(seg(base, ISS + 1), &[1; 200]);
+    assert_eq!(
+        (out.len(), out[0].ack, out[0].options.sack_count),
+        (1, base + 200, 0)
+    );
 }
 
 // ----- the send side (output.rs) -----
