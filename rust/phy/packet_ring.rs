@@ -7,8 +7,9 @@
 //! freed on our thread: those were a quarter of the receiving thread's
 //! time (`bench/README.md`).
 //!
-//! Slots are sized for a 1500-byte frame. A larger one (a peer's TSO burst,
-//! a GRO run, a jumbo frame) is queued whole on the socket as well
+//! Slots are sized for the interface's MTU (2 KiB for 1500 bytes, up to
+//! 16 KiB for jumbo frames). A larger frame (a peer's TSO burst, a GRO run)
+//! is queued whole on the socket as well
 //! (`PACKET_COPY_THRESH`): its slot says `TP_STATUS_COPY` and carries a
 //! truncated copy, and the frame itself is read with one `recv` — one
 //! system call per 64 KiB, as before. Virtio-net headers (`vnet.rs`) sit
@@ -47,15 +48,28 @@ const MAC: usize = 12;
 /// `sll_pkttype`.
 const PKTTYPE: usize = 32 + 10;
 
-/// One slot: the header, the address, the virtio-net header and a
-/// 1514-byte frame (with a VLAN tag) fit in 2 KiB.
-const FRAME_SIZE: usize = 2048;
-/// Slots per block (a block is physically contiguous kernel memory).
-const FRAMES_PER_BLOCK: usize = 32;
-/// 4,096 slots, 8 MiB: what the socket's receive buffer held before,
-/// a few milliseconds of a 10 Gbit/s sender while we are busy.
-const BLOCKS: usize = 128;
-const FRAMES: usize = FRAMES_PER_BLOCK * BLOCKS;
+/// What a slot holds besides the frame: the `tpacket2_hdr`, the address,
+/// alignment, the virtio-net header (the frame starts 90 bytes in), and a
+/// VLAN tag.
+const SLOT_OVERHEAD: usize = 128;
+/// Slot sizes: 2 KiB holds a 1500-byte frame; jumbo frames up to 9,000 or
+/// so get 16 KiB slots; larger ones take the socket's queue.
+const SMALLEST_SLOT: usize = 2048;
+const LARGEST_SLOT: usize = 16384;
+/// 8 MiB, what the socket's receive buffer held before: 4,096 slots at a
+/// 1500-byte MTU, a few milliseconds of a 10 Gbit/s sender while we are busy.
+const RING_BYTES: usize = 8 << 20;
+/// A block is physically contiguous kernel memory, some slots' worth.
+const BLOCK_BYTES: usize = 64 << 10;
+
+/// The slot size for an interface's MTU: a frame of that size fits, as a
+/// power of two (slots must tile the blocks), within the bounds above.
+fn slot_size(mtu: usize) -> usize {
+    (mtu + SLOT_OVERHEAD)
+        .next_power_of_two()
+        .clamp(SMALLEST_SLOT, LARGEST_SLOT)
+}
+
 /// Frames handed on per [`PacketRing::receive`]: the engine then answers
 /// (ACKs) before taking more, as with one `recvmmsg` batch.
 const BATCH: usize = 64;
@@ -91,6 +105,9 @@ pub struct PacketRing {
     // Field order: the mapping goes before the socket that backs it.
     ring: Mapping,
     fd: OwnedFd,
+    /// Bytes per slot, and slots.
+    slot: usize,
+    slots: usize,
     /// The next slot the kernel fills and we read, in order.
     head: usize,
     /// A frame that came whole through the socket's queue: header, then frame.
@@ -113,16 +130,18 @@ impl PacketRing {
         // The ring is set up before the socket is bound: frames queued on
         // the socket before it would otherwise stay there, readable forever.
         let (fd, index) = packet_socket::open_with(name, libc::ETH_P_ALL as u16, flags, |fd| {
-            ring = Some(Self::map_ring(fd)?);
+            let slot = slot_size(packet_socket::mtu(fd.as_raw_fd(), name)?);
+            ring = Some((Self::map_ring(fd, slot)?, slot));
             Ok(())
         })?;
-        let ring = ring.expect("configured before bind");
+        let (ring, slot) = ring.expect("configured before bind");
         join_promiscuous(fd.as_raw_fd(), index)?;
-        Ok(Self::with_socket(fd, ring))
+        Ok(Self::with_socket(fd, ring, slot))
     }
 
-    /// Asks `fd` for a TPACKET_V2 ring with virtio-net headers, and maps it.
-    fn map_ring(fd: &OwnedFd) -> io::Result<Mapping> {
+    /// Asks `fd` for a TPACKET_V2 ring of `slot`-byte slots with virtio-net
+    /// headers, and maps it.
+    fn map_ring(fd: &OwnedFd, slot: usize) -> io::Result<Mapping> {
         let raw = fd.as_raw_fd();
         set_int(raw, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2)?;
         set_int(raw, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
@@ -130,10 +149,10 @@ impl PacketRing {
         set_int(raw, libc::SOL_PACKET, PACKET_COPY_THRESH, 1)?;
         set_buffer(raw, Buffer::Receive, RECEIVE_BUFFER);
         let request = RingRequest {
-            block_size: (FRAME_SIZE * FRAMES_PER_BLOCK) as u32,
-            block_count: BLOCKS as u32,
-            frame_size: FRAME_SIZE as u32,
-            frame_count: FRAMES as u32,
+            block_size: BLOCK_BYTES as u32,
+            block_count: (RING_BYTES / BLOCK_BYTES) as u32,
+            frame_size: slot as u32,
+            frame_count: (RING_BYTES / slot) as u32,
         };
         // SAFETY: `request` is a live tpacket_req and its size is passed.
         let rc = unsafe {
@@ -148,7 +167,7 @@ impl PacketRing {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let len = FRAME_SIZE * FRAMES;
+        let len = RING_BYTES;
         // SAFETY: maps the ring the kernel just made for `raw`; the result is checked.
         let base = unsafe {
             libc::mmap(
@@ -169,10 +188,12 @@ impl PacketRing {
         })
     }
 
-    fn with_socket(fd: OwnedFd, ring: Mapping) -> Self {
+    fn with_socket(fd: OwnedFd, ring: Mapping, slot: usize) -> Self {
         PacketRing {
             ring,
             fd,
+            slot,
+            slots: RING_BYTES / slot,
             head: 0,
             spill: vec![0u8; vnet::LEN + SPILL].into_boxed_slice(),
             losses: RxLosses::default(),
@@ -197,7 +218,7 @@ impl PacketRing {
     fn status(&self, i: usize) -> &AtomicU32 {
         // SAFETY: slot `i` lies inside the mapping and starts 16-byte aligned;
         // the kernel writes this word only as an aligned u32.
-        unsafe { AtomicU32::from_ptr(self.ring.base.add(i * FRAME_SIZE + STATUS).cast()) }
+        unsafe { AtomicU32::from_ptr(self.ring.base.add(i * self.slot + STATUS).cast()) }
     }
 
     /// Hands on up to a batch of frames; returns how many slots were read.
@@ -215,7 +236,7 @@ impl PacketRing {
             // SAFETY: the slot is ours (TP_STATUS_USER) until we hand it back
             // below; the kernel does not write it meanwhile.
             let bytes = unsafe {
-                std::slice::from_raw_parts(self.ring.base.add(slot * FRAME_SIZE), FRAME_SIZE)
+                std::slice::from_raw_parts(self.ring.base.add(slot * self.slot), self.slot)
             };
             if status & TP_STATUS_LOSING != 0 {
                 self.count_ring_drops();
@@ -223,7 +244,7 @@ impl PacketRing {
             self.take(bytes, status, sink);
             // Release: we are done reading before the kernel may write again.
             self.status(slot).store(0, Ordering::Release);
-            self.head = (slot + 1) % FRAMES;
+            self.head = (slot + 1) % self.slots;
             n += 1;
         }
         Ok(n)
@@ -242,7 +263,7 @@ impl PacketRing {
         let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let mac = u16::from_ne_bytes([bytes[MAC], bytes[MAC + 1]]) as usize;
         let (len, snaplen) = (word(LEN), word(SNAPLEN));
-        if snaplen < len || mac < vnet::LEN || mac + snaplen > FRAME_SIZE {
+        if snaplen < len || mac < vnet::LEN || mac + snaplen > bytes.len() {
             // Too long for the slot, and no room left on the queue for it.
             self.losses.truncated += 1;
             return;
@@ -410,11 +431,24 @@ mod tests {
     }
 
     #[test]
+    fn slots_fit_the_interfaces_frames_within_bounds() {
+        assert_eq!(slot_size(576), 2048);
+        assert_eq!(slot_size(1500), 2048);
+        assert_eq!(slot_size(4000), 8192);
+        assert_eq!(slot_size(9000), 16384);
+        assert_eq!(slot_size(65536), 16384, "larger frames take the queue");
+        for mtu in [1500, 9000] {
+            assert!(RING_BYTES % BLOCK_BYTES == 0 && BLOCK_BYTES % slot_size(mtu) == 0);
+        }
+    }
+
+    #[test]
     fn frames_come_in_order_small_in_their_slots_and_large_whole_from_the_queue() {
         in_private_netns(|| {
             let mut ring = PacketRing::open("lo").expect("a ring on lo");
             let (tx, index) = sender();
-            // Slot-sized, then larger than a slot (queued whole), mixed.
+            // Slot-sized, then larger than a slot (queued whole), mixed
+            // (lo's MTU is 64 KiB: its slots are the largest, 16 KiB).
             let sent = [
                 frame(60, 1),
                 frame(1514, 2),
@@ -441,11 +475,12 @@ mod tests {
             let mut ring = PacketRing::open("lo").expect("a ring on lo");
             let (tx, index) = sender();
             let extra = 500;
-            for i in 0..FRAMES + extra {
+            let slots = ring.slots;
+            for i in 0..slots + extra {
                 send(&tx, index, &frame(100, i as u8));
             }
             let first = drain(&mut ring);
-            assert_eq!(first.len(), FRAMES, "the ring holds its slots' worth");
+            assert_eq!(first.len(), slots, "the ring holds its slots' worth");
             assert_eq!(first[0], frame(100, 0));
             // The next frame in reports the drops.
             send(&tx, index, &frame(100, 7));

@@ -93,3 +93,23 @@ pub fn join_promiscuous(fd: RawFd, index: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The MTU of interface `name`, asked through `fd` (any socket in the
+/// interface's network namespace).
+pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
+    // SAFETY: an all-zero ifreq is valid; the name is copied in below.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    for (to, from) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *to = from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU fills the live `request`, whose size the kernel knows.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut request) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU set the union's `ifru_mtu` member.
+    Ok(unsafe { request.ifr_ifru.ifru_mtu }.max(0) as usize)
+}
