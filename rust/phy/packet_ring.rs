@@ -62,6 +62,38 @@ const RING_BYTES: usize = 8 << 20;
 /// A block is physically contiguous kernel memory, some slots' worth.
 const BLOCK_BYTES: usize = 64 << 10;
 
+/// Linux fills virtio-net headers into ring slots from 5.6 on (commit
+/// 58d19b19cd99, "packet: vnet_hdr support for tpacket_rcv"); before, it
+/// accepts `PACKET_VNET_HDR` on a ring socket and leaves the room out, so
+/// a frame with a partial checksum (a local peer's offload) could not be
+/// told from a corrupt one. Such kernels read with `recvmmsg`, which has
+/// carried the headers since 2.6.
+fn kernel_fills_vnet_headers(release: &str) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = numbers.next().unwrap_or(0);
+    let minor = numbers.next().unwrap_or(0);
+    (major, minor) >= (5, 6)
+}
+
+/// `uname -r`.
+fn kernel_release() -> io::Result<String> {
+    // SAFETY: an all-zero utsname is valid, and uname fills it.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `names` is live and of the type uname writes.
+    if unsafe { libc::uname(&mut names) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bytes: Vec<u8> = names
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The slot size for an interface's MTU: a frame of that size fits, as a
 /// power of two (slots must tile the blocks), within the bounds above.
 fn slot_size(mtu: usize) -> usize {
@@ -125,6 +157,12 @@ impl PacketRing {
     /// headers. Fails where the kernel lacks either (the caller then reads
     /// with `recvmmsg`, `packet_rx.rs`).
     pub fn open(name: &str) -> io::Result<Self> {
+        if !kernel_fills_vnet_headers(&kernel_release()?) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a receive ring has virtio-net headers from Linux 5.6",
+            ));
+        }
         let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         let mut ring = None;
         // The ring is set up before the socket is bound: frames queued on
@@ -428,6 +466,22 @@ mod tests {
         while ring.receive(&mut |f, _| got.push(f.to_vec())).unwrap() > 0 {}
         assert!(ring.drained());
         got
+    }
+
+    #[test]
+    fn kernels_before_5_6_leave_the_headers_out_of_ring_slots() {
+        for (release, fills) in [
+            ("6.1.0-18-amd64", true),
+            ("5.6.0", true),
+            ("5.10.209-1", true),
+            ("5.5.19", false),
+            ("4.18.0-553.el8_10.x86_64", false),
+            ("3.10.0", false),
+            ("", false),
+        ] {
+            assert_eq!(kernel_fills_vnet_headers(release), fills, "{release}");
+        }
+        assert!(kernel_fills_vnet_headers(&kernel_release().unwrap()));
     }
 
     #[test]
