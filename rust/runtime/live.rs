@@ -5,7 +5,7 @@
 
 use super::bridge::Bridges;
 use super::ready_set::{Event, ReadySet, ReadySets};
-use super::wait::LEASE;
+use super::wait::{LEASE, LOOP_LOOK_MAX};
 use super::waiters::{self, Leader, Pending, Waiters};
 use super::watch::{Watched, Watches};
 use crate::iface::DropReason;
@@ -715,16 +715,30 @@ fn step_aside(shared: &Shared) {
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
 /// until the next timer; aside while a leader polls. While an event loop
 /// polls the device (and no bridge needs pumping), the driver leaves the
-/// device to it and looks every lease: a round only for due timers or for
-/// frames a busy loop has left waiting.
+/// device to it and looks now and then (every lease after it had to help,
+/// then backing off to [`LOOP_LOOK_MAX`]): a round only for due timers or
+/// for frames a busy loop has left waiting.
 fn drive(shared: &Shared) {
     let mut interests = Vec::new();
     let mut ready = Vec::new();
+    // How often to look whether a polling loop needs help: every lease at
+    // first, then less and less often while it never does (an idle loop
+    // must not cost a thousand wake-ups a second), back to every lease
+    // as soon as it does.
+    let mut look_every = LEASE;
     while !shared.stop.load(Ordering::SeqCst) {
         step_aside(shared);
         let by_loop =
             shared.loop_pollers.load(Ordering::SeqCst) > 0 && lock(&shared.engine).bridges_idle();
-        if !by_loop || loop_needs_help(shared) {
+        let help = by_loop && loop_needs_help(shared);
+        if by_loop {
+            look_every = if help {
+                LEASE
+            } else {
+                (look_every * 2).min(LOOP_LOOK_MAX)
+            };
+        }
+        if !by_loop || help {
             if let Err(e) = round(shared) {
                 log::error!("driver: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -741,8 +755,8 @@ fn drive(shared: &Shared) {
             engine.timer_wait()
         };
         if by_loop {
-            let lease = Duration::from(LEASE);
-            wait = Some(wait.map_or(lease, |w| w.min(lease)));
+            let look = Duration::from(look_every);
+            wait = Some(wait.map_or(look, |w| w.min(look)));
         }
         ready.clear();
         let _ = poll::wait_ready(&interests, wait, &mut ready);

@@ -23,6 +23,11 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// How long a leader that led briefly keeps the driver aside after its
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest the driver goes without looking whether an event loop that
+/// polls the device has left frames waiting (a loop busy in a callback):
+/// frames wait at most this long for the driver's help, while an idle
+/// stack under a loop wakes the driver some 60 times a second, not 1,000.
+pub(super) const LOOP_LOOK_MAX: std::time::Duration = std::time::Duration::from_millis(16);
 /// Without busy-poll, a leader whose predecessor's frame came this soon
 /// spins this long (looking, yielding its core) before it sleeps: a
 /// request/response then saves our side's cross-CPU wake-up, and a wait

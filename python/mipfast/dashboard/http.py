@@ -231,10 +231,13 @@ class HttpServer:
             ("Cache-Control", "no-store"),
             *r.headers,
         ]
-        writer.write(conn.send(h11.Response(status_code=r.status, headers=headers)))
+        # One write: head, body and end go out as one segment (on any transport,
+        # with TCP_NODELAY set, each write is a segment of its own).
+        pieces = [conn.send(h11.Response(status_code=r.status, headers=headers))]
         if r.body:
-            writer.write(conn.send(h11.Data(data=r.body)))
-        writer.write(conn.send(h11.EndOfMessage()))
+            pieces.append(conn.send(h11.Data(data=r.body)))
+        pieces.append(conn.send(h11.EndOfMessage()))
+        writer.write(b"".join(p for p in pieces if p))
         await writer.drain()
 
     async def _fail(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, why: str) -> None:
