@@ -4,11 +4,13 @@ closed stack end the Python side, nothing leaks."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
 import time
 
+import pytest
 from conftest import PEER_PY
 from peer import pattern
 
@@ -51,8 +53,31 @@ def test_a_reset_from_the_peer_ends_the_bridged_socket(lab, peer, stack):
     s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9603), timeout=5))
     s.settimeout(10)
     s.sendall(b"x")
-    assert s.recv(10) == b"", "AF_UNIX has no reset: the stream ends"
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)  # as a kernel socket's first read after a reset
+    assert s.recv(10) == b"", "then the end of stream"
     s.close()
+    assert wait_for_no_bridges(stack) == 0
+
+    # Through a file from makefile() and an asyncio transport as well.
+    for how in ("file", "asyncio"):
+        peer(PEER_PY, "reset", "9603")
+        s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9603), timeout=5))
+        s.settimeout(10)
+        s.sendall(b"x")
+        if how == "file":
+            with pytest.raises(ConnectionResetError), s.makefile("rb") as f:
+                f.read1(10)
+        else:
+
+            async def read_one(sock=s):
+                sock.setblocking(False)
+                reader, _ = await asyncio.open_connection(sock=sock)
+                await reader.read(10)
+
+            with pytest.raises(ConnectionResetError):
+                asyncio.run(read_one())
+        s.close()
     assert wait_for_no_bridges(stack) == 0
 
 

@@ -16,9 +16,12 @@ per chunk each way; in return everything that takes a socket works: ``ssl.wrap_s
   ``http.server``…) listening on loopback, through a port of the stack.
 - :mod:`mipfast.patch` builds the drop-in for unmodified client programs on these.
 
-A reset from the stack's peer reaches the Python side as an abrupt end of stream
-(AF_UNIX has no reset); peer names come from the stack connection where the
-bridged socket is ours (``getpeername`` on sockets from :func:`socket_for`).
+A reset from the stack's peer (or a connection that timed out) reaches sockets
+from :func:`socket_for` as the kernel's would: the first read after it raises
+``ConnectionResetError`` (``TimeoutError``), later reads find the end of stream.
+AF_UNIX itself has no reset, so a socket adopted by :mod:`mipfast.patch` sees an
+abrupt end of stream. Peer names come from the stack connection where the bridged
+socket is ours (``getpeername`` on sockets from :func:`socket_for`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,41 @@ class BridgedSocket(socket.socket):
 
     _mip_names: tuple[tuple[str, int], tuple[str, int]] | None = None
     _mip_conn: Any = None
+    _mip_failure_told = False
+
+    def _end_of_stream(self) -> None:
+        """At end of stream: if the stack connection failed (a reset, a timeout),
+        raise that once, as a kernel TCP socket's first read after a reset does."""
+        if self._mip_conn is None or self._mip_failure_told:
+            return
+        code = self._mip_conn._bridge_failure()
+        if code:
+            self._mip_failure_told = True
+            raise OSError(code, os.strerror(code))  # ConnectionResetError for ECONNRESET
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if not data and bufsize:
+            self._end_of_stream()
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        n = super().recv_into(buffer, nbytes, flags)
+        if not n and (nbytes or memoryview(buffer).nbytes):
+            self._end_of_stream()
+        return n
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> Any:
+        data, address = super().recvfrom(bufsize, flags)
+        if not data and bufsize:
+            self._end_of_stream()
+        return data, address
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Any:
+        n, address = super().recvfrom_into(buffer, nbytes, flags)
+        if not n and (nbytes or memoryview(buffer).nbytes):
+            self._end_of_stream()
+        return n, address
 
     def getpeername(self) -> Any:
         if self._mip_names is not None:

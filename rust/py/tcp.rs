@@ -5,6 +5,7 @@ use super::call::{run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use crate::phy::stream_fd::StreamFd;
+use crate::runtime::bridge::BridgeFate;
 use crate::runtime::ops::{self, ReadMode};
 use crate::runtime::{errno, LiveStack, Watched};
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
@@ -14,7 +15,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
@@ -54,6 +55,8 @@ pub struct PyConnection {
     /// while its response is still being read.
     io_refs: AtomicUsize,
     close_requested: AtomicBool,
+    /// Set once the connection is bridged: how the bridge ended.
+    bridge_fate: OnceLock<Arc<BridgeFate>>,
 }
 
 impl PyConnection {
@@ -76,6 +79,7 @@ impl PyConnection {
             remote,
             io_refs: AtomicUsize::new(0),
             close_requested: AtomicBool::new(false),
+            bridge_fate: OnceLock::new(),
         })
     }
 
@@ -264,7 +268,18 @@ impl PyConnection {
             return Err(connection_closed());
         }
         let (live, h) = (&self.live, self.handle);
-        py.detach(|| live.bridge(h, socket)).map_err(errors::to_py)
+        let fate = py
+            .detach(|| live.bridge(h, socket))
+            .map_err(errors::to_py)?;
+        let _ = self.bridge_fate.set(fate);
+        Ok(())
+    }
+
+    /// The errno of the failure that ended this connection's bridge (a
+    /// reset, a timeout), None while it runs or after a clean end: what
+    /// the bridged socket raises at its end of stream.
+    fn _bridge_failure(&self) -> Option<i32> {
+        self.bridge_fate.get().and_then(|f| f.failure())
     }
 
     /// Close at once with a reset, discarding queued data.

@@ -16,6 +16,7 @@
 //! the sockets sit in one epoll set ([`EdgeSet`]) that the driver sleeps on
 //! as one descriptor; elsewhere `poll()` gets every socket.
 
+use super::errno;
 #[cfg(linux_fast_path)]
 use crate::phy::edge_set::EdgeSet;
 use crate::phy::poll::Interest;
@@ -24,6 +25,24 @@ use crate::socket::tcp::Handle;
 use crate::stack::Stack;
 use std::io;
 use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// How a bridge ended, for the Python end to tell: AF_UNIX has no reset,
+/// so a bridged socket learns here that its end of stream was a reset
+/// (or a timeout) and raises it, as a kernel TCP socket would.
+#[derive(Debug, Default)]
+pub struct BridgeFate {
+    /// The errno of the connection's failure; 0 while open or after a clean end.
+    failure: AtomicI32,
+}
+
+impl BridgeFate {
+    /// The connection failed with this errno (ECONNRESET, ETIMEDOUT, …).
+    pub fn failure(&self) -> Option<i32> {
+        Some(self.failure.load(Ordering::Acquire)).filter(|&e| e != 0)
+    }
+}
 
 /// Most bytes moved from a connection per write to its socket.
 const CHUNK: usize = 256 * 1024;
@@ -48,6 +67,7 @@ struct Bridge {
     due: bool,
     /// In the edge set, and whether writability is asked there.
     edge: Option<bool>,
+    fate: Arc<BridgeFate>,
 }
 
 /// How one step left a bridge.
@@ -86,8 +106,10 @@ impl Bridges {
         }
     }
 
-    /// Joins the user's connection `handle` (now the bridge's) to `socket`.
-    pub fn add(&mut self, handle: Handle, socket: StreamFd) {
+    /// Joins the user's connection `handle` (now the bridge's) to `socket`;
+    /// returns where the bridge's end will be told.
+    pub fn add(&mut self, handle: Handle, socket: StreamFd) -> Arc<BridgeFate> {
+        let fate = Arc::new(BridgeFate::default());
         let edge = self.watch_edges(socket.fd());
         self.entries.push(Bridge {
             handle,
@@ -99,7 +121,9 @@ impl Bridges {
             up_drained: false,
             due: true,
             edge,
+            fate: fate.clone(),
         });
+        fate
     }
 
     /// Puts `fd` in the edge set (made on first use); None where there is
@@ -190,6 +214,13 @@ impl Bridges {
             }
             let bridge = self.entries.swap_remove(i);
             self.unwatch_edges(&bridge);
+            if step == Step::Broken {
+                // Told before the socket closes, so its end of stream finds it.
+                let failure = stack.tcp().get(bridge.handle).and_then(|c| c.error());
+                if let Some(code) = failure.and_then(|e| errno::tcp(e).raw_os_error()) {
+                    bridge.fate.failure.store(code, Ordering::Release);
+                }
+            }
             stack.tcp_mut().release(bridge.handle, step == Step::Broken);
             if step == Step::Broken {
                 bridge.socket.reset();

@@ -3,7 +3,7 @@
 //! optional driver thread. Knows nothing of Python: blocking calls take an
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
-use super::bridge::Bridges;
+use super::bridge::{BridgeFate, Bridges};
 use super::ready_set::{Event, ReadySet, ReadySets};
 use super::wait::{LEASE, LOOP_LOOK_MAX};
 use super::waiters::{self, Leader, Pending, Waiters};
@@ -539,15 +539,15 @@ impl LiveStack {
     /// Joins the user's connection `handle` to the kernel stream socket
     /// `socket`: the driver moves the bytes both ways from now on and
     /// releases the connection when both directions have ended.
-    pub fn bridge(&self, handle: Handle, socket: StreamFd) -> io::Result<()> {
+    pub fn bridge(&self, handle: Handle, socket: StreamFd) -> io::Result<Arc<BridgeFate>> {
         if let Err(e) = self.check_open().and_then(|()| self.start()) {
             self.release(handle, true);
             return Err(e);
         }
         self.unwatch(Watched::Tcp(handle)); // the connection is no longer the user's
-        self.engine().bridges.add(handle, socket);
+        let fate = self.engine().bridges.add(handle, socket);
         self.notify();
-        Ok(())
+        Ok(fate)
     }
 
     /// Bridges still moving bytes.

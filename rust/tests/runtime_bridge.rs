@@ -6,18 +6,23 @@ mod tcp_net;
 
 use mipfast::phy::poll;
 use mipfast::phy::stream_fd::StreamFd;
-use mipfast::runtime::bridge::Bridges;
+use mipfast::runtime::bridge::{BridgeFate, Bridges};
 use mipfast::socket::tcp::Handle;
 use mipfast::stack::Stack;
 use mipfast::time::Duration;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use tcp_net::{pattern, Net};
 
 /// A's connection to B joined to a socketpair; returns the bridges, the
-/// user's end of the pair (non-blocking), A's handle and B's.
-fn bridged(net: &mut Net, portable: bool) -> (Bridges, UnixStream, Handle, Handle) {
+/// user's end of the pair (non-blocking), A's handle and B's, and where
+/// the bridge's end is told.
+fn bridged(
+    net: &mut Net,
+    portable: bool,
+) -> (Bridges, UnixStream, Handle, Handle, Arc<BridgeFate>) {
     let (ha, hb) = net.connect(80);
     let (user, theirs) = UnixStream::pair().unwrap();
     user.set_nonblocking(true).unwrap();
@@ -27,8 +32,8 @@ fn bridged(net: &mut Net, portable: bool) -> (Bridges, UnixStream, Handle, Handl
     } else {
         Bridges::default()
     };
-    bridges.add(ha, StreamFd::new(theirs.into()).unwrap());
-    (bridges, user, ha, hb)
+    let fate = bridges.add(ha, StreamFd::new(theirs.into()).unwrap());
+    (bridges, user, ha, hb, fate)
 }
 
 /// One round as the driver runs it: the bridges stepped are only those
@@ -59,7 +64,7 @@ fn drain(user: &mut UnixStream, into: &mut Vec<u8>) -> bool {
 
 fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
     let mut net = Net::clean(21);
-    let (mut bridges, mut user, _, hb) = bridged(&mut net, portable);
+    let (mut bridges, mut user, _, hb, fate) = bridged(&mut net, portable);
     let up = pattern(1 << 20, 1); // user → B
     let down = pattern(1 << 20, 2); // B → user
     let (mut up_sent, mut down_sent) = (0, 0);
@@ -103,6 +108,7 @@ fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
         bridges.is_empty()
     });
     assert!(released, "a bridge whose two streams ended lets go");
+    assert_eq!(fate.failure(), None, "a clean end is no failure");
     net.run_for(Duration::from_secs(300));
     assert_eq!(
         net.a.stack.tcp().len(),
@@ -116,7 +122,7 @@ fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
 /// still follows the data (a short read is no proof the socket is empty).
 fn end_of_stream_right_behind_the_data_is_not_missed(portable: bool) {
     let mut net = Net::clean(24);
-    let (mut bridges, mut user, _, hb) = bridged(&mut net, portable);
+    let (mut bridges, mut user, _, hb, _) = bridged(&mut net, portable);
     let first = pattern(1000, 4);
     user.write_all(&first).unwrap();
     let mut at_b = Vec::new();
@@ -152,7 +158,8 @@ fn end_of_stream_right_behind_the_data_is_not_missed(portable: bool) {
 
 fn a_reset_from_the_peer_ends_the_users_stream(portable: bool) {
     let mut net = Net::clean(22);
-    let (mut bridges, mut user, _, hb) = bridged(&mut net, portable);
+    let (mut bridges, mut user, _, hb, fate) = bridged(&mut net, portable);
+    assert_eq!(fate.failure(), None, "open");
     net.b.stack.tcp_mut().release(hb, true);
     net.flush();
     let mut got = Vec::new();
@@ -162,13 +169,14 @@ fn a_reset_from_the_peer_ends_the_users_stream(portable: bool) {
     });
     assert!(ended, "the user's end reads end of stream");
     assert!(got.is_empty());
+    assert_eq!(fate.failure(), Some(libc::ECONNRESET), "told how it ended");
     net.run_for(Duration::from_secs(1));
     assert_eq!(net.a.stack.tcp().len(), 0, "the reset connection is freed");
 }
 
 fn a_user_who_goes_away_resets_the_peer(portable: bool) {
     let mut net = Net::clean(23);
-    let (mut bridges, user, _, hb) = bridged(&mut net, portable);
+    let (mut bridges, user, _, hb, _) = bridged(&mut net, portable);
     drop(user);
     let data = pattern(4096, 3);
     let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
@@ -184,7 +192,7 @@ fn a_user_who_goes_away_resets_the_peer(portable: bool) {
 
 fn nothing_is_read_from_the_socket_while_the_send_buffer_is_full(portable: bool) {
     let mut net = Net::clean(24);
-    let (mut bridges, mut user, ha, _) = bridged(&mut net, portable);
+    let (mut bridges, mut user, ha, _, _) = bridged(&mut net, portable);
     // B never reads: A's send buffer and B's window fill, and the rest
     // stays in the socketpair, where the user's writes then block.
     let data = pattern(32 << 20, 4);
