@@ -63,6 +63,11 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(b"late")
         elif path == "/conn":
             self.reply(f"{self.client_address[0]}:{self.client_address[1]}".encode())
+        elif path == "/drop":
+            # A keep-alive answer, then the server closes the idle connection (as
+            # servers do after their keep-alive timeout): the client must notice.
+            self.reply(b"dropped")
+            self.close_connection = True
         else:
             self.reply(b"not found", 404)
 

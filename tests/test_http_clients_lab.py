@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import http.client
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -113,6 +114,10 @@ def test_httpx_sync(dns_stack, servers, certs, scheme):
         assert h.hexdigest() == BIG_SHA
         first = c.get(f"{base}/conn").text
         assert c.get(f"{base}/conn").text == first, "keep-alive"
+        # The server closes a kept-alive connection: the pool sees it and connects again.
+        assert c.get(f"{base}/drop").text == "dropped"
+        time.sleep(0.3)
+        assert c.get(f"{base}/conn").text != first, "a new connection"
         with pytest.raises(httpx.ReadTimeout):
             c.get(f"{base}/slow", timeout=httpx.Timeout(5, read=0.5))
         with pytest.raises(httpx.ConnectError):
@@ -141,6 +146,10 @@ def test_httpx_async(dns_stack, servers, certs, scheme):
             assert h.hexdigest() == BIG_SHA
             results = await asyncio.gather(*(c.get(f"{base}/hello") for _ in range(20)))
             assert all(r.text == "hello" for r in results)
+            # A kept-alive connection the server closed is seen and replaced.
+            for _ in range(3):
+                assert (await c.get(f"{base}/drop")).text == "dropped"
+                await asyncio.sleep(0.3)
             with pytest.raises(httpx.ReadTimeout):
                 await c.get(f"{base}/slow", timeout=httpx.Timeout(5, read=0.5))
             with pytest.raises(httpx.ConnectError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import socket
 import ssl
 import time
@@ -47,11 +46,20 @@ def _mapped(timeout_error: type[Exception], other: type[Exception]) -> Iterator[
         raise other(str(e)) from e
 
 
-def _readable(fd: int) -> bool:
+def _conn_readable(sock: Any) -> bool:
+    """Whether the server closed a kept-alive connection or sent something unasked
+    (httpcore asks before each reuse). A peek at the stack connection (under TLS, its
+    raw bytes, as ``select`` on a kernel socket sees them), not a ``select`` on a
+    readiness descriptor, which the stack would then keep current at every change
+    of the connection."""
+    conn = sock._conn if isinstance(sock, TlsConnection) else sock
     try:
-        return bool(select.select([fd], [], [], 0)[0])
-    except (OSError, ValueError):
+        conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
         return True
+    return True
 
 
 class _Stream(httpcore.NetworkStream):
@@ -96,7 +104,7 @@ class _Stream(httpcore.NetworkStream):
         if info == "socket":
             return sock
         if info == "is_readable":
-            return _readable(sock.fileno())
+            return _conn_readable(sock)
         return None
 
 
@@ -160,7 +168,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
             sock = self._writer.get_extra_info("socket")
-            return self._reader.at_eof() or (sock is not None and _readable(sock.fileno()))
+            return self._reader.at_eof() or (sock is not None and _conn_readable(sock))
         if info == "client_addr":
             return self._writer.get_extra_info("sockname")
         if info == "server_addr":
