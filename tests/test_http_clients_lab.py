@@ -66,6 +66,10 @@ def test_requests(dns_stack, servers, certs, scheme):
         assert hashlib.sha256(r.content).hexdigest() == BIG_SHA
         first = s.get(f"{base}/conn", timeout=10).text
         assert s.get(f"{base}/conn", timeout=10).text == first, "keep-alive: the same connection"
+        # The server closes a kept-alive connection: the pool sees it and connects again.
+        assert s.get(f"{base}/drop", timeout=10).text == "dropped"
+        time.sleep(0.3)
+        assert s.get(f"{base}/conn", timeout=10).text != first, "a new connection"
         assert s.post(f"{base}/echo", data=b"x" * 100_000, timeout=10).content == b"x" * 100_000
         with pytest.raises(requests.exceptions.ReadTimeout):
             s.get(f"{base}/slow", timeout=(5, 0.5))
@@ -91,6 +95,11 @@ def test_urllib3(dns_stack, servers, certs, scheme):
         h.update(chunk)
     r.release_conn()
     assert h.hexdigest() == BIG_SHA
+    # A kept-alive connection the server closed is seen and replaced, no retry needed.
+    first = pool.request("GET", f"{base}/conn", retries=0).data
+    assert pool.request("GET", f"{base}/drop", retries=0).data == b"dropped"
+    time.sleep(0.3)
+    assert pool.request("GET", f"{base}/conn", retries=0).data != first
     with pytest.raises(urllib3.exceptions.MaxRetryError) as e:
         pool.request("GET", f"{base}/slow", timeout=urllib3.Timeout(connect=5, read=0.5), retries=0)
     assert isinstance(e.value.reason, urllib3.exceptions.ReadTimeoutError)

@@ -25,6 +25,7 @@ import httpx
 
 from .. import asyncio as mip_asyncio
 from ..tls import TlsConnection
+from . import _idle
 
 __all__ = [
     "StackNetworkBackend",
@@ -44,22 +45,6 @@ def _mapped(timeout_error: type[Exception], other: type[Exception]) -> Iterator[
         raise timeout_error(str(e) or "timed out") from e
     except (OSError, ssl.SSLError) as e:
         raise other(str(e)) from e
-
-
-def _conn_readable(sock: Any) -> bool:
-    """Whether the server closed a kept-alive connection or sent something unasked
-    (httpcore asks before each reuse). A peek at the stack connection (under TLS, its
-    raw bytes, as ``select`` on a kernel socket sees them), not a ``select`` on a
-    readiness descriptor, which the stack would then keep current at every change
-    of the connection."""
-    conn = sock._conn if isinstance(sock, TlsConnection) else sock
-    try:
-        conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class _Stream(httpcore.NetworkStream):
@@ -104,7 +89,7 @@ class _Stream(httpcore.NetworkStream):
         if info == "socket":
             return sock
         if info == "is_readable":
-            return _conn_readable(sock)
+            return _idle.readable(sock)
         return None
 
 
@@ -168,7 +153,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
             sock = self._writer.get_extra_info("socket")
-            return self._reader.at_eof() or (sock is not None and _conn_readable(sock))
+            return self._reader.at_eof() or (sock is not None and _idle.readable(sock))
         if info == "client_addr":
             return self._writer.get_extra_info("sockname")
         if info == "server_addr":

@@ -19,6 +19,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs
 
 from ..tls import TlsConnection
+from . import _idle
 
 __all__ = ["pool_manager", "StackPoolManager"]
 
@@ -31,6 +32,10 @@ class _StackConnection(HTTPConnection):
     """urllib3's connection, opened through the stack."""
 
     stack: Any = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self.sock is not None and not _idle.readable(self.sock)
 
     def _new_conn(self) -> Any:
         try:
