@@ -232,13 +232,7 @@ impl LiveStack {
         drop(engine);
         let mut ready = None;
         let adaptive = shared.busy_poll == Duration::ZERO;
-        let spin = if !adaptive {
-            shared.busy_poll
-        } else if shared.spin_pays.load(Ordering::Relaxed) {
-            ADAPTIVE_SPIN
-        } else {
-            Duration::ZERO
-        };
+        let spin = spin_window(shared.busy_poll, shared.spin_pays.load(Ordering::Relaxed));
         let slept = Clock::now();
         if spin > Duration::ZERO {
             ready = spin_until_readable(fds, spin.min(wait));
@@ -252,8 +246,8 @@ impl LiveStack {
             },
         };
         if adaptive {
-            let soon = slept.elapsed() < std::time::Duration::from(ADAPTIVE_SPIN);
-            shared.spin_pays.store(ready[0] && soon, Ordering::Relaxed);
+            let pays = spin_pays_after(ready[0], slept.elapsed());
+            shared.spin_pays.store(pays, Ordering::Relaxed);
         }
         if ready[1] {
             wake.drain();
@@ -307,6 +301,25 @@ impl LiveStack {
     }
 }
 
+/// How long a leader spins before it sleeps: the busy-poll window if one is
+/// set, else [`ADAPTIVE_SPIN`] while spinning pays (see [`spin_pays_after`]).
+fn spin_window(busy_poll: Duration, pays: bool) -> Duration {
+    if busy_poll > Duration::ZERO {
+        busy_poll
+    } else if pays {
+        ADAPTIVE_SPIN
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Whether the next leader should spin: a frame came, and within the spin
+/// window. A wake-up without a frame (another thread's call), or a frame
+/// that took longer, stops the spinning until waits are short again.
+fn spin_pays_after(frame: bool, waited: std::time::Duration) -> bool {
+    frame && waited < std::time::Duration::from(ADAPTIVE_SPIN)
+}
+
 /// A new call leads if no one does, or takes over from a leader that has
 /// waited longer than [`LEASE`]: that one is the less likely of the two to
 /// be answered next (an accept loop, an idle connection). A younger leader
@@ -355,5 +368,36 @@ fn spin_until_readable<const N: usize>(fds: [i32; N], window: Duration) -> Optio
             return None;
         }
         std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinning_follows_busy_poll_or_what_the_last_wait_showed() {
+        let us = Duration::from_micros;
+        assert_eq!(
+            spin_window(us(200), false),
+            us(200),
+            "busy-poll spins always"
+        );
+        assert_eq!(spin_window(us(200), true), us(200));
+        assert_eq!(spin_window(Duration::ZERO, true), ADAPTIVE_SPIN);
+        assert_eq!(spin_window(Duration::ZERO, false), Duration::ZERO);
+        let waited = std::time::Duration::from_micros;
+        assert!(
+            spin_pays_after(true, waited(10)),
+            "a reply within the window"
+        );
+        assert!(
+            !spin_pays_after(true, waited(500)),
+            "a long wait: sleep at once next time"
+        );
+        assert!(
+            !spin_pays_after(false, waited(10)),
+            "a wake-up without a frame"
+        );
     }
 }
