@@ -2,7 +2,9 @@
 
 * `wrk -c 50` against `/api/status` (keep-alive, logged in): requests per second;
 * 200 browsers' worth of `/api/watch` WebSockets held for 10 s: snapshots delivered and the CPU
-  this process (stack, driver thread and event loop together) spent meanwhile.
+  this process (stack, driver thread and event loop together) spent meanwhile. The dashboard shows the
+  stack's connection table whichever side serves it, so while the kernel side's watchers run, 200 idle
+  connections to the stack are held as well: both sides then push the same snapshots (200 rows).
 
 One process serves both: `mipfast.dashboard`'s `HttpServer` over `mipfast.asyncio.start_server` on the
 stack (lab namespace, veth, offloads off) and over `asyncio.start_server` on a kernel address (a second
@@ -29,7 +31,7 @@ from tcp_bulk import OFFLOADS_OFF, ns_python  # noqa: E402
 
 KERNEL_NS, KERNEL_HOST, KERNEL_PEER = "mipfast-bench-k", "mfdk0", "mfdk1"
 KERNEL_IP, KERNEL_PEER_IP = "10.79.0.1", "10.79.0.2"
-STACK_IP = "10.77.0.2"
+STACK_IP, STACK_NS = "10.77.0.2", "mipfast-bench"
 
 WATCHERS = """
 import selectors, socket, sys, time
@@ -53,6 +55,16 @@ while time.monotonic() < end:
         messages += sum(1 for e in key.data.events() if isinstance(e, TextMessage) and e.message_finished)
 print(messages, flush=True)
 """
+
+
+IDLE = """
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = [socket.create_connection((host, port)) for _ in range(n)]
+print("held", flush=True)
+sys.stdin.readline()
+"""
+IDLE_PORT = 8001
 
 
 def sh(*cmd: str, check: bool = True) -> None:
@@ -96,6 +108,18 @@ def wrk(netns: str, ip: str, cookie: str, seconds: int) -> float:
 
 def watchers(netns: str, ip: str, cookie: str, n: int, seconds: float) -> tuple[int, float]:
     """(snapshots delivered, CPU seconds this process spent per wall second) while n watch."""
+    if ip == STACK_IP:
+        return _watch(netns, ip, cookie, n, seconds)
+    # The stack's table as long as when the watchers are its own connections.
+    idle = ns_python(STACK_NS, IDLE, STACK_IP, str(IDLE_PORT), str(n), stdin=subprocess.PIPE)
+    assert idle.stdout is not None and idle.stdout.readline().strip() == "held"
+    try:
+        return _watch(netns, ip, cookie, n, seconds)
+    finally:
+        idle.communicate("\n")
+
+
+def _watch(netns: str, ip: str, cookie: str, n: int, seconds: float) -> tuple[int, float]:
     p = ns_python(netns, WATCHERS, ip, cookie, str(n), str(seconds))
     assert p.stdout.readline().strip() == "held"
     before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -119,7 +143,7 @@ def main() -> None:
     from mipfast.dashboard.auth import COOKIE, Accounts
     from mipfast.dashboard.http import HttpServer, Limits
 
-    with Lab(netns="mipfast-bench", iface="mfbs0", peer="mfbs1", dhcp=False) as lab, KernelSide():
+    with Lab(netns=STACK_NS, iface="mfbs0", peer="mfbs1", dhcp=False) as lab, KernelSide():
         sh("ip", "netns", "exec", lab.netns, "ethtool", "-K", lab.peer, *OFFLOADS_OFF, check=False)
         sh("ethtool", "-K", lab.iface, *OFFLOADS_OFF, check=False)
         with mipfast.Stack(lab.iface, ip=f"{STACK_IP}/24") as stack:
@@ -131,8 +155,13 @@ def main() -> None:
 
             servers = []
 
+            async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await reader.read()  # held open until the client goes
+                writer.close()
+
             async def start() -> None:
                 servers.append(await maio.start_server(http.serve, stack, 8000, backlog=512))
+                servers.append(await maio.start_server(idle, stack, IDLE_PORT, backlog=512))
                 servers.append(await asyncio.start_server(http.serve, KERNEL_IP, 8000, backlog=512))
                 ready.set()
 
