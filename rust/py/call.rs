@@ -4,6 +4,7 @@
 
 use super::errors;
 use crate::runtime::{calls::Interrupt, LiveStack, Op};
+use crate::socket::tcp::LentBuffer;
 use crate::time::Duration;
 use crate::wire::Ipv4Addr;
 use pyo3::buffer::PyBuffer;
@@ -211,4 +212,41 @@ impl RecvFlags {
             socket
         }
     }
+}
+
+/// A region of a Python buffer lent to a connection while a `recv_into`
+/// waits (see `socket::tcp::posted`): the connection writes into it
+/// through this pointer, under the engine lock.
+struct LentRegion {
+    start: *mut u8,
+    len: usize,
+    filled: usize,
+}
+
+// SAFETY: written only under the engine lock, by whichever thread runs the
+// round, while the call that lent it waits (see `lend`'s contract).
+unsafe impl Send for LentRegion {}
+
+impl LentBuffer for LentRegion {
+    fn put(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.len - self.filled);
+        // SAFETY: `filled + n <= len`, inside the region (see `lend`); `data`
+        // is the engine's frame, never this buffer.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.start.add(self.filled), n) };
+        self.filled += n;
+        n
+    }
+}
+
+/// What a `recv_into` lends the connection ([`crate::runtime::ops::Lender`]).
+///
+/// # Safety
+/// `region` stays valid, and nobody else reads or writes it, until the
+/// connection gives the buffer back (`take_posted`) or is dropped.
+pub(super) unsafe fn lend(region: &mut [u8]) -> Box<dyn LentBuffer> {
+    Box::new(LentRegion {
+        start: region.as_mut_ptr(),
+        len: region.len(),
+        filled: 0,
+    })
 }

@@ -1,7 +1,7 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
+use super::call::{self, run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use crate::phy::stream_fd::StreamFd;
@@ -112,7 +112,11 @@ impl PyConnection {
 
     /// A read into `buf` as `flags` say, within the socket's timeout.
     fn receive(&self, py: Python<'_>, flags: RecvFlags, buf: RawSlice) -> PyResult<usize> {
-        let op = ops::Receive::new(self.handle, buf.get_mut(), flags.mode());
+        // SAFETY: the region lies in a Python buffer whose export lives for
+        // the whole call (`RawSlice`), and `Receive` takes what it lent back
+        // before the call returns (its next attempt, `unpark` or `give_up`).
+        let lend = |region: &mut [u8]| unsafe { call::lend(region) };
+        let op = ops::Receive::new(self.handle, buf.get_mut(), flags.mode()).lending(&lend);
         self.run(py, op, flags.timeout(self.timeout.get()))?
             .map_err(errors::to_py)
     }

@@ -8,7 +8,7 @@ use super::errno;
 use super::watch::Watched;
 use crate::service::dns::{Lookup, QueryId};
 use crate::service::ping::ProbeId;
-use crate::socket::tcp::{Connection, Endpoint, Handle};
+use crate::socket::tcp::{Connection, Endpoint, Handle, LentBuffer};
 use crate::socket::udp::{UdpError, UdpHandle};
 use crate::stack::Stack;
 use crate::stack::UdpSendError;
@@ -199,9 +199,8 @@ pub enum ReadMode {
 /// `recv_into`: reads into `buf`. A `MSG_WAITALL` read that ends early
 /// (end of stream, an error, the wait given up) returns what it has; the
 /// error, if any, comes with the next call, so no byte is lost. While it
-/// waits, the rest of `buf` is lent to the connection ([`Op::park`]), so
-/// that in-order text skips the receive ring.
-#[derive(Debug)]
+/// waits, the rest of `buf` is lent to the connection ([`Op::park`]) if a
+/// [`Lender`] is given, so that in-order text skips the receive ring.
 pub struct Receive<'a> {
     pub handle: Handle,
     pub buf: &'a mut [u8],
@@ -209,7 +208,15 @@ pub struct Receive<'a> {
     filled: usize,
     /// `buf[filled..]` is lent to the connection.
     lent: bool,
+    lender: Option<Lender<'a>>,
 }
+
+/// Makes what the connection writes through from a region of the reader's
+/// buffer. The op takes what it lent back (its next `attempt`, `unpark`
+/// or `give_up`) before the region's borrow ends; whoever makes the
+/// lender vouches for the memory until then (the bindings: a Python buffer
+/// pinned for the whole call).
+pub type Lender<'a> = &'a (dyn Fn(&mut [u8]) -> Box<dyn LentBuffer> + Sync);
 
 impl<'a> Receive<'a> {
     pub fn new(handle: Handle, buf: &'a mut [u8], mode: ReadMode) -> Self {
@@ -219,7 +226,14 @@ impl<'a> Receive<'a> {
             mode,
             filled: 0,
             lent: false,
+            lender: None,
         }
+    }
+
+    /// Lends the buffer through `lender` while the call waits.
+    pub fn lending(mut self, lender: Lender<'a>) -> Self {
+        self.lender = Some(lender);
+        self
     }
 
     /// Takes the lent part of the buffer back, counting what went into it.
@@ -229,6 +243,17 @@ impl<'a> Receive<'a> {
                 self.filled += c.take_posted();
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Receive<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receive")
+            .field("handle", &self.handle)
+            .field("mode", &self.mode)
+            .field("filled", &self.filled)
+            .field("lent", &self.lent)
+            .finish()
     }
 }
 
@@ -265,14 +290,12 @@ impl Op for Receive<'_> {
         }
     }
     fn park(&mut self, stack: &mut Stack) {
-        if self.mode == ReadMode::Peek || self.lent {
+        let Some(lender) = self.lender else { return };
+        if self.mode == ReadMode::Peek || self.lent || self.filled == self.buf.len() {
             return;
         }
         if let Some(c) = stack.tcp_mut().get_mut(self.handle) {
-            // SAFETY: `buf` outlives this op, which takes it back (in
-            // `attempt` or `give_up`) before it ends, and nothing touches
-            // `buf[filled..]` meanwhile.
-            self.lent = unsafe { c.post_receive(&mut self.buf[self.filled..]) };
+            self.lent = c.post_receive(lender(&mut self.buf[self.filled..]));
         }
     }
     fn unpark(&mut self, stack: &mut Stack) -> bool {

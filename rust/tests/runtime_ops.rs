@@ -10,9 +10,62 @@ use mipfast::runtime::readiness::{self, Readiness};
 use mipfast::runtime::ready_set::{Event, ReadySet};
 use mipfast::runtime::watch::{readiness_of, Watched, Watches};
 use mipfast::service::ping::ProbeId;
-use mipfast::socket::tcp::TcpConfig;
+use mipfast::socket::tcp::{LentBuffer, TcpConfig};
 use mipfast::time::Duration;
+use std::sync::{Arc, Mutex};
 use tcp_net::{pattern, Net, A_IP, B_IP};
+
+/// Lends as the bindings do, without their `unsafe`: what the connection
+/// puts into a lent region is recorded with the region's address, and
+/// [`Tape::settle`] copies it into the reader's buffer once the call is
+/// over (the bindings' lender writes in place).
+#[derive(Clone, Default)]
+struct Tape(Arc<Mutex<Vec<Put>>>);
+
+/// Bytes the connection put, and the address they were put at.
+type Put = (usize, Vec<u8>);
+
+struct Recording {
+    at: usize,
+    room: usize,
+    tape: Tape,
+}
+
+impl LentBuffer for Recording {
+    fn put(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.room);
+        self.tape
+            .0
+            .lock()
+            .unwrap()
+            .push((self.at, data[..n].to_vec()));
+        (self.at, self.room) = (self.at + n, self.room - n);
+        n
+    }
+}
+
+impl Tape {
+    fn lend(&self, region: &mut [u8]) -> Box<dyn LentBuffer> {
+        Box::new(Recording {
+            at: region.as_ptr() as usize,
+            room: region.len(),
+            tape: self.clone(),
+        })
+    }
+
+    /// Puts what was recorded for regions of `buf` in place.
+    fn settle(&self, buf: &mut [u8]) {
+        let base = buf.as_ptr() as usize;
+        let mut recorded = self.0.lock().unwrap();
+        recorded.retain(|(at, bytes)| {
+            let Some(i) = at.checked_sub(base).filter(|&i| i < buf.len()) else {
+                return true;
+            };
+            buf[i..i + bytes.len()].copy_from_slice(bytes);
+            false
+        });
+    }
+}
 
 /// Attempts `op` on A after every step, parking it between attempts, as a
 /// blocked caller does, for up to `limit` of simulated time; gives up (and
@@ -125,8 +178,10 @@ fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
     let (ha, hb) = net.connect(80);
     let data = pattern(3000, 1);
     let mut buf = vec![0u8; 3000];
+    let tape = Tape::default();
+    let lend = |region: &mut [u8]| tape.lend(region);
     {
-        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All);
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::All).lending(&lend);
         let mut sent = 0;
         let mut got = None;
         let t0 = net.now;
@@ -146,6 +201,7 @@ fn wait_all_collects_every_piece_and_keeps_a_partial_read() {
         });
         assert_eq!(got.unwrap().unwrap(), 3000);
     }
+    tape.settle(&mut buf);
     assert_eq!(buf, data);
 
     // Half a buffer, then the peer goes quiet: giving up returns the half.
@@ -197,8 +253,10 @@ fn a_waiting_read_takes_text_straight_into_its_buffer() {
     let (ha, hb) = net.connect(80);
     let data = pattern(10_000, 3);
     let mut buf = vec![0u8; 4000];
+    let tape = Tape::default();
+    let lend = |region: &mut [u8]| tape.lend(region);
     {
-        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some).lending(&lend);
         assert!(attempt_or_park(&mut net, &mut op).is_none(), "nothing yet");
         b_sends(&mut net, hb, &data);
         net.run_for(Duration::from_millis(500)); // past B's Nagle wait
@@ -207,6 +265,7 @@ fn a_waiting_read_takes_text_straight_into_its_buffer() {
         assert_eq!(net.conn_a(ha).traffic().bytes_received, 10_000);
         assert_eq!(attempt_or_park(&mut net, &mut op).unwrap().unwrap(), 4000);
     }
+    tape.settle(&mut buf);
     assert_eq!(buf, data[..4000]);
     // In order after it, through the ring.
     let mut rest = vec![0u8; 8000];
@@ -220,8 +279,8 @@ fn a_waiting_read_takes_text_straight_into_its_buffer() {
     assert_eq!(rest[..6000], data[4000..]);
     // A second reader is not lent the connection while the first is.
     let (mut one, mut two) = ([0u8; 10], [0u8; 10]);
-    let mut first = ops::Receive::new(ha, &mut one, ReadMode::Some);
-    let mut second = ops::Receive::new(ha, &mut two, ReadMode::Some);
+    let mut first = ops::Receive::new(ha, &mut one, ReadMode::Some).lending(&lend);
+    let mut second = ops::Receive::new(ha, &mut two, ReadMode::Some).lending(&lend);
     assert!(attempt_or_park(&mut net, &mut first).is_none());
     assert!(attempt_or_park(&mut net, &mut second).is_none());
     b_sends(&mut net, hb, b"0123456789abc");
@@ -229,6 +288,8 @@ fn a_waiting_read_takes_text_straight_into_its_buffer() {
     assert_eq!(net.conn_a(ha).recv_available(), 3);
     assert_eq!(attempt_or_park(&mut net, &mut second).unwrap().unwrap(), 3);
     assert_eq!(attempt_or_park(&mut net, &mut first).unwrap().unwrap(), 10);
+    tape.settle(&mut one);
+    tape.settle(&mut two);
     assert_eq!((&one, &two[..3]), (b"0123456789", &b"abc"[..]));
 }
 
@@ -237,7 +298,9 @@ fn what_a_lent_buffer_took_is_kept_when_the_wait_ends() {
     let mut net = Net::clean(21);
     let (ha, hb) = net.connect(80);
     let mut buf = [0u8; 64];
-    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+    let tape = Tape::default();
+    let lend = |region: &mut [u8]| tape.lend(region);
+    let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some).lending(&lend);
     assert!(attempt_or_park(&mut net, &mut op).is_none());
     assert!(
         !op.unpark(&mut net.a.stack),
@@ -252,6 +315,7 @@ fn what_a_lent_buffer_took_is_kept_when_the_wait_ends() {
     b_sends(&mut net, hb, b" world");
     net.run_for(Duration::from_millis(500)); // past B's Nagle wait
     assert_eq!(op.give_up(&mut net.a.stack).unwrap().unwrap(), 11);
+    tape.settle(&mut buf);
     assert_eq!(&buf[..11], b"hello world");
     assert_eq!(net.conn_a(ha).recv_available(), 0);
 }
@@ -270,13 +334,15 @@ fn reads_that_wait_move_a_stream_intact_over_a_faulty_link() {
     let data = pattern(300_000, 7);
     let mut got = Vec::new();
     let mut sent = 0;
+    let tape = Tape::default();
+    let lend = |region: &mut [u8]| tape.lend(region);
     // Reads of several sizes: smaller than a segment, and several segments.
     for size in [700, 5000, 1 << 16].into_iter().cycle() {
         if got.len() == data.len() {
             break;
         }
         let mut buf = vec![0u8; size];
-        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some);
+        let mut op = ops::Receive::new(ha, &mut buf, ReadMode::Some).lending(&lend);
         let mut out = None;
         let finished = net.run_until(Duration::from_secs(30), |n| {
             if let Some(c) = n.b.stack.tcp_mut().get_mut(hb) {
@@ -287,6 +353,7 @@ fn reads_that_wait_move_a_stream_intact_over_a_faulty_link() {
         });
         assert!(finished, "stalled at {} of {}", got.len(), data.len());
         let n = out.unwrap().unwrap();
+        tape.settle(&mut buf);
         got.extend_from_slice(&buf[..n]);
     }
     assert!(got == data, "the stream arrived altered");

@@ -21,7 +21,7 @@ mod set;
 pub use congestion::Algorithm;
 pub use connection::{Connection, State, Traffic};
 pub use listener::Listener;
-pub use posted::PostedBuffer;
+pub use posted::LentBuffer;
 pub use seq::Seq;
 pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
 

@@ -26,7 +26,7 @@ mod user;
 use self::timers::Timers;
 use super::assembler::Assembler;
 use super::congestion::Congestion;
-use super::posted::PostedBuffer;
+use super::posted::Lent;
 use super::ring::Ring;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
@@ -140,7 +140,7 @@ pub struct Connection {
     rcv_adv: Seq,
     rx: Ring,
     /// A waiting reader's buffer, filled before the ring (see `posted.rs`).
-    posted: Option<PostedBuffer>,
+    posted: Option<Lent>,
     ooo: Assembler,
     /// A FIN seen beyond a hole, processed when the data before it arrives.
     fin_at: Option<Seq>,

@@ -2,7 +2,8 @@
 //! and whole), ABORT, and what an ICMP error does to a connection.
 
 use super::{Connection, State};
-use crate::socket::tcp::{Error, PostedBuffer};
+use crate::socket::tcp::posted::{Lent, LentBuffer};
+use crate::socket::tcp::Error;
 
 impl Connection {
     /// Bytes the user can read now.
@@ -68,19 +69,11 @@ impl Connection {
     /// nothing is queued goes straight into it (see `posted.rs`). False,
     /// and nothing lent, if another reader's buffer is there already or
     /// reading is over.
-    ///
-    /// # Safety
-    /// `buf` stays valid for writes, and nobody else reads or writes it,
-    /// until [`Connection::take_posted`] or the connection is dropped.
-    pub unsafe fn post_receive(&mut self, buf: &mut [u8]) -> bool {
-        let Some(start) = std::ptr::NonNull::new(buf.as_mut_ptr()) else {
-            return false;
-        };
-        if self.posted.is_some() || buf.is_empty() || self.read_shut || self.fin_received {
+    pub fn post_receive(&mut self, buffer: Box<dyn LentBuffer>) -> bool {
+        if self.posted.is_some() || self.read_shut || self.fin_received {
             return false;
         }
-        // SAFETY: the caller's promise.
-        self.posted = Some(unsafe { PostedBuffer::new(start, buf.len()) });
+        self.posted = Some(Lent::new(buffer));
         true
     }
 
