@@ -859,6 +859,44 @@ fn superseded_timers_do_not_pile_up() {
     assert_eq!(state(&net, true, ha), State::Established);
 }
 
+/// A delayed ACK that rode on the reply leaves no timer behind: the set's
+/// next timer is the connections' real one, so a driver thread sleeping
+/// until it is not woken for nothing (it was, once per request, with a
+/// busy HTTP server's connections).
+#[test]
+fn a_cancelled_delayed_ack_leaves_no_timer() {
+    let slow_ack = TcpConfig {
+        delayed_ack: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut net = Net::clean_with(43, slow_ack, TcpConfig::default());
+    let (ha, hb) = net.connect(80);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.a.stack.tcp().poll_at(), None, "an idle connection");
+    let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+    assert_eq!(c.send(b"?"), Ok(1));
+    net.flush();
+    // A answers as soon as the request is there: its ACK rides on the reply.
+    let answered = net.run_until(Duration::from_millis(100), |n| {
+        let c = n.a.stack.tcp_mut().get_mut(ha).unwrap();
+        c.recv(&mut [0; 8]) == Ok(Some(1)) && c.send(b"!") == Ok(1)
+    });
+    assert!(answered);
+    net.flush();
+    let replied = net.now;
+    net.run_for(Duration::from_millis(100)); // B's delayed ACK of the reply came
+    let own = net.conn_a(ha).poll_at();
+    assert!(
+        own.is_none_or(|t| t > replied + Duration::from_millis(300)),
+        "the connection itself has no timer as early as the delayed ACK: {own:?}"
+    );
+    assert_eq!(
+        net.a.stack.tcp().poll_at(),
+        own,
+        "the set's next timer is the connection's, the delayed ACK's gone"
+    );
+}
+
 /// The final ACK that closes a connection (LAST-ACK → CLOSED) and the
 /// client's next SYN from the same port, read in one batch: the SYN found
 /// the closed connection still mapped and was dropped (the client waited a

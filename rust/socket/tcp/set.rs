@@ -681,12 +681,18 @@ impl TcpSockets {
             }
             return;
         }
-        if let Some(t) = conn.poll_at() {
-            if slot.scheduled.map_or(true, |s| t < s) {
-                slot.scheduled = Some(t);
+        // The slot follows its connection's timer both ways: a deadline
+        // that moved later (a delayed ACK that rode on a reply) or went
+        // leaves no live entry behind, so `poll_at` is the real next timer
+        // and a sleeping driver is not woken for nothing.
+        let next = conn.poll_at();
+        if next != slot.scheduled {
+            slot.scheduled = next;
+            if let Some(t) = next {
                 self.timers.push(Reverse((t, i)));
                 self.compact_timers();
             }
+            self.drop_superseded_top();
         }
     }
 
@@ -703,6 +709,17 @@ impl TcpSockets {
         let slots = &self.slots;
         self.timers
             .retain(|&Reverse((t, i))| slots[i as usize].scheduled == Some(t));
+    }
+
+    /// Pops superseded entries off the top of the heap, so that the top,
+    /// if any, is a live timer.
+    fn drop_superseded_top(&mut self) {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.slots[i as usize].scheduled == Some(t) {
+                break;
+            }
+            self.timers.pop();
+        }
     }
 
     /// Entries in the timer heap, live and superseded (for memory checks).
@@ -724,6 +741,7 @@ impl TcpSockets {
             slot.listener = None;
             slot.queued = false;
             self.free.push(i);
+            self.drop_superseded_top();
         }
     }
 
