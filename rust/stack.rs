@@ -524,6 +524,16 @@ impl Stack {
             .min()
     }
 
+    /// Counts a send whose frames the runtime's driver thread sends.
+    pub fn count_tx_handoff(&mut self) {
+        self.iface.count_tx_handoff();
+    }
+
+    /// The frames queued to send, as they go on the wire.
+    pub fn tx_queued(&self) -> usize {
+        self.iface.tx_queued()
+    }
+
     /// Hands queued frames to `send`.
     pub fn drain_tx(&mut self, send: impl FnMut(&[u8])) {
         self.iface.drain_tx(send)

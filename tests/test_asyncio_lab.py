@@ -367,3 +367,99 @@ def test_sockets_on_a_polling_loop_need_no_descriptor_each(lab, peer, stack):
     assert replies == [b"%04d" % i for i in range(50)]
     assert intact, "the 600 KiB echo came back changed"
     assert during - before < 10, f"{during - before} descriptors for 50 connections"
+
+
+def _requests_client(conns: int, each: int, size: int) -> str:
+    return f"""
+import asyncio, sys
+def reply(i): return bytes((i + k) % 251 for k in range({size}))
+async def one(c):
+    reader, writer = await asyncio.open_connection("{STACK_IP}", 9212)
+    good = 0
+    for r in range({each}):
+        i = c * 1000 + r
+        writer.write(i.to_bytes(4, "big"))
+        good += await reader.readexactly({size}) == reply(i)
+    writer.close()
+    return good
+async def main():
+    return sum(await asyncio.gather(*(one(c) for c in range({conns}))))
+print("ok", asyncio.run(main()))
+"""
+
+
+@pytest.mark.parametrize("size", [6000, 64])
+def test_a_loop_that_is_behind_hands_its_replies_to_the_driver(lab, peer, stack, size):
+    """A server loop with requests still waiting at the device leaves a reply of
+    several frames to the driver thread (`tx_handed_off`), which sends it; a reply of
+    one frame goes out at once. Either way every reply arrives intact and in order:
+    20 connections × 20 requests, the loop held 2 ms per request so the rest queue."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(4):
+            i = int.from_bytes(request, "big")
+            time.sleep(0.002)  # the loop falls behind: other requests wait at the device
+            writer.write(bytes((i + k) % 251 for k in range(size)))
+        writer.close()
+
+    async def main() -> tuple[str, int]:
+        server = await maio.start_server(serve, stack, 9212, backlog=64)
+        before = stack.stats()["counters"]["tx_handed_off"]
+        client = await asyncio.create_subprocess_exec(
+            *lab.ns(sys.executable, "-c", _requests_client(20, 20, size)),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(client.communicate(), 120)
+        server.close()
+        await server.wait_closed()
+        return out.decode().strip(), stack.stats()["counters"]["tx_handed_off"] - before
+
+    out, handed_off = asyncio.run(main())
+    assert out == "ok 400"
+    if size > 1500:
+        assert handed_off > 0, "a loop that is behind sends several frames through the driver"
+    else:
+        assert handed_off == 0, "a one-frame reply goes out at once"
+
+
+def test_a_handed_off_reply_goes_out_while_the_loop_is_blocked(lab, peer, stack):
+    """The driver sends what a loop handed off: the reply reaches the peer while the loop
+    that wrote it is blocked for a second (another client's byte waits at the device, so
+    the write is handed off)."""
+    client = f"""
+import socket, time
+main = socket.create_connection(("{STACK_IP}", 9213))
+other = socket.create_connection(("{STACK_IP}", 9213))
+main.sendall(b"go")
+time.sleep(0.1)
+other.sendall(b"x")  # waits at the device while the server's loop sleeps
+got = b""
+while len(got) < 6000:
+    got += main.recv(65536)
+print(time.monotonic(), got == bytes(range(250)) * 24)
+"""
+    written: list[float] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await reader.read(2) == b"go":
+            time.sleep(0.3)  # the loop is behind: the other client's byte waits
+            writer.write(bytes(range(250)) * 24)
+            written.append(time.monotonic())
+            time.sleep(1.0)  # and now blocked: only the driver can send the reply
+        await reader.read()
+        writer.close()
+
+    async def main() -> tuple[list[str], int]:
+        server = await maio.start_server(serve, stack, 9213)
+        before = stack.stats()["counters"]["tx_handed_off"]
+        proc = await asyncio.create_subprocess_exec(
+            *lab.ns(sys.executable, "-c", client), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        server.close()
+        await server.wait_closed()
+        return out.decode().split(), stack.stats()["counters"]["tx_handed_off"] - before
+
+    (arrived, intact), handed_off = asyncio.run(main())
+    assert intact == "True" and handed_off >= 1
+    assert float(arrived) - written[0] < 0.5, "the reply waited for the loop"

@@ -17,6 +17,7 @@ class Counters(TypedDict):
     bursts_out: int
     bursts_in: int
     checksums_offloaded_in: int
+    tx_handed_off: int  # sends a busy event loop left to the driver thread
     checksum_errors: int
     retransmits: int
     syn_cookies_sent: int

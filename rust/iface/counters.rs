@@ -77,6 +77,9 @@ pub struct Counters {
     /// Frames whose TCP/UDP checksum the host's kernel vouched for (left
     /// to offload, or verified by a NIC), so the engine did not sum them.
     pub checksums_offloaded_in: u64,
+    /// Sends an event loop that was behind left to the driver thread
+    /// (see `runtime/handoff.rs`); the frames are in `frames_out`.
+    pub tx_handed_off: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -90,6 +93,7 @@ impl Default for Counters {
             bursts_out: 0,
             bursts_in: 0,
             checksums_offloaded_in: 0,
+            tx_handed_off: 0,
             drops: [0; DropReason::ALL.len()],
         }
     }
@@ -130,6 +134,7 @@ impl Counters {
                 "checksums_offloaded_in".to_string(),
                 self.checksums_offloaded_in,
             ),
+            ("tx_handed_off".to_string(), self.tx_handed_off),
         ];
         v.extend(
             DropReason::ALL

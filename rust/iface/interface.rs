@@ -194,6 +194,9 @@ impl Interface {
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.count_drop(reason);
     }
+    pub fn count_tx_handoff(&mut self) {
+        self.counters.tx_handed_off += 1;
+    }
 
     /// Installs or removes the IPv4 configuration. A new address is announced
     /// with a gratuitous ARP (RFC 5227 §3) so that peers update stale caches.
@@ -791,6 +794,11 @@ impl Interface {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// The frames queued to send, as they go on the wire.
+    pub fn tx_queued(&self) -> usize {
+        self.tx.wire_frames()
     }
 
     /// Hands every queued frame to `send` as it goes on the wire (bursts cut

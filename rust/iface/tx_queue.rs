@@ -51,6 +51,13 @@ impl TxQueue {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The frames the queue becomes on the wire (bursts cut into segments).
+    pub fn wire_frames(&self) -> usize {
+        self.frames[..self.len]
+            .iter()
+            .map(|f| f.wire_size().0)
+            .sum()
+    }
     /// A zeroed buffer of `len` bytes (padded to the Ethernet minimum) at the
     /// tail of the queue, or `None` when the queue is full.
     pub fn push(&mut self, len: usize) -> Option<&mut [u8]> {

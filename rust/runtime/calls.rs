@@ -75,13 +75,28 @@ impl LiveStack {
     /// call itself is a copy). `None` if the lock is taken or `op` is not
     /// done yet; what it did is kept for the blocking path to go on from.
     /// Never blocks: with the GIL held, waiting for the lock could deadlock
-    /// against a lock holder that logs through Python.
+    /// against a lock holder that logs through Python. What the call
+    /// queued is sent at once, or, from an event loop that is behind, by
+    /// the driver thread (`handoff.rs`).
     pub fn try_now<O: Op>(&self, op: &mut O) -> Option<O::Output> {
         if self.is_shut() {
             return None; // the blocking path says so
         }
-        let mut engine = Locked::try_new(&self.shared.engine)?;
-        self.act_locked(&mut engine, |s, now| op.attempt(s, now), false)
+        static TRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static FAILS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let t = TRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if t % 100000 == 99999 {
+            eprintln!(
+                "DBG tries {} fails {}",
+                t,
+                FAILS.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        let Some(mut engine) = Locked::try_new(&self.shared.engine) else {
+            FAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        };
+        self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 
     /// The addresses of `host`: itself if it is an IPv4 address, else what

@@ -4,6 +4,7 @@
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
 use super::bridge::{BridgeFate, Bridges};
+use super::handoff::send_handed_off;
 use super::ready_set::{Event, ReadySet, ReadySets};
 use super::wait::{LEASE, LOOP_LOOK_MAX};
 use super::waiters::{self, Leader, Pending, Waiters};
@@ -112,6 +113,13 @@ impl Engine {
         }
         self.publish(handled > 0, true, by_leader);
         Ok(handled)
+    }
+
+    /// Sends the frames the engine has queued (what a loop's calls handed
+    /// off to the driver, see `handoff.rs`).
+    pub(super) fn flush_tx(&mut self) {
+        let now = self.now();
+        self.stack.flush(now, &mut self.device);
     }
 
     /// Brings readiness descriptors up to date with what changed and, if
@@ -260,6 +268,10 @@ pub(super) struct Shared {
     pub(super) loop_pollers: AtomicUsize,
     /// When a loop last ran a round, in µs since [`Shared::origin`].
     pub(super) loop_polled: AtomicU64,
+    /// A loop's call left frames for the driver to send (`handoff.rs`).
+    pub(super) handed_off: AtomicBool,
+    /// The driver thread runs.
+    pub(super) driving: AtomicBool,
     pub(super) stop: AtomicBool,
     /// Set by [`LiveStack::shut`]: every later user call fails.
     pub(super) shut: AtomicBool,
@@ -324,6 +336,8 @@ impl LiveStack {
                 leading: AtomicBool::new(false),
                 loop_pollers: AtomicUsize::new(0),
                 loop_polled: AtomicU64::new(0),
+                handed_off: AtomicBool::new(false),
+                driving: AtomicBool::new(false),
                 origin,
                 stop: AtomicBool::new(false),
                 shut: AtomicBool::new(false),
@@ -353,6 +367,7 @@ impl LiveStack {
                 .name("mipfast-driver".into())
                 .spawn(move || drive(&shared))?;
             *driver = Some(handle);
+            self.shared.driving.store(true, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -368,6 +383,11 @@ impl LiveStack {
                 self.shared.driver_resume.notify_all();
             }
             let _ = handle.join();
+            self.shared.driving.store(false, Ordering::SeqCst);
+            // What a loop handed off and the driver had not sent yet.
+            if self.shared.handed_off.swap(false, Ordering::AcqRel) {
+                self.engine().flush_tx();
+            }
         }
     }
 
@@ -503,24 +523,35 @@ impl LiveStack {
     /// and wakes the blocked calls on what it changed.
     pub fn act<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
         let mut engine = self.engine();
-        self.act_locked(&mut engine, f, true)
+        self.act_locked(&mut engine, f, true, false)
     }
 
     /// As [`LiveStack::act`], the lock held; `wake: false` for the attempts
     /// of a blocked call, whose own marks concern no other waiter (two
     /// threads blocked on one connection would otherwise wake each other
-    /// for ever).
+    /// for ever). `may_hand_off`: the frames may be left to the driver
+    /// while an event loop is behind (`handoff.rs`).
     pub(super) fn act_locked<T>(
         &self,
         engine: &mut Engine,
         f: impl FnOnce(&mut Stack, Instant) -> T,
         wake: bool,
+        may_hand_off: bool,
     ) -> T {
         let now = engine.now();
         let value = f(&mut engine.stack, now);
-        let Engine { stack, device, .. } = engine;
+        let Engine {
+            stack,
+            device,
+            ready_sets,
+            ..
+        } = engine;
         stack.dispatch(now);
-        stack.flush(now, device); // send failures are counted, not returned
+        if may_hand_off && self.hand_off_transmit(stack.tx_queued(), ready_sets) {
+            stack.count_tx_handoff();
+        } else {
+            stack.flush(now, device); // send failures are counted, not returned
+        }
         engine.publish(false, wake, false);
         value
     }
@@ -750,7 +781,8 @@ fn drive(shared: &Shared) {
         }
         interests.push(Interest::readable(shared.wake.fd()));
         let mut wait = {
-            let engine = Locked::new(&shared.engine);
+            let mut engine = Locked::new(&shared.engine);
+            send_handed_off(shared, &mut engine);
             engine.bridge_interests(&mut interests);
             engine.timer_wait()
         };

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod calls;
 pub mod errno;
+mod handoff;
 pub mod live;
 pub mod ops;
 pub mod readiness;

@@ -188,6 +188,11 @@ impl ReadySet {
     pub fn is_empty(&self) -> bool {
         self.interests.is_empty()
     }
+
+    /// Ready sockets wait for the loop to collect them.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
 }
 
 /// What the loop is told, (readable, writable): errors and hang-ups meet
@@ -233,5 +238,10 @@ impl ReadySets {
         for (_, set) in &mut self.sets {
             set.shut();
         }
+    }
+
+    /// Some loop has ready sockets it has not collected yet.
+    pub fn any_queued(&self) -> bool {
+        self.sets.iter().any(|(_, set)| set.has_queued())
     }
 }

@@ -47,7 +47,7 @@ impl LiveStack {
         mut attempt: impl FnMut(&mut Stack, Instant) -> Option<T>,
     ) -> io::Result<Option<T>> {
         self.wait_engine(timeout, interrupt, key, |live, engine| {
-            live.act_locked(engine, &mut attempt, false)
+            live.act_locked(engine, &mut attempt, false, false)
         })
     }
 
