@@ -22,13 +22,17 @@ use std::sync::atomic::Ordering;
 
 /// The fewest queued frames (as on the wire) worth handing off.
 const HAND_OFF_FRAMES: usize = 2;
+/// The most left queued for the driver: a loop that goes on writing while
+/// the driver has not had its turn sends them itself, long before the
+/// device's queue (`TX_QUEUE_LIMIT` entries) could overflow.
+const HAND_OFF_MOST: usize = 512;
 
 impl LiveStack {
     /// Whether the frames a loop's call just queued are left to the driver
     /// (which is woken once for all that gather before it runs).
     pub(super) fn hand_off_transmit(&self, queued: usize, ready_sets: &ReadySets) -> bool {
         let s = &self.shared;
-        if queued < HAND_OFF_FRAMES
+        if !(HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued)
             || s.loop_pollers.load(Ordering::Relaxed) == 0
             || !s.driving.load(Ordering::Relaxed)
             || s.leading.load(Ordering::Relaxed)
