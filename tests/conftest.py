@@ -1,6 +1,12 @@
 """The lab fixture: a veth pair + network namespace with dnsmasq and the Linux
 kernel as the peer. Without root or netns the lab tests skip, except under
-CI=true, where a missing lab is a failure."""
+CI=true, where a missing lab is a failure.
+
+``MIPFAST_LAB=host`` (the default on macOS) runs the suite in macOS's shape: the
+peer is this host itself, over a feth pair on macOS or a veth pair without a
+namespace on Linux, addressed statically. Tests marked ``linux_lab`` need what only
+the Linux lab has (its namespace, dnsmasq, ethtool/tc on the peer, a browser or broker
+in it) and skip there."""
 
 from __future__ import annotations
 
@@ -14,15 +20,32 @@ import pytest
 from helpers import skip_or_fail
 
 import mipfast
-from mipfast._lab import Lab, LabError, missing_tools
+from mipfast._lab import FethLab, HostVethLab, Lab, LabError, missing_tools
 
 PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
 """The kernel-side helper program (run in the namespace with sys.executable)."""
 
 
+#: "netns" (Linux's lab) or "host" (the peer is this host: macOS's shape).
+LAB_KIND = os.environ.get("MIPFAST_LAB", "host" if sys.platform == "darwin" else "netns")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "linux_lab: needs the Linux lab (namespace, dnsmasq, Linux tools on the peer side)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if LAB_KIND == "host" and item.get_closest_marker("linux_lab"):
+        pytest.skip("needs the Linux lab (MIPFAST_LAB=host runs macOS's shape)")
+
+
 def _lab_problem() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root"
+    if LAB_KIND == "host":
+        return None  # the host lab says what it lacks when it comes up
     missing = missing_tools()
     if missing:
         return f"the lab needs {', '.join(missing)}"
@@ -40,6 +63,9 @@ def lab():
     if problem:
         skip_or_fail(problem)
     tag = os.getpid() % 100000
+    if LAB_KIND == "host":
+        yield from _host_lab(tag)
+        return
     # peer.test: the name the test CA's certificate for the kernel side carries.
     hosts = {"lab.mipfast": "10.77.0.1", "peer.test": "10.77.0.1"}
     # The kernel side keeps its default offloads (TSO, checksum offload), as
@@ -58,6 +84,20 @@ def lab():
         skip_or_fail(str(e))
     yield lab
     lab.down()
+
+
+def _host_lab(tag: int):
+    if sys.platform == "darwin":
+        host: FethLab | HostVethLab = FethLab()
+    else:
+        host = HostVethLab(f"mft{tag}a", f"mft{tag}b", offloads=DEVICE != "pcap")
+    try:
+        host.up()
+    except LabError as e:
+        host.down()
+        skip_or_fail(str(e))
+    yield host
+    host.down()
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +166,12 @@ def _enough_descriptors():
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    for want in (65536, 10240):  # macOS refuses more than kern.maxfilesperproc
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want)), hard))
+            break
+        except (ValueError, OSError):
+            continue
     yield
 
 

@@ -4,12 +4,56 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+#: Needs the Linux lab: its namespace and dnsmasq (DHCP, names), Linux tools on the peer
+#: side (ethtool, tc, ss, ip), or programs the macOS job does not install (chromium,
+#: mosquitto). Skipped with ``MIPFAST_LAB=host``, macOS's shape (see conftest.py).
+linux_lab = pytest.mark.linux_lab
+
+
+def ping_cmd(
+    ip: str, count: int, interval: float | None = None, wait: float = 1, deadline: float | None = None
+) -> list[str]:
+    """A ``ping`` command line for this platform: ``wait`` seconds for each reply,
+    ``deadline`` seconds in all (macOS's ping takes the wait in milliseconds and the
+    deadline as ``-t``)."""
+    darwin = sys.platform == "darwin"
+    cmd = ["ping", "-c", str(count)]
+    if interval is not None:
+        cmd += ["-i", str(interval)]
+    cmd += ["-W", str(int(wait * 1000)) if darwin else str(wait)]
+    if deadline is not None:
+        cmd += ["-t" if darwin else "-w", str(int(deadline))]
+    return [*cmd, ip]
+
+
+def wait_listening(lab, ip: str, port: int, timeout: float = 10) -> None:
+    """Waits until a server on the peer side accepts connections at ``ip:port``
+    (asked from the peer side, where the address is reachable)."""
+    probe = (
+        "import socket, sys, time\n"
+        f"end = time.monotonic() + {timeout}\n"
+        "while True:\n"
+        "    try:\n"
+        f"        socket.create_connection(('{ip}', {port}), 1).close(); break\n"
+        "    except OSError:\n"
+        "        if time.monotonic() > end: sys.exit('not listening')\n"
+        "        time.sleep(0.05)\n"
+    )
+    r = lab.run(sys.executable, "-c", probe, check=False, timeout=timeout + 5)
+    assert r.returncode == 0, f"nothing listens on {ip}:{port}: {r.stderr}"
+
+
+def open_fds() -> int:
+    """Descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
 
 
 def skip_or_fail(reason: str) -> None:

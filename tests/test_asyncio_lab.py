@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
-import os
 import socket
 import sys
 import threading
@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import PEER_PY, STACK_IP
+from helpers import open_fds, ping_cmd
 from peer import pattern
 
 import mipfast
@@ -297,7 +298,7 @@ def test_stack_closed_under_a_running_event_loop(lab, peer):
         stack.close()
         with pytest.raises(OSError) as e:
             await asyncio.wait_for(pending, 5)
-        assert e.value.errno == 9, "EBADF: the stack is closed"
+        assert e.value.errno == errno.EBADF, "the stack is closed"
         assert not maio._device_watches.get(asyncio.get_running_loop()), "the closed stack's watch stopped"
         writer.close()
 
@@ -320,7 +321,7 @@ def test_the_loop_polls_the_device_and_the_driver_covers_a_busy_loop(lab, peer, 
         writer.write(b"ping")
         assert await asyncio.wait_for(reader.readexactly(4), 10) == b"ping"
         ping = await asyncio.create_subprocess_exec(
-            *lab.ns("ping", "-c", "5", "-i", "0.1", "-w", "2", STACK_IP),
+            *lab.ns(*ping_cmd(STACK_IP, 5, interval=0.1, deadline=2)),
             stdout=asyncio.subprocess.PIPE,
         )
         # The loop is busy past ping's 2 s deadline: only the driver can answer.
@@ -342,9 +343,6 @@ def test_sockets_on_a_polling_loop_need_no_descriptor_each(lab, peer, stack):
     stack's ready set: 50 connections add no descriptor each (a readiness descriptor
     is a socketpair), and a reader that leaves data behind is called again."""
     peer(PEER_PY, "echo", "9211")
-
-    def open_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
 
     async def main() -> tuple[int, int, list[bytes], bool]:
         before = open_fds()

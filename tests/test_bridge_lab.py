@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import threading
 import time
 
 import pytest
 from conftest import PEER_PY
+from helpers import open_fds
 from peer import pattern
 
 import mipfast.bridge
@@ -99,7 +99,7 @@ def test_closing_the_stack_ends_every_bridged_socket(lab, peer):
 
 def test_no_descriptor_or_connection_leaks_over_2000_bridges(lab, peer, stack):
     peer(PEER_PY, "echo", "9605")
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = open_fds()
     for i in range(2000):
         s = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9605), timeout=5))
         s.settimeout(10)
@@ -107,4 +107,4 @@ def test_no_descriptor_or_connection_leaks_over_2000_bridges(lab, peer, stack):
         assert s.recv(16) == b"%d" % i
         s.close()
     assert wait_for_no_bridges(stack) == 0
-    assert len(os.listdir("/proc/self/fd")) == fds, "no descriptor leaked"
+    assert open_fds() == fds, "no descriptor leaked"

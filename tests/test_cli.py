@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from helpers import linux_lab
 
 from mipfast._lab import Lab
 
@@ -88,11 +89,13 @@ def _run_lab_demo(lab: Lab) -> None:
     assert subprocess.run(["ip", "link", "show", lab.iface], capture_output=True).returncode != 0
 
 
+@linux_lab  # the Linux demo lab (macOS's --lab: scripts/macos_smoke.sh)
 def test_lab_demo_comes_up_and_cleans_up(lab):
     # `lab` (the test lab) proves root and netns; the demo uses its own fixed names.
     _run_lab_demo(Lab())
 
 
+@linux_lab
 def test_lab_demo_cleans_up_after_a_crash(lab):
     stale = Lab()
     stale.up()  # as if an earlier run was killed with everything in place
@@ -100,6 +103,7 @@ def test_lab_demo_cleans_up_after_a_crash(lab):
     _run_lab_demo(Lab())
 
 
+@linux_lab  # DHCP
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_stack_cli_stops_cleanly_and_flushes_trace(lab, tmp_path, sig):
     trace = tmp_path / "cli.pcap"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import scapy.all as scapy
 from conftest import STACK_CIDR, STACK_IP
+from helpers import linux_lab
 
 import mipfast
 import mipfast.dashboard
@@ -199,6 +200,7 @@ def broker(lab, tmp_path):
     return proc
 
 
+@linux_lab  # mosquitto
 def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
     mosquitto = broker(lab, tmp_path)
     limits = mipfast.dashboard.Limits()
@@ -241,6 +243,7 @@ def test_mqtt_console_through_the_stack(lab, stack, tmp_path):
         mosquitto.wait()
 
 
+@linux_lab  # mosquitto
 def test_mqtt_without_the_dashboard(lab, tmp_path):
     """`python -m mipfast --no-http --mqtt URL`: no page, but the device's MQTT link as with it."""
     mosquitto = broker(lab, tmp_path)
@@ -276,6 +279,7 @@ def test_mqtt_without_the_dashboard(lab, tmp_path):
 BROWSER = str(Path(__file__).resolve().parent / "browser.py")
 
 
+@linux_lab  # chromium
 def test_a_real_browser_logs_in_and_sees_the_live_page(lab, stack, served, tmp_path):
     shot = tmp_path / "dashboard.png"
     r = subprocess.run(

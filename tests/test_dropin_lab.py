@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import PEER_PY, STACK_CIDR, STACK_IP, Peer
+from helpers import linux_lab
 from peer import pattern
 
 import mipfast.bridge
@@ -26,6 +27,7 @@ print(r.status_code, r.text)
 """
 
 
+@linux_lab  # peer.test by dnsmasq
 def test_an_unmodified_requests_script_runs_through_the_stack(lab, certs, tmp_path):
     chain, key = certs.files["peer.test"]
     plain = Peer(lab, HTTP_PEER, "9480")

@@ -15,6 +15,7 @@ import pytest
 import requests
 import urllib3
 from conftest import Peer
+from helpers import linux_lab
 from peer import pattern
 
 import mipfast.http.httpx as mhttpx
@@ -26,6 +27,10 @@ HTTP_PEER = str(Path(__file__).resolve().parent / "http_peer.py")
 BIG = 50 << 20
 BIG_SHA = hashlib.sha256(pattern(BIG)).hexdigest()
 REFUSED_PORT = 9399
+
+
+#: The HTTPS servers are reached as peer.test, a name the Linux lab's dnsmasq serves.
+HTTPS = pytest.param("https", marks=linux_lab)
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +53,12 @@ def dns_stack(lab):
         yield s
 
 
+@linux_lab
 def test_peer_test_resolves(dns_stack, lab):
     assert dns_stack.resolve("peer.test", timeout=5) == [lab.peer_ip]
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", ["http", HTTPS])
 def test_requests(dns_stack, servers, certs, scheme):
     base = servers[scheme]
     with mrequests.session(dns_stack) as s:
@@ -81,7 +87,7 @@ def test_requests(dns_stack, servers, certs, scheme):
                 s.get(f"{base}/hello", timeout=10)
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", ["http", HTTPS])
 def test_urllib3(dns_stack, servers, certs, scheme):
     base = servers[scheme]
     pool = murllib3.pool_manager(dns_stack, ca_certs=certs.ca_file)
@@ -109,7 +115,7 @@ def test_urllib3(dns_stack, servers, certs, scheme):
     pool.clear()
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", ["http", HTTPS])
 def test_httpx_sync(dns_stack, servers, certs, scheme):
     base = servers[scheme]
     with mhttpx.client(dns_stack, verify=certs.client_context(), follow_redirects=True) as c:
@@ -139,7 +145,7 @@ def test_httpx_sync(dns_stack, servers, certs, scheme):
             c.get(f"{base}/hello")
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", ["http", HTTPS])
 def test_httpx_async(dns_stack, servers, certs, scheme):
     base = servers[scheme]
 
@@ -167,7 +173,7 @@ def test_httpx_async(dns_stack, servers, certs, scheme):
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("scheme", ["http", HTTPS])
 def test_http_client(dns_stack, servers, certs, scheme):
     host, port = ("10.77.0.1", 9380) if scheme == "http" else ("peer.test", 9381)
     if scheme == "http":

@@ -14,10 +14,12 @@ import sys
 
 import pytest
 from conftest import PEER_PY
-from helpers import skip_or_fail
+from helpers import linux_lab, skip_or_fail
 from peer import pattern
 
 import mipfast
+
+pytestmark = linux_lab  # a router namespace behind the lab's
 
 STACK_CIDR = "10.77.0.52/24"
 FAR_IP = "10.78.0.2"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEVICE
-from helpers import peer_checksum_offload_off
+from helpers import linux_lab, peer_checksum_offload_off, ping_cmd, wait_listening
 from peer import pattern
 
 import mipfast
@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
 STACK_IP = "10.77.0.2"
 STACK_CIDR = f"{STACK_IP}/24"
+#: A shell filter printing the SHA-256 of its input, on any platform (no sha256sum on macOS).
+SHA256 = (
+    f"{sys.executable} -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'"
+)
 
 
 def sha(data: bytes) -> str:
@@ -39,10 +43,7 @@ def test_download_50_mb_from_kernel_http_server(lab, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while ":8080 " not in lab.run("ss", "-ltn").stdout:
-            assert time.monotonic() < deadline, "http.server did not start"
-            time.sleep(0.05)
+        wait_listening(lab, lab.peer_ip, 8080)
         r = subprocess.run(
             [
                 sys.executable,
@@ -90,7 +91,7 @@ def test_curl_fetches_from_and_uploads_50_mb_to_a_mipfast_server(lab, tmp_path):
         assert "serving on 10.77.0.2:8000" in line, server.stderr.read() if server.poll() else line
         size = 50 << 20
         r = lab.run(
-            "sh", "-c", f"curl -sS --fail http://{STACK_IP}:8000/bytes/{size} | sha256sum", timeout=120
+            "sh", "-c", f"curl -sS --fail http://{STACK_IP}:8000/bytes/{size} | {SHA256}", timeout=120
         )
         assert r.stdout.split()[0] == sha(served(size))
         upload = os.urandom(size)
@@ -174,6 +175,7 @@ def upload_intact(lab, peer, port: int, size: int, **stack_args) -> dict[str, in
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
+@linux_lab  # ethtool
 def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload):
     # Our side of the veth offloads nothing either, so the kernel cuts and
     # checksums each burst in software, as it does its own TCP output.
@@ -212,6 +214,7 @@ def download_intact(lab, peer, port: int, size: int, **stack_args) -> dict[str, 
 
 @pytest.mark.parametrize("reader", ["ring", "recvmmsg"])
 @pytest.mark.parametrize("peer_tso", [True, False], ids=["tso", "checksum-only"])
+@linux_lab  # ethtool
 def test_download_with_the_peers_offloads_on(lab, peer, peer_tso, reader, monkeypatch):
     # The kernel side at its defaults sends 64 KiB super-frames (TSO over
     # veth) with checksums left partial: the virtio-net header says so, and
@@ -238,6 +241,7 @@ def test_download_with_the_peers_offloads_on(lab, peer, peer_tso, reader, monkey
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])
+@linux_lab  # tc
 def test_frames_pass_the_queueing_discipline_and_recover_its_drops(lab, peer, offload):
     # A token bucket with a tiny queue on our side: frames go through it, as
     # the kernel's own do, and what it drops the stack retransmits.
@@ -431,7 +435,7 @@ def test_a_call_taking_over_briefly_leaves_the_device_polled(lab, peer):
         acceptor.start()
         time.sleep(0.05)  # the acceptor leads, for longer than a lease
         # A frame while it leads: the driver wakes and steps aside behind it.
-        lab.run("ping", "-c", "1", "-W", "2", STACK_IP)
+        lab.run(*ping_cmd(STACK_IP, 1, wait=2))
         time.sleep(0.05)
         # Takes over (the echo is not back yet) and leaves within the lease.
         conn.sendall(b"y")
@@ -505,6 +509,7 @@ def test_closed_port_is_refused(lab):
         stack.connect((lab.peer_ip, 1), timeout=5)
 
 
+@linux_lab  # ip link
 def test_vanished_peer_raises_timeout_within_the_retry_limit(lab, peer):
     peer(PEER_PY, "silent", "9004")
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
@@ -611,6 +616,7 @@ def test_integer_arguments_are_as_lenient_as_the_stdlib(lab):
             stack.ping(lab.peer_ip, count=-1)
 
 
+@linux_lab  # ethtool (the macOS job runs everything on libpcap)
 def test_the_portable_libpcap_path_carries_traffic(lab, peer):
     """device="pcap": frames leave through pcap_sendpacket, as on macOS (the whole suite
     also runs this way under MIPFAST_DEVICE=pcap)."""

@@ -220,19 +220,59 @@ class Lab:
         return self.netns in names
 
 
-class FethLab:
+class _HostPeerLab:
+    """A lab whose kernel side is this host itself (no namespace): commands for the
+    peer side run as they are. macOS's shape (it has no network namespaces)."""
+
+    netns: str | None = None
+    offloads = True
+    stack_cidr = f"{PREFIX}.2/24"
+
+    def __init__(self, iface: str, peer: str) -> None:
+        self.iface = iface
+        self.peer = peer
+        self.peer_ip = PEER_IP
+
+    def __enter__(self) -> _HostPeerLab:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def ns(self, *args: str) -> list[str]:
+        """The command line for the peer side: ``args`` as they are (this host is the peer)."""
+        return list(args)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Runs a command on the peer side (this host) and returns its result."""
+        return subprocess.run(
+            list(args), capture_output=True, text=True, check=check, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+    def describe(self, ip: str, port: int) -> str:
+        return (
+            f"mipfast is up on {self.iface} with {ip}; this host reaches it through {self.peer}:\n"
+            f"  ping {ip}\n"
+            f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
+            "Ctrl-C stops the stack and removes the pair."
+        )
+
+
+class FethLab(_HostPeerLab):
     """macOS: a feth pair (fake Ethernet, the seed's first setup): ``feth0`` is the
     stack's, ``feth1`` the host kernel's with 10.77.0.1/24. Addressing is static (macOS
     ships no DHCP server one can start for a single interface): the stack takes
     10.77.0.2/24. Needs root (``ifconfig ... create``)."""
 
-    netns = None
-    stack_cidr = f"{PREFIX}.2/24"
-
     def __init__(self, iface: str = "feth0", peer: str = "feth1") -> None:
-        self.iface = iface
-        self.peer = peer
-        self.peer_ip = PEER_IP
+        super().__init__(iface, peer)
 
     def up(self) -> None:
         if shutil.which("ifconfig") is None:
@@ -250,10 +290,33 @@ class FethLab:
         for name in (self.iface, self.peer):
             _run(["ifconfig", name, "destroy"], check=False)
 
-    def describe(self, ip: str, port: int) -> str:
-        return (
-            f"mipfast is up on {self.iface} with {ip}; this host reaches it through {self.peer}:\n"
-            f"  ping {ip}\n"
-            f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
-            "Ctrl-C stops the stack and removes the feth pair."
-        )
+
+class HostVethLab(_HostPeerLab):
+    """Linux, in macOS's shape: a veth pair whose peer end stays in this host's own
+    namespace with 10.77.0.1/24, static addressing, no dnsmasq. The test suite runs
+    on it (``MIPFAST_LAB=host``) as it runs on macOS's feth pair, so that the tests
+    macOS runs are known not to lean on a namespace. ``offloads=False`` turns the peer's
+    TX checksum offload off, for the libpcap device path."""
+
+    def __init__(self, iface: str, peer: str, offloads: bool = True) -> None:
+        super().__init__(iface, peer)
+        self.offloads = offloads
+
+    def up(self) -> None:
+        missing = [t for t in ("ip", "ethtool") if shutil.which(t) is None]
+        if missing:
+            raise LabError(f"the host lab needs {', '.join(missing)}")
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (it creates a veth pair)")
+        self.down()
+        _run(["ip", "link", "add", self.iface, "type", "veth", "peer", "name", self.peer])
+        for name in (self.iface, self.peer):
+            _run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        _run(["ip", "addr", "add", f"{self.peer_ip}/24", "dev", self.peer])
+        _run(["ip", "link", "set", self.peer, "up"])
+        _run(["ip", "link", "set", self.iface, "up"])
+        if not self.offloads:
+            _run(["ethtool", "-K", self.peer, "tx", "off"], check=False)
+
+    def down(self) -> None:
+        _run(["ip", "link", "del", self.iface], check=False)
