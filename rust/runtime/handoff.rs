@@ -32,12 +32,12 @@ impl LiveStack {
     /// (which is woken once for all that gather before it runs).
     pub(super) fn hand_off_transmit(&self, queued: usize, ready_sets: &ReadySets) -> bool {
         let s = &self.shared;
-        if !(HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued)
-            || s.loop_pollers.load(Ordering::Relaxed) == 0
-            || !s.driving.load(Ordering::Relaxed)
-            || s.leading.load(Ordering::Relaxed)
-            || !(ready_sets.any_queued() || frames_waiting(s))
-        {
+        let driver_free = s.loop_pollers.load(Ordering::Relaxed) > 0
+            && s.driving.load(Ordering::Relaxed)
+            && !s.leading.load(Ordering::Relaxed);
+        if !worth_handing_off(queued, driver_free, || {
+            ready_sets.any_queued() || frames_waiting(s)
+        }) {
             return false;
         }
         if !s.handed_off.swap(true, Ordering::AcqRel) {
@@ -45,6 +45,14 @@ impl LiveStack {
         }
         true
     }
+}
+
+/// The policy: a reply of several frames (not so many that the device's
+/// queue could fill before the driver's turn), a driver that runs and is
+/// not stepping aside for a leader, under a loop, and a loop that is behind
+/// (asked last: it may cost a `poll`).
+fn worth_handing_off(queued: usize, driver_free: bool, behind: impl FnOnce() -> bool) -> bool {
+    (HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued) && driver_free && behind()
 }
 
 /// The device holds frames no one has taken yet.
@@ -57,5 +65,38 @@ fn frames_waiting(s: &Shared) -> bool {
 pub(super) fn send_handed_off(shared: &Shared, engine: &mut Engine) {
     if shared.handed_off.swap(false, Ordering::AcqRel) {
         engine.flush_tx();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_reply_of_several_frames_from_a_loop_that_is_behind_is_handed_off() {
+        assert!(worth_handing_off(2, true, || true));
+        assert!(worth_handing_off(HAND_OFF_MOST, true, || true));
+        assert!(
+            !worth_handing_off(1, true, || true),
+            "one frame goes at once"
+        );
+        assert!(
+            !worth_handing_off(HAND_OFF_MOST + 1, true, || true),
+            "so many frames go at once, before the device's queue could fill"
+        );
+        assert!(!worth_handing_off(4, false, || true), "no driver free");
+        assert!(
+            !worth_handing_off(4, true, || false),
+            "a loop that keeps up"
+        );
+        let mut asked = false;
+        assert!(!worth_handing_off(1, true, || {
+            asked = true;
+            true
+        }));
+        assert!(
+            !asked,
+            "the loop is not asked about when nothing would be handed off"
+        );
     }
 }
