@@ -82,20 +82,7 @@ impl LiveStack {
         if self.is_shut() {
             return None; // the blocking path says so
         }
-        static TRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        static FAILS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let t = TRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if t % 100000 == 99999 {
-            eprintln!(
-                "DBG tries {} fails {}",
-                t,
-                FAILS.load(std::sync::atomic::Ordering::Relaxed)
-            );
-        }
-        let Some(mut engine) = Locked::try_new(&self.shared.engine) else {
-            FAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return None;
-        };
+        let mut engine = Locked::try_new(&self.shared.engine)?;
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 
