@@ -214,6 +214,8 @@ impl LiveStack {
             }
         }
         self.shared.leading.store(true, Ordering::SeqCst);
+        // The driver steps aside from now on: what a loop left for it goes now.
+        super::handoff::send_handed_off(&self.shared, engine);
         Some((id, wake))
     }
 
