@@ -44,7 +44,7 @@ if [ "$status" = 0 ]; then
 fi
 if [ "$status" = 0 ]; then
     # macOS's shape, as its CI job runs it: the peer is this host itself (a veth pair without a
-    # namespace, as feth there), static addresses, libpcap alone; tests that need the Linux lab skip.
+    # namespace, as feth there), static addresses, libpcap alone; tests that need the Linux lab are deselected (the passes above ran them).
     echo "== pytest, MIPFAST_LAB=host MIPFAST_DEVICE=pcap (the macOS job's selection and shape)"
     MIPFAST_LAB=host MIPFAST_DEVICE=pcap .venv/bin/python -m pytest -q -ra tests
     status=$?

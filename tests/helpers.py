@@ -14,7 +14,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 #: Needs the Linux lab: its namespace and dnsmasq (DHCP, names), Linux tools on the peer
 #: side (ethtool, tc, ss, ip), or programs the macOS job does not install (chromium,
-#: mosquitto). Skipped with ``MIPFAST_LAB=host``, macOS's shape (see conftest.py).
+#: mosquitto). Deselected with ``MIPFAST_LAB=host``, macOS's shape (see conftest.py).
 linux_lab = pytest.mark.linux_lab
 
 
