@@ -17,6 +17,7 @@
 use super::live::{Engine, LiveStack, Shared};
 use super::ready_set::ReadySets;
 use crate::phy::poll;
+use crate::stack::Stack;
 use crate::time::Duration;
 use std::sync::atomic::Ordering;
 
@@ -30,14 +31,13 @@ const HAND_OFF_MOST: usize = 512;
 impl LiveStack {
     /// Whether the frames a loop's call just queued are left to the driver
     /// (which is woken once for all that gather before it runs).
-    pub(super) fn hand_off_transmit(&self, queued: usize, ready_sets: &ReadySets) -> bool {
+    pub(super) fn hand_off_transmit(&self, stack: &Stack, ready_sets: &ReadySets) -> bool {
         let s = &self.shared;
         let driver_free = s.loop_pollers.load(Ordering::Relaxed) > 0
             && s.driving.load(Ordering::Relaxed)
             && !s.leading.load(Ordering::Relaxed);
-        if !worth_handing_off(queued, driver_free, || {
-            ready_sets.any_queued() || frames_waiting(s)
-        }) {
+        let behind = || ready_sets.any_queued() || frames_waiting(s);
+        if !worth_handing_off(driver_free, || stack.tx_queued(), behind) {
             return false;
         }
         if !s.handed_off.swap(true, Ordering::AcqRel) {
@@ -47,12 +47,17 @@ impl LiveStack {
     }
 }
 
-/// The policy: a reply of several frames (not so many that the device's
-/// queue could fill before the driver's turn), a driver that runs and is
-/// not stepping aside for a leader, under a loop, and a loop that is behind
-/// (asked last: it may cost a `poll`).
-fn worth_handing_off(queued: usize, driver_free: bool, behind: impl FnOnce() -> bool) -> bool {
-    (HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued) && driver_free && behind()
+/// The policy: a driver that runs under a loop and is not stepping aside
+/// for a leader (checked first: blocking calls without a loop pay nothing
+/// more), a reply of several frames (not so many that the device's queue
+/// could fill before the driver's turn), and a loop that is behind (asked
+/// last: it may cost a `poll`).
+fn worth_handing_off(
+    driver_free: bool,
+    queued: impl FnOnce() -> usize,
+    behind: impl FnOnce() -> bool,
+) -> bool {
+    driver_free && (HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued()) && behind()
 }
 
 /// The device holds frames no one has taken yet.
@@ -72,31 +77,52 @@ pub(super) fn send_handed_off(shared: &Shared, engine: &mut Engine) {
 mod tests {
     use super::*;
 
+    fn decide(queued: usize, driver_free: bool, behind: bool) -> bool {
+        worth_handing_off(driver_free, || queued, || behind)
+    }
+
     #[test]
     fn only_a_reply_of_several_frames_from_a_loop_that_is_behind_is_handed_off() {
-        assert!(worth_handing_off(2, true, || true));
-        assert!(worth_handing_off(HAND_OFF_MOST, true, || true));
+        assert!(decide(2, true, true));
+        assert!(decide(HAND_OFF_MOST, true, true));
+        assert!(!decide(1, true, true), "one frame goes at once");
         assert!(
-            !worth_handing_off(1, true, || true),
-            "one frame goes at once"
-        );
-        assert!(
-            !worth_handing_off(HAND_OFF_MOST + 1, true, || true),
+            !decide(HAND_OFF_MOST + 1, true, true),
             "so many frames go at once, before the device's queue could fill"
         );
-        assert!(!worth_handing_off(4, false, || true), "no driver free");
-        assert!(
-            !worth_handing_off(4, true, || false),
-            "a loop that keeps up"
+        assert!(!decide(4, false, true), "no driver free");
+        assert!(!decide(4, true, false), "a loop that keeps up");
+    }
+
+    #[test]
+    fn the_costly_questions_come_last() {
+        let (mut counted, mut asked) = (false, false);
+        let no_driver = worth_handing_off(
+            false,
+            || {
+                counted = true;
+                4
+            },
+            || {
+                asked = true;
+                true
+            },
         );
-        let mut asked = false;
-        assert!(!worth_handing_off(1, true, || {
-            asked = true;
-            true
-        }));
         assert!(
-            !asked,
-            "the loop is not asked about when nothing would be handed off"
+            !no_driver && !counted && !asked,
+            "no driver: nothing counted or asked"
+        );
+        let one_frame = worth_handing_off(
+            true,
+            || 1,
+            || {
+                asked = true;
+                true
+            },
+        );
+        assert!(
+            !one_frame && !asked,
+            "nothing to hand off: the loop is not asked about"
         );
     }
 }

@@ -385,9 +385,7 @@ impl LiveStack {
             let _ = handle.join();
             self.shared.driving.store(false, Ordering::SeqCst);
             // What a loop handed off and the driver had not sent yet.
-            if self.shared.handed_off.swap(false, Ordering::AcqRel) {
-                self.engine().flush_tx();
-            }
+            send_handed_off(&self.shared, &mut self.engine());
         }
     }
 
@@ -547,7 +545,7 @@ impl LiveStack {
             ..
         } = engine;
         stack.dispatch(now);
-        if may_hand_off && self.hand_off_transmit(stack.tx_queued(), ready_sets) {
+        if may_hand_off && self.hand_off_transmit(stack, ready_sets) {
             stack.count_tx_handoff();
         } else {
             stack.flush(now, device); // send failures are counted, not returned
