@@ -3,7 +3,7 @@
 
 use crate::entropy::{self, Purpose};
 use crate::iface::{
-    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, RxChecksum,
+    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Payload, RxChecksum,
     TcpDelivery, UdpDelivery, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::Device;
@@ -614,10 +614,18 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
     let (a, b) = seg.payload;
     let segment_size = seg.segment_size as usize;
     let burst = segment_size > 0 && payload_len > segment_size;
-    let segments = if burst {
-        (seg.segment_size, payload_len.div_ceil(segment_size) as u16)
+    // The text is copied in whole below: only the headers need zeroing.
+    let shape = if burst {
+        Payload {
+            segment_size: seg.segment_size,
+            segments: payload_len.div_ceil(segment_size) as u16,
+            written_from: header_len,
+        }
     } else {
-        (0, 1)
+        Payload {
+            written_from: header_len,
+            ..Payload::WHOLE
+        }
     };
     iface
         .send_ipv4_burst(
@@ -632,7 +640,7 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
                     0,
                 )
             },
-            segments,
+            shape,
             |buf| {
                 buf[header_len..header_len + a.len()].copy_from_slice(a);
                 buf[header_len + a.len()..header_len + payload_len].copy_from_slice(b);

@@ -17,6 +17,27 @@ type Endpoint = (Ipv4Addr, u16);
 pub const DEFAULT_MAC: MacAddress = MacAddress([0x02, 0x00, 0x01, 0x02, 0x03, 0x77]);
 pub const DEFAULT_MTU: usize = 1500;
 
+/// The shape of an IP payload sent with [`Interface::send_ipv4_burst`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    /// The TCP payload of each segment a burst is cut into; 0: one packet.
+    pub segment_size: u16,
+    /// How many segments (each takes an IP identification).
+    pub segments: u16,
+    /// `fill` writes every byte of the payload from this offset on, so the
+    /// device queue need not zero them first (`TxQueue::push_burst`).
+    pub written_from: usize,
+}
+
+impl Payload {
+    /// One packet whose payload buffer starts zeroed.
+    pub const WHOLE: Payload = Payload {
+        segment_size: 0,
+        segments: 1,
+        written_from: usize::MAX,
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct InterfaceConfig {
     pub mac: MacAddress,
@@ -543,7 +564,7 @@ impl Interface {
         if let Some(route) = ipv4::record_route(ip_options) {
             header.options = ipv4::HeaderOptions::record_route_with(route, dst);
         }
-        let _ = self.send_ipv4_burst(now, header, (0, 1), |buf| reply.emit(buf));
+        let _ = self.send_ipv4_burst(now, header, Payload::WHOLE, |buf| reply.emit(buf));
         None
     }
 
@@ -584,27 +605,26 @@ impl Interface {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let header = ipv4::Repr::new(src, dst, protocol, payload_len, 0);
-        self.send_ipv4_burst(now, header, (0, 1), fill)
+        self.send_ipv4_burst(now, header, Payload::WHOLE, fill)
     }
 
-    /// As [`Interface::send_ipv4`] for a TCP burst of `segments.1` segments
-    /// of `segments.0` payload bytes each (the last may be shorter), written
-    /// by `fill` as one packet and cut apart by the device or by
-    /// [`segment_burst`]. The caller sizes the segments for the MTU; each
-    /// takes its own IP identification.
+    /// As [`Interface::send_ipv4`] for a packet shaped as `payload` says: a
+    /// TCP burst is written by `fill` as one packet and cut apart by the
+    /// device or by [`segment_burst`]; the caller sizes the segments for
+    /// the MTU; each takes its own IP identification.
     /// `header` gives addresses, protocol, length, DF and options; the
     /// identification is ours to fill.
     pub fn send_ipv4_burst(
         &mut self,
         now: Instant,
         header: ipv4::Repr,
-        segments: (u16, u16),
+        payload: Payload,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let ident = self.next_ident;
-        self.next_ident = self.next_ident.wrapping_add(segments.1.max(1));
+        self.next_ident = self.next_ident.wrapping_add(payload.segments.max(1));
         let ip = ipv4::Repr { ident, ..header };
-        let result = self.route_and_emit(now, ip, segments.0, fill);
+        let result = self.route_and_emit(now, ip, payload, fill);
         if let Err(reason) = result {
             self.counters.count_drop(reason);
         }
@@ -615,13 +635,13 @@ impl Interface {
         &mut self,
         now: Instant,
         ip: ipv4::Repr,
-        segment_size: u16,
+        payload: Payload,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let payload_len = ip.payload_len;
         let next_hop = self.next_hop(now, ip.dst)?;
-        if ip.header_len() + payload_len <= self.mtu || segment_size > 0 {
-            return self.emit_frame(now, &next_hop, ip, (0, false), segment_size, fill);
+        if ip.header_len() + payload_len <= self.mtu || payload.segment_size > 0 {
+            return self.emit_frame(now, &next_hop, ip, (0, false), payload, fill);
         }
         // RFC 791 §3.2: too big for the link, so cut into fragments of a
         // multiple of 8 bytes. TCP sizes its segments and never gets here.
@@ -641,9 +661,14 @@ impl Interface {
                 options: ipv4::HeaderOptions::NONE,
                 ..ip
             };
-            self.emit_frame(now, &next_hop, part, (offset, more), 0, |buf| {
-                buf.copy_from_slice(chunk)
-            })?;
+            self.emit_frame(
+                now,
+                &next_hop,
+                part,
+                (offset, more),
+                Payload::WHOLE,
+                |buf| buf.copy_from_slice(chunk),
+            )?;
         }
         Ok(())
     }
@@ -656,11 +681,13 @@ impl Interface {
         next_hop: &NextHop,
         ip: ipv4::Repr,
         fragment: (usize, bool),
-        segment_size: u16,
+        payload: Payload,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let (offset, more) = fragment;
-        let frame_len = ethernet::HEADER_LEN + ip.header_len() + ip.payload_len;
+        let segment_size = payload.segment_size;
+        let headers = ethernet::HEADER_LEN + ip.header_len();
+        let frame_len = headers + ip.payload_len;
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
                 dst: dst_mac,
@@ -675,7 +702,11 @@ impl Interface {
             NextHop::Mac(mac) => {
                 let buf = self
                     .tx
-                    .push_burst(frame_len, segment_size)
+                    .push_burst(
+                        frame_len,
+                        segment_size,
+                        headers.saturating_add(payload.written_from),
+                    )
                     .ok_or(DropReason::TxQueueFull)?;
                 write(buf, mac, self.mac);
                 Ok(())

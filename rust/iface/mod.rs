@@ -13,8 +13,8 @@ mod tx_queue;
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
 pub use counters::{Counters, DropReason};
 pub use interface::{
-    Delivery, EchoReply, Interface, InterfaceConfig, TcpDelivery, UdpDelivery, Unreachable,
-    DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
+    Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, UdpDelivery,
+    Unreachable, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
