@@ -4,7 +4,7 @@
 use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Payload, RxChecksum,
-    TcpDelivery, UdpDelivery, MAX_IPV4_PAYLOAD,
+    TcpDelivery, Text, TextRef, UdpDelivery, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::Device;
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -536,7 +536,9 @@ impl Stack {
 
     /// Hands queued frames to `send`.
     pub fn drain_tx(&mut self, send: impl FnMut(&[u8])) {
-        self.iface.drain_tx(send)
+        let tcp = &self.tcp;
+        self.iface
+            .drain_tx(|t| tcp.sent_text(t.owner, t.from, t.len), send)
     }
 
     /// One round: every frame the device has, due timers, and every frame
@@ -562,8 +564,11 @@ impl Stack {
     /// Hands every queued frame to the device.
     pub fn flush(&mut self, now: Instant, device: &mut dyn Device) {
         let mut failed = 0;
-        self.iface
-            .drain_tx_batch(|frames| failed = device.transmit_batch(now, frames));
+        let tcp = &self.tcp;
+        self.iface.drain_tx_batch(
+            |t| tcp.sent_text(t.owner, t.from, t.len),
+            |frames| failed = device.transmit_batch(now, frames),
+        );
         for _ in 0..failed {
             self.iface.count_drop(DropReason::TxError);
         }
@@ -614,18 +619,28 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
     let (a, b) = seg.payload;
     let segment_size = seg.segment_size as usize;
     let burst = segment_size > 0 && payload_len > segment_size;
-    // The text is copied in whole below: only the headers need zeroing.
-    let shape = if burst {
-        Payload {
-            segment_size: seg.segment_size,
-            segments: payload_len.div_ceil(segment_size) as u16,
-            written_from: header_len,
-        }
-    } else {
-        Payload {
-            written_from: header_len,
-            ..Payload::WHOLE
-        }
+    // Text worth not copying stays in the send buffer until the frame goes.
+    let text = seg
+        .owner
+        .filter(|_| seg.from_send_buffer && payload_len >= TEXT_BY_REFERENCE)
+        .map(|owner| Text {
+            at: TextRef {
+                owner,
+                from: seg.repr.seq,
+                len: payload_len,
+            },
+            bytes: (a, b),
+        });
+    // Else the text is copied in whole below: only the headers need zeroing.
+    let shape = Payload {
+        segment_size: if burst { seg.segment_size } else { 0 },
+        segments: if burst {
+            payload_len.div_ceil(segment_size) as u16
+        } else {
+            1
+        },
+        written_from: header_len,
+        text,
     };
     iface
         .send_ipv4_burst(
@@ -641,17 +656,31 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
                 )
             },
             shape,
-            |buf| {
-                buf[header_len..header_len + a.len()].copy_from_slice(a);
-                buf[header_len + a.len()..header_len + payload_len].copy_from_slice(b);
-                if burst {
+            |buf| match (text.is_some(), burst) {
+                (_, true) => {
+                    if text.is_none() {
+                        copy_text(&mut buf[header_len..], (a, b));
+                    }
                     seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst);
-                } else {
+                }
+                (true, false) => seg.repr.emit_with_text(buf, (a, b), seg.src, seg.dst),
+                (false, false) => {
+                    copy_text(&mut buf[header_len..], (a, b));
                     seg.repr.emit(buf, payload_len, seg.src, seg.dst);
                 }
             },
         )
         .is_ok()
+}
+
+/// Below this a segment's text is copied into its frame: a gathering
+/// write's extra pieces would cost more than the copy, and the frame must
+/// reach the minimum size by itself.
+const TEXT_BY_REFERENCE: usize = 512;
+
+fn copy_text(buf: &mut [u8], (a, b): (&[u8], &[u8])) {
+    buf[..a.len()].copy_from_slice(a);
+    buf[a.len()..a.len() + b.len()].copy_from_slice(b);
 }
 
 #[cfg(test)]

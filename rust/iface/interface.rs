@@ -4,8 +4,8 @@ use super::neighbor::NeighborAction;
 use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
 use super::rx::RxChecksum;
 use super::{
-    segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TxFrame,
-    TxQueue,
+    segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TextRef,
+    TxFrame, TxQueue,
 };
 use crate::time::Instant;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress};
@@ -19,7 +19,7 @@ pub const DEFAULT_MTU: usize = 1500;
 
 /// The shape of an IP payload sent with [`Interface::send_ipv4_burst`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Payload {
+pub struct Payload<'a> {
     /// The TCP payload of each segment a burst is cut into; 0: one packet.
     pub segment_size: u16,
     /// How many segments (each takes an IP identification).
@@ -27,14 +27,25 @@ pub struct Payload {
     /// `fill` writes every byte of the payload from this offset on, so the
     /// device queue need not zero them first (`TxQueue::push_burst`).
     pub written_from: usize,
+    /// The end of the payload, which stays where it is until the frame is
+    /// sent (see [`TextRef`]); `fill` then writes what comes before it.
+    pub text: Option<Text<'a>>,
 }
 
-impl Payload {
+/// Text sent from where it lies: where that is, and the bytes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text<'a> {
+    pub at: TextRef,
+    pub bytes: (&'a [u8], &'a [u8]),
+}
+
+impl Payload<'_> {
     /// One packet whose payload buffer starts zeroed.
-    pub const WHOLE: Payload = Payload {
+    pub const WHOLE: Payload<'static> = Payload {
         segment_size: 0,
         segments: 1,
         written_from: usize::MAX,
+        text: None,
     };
 }
 
@@ -688,6 +699,8 @@ impl Interface {
         let segment_size = payload.segment_size;
         let headers = ethernet::HEADER_LEN + ip.header_len();
         let frame_len = headers + ip.payload_len;
+        // With the text apart, what we write ends where it begins.
+        let written_len = frame_len - payload.text.map_or(0, |t| t.at.len);
         let write = |buf: &mut [u8], dst_mac: MacAddress, src_mac: MacAddress| {
             ethernet::Repr {
                 dst: dst_mac,
@@ -696,24 +709,30 @@ impl Interface {
             }
             .emit(buf);
             ip.emit_fragment(&mut buf[ethernet::HEADER_LEN..], offset, more);
-            fill(&mut buf[ethernet::HEADER_LEN + ip.header_len()..frame_len]);
+            fill(&mut buf[headers..written_len]);
         };
         match *next_hop {
             NextHop::Mac(mac) => {
-                let buf = self
-                    .tx
-                    .push_burst(
+                let buf = match payload.text {
+                    Some(text) => self.tx.push_headers(written_len, segment_size, text.at),
+                    None => self.tx.push_burst(
                         frame_len,
                         segment_size,
                         headers.saturating_add(payload.written_from),
-                    )
-                    .ok_or(DropReason::TxQueueFull)?;
+                    ),
+                }
+                .ok_or(DropReason::TxQueueFull)?;
                 write(buf, mac, self.mac);
                 Ok(())
             }
             NextHop::Resolve(hop) => {
                 let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
                 write(&mut frame, MacAddress::ZERO, self.mac);
+                if let Some(Text { bytes: (a, b), .. }) = payload.text {
+                    let (head, rest) = frame[written_len..frame_len].split_at_mut(a.len());
+                    head.copy_from_slice(a);
+                    rest.copy_from_slice(b);
+                }
                 // What waits for ARP waits as the frames it becomes.
                 let mut frames = vec![];
                 segment_burst(&frame, segment_size as usize, &mut |f| {
@@ -833,25 +852,37 @@ impl Interface {
     }
 
     /// Hands every queued frame to `send` as it goes on the wire (bursts cut
-    /// into segments), counting them out.
-    pub fn drain_tx(&mut self, mut send: impl FnMut(&[u8])) {
-        self.drain_tx_batch(|frames| {
+    /// into segments), counting them out; `find` gives the text of frames
+    /// whose text stayed where it was (see [`TextRef`]).
+    pub fn drain_tx<'t>(
+        &mut self,
+        find: impl Fn(&TextRef) -> Option<(&'t [u8], &'t [u8])>,
+        mut send: impl FnMut(&[u8]),
+    ) {
+        self.drain_tx_batch(find, |frames| {
             frames
                 .iter()
                 .for_each(|f| f.for_each_segment(&mut |segment| send(segment)))
         });
     }
-    /// Hands all queued frames to `send` in one slice, counting them out.
-    pub fn drain_tx_batch(&mut self, send: impl FnOnce(&[TxFrame])) {
+    /// Hands all queued frames to `send` in one slice, counting them out. A
+    /// frame whose text `find` no longer has (acknowledged since: a
+    /// retransmission an earlier copy made useless) is not sent.
+    pub fn drain_tx_batch<'t>(
+        &mut self,
+        find: impl Fn(&TextRef) -> Option<(&'t [u8], &'t [u8])>,
+        send: impl FnOnce(&[TxFrame<'_>]),
+    ) {
         let counters = &mut self.counters;
-        self.tx.drain_batch(|frames| {
-            for f in frames {
+        self.tx.drain_batch(|queued| {
+            let frames: Vec<TxFrame<'_>> = queued.iter().filter_map(|f| f.view(&find)).collect();
+            for f in &frames {
                 let (count, bytes) = f.wire_size();
                 counters.frames_out += count as u64;
                 counters.bytes_out += bytes as u64;
                 counters.bursts_out += (f.segment_size > 0) as u64;
             }
-            send(frames)
+            send(&frames)
         });
     }
 }

@@ -13,11 +13,11 @@ mod tx_queue;
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
 pub use counters::{Counters, DropReason};
 pub use interface::{
-    Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, UdpDelivery,
+    Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, Text, UdpDelivery,
     Unreachable, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
 pub use rx::RxChecksum;
 pub use segmentation::{segment_burst, wire_size};
-pub use tx_queue::{TxFrame, TxQueue};
+pub use tx_queue::{QueuedFrame, TextRef, TxFrame, TxQueue};

@@ -27,6 +27,8 @@ pub struct PacketSender {
     /// Frames go with a virtio-net header (segmentation offload on).
     vnet: bool,
     iovecs: Vec<libc::iovec>,
+    /// Where each message's iovecs end in `iovecs`.
+    ends: Vec<usize>,
     headers: Vec<libc::mmsghdr>,
     vnet_headers: Vec<[u8; vnet::LEN]>,
     /// Bursts are cut here, in user space: no offload, or the kernel refused one.
@@ -51,6 +53,7 @@ impl PacketSender {
             fd,
             vnet,
             iovecs: Vec::new(),
+            ends: Vec::new(),
             headers: Vec::new(),
             vnet_headers: Vec::new(),
             cut_bursts: !vnet,
@@ -67,9 +70,11 @@ impl PacketSender {
     }
 
     /// Sends `frames` in order; returns how many wire frames failed.
-    pub fn send(&mut self, frames: &[TxFrame]) -> usize {
+    pub fn send(&mut self, frames: &[TxFrame<'_>]) -> usize {
         if self.cut_bursts && frames.iter().any(|f| f.segment_size > 0) {
-            return self.send(&cut(frames));
+            let wire = cut(frames);
+            let whole: Vec<TxFrame<'_>> = wire.iter().map(|f| TxFrame::whole(f, 0)).collect();
+            return self.send(&whole);
         }
         let mut failed = 0;
         let mut at = 0;
@@ -120,17 +125,19 @@ impl PacketSender {
     /// Sends up to [`MAX_MESSAGES`] frames; returns the wire frames that
     /// failed, and where it stopped if the kernel refused a burst itself
     /// (not for want of room).
-    fn send_chunk(&mut self, frames: &[TxFrame]) -> (usize, Option<usize>) {
-        let per_message = 1 + self.vnet as usize;
+    fn send_chunk(&mut self, frames: &[TxFrame<'_>]) -> (usize, Option<usize>) {
         self.vnet_headers.clear();
         if self.vnet {
             self.vnet_headers.extend(
                 frames
                     .iter()
-                    .map(|f| VnetHeader::for_tcp_burst(&f.bytes, f.segment_size).emit()),
+                    .map(|f| VnetHeader::for_tcp_burst(f.head, f.segment_size).emit()),
             );
         }
+        // Each message gathers its pieces: the virtio-net header, the
+        // frame's headers, the text where it lies.
         self.iovecs.clear();
+        self.ends.clear();
         for (i, frame) in frames.iter().enumerate() {
             if self.vnet {
                 self.iovecs.push(libc::iovec {
@@ -138,25 +145,30 @@ impl PacketSender {
                     iov_len: vnet::LEN,
                 });
             }
-            self.iovecs.push(libc::iovec {
-                iov_base: frame.bytes.as_ptr() as *mut libc::c_void,
-                iov_len: frame.bytes.len(),
-            });
+            for part in frame.parts() {
+                self.iovecs.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
+            }
+            self.ends.push(self.iovecs.len());
         }
         self.headers.clear();
-        for message in self.iovecs.chunks_exact_mut(per_message) {
+        let mut start = 0;
+        for &end in &self.ends {
             // SAFETY: an all-zero mmsghdr is a valid empty message.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = message.as_mut_ptr();
-            h.msg_hdr.msg_iovlen = per_message;
+            h.msg_hdr.msg_iov = self.iovecs[start..end].as_mut_ptr();
+            h.msg_hdr.msg_iovlen = end - start;
             self.headers.push(h);
+            start = end;
         }
         let mut failed = 0;
         let mut sent = 0;
         while sent < self.headers.len() {
             let rest = &mut self.headers[sent..];
             // SAFETY: `rest` points at `rest.len()` initialised headers whose iovecs point
-            // into `frames` and `vnet_headers`, all alive and unmoved for the whole call.
+            // into `frames` (headers and text) and `vnet_headers`, all alive and unmoved for the whole call.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
@@ -186,15 +198,10 @@ impl PacketSender {
 }
 
 /// The frames the wire will carry for `frames`, each whole.
-fn cut(frames: &[TxFrame]) -> Vec<TxFrame> {
+fn cut(frames: &[TxFrame<'_>]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for frame in frames {
-        frame.for_each_segment(&mut |f| {
-            out.push(TxFrame {
-                bytes: f.to_vec(),
-                segment_size: 0,
-            })
-        });
+        frame.for_each_segment(&mut |f| out.push(f.to_vec()));
     }
     out
 }

@@ -160,12 +160,31 @@ fn newreno_and_no_sack_also_recover() {
     }
 }
 
+/// A frame as the stack handed it to its device, in one piece.
+#[derive(Debug, Clone)]
+struct Sent {
+    bytes: Vec<u8>,
+    segment_size: u16,
+}
+
+impl Sent {
+    fn of(frame: &TxFrame<'_>) -> Self {
+        Sent {
+            bytes: frame.contiguous().into_owned(),
+            segment_size: frame.segment_size,
+        }
+    }
+    fn view(&self) -> TxFrame<'_> {
+        TxFrame::whole(&self.bytes, self.segment_size)
+    }
+}
+
 /// A's device in [`flights`]: the link, with every batch recorded as the
 /// stack handed it over (bursts whole). Without `forward` the frames are
 /// only recorded (for [`SuperFrames`] to deliver); ACKs still come in.
 struct Tee<'a> {
     link: &'a mut LinkEnd,
-    frames: &'a mut Vec<TxFrame>,
+    frames: &'a mut Vec<Sent>,
     forward: bool,
 }
 
@@ -178,7 +197,7 @@ impl Device for Tee<'_> {
         self.link.receive(now, sink)
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
-        self.frames.push(TxFrame {
+        self.frames.push(Sent {
             bytes: frame.to_vec(),
             segment_size: 0,
         });
@@ -187,8 +206,8 @@ impl Device for Tee<'_> {
             false => Ok(()),
         }
     }
-    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
-        self.frames.extend_from_slice(frames);
+    fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame<'_>]) -> usize {
+        self.frames.extend(frames.iter().map(Sent::of));
         match self.forward {
             true => self.link.transmit_batch(now, frames),
             false => 0,
@@ -198,7 +217,7 @@ impl Device for Tee<'_> {
 
 /// A sends 300 kB to B (slow start from the initial window, 1 ms each way,
 /// 100 µs steps); returns what A handed its device.
-fn flights(burst_capacity: usize) -> Vec<TxFrame> {
+fn flights(burst_capacity: usize) -> Vec<Sent> {
     let a = TcpConfig {
         burst_capacity,
         ..Default::default()
@@ -233,14 +252,14 @@ fn bursts_become_the_very_segments_sent_one_by_one() {
     assert!(
         bursts
             .iter()
-            .any(|f| f.segment_size == mss && f.wire_size().0 >= 10),
+            .any(|f| f.segment_size == mss && f.view().wire_size().0 >= 10),
         "the initial window of 10 segments leaves as one burst"
     );
     assert!(bursts.iter().all(|f| f.bytes.len() <= 14 + 65535));
-    let wire = |frames: &[TxFrame]| {
+    let wire = |frames: &[Sent]| {
         let mut out = vec![];
         for f in frames {
-            f.for_each_segment(&mut |s| out.push(s.to_vec()));
+            f.view().for_each_segment(&mut |s| out.push(s.to_vec()));
         }
         out
     };
@@ -270,7 +289,7 @@ fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
 /// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`).
 struct SuperFrames<'a> {
     link: &'a mut LinkEnd,
-    incoming: &'a mut Vec<TxFrame>,
+    incoming: &'a mut Vec<Sent>,
 }
 
 impl Device for SuperFrames<'_> {

@@ -21,6 +21,19 @@ pub fn accumulate(mut acc: u64, data: &[u8]) -> u64 {
     acc
 }
 
+/// Adds the bytes of `parts`, one after the other, as if they were one
+/// slice: a part that starts at an odd offset has its sum byte-swapped
+/// (RFC 1071 §2(B): the sum does not depend on byte order).
+pub fn accumulate_parts(mut acc: u64, parts: &[&[u8]]) -> u64 {
+    let mut odd = false;
+    for part in parts {
+        let sum = fold(accumulate(0, part));
+        acc += if odd { sum.swap_bytes() } else { sum } as u64;
+        odd ^= part.len() % 2 == 1;
+    }
+    acc
+}
+
 /// Folds an accumulator into the 16-bit one's complement sum.
 pub fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
@@ -79,6 +92,28 @@ mod tests {
         data[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(checksum(&data), 0);
         assert_eq!(fold(accumulate(0, &[0xab])), 0xab00);
+    }
+
+    #[test]
+    fn parts_sum_as_their_concatenation() {
+        let data: Vec<u8> = (0..301u32).map(|i| (i * 37 + 11) as u8).collect();
+        let whole = fold(accumulate(7, &data));
+        for (i, j) in [
+            (0, 0),
+            (1, 2),
+            (3, 3),
+            (10, 151),
+            (150, 300),
+            (301, 301),
+            (2, 299),
+        ] {
+            let parts = [&data[..i], &data[i..j], &data[j..]];
+            assert_eq!(
+                fold(accumulate_parts(7, &parts)),
+                whole,
+                "split at {i}, {j}"
+            );
+        }
     }
 
     #[test]

@@ -251,6 +251,22 @@ impl Repr {
         buf[16..18].copy_from_slice(&c.to_be_bytes());
     }
 
+    /// As [`Repr::emit`] with the payload elsewhere: `buf` takes the header
+    /// alone, and the checksum covers the `text` that will follow it.
+    pub fn emit_with_text(
+        &self,
+        buf: &mut [u8],
+        text: (&[u8], &[u8]),
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) {
+        let header_len = self.header_len();
+        let len = header_len + text.0.len() + text.1.len();
+        let acc = self.emit_header(buf, len, src, dst);
+        let acc = checksum::accumulate_parts(acc, &[&buf[..header_len], text.0, text.1]);
+        buf[16..18].copy_from_slice(&(!checksum::fold(acc)).to_be_bytes());
+    }
+
     /// As [`Repr::emit`], for a burst that is cut into segments later (see
     /// `iface::segment_burst`, or the kernel's segmentation offload): the
     /// checksum field holds the folded pseudo-header sum alone, Linux's
@@ -348,6 +364,18 @@ mod tests {
         assert_eq!(s.options().unwrap(), r.options);
         assert_eq!(s.payload(), b"data");
         assert_eq!(s.seq_len(), 5);
+    }
+
+    #[test]
+    fn a_header_written_apart_from_its_text_has_the_same_checksum() {
+        let r = syn();
+        let text = b"an odd-sized text, split anywhere";
+        let whole = emit(&r, text);
+        for cut in [0, 1, 8, 17, text.len()] {
+            let mut head = vec![0u8; r.header_len()];
+            r.emit_with_text(&mut head, (&text[..cut], &text[cut..]), A, B);
+            assert_eq!(head[..], whole[..r.header_len()], "cut at {cut}");
+        }
     }
 
     #[test]

@@ -162,12 +162,19 @@ impl Incoming<'_> {
 
 /// A segment to send: header fields and a payload that may wrap around the
 /// send buffer (two slices).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub repr: crate::wire::tcp::Repr,
     pub payload: (&'a [u8], &'a [u8]),
+    /// The payload is the send buffer's text from `repr.seq` on, which
+    /// stays there until acknowledged: it may be sent from there (see
+    /// [`TcpSockets::sent_text`]) rather than copied.
+    pub from_send_buffer: bool,
+    /// Which connection (for [`TcpSockets::sent_text`]): set by the set
+    /// as it hands the connection its way out; `None` from a connection alone.
+    pub owner: Option<u64>,
     /// For a burst (a payload longer than one segment): the payload of each
     /// segment it is cut into. 0 for a single segment.
     pub segment_size: u16,

@@ -8,6 +8,7 @@ use super::listener::Listener;
 use super::path_mtu::PathMtuCache;
 use super::secret::Secret;
 use super::seq::Seq;
+use super::Outgoing;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
 use crate::time::Instant;
 use crate::wire::tcp::{Flags, Options};
@@ -55,6 +56,12 @@ struct Slot {
 }
 
 type Tuple = (u16, Ipv4Addr, u16);
+
+/// What a connection's segments carry as [`Outgoing::owner`]: its slot and
+/// the slot's generation, so a later lookup cannot find its successor.
+fn owner_of(index: u32, generation: u32) -> Option<u64> {
+    Some((u64::from(index) << 32) | u64::from(generation))
+}
 
 fn tuple_of(c: &Connection) -> Tuple {
     (c.local().1, c.remote().0, c.remote().1)
@@ -222,6 +229,17 @@ impl TcpSockets {
 
     pub fn get(&self, h: Handle) -> Option<&Connection> {
         self.slot(h).and_then(|s| s.conn.as_ref())
+    }
+
+    /// `len` bytes of the send buffer of the connection `owner` names (see
+    /// [`Outgoing::owner`]) from sequence number `from`, if they are still
+    /// there: the text of a segment queued by reference.
+    pub fn sent_text(&self, owner: u64, from: u32, len: usize) -> Option<(&[u8], &[u8])> {
+        let handle = Handle {
+            index: (owner >> 32) as u32,
+            generation: owner as u32,
+        };
+        self.get(handle)?.send_buffer_text(Seq(from), len)
     }
 
     /// The connection, marked for dispatch (a user call may create work).
@@ -406,7 +424,9 @@ impl TcpSockets {
                 && self.listeners.contains_key(&seg.dst_port))
             {
                 let before = conn.state();
-                conn.process(now, seg, out);
+                let owner = owner_of(i, self.slots[i as usize].generation);
+                let conn = self.slots[i as usize].conn.as_mut().expect("mapped");
+                conn.process(now, seg, &mut |s| out(&Outgoing { owner, ..*s }));
                 self.after_event(i, before);
                 self.mark(i);
                 return Ok(());
@@ -544,7 +564,8 @@ impl TcpSockets {
             .conn
             .as_mut()
             .expect("just inserted");
-        conn.process(now, seg, out);
+        let owner = owner_of(h.index, h.generation);
+        conn.process(now, seg, &mut |s| out(&Outgoing { owner, ..*s }));
         self.after_event(h.index, State::SynReceived);
         self.mark(h.index);
         Ok(())
@@ -648,7 +669,8 @@ impl TcpSockets {
                 continue;
             };
             let before = conn.state();
-            conn.dispatch(now, out);
+            let owner = owner_of(i, slot.generation);
+            conn.dispatch(now, &mut |seg| out(&Outgoing { owner, ..*seg }));
             if before != conn.state() {
                 self.after_event(i, before);
             }

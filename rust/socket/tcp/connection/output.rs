@@ -312,6 +312,8 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload: (a, b),
+            from_send_buffer: true,
+            owner: None,
             segment_size,
             dont_fragment: self.dont_fragment,
         });
@@ -327,6 +329,8 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload,
+            from_send_buffer: false,
+            owner: None,
             segment_size: 0,
             dont_fragment: self.dont_fragment,
         });
@@ -400,6 +404,8 @@ impl Connection {
             dst: self.remote.0,
             repr,
             payload: (&[], &[]),
+            from_send_buffer: false,
+            owner: None,
             segment_size: 0,
             dont_fragment: self.dont_fragment,
         });

@@ -1,7 +1,7 @@
 //! The user calls of RFC 9293 §3.10.2–§3.10.6: SEND, RECEIVE, CLOSE (half
 //! and whole), ABORT, and what an ICMP error does to a connection.
 
-use super::{Connection, State};
+use super::{Connection, Seq, State};
 use crate::socket::tcp::posted::{Lent, LentBuffer};
 use crate::socket::tcp::Error;
 
@@ -14,6 +14,17 @@ impl Connection {
     /// Room in the send buffer.
     pub fn send_capacity(&self) -> usize {
         self.config.tx_buffer.saturating_sub(self.tx.len())
+    }
+
+    /// `len` bytes of the send buffer from `seq`, if all are still held
+    /// (not acknowledged yet): a segment's text, sent from here.
+    pub fn send_buffer_text(&self, seq: Seq, len: usize) -> Option<(&[u8], &[u8])> {
+        if seq < self.snd_una {
+            return None;
+        }
+        let offset = seq.offset_from(self.snd_una);
+        let (a, b) = self.tx.peek(offset, len);
+        (a.len() + b.len() == len).then_some((a, b))
     }
 
     /// Bytes queued but not yet acknowledged.
