@@ -130,17 +130,18 @@ fn faulty_len() -> usize {
 
 #[test]
 fn byte_exact_under_loss_reorder_duplication_and_corruption_over_50_seeds() {
+    let mut corrupted = 0;
     for seed in 0..50 {
         let mut net = Net::new(faulty(), 1000 + seed);
         let (ha, hb) = bulk(&mut net, faulty_len(), Duration::from_secs(3600));
         let resent = net.conn_a(ha).traffic().retransmits + net.conn_b(hb).traffic().retransmits;
         assert!(resent > 0, "losses were repaired by retransmissions");
         let stats = net.a.dev.fault_stats();
-        assert!(
-            stats.lost > 0 && stats.reordered > 0 && stats.corrupted > 0,
-            "{stats:?}"
-        );
+        assert!(stats.lost > 0 && stats.reordered > 0, "{stats:?}");
+        corrupted += stats.corrupted;
     }
+    // About 8 frames a seed: one seed may draw none (it did once).
+    assert!(corrupted > 100, "only {corrupted} frames corrupted");
 }
 
 #[test]

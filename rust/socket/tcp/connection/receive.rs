@@ -23,7 +23,8 @@ impl Connection {
     }
 
     /// Stores text (RFC 9293 §3.10.7.4 seventh), trimmed to the window;
-    /// out-of-order text is kept and acknowledged at once with SACK.
+    /// out-of-order text is kept and acknowledged with SACK when the round
+    /// that brought it ends (at once, one duplicate ACK each, without SACK).
     pub(super) fn process_data(
         &mut self,
         now: Instant,
@@ -84,7 +85,16 @@ impl Connection {
                 self.note_duplicate(start, end);
             }
             self.ooo.add(seq, seq + data.len());
-            self.send_ack(now, out);
+            if self.sack {
+                // Once the round is over, with what it brought: a segment
+                // that was only late (a veth's per-CPU queues reorder) may
+                // fill the hole within it, and a SACK sent before would
+                // have the sender retransmit it for nothing.
+                self.ack_due = AckDue::Now;
+            } else {
+                // Without SACK the sender counts duplicate ACKs: one each.
+                self.send_ack(now, out);
+            }
         }
     }
 

@@ -61,6 +61,14 @@ impl Harness {
 
     /// A segment from the peer, then what the connection sends in answer.
     fn input(&mut self, seg: Segment, payload: &[u8]) -> Vec<Sent> {
+        let mut sent = self.process(seg, payload);
+        sent.extend(self.dispatch());
+        sent
+    }
+
+    /// A segment from the peer within a round: what goes before the
+    /// round's dispatch.
+    fn process(&mut self, seg: Segment, payload: &[u8]) -> Vec<Sent> {
         let incoming = Incoming {
             src: REMOTE.0,
             dst: LOCAL.0,
@@ -74,7 +82,8 @@ impl Harness {
             payload,
         };
         let mut sent = Vec::new();
-        // Most answers wait for the dispatch; an ACK of out-of-order data goes at once.
+        // Most answers wait for the dispatch; a duplicate ACK to a peer
+        // without SACK goes at once.
         self.c.process(self.now, &incoming, &mut |o| {
             sent.push(Sent {
                 seq: o.repr.seq,
@@ -86,7 +95,6 @@ impl Harness {
             });
             true
         });
-        sent.extend(self.dispatch());
         sent
     }
 
@@ -337,6 +345,28 @@ fn out_of_order_data_is_sacked_at_once_and_a_fin_closes_the_stream() {
     let mut buf = [0u8; 200];
     assert_eq!(h.c.recv(&mut buf), Ok(Some(105)));
     assert_eq!(h.c.recv(&mut buf), Ok(Some(0)));
+}
+
+#[test]
+fn a_segment_late_within_a_round_is_not_sacked_but_without_sack_each_dupack_goes() {
+    let mut h = Harness::established(plain());
+    let later = IRS + 1 + 100;
+    // Overtaken within one round: one ACK at its end, for both, no SACK.
+    assert_eq!(h.process(seg(later, ISS + 1), b"world"), vec![]);
+    assert_eq!(h.process(seg(IRS + 1, ISS + 1), &[b'x'; 100]), vec![]);
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].ack, out[0].options.sack_count), (later + 5, 0));
+
+    let mut h = Harness::established(TcpConfig {
+        sack: false,
+        ..plain()
+    });
+    // The sender counts duplicate ACKs (RFC 5681 §3.2): one per segment.
+    for i in 0..3 {
+        let out = h.process(seg(later + 10 * i, ISS + 1), &[b'y'; 10]);
+        assert_eq!((out.len(), out[0].ack), (1, IRS + 1));
+    }
 }
 
 #[test]
