@@ -656,17 +656,15 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
                 )
             },
             shape,
-            |buf| match (text.is_some(), burst) {
-                (_, true) => {
-                    if text.is_none() {
-                        copy_text(&mut buf[header_len..], (a, b));
-                    }
-                    seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst);
-                }
-                (true, false) => seg.repr.emit_with_text(buf, (a, b), seg.src, seg.dst),
-                (false, false) => {
+            |buf| {
+                if text.is_none() {
                     copy_text(&mut buf[header_len..], (a, b));
-                    seg.repr.emit(buf, payload_len, seg.src, seg.dst);
+                }
+                match (burst, text.is_some()) {
+                    // The checksum is finished per segment, where it is cut.
+                    (true, _) => seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst),
+                    (false, true) => seg.repr.emit_with_text(buf, (a, b), seg.src, seg.dst),
+                    (false, false) => seg.repr.emit(buf, payload_len, seg.src, seg.dst),
                 }
             },
         )

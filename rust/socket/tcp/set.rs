@@ -63,6 +63,14 @@ fn owner_of(index: u32, generation: u32) -> Option<u64> {
     Some((u64::from(index) << 32) | u64::from(generation))
 }
 
+/// The connection an [`Outgoing::owner`] names (see [`owner_of`]).
+fn handle_of(owner: u64) -> Handle {
+    Handle {
+        index: (owner >> 32) as u32,
+        generation: owner as u32,
+    }
+}
+
 fn tuple_of(c: &Connection) -> Tuple {
     (c.local().1, c.remote().0, c.remote().1)
 }
@@ -235,11 +243,7 @@ impl TcpSockets {
     /// [`Outgoing::owner`]) from sequence number `from`, if they are still
     /// there: the text of a segment queued by reference.
     pub fn sent_text(&self, owner: u64, from: u32, len: usize) -> Option<(&[u8], &[u8])> {
-        let handle = Handle {
-            index: (owner >> 32) as u32,
-            generation: owner as u32,
-        };
-        self.get(handle)?.send_buffer_text(Seq(from), len)
+        self.get(handle_of(owner))?.send_buffer_text(Seq(from), len)
     }
 
     /// The connection, marked for dispatch (a user call may create work).
@@ -407,10 +411,9 @@ impl TcpSockets {
     ) -> Result<(), Unclaimed> {
         let tuple = (seg.dst_port, seg.src, seg.src_port);
         if let Some(&i) = self.tuples.get(&tuple) {
-            let conn = self.slots[i as usize]
-                .conn
-                .as_mut()
-                .expect("mapped slots hold a connection");
+            let slot = &mut self.slots[i as usize];
+            let owner = owner_of(i, slot.generation);
+            let conn = slot.conn.as_mut().expect("mapped slots hold a connection");
             if conn.state() == State::Closed {
                 // Closed earlier in this batch (the final ACK of a close came
                 // just before): the tuple is free now, not at the next settle,
@@ -424,8 +427,6 @@ impl TcpSockets {
                 && self.listeners.contains_key(&seg.dst_port))
             {
                 let before = conn.state();
-                let owner = owner_of(i, self.slots[i as usize].generation);
-                let conn = self.slots[i as usize].conn.as_mut().expect("mapped");
                 conn.process(now, seg, &mut |s| out(&Outgoing { owner, ..*s }));
                 self.after_event(i, before);
                 self.mark(i);
