@@ -9,7 +9,7 @@
 
 use super::device::transmit_each;
 #[cfg(linux_fast_path)]
-use super::packet_ring::PacketRing;
+use super::packet_ring::{ArrivalPeek, PacketRing};
 #[cfg(linux_fast_path)]
 use super::packet_rx::PacketReceiver;
 #[cfg(linux_fast_path)]
@@ -98,6 +98,13 @@ impl Receiver {
         }
     }
 
+    fn arrivals(&self) -> Arrivals {
+        match self {
+            Receiver::Ring(r) => Arrivals(Some(r.arrival_peek())),
+            Receiver::Batch(_) => Arrivals::default(),
+        }
+    }
+
     fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
         match self {
             Receiver::Ring(r) => r.receive(sink),
@@ -112,6 +119,22 @@ enum Path {
     Packet(Receiver, PacketSender),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
     Pcap(Capture<Active>),
+}
+
+/// Whether frames wait on the device, answered without a system call where
+/// it has a receive ring ([`ArrivalPeek`]): a spinning thread looks often.
+/// `None`: this device cannot tell; ask `poll()`.
+#[derive(Clone, Default)]
+pub struct Arrivals(#[cfg(linux_fast_path)] Option<ArrivalPeek>);
+
+impl Arrivals {
+    pub fn frames_waiting(&self) -> Option<bool> {
+        #[cfg(linux_fast_path)]
+        if let Some(peek) = &self.0 {
+            return Some(peek.frames_waiting());
+        }
+        None
+    }
 }
 
 pub struct LiveDevice {
@@ -185,6 +208,15 @@ impl LiveDevice {
             #[cfg(linux_fast_path)]
             Path::Packet(rx, _) => rx.fd(),
             Path::Pcap(capture) => capture.as_raw_fd(),
+        }
+    }
+
+    /// Whether frames wait, for a thread that spins (see [`Arrivals`]).
+    pub fn arrivals(&self) -> Arrivals {
+        match &self.path {
+            #[cfg(linux_fast_path)]
+            Path::Packet(rx, _) => rx.arrivals(),
+            Path::Pcap(_) => Arrivals::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod poll;
 pub mod ready_fd;
 mod sockopt;
 pub mod stream_fd;
+pub mod timer_slack;
 pub mod trace;
 #[cfg(linux_fast_path)]
 mod vnet;

@@ -26,7 +26,8 @@ use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::RxChecksum;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
@@ -119,10 +120,46 @@ struct RingRequest {
     frame_count: u32,
 }
 
-/// The ring, mapped; unmapped on drop.
+/// The ring, mapped; unmapped on drop (when the last [`ArrivalPeek`] is
+/// gone too).
 struct Mapping {
     base: *mut u8,
     len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory. Slots are read only by the
+// ring's owner, which has them from the kernel (status word protocol);
+// other threads only load status words, atomically ([`ArrivalPeek`]).
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// The status word of the slot at byte offset `at`, shared with the kernel.
+    fn status(&self, at: usize) -> &AtomicU32 {
+        assert!(at + 4 <= self.len && at % 4 == 0);
+        // SAFETY: in the mapping (checked) and aligned; the kernel writes
+        // this word only as an aligned u32.
+        unsafe { AtomicU32::from_ptr(self.base.add(at).cast()) }
+    }
+}
+
+/// Whether frames wait in the ring, asked from any thread without a system
+/// call or the reader's lock: a thread spinning for a reply looks at the
+/// status word of the slot the reader takes next. A hint, not a promise:
+/// it may be a batch late either way, and `poll()` on the socket remains
+/// the authority for a thread about to sleep.
+#[derive(Clone)]
+pub struct ArrivalPeek {
+    ring: Arc<Mapping>,
+    /// Byte offset of the reader's next slot.
+    head: Arc<AtomicUsize>,
+}
+
+impl ArrivalPeek {
+    pub fn frames_waiting(&self) -> bool {
+        let at = self.head.load(Ordering::Relaxed);
+        self.ring.status(at + STATUS).load(Ordering::Relaxed) & TP_STATUS_USER != 0
+    }
 }
 
 impl Drop for Mapping {
@@ -135,22 +172,20 @@ impl Drop for Mapping {
 
 pub struct PacketRing {
     // Field order: the mapping goes before the socket that backs it.
-    ring: Mapping,
+    ring: Arc<Mapping>,
     fd: OwnedFd,
     /// Bytes per slot, and slots.
     slot: usize,
     slots: usize,
     /// The next slot the kernel fills and we read, in order.
     head: usize,
+    /// Its byte offset, for [`ArrivalPeek`]s.
+    published_head: Arc<AtomicUsize>,
     /// A frame that came whole through the socket's queue: header, then frame.
     spill: Box<[u8]>,
     losses: RxLosses,
     drained: bool,
 }
-
-// SAFETY: the mapping is owned by this value alone and moves with it; the
-// kernel's concurrent writes are to slots it owns (status word protocol).
-unsafe impl Send for PacketRing {}
 
 impl PacketRing {
     /// A promiscuous ring receiver on interface `name`, with virtio-net
@@ -228,11 +263,12 @@ impl PacketRing {
 
     fn with_socket(fd: OwnedFd, ring: Mapping, slot: usize) -> Self {
         PacketRing {
-            ring,
+            ring: Arc::new(ring),
             fd,
             slot,
             slots: RING_BYTES / slot,
             head: 0,
+            published_head: Arc::default(),
             spill: vec![0u8; vnet::LEN + SPILL].into_boxed_slice(),
             losses: RxLosses::default(),
             drained: false,
@@ -254,9 +290,14 @@ impl PacketRing {
 
     /// The status word of slot `i`, shared with the kernel.
     fn status(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: slot `i` lies inside the mapping and starts 16-byte aligned;
-        // the kernel writes this word only as an aligned u32.
-        unsafe { AtomicU32::from_ptr(self.ring.base.add(i * self.slot + STATUS).cast()) }
+        self.ring.status(i * self.slot + STATUS)
+    }
+
+    pub fn arrival_peek(&self) -> ArrivalPeek {
+        ArrivalPeek {
+            ring: self.ring.clone(),
+            head: self.published_head.clone(),
+        }
     }
 
     /// Hands on up to a batch of frames; returns how many slots were read.
@@ -285,6 +326,8 @@ impl PacketRing {
             self.head = (slot + 1) % self.slots;
             n += 1;
         }
+        self.published_head
+            .store(self.head * self.slot, Ordering::Relaxed);
         Ok(n)
     }
 
@@ -520,6 +563,35 @@ mod tests {
             assert_eq!(ring.losses().truncated + ring.losses().undescribed, 0);
             // Nothing left: the descriptor is no longer readable.
             assert!(!wait_readable(&[ring.fd()], Some(Duration::ZERO)).unwrap());
+        });
+    }
+
+    #[test]
+    fn a_peek_from_another_thread_sees_frames_waiting_until_they_are_read() {
+        in_private_netns(|| {
+            let mut ring = PacketRing::open("lo").expect("a ring on lo");
+            let peek = ring.arrival_peek();
+            let (tx, index) = sender();
+            let from_elsewhere = |p: &ArrivalPeek| {
+                let p = p.clone();
+                std::thread::spawn(move || p.frames_waiting())
+                    .join()
+                    .unwrap()
+            };
+            assert!(!from_elsewhere(&peek), "an empty ring");
+            for i in 0..3 {
+                send(&tx, index, &frame(100, i));
+            }
+            assert!(wait_readable(&[ring.fd()], Some(Duration::from_secs(1))).unwrap());
+            assert!(from_elsewhere(&peek));
+            assert_eq!(drain(&mut ring).len(), 3);
+            assert!(!from_elsewhere(&peek), "all read");
+            // It follows the reader along the ring.
+            send(&tx, index, &frame(100, 9));
+            assert!(wait_readable(&[ring.fd()], Some(Duration::from_secs(1))).unwrap());
+            assert!(from_elsewhere(&peek));
+            drop(ring);
+            assert!(peek.frames_waiting(), "the mapping outlives the ring");
         });
     }
 

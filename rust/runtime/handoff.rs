@@ -16,9 +16,7 @@
 
 use super::live::{Engine, LiveStack, Shared};
 use super::ready_set::ReadySets;
-use crate::phy::poll;
 use crate::stack::Stack;
-use crate::time::Duration;
 use std::sync::atomic::Ordering;
 
 /// The fewest queued frames (as on the wire) worth handing off.
@@ -36,7 +34,7 @@ impl LiveStack {
         let driver_free = s.loop_pollers.load(Ordering::Relaxed) > 0
             && s.driving.load(Ordering::Relaxed)
             && !s.leading.load(Ordering::Relaxed);
-        let behind = || ready_sets.any_queued() || frames_waiting(s);
+        let behind = || ready_sets.any_queued() || s.frames_waiting();
         if !worth_handing_off(driver_free, || stack.tx_queued(), behind) {
             return false;
         }
@@ -58,11 +56,6 @@ fn worth_handing_off(
     behind: impl FnOnce() -> bool,
 ) -> bool {
     driver_free && (HAND_OFF_FRAMES..=HAND_OFF_MOST).contains(&queued()) && behind()
-}
-
-/// The device holds frames no one has taken yet.
-fn frames_waiting(s: &Shared) -> bool {
-    poll::readable_each([s.pcap_fd], Some(Duration::ZERO)).is_ok_and(|[r]| r)
 }
 
 /// The driver's side: sends what loops handed off. Checked before every

@@ -6,16 +6,17 @@
 use super::bridge::{BridgeFate, Bridges};
 use super::handoff::send_handed_off;
 use super::ready_set::{Event, ReadySet, ReadySets};
-use super::wait::{LEASE, LOOP_LOOK_MAX};
+use super::wait::{LEASE, LOOK_SLACK, LOOP_LOOK_MAX};
 use super::waiters::{self, Leader, Pending, Waiters};
 use super::watch::{Watched, Watches};
 use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
-use crate::phy::live_device::{DeviceKind, LiveDevice, RxLosses};
-use crate::phy::poll::{self, wait_readable, Interest};
+use crate::phy::live_device::{Arrivals, DeviceKind, LiveDevice, RxLosses};
+use crate::phy::poll::{self, Interest};
 use crate::phy::stream_fd::StreamFd;
+use crate::phy::timer_slack::Widened;
 use crate::phy::trace::{TraceWriter, Traced};
 use crate::phy::wake::WakeFd;
 use crate::phy::Device;
@@ -253,6 +254,8 @@ impl Engine {
 pub(super) struct Shared {
     pub(super) engine: Mutex<Engine>,
     pub(super) pcap_fd: RawFd,
+    /// Whether frames wait, without a system call where the device can tell.
+    arrivals: Arrivals,
     /// The driver's wake-up (or a `poll()` caller's, without a driver).
     pub(super) wake: WakeFd,
     /// Signalled when the leader goes, for the driver that stepped aside.
@@ -281,6 +284,25 @@ pub(super) struct Shared {
     pub(super) spin_pays: AtomicBool,
 }
 
+impl Shared {
+    /// For a thread that spins: whether frames wait on the device and
+    /// whether `wake` was signalled, looked at without a system call where
+    /// the device has a receive ring.
+    pub(super) fn look(&self, wake: &WakeFd) -> io::Result<[bool; 2]> {
+        match self.arrivals.frames_waiting() {
+            Some(frames) => Ok([frames, wake.is_signalled()]),
+            None => poll::readable_each([self.pcap_fd, wake.fd()], Some(Duration::ZERO)),
+        }
+    }
+
+    /// Whether frames wait on the device that no one has taken yet.
+    pub(super) fn frames_waiting(&self) -> bool {
+        self.arrivals.frames_waiting().unwrap_or_else(|| {
+            poll::readable_each([self.pcap_fd], Some(Duration::ZERO)).is_ok_and(|[r]| r)
+        })
+    }
+}
+
 /// A [`Stack`] on a live interface.
 pub struct LiveStack {
     pub(super) shared: Arc<Shared>,
@@ -296,6 +318,7 @@ impl LiveStack {
             config.device,
         )?;
         let pcap_fd = pcap.fd();
+        let arrivals = pcap.arrivals();
         let origin = std::time::Instant::now();
         let trace = match &config.pcap_out {
             Some(path) => Some(TraceWriter::create(path, Instant::ZERO)?),
@@ -331,6 +354,7 @@ impl LiveStack {
             shared: Arc::new(Shared {
                 engine: Mutex::new(engine),
                 pcap_fd,
+                arrivals,
                 wake,
                 driver_resume: Condvar::new(),
                 leading: AtomicBool::new(false),
@@ -694,7 +718,6 @@ fn locked_round(shared: &Shared) -> io::Result<usize> {
 fn spin(shared: &Shared) -> io::Result<usize> {
     let window = std::time::Duration::from(shared.busy_poll);
     let mut until = std::time::Instant::now() + window;
-    let fds = [shared.pcap_fd, shared.wake.fd()];
     let mut total = 0;
     let going = || {
         !shared.stop.load(Ordering::SeqCst)
@@ -702,7 +725,10 @@ fn spin(shared: &Shared) -> io::Result<usize> {
             && !shared.leading.load(Ordering::SeqCst)
     };
     while going() && std::time::Instant::now() < until {
-        if !wait_readable(&fds, Some(Duration::ZERO)).unwrap_or(true) {
+        if !shared
+            .look(&shared.wake)
+            .map_or(true, |r| r.contains(&true))
+        {
             std::thread::yield_now();
             continue;
         }
@@ -725,6 +751,10 @@ fn step_aside(shared: &Shared) {
     if !shared.leading.load(Ordering::SeqCst) && lock(&shared.engine).vacated.is_none() {
         return; // the common case without leaders, without the lock
     }
+    // Each look costs a timer interrupt of its own unless it can wait for
+    // the next tick; during a series of short calls it finds them going on
+    // and would cost one every lease for nothing.
+    let _late = Widened::new(LOOK_SLACK);
     let mut engine = Locked::new(&shared.engine);
     while !shared.stop.load(Ordering::SeqCst) {
         let now = std::time::Instant::now();
@@ -809,5 +839,5 @@ fn loop_needs_help(shared: &Shared) -> bool {
     let now = shared.origin.elapsed().as_micros() as u64;
     let polled = shared.loop_polled.load(Ordering::SeqCst);
     let stale = now.saturating_sub(polled) > LEASE.as_micros() as u64;
-    stale && wait_readable(&[shared.pcap_fd], Some(Duration::ZERO)).unwrap_or(true)
+    stale && shared.frames_waiting()
 }

@@ -5,7 +5,7 @@
 //! [`INTERRUPT_SLICE`] so that Ctrl-C is seen; the interrupt hook (which
 //! takes the GIL) runs only when a slice ends, not at every wake-up.
 
-use super::live::{round, Engine, LiveStack, Locked};
+use super::live::{round, Engine, LiveStack, Locked, Shared};
 use super::waiters::{Leader, Waiter};
 use super::watch::Watched;
 use crate::phy::poll::{readable_each, wait_readable};
@@ -23,6 +23,11 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// How long a leader that led briefly keeps the driver aside after its
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
+/// How late the driver's look after a lease may come: up to one scheduler
+/// tick (4 ms at the common 250 Hz), so that it rides on the tick's
+/// interrupt. A frame that comes as a series of calls stops waits at most
+/// this much longer for the driver; the calls themselves lose nothing.
+pub(super) const LOOK_SLACK: std::time::Duration = std::time::Duration::from_millis(4);
 /// The longest the driver goes without looking whether an event loop that
 /// polls the device has left frames waiting (a loop busy in a callback):
 /// frames wait at most this long for the driver's help, while an idle
@@ -237,7 +242,7 @@ impl LiveStack {
         let spin = spin_window(shared.busy_poll, shared.spin_pays.load(Ordering::Relaxed));
         let slept = Clock::now();
         if spin > Duration::ZERO {
-            ready = spin_until_readable(fds, spin.min(wait));
+            ready = spin_until_ready(shared, wake, spin.min(wait));
         }
         let ready = match ready {
             Some(ready) => ready,
@@ -356,12 +361,13 @@ fn bounded_wait(deadline: Option<Clock>, timer: Option<Duration>) -> Duration {
     Duration::from_micros(wait.as_micros() as u64)
 }
 
-/// Looks at `fds` without sleeping, yielding the core between looks, for up
-/// to `window`; which are readable, as soon as one is.
-fn spin_until_readable<const N: usize>(fds: [i32; N], window: Duration) -> Option<[bool; N]> {
+/// Looks at the device and `wake` without sleeping (see [`Shared::look`]),
+/// yielding the core between looks, for up to `window`; [frames, woken] as
+/// soon as either is.
+fn spin_until_ready(shared: &Shared, wake: &WakeFd, window: Duration) -> Option<[bool; 2]> {
     let until = Clock::now() + std::time::Duration::from(window);
     loop {
-        match readable_each(fds, Some(Duration::ZERO)) {
+        match shared.look(wake) {
             Ok(ready) if ready.contains(&true) => return Some(ready),
             Err(_) => return None, // the sleeping poll reports it
             Ok(_) => {}
