@@ -293,6 +293,24 @@ impl PacketRing {
         self.ring.status(i * self.slot + STATUS)
     }
 
+    /// Starts loading slot `i`'s status word while this frame goes through
+    /// the engine: a slot is touched once per trip round 8 MiB of ring, so
+    /// the next one is never in the cache or the TLB, and looking at it
+    /// after the frame cost a stall of a quarter of a request/response's
+    /// own time in the stack (`perf annotate`).
+    fn prefetch_status(&self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let word = self.status(i) as *const AtomicU32;
+            // SAFETY: a prefetch only hints the cache; the address is in the mapping.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(word.cast())
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
     pub fn arrival_peek(&self) -> ArrivalPeek {
         ArrivalPeek {
             ring: self.ring.clone(),
@@ -320,6 +338,7 @@ impl PacketRing {
             if status & TP_STATUS_LOSING != 0 {
                 self.count_ring_drops();
             }
+            self.prefetch_status((slot + 1) % self.slots);
             self.take(bytes, status, sink);
             // Release: we are done reading before the kernel may write again.
             self.status(slot).store(0, Ordering::Release);

@@ -23,6 +23,7 @@ use crate::phy::Device;
 use crate::socket::tcp::Handle;
 use crate::stack::{Stack, StackConfig};
 use crate::time::{Duration, Instant};
+use std::cell::Cell;
 use std::io;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
@@ -77,11 +78,21 @@ pub struct Engine {
     pub(super) vacated: Option<std::time::Instant>,
     /// Rounds that made progress (what `poll()` on a driven stack waits for).
     pub(super) rounds: u64,
+    /// The time, read once per hold of the lock ([`Engine::now`]).
+    clock: Cell<Option<Instant>>,
 }
 
 impl Engine {
+    /// The time, as of this hold of the lock: what a call, a round and the
+    /// wait after them all do under one hold happens at one instant, and
+    /// the clock is read once, not at every step (a request/response read
+    /// it some 15 times, 5% of its time in the stack).
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.origin.elapsed().as_micros() as i64)
+        self.clock.get().unwrap_or_else(|| {
+            let now = Instant::from_micros(self.origin.elapsed().as_micros() as i64);
+            self.clock.set(Some(now));
+            now
+        })
     }
 
     /// Handles every pending frame and due timer; returns frames received
@@ -346,6 +357,7 @@ impl LiveStack {
             driver_aside: false,
             vacated: None,
             rounds: 0,
+            clock: Cell::new(None),
         };
         // Readiness descriptors and blocked calls learn what a round touched.
         engine.stack.tcp_mut().follow_changes();
@@ -642,9 +654,13 @@ pub struct Locked<'a> {
 
 impl<'a> Locked<'a> {
     fn new(engine: &'a Mutex<Engine>) -> Self {
-        Locked {
-            guard: Some(lock(engine)),
-        }
+        Self::held(lock(engine))
+    }
+
+    /// A new hold: the clock is read afresh.
+    fn held(guard: MutexGuard<'a, Engine>) -> Self {
+        guard.clock.set(None);
+        Locked { guard: Some(guard) }
     }
 
     /// The lock if it is free this instant.
@@ -654,7 +670,7 @@ impl<'a> Locked<'a> {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        Some(Locked { guard: Some(guard) })
+        Some(Self::held(guard))
     }
 
     /// Sleeps on `cond` (at most `timeout`), the lock released meanwhile.
@@ -668,7 +684,7 @@ impl<'a> Locked<'a> {
             },
             None => cond.wait(guard).unwrap_or_else(|p| p.into_inner()),
         };
-        Locked { guard: Some(guard) }
+        Self::held(guard)
     }
 }
 
@@ -748,7 +764,7 @@ fn spin(shared: &Shared) -> io::Result<usize> {
 /// waking the driver), a lease at a time; after a brief leader left, until
 /// its lease runs out.
 fn step_aside(shared: &Shared) {
-    if !shared.leading.load(Ordering::SeqCst) && lock(&shared.engine).vacated.is_none() {
+    if !shared.leading.load(Ordering::SeqCst) && Locked::new(&shared.engine).vacated.is_none() {
         return; // the common case without leaders, without the lock
     }
     // Each look costs a timer interrupt of its own unless it can wait for
@@ -787,8 +803,8 @@ fn drive(shared: &Shared) {
     let mut look_every = LEASE;
     while !shared.stop.load(Ordering::SeqCst) {
         step_aside(shared);
-        let by_loop =
-            shared.loop_pollers.load(Ordering::SeqCst) > 0 && lock(&shared.engine).bridges_idle();
+        let by_loop = shared.loop_pollers.load(Ordering::SeqCst) > 0
+            && Locked::new(&shared.engine).bridges_idle();
         let help = by_loop && loop_needs_help(shared);
         if by_loop {
             look_every = if help {
@@ -822,7 +838,7 @@ fn drive(shared: &Shared) {
         let _ = poll::wait_ready(&interests, wait, &mut ready);
         ready.retain(|&fd| fd != shared.pcap_fd && fd != shared.wake.fd());
         if !ready.is_empty() {
-            lock(&shared.engine).bridges.sockets_ready(&ready);
+            Locked::new(&shared.engine).bridges.sockets_ready(&ready);
         }
         if !shared.shut.load(Ordering::SeqCst) {
             shared.wake.drain(); // once shut, it stays signalled for every waiter
@@ -833,7 +849,7 @@ fn drive(shared: &Shared) {
 /// With an event loop polling the device: whether a timer is due, or the
 /// device holds frames and the loop has run no round for a lease.
 fn loop_needs_help(shared: &Shared) -> bool {
-    if lock(&shared.engine).timer_wait() == Some(Duration::ZERO) {
+    if Locked::new(&shared.engine).timer_wait() == Some(Duration::ZERO) {
         return true;
     }
     let now = shared.origin.elapsed().as_micros() as u64;

@@ -96,7 +96,7 @@ impl LiveStack {
         loop {
             self.check_open()?;
             let timer = self.engine().timer_wait();
-            let wait = bounded_wait(deadline, timer);
+            let wait = bounded_wait(Clock::now(), deadline, timer);
             match wait_readable(&[shared.pcap_fd, shared.wake.fd()], Some(wait)) {
                 Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
                 _ => {}
@@ -125,8 +125,10 @@ impl LiveStack {
         key: Option<Watched>,
         mut attempt: impl FnMut(&LiveStack, &mut Engine) -> Option<T>,
     ) -> io::Result<Option<T>> {
-        let deadline = timeout.map(|t| Clock::now() + t.into());
-        let mut slice_end = Clock::now() + INTERRUPT_SLICE;
+        // As of the last wake-up: the clock is read once per turn.
+        let mut now = Clock::now();
+        let deadline = timeout.map(|t| now + t.into());
+        let mut slice_end = now + INTERRUPT_SLICE;
         let mut waiter: Option<Arc<Waiter>> = None;
         let mut leading: Option<(u64, Arc<WakeFd>)> = None;
         let mut fresh = true;
@@ -138,7 +140,6 @@ impl LiveStack {
             if let Some(v) = attempt(self, &mut engine) {
                 break Ok(Some(v));
             }
-            let now = Clock::now();
             if deadline.is_some_and(|d| now >= d) {
                 break Ok(None);
             }
@@ -149,16 +150,19 @@ impl LiveStack {
                 } else if !engine.bridges_idle() {
                     // Bridges are pumped on their sockets' readiness, which
                     // only the driver sleeps on.
-                    self.resign(&mut engine);
+                    self.resign(&mut engine, now);
                     leading = None;
                 }
             } else if fresh && engine.bridges_idle() && may_take_over(&engine) {
-                leading = self.claim(&mut engine, key);
+                leading = self.claim(&mut engine, key, now);
             }
             fresh = false;
             engine = if let Some((_, wake)) = &leading {
-                match self.lead_once(engine, wake, until) {
-                    (guard, Ok(())) => guard,
+                match self.lead_once(engine, wake, until, now) {
+                    (guard, Ok(woke)) => {
+                        now = woke;
+                        guard
+                    }
                     (guard, Err(e)) => {
                         engine = guard;
                         break Err(e);
@@ -171,21 +175,23 @@ impl LiveStack {
                 if guard.leader.is_none() && guard.bridges_idle() && !self.is_driven() {
                     fresh = true;
                 }
+                now = Clock::now();
                 guard
             };
-            if Clock::now() >= slice_end {
+            if now >= slice_end {
                 drop(engine);
                 let checked = interrupt();
                 engine = self.engine();
                 if let Err(e) = checked {
                     break Err(e);
                 }
-                slice_end = Clock::now() + INTERRUPT_SLICE;
+                now = Clock::now();
+                slice_end = now + INTERRUPT_SLICE;
             }
         };
         if let Some((id, _)) = leading {
             if engine.leader.as_ref().is_some_and(|l| l.id == id) {
-                self.resign(&mut engine);
+                self.resign(&mut engine, now);
             }
         } else if waiter.is_some() && engine.leader.is_none() && !self.is_driven() {
             // A follower handed the device (or woken for its own socket as
@@ -199,7 +205,12 @@ impl LiveStack {
     /// Makes this call the leader, taking over from the one before (see
     /// [`may_take_over`]) and waking it to follow.
     /// `None` if this thread has no wake-up descriptor to sleep on.
-    fn claim(&self, engine: &mut Engine, key: Option<Watched>) -> Option<(u64, Arc<WakeFd>)> {
+    fn claim(
+        &self,
+        engine: &mut Engine,
+        key: Option<Watched>,
+        now: Clock,
+    ) -> Option<(u64, Arc<WakeFd>)> {
         let wake = own_wake()?; // a stale signal costs one early look, no more
         engine.leaders += 1;
         let id = engine.leaders;
@@ -207,7 +218,7 @@ impl LiveStack {
             id,
             key,
             wake: wake.clone(),
-            since: Clock::now(),
+            since: now,
         });
         if let Some(before) = before {
             before.wake.wake();
@@ -224,25 +235,25 @@ impl LiveStack {
         Some((id, wake))
     }
 
-    /// The leader's turn: sleeps on the device and its own wake-up (spinning
-    /// first if busy-polling) until a frame, a wake-up, the next timer or
-    /// `until`, then runs a round.
+    /// The leader's turn from `now`: sleeps on the device and its own
+    /// wake-up (spinning first if busy-polling) until a frame, a wake-up,
+    /// the next timer or `until`, then runs a round. When it woke.
     fn lead_once<'a>(
         &'a self,
         engine: Locked<'a>,
         wake: &WakeFd,
         until: Clock,
-    ) -> (Locked<'a>, io::Result<()>) {
+        now: Clock,
+    ) -> (Locked<'a>, io::Result<Clock>) {
         let shared = &self.shared;
         let fds = [shared.pcap_fd, wake.fd()];
-        let wait = bounded_wait(Some(until), engine.timer_wait());
+        let wait = bounded_wait(now, Some(until), engine.timer_wait());
         drop(engine);
         let mut ready = None;
         let adaptive = shared.busy_poll == Duration::ZERO;
         let spin = spin_window(shared.busy_poll, shared.spin_pays.load(Ordering::Relaxed));
-        let slept = Clock::now();
         if spin > Duration::ZERO {
-            ready = spin_until_ready(shared, wake, spin.min(wait));
+            ready = spin_until_ready(shared, wake, now, spin.min(wait));
         }
         let ready = match ready {
             Some(ready) => ready,
@@ -252,15 +263,16 @@ impl LiveStack {
                 Err(e) => return (self.engine(), Err(e)),
             },
         };
+        let woke = Clock::now();
         if adaptive {
-            let pays = spin_pays_after(ready[0], slept.elapsed());
+            let pays = spin_pays_after(ready[0], woke - now);
             shared.spin_pays.store(pays, Ordering::Relaxed);
         }
         if ready[1] {
             wake.drain();
         }
         let mut engine = self.engine();
-        let outcome = engine.run_once(true).map(|_| ());
+        let outcome = engine.run_once(true).map(|_| woke);
         (engine, outcome)
     }
 
@@ -291,14 +303,14 @@ impl LiveStack {
     /// and replies and will be back within the lease ([`LEASE`]), before
     /// which the driver looks again by itself (see `drive`); waking it at
     /// every reply would cost a thread switch per round trip.
-    fn resign(&self, engine: &mut Engine) {
+    fn resign(&self, engine: &mut Engine, now: Clock) {
         let Some(leader) = engine.leader.take() else {
             return;
         };
         self.shared.leading.store(false, Ordering::SeqCst);
         if engine.driver_aside {
-            if leader.since.elapsed() < LEASE {
-                engine.vacated = Some(Clock::now());
+            if now.saturating_duration_since(leader.since) < LEASE {
+                engine.vacated = Some(now);
             } else {
                 self.shared.driver_resume.notify_one();
             }
@@ -349,9 +361,9 @@ fn own_wake() -> Option<Arc<WakeFd>> {
     OWN_WAKE.with(|w| w.clone())
 }
 
-/// How long to sleep: until `deadline`, the next timer, at most a slice.
-fn bounded_wait(deadline: Option<Clock>, timer: Option<Duration>) -> Duration {
-    let now = Clock::now();
+/// How long to sleep from `now`: until `deadline`, the next timer, at most
+/// a slice.
+fn bounded_wait(now: Clock, deadline: Option<Clock>, timer: Option<Duration>) -> Duration {
     let mut wait = deadline.map_or(INTERRUPT_SLICE, |d| {
         d.saturating_duration_since(now).min(INTERRUPT_SLICE)
     });
@@ -362,10 +374,15 @@ fn bounded_wait(deadline: Option<Clock>, timer: Option<Duration>) -> Duration {
 }
 
 /// Looks at the device and `wake` without sleeping (see [`Shared::look`]),
-/// yielding the core between looks, for up to `window`; [frames, woken] as
-/// soon as either is.
-fn spin_until_ready(shared: &Shared, wake: &WakeFd, window: Duration) -> Option<[bool; 2]> {
-    let until = Clock::now() + std::time::Duration::from(window);
+/// yielding the core between looks, for up to `window` from `start`;
+/// [frames, woken] as soon as either is.
+fn spin_until_ready(
+    shared: &Shared,
+    wake: &WakeFd,
+    start: Clock,
+    window: Duration,
+) -> Option<[bool; 2]> {
+    let until = start + std::time::Duration::from(window);
     loop {
         match shared.look(wake) {
             Ok(ready) if ready.contains(&true) => return Some(ready),
