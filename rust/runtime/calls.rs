@@ -83,6 +83,15 @@ impl LiveStack {
             return None; // the blocking path says so
         }
         let mut engine = Locked::try_new(&self.shared.engine)?;
+        let done = self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true);
+        if done.is_some() || engine.leader.is_some() || !self.shared.frames_surely_waiting() {
+            return done;
+        }
+        // Frames wait and no call polls for them: the reply to a request,
+        // come in while its caller was away. Taking them now spares the
+        // caller the blocking path (GIL released and taken back, a turn
+        // as leader) for a round it would run at once anyway.
+        engine.run_once(false).ok()?;
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 

@@ -306,6 +306,12 @@ impl Shared {
         }
     }
 
+    /// Frames wait on the device, as far as it can tell without a system
+    /// call (false where it cannot).
+    pub(super) fn frames_surely_waiting(&self) -> bool {
+        self.arrivals.frames_waiting() == Some(true)
+    }
+
     /// Whether frames wait on the device that no one has taken yet.
     pub(super) fn frames_waiting(&self) -> bool {
         self.arrivals.frames_waiting().unwrap_or_else(|| {
