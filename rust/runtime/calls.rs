@@ -90,8 +90,12 @@ impl LiveStack {
         // Frames wait and no call polls for them: the reply to a request,
         // come in while its caller was away. Taking them now spares the
         // caller the blocking path (GIL released and taken back, a turn
-        // as leader) for a round it would run at once anyway.
+        // as leader) for a round it would run at once anyway. Like a brief
+        // leader it holds the device for a lease: the driver, were it to
+        // race it for the next reply from another core, would cost a
+        // cross-core wake-up and leave the caller waiting on its round.
         engine.run_once(false).ok()?;
+        engine.vacated = Some(std::time::Instant::now());
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 

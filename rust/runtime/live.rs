@@ -74,7 +74,8 @@ pub struct Engine {
     pub(super) leaders: u64,
     /// The driver sleeps on [`Shared::driver_resume`] until the leader goes.
     pub(super) driver_aside: bool,
-    /// When a brief leader left without waking the driver (its lease).
+    /// When a brief leader left without waking the driver, or a call last
+    /// ran a round in passing (their lease, see `step_aside`).
     pub(super) vacated: Option<std::time::Instant>,
     /// Rounds that made progress (what `poll()` on a driven stack waits for).
     pub(super) rounds: u64,
