@@ -147,6 +147,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=4)
     p.add_argument("--trips", type=int, default=2000)
+    p.add_argument("--wrk", action=argparse.BooleanOptionalAction, default=True, help="the HTTP rates too")
     a = p.parse_args()
 
     import mipfast
@@ -190,7 +191,7 @@ def main() -> None:
                     for where, cpus in placements.items():
                         add(f"rtt kernel{where}", round_trips(kernel_connect, a.trips, kernel_echo.pid, cpus))
                         add(f"rtt stack{where}", round_trips(stack_connect, a.trips, stack_echo.pid, cpus))
-                    for close in (False, True):
+                    for close in (False, True) if a.wrk else ():
                         kind = "close" if close else "keep-alive"
                         add(f"wrk {kind} kernel", wrk(KERNEL_NS, KERNEL_IP, a.seconds, close))
                         add(f"wrk {kind} stack", wrk(lab.netns, STACK_IP, a.seconds, close))
@@ -219,7 +220,7 @@ def main() -> None:
         for i, pct in ((0, "p50"), (1, "p99")):
             k, s = med(kernel, i), med(stack, i)
             print(f"64-byte round trip {pct} ({stack}): stack {s:7.1f} µs, kernel {k:7.1f} µs ({s / k:.2f}x)")
-    for kind in ("keep-alive", "close"):
+    for kind in ("keep-alive", "close") if a.wrk else ():
         k, s = med(f"wrk {kind} kernel"), med(f"wrk {kind} stack")
         print(f"wrk -c 50 {kind:10}: stack {s:9.1f} req/s, kernel {k:9.1f} req/s ({s / k:.2f}x)")
 
