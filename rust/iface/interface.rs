@@ -874,14 +874,25 @@ impl Interface {
         send: impl FnOnce(&[TxFrame<'_>]),
     ) {
         let counters = &mut self.counters;
-        self.tx.drain_batch(|queued| {
-            let frames: Vec<TxFrame<'_>> = queued.iter().filter_map(|f| f.view(&find)).collect();
-            for f in &frames {
+        let mut count_out = |frames: &[TxFrame<'_>]| {
+            for f in frames {
                 let (count, bytes) = f.wire_size();
                 counters.frames_out += count as u64;
                 counters.bytes_out += bytes as u64;
                 counters.bursts_out += (f.segment_size > 0) as u64;
             }
+        };
+        self.tx.drain_batch(|queued| {
+            // One frame (a request, an ACK) needs no list of its own.
+            if let [only] = queued {
+                if let Some(frame) = only.view(&find) {
+                    count_out(std::slice::from_ref(&frame));
+                    send(std::slice::from_ref(&frame));
+                }
+                return;
+            }
+            let frames: Vec<TxFrame<'_>> = queued.iter().filter_map(|f| f.view(&find)).collect();
+            count_out(&frames);
             send(&frames)
         });
     }
