@@ -8,6 +8,8 @@
 * **HTTP keep-alive**: `wrk -t2 -c50` against a tiny thread-per-connection HTTP handler in this process,
   served by `stack.listen` and by a kernel listening socket (the very same handler function).
 * **connection per request**: the same with `Connection: close` (wrk reconnects for every request).
+* **busy-poll**: the round trips and the keep-alive rate again on a stack with `busy_poll_us=50`, to show
+  what spinning buys in latency and whether it costs the handler threads throughput.
 
 The stack sits on the lab's veth (namespace `mipfast-bench`), the kernel reference on a second veth pair
 from this namespace into another; offloads off on all four ends. Run as root:
@@ -200,10 +202,21 @@ def main() -> None:
                 listener.close()
             with mipfast.Stack(lab.iface, ip=f"{STACK_IP}/24", busy_poll_us=50) as stack:
                 stack.start()
+                listener = stack.listen(HTTP_PORT, backlog=512)
+                accept = lambda: listener.accept(timeout=0.5)  # noqa: E731
+                threading.Thread(target=accept_loop, args=(accept, stop), daemon=True).start()
                 busy_connect = connector(stack, lab.peer_ip)
                 for _ in range(a.rounds):
-                    add("rtt kernel (beside busy-poll)", round_trips(kernel_connect, a.trips))
-                    add("rtt stack busy-poll", round_trips(busy_connect, a.trips))
+                    for where, cpus in placements.items():
+                        kernel_trips = round_trips(kernel_connect, a.trips, kernel_echo.pid, cpus)
+                        stack_trips = round_trips(busy_connect, a.trips, stack_echo.pid, cpus)
+                        add(f"rtt kernel (beside busy-poll){where}", kernel_trips)
+                        add(f"rtt stack busy-poll{where}", stack_trips)
+                    if a.wrk:  # what spinning costs the handler threads' throughput
+                        kernel_rate = wrk(KERNEL_NS, KERNEL_IP, a.seconds, False)
+                        add("wrk keep-alive kernel (beside busy-poll)", kernel_rate)
+                        add("wrk keep-alive stack busy-poll", wrk(lab.netns, STACK_IP, a.seconds, False))
+                listener.close()
         finally:
             stop.set()
             kernel_listener.close()
@@ -215,14 +228,16 @@ def main() -> None:
         return statistics.median(values)
 
     pairs = [(f"rtt kernel{w}", f"rtt stack{w}") for w in placements]
-    pairs.append(("rtt kernel (beside busy-poll)", "rtt stack busy-poll"))
+    pairs += [(f"rtt kernel (beside busy-poll){w}", f"rtt stack busy-poll{w}") for w in placements]
     for kernel, stack in pairs:
         for i, pct in ((0, "p50"), (1, "p99")):
             k, s = med(kernel, i), med(stack, i)
             print(f"64-byte round trip {pct} ({stack}): stack {s:7.1f} µs, kernel {k:7.1f} µs ({s / k:.2f}x)")
-    for kind in ("keep-alive", "close") if a.wrk else ():
-        k, s = med(f"wrk {kind} kernel"), med(f"wrk {kind} stack")
-        print(f"wrk -c 50 {kind:10}: stack {s:9.1f} req/s, kernel {k:9.1f} req/s ({s / k:.2f}x)")
+    rates = [(f"wrk {kind} kernel", f"wrk {kind} stack") for kind in ("keep-alive", "close")]
+    rates.append(("wrk keep-alive kernel (beside busy-poll)", "wrk keep-alive stack busy-poll"))
+    for kernel, stack in rates if a.wrk else ():
+        k, s = med(kernel), med(stack)
+        print(f"wrk -c 50 ({stack}): stack {s:9.1f} req/s, kernel {k:9.1f} req/s ({s / k:.2f}x)")
 
 
 if __name__ == "__main__":
