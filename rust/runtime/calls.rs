@@ -95,7 +95,11 @@ impl LiveStack {
         // race it for the next reply from another core, would cost a
         // cross-core wake-up and leave the caller waiting on its round.
         engine.run_once(false).ok()?;
-        engine.vacated = Some(std::time::Instant::now());
+        if engine.bridges_idle() {
+            // (Bridges are pumped on their sockets' readiness, which only
+            // the driver sleeps on: it must not stand back for them.)
+            engine.vacated = Some(std::time::Instant::now());
+        }
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 
