@@ -25,8 +25,8 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
 /// How late the driver's look after a lease may come: up to one scheduler
 /// tick (4 ms at the common 250 Hz), so that it rides on the tick's
-/// interrupt. A frame that comes as a series of calls stops waits at most
-/// this much longer for the driver; the calls themselves lose nothing.
+/// interrupt. A frame that arrives just as a series of calls ends waits at
+/// most this much longer for the driver; the calls themselves lose nothing.
 pub(super) const LOOK_SLACK: std::time::Duration = std::time::Duration::from_millis(4);
 /// The longest the driver goes without looking whether an event loop that
 /// polls the device has left frames waiting (a loop busy in a callback):
