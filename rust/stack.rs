@@ -529,6 +529,11 @@ impl Stack {
         self.iface.count_tx_handoff();
     }
 
+    /// Counts a round a user call ran on its way (`runtime/calls.rs`).
+    pub fn count_round_in_passing(&mut self) {
+        self.iface.count_round_in_passing();
+    }
+
     /// The frames queued to send, as they go on the wire.
     pub fn tx_queued(&self) -> usize {
         self.iface.tx_queued()

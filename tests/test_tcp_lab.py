@@ -448,6 +448,39 @@ def test_a_call_taking_over_briefly_leaves_the_device_polled(lab, peer):
         conn.close()
 
 
+@pytest.mark.parametrize("reader", ["ring", "recvmmsg"])
+@linux_lab  # the receive ring is the Linux path's
+def test_a_reply_waiting_in_the_ring_is_read_by_the_call_itself(lab, peer, reader, monkeypatch):
+    """Nothing polls the device between calls here (no driver thread), so each
+    echoed reply waits in the receive ring until `recv`. That call sees it there
+    and runs the round itself, its GIL kept (`rounds_in_passing`), instead of
+    blocking to lead a round. A reader without a ring cannot tell that frames wait
+    without a system call: it takes the blocking way, with the same bytes."""
+    if reader == "recvmmsg":
+        monkeypatch.setenv("MIPFAST_PACKET_RING", "0")
+    peer(PEER_PY, "echo", "9008")
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR, device="auto")
+    try:
+        conn = stack.connect((lab.peer_ip, 9008), timeout=10)
+        before = stack.stats()["counters"]["rounds_in_passing"]
+        for i in range(20):
+            request = f"request {i}".encode() * (i + 1)
+            conn.sendall(request)
+            time.sleep(0.02)  # the reply is back, in the ring, untouched
+            reply = b""
+            while len(reply) < len(request):
+                reply += conn.recv(4096)
+            assert reply == request
+        in_passing = stack.stats()["counters"]["rounds_in_passing"] - before
+        if reader == "ring":
+            assert in_passing >= 15, in_passing
+        else:
+            assert in_passing == 0
+        conn.close()
+    finally:
+        stack.close()
+
+
 CONNECT_AND_WAIT = """
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)

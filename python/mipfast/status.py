@@ -18,6 +18,7 @@ class Counters(TypedDict):
     bursts_in: int
     checksums_offloaded_in: int
     tx_handed_off: int  # sends a busy event loop left to the driver thread
+    rounds_in_passing: int  # rounds a call ran itself for frames waiting with no one polling
     checksum_errors: int
     retransmits: int
     syn_cookies_sent: int

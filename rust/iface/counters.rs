@@ -80,6 +80,9 @@ pub struct Counters {
     /// Sends an event loop that was behind left to the driver thread
     /// (see `runtime/handoff.rs`); the frames are in `frames_out`.
     pub tx_handed_off: u64,
+    /// Rounds a user call ran itself on its way, for frames that waited
+    /// in the receive ring with no one polling (see `runtime/calls.rs`).
+    pub rounds_in_passing: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -94,6 +97,7 @@ impl Default for Counters {
             bursts_in: 0,
             checksums_offloaded_in: 0,
             tx_handed_off: 0,
+            rounds_in_passing: 0,
             drops: [0; DropReason::ALL.len()],
         }
     }
@@ -135,6 +139,7 @@ impl Counters {
                 self.checksums_offloaded_in,
             ),
             ("tx_handed_off".to_string(), self.tx_handed_off),
+            ("rounds_in_passing".to_string(), self.rounds_in_passing),
         ];
         v.extend(
             DropReason::ALL

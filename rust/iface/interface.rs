@@ -229,6 +229,9 @@ impl Interface {
     pub fn count_tx_handoff(&mut self) {
         self.counters.tx_handed_off += 1;
     }
+    pub fn count_round_in_passing(&mut self) {
+        self.counters.rounds_in_passing += 1;
+    }
 
     /// Installs or removes the IPv4 configuration. A new address is announced
     /// with a gratuitous ARP (RFC 5227 §3) so that peers update stale caches.

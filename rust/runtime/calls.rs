@@ -95,6 +95,7 @@ impl LiveStack {
         // race it for the next reply from another core, would cost a
         // cross-core wake-up and leave the caller waiting on its round.
         engine.run_once(false).ok()?;
+        engine.stack.count_round_in_passing();
         if engine.bridges_idle() {
             // (Bridges are pumped on their sockets' readiness, which only
             // the driver sleeps on: it must not stand back for them.)
