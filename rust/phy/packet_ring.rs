@@ -171,7 +171,9 @@ impl Drop for Mapping {
 }
 
 pub struct PacketRing {
-    // Field order: the mapping goes before the socket that backs it.
+    // Field order: the mapping goes before the socket that backs it. An
+    // `ArrivalPeek` may keep it longer: a mapping stays valid (and means
+    // nothing) once its socket is closed.
     ring: Arc<Mapping>,
     fd: OwnedFd,
     /// Bytes per slot, and slots.
@@ -296,8 +298,8 @@ impl PacketRing {
     /// Starts loading slot `i`'s status word while this frame goes through
     /// the engine: a slot is touched once per trip round 8 MiB of ring, so
     /// the next one is never in the cache or the TLB, and looking at it
-    /// after the frame cost a stall of a quarter of a request/response's
-    /// own time in the stack (`perf annotate`).
+    /// after the frame stalled a request/response for a sixth of its time
+    /// in the stack's own code (`perf annotate`).
     fn prefetch_status(&self, i: usize) {
         #[cfg(target_arch = "x86_64")]
         {
