@@ -239,6 +239,13 @@ impl Engine {
         }
     }
 
+    /// What is left at `now` of the lease a brief leader or a round in
+    /// passing took (see [`Engine::vacated`]); `None` once it ran out.
+    fn lease_left(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let end = self.vacated? + LEASE;
+        (now < end).then(|| end - now)
+    }
+
     /// Time until the engine's next timer, if any.
     pub(super) fn timer_wait(&self) -> Option<Duration> {
         self.next_due().map(|t| t.saturating_since(self.now()))
@@ -757,7 +764,7 @@ fn spin(shared: &Shared) -> io::Result<usize> {
         }
         let n = {
             let mut engine = Locked::new(&shared.engine);
-            if engine.vacated.is_some_and(|v| v.elapsed() < LEASE) {
+            if engine.lease_left(std::time::Instant::now()).is_some() {
                 break; // a call takes its replies itself (a lease): no race for them
             }
             engine.run_once(false)?
@@ -787,11 +794,13 @@ fn step_aside(shared: &Shared) {
     let mut engine = Locked::new(&shared.engine);
     while !shared.stop.load(Ordering::SeqCst) {
         let now = std::time::Instant::now();
-        let wait = match (&engine.leader, engine.vacated) {
-            (Some(l), _) if now - l.since < LEASE => Some(LEASE),
-            (Some(_), _) => None,
-            (None, Some(v)) if now - v < LEASE => Some(v + LEASE - now),
-            (None, _) => break,
+        let wait = match &engine.leader {
+            Some(l) if now - l.since < LEASE => Some(LEASE),
+            Some(_) => None,
+            None => match engine.lease_left(now) {
+                Some(left) => Some(left),
+                None => break,
+            },
         };
         engine.driver_aside = true;
         engine = engine.wait_on(&shared.driver_resume, wait);
