@@ -17,6 +17,7 @@ use crate::wire::{self, icmp, ipv4, Ipv4Addr};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::io;
+use std::ops::ControlFlow;
 
 /// How the stack gets its IPv4 address.
 #[derive(Debug, Clone)]
@@ -547,17 +548,27 @@ impl Stack {
     }
 
     /// One round: every frame the device has, due timers, and every frame
-    /// produced, sent. Returns the number of frames received.
+    /// produced, sent. Returns the number of frames received. The round
+    /// stops taking frames early once a waiting reader's lent buffer is
+    /// full (see `socket/tcp/posted.rs`): the rest wait in the device for
+    /// the reader's next buffer, or the next round.
     pub fn poll(&mut self, now: Instant, device: &mut dyn Device) -> io::Result<usize> {
         let mut received = 0;
         loop {
+            let mut reader_served = false;
             let n = device.receive(now, &mut |frame, checksum| {
-                self.process_received(now, frame, checksum)
+                self.process_received(now, frame, checksum);
+                reader_served |= self.tcp.take_lent_filled();
+                if reader_served {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             })?;
             received += n;
             self.dispatch(now);
             self.flush(now, device);
-            if n == 0 || device.drained() {
+            if n == 0 || device.drained() || reader_served {
                 break;
             }
         }

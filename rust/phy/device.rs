@@ -4,16 +4,21 @@
 use crate::iface::{RxChecksum, TxFrame};
 use crate::time::Instant;
 use std::io;
+use std::ops::ControlFlow;
+
+/// Takes each received frame, with what is known of its checksum, and says
+/// whether to go on ([`ControlFlow::Continue`]) or to stop after it
+/// ([`ControlFlow::Break`]: a waiting reader's buffer is full, the frames
+/// still queued are better left for its next one, see
+/// `socket/tcp/posted.rs`). Frames a device already took from the kernel
+/// (a `recvmmsg` batch, a libpcap buffer) go to the sink regardless.
+pub type FrameSink<'a> = dyn FnMut(&[u8], RxChecksum) -> ControlFlow<()> + 'a;
 
 /// A link that moves whole Ethernet frames.
 pub trait Device {
-    /// Hands every frame available now to `sink`, with what is known of
-    /// its checksum, without blocking; returns how many.
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> io::Result<usize>;
+    /// Hands every frame available now to `sink`, until it says stop,
+    /// without blocking; returns how many.
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize>;
     /// Sends one frame.
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
     /// Sends `frames` in order and returns how many wire frames failed. A

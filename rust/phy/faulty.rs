@@ -7,11 +7,12 @@
 
 use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
-use super::{Device, RxChecksum};
+use super::{Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use crate::wire::checksum::finish_partial;
 use std::io;
+use std::ops::ControlFlow;
 
 /// Frames held back per direction at most.
 pub const HELD_MAX: usize = 1024;
@@ -113,24 +114,24 @@ impl<D: Device> Device for Faulty<D> {
     /// Faults strike what a wire carries: a partial checksum is finished
     /// first, and every frame is then verified by the engine (so that a
     /// corrupted one is caught).
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> io::Result<usize> {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         let _ = self.release_tx(now); // send failures are the engine's counted drops either way
         let mut released = 0;
+        // Frames held back were taken already: all go on, as a batch read does.
         while let Some(frame) = self.held_rx.due(now) {
-            sink(&frame, RxChecksum::Unverified);
+            let _ = sink(&frame, RxChecksum::Unverified);
             released += 1;
         }
         let held = &mut self.held_rx;
         let n = match &mut self.faults {
             None => self.inner.receive(now, sink)?,
             Some((rx, _)) => self.inner.receive(now, &mut |frame, checksum| {
+                let mut flow = ControlFlow::Continue(());
                 let mut deliver = |at: Instant, f: Vec<u8>| {
-                    if at <= now || !held.hold(at, f.clone()) {
-                        sink(&f, RxChecksum::Unverified)
+                    if (at <= now || !held.hold(at, f.clone()))
+                        && sink(&f, RxChecksum::Unverified).is_break()
+                    {
+                        flow = ControlFlow::Break(());
                     }
                 };
                 match checksum {
@@ -141,6 +142,7 @@ impl<D: Device> Device for Faulty<D> {
                     }
                     _ => rx.apply(now, frame, &mut deliver),
                 }
+                flow
             })?,
         };
         Ok(n + released)
@@ -203,14 +205,10 @@ mod tests {
     }
 
     impl Device for Script {
-        fn receive(
-            &mut self,
-            _now: Instant,
-            sink: &mut dyn FnMut(&[u8], RxChecksum),
-        ) -> io::Result<usize> {
+        fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
             let n = self.rx.len();
             for f in self.rx.drain(..) {
-                sink(&f, RxChecksum::Unverified);
+                let _ = sink(&f, RxChecksum::Unverified);
             }
             Ok(n)
         }
@@ -236,7 +234,11 @@ mod tests {
         let t0 = Instant::from_millis(10);
         dev.inner.rx.extend(numbered(50));
         let mut got = Vec::new();
-        dev.receive(t0, &mut |f, _| got.push(f[0])).unwrap();
+        dev.receive(t0, &mut |f, _| {
+            got.push(f[0]);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         for f in numbered(50) {
             dev.transmit(t0, &f).unwrap();
         }
@@ -247,11 +249,16 @@ mod tests {
         assert_eq!(dev.poll_at(), Some(t0 + delay), "the engine is told when");
 
         dev.receive(t0 + delay - Duration::from_micros(1), &mut |f, _| {
-            got.push(f[0])
+            got.push(f[0]);
+            std::ops::ControlFlow::Continue(())
         })
         .unwrap();
         assert_eq!(got.len() as u64, 50 - rx.reordered, "not before their time");
-        dev.receive(t0 + delay, &mut |f, _| got.push(f[0])).unwrap();
+        dev.receive(t0 + delay, &mut |f, _| {
+            got.push(f[0]);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(dev.poll_at(), None, "nothing held any more");
         let sent: Vec<u8> = dev.inner.tx.iter().map(|f| f[0]).collect();
         for order in [&got, &sent] {

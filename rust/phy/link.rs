@@ -2,7 +2,7 @@
 //! fault injector per direction: the ground for deterministic tests.
 
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
-use super::{Device, RxChecksum};
+use super::{Device, FrameSink, RxChecksum};
 use crate::time::Instant;
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -86,11 +86,7 @@ impl LinkEnd {
 }
 
 impl Device for LinkEnd {
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> io::Result<usize> {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         let mut n = 0;
         loop {
             let frame = {
@@ -102,8 +98,10 @@ impl Device for LinkEnd {
                 }
             };
             let Some(frame) = frame else { return Ok(n) };
-            sink(&frame, RxChecksum::Unverified);
             n += 1;
+            if sink(&frame, RxChecksum::Unverified).is_break() {
+                return Ok(n);
+            }
         }
     }
 
@@ -125,11 +123,17 @@ mod tests {
         a.transmit(Instant::ZERO, b"two").unwrap();
         assert_eq!(b.next_arrival(), Some(Instant::from_millis(5)));
         let mut got = vec![];
-        b.receive(Instant::from_millis(4), &mut |f, _| got.push(f.to_vec()))
-            .unwrap();
+        b.receive(Instant::from_millis(4), &mut |f, _| {
+            got.push(f.to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         assert!(got.is_empty());
-        b.receive(Instant::from_millis(5), &mut |f, _| got.push(f.to_vec()))
-            .unwrap();
+        b.receive(Instant::from_millis(5), &mut |f, _| {
+            got.push(f.to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(a.next_arrival(), None);
     }

@@ -14,7 +14,7 @@ use super::packet_ring::{ArrivalPeek, PacketRing};
 use super::packet_rx::PacketReceiver;
 #[cfg(linux_fast_path)]
 use super::packet_tx::PacketSender;
-use super::{Device, RxChecksum};
+use super::{Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use pcap::{Active, Capture, Direction};
@@ -105,7 +105,7 @@ impl Receiver {
         }
     }
 
-    fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
+    fn receive(&mut self, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         match self {
             Receiver::Ring(r) => r.receive(sink),
             Receiver::Batch(r) => r.receive(sink),
@@ -337,11 +337,12 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
 }
 
 /// Every frame libpcap has now, checksums unverified (libpcap cannot say).
-fn pcap_receive(
-    capture: &mut Capture<Active>,
-    sink: &mut dyn FnMut(&[u8], RxChecksum),
-) -> io::Result<usize> {
-    match capture.dispatch(None, |packet| sink(packet.data, RxChecksum::Unverified)) {
+fn pcap_receive(capture: &mut Capture<Active>, sink: &mut FrameSink<'_>) -> io::Result<usize> {
+    // libpcap's buffer is read already: every frame in it goes on.
+    let mut take = |packet: pcap::Packet<'_>| {
+        let _ = sink(packet.data, RxChecksum::Unverified);
+    };
+    match capture.dispatch(None, &mut take) {
         Ok(n) => Ok(n),
         Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(0),
         Err(e) => Err(io::Error::other(e.to_string())),
@@ -349,11 +350,7 @@ fn pcap_receive(
 }
 
 impl Device for LiveDevice {
-    fn receive(
-        &mut self,
-        _now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> io::Result<usize> {
+    fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(rx, _) => rx.receive(sink),

@@ -28,4 +28,4 @@ mod vnet;
 pub mod wake;
 
 pub use crate::iface::RxChecksum;
-pub use device::Device;
+pub use device::{Device, FrameSink};

@@ -23,8 +23,9 @@ use super::packet_rx::deliver;
 use super::packet_socket::{self, ignore_outgoing, join_promiscuous, PACKET_OUTGOING};
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
-use crate::iface::RxChecksum;
+use super::FrameSink;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -320,8 +321,9 @@ impl PacketRing {
         }
     }
 
-    /// Hands on up to a batch of frames; returns how many slots were read.
-    pub fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
+    /// Hands on up to a batch of frames, fewer if the sink says stop;
+    /// returns how many slots were read.
+    pub fn receive(&mut self, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         let mut n = 0;
         self.drained = false;
         while n < BATCH {
@@ -341,11 +343,14 @@ impl PacketRing {
                 self.count_ring_drops();
             }
             self.prefetch_status((slot + 1) % self.slots);
-            self.take(bytes, status, sink);
+            let flow = self.take(bytes, status, sink);
             // Release: we are done reading before the kernel may write again.
             self.status(slot).store(0, Ordering::Release);
             self.head = (slot + 1) % self.slots;
             n += 1;
+            if flow.is_break() {
+                break;
+            }
         }
         self.published_head
             .store(self.head * self.slot, Ordering::Relaxed);
@@ -353,14 +358,14 @@ impl PacketRing {
     }
 
     /// Hands on the frame in slot `bytes`.
-    fn take(&mut self, bytes: &[u8], status: u32, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+    fn take(&mut self, bytes: &[u8], status: u32, sink: &mut FrameSink<'_>) -> ControlFlow<()> {
         let outgoing = bytes[PKTTYPE] == PACKET_OUTGOING;
         if status & TP_STATUS_COPY != 0 {
             // The whole frame waits on the socket's queue, in ring order.
             return self.take_spilled(outgoing, sink);
         }
         if outgoing {
-            return;
+            return ControlFlow::Continue(());
         }
         let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let mac = u16::from_ne_bytes([bytes[MAC], bytes[MAC + 1]]) as usize;
@@ -368,14 +373,14 @@ impl PacketRing {
         if snaplen < len || mac < vnet::LEN || mac + snaplen > bytes.len() {
             // Too long for the slot, and no room left on the queue for it.
             self.losses.truncated += 1;
-            return;
+            return ControlFlow::Continue(());
         }
         let header: &[u8; vnet::LEN] = bytes[mac - vnet::LEN..mac].try_into().unwrap();
-        deliver(&bytes[mac..mac + snaplen], &VnetHeader::parse(header), sink);
+        deliver(&bytes[mac..mac + snaplen], &VnetHeader::parse(header), sink)
     }
 
     /// Reads the frame the kernel queued whole beside its slot.
-    fn take_spilled(&mut self, outgoing: bool, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+    fn take_spilled(&mut self, outgoing: bool, sink: &mut FrameSink<'_>) -> ControlFlow<()> {
         let rc = loop {
             // SAFETY: `spill` is ours and its length is passed.
             let rc = unsafe {
@@ -393,18 +398,18 @@ impl PacketRing {
         if rc < 0 {
             // The header could not be made (EINVAL) or the queue was empty.
             self.losses.undescribed += 1;
-            return;
+            return ControlFlow::Continue(());
         }
         let total = rc as usize;
         if outgoing {
-            return;
+            return ControlFlow::Continue(());
         }
         if total > self.spill.len() || total < vnet::LEN {
             self.losses.truncated += 1;
-            return;
+            return ControlFlow::Continue(());
         }
         let (header, frame) = self.spill[..total].split_at(vnet::LEN);
-        deliver(frame, &VnetHeader::parse(header.try_into().unwrap()), sink);
+        deliver(frame, &VnetHeader::parse(header.try_into().unwrap()), sink)
     }
 
     /// Frames the kernel dropped for want of a free slot since last asked
@@ -527,7 +532,14 @@ mod tests {
     /// The bytes of every frame waiting, in order.
     fn drain(ring: &mut PacketRing) -> Vec<Vec<u8>> {
         let mut got = vec![];
-        while ring.receive(&mut |f, _| got.push(f.to_vec())).unwrap() > 0 {}
+        while ring
+            .receive(&mut |f, _| {
+                got.push(f.to_vec());
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap()
+            > 0
+        {}
         assert!(ring.drained());
         got
     }
@@ -558,6 +570,32 @@ mod tests {
         for mtu in [1500, 9000] {
             assert!(RING_BYTES % BLOCK_BYTES == 0 && BLOCK_BYTES % slot_size(mtu) == 0);
         }
+    }
+
+    #[test]
+    fn a_sink_that_says_stop_leaves_the_next_frames_in_the_ring() {
+        in_private_netns(|| {
+            let mut ring = PacketRing::open("lo").expect("a ring on lo");
+            let (tx, index) = sender();
+            let sent = [frame(60, 1), frame(60_000, 2), frame(60, 3), frame(60, 4)];
+            for f in &sent {
+                send(&tx, index, f);
+            }
+            assert!(wait_readable(&[ring.fd()], Some(Duration::from_secs(1))).unwrap());
+            let mut got = vec![];
+            let n = ring
+                .receive(&mut |f, _| {
+                    got.push(f.to_vec());
+                    match got.len() {
+                        2 => ControlFlow::Break(()),
+                        _ => ControlFlow::Continue(()),
+                    }
+                })
+                .unwrap();
+            assert_eq!((n, &got[..]), (2, &sent[..2]), "stopped after the second");
+            assert!(!ring.drained());
+            assert_eq!(drain(&mut ring), sent[2..], "the rest, in order");
+        });
     }
 
     #[test]

@@ -14,8 +14,10 @@ use super::live_device::RxLosses;
 use super::packet_socket::{self, ignore_outgoing, join_promiscuous, PACKET_OUTGOING};
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
+use super::FrameSink;
 use crate::iface::{segment_burst, RxChecksum};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// The largest frame: a 64 KiB IPv4 burst behind an Ethernet (and VLAN) header.
@@ -114,9 +116,10 @@ impl PacketReceiver {
         self.drained
     }
 
-    /// Reads one batch and hands each frame to `sink`; returns how many
-    /// frames came (0: none waiting).
-    pub fn receive(&mut self, sink: &mut dyn FnMut(&[u8], RxChecksum)) -> io::Result<usize> {
+    /// Reads one batch and hands each frame to `sink`, all of them: they are
+    /// out of the kernel's queue; returns how many frames came (0: none
+    /// waiting).
+    pub fn receive(&mut self, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         let n = loop {
             for m in self.messages.iter_mut() {
                 m.msg_len = 0;
@@ -171,19 +174,28 @@ impl PacketReceiver {
             } else {
                 VnetHeader::default()
             };
-            deliver(frame, &header, sink);
+            let _ = deliver(frame, &header, sink);
         }
         Ok(n)
     }
 }
 
-/// Hands on one received frame as the header describes it.
-pub(super) fn deliver(frame: &[u8], header: &VnetHeader, sink: &mut dyn FnMut(&[u8], RxChecksum)) {
+/// Hands on one received frame as the header describes it; what the sink
+/// said after it.
+pub(super) fn deliver(
+    frame: &[u8],
+    header: &VnetHeader,
+    sink: &mut FrameSink<'_>,
+) -> ControlFlow<()> {
     if header.gso_kind() == vnet::GSO_UDP_L4 && header.gso_size > 0 {
         // Each datagram gets its own length and a finished checksum.
-        return segment_burst(frame, header.gso_size as usize, &mut |d| {
-            sink(d, RxChecksum::Unverified)
+        let mut flow = ControlFlow::Continue(());
+        segment_burst(frame, header.gso_size as usize, &mut |d| {
+            if sink(d, RxChecksum::Unverified).is_break() {
+                flow = ControlFlow::Break(());
+            }
         });
+        return flow;
     }
     // A TCP burst is one segment (the engine takes super-frames whole);
     // other types (UFO: one large datagram) are whole packets too.
@@ -241,7 +253,12 @@ mod tests {
         send(&peer, &one);
         send(&peer, &two);
         let mut got = vec![];
-        let n = rx.receive(&mut |f, c| got.push((f.to_vec(), c))).unwrap();
+        let n = rx
+            .receive(&mut |f, c| {
+                got.push((f.to_vec(), c));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
         assert_eq!(n, 2);
         assert_eq!(got[0].0, vec![0xaa; 60]);
         assert_eq!(
@@ -261,7 +278,11 @@ mod tests {
         send(&peer, &vec![1u8; SLOT + 100]);
         send(&peer, &[2u8; 64]);
         let mut got = vec![];
-        rx.receive(&mut |f, c| got.push((f.to_vec(), c))).unwrap();
+        rx.receive(&mut |f, c| {
+            got.push((f.to_vec(), c));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(got, vec![(vec![2u8; 64], RxChecksum::Unverified)]);
         assert_eq!(rx.losses().truncated, 1);
     }
@@ -273,8 +294,22 @@ mod tests {
             send(&peer, &[i as u8; 100]);
         }
         let mut seen = 0;
-        assert_eq!(rx.receive(&mut |_, _| seen += 1).unwrap(), BATCH);
-        assert_eq!(rx.receive(&mut |_, _| seen += 1).unwrap(), 5);
+        assert_eq!(
+            rx.receive(&mut |_, _| {
+                seen += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap(),
+            BATCH
+        );
+        assert_eq!(
+            rx.receive(&mut |_, _| {
+                seen += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap(),
+            5
+        );
         assert_eq!(seen, BATCH + 5);
     }
 }

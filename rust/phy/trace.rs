@@ -2,7 +2,7 @@
 //! tcpdump and Wireshark open.
 
 use super::capture::CaptureRing;
-use super::{Device, RxChecksum};
+use super::{Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use crate::wire::checksum::finish_partial;
@@ -116,11 +116,7 @@ impl<D: Device> Device for Traced<D> {
     /// A frame whose checksum the kernel left to "hardware" is recorded
     /// with it finished, as a wire would carry it; a super-frame (a
     /// peer's TSO or GRO burst, larger than the MTU) is recorded whole.
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> io::Result<usize> {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         if !self.records() {
             return self.inner.receive(now, sink);
         }

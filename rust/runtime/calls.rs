@@ -94,12 +94,18 @@ impl LiveStack {
         // leader it holds the device for a lease: the driver, were it to
         // race it for the next reply from another core, would cost a
         // cross-core wake-up and leave the caller waiting on its round.
-        engine.run_once(false).ok()?;
-        engine.stack.count_round_in_passing();
-        if engine.bridges_idle() {
-            // (Bridges are pumped on their sockets' readiness, which only
-            // the driver sleeps on: it must not stand back for them.)
-            engine.vacated = Some(std::time::Instant::now());
+        // A reader lends its buffer for the round, as before a wait: a
+        // stream's text then goes straight into it, not through the ring
+        // (the attempt below takes it back, whatever the round's outcome;
+        // a failed round is the blocking path's to report).
+        op.park(&mut engine.stack);
+        if engine.run_once(false).is_ok() {
+            engine.stack.count_round_in_passing();
+            if engine.bridges_idle() {
+                // (Bridges are pumped on their sockets' readiness, which only
+                // the driver sleeps on: it must not stand back for them.)
+                engine.vacated = Some(std::time::Instant::now());
+            }
         }
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }

@@ -47,7 +47,10 @@ impl Server {
     fn poll(&mut self, now: Instant) {
         let mut frames = vec![];
         self.link
-            .receive(now, &mut |f, _| frames.push(f.to_vec()))
+            .receive(now, &mut |f, _| {
+                frames.push(f.to_vec());
+                std::ops::ControlFlow::Continue(())
+            })
             .unwrap();
         for f in frames {
             self.handle(now, &f);

@@ -294,6 +294,68 @@ fn a_waiting_read_takes_text_straight_into_its_buffer() {
 }
 
 #[test]
+fn a_round_stops_taking_frames_once_a_waiting_reader_is_served() {
+    let mut net = Net::clean(22);
+    let (ha, hb) = net.connect(80);
+    let data = pattern(8_000, 4);
+    let tape = Tape::default();
+    let lend = |region: &mut [u8]| tape.lend(region);
+    let mut first = vec![0u8; 2000];
+    {
+        let mut op = ops::Receive::new(ha, &mut first, ReadMode::Some).lending(&lend);
+        assert!(attempt_or_park(&mut net, &mut op).is_none(), "nothing yet");
+        b_sends(&mut net, hb, &data); // several full segments, all in one window
+        net.now = net
+            .a
+            .dev
+            .next_arrival()
+            .expect("B's segments are on their way");
+        let taken = net.a.stack.poll(net.now, &mut net.a.dev).unwrap();
+        assert_eq!(
+            taken, 2,
+            "the second segment filled 2,000 bytes: the round stopped"
+        );
+        assert_eq!(
+            net.a.dev.next_arrival(),
+            Some(net.now),
+            "the rest wait in the device, due"
+        );
+        assert_eq!(attempt_or_park(&mut net, &mut op).unwrap().unwrap(), 2000);
+    }
+    tape.settle(&mut first);
+    assert_eq!(first, data[..2000]);
+    // What the second segment brought beyond the buffer took the ring.
+    let overflow = net.conn_a(ha).recv_available();
+    assert!(overflow > 0 && overflow < 2000, "{overflow}");
+    let mut second = vec![0u8; 8000];
+    let mut op = ops::Receive::new(ha, &mut second, ReadMode::Some).lending(&lend);
+    assert_eq!(
+        attempt_or_park(&mut net, &mut op).unwrap().unwrap(),
+        overflow
+    );
+    // The next reader's buffer takes the frames left waiting, straight.
+    let mut third = vec![0u8; 8000];
+    {
+        let mut op = ops::Receive::new(ha, &mut third, ReadMode::Some).lending(&lend);
+        assert!(attempt_or_park(&mut net, &mut op).is_none());
+        net.a.stack.poll(net.now, &mut net.a.dev).unwrap();
+        assert_eq!(
+            net.conn_a(ha).recv_available(),
+            0,
+            "nothing through the ring"
+        );
+        let received = net.conn_a(ha).traffic().bytes_received as usize;
+        let rest = received - 2000 - overflow;
+        assert!(rest > 0);
+        assert_eq!(attempt_or_park(&mut net, &mut op).unwrap().unwrap(), rest);
+    }
+    tape.settle(&mut third);
+    let from = 2000 + overflow;
+    let rest = net.conn_a(ha).traffic().bytes_received as usize - from;
+    assert_eq!(third[..rest], data[from..from + rest]);
+}
+
+#[test]
 fn what_a_lent_buffer_took_is_kept_when_the_wait_ends() {
     let mut net = Net::clean(21);
     let (ha, hb) = net.connect(80);

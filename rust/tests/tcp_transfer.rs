@@ -6,7 +6,7 @@ mod tcp_net;
 use mipfast::iface::{DropReason, RxChecksum, TxFrame};
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::LinkEnd;
-use mipfast::phy::Device;
+use mipfast::phy::{Device, FrameSink};
 use mipfast::socket::tcp::{Algorithm, Handle, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::checksum::finish_partial;
@@ -190,11 +190,7 @@ struct Tee<'a> {
 }
 
 impl Device for Tee<'_> {
-    fn receive(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> std::io::Result<usize> {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> std::io::Result<usize> {
         self.link.receive(now, sink)
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
@@ -294,11 +290,7 @@ struct SuperFrames<'a> {
 }
 
 impl Device for SuperFrames<'_> {
-    fn receive(
-        &mut self,
-        _now: Instant,
-        sink: &mut dyn FnMut(&[u8], RxChecksum),
-    ) -> std::io::Result<usize> {
+    fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> std::io::Result<usize> {
         let frames = std::mem::take(self.incoming);
         for f in &frames {
             let checksum = if f.segment_size > 0 {
@@ -309,7 +301,7 @@ impl Device for SuperFrames<'_> {
             } else {
                 RxChecksum::Unverified
             };
-            sink(&f.bytes, checksum);
+            let _ = sink(&f.bytes, checksum);
         }
         Ok(frames.len())
     }

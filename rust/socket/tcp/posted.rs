@@ -7,6 +7,11 @@
 //!
 //! The engine sees the buffer only through [`LentBuffer`]; the memory behind
 //! it (a Python buffer pinned for the call) is the bindings' to vouch for.
+//!
+//! The first time the buffer refuses bytes, the round taking frames is told
+//! (`TcpSockets::take_lent_filled`) and stops early: the frames still in the
+//! device then go into the reader's next buffer rather than through the
+//! ring, a copy each spared (`Stack::poll`).
 
 /// Where a waiting reader's bytes go.
 pub trait LentBuffer: Send {
@@ -18,11 +23,20 @@ pub trait LentBuffer: Send {
 pub(crate) struct Lent {
     buffer: Box<dyn LentBuffer>,
     filled: usize,
+    /// The buffer refused bytes: whatever comes next takes the ring.
+    full: bool,
+    /// `full` is yet to be reported ([`Lent::take_just_filled`]).
+    unreported: bool,
 }
 
 impl Lent {
     pub fn new(buffer: Box<dyn LentBuffer>) -> Self {
-        Lent { buffer, filled: 0 }
+        Lent {
+            buffer,
+            filled: 0,
+            full: false,
+            unreported: false,
+        }
     }
 
     pub fn filled(&self) -> usize {
@@ -33,7 +47,15 @@ impl Lent {
     pub fn fill(&mut self, data: &[u8]) -> usize {
         let n = self.buffer.put(data);
         self.filled += n;
+        if n < data.len() && !self.full {
+            (self.full, self.unreported) = (true, true);
+        }
         n
+    }
+
+    /// True once, after the buffer first refused bytes.
+    pub fn take_just_filled(&mut self) -> bool {
+        std::mem::take(&mut self.unreported)
     }
 }
 
@@ -41,6 +63,7 @@ impl std::fmt::Debug for Lent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lent")
             .field("filled", &self.filled)
+            .field("full", &self.full)
             .finish()
     }
 }

@@ -111,6 +111,8 @@ pub struct TcpSockets {
     /// SYNs answered with a cookie, and connections built from one, ever.
     cookies: (u64, u64),
     path_mtu: PathMtuCache,
+    /// A reader's lent buffer filled since [`TcpSockets::take_lent_filled`].
+    lent_filled: bool,
 }
 
 impl TcpSockets {
@@ -129,7 +131,14 @@ impl TcpSockets {
             next_ephemeral: first_port,
             cookies: (0, 0),
             path_mtu: PathMtuCache::default(),
+            lent_filled: false,
         }
+    }
+
+    /// Whether a waiting reader's lent buffer filled up since last asked
+    /// (see `posted.rs`): the round may stop taking frames.
+    pub fn take_lent_filled(&mut self) -> bool {
+        std::mem::take(&mut self.lent_filled)
     }
 
     #[cfg(test)]
@@ -428,6 +437,7 @@ impl TcpSockets {
             {
                 let before = conn.state();
                 conn.process(now, seg, &mut |s| out(&Outgoing { owner, ..*s }));
+                self.lent_filled |= conn.take_lent_filled();
                 self.after_event(i, before);
                 self.mark(i);
                 return Ok(());

@@ -94,6 +94,12 @@ impl Connection {
         self.posted.take().map_or(0, |p| p.filled())
     }
 
+    /// True once after the lent buffer first refused bytes: the reader has
+    /// all it asked for.
+    pub fn take_lent_filled(&mut self) -> bool {
+        self.posted.as_mut().is_some_and(|p| p.take_just_filled())
+    }
+
     /// As [`Connection::recv`], but the data stays queued (MSG_PEEK).
     pub fn peek(&self, out: &mut [u8]) -> Result<Option<usize>, Error> {
         if !self.rx.is_empty() {
