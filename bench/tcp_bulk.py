@@ -6,6 +6,11 @@
 * kernel → kernel: the same Python sink/source on kernel sockets over an identical veth pair
   between two namespaces, offloads off (tso gso gro tx rx), MTU 1500.
 
+Each is measured with every offload off on both sides, and with the kernel's defaults. The
+kernel's senders use CUBIC, Linux's own default (`--congestion`); if this machine's default
+differs (some images set BBR), the offloads-on comparison is made with it too: BBR paces the
+kernel's sender, and with it the reference moves a fifth of what CUBIC moves here.
+
 Then: how many concurrent connections from the kernel the stack holds, and the
 memory per idle connection (the stack's own accounting of connection blocks,
 tables and buffers, and the process RSS growth).
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import mipfast
 from mipfast._lab import Lab
@@ -41,6 +47,8 @@ print(n, time.perf_counter() - t, flush=True)
 SOURCE = """
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# On the listener: a connection then starts on it (switched later, it would keep BBR's pacing).
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, sys.argv[3].encode())
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
 c, _ = s.accept(); block = bytes(1 << 20); left = int(sys.argv[2])
 while left > 0:
@@ -119,14 +127,16 @@ class KernelPair:
     def _run(*cmd: str) -> None:
         subprocess.run(list(cmd), check=True, capture_output=True)
 
-    def transfer(self, size: int) -> float:
-        """Python sink/source on kernel sockets across the pair."""
+    def transfer(self, size: int, congestion: str) -> float:
+        """Python sink/source on kernel sockets across the pair, the sender on `congestion`."""
         sink = ns_python(self.B, SINK, "9100")
         sink.stdout.readline()
         subprocess.run(
             [
                 "ip", "netns", "exec", self.A, sys.executable, "-c",
-                f"import socket,sys; c=socket.create_connection(('{self.net}.2',9100)); b=bytes(1<<20)\n"
+                "import socket,sys; c=socket.socket()\n"
+                f"c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'{congestion}')\n"
+                f"c.connect(('{self.net}.2',9100)); b=bytes(1<<20)\n"
                 f"for _ in range({size >> 20}): c.sendall(b)\nc.close()",
             ],
             check=True,
@@ -149,8 +159,8 @@ def stack_to_kernel(stack: mipfast.Stack, lab: Lab, size: int) -> float:
     return gbit(int(n), float(secs))
 
 
-def kernel_to_stack(stack: mipfast.Stack, lab: Lab, size: int) -> float:
-    source = ns_python(lab.netns, SOURCE, "9102", str(size))
+def kernel_to_stack(stack: mipfast.Stack, lab: Lab, size: int, congestion: str) -> float:
+    source = ns_python(lab.netns, SOURCE, "9102", str(size), congestion)
     source.stdout.readline()
     buf = bytearray(1 << 20)
     total = 0
@@ -216,12 +226,17 @@ def many_connections(stack: mipfast.Stack, lab: Lab, count: int) -> tuple[int, f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mb", type=int, default=400, help="megabytes per transfer")
+    p.add_argument("--mb", type=int, default=2000, help="megabytes per transfer")
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=5, help="rounds of the transfers; medians are reported")
+    p.add_argument("--congestion", default="cubic", help="the kernel senders' congestion control")
     args = p.parse_args()
     size = args.mb << 20
-    settings = {"offloads off": False, "offloads on": True}
+    # (offloads, the kernel senders' congestion control) by setting.
+    settings = {"offloads off": (False, args.congestion), "offloads on": (True, args.congestion)}
+    host = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    if host != args.congestion:
+        settings[f"offloads on, {host}"] = (True, host)
     names = ("kernel -> kernel", "stack  -> kernel", "stack  -> kernel, frame by frame", "kernel -> stack ")
     runs = {(setting, name): [] for setting in settings for name in names}
     with (
@@ -234,21 +249,23 @@ def main() -> None:
         # and checksums our bursts in software, as its own), or left at the kernel's defaults.
         lab_off.run("ethtool", "-K", lab_off.peer, *OFFLOADS_OFF, check=False)
         subprocess.run(["ethtool", "-K", lab_off.iface, *OFFLOADS_OFF], check=False)
-        labs = {"offloads off": (pair_off, lab_off), "offloads on": (pair_on, lab_on)}
+        labs = {False: (pair_off, lab_off), True: (pair_on, lab_on)}
         # Interleaved rounds, so that a noisy neighbour hurts every column alike.
         for i in range(args.runs):
-            for setting, (pair, lab) in labs.items():
-                runs[setting, names[0]].append(pair.transfer(size))
+            for setting, (offloads, congestion) in settings.items():
+                pair, lab = labs[offloads]
+                runs[setting, names[0]].append(pair.transfer(size, congestion))
                 with mipfast.Stack(lab.iface, ip="10.77.0.2/24") as stack:
                     runs[setting, names[1]].append(stack_to_kernel(stack, lab, size))
-                    runs[setting, names[3]].append(kernel_to_stack(stack, lab, size))
+                    runs[setting, names[3]].append(kernel_to_stack(stack, lab, size, congestion))
                 with mipfast.Stack(lab.iface, ip="10.77.0.2/24", segment_offload=False) as stack:
                     runs[setting, names[2]].append(stack_to_kernel(stack, lab, size))
                 figures = ", ".join(f"{name.strip()} {runs[setting, name][-1]:.2f}" for name in names)
                 print(f"round {i + 1}, {setting} (Gbit/s): {figures}", flush=True)
-        for setting in settings:
+        for setting, (_, congestion) in settings.items():
             k = statistics.median(runs[setting, names[0]])
-            print(f"{setting}: kernel -> kernel (Python sockets, veth): {k:.2f} Gbit/s (median)")
+            reference = f"kernel -> kernel (Python sockets, veth, {congestion})"
+            print(f"{setting}: {reference}: {k:.2f} Gbit/s (median)")
             for name in names[1:]:
                 m = statistics.median(runs[setting, name])
                 print(f"{setting}: {name}: {m:.2f} Gbit/s (median)  ({m / k:.2f}x kernel)")
