@@ -192,6 +192,35 @@ def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload)
         subprocess.run(["ethtool", "-K", lab.iface, "tso", "on", "gso", "on", "tx", "on"], check=False)
 
 
+def test_sendall_holds_bytes_by_reference_and_copies_what_may_change(lab, peer):
+    """A large `bytes` is queued by reference (kept until acknowledged); a
+    `bytearray` is copied, so changing it after `sendall` changes nothing sent."""
+    big = pattern(6 << 20)
+    mutable = bytearray(pattern(300_000)[::-1])
+    sent_mutable = bytes(mutable)
+    small = pattern(1000)
+    held_before = sys.getrefcount(big)
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        sink = peer(PEER_PY, "sink", "9007")
+        with stack.connect((lab.peer_ip, 9007), timeout=10) as conn:
+            conn.sendall(big)
+            # Its last megabytes cannot all be acknowledged yet (they take a round trip).
+            assert sys.getrefcount(big) > held_before, "held by reference"
+            conn.sendall(mutable)
+            mutable[:] = bytes(len(mutable))  # after sendall: must not show
+            conn.sendall(small)
+            conn.sendall(memoryview(big)[1000:500_000])
+            assert conn.send(big) > 0  # what fits, by reference too
+        expected = big + sent_mutable + small + big[1000:500_000]
+        size, digest = sink.result().split()
+        # `send` queued a prefix of `big`: whatever it took, all arrived in order.
+        extra = int(size) - len(expected)
+        assert 0 < extra <= len(big)
+        assert digest == sha(expected + big[:extra])
+        stack.counters  # a call into the stack: deferred releases are applied
+    assert sys.getrefcount(big) == held_before, "every reference to the bytes was let go"
+
+
 def receive_intact(lab, peer, stack, port: int, size: int) -> None:
     """The kernel in the namespace sends `size` bytes (the pattern) to `stack`; they arrive whole."""
     peer(PEER_PY, "source", str(port), str(size))

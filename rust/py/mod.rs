@@ -4,6 +4,7 @@
 mod call;
 mod device_poller;
 mod errors;
+mod shared_bytes;
 mod stack;
 mod status;
 mod tcp;

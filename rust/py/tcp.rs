@@ -4,6 +4,7 @@
 use super::call::{self, run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
+use super::shared_bytes::shareable;
 use crate::phy::stream_fd::StreamFd;
 use crate::runtime::bridge::BridgeFate;
 use crate::runtime::ops::{self, ReadMode};
@@ -159,7 +160,7 @@ impl PyConnection {
         if raw.len == 0 {
             return Ok(0);
         }
-        let op = ops::Send::new(self.handle, raw.get(), false);
+        let op = ops::Send::new(self.handle, raw.get(), false).sharing(shareable(data));
         self.run(py, op, self.timeout.get())?.map_err(errors::to_py)
     }
 
@@ -167,7 +168,7 @@ impl PyConnection {
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let buf = PyBuffer::<u8>::get(data)?;
         let raw = RawSlice::of(&buf, false)?;
-        let op = ops::Send::new(self.handle, raw.get(), true);
+        let op = ops::Send::new(self.handle, raw.get(), true).sharing(shareable(data));
         self.run(py, op, self.timeout.get())?
             .map(drop)
             .map_err(errors::to_py)

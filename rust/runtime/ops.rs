@@ -8,13 +8,14 @@ use super::errno;
 use super::watch::Watched;
 use crate::service::dns::{Lookup, QueryId};
 use crate::service::ping::ProbeId;
-use crate::socket::tcp::{Connection, Endpoint, Handle, LentBuffer};
+use crate::socket::tcp::{Connection, Endpoint, Handle, LentBuffer, SharedText};
 use crate::socket::udp::{UdpError, UdpHandle};
 use crate::stack::Stack;
 use crate::stack::UdpSendError;
 use crate::time::{Duration, Instant};
 use crate::wire::Ipv4Addr;
 use std::io;
+use std::sync::Arc;
 
 /// A call that waits for the engine.
 pub trait Op {
@@ -348,12 +349,13 @@ impl Op for ReceiveOwned {
 }
 
 /// `send` (`all: false`: what fits, at least one byte) or `sendall`.
-#[derive(Debug)]
 pub struct Send<'a> {
     pub handle: Handle,
     pub data: &'a [u8],
     pub all: bool,
     sent: usize,
+    /// `data` as an object the send buffer may hold by reference.
+    shared: Option<Arc<dyn SharedText>>,
 }
 
 impl<'a> Send<'a> {
@@ -363,11 +365,35 @@ impl<'a> Send<'a> {
             data,
             all,
             sent: 0,
+            shared: None,
         }
+    }
+    /// Lets the send buffer hold `text` (whose bytes are `data`) by
+    /// reference rather than copy it (see `socket/tcp/send_buffer.rs`).
+    pub fn sharing(mut self, text: Option<Arc<dyn SharedText>>) -> Self {
+        if let Some(t) = &text {
+            debug_assert!(
+                t.bytes().as_ptr() == self.data.as_ptr() && t.bytes().len() == self.data.len()
+            );
+        }
+        self.shared = text;
+        self
     }
     /// Bytes queued so far.
     pub fn sent(&self) -> usize {
         self.sent
+    }
+}
+
+impl std::fmt::Debug for Send<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Send")
+            .field("handle", &self.handle)
+            .field("len", &self.data.len())
+            .field("all", &self.all)
+            .field("sent", &self.sent)
+            .field("shared", &self.shared.is_some())
+            .finish()
     }
 }
 
@@ -381,7 +407,11 @@ impl Op for Send<'_> {
             return Some(Err(errno::closed()));
         };
         while self.sent < self.data.len() {
-            match c.send(&self.data[self.sent..]) {
+            let queued = match &self.shared {
+                Some(text) => c.send_shared(text, self.sent, self.data.len()),
+                None => c.send(&self.data[self.sent..]),
+            };
+            match queued {
                 Ok(0) => return None,
                 Ok(n) if !self.all => return Some(Ok(n)),
                 Ok(n) => self.sent += n,

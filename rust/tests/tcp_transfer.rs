@@ -7,9 +7,10 @@ use mipfast::iface::{DropReason, RxChecksum, TxFrame};
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::LinkEnd;
 use mipfast::phy::{Device, FrameSink};
-use mipfast::socket::tcp::{Algorithm, Handle, State, TcpConfig};
+use mipfast::socket::tcp::{Algorithm, Handle, SharedText, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::checksum::finish_partial;
+use std::sync::Arc;
 use tcp_net::*;
 
 #[test]
@@ -278,6 +279,86 @@ fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
         let mut net = Net::with_configs(faulty(), 2000 + seed, config, config);
         bulk(&mut net, faulty_len() / 2, Duration::from_secs(3600));
         assert!(net.a.stack.counters().bursts_out > 10, "bursts were sent");
+    }
+}
+
+/// Text the sender holds by reference in [`text_held_by_reference_arrives_intact`].
+struct Held(Vec<u8>);
+
+impl SharedText for Held {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Sends `len` bytes from A to B in runs the send buffer takes each way:
+/// held by reference (long and short ones: a short run is copied) and
+/// written (copied), so that segments and bursts straddle pieces; returns
+/// what B read, to its end.
+fn mixed_transfer(net: &mut Net, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let (ha, hb) = net.connect(5002);
+    let data = pattern(len, 9);
+    let text: Arc<dyn SharedText> = Arc::new(Held(data.clone()));
+    let runs = [200_000, 700, 20_000, 5_000, 1, 65_536, 3, 70_000];
+    let (mut sent, mut run, mut run_end) = (0, 0, None);
+    let mut received = vec![];
+    let mut buf = vec![0u8; 65536];
+    let mut shut = false;
+    let finished = net.run_until(Duration::from_secs(3600), |n| {
+        while sent < data.len() {
+            let end = *run_end.get_or_insert((sent + runs[run % runs.len()]).min(data.len()));
+            let c = n.a.stack.tcp_mut().get_mut(ha).unwrap();
+            let k = if run % 2 == 0 {
+                c.send_shared(&text, sent, end).unwrap()
+            } else {
+                c.send(&data[sent..end]).unwrap()
+            };
+            if k == 0 {
+                break;
+            }
+            sent += k;
+            if sent == end {
+                (run, run_end) = (run + 1, None);
+            }
+        }
+        if sent == data.len() && !shut {
+            n.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+            shut = true;
+        }
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        loop {
+            match c.recv(&mut buf) {
+                Ok(Some(0)) => return true,
+                Ok(Some(k)) => received.extend_from_slice(&buf[..k]),
+                _ => return false,
+            }
+        }
+    });
+    assert!(finished, "stalled at {} of {len}", received.len());
+    (received, data)
+}
+
+#[test]
+fn text_held_by_reference_arrives_intact() {
+    let bursts = TcpConfig {
+        burst_capacity: 65535,
+        ..Default::default()
+    };
+    for (seed, config) in [(0, TcpConfig::default()), (1, bursts)] {
+        let mut net = Net::clean_with(4000 + seed, config, config);
+        let (received, data) = mixed_transfer(&mut net, 2 << 20);
+        assert!(received == data, "clean link, seed {seed}");
+    }
+    for seed in 0..10 {
+        let config = if seed % 2 == 0 {
+            bursts
+        } else {
+            TcpConfig::default()
+        };
+        let mut net = Net::with_configs(faulty(), 4100 + seed, config, config);
+        let (received, data) = mixed_transfer(&mut net, faulty_len() / 2);
+        assert!(received == data, "faulty link, seed {seed}");
+        assert!(net.a.stack.tcp().retransmits() > 0, "losses were repaired");
     }
 }
 

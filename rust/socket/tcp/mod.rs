@@ -13,6 +13,7 @@ mod ring;
 mod rtt;
 mod scoreboard;
 mod secret;
+mod send_buffer;
 #[cfg(test)]
 pub(crate) use secret::Secret;
 mod seq;
@@ -22,6 +23,7 @@ pub use congestion::Algorithm;
 pub use connection::{Connection, State, Traffic};
 pub use listener::Listener;
 pub use posted::LentBuffer;
+pub use send_buffer::{SharedText, SHARE_MIN};
 pub use seq::Seq;
 pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
 

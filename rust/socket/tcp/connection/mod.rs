@@ -30,6 +30,7 @@ use super::posted::Lent;
 use super::ring::Ring;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
+use super::send_buffer::SendBuffer;
 use super::seq::Seq;
 use super::{Endpoint, Error, Incoming, TcpConfig};
 use crate::time::{Duration, Instant};
@@ -126,7 +127,7 @@ pub struct Connection {
     snd_shift: u8,
     /// Payload bytes per segment after options.
     mss: usize,
-    tx: Ring,
+    tx: SendBuffer,
     /// The user will send no more: a FIN follows the data.
     fin_queued: bool,
     syn_acked: bool,
@@ -241,7 +242,7 @@ impl Connection {
             snd_wl2: iss,
             snd_shift: 0,
             mss: DEFAULT_MSS,
-            tx: Ring::default(),
+            tx: SendBuffer::default(),
             fin_queued: false,
             syn_acked: false,
             fin_acked: false,
@@ -508,7 +509,7 @@ impl Connection {
         self.set_state(State::Closed);
         self.timers.clear();
         self.ack_due = AckDue::No;
-        self.tx = Ring::default();
+        self.tx = SendBuffer::default();
         self.ooo.clear();
         self.scoreboard.clear();
     }
@@ -518,7 +519,7 @@ impl Connection {
         self.timers.rto = None;
         self.timers.persist = None;
         self.timers.close = Some(now + self.config.time_wait);
-        self.tx = Ring::default();
+        self.tx = SendBuffer::default();
         self.scoreboard.clear();
     }
 

@@ -145,8 +145,11 @@ impl Connection {
             let cwnd_room = (self.cc.window() + limited).saturating_sub(self.pipe(lost_end));
             let wnd_room = (self.snd_una + self.snd_wnd).saturating_since(seq);
             let avail = data_end.saturating_since(seq);
+            // Where the send buffer's text stops being two slices (a piece
+            // held by reference ends, see `send_buffer.rs`): a segment ends there.
+            let reach = self.tx.reach(seq.offset_from(self.snd_una));
             let mss = self.segment_payload_max();
-            let mut len = avail.min(mss).min(limit);
+            let mut len = avail.min(mss).min(limit).min(reach);
             if !force {
                 len = len.min(cwnd_room).min(wnd_room);
             } else {
@@ -162,7 +165,12 @@ impl Connection {
             let mut segment_size = 0;
             if len == mss && !force && self.config.burst_capacity > 0 {
                 let cap = self.config.burst_capacity.saturating_sub(MAX_HEADERS);
-                let room = avail.min(limit).min(cwnd_room).min(wnd_room).min(cap);
+                let room = avail
+                    .min(limit)
+                    .min(cwnd_room)
+                    .min(wnd_room)
+                    .min(cap)
+                    .min(reach);
                 if room >= 2 * mss {
                     len = room - room % mss;
                     segment_size = mss as u16;
@@ -195,9 +203,12 @@ impl Connection {
                 // With nothing in flight, a segment the window cuts short goes
                 // anyway: waiting (RFC 9293's override timer) would gain nothing.
                 let window_bound = idle && len == wnd_room;
+                // Nor does one cut short where a piece of text ends.
+                let piece_bound = len == reach && reach < avail;
                 let ok = (everything && (self.config.nodelay || idle))
                     || len >= self.max_snd_wnd / 2
-                    || window_bound;
+                    || window_bound
+                    || piece_bound;
                 if !ok {
                     break;
                 }
@@ -307,6 +318,11 @@ impl Connection {
         let repr = self.header(now, seq, flags);
         let offset = seq.offset_from(self.snd_una);
         let (a, b) = self.tx.peek(offset, len);
+        debug_assert_eq!(
+            a.len() + b.len(),
+            len,
+            "a segment's text is two slices at most"
+        );
         let ok = out(&Outgoing {
             src: self.local.0,
             dst: self.remote.0,

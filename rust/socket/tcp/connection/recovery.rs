@@ -187,11 +187,12 @@ impl Connection {
         let fin_sent = self.fin_queued && self.snd_max == data_end + 1;
         let window_end = self.snd_una + self.snd_wnd;
         if self.snd_max < data_end && self.snd_max < window_end {
+            let seq = self.snd_max;
             let len = data_end
                 .offset_from(self.snd_max)
                 .min(window_end.offset_from(self.snd_max))
-                .min(self.segment_payload_max());
-            let seq = self.snd_max;
+                .min(self.segment_payload_max())
+                .min(self.tx.reach(seq.offset_from(self.snd_una)));
             if self.emit_data(now, (seq, len, 0), Flags::ACK | Flags::PSH, out) {
                 self.snd_max = seq + len;
                 self.snd_nxt = self.snd_nxt.max(self.snd_max);
@@ -200,7 +201,8 @@ impl Connection {
         }
         let len = data_end
             .offset_from(self.snd_una)
-            .min(self.segment_payload_max());
+            .min(self.segment_payload_max())
+            .min(self.tx.tail_reach());
         let seq = Seq(data_end.0.wrapping_sub(len as u32));
         let flags = if fin_sent {
             Flags::ACK | Flags::FIN

@@ -87,9 +87,8 @@ impl Connection {
     /// [`BUFFER_KEEP`]; else looks again when it will have been.
     fn release_buffers(&mut self, now: Instant) {
         let quiet_from = self.last_rx_at + BUFFER_KEEP;
-        let held = |r: &crate::socket::tcp::ring::Ring| r.is_empty() && r.allocated() > 0;
-        let rx_free = held(&self.rx) && self.ooo.is_empty();
-        let tx_free = held(&self.tx);
+        let rx_free = self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty();
+        let tx_free = self.tx.is_empty() && self.tx.allocated() > 0;
         self.timers.buffers = None;
         if !(rx_free || tx_free) {
             return;

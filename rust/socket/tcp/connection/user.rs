@@ -4,6 +4,8 @@
 use super::{Connection, Seq, State};
 use crate::socket::tcp::posted::{Lent, LentBuffer};
 use crate::socket::tcp::Error;
+use crate::socket::tcp::SharedText;
+use std::sync::Arc;
 
 impl Connection {
     /// Bytes the user can read now.
@@ -52,15 +54,31 @@ impl Connection {
 
     /// Queues data; returns how much fit (0 when the buffer is full).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        self.check_sendable()?;
+        Ok(self.tx.push(data, self.config.tx_buffer))
+    }
+
+    /// Queues `text.bytes()[from..to]` by reference, kept until acknowledged
+    /// (see `send_buffer.rs`); returns how much fit.
+    pub fn send_shared(
+        &mut self,
+        text: &Arc<dyn SharedText>,
+        from: usize,
+        to: usize,
+    ) -> Result<usize, Error> {
+        self.check_sendable()?;
+        Ok(self.tx.push_shared(text, from, to, self.config.tx_buffer))
+    }
+
+    fn check_sendable(&self) -> Result<(), Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
         match self.state {
-            State::SynSent | State::SynReceived => return Err(Error::NotConnected),
-            State::Established | State::CloseWait if !self.fin_queued => {}
-            _ => return Err(Error::BrokenPipe),
+            State::SynSent | State::SynReceived => Err(Error::NotConnected),
+            State::Established | State::CloseWait if !self.fin_queued => Ok(()),
+            _ => Err(Error::BrokenPipe),
         }
-        Ok(self.tx.push(data, self.config.tx_buffer))
     }
 
     /// Reads into `out`. `Ok(0)` is end of stream; `Ok(None)` means nothing yet.

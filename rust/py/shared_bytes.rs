@@ -1,0 +1,47 @@
+//! A Python `bytes` lent to a connection's send buffer by reference (see
+//! `socket/tcp/send_buffer.rs`): a large `sendall(bytes)` is then copied
+//! once, by the kernel into the frame, instead of into the buffer first.
+//! Only an exact `bytes` is taken: it cannot change while we hold it. Any
+//! other buffer (a `bytearray`, a `memoryview`) may, and is copied.
+
+use crate::socket::tcp::SharedText;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::Arc;
+
+/// The object, and where its bytes are: read without the GIL, which the
+/// object's immutability and our reference to it make sound. The reference
+/// may be dropped on any thread: pyo3 then defers the decrement until a
+/// thread next holds the GIL.
+struct SharedBytes {
+    _object: Py<PyBytes>,
+    start: *const u8,
+    len: usize,
+}
+
+// SAFETY: `start..start + len` is the immutable payload of `_object`, which
+// this value keeps alive; reading it needs no lock and no GIL.
+unsafe impl Send for SharedBytes {}
+// SAFETY: as above; nothing is ever written through `start`.
+unsafe impl Sync for SharedBytes {}
+
+impl SharedText for SharedBytes {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: see the `Send` impl: a live, immutable region of `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.start, self.len) }
+    }
+}
+
+/// `data` held by reference, if it is a `bytes` long enough for that to pay.
+pub fn shareable(data: &Bound<'_, PyAny>) -> Option<Arc<dyn SharedText>> {
+    let bytes = data.cast_exact::<PyBytes>().ok()?;
+    let payload = bytes.as_bytes();
+    if payload.len() < crate::socket::tcp::SHARE_MIN {
+        return None;
+    }
+    Some(Arc::new(SharedBytes {
+        start: payload.as_ptr(),
+        len: payload.len(),
+        _object: bytes.clone().unbind(),
+    }))
+}
