@@ -193,32 +193,36 @@ def test_upload_with_and_without_kernel_segmentation_offload(lab, peer, offload)
 
 
 def test_sendall_holds_bytes_by_reference_and_copies_what_may_change(lab, peer):
-    """A large `bytes` is queued by reference (kept until acknowledged); a
-    `bytearray` is copied, so changing it after `sendall` changes nothing sent."""
-    big = pattern(6 << 20)
-    mutable = bytearray(pattern(300_000)[::-1])
-    sent_mutable = bytes(mutable)
+    """A large `bytes`, or a view of one, is queued by reference (kept until
+    acknowledged); a `bytearray`, or a view of one, is copied, so changing it
+    after `sendall` changes nothing sent."""
+    big, other = pattern(6 << 20), pattern(5 << 20)[::-1]
+    mutable, viewed = bytearray(pattern(300_000)[::-1]), bytearray(pattern(200_000))
+    sent_mutable, sent_viewed = bytes(mutable), bytes(viewed)
     small = pattern(1000)
-    held_before = sys.getrefcount(big)
+    before = sys.getrefcount(big), sys.getrefcount(other)
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
         sink = peer(PEER_PY, "sink", "9007")
         with stack.connect((lab.peer_ip, 9007), timeout=10) as conn:
             conn.sendall(big)
             # Its last megabytes cannot all be acknowledged yet (they take a round trip).
-            assert sys.getrefcount(big) > held_before, "held by reference"
+            assert sys.getrefcount(big) > before[0], "held by reference"
             conn.sendall(mutable)
             mutable[:] = bytes(len(mutable))  # after sendall: must not show
+            conn.sendall(memoryview(viewed)[1:])
+            viewed[:] = bytes(len(viewed))  # the same through a view
             conn.sendall(small)
-            conn.sendall(memoryview(big)[1000:500_000])
+            conn.sendall(memoryview(other)[1000:])
+            assert sys.getrefcount(other) > before[1], "a view of bytes is held too"
             assert conn.send(big) > 0  # what fits, by reference too
-        expected = big + sent_mutable + small + big[1000:500_000]
+        expected = big + sent_mutable + sent_viewed[1:] + small + other[1000:]
         size, digest = sink.result().split()
         # `send` queued a prefix of `big`: whatever it took, all arrived in order.
         extra = int(size) - len(expected)
         assert 0 < extra <= len(big)
         assert digest == sha(expected + big[:extra])
         assert stack.counters["frames_out"] > 0  # a call into the stack applies deferred releases
-    assert sys.getrefcount(big) == held_before, "every reference to the bytes was let go"
+    assert (sys.getrefcount(big), sys.getrefcount(other)) == before, "every reference was let go"
 
 
 def receive_intact(lab, peer, stack, port: int, size: int) -> None:

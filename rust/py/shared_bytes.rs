@@ -1,12 +1,13 @@
 //! A Python `bytes` lent to a connection's send buffer by reference (see
 //! `socket/tcp/send_buffer.rs`): a large `sendall(bytes)` is then copied
 //! once, by the kernel into the frame, instead of into the buffer first.
-//! Only an exact `bytes` is taken: it cannot change while we hold it. Any
-//! other buffer (a `bytearray`, a `memoryview`) may, and is copied.
+//! Only a `bytes` (or a `memoryview` of one) is taken: it cannot change while
+//! we hold it. Any other buffer (a `bytearray`, a view of one) may, and is
+//! copied.
 
 use crate::socket::tcp::SharedText;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyMemoryView};
 use std::sync::Arc;
 
 /// The object, and where its bytes are: read without the GIL, which the
@@ -32,16 +33,30 @@ impl SharedText for SharedBytes {
     }
 }
 
-/// `data` held by reference, if it is a `bytes` long enough for that to pay.
-pub fn shareable(data: &Bound<'_, PyAny>) -> Option<Arc<dyn SharedText>> {
-    let bytes = data.cast_exact::<PyBytes>().ok()?;
-    let payload = bytes.as_bytes();
-    if payload.len() < crate::socket::tcp::SHARE_MIN {
+/// `region` (the bytes of `data`'s buffer) held by reference, if `data` is a
+/// `bytes`, or a `memoryview` of one, and the region long enough for that to pay.
+pub fn shareable(data: &Bound<'_, PyAny>, region: &[u8]) -> Option<Arc<dyn SharedText>> {
+    if region.len() < crate::socket::tcp::SHARE_MIN {
         return None;
     }
-    Some(Arc::new(SharedBytes {
-        start: payload.as_ptr(),
-        len: payload.len(),
-        _object: bytes.clone().unbind(),
-    }))
+    let object = match data.cast_exact::<PyBytes>() {
+        Ok(bytes) => bytes.clone(),
+        Err(_) => data
+            .cast_exact::<PyMemoryView>()
+            .ok()?
+            .getattr("obj")
+            .ok()?
+            .cast_exact::<PyBytes>()
+            .ok()?
+            .clone(),
+    };
+    let payload = object.as_bytes().as_ptr_range();
+    let inside = payload.start <= region.as_ptr() && region.as_ptr_range().end <= payload.end;
+    inside.then(|| {
+        Arc::new(SharedBytes {
+            start: region.as_ptr(),
+            len: region.len(),
+            _object: object.unbind(),
+        }) as Arc<dyn SharedText>
+    })
 }

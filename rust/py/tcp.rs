@@ -160,7 +160,7 @@ impl PyConnection {
         if raw.len == 0 {
             return Ok(0);
         }
-        let op = ops::Send::new(self.handle, raw.get(), false).sharing(shareable(data));
+        let op = ops::Send::new(self.handle, raw.get(), false).sharing(shareable(data, raw.get()));
         self.run(py, op, self.timeout.get())?.map_err(errors::to_py)
     }
 
@@ -168,7 +168,7 @@ impl PyConnection {
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let buf = PyBuffer::<u8>::get(data)?;
         let raw = RawSlice::of(&buf, false)?;
-        let op = ops::Send::new(self.handle, raw.get(), true).sharing(shareable(data));
+        let op = ops::Send::new(self.handle, raw.get(), true).sharing(shareable(data, raw.get()));
         self.run(py, op, self.timeout.get())?
             .map(drop)
             .map_err(errors::to_py)
