@@ -4,6 +4,7 @@
 mod call;
 mod device_poller;
 mod errors;
+mod fresh_bytes;
 mod shared_bytes;
 mod stack;
 mod status;

@@ -4,6 +4,7 @@
 use super::call::{self, run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
+use super::fresh_bytes::FreshBytes;
 use super::shared_bytes::shareable;
 use crate::phy::stream_fd::StreamFd;
 use crate::runtime::bridge::BridgeFate;
@@ -187,21 +188,24 @@ impl PyConnection {
         if bufsize == 0 {
             return Ok(PyBytes::new(py, b""));
         }
-        if flags.mode() == ReadMode::All {
-            let mut v = vec![0u8; bufsize];
-            let raw = RawSlice::of_vec(&mut v);
-            let n = self.receive(py, flags, raw)?;
-            return Ok(PyBytes::new(py, &v[..n]));
+        if flags.mode() == ReadMode::Some {
+            // What is queued already: a `bytes` of its size, one copy.
+            self.check_open()?;
+            let mut op = ops::TakeQueued {
+                handle: self.handle,
+                max: bufsize,
+                make: |n| FreshBytes::new(py, n).ok(),
+            };
+            if let Some(Some(bytes)) = self.live.try_now(&mut op) {
+                let n = bytes.len();
+                return bytes.finish(py, n);
+            }
         }
-        let op = ops::ReceiveOwned {
-            handle: self.handle,
-            max: bufsize,
-            peek: flags.peek,
-        };
-        let data = self
-            .run(py, op, flags.timeout(self.timeout.get()))?
-            .map_err(errors::to_py)?;
-        Ok(PyBytes::new(py, &data))
+        // Else a `bytes` of `bufsize`, filled as `recv_into` fills its buffer
+        // (lent to the connection while the call waits), cut to what came.
+        let mut fresh = FreshBytes::new(py, bufsize)?;
+        let n = self.receive(py, flags, RawSlice::of_vec(fresh.as_mut()))?;
+        fresh.finish(py, n)
     }
 
     /// Read into a writable buffer; returns the byte count (0 at end of stream).

@@ -311,39 +311,40 @@ impl Op for Receive<'_> {
     }
 }
 
-/// `recv(bufsize)`: up to `max` bytes into a buffer sized by what is
-/// queued, not by `max` (a `recv(1 << 20)` on a chatty connection does not
-/// allocate a megabyte per call).
-#[derive(Debug)]
-pub struct ReceiveOwned {
+/// `recv(bufsize)` when text is queued already: up to `max` bytes of it
+/// into a buffer `make` provides for exactly that many (the bindings: a
+/// Python `bytes`, written in place), so that a `recv(1 << 20)` on a chatty
+/// connection neither allocates a megabyte nor copies twice. With nothing
+/// queued (or an end, or an error) it is done at once with `None`: the
+/// caller then reads with a buffer of its own ([`Receive`], which lends it
+/// while the call waits, and reports the end or the error).
+pub struct TakeQueued<F> {
     pub handle: Handle,
     pub max: usize,
-    pub peek: bool,
+    pub make: F,
 }
 
-impl Op for ReceiveOwned {
-    type Output = io::Result<Vec<u8>>;
+impl<B, F> Op for TakeQueued<F>
+where
+    B: AsMut<[u8]>,
+    F: FnMut(usize) -> Option<B>,
+{
+    type Output = Option<B>;
     fn key(&self) -> Option<Watched> {
         Some(Watched::Tcp(self.handle))
     }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
-            return Some(Err(errno::closed()));
+            return Some(None);
         };
         let ready = c.recv_available().min(self.max);
-        let mut v = vec![0u8; ready];
-        let result = if self.peek {
-            c.peek(&mut v)
-        } else {
-            c.recv(&mut v)
-        };
-        match result {
-            Ok(Some(n)) => {
-                v.truncate(n);
-                Some(Ok(v))
-            }
-            Ok(None) => None,
-            Err(e) => Some(Err(errno::tcp(e))),
+        if ready == 0 {
+            return Some(None);
+        }
+        let mut out = (self.make)(ready)?;
+        match c.recv(out.as_mut()) {
+            Ok(Some(n)) if n == ready => Some(Some(out)),
+            _ => Some(None),
         }
     }
 }

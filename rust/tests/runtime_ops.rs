@@ -434,15 +434,38 @@ fn peek_leaves_data_for_the_next_read() {
             .unwrap(),
         5
     );
-    let mut owned = ops::ReceiveOwned {
+    let mut sized = vec![];
+    let mut queued = ops::TakeQueued {
         handle: ha,
         max: 3,
-        peek: false,
+        make: |n| {
+            sized.push(n);
+            Some(vec![0u8; n])
+        },
     };
-    let got = run_on_a(&mut net, &mut owned, Duration::from_secs(1))
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, b"hel");
+    let got = attempt_or_park(&mut net, &mut queued).unwrap();
+    assert_eq!(got.as_deref(), Some(&b"hel"[..]));
+    let mut queued = ops::TakeQueued {
+        handle: ha,
+        max: 100,
+        make: |n| {
+            sized.push(n);
+            Some(vec![0u8; n])
+        },
+    };
+    let got = attempt_or_park(&mut net, &mut queued).unwrap();
+    assert_eq!(got.as_deref(), Some(&b"lo"[..]), "sized by what is queued");
+    let mut queued = ops::TakeQueued {
+        handle: ha,
+        max: 100,
+        make: |n| Some(vec![0u8; n]),
+    };
+    assert_eq!(
+        attempt_or_park(&mut net, &mut queued),
+        Some(None),
+        "nothing queued: done, for the caller to wait its own way"
+    );
+    assert_eq!(sized, [3, 2]);
 }
 
 #[test]
