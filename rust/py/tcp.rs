@@ -198,14 +198,14 @@ impl PyConnection {
             };
             if let Some(Some(bytes)) = self.live.try_now(&mut op) {
                 let n = bytes.len();
-                return bytes.finish(py, n);
+                return Ok(bytes.finish(py, n));
             }
         }
         // Else a `bytes` of `bufsize`, filled as `recv_into` fills its buffer
         // (lent to the connection while the call waits), cut to what came.
         let mut fresh = FreshBytes::new(py, bufsize)?;
         let n = self.receive(py, flags, RawSlice::of_vec(fresh.as_mut()))?;
-        fresh.finish(py, n)
+        Ok(fresh.finish(py, n))
     }
 
     /// Read into a writable buffer; returns the byte count (0 at end of stream).
