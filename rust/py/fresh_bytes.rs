@@ -38,10 +38,6 @@ impl FreshBytes {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// The first `len` bytes (those filled) as a `bytes`.
     pub fn finish(mut self, py: Python<'_>, len: usize) -> Bound<'_, PyBytes> {
         assert!(len <= self.len);

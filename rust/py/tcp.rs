@@ -196,8 +196,7 @@ impl PyConnection {
                 max: bufsize,
                 make: |n| FreshBytes::new(py, n).ok(),
             };
-            if let Some(Some(bytes)) = self.live.try_now(&mut op) {
-                let n = bytes.len();
+            if let Some(Some((bytes, n))) = self.live.try_now(&mut op) {
                 return Ok(bytes.finish(py, n));
             }
         }

@@ -317,7 +317,8 @@ impl Op for Receive<'_> {
 /// connection neither allocates a megabyte nor copies twice. With nothing
 /// queued (or an end, or an error) it is done at once with `None`: the
 /// caller then reads with a buffer of its own ([`Receive`], which lends it
-/// while the call waits, and reports the end or the error).
+/// while the call waits, and reports the end or the error). Done: the
+/// buffer and how many bytes it holds.
 pub struct TakeQueued<F> {
     pub handle: Handle,
     pub max: usize,
@@ -329,7 +330,7 @@ where
     B: AsMut<[u8]>,
     F: FnMut(usize) -> Option<B>,
 {
-    type Output = Option<B>;
+    type Output = Option<(B, usize)>;
     fn key(&self) -> Option<Watched> {
         Some(Watched::Tcp(self.handle))
     }
@@ -343,8 +344,8 @@ where
         }
         let mut out = (self.make)(ready)?;
         match c.recv(out.as_mut()) {
-            Ok(Some(n)) if n == ready => Some(Some(out)),
-            _ => Some(None),
+            Ok(Some(n)) => Some(Some((out, n))),
+            _ => Some(None), // nothing was taken: `Receive` reports it
         }
     }
 }

@@ -434,35 +434,29 @@ fn peek_leaves_data_for_the_next_read() {
             .unwrap(),
         5
     );
+    // What a `recv(max)` takes of what is queued, and the sizes it asked buffers of.
     let mut sized = vec![];
-    let mut queued = ops::TakeQueued {
-        handle: ha,
-        max: 3,
-        make: |n| {
-            sized.push(n);
-            Some(vec![0u8; n])
-        },
+    let mut take = |net: &mut Net, max: usize| {
+        let mut op = ops::TakeQueued {
+            handle: ha,
+            max,
+            make: |n| {
+                sized.push(n);
+                Some(vec![0u8; n])
+            },
+        };
+        let got = attempt_or_park(net, &mut op).expect("never waits");
+        got.map(|(v, n)| v[..n].to_vec())
     };
-    let got = attempt_or_park(&mut net, &mut queued).unwrap();
-    assert_eq!(got.as_deref(), Some(&b"hel"[..]));
-    let mut queued = ops::TakeQueued {
-        handle: ha,
-        max: 100,
-        make: |n| {
-            sized.push(n);
-            Some(vec![0u8; n])
-        },
-    };
-    let got = attempt_or_park(&mut net, &mut queued).unwrap();
-    assert_eq!(got.as_deref(), Some(&b"lo"[..]), "sized by what is queued");
-    let mut queued = ops::TakeQueued {
-        handle: ha,
-        max: 100,
-        make: |n| Some(vec![0u8; n]),
-    };
+    assert_eq!(take(&mut net, 3).as_deref(), Some(&b"hel"[..]));
     assert_eq!(
-        attempt_or_park(&mut net, &mut queued),
-        Some(None),
+        take(&mut net, 100).as_deref(),
+        Some(&b"lo"[..]),
+        "sized by what is queued"
+    );
+    assert_eq!(
+        take(&mut net, 100),
+        None,
         "nothing queued: done, for the caller to wait its own way"
     );
     assert_eq!(sized, [3, 2]);
