@@ -13,7 +13,7 @@ use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
 use crate::time::{Duration, Instant};
-use crate::wire::{self, icmp, ipv4, Ipv4Addr};
+use crate::wire::{self, held_tcp_text, icmp, ipv4, Held, Ipv4Addr, SegmentText};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::io;
@@ -185,26 +185,52 @@ impl Stack {
 
     /// Handles one frame from a wire (its checksums to be verified).
     pub fn process_frame(&mut self, now: Instant, frame: &[u8]) {
-        self.process_received(now, frame, RxChecksum::Unverified)
+        self.process_received(now, frame, RxChecksum::Unverified, None)
     }
 
-    /// Handles one received frame, with what the device knows of its checksum.
-    pub fn process_received(&mut self, now: Instant, frame: &[u8], checksum: RxChecksum) {
+    /// Handles one received frame, with what the device knows of its
+    /// checksum, and its text if the device holds it still
+    /// (`wire/held_text.rs`).
+    pub fn process_received(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        checksum: RxChecksum,
+        held: Held<'_>,
+    ) {
+        let Some(held) = held else {
+            return self.ingress(now, frame, checksum, None);
+        };
+        // Only TCP's receive path may take a held text; anything else (or a
+        // text whose checksum we must verify) is read whole first.
+        if checksum.trusted()
+            && held_tcp_text(frame).map(|text| text.len()) == Some(held.borrow().len())
+        {
+            self.iface.count_text_held();
+            return self.ingress(now, frame, checksum, Some(held));
+        }
+        let mut held = held.borrow_mut();
+        if let Some(whole) = held.whole_frame() {
+            self.ingress(now, whole, checksum, None);
+        }
+    }
+
+    fn ingress(&mut self, now: Instant, frame: &[u8], checksum: RxChecksum, held: Held<'_>) {
         match self.iface.ingress(now, frame, checksum) {
             None => {}
             Some(Delivery::Reassembled(packet)) => {
                 if let Some(d) = self.iface.ingress_reassembled(now, &packet) {
-                    self.deliver(now, d);
+                    self.deliver(now, d, None);
                 }
             }
-            Some(d) => self.deliver(now, d),
+            Some(d) => self.deliver(now, d, held),
         }
     }
 
-    fn deliver(&mut self, now: Instant, delivery: Delivery<'_>) {
+    fn deliver(&mut self, now: Instant, delivery: Delivery<'_>, held: Held<'_>) {
         match delivery {
             Delivery::Udp(d) => self.process_udp(now, d),
-            Delivery::Tcp(t) => self.process_tcp(now, t),
+            Delivery::Tcp(t) => self.process_tcp(now, t, held),
             // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
             Delivery::Unreachable(u)
                 if u.protocol == ipv4::PROTO_TCP && u.code == icmp::CODE_FRAGMENTATION_NEEDED =>
@@ -238,7 +264,7 @@ impl Stack {
         }
     }
 
-    fn process_tcp(&mut self, now: Instant, t: TcpDelivery<'_>) {
+    fn process_tcp(&mut self, now: Instant, t: TcpDelivery<'_>, held: Held<'_>) {
         let s = &t.segment;
         let Ok(options) = s.options() else {
             return self.iface.count_drop(DropReason::TcpOptionsMalformed);
@@ -253,7 +279,10 @@ impl Stack {
             flags: s.flags(),
             window: s.window(),
             options,
-            payload: s.payload(),
+            payload: match held {
+                Some(held) => SegmentText::held(held),
+                None => SegmentText::here(s.payload()),
+            },
         };
         let iface = &mut self.iface;
         let result = self
@@ -556,8 +585,8 @@ impl Stack {
         let mut received = 0;
         loop {
             let mut reader_served = false;
-            let n = device.receive(now, &mut |frame, checksum| {
-                self.process_received(now, frame, checksum);
+            let n = device.receive(now, &mut |frame, checksum, held| {
+                self.process_received(now, frame, checksum, held);
                 reader_served |= self.tcp.take_lent_filled();
                 if reader_served {
                     ControlFlow::Break(())

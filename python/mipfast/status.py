@@ -17,6 +17,7 @@ class Counters(TypedDict):
     bursts_out: int
     bursts_in: int
     checksums_offloaded_in: int
+    texts_held_in: int  # super-frames whose text went from the kernel's queue straight to its place
     tx_handed_off: int  # sends a busy event loop left to the driver thread
     rounds_in_passing: int  # rounds a call ran itself for frames waiting with no one polling
     checksum_errors: int

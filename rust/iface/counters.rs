@@ -20,6 +20,7 @@ drop_reasons! {
     RxTruncated => "rx_truncated",
     RxUndescribed => "rx_undescribed",
     RxRingFull => "rx_ring_full",
+    RxUnread => "rx_unread",
     EthernetTruncated => "ethernet_truncated",
     OtherHost => "not_for_us",
     UnknownEthertype => "unknown_ethertype",
@@ -77,6 +78,10 @@ pub struct Counters {
     /// Frames whose TCP/UDP checksum the host's kernel vouched for (left
     /// to offload, or verified by a NIC), so the engine did not sum them.
     pub checksums_offloaded_in: u64,
+    /// Frames whose TCP text the device held until TCP said where it goes
+    /// (a super-frame on a Linux packet socket's queue,
+    /// `wire/held_text.rs`): read once, straight to its place.
+    pub texts_held_in: u64,
     /// Sends an event loop that was behind left to the driver thread
     /// (see `runtime/handoff.rs`); the frames are in `frames_out`.
     pub tx_handed_off: u64,
@@ -96,6 +101,7 @@ impl Default for Counters {
             bursts_out: 0,
             bursts_in: 0,
             checksums_offloaded_in: 0,
+            texts_held_in: 0,
             tx_handed_off: 0,
             rounds_in_passing: 0,
             drops: [0; DropReason::ALL.len()],
@@ -138,6 +144,7 @@ impl Counters {
                 "checksums_offloaded_in".to_string(),
                 self.checksums_offloaded_in,
             ),
+            ("texts_held_in".to_string(), self.texts_held_in),
             ("tx_handed_off".to_string(), self.tx_handed_off),
             ("rounds_in_passing".to_string(), self.rounds_in_passing),
         ];

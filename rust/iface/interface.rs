@@ -226,6 +226,9 @@ impl Interface {
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.count_drop(reason);
     }
+    pub fn count_text_held(&mut self) {
+        self.counters.texts_held_in += 1;
+    }
     pub fn count_tx_handoff(&mut self) {
         self.counters.tx_handed_off += 1;
     }

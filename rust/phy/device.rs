@@ -3,6 +3,7 @@
 
 use crate::iface::{RxChecksum, TxFrame};
 use crate::time::Instant;
+use crate::wire::Held;
 use std::io;
 use std::ops::ControlFlow;
 
@@ -12,7 +13,21 @@ use std::ops::ControlFlow;
 /// still queued are better left for its next one, see
 /// `socket/tcp/posted.rs`). Frames a device already took from the kernel
 /// (a `recvmmsg` batch, a libpcap buffer) go to the sink regardless.
-pub type FrameSink<'a> = dyn FnMut(&[u8], RxChecksum) -> ControlFlow<()> + 'a;
+///
+/// A device may keep a TCP frame's text where it is and hand on the frame
+/// with its text [`Held`] (`wire/held_text.rs`): the engine then has the
+/// text copied straight to where it belongs.
+pub type FrameSink<'a> = dyn FnMut(&[u8], RxChecksum, Held<'_>) -> ControlFlow<()> + 'a;
+
+/// Runs `take` on the whole of a received frame: a held text is read first
+/// (for a wrapper that looks at every byte: a trace, injected faults).
+/// `None` if the device could not read it (it counted that).
+pub fn whole_frame<R>(frame: &[u8], held: Held<'_>, take: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    match held {
+        None => Some(take(frame)),
+        Some(held) => held.borrow_mut().whole_frame().map(take),
+    }
+}
 
 /// A link that moves whole Ethernet frames.
 pub trait Device {

@@ -7,7 +7,7 @@
 
 use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
-use super::{Device, FrameSink, RxChecksum};
+use super::{whole_frame, Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use crate::wire::checksum::finish_partial;
@@ -119,30 +119,33 @@ impl<D: Device> Device for Faulty<D> {
         let mut released = 0;
         // Frames held back were taken already: all go on, as a batch read does.
         while let Some(frame) = self.held_rx.due(now) {
-            let _ = sink(&frame, RxChecksum::Unverified);
+            let _ = sink(&frame, RxChecksum::Unverified, None);
             released += 1;
         }
         let held = &mut self.held_rx;
         let n = match &mut self.faults {
             None => self.inner.receive(now, sink)?,
-            Some((rx, _)) => self.inner.receive(now, &mut |frame, checksum| {
-                let mut flow = ControlFlow::Continue(());
-                let mut deliver = |at: Instant, f: Vec<u8>| {
-                    if (at <= now || !held.hold(at, f.clone()))
-                        && sink(&f, RxChecksum::Unverified).is_break()
-                    {
-                        flow = ControlFlow::Break(());
+            Some((rx, _)) => self.inner.receive(now, &mut |frame, checksum, held_text| {
+                whole_frame(frame, held_text, |frame| {
+                    let mut flow = ControlFlow::Continue(());
+                    let mut deliver = |at: Instant, f: Vec<u8>| {
+                        if (at <= now || !held.hold(at, f.clone()))
+                            && sink(&f, RxChecksum::Unverified, None).is_break()
+                        {
+                            flow = ControlFlow::Break(());
+                        }
+                    };
+                    match checksum {
+                        RxChecksum::Partial { start, offset } => {
+                            let mut whole = frame.to_vec();
+                            finish_partial(&mut whole, start, offset);
+                            rx.apply(now, &whole, &mut deliver)
+                        }
+                        _ => rx.apply(now, frame, &mut deliver),
                     }
-                };
-                match checksum {
-                    RxChecksum::Partial { start, offset } => {
-                        let mut whole = frame.to_vec();
-                        finish_partial(&mut whole, start, offset);
-                        rx.apply(now, &whole, &mut deliver)
-                    }
-                    _ => rx.apply(now, frame, &mut deliver),
-                }
-                flow
+                    flow
+                })
+                .unwrap_or(ControlFlow::Continue(()))
             })?,
         };
         Ok(n + released)
@@ -208,7 +211,7 @@ mod tests {
         fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
             let n = self.rx.len();
             for f in self.rx.drain(..) {
-                let _ = sink(&f, RxChecksum::Unverified);
+                let _ = sink(&f, RxChecksum::Unverified, None);
             }
             Ok(n)
         }
@@ -234,7 +237,7 @@ mod tests {
         let t0 = Instant::from_millis(10);
         dev.inner.rx.extend(numbered(50));
         let mut got = Vec::new();
-        dev.receive(t0, &mut |f, _| {
+        dev.receive(t0, &mut |f, _, _| {
             got.push(f[0]);
             std::ops::ControlFlow::Continue(())
         })
@@ -248,13 +251,13 @@ mod tests {
         assert_eq!(dev.inner.tx.len() as u64, 50 - tx.reordered);
         assert_eq!(dev.poll_at(), Some(t0 + delay), "the engine is told when");
 
-        dev.receive(t0 + delay - Duration::from_micros(1), &mut |f, _| {
+        dev.receive(t0 + delay - Duration::from_micros(1), &mut |f, _, _| {
             got.push(f[0]);
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
         assert_eq!(got.len() as u64, 50 - rx.reordered, "not before their time");
-        dev.receive(t0 + delay, &mut |f, _| {
+        dev.receive(t0 + delay, &mut |f, _, _| {
             got.push(f[0]);
             std::ops::ControlFlow::Continue(())
         })

@@ -99,7 +99,7 @@ impl Device for LinkEnd {
             };
             let Some(frame) = frame else { return Ok(n) };
             n += 1;
-            if sink(&frame, RxChecksum::Unverified).is_break() {
+            if sink(&frame, RxChecksum::Unverified, None).is_break() {
                 return Ok(n);
             }
         }
@@ -123,13 +123,13 @@ mod tests {
         a.transmit(Instant::ZERO, b"two").unwrap();
         assert_eq!(b.next_arrival(), Some(Instant::from_millis(5)));
         let mut got = vec![];
-        b.receive(Instant::from_millis(4), &mut |f, _| {
+        b.receive(Instant::from_millis(4), &mut |f, _, _| {
             got.push(f.to_vec());
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
         assert!(got.is_empty());
-        b.receive(Instant::from_millis(5), &mut |f, _| {
+        b.receive(Instant::from_millis(5), &mut |f, _, _| {
             got.push(f.to_vec());
             std::ops::ControlFlow::Continue(())
         })

@@ -54,6 +54,9 @@ pub struct RxLosses {
     pub undescribed: u64,
     /// Frames the kernel dropped for want of a free slot in our receive ring.
     pub ring_full: u64,
+    /// Frames left on the socket's queue that could not be read when the
+    /// engine asked for them (`queued_text.rs`): dropped.
+    pub unread: u64,
 }
 
 /// How the Linux path reads frames: a mapped ring where the kernel has it
@@ -62,7 +65,7 @@ pub struct RxLosses {
 #[cfg(linux_fast_path)]
 enum Receiver {
     Ring(PacketRing),
-    Batch(PacketReceiver),
+    Batch(Box<PacketReceiver>),
 }
 
 #[cfg(linux_fast_path)]
@@ -74,7 +77,7 @@ impl Receiver {
                 Err(e) => log::debug!("no receive ring on {name} ({e}): reading with recvmmsg"),
             }
         }
-        PacketReceiver::open(name).map(Receiver::Batch)
+        PacketReceiver::open(name).map(|r| Receiver::Batch(Box::new(r)))
     }
 
     fn fd(&self) -> RawFd {
@@ -340,7 +343,7 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
 fn pcap_receive(capture: &mut Capture<Active>, sink: &mut FrameSink<'_>) -> io::Result<usize> {
     // libpcap's buffer is read already: every frame in it goes on.
     let mut take = |packet: pcap::Packet<'_>| {
-        let _ = sink(packet.data, RxChecksum::Unverified);
+        let _ = sink(packet.data, RxChecksum::Unverified, None);
     };
     match capture.dispatch(None, &mut take) {
         Ok(n) => Ok(n),

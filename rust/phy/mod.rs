@@ -18,6 +18,8 @@ mod packet_socket;
 #[cfg(linux_fast_path)]
 mod packet_tx;
 pub mod poll;
+#[cfg(linux_fast_path)]
+mod queued_text;
 pub mod ready_fd;
 mod sockopt;
 pub mod stream_fd;
@@ -28,4 +30,4 @@ mod vnet;
 pub mod wake;
 
 pub use crate::iface::RxChecksum;
-pub use device::{Device, FrameSink};
+pub use device::{whole_frame, Device, FrameSink};

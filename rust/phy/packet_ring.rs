@@ -21,9 +21,12 @@
 use super::live_device::RxLosses;
 use super::packet_rx::deliver;
 use super::packet_socket::{self, ignore_outgoing, join_promiscuous, PACKET_OUTGOING};
+use super::queued_text::QueuedText;
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use super::FrameSink;
+use crate::wire::held_tcp_text;
+use std::cell::RefCell;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -109,6 +112,8 @@ fn slot_size(mtu: usize) -> usize {
 const BATCH: usize = 64;
 /// The largest frame read from the socket's queue: a 64 KiB burst.
 const SPILL: usize = 65_535 + 18;
+/// Ethernet, IPv4 and TCP headers with all their options fit in this.
+const HEADERS_MOST: usize = 14 + 60 + 60;
 /// Room on the socket's queue for bursts (`TP_STATUS_COPY`).
 const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 
@@ -186,6 +191,9 @@ pub struct PacketRing {
     published_head: Arc<AtomicUsize>,
     /// A frame that came whole through the socket's queue: header, then frame.
     spill: Box<[u8]>,
+    /// A queued frame as the engine sees it while its text stays queued:
+    /// the headers copied from the slot, then bytes nobody reads.
+    hollow: Box<[u8]>,
     losses: RxLosses,
     drained: bool,
 }
@@ -273,6 +281,7 @@ impl PacketRing {
             head: 0,
             published_head: Arc::default(),
             spill: vec![0u8; vnet::LEN + SPILL].into_boxed_slice(),
+            hollow: vec![0u8; SPILL].into_boxed_slice(),
             losses: RxLosses::default(),
             drained: false,
         }
@@ -360,23 +369,65 @@ impl PacketRing {
     /// Hands on the frame in slot `bytes`.
     fn take(&mut self, bytes: &[u8], status: u32, sink: &mut FrameSink<'_>) -> ControlFlow<()> {
         let outgoing = bytes[PKTTYPE] == PACKET_OUTGOING;
+        let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let mac = u16::from_ne_bytes([bytes[MAC], bytes[MAC + 1]]) as usize;
+        let (len, snaplen) = (word(LEN), word(SNAPLEN));
+        let sane = mac >= vnet::LEN && mac + snaplen <= bytes.len();
         if status & TP_STATUS_COPY != 0 {
             // The whole frame waits on the socket's queue, in ring order.
-            return self.take_spilled(outgoing, sink);
+            if outgoing || !sane {
+                return self.take_spilled(outgoing, sink);
+            }
+            let header: &[u8; vnet::LEN] = bytes[mac - vnet::LEN..mac].try_into().unwrap();
+            return self.take_queued(&bytes[mac..mac + snaplen], len, header, sink);
         }
         if outgoing {
             return ControlFlow::Continue(());
         }
-        let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let mac = u16::from_ne_bytes([bytes[MAC], bytes[MAC + 1]]) as usize;
-        let (len, snaplen) = (word(LEN), word(SNAPLEN));
-        if snaplen < len || mac < vnet::LEN || mac + snaplen > bytes.len() {
+        if snaplen < len || !sane {
             // Too long for the slot, and no room left on the queue for it.
             self.losses.truncated += 1;
             return ControlFlow::Continue(());
         }
         let header: &[u8; vnet::LEN] = bytes[mac - vnet::LEN..mac].try_into().unwrap();
         deliver(&bytes[mac..mac + snaplen], &VnetHeader::parse(header), sink)
+    }
+
+    /// A frame queued whole beside its slot, whose slot holds its first
+    /// `snap` bytes: a TCP segment's text stays queued until the engine
+    /// says where it goes (`queued_text.rs`), anything else is read whole.
+    fn take_queued(
+        &mut self,
+        snap: &[u8],
+        len: usize,
+        header: &[u8; vnet::LEN],
+        sink: &mut FrameSink<'_>,
+    ) -> ControlFlow<()> {
+        let header = VnetHeader::parse(header);
+        let checksum = header.checksum();
+        let headers = snap.len().min(HEADERS_MOST).min(len);
+        if !checksum.trusted() || header.gso_kind() == vnet::GSO_UDP_L4 || len > self.hollow.len() {
+            return self.take_spilled(false, sink);
+        }
+        // The engine reads the headers from a frame of the real length whose
+        // text it never looks at.
+        self.hollow[..headers].copy_from_slice(&snap[..headers]);
+        let frame = &self.hollow[..len];
+        let text = match held_tcp_text(frame) {
+            Some(text) if text.start <= headers && text.end == len => text,
+            _ => return self.take_spilled(false, sink),
+        };
+        let queued = RefCell::new(QueuedText::new(
+            self.fd.as_raw_fd(),
+            &snap[..text.start],
+            len,
+            &mut self.spill,
+        ));
+        let flow = sink(frame, checksum, Some(&queued));
+        if !queued.into_inner().finish() {
+            self.losses.unread += 1;
+        }
+        flow
     }
 
     /// Reads the frame the kernel queued whole beside its slot.
@@ -533,7 +584,7 @@ mod tests {
     fn drain(ring: &mut PacketRing) -> Vec<Vec<u8>> {
         let mut got = vec![];
         while ring
-            .receive(&mut |f, _| {
+            .receive(&mut |f, _, _| {
                 got.push(f.to_vec());
                 std::ops::ControlFlow::Continue(())
             })
@@ -584,7 +635,7 @@ mod tests {
             assert!(wait_readable(&[ring.fd()], Some(Duration::from_secs(1))).unwrap());
             let mut got = vec![];
             let n = ring
-                .receive(&mut |f, _| {
+                .receive(&mut |f, _, _| {
                     got.push(f.to_vec());
                     match got.len() {
                         2 => ControlFlow::Break(()),

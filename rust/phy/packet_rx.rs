@@ -191,7 +191,7 @@ pub(super) fn deliver(
         // Each datagram gets its own length and a finished checksum.
         let mut flow = ControlFlow::Continue(());
         segment_burst(frame, header.gso_size as usize, &mut |d| {
-            if sink(d, RxChecksum::Unverified).is_break() {
+            if sink(d, RxChecksum::Unverified, None).is_break() {
                 flow = ControlFlow::Break(());
             }
         });
@@ -199,7 +199,7 @@ pub(super) fn deliver(
     }
     // A TCP burst is one segment (the engine takes super-frames whole);
     // other types (UFO: one large datagram) are whole packets too.
-    sink(frame, header.checksum())
+    sink(frame, header.checksum(), None)
 }
 
 #[cfg(test)]
@@ -254,7 +254,7 @@ mod tests {
         send(&peer, &two);
         let mut got = vec![];
         let n = rx
-            .receive(&mut |f, c| {
+            .receive(&mut |f, c, _| {
                 got.push((f.to_vec(), c));
                 std::ops::ControlFlow::Continue(())
             })
@@ -269,7 +269,10 @@ mod tests {
             }
         );
         assert_eq!((got[1].0.len(), got[1].1), (9000, RxChecksum::Verified));
-        assert_eq!(rx.receive(&mut |_, _| panic!("nothing left")).unwrap(), 0);
+        assert_eq!(
+            rx.receive(&mut |_, _, _| panic!("nothing left")).unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -278,7 +281,7 @@ mod tests {
         send(&peer, &vec![1u8; SLOT + 100]);
         send(&peer, &[2u8; 64]);
         let mut got = vec![];
-        rx.receive(&mut |f, c| {
+        rx.receive(&mut |f, c, _| {
             got.push((f.to_vec(), c));
             std::ops::ControlFlow::Continue(())
         })
@@ -295,7 +298,7 @@ mod tests {
         }
         let mut seen = 0;
         assert_eq!(
-            rx.receive(&mut |_, _| {
+            rx.receive(&mut |_, _, _| {
                 seen += 1;
                 std::ops::ControlFlow::Continue(())
             })
@@ -303,7 +306,7 @@ mod tests {
             BATCH
         );
         assert_eq!(
-            rx.receive(&mut |_, _| {
+            rx.receive(&mut |_, _, _| {
                 seen += 1;
                 std::ops::ControlFlow::Continue(())
             })

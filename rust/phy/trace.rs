@@ -2,12 +2,13 @@
 //! tcpdump and Wireshark open.
 
 use super::capture::CaptureRing;
-use super::{Device, FrameSink, RxChecksum};
+use super::{whole_frame, Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use crate::wire::checksum::finish_partial;
 use pcap::{Capture, Linktype, Packet, PacketHeader, Savefile};
 use std::io;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -121,15 +122,18 @@ impl<D: Device> Device for Traced<D> {
             return self.inner.receive(now, sink);
         }
         let (trace, capture) = (&mut self.trace, &mut self.capture);
-        self.inner.receive(now, &mut |frame, checksum| {
-            if let RxChecksum::Partial { start, offset } = checksum {
-                let mut whole = frame.to_vec();
-                finish_partial(&mut whole, start, offset);
-                record(trace, capture, now, &whole);
-            } else {
-                record(trace, capture, now, frame);
-            }
-            sink(frame, checksum)
+        self.inner.receive(now, &mut |frame, checksum, held| {
+            whole_frame(frame, held, |frame| {
+                if let RxChecksum::Partial { start, offset } = checksum {
+                    let mut whole = frame.to_vec();
+                    finish_partial(&mut whole, start, offset);
+                    record(trace, capture, now, &whole);
+                } else {
+                    record(trace, capture, now, frame);
+                }
+                sink(frame, checksum, None)
+            })
+            .unwrap_or(ControlFlow::Continue(()))
         })
     }
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {

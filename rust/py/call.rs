@@ -228,13 +228,15 @@ struct LentRegion {
 unsafe impl Send for LentRegion {}
 
 impl LentBuffer for LentRegion {
-    fn put(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.len - self.filled);
-        // SAFETY: `filled + n <= len`, inside the region (see `lend`); `data`
-        // is the engine's frame, never this buffer.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.start.add(self.filled), n) };
-        self.filled += n;
-        n
+    fn spare(&mut self) -> &mut [u8] {
+        // SAFETY: `filled <= len`, so this is inside the region, which
+        // nobody else touches while lent (see `lend`).
+        unsafe {
+            std::slice::from_raw_parts_mut(self.start.add(self.filled), self.len - self.filled)
+        }
+    }
+    fn advance(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.len);
     }
 }
 

@@ -181,6 +181,7 @@ impl Engine {
             losses.undescribed - seen.undescribed,
         );
         stack.count_device_drops(DropReason::RxRingFull, losses.ring_full - seen.ring_full);
+        stack.count_device_drops(DropReason::RxUnread, losses.unread - seen.unread);
     }
 
     /// Starts an in-memory capture of every frame in and out, up to

@@ -47,7 +47,7 @@ impl Server {
     fn poll(&mut self, now: Instant) {
         let mut frames = vec![];
         self.link
-            .receive(now, &mut |f, _| {
+            .receive(now, &mut |f, _, _| {
                 frames.push(f.to_vec());
                 std::ops::ControlFlow::Continue(())
             })

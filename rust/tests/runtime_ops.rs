@@ -25,22 +25,22 @@ struct Tape(Arc<Mutex<Vec<Put>>>);
 /// Bytes the connection put, and the address they were put at.
 type Put = (usize, Vec<u8>);
 
+/// A lent region seen from the engine's side: its spare room is scratch
+/// memory, and what it advances over is recorded with its address.
 struct Recording {
     at: usize,
-    room: usize,
+    scratch: Vec<u8>,
     tape: Tape,
 }
 
 impl LentBuffer for Recording {
-    fn put(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.room);
-        self.tape
-            .0
-            .lock()
-            .unwrap()
-            .push((self.at, data[..n].to_vec()));
-        (self.at, self.room) = (self.at + n, self.room - n);
-        n
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.scratch
+    }
+    fn advance(&mut self, n: usize) {
+        let taken: Vec<u8> = self.scratch.drain(..n).collect();
+        self.tape.0.lock().unwrap().push((self.at, taken));
+        self.at += n;
     }
 }
 
@@ -48,7 +48,7 @@ impl Tape {
     fn lend(&self, region: &mut [u8]) -> Box<dyn LentBuffer> {
         Box::new(Recording {
             at: region.as_ptr() as usize,
-            room: region.len(),
+            scratch: vec![0; region.len()],
             tape: self.clone(),
         })
     }

@@ -85,7 +85,7 @@ impl Net {
         for n in [&mut self.a, &mut self.b] {
             if n.silent {
                 // Frames toward a silent node are read and thrown away.
-                let _ = mipfast::phy::Device::receive(&mut n.dev, now, &mut |_, _| {
+                let _ = mipfast::phy::Device::receive(&mut n.dev, now, &mut |_, _, _| {
                     std::ops::ControlFlow::Continue(())
                 });
                 continue;

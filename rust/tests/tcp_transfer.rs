@@ -10,6 +10,8 @@ use mipfast::phy::{Device, FrameSink};
 use mipfast::socket::tcp::{Algorithm, Handle, SharedText, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::checksum::finish_partial;
+use mipfast::wire::{held_tcp_text, HeldText};
+use std::cell::RefCell;
 use std::sync::Arc;
 use tcp_net::*;
 
@@ -364,10 +366,82 @@ fn text_held_by_reference_arrives_intact() {
 
 /// B's device in [`bursts_arrive_whole_with_partial_checksums_and_intact`]: A's frames as a Linux packet socket hands a peer's
 /// TSO over veth, each burst one super-frame whose TCP checksum field
-/// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`).
+/// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`). With `holding`,
+/// every frame comes as a packet ring hands a super-frame: its headers,
+/// its text held until the engine says where it goes.
 struct SuperFrames<'a> {
     link: &'a mut LinkEnd,
     incoming: &'a mut Vec<Sent>,
+    holding: Option<&'a mut Holding>,
+}
+
+/// What became of held texts: read straight to their places, read whole,
+/// failed on purpose (every `fail_every`-th frame), or never asked for.
+#[derive(Default)]
+struct Holding {
+    frames: usize,
+    scattered: usize,
+    parts: usize,
+    whole: usize,
+    failed: usize,
+    fail_every: usize,
+}
+
+/// A frame's text as a device that still holds it.
+struct HeldFrame<'a> {
+    frame: &'a [u8],
+    text_at: usize,
+    fail: bool,
+    read: bool,
+    holding: &'a mut Holding,
+}
+
+impl HeldText for HeldFrame<'_> {
+    fn len(&self) -> usize {
+        self.frame.len() - self.text_at
+    }
+    fn scatter(&mut self, skip: usize, parts: &mut [&mut [u8]]) -> bool {
+        assert!(!self.read, "a held text is read once");
+        self.read = true;
+        if self.fail {
+            self.holding.failed += 1;
+            return false;
+        }
+        let mut at = self.text_at + skip;
+        for part in parts.iter_mut() {
+            part.copy_from_slice(&self.frame[at..at + part.len()]);
+            at += part.len();
+        }
+        self.holding.scattered += 1;
+        self.holding.parts += parts.iter().filter(|p| !p.is_empty()).count();
+        true
+    }
+    fn whole_frame(&mut self) -> Option<&[u8]> {
+        assert!(!self.read, "a held frame is read once");
+        self.read = true;
+        self.holding.whole += 1;
+        Some(self.frame)
+    }
+}
+
+impl SuperFrames<'_> {
+    /// `frame`, its text held: the engine sees its headers and its length,
+    /// and bytes after the headers that are not the frame's.
+    fn hold(sink: &mut FrameSink<'_>, frame: &[u8], checksum: RxChecksum, holding: &mut Holding) {
+        holding.frames += 1;
+        let text_at = held_tcp_text(frame).map_or(frame.len(), |text| text.start);
+        let mut hollow = vec![0xEE; frame.len()];
+        hollow[..text_at].copy_from_slice(&frame[..text_at]);
+        let fail = holding.fail_every > 0 && holding.frames % holding.fail_every == 0;
+        let held = RefCell::new(HeldFrame {
+            frame,
+            text_at,
+            fail,
+            read: false,
+            holding,
+        });
+        let _ = sink(&hollow, checksum, Some(&held));
+    }
 }
 
 impl Device for SuperFrames<'_> {
@@ -382,7 +456,12 @@ impl Device for SuperFrames<'_> {
             } else {
                 RxChecksum::Unverified
             };
-            let _ = sink(&f.bytes, checksum);
+            match self.holding.as_deref_mut() {
+                Some(holding) => Self::hold(sink, &f.bytes, checksum, holding),
+                None => {
+                    let _ = sink(&f.bytes, checksum, None);
+                }
+            }
         }
         Ok(frames.len())
     }
@@ -391,15 +470,15 @@ impl Device for SuperFrames<'_> {
     }
 }
 
-#[test]
-fn bursts_arrive_whole_with_partial_checksums_and_intact() {
-    let a = TcpConfig {
-        burst_capacity: 65535,
-        ..Default::default()
-    };
-    let mut net = Net::clean_with(7, a, TcpConfig::default());
+/// A sends `size` bytes to B in bursts that B's device hands over whole
+/// (with `holding`, their text held); returns the transfer and the first
+/// burst sent.
+fn super_frame_transfer(
+    net: &mut Net,
+    size: usize,
+    mut holding: Option<&mut Holding>,
+) -> (Transfer, Option<Vec<u8>>) {
     let (ha, hb) = net.connect(80);
-    let size = 2_000_000;
     let mut transfer = Transfer::new(pattern(size, 5));
     let mut in_flight = vec![];
     let mut kept = None;
@@ -420,6 +499,7 @@ fn bursts_arrive_whole_with_partial_checksums_and_intact() {
         let mut b_dev = SuperFrames {
             link: &mut net.b.dev,
             incoming: &mut in_flight,
+            holding: holding.as_deref_mut(),
         };
         net.b.stack.poll(now, &mut b_dev).unwrap();
         transfer.step(&mut net.a.stack, ha, &mut net.b.stack, hb);
@@ -428,6 +508,18 @@ fn bursts_arrive_whole_with_partial_checksums_and_intact() {
         }
         net.now = now + Duration::from_micros(100);
     }
+    (transfer, kept)
+}
+
+#[test]
+fn bursts_arrive_whole_with_partial_checksums_and_intact() {
+    let a = TcpConfig {
+        burst_capacity: 65535,
+        ..Default::default()
+    };
+    let mut net = Net::clean_with(7, a, TcpConfig::default());
+    let size = 2_000_000;
+    let (transfer, kept) = super_frame_transfer(&mut net, size, None);
     assert_eq!(transfer.received, size);
     assert_eq!(transfer.hash, Fnv::of(&transfer.data));
     let b = net.b.stack.counters();
@@ -443,4 +535,38 @@ fn bursts_arrive_whole_with_partial_checksums_and_intact() {
     finish_partial(&mut burst, 34, 16);
     net.b.stack.process_frame(net.now, &burst);
     assert_eq!(net.b.stack.counters().checksum_errors(), 1);
+}
+
+#[test]
+fn held_text_goes_straight_to_its_place_and_a_failed_read_costs_only_a_resend() {
+    let a = TcpConfig {
+        burst_capacity: 65535,
+        ..Default::default()
+    };
+    for fail_every in [0, 7] {
+        let mut net = Net::clean_with(8 + fail_every as u64, a, TcpConfig::default());
+        let mut holding = Holding {
+            fail_every,
+            ..Default::default()
+        };
+        let size = 2_000_000;
+        let (transfer, _) = super_frame_transfer(&mut net, size, Some(&mut holding));
+        assert_eq!(transfer.received, size, "fail every {fail_every}");
+        assert_eq!(transfer.hash, Fnv::of(&transfer.data));
+        // Super-frames were scattered into the ring (wrapping: two parts
+        // at times); frames that are not trusted TCP (ARP, the handshake
+        // without a partial checksum) were read whole.
+        let b = net.b.stack.counters();
+        assert!(holding.scattered > 10, "{} scattered", holding.scattered);
+        assert!(holding.parts >= holding.scattered);
+        assert!(holding.whole > 0);
+        assert_eq!(b.checksum_errors(), 0);
+        if fail_every > 0 {
+            assert!(holding.failed > 0);
+            assert!(
+                net.a.stack.tcp().retransmits() > 0,
+                "lost reads were resent"
+            );
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod dhcp;
 pub mod dns;
 pub mod ethernet;
+pub mod held_text;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
@@ -17,6 +18,7 @@ mod error;
 mod mac;
 
 pub use error::{Error, Result};
+pub use held_text::{held_tcp_text, Held, HeldText, SegmentText};
 pub use mac::{MacAddress, ParseMacError};
 pub use std::net::Ipv4Addr;
 

@@ -29,7 +29,7 @@ pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
 
 use crate::time::Duration;
 use crate::wire::tcp::{Flags, Options};
-use crate::wire::Ipv4Addr;
+use crate::wire::{Ipv4Addr, SegmentText};
 
 /// An (address, port) pair.
 pub type Endpoint = (Ipv4Addr, u16);
@@ -147,7 +147,7 @@ pub struct Incoming<'a> {
     pub flags: Flags,
     pub window: u16,
     pub options: Options,
-    pub payload: &'a [u8],
+    pub payload: SegmentText<'a>,
 }
 
 impl Incoming<'_> {

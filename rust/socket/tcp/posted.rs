@@ -15,8 +15,10 @@
 
 /// Where a waiting reader's bytes go.
 pub trait LentBuffer: Send {
-    /// Appends as much of `data` as fits; returns how much.
-    fn put(&mut self, data: &[u8]) -> usize;
+    /// The part not yet filled.
+    fn spare(&mut self) -> &mut [u8];
+    /// The first `n` bytes of [`LentBuffer::spare`] now hold text.
+    fn advance(&mut self, n: usize);
 }
 
 /// The buffer lent, and how much went into it.
@@ -43,14 +45,22 @@ impl Lent {
         self.filled
     }
 
-    /// Appends as much of `data` as fits; returns how much.
-    pub fn fill(&mut self, data: &[u8]) -> usize {
-        let n = self.buffer.put(data);
+    /// Where the next text goes: the part not yet filled (none once the
+    /// buffer refused bytes).
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.full {
+            return &mut [];
+        }
+        self.buffer.spare()
+    }
+
+    /// `n` bytes of a text of `wanted` went into [`Lent::spare`].
+    pub fn commit(&mut self, n: usize, wanted: usize) {
+        self.buffer.advance(n);
         self.filled += n;
-        if n < data.len() && !self.full {
+        if n < wanted && !self.full {
             (self.full, self.unreported) = (true, true);
         }
-        n
     }
 
     /// True once, after the buffer first refused bytes.

@@ -67,12 +67,24 @@ impl Ring {
     /// Writes `data` at `offset` from the head without committing it; the
     /// caller keeps `offset + data.len() <= limit`.
     pub fn write_at(&mut self, offset: usize, data: &[u8], limit: usize) {
-        self.reserve(offset + data.len(), limit);
+        let (a, b) = self.spare_at(offset, data.len(), limit);
+        let first = a.len();
+        a.copy_from_slice(&data[..first]);
+        b.copy_from_slice(&data[first..]);
+    }
+
+    /// The `n` bytes at `offset` from the head, as one or two slices, to be
+    /// written and later committed; the caller keeps `offset + n <= limit`.
+    pub fn spare_at(&mut self, offset: usize, n: usize, limit: usize) -> (&mut [u8], &mut [u8]) {
+        if n == 0 {
+            return (&mut [], &mut []);
+        }
+        self.reserve(offset + n, limit);
         let cap = self.buf.len();
         let start = (self.head + offset) % cap;
-        let first = data.len().min(cap - start);
-        self.buf[start..start + first].copy_from_slice(&data[..first]);
-        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+        let first = n.min(cap - start);
+        let (wrapped, from_start) = self.buf.split_at_mut(start);
+        (&mut from_start[..first], &mut wrapped[..n - first])
     }
 
     /// Makes `n` bytes written past the end part of the content.

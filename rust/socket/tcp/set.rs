@@ -12,7 +12,7 @@ use super::Outgoing;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
 use crate::time::Instant;
 use crate::wire::tcp::{Flags, Options};
-use crate::wire::Ipv4Addr;
+use crate::wire::{Ipv4Addr, SegmentText};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -564,7 +564,7 @@ impl TcpSockets {
                 timestamps: seg.options.timestamps.map(|(val, _)| (val, 0)),
                 ..Default::default()
             },
-            payload: &[],
+            payload: SegmentText::here(&[]),
             ..*seg
         };
         let conn = Connection::from_cookie(self.config, now, local, &syn, Seq(iss))

@@ -6,6 +6,7 @@ use super::{AckDue, Connection, State};
 use crate::socket::tcp::seq::Seq;
 use crate::socket::tcp::Emit;
 use crate::time::Instant;
+use crate::wire::SegmentText;
 
 impl Connection {
     /// RFC 9293 §3.8.6.2.2: after a read, announce a window that grew a
@@ -25,54 +26,86 @@ impl Connection {
     /// Stores text (RFC 9293 §3.10.7.4 seventh), trimmed to the window;
     /// out-of-order text is kept and acknowledged with SACK when the round
     /// that brought it ends (at once, one duplicate ACK each, without SACK).
+    /// In-order text goes into a waiting reader's buffer as far as it has
+    /// room, the rest into the receive ring: both places are decided first,
+    /// and the text copied to them in one go (a device may hold it still,
+    /// `wire/held_text.rs`).
     pub(super) fn process_data(
         &mut self,
         now: Instant,
         seq: Seq,
-        payload: &[u8],
+        payload: SegmentText<'_>,
         out: &mut Emit<'_>,
     ) {
         if self.orphan && !self.read_shut {
             // Nobody will read it: tell the peer (RFC 2525 §2.17).
             return self.abort();
         }
-        let (mut seq, mut data) = (seq, payload);
+        let (mut seq, total) = (seq, payload.len());
+        let mut skip = 0;
         if seq < self.rcv_nxt {
-            let skip = self.rcv_nxt.offset_from(seq);
-            self.note_duplicate(seq, seq + skip.min(data.len()));
-            if skip >= data.len() {
+            skip = self.rcv_nxt.offset_from(seq);
+            self.note_duplicate(seq, seq + skip.min(total));
+            if skip >= total {
                 self.ack_due = AckDue::Now;
                 return;
             }
-            data = &data[skip..];
             seq = self.rcv_nxt;
         }
         let offset = seq.offset_from(self.rcv_nxt);
         let room = self.rcv_space().saturating_sub(offset);
-        data = &data[..data.len().min(room)];
+        let mut len = (total - skip).min(room);
         if let Some(fin) = self.fin_at {
             // Not past the FIN already seen beyond a hole.
-            data = &data[..data.len().min(fin.saturating_since(seq))];
+            len = len.min(fin.saturating_since(seq));
         }
-        if data.is_empty() {
+        if len == 0 {
             self.ack_due = AckDue::Now;
             return;
         }
-        if offset == 0 {
-            let direct = self.deliver_posted(data);
-            if direct > 0 {
-                self.take_in_order(now, direct, false);
-                (seq, data) = (seq + direct, &data[direct..]);
-                if data.is_empty() {
-                    return;
-                }
+        // In order, with a reader waiting and nothing queued before it (nor
+        // held beyond a hole, whose place in the ring is fixed relative to
+        // the ring's head): its buffer first.
+        let mut lent = match &mut self.posted {
+            Some(posted)
+                if offset == 0 && self.rx.is_empty() && self.ooo.is_empty() && !self.read_shut =>
+            {
+                Some(posted)
+            }
+            _ => None,
+        };
+        let lent_part = match lent.as_deref_mut() {
+            Some(posted) => {
+                let spare = posted.spare();
+                let n = spare.len().min(len);
+                &mut spare[..n]
+            }
+            None => &mut [][..],
+        };
+        let direct = lent_part.len();
+        let ring_at = self.rx.len() + offset;
+        let (ring_a, ring_b) = self
+            .rx
+            .spare_at(ring_at, len - direct, self.config.rx_buffer);
+        if !payload.scatter(skip, &mut [lent_part, ring_a, ring_b]) {
+            // The device could not read it (and counted that): as if lost.
+            self.ack_due = AckDue::Now;
+            return;
+        }
+        if let Some(posted) = lent {
+            posted.commit(direct, len);
+        }
+        if direct > 0 {
+            self.take_in_order(now, direct, false);
+            seq = seq + direct;
+            if direct == len {
+                return;
             }
         }
-        self.rx
-            .write_at(self.rx.len() + offset, data, self.config.rx_buffer);
+        let rest = len - direct;
         if offset == 0 {
             let filled_hole = !self.ooo.is_empty();
-            let reach = self.ooo.advance(seq + data.len());
+            let reach = self.ooo.advance(seq + rest);
             let n = reach.offset_from(self.rcv_nxt);
             self.rx.commit(n);
             self.take_in_order(now, n, filled_hole);
@@ -81,10 +114,10 @@ impl Connection {
             }
         } else {
             // Out of order: keep it, and tell the sender now (RFC 5681 §4.2).
-            if let Some((start, end)) = self.ooo.overlap(seq, seq + data.len()) {
+            if let Some((start, end)) = self.ooo.overlap(seq, seq + rest) {
                 self.note_duplicate(start, end);
             }
-            self.ooo.add(seq, seq + data.len());
+            self.ooo.add(seq, seq + rest);
             if self.sack {
                 // Once the round is over, with what it brought: a segment
                 // that was only late (a veth's per-CPU queues reorder) may
@@ -104,18 +137,6 @@ impl Connection {
         self.ack_due = AckDue::Now;
         if self.sack && start < end {
             self.dsack = Some((start, end));
-        }
-    }
-
-    /// In-order text into a waiting reader's buffer, if one is lent and
-    /// nothing is queued before it (nor held beyond a hole, whose place in
-    /// the ring is fixed relative to the ring's head). Returns how much.
-    fn deliver_posted(&mut self, data: &[u8]) -> usize {
-        match &mut self.posted {
-            Some(posted) if self.rx.is_empty() && self.ooo.is_empty() && !self.read_shut => {
-                posted.fill(data)
-            }
-            _ => 0,
         }
     }
 

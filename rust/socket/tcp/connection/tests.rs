@@ -8,6 +8,7 @@ use crate::socket::tcp::{Error, Incoming, Keepalive, TcpConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{Flags, Options};
 use crate::wire::Ipv4Addr;
+use crate::wire::SegmentText;
 
 const LOCAL: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 2), 50000);
 const REMOTE: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 1), 80);
@@ -79,7 +80,7 @@ impl Harness {
             flags: seg.flags,
             window: seg.window,
             options: seg.options,
-            payload,
+            payload: SegmentText::here(payload),
         };
         let mut sent = Vec::new();
         // Most answers wait for the dispatch; a duplicate ACK to a peer
@@ -598,4 +599,85 @@ fn fragmentation_needed_shrinks_segments_and_resends_in_flight_data() {
         None,
         "only smaller sizes"
     );
+}
+
+/// A lent buffer whose filled bytes the test can look at afterwards.
+struct SharedLent {
+    buf: Vec<u8>,
+    filled: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl crate::socket::tcp::LentBuffer for SharedLent {
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    fn advance(&mut self, n: usize) {
+        self.filled.lock().unwrap().extend(self.buf.drain(..n));
+    }
+}
+
+/// A text held by its device, counting how it was read.
+struct CountingHeld<'a> {
+    text: &'a [u8],
+    reads: Vec<(usize, Vec<usize>)>,
+}
+
+impl crate::wire::HeldText for CountingHeld<'_> {
+    fn len(&self) -> usize {
+        self.text.len()
+    }
+    fn scatter(&mut self, skip: usize, parts: &mut [&mut [u8]]) -> bool {
+        self.reads
+            .push((skip, parts.iter().map(|p| p.len()).collect()));
+        SegmentText::here(self.text).scatter(skip, parts)
+    }
+    fn whole_frame(&mut self) -> Option<&[u8]> {
+        None
+    }
+}
+
+#[test]
+fn held_text_is_read_once_into_the_lent_buffer_and_the_ring() {
+    let mut h = Harness::established(TcpConfig::default());
+    let text: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    // 100 bytes the connection has had already, then 1000 new ones.
+    let old = vec![7u8; 100];
+    h.input(seg(IRS + 1, ISS + 1), &old);
+    let mut out = [0u8; 100];
+    assert_eq!(h.c.recv(&mut out).unwrap(), Some(100));
+    let filled = std::sync::Arc::default();
+    let lent = SharedLent {
+        buf: vec![0; 600],
+        filled: std::sync::Arc::clone(&filled),
+    };
+    assert!(h.c.post_receive(Box::new(lent)));
+    let mut whole = old.clone();
+    whole.extend_from_slice(&text);
+    let held = std::cell::RefCell::new(CountingHeld {
+        text: &whole,
+        reads: vec![],
+    });
+    let s = seg(IRS + 1, ISS + 1);
+    let incoming = Incoming {
+        src: REMOTE.0,
+        dst: LOCAL.0,
+        src_port: REMOTE.1,
+        dst_port: LOCAL.1,
+        seq: Seq(s.seq),
+        ack: Seq(s.ack),
+        flags: s.flags,
+        window: s.window,
+        options: s.options,
+        payload: SegmentText::held(&held),
+    };
+    h.c.process(h.now, &incoming, &mut |_| true);
+    // One read: the 100 bytes seen before skipped, 600 into the reader's
+    // buffer, 400 into the ring.
+    assert_eq!(held.borrow().reads, vec![(100, vec![600, 400, 0])]);
+    assert!(h.c.take_lent_filled());
+    assert_eq!(h.c.take_posted(), 600);
+    assert_eq!(*filled.lock().unwrap(), text[..600]);
+    let mut rest = [0u8; 1000];
+    assert_eq!(h.c.recv(&mut rest).unwrap(), Some(400));
+    assert_eq!(rest[..400], text[600..]);
 }
