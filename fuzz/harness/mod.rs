@@ -7,7 +7,8 @@ use mipfast::socket::tcp::Handle;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, checksum, ethernet, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{arp, checksum, ethernet, ipv4, HeldInMemory, Ipv4Addr, MacAddress};
+use std::cell::RefCell;
 
 pub const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -241,7 +242,8 @@ pub fn repair(frame: &mut Vec<u8>) {
 /// points the frame at us, bit 1 repairs its checksums (when `repairing`),
 /// bit 2 hands it over as a device that vouches for its transport checksum
 /// (a Linux packet socket's offload state): the trusted path must take
-/// nonsense as calmly as the checked one.
+/// nonsense as calmly as the checked one. Bit 3 hands it over with its
+/// text held (`wire/held_text.rs`), as the packet ring does a super-frame.
 pub fn run_frames(data: &[u8], repairing: bool) {
     let mut input = Input::new(data);
     let mut stack = static_stack();
@@ -265,7 +267,13 @@ pub fn run_frames(data: &[u8], repairing: bool) {
             RxChecksum::Unverified
         };
         for s in [&mut stack, &mut dhcp] {
-            s.process_received(now, &frame, checksum);
+            if flags & 8 != 0 {
+                let held = HeldInMemory::new(&frame);
+                let hollow = held.hollow();
+                s.process_received(now, &hollow, checksum, Some(&RefCell::new(held)));
+            } else {
+                s.process_received(now, &frame, checksum, None);
+            }
             s.poll_timers(now);
         }
         app.run(&mut stack, now, flags);

@@ -10,7 +10,7 @@ use mipfast::phy::{Device, FrameSink};
 use mipfast::socket::tcp::{Algorithm, Handle, SharedText, State, TcpConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::checksum::finish_partial;
-use mipfast::wire::{held_tcp_text, HeldText};
+use mipfast::wire::{HeldInMemory, HeldText};
 use std::cell::RefCell;
 use std::sync::Arc;
 use tcp_net::*;
@@ -387,40 +387,33 @@ struct Holding {
     fail_every: usize,
 }
 
-/// A frame's text as a device that still holds it.
+/// A frame's text as a device that still holds it, counted, and failing
+/// when told to.
 struct HeldFrame<'a> {
-    frame: &'a [u8],
-    text_at: usize,
+    inner: HeldInMemory<'a>,
     fail: bool,
-    read: bool,
     holding: &'a mut Holding,
 }
 
 impl HeldText for HeldFrame<'_> {
     fn len(&self) -> usize {
-        self.frame.len() - self.text_at
+        self.inner.len()
     }
     fn scatter(&mut self, skip: usize, parts: &mut [&mut [u8]]) -> bool {
-        assert!(!self.read, "a held text is read once");
-        self.read = true;
         if self.fail {
             self.holding.failed += 1;
             return false;
         }
-        let mut at = self.text_at + skip;
-        for part in parts.iter_mut() {
-            part.copy_from_slice(&self.frame[at..at + part.len()]);
-            at += part.len();
-        }
+        assert!(self.inner.scatter(skip, parts), "a held text is read once");
         self.holding.scattered += 1;
         self.holding.parts += parts.iter().filter(|p| !p.is_empty()).count();
         true
     }
     fn whole_frame(&mut self) -> Option<&[u8]> {
-        assert!(!self.read, "a held frame is read once");
-        self.read = true;
         self.holding.whole += 1;
-        Some(self.frame)
+        let frame = self.inner.whole_frame();
+        assert!(frame.is_some(), "a held frame is read once");
+        frame
     }
 }
 
@@ -429,15 +422,12 @@ impl SuperFrames<'_> {
     /// and bytes after the headers that are not the frame's.
     fn hold(sink: &mut FrameSink<'_>, frame: &[u8], checksum: RxChecksum, holding: &mut Holding) {
         holding.frames += 1;
-        let text_at = held_tcp_text(frame).map_or(frame.len(), |text| text.start);
-        let mut hollow = vec![0xEE; frame.len()];
-        hollow[..text_at].copy_from_slice(&frame[..text_at]);
+        let inner = HeldInMemory::new(frame);
+        let hollow = inner.hollow();
         let fail = holding.fail_every > 0 && holding.frames % holding.fail_every == 0;
         let held = RefCell::new(HeldFrame {
-            frame,
-            text_at,
+            inner,
             fail,
-            read: false,
             holding,
         });
         let _ = sink(&hollow, checksum, Some(&held));

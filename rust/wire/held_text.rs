@@ -117,6 +117,59 @@ pub fn held_tcp_text(frame: &[u8]) -> Option<Range<usize>> {
     Some(start..ethernet::HEADER_LEN + ip.total_len())
 }
 
+/// A frame in memory handed on with its text held, as a device that
+/// places text itself would hand it (tests, fuzzing): the engine gets
+/// [`HeldInMemory::hollow`], whose text bytes are not the frame's.
+pub struct HeldInMemory<'a> {
+    frame: &'a [u8],
+    text_at: usize,
+    read: bool,
+}
+
+/// What a hollow frame carries where its text would be.
+const HOLLOW_FILL: u8 = 0xEE;
+
+impl<'a> HeldInMemory<'a> {
+    /// `frame` with its TCP text held; a frame that is not plain TCP has
+    /// none (the engine reads it whole).
+    pub fn new(frame: &'a [u8]) -> Self {
+        let text_at = held_tcp_text(frame).map_or(frame.len(), |text| text.start);
+        HeldInMemory {
+            frame,
+            text_at,
+            read: false,
+        }
+    }
+
+    /// The frame as the engine sees it: its headers, then filler.
+    pub fn hollow(&self) -> Vec<u8> {
+        let mut hollow = vec![HOLLOW_FILL; self.frame.len()];
+        hollow[..self.text_at].copy_from_slice(&self.frame[..self.text_at]);
+        hollow
+    }
+
+    /// The text bytes themselves (what a read hands out).
+    fn text(&self) -> &'a [u8] {
+        &self.frame[self.text_at..]
+    }
+}
+
+impl HeldText for HeldInMemory<'_> {
+    fn len(&self) -> usize {
+        self.text().len()
+    }
+    fn scatter(&mut self, skip: usize, parts: &mut [&mut [u8]]) -> bool {
+        let wanted: usize = parts.iter().map(|p| p.len()).sum();
+        if std::mem::replace(&mut self.read, true) || skip + wanted > self.len() {
+            return false;
+        }
+        SegmentText::here(self.text()).scatter(skip, parts)
+    }
+    fn whole_frame(&mut self) -> Option<&[u8]> {
+        (!std::mem::replace(&mut self.read, true)).then_some(self.frame)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +181,30 @@ mod tests {
         assert!(text.scatter(2, &mut [&mut a, &mut b]));
         assert_eq!((&a, &b), (b"234", b"5678"));
         assert_eq!(text.len(), 10);
+    }
+
+    #[test]
+    fn a_frame_in_memory_is_read_once() {
+        let mut frame = vec![0u8; 14 + 20 + 20 + 5];
+        frame[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&45u16.to_be_bytes());
+        frame[23] = ipv4::PROTO_TCP;
+        frame[14 + 20 + 12] = 5 << 4;
+        frame[54..].copy_from_slice(b"hello");
+        assert_eq!(held_tcp_text(&frame), Some(54..59));
+        let mut held = HeldInMemory::new(&frame);
+        assert_eq!(held.hollow()[..54], frame[..54]);
+        assert_eq!(held.hollow()[54..], [HOLLOW_FILL; 5]);
+        let mut part = [0u8; 3];
+        assert!(held.scatter(1, &mut [&mut part]));
+        assert_eq!(&part, b"ell");
+        assert!(!held.scatter(0, &mut [&mut part]));
+        assert_eq!(held.whole_frame(), None);
+        // Not TCP: nothing held, the frame is read whole.
+        frame[23] = ipv4::PROTO_UDP;
+        let mut held = HeldInMemory::new(&frame);
+        assert_eq!((held.len(), held.hollow()), (0, frame.clone()));
+        assert_eq!(held.whole_frame(), Some(&frame[..]));
     }
 }

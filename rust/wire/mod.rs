@@ -18,7 +18,7 @@ mod error;
 mod mac;
 
 pub use error::{Error, Result};
-pub use held_text::{held_tcp_text, Held, HeldText, SegmentText};
+pub use held_text::{held_tcp_text, Held, HeldInMemory, HeldText, SegmentText};
 pub use mac::{MacAddress, ParseMacError};
 pub use std::net::Ipv4Addr;
 
