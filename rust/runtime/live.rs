@@ -74,9 +74,6 @@ pub struct Engine {
     pub(super) leaders: u64,
     /// The driver sleeps on [`Shared::driver_resume`] until the leader goes.
     pub(super) driver_aside: bool,
-    /// When a brief leader left without waking the driver, or a call last
-    /// ran a round in passing (their lease, see `step_aside`).
-    pub(super) vacated: Option<std::time::Instant>,
     /// Rounds that made progress (what `poll()` on a driven stack waits for).
     pub(super) rounds: u64,
     /// The time, read once per hold of the lock ([`Engine::now`]).
@@ -240,13 +237,6 @@ impl Engine {
         }
     }
 
-    /// What is left at `now` of the lease a brief leader or a round in
-    /// passing took (see [`Engine::vacated`]); `None` once it ran out.
-    fn lease_left(&self, now: std::time::Instant) -> Option<std::time::Duration> {
-        let end = self.vacated? + LEASE;
-        (now < end).then(|| end - now)
-    }
-
     /// Time until the engine's next timer, if any.
     pub(super) fn timer_wait(&self) -> Option<Duration> {
         self.next_due().map(|t| t.saturating_since(self.now()))
@@ -293,6 +283,17 @@ pub(super) struct Shared {
     pub(super) loop_polled: AtomicU64,
     /// A loop's call left frames for the driver to send (`handoff.rs`).
     pub(super) handed_off: AtomicBool,
+    /// When a brief leader left without waking the driver, or a call last
+    /// ran a round in passing (their lease, see `step_aside`): µs since
+    /// [`Shared::origin`], plus one (0: none). Read without the lock, so
+    /// that the driver waits a lease out without ever queueing on the
+    /// engine lock behind the call: the call's unlock would then have to
+    /// wake it, a cross-core wake-up (15 µs on this VM) in a round trip.
+    lease_from: AtomicU64,
+    /// The driver sleeps out a lease (parked, not on the engine's lock).
+    pub(super) driver_parked: AtomicBool,
+    /// The driver thread, to unpark when it must look before its lease ends.
+    driver_thread: Mutex<Option<std::thread::Thread>>,
     /// The driver thread runs.
     pub(super) driving: AtomicBool,
     pub(super) stop: AtomicBool,
@@ -305,6 +306,26 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// A lease starts at `now` (see [`Shared::lease_from`]).
+    pub(super) fn start_lease(&self, now: std::time::Instant) {
+        let from = now.saturating_duration_since(self.origin).as_micros() as u64 + 1;
+        self.lease_from.store(from, Ordering::SeqCst);
+    }
+
+    /// What is left at `now` of the last lease; `None` once it ran out.
+    pub(super) fn lease_left(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let from = self.lease_from.load(Ordering::SeqCst).checked_sub(1)?;
+        let end = self.origin + std::time::Duration::from_micros(from) + LEASE;
+        (now < end).then(|| end - now)
+    }
+
+    /// Has the driver look again now if it sleeps out a lease.
+    pub(super) fn unpark_driver(&self) {
+        if let Some(driver) = lock(&self.driver_thread).as_ref() {
+            driver.unpark();
+        }
+    }
+
     /// For a thread that spins: whether frames wait on the device and
     /// whether `wake` was signalled, looked at without a system call where
     /// the device has a receive ring.
@@ -370,7 +391,6 @@ impl LiveStack {
             leader: None,
             leaders: 0,
             driver_aside: false,
-            vacated: None,
             rounds: 0,
             clock: Cell::new(None),
         };
@@ -388,6 +408,9 @@ impl LiveStack {
                 loop_pollers: AtomicUsize::new(0),
                 loop_polled: AtomicU64::new(0),
                 handed_off: AtomicBool::new(false),
+                lease_from: AtomicU64::new(0),
+                driver_parked: AtomicBool::new(false),
+                driver_thread: Mutex::new(None),
                 driving: AtomicBool::new(false),
                 origin,
                 stop: AtomicBool::new(false),
@@ -417,6 +440,7 @@ impl LiveStack {
             let handle = std::thread::Builder::new()
                 .name("mipfast-driver".into())
                 .spawn(move || drive(&shared))?;
+            *lock(&self.shared.driver_thread) = Some(handle.thread().clone());
             *driver = Some(handle);
             self.shared.driving.store(true, Ordering::SeqCst);
         }
@@ -429,6 +453,7 @@ impl LiveStack {
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::SeqCst);
             self.shared.wake.wake();
+            self.shared.unpark_driver();
             {
                 let _engine = self.engine(); // so that a driver about to step aside sees it
                 self.shared.driver_resume.notify_all();
@@ -764,11 +789,10 @@ fn spin(shared: &Shared) -> io::Result<usize> {
             continue;
         }
         let n = {
-            let mut engine = Locked::new(&shared.engine);
-            if engine.lease_left(std::time::Instant::now()).is_some() {
+            if shared.lease_left(std::time::Instant::now()).is_some() {
                 break; // a call takes its replies itself (a lease): no race for them
             }
-            engine.run_once(false)?
+            Locked::new(&shared.engine).run_once(false)?
         };
         if n > 0 {
             total += n;
@@ -782,32 +806,43 @@ fn spin(shared: &Shared) -> io::Result<usize> {
 
 /// While a call leads, the driver sleeps: until the leader wakes it, or,
 /// for a leader that began less than a lease ago (it may leave without
-/// waking the driver), a lease at a time; after a brief leader left, until
-/// its lease runs out.
+/// waking the driver), a lease at a time; after a brief leader left, or a
+/// call ran a round in passing, until that lease runs out. That last wait
+/// is parked, away from the engine's lock: a series of requests and
+/// replies holds the lock for much of each trip, and a driver that woke to
+/// queue on it would have to be woken again by the call's unlock, from the
+/// other core.
 fn step_aside(shared: &Shared) {
-    if !shared.leading.load(Ordering::SeqCst) && Locked::new(&shared.engine).vacated.is_none() {
-        return; // the common case without leaders, without the lock
+    let lease = |now| shared.lease_left(now);
+    if !shared.leading.load(Ordering::SeqCst) && lease(std::time::Instant::now()).is_none() {
+        return; // the common case without leaders or leases, without the lock
     }
     // Each look costs a timer interrupt of its own unless it can wait for
     // the next tick; during a series of short calls it finds them going on
     // and would cost one every lease for nothing.
     let _late = Widened::new(LOOK_SLACK);
-    let mut engine = Locked::new(&shared.engine);
     while !shared.stop.load(Ordering::SeqCst) {
         let now = std::time::Instant::now();
+        if !shared.leading.load(Ordering::SeqCst) {
+            let Some(left) = lease(now) else { break };
+            shared.driver_parked.store(true, Ordering::SeqCst);
+            // A leader that came meanwhile and left after a lease unparks it.
+            if !shared.leading.load(Ordering::SeqCst) {
+                std::thread::park_timeout(left);
+            }
+            shared.driver_parked.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let mut engine = Locked::new(&shared.engine);
         let wait = match &engine.leader {
             Some(l) if now - l.since < LEASE => Some(LEASE),
             Some(_) => None,
-            None => match engine.lease_left(now) {
-                Some(left) => Some(left),
-                None => break,
-            },
+            None => continue, // it left: a lease, or none
         };
         engine.driver_aside = true;
         engine = engine.wait_on(&shared.driver_resume, wait);
+        engine.driver_aside = false;
     }
-    engine.driver_aside = false;
-    engine.vacated = None;
 }
 
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors

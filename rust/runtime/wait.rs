@@ -308,11 +308,13 @@ impl LiveStack {
             return;
         };
         self.shared.leading.store(false, Ordering::SeqCst);
-        if engine.driver_aside {
+        let parked = self.shared.driver_parked.load(Ordering::SeqCst);
+        if engine.driver_aside || parked {
             if now.saturating_duration_since(leader.since) < LEASE {
-                engine.vacated = Some(now);
+                self.shared.start_lease(now);
             } else {
                 self.shared.driver_resume.notify_one();
+                self.shared.unpark_driver();
             }
         } else if !self.is_driven() {
             engine.waiters.wake_one();
