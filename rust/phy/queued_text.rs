@@ -24,7 +24,6 @@ pub struct QueuedText<'a> {
     /// right after.
     headers: &'a [u8],
     frame_len: usize,
-    text_len: usize,
     /// Our buffer: the virtio-net header and the frame's headers land here
     /// (the whole frame, for [`HeldText::whole_frame`]).
     spill: &'a mut [u8],
@@ -40,7 +39,6 @@ impl<'a> QueuedText<'a> {
             fd,
             headers,
             frame_len,
-            text_len: frame_len - headers.len(),
             spill,
             dequeued: false,
             lost: false,
@@ -97,12 +95,12 @@ impl<'a> QueuedText<'a> {
 
 impl HeldText for QueuedText<'_> {
     fn len(&self) -> usize {
-        self.text_len
+        self.frame_len - self.headers.len()
     }
 
     fn scatter(&mut self, skip: usize, parts: &mut [&mut [u8]]) -> bool {
         let wanted: usize = parts.iter().map(|p| p.len()).sum();
-        if !self.first_ask() || parts.len() > MOST_PARTS || skip + wanted > self.text_len {
+        if !self.first_ask() || parts.len() > MOST_PARTS || skip + wanted > self.len() {
             return false;
         }
         // Our buffer takes the headers and the text skipped, then whatever

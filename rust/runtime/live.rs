@@ -292,8 +292,6 @@ pub(super) struct Shared {
     lease_from: AtomicU64,
     /// The driver sleeps out a lease (parked, not on the engine's lock).
     pub(super) driver_parked: AtomicBool,
-    /// The driver thread, to unpark when it must look before its lease ends.
-    driver_thread: Mutex<Option<std::thread::Thread>>,
     /// The driver thread runs.
     pub(super) driving: AtomicBool,
     pub(super) stop: AtomicBool,
@@ -317,13 +315,6 @@ impl Shared {
         let from = self.lease_from.load(Ordering::SeqCst).checked_sub(1)?;
         let end = self.origin + std::time::Duration::from_micros(from) + LEASE;
         (now < end).then(|| end - now)
-    }
-
-    /// Has the driver look again now if it sleeps out a lease.
-    pub(super) fn unpark_driver(&self) {
-        if let Some(driver) = lock(&self.driver_thread).as_ref() {
-            driver.unpark();
-        }
     }
 
     /// For a thread that spins: whether frames wait on the device and
@@ -410,7 +401,6 @@ impl LiveStack {
                 handed_off: AtomicBool::new(false),
                 lease_from: AtomicU64::new(0),
                 driver_parked: AtomicBool::new(false),
-                driver_thread: Mutex::new(None),
                 driving: AtomicBool::new(false),
                 origin,
                 stop: AtomicBool::new(false),
@@ -431,6 +421,13 @@ impl LiveStack {
         lock(&self.driver).is_some()
     }
 
+    /// Has the driver look again now if it sleeps out a lease.
+    pub(super) fn unpark_driver(&self) {
+        if let Some(driver) = lock(&self.driver).as_ref() {
+            driver.thread().unpark();
+        }
+    }
+
     /// Starts the driver thread; a no-op if it runs already.
     pub fn start(&self) -> io::Result<()> {
         let mut driver = lock(&self.driver);
@@ -440,7 +437,6 @@ impl LiveStack {
             let handle = std::thread::Builder::new()
                 .name("mipfast-driver".into())
                 .spawn(move || drive(&shared))?;
-            *lock(&self.shared.driver_thread) = Some(handle.thread().clone());
             *driver = Some(handle);
             self.shared.driving.store(true, Ordering::SeqCst);
         }
@@ -453,7 +449,7 @@ impl LiveStack {
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::SeqCst);
             self.shared.wake.wake();
-            self.shared.unpark_driver();
+            handle.thread().unpark();
             {
                 let _engine = self.engine(); // so that a driver about to step aside sees it
                 self.shared.driver_resume.notify_all();
@@ -813,8 +809,9 @@ fn spin(shared: &Shared) -> io::Result<usize> {
 /// queue on it would have to be woken again by the call's unlock, from the
 /// other core.
 fn step_aside(shared: &Shared) {
-    let lease = |now| shared.lease_left(now);
-    if !shared.leading.load(Ordering::SeqCst) && lease(std::time::Instant::now()).is_none() {
+    if !shared.leading.load(Ordering::SeqCst)
+        && shared.lease_left(std::time::Instant::now()).is_none()
+    {
         return; // the common case without leaders or leases, without the lock
     }
     // Each look costs a timer interrupt of its own unless it can wait for
@@ -824,7 +821,9 @@ fn step_aside(shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         let now = std::time::Instant::now();
         if !shared.leading.load(Ordering::SeqCst) {
-            let Some(left) = lease(now) else { break };
+            let Some(left) = shared.lease_left(now) else {
+                break;
+            };
             shared.driver_parked.store(true, Ordering::SeqCst);
             // A leader that came meanwhile and left after a lease unparks it.
             if !shared.leading.load(Ordering::SeqCst) {

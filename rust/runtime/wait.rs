@@ -314,7 +314,7 @@ impl LiveStack {
                 self.shared.start_lease(now);
             } else {
                 self.shared.driver_resume.notify_one();
-                self.shared.unpark_driver();
+                self.unpark_driver();
             }
         } else if !self.is_driven() {
             engine.waiters.wake_one();

@@ -271,12 +271,17 @@ fn bursts_become_the_very_segments_sent_one_by_one() {
     }
 }
 
-#[test]
-fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
-    let config = TcpConfig {
+/// A sender that hands its device bursts of up to 64 KiB.
+fn bursting() -> TcpConfig {
+    TcpConfig {
         burst_capacity: 65535,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
+    let config = bursting();
     for seed in 0..20 {
         let mut net = Net::with_configs(faulty(), 2000 + seed, config, config);
         bulk(&mut net, faulty_len() / 2, Duration::from_secs(3600));
@@ -342,10 +347,7 @@ fn mixed_transfer(net: &mut Net, len: usize) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn text_held_by_reference_arrives_intact() {
-    let bursts = TcpConfig {
-        burst_capacity: 65535,
-        ..Default::default()
-    };
+    let bursts = bursting();
     for (seed, config) in [(0, TcpConfig::default()), (1, bursts)] {
         let mut net = Net::clean_with(4000 + seed, config, config);
         let (received, data) = mixed_transfer(&mut net, 2 << 20);
@@ -461,13 +463,14 @@ impl Device for SuperFrames<'_> {
 }
 
 /// A sends `size` bytes to B in bursts that B's device hands over whole
-/// (with `holding`, their text held); returns the transfer and the first
-/// burst sent.
+/// (with `holding`, their text held); returns the network, the transfer
+/// and the first burst sent.
 fn super_frame_transfer(
-    net: &mut Net,
+    seed: u64,
     size: usize,
     mut holding: Option<&mut Holding>,
-) -> (Transfer, Option<Vec<u8>>) {
+) -> (Net, Transfer, Option<Vec<u8>>) {
+    let mut net = Net::clean_with(seed, bursting(), TcpConfig::default());
     let (ha, hb) = net.connect(80);
     let mut transfer = Transfer::new(pattern(size, 5));
     let mut in_flight = vec![];
@@ -498,18 +501,13 @@ fn super_frame_transfer(
         }
         net.now = now + Duration::from_micros(100);
     }
-    (transfer, kept)
+    (net, transfer, kept)
 }
 
 #[test]
 fn bursts_arrive_whole_with_partial_checksums_and_intact() {
-    let a = TcpConfig {
-        burst_capacity: 65535,
-        ..Default::default()
-    };
-    let mut net = Net::clean_with(7, a, TcpConfig::default());
     let size = 2_000_000;
-    let (transfer, kept) = super_frame_transfer(&mut net, size, None);
+    let (mut net, transfer, kept) = super_frame_transfer(7, size, None);
     assert_eq!(transfer.received, size);
     assert_eq!(transfer.hash, Fnv::of(&transfer.data));
     let b = net.b.stack.counters();
@@ -529,18 +527,14 @@ fn bursts_arrive_whole_with_partial_checksums_and_intact() {
 
 #[test]
 fn held_text_goes_straight_to_its_place_and_a_failed_read_costs_only_a_resend() {
-    let a = TcpConfig {
-        burst_capacity: 65535,
-        ..Default::default()
-    };
     for fail_every in [0, 7] {
-        let mut net = Net::clean_with(8 + fail_every as u64, a, TcpConfig::default());
         let mut holding = Holding {
             fail_every,
             ..Default::default()
         };
         let size = 2_000_000;
-        let (transfer, _) = super_frame_transfer(&mut net, size, Some(&mut holding));
+        let seed = 8 + fail_every as u64;
+        let (net, transfer, _) = super_frame_transfer(seed, size, Some(&mut holding));
         assert_eq!(transfer.received, size, "fail every {fail_every}");
         assert_eq!(transfer.hash, Fnv::of(&transfer.data));
         // Super-frames were scattered into the ring (wrapping: two parts

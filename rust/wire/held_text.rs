@@ -48,11 +48,17 @@ pub type Held<'a> = Option<&'a RefCell<dyn HeldText + 'a>>;
 pub struct SegmentText<'a> {
     bytes: &'a [u8],
     held: Held<'a>,
+    /// Asked of a held text once, not at every look.
+    len: usize,
 }
 
 impl<'a> SegmentText<'a> {
     pub fn here(bytes: &'a [u8]) -> Self {
-        SegmentText { bytes, held: None }
+        SegmentText {
+            bytes,
+            held: None,
+            len: bytes.len(),
+        }
     }
 
     /// `held`'s text, of `held.len()` bytes.
@@ -60,14 +66,12 @@ impl<'a> SegmentText<'a> {
         SegmentText {
             bytes: &[],
             held: Some(held),
+            len: held.borrow().len(),
         }
     }
 
     pub fn len(&self) -> usize {
-        match self.held {
-            Some(h) => h.borrow().len(),
-            None => self.bytes.len(),
-        }
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
