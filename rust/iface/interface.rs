@@ -889,7 +889,11 @@ impl Interface {
             }
         };
         self.tx.drain_batch(|queued| {
-            // One frame (a request, an ACK) needs no list of its own.
+            // One frame (a request, an ACK) needs no list of its own, and
+            // none no call to the device.
+            if queued.is_empty() {
+                return;
+            }
             if let [only] = queued {
                 if let Some(frame) = only.view(&find) {
                     count_out(std::slice::from_ref(&frame));

@@ -10,6 +10,7 @@ use crate::wire::Ipv4Addr;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::io;
 use std::sync::Mutex;
 
@@ -121,6 +122,33 @@ impl RawSlice {
     #[allow(clippy::mut_from_ref)]
     pub fn get_mut(&self) -> &mut [u8] {
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// The bytes a send reads: a `bytes` object's own (immutable, and kept
+/// alive by the caller for the whole call), or else a buffer export,
+/// which costs an allocation and a release per call.
+pub struct Readable {
+    _export: Option<PyBuffer<u8>>,
+    pub raw: RawSlice,
+}
+
+impl Readable {
+    pub fn of(data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = data.cast_exact::<PyBytes>() {
+            let text = bytes.as_bytes();
+            let raw = RawSlice {
+                ptr: text.as_ptr() as *mut u8, // never written: `get` only
+                len: text.len(),
+            };
+            return Ok(Readable { _export: None, raw });
+        }
+        let export = PyBuffer::<u8>::get(data)?;
+        let raw = RawSlice::of(&export, false)?;
+        Ok(Readable {
+            _export: Some(export),
+            raw,
+        })
     }
 }
 

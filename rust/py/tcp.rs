@@ -1,7 +1,7 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{self, run_op, timeout_arg, RawSlice, RecvFlags, SocketTimeout};
+use super::call::{self, run_op, timeout_arg, RawSlice, Readable, RecvFlags, SocketTimeout};
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use super::fresh_bytes::FreshBytes;
@@ -156,8 +156,8 @@ impl PyConnection {
     /// Queue some of `data`; returns how many bytes were taken (blocks
     /// while the send buffer is full).
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let buf = PyBuffer::<u8>::get(data)?;
-        let raw = RawSlice::of(&buf, false)?;
+        let view = Readable::of(data)?;
+        let raw = view.raw;
         if raw.len == 0 {
             return Ok(0);
         }
@@ -167,8 +167,8 @@ impl PyConnection {
 
     /// Queue all of `data`, blocking as needed.
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let buf = PyBuffer::<u8>::get(data)?;
-        let raw = RawSlice::of(&buf, false)?;
+        let view = Readable::of(data)?;
+        let raw = view.raw;
         let op = ops::Send::new(self.handle, raw.get(), true).sharing(shareable(data, raw.get()));
         self.run(py, op, self.timeout.get())?
             .map(drop)

@@ -97,6 +97,10 @@ pub struct TcpSockets {
     slots: Vec<Slot>,
     free: Vec<u32>,
     tuples: HashMap<Tuple, u32>,
+    /// The last tuple `process` looked up, and its slot: consecutive
+    /// segments are mostly for one connection, and a hit skips the keyed
+    /// hash. Forgotten whenever `tuples` changes, so it never disagrees.
+    last_tuple: Option<(Tuple, u32)>,
     listeners: HashMap<u16, Listener>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     dirty: Vec<u32>,
@@ -122,6 +126,7 @@ impl TcpSockets {
             slots: Vec::new(),
             free: Vec::new(),
             tuples: HashMap::new(),
+            last_tuple: None,
             listeners: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -219,6 +224,7 @@ impl TcpSockets {
         slot.queued = false;
         slot.scheduled = None;
         let generation = slot.generation;
+        self.last_tuple = None;
         self.tuples.insert(tuple, index);
         self.mark(index);
         Handle { index, generation }
@@ -419,7 +425,7 @@ impl TcpSockets {
         out: &mut Emit<'_>,
     ) -> Result<(), Unclaimed> {
         let tuple = (seg.dst_port, seg.src, seg.src_port);
-        if let Some(&i) = self.tuples.get(&tuple) {
+        if let Some(i) = self.mapped(tuple) {
             let slot = &mut self.slots[i as usize];
             let owner = owner_of(i, slot.generation);
             let conn = slot.conn.as_mut().expect("mapped slots hold a connection");
@@ -427,7 +433,7 @@ impl TcpSockets {
                 // Closed earlier in this batch (the final ACK of a close came
                 // just before): the tuple is free now, not at the next settle,
                 // so a SYN right behind that ACK finds the listener.
-                self.tuples.remove(&tuple);
+                self.unmap(&tuple);
                 return self.process(now, seg, out);
             }
             let new_syn = seg.has(Flags::SYN) && !seg.has(Flags::ACK);
@@ -700,6 +706,7 @@ impl TcpSockets {
         if conn.state() == State::Closed {
             let tuple = tuple_of(conn);
             if self.tuples.get(&tuple) == Some(&i) {
+                self.last_tuple = None; // (`unmap`, with `slot` borrowed)
                 self.tuples.remove(&tuple);
             }
             let embryonic = slot.listener.is_some() && !slot.queued;
@@ -760,12 +767,30 @@ impl TcpSockets {
         self.timers.len()
     }
 
+    /// The slot `tuple` maps to (see `last_tuple`).
+    fn mapped(&mut self, tuple: Tuple) -> Option<u32> {
+        match self.last_tuple {
+            Some((t, i)) if t == tuple => Some(i),
+            _ => {
+                let i = *self.tuples.get(&tuple)?;
+                self.last_tuple = Some((tuple, i));
+                Some(i)
+            }
+        }
+    }
+
+    fn unmap(&mut self, tuple: &Tuple) {
+        self.last_tuple = None;
+        self.tuples.remove(tuple);
+    }
+
     fn remove(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         if let Some(conn) = slot.conn.take() {
             self.retransmits_of_freed += conn.traffic().retransmits;
             let tuple = tuple_of(&conn);
             if self.tuples.get(&tuple) == Some(&i) {
+                self.last_tuple = None; // (`unmap`, with `slot` borrowed)
                 self.tuples.remove(&tuple);
             }
             slot.generation = slot.generation.wrapping_add(1);

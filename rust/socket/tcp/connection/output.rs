@@ -100,6 +100,9 @@ impl Connection {
     }
 
     pub(super) fn send_segments(&mut self, now: Instant, out: &mut Emit<'_>) {
+        if self.nothing_to_send() {
+            return self.send_keepalive(now, out);
+        }
         loop {
             let data_end = self.snd_una + self.tx.len();
             let lost_end = self.lost_end();
@@ -251,10 +254,26 @@ impl Connection {
             }
             self.snd_max = self.snd_max.max(end);
             self.arm_rto(now);
-            if fin || self.tx.is_empty() && end >= data_end {
+            if fin || self.tx.is_empty() && end >= data_end || self.nothing_to_send() {
                 break;
             }
         }
+        self.send_keepalive(now, out);
+    }
+
+    /// Whether [`Connection::send_segments`] would find nothing to send: no
+    /// recovery, nothing to send again, no new text, no FIN or probe due.
+    /// Most dispatches after a call or an ACK are such; this spares them
+    /// the loop's window and send-buffer arithmetic.
+    fn nothing_to_send(&self) -> bool {
+        self.recovery.is_none()
+            && !self.probe_due
+            && (!self.fin_queued || self.fin_acked)
+            && self.snd_nxt >= self.snd_max
+            && self.snd_una + self.tx.len() <= self.snd_nxt
+    }
+
+    fn send_keepalive(&mut self, now: Instant, out: &mut Emit<'_>) {
         if self.keepalive_due {
             self.keepalive_due = false;
             // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT-1 elicits an ACK.

@@ -47,8 +47,9 @@ impl Connection {
             tlp,
             buffers,
         } = self.timers;
+        // Folded by hand: this runs after every dispatch, and an iterator
+        // over the options costs several times as much.
         [
-            rto,
             persist,
             close,
             tlp,
@@ -57,8 +58,7 @@ impl Connection {
             self.keepalive_at(),
         ]
         .into_iter()
-        .flatten()
-        .min()
+        .fold(rto, earliest)
     }
 
     pub(super) fn keepalive_at(&self) -> Option<Instant> {
@@ -148,5 +148,14 @@ impl Connection {
         if self.timers.rto.is_none() {
             self.timers.rto = Some(now + self.rtt.rto());
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
     }
 }
