@@ -154,6 +154,9 @@ impl SendBuffer {
     /// How many bytes from `offset` one segment may carry: what two slices
     /// hold (see [`SendBuffer::peek`]).
     pub fn reach(&self, offset: usize) -> usize {
+        if self.pieces.is_empty() {
+            return self.ring.len().saturating_sub(offset); // (all copied: the usual case)
+        }
         self.slices_from(offset).take(2).map(<[u8]>::len).sum()
     }
 
@@ -168,6 +171,9 @@ impl SendBuffer {
     /// Up to `len` bytes at `offset`, as at most two slices; fewer if the
     /// text spans more (the sender keeps within [`SendBuffer::reach`]).
     pub fn peek(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if self.pieces.is_empty() {
+            return self.ring.peek(offset, len);
+        }
         let mut slices = self.slices_from(offset);
         let a = slices.next().unwrap_or(&[]);
         let a = &a[..a.len().min(len)];
