@@ -12,7 +12,7 @@ use crate::service::dns::{Lookup, QueryId, Received, Resolver, ResolverConfig};
 use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
-use crate::time::{Duration, Instant};
+use crate::time::{earliest, Duration, Instant};
 use crate::wire::{self, held_tcp_text, icmp, ipv4, Held, Ipv4Addr, SegmentText};
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -548,10 +548,9 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let dhcp = self.dhcp.as_ref().map(|d| d.poll_at());
         let dns = self.resolver.poll_at();
-        [dhcp, self.iface.poll_at(), self.tcp.poll_at(), dns]
+        [self.iface.poll_at(), self.tcp.poll_at(), dns]
             .into_iter()
-            .flatten()
-            .min()
+            .fold(dhcp, earliest)
     }
 
     /// Counts a send whose frames the runtime's driver thread sends.

@@ -7,7 +7,7 @@ use super::{
     segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TextRef,
     TxFrame, TxQueue,
 };
-use crate::time::Instant;
+use crate::time::{earliest, Instant};
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress};
 
 /// An (address, port) pair.
@@ -846,10 +846,7 @@ impl Interface {
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
-        [self.neighbors.poll_at(), self.reassembly.poll_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        earliest(self.neighbors.poll_at(), self.reassembly.poll_at())
     }
 
     /// The frames queued to send, as they go on the wire.

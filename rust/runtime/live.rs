@@ -22,7 +22,7 @@ use crate::phy::wake::WakeFd;
 use crate::phy::Device;
 use crate::socket::tcp::Handle;
 use crate::stack::{Stack, StackConfig};
-use crate::time::{Duration, Instant};
+use crate::time::{earliest, Duration, Instant};
 use std::cell::Cell;
 use std::io;
 use std::os::unix::io::RawFd;
@@ -231,10 +231,7 @@ impl Engine {
 
     /// The engine's next timer, or the device's (frames a fault holds back).
     fn next_due(&self) -> Option<Instant> {
-        match (self.stack.poll_at(), self.device.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.stack.poll_at(), self.device.poll_at())
     }
 
     /// Time until the engine's next timer, if any.

@@ -2,7 +2,7 @@
 
 use super::{AckDue, Connection, State};
 use crate::socket::tcp::Error;
-use crate::time::{Duration, Instant};
+use crate::time::{earliest, Duration, Instant};
 
 /// When each timer of a connection fires; `None` when it is not running.
 #[derive(Debug, Clone, Copy, Default)]
@@ -148,14 +148,5 @@ impl Connection {
         if self.timers.rto.is_none() {
             self.timers.rto = Some(now + self.rtt.rto());
         }
-    }
-}
-
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
