@@ -83,27 +83,28 @@ impl LiveStack {
             return None; // the blocking path says so
         }
         let mut engine = Locked::try_new(&self.shared.engine)?;
-        if engine.leader.is_none() && self.shared.frames_surely_waiting() {
-            // Frames wait and no call polls for them: the reply to a request,
-            // come in while its caller was away. Taking them first spares the
-            // caller the blocking path (GIL released and taken back, a turn
-            // as leader), and an attempt that would only find them missing.
-            // Like a brief leader it holds the device for a lease: the
-            // driver, were it to race it for the next reply from another
-            // core, would cost a cross-core wake-up and leave the caller
-            // waiting on its round. A reader lends its buffer for the round,
-            // as before a wait: a stream's text then goes straight into it,
-            // not through the ring (the attempt below takes it back, whatever
-            // the round's outcome; a failed round is the blocking path's to
-            // report).
-            op.park(&mut engine.stack);
-            if engine.run_once(false).is_ok() {
-                engine.stack.count_round_in_passing();
-                if engine.bridges_idle() {
-                    // (Bridges are pumped on their sockets' readiness, which only
-                    // the driver sleeps on: it must not stand back for them.)
-                    self.shared.start_lease(std::time::Instant::now());
-                }
+        let done = self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true);
+        if done.is_some() || engine.leader.is_some() || !self.shared.frames_surely_waiting() {
+            return done;
+        }
+        // Frames wait and no call polls for them: the reply to a request,
+        // come in while its caller was away. Taking them now spares the
+        // caller the blocking path (GIL released and taken back, a turn
+        // as leader) for a round it would run at once anyway. Like a brief
+        // leader it holds the device for a lease: the driver, were it to
+        // race it for the next reply from another core, would cost a
+        // cross-core wake-up and leave the caller waiting on its round.
+        // A reader lends its buffer for the round, as before a wait: a
+        // stream's text then goes straight into it, not through the ring
+        // (the attempt below takes it back, whatever the round's outcome;
+        // a failed round is the blocking path's to report).
+        op.park(&mut engine.stack);
+        if engine.run_once(false).is_ok() {
+            engine.stack.count_round_in_passing();
+            if engine.bridges_idle() {
+                // (Bridges are pumped on their sockets' readiness, which only
+                // the driver sleeps on: it must not stand back for them.)
+                self.shared.start_lease(std::time::Instant::now());
             }
         }
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)

@@ -28,10 +28,10 @@ pub trait Op {
     fn give_up(&mut self, _stack: &mut Stack) -> Option<Self::Output> {
         None
     }
-    /// The call is about to wait, or to run a round itself (after an
-    /// attempt that was not done, or before its first when frames wait):
-    /// lend the engine what lets it do part of the call meanwhile (a
-    /// reader's buffer). The next `attempt`, or `give_up`, takes it back.
+    /// The call is about to wait, or to run a round itself, after an
+    /// attempt that was not done: lend the engine what lets it do part of
+    /// the call meanwhile (a reader's buffer). The next `attempt`, or
+    /// `give_up`, takes it back.
     fn park(&mut self, _stack: &mut Stack) {}
     /// Before the caller looks for Ctrl-C: take back what `park` lent;
     /// true if the call is done with what it got meanwhile, so that the
