@@ -335,13 +335,16 @@ where
         Some(Watched::Tcp(self.handle))
     }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
-        let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
-            return Some(None);
+        // A look first: finding nothing must not mark the connection for a
+        // dispatch (the common case of a reply not yet taken in).
+        let ready = match stack.tcp().get(self.handle) {
+            Some(c) => c.recv_available().min(self.max),
+            None => 0,
         };
-        let ready = c.recv_available().min(self.max);
         if ready == 0 {
             return Some(None);
         }
+        let c = stack.tcp_mut().get_mut(self.handle)?;
         let mut out = (self.make)(ready)?;
         match c.recv(out.as_mut()) {
             Ok(Some(n)) => Some(Some((out, n))),
