@@ -34,6 +34,16 @@ impl Instant {
     pub const fn total_micros(self) -> i64 {
         self.micros
     }
+    /// `self`, or the next multiple of `step` after it (a zero step: `self`).
+    pub fn ceil_to(self, step: Duration) -> Instant {
+        let step = step.total_micros().min(i64::MAX as u64) as i64;
+        if step <= 1 {
+            return self;
+        }
+        Instant {
+            micros: self.micros.saturating_add(step - 1).div_euclid(step) * step,
+        }
+    }
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros).max(0) as u64)
@@ -167,5 +177,15 @@ mod tests {
         );
         assert!(Instant::ZERO + Duration::from_micros(u64::MAX) > t);
         assert_eq!(Duration::from_secs(10).mul_f64(0.5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ceil_to_moves_later_onto_a_multiple() {
+        let step = Duration::from_millis(64);
+        assert_eq!(Instant::from_micros(1).ceil_to(step), Instant::from_millis(64));
+        assert_eq!(Instant::from_millis(64).ceil_to(step), Instant::from_millis(64));
+        assert_eq!(Instant::from_micros(64_001).ceil_to(step), Instant::from_millis(128));
+        assert_eq!(Instant::from_micros(5).ceil_to(Duration::ZERO), Instant::from_micros(5));
+        assert_eq!(Instant::from_micros(-5).ceil_to(step), Instant::ZERO);
     }
 }

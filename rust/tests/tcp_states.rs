@@ -91,6 +91,44 @@ fn active_close_passes_fin_wait_and_time_wait() {
 }
 
 #[test]
+fn time_wait_ends_in_batches_on_a_tick_and_never_before_two_msl() {
+    let mut net = Net::clean(4);
+    let pairs: Vec<(Handle, Handle)> = (0..12).map(|_| net.connect(80)).collect();
+    // A closes each connection first, 7 ms after the one before: each
+    // enters TIME-WAIT at its own instant.
+    let mut entered = vec![];
+    for &(ha, hb) in &pairs {
+        net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+        net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+        net.flush();
+        let seen = states_of(&mut net, true, ha, Duration::from_secs(1), State::TimeWait);
+        assert_eq!(seen.last(), Some(&State::TimeWait));
+        entered.push(net.now);
+        net.run_for(Duration::from_millis(7));
+    }
+    // Each lasts 2·MSL at least, and they leave together: at most two
+    // wake-ups for twelve connections spread over 84 ms.
+    let mut left_at = vec![None; pairs.len()];
+    net.run_until(Duration::from_secs(61), |n| {
+        for (i, &(ha, _)) in pairs.iter().enumerate() {
+            if left_at[i].is_none() && state(n, true, ha) == State::Closed {
+                left_at[i] = Some(n.now);
+            }
+        }
+        left_at.iter().all(Option::is_some)
+    });
+    let two_msl = Duration::from_secs(60);
+    for (i, left) in left_at.iter().enumerate() {
+        let left = left.expect("TIME-WAIT ended");
+        assert!(left >= entered[i] + two_msl, "connection {i} left early");
+        assert!(left <= entered[i] + two_msl + Duration::from_millis(64));
+    }
+    let mut instants: Vec<Instant> = left_at.iter().flatten().copied().collect();
+    instants.dedup();
+    assert!(instants.len() <= 2, "{} separate expiries", instants.len());
+}
+
+#[test]
 fn simultaneous_open_and_simultaneous_close() {
     let mut net = Net::clean(2);
     let (ha, hb) = simultaneous_open(&mut net, 6000, 5000);

@@ -85,6 +85,9 @@ const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(100);
 const DUP_THRESHOLD: u32 = 3;
 /// RFC 8985 §7.2 leaves the floor to the implementation; Linux uses 10 ms.
 const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
+/// The tick TIME-WAIT ends on (see `enter_time_wait`), at most a sixteenth
+/// of the wait: it lasts up to this much longer than 2·MSL, never less.
+const TIME_WAIT_TICK: Duration = Duration::from_millis(64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckDue {
@@ -518,7 +521,14 @@ impl Connection {
         self.set_state(State::TimeWait);
         self.timers.rto = None;
         self.timers.persist = None;
-        self.timers.close = Some(now + self.config.time_wait);
+        // It ends on a tick, as a kernel's timer wheel ends its long timers:
+        // a server's closed connections then leave in batches, a wake-up per
+        // tick, not one each (a round of its own costs several times what
+        // freeing a connection does).
+        let tick = TIME_WAIT_TICK.min(Duration::from_micros(
+            self.config.time_wait.total_micros() / 16,
+        ));
+        self.timers.close = Some((now + self.config.time_wait).ceil_to(tick));
         self.tx = SendBuffer::default();
         self.scoreboard.clear();
     }
