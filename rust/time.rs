@@ -182,10 +182,22 @@ mod tests {
     #[test]
     fn ceil_to_moves_later_onto_a_multiple() {
         let step = Duration::from_millis(64);
-        assert_eq!(Instant::from_micros(1).ceil_to(step), Instant::from_millis(64));
-        assert_eq!(Instant::from_millis(64).ceil_to(step), Instant::from_millis(64));
-        assert_eq!(Instant::from_micros(64_001).ceil_to(step), Instant::from_millis(128));
-        assert_eq!(Instant::from_micros(5).ceil_to(Duration::ZERO), Instant::from_micros(5));
+        assert_eq!(
+            Instant::from_micros(1).ceil_to(step),
+            Instant::from_millis(64)
+        );
+        assert_eq!(
+            Instant::from_millis(64).ceil_to(step),
+            Instant::from_millis(64)
+        );
+        assert_eq!(
+            Instant::from_micros(64_001).ceil_to(step),
+            Instant::from_millis(128)
+        );
+        assert_eq!(
+            Instant::from_micros(5).ceil_to(Duration::ZERO),
+            Instant::from_micros(5)
+        );
         assert_eq!(Instant::from_micros(-5).ceil_to(step), Instant::ZERO);
     }
 }
