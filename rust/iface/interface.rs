@@ -886,8 +886,8 @@ impl Interface {
             }
         };
         self.tx.drain_batch(|queued| {
-            // One frame (a request, an ACK) needs no list of its own, and
-            // none no call to the device.
+            // An empty queue needs no call to the device, and one frame (a
+            // request, an ACK) no list of its own.
             if queued.is_empty() {
                 return;
             }
