@@ -18,6 +18,7 @@ mod send_buffer;
 pub(crate) use secret::Secret;
 mod seq;
 mod set;
+mod tuple_map;
 
 pub use congestion::Algorithm;
 pub use connection::{Connection, State, Traffic};

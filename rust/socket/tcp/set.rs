@@ -8,6 +8,7 @@ use super::listener::Listener;
 use super::path_mtu::PathMtuCache;
 use super::secret::Secret;
 use super::seq::Seq;
+use super::tuple_map::{Tuple, TupleMap};
 use super::Outgoing;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
 use crate::time::Instant;
@@ -55,8 +56,6 @@ struct Slot {
     queued: bool,
 }
 
-type Tuple = (u16, Ipv4Addr, u16);
-
 /// What a connection's segments carry as [`Outgoing::owner`]: its slot and
 /// the slot's generation, so a later lookup cannot find its successor.
 fn owner_of(index: u32, generation: u32) -> Option<u64> {
@@ -96,11 +95,7 @@ pub struct TcpSockets {
     config: TcpConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    tuples: HashMap<Tuple, u32>,
-    /// The last tuple `process` looked up, and its slot: consecutive
-    /// segments are mostly for one connection, and a hit skips the keyed
-    /// hash. Forgotten whenever `tuples` changes, so it never disagrees.
-    last_tuple: Option<(Tuple, u32)>,
+    tuples: TupleMap,
     listeners: HashMap<u16, Listener>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     dirty: Vec<u32>,
@@ -125,8 +120,7 @@ impl TcpSockets {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            tuples: HashMap::new(),
-            last_tuple: None,
+            tuples: TupleMap::default(),
             listeners: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -224,7 +218,6 @@ impl TcpSockets {
         slot.queued = false;
         slot.scheduled = None;
         let generation = slot.generation;
-        self.last_tuple = None;
         self.tuples.insert(tuple, index);
         self.mark(index);
         Handle { index, generation }
@@ -300,7 +293,7 @@ impl TcpSockets {
     fn tuple_free(&mut self, tuple: Tuple) -> bool {
         match self.tuples.get(&tuple) {
             None => true,
-            Some(&i) => {
+            Some(i) => {
                 let tw = self.slots[i as usize]
                     .conn
                     .as_ref()
@@ -323,7 +316,7 @@ impl TcpSockets {
             if self.listeners.contains_key(&port) {
                 continue;
             }
-            if !self.tuples.contains_key(&(port, remote.0, remote.1)) {
+            if !self.tuples.contains(&(port, remote.0, remote.1)) {
                 return Ok(port);
             }
         }
@@ -352,7 +345,7 @@ impl TcpSockets {
         let offset = self
             .secret
             .port_offset(Ipv4Addr::UNSPECIFIED, (Ipv4Addr::UNSPECIFIED, 0));
-        let in_use: std::collections::HashSet<u16> = self.tuples.keys().map(|t| t.0).collect();
+        let in_use: std::collections::HashSet<u16> = self.tuples.local_ports().collect();
         for _ in 0..EPHEMERAL_COUNT {
             let port = EPHEMERAL_FIRST as u32
                 + (offset.wrapping_add(self.next_ephemeral)) % EPHEMERAL_COUNT;
@@ -425,7 +418,7 @@ impl TcpSockets {
         out: &mut Emit<'_>,
     ) -> Result<(), Unclaimed> {
         let tuple = (seg.dst_port, seg.src, seg.src_port);
-        if let Some(i) = self.mapped(tuple) {
+        if let Some(i) = self.tuples.lookup(tuple) {
             let slot = &mut self.slots[i as usize];
             let owner = owner_of(i, slot.generation);
             let conn = slot.conn.as_mut().expect("mapped slots hold a connection");
@@ -433,7 +426,7 @@ impl TcpSockets {
                 // Closed earlier in this batch (the final ACK of a close came
                 // just before): the tuple is free now, not at the next settle,
                 // so a SYN right behind that ACK finds the listener.
-                self.unmap(&tuple);
+                self.tuples.remove(&tuple);
                 return self.process(now, seg, out);
             }
             let new_syn = seg.has(Flags::SYN) && !seg.has(Flags::ACK);
@@ -590,7 +583,7 @@ impl TcpSockets {
 
     /// An ICMP destination unreachable quoting a segment we sent.
     pub fn icmp_unreachable(&mut self, local_port: u16, remote: Endpoint) {
-        if let Some(&i) = self.tuples.get(&(local_port, remote.0, remote.1)) {
+        if let Some(i) = self.tuples.get(&(local_port, remote.0, remote.1)) {
             let before = self.slots[i as usize].conn.as_ref().map(|c| c.state());
             if let Some(c) = self.slots[i as usize].conn.as_mut() {
                 c.icmp_unreachable();
@@ -613,7 +606,7 @@ impl TcpSockets {
         reported_mtu: usize,
         quoted_seq: Seq,
     ) -> bool {
-        let Some(&i) = self.tuples.get(&(local_port, remote.0, remote.1)) else {
+        let Some(i) = self.tuples.get(&(local_port, remote.0, remote.1)) else {
             return false;
         };
         let Some(conn) = self.slots[i as usize].conn.as_mut() else {
@@ -705,10 +698,7 @@ impl TcpSockets {
         };
         if conn.state() == State::Closed {
             let tuple = tuple_of(conn);
-            if self.tuples.get(&tuple) == Some(&i) {
-                self.last_tuple = None; // (`unmap`, with `slot` borrowed)
-                self.tuples.remove(&tuple);
-            }
+            self.tuples.remove_if(&tuple, i);
             let embryonic = slot.listener.is_some() && !slot.queued;
             if embryonic {
                 if let Some(l) = slot.listener.and_then(|p| self.listeners.get_mut(&p)) {
@@ -767,32 +757,12 @@ impl TcpSockets {
         self.timers.len()
     }
 
-    /// The slot `tuple` maps to (see `last_tuple`).
-    fn mapped(&mut self, tuple: Tuple) -> Option<u32> {
-        match self.last_tuple {
-            Some((t, i)) if t == tuple => Some(i),
-            _ => {
-                let i = *self.tuples.get(&tuple)?;
-                self.last_tuple = Some((tuple, i));
-                Some(i)
-            }
-        }
-    }
-
-    fn unmap(&mut self, tuple: &Tuple) {
-        self.last_tuple = None;
-        self.tuples.remove(tuple);
-    }
-
     fn remove(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         if let Some(conn) = slot.conn.take() {
             self.retransmits_of_freed += conn.traffic().retransmits;
             let tuple = tuple_of(&conn);
-            if self.tuples.get(&tuple) == Some(&i) {
-                self.last_tuple = None; // (`unmap`, with `slot` borrowed)
-                self.tuples.remove(&tuple);
-            }
+            self.tuples.remove_if(&tuple, i);
             slot.generation = slot.generation.wrapping_add(1);
             slot.scheduled = None;
             slot.user = false;
@@ -835,7 +805,7 @@ impl TcpSockets {
             .filter_map(|s| s.conn.as_ref())
             .map(|c| c.buffer_bytes())
             .sum();
-        let table = self.tuples.capacity() * (std::mem::size_of::<(Tuple, u32)>() + 1);
+        let table = self.tuples.memory();
         blocks + buffers + table + self.timers.capacity() * 16
     }
 }

@@ -47,8 +47,6 @@ impl Connection {
             tlp,
             buffers,
         } = self.timers;
-        // Folded by hand: this runs after every dispatch, and an iterator
-        // over the options costs several times as much.
         [
             persist,
             close,
