@@ -119,7 +119,7 @@ impl Receiver {
 enum Path {
     /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
     #[cfg(linux_fast_path)]
-    Packet(Receiver, PacketSender),
+    Packet(Receiver, Box<PacketSender>),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
     Pcap(Capture<Active>),
 }
@@ -180,7 +180,10 @@ impl LiveDevice {
                 if let Some(filter) = bpf {
                     attach_filter(receiver.fd(), filter)?;
                 }
-                Path::Packet(receiver, PacketSender::open(name, offload).map_err(map)?)
+                Path::Packet(
+                    receiver,
+                    Box::new(PacketSender::open(name, offload).map_err(map)?),
+                )
             }
             _ => {
                 let _ = offload; // libpcap sends frame by frame

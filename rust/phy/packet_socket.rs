@@ -94,9 +94,8 @@ pub fn join_promiscuous(fd: RawFd, index: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// The MTU of interface `name`, asked through `fd` (any socket in the
-/// interface's network namespace).
-pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
+/// An `ifreq` naming interface `name`, for the interface ioctls below.
+fn interface_request(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: an all-zero ifreq is valid; the name is copied in below.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     if name.len() >= request.ifr_name.len() {
@@ -105,6 +104,13 @@ pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
     for (to, from) in request.ifr_name.iter_mut().zip(name.bytes()) {
         *to = from as libc::c_char;
     }
+    Ok(request)
+}
+
+/// The MTU of interface `name`, asked through `fd` (any socket in the
+/// interface's network namespace).
+pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
+    let mut request = interface_request(name)?;
     // SAFETY: SIOCGIFMTU fills the live `request`, whose size the kernel knows.
     let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut request) };
     if rc < 0 {
@@ -112,4 +118,33 @@ pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
     }
     // SAFETY: SIOCGIFMTU set the union's `ifru_mtu` member.
     Ok(unsafe { request.ifr_ifru.ifru_mtu }.max(0) as usize)
+}
+
+/// `ETHTOOL_GTSO` (include/uapi/linux/ethtool.h): is TCP segmentation offload on?
+const ETHTOOL_GTSO: u32 = 0x1e;
+
+/// `struct ethtool_value`: a command and the value the kernel answers.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Whether interface `name` cuts TCP bursts itself (TSO on, as `ethtool -k`
+/// shows it), asked through `fd`. Off, the kernel's GSO cuts them in software
+/// before the device.
+pub fn device_segments_tcp(fd: RawFd, name: &str) -> io::Result<bool> {
+    let mut request = interface_request(name)?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_GTSO,
+        data: 0,
+    };
+    request.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL reads the command from and writes the answer to
+    // `value`, which `request` points at and which outlives the call.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut request) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.data != 0)
 }

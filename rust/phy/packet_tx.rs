@@ -8,7 +8,7 @@
 //! Frames pass the interface's queueing discipline, as the kernel's own do,
 //! so `tc` shaping and netem apply to the stack too.
 
-use super::packet_socket;
+use super::packet_socket::{self, device_segments_tcp};
 use super::sockopt::{set_buffer, set_int, Buffer};
 use super::vnet::{self, VnetHeader, PACKET_VNET_HDR};
 use crate::iface::TxFrame;
@@ -21,6 +21,9 @@ const MAX_BURST: usize = 65535;
 const MAX_MESSAGES: usize = 1024;
 /// Send buffer: a round's bursts must fit while a NIC drains them.
 const SEND_BUFFER: libc::c_int = 4 << 20;
+/// Bursts between two questions whether the device cuts them itself
+/// (`ethtool -K` may change it at any time): about 64 MiB.
+const ASK_SEGMENTATION_EVERY: usize = 1024;
 
 pub struct PacketSender {
     fd: OwnedFd,
@@ -33,6 +36,13 @@ pub struct PacketSender {
     vnet_headers: Vec<[u8; vnet::LEN]>,
     /// Bursts are cut here, in user space: no offload, or the kernel refused one.
     cut_bursts: bool,
+    /// The interface, for asking whether it cuts bursts itself.
+    name: String,
+    /// Bursts go in one linear buffer ([`VnetHeader::linear`]): the device
+    /// cuts them itself.
+    linear_bursts: bool,
+    /// Bursts sent since `linear_bursts` was last asked.
+    bursts_since_asked: usize,
 }
 
 // SAFETY: the raw pointers in the scratch arrays are only meaningful during
@@ -49,7 +59,7 @@ impl PacketSender {
         // Root may exceed wmem_max; otherwise the ordinary limit applies.
         set_buffer(fd.as_raw_fd(), Buffer::Send, SEND_BUFFER);
         let vnet = offload && set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
-        Ok(PacketSender {
+        let mut sender = PacketSender {
             fd,
             vnet,
             iovecs: Vec::new(),
@@ -57,7 +67,22 @@ impl PacketSender {
             headers: Vec::new(),
             vnet_headers: Vec::new(),
             cut_bursts: !vnet,
-        })
+            name: name.to_string(),
+            linear_bursts: false,
+            bursts_since_asked: 0,
+        };
+        if vnet {
+            sender.ask_segmentation();
+            log::debug!("{name} cuts TCP bursts itself: {}", sender.linear_bursts);
+        }
+        Ok(sender)
+    }
+
+    /// Asks whether the device cuts bursts itself; where it cannot be
+    /// asked, bursts go in pages, which suits either way.
+    fn ask_segmentation(&mut self) {
+        self.bursts_since_asked = 0;
+        self.linear_bursts = device_segments_tcp(self.fd.as_raw_fd(), &self.name).unwrap_or(false);
     }
 
     /// The largest TCP burst the kernel cuts for us; 0 without offload.
@@ -128,11 +153,22 @@ impl PacketSender {
     fn send_chunk(&mut self, frames: &[TxFrame<'_>]) -> (usize, Option<usize>) {
         self.vnet_headers.clear();
         if self.vnet {
-            self.vnet_headers.extend(
-                frames
-                    .iter()
-                    .map(|f| VnetHeader::for_tcp_burst(f.head, f.segment_size).emit()),
-            );
+            if self.bursts_since_asked >= ASK_SEGMENTATION_EVERY {
+                self.ask_segmentation();
+            }
+            let linear = self.linear_bursts;
+            let mut bursts = 0;
+            self.vnet_headers.extend(frames.iter().map(|f| {
+                bursts += (f.segment_size > 0) as usize;
+                let header = VnetHeader::for_tcp_burst(f.head, f.segment_size);
+                if linear {
+                    header.linear(f.len())
+                } else {
+                    header
+                }
+                .emit()
+            }));
+            self.bursts_since_asked += bursts;
         }
         // Each message gathers its pieces: the virtio-net header, the
         // frame's headers, the text where it lies.
