@@ -4,7 +4,7 @@
 use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Payload, RxChecksum,
-    TcpDelivery, Text, TextRef, UdpDelivery, MAX_IPV4_PAYLOAD,
+    TcpDelivery, Text, TextRef, UdpDelivery, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::Device;
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -284,10 +284,10 @@ impl Stack {
                 None => SegmentText::here(s.payload()),
             },
         };
-        let iface = &mut self.iface;
-        let result = self
-            .tcp
-            .process(now, &incoming, &mut |seg| emit_tcp(iface, now, seg));
+        let (iface, by_device) = (&mut self.iface, self.tcp.config().burst_capacity > 0);
+        let result = self.tcp.process(now, &incoming, &mut |seg| {
+            emit_tcp(iface, now, seg, by_device)
+        });
         match result {
             Ok(()) => {}
             Err(Unclaimed::NoSocket) => self.iface.send_tcp_reset(now, &t),
@@ -300,8 +300,9 @@ impl Stack {
     /// Sends what the TCP connections and the resolver have due (after
     /// frames or user calls).
     pub fn dispatch(&mut self, now: Instant) {
-        let iface = &mut self.iface;
-        self.tcp.dispatch(now, &mut |seg| emit_tcp(iface, now, seg));
+        let (iface, by_device) = (&mut self.iface, self.tcp.config().burst_capacity > 0);
+        self.tcp
+            .dispatch(now, &mut |seg| emit_tcp(iface, now, seg, by_device));
         if self.resolver.poll_at().is_some_and(|t| t <= now) {
             self.send_dns(now);
         }
@@ -656,13 +657,18 @@ fn datagram_send_result(reason: DropReason) -> Result<(), UdpSendError> {
 }
 
 /// Writes a TCP segment (or a burst of them) into an IPv4 packet: the
-/// payload is copied once, from the send buffer into the frame.
-fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
+/// payload is copied once, from the send buffer into the frame. Where the
+/// device cuts bursts (`by_device`) it finishes every segment's checksum,
+/// a lone one's too ([`CHECKSUM_ONLY`]), as the kernel's TCP leaves its
+/// own to the device: the text is not read for a sum, and a peer on the
+/// same host takes the checksum as good without reading it either.
+fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: bool) -> bool {
     let header_len = seg.repr.header_len();
     let payload_len = seg.payload_len();
     let (a, b) = seg.payload;
     let segment_size = seg.segment_size as usize;
     let burst = segment_size > 0 && payload_len > segment_size;
+    let partial = burst || by_device;
     // Text worth not copying stays in the send buffer until the frame goes.
     let text = seg
         .owner
@@ -677,7 +683,11 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
         });
     // Else the text is copied in whole below: only the headers need zeroing.
     let shape = Payload {
-        segment_size: if burst { seg.segment_size } else { 0 },
+        segment_size: match (burst, partial) {
+            (true, _) => seg.segment_size,
+            (false, true) => CHECKSUM_ONLY,
+            (false, false) => 0,
+        },
         segments: if burst {
             payload_len.div_ceil(segment_size) as u16
         } else {
@@ -704,7 +714,7 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>) -> bool {
                 if text.is_none() {
                     copy_text(&mut buf[header_len..], (a, b));
                 }
-                match (burst, text.is_some()) {
+                match (partial, text.is_some()) {
                     // The checksum is finished per segment, where it is cut.
                     (true, _) => seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst),
                     (false, true) => seg.repr.emit_with_text(buf, (a, b), seg.src, seg.dst),

@@ -882,7 +882,7 @@ impl Interface {
                 let (count, bytes) = f.wire_size();
                 counters.frames_out += count as u64;
                 counters.bytes_out += bytes as u64;
-                counters.bursts_out += (f.segment_size > 0) as u64;
+                counters.bursts_out += (count > 1) as u64;
             }
         };
         self.tx.drain_batch(|queued| {

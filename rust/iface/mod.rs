@@ -19,5 +19,5 @@ pub use interface::{
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
 pub use rx::RxChecksum;
-pub use segmentation::{segment_burst, wire_size};
+pub use segmentation::{segment_burst, wire_size, CHECKSUM_ONLY};
 pub use tx_queue::{QueuedFrame, TextRef, TxFrame, TxQueue};

@@ -14,6 +14,11 @@ use crate::wire::{checksum, ethernet, ipv4, tcp, udp, Ipv4Addr};
 
 const FIN_PSH: u8 = tcp::Flags::FIN.0 | tcp::Flags::PSH.0;
 
+/// The segment size of a frame that goes whole but leaves its transport
+/// checksum to the device (holding the pseudo-header sum, as a burst's
+/// does): a burst of one segment, whatever its length.
+pub const CHECKSUM_ONLY: u16 = u16::MAX;
+
 /// The frames and bytes `frame` becomes on the wire, cut into segments of
 /// `segment_size` (0: the frame goes as it is).
 pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
@@ -29,11 +34,12 @@ pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
     }
 }
 
-/// Calls `out` with each segment of the burst `frame`, in order. A frame
-/// that is not an IPv4 TCP or UDP burst (or fits one segment) goes out unchanged.
+/// Calls `out` with each segment of the burst `frame`, in order, its
+/// checksums finished. A frame that fits one segment is a burst of one (its
+/// checksum left to the device, see [`CHECKSUM_ONLY`]); a frame that is not
+/// IPv4 TCP or UDP, or `segment_size` 0, goes out unchanged.
 pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8])) {
-    let Some(l) = layout(frame).filter(|l| segment_size > 0 && l.payload_len() > segment_size)
-    else {
+    let Some(l) = layout(frame).filter(|_| segment_size > 0) else {
         return out(frame);
     };
     let headers = &frame[..l.payload_start];
@@ -42,8 +48,9 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
     let t = l.transport;
     let seq = u32::from_be_bytes(frame[t + 4..t + 8].try_into().unwrap());
     let mut segment = Vec::with_capacity(l.payload_start + segment_size);
-    let count = payload.len().div_ceil(segment_size);
-    for (i, chunk) in payload.chunks(segment_size).enumerate() {
+    let count = payload.len().div_ceil(segment_size).max(1);
+    for i in 0..count {
+        let chunk = &payload[i * segment_size..payload.len().min((i + 1) * segment_size)];
         segment.clear();
         segment.extend_from_slice(headers);
         segment.extend_from_slice(chunk);

@@ -159,8 +159,8 @@ impl PacketSender {
             let linear = self.linear_bursts;
             let mut bursts = 0;
             self.vnet_headers.extend(frames.iter().map(|f| {
-                bursts += (f.segment_size > 0) as usize;
                 let header = VnetHeader::for_tcp_burst(f.head, f.segment_size);
+                bursts += (header.gso_type != 0) as usize;
                 if linear {
                     header.linear(f.len())
                 } else {

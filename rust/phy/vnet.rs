@@ -63,9 +63,11 @@ impl VnetHeader {
         b
     }
 
-    /// For a TCP burst we built (Ethernet + IPv4 without options + TCP):
-    /// cut at `segment_size`, finish the TCP checksum, whose field holds
-    /// the pseudo-header sum. A whole frame needs nothing (its checksums are done).
+    /// For a TCP burst we built (Ethernet + IPv4 without options + TCP,
+    /// its headers at the start of `frame`): cut at `segment_size`, finish
+    /// the TCP checksum, whose field holds the pseudo-header sum. A burst
+    /// of one segment (`iface::CHECKSUM_ONLY`) is not cut, only summed. A
+    /// whole frame (`segment_size` 0) needs nothing: its checksums are done.
     pub fn for_tcp_burst(frame: &[u8], segment_size: u16) -> Self {
         if segment_size == 0 {
             return VnetHeader::default();
@@ -74,11 +76,17 @@ impl VnetHeader {
         let data_offset = frame
             .get(tcp_start + 12)
             .map_or(tcp::HEADER_LEN, |b| (b >> 4) as usize * 4);
+        let headers = tcp_start + data_offset;
+        let ip_len = frame
+            .get(ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+        let payload = (ethernet::HEADER_LEN + ip_len).saturating_sub(headers);
+        let cut = payload > segment_size as usize;
         VnetHeader {
             flags: F_NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
-            hdr_len: (tcp_start + data_offset) as u16,
-            gso_size: segment_size,
+            gso_type: if cut { GSO_TCPV4 } else { 0 },
+            hdr_len: headers as u16,
+            gso_size: if cut { segment_size } else { 0 },
             csum_start: tcp_start as u16,
             csum_offset: TCP_CHECKSUM_OFFSET,
         }
@@ -153,23 +161,48 @@ mod tests {
         assert_eq!(VnetHeader::default().checksum(), RxChecksum::Unverified);
     }
 
+    /// Ethernet, IPv4 and a 32-byte TCP header, for `payload` bytes.
+    fn tcp_headers(payload: usize) -> Vec<u8> {
+        let mut head = vec![0u8; 66];
+        let ip_len = (ipv4::HEADER_LEN + 32 + payload) as u16;
+        head[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
+            .copy_from_slice(&ip_len.to_be_bytes());
+        head[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12] = 8 << 4;
+        head
+    }
+
     #[test]
-    fn a_whole_frame_needs_no_header() {
+    fn a_burst_is_cut_a_lone_segment_only_summed_a_whole_frame_left_alone() {
         assert_eq!(
             VnetHeader::for_tcp_burst(&[0; 60], 0),
             VnetHeader::default()
         );
-        let mut burst = vec![0u8; 100];
-        burst[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12] = 8 << 4; // 32-byte TCP header
-        let h = VnetHeader::for_tcp_burst(&burst, 1000);
-        assert_eq!((h.hdr_len, h.csum_start, h.gso_size), (66, 34, 1000));
+        let h = VnetHeader::for_tcp_burst(&tcp_headers(3000), 1000);
+        assert_eq!(
+            (h.gso_type, h.hdr_len, h.csum_start, h.gso_size),
+            (GSO_TCPV4, 66, 34, 1000)
+        );
+        assert_eq!(
+            h.checksum(),
+            RxChecksum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        for payload in [0, 64, 1000] {
+            let lone = VnetHeader::for_tcp_burst(&tcp_headers(payload), 1000);
+            assert_eq!(
+                (lone.flags, lone.gso_type, lone.gso_size),
+                (F_NEEDS_CSUM, 0, 0),
+                "{payload}"
+            );
+            assert_eq!((lone.csum_start, lone.csum_offset), (34, 16));
+        }
     }
 
     #[test]
     fn a_linear_burst_fits_one_64_kib_allocation_and_never_exceeds_the_frame() {
-        let mut head = vec![0u8; 66];
-        head[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12] = 8 << 4;
-        let burst = VnetHeader::for_tcp_burst(&head, 1448);
+        let burst = VnetHeader::for_tcp_burst(&tcp_headers(65_000), 1448);
         assert_eq!(burst.linear(30_000).hdr_len, 30_000);
         assert_eq!(burst.linear(65_535).hdr_len as usize, LINEAR_BURST_MAX);
         // Never less than the headers the checksum needs, never more than the frame.

@@ -3,7 +3,7 @@
 
 mod tcp_net;
 
-use mipfast::iface::{DropReason, RxChecksum, TxFrame};
+use mipfast::iface::{DropReason, RxChecksum, TxFrame, CHECKSUM_ONLY};
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::LinkEnd;
 use mipfast::phy::{Device, FrameSink};
@@ -256,6 +256,23 @@ fn bursts_become_the_very_segments_sent_one_by_one() {
         "the initial window of 10 segments leaves as one burst"
     );
     assert!(bursts.iter().all(|f| f.bytes.len() <= 14 + 65535));
+    // Where the device cuts bursts it finishes every TCP checksum: a lone
+    // segment goes as a burst of one, its checksum field left partial.
+    let is_tcp = |f: &&Sent| f.bytes[12..14] == [8, 0] && f.bytes[23] == 6;
+    assert!(bursts.iter().filter(is_tcp).all(|f| f.segment_size > 0));
+    let lone: Vec<&Sent> = bursts
+        .iter()
+        .filter(|f| f.segment_size == CHECKSUM_ONLY)
+        .collect();
+    assert!(!lone.is_empty(), "the last segment, shorter than the rest");
+    for f in lone {
+        let mut finished = vec![];
+        f.view()
+            .for_each_segment(&mut |s| finished.push(s.to_vec()));
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0][..50], f.bytes[..50]);
+        assert_eq!(finished[0][52..], f.bytes[52..]);
+    }
     let wire = |frames: &[Sent]| {
         let mut out = vec![];
         for f in frames {
@@ -440,18 +457,27 @@ impl Device for SuperFrames<'_> {
     fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> std::io::Result<usize> {
         let frames = std::mem::take(self.incoming);
         for f in &frames {
-            let checksum = if f.segment_size > 0 {
-                RxChecksum::Partial {
-                    start: 34,
-                    offset: 16,
+            // Bursts arrive whole, their checksums partial; a lone segment
+            // arrives with its checksum finished, as from a wire.
+            let (bytes, checksum) = match f.segment_size {
+                CHECKSUM_ONLY => {
+                    let mut finished = vec![];
+                    f.view().for_each_segment(&mut |s| finished = s.to_vec());
+                    (finished, RxChecksum::Unverified)
                 }
-            } else {
-                RxChecksum::Unverified
+                0 => (f.bytes.clone(), RxChecksum::Unverified),
+                _ => (
+                    f.bytes.clone(),
+                    RxChecksum::Partial {
+                        start: 34,
+                        offset: 16,
+                    },
+                ),
             };
             match self.holding.as_deref_mut() {
-                Some(holding) => Self::hold(sink, &f.bytes, checksum, holding),
+                Some(holding) => Self::hold(sink, &bytes, checksum, holding),
                 None => {
-                    let _ = sink(&f.bytes, checksum, None);
+                    let _ = sink(&bytes, checksum, None);
                 }
             }
         }
@@ -486,7 +512,7 @@ fn super_frame_transfer(
         if kept.is_none() {
             kept = in_flight
                 .iter()
-                .find(|f| f.segment_size > 0)
+                .find(|f| f.segment_size > 0 && f.segment_size != CHECKSUM_ONLY)
                 .map(|f| f.bytes.clone());
         }
         let mut b_dev = SuperFrames {
@@ -538,8 +564,8 @@ fn held_text_goes_straight_to_its_place_and_a_failed_read_costs_only_a_resend() 
         assert_eq!(transfer.received, size, "fail every {fail_every}");
         assert_eq!(transfer.hash, Fnv::of(&transfer.data));
         // Super-frames were scattered into the ring (wrapping: two parts
-        // at times); frames that are not trusted TCP (ARP, the handshake
-        // without a partial checksum) were read whole.
+        // at times); frames that are not trusted TCP (ARP, lone segments
+        // with a finished checksum) were read whole.
         let b = net.b.stack.counters();
         assert!(holding.scattered > 10, "{} scattered", holding.scattered);
         assert!(holding.parts >= holding.scattered);
