@@ -148,3 +148,36 @@ pub fn device_segments_tcp(fd: RawFd, name: &str) -> io::Result<bool> {
     }
     Ok(value.data != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any socket can ask (no packet socket, so no root): loopback answers
+    /// as `ethtool -k lo` does, a missing interface is an error.
+    #[test]
+    fn asks_an_interface_whether_it_cuts_tcp_bursts() {
+        // SAFETY: socket takes no pointers; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(raw >= 0);
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let lo = device_segments_tcp(fd.as_raw_fd(), "lo").expect("loopback answers");
+        let shown = std::process::Command::new("ethtool")
+            .args(["-k", "lo"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        if let Some(shown) = shown.filter(|s| s.contains("tcp-segmentation-offload")) {
+            assert_eq!(
+                lo,
+                shown.contains("tcp-segmentation-offload: on"),
+                "{shown}"
+            );
+        }
+        let missing = device_segments_tcp(fd.as_raw_fd(), "mipfast-none0");
+        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENODEV));
+        let long = device_segments_tcp(fd.as_raw_fd(), "a-name-longer-than-ifnamsiz");
+        assert_eq!(long.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}

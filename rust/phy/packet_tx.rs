@@ -21,9 +21,6 @@ const MAX_BURST: usize = 65535;
 const MAX_MESSAGES: usize = 1024;
 /// Send buffer: a round's bursts must fit while a NIC drains them.
 const SEND_BUFFER: libc::c_int = 4 << 20;
-/// Bursts between two questions whether the device cuts them itself
-/// (`ethtool -K` may change it at any time): about 64 MiB.
-const ASK_SEGMENTATION_EVERY: usize = 1024;
 
 pub struct PacketSender {
     fd: OwnedFd,
@@ -36,13 +33,12 @@ pub struct PacketSender {
     vnet_headers: Vec<[u8; vnet::LEN]>,
     /// Bursts are cut here, in user space: no offload, or the kernel refused one.
     cut_bursts: bool,
-    /// The interface, for asking whether it cuts bursts itself.
-    name: String,
     /// Bursts go in one linear buffer ([`VnetHeader::linear`]): the device
-    /// cuts them itself.
+    /// cut them itself when the sender opened. (Asked once: the question
+    /// takes the kernel's RTNL lock, which a busy host may hold for
+    /// milliseconds. Should `ethtool -K` turn TSO off later, the bursts
+    /// still arrive whole, only cut at a higher cost.)
     linear_bursts: bool,
-    /// Bursts sent since `linear_bursts` was last asked.
-    bursts_since_asked: usize,
 }
 
 // SAFETY: the raw pointers in the scratch arrays are only meaningful during
@@ -59,7 +55,10 @@ impl PacketSender {
         // Root may exceed wmem_max; otherwise the ordinary limit applies.
         set_buffer(fd.as_raw_fd(), Buffer::Send, SEND_BUFFER);
         let vnet = offload && set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1).is_ok();
-        let mut sender = PacketSender {
+        // Where the device cannot be asked, bursts go in pages, which suits either way.
+        let linear_bursts = vnet && device_segments_tcp(fd.as_raw_fd(), name).unwrap_or(false);
+        log::debug!("{name} cuts TCP bursts itself: {linear_bursts}");
+        Ok(PacketSender {
             fd,
             vnet,
             iovecs: Vec::new(),
@@ -67,22 +66,8 @@ impl PacketSender {
             headers: Vec::new(),
             vnet_headers: Vec::new(),
             cut_bursts: !vnet,
-            name: name.to_string(),
-            linear_bursts: false,
-            bursts_since_asked: 0,
-        };
-        if vnet {
-            sender.ask_segmentation();
-            log::debug!("{name} cuts TCP bursts itself: {}", sender.linear_bursts);
-        }
-        Ok(sender)
-    }
-
-    /// Asks whether the device cuts bursts itself; where it cannot be
-    /// asked, bursts go in pages, which suits either way.
-    fn ask_segmentation(&mut self) {
-        self.bursts_since_asked = 0;
-        self.linear_bursts = device_segments_tcp(self.fd.as_raw_fd(), &self.name).unwrap_or(false);
+            linear_bursts,
+        })
     }
 
     /// The largest TCP burst the kernel cuts for us; 0 without offload.
@@ -153,14 +138,9 @@ impl PacketSender {
     fn send_chunk(&mut self, frames: &[TxFrame<'_>]) -> (usize, Option<usize>) {
         self.vnet_headers.clear();
         if self.vnet {
-            if self.bursts_since_asked >= ASK_SEGMENTATION_EVERY {
-                self.ask_segmentation();
-            }
             let linear = self.linear_bursts;
-            let mut bursts = 0;
             self.vnet_headers.extend(frames.iter().map(|f| {
                 let header = VnetHeader::for_tcp_burst(f.head, f.segment_size);
-                bursts += (header.gso_type != 0) as usize;
                 if linear {
                     header.linear(f.len())
                 } else {
@@ -168,7 +148,6 @@ impl PacketSender {
                 }
                 .emit()
             }));
-            self.bursts_since_asked += bursts;
         }
         // Each message gathers its pieces: the virtio-net header, the
         // frame's headers, the text where it lies.
