@@ -20,7 +20,8 @@ pub const DEFAULT_MTU: usize = 1500;
 /// The shape of an IP payload sent with [`Interface::send_ipv4_burst`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payload<'a> {
-    /// The TCP payload of each segment a burst is cut into; 0: one packet.
+    /// The TCP payload of each segment a burst is cut into; 0: one packet;
+    /// [`CHECKSUM_ONLY`](super::CHECKSUM_ONLY): one packet whose checksum the device finishes.
     pub segment_size: u16,
     /// How many segments (each takes an IP identification).
     pub segments: u16,

@@ -22,8 +22,8 @@ pub const CHECKSUM_ONLY: u16 = u16::MAX;
 /// The frames and bytes `frame` becomes on the wire, cut into segments of
 /// `segment_size` (0: the frame goes as it is).
 pub fn wire_size(frame: &[u8], segment_size: usize) -> (usize, usize) {
-    if segment_size == 0 {
-        return (1, frame.len()); // every plain frame: no header parsing
+    if segment_size == 0 || segment_size == CHECKSUM_ONLY as usize {
+        return (1, frame.len()); // one frame: no header parsing
     }
     match layout(frame) {
         Some(l) if segment_size > 0 && l.payload_len() > segment_size => {
@@ -47,7 +47,7 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
     let ident = u16::from_be_bytes([frame[l.ip + 4], frame[l.ip + 5]]);
     let t = l.transport;
     let seq = u32::from_be_bytes(frame[t + 4..t + 8].try_into().unwrap());
-    let mut segment = Vec::with_capacity(l.payload_start + segment_size);
+    let mut segment = Vec::with_capacity(l.payload_start + segment_size.min(payload.len()));
     let count = payload.len().div_ceil(segment_size).max(1);
     for i in 0..count {
         let chunk = &payload[i * segment_size..payload.len().min((i + 1) * segment_size)];

@@ -34,8 +34,8 @@ pub struct TxFrame<'a> {
     pub text: [&'a [u8]; 2],
     /// 0 for one frame; else the TCP payload of each segment the burst is
     /// cut into, by the device's segmentation offload or by
-    /// [`TxFrame::for_each_segment`]. Its TCP checksum holds the
-    /// pseudo-header sum only.
+    /// [`TxFrame::for_each_segment`] ([`CHECKSUM_ONLY`](super::CHECKSUM_ONLY): one segment, not
+    /// cut). Its TCP checksum holds the pseudo-header sum only.
     pub segment_size: u16,
 }
 
