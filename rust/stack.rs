@@ -683,10 +683,12 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: 
         });
     // Else the text is copied in whole below: only the headers need zeroing.
     let shape = Payload {
-        segment_size: match (burst, partial) {
-            (true, _) => seg.segment_size,
-            (false, true) => CHECKSUM_ONLY,
-            (false, false) => 0,
+        segment_size: if burst {
+            seg.segment_size
+        } else if partial {
+            CHECKSUM_ONLY
+        } else {
+            0
         },
         segments: if burst {
             payload_len.div_ceil(segment_size) as u16
