@@ -104,7 +104,7 @@ impl LiveStack {
             if engine.bridges_idle() {
                 // (Bridges are pumped on their sockets' readiness, which only
                 // the driver sleeps on: it must not stand back for them.)
-                self.shared.start_lease(std::time::Instant::now());
+                self.shared.start_lease_at(engine.now());
             }
         }
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)

@@ -303,8 +303,16 @@ pub(super) struct Shared {
 impl Shared {
     /// A lease starts at `now` (see [`Shared::lease_from`]).
     pub(super) fn start_lease(&self, now: std::time::Instant) {
-        let from = now.saturating_duration_since(self.origin).as_micros() as u64 + 1;
-        self.lease_from.store(from, Ordering::SeqCst);
+        let from = now.saturating_duration_since(self.origin).as_micros() as u64;
+        self.lease_from.store(from + 1, Ordering::SeqCst);
+    }
+
+    /// A lease starts at the engine's time `now` (a hold's clock, see
+    /// [`Engine::now`]): the call that ran a round in passing reads no
+    /// clock of its own for it.
+    pub(super) fn start_lease_at(&self, now: Instant) {
+        let from = now.total_micros().max(0) as u64;
+        self.lease_from.store(from + 1, Ordering::SeqCst);
     }
 
     /// What is left at `now` of the last lease; `None` once it ran out.
