@@ -303,8 +303,8 @@ pub(super) struct Shared {
 impl Shared {
     /// A lease starts at `now` (see [`Shared::lease_from`]).
     pub(super) fn start_lease(&self, now: std::time::Instant) {
-        let from = now.saturating_duration_since(self.origin).as_micros() as u64;
-        self.lease_from.store(from + 1, Ordering::SeqCst);
+        let since = now.saturating_duration_since(self.origin).as_micros();
+        self.start_lease_at(Instant::from_micros(since as i64));
     }
 
     /// A lease starts at the engine's time `now` (a hold's clock, see
