@@ -2,7 +2,9 @@
 
 * **64-byte request/response**: a Python client in this process sends 64 bytes and waits for them back from a
   kernel echo server in a namespace; p50/p99 of 2,000 round trips (after 200 discarded), on a mipfast
-  `Connection` (driver sleeping in poll(), then with `busy_poll_us`) and on a kernel socket. Three
+  `Connection` (driver sleeping in poll(), then with `busy_poll_us`) and on a kernel socket, the two
+  taking turns in blocks of 200 within a round (this VM's speed shifts by a quarter from one second to the
+  next). Three
   placements: wherever the scheduler puts the two ends, both on one core, and on two cores (the client
   thread and the echo server pinned): a round trip costs 6 µs or 60 µs on the kernel by placement alone.
 * **HTTP keep-alive**: `wrk -t2 -c50` against a tiny thread-per-connection HTTP handler in this process,
@@ -91,34 +93,57 @@ Placement = tuple[int, int] | None
 PLACEMENTS: dict[str, Placement] = {"": None, " one core": (0, 0), " two cores": (0, 1)}
 
 
+# A side of a round-trip comparison: how to open a connection to its echo server, and that server's pid.
+Side = tuple[Callable[[], Any], int]
+
+
 def round_trips(
-    connect: Callable[[], Any], n: int, echo_pid: int = 0, cpus: Placement = None, warmup: int = 200
-) -> tuple[float, float]:
-    """(p50, p99) in µs of `n` 64-byte round trips on one connection; with `cpus`, this thread and the echo
-    server (its connection threads are made after the pinning, and inherit it) pinned to them."""
+    kernel: Side, stack: Side, n: int, cpus: Placement = None, warmup: int = 200, blocks: int = 10
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(p50, p99) in µs of `n` 64-byte round trips on one connection per side, for the kernel and the stack:
+    the two take turns in `blocks` blocks (in alternating order), so that a change in the machine's speed
+    during the round reaches both. With `cpus`, this thread and both echo servers (their connection threads
+    are made after the pinning, and inherit it) are pinned to them."""
     everywhere = os.sched_getaffinity(0)
+    pids = (kernel[1], stack[1])
     if cpus is not None:
         os.sched_setaffinity(0, {cpus[0]})
-        os.sched_setaffinity(echo_pid, {cpus[1]})
-    conn = connect()
+        for pid in pids:
+            os.sched_setaffinity(pid, {cpus[1]})
+    conns = []
     payload = bytes(64)
-    times = []
-    try:
-        for i in range(n + warmup):
+    times: tuple[list[float], list[float]] = ([], [])
+
+    def trips(conn: Any, count: int, into: list[float] | None) -> None:
+        for _ in range(count):
             t = time.perf_counter_ns()
             conn.sendall(payload)
             got = 0
             while got < 64:
                 got += len(conn.recv(64 - got))
-            if i >= warmup:
-                times.append((time.perf_counter_ns() - t) / 1000)
+            if into is not None:
+                into.append((time.perf_counter_ns() - t) / 1000)
+
+    try:
+        conns = [kernel[0](), stack[0]()]
+        for conn in conns:
+            trips(conn, warmup, None)
+        for b in range(blocks):
+            for side in (0, 1) if b % 2 == 0 else (1, 0):
+                trips(conns[side], n // blocks, times[side])
     finally:
-        conn.close()
+        for conn in conns:
+            conn.close()
         os.sched_setaffinity(0, everywhere)
         if cpus is not None:
-            os.sched_setaffinity(echo_pid, everywhere)
-    times.sort()
-    return times[len(times) // 2], times[len(times) * 99 // 100]
+            for pid in pids:
+                os.sched_setaffinity(pid, everywhere)
+
+    def percentiles(samples: list[float]) -> tuple[float, float]:
+        samples.sort()
+        return samples[len(samples) // 2], samples[len(samples) * 99 // 100]
+
+    return percentiles(times[0]), percentiles(times[1])
 
 
 def connector(stack: Any, ip: str) -> Callable[[], Any]:
@@ -176,6 +201,7 @@ def main() -> None:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return s
 
+        kernel_side = (kernel_connect, kernel_echo.pid)
         results: dict[str, list[Any]] = {}
 
         def add(name: str, value: Any) -> None:
@@ -188,11 +214,12 @@ def main() -> None:
                 accept = lambda: listener.accept(timeout=0.5)  # noqa: E731
                 threading.Thread(target=accept_loop, args=(accept, stop), daemon=True).start()
 
-                stack_connect = connector(stack, lab.peer_ip)
+                stack_side = (connector(stack, lab.peer_ip), stack_echo.pid)
                 for i in range(a.rounds):
                     for where, cpus in placements.items():
-                        add(f"rtt kernel{where}", round_trips(kernel_connect, a.trips, kernel_echo.pid, cpus))
-                        add(f"rtt stack{where}", round_trips(stack_connect, a.trips, stack_echo.pid, cpus))
+                        kernel_trips, stack_trips = round_trips(kernel_side, stack_side, a.trips, cpus)
+                        add(f"rtt kernel{where}", kernel_trips)
+                        add(f"rtt stack{where}", stack_trips)
                     for close in (False, True) if a.wrk else ():
                         kind = "close" if close else "keep-alive"
                         add(f"wrk {kind} kernel", wrk(KERNEL_NS, KERNEL_IP, a.seconds, close))
@@ -205,11 +232,10 @@ def main() -> None:
                 listener = stack.listen(HTTP_PORT, backlog=512)
                 accept = lambda: listener.accept(timeout=0.5)  # noqa: E731
                 threading.Thread(target=accept_loop, args=(accept, stop), daemon=True).start()
-                busy_connect = connector(stack, lab.peer_ip)
+                busy_side = (connector(stack, lab.peer_ip), stack_echo.pid)
                 for _ in range(a.rounds):
                     for where, cpus in placements.items():
-                        kernel_trips = round_trips(kernel_connect, a.trips, kernel_echo.pid, cpus)
-                        stack_trips = round_trips(busy_connect, a.trips, stack_echo.pid, cpus)
+                        kernel_trips, stack_trips = round_trips(kernel_side, busy_side, a.trips, cpus)
                         add(f"rtt kernel (beside busy-poll){where}", kernel_trips)
                         add(f"rtt stack busy-poll{where}", stack_trips)
                     if a.wrk:  # what spinning costs the handler threads' throughput
