@@ -125,7 +125,7 @@ enum Path {
 }
 
 /// Whether frames wait on the device, answered without a system call where
-/// it has a receive ring ([`ArrivalPeek`]): a spinning thread looks often.
+/// it has a receive ring (`ArrivalPeek`): a spinning thread looks often.
 /// `None`: this device cannot tell; ask `poll()`.
 #[derive(Clone, Default)]
 pub struct Arrivals(#[cfg(linux_fast_path)] Option<ArrivalPeek>);
@@ -155,7 +155,7 @@ impl LiveDevice {
     /// Opens `name`. A missing interface is `NotFound` (the message lists the
     /// ones that exist); lacking privileges is `PermissionDenied` with the fix.
     /// `offload`: TCP bursts are cut into segments by the kernel (see
-    /// [`PacketSender`]).
+    /// `PacketSender` in `packet_tx.rs`).
     pub fn open(
         name: &str,
         bpf: Option<&str>,

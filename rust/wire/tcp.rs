@@ -98,7 +98,7 @@ impl Options {
     }
 
     /// Bytes the options take on the wire: every option sits in its own
-    /// 32-bit-aligned slot (see [`Options::emit`]), so no padding is needed.
+    /// 32-bit-aligned slot (see `Options::emit`), so no padding is needed.
     pub fn wire_len(&self) -> usize {
         let mut n = 0;
         n += if self.mss.is_some() { 4 } else { 0 };
