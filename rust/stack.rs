@@ -284,7 +284,7 @@ impl Stack {
                 None => SegmentText::here(s.payload()),
             },
         };
-        let (iface, by_device) = (&mut self.iface, self.tcp.config().burst_capacity > 0);
+        let (iface, by_device) = (&mut self.iface, self.tcp.config().device_cuts_bursts());
         let result = self.tcp.process(now, &incoming, &mut |seg| {
             emit_tcp(iface, now, seg, by_device)
         });
@@ -300,7 +300,7 @@ impl Stack {
     /// Sends what the TCP connections and the resolver have due (after
     /// frames or user calls).
     pub fn dispatch(&mut self, now: Instant) {
-        let (iface, by_device) = (&mut self.iface, self.tcp.config().burst_capacity > 0);
+        let (iface, by_device) = (&mut self.iface, self.tcp.config().device_cuts_bursts());
         self.tcp
             .dispatch(now, &mut |seg| emit_tcp(iface, now, seg, by_device));
         if self.resolver.poll_at().is_some_and(|t| t <= now) {

@@ -93,10 +93,11 @@ impl VnetHeader {
     }
 
     /// Asks a packet socket to copy the burst of `burst_len` bytes into one
-    /// linear buffer. It copies `hdr_len` bytes there and the rest into pages
-    /// allocated one by one (net/packet/af_packet.c, `packet_alloc_skb`):
-    /// sixteen allocations for a 64 KiB burst where this is one, and a
-    /// receiver copies the text out in one piece. Only for a device that cuts
+    /// linear buffer. It copies `hdr_len` bytes there and the rest into
+    /// pages of their own (net/packet/af_packet.c, `packet_alloc_skb`: up to
+    /// 32 KiB each since Linux 6.6, 4 KiB before): one allocation and one
+    /// contiguous copy for a 64 KiB burst instead of three or seventeen, and
+    /// a receiver copies the text out in one piece. Only for a device that cuts
     /// bursts itself: the kernel's software GSO references a burst's pages
     /// in the segments it makes, but copies every segment out of a linear
     /// buffer. A whole frame is left as it is.

@@ -110,6 +110,14 @@ pub struct TcpConfig {
     pub burst_capacity: usize,
 }
 
+impl TcpConfig {
+    /// The device cuts bursts itself, and so finishes every TCP checksum
+    /// (see [`TcpConfig::burst_capacity`]).
+    pub fn device_cuts_bursts(&self) -> bool {
+        self.burst_capacity > 0
+    }
+}
+
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {

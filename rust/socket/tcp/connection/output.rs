@@ -166,7 +166,7 @@ impl Connection {
             // Full segments that may all leave now go as one burst when the
             // device cuts bursts itself: the same segments, fewer packets.
             let mut segment_size = 0;
-            if len == mss && !force && self.config.burst_capacity > 0 {
+            if len == mss && !force && self.config.device_cuts_bursts() {
                 let cap = self.config.burst_capacity.saturating_sub(MAX_HEADERS);
                 let room = avail
                     .min(limit)
