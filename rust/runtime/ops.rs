@@ -241,7 +241,7 @@ impl<'a> Receive<'a> {
     /// Takes the lent part of the buffer back, counting what went into it.
     fn take_back(&mut self, stack: &mut Stack) {
         if std::mem::take(&mut self.lent) {
-            if let Some(c) = stack.tcp_mut().get_mut(self.handle) {
+            if let Some(c) = stack.tcp_mut().get_mut_unmarked(self.handle) {
                 self.filled += c.take_posted();
             }
         }
@@ -270,12 +270,17 @@ impl Op for Receive<'_> {
         if at > 0 && at == self.buf.len() {
             return Some(Ok(at)); // the lent buffer took it all
         }
-        let Some(c) = stack.tcp_mut().get_mut(self.handle) else {
-            return Some(Err(errno::closed()));
-        };
-        let result = match self.mode {
-            ReadMode::Peek => c.peek(self.buf),
-            _ => c.recv(&mut self.buf[at..]),
+        // A look first: a read that finds nothing (the reply not in yet)
+        // changes nothing, so it leaves the connection unmarked: no dispatch
+        // and no wake-up of others waiting on it follow.
+        let result = match stack.tcp().get(self.handle) {
+            None => return Some(Err(errno::closed())),
+            Some(c) if self.mode == ReadMode::Peek => c.peek(self.buf),
+            Some(c) if c.recv_available() == 0 => c.recv_empty(),
+            Some(_) => match stack.tcp_mut().get_mut(self.handle) {
+                Some(c) => c.recv(&mut self.buf[at..]),
+                None => return Some(Err(errno::closed())),
+            },
         };
         match (self.mode, result) {
             (ReadMode::All, Ok(Some(n))) if n > 0 => {
@@ -296,7 +301,7 @@ impl Op for Receive<'_> {
         if self.mode == ReadMode::Peek || self.lent || self.filled == self.buf.len() {
             return;
         }
-        if let Some(c) = stack.tcp_mut().get_mut(self.handle) {
+        if let Some(c) = stack.tcp_mut().get_mut_unmarked(self.handle) {
             self.lent = c.post_receive(lender(&mut self.buf[self.filled..]));
         }
     }

@@ -261,6 +261,14 @@ impl TcpSockets {
         self.slots[h.index as usize].conn.as_mut()
     }
 
+    /// The connection, not marked: for a call that gives it nothing to
+    /// send and no timer to change (a reader lending its buffer or taking
+    /// it back), so that no dispatch and no wake-up follow it.
+    pub fn get_mut_unmarked(&mut self, h: Handle) -> Option<&mut Connection> {
+        self.slot(h)?;
+        self.slots[h.index as usize].conn.as_mut()
+    }
+
     /// Active open from `local_ip`; an ephemeral port per RFC 6056 §3.3.3
     /// unless `local_port` is given.
     pub fn connect(

@@ -129,8 +129,9 @@ impl Connection {
         self.recv_empty()
     }
 
-    /// What a read finds when nothing is queued.
-    pub(super) fn recv_empty(&self) -> Result<Option<usize>, Error> {
+    /// What a read finds when nothing is queued: `Ok(None)` to wait, the
+    /// end of the stream, or the error.
+    pub fn recv_empty(&self) -> Result<Option<usize>, Error> {
         if self.fin_received || self.read_shut {
             return Ok(Some(0));
         }
