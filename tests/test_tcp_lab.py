@@ -547,6 +547,36 @@ def test_a_reply_waiting_in_the_ring_is_read_by_the_call_itself(lab, peer, reade
         stack.close()
 
 
+@linux_lab  # the receive ring is the Linux path's
+def test_a_client_takes_the_reply_to_its_request_itself_after_a_pause(lab, peer):
+    """After a pause the driver thread watches the device again, and the reply to
+    the next request would wake it: a thread switch more per request than a
+    kernel client makes, and a cross-CPU wake-up where the driver last ran on
+    another core. A client's request (no listener, no UDP socket, no one else
+    waiting) therefore starts a lease: the driver, woken by the reply, stays
+    aside, and the caller's `recv` runs the round itself (`rounds_in_passing`)."""
+    peer(PEER_PY, "echo", "9009")
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR, device="auto")
+    try:
+        stack.start()
+        conn = stack.connect((lab.peer_ip, 9009), timeout=10)
+        before = stack.stats()["counters"]["rounds_in_passing"]
+        for i in range(20):
+            time.sleep(0.01)  # past the last lease and the driver's late look
+            request = f"request {i}".encode()
+            conn.sendall(request)
+            time.sleep(0.0003)  # within the lease: the reply is back, in the ring
+            reply = b""
+            while len(reply) < len(request):
+                reply += conn.recv(4096)
+            assert reply == request
+        in_passing = stack.stats()["counters"]["rounds_in_passing"] - before
+        assert in_passing >= 15, in_passing
+        conn.close()
+    finally:
+        stack.close()
+
+
 CONNECT_AND_WAIT = """
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)

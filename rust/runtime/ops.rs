@@ -45,6 +45,12 @@ pub trait Op {
     fn key(&self) -> Option<Watched> {
         None
     }
+    /// Done, the call has most likely sent a request whose reply its
+    /// caller waits for next (`send`): it takes that reply itself, under a
+    /// lease (see `LiveStack::try_now`).
+    fn awaits_reply(&self) -> bool {
+        false
+    }
 }
 
 /// `listen(port)`; port 0 picks a free ephemeral port from the stack's
@@ -411,6 +417,9 @@ impl Op for Send<'_> {
     type Output = io::Result<usize>;
     fn key(&self) -> Option<Watched> {
         Some(Watched::Tcp(self.handle))
+    }
+    fn awaits_reply(&self) -> bool {
+        true
     }
     fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Self::Output> {
         let Some(c) = stack.tcp_mut().get_mut(self.handle) else {

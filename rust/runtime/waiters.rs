@@ -63,6 +63,11 @@ pub struct Waiters {
 }
 
 impl Waiters {
+    /// No call waits on a socket or on the engine.
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.others.is_empty()
+    }
+
     pub fn add(&mut self, key: Option<Watched>, waiter: &Arc<Waiter>) {
         match key {
             Some(Watched::Tcp(h)) => self.tcp.entry(h).or_default().push(waiter.clone()),
