@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -193,6 +194,33 @@ def test_a_trace_records_every_checksum_finished(lab, peer, tmp_path):
     assert len(ours) > 200, r.stdout[:2000]
     assert [line for line in ours if "incorrect" in line] == []
     assert all("(correct)" in line for line in ours), ours[:5]
+
+
+@linux_lab  # ip link
+def test_a_link_flap_is_lost_frames_not_a_kernel_refusing_bursts(lab, peer, caplog):
+    """While the interface is down the kernel takes no frame at all (ENETDOWN).
+    Those are frames lost, sent again once it is up; not a kernel that refuses
+    our bursts, which would have every later burst cut in user space. The
+    upload arrives whole and nothing says the kernel refused a burst."""
+    caplog.set_level(logging.WARNING, logger="mipfast")
+    size = 4 << 20
+    data = pattern(size)
+    mib = 1 << 20
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        sink = peer(PEER_PY, "sink", "9014")
+        with stack.connect((lab.peer_ip, 9014), timeout=10) as conn:
+            conn.sendall(data[:mib])
+            time.sleep(0.3)  # all acknowledged: the send buffer is empty
+            subprocess.run(["ip", "link", "set", lab.iface, "down"], check=True)
+            try:
+                sent = conn.send(data[mib : 2 * mib])  # queued at once; its bursts fail
+                time.sleep(0.05)
+            finally:
+                subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+            conn.sendall(data[mib + sent :])
+        assert sink.result().split() == [str(size), sha(data)]
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals == []
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["kernel-gso", "frame-by-frame"])

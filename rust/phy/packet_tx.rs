@@ -200,8 +200,7 @@ impl PacketSender {
             if rc < 0 && error.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            let no_room = matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS));
-            if frames[sent].segment_size > 0 && !no_room {
+            if frames[sent].segment_size > 0 && refuses_bursts(error.raw_os_error()) {
                 return (failed, Some(sent));
             }
             // The message at `sent` failed (buffer full, link down): count it, go on.
@@ -212,6 +211,18 @@ impl PacketSender {
     }
 }
 
+/// Whether a burst's failure says the kernel will not cut our bursts, as
+/// opposed to the socket's buffer being full or the link being down or
+/// gone (set down, unplugged, deleted): there the frames are lost and sent
+/// again later, and bursts stay whole (a link flap must not cost every
+/// later burst a cut in user space).
+fn refuses_bursts(errno: Option<i32>) -> bool {
+    !matches!(
+        errno,
+        Some(libc::EAGAIN | libc::ENOBUFS | libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+    )
+}
+
 /// The frames the wire will carry for `frames`, each whole.
 fn cut(frames: &[TxFrame<'_>]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -219,4 +230,27 @@ fn cut(frames: &[TxFrame<'_>]) -> Vec<Vec<u8>> {
         frame.for_each_segment(&mut |f| out.push(f.to_vec()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_turns_bursts_into_frames_cut_here() {
+        assert!(
+            refuses_bursts(Some(libc::EINVAL)),
+            "a header the kernel rejects"
+        );
+        assert!(refuses_bursts(Some(libc::EMSGSIZE)));
+        for errno in [
+            libc::EAGAIN,
+            libc::ENOBUFS,
+            libc::ENETDOWN,
+            libc::ENXIO,
+            libc::ENODEV,
+        ] {
+            assert!(!refuses_bursts(Some(errno)), "errno {errno}");
+        }
+    }
 }
