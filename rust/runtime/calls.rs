@@ -107,7 +107,7 @@ impl LiveStack {
             |s, now| {
                 let done = op.attempt(s, now);
                 if lease && done.is_some() {
-                    shared.start_lease_at(now);
+                    shared.start_client_lease_at(now);
                 }
                 done
             },

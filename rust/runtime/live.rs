@@ -6,7 +6,7 @@
 use super::bridge::{BridgeFate, Bridges};
 use super::handoff::send_handed_off;
 use super::ready_set::{Event, ReadySet, ReadySets};
-use super::wait::{LEASE, LOOK_SLACK, LOOP_LOOK_MAX};
+use super::wait::{LEASE, LOOK_SLACK, LOOP_LOOK_MAX, REST, REST_LOOK};
 use super::waiters::{self, Leader, Pending, Waiters};
 use super::watch::{Watched, Watches};
 use crate::iface::DropReason;
@@ -287,6 +287,9 @@ pub(super) struct Shared {
     /// engine lock behind the call: the call's unlock would then have to
     /// wake it, a cross-core wake-up (15 µs on this VM) in a round trip.
     lease_from: AtomicU64,
+    /// Until when the driver leaves the device to a client's calls (see
+    /// [`REST`]): µs since [`Shared::origin`] (0: not resting).
+    rest_until: AtomicU64,
     /// The driver sleeps out a lease (parked, not on the engine's lock).
     pub(super) driver_parked: AtomicBool,
     /// The driver thread runs.
@@ -320,6 +323,21 @@ impl Shared {
         let from = self.lease_from.load(Ordering::SeqCst).checked_sub(1)?;
         let end = self.origin + std::time::Duration::from_micros(from) + LEASE;
         (now < end).then(|| end - now)
+    }
+
+    /// A client's request went out at the engine's time `now`: a lease, and
+    /// a rest of the driver from the device after it (see [`REST`]).
+    pub(super) fn start_client_lease_at(&self, now: Instant) {
+        self.start_lease_at(now);
+        let until = now.total_micros().max(0) as u64 + REST.as_micros() as u64;
+        self.rest_until.store(until, Ordering::SeqCst);
+    }
+
+    /// What is left at `now` of the driver's rest; `None` once it ran out.
+    pub(super) fn rest_left(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let until = self.rest_until.load(Ordering::SeqCst);
+        let end = self.origin + std::time::Duration::from_micros(until);
+        (until > 0 && now < end).then(|| end - now)
     }
 
     /// For a thread that spins: whether frames wait on the device and
@@ -405,6 +423,7 @@ impl LiveStack {
                 loop_polled: AtomicU64::new(0),
                 handed_off: AtomicBool::new(false),
                 lease_from: AtomicU64::new(0),
+                rest_until: AtomicU64::new(0),
                 driver_parked: AtomicBool::new(false),
                 driving: AtomicBool::new(false),
                 origin,
@@ -814,8 +833,10 @@ fn spin(shared: &Shared) -> io::Result<usize> {
 /// queue on it would have to be woken again by the call's unlock, from the
 /// other core.
 fn step_aside(shared: &Shared) {
+    let now = std::time::Instant::now();
     if !shared.leading.load(Ordering::SeqCst)
-        && shared.lease_left(std::time::Instant::now()).is_none()
+        && shared.lease_left(now).is_none()
+        && shared.rest_left(now).is_none()
     {
         return; // the common case without leaders or leases, without the lock
     }
@@ -827,6 +848,12 @@ fn step_aside(shared: &Shared) {
         let now = std::time::Instant::now();
         if !shared.leading.load(Ordering::SeqCst) {
             let Some(left) = shared.lease_left(now) else {
+                if let Some(left) = shared.rest_left(now) {
+                    if !rest_a_look(shared, left) {
+                        break; // frames, a wake-up or a timer: a round
+                    }
+                    continue;
+                }
                 break;
             };
             shared.driver_parked.store(true, Ordering::SeqCst);
@@ -847,6 +874,32 @@ fn step_aside(shared: &Shared) {
         engine = engine.wait_on(&shared.driver_resume, wait);
         engine.driver_aside = false;
     }
+}
+
+/// One look of a resting driver: true if nothing needs it (no frame waits,
+/// no call woke it, no timer is due), after sleeping until the next look
+/// (a tick), the next timer or the rest's end, whichever comes first.
+fn rest_a_look(shared: &Shared, left: std::time::Duration) -> bool {
+    if shared
+        .look(&shared.wake)
+        .map_or(true, |r| r.contains(&true))
+    {
+        return false;
+    }
+    let timer = Locked::new(&shared.engine).timer_wait();
+    if timer == Some(Duration::ZERO) {
+        return false;
+    }
+    let mut sleep = left.min(REST_LOOK);
+    if let Some(t) = timer {
+        sleep = sleep.min(t.into());
+    }
+    shared.driver_parked.store(true, Ordering::SeqCst);
+    if !shared.leading.load(Ordering::SeqCst) {
+        std::thread::park_timeout(sleep);
+    }
+    shared.driver_parked.store(false, Ordering::SeqCst);
+    true
 }
 
 /// The driver thread: rounds, then sleep on the pcap and wake-up descriptors
@@ -880,6 +933,13 @@ fn drive(shared: &Shared) {
                 log::error!("driver: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
+        }
+        if shared.rest_left(std::time::Instant::now()).is_some() && !by_loop {
+            // Resting: the looks in `step_aside` stand in for the device.
+            if !shared.shut.load(Ordering::SeqCst) {
+                shared.wake.drain();
+            }
+            continue;
         }
         interests.clear();
         if !by_loop {

@@ -23,6 +23,15 @@ const INTERRUPT_SLICE: std::time::Duration = std::time::Duration::from_millis(10
 /// How long a leader that led briefly keeps the driver aside after its
 /// call returns (see [`LiveStack::resign`]).
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_millis(1);
+/// After a client's request (see `LiveStack::try_now`) the driver leaves
+/// the device to the client's calls this long, looking at it every
+/// [`REST_LOOK`] (at the tick, with [`LOOK_SLACK`]) instead of sleeping on
+/// it: the reply to a request made every few milliseconds then wakes no
+/// one (a thread switch on one core, an IPI across two), as a kernel
+/// client's does not. Frames no call asks for wait up to a look meanwhile.
+pub(super) const REST: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often a resting driver looks at the device, timers and wake-ups.
+pub(super) const REST_LOOK: std::time::Duration = LEASE;
 /// How late the driver's look after a lease may come: up to one scheduler
 /// tick (4 ms at the common 250 Hz), so that it rides on the tick's
 /// interrupt. A frame that arrives just as a series of calls ends waits at
