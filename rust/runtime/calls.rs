@@ -84,10 +84,10 @@ impl LiveStack {
             return None; // the blocking path says so
         }
         let mut engine = Locked::try_new(&self.shared.engine)?;
-        // A client's request sent while no one else waits (and no loop,
-        // bridge, listener or UDP socket needs the driver to watch the
-        // device): its caller takes the reply itself, under a lease, as
-        // after a round in passing. It starts before the request leaves: on
+        // A client's request sent while only calls want what the device
+        // brings (no loop either): its caller takes the reply itself, under
+        // a lease, as after a round in passing, and the driver rests from
+        // the device after it (`REST`). It starts before the request leaves: on
         // a veth the peer may answer within our `sendmmsg`, and a driver
         // woken by that answer would otherwise queue on the lock we hold and
         // be woken again to take it (four thread switches a request after a
@@ -96,11 +96,8 @@ impl LiveStack {
         // lease to end (`wrk` with a connection per request fell to 0.4x).
         let lease = op.awaits_reply()
             && engine.leader.is_none()
-            && engine.bridges_idle()
-            && engine.waiters.is_empty()
             && self.shared.loop_pollers.load(Ordering::Relaxed) == 0
-            && engine.stack.tcp().listeners().next().is_none()
-            && engine.stack.udp().is_empty();
+            && engine.serves_only_calls();
         let shared = &self.shared;
         let done = self.act_locked(
             &mut engine,

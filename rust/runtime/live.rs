@@ -244,6 +244,17 @@ impl Engine {
         self.bridges.is_empty()
     }
 
+    /// Only calls want what the device brings: no call waits for the
+    /// driver's rounds, and no bridge, listener or UDP socket takes frames
+    /// no call asked for. A client's request may then leave the device to
+    /// its caller (a lease, and the driver's rest, see `try_now`).
+    pub(super) fn serves_only_calls(&self) -> bool {
+        self.bridges_idle()
+            && self.waiters.is_empty()
+            && self.stack.tcp().listeners().next().is_none()
+            && self.stack.udp().is_empty()
+    }
+
     /// What the driver sleeps on besides the device and its wake-up.
     fn bridge_interests(&self, out: &mut Vec<Interest>) {
         self.bridges.interests(&self.stack, out);
@@ -886,7 +897,16 @@ fn rest_a_look(shared: &Shared, left: std::time::Duration) -> bool {
     {
         return false;
     }
-    let timer = Locked::new(&shared.engine).timer_wait();
+    let timer = {
+        let engine = Locked::new(&shared.engine);
+        if !engine.serves_only_calls() || shared.loop_pollers.load(Ordering::SeqCst) > 0 {
+            // A listener, a socket, a bridge, a loop or a waiting call came:
+            // the device needs the driver again.
+            shared.rest_until.store(0, Ordering::SeqCst);
+            return false;
+        }
+        engine.timer_wait()
+    };
     if timer == Some(Duration::ZERO) {
         return false;
     }
