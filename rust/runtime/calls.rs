@@ -87,13 +87,14 @@ impl LiveStack {
         // A client's request sent while only calls want what the device
         // brings (no loop either): its caller takes the reply itself, under
         // a lease, as after a round in passing, and the driver rests from
-        // the device after it (`REST`). It starts before the request leaves: on
-        // a veth the peer may answer within our `sendmmsg`, and a driver
-        // woken by that answer would otherwise queue on the lock we hold and
-        // be woken again to take it (four thread switches a request after a
-        // pause, where the kernel's client has none). A server's reply must
-        // not start one: new connections and requests would wait for the
-        // lease to end (`wrk` with a connection per request fell to 0.4x).
+        // the device after it (`REST`). The lease starts before the request
+        // leaves: on a veth the peer may answer within our `sendmmsg`, and a
+        // driver woken by that answer would otherwise queue on the lock we
+        // hold and be woken again to take it (four thread switches a request
+        // after a pause, where the kernel's client has none). A server's
+        // reply must not start one: new connections and requests would wait
+        // for the lease to end (`wrk` with a connection per request fell to
+        // 0.4x).
         let lease = op.awaits_reply()
             && engine.leader.is_none()
             && self.shared.loop_pollers.load(Ordering::Relaxed) == 0

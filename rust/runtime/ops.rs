@@ -45,8 +45,8 @@ pub trait Op {
     fn key(&self) -> Option<Watched> {
         None
     }
-    /// Done, the call has most likely sent a request whose reply its
-    /// caller waits for next (`send`): it takes that reply itself, under a
+    /// Once done, the call has likely sent a request whose reply its caller
+    /// reads next (`send`): the caller takes that reply itself, under a
     /// lease (see `LiveStack::try_now`).
     fn awaits_reply(&self) -> bool {
         false

@@ -258,7 +258,7 @@ impl TcpSockets {
     pub fn get_mut(&mut self, h: Handle) -> Option<&mut Connection> {
         self.slot(h)?;
         self.mark(h.index);
-        self.slots[h.index as usize].conn.as_mut()
+        self.get_mut_unmarked(h)
     }
 
     /// The connection, not marked: for a call that gives it nothing to
