@@ -81,6 +81,8 @@ pub struct Stack {
     rng: StdRng,
     /// Bumped on every change of address, so that waiters can notice.
     config_generation: u64,
+    /// The device's count of link returns, as last acted on.
+    link_returns: u64,
 }
 
 impl Stack {
@@ -107,6 +109,7 @@ impl Stack {
             rng: entropy::stream(seed, Purpose::Datagrams),
             dhcp: None,
             config_generation: 0,
+            link_returns: 0,
         };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
@@ -601,9 +604,24 @@ impl Stack {
                 break;
             }
         }
+        let returns = device.link_returns();
+        if returns != self.link_returns {
+            self.link_returns = returns;
+            self.link_returned(now);
+        }
         self.poll_timers(now);
         self.flush(now, device);
         Ok(received)
+    }
+
+    /// The link was down or gone and is back, maybe to another network, or
+    /// to neighbors with new MACs (a peer made again): they are asked for
+    /// again, and a DHCP lease is verified (INIT-REBOOT).
+    pub fn link_returned(&mut self, now: Instant) {
+        self.iface.forget_neighbors();
+        if let Some(client) = self.dhcp.as_mut() {
+            client.link_returned(now);
+        }
     }
 
     /// Hands every queued frame to the device.

@@ -108,10 +108,20 @@ class Lab:
             raise LabError("the lab needs root (it creates a network namespace and a veth pair)")
         self.down()
         _run(["ip", "netns", "add", self.netns])
+        _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        self.link_again()
+        if self.host_access:
+            self._link_host()
+        if self.dhcp:
+            self._start_dnsmasq()
+
+    def link_again(self) -> None:
+        """Makes the veth pair, again after ``ip link del`` (a NIC unplugged and
+        plugged back in): the same names, new interfaces. What runs in the
+        namespace stays."""
         _run(["ip", "link", "add", self.iface, "type", "veth", "peer", "name", self.peer])
         _run(["ip", "link", "set", self.peer, "netns", self.netns])
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.peer_ip}/24", "dev", self.peer])
-        _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         # The lab is IPv4 only: neither end sends IPv6 chatter (MLD reports, router
         # solicitations) at the stack, whose tests count every frame that arrives.
         _run(self.ns("sysctl", "-qw", f"net.ipv6.conf.{self.peer}.disable_ipv6=1"), check=False)
@@ -124,10 +134,6 @@ class Lab:
             # libpcap cannot say so. The Linux path reads the kernel's
             # virtio-net header with each frame and needs nothing of this.
             _run(self.ns("ethtool", "-K", self.peer, "tx", "off"), check=False)
-        if self.host_access:
-            self._link_host()
-        if self.dhcp:
-            self._start_dnsmasq()
 
     def _link_host(self) -> None:
         """A second veth pair from this host into the namespace, which forwards between

@@ -211,6 +211,11 @@ impl Interface {
         self.config.as_ref()
     }
     /// The ARP cache, as `arp -n` lists it.
+    /// The link came back (see `Stack::link_returned`): neighbors are asked for again.
+    pub fn forget_neighbors(&mut self) {
+        self.neighbors.forget_resolved();
+    }
+
     pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor> {
         self.neighbors.entries(now)
     }

@@ -130,6 +130,15 @@ impl NeighborCache {
         self.entries.is_empty()
     }
 
+    /// Forgets every resolved address, as Linux does when a link goes down
+    /// (`neigh_ifdown`): a link that comes back may lead elsewhere, or its
+    /// neighbors may have changed their MACs (a peer made again). Addresses
+    /// still being asked for keep their queued frames.
+    pub fn forget_resolved(&mut self) {
+        self.entries
+            .retain(|e| matches!(e.state, State::Incomplete { .. }));
+    }
+
     /// Records `ip` → `mac`. RFC 826's merge: an existing entry is always
     /// updated; a new one is made only if `create` (the packet was for us).
     /// Frames waiting for `ip` are handed to `release` with their MAC set.
@@ -288,6 +297,22 @@ mod tests {
         assert_eq!(c.lookup(t(0), A), None);
         c.learn(t(0), A, M, true, |_| {});
         assert_eq!(c.lookup(t(0), A), Some(M));
+    }
+
+    #[test]
+    fn a_link_that_returns_forgets_resolved_entries_and_keeps_waiting_frames() {
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        c.learn(t(0), A, M, true, |_| {});
+        assert_eq!(c.enqueue(t(0), b, vec![0u8; 60]), Ok(true));
+        c.forget_resolved();
+        assert_eq!(c.lookup(t(1), A), None, "asked for again");
+        let mut released = 0;
+        c.learn(t(2), b, M, false, |_| released += 1);
+        assert_eq!(
+            released, 1,
+            "the frame waiting for b went out once b answered"
+        );
     }
 
     #[test]

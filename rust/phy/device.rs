@@ -54,6 +54,12 @@ pub trait Device {
     fn burst_capacity(&self) -> usize {
         0
     }
+    /// How many times the link came back after it was down or gone: the
+    /// stack then forgets its neighbors and verifies its lease
+    /// (`Stack::link_returned`).
+    fn link_returns(&self) -> u64 {
+        0
+    }
     /// When the device has work of its own due (frames a fault injector
     /// holds back), so that whoever runs the engine wakes for it.
     fn poll_at(&self) -> Option<Instant> {

@@ -9,7 +9,7 @@ use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
 use super::{whole_frame, Device, FrameSink, RxChecksum};
 use crate::iface::TxFrame;
-use crate::time::Instant;
+use crate::time::{earliest, Instant};
 use crate::wire::checksum::finish_partial;
 use std::io;
 use std::ops::ControlFlow;
@@ -170,11 +170,12 @@ impl<D: Device> Device for Faulty<D> {
             }
         }
     }
+    fn link_returns(&self) -> u64 {
+        self.inner.link_returns()
+    }
     fn poll_at(&self) -> Option<Instant> {
-        match (self.held_rx.next(), self.held_tx.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let held = earliest(self.held_rx.next(), self.held_tx.next());
+        earliest(held, self.inner.poll_at())
     }
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match self.faults {

@@ -9,9 +9,13 @@
 
 use super::device::transmit_each;
 #[cfg(linux_fast_path)]
+use super::link_watch::{is_link_error, LinkProbe, LinkWatch};
+#[cfg(linux_fast_path)]
 use super::packet_ring::{ArrivalPeek, PacketRing};
 #[cfg(linux_fast_path)]
 use super::packet_rx::PacketReceiver;
+#[cfg(linux_fast_path)]
+use super::packet_socket;
 #[cfg(linux_fast_path)]
 use super::packet_tx::PacketSender;
 use super::{Device, FrameSink, RxChecksum};
@@ -116,10 +120,68 @@ impl Receiver {
     }
 }
 
+/// The Linux path: its two sockets, and the watch on their interface's link.
+#[cfg(linux_fast_path)]
+struct PacketPath {
+    rx: Receiver,
+    tx: PacketSender,
+    watch: LinkWatch,
+}
+
+#[cfg(linux_fast_path)]
+impl PacketPath {
+    fn receive(&mut self, name: &str, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
+        let (received, error) = match self.rx.receive(sink) {
+            Ok(0) => (0, None),
+            Ok(n) => {
+                self.watch.frames_came();
+                return Ok(n);
+            }
+            // `recvmmsg` gives the socket's error instead of frames.
+            Err(e) if is_link_error(&e) => (0, Some(e)),
+            Err(e) => return Err(e),
+        };
+        let mut probe = PacketLink {
+            name,
+            rx: &self.rx,
+            tx: &mut self.tx,
+        };
+        self.watch.idle(now, error, &mut probe);
+        Ok(received)
+    }
+}
+
+/// What the link watch asks of the Linux path's sockets.
+#[cfg(linux_fast_path)]
+struct PacketLink<'a> {
+    name: &'a str,
+    rx: &'a Receiver,
+    tx: &'a mut PacketSender,
+}
+
+#[cfg(linux_fast_path)]
+impl LinkProbe for PacketLink<'_> {
+    fn take_error(&mut self) -> Option<io::Error> {
+        packet_socket::take_error(self.rx.fd())
+    }
+    fn index_now(&mut self) -> Option<u32> {
+        packet_socket::index_of(self.name).ok()
+    }
+    fn is_up(&mut self) -> bool {
+        packet_socket::is_up(self.rx.fd(), self.name).unwrap_or(false)
+    }
+    fn bind(&mut self, index: u32) -> io::Result<()> {
+        let fd = self.rx.fd();
+        packet_socket::bind(fd, libc::ETH_P_ALL as u16, index)?;
+        packet_socket::join_promiscuous(fd, index)?;
+        self.tx.bind(self.name, index)
+    }
+}
+
 enum Path {
     /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
     #[cfg(linux_fast_path)]
-    Packet(Receiver, Box<PacketSender>),
+    Packet(Box<PacketPath>),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
     Pcap(Capture<Active>),
 }
@@ -180,10 +242,13 @@ impl LiveDevice {
                 if let Some(filter) = bpf {
                     attach_filter(receiver.fd(), filter)?;
                 }
-                Path::Packet(
-                    receiver,
-                    Box::new(PacketSender::open(name, offload).map_err(map)?),
-                )
+                let sender = PacketSender::open(name, offload).map_err(map)?;
+                let index = packet_socket::index_of(name).map_err(map)?;
+                Path::Packet(Box::new(PacketPath {
+                    rx: receiver,
+                    tx: sender,
+                    watch: LinkWatch::new(name, index, Instant::ZERO),
+                }))
             }
             _ => {
                 let _ = offload; // libpcap sends frame by frame
@@ -212,7 +277,7 @@ impl LiveDevice {
     pub fn fd(&self) -> RawFd {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(rx, _) => rx.fd(),
+            Path::Packet(p) => p.rx.fd(),
             Path::Pcap(capture) => capture.as_raw_fd(),
         }
     }
@@ -221,7 +286,7 @@ impl LiveDevice {
     pub fn arrivals(&self) -> Arrivals {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(rx, _) => rx.arrivals(),
+            Path::Packet(p) => p.rx.arrivals(),
             Path::Pcap(_) => Arrivals::default(),
         }
     }
@@ -230,7 +295,7 @@ impl LiveDevice {
     pub fn losses(&self) -> RxLosses {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(rx, _) => rx.losses(),
+            Path::Packet(p) => p.rx.losses(),
             Path::Pcap(_) => RxLosses::default(),
         }
     }
@@ -356,18 +421,21 @@ fn pcap_receive(capture: &mut Capture<Active>, sink: &mut FrameSink<'_>) -> io::
 }
 
 impl Device for LiveDevice {
-    fn receive(&mut self, _now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
         match &mut self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(rx, _) => rx.receive(sink),
-            Path::Pcap(capture) => pcap_receive(capture, sink),
+            Path::Packet(p) => p.receive(&self.name, now, sink),
+            Path::Pcap(capture) => {
+                let _ = now; // libpcap watches its link itself
+                pcap_receive(capture, sink)
+            }
         }
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
         match &mut self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(_, tx) => tx.send_frame(frame),
+            Path::Packet(p) => p.tx.send_frame(frame),
             Path::Pcap(capture) => capture
                 .sendpacket(frame)
                 .map_err(|e| io::Error::other(format!("pcap_sendpacket: {e}"))),
@@ -379,7 +447,7 @@ impl Device for LiveDevice {
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match &mut self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(_, tx) => tx.send(frames),
+            Path::Packet(p) => p.tx.send(frames),
             Path::Pcap(_) => transmit_each(self, now, frames),
         }
     }
@@ -387,7 +455,7 @@ impl Device for LiveDevice {
     fn drained(&self) -> bool {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(rx, _) => rx.drained(),
+            Path::Packet(p) => p.rx.drained(),
             Path::Pcap(_) => false,
         }
     }
@@ -395,8 +463,25 @@ impl Device for LiveDevice {
     fn burst_capacity(&self) -> usize {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(_, tx) => tx.burst_capacity(),
+            Path::Packet(p) => p.tx.burst_capacity(),
             Path::Pcap(_) => 0,
+        }
+    }
+
+    fn link_returns(&self) -> u64 {
+        match &self.path {
+            #[cfg(linux_fast_path)]
+            Path::Packet(p) => p.watch.returns(),
+            Path::Pcap(_) => 0,
+        }
+    }
+
+    /// A link that is down or gone is looked at now and then (`link_watch.rs`).
+    fn poll_at(&self) -> Option<Instant> {
+        match &self.path {
+            #[cfg(linux_fast_path)]
+            Path::Packet(p) => p.watch.poll_at(),
+            Path::Pcap(_) => None,
         }
     }
 }

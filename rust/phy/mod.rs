@@ -8,6 +8,8 @@ pub mod edge_set;
 pub mod fault;
 pub mod faulty;
 pub mod link;
+#[cfg(linux_fast_path)]
+mod link_watch;
 pub mod live_device;
 #[cfg(linux_fast_path)]
 mod packet_ring;

@@ -22,12 +22,7 @@ pub fn open_with(
     flags: libc::c_int,
     configure: impl FnOnce(&OwnedFd) -> io::Result<()>,
 ) -> io::Result<(OwnedFd, u32)> {
-    let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let index = index_of(name)?;
     // SAFETY: socket takes no pointers; the result is checked.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | flags, 0) };
     if raw < 0 {
@@ -36,6 +31,25 @@ pub fn open_with(
     // SAFETY: `raw` is a descriptor we just opened and own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     configure(&fd)?;
+    bind(fd.as_raw_fd(), protocol, index)?;
+    Ok((fd, index))
+}
+
+/// The index of the interface named `name` now (ENODEV if there is none).
+pub fn index_of(name: &str) -> io::Result<u32> {
+    let c_name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(index)
+}
+
+/// Binds packet socket `fd` to interface `index` for `protocol` (host
+/// order), again if it was bound before: to an interface made again under
+/// its name (`link_watch.rs`).
+pub fn bind(fd: RawFd, protocol: u16, index: u32) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -44,7 +58,7 @@ pub fn open_with(
     // SAFETY: `addr` is a live sockaddr_ll and its size is passed.
     let rc = unsafe {
         libc::bind(
-            fd.as_raw_fd(),
+            fd,
             (&addr as *const libc::sockaddr_ll).cast(),
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
@@ -52,7 +66,28 @@ pub fn open_with(
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((fd, index))
+    Ok(())
+}
+
+/// The socket's pending error, taken: reading it clears it, and with it
+/// the POLLERR that `poll()` reports until then.
+pub fn take_error(fd: RawFd) -> Option<io::Error> {
+    let mut error: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `error` and `len` outlive the call; `len` holds `error`'s size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut error as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Some(io::Error::last_os_error());
+    }
+    (error != 0).then(|| io::Error::from_raw_os_error(error))
 }
 
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
@@ -118,6 +153,18 @@ pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
     }
     // SAFETY: SIOCGIFMTU set the union's `ifru_mtu` member.
     Ok(unsafe { request.ifr_ifru.ifru_mtu }.max(0) as usize)
+}
+
+/// Whether interface `name` is up (`IFF_UP`), asked through `fd`.
+pub fn is_up(fd: RawFd, name: &str) -> io::Result<bool> {
+    let mut request = interface_request(name)?;
+    // SAFETY: SIOCGIFFLAGS fills the live `request`, whose size the kernel knows.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS set the union's `ifru_flags` member.
+    Ok(unsafe { request.ifr_ifru.ifru_flags } as libc::c_int & libc::IFF_UP != 0)
 }
 
 /// `ETHTOOL_GTSO` (include/uapi/linux/ethtool.h): is TCP segmentation offload on?

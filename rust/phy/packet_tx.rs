@@ -70,6 +70,15 @@ impl PacketSender {
         })
     }
 
+    /// Sends on interface `index` from now on: one made again under `name`
+    /// (`link_watch.rs`), which is asked again whether it cuts bursts itself.
+    pub fn bind(&mut self, name: &str, index: u32) -> io::Result<()> {
+        packet_socket::bind(self.fd.as_raw_fd(), 0, index)?;
+        self.linear_bursts =
+            self.vnet && device_segments_tcp(self.fd.as_raw_fd(), name).unwrap_or(false);
+        Ok(())
+    }
+
     /// The largest TCP burst the kernel cuts for us; 0 without offload.
     pub fn burst_capacity(&self) -> usize {
         if self.vnet {

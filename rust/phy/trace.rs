@@ -156,6 +156,9 @@ impl<D: Device> Device for Traced<D> {
     fn burst_capacity(&self) -> usize {
         self.inner.burst_capacity()
     }
+    fn link_returns(&self) -> u64 {
+        self.inner.link_returns()
+    }
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()
     }

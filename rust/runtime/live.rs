@@ -936,6 +936,8 @@ fn drive(shared: &Shared) {
     // must not cost a thousand wake-ups a second), back to every lease
     // as soon as it does.
     let mut look_every = LEASE;
+    // The error the last round failed with.
+    let mut failing: Option<String> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         step_aside(shared);
         let by_loop = shared.loop_pollers.load(Ordering::SeqCst) > 0
@@ -949,9 +951,18 @@ fn drive(shared: &Shared) {
             };
         }
         if !by_loop || help {
-            if let Err(e) = round(shared) {
-                log::error!("driver: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
+            match round(shared) {
+                Ok(_) => failing = None,
+                Err(e) => {
+                    // Said once: a device that stays broken (libpcap's, once
+                    // its interface is deleted) fails every round alike.
+                    let text = e.to_string();
+                    if failing.as_ref() != Some(&text) {
+                        log::error!("driver: {text}");
+                    }
+                    failing = Some(text);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
             }
         }
         if shared.rest_left(std::time::Instant::now()).is_some() && !by_loop {

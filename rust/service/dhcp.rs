@@ -78,6 +78,9 @@ pub enum Phase {
     Bound,
     Renewing,
     Rebinding,
+    /// Back on a link that was away, asking whether the lease still holds
+    /// there (RFC 2131 §3.2, INIT-REBOOT).
+    Rebooting,
 }
 
 impl Phase {
@@ -89,6 +92,7 @@ impl Phase {
             Phase::Bound => "bound",
             Phase::Renewing => "renewing",
             Phase::Rebinding => "rebinding",
+            Phase::Rebooting => "rebooting",
         }
     }
 }
@@ -152,6 +156,21 @@ impl DhcpClient {
         self.phase = Phase::Selecting;
         self.begin_exchange(now);
         self.offer = None;
+    }
+
+    /// The link was down or gone and is back: it may lead to another network.
+    /// A lease is verified there at once (RFC 2131 §3.2: a REQUEST broadcast
+    /// with the address, no server identifier, answered by an ACK or a NAK
+    /// where it is wrong); without one, discovery starts over now instead of
+    /// at its backed-off retransmission.
+    pub fn link_returned(&mut self, now: Instant) {
+        if self.lease.is_some() {
+            log::info!("DHCP: the link is back; verifying the lease");
+            self.phase = Phase::Rebooting;
+            self.begin_exchange(now);
+        } else {
+            self.restart(now);
+        }
     }
 
     fn begin_exchange(&mut self, now: Instant) {
@@ -232,6 +251,26 @@ impl DhcpClient {
                     self.send_discover(now, &mut actions);
                 }
             },
+            Phase::Rebooting => {
+                match &self.lease {
+                    Some(lease) if self.attempts < self.config.max_request_attempts => {
+                        let mut msg = self.message(MessageType::Request, now);
+                        msg.requested_ip = Some(lease.config.cidr.address);
+                        actions.push(Action::Send(self.broadcast(msg)));
+                        self.attempts += 1;
+                        self.schedule_retransmit(now);
+                    }
+                    // RFC 2131 §3.2 step 5: no answer, so the lease stands.
+                    Some(_) => {
+                        log::info!("DHCP: no server answered on the link that came back; keeping the lease");
+                        self.phase = Phase::Bound;
+                    }
+                    None => {
+                        self.restart(now);
+                        self.send_discover(now, &mut actions);
+                    }
+                }
+            }
             Phase::Renewing | Phase::Rebinding => {
                 let Some(lease) = self.lease.clone() else {
                     self.restart(now);
@@ -334,14 +373,17 @@ impl DhcpClient {
                 }
                 self.bind(now, msg, offer.server)
             }
-            (Phase::Renewing | Phase::Rebinding, MessageType::Ack) => {
+            (Phase::Renewing | Phase::Rebinding | Phase::Rebooting, MessageType::Ack) => {
                 let server = msg
                     .server_id
                     .or(self.lease.as_ref().map(|l| l.server))
                     .ok_or(Ignored)?;
                 self.bind(now, msg, server)
             }
-            (Phase::Requesting | Phase::Renewing | Phase::Rebinding, MessageType::Nak) => {
+            (
+                Phase::Requesting | Phase::Renewing | Phase::Rebinding | Phase::Rebooting,
+                MessageType::Nak,
+            ) => {
                 if self.phase == Phase::Requesting
                     && msg
                         .server_id

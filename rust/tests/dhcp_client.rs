@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::{pair, LinkEnd};
-use mipfast::phy::Device;
+use mipfast::phy::{Device, FrameSink};
 use mipfast::service::dhcp::Phase;
 use mipfast::stack::{Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
@@ -133,10 +133,29 @@ impl Server {
     }
 }
 
+/// The stack's end of the link, and how many times the link came back
+/// (a cable plugged in again), which a test sets.
+struct Plug {
+    end: LinkEnd,
+    returns: u64,
+}
+
+impl Device for Plug {
+    fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> std::io::Result<usize> {
+        self.end.receive(now, sink)
+    }
+    fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.end.transmit(now, frame)
+    }
+    fn link_returns(&self) -> u64 {
+        self.returns
+    }
+}
+
 struct Sim {
     now: Instant,
     stack: Stack,
-    dev: LinkEnd,
+    dev: Plug,
     server: Server,
 }
 
@@ -148,7 +167,10 @@ impl Sim {
         Sim {
             now,
             stack,
-            dev,
+            dev: Plug {
+                end: dev,
+                returns: 0,
+            },
             server: Server::new(server_end),
         }
     }
@@ -160,7 +182,7 @@ impl Sim {
             self.server.poll(self.now);
             let next = [
                 self.stack.poll_at(),
-                self.dev.next_arrival(),
+                self.dev.end.next_arrival(),
                 self.server.link.next_arrival(),
             ]
             .into_iter()
@@ -340,6 +362,86 @@ fn nak_while_renewing_removes_the_address() {
 }
 
 #[test]
+fn a_link_that_comes_back_has_its_lease_verified_at_once() {
+    let mut sim = Sim::new();
+    sim.run_until(secs(10.0));
+    assert_eq!(sim.ip(), Some(OFFERED));
+    sim.dev.returns = 1;
+    sim.run_until(secs(10.05));
+    // RFC 2131 §4.3.2, INIT-REBOOT: broadcast, the address asked for, no
+    // ciaddr (nor a server identifier, which the server's ACK shows it needed not).
+    let verify = sim.server.seen[2];
+    assert_eq!(
+        (verify.1, verify.2, verify.3, verify.4),
+        (
+            MessageType::Request,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::UNSPECIFIED
+        )
+    );
+    assert_eq!(sim.stack.dhcp_phase(), Some(Phase::Bound));
+    assert_eq!(
+        sim.stack.dhcp_lease().unwrap().expires_at.total_micros() / 1_000_000,
+        130,
+        "the ACK started a fresh lease"
+    );
+    assert_eq!(sim.stack.config_generation(), 1, "the same address");
+}
+
+#[test]
+fn a_link_that_comes_back_elsewhere_is_told_so_and_rediscovers() {
+    let mut sim = Sim::new();
+    sim.run_until(secs(10.0));
+    sim.server.nak_next_request = true;
+    sim.server.offer = Ipv4Addr::new(10, 77, 0, 150);
+    sim.dev.returns = 1;
+    sim.run_until(secs(10.5));
+    assert_eq!(sim.ip(), Some(Ipv4Addr::new(10, 77, 0, 150)));
+    assert_eq!(
+        sim.types()[2..],
+        [
+            MessageType::Request,
+            MessageType::Discover,
+            MessageType::Request
+        ]
+    );
+}
+
+#[test]
+fn a_link_that_comes_back_without_a_server_keeps_its_lease() {
+    let mut sim = Sim::new();
+    sim.server.lease_secs = 3600;
+    sim.run_until(secs(10.0));
+    sim.server.silent = true;
+    sim.dev.returns = 1;
+    sim.run_until(secs(50.0));
+    assert_eq!(sim.stack.dhcp_phase(), Some(Phase::Rebooting));
+    assert_eq!(
+        sim.ip(),
+        Some(OFFERED),
+        "the address stays in use meanwhile"
+    );
+    sim.run_until(secs(100.0));
+    let verifies = sim.types()[2..].to_vec();
+    assert_eq!(
+        verifies,
+        vec![MessageType::Request; 4],
+        "tried, with backoff"
+    );
+    assert_eq!(sim.stack.dhcp_phase(), Some(Phase::Bound));
+    assert_eq!(sim.ip(), Some(OFFERED));
+    // Then the lease runs its course as before: renewal at T1.
+    sim.server.silent = false;
+    sim.run_until(secs(1801.0));
+    assert_eq!(
+        sim.server.seen.last().unwrap().3,
+        PEER_IP,
+        "unicast renewal"
+    );
+}
+
+#[test]
 fn replies_for_others_are_ignored_and_counted() {
     let mut sim = Sim::new();
     let mut r = Repr::new(
@@ -396,7 +498,10 @@ fn lease_obtained_over_a_lossy_reordering_link() {
         let mut sim = Sim {
             now: Instant::ZERO,
             stack,
-            dev,
+            dev: Plug {
+                end: dev,
+                returns: 0,
+            },
             server,
         };
         // Backoff reaches 64 s; 30 % loss each way may need a few rounds.
@@ -408,7 +513,7 @@ fn lease_obtained_over_a_lossy_reordering_link() {
             sim.server.seen,
             sim.stack.counters()
         );
-        for end in [&sim.dev, &sim.server.link] {
+        for end in [&sim.dev.end, &sim.server.link] {
             lost += end.fault_stats().lost;
             corrupted += end.fault_stats().corrupted;
         }

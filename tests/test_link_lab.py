@@ -1,0 +1,126 @@
+"""The link under the stack: taken down and up again, or deleted and made again
+under its name (a cable pulled, a USB adapter plugged back in). Connections keep
+their state meanwhile; nothing spins."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEVICE, STACK_CIDR, Peer
+from helpers import linux_lab
+from peer import pattern
+
+import mipfast
+from mipfast._lab import Lab
+
+PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread (the stack's driver among them)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def busy_for(seconds: float) -> float:
+    """The CPU time this process used while it waited `seconds`."""
+    before = cpu_seconds()
+    time.sleep(seconds)
+    return cpu_seconds() - before
+
+
+def peer_mac(stack: mipfast.Stack, ip: str) -> str | None:
+    """The MAC the stack's ARP table holds for `ip`."""
+    return next((e["mac"] for e in stack.arp_table() if e["ip"] == ip), None)
+
+
+def lab_peer_mac(lab: Lab) -> str:
+    """The MAC of the lab's peer interface, as the kernel has it."""
+    out = lab.run("cat", f"/sys/class/net/{lab.peer}/address").stdout
+    return out.strip()
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_a_link_taken_down_waits_without_spinning_and_carries_on(lab, peer, caplog):
+    """Linux marks a packet socket with ENETDOWN when its link goes down, and
+    poll() reports it ready until that error is taken: a stack that only reads
+    its ring spun on it at 100% CPU, even after the link came back. The upload
+    across the outage arrives whole."""
+    caplog.set_level(logging.INFO, logger="mipfast")
+    size = 2 << 20
+    data = pattern(size)
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        sink = peer(PEER_PY, "sink", "9015")
+        with stack.connect((lab.peer_ip, 9015), timeout=10) as conn:
+            conn.sendall(data[: size // 2])
+            subprocess.run(["ip", "link", "set", lab.iface, "down"], check=True)
+            try:
+                time.sleep(0.1)
+                down = busy_for(1.0)
+            finally:
+                subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+            conn.sendall(data[size // 2 :])
+            after = busy_for(0.5)
+        assert sink.result().split() == [str(size), sha(data)]
+    assert down < 0.4, f"{down:.2f} CPU-seconds in 1 s with the link down: something spins"
+    assert after < 0.3, f"{after:.2f} CPU-seconds in 0.5 s idle after the link came back"
+    if DEVICE == "auto":
+        said = messages(caplog)
+        assert any("the link is down" in m for m in said), said
+        assert any("the link is up" in m for m in said), said
+
+
+@linux_lab  # the pair is made again inside the lab's namespace
+def test_an_interface_deleted_and_made_again_under_its_name():
+    """The stack's interface is deleted mid-upload and a new one made under its
+    name, its peer back in the namespace where the receiving process kept its
+    socket. The stack binds to the new interface, asks for its neighbors again
+    (the new peer has another MAC), and the upload arrives whole. libpcap's
+    handle cannot be bound again: calls that run the device fail with its error."""
+    tag = os.getpid() % 100000
+    lab = Lab(
+        netns=f"mft-link-{tag}",
+        iface=f"mfl{tag}a",
+        peer=f"mfl{tag}b",
+        dhcp=False,
+        offloads=DEVICE != "pcap",
+    )
+    size = 4 << 20
+    data = pattern(size)
+    with lab:
+        sink = Peer(lab, PEER_PY, "sink", "9016")
+        try:
+            with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+                conn = stack.connect((lab.peer_ip, 9016), timeout=10)
+                conn.sendall(data[: size // 2])
+                subprocess.run(["ip", "link", "del", lab.iface], check=True)
+                time.sleep(0.1)
+                gone = busy_for(1.0)
+                assert gone < 0.4, f"{gone:.2f} CPU-seconds in 1 s with the interface gone"
+                if DEVICE == "pcap":
+                    with pytest.raises(OSError, match="disappeared"):
+                        stack.ping(lab.peer_ip, count=1, timeout=1)
+                    return
+                lab.link_again()
+                conn.sendall(data[size // 2 :])
+                conn.close()
+                # Well within the minute the old neighbor entry would have
+                # stayed valid for, had it not been forgotten.
+                assert sink.result(timeout=30).split() == [str(size), sha(data)]
+                assert peer_mac(stack, lab.peer_ip) == lab_peer_mac(lab)
+        finally:
+            sink.stop()
