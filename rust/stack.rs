@@ -6,7 +6,7 @@ use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Payload, RxChecksum,
     TcpDelivery, Text, TextRef, UdpDelivery, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
 };
-use crate::phy::Device;
+use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
 use crate::service::dns::{Lookup, QueryId, Received, Resolver, ResolverConfig};
 use crate::service::ping::{self, Pinger, ProbeId};
@@ -81,8 +81,8 @@ pub struct Stack {
     rng: StdRng,
     /// Bumped on every change of address, so that waiters can notice.
     config_generation: u64,
-    /// The device's count of link returns, as last acted on.
-    link_returns: u64,
+    /// The device's link, as last seen.
+    link: Link,
 }
 
 impl Stack {
@@ -109,7 +109,7 @@ impl Stack {
             rng: entropy::stream(seed, Purpose::Datagrams),
             dhcp: None,
             config_generation: 0,
-            link_returns: 0,
+            link: Link::default(),
         };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
@@ -596,7 +596,8 @@ impl Stack {
                 } else {
                     ControlFlow::Continue(())
                 }
-            })?;
+            });
+            let n = n.inspect_err(|_| self.observe_link(now, device))?;
             received += n;
             self.dispatch(now);
             self.flush(now, device);
@@ -604,14 +605,25 @@ impl Stack {
                 break;
             }
         }
-        let returns = device.link_returns();
-        if returns != self.link_returns {
-            self.link_returns = returns;
-            self.link_returned(now);
-        }
+        self.observe_link(now, device);
         self.poll_timers(now);
         self.flush(now, device);
         Ok(received)
+    }
+
+    /// Takes in what the device knows of its link.
+    fn observe_link(&mut self, now: Instant, device: &dyn Device) {
+        let link = device.link();
+        let returned = link.returns != self.link.returns;
+        self.link = link;
+        if returned {
+            self.link_returned(now);
+        }
+    }
+
+    /// The device's link, as the last poll saw it.
+    pub fn link(&self) -> LinkState {
+        self.link.state
     }
 
     /// The link was down or gone and is back, maybe to another network, or

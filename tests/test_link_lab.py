@@ -71,14 +71,17 @@ def test_a_link_taken_down_waits_without_spinning_and_carries_on(lab, peer, capl
             try:
                 time.sleep(0.1)
                 down = busy_for(1.0)
+                link_while_down = stack.stats()["link"]
             finally:
                 subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
             conn.sendall(data[size // 2 :])
             after = busy_for(0.5)
+            link_after = stack.stats()["link"]
         assert sink.result().split() == [str(size), sha(data)]
     assert down < 0.4, f"{down:.2f} CPU-seconds in 1 s with the link down: something spins"
     assert after < 0.3, f"{after:.2f} CPU-seconds in 0.5 s idle after the link came back"
     if DEVICE == "auto":
+        assert (link_while_down, link_after) == ("down", "up")
         said = messages(caplog)
         assert any("the link is down" in m for m in said), said
         assert any("the link is up" in m for m in said), said
@@ -111,6 +114,7 @@ def test_an_interface_deleted_and_made_again_under_its_name():
                 time.sleep(0.1)
                 gone = busy_for(1.0)
                 assert gone < 0.4, f"{gone:.2f} CPU-seconds in 1 s with the interface gone"
+                assert stack.stats()["link"] == "gone"
                 if DEVICE == "pcap":
                     with pytest.raises(OSError, match="disappeared"):
                         stack.ping(lab.peer_ip, count=1, timeout=1)
@@ -122,5 +126,6 @@ def test_an_interface_deleted_and_made_again_under_its_name():
                 # stayed valid for, had it not been forgotten.
                 assert sink.result(timeout=30).split() == [str(size), sha(data)]
                 assert peer_mac(stack, lab.peer_ip) == lab_peer_mac(lab)
+                assert stack.stats()["link"] == "up"
         finally:
             sink.stop()

@@ -35,6 +35,7 @@ class Stats(TypedDict):
     dns: list[str]
     dhcp: str  # "static", or the DHCP client's state: "selecting", "requesting", "bound", …
     lease_left: float | None
+    link: str  # "up"; "down" (taken down, or unplugged) or "gone" (deleted): connections wait for it
     uptime: float
     counters: Counters
     drops: dict[str, int]  # frames dropped, by reason

@@ -29,6 +29,38 @@ pub fn whole_frame<R>(frame: &[u8], held: Held<'_>, take: impl FnOnce(&[u8]) -> 
     }
 }
 
+/// The link under a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    #[default]
+    Up,
+    /// Taken down: no frame comes or goes until it is up again.
+    Down,
+    /// Deleted: the device waits for an interface of its name.
+    Gone,
+}
+
+impl LinkState {
+    /// As `stack.stats()["link"]` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Gone => "gone",
+        }
+    }
+}
+
+/// What a device knows of its link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    pub state: LinkState,
+    /// How many times it came back after it was down or gone: the stack
+    /// then forgets its neighbors and verifies its lease
+    /// (`Stack::link_returned`).
+    pub returns: u64,
+}
+
 /// A link that moves whole Ethernet frames.
 pub trait Device {
     /// Hands every frame available now to `sink`, until it says stop,
@@ -54,11 +86,9 @@ pub trait Device {
     fn burst_capacity(&self) -> usize {
         0
     }
-    /// How many times the link came back after it was down or gone: the
-    /// stack then forgets its neighbors and verifies its lease
-    /// (`Stack::link_returned`).
-    fn link_returns(&self) -> u64 {
-        0
+    /// The link under the device as it last saw it (`link_watch.rs`).
+    fn link(&self) -> Link {
+        Link::default()
     }
     /// When the device has work of its own due (frames a fault injector
     /// holds back), so that whoever runs the engine wakes for it.

@@ -7,7 +7,7 @@
 
 use super::device::transmit_each;
 use super::fault::{FaultConfig, FaultInjector, FaultStats};
-use super::{whole_frame, Device, FrameSink, RxChecksum};
+use super::{whole_frame, Device, FrameSink, Link, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::{earliest, Instant};
 use crate::wire::checksum::finish_partial;
@@ -170,8 +170,8 @@ impl<D: Device> Device for Faulty<D> {
             }
         }
     }
-    fn link_returns(&self) -> u64 {
-        self.inner.link_returns()
+    fn link(&self) -> Link {
+        self.inner.link()
     }
     fn poll_at(&self) -> Option<Instant> {
         let held = earliest(self.held_rx.next(), self.held_tx.next());

@@ -14,6 +14,7 @@
 //! [`LinkWatch`] is the policy, over simulated time; [`LinkProbe`] is what
 //! it asks of the OS (`live_device.rs`).
 
+use super::{Link, LinkState};
 use crate::time::{Duration, Instant};
 use std::io;
 
@@ -27,16 +28,6 @@ pub trait LinkProbe {
     fn is_up(&mut self) -> bool;
     /// Binds the device's sockets to interface `index`.
     fn bind(&mut self, index: u32) -> io::Result<()>;
-}
-
-/// The link as the watch last saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    Up,
-    /// Taken down: no frame comes or goes until it is up again.
-    Down,
-    /// Deleted: the device waits for an interface of its name.
-    Gone,
 }
 
 /// While the link is up, how often at most a receive that found nothing
@@ -82,14 +73,12 @@ impl LinkWatch {
         }
     }
 
-    #[cfg(test)]
-    pub fn state(&self) -> LinkState {
-        self.state
-    }
-
-    /// How many times the link came back after it was down or gone.
-    pub fn returns(&self) -> u64 {
-        self.returns
+    /// The link as last seen, and how many times it came back.
+    pub fn link(&self) -> Link {
+        Link {
+            state: self.state,
+            returns: self.returns,
+        }
     }
 
     /// When the device wants to look at a link that is away.
@@ -244,7 +233,7 @@ mod tests {
         assert_eq!(os.errors_taken, 1, "a look within UP_LOOK asks nothing");
         watch.idle(at(10), None, &mut os);
         assert_eq!(os.errors_taken, 2);
-        assert_eq!(watch.state(), LinkState::Up);
+        assert_eq!(watch.link().state, LinkState::Up);
         assert_eq!(watch.poll_at(), None, "an up link asks for no wake-up");
     }
 
@@ -255,17 +244,20 @@ mod tests {
         os.error = Some(libc::ENETDOWN);
         os.up = false;
         watch.idle(at(20), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Down);
+        assert_eq!(watch.link().state, LinkState::Down);
         assert_eq!(
             os.error, None,
             "the error is taken, so poll() stops reporting it"
         );
         assert_eq!(watch.poll_at(), Some(at(20) + AWAY_LOOK));
         watch.idle(at(20) + AWAY_LOOK, None, &mut os);
-        assert_eq!(watch.state(), LinkState::Down);
+        assert_eq!(watch.link().state, LinkState::Down);
         os.up = true;
         watch.idle(at(20) + AWAY_LOOK + AWAY_LOOK, None, &mut os);
-        assert_eq!((watch.state(), watch.returns()), (LinkState::Up, 1));
+        assert_eq!(
+            (watch.link().state, watch.link().returns),
+            (LinkState::Up, 1)
+        );
         assert!(
             os.bound.is_empty(),
             "the kernel binds again on its own when it comes up"
@@ -282,14 +274,21 @@ mod tests {
             &mut os,
         );
         assert_eq!(
-            watch.state(),
+            watch.link().state,
             LinkState::Down,
             "an error from a receive counts at once"
         );
         watch.frames_came();
-        assert_eq!((watch.state(), watch.returns()), (LinkState::Up, 1));
+        assert_eq!(
+            (watch.link().state, watch.link().returns),
+            (LinkState::Up, 1)
+        );
         watch.frames_came();
-        assert_eq!(watch.returns(), 1, "frames on an up link are no return");
+        assert_eq!(
+            watch.link().returns,
+            1,
+            "frames on an up link are no return"
+        );
     }
 
     #[test]
@@ -299,26 +298,29 @@ mod tests {
         os.error = Some(libc::ENETDOWN);
         os.index = None;
         watch.idle(at(0), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Gone);
+        assert_eq!(watch.link().state, LinkState::Gone);
         watch.idle(at(100), None, &mut os);
         assert_eq!(os.errors_taken, 1, "not looked at before AWAY_LOOK");
         os.index = Some(7);
         os.bind_fails = true;
         watch.idle(looks(1), None, &mut os);
         assert_eq!(
-            watch.state(),
+            watch.link().state,
             LinkState::Gone,
             "a bind that fails is tried again"
         );
         os.bind_fails = false;
         watch.idle(looks(2), None, &mut os);
         assert_eq!(os.bound, vec![7]);
-        assert_eq!((watch.state(), watch.returns()), (LinkState::Up, 1));
+        assert_eq!(
+            (watch.link().state, watch.link().returns),
+            (LinkState::Up, 1)
+        );
         // The new index is the one watched from now on.
         os.error = Some(libc::ENETDOWN);
         os.up = false;
         watch.idle(looks(3), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Down);
+        assert_eq!(watch.link().state, LinkState::Down);
     }
 
     #[test]
@@ -328,26 +330,26 @@ mod tests {
         os.error = Some(libc::ENETDOWN);
         os.up = false;
         watch.idle(at(0), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Down);
+        assert_eq!(watch.link().state, LinkState::Down);
         // Deleted and made again (down) between two looks: another index.
         os.index = Some(4);
         watch.idle(looks(1), None, &mut os);
         assert_eq!(
-            (watch.state(), os.bound.as_slice()),
+            (watch.link().state, os.bound.as_slice()),
             (LinkState::Down, &[4][..])
         );
         os.up = true;
         watch.idle(looks(2), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Up);
+        assert_eq!(watch.link().state, LinkState::Up);
         // Made again before the first look: bound at once.
         os.error = Some(libc::ENETDOWN);
         os.index = Some(5);
         watch.idle(looks(3), None, &mut os);
         assert_eq!(
-            (watch.state(), os.bound.as_slice()),
+            (watch.link().state, os.bound.as_slice()),
             (LinkState::Up, &[4, 5][..])
         );
-        assert_eq!(watch.returns(), 2);
+        assert_eq!(watch.link().returns, 2);
     }
 
     #[test]
@@ -356,7 +358,7 @@ mod tests {
         let mut watch = LinkWatch::new("eth9", 3, at(0));
         os.error = Some(libc::ENOBUFS);
         watch.idle(at(0), None, &mut os);
-        assert_eq!(watch.state(), LinkState::Up);
+        assert_eq!(watch.link().state, LinkState::Up);
         assert!(is_link_error(&io::Error::from_raw_os_error(libc::ENXIO)));
         assert!(!is_link_error(&io::Error::from_raw_os_error(libc::EAGAIN)));
     }

@@ -18,7 +18,7 @@ use super::packet_rx::PacketReceiver;
 use super::packet_socket;
 #[cfg(linux_fast_path)]
 use super::packet_tx::PacketSender;
-use super::{Device, FrameSink, RxChecksum};
+use super::{Device, FrameSink, Link, LinkState, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use pcap::{Active, Capture, Direction};
@@ -182,8 +182,9 @@ enum Path {
     /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
     #[cfg(linux_fast_path)]
     Packet(Box<PacketPath>),
-    /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time.
-    Pcap(Capture<Active>),
+    /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time;
+    /// `gone` once its interface was deleted (the handle then only fails).
+    Pcap(Capture<Active>, bool),
 }
 
 /// Whether frames wait on the device, answered without a system call where
@@ -252,7 +253,7 @@ impl LiveDevice {
             }
             _ => {
                 let _ = offload; // libpcap sends frame by frame
-                Path::Pcap(open_pcap(name, bpf)?)
+                Path::Pcap(open_pcap(name, bpf)?, false)
             }
         };
         Ok(LiveDevice {
@@ -269,7 +270,7 @@ impl LiveDevice {
         match self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(..) => DeviceKind::Auto,
-            Path::Pcap(_) => DeviceKind::Pcap,
+            Path::Pcap(..) => DeviceKind::Pcap,
         }
     }
 
@@ -278,7 +279,7 @@ impl LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.rx.fd(),
-            Path::Pcap(capture) => capture.as_raw_fd(),
+            Path::Pcap(capture, _) => capture.as_raw_fd(),
         }
     }
 
@@ -287,7 +288,7 @@ impl LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.rx.arrivals(),
-            Path::Pcap(_) => Arrivals::default(),
+            Path::Pcap(..) => Arrivals::default(),
         }
     }
 
@@ -296,7 +297,7 @@ impl LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.rx.losses(),
-            Path::Pcap(_) => RxLosses::default(),
+            Path::Pcap(..) => RxLosses::default(),
         }
     }
 }
@@ -407,6 +408,16 @@ fn open_error(name: &str, e: pcap::Error) -> io::Error {
     }
 }
 
+/// Whether an interface named `name` exists (libpcap's handle fails alike
+/// for an interface deleted and for other errors).
+fn interface_exists(name: &str) -> bool {
+    let Ok(c_name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(c_name.as_ptr()) != 0 }
+}
+
 /// Every frame libpcap has now, checksums unverified (libpcap cannot say).
 fn pcap_receive(capture: &mut Capture<Active>, sink: &mut FrameSink<'_>) -> io::Result<usize> {
     // libpcap's buffer is read already: every frame in it goes on.
@@ -425,9 +436,13 @@ impl Device for LiveDevice {
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.receive(&self.name, now, sink),
-            Path::Pcap(capture) => {
-                let _ = now; // libpcap watches its link itself
-                pcap_receive(capture, sink)
+            Path::Pcap(capture, gone) => {
+                let _ = now; // libpcap takes the socket's errors itself
+                let received = pcap_receive(capture, sink);
+                if received.is_err() && !*gone {
+                    *gone = !interface_exists(&self.name);
+                }
+                received
             }
         }
     }
@@ -436,7 +451,7 @@ impl Device for LiveDevice {
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.tx.send_frame(frame),
-            Path::Pcap(capture) => capture
+            Path::Pcap(capture, _) => capture
                 .sendpacket(frame)
                 .map_err(|e| io::Error::other(format!("pcap_sendpacket: {e}"))),
         }
@@ -448,7 +463,7 @@ impl Device for LiveDevice {
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.tx.send(frames),
-            Path::Pcap(_) => transmit_each(self, now, frames),
+            Path::Pcap(..) => transmit_each(self, now, frames),
         }
     }
 
@@ -456,7 +471,7 @@ impl Device for LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.rx.drained(),
-            Path::Pcap(_) => false,
+            Path::Pcap(..) => false,
         }
     }
 
@@ -464,15 +479,22 @@ impl Device for LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.tx.burst_capacity(),
-            Path::Pcap(_) => 0,
+            Path::Pcap(..) => 0,
         }
     }
 
-    fn link_returns(&self) -> u64 {
+    fn link(&self) -> Link {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.watch.returns(),
-            Path::Pcap(_) => 0,
+            Path::Packet(p) => p.watch.link(),
+            Path::Pcap(_, gone) => Link {
+                state: if *gone {
+                    LinkState::Gone
+                } else {
+                    LinkState::Up
+                },
+                returns: 0,
+            },
         }
     }
 
@@ -481,7 +503,7 @@ impl Device for LiveDevice {
         match &self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.watch.poll_at(),
-            Path::Pcap(_) => None,
+            Path::Pcap(..) => None,
         }
     }
 }

@@ -32,4 +32,4 @@ mod vnet;
 pub mod wake;
 
 pub use crate::iface::RxChecksum;
-pub use device::{whole_frame, Device, FrameSink};
+pub use device::{whole_frame, Device, FrameSink, Link, LinkState};

@@ -2,7 +2,7 @@
 //! tcpdump and Wireshark open.
 
 use super::capture::CaptureRing;
-use super::{whole_frame, Device, FrameSink, RxChecksum};
+use super::{whole_frame, Device, FrameSink, Link, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
 use crate::wire::checksum::finish_partial;
@@ -156,8 +156,8 @@ impl<D: Device> Device for Traced<D> {
     fn burst_capacity(&self) -> usize {
         self.inner.burst_capacity()
     }
-    fn link_returns(&self) -> u64 {
-        self.inner.link_returns()
+    fn link(&self) -> Link {
+        self.inner.link()
     }
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()

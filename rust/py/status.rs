@@ -35,6 +35,7 @@ pub fn summary<'py>(py: Python<'py>, s: Summary, uptime: Duration) -> PyResult<B
     let dns: Vec<String> = s.dns.iter().map(|a| a.to_string()).collect();
     d.set_item("dns", dns)?;
     d.set_item("dhcp", s.dhcp)?;
+    d.set_item("link", s.link)?;
     d.set_item("lease_left", s.lease_left.map(seconds))?;
     d.set_item("uptime", seconds(uptime))?;
     let counters = PyDict::new(py);

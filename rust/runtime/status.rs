@@ -18,6 +18,8 @@ pub struct Summary {
     pub dns: Vec<Ipv4Addr>,
     /// "static", or the DHCP client's phase ("selecting", "bound", …).
     pub dhcp: &'static str,
+    /// "up", "down" or "gone" (see `phy/link_watch.rs`).
+    pub link: &'static str,
     /// Time left on the DHCP lease.
     pub lease_left: Option<Duration>,
     /// Every counter by name (frames and bytes each way, `drop_<reason>`).
@@ -82,6 +84,7 @@ pub fn summary(stack: &Stack, now: Instant) -> Summary {
             None => "static",
             Some(phase) => phase.name(),
         },
+        link: stack.link().name(),
         lease_left: stack
             .dhcp_lease()
             .map(|l| l.expires_at.saturating_since(now)),

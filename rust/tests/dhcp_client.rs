@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::{pair, LinkEnd};
-use mipfast::phy::{Device, FrameSink};
+use mipfast::phy::{Device, FrameSink, Link, LinkState};
 use mipfast::service::dhcp::Phase;
 use mipfast::stack::{Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
@@ -147,8 +147,11 @@ impl Device for Plug {
     fn transmit(&mut self, now: Instant, frame: &[u8]) -> std::io::Result<()> {
         self.end.transmit(now, frame)
     }
-    fn link_returns(&self) -> u64 {
-        self.returns
+    fn link(&self) -> Link {
+        Link {
+            state: LinkState::Up,
+            returns: self.returns,
+        }
     }
 }
 

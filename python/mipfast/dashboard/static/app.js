@@ -63,6 +63,7 @@ function render(snap) {
   $("iface").textContent = s.interface;
   fillList($("state-list"), [
     ["MAC", s.mac],
+    ["Link", s.link],
     ["IP", s.ip ? `${s.ip}/${s.prefix_len}` : "none yet"],
     ["Netmask", s.netmask || "—"],
     ["Gateway", s.gateway || "—"],
