@@ -83,6 +83,8 @@ pub struct Stack {
     config_generation: u64,
     /// The device's link, as last seen.
     link: Link,
+    /// The MTU configured: the most a link's MTU can raise ours to.
+    configured_mtu: usize,
 }
 
 impl Stack {
@@ -99,6 +101,7 @@ impl Stack {
             entropy::stream(seed, Purpose::TcpPorts).random(),
         );
         let resolver = Resolver::new(config.resolver, entropy::stream(seed, Purpose::Dns));
+        let configured_mtu = config.interface.mtu;
         let mut stack = Stack {
             iface: Interface::new(config.interface),
             tcp,
@@ -110,6 +113,7 @@ impl Stack {
             dhcp: None,
             config_generation: 0,
             link: Link::default(),
+            configured_mtu,
         };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
@@ -597,7 +601,7 @@ impl Stack {
                     ControlFlow::Continue(())
                 }
             });
-            let n = n.inspect_err(|_| self.observe_link(now, device))?;
+            let n = n.inspect_err(|_| self.take_link(now, device.link()))?;
             received += n;
             self.dispatch(now);
             self.flush(now, device);
@@ -605,20 +609,37 @@ impl Stack {
                 break;
             }
         }
-        self.observe_link(now, device);
+        self.take_link(now, device.link());
         self.poll_timers(now);
         self.flush(now, device);
         Ok(received)
     }
 
-    /// Takes in what the device knows of its link.
-    fn observe_link(&mut self, now: Instant, device: &dyn Device) {
-        let link = device.link();
+    /// Takes in what the device knows of its link (each poll does).
+    pub fn take_link(&mut self, now: Instant, link: Link) {
         let returned = link.returns != self.link.returns;
+        let mtu_changed = link.mtu != 0 && link.mtu != self.link.mtu;
         self.link = link;
         if returned {
             self.link_returned(now);
         }
+        if mtu_changed {
+            self.follow_link_mtu(link.mtu);
+        }
+    }
+
+    /// The interface's MTU is `mtu` (at the first poll, or changed since):
+    /// ours follows it, up to the one configured. A link's MTU lowered under
+    /// running connections otherwise stalls them: their full segments no
+    /// longer leave.
+    fn follow_link_mtu(&mut self, mtu: usize) {
+        let mtu = mtu.min(self.configured_mtu);
+        if mtu == self.iface.mtu() {
+            return;
+        }
+        log::info!("MTU {} -> {mtu}, the interface's", self.iface.mtu());
+        self.iface.set_mtu(mtu);
+        self.tcp.link_mtu_changed(mtu);
     }
 
     /// The device's link, as the last poll saw it.

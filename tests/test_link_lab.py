@@ -129,3 +129,36 @@ def test_an_interface_deleted_and_made_again_under_its_name():
                 assert stack.stats()["link"] == "up"
         finally:
             sink.stop()
+
+
+@linux_lab  # the peer's MTU is set in the namespace
+def test_an_mtu_lowered_under_an_upload_is_followed(lab, peer):
+    """`ip link set … mtu 1000` on both ends mid-upload. Nothing on the wire says
+    so: the veth drops what no longer fits, and a stack that kept cutting
+    1448-byte segments stalled for good. The Linux path reads the interface's
+    MTU when it looks at the link, and the stack follows it down (segments
+    cut smaller, what was in flight sent again); its MTU goes back up with the
+    interface's, never above the one configured."""
+    size = 8 << 20
+    data = pattern(size)
+    ends = (["ip", "link", "set", lab.iface, "mtu"], ["ip", "-n", lab.netns, "link", "set", lab.peer, "mtu"])
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR, device="auto") as stack:
+        sink = peer(PEER_PY, "sink", "9018")
+        conn = stack.connect((lab.peer_ip, 9018), timeout=10)
+        conn.sendall(data[: size // 2])
+        try:
+            for end in ends:
+                subprocess.run([*end, "1000"], check=True)
+            conn.sendall(data[size // 2 :])
+            conn.close()
+            # The MTU stays low until the upload is through.
+            assert sink.result(timeout=30).split() == [str(size), sha(data)]
+            lowered = stack.stats()["mtu"]
+        finally:
+            for end in ends:
+                subprocess.run([*end, "1500"], check=True)
+        assert lowered == 1000
+        deadline = time.monotonic() + 5
+        while stack.stats()["mtu"] != 1500 and time.monotonic() < deadline:
+            stack.ping(lab.peer_ip, count=1, timeout=0.1)  # the link is looked at when idle
+        assert stack.stats()["mtu"] == 1500

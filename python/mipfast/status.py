@@ -36,6 +36,7 @@ class Stats(TypedDict):
     dhcp: str  # "static", or the DHCP client's state: "selecting", "requesting", "bound", …
     lease_left: float | None
     link: str  # "up"; "down" (taken down, or unplugged) or "gone" (deleted): connections wait for it
+    mtu: int  # the interface's, never above the one configured (1500)
     uptime: float
     counters: Counters
     drops: dict[str, int]  # frames dropped, by reason

@@ -225,6 +225,11 @@ impl Interface {
     pub fn mtu(&self) -> usize {
         self.mtu
     }
+
+    /// The link's MTU changed (see `Stack::observe_link`).
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
     /// Datagrams being reassembled and the payload bytes they hold.
     pub fn reassembly_usage(&self) -> (usize, usize) {
         self.reassembly.usage()

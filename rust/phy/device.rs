@@ -59,6 +59,9 @@ pub struct Link {
     /// then forgets its neighbors and verifies its lease
     /// (`Stack::link_returned`).
     pub returns: u64,
+    /// The interface's MTU, which the stack's follows (never above its own
+    /// configured one); 0 where the device cannot tell.
+    pub mtu: usize,
 }
 
 /// A link that moves whole Ethernet frames.

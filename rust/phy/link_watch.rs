@@ -28,6 +28,8 @@ pub trait LinkProbe {
     fn is_up(&mut self) -> bool;
     /// Binds the device's sockets to interface `index`.
     fn bind(&mut self, index: u32) -> io::Result<()>;
+    /// The interface's MTU now.
+    fn mtu(&mut self) -> Option<usize>;
 }
 
 /// While the link is up, how often at most a receive that found nothing
@@ -59,17 +61,21 @@ pub struct LinkWatch {
     next_look: Instant,
     /// How many times the link came back.
     returns: u64,
+    /// The interface's MTU as last looked at: an MTU changed by hand
+    /// (`ip link set … mtu`) tells a packet socket nothing, so each look asks.
+    mtu: usize,
 }
 
 impl LinkWatch {
-    /// A link that is up on interface `index`, named `name`.
-    pub fn new(name: &str, index: u32, now: Instant) -> Self {
+    /// A link that is up on interface `index`, named `name`, of `mtu`.
+    pub fn new(name: &str, index: u32, mtu: usize, now: Instant) -> Self {
         LinkWatch {
             name: name.to_string(),
             index,
             state: LinkState::Up,
             next_look: now,
             returns: 0,
+            mtu,
         }
     }
 
@@ -78,6 +84,7 @@ impl LinkWatch {
         Link {
             state: self.state,
             returns: self.returns,
+            mtu: self.mtu,
         }
     }
 
@@ -105,7 +112,7 @@ impl LinkWatch {
             match error.or_else(|| probe.take_error()) {
                 Some(e) if is_link_error(&e) => self.went_down(now, probe),
                 Some(e) => log::debug!("{}: socket error {e}", self.name),
-                None => {}
+                None => self.look_at_mtu(probe),
             }
         } else {
             self.next_look = now + AWAY_LOOK;
@@ -125,6 +132,13 @@ impl LinkWatch {
         } else {
             self.gone();
             self.look_again(probe); // it may be back already
+        }
+    }
+
+    fn look_at_mtu(&mut self, probe: &mut impl LinkProbe) {
+        if let Some(mtu) = probe.mtu().filter(|&m| m != self.mtu) {
+            log::info!("{}: the interface's MTU is {mtu}", self.name);
+            self.mtu = mtu;
         }
     }
 
@@ -148,6 +162,7 @@ impl LinkWatch {
             if index != Some(self.index) {
                 self.gone();
             } else if probe.is_up() {
+                self.look_at_mtu(probe);
                 self.came_up();
                 return;
             } else {
@@ -163,6 +178,7 @@ impl LinkWatch {
                     "{}: an interface of that name is back (index {index})",
                     self.name
                 );
+                self.look_at_mtu(probe);
                 if probe.is_up() {
                     self.came_up();
                 }
@@ -179,6 +195,7 @@ mod tests {
     /// The OS as a test sets it; records what the watch did.
     #[derive(Default)]
     struct FakeOs {
+        mtu: usize,
         error: Option<i32>,
         index: Option<u32>,
         up: bool,
@@ -205,6 +222,9 @@ mod tests {
             self.bound.push(index);
             Ok(())
         }
+        fn mtu(&mut self) -> Option<usize> {
+            Some(self.mtu)
+        }
     }
 
     fn at(ms: u64) -> Instant {
@@ -220,6 +240,7 @@ mod tests {
         FakeOs {
             index: Some(index),
             up: true,
+            mtu: 1500,
             ..FakeOs::default()
         }
     }
@@ -227,7 +248,7 @@ mod tests {
     #[test]
     fn an_idle_receive_takes_the_socket_error_at_most_every_up_look() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         watch.idle(at(0), None, &mut os);
         watch.idle(at(5), None, &mut os);
         assert_eq!(os.errors_taken, 1, "a look within UP_LOOK asks nothing");
@@ -240,7 +261,7 @@ mod tests {
     #[test]
     fn a_link_taken_down_and_up_again() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         os.error = Some(libc::ENETDOWN);
         os.up = false;
         watch.idle(at(20), None, &mut os);
@@ -267,7 +288,7 @@ mod tests {
     #[test]
     fn frames_say_a_link_is_up_before_a_look_does() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         watch.idle(
             at(0),
             Some(io::Error::from_raw_os_error(libc::ENETDOWN)),
@@ -294,7 +315,7 @@ mod tests {
     #[test]
     fn a_deleted_interface_is_bound_again_when_its_name_returns() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         os.error = Some(libc::ENETDOWN);
         os.index = None;
         watch.idle(at(0), None, &mut os);
@@ -326,7 +347,7 @@ mod tests {
     #[test]
     fn an_interface_deleted_while_down_or_made_again_at_once() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         os.error = Some(libc::ENETDOWN);
         os.up = false;
         watch.idle(at(0), None, &mut os);
@@ -353,9 +374,27 @@ mod tests {
     }
 
     #[test]
+    fn an_mtu_changed_by_hand_shows_at_the_next_look() {
+        let mut os = up_on(3);
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
+        os.mtu = 1000;
+        watch.idle(at(0), None, &mut os);
+        assert_eq!(watch.link().mtu, 1000);
+        // An interface made again comes with its own.
+        os.error = Some(libc::ENETDOWN);
+        os.index = Some(8);
+        os.mtu = 9000;
+        watch.idle(at(10), None, &mut os);
+        assert_eq!(
+            (watch.link().state, watch.link().mtu),
+            (LinkState::Up, 9000)
+        );
+    }
+
+    #[test]
     fn other_socket_errors_leave_the_link_up() {
         let mut os = up_on(3);
-        let mut watch = LinkWatch::new("eth9", 3, at(0));
+        let mut watch = LinkWatch::new("eth9", 3, 1500, at(0));
         os.error = Some(libc::ENOBUFS);
         watch.idle(at(0), None, &mut os);
         assert_eq!(watch.link().state, LinkState::Up);

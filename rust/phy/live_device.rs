@@ -176,6 +176,9 @@ impl LinkProbe for PacketLink<'_> {
         packet_socket::join_promiscuous(fd, index)?;
         self.tx.bind(self.name, index)
     }
+    fn mtu(&mut self) -> Option<usize> {
+        packet_socket::mtu(self.rx.fd(), self.name).ok()
+    }
 }
 
 enum Path {
@@ -245,10 +248,11 @@ impl LiveDevice {
                 }
                 let sender = PacketSender::open(name, offload).map_err(map)?;
                 let index = packet_socket::index_of(name).map_err(map)?;
+                let mtu = packet_socket::mtu(receiver.fd(), name).unwrap_or(0);
                 Path::Packet(Box::new(PacketPath {
                     rx: receiver,
                     tx: sender,
-                    watch: LinkWatch::new(name, index, Instant::ZERO),
+                    watch: LinkWatch::new(name, index, mtu, Instant::ZERO),
                 }))
             }
             _ => {
@@ -494,6 +498,7 @@ impl Device for LiveDevice {
                     LinkState::Up
                 },
                 returns: 0,
+                mtu: 0,
             },
         }
     }

@@ -20,6 +20,8 @@ pub struct Summary {
     pub dhcp: &'static str,
     /// "up", "down" or "gone" (see `phy/link_watch.rs`).
     pub link: &'static str,
+    /// The interface's MTU as the stack uses it.
+    pub mtu: usize,
     /// Time left on the DHCP lease.
     pub lease_left: Option<Duration>,
     /// Every counter by name (frames and bytes each way, `drop_<reason>`).
@@ -85,6 +87,7 @@ pub fn summary(stack: &Stack, now: Instant) -> Summary {
             Some(phase) => phase.name(),
         },
         link: stack.link().name(),
+        mtu: stack.interface().mtu(),
         lease_left: stack
             .dhcp_lease()
             .map(|l| l.expires_at.saturating_since(now)),

@@ -151,6 +151,7 @@ impl Device for Plug {
         Link {
             state: LinkState::Up,
             returns: self.returns,
+            mtu: 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod tcp_net;
 
 use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::phy::{Link, LinkState};
 use mipfast::socket::tcp::{Handle, State, TcpConfig};
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
@@ -50,6 +51,8 @@ struct Path {
     /// Packets A sent, with DF set, and how many the hop dropped.
     sent: (u64, u64),
     dropped: u64,
+    /// The hop drops what does not fit without a word, as a link does.
+    silent: bool,
 }
 
 impl Path {
@@ -63,6 +66,7 @@ impl Path {
             mtu,
             sent: (0, 0),
             dropped: 0,
+            silent: false,
         };
         path.b.tcp_mut().listen(80, 16).unwrap();
         path
@@ -90,7 +94,7 @@ impl Path {
             self.sent.1 += ip.dont_fragment() as u64;
             if ip.total_len() > self.mtu {
                 self.dropped += 1;
-                if ip.dont_fragment() {
+                if ip.dont_fragment() && !self.silent {
                     let icmp = self.frag_needed(ip.as_bytes(), self.mtu as u16);
                     self.to_a.push_back((self.now + LATENCY, icmp));
                 }
@@ -303,4 +307,66 @@ fn forged_or_tiny_mtu_reports_do_not_shrink_a_connection_blindly() {
         "no DF below the floor: {:?}",
         p.sent
     );
+}
+
+/// The interface's own MTU lowered under a transfer (`ip link set … mtu`):
+/// nothing on the wire says so, and full segments no longer leave. The
+/// stack follows the MTU its device reports: segments are cut smaller and
+/// what was in flight goes again; new connections announce what fits; and
+/// the MTU raised again serves new connections.
+#[test]
+fn a_transfer_follows_its_interface_mtu_down_and_new_connections_follow_it_up() {
+    let mut p = Path::new(1500);
+    p.silent = true;
+    let link = |mtu| Link {
+        state: LinkState::Up,
+        returns: 0,
+        mtu,
+    };
+    p.a.take_link(p.now, link(1500));
+    let (ha, hb) = p.connect();
+    assert!(p.upload(ha, hb, 200_000, Duration::from_secs(10)));
+    p.mtu = HOP_MTU;
+    // One transfer across the change: stalled first, whole in the end.
+    let data = pattern(1 << 20, 7);
+    let (mut sent, mut got, mut hash) = (0, 0, Fnv::default());
+    let mut buf = vec![0u8; 65536];
+    let mut pump = |p: &mut Path| {
+        if let Some(c) = p.a.tcp_mut().get_mut(ha) {
+            sent += c.send(&data[sent..]).unwrap_or(0);
+        }
+        while let Some(Ok(Some(n))) = p.b.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            got += n;
+        }
+        got == data.len()
+    };
+    assert!(
+        !p.run_until(Duration::from_secs(10), &mut pump),
+        "a link that drops what no longer fits stalls the connection"
+    );
+    p.a.take_link(p.now, link(HOP_MTU));
+    assert_eq!(p.a.interface().mtu(), HOP_MTU);
+    assert!(p.run_until(Duration::from_secs(10), &mut pump));
+    assert!(hash == Fnv::of(&data));
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 948);
+    let (_, hb2) = p.connect();
+    assert_eq!(
+        p.b.tcp().get(hb2).unwrap().mss(),
+        948,
+        "A announced an MSS of 960"
+    );
+    p.mtu = 1500;
+    p.a.take_link(p.now, link(9000));
+    assert_eq!(
+        p.a.interface().mtu(),
+        1500,
+        "never above the configured MTU"
+    );
+    let (ha3, hb3) = p.connect();
+    assert_eq!(p.b.tcp().get(hb3).unwrap().mss(), 1448);
+    assert!(p.upload(ha3, hb3, 200_000, Duration::from_secs(10)));
 }

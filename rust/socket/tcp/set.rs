@@ -110,6 +110,8 @@ pub struct TcpSockets {
     /// SYNs answered with a cookie, and connections built from one, ever.
     cookies: (u64, u64),
     path_mtu: PathMtuCache,
+    /// The MSS configured, before a link's MTU lowers `config.mss`.
+    configured_mss: usize,
     /// A reader's lent buffer filled since [`TcpSockets::take_lent_filled`].
     lent_filled: bool,
 }
@@ -117,6 +119,7 @@ pub struct TcpSockets {
 impl TcpSockets {
     pub fn new(config: TcpConfig, key: [u8; 16], first_port: u32) -> Self {
         TcpSockets {
+            configured_mss: config.mss,
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -630,6 +633,24 @@ impl TcpSockets {
                 }
                 self.mark(i);
                 true
+            }
+        }
+    }
+
+    /// The interface's MTU is now `mtu`: connections made from now on
+    /// announce an MSS that fits it (never more than configured), and those
+    /// whose segments no longer fit cut them smaller (`link_mtu_lowered`).
+    /// Connections keep a smaller MSS when it goes up again, as after a path
+    /// MTU report.
+    pub fn link_mtu_changed(&mut self, mtu: usize) {
+        self.config.mss = self.configured_mss.min(mtu.saturating_sub(40).max(64));
+        for i in 0..self.slots.len() {
+            let lowered = self.slots[i]
+                .conn
+                .as_mut()
+                .is_some_and(|c| c.link_mtu_lowered(mtu));
+            if lowered {
+                self.mark(i as u32);
             }
         }
     }

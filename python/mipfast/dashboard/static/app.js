@@ -63,7 +63,7 @@ function render(snap) {
   $("iface").textContent = s.interface;
   fillList($("state-list"), [
     ["MAC", s.mac],
-    ["Link", s.link],
+    ["Link", `${s.link}, MTU ${s.mtu}`],
     ["IP", s.ip ? `${s.ip}/${s.prefix_len}` : "none yet"],
     ["Netmask", s.netmask || "—"],
     ["Gateway", s.gateway || "—"],

@@ -57,20 +57,43 @@ impl Connection {
             return Some(false);
         }
         log::debug!("path MTU {mtu}: MSS {} -> {mss}", self.mss);
-        self.path_mtu = Some(mtu);
-        self.mss = mss;
-        self.cc.set_mss(mss);
         if reported < path_mtu::MIN_PATH_MTU {
             self.dont_fragment = false; // let routers fragment below the floor
         }
-        // Everything in flight was cut too big: send it again now.
+        self.cut_smaller(mtu, mss);
+        Some(true)
+    }
+
+    /// Our own interface's MTU went down to `mtu`: as a path MTU report,
+    /// but believed whatever is in flight, and in any state (a connection
+    /// still in its handshake starts with the smaller size). Whether the MSS
+    /// went down.
+    pub fn link_mtu_lowered(&mut self, mtu: usize) -> bool {
+        let mss = self.mss_for_mtu(mtu);
+        if mss >= self.mss {
+            return false;
+        }
+        log::debug!("link MTU {mtu}: MSS {} -> {mss}", self.mss);
+        self.cut_smaller(mtu, mss);
+        true
+    }
+
+    /// Segments of `mss` from now on, for a path or link MTU of `mtu`;
+    /// everything in flight was cut too big and goes again now (RFC 1191
+    /// §6.5: not taken for congestion).
+    fn cut_smaller(&mut self, mtu: usize, mss: usize) {
+        self.path_mtu = Some(self.path_mtu.map_or(mtu, |known| known.min(mtu)));
+        self.mss = mss;
+        self.cc.set_mss(mss);
+        if !self.state.is_synchronized() {
+            return;
+        }
         self.snd_nxt = self.snd_una;
         if let Some(r) = self.recovery.as_mut() {
             r.high_rxt = self.snd_una;
         }
         self.timed = None; // Karn: no RTT sample from what is resent
         self.timers.tlp = None;
-        Some(true)
     }
 
     /// The path MTU this connection uses, if discovery lowered it.
