@@ -93,9 +93,11 @@ impl LinkWatch {
         (self.state != LinkState::Up).then_some(self.next_look)
     }
 
-    /// Frames came in: a link that was down is up (before a look said so).
+    /// Frames came in: a link that was down is up (before a look said so),
+    /// and one that seemed gone was only renamed (the socket is bound to its
+    /// index, not its name).
     pub fn frames_came(&mut self) {
-        if self.state == LinkState::Down {
+        if self.state != LinkState::Up {
             self.came_up();
         }
     }
@@ -309,6 +311,16 @@ mod tests {
             watch.link().returns,
             1,
             "frames on an up link are no return"
+        );
+        // Renamed, then taken down: its name is gone, but frames come once it is up.
+        os.index = None;
+        let down = io::Error::from_raw_os_error(libc::ENETDOWN);
+        watch.idle(at(1), Some(down), &mut os);
+        assert_eq!(watch.link().state, LinkState::Gone);
+        watch.frames_came();
+        assert_eq!(
+            (watch.link().state, watch.link().returns),
+            (LinkState::Up, 2)
         );
     }
 

@@ -9,15 +9,9 @@
 
 use super::device::transmit_each;
 #[cfg(linux_fast_path)]
-use super::link_watch::{is_link_error, LinkProbe, LinkWatch};
+use super::packet_path::PacketPath;
 #[cfg(linux_fast_path)]
-use super::packet_ring::{ArrivalPeek, PacketRing};
-#[cfg(linux_fast_path)]
-use super::packet_rx::PacketReceiver;
-#[cfg(linux_fast_path)]
-use super::packet_socket;
-#[cfg(linux_fast_path)]
-use super::packet_tx::PacketSender;
+use super::packet_ring::ArrivalPeek;
 use super::{Device, FrameSink, Link, LinkState, RxChecksum};
 use crate::iface::TxFrame;
 use crate::time::Instant;
@@ -63,126 +57,8 @@ pub struct RxLosses {
     pub unread: u64,
 }
 
-/// How the Linux path reads frames: a mapped ring where the kernel has it
-/// with virtio-net headers (`MIPFAST_PACKET_RING=0` turns it off), else
-/// `recvmmsg` batches.
-#[cfg(linux_fast_path)]
-enum Receiver {
-    Ring(PacketRing),
-    Batch(Box<PacketReceiver>),
-}
-
-#[cfg(linux_fast_path)]
-impl Receiver {
-    fn open(name: &str) -> io::Result<Self> {
-        if !matches!(std::env::var("MIPFAST_PACKET_RING").as_deref(), Ok("0")) {
-            match PacketRing::open(name) {
-                Ok(ring) => return Ok(Receiver::Ring(ring)),
-                Err(e) => log::debug!("no receive ring on {name} ({e}): reading with recvmmsg"),
-            }
-        }
-        PacketReceiver::open(name).map(|r| Receiver::Batch(Box::new(r)))
-    }
-
-    fn fd(&self) -> RawFd {
-        match self {
-            Receiver::Ring(r) => r.fd(),
-            Receiver::Batch(r) => r.fd(),
-        }
-    }
-
-    fn losses(&self) -> RxLosses {
-        match self {
-            Receiver::Ring(r) => r.losses(),
-            Receiver::Batch(r) => r.losses(),
-        }
-    }
-
-    fn drained(&self) -> bool {
-        match self {
-            Receiver::Ring(r) => r.drained(),
-            Receiver::Batch(r) => r.drained(),
-        }
-    }
-
-    fn arrivals(&self) -> Arrivals {
-        match self {
-            Receiver::Ring(r) => Arrivals(Some(r.arrival_peek())),
-            Receiver::Batch(_) => Arrivals::default(),
-        }
-    }
-
-    fn receive(&mut self, sink: &mut FrameSink<'_>) -> io::Result<usize> {
-        match self {
-            Receiver::Ring(r) => r.receive(sink),
-            Receiver::Batch(r) => r.receive(sink),
-        }
-    }
-}
-
-/// The Linux path: its two sockets, and the watch on their interface's link.
-#[cfg(linux_fast_path)]
-struct PacketPath {
-    rx: Receiver,
-    tx: PacketSender,
-    watch: LinkWatch,
-}
-
-#[cfg(linux_fast_path)]
-impl PacketPath {
-    fn receive(&mut self, name: &str, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
-        let (received, error) = match self.rx.receive(sink) {
-            Ok(0) => (0, None),
-            Ok(n) => {
-                self.watch.frames_came();
-                return Ok(n);
-            }
-            // `recvmmsg` gives the socket's error instead of frames.
-            Err(e) if is_link_error(&e) => (0, Some(e)),
-            Err(e) => return Err(e),
-        };
-        let mut probe = PacketLink {
-            name,
-            rx: &self.rx,
-            tx: &mut self.tx,
-        };
-        self.watch.idle(now, error, &mut probe);
-        Ok(received)
-    }
-}
-
-/// What the link watch asks of the Linux path's sockets.
-#[cfg(linux_fast_path)]
-struct PacketLink<'a> {
-    name: &'a str,
-    rx: &'a Receiver,
-    tx: &'a mut PacketSender,
-}
-
-#[cfg(linux_fast_path)]
-impl LinkProbe for PacketLink<'_> {
-    fn take_error(&mut self) -> Option<io::Error> {
-        packet_socket::take_error(self.rx.fd())
-    }
-    fn index_now(&mut self) -> Option<u32> {
-        packet_socket::index_of(self.name).ok()
-    }
-    fn is_up(&mut self) -> bool {
-        packet_socket::is_up(self.rx.fd(), self.name).unwrap_or(false)
-    }
-    fn bind(&mut self, index: u32) -> io::Result<()> {
-        let fd = self.rx.fd();
-        packet_socket::bind(fd, libc::ETH_P_ALL as u16, index)?;
-        packet_socket::join_promiscuous(fd, index)?;
-        self.tx.bind(self.name, index)
-    }
-    fn mtu(&mut self) -> Option<usize> {
-        packet_socket::mtu(self.rx.fd(), self.name).ok()
-    }
-}
-
 enum Path {
-    /// Sockets of our own (see [`PacketReceiver`], [`PacketSender`]).
+    /// Sockets of our own (`packet_path.rs`).
     #[cfg(linux_fast_path)]
     Packet(Box<PacketPath>),
     /// A libpcap handle both ways, `pcap_sendpacket` a frame at a time;
@@ -194,7 +70,7 @@ enum Path {
 /// it has a receive ring (`ArrivalPeek`): a spinning thread looks often.
 /// `None`: this device cannot tell; ask `poll()`.
 #[derive(Clone, Default)]
-pub struct Arrivals(#[cfg(linux_fast_path)] Option<ArrivalPeek>);
+pub struct Arrivals(#[cfg(linux_fast_path)] pub(super) Option<ArrivalPeek>);
 
 impl Arrivals {
     pub fn frames_waiting(&self) -> Option<bool> {
@@ -240,21 +116,7 @@ impl LiveDevice {
         }
         let path = match kind {
             #[cfg(linux_fast_path)]
-            DeviceKind::Auto => {
-                let map = |e: io::Error| packet_open_error(name, e);
-                let receiver = Receiver::open(name).map_err(map)?;
-                if let Some(filter) = bpf {
-                    attach_filter(receiver.fd(), filter)?;
-                }
-                let sender = PacketSender::open(name, offload).map_err(map)?;
-                let index = packet_socket::index_of(name).map_err(map)?;
-                let mtu = packet_socket::mtu(receiver.fd(), name).unwrap_or(0);
-                Path::Packet(Box::new(PacketPath {
-                    rx: receiver,
-                    tx: sender,
-                    watch: LinkWatch::new(name, index, mtu, Instant::ZERO),
-                }))
-            }
+            DeviceKind::Auto => Path::Packet(Box::new(PacketPath::open(name, bpf, offload)?)),
             _ => {
                 let _ = offload; // libpcap sends frame by frame
                 Path::Pcap(open_pcap(name, bpf)?, false)
@@ -282,7 +144,7 @@ impl LiveDevice {
     pub fn fd(&self) -> RawFd {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.rx.fd(),
+            Path::Packet(p) => p.fd(),
             Path::Pcap(capture, _) => capture.as_raw_fd(),
         }
     }
@@ -291,7 +153,7 @@ impl LiveDevice {
     pub fn arrivals(&self) -> Arrivals {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.rx.arrivals(),
+            Path::Packet(p) => p.arrivals(),
             Path::Pcap(..) => Arrivals::default(),
         }
     }
@@ -300,7 +162,7 @@ impl LiveDevice {
     pub fn losses(&self) -> RxLosses {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.rx.losses(),
+            Path::Packet(p) => p.losses(),
             Path::Pcap(..) => RxLosses::default(),
         }
     }
@@ -332,63 +194,11 @@ fn open_pcap(name: &str, bpf: Option<&str>) -> io::Result<Capture<Active>> {
     Ok(capture)
 }
 
-fn bad_filter(filter: &str, e: pcap::Error) -> io::Error {
+pub(super) fn bad_filter(filter: &str, e: pcap::Error) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("bad BPF filter {filter:?}: {e}"),
     )
-}
-
-/// Compiles `filter` with libpcap (for Ethernet) and attaches it to our
-/// receive socket (`SO_ATTACH_FILTER`), where the kernel runs it before
-/// a frame is queued for us.
-#[cfg(linux_fast_path)]
-fn attach_filter(fd: RawFd, filter: &str) -> io::Result<()> {
-    let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| bad_filter(filter, e))?;
-    let program = dead
-        .compile(filter, true)
-        .map_err(|e| bad_filter(filter, e))?;
-    let instructions = program.get_instructions();
-    let fprog = libc::sock_fprog {
-        len: instructions.len() as u16,
-        // SAFETY (layout): pcap's BpfInstruction is a transparent bpf_insn,
-        // {u16 code, u8 jt, u8 jf, u32 k}, which is the kernel's sock_filter.
-        filter: instructions.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: `fprog` points at `program`'s instructions, alive for the call;
-    // the kernel copies them.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The packet sockets' errors, with the fix for the usual one.
-#[cfg(linux_fast_path)]
-fn packet_open_error(name: &str, e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "cannot open {name}: {e}. Run as root, or give Python CAP_NET_RAW and \
-                 CAP_NET_ADMIN: sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))"
-            ),
-        ),
-        Some(libc::ENODEV | libc::ENXIO) => io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface named {name:?}: {e}"),
-        ),
-        _ => io::Error::new(e.kind(), format!("cannot open {name}: {e}")),
-    }
 }
 
 fn open_error(name: &str, e: pcap::Error) -> io::Error {
@@ -454,7 +264,7 @@ impl Device for LiveDevice {
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
         match &mut self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.tx.send_frame(frame),
+            Path::Packet(p) => p.send_frame(frame),
             Path::Pcap(capture, _) => capture
                 .sendpacket(frame)
                 .map_err(|e| io::Error::other(format!("pcap_sendpacket: {e}"))),
@@ -466,7 +276,7 @@ impl Device for LiveDevice {
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
         match &mut self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.tx.send(frames),
+            Path::Packet(p) => p.send(frames),
             Path::Pcap(..) => transmit_each(self, now, frames),
         }
     }
@@ -474,7 +284,7 @@ impl Device for LiveDevice {
     fn drained(&self) -> bool {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.rx.drained(),
+            Path::Packet(p) => p.drained(),
             Path::Pcap(..) => false,
         }
     }
@@ -482,7 +292,7 @@ impl Device for LiveDevice {
     fn burst_capacity(&self) -> usize {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.tx.burst_capacity(),
+            Path::Packet(p) => p.burst_capacity(),
             Path::Pcap(..) => 0,
         }
     }
@@ -490,7 +300,7 @@ impl Device for LiveDevice {
     fn link(&self) -> Link {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.watch.link(),
+            Path::Packet(p) => p.link(),
             Path::Pcap(_, gone) => Link {
                 state: if *gone {
                     LinkState::Gone
@@ -507,7 +317,7 @@ impl Device for LiveDevice {
     fn poll_at(&self) -> Option<Instant> {
         match &self.path {
             #[cfg(linux_fast_path)]
-            Path::Packet(p) => p.watch.poll_at(),
+            Path::Packet(p) => p.poll_at(),
             Path::Pcap(..) => None,
         }
     }

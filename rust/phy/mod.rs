@@ -12,6 +12,8 @@ pub mod link;
 mod link_watch;
 pub mod live_device;
 #[cfg(linux_fast_path)]
+mod packet_path;
+#[cfg(linux_fast_path)]
 mod packet_ring;
 #[cfg(linux_fast_path)]
 mod packet_rx;
