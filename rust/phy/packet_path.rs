@@ -143,10 +143,9 @@ impl PacketPath {
     ) -> io::Result<usize> {
         let (received, error) = match self.rx.receive(sink) {
             Ok(0) => (0, None),
-            Ok(n) => {
-                self.watch.frames_came();
-                return Ok(n);
-            }
+            // Frames say nothing of the link: they may have been queued
+            // before it went down.
+            Ok(n) => return Ok(n),
             // `recvmmsg` gives the socket's error instead of frames.
             Err(e) if is_link_error(&e) => (0, Some(e)),
             Err(e) => return Err(e),

@@ -149,11 +149,8 @@ impl PacketReceiver {
                 // The frame at the head could not be described (a GSO type
                 // the header has no name for); the kernel dropped it.
                 Some(libc::EINVAL) if self.vnet => self.losses.undescribed += 1,
-                // The link went down or the socket's error was reported: retry later.
-                Some(libc::ENETDOWN | libc::ENXIO) => {
-                    log::warn!("receive: {error}");
-                    return Ok(0);
-                }
+                // ENETDOWN (the socket's error: the link went down) and the
+                // like go to the link watch (`packet_path.rs`).
                 _ => return Err(error),
             }
         };
