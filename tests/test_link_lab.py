@@ -162,3 +162,42 @@ def test_an_mtu_lowered_under_an_upload_is_followed(lab, peer):
         while stack.stats()["mtu"] != 1500 and time.monotonic() < deadline:
             stack.ping(lab.peer_ip, count=1, timeout=0.1)  # the link is looked at when idle
         assert stack.stats()["mtu"] == 1500
+
+
+@linux_lab  # dnsmasq
+def test_a_link_that_comes_up_late_or_flaps_has_its_lease_at_once(lab):
+    """A stack started on a link that is down sends DISCOVERs nobody gets, and
+    backs off (4 s, then 8 s). When the link comes up it discovers at once
+    instead. Bound, a link that goes down and up again has its lease verified
+    with the server (RFC 2131 INIT-REBOOT: a broadcast REQUEST with the address,
+    which dnsmasq ACKs). libpcap opens no interface that is down."""
+    subprocess.run(["ip", "link", "set", lab.iface, "down"], check=True)
+    try:
+        if DEVICE == "pcap":
+            with pytest.raises(OSError, match="not up"):
+                mipfast.Stack(lab.iface)  # libpcap opens no interface that is down
+            return
+        with mipfast.Stack(lab.iface) as stack:
+            time.sleep(4.5)  # the second DISCOVER went out, and was lost
+            down = busy_for(1.0)
+            link_while_down = stack.stats()["link"]
+            subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+            up_at = time.monotonic()
+            stack.wait_ready(timeout=20)
+            took = time.monotonic() - up_at
+            assert down < 0.4, f"{down:.2f} CPU-seconds in 1 s with the link down"
+            assert link_while_down == "down"
+            assert took < 3, f"READY {took:.1f} s after the link came up: discovery waited for its backoff"
+            acks = lab.log_file.read_text(errors="replace").count("DHCPACK")
+            subprocess.run(["ip", "link", "set", lab.iface, "down"], check=True)
+            time.sleep(0.3)
+            subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                if lab.log_file.read_text(errors="replace").count("DHCPACK") > acks:
+                    break
+                time.sleep(0.05)
+            assert lab.log_file.read_text(errors="replace").count("DHCPACK") > acks, "lease verified"
+            assert stack.stats()["dhcp"] == "bound"
+    finally:
+        subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
