@@ -29,6 +29,14 @@ def test_missing_interface_names_it_and_lists_the_others():
     assert not isinstance(info.value, PermissionError)
 
 
+@pytest.mark.parametrize("device", ["auto", "pcap"])
+def test_the_loopback_interface_is_refused_as_no_ethernet(device):
+    """A stack speaks Ethernet and ARP: on loopback it would open and hear nothing."""
+    loopback = next(n for n in mipfast.interfaces() if n.startswith("lo"))
+    with pytest.raises(ValueError, match=f"{loopback} is not an Ethernet interface"):
+        mipfast.Stack(loopback, ip="10.99.0.2/24", device=device)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

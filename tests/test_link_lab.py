@@ -201,3 +201,18 @@ def test_a_link_that_comes_up_late_or_flaps_has_its_lease_at_once(lab):
             assert stack.stats()["dhcp"] == "bound"
     finally:
         subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+
+
+@linux_lab  # ip tuntap
+@pytest.mark.parametrize("device", ["auto", "pcap"])
+def test_a_tun_device_is_refused_as_no_ethernet(device):
+    """`-i tun0` or `-i wg0` (a VPN's interface, an easy pick) carries IP without
+    Ethernet: the stack says so instead of waiting for ARP replies forever."""
+    name = f"mftun{os.getpid() % 100000}"
+    subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tun"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        with pytest.raises(ValueError, match=f"{name} is not an Ethernet interface"):
+            mipfast.Stack(name, ip="10.99.0.2/24", device=device)
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)

@@ -104,24 +104,38 @@ impl LiveDevice {
         offload: bool,
         kind: DeviceKind,
     ) -> io::Result<Self> {
-        let known = interfaces().unwrap_or_default();
-        if !known.iter().any(|n| n == name) {
+        let known = pcap::Device::list().unwrap_or_default();
+        let Some(device) = known.iter().find(|d| d.name == name) else {
+            let names: Vec<&str> = known.iter().map(|d| d.name.as_str()).collect();
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "no interface named {name:?}; interfaces: {}",
-                    known.join(", ")
+                    names.join(", ")
                 ),
             ));
-        }
+        };
+        // Said once the interface is open: lacking privileges is the error to fix first.
+        let loopback = device.flags.is_loopback();
         let path = match kind {
             #[cfg(linux_fast_path)]
             DeviceKind::Auto => Path::Packet(Box::new(PacketPath::open(name, bpf, offload)?)),
             _ => {
                 let _ = offload; // libpcap sends frame by frame
-                Path::Pcap(open_pcap(name, bpf)?, false)
+                let capture = open_pcap(name, bpf)?;
+                let link = capture.get_datalink();
+                if link != pcap::Linktype::ETHERNET {
+                    let what = link
+                        .get_name()
+                        .unwrap_or_else(|_| format!("link type {}", link.0));
+                    return Err(not_ethernet(name, &what));
+                }
+                Path::Pcap(capture, false)
             }
         };
+        if loopback {
+            return Err(not_ethernet(name, "the loopback interface"));
+        }
         Ok(LiveDevice {
             path,
             name: name.to_string(),
@@ -192,6 +206,18 @@ fn open_pcap(name: &str, bpf: Option<&str>) -> io::Result<Capture<Active>> {
             .map_err(|e| bad_filter(filter, e))?;
     }
     Ok(capture)
+}
+
+/// `name` is no Ethernet interface (`what` it is instead): the stack speaks
+/// Ethernet and ARP, and would open it only to hear nothing.
+pub(super) fn not_ethernet(name: &str, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{name} is not an Ethernet interface ({what}): mipfast needs one, such as a NIC, \
+             a veth or feth pair's end, or a bridge port"
+        ),
+    )
 }
 
 pub(super) fn bad_filter(filter: &str, e: pcap::Error) -> io::Error {

@@ -3,7 +3,7 @@
 //! and the watch on their interface's link (`link_watch.rs`).
 
 use super::link_watch::{is_link_error, LinkProbe, LinkWatch};
-use super::live_device::{bad_filter, Arrivals, RxLosses};
+use super::live_device::{bad_filter, not_ethernet, Arrivals, RxLosses};
 use super::packet_ring::PacketRing;
 use super::packet_rx::PacketReceiver;
 use super::packet_socket;
@@ -84,6 +84,19 @@ impl PacketPath {
     pub fn open(name: &str, bpf: Option<&str>, offload: bool) -> io::Result<Self> {
         let map = |e: io::Error| packet_open_error(name, e);
         let rx = Receiver::open(name).map_err(map)?;
+        match packet_socket::hardware_type(rx.fd(), name) {
+            Ok(kind) if kind != libc::ARPHRD_ETHER => {
+                let what = match kind {
+                    libc::ARPHRD_NONE => {
+                        "no link-layer header: a tun, WireGuard or other IP device".into()
+                    }
+                    libc::ARPHRD_LOOPBACK => "the loopback interface".into(),
+                    _ => format!("hardware type {kind}"),
+                };
+                return Err(not_ethernet(name, &what));
+            }
+            _ => {}
+        }
         if let Some(filter) = bpf {
             attach_filter(rx.fd(), filter)?;
         }

@@ -155,6 +155,19 @@ pub fn mtu(fd: RawFd, name: &str) -> io::Result<usize> {
     Ok(unsafe { request.ifr_ifru.ifru_mtu }.max(0) as usize)
 }
 
+/// The hardware type of interface `name` (`ARPHRD_*`: Ethernet is 1, a
+/// tun or WireGuard device `ARPHRD_NONE`), asked through `fd`.
+pub fn hardware_type(fd: RawFd, name: &str) -> io::Result<u16> {
+    let mut request = interface_request(name)?;
+    // SAFETY: SIOCGIFHWADDR fills the live `request`, whose size the kernel knows.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut request) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR set the union's `ifru_hwaddr` member.
+    Ok(unsafe { request.ifr_ifru.ifru_hwaddr }.sa_family)
+}
+
 /// Whether interface `name` is up (`IFF_UP`), asked through `fd`.
 pub fn is_up(fd: RawFd, name: &str) -> io::Result<bool> {
     let mut request = interface_request(name)?;
