@@ -1,7 +1,7 @@
 //! Opening a Linux packet socket bound to one interface: what the sending
 //! and the receiving halves of the live device share.
 
-use super::sockopt::set_int;
+use super::sockopt::{get_int, set_int};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -72,22 +72,11 @@ pub fn bind(fd: RawFd, protocol: u16, index: u32) -> io::Result<()> {
 /// The socket's pending error, taken: reading it clears it, and with it
 /// the POLLERR that `poll()` reports until then.
 pub fn take_error(fd: RawFd) -> Option<io::Error> {
-    let mut error: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `error` and `len` outlive the call; `len` holds `error`'s size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut error as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Some(io::Error::last_os_error());
+    match get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        Ok(0) => None,
+        Ok(error) => Some(io::Error::from_raw_os_error(error)),
+        Err(e) => Some(e),
     }
-    (error != 0).then(|| io::Error::from_raw_os_error(error))
 }
 
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;

@@ -27,6 +27,27 @@ pub fn set_int(
     }
 }
 
+/// The integer option `name` at `level` of `fd`.
+pub fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` outlive the call; `len` holds `value`'s size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
 /// Which way a socket buffer goes, for [`set_buffer`].
 #[derive(Debug, Clone, Copy)]
 pub enum Buffer {

@@ -5,7 +5,7 @@
 
 #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
 use super::sockopt::set_int;
-use super::sockopt::{set_buffer, Buffer};
+use super::sockopt::{get_int, set_buffer, Buffer};
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -37,21 +37,7 @@ impl StreamFd {
 
     /// Takes `fd`, which must be a stream socket.
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
-        let mut kind: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `kind` and `len` are live and sized as passed.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TYPE,
-                (&mut kind as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let kind = get_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?;
         if kind != libc::SOCK_STREAM {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }

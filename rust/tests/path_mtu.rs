@@ -180,22 +180,51 @@ impl Path {
 
     /// Sends `len` bytes from A to B; true if all arrived intact.
     fn upload(&mut self, ha: Handle, hb: Handle, len: usize, limit: Duration) -> bool {
-        let data = pattern(len, 3);
-        let (mut sent, mut got, mut hash) = (0, 0, Fnv::default());
-        let mut buf = vec![0u8; 65536];
-        self.run_until(limit, |p| {
-            if let Some(c) = p.a.tcp_mut().get_mut(ha) {
-                sent += c.send(&data[sent..]).unwrap_or(0);
+        let mut upload = Upload::new(ha, hb, len, 3);
+        self.run_until(limit, |p| upload.step(p)) && upload.intact()
+    }
+}
+
+/// Bytes on their way from A's connection to B's.
+struct Upload {
+    ends: (Handle, Handle),
+    data: Vec<u8>,
+    sent: usize,
+    got: usize,
+    hash: Fnv,
+    buf: Vec<u8>,
+}
+
+impl Upload {
+    fn new(ha: Handle, hb: Handle, len: usize, salt: u8) -> Self {
+        Upload {
+            ends: (ha, hb),
+            data: pattern(len, salt),
+            sent: 0,
+            got: 0,
+            hash: Fnv::default(),
+            buf: vec![0u8; 65536],
+        }
+    }
+
+    /// Queues what A takes and reads what B has; true once all arrived.
+    fn step(&mut self, p: &mut Path) -> bool {
+        let (ha, hb) = self.ends;
+        if let Some(c) = p.a.tcp_mut().get_mut(ha) {
+            self.sent += c.send(&self.data[self.sent..]).unwrap_or(0);
+        }
+        while let Some(Ok(Some(n))) = p.b.tcp_mut().get_mut(hb).map(|c| c.recv(&mut self.buf)) {
+            if n == 0 {
+                break;
             }
-            while let Some(Ok(Some(n))) = p.b.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
-                if n == 0 {
-                    break;
-                }
-                hash.update(&buf[..n]);
-                got += n;
-            }
-            got == len
-        }) && hash == Fnv::of(&data)
+            self.hash.update(&self.buf[..n]);
+            self.got += n;
+        }
+        self.got == self.data.len()
+    }
+
+    fn intact(&self) -> bool {
+        self.got == self.data.len() && self.hash == Fnv::of(&self.data)
     }
 }
 
@@ -328,30 +357,15 @@ fn a_transfer_follows_its_interface_mtu_down_and_new_connections_follow_it_up() 
     assert!(p.upload(ha, hb, 200_000, Duration::from_secs(10)));
     p.mtu = HOP_MTU;
     // One transfer across the change: stalled first, whole in the end.
-    let data = pattern(1 << 20, 7);
-    let (mut sent, mut got, mut hash) = (0, 0, Fnv::default());
-    let mut buf = vec![0u8; 65536];
-    let mut pump = |p: &mut Path| {
-        if let Some(c) = p.a.tcp_mut().get_mut(ha) {
-            sent += c.send(&data[sent..]).unwrap_or(0);
-        }
-        while let Some(Ok(Some(n))) = p.b.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            got += n;
-        }
-        got == data.len()
-    };
+    let mut upload = Upload::new(ha, hb, 1 << 20, 7);
     assert!(
-        !p.run_until(Duration::from_secs(10), &mut pump),
+        !p.run_until(Duration::from_secs(10), |p| upload.step(p)),
         "a link that drops what no longer fits stalls the connection"
     );
     p.a.take_link(p.now, link(HOP_MTU));
     assert_eq!(p.a.interface().mtu(), HOP_MTU);
-    assert!(p.run_until(Duration::from_secs(10), &mut pump));
-    assert!(hash == Fnv::of(&data));
+    assert!(p.run_until(Duration::from_secs(10), |p| upload.step(p)));
+    assert!(upload.intact());
     assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 948);
     let (_, hb2) = p.connect();
     assert_eq!(
