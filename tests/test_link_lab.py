@@ -4,6 +4,7 @@ their state meanwhile; nothing spins."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ from helpers import linux_lab
 from peer import pattern
 
 import mipfast
+import mipfast.asyncio as mfa
 from mipfast._lab import Lab
 
 PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
@@ -216,3 +218,33 @@ def test_a_tun_device_is_refused_as_no_ethernet(device):
             mipfast.Stack(name, ip="10.99.0.2/24", device=device)
     finally:
         subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def test_an_event_loop_does_not_spin_while_the_link_is_down(lab, peer):
+    """An asyncio loop watches the device's descriptor itself (`add_reader`): it
+    too woke for the socket's error without end while the link was down."""
+    data = pattern(2 << 20)
+    busy: list[float] = []
+
+    async def upload(stack: mipfast.Stack) -> None:
+        reader, writer = await mfa.open_connection(stack, lab.peer_ip, 9020)
+        writer.write(data[: 1 << 20])
+        await writer.drain()
+        subprocess.run(["ip", "link", "set", lab.iface, "down"], check=True)
+        try:
+            await asyncio.sleep(0.1)
+            before = cpu_seconds()
+            await asyncio.sleep(1.0)
+            busy.append(cpu_seconds() - before)
+        finally:
+            subprocess.run(["ip", "link", "set", lab.iface, "up"], check=True)
+        writer.write(data[1 << 20 :])
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        sink = peer(PEER_PY, "sink", "9020")
+        asyncio.run(upload(stack))
+        assert sink.result().split() == [str(len(data)), sha(data)]
+    assert busy[0] < 0.4, f"{busy[0]:.2f} CPU-seconds in 1 s with the link down: the loop spins"
