@@ -12,7 +12,9 @@
 //! is bound to the new one.
 //!
 //! [`LinkWatch`] is the policy, over simulated time; [`LinkProbe`] is what
-//! it asks of the OS (`live_device.rs`).
+//! it asks of the OS (`packet_path.rs`). The stack acts on what it sees
+//! (`Stack::take_link`): neighbors asked for again, a DHCP lease verified,
+//! the MTU followed.
 
 use super::{Link, LinkState};
 use crate::time::{Duration, Instant};
@@ -52,6 +54,8 @@ pub fn is_link_error(error: &io::Error) -> bool {
     )
 }
 
+/// One device's view of its link: up, down or gone, how many times it came
+/// back, and its MTU; looked at when receives find nothing.
 pub struct LinkWatch {
     /// The interface's name, for what is logged.
     name: String,
