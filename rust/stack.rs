@@ -650,7 +650,7 @@ impl Stack {
     /// The link was down or gone and is back, maybe to another network, or
     /// to neighbors with new MACs (a peer made again): they are asked for
     /// again, and a DHCP lease is verified (INIT-REBOOT).
-    pub fn link_returned(&mut self, now: Instant) {
+    fn link_returned(&mut self, now: Instant) {
         self.iface.forget_neighbors();
         if let Some(client) = self.dhcp.as_mut() {
             client.link_returned(now);

@@ -210,12 +210,12 @@ impl Interface {
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.config.as_ref()
     }
-    /// The ARP cache, as `arp -n` lists it.
-    /// The link came back (see `Stack::link_returned`): neighbors are asked for again.
+    /// The link came back (see `Stack::take_link`): neighbors are asked for again.
     pub fn forget_neighbors(&mut self) {
         self.neighbors.forget_resolved();
     }
 
+    /// The ARP cache, as `arp -n` lists it.
     pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor> {
         self.neighbors.entries(now)
     }
@@ -226,7 +226,7 @@ impl Interface {
         self.mtu
     }
 
-    /// The link's MTU changed (see `Stack::observe_link`).
+    /// The link's MTU changed (see `Stack::take_link`).
     pub fn set_mtu(&mut self, mtu: usize) {
         self.mtu = mtu;
     }
