@@ -34,6 +34,35 @@ def test_bad_interface_lists_interfaces_without_traceback():
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize(
+    "argv, split",
+    [
+        (
+            ["-i", "x", "-m", "uvicorn", "--host", "0.0.0.0", "--ip", "1"],
+            (["-i", "x"], "uvicorn", ["--host", "0.0.0.0", "--ip", "1"]),
+        ),
+        (
+            ["-i", "x", "--ip", "10.0.0.2/24", "s.py", "--ip", "z"],
+            (["-i", "x", "--ip", "10.0.0.2/24"], None, ["s.py", "--ip", "z"]),
+        ),
+        (["-ix", "-mhttp.server", "8000"], (["-ix"], "http.server", ["8000"])),
+        (["--iface=x", "--dns", "d", "script.py"], (["--iface=x", "--dns", "d"], None, ["script.py"])),
+    ],
+)
+def test_patch_cli_leaves_the_programs_own_options_to_it(argv, split):
+    from mipfast.patch import _split
+
+    assert _split(argv) == split
+
+
+def test_patch_cli_asks_for_a_program_without_traceback():
+    for args in (["-i", "lo"], ["-i", "lo", "-m"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "mipfast.patch", *args], capture_output=True, text=True, timeout=30
+        )
+        assert r.returncode == 2 and "usage:" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_bad_address_is_reported_without_traceback():
     r = run_cli("-i", "lo", "--ip", "10.1.2.3")
     assert r.returncode != 0 and "prefix" in r.stderr and "Traceback" not in r.stderr

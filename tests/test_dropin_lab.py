@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -55,13 +58,13 @@ def test_an_unmodified_requests_script_runs_through_the_stack(lab, certs, tmp_pa
 
 def test_patched_sockets_in_process(lab, peer, stack):
     peer(PEER_PY, "echo", "9482")
-    import socket
-
     with patched(stack):
         s = socket.create_connection((lab.peer_ip, 9482), timeout=10)
         assert isinstance(s, socket.socket) and s.family == socket.AF_INET
         assert s.getsockname()[0] == STACK_IP and s.getpeername() == (lab.peer_ip, 9482)
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, "set on the stack connection"
         data = pattern(1 << 20)
         threading.Thread(target=s.sendall, args=(data,)).start()
         got = bytearray()
@@ -116,8 +119,6 @@ def test_an_unmodified_uvicorn_app_is_forwarded_through_the_stack(lab, stack, tm
         stdin=subprocess.DEVNULL,
     )
     try:
-        import socket
-
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -132,3 +133,110 @@ def test_an_unmodified_uvicorn_app_is_forwarded_through_the_stack(lab, stack, tm
     finally:
         uvicorn.terminate()
         uvicorn.wait(10)
+
+
+def _listening(stack) -> dict[int, int]:
+    """The stack's listening ports and their backlogs."""
+    return {c["local"][1]: c["backlog"] for c in stack.connections() if c["backlog"] is not None}
+
+
+def _echo_until_eof(conn: socket.socket) -> None:
+    with conn:
+        while data := conn.recv(1 << 16):
+            conn.sendall(data)
+
+
+def test_a_patched_server_socket_listens_on_the_stack(lab, peer, stack):
+    with patched(stack):
+        server = socket.create_server(("", 0))
+        local = socket.create_server(("127.0.0.1", 0))
+        small = socket.socket()
+        small.bind((STACK_IP, 0))
+        small.listen(7)
+    try:
+        host, port = server.getsockname()
+        assert (host, port > 0) == ("0.0.0.0", True)
+        small_ip, small_port = small.getsockname()
+        assert small_ip == STACK_IP
+        assert _listening(stack)[small_port] == 7, "listen()'s backlog is the stack listener's"
+        small.close()
+        assert port in _listening(stack) and small_port not in _listening(stack)
+        assert local.getsockname()[0] == "127.0.0.1", "loopback stays the kernel's"
+        socket.create_connection(local.getsockname(), timeout=5).close()
+        # Passed on to accepted connections, as a kernel listener's options are.
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        server.setblocking(False)
+        assert select.select([server], [], [], 0) == ([], [], [])
+        try:
+            server.accept()
+            raise AssertionError("accept() on an empty non-blocking listener returned")
+        except BlockingIOError:
+            pass
+
+        n = 1 << 20
+        client = peer(PEER_PY, "client", STACK_IP, str(port), str(n), ready=None)
+        readable, _, _ = select.select([server], [], [], 30)
+        assert readable == [server], "the listening socket's descriptor shows the waiting connection"
+        conn, address = server.accept()
+        assert isinstance(conn, socket.socket) and address[0] == lab.peer_ip
+        assert conn.getsockname() == (STACK_IP, port) and conn.getpeername() == address
+        assert conn.gettimeout() is None, "an accepted socket takes the default timeout"
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        _echo_until_eof(conn)
+        got, digest = client.result().split()
+        assert (int(got), digest) == (n, hashlib.sha256(pattern(n)).hexdigest())
+    finally:
+        server.close()
+        local.close()
+    assert port not in _listening(stack), "closing the socket closes the stack's listener"
+
+
+def _curl_until_served(lab, url: str, proc: subprocess.Popen, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        r = lab.run("curl", "-sS", "--max-time", "5", url, check=False, timeout=30)
+        if r.returncode == 0:
+            return r.stdout
+        assert proc.poll() is None, f"the server exited: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"not served: {r.stderr}"
+        time.sleep(0.2)
+
+
+def _patched_module(lab, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", STACK_CIDR, "-m", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@linux_lab
+def test_an_unmodified_uvicorn_app_serves_through_the_patch(lab, tmp_path):
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    server = _patched_module(
+        lab, "uvicorn", "--app-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "8000", "asgi_app:app"
+    )
+    try:
+        # asyncio's create_server on the stack: the app sees the peer's own address.
+        assert (
+            _curl_until_served(lab, f"http://{STACK_IP}:8000/", server) == f"asgi says hi to {lab.peer_ip}\n"
+        )
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)
+
+
+@linux_lab
+def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
+    (tmp_path / "index.html").write_text("http.server, unmodified, through mipfast\n")
+    server = _patched_module(lab, "http.server", "8081", "--bind", "0.0.0.0", "--directory", str(tmp_path))
+    try:
+        for _ in range(2):
+            page = _curl_until_served(lab, f"http://{STACK_IP}:8081/index.html", server)
+            assert page == "http.server, unmodified, through mipfast\n"
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)

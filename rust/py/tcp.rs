@@ -134,6 +134,22 @@ impl PyConnection {
             .ok_or_else(connection_closed)
     }
 
+    /// As [`PyConnection::with_conn`], also once the connection is handed
+    /// to a bridge: its socket options stay the bridged socket's to set, as
+    /// a kernel socket's are (urllib3 sets `TCP_NODELAY` on every socket).
+    fn with_options<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Connection) -> T + Send,
+    ) -> PyResult<T> {
+        if self.bridge_fate.get().is_none() || self.live.is_shut() {
+            return self.with_conn(py, f);
+        }
+        let (live, h) = (&self.live, self.handle);
+        py.detach(move || live.act(|s, _| s.tcp_mut().get_mut(h).map(f)))
+            .ok_or_else(connection_closed)
+    }
+
     fn release(&self, abort: bool) {
         if self.open.swap(false, Ordering::SeqCst) {
             self.live.release(self.handle, abort);
@@ -267,7 +283,8 @@ impl PyConnection {
     /// bytes between it and the kernel stream socket `fd` (duplicated: the
     /// caller may close its own) both ways, passing end of stream on, until
     /// both directions end. A reset on either side aborts the other. This
-    /// object is closed from now on. How `mipfast.bridge` makes genuine
+    /// object is closed from now on, but for `setsockopt`/`getsockopt`
+    /// while the connection lives. How `mipfast.bridge` makes genuine
     /// `socket.socket` objects.
     fn bridge(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
         self.check_open()?;
@@ -386,12 +403,12 @@ impl PyConnection {
                 )))
             }
         };
-        self.with_conn(py, apply)
+        self.with_options(py, apply)
     }
 
     /// Reads back the options `setsockopt` accepts.
     fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<i64> {
-        let value = self.with_conn(py, move |c| {
+        let value = self.with_options(py, move |c| {
             let cfg = c.config();
             let k = cfg.keepalive.unwrap_or_default();
             Some(match (level, optname) {
