@@ -240,3 +240,116 @@ def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
     finally:
         server.terminate()
         server.communicate(timeout=20)
+
+
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    data, src = s.recvfrom(65535)
+    s.sendto(data, src)
+"""
+
+UDP_SEND = """
+import socket, sys
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def _udp_ports(stack) -> set[int]:
+    return {u["local"][1] for u in stack.udp_sockets()}
+
+
+def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
+    peer("-c", UDP_ECHO, "9484")
+    echo = (lab.peer_ip, 9484)
+    with patched(stack):
+        assert socket.getaddrinfo(lab.peer_ip, 9484, type=socket.SOCK_DGRAM) == [
+            (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", echo)
+        ]
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        connected = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        client.settimeout(5)
+        datagram = pattern(3000)  # fragmented both ways
+        assert client.sendto(datagram, echo) == len(datagram)
+        assert client.recvfrom(65535) == (datagram, echo)
+        assert client.getsockname()[1] in _udp_ports(stack), "a stack UDP socket"
+
+        connected.settimeout(5)
+        connected.connect(echo)
+        assert connected.getpeername() == echo
+        connected.send(b"connected")
+        buffer = bytearray(64)
+        assert connected.recv_into(buffer) == len(b"connected") and buffer.startswith(b"connected")
+
+        server.bind(("", 0))
+        port = server.getsockname()[1]
+        assert port in _udp_ports(stack)
+        server.setblocking(False)
+        assert select.select([server], [], [], 0)[0] == []
+        try:
+            server.recvfrom(100)
+            raise AssertionError("recvfrom() on an empty non-blocking socket returned")
+        except BlockingIOError:
+            pass
+        lab.run(sys.executable, "-c", UDP_SEND, STACK_IP, str(port), "to the server")
+        assert select.select([server], [], [], 5)[0] == [server], "the descriptor shows the datagram"
+        data, source = server.recvfrom(100)
+        assert data == b"to the server" and source[0] == lab.peer_ip
+
+        local.bind(("127.0.0.1", 0))  # loopback stays the kernel's
+        local.settimeout(5)
+        local.sendto(b"to myself", local.getsockname())
+        assert local.recvfrom(100)[0] == b"to myself"
+        assert local.getsockname()[1] not in _udp_ports(stack)
+    finally:
+        for s in (client, connected, server, local):
+            s.close()
+    assert not _udp_ports(stack), "closing the sockets closed the stack's"
+
+
+def test_an_asyncio_datagram_endpoint_through_the_patch(lab, peer, stack):
+    import asyncio
+
+    peer("-c", UDP_ECHO, "9485")
+
+    class Echoed(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.replies: asyncio.Queue[tuple[bytes, object]] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr) -> None:
+            self.replies.put_nowait((data, addr))
+
+    async def exchange() -> list[tuple[bytes, object]]:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(Echoed, remote_addr=(lab.peer_ip, 9485))
+        try:
+            assert transport.get_extra_info("socket").getsockname()[1] in _udp_ports(stack)
+            got = []
+            for i in range(3):
+                transport.sendto(f"datagram {i}".encode())
+                got.append(await asyncio.wait_for(protocol.replies.get(), 5))
+            return got
+        finally:
+            transport.close()
+
+    with patched(stack):
+        got = asyncio.run(exchange())
+    assert got == [(f"datagram {i}".encode(), (lab.peer_ip, 9485)) for i in range(3)]
+
+
+@linux_lab  # lab.mipfast by dnsmasq, in a namespace the host's kernel has no route to
+def test_dnspython_unmodified_resolves_through_the_patch(lab, stack):
+    import dns.resolver
+
+    with patched(stack):
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [lab.peer_ip]
+        resolver.lifetime = 5
+        answer = resolver.resolve("lab.mipfast", "A")
+    assert [r.address for r in answer] == [lab.peer_ip]

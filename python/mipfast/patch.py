@@ -1,45 +1,50 @@
-"""The drop-in for code you cannot change: its outbound TCP goes through the stack.
+"""The drop-in for code you cannot change: its TCP and UDP go through the stack.
 
     with mipfast.patch.patched(stack):
         import requests
         requests.get("http://10.77.0.1/")      # unmodified code, through the stack
 
-or, for a whole program:  python -m mipfast.patch -i mip0 [--ip CIDR] script.py [args…]
+or, for a whole program:  python -m mipfast.patch -i mip0 [--ip CIDR] (script.py | -m module) [args…]
 
-What is routed: ``socket.getaddrinfo`` for TCP (names resolved by the stack's DNS),
-``socket.create_connection``, and ``connect()``/``connect_ex()`` of every AF_INET
-``SOCK_STREAM`` socket made through ``socket.socket`` (so urllib3, requests, http.client,
-ftplib, smtplib, ``asyncio.open_connection`` and TLS over any of them). The socket stays a
-genuine ``socket.socket`` (see :mod:`mipfast.bridge`).
+What is routed (:mod:`mipfast._routed` has how):
 
-Servers too: an AF_INET ``SOCK_STREAM`` socket bound to the wildcard address (``""``,
-``0.0.0.0``) or to the stack's own listens on the stack (``socket.create_server``,
-``socketserver``, ``http.server``, ``asyncio.start_server``, uvicorn…). ``bind()`` takes the
-stack's port (port 0 picks a free one, which ``getsockname()`` gives), ``listen()`` makes
-the socket's descriptor readable while a connection waits, and ``accept()`` returns bridged
-``socket.socket`` objects, blocking or not as the listening socket is. TCP options set on
-the listening socket (``TCP_NODELAY``, keepalive) are passed on to the connections it accepts,
-as a kernel's listener passes them on. A socket bound to a loopback or any other address
-stays the kernel's.
+- ``socket.getaddrinfo`` for TCP and UDP (names resolved by the stack's DNS), so
+  ``socket.create_connection`` and everything built on it;
+- ``connect()``/``connect_ex()`` of every AF_INET ``SOCK_STREAM`` socket made through
+  ``socket.socket`` (urllib3, requests, http.client, ftplib, smtplib,
+  ``asyncio.open_connection``, and TLS over any of them). The socket stays a genuine
+  ``socket.socket`` (see :mod:`mipfast.bridge`); its TCP options are the stack connection's;
+- servers: an AF_INET ``SOCK_STREAM`` socket bound to the wildcard address (``""``,
+  ``0.0.0.0``) or to the stack's own listens on the stack (``socket.create_server``,
+  ``socketserver``, ``http.server``, ``asyncio.start_server``, uvicorn…). ``bind()`` takes the
+  stack's port (port 0 picks a free one, which ``getsockname()`` gives), ``listen()`` makes
+  the socket's descriptor readable while a connection waits, and ``accept()`` returns bridged
+  ``socket.socket`` objects, blocking or not as the listening socket is. TCP options set on
+  the listening socket (``TCP_NODELAY``, keepalive) pass on to the connections it accepts,
+  as a kernel's listener passes them on;
+- UDP: an AF_INET ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
+  routed address, sends and receives through a stack UDP socket (``sendto``, ``recvfrom``,
+  ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
+  descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython,
+  ntplib…).
 
-Not routed: loopback addresses, UDP, IPv6, sockets created before patching, and C extensions
-that open sockets themselves. The patch is process-wide while it is active.
+Not routed: loopback addresses, IPv6, raw sockets, sockets bound to another address or
+created before patching, and C extensions that open sockets themselves. The patch is
+process-wide while it is active.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import ipaddress
-import os
 import runpy
 import socket
 import sys
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from . import bridge
+from ._routed import routed_socket_class
 
 __all__ = ["patched", "main"]
 
@@ -51,123 +56,33 @@ def _through_stack(host: str) -> bool:
         return False
 
 
+def _service_port(port: Any, protocol: str) -> int:
+    if isinstance(port, bytes):
+        port = port.decode()
+    if isinstance(port, str):
+        return int(port) if port.isdigit() else socket.getservbyname(port, protocol)
+    return int(port or 0)
+
+
 @contextlib.contextmanager
 def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterator[None]:
-    """Routes new outbound IPv4 TCP connections (to addresses for which ``route(ip)``
-    holds: every non-loopback one by default) through ``stack`` while active."""
+    """Routes new IPv4 TCP connections and UDP sockets (to addresses for which ``route(ip)``
+    holds: every non-loopback one by default), and servers on the wildcard address or the
+    stack's own, through ``stack`` while active."""
     original_socket = socket.socket
     original_getaddrinfo = socket.getaddrinfo
+    kinds = {
+        socket.SOCK_STREAM: (socket.IPPROTO_TCP, "tcp"),
+        socket.SOCK_DGRAM: (socket.IPPROTO_UDP, "udp"),
+    }
 
-    def serves_here(host: str) -> bool:
-        """A listening address the stack answers for: the wildcard or its own."""
-        return host in ("", "0.0.0.0") or host == stack.ip
-
-    class StackRoutedSocket(bridge.BridgedSocket):
-        _mip_listener: Any = None
-        _mip_bound: tuple[str, int] | None = None
-        _mip_backlog: int | None = None
-        _mip_inherited: tuple[tuple[int, int, Any], ...] = ()
-
-        def _mip_route(self, address: Any) -> bool:
-            return (
-                self.family == socket.AF_INET
-                and self.type == socket.SOCK_STREAM
-                and isinstance(address, tuple)
-                and route(str(address[0]))
-                and self._mip_conn is None
-            )
-
-        def connect(self, address: Any) -> None:
-            if not self._mip_route(address):
-                return super().connect(address)
-            timeout = self.gettimeout()
-            conn = stack.connect((address[0], address[1]), timeout=timeout or None)
-            conn.settimeout(timeout)
-            self._mip_names = (conn.getsockname(), conn.getpeername())
-            self._mip_conn = conn
-            bridge.adopt(self, conn)
-
-        def connect_ex(self, address: Any) -> int:
-            try:
-                self.connect(address)
-            except OSError as e:
-                return e.errno or -1
-            return 0
-
-        def bind(self, address: Any) -> None:
-            if not (
-                self.family == socket.AF_INET
-                and self.type == socket.SOCK_STREAM
-                and isinstance(address, tuple)
-                and len(address) == 2
-                and isinstance(address[0], str)
-                and serves_here(address[0])
-                and self._mip_bound is None
-                and self._mip_conn is None
-            ):
-                return super().bind(address)
-            port = address[1]
-            if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
-                raise OverflowError("bind(): port must be 0-65535.")
-            # The port is taken now, as a kernel's bind takes it (EADDRINUSE here, and
-            # port 0 resolved for getsockname()); listen() sets the backlog.
-            self._mip_listener = stack.listen(port, socket.SOMAXCONN)
-            self._mip_bound = (address[0] or "0.0.0.0", self._mip_listener.port)
-
-        def listen(self, backlog: int = socket.SOMAXCONN) -> None:
-            if self._mip_bound is None:
-                return super().listen(backlog)
-            backlog = max(int(backlog), 0)
-            if self._mip_backlog is None:
-                if backlog != socket.SOMAXCONN:
-                    self._mip_listener.close()
-                    self._mip_listener = stack.listen(self._mip_bound[1], backlog)
-                # The descriptor becomes the listener's readiness descriptor: select,
-                # selectors and event loops see it readable while a connection waits.
-                timeout = self.gettimeout()
-                os.dup2(self._mip_listener.fileno(), self.fileno())
-                self.settimeout(timeout)  # the new description gets the socket's blocking mode
-            self._mip_backlog = backlog
-
-        def accept(self) -> tuple[socket.socket, Any]:
-            if self._mip_backlog is None:
-                if self._mip_bound is not None:
-                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening yet
-                return super().accept()
-            conn, peer = self._mip_listener.accept(self.gettimeout())
-            for level, optname, value in self._mip_inherited:
-                with contextlib.suppress(OSError):
-                    conn.setsockopt(level, optname, value)
-            conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
-            return bridge.socket_for(conn), peer
-
-        def getsockname(self) -> Any:
-            if self._mip_bound is not None:
-                return self._mip_bound
-            return super().getsockname()
-
-        def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
-            if self._mip_bound is None or args or not isinstance(value, int):
-                return super().setsockopt(level, optname, value, *args)
-            if level == socket.IPPROTO_TCP or (level, optname) == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
-                self._mip_inherited = (*self._mip_inherited, (level, optname, value))
-            if self._mip_backlog is None or level != socket.IPPROTO_TCP:
-                super().setsockopt(level, optname, value)
-
-        def close(self) -> None:
-            listener, self._mip_listener = self._mip_listener, None
-            if listener is not None:
-                listener.close()
-            super().close()
-
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0):  # noqa: A002
-        if (
-            host is None
-            or family not in (0, socket.AF_INET)
-            or type not in (0, socket.SOCK_STREAM)
-            or proto not in (0, socket.IPPROTO_TCP)
-            or host in ("localhost", "")
-        ):
+    def getaddrinfo(  # noqa: A002 (the stdlib's parameter names)
+        host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[Any]:
+        wanted = [
+            kind for kind, (protocol, _) in kinds.items() if type in (0, kind) and proto in (0, protocol)
+        ]
+        if host is None or family not in (0, socket.AF_INET) or not wanted or host in ("localhost", ""):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         name = host.decode() if isinstance(host, bytes) else str(host)
         try:
@@ -176,17 +91,16 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
             literal = None
         if literal is not None and (literal.version != 4 or not route(name)):
             return original_getaddrinfo(host, port, family, type, proto, flags)
-        if isinstance(port, (str, bytes)):
-            port = int(port) if str(port).isdigit() else socket.getservbyname(str(port), "tcp")
         addresses = [name] if literal is not None else stack.resolve(name)
         return [
-            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port or 0)))
+            (socket.AF_INET, kind, kinds[kind][0], "", (ip, _service_port(port, kinds[kind][1])))
             for ip in addresses
             if route(ip)
+            for kind in wanted
         ] or original_getaddrinfo(host, port, family, type, proto, flags)
 
-    socket.socket = StackRoutedSocket  # type: ignore[misc]
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.socket = routed_socket_class(stack, route)  # type: ignore[misc]
+    socket.getaddrinfo = getaddrinfo
     try:
         yield
     finally:

@@ -1,0 +1,271 @@
+"""The socket class :mod:`mipfast.patch` puts in place of ``socket.socket``.
+
+Each of its sockets is a genuine ``socket.socket``. What it routes through the stack:
+
+- **TCP clients**: ``connect()`` to an address the route takes makes a stack connection and
+  turns the socket into the Python end of a bridge to it (:func:`mipfast.bridge.adopt`).
+- **TCP servers**: ``bind()`` to the wildcard address or the stack's own takes the stack's
+  port; ``listen()`` puts the stack listener's readiness descriptor in place of the socket's
+  own (``dup2``), so that ``select`` and event loops see a waiting connection; ``accept()``
+  returns bridged sockets.
+- **UDP**: ``bind()`` as for TCP, or the first ``connect()``/``sendto()`` to a routed address,
+  opens a stack UDP socket, whose readiness descriptor likewise takes the socket's place;
+  every send and receive then goes to it, in datagrams, with the stack socket following this
+  socket's timeout.
+
+Anything else (loopback, IPv6, raw sockets, a socket the kernel already bound or connected)
+stays the kernel's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from typing import Any, Callable
+
+from . import bridge
+
+#: Socket options the stack's sockets take, passed on from a listening socket to the
+#: connections it accepts (as a kernel's listener passes them on).
+_INHERITED = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE),)
+#: Socket options a stack UDP socket takes (set before it exists: kept until then).
+_UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+def _port(address: Any, what: str) -> int:
+    port = address[1]
+    if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+        raise OverflowError(f"{what}(): port must be 0-65535.")
+    return port
+
+
+class RoutedSocket(bridge.BridgedSocket):
+    """``socket.socket`` with IPv4 TCP and UDP routed through ``_mip_stack``; see the module."""
+
+    _mip_stack: Any = None
+    #: Whether an IPv4 address is the stack's to reach (a class's own ``route``).
+    _mip_routes: Callable[[str], bool] = staticmethod(lambda host: False)
+
+    # TCP server.
+    _mip_listener: Any = None
+    _mip_bound: tuple[str, int] | None = None
+    _mip_backlog: int | None = None
+    # UDP.
+    _mip_udp: Any = None
+    # The kernel bound or connected this socket: it stays the kernel's.
+    _mip_kernel = False
+    # Options set before the stack socket existed, or to pass on to accepted connections.
+    _mip_options: tuple[tuple[int, int, int], ...] = ()
+
+    # ---- which sockets and addresses are routed
+
+    def _mip_of(self, kind: socket.SocketKind) -> bool:
+        return self.family == socket.AF_INET and self.type == kind and not self._mip_kernel
+
+    def _mip_serves(self, address: Any) -> bool:
+        """An IPv4 address to listen or receive on that the stack answers for."""
+        return (
+            isinstance(address, tuple)
+            and len(address) == 2
+            and isinstance(address[0], str)
+            and (address[0] in ("", "0.0.0.0") or address[0] == self._mip_stack.ip)
+        )
+
+    def _mip_reaches(self, address: Any) -> bool:
+        """An IPv4 destination the route gives to the stack."""
+        return isinstance(address, tuple) and len(address) == 2 and self._mip_routes(str(address[0]))
+
+    def _mip_take_descriptor(self, readiness: int) -> None:
+        """Puts the stack socket's readiness descriptor in place of this socket's own:
+        ``select``, selectors and event loops then wait on the stack socket."""
+        timeout = self.gettimeout()
+        os.dup2(readiness, self.fileno())
+        super().settimeout(timeout)  # the new description gets the socket's blocking mode
+
+    # ---- TCP client, and UDP's default destination
+
+    def connect(self, address: Any) -> None:
+        if self._mip_of(socket.SOCK_DGRAM) and (self._mip_udp is not None or self._mip_reaches(address)):
+            _port(address, "connect")
+            self._mip_open_udp().connect((address[0], address[1]))
+            return None
+        if not (self._mip_of(socket.SOCK_STREAM) and self._mip_reaches(address) and self._mip_conn is None):
+            self._mip_kernel = True
+            return super().connect(address)
+        timeout = self.gettimeout()
+        conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout or None)
+        conn.settimeout(timeout)
+        self._mip_names = (conn.getsockname(), conn.getpeername())
+        self._mip_conn = conn
+        bridge.adopt(self, conn)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            self.connect(address)
+        except OSError as e:
+            return e.errno or -1
+        return 0
+
+    # ---- TCP server
+
+    def bind(self, address: Any) -> None:
+        if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and self._mip_serves(address):
+            self._mip_open_udp((address[0] or "0.0.0.0", _port(address, "bind")))
+            return
+        if not (
+            self._mip_of(socket.SOCK_STREAM)
+            and self._mip_serves(address)
+            and self._mip_bound is None
+            and self._mip_conn is None
+        ):
+            self._mip_kernel = True
+            return super().bind(address)
+        port = _port(address, "bind")
+        # The port is taken now, as a kernel's bind takes it (EADDRINUSE here, and port 0
+        # resolved for getsockname()); listen() sets the backlog.
+        self._mip_listener = self._mip_stack.listen(port, socket.SOMAXCONN)
+        self._mip_bound = (address[0] or "0.0.0.0", self._mip_listener.port)
+
+    def listen(self, backlog: int = socket.SOMAXCONN) -> None:
+        if self._mip_bound is None:
+            return super().listen(backlog)
+        backlog = max(int(backlog), 0)
+        if self._mip_backlog is None:
+            if backlog != socket.SOMAXCONN:
+                self._mip_listener.close()
+                self._mip_listener = self._mip_stack.listen(self._mip_bound[1], backlog)
+            self._mip_take_descriptor(self._mip_listener.fileno())
+        self._mip_backlog = backlog
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if self._mip_backlog is None:
+            if self._mip_bound is not None:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening yet
+            return super().accept()
+        conn, peer = self._mip_listener.accept(self.gettimeout())
+        for level, optname, value in self._mip_options:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(level, optname, value)
+        conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
+        return bridge.socket_for(conn), peer
+
+    # ---- UDP
+
+    def _mip_open_udp(self, bind: tuple[str, int] = ("0.0.0.0", 0)) -> Any:
+        if self._mip_udp is None:
+            udp = self._mip_stack.udp(bind)
+            try:
+                for level, optname, value in self._mip_options:
+                    udp.setsockopt(level, optname, value)
+                udp.settimeout(self.gettimeout())
+                self._mip_take_descriptor(udp.fileno())
+            except BaseException:
+                udp.close()
+                raise
+            self._mip_udp = udp
+        return self._mip_udp
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        if len(args) not in (1, 2):
+            return super().sendto(data, *args)  # the stdlib's TypeError
+        flags, address = (0, args[0]) if len(args) == 1 else args
+        if self._mip_udp is None and not (self._mip_of(socket.SOCK_DGRAM) and self._mip_reaches(address)):
+            return super().sendto(data, *args)
+        if flags & ~socket.MSG_DONTWAIT:
+            raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported")
+        return int(self._mip_open_udp().sendto(data, (address[0], _port(address, "sendto"))))
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if self._mip_udp is None:
+            return super().send(data, flags)
+        if flags & ~socket.MSG_DONTWAIT:
+            raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported")
+        return int(self._mip_udp.send(data))
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self._mip_udp is None:
+            return super().sendall(data, flags)
+        self.send(data, flags)
+        return None
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._mip_udp is None:
+            return super().recv(bufsize, flags)
+        return bytes(self._mip_udp.recv(bufsize, flags))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._mip_udp is None:
+            return super().recv_into(buffer, nbytes, flags)
+        return int(self._mip_udp.recv_into(buffer, nbytes, flags))
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> Any:
+        if self._mip_udp is None:
+            return super().recvfrom(bufsize, flags)
+        return self._mip_udp.recvfrom(bufsize, flags)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Any:
+        if self._mip_udp is None:
+            return super().recvfrom_into(buffer, nbytes, flags)
+        return self._mip_udp.recvfrom_into(buffer, nbytes, flags)
+
+    def settimeout(self, value: float | None) -> None:
+        super().settimeout(value)
+        if self._mip_udp is not None:
+            self._mip_udp.settimeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        super().setblocking(flag)
+        if self._mip_udp is not None:
+            self._mip_udp.setblocking(flag)
+
+    # ---- names, options, close
+
+    def getsockname(self) -> Any:
+        if self._mip_bound is not None:
+            return self._mip_bound
+        if self._mip_udp is not None:
+            return self._mip_udp.getsockname()
+        return super().getsockname()
+
+    def getpeername(self) -> Any:
+        if self._mip_udp is not None:
+            return self._mip_udp.getpeername()
+        return super().getpeername()
+
+    def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
+        if args or not isinstance(value, int) or (self._mip_bound is None and self._mip_udp is None):
+            if self._mip_of(socket.SOCK_DGRAM) and not args and (level, optname) in _UDP_OPTIONS:
+                self._mip_options = (*self._mip_options, (level, optname, int(value)))
+            return super().setsockopt(level, optname, value, *args)
+        if self._mip_udp is not None:
+            if (level, optname) in _UDP_OPTIONS:
+                self._mip_udp.setsockopt(level, optname, value)
+                return None
+            return super().setsockopt(level, optname, value)
+        # A listening socket: TCP options and keepalive pass on to what it accepts.
+        if level == socket.IPPROTO_TCP or (level, optname) in _INHERITED:
+            self._mip_options = (*self._mip_options, (level, optname, value))
+        if self._mip_backlog is None or level != socket.IPPROTO_TCP:
+            super().setsockopt(level, optname, value)
+
+    def getsockopt(self, level: int, optname: int, *args: Any) -> Any:
+        if self._mip_udp is not None and not args and (level, optname) in _UDP_OPTIONS:
+            return self._mip_udp.getsockopt(level, optname)
+        return super().getsockopt(level, optname, *args)
+
+    def close(self) -> None:
+        listener, self._mip_listener = self._mip_listener, None
+        udp, self._mip_udp = self._mip_udp, None
+        for stack_socket in (listener, udp):
+            if stack_socket is not None:
+                stack_socket.close()
+        super().close()
+
+
+def routed_socket_class(stack: Any, route: Callable[[str], bool]) -> type[RoutedSocket]:
+    """A ``socket.socket`` class whose IPv4 TCP and UDP go through ``stack`` where ``route(ip)``
+    holds (and servers on the wildcard address or the stack's own)."""
+    attributes = {"_mip_stack": stack, "_mip_routes": staticmethod(route)}
+    return type("StackRoutedSocket", (RoutedSocket,), attributes)
