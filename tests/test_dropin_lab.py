@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import os
@@ -168,6 +169,12 @@ def test_a_patched_server_socket_listens_on_the_stack(lab, peer, stack):
 
         server.setblocking(False)
         assert select.select([server], [], [], 0) == ([], [], [])
+        for read in (lambda: server.recv(1), lambda: server.send(b"x")):
+            try:
+                read()
+                raise AssertionError("a listening socket moved data")
+            except OSError as e:
+                assert e.errno == errno.ENOTCONN, e
         try:
             server.accept()
             raise AssertionError("accept() on an empty non-blocking listener returned")
@@ -283,6 +290,11 @@ def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
         connected.settimeout(5)
         connected.connect(echo)
         assert connected.getpeername() == echo
+        try:
+            connected.sendmsg([b"x"])
+            raise AssertionError("sendmsg() wrote into the readiness descriptor")
+        except OSError as e:
+            assert e.errno == errno.EOPNOTSUPP
         connected.send(b"connected")
         buffer = bytearray(64)
         assert connected.recv_into(buffer) == len(b"connected") and buffer.startswith(b"connected")

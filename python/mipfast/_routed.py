@@ -34,6 +34,11 @@ _INHERITED = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE),)
 _UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
+def _no_flags_but_dontwait(flags: int) -> None:
+    if flags & ~socket.MSG_DONTWAIT:
+        raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported on a stack UDP socket")
+
+
 def _port(address: Any, what: str) -> int:
     port = address[1]
     if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
@@ -167,48 +172,77 @@ class RoutedSocket(bridge.BridgedSocket):
             self._mip_udp = udp
         return self._mip_udp
 
+    def _mip_datagrams(self) -> Any:
+        """The stack UDP socket this socket's data goes to, or None for the descriptor's own
+        (the kernel's, or a bridge's). A listening socket has none: its descriptor only
+        shows readiness, and must not be read or written (ENOTCONN, as the kernel says)."""
+        if self._mip_bound is not None:
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+        return self._mip_udp
+
     def sendto(self, data: Any, *args: Any) -> int:
         if len(args) not in (1, 2):
             return super().sendto(data, *args)  # the stdlib's TypeError
         flags, address = (0, args[0]) if len(args) == 1 else args
-        if self._mip_udp is None and not (self._mip_of(socket.SOCK_DGRAM) and self._mip_reaches(address)):
-            return super().sendto(data, *args)
-        if flags & ~socket.MSG_DONTWAIT:
-            raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported")
-        return int(self._mip_open_udp().sendto(data, (address[0], _port(address, "sendto"))))
+        udp = self._mip_datagrams()
+        if udp is None:
+            if not (self._mip_of(socket.SOCK_DGRAM) and self._mip_reaches(address)):
+                return super().sendto(data, *args)
+            udp = self._mip_open_udp()
+        _no_flags_but_dontwait(flags)
+        return int(udp.sendto(data, (address[0], _port(address, "sendto"))))
 
     def send(self, data: Any, flags: int = 0) -> int:
-        if self._mip_udp is None:
+        udp = self._mip_datagrams()
+        if udp is None:
             return super().send(data, flags)
-        if flags & ~socket.MSG_DONTWAIT:
-            raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported")
-        return int(self._mip_udp.send(data))
+        _no_flags_but_dontwait(flags)
+        return int(udp.send(data))
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        if self._mip_udp is None:
+        if self._mip_datagrams() is None:
             return super().sendall(data, flags)
         self.send(data, flags)
         return None
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self._mip_udp is None:
+        udp = self._mip_datagrams()
+        if udp is None:
             return super().recv(bufsize, flags)
-        return bytes(self._mip_udp.recv(bufsize, flags))
+        return bytes(udp.recv(bufsize, flags))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        if self._mip_udp is None:
+        udp = self._mip_datagrams()
+        if udp is None:
             return super().recv_into(buffer, nbytes, flags)
-        return int(self._mip_udp.recv_into(buffer, nbytes, flags))
+        return int(udp.recv_into(buffer, nbytes, flags))
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Any:
-        if self._mip_udp is None:
+        udp = self._mip_datagrams()
+        if udp is None:
             return super().recvfrom(bufsize, flags)
-        return self._mip_udp.recvfrom(bufsize, flags)
+        return udp.recvfrom(bufsize, flags)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Any:
-        if self._mip_udp is None:
+        udp = self._mip_datagrams()
+        if udp is None:
             return super().recvfrom_into(buffer, nbytes, flags)
-        return self._mip_udp.recvfrom_into(buffer, nbytes, flags)
+        return udp.recvfrom_into(buffer, nbytes, flags)
+
+    def sendmsg(self, *args: Any) -> int:
+        if self._mip_datagrams() is not None:
+            raise OSError(errno.EOPNOTSUPP, "sendmsg() on a stack UDP socket: use sendto()")
+        return super().sendmsg(*args)
+
+    def recvmsg(self, *args: Any) -> Any:
+        if self._mip_datagrams() is not None:
+            raise OSError(errno.EOPNOTSUPP, "recvmsg() on a stack UDP socket: use recvfrom()")
+        return super().recvmsg(*args)
+
+    def recvmsg_into(self, *args: Any) -> Any:
+        if self._mip_datagrams() is not None:
+            raise OSError(errno.EOPNOTSUPP, "recvmsg_into() on a stack UDP socket: use recvfrom_into()")
+        return super().recvmsg_into(*args)
 
     def settimeout(self, value: float | None) -> None:
         super().settimeout(value)
