@@ -101,7 +101,7 @@ impl Stack {
             entropy::stream(seed, Purpose::TcpPorts).random(),
         );
         let resolver = Resolver::new(config.resolver, entropy::stream(seed, Purpose::Dns));
-        let configured_mtu = config.interface.mtu;
+        let configured_mtu = config.interface.mtu.max(ipv4::MIN_MTU);
         let mut stack = Stack {
             iface: Interface::new(config.interface),
             tcp,
@@ -633,6 +633,13 @@ impl Stack {
     /// running connections otherwise stalls them: their full segments no
     /// longer leave.
     fn follow_link_mtu(&mut self, mtu: usize) {
+        if mtu < ipv4::MIN_MTU {
+            log::warn!(
+                "the interface's MTU {mtu} cannot carry IPv4: keeping {}",
+                self.iface.mtu()
+            );
+            return;
+        }
         let mtu = mtu.min(self.configured_mtu);
         if mtu == self.iface.mtu() {
             return;

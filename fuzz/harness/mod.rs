@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config, RxChecksum, DEFAULT_MAC};
+use mipfast::phy::Link;
 use mipfast::socket::tcp::Handle;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
@@ -244,15 +245,28 @@ pub fn repair(frame: &mut Vec<u8>) {
 /// (a Linux packet socket's offload state): the trusted path must take
 /// nonsense as calmly as the checked one. Bit 3 hands it over with its
 /// text held (`wire/held_text.rs`), as the packet ring does a super-frame.
+/// Bit 4 first changes the link under both stacks: its MTU (bits 5–7 pick
+/// one, nonsense included), and for even picks a return after an outage
+/// (`Stack::take_link`), as the link watch reports them.
 pub fn run_frames(data: &[u8], repairing: bool) {
+    const MTUS: [usize; 8] = [0, 20, 68, 576, 1000, 1280, 1500, 9000];
     let mut input = Input::new(data);
     let mut stack = static_stack();
     let mut dhcp = dhcp_stack();
     let mut app = App::new(&mut stack);
     let mut now = Instant::ZERO;
+    let mut link = Link::default();
     while !input.is_empty() {
         let flags = input.u8();
         advance(&mut now, input.u8());
+        if flags & 16 != 0 {
+            let pick = (flags >> 5) as usize;
+            link.mtu = MTUS[pick];
+            link.returns += (pick % 2 == 0) as u64;
+            for s in [&mut stack, &mut dhcp] {
+                s.take_link(now, link);
+            }
+        }
         let len = (input.u16() as usize) % 2048;
         let mut frame = input.bytes(len).to_vec();
         if flags & 1 != 0 {

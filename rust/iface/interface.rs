@@ -193,7 +193,8 @@ impl Interface {
     pub fn new(config: InterfaceConfig) -> Self {
         Interface {
             mac: config.mac,
-            mtu: config.mtu,
+            // An MTU that cannot carry IPv4 would leave no room for a fragment.
+            mtu: config.mtu.max(ipv4::MIN_MTU),
             config: None,
             neighbors: NeighborCache::new(config.neighbors),
             tx: TxQueue::new(),

@@ -384,3 +384,35 @@ fn a_transfer_follows_its_interface_mtu_down_and_new_connections_follow_it_up() 
     assert_eq!(p.b.tcp().get(hb3).unwrap().mss(), 1448);
     assert!(p.upload(ha3, hb3, 200_000, Duration::from_secs(10)));
 }
+
+/// A link that reports an MTU too small for IPv4 (below RFC 791's 68
+/// octets) is not followed: fragmenting a datagram for it left no room
+/// for a fragment's text and panicked (found by `stack_frames_checksummed`
+/// once the fuzzer could change the link). The smallest MTU that carries
+/// IPv4 is followed, and a large datagram leaves in 48-byte fragments.
+#[test]
+fn an_mtu_too_small_for_ipv4_is_not_followed_and_the_smallest_one_is() {
+    let mut p = Path::new(1500);
+    let link = |mtu| Link {
+        state: LinkState::Up,
+        returns: 0,
+        mtu,
+    };
+    p.connect(); // B's MAC known: datagrams leave at once
+    let client = p.a.udp_bind(Ipv4Addr::UNSPECIFIED, 4000).unwrap();
+    for mtu in [1, 20, 27, 67] {
+        p.a.take_link(p.now, link(mtu));
+        assert_eq!(p.a.interface().mtu(), 1500, "MTU {mtu} followed");
+        p.a.udp_send(p.now, client, (B_IP, 9), &[7; 3000]).unwrap();
+        p.a.drain_tx(|_| {});
+    }
+    p.a.take_link(p.now, link(ipv4::MIN_MTU));
+    assert_eq!(p.a.interface().mtu(), ipv4::MIN_MTU);
+    p.a.udp_send(p.now, client, (B_IP, 9), &[7; 3000]).unwrap();
+    let mut fragments = Vec::new();
+    p.a.drain_tx(|frame| fragments.push(frame.len()));
+    assert_eq!(fragments.len(), 3000_usize.div_ceil(48));
+    assert!(fragments
+        .iter()
+        .all(|&len| len <= ethernet::HEADER_LEN + ipv4::MIN_MTU));
+}

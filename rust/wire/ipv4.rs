@@ -4,6 +4,9 @@ use super::checksum;
 use super::{be16, ipv4_at, Error, Ipv4Addr, Result};
 
 pub const HEADER_LEN: usize = 20;
+/// The smallest MTU that carries IPv4: every module must pass a 68-octet
+/// datagram unfragmented (RFC 791 §3.2).
+pub const MIN_MTU: usize = 68;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
