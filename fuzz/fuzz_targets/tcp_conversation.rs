@@ -2,7 +2,8 @@
 //! harness plays the peer with segments built from fuzzer-chosen fields
 //! (flags, sequence and acknowledgement offsets relative to the
 //! connection's current numbers, window, options, payload length), so that
-//! data, SACK, FIN, RST, zero-window, PAWS and retransmission paths all run.
+//! data, SACK, FIN, RST, zero-window, PAWS and retransmission paths all run,
+//! and the interface's MTU changes between segments now and then.
 //! The debug build checks the connection's invariants after every event.
 #![no_main]
 
@@ -11,6 +12,7 @@ mod harness;
 
 use harness::*;
 use mipfast::iface::DEFAULT_MAC;
+use mipfast::phy::Link;
 use mipfast::stack::Stack;
 use mipfast::time::Instant;
 use mipfast::wire::tcp::{Flags, Options, Repr, Segment};
@@ -193,6 +195,18 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let len = (input.u8() as usize * 8).min(payload.len());
         advance(&mut now, input.u8());
         let app_choice = input.u8();
+        if option_choice & 0x40 != 0 {
+            // The interface's MTU changes under the conversation (nonsense included).
+            const MTUS: [usize; 8] = [0, 20, 68, 576, 1000, 1280, 1500, 9000];
+            let mtu = MTUS[(app_choice >> 5) as usize];
+            stack.take_link(
+                now,
+                Link {
+                    mtu,
+                    ..Link::default()
+                },
+            );
+        }
         let repr = peer_segment(flags, seq, ack, window, options);
         stack.process_frame(now, &segment(&repr, &payload[..len]));
         // What a well-behaved peer learns: its data up to where we ACK.
