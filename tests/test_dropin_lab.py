@@ -73,6 +73,14 @@ def test_patched_sockets_in_process(lab, peer, stack):
             got += s.recv(1 << 16)
         assert got == data
         s.close()
+        tuned = socket.socket()
+        tuned.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # before connect(), as usual
+        tuned.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tuned.connect((lab.peer_ip, 9482))
+        # The stack connection's values (a kernel socket would say twice the buffer).
+        assert tuned.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 1 << 16
+        assert tuned.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        tuned.close()
         local = socket.socket()  # loopback is not routed
         assert local.connect_ex(("127.0.0.1", 9)) != 0
         local.close()

@@ -661,6 +661,37 @@ def test_recv_flags_peek_dontwait_waitall(lab, peer):
         assert conn.recv(100, socket.MSG_WAITALL) == b""
 
 
+def test_so_rcvbuf_bounds_what_waits_unread(lab, peer):
+    n = 24 << 20
+    peer(PEER_PY, "source", "9006", str(n))
+    small = 64 << 10
+    with (
+        mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack,
+        stack.connect((lab.peer_ip, 9006), timeout=10) as conn,
+    ):
+        assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 4 << 20
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, small)
+        assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == small
+
+        def unread() -> int:
+            time.sleep(0.5)  # the source fills whatever window it has
+            return next(c["recv_queued"] for c in stack.connections() if c["remote"] == (lab.peer_ip, 9006))
+
+        # The window offered before stands: the source may fill it...
+        got = bytearray()
+        assert unread() > small
+        # ...and once it has been read through, no more than the new buffer waits.
+        while len(got) < 12 << 20:
+            got += conn.recv(1 << 20)
+        queued = unread()
+        assert 0 < queued <= small, queued
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # and larger again
+        assert unread() > 1 << 20
+        while chunk := conn.recv(1 << 20):
+            got += chunk
+        assert len(got) == n and got == pattern(n)
+
+
 def test_closed_port_is_refused(lab):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, pytest.raises(ConnectionRefusedError):
         stack.connect((lab.peer_ip, 1), timeout=5)

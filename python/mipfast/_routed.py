@@ -27,9 +27,6 @@ from typing import Any, Callable
 
 from . import bridge
 
-#: Socket options the stack's sockets take, passed on from a listening socket to the
-#: connections it accepts (as a kernel's listener passes them on).
-_INHERITED = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE),)
 #: Socket options a stack UDP socket takes (set before it exists: kept until then).
 _UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
 
@@ -101,6 +98,7 @@ class RoutedSocket(bridge.BridgedSocket):
             return super().connect(address)
         timeout = self.gettimeout()
         conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout or None)
+        self._mip_pass_options(conn)
         conn.settimeout(timeout)
         self._mip_names = (conn.getsockname(), conn.getpeername())
         self._mip_conn = conn
@@ -150,11 +148,16 @@ class RoutedSocket(bridge.BridgedSocket):
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening yet
             return super().accept()
         conn, peer = self._mip_listener.accept(self.gettimeout())
+        self._mip_pass_options(conn)
+        conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
+        return bridge.socket_for(conn), peer
+
+    def _mip_pass_options(self, conn: Any) -> None:
+        """Options set on this socket before ``connect()``, or on this listening socket,
+        applied to the stack connection (those it does not know are the kernel's to ignore)."""
         for level, optname, value in self._mip_options:
             with contextlib.suppress(OSError):
                 conn.setsockopt(level, optname, value)
-        conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
-        return bridge.socket_for(conn), peer
 
     # ---- UDP
 
@@ -268,25 +271,33 @@ class RoutedSocket(bridge.BridgedSocket):
             return self._mip_udp.getpeername()
         return super().getpeername()
 
+    def _mip_kept(self, level: int, optname: int) -> bool:
+        """An option to keep until the stack socket it belongs to exists: a TCP
+        connection's before ``connect()`` or a listener's for what it accepts, a UDP
+        socket's before it opens."""
+        if self._mip_of(socket.SOCK_STREAM) and self._mip_conn is None:
+            return bridge.is_stack_option(level, optname)
+        return self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and (level, optname) in _UDP_OPTIONS
+
     def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
-        if args or not isinstance(value, int) or (self._mip_bound is None and self._mip_udp is None):
-            if self._mip_of(socket.SOCK_DGRAM) and not args and (level, optname) in _UDP_OPTIONS:
-                self._mip_options = (*self._mip_options, (level, optname, int(value)))
+        if args or not isinstance(value, int):
             return super().setsockopt(level, optname, value, *args)
-        if self._mip_udp is not None:
-            if (level, optname) in _UDP_OPTIONS:
-                self._mip_udp.setsockopt(level, optname, value)
-                return None
-            return super().setsockopt(level, optname, value)
-        # A listening socket: TCP options and keepalive pass on to what it accepts.
-        if level == socket.IPPROTO_TCP or (level, optname) in _INHERITED:
+        if self._mip_udp is not None and (level, optname) in _UDP_OPTIONS:
+            self._mip_udp.setsockopt(level, optname, value)
+            return None
+        if self._mip_kept(level, optname):
             self._mip_options = (*self._mip_options, (level, optname, value))
-        if self._mip_backlog is None or level != socket.IPPROTO_TCP:
-            super().setsockopt(level, optname, value)
+            if self._mip_backlog is not None:
+                return None  # the descriptor is the listener's readiness now
+        return super().setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, *args: Any) -> Any:
-        if self._mip_udp is not None and not args and (level, optname) in _UDP_OPTIONS:
-            return self._mip_udp.getsockopt(level, optname)
+        if not args:
+            if self._mip_udp is not None and (level, optname) in _UDP_OPTIONS:
+                return self._mip_udp.getsockopt(level, optname)
+            kept = [v for (lv, name, v) in self._mip_options if (lv, name) == (level, optname)]
+            if self._mip_backlog is not None and kept:
+                return kept[-1]
         return super().getsockopt(level, optname, *args)
 
     def close(self) -> None:

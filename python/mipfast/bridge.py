@@ -63,12 +63,22 @@ def _bridge_end(conn: Any) -> socket.socket:
     return ours
 
 
+#: Socket-level options a stack connection answers for; every TCP-level one goes to it too.
+_STACK_SOCKET_OPTIONS = {socket.SO_KEEPALIVE, socket.SO_RCVBUF, socket.SO_SNDBUF}
+
+
+def is_stack_option(level: int, optname: int) -> bool:
+    """Whether an option of a bridged TCP socket is the stack connection's, not its descriptor's."""
+    return level == socket.IPPROTO_TCP or (level == socket.SOL_SOCKET and optname in _STACK_SOCKET_OPTIONS)
+
+
 class BridgedSocket(socket.socket):
     """A genuine ``socket.socket`` whose bytes travel over a stack connection.
 
     It reports the family AF_INET and the stack connection's addresses; TCP
-    options are accepted and applied to the stack connection where they mean
-    something (TCP_NODELAY, keepalive), as on a kernel TCP socket.
+    options, keepalive and the buffer sizes are the stack connection's
+    (``is_stack_option``); TCP options it does not know are accepted and
+    ignored, as the kernel ignores a hint it cannot use.
     """
 
     _mip_names: tuple[tuple[str, int], tuple[str, int]] | None = None
@@ -120,14 +130,14 @@ class BridgedSocket(socket.socket):
         return super().getsockname()
 
     def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
-        if self._mip_conn is not None and level == socket.IPPROTO_TCP:
-            with contextlib.suppress(OSError):
+        if self._mip_conn is not None and is_stack_option(level, optname):
+            with contextlib.suppress(OSError):  # one the stack does not know: as if taken
                 self._mip_conn.setsockopt(level, optname, value)
             return
         super().setsockopt(level, optname, value, *args)
 
     def getsockopt(self, level: int, optname: int, *args: Any) -> Any:
-        if self._mip_conn is not None and level == socket.IPPROTO_TCP and not args:
+        if self._mip_conn is not None and is_stack_option(level, optname) and not args:
             return self._mip_conn.getsockopt(level, optname)
         return super().getsockopt(level, optname, *args)
 

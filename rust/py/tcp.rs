@@ -396,6 +396,12 @@ impl PyConnection {
                 }
                 Box::new(move |c| c.config_mut().tx_buffer = (v as usize).max(4096))
             }
+            (SOL_SOCKET, libc::SO_RCVBUF) => {
+                if v < 1 {
+                    return Err(PyOSError::new_err((libc::EINVAL, "Invalid argument")));
+                }
+                Box::new(move |c| c.set_rx_buffer((v as usize).max(4096)))
+            }
             _ => {
                 return Err(PyOSError::new_err((
                     libc::ENOPROTOOPT,

@@ -9,8 +9,14 @@ use crate::time::{Duration, Instant};
 use crate::wire::tcp::Flags;
 
 impl Connection {
+    /// Room for text: what the receive buffer (SO_RCVBUF) has left, and
+    /// never less than the window already offered. A buffer made smaller
+    /// keeps the right edge where it was (RFC 9293 §3.8.6.2.2: a receiver
+    /// should not shrink the window) and closes the window as the peer
+    /// fills it.
     pub(super) fn rcv_space(&self) -> usize {
-        self.config.rx_buffer.saturating_sub(self.rx.len())
+        let left = self.config.rx_buffer.saturating_sub(self.rx.len());
+        left.max(self.rcv_adv.saturating_since(self.rcv_nxt))
     }
 
     /// Handles a segment for this connection.

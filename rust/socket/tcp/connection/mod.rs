@@ -143,6 +143,9 @@ pub struct Connection {
     /// Right edge of the window last advertised.
     rcv_adv: Seq,
     rx: Ring,
+    /// What the ring may hold beyond a receive buffer made smaller: the
+    /// window offered before (for the invariant checks).
+    rx_floor: usize,
     /// A waiting reader's buffer, filled before the ring (see `posted.rs`).
     posted: Option<Lent>,
     ooo: Assembler,
@@ -258,6 +261,7 @@ impl Connection {
             },
             rcv_adv: Seq(0),
             rx: Ring::default(),
+            rx_floor: 0,
             posted: None,
             ooo: Assembler::default(),
             fin_at: None,
@@ -456,6 +460,16 @@ impl Connection {
         self.config.nodelay = on;
     }
 
+    /// SO_RCVBUF: the most received bytes held for the user from now on.
+    /// Larger, the window opens up to what the scale agreed in the
+    /// handshake can say (a window update goes if it grew a lot); smaller,
+    /// the window already offered is kept, and closes as it fills.
+    pub fn set_rx_buffer(&mut self, bytes: usize) {
+        self.rx_floor = self.rx.len() + self.rcv_adv.saturating_since(self.rcv_nxt);
+        self.config.rx_buffer = bytes;
+        self.maybe_window_update();
+    }
+
     /// The variables that explain a stuck connection, for test failures and logs.
     pub fn summary(&self) -> String {
         format!(
@@ -552,7 +566,8 @@ impl Connection {
         if self.snd_max.offset_from(self.snd_una) > self.tx.len() + control {
             fail("sent data missing from the send buffer");
         }
-        if self.tx.len() > self.config.tx_buffer || self.rx.len() > self.config.rx_buffer {
+        let rx_limit = self.config.rx_buffer.max(self.rx_floor);
+        if self.tx.len() > self.config.tx_buffer || self.rx.len() > rx_limit {
             fail("a buffer holds more than its limit");
         }
         if let (Some(low), Some(high)) = (self.scoreboard.lowest(), self.scoreboard.highest()) {
@@ -561,7 +576,7 @@ impl Connection {
             }
         }
         if let Some((low, high)) = self.ooo.span() {
-            let window_end = self.rcv_nxt + (self.config.rx_buffer - self.rx.len());
+            let window_end = self.rcv_nxt + self.rcv_space();
             if low <= self.rcv_nxt || high > window_end {
                 fail("out-of-order data outside the receive window");
             }

@@ -385,7 +385,13 @@ impl Connection {
         self.dsack = None; // said once (RFC 2883 §4), or not at all
         self.unacked_bytes = 0;
         self.last_ack_sent = self.rcv_nxt;
-        let right = self.rcv_nxt + ((repr.window as usize) << self.rcv_shift);
+        // RFC 7323 §2.2: a SYN's window is not scaled.
+        let shift = if repr.flags.contains(Flags::SYN) {
+            0
+        } else {
+            self.rcv_shift
+        };
+        let right = self.rcv_nxt + ((repr.window as usize) << shift);
         self.rcv_adv = self.rcv_adv.max(right);
     }
 

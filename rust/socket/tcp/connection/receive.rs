@@ -53,6 +53,7 @@ impl Connection {
             seq = self.rcv_nxt;
         }
         let offset = seq.offset_from(self.rcv_nxt);
+        let ring_limit = self.rx.len() + self.rcv_space();
         let room = self.rcv_space().saturating_sub(offset);
         let mut len = (total - skip).min(room);
         if let Some(fin) = self.fin_at {
@@ -84,9 +85,7 @@ impl Connection {
         };
         let direct = lent_part.len();
         let ring_at = self.rx.len() + offset;
-        let (ring_a, ring_b) = self
-            .rx
-            .spare_at(ring_at, len - direct, self.config.rx_buffer);
+        let (ring_a, ring_b) = self.rx.spare_at(ring_at, len - direct, ring_limit);
         if !payload.scatter(skip, &mut [lent_part, ring_a, ring_b]) {
             // The device could not read it (and counted that): as if lost.
             self.ack_due = AckDue::Now;

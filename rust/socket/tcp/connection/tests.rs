@@ -323,6 +323,113 @@ fn in_order_data_is_acknowledged_late_then_every_second_segment() {
     assert_eq!(out[0].ack, IRS + 1 + 2 * MSS as u32 + 100);
 }
 
+/// A passive open (a listener's connection) with window scaling: the
+/// SYN-ACK's window is not scaled, so the right edge it offers is its own
+/// number of bytes. Taken as scaled, the edge stood eight times too far,
+/// and once a slow reader had let the buffer fill, the window update after
+/// its read never went: the sender waited for its persist timer.
+#[test]
+fn a_passive_open_with_window_scaling_sends_the_window_update_after_a_full_buffer_is_read() {
+    let config = TcpConfig {
+        timestamps: false,
+        sack: false,
+        rx_buffer: 256 << 10,
+        ..Default::default()
+    };
+    let syn = Incoming {
+        src: REMOTE.0,
+        dst: LOCAL.0,
+        src_port: REMOTE.1,
+        dst_port: LOCAL.1,
+        seq: Seq(IRS),
+        ack: Seq(0),
+        flags: Flags::SYN,
+        window: 65535,
+        options: Options {
+            mss: Some(MSS as u16),
+            window_scale: Some(7),
+            ..Default::default()
+        },
+        payload: SegmentText::here(&[]),
+    };
+    let mut h = Harness {
+        c: Connection::accept(config, Instant::ZERO, LOCAL, &syn, Seq(ISS)),
+        now: Instant::ZERO,
+    };
+    let synack = h.dispatch();
+    assert_eq!(synack[0].window, 65535, "{synack:?}");
+    h.input(seg(IRS + 1, ISS + 1), &[]);
+    assert_eq!(h.c.state(), State::Established);
+    // The sender fills the buffer; the reader is late.
+    let data = vec![7u8; MSS];
+    let mut next = IRS + 1;
+    let mut last = None;
+    while next - (IRS + 1) + (MSS as u32) <= 256 << 10 {
+        last = h.input(seg(next, ISS + 1), &data).pop().or(last);
+        next += MSS as u32;
+    }
+    let last = h.at(Duration::from_millis(40)).pop().or(last).unwrap();
+    assert_eq!(last.ack, next);
+    assert!((last.window as usize) << 3 < 2 * MSS, "{last:?}");
+    // The reader takes everything: the window opens, and the sender hears so.
+    let mut buf = vec![0u8; 256 << 10];
+    assert_eq!(h.c.recv(&mut buf), Ok(Some((next - IRS - 1) as usize)));
+    let update = h.dispatch();
+    assert_eq!(update.len(), 1, "no window update: {update:?}");
+    assert_eq!(update[0].window as usize, (256 << 10) >> 3);
+}
+
+/// SO_RCVBUF made smaller under a sender: the window already offered is
+/// kept (RFC 9293 §3.8.6.2.2), everything sent within it is taken, and only
+/// once the peer has filled it does the window follow the new buffer.
+#[test]
+fn a_receive_buffer_made_smaller_keeps_the_window_offered_then_follows() {
+    let mut h = Harness::established(plain());
+    let edge = IRS + 1 + 65535;
+    let data = vec![7u8; MSS];
+    let mut next = IRS + 1;
+    let mut send = |h: &mut Harness, n: usize| {
+        let mut acks = Vec::new();
+        for _ in 0..n {
+            acks.extend(h.input(seg(next, ISS + 1), &data));
+            next += MSS as u32;
+        }
+        acks.extend(h.at(Duration::from_millis(40)));
+        acks
+    };
+    let acks = send(&mut h, 2);
+    assert_eq!(
+        acks.last().unwrap().ack + acks.last().unwrap().window as u32,
+        edge
+    );
+    h.c.set_rx_buffer(4096);
+    assert_eq!(h.c.config().rx_buffer, 4096);
+    // Within the window offered: all taken, the right edge stays.
+    let acks = send(&mut h, 40);
+    assert!(
+        acks.iter().all(|a| a.ack + a.window as u32 == edge),
+        "{acks:?}"
+    );
+    assert_eq!(acks.last().unwrap().ack, next);
+    // Read, and the window offered still stands until it is filled.
+    let mut buf = vec![0u8; 1 << 17];
+    assert_eq!(h.c.recv(&mut buf), Ok(Some(42 * MSS)));
+    let rest = (edge - next) as usize;
+    assert!(rest < 4 * MSS);
+    let acks = h.input(seg(next, ISS + 1), &vec![7u8; rest]);
+    next += rest as u32;
+    let acks = [acks, h.at(Duration::from_millis(40))].concat();
+    assert_eq!(acks.last().unwrap().ack, next);
+    assert_eq!(h.c.recv(&mut buf), Ok(Some(rest)));
+    // Filled and read: the window is the new buffer's.
+    h.c.maybe_window_update();
+    let update = h.dispatch();
+    assert_eq!(update.last().unwrap().window, 4096, "{update:?}");
+    // And text beyond it is not taken.
+    let acks = h.input(seg(next, ISS + 1), &[7u8; 4096 + 100]);
+    assert_eq!(acks.last().unwrap().ack, next + 4096);
+}
+
 #[test]
 fn out_of_order_data_is_sacked_at_once_and_a_fin_closes_the_stream() {
     let mut h = Harness::established(plain());
