@@ -112,6 +112,13 @@ def main() -> None:
         while True:
             c, _ = server.accept()
             threading.Thread(target=echo, args=(c,), daemon=True).start()
+    elif mode == "udp-echo":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", int(sys.argv[2])))
+        print("listening", flush=True)
+        while True:
+            data, source = s.recvfrom(65535)
+            s.sendto(data, source)
     elif mode == "crowd":
         host, port, n, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
         print("ok", asyncio.run(crowd(host, port, n, size)), flush=True)

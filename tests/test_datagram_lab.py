@@ -15,19 +15,10 @@ from helpers import linux_lab
 import mipfast
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
 
 STACK_IP = "10.77.0.2"
 STACK_CIDR = f"{STACK_IP}/24"
-
-UDP_ECHO = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-print("listening", flush=True)
-while True:
-    data, src = s.recvfrom(65535)
-    s.sendto(data, src)
-"""
 
 UDP_CLIENT = """
 import socket, sys, hashlib
@@ -44,8 +35,10 @@ for size in (1, 1472, 1473, 20000):
 
 
 def ns_python(lab, script: str, *args: str) -> subprocess.Popen[str]:
+    """Python in the namespace: ``script`` is a program's text, or the path of peer.py."""
+    program = [script] if script == PEER_PY else ["-c", script]
     return subprocess.Popen(
-        lab.ns(sys.executable, "-c", script, *args),
+        lab.ns(sys.executable, *program, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -59,7 +52,7 @@ def stack(lab):
 
 
 def test_udp_echo_from_a_kernel_server_with_fragments(lab, stack):
-    server = ns_python(lab, UDP_ECHO, "7007")
+    server = ns_python(lab, PEER_PY, "udp-echo", "7007")
     try:
         assert "listening" in server.stdout.readline()
         with stack.udp() as sock:

@@ -257,16 +257,6 @@ def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
         server.communicate(timeout=20)
 
 
-UDP_ECHO = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-print("listening", flush=True)
-while True:
-    data, src = s.recvfrom(65535)
-    s.sendto(data, src)
-"""
-
 UDP_SEND = """
 import socket, sys
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
@@ -278,7 +268,7 @@ def _udp_ports(stack) -> set[int]:
 
 
 def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
-    peer("-c", UDP_ECHO, "9484")
+    peer(PEER_PY, "udp-echo", "9484")
     echo = (lab.peer_ip, 9484)
     with patched(stack):
         assert socket.getaddrinfo(lab.peer_ip, 9484, type=socket.SOCK_DGRAM) == [
@@ -336,7 +326,7 @@ def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
 def test_an_asyncio_datagram_endpoint_through_the_patch(lab, peer, stack):
     import asyncio
 
-    peer("-c", UDP_ECHO, "9485")
+    peer(PEER_PY, "udp-echo", "9485")
 
     class Echoed(asyncio.DatagramProtocol):
         def __init__(self) -> None:
