@@ -14,7 +14,7 @@ per chunk each way; in return everything that takes a socket works: ``ssl.wrap_s
   (``server.socket = mipfast.bridge.server_socket(stack, 8000)``).
 - :func:`forward` — serve any unmodified server program (uvicorn, hypercorn, aiohttp,
   ``http.server``…) listening on loopback, through a port of the stack.
-- :mod:`mipfast.patch` builds the drop-in for unmodified client programs on these.
+- :mod:`mipfast.patch` builds the drop-in for unmodified programs, clients and servers, on these.
 
 A reset from the stack's peer (or a connection that timed out) reaches sockets
 from :func:`socket_for` as the kernel's would: the first read after it raises
