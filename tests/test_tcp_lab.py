@@ -692,6 +692,38 @@ def test_so_rcvbuf_bounds_what_waits_unread(lab, peer):
         assert len(got) == n and got == pattern(n)
 
 
+LATE_READER_CLIENT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(b"x" * (12 << 20))
+s.shutdown(socket.SHUT_WR)
+assert s.recv(1) == b"k"
+"""
+
+
+def _window_probes(lab) -> int:
+    """Zero-window probes the kernel peer has sent (TcpExtTCPWinProbe)."""
+    return int(lab.run("nstat", "-az", "TcpExtTCPWinProbe").stdout.split()[-2])
+
+
+@linux_lab  # nstat in the namespace
+def test_an_accepted_connection_tells_the_sender_when_a_late_reader_empties_its_buffer(lab):
+    probes = _window_probes(lab)
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, stack.listen(9007) as listener:
+        client = subprocess.Popen(lab.ns(sys.executable, "-c", LATE_READER_CLIENT, STACK_IP, "9007"))
+        conn, _ = listener.accept(10)
+        time.sleep(0.1)  # the reader is late: the buffer fills and the window shuts
+        got = 0
+        while chunk := conn.recv(1 << 20):
+            got += len(chunk)
+        conn.sendall(b"k")
+        conn.close()
+        assert client.wait(30) == 0 and got == 12 << 20
+    # The window update went as the reader emptied the buffer: the sender had no
+    # need to probe the shut window (its persist timer waits 200 ms at least).
+    assert _window_probes(lab) == probes
+
+
 def test_closed_port_is_refused(lab):
     with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack, pytest.raises(ConnectionRefusedError):
         stack.connect((lab.peer_ip, 1), timeout=5)
