@@ -15,9 +15,12 @@ impl Connection {
         if !self.state.is_synchronized() || self.fin_received {
             return;
         }
+        // What a window field can say (a buffer made larger than the scale
+        // agreed in the handshake allows is not worth an update per read).
+        let most = 0xffff << self.rcv_shift;
         let advertised = self.rcv_adv.saturating_since(self.rcv_nxt);
-        let now_open = self.rcv_space();
-        let limit = self.config.rx_buffer;
+        let now_open = self.rcv_space().min(most);
+        let limit = self.config.rx_buffer.min(most);
         if advertised < limit / 2 && now_open >= advertised + self.mss.min(limit / 2) {
             self.ack_due = AckDue::Now;
         }

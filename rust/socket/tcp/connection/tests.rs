@@ -379,6 +379,29 @@ fn a_passive_open_with_window_scaling_sends_the_window_update_after_a_full_buffe
     assert_eq!(update[0].window as usize, (256 << 10) >> 3);
 }
 
+/// SO_RCVBUF made larger than the window scale can say: the window opens
+/// to the most a window field carries, and reads do not each send an
+/// update that cannot say more.
+#[test]
+fn a_receive_buffer_larger_than_the_scale_allows_sends_no_useless_updates() {
+    let mut h = Harness::established(plain()); // no scaling: 65,535 at most
+    h.c.set_rx_buffer(1 << 20);
+    let data = vec![7u8; MSS];
+    let mut next = IRS + 1;
+    let mut buf = vec![0u8; MSS];
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        sent.extend(h.input(seg(next, ISS + 1), &data));
+        next += MSS as u32;
+        assert_eq!(h.c.recv(&mut buf), Ok(Some(MSS)));
+        h.c.maybe_window_update();
+        sent.extend(h.dispatch());
+    }
+    assert!(sent.iter().all(|s| s.window == 65535), "{sent:?}");
+    // An ACK every second segment (RFC 5681 §4.2), no update per read.
+    assert_eq!(sent.len(), 10, "{sent:?}");
+}
+
 /// SO_RCVBUF made smaller under a sender: the window already offered is
 /// kept (RFC 9293 §3.8.6.2.2), everything sent within it is taken, and only
 /// once the peer has filled it does the window follow the new buffer.
