@@ -335,22 +335,26 @@ def test_an_asyncio_datagram_endpoint_through_the_patch(lab, peer, stack):
         def datagram_received(self, data: bytes, addr) -> None:
             self.replies.put_nowait((data, addr))
 
-    async def exchange() -> list[tuple[bytes, object]]:
+    async def exchange(**where) -> list[tuple[bytes, object]]:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(Echoed, remote_addr=(lab.peer_ip, 9485))
+        transport, protocol = await loop.create_datagram_endpoint(Echoed, **where)
+        address = None if "remote_addr" in where else (lab.peer_ip, 9485)
         try:
-            assert transport.get_extra_info("socket").getsockname()[1] in _udp_ports(stack)
             got = []
             for i in range(3):
-                transport.sendto(f"datagram {i}".encode())
+                transport.sendto(f"datagram {i}".encode(), address)
                 got.append(await asyncio.wait_for(protocol.replies.get(), 5))
+            assert transport.get_extra_info("socket").getsockname()[1] in _udp_ports(stack)
             return got
         finally:
             transport.close()
 
+    expected = [(f"datagram {i}".encode(), (lab.peer_ip, 9485)) for i in range(3)]
     with patched(stack):
-        got = asyncio.run(exchange())
-    assert got == [(f"datagram {i}".encode(), (lab.peer_ip, 9485)) for i in range(3)]
+        assert asyncio.run(exchange(remote_addr=(lab.peer_ip, 9485))) == expected
+        # Neither bound nor connected: the transport watches the socket before its first
+        # sendto opens the stack socket.
+        assert asyncio.run(exchange(family=socket.AF_INET)) == expected
 
 
 @linux_lab  # lab.mipfast by dnsmasq, in a namespace the host's kernel has no route to

@@ -19,9 +19,11 @@ stays the kernel's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
+import selectors
 import socket
 from typing import Any, Callable
 
@@ -29,6 +31,26 @@ from . import bridge
 
 #: Socket options a stack UDP socket takes (set before it exists: kept until then).
 _UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+def _watch_again(fd: int) -> None:
+    """``fd`` has a new description (``dup2``): the kernel dropped the old one's epoll or
+    kqueue registrations. A selector-based asyncio loop running in this thread that watches
+    ``fd`` (a datagram transport whose first ``sendto`` opened the stack socket) registers
+    it again, with the same events and callbacks."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    selector = getattr(loop, "_selector", None)
+    if not isinstance(selector, selectors.BaseSelector):
+        return
+    try:
+        key = selector.get_key(fd)
+    except (KeyError, ValueError):
+        return
+    selector.unregister(fd)
+    selector.register(fd, key.events, key.data)
 
 
 def _no_flags_but_dontwait(flags: int) -> None:
@@ -85,6 +107,7 @@ class RoutedSocket(bridge.BridgedSocket):
         timeout = self.gettimeout()
         os.dup2(readiness, self.fileno())
         super().settimeout(timeout)  # the new description gets the socket's blocking mode
+        _watch_again(self.fileno())
 
     # ---- TCP client, and UDP's default destination
 
