@@ -3,7 +3,9 @@
 Each of its sockets is a genuine ``socket.socket``. What it routes through the stack:
 
 - **TCP clients**: ``connect()`` to an address the route takes makes a stack connection and
-  turns the socket into the Python end of a bridge to it (:func:`mipfast.bridge.adopt`).
+  turns the socket into the Python end of a bridge to it (:func:`mipfast.bridge.adopt`). Made
+  non-blocking, the socket shows the connection's readiness meanwhile: writable when the
+  handshake is over, when ``SO_ERROR`` (or the next call) settles it.
 - **TCP servers**: ``bind()`` to the wildcard address or the stack's own takes the stack's
   port; ``listen()`` puts the stack listener's readiness descriptor in place of the socket's
   own (``dup2``), so that ``select`` and event loops see a waiting connection; ``accept()``
@@ -19,11 +21,9 @@ stays the kernel's.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
-import selectors
 import socket
 from typing import Any, Callable
 
@@ -31,26 +31,6 @@ from . import bridge
 
 #: Socket options a stack UDP socket takes (set before it exists: kept until then).
 _UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
-
-
-def _watch_again(fd: int) -> None:
-    """``fd`` has a new description (``dup2``): the kernel dropped the old one's epoll or
-    kqueue registrations. A selector-based asyncio loop running in this thread that watches
-    ``fd`` (a datagram transport whose first ``sendto`` opened the stack socket) registers
-    it again, with the same events and callbacks."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    selector = getattr(loop, "_selector", None)
-    if not isinstance(selector, selectors.BaseSelector):
-        return
-    try:
-        key = selector.get_key(fd)
-    except (KeyError, ValueError):
-        return
-    selector.unregister(fd)
-    selector.register(fd, key.events, key.data)
 
 
 def _no_flags_but_dontwait(flags: int) -> None:
@@ -76,6 +56,8 @@ class RoutedSocket(bridge.BridgedSocket):
     _mip_listener: Any = None
     _mip_bound: tuple[str, int] | None = None
     _mip_backlog: int | None = None
+    # TCP client: a stack connection whose non-blocking connect() is under way.
+    _mip_pending: Any = None
     # UDP.
     _mip_udp: Any = None
     # The kernel bound or connected this socket: it stays the kernel's.
@@ -104,10 +86,7 @@ class RoutedSocket(bridge.BridgedSocket):
     def _mip_take_descriptor(self, readiness: int) -> None:
         """Puts the stack socket's readiness descriptor in place of this socket's own:
         ``select``, selectors and event loops then wait on the stack socket."""
-        timeout = self.gettimeout()
-        os.dup2(readiness, self.fileno())
-        super().settimeout(timeout)  # the new description gets the socket's blocking mode
-        _watch_again(self.fileno())
+        bridge.replace_descriptor(self, readiness)
 
     # ---- TCP client, and UDP's default destination
 
@@ -116,16 +95,47 @@ class RoutedSocket(bridge.BridgedSocket):
             _port(address, "connect")
             self._mip_open_udp().connect((address[0], address[1]))
             return None
+        if self._mip_pending is not None:
+            code = errno.EISCONN if self._mip_settled() else errno.EALREADY
+            raise OSError(code, os.strerror(code))
         if not (self._mip_of(socket.SOCK_STREAM) and self._mip_reaches(address) and self._mip_conn is None):
             self._mip_kernel = True
             return super().connect(address)
         timeout = self.gettimeout()
-        conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout or None)
+        if timeout == 0.0:
+            # Non-blocking, as asyncio's sock_connect: the handshake goes on while the
+            # descriptor (the connection's readiness) turns writable once it is over.
+            conn = self._mip_stack.connect((address[0], address[1]), wait=False)
+            self._mip_pass_options(conn)
+            self._mip_pending = conn
+            self._mip_take_descriptor(conn.fileno())
+            raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
+        conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout)
         self._mip_pass_options(conn)
-        conn.settimeout(timeout)
+        self._mip_adopt(conn)
+
+    def _mip_adopt(self, conn: Any) -> None:
+        """Makes this socket the Python end of a bridge to the connected ``conn``."""
+        conn.settimeout(self.gettimeout())
         self._mip_names = (conn.getsockname(), conn.getpeername())
         self._mip_conn = conn
         bridge.adopt(self, conn)
+
+    def _mip_settled(self) -> bool:
+        """Where a non-blocking ``connect()`` stands: True once connected (the socket is
+        then the connection's bridge), False while the handshake goes on; its failure
+        is raised, once."""
+        conn = self._mip_pending
+        code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._mip_pending = None
+            conn.close()
+            raise OSError(code, os.strerror(code))
+        if conn.state in ("SYN_SENT", "SYN_RECEIVED"):
+            return False
+        self._mip_pending = None
+        self._mip_adopt(conn)
+        return True
 
     def connect_ex(self, address: Any) -> int:
         try:
@@ -201,9 +211,12 @@ class RoutedSocket(bridge.BridgedSocket):
     def _mip_datagrams(self) -> Any:
         """The stack UDP socket this socket's data goes to, or None for the descriptor's own
         (the kernel's, or a bridge's). A listening socket has none: its descriptor only
-        shows readiness, and must not be read or written (ENOTCONN, as the kernel says)."""
+        shows readiness, and must not be read or written (ENOTCONN, as the kernel says);
+        nor has a connection still in its handshake (EAGAIN, as for a kernel socket)."""
         if self._mip_bound is not None:
             raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+        if self._mip_pending is not None and not self._mip_settled():
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
         return self._mip_udp
 
     def sendto(self, data: Any, *args: Any) -> int:
@@ -287,11 +300,15 @@ class RoutedSocket(bridge.BridgedSocket):
             return self._mip_bound
         if self._mip_udp is not None:
             return self._mip_udp.getsockname()
+        if self._mip_pending is not None:
+            return self._mip_pending.getsockname()
         return super().getsockname()
 
     def getpeername(self) -> Any:
         if self._mip_udp is not None:
             return self._mip_udp.getpeername()
+        if self._mip_pending is not None and not self._mip_settled():
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
         return super().getpeername()
 
     def _mip_kept(self, level: int, optname: int) -> bool:
@@ -315,6 +332,14 @@ class RoutedSocket(bridge.BridgedSocket):
         return super().setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, *args: Any) -> Any:
+        so_error = (level, optname) == (socket.SOL_SOCKET, socket.SO_ERROR)
+        if self._mip_pending is not None and so_error and not args:
+            # How asyncio learns that a non-blocking connect() is over: 0, or its error.
+            try:
+                self._mip_settled()
+            except OSError as e:
+                return e.errno
+            return 0
         if not args:
             if self._mip_udp is not None and (level, optname) in _UDP_OPTIONS:
                 return self._mip_udp.getsockopt(level, optname)
@@ -326,7 +351,8 @@ class RoutedSocket(bridge.BridgedSocket):
     def close(self) -> None:
         listener, self._mip_listener = self._mip_listener, None
         udp, self._mip_udp = self._mip_udp, None
-        for stack_socket in (listener, udp):
+        pending, self._mip_pending = self._mip_pending, None
+        for stack_socket in (listener, udp, pending):
             if stack_socket is not None:
                 stack_socket.close()
         super().close()

@@ -26,9 +26,11 @@ socket is ours (``getpeername`` on sockets from :func:`socket_for`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import selectors
 import socket
 import threading
 from typing import Any
@@ -157,14 +159,45 @@ def socket_for(conn: Any) -> BridgedSocket:
     return sock
 
 
+def replace_descriptor(sock: socket.socket, fd: int) -> None:
+    """Makes ``sock``'s descriptor refer to what ``fd`` refers to (``dup2``), in its blocking
+    mode. A selector-based asyncio loop running in this thread that watches ``sock`` goes on
+    watching it: its registration is taken off the old description first (epoll and kqueue
+    keep one for as long as the old description lives elsewhere, and would report it for
+    this descriptor), then made again, same events and callbacks."""
+    fd_here = sock.fileno()
+    selector = _running_selector()
+    key = None
+    if selector is not None:
+        with contextlib.suppress(KeyError, ValueError):
+            key = selector.get_key(fd_here)
+    if key is not None:
+        selector.unregister(fd_here)  # type: ignore[union-attr]
+    timeout = sock.gettimeout()
+    os.dup2(fd, fd_here)
+    socket.socket.settimeout(sock, timeout)  # the new description gets the socket's blocking mode
+    if key is not None:
+        selector.register(fd_here, key.events, key.data)  # type: ignore[union-attr]
+
+
+def _running_selector() -> selectors.BaseSelector | None:
+    """The selector of the asyncio loop running in this thread, if it has one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    selector = getattr(loop, "_selector", None)
+    return selector if isinstance(selector, selectors.BaseSelector) else None
+
+
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
     end = _bridge_end(conn)
-    timeout = sock.gettimeout()
-    os.dup2(end.fileno(), sock.fileno())
-    end.close()
-    sock.settimeout(timeout)  # the new description gets the socket's blocking mode
+    try:
+        replace_descriptor(sock, end.fileno())
+    finally:
+        end.close()
 
 
 class StackServerSocket:

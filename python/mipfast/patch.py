@@ -13,7 +13,9 @@ What is routed (:mod:`mipfast._routed` has how):
 - ``connect()``/``connect_ex()`` of every AF_INET ``SOCK_STREAM`` socket made through
   ``socket.socket`` (urllib3, requests, http.client, ftplib, smtplib,
   ``asyncio.open_connection``, and TLS over any of them). The socket stays a genuine
-  ``socket.socket`` (see :mod:`mipfast.bridge`); its TCP options are the stack connection's;
+  ``socket.socket`` (see :mod:`mipfast.bridge`); its TCP options are the stack connection's.
+  A non-blocking ``connect()`` (asyncio's) returns at once with ``EINPROGRESS``, the socket
+  turning writable when the handshake is over and ``SO_ERROR`` telling how it ended;
 - servers: an AF_INET ``SOCK_STREAM`` socket bound to the wildcard address (``""``,
   ``0.0.0.0``) or to the stack's own listens on the stack (``socket.create_server``,
   ``socketserver``, ``http.server``, ``asyncio.start_server``, uvicorn…). ``bind()`` takes the
