@@ -27,8 +27,7 @@ What is routed (:mod:`mipfast._routed` has how):
 - UDP: an AF_INET ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
   routed address, sends and receives through a stack UDP socket (``sendto``, ``recvfrom``,
   ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
-  descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython,
-  ntplib…).
+  descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython).
 
 Not routed: loopback addresses, IPv6, raw sockets, sockets bound to another address or
 created before patching, and C extensions that open sockets themselves. The patch is
