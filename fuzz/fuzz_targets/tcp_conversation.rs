@@ -197,8 +197,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let app_choice = input.u8();
         if option_choice & 0x40 != 0 {
             // The interface's MTU changes under the conversation (nonsense included).
-            const MTUS: [usize; 8] = [0, 20, 68, 576, 1000, 1280, 1500, 9000];
-            let mtu = MTUS[(app_choice >> 5) as usize];
+            let mtu = LINK_MTUS[(app_choice >> 5) as usize];
             stack.take_link(
                 now,
                 Link {

@@ -16,6 +16,8 @@ pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const PEER_MAC: MacAddress = MacAddress([0x02, 0xaa, 0, 0, 0, 1]);
 pub const TCP_PORT: u16 = 80;
 pub const UDP_PORT: u16 = 5000;
+/// Link MTUs the fuzz targets switch to, nonsense (0: unknown, 20) included.
+pub const LINK_MTUS: [usize; 8] = [0, 20, 68, 576, 1000, 1280, 1500, 9000];
 
 /// Reads the fuzzer's bytes as a stream of small values; zeros at the end.
 pub struct Input<'a> {
@@ -249,7 +251,6 @@ pub fn repair(frame: &mut Vec<u8>) {
 /// one, nonsense included), and for even picks a return after an outage
 /// (`Stack::take_link`), as the link watch reports them.
 pub fn run_frames(data: &[u8], repairing: bool) {
-    const MTUS: [usize; 8] = [0, 20, 68, 576, 1000, 1280, 1500, 9000];
     let mut input = Input::new(data);
     let mut stack = static_stack();
     let mut dhcp = dhcp_stack();
@@ -261,7 +262,7 @@ pub fn run_frames(data: &[u8], repairing: bool) {
         advance(&mut now, input.u8());
         if flags & 16 != 0 {
             let pick = (flags >> 5) as usize;
-            link.mtu = MTUS[pick];
+            link.mtu = LINK_MTUS[pick];
             link.returns += (pick % 2 == 0) as u64;
             for s in [&mut stack, &mut dhcp] {
                 s.take_link(now, link);

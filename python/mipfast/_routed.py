@@ -83,11 +83,6 @@ class RoutedSocket(bridge.BridgedSocket):
         """An IPv4 destination the route gives to the stack."""
         return isinstance(address, tuple) and len(address) == 2 and self._mip_routes(str(address[0]))
 
-    def _mip_take_descriptor(self, readiness: int) -> None:
-        """Puts the stack socket's readiness descriptor in place of this socket's own:
-        ``select``, selectors and event loops then wait on the stack socket."""
-        bridge.replace_descriptor(self, readiness)
-
     # ---- TCP client, and UDP's default destination
 
     def connect(self, address: Any) -> None:
@@ -108,7 +103,7 @@ class RoutedSocket(bridge.BridgedSocket):
             conn = self._mip_stack.connect((address[0], address[1]), wait=False)
             self._mip_pass_options(conn)
             self._mip_pending = conn
-            self._mip_take_descriptor(conn.fileno())
+            bridge.replace_descriptor(self, conn.fileno())
             raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
         conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout)
         self._mip_pass_options(conn)
@@ -172,7 +167,7 @@ class RoutedSocket(bridge.BridgedSocket):
             if backlog != socket.SOMAXCONN:
                 self._mip_listener.close()
                 self._mip_listener = self._mip_stack.listen(self._mip_bound[1], backlog)
-            self._mip_take_descriptor(self._mip_listener.fileno())
+            bridge.replace_descriptor(self, self._mip_listener.fileno())
         self._mip_backlog = backlog
 
     def accept(self) -> tuple[socket.socket, Any]:
@@ -201,7 +196,7 @@ class RoutedSocket(bridge.BridgedSocket):
                 for level, optname, value in self._mip_options:
                     udp.setsockopt(level, optname, value)
                 udp.settimeout(self.gettimeout())
-                self._mip_take_descriptor(udp.fileno())
+                bridge.replace_descriptor(self, udp.fileno())
             except BaseException:
                 udp.close()
                 raise

@@ -171,13 +171,12 @@ def replace_descriptor(sock: socket.socket, fd: int) -> None:
     if selector is not None:
         with contextlib.suppress(KeyError, ValueError):
             key = selector.get_key(fd_here)
-    if key is not None:
-        selector.unregister(fd_here)  # type: ignore[union-attr]
+            selector.unregister(fd_here)
     timeout = sock.gettimeout()
     os.dup2(fd, fd_here)
     socket.socket.settimeout(sock, timeout)  # the new description gets the socket's blocking mode
-    if key is not None:
-        selector.register(fd_here, key.events, key.data)  # type: ignore[union-attr]
+    if selector is not None and key is not None:
+        selector.register(fd_here, key.events, key.data)
 
 
 def _running_selector() -> selectors.BaseSelector | None:

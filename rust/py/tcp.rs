@@ -129,9 +129,7 @@ impl PyConnection {
         f: impl FnOnce(&mut Connection) -> T + Send,
     ) -> PyResult<T> {
         self.check_open()?;
-        let (live, h) = (&self.live, self.handle);
-        py.detach(move || live.act(|s, _| s.tcp_mut().get_mut(h).map(f)))
-            .ok_or_else(connection_closed)
+        self.with_engine_conn(py, f)
     }
 
     /// As [`PyConnection::with_conn`], also once the connection is handed
@@ -145,6 +143,15 @@ impl PyConnection {
         if self.bridge_fate.get().is_none() || self.live.is_shut() {
             return self.with_conn(py, f);
         }
+        self.with_engine_conn(py, f)
+    }
+
+    /// Runs `f` on the engine's connection, while it exists.
+    fn with_engine_conn<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Connection) -> T + Send,
+    ) -> PyResult<T> {
         let (live, h) = (&self.live, self.handle);
         py.detach(move || live.act(|s, _| s.tcp_mut().get_mut(h).map(f)))
             .ok_or_else(connection_closed)

@@ -143,9 +143,6 @@ pub struct Connection {
     /// Right edge of the window last advertised.
     rcv_adv: Seq,
     rx: Ring,
-    /// What the ring may hold beyond a receive buffer made smaller: the
-    /// window offered before (for the invariant checks).
-    rx_floor: usize,
     /// A waiting reader's buffer, filled before the ring (see `posted.rs`).
     posted: Option<Lent>,
     ooo: Assembler,
@@ -261,7 +258,6 @@ impl Connection {
             },
             rcv_adv: Seq(0),
             rx: Ring::default(),
-            rx_floor: 0,
             posted: None,
             ooo: Assembler::default(),
             fin_at: None,
@@ -465,7 +461,6 @@ impl Connection {
     /// handshake can say (a window update goes if it grew a lot); smaller,
     /// the window already offered is kept, and closes as it fills.
     pub fn set_rx_buffer(&mut self, bytes: usize) {
-        self.rx_floor = self.rx.len() + self.rcv_adv.saturating_since(self.rcv_nxt);
         self.config.rx_buffer = bytes;
         self.maybe_window_update();
     }
@@ -566,9 +561,14 @@ impl Connection {
         if self.snd_max.offset_from(self.snd_una) > self.tx.len() + control {
             fail("sent data missing from the send buffer");
         }
-        let rx_limit = self.config.rx_buffer.max(self.rx_floor);
-        if self.tx.len() > self.config.tx_buffer || self.rx.len() > rx_limit {
-            fail("a buffer holds more than its limit");
+        if self.tx.len() > self.config.tx_buffer {
+            fail("the send buffer holds more than its limit");
+        }
+        // Beyond the receive buffer (made smaller), only text within the
+        // window offered before (and the FIN's octet).
+        let offered = self.rcv_adv + self.fin_received as usize;
+        if self.rx.len() > self.config.rx_buffer && self.rcv_nxt > offered {
+            fail("the receive buffer holds more than its limit or the window offered");
         }
         if let (Some(low), Some(high)) = (self.scoreboard.lowest(), self.scoreboard.highest()) {
             if low < self.snd_una || high > self.snd_max {

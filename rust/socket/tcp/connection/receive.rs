@@ -56,8 +56,9 @@ impl Connection {
             seq = self.rcv_nxt;
         }
         let offset = seq.offset_from(self.rcv_nxt);
-        let ring_limit = self.rx.len() + self.rcv_space();
-        let room = self.rcv_space().saturating_sub(offset);
+        let space = self.rcv_space();
+        let ring_limit = self.rx.len() + space;
+        let room = space.saturating_sub(offset);
         let mut len = (total - skip).min(room);
         if let Some(fin) = self.fin_at {
             // Not past the FIN already seen beyond a hole.
