@@ -55,6 +55,30 @@ def test_patch_cli_leaves_the_programs_own_options_to_it(argv, split):
     assert _split(argv) == split
 
 
+def test_a_passive_lookup_under_the_patch_answers_ipv4_first(monkeypatch):
+    """A system that answers IPv6 first for the wildcard address (gai.conf) must not send
+    http.server, which binds the first answer, to the kernel's IPv6."""
+    import http.server
+    import socket
+
+    from mipfast.patch import patched
+
+    system = socket.getaddrinfo
+
+    def ipv6_first(*args, **kwargs):
+        return sorted(system(*args, **kwargs), key=lambda info: info[0] != socket.AF_INET6)
+
+    monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)
+    passive = {"type": socket.SOCK_STREAM, "flags": socket.AI_PASSIVE}
+    if socket.getaddrinfo(None, 8000, **passive)[0][0] != socket.AF_INET6:
+        pytest.skip("this host has no IPv6 wildcard address")
+    with patched(stack=None):
+        family, address = http.server._get_best_family(None, 8000)
+        everything = socket.getaddrinfo(None, 8000, **passive)
+    assert (family, address) == (socket.AF_INET, ("0.0.0.0", 8000))
+    assert {info[0] for info in everything} == {socket.AF_INET, socket.AF_INET6}, "the rest stay"
+
+
 def test_patch_cli_asks_for_a_program_without_traceback():
     for args in (["-i", "lo"], ["-i", "lo", "-m"]):
         r = subprocess.run(

@@ -247,7 +247,8 @@ def test_an_unmodified_uvicorn_app_serves_through_the_patch(lab, tmp_path):
 @linux_lab
 def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
     (tmp_path / "index.html").write_text("http.server, unmodified, through mipfast\n")
-    server = _patched_module(lab, "http.server", "8081", "--bind", "0.0.0.0", "--directory", str(tmp_path))
+    # No --bind: http.server binds the first passive answer of getaddrinfo, which is IPv4's.
+    server = _patched_module(lab, "http.server", "8081", "--directory", str(tmp_path))
     try:
         for _ in range(2):
             page = _curl_until_served(lab, f"http://{STACK_IP}:8081/index.html", server)

@@ -23,7 +23,8 @@ What is routed (:mod:`mipfast._routed` has how):
   the socket's descriptor readable while a connection waits, and ``accept()`` returns bridged
   ``socket.socket`` objects, blocking or not as the listening socket is. TCP options set on
   the listening socket (``TCP_NODELAY``, keepalive) pass on to the connections it accepts,
-  as a kernel's listener passes them on;
+  as a kernel's listener passes them on. A passive ``getaddrinfo`` of the wildcard address
+  answers IPv4 first, so a server that binds its first answer binds the stack's;
 - UDP: an AF_INET ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
   routed address, sends and receives through a stack UDP socket (``sendto``, ``recvfrom``,
   ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
@@ -83,6 +84,12 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
         wanted = [
             kind for kind, (protocol, _) in kinds.items() if type in (0, kind) and proto in (0, protocol)
         ]
+        if host is None and flags & socket.AI_PASSIVE:
+            # The wildcard address to serve on: IPv4's first, so that a server that binds
+            # only the first answer (http.server) serves on the stack, IPv4 only, where the
+            # system would have put IPv6 first. The rest stay, for servers that bind them all.
+            infos = original_getaddrinfo(host, port, family, type, proto, flags)
+            return sorted(infos, key=lambda info: info[0] != socket.AF_INET)
         if host is None or family not in (0, socket.AF_INET) or not wanted or host in ("localhost", ""):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         name = host.decode() if isinstance(host, bytes) else str(host)
