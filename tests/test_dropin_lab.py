@@ -415,3 +415,105 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
     # The loop ran on during the handshakes (a connect() that blocked would have held
     # it for all five, one after another, and the ticker with it).
     assert min(during for _, during in results) > 100, results
+
+
+def test_a_selector_keeps_watching_a_patched_socket_through_its_non_blocking_connect(lab, peer):
+    """As Twisted's epoll reactor and hand-written loops do: register the connecting
+    socket, learn the outcome from SO_ERROR when it turns writable, then change what the
+    same registration waits for. epoll and kqueue register the open description, so the
+    descriptor must not be swapped once the program holds it."""
+    import selectors
+
+    peer(PEER_PY, "echo", "9487")
+    # 50 ms each way on the stack's own device: every handshake takes 100 ms.
+    with mipfast.Stack(lab.iface, ip=STACK_CIDR, faults={"delay_ms": 50}) as stack, patched(stack):
+        with selectors.DefaultSelector() as selector, socket.socket() as sock:
+            sock.setblocking(False)
+            assert sock.connect_ex((lab.peer_ip, 9487)) == errno.EINPROGRESS
+            selector.register(sock, selectors.EVENT_WRITE)
+            assert selector.select(0.02) == [], "writable while its handshake is under way"
+            ready = selector.select(5)
+            assert [events for _, events in ready] == [selectors.EVENT_WRITE]
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            assert sock.connect_ex((lab.peer_ip, 9487)) == errno.EISCONN  # Twisted asks so
+            assert sock.getpeername() == (lab.peer_ip, 9487)
+            selector.modify(sock, selectors.EVENT_READ)  # FileNotFoundError once swapped
+            sock.send(b"through one registration\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                assert selector.select(5), "the echo never showed"
+                got += sock.recv(100)
+            assert got == b"through one registration\n"
+
+        with selectors.DefaultSelector() as selector, socket.socket() as sock:
+            sock.setblocking(False)
+            assert sock.connect_ex((lab.peer_ip, 9)) == errno.EINPROGRESS
+            selector.register(sock, selectors.EVENT_WRITE)
+            assert selector.select(5), "a refused connect shows, as the kernel's does"
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+
+
+TWISTED_CLIENT = """
+import sys
+from twisted.internet import reactor, protocol
+
+class Client(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"twisted, unmodified\\n")
+    def dataReceived(self, data):
+        print("got", data.decode().strip(), flush=True)
+        self.transport.loseConnection()
+    def connectionLost(self, reason):
+        reactor.stop()
+
+class Factory(protocol.ClientFactory):
+    protocol = Client
+    def clientConnectionFailed(self, connector, reason):
+        print("failed", reason.getErrorMessage(), flush=True)
+        reactor.stop()
+
+reactor.connectTCP(sys.argv[1], int(sys.argv[2]), Factory(), timeout=10)
+reactor.run()
+"""
+
+TWISTED_SERVER = """
+from twisted.internet import reactor, protocol
+
+class Greeter(protocol.Protocol):
+    def dataReceived(self, data):
+        peer = self.transport.getPeer().host
+        self.transport.write(b"twisted heard " + data.strip() + b" from " + peer.encode() + b"\\n")
+        self.transport.loseConnection()
+
+factory = protocol.Factory.forProtocol(Greeter)
+print("listening", reactor.listenTCP(9489, factory).getHost().port, flush=True)
+reactor.run()
+"""
+
+
+@linux_lab  # Twisted's default reactor here is epoll's, which keeps the descriptions it watches
+def test_twisted_client_and_server_run_through_the_patch(lab, peer, tmp_path):
+    peer(PEER_PY, "echo", "9488")
+    (tmp_path / "client.py").write_text(TWISTED_CLIENT)
+    (tmp_path / "server.py").write_text(TWISTED_SERVER)
+    patch = [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", STACK_CIDR]
+    client = subprocess.run(
+        [*patch, str(tmp_path / "client.py"), lab.peer_ip, "9488"], capture_output=True, text=True, timeout=60
+    )
+    assert client.stdout == "got twisted, unmodified\n", client.stderr[-2000:]
+
+    server = subprocess.Popen(
+        [*patch, str(tmp_path / "server.py")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline() == "listening 9489\n", server.stderr
+        for i in range(3):
+            ask = (
+                f"import socket; s = socket.create_connection(('{STACK_IP}', 9489), timeout=10);"
+                f"s.sendall(b'hello {i}'); print(s.makefile().readline(), end='')"
+            )
+            answer = lab.run(sys.executable, "-c", ask).stdout
+            assert answer == f"twisted heard hello {i} from {lab.peer_ip}\n"
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)

@@ -90,8 +90,10 @@ class RoutedSocket(bridge.BridgedSocket):
             _port(address, "connect")
             self._mip_open_udp().connect((address[0], address[1]))
             return None
-        if self._mip_pending is not None:
-            code = errno.EISCONN if self._mip_settled() else errno.EALREADY
+        if self._mip_pending is not None or self._mip_conn is not None:
+            # Connected (as Twisted asks again, once writable) or still connecting.
+            done = self._mip_pending is None or self._mip_settled()
+            code = errno.EISCONN if done else errno.EALREADY
             raise OSError(code, os.strerror(code))
         if not (self._mip_of(socket.SOCK_STREAM) and self._mip_reaches(address) and self._mip_conn is None):
             self._mip_kernel = True
@@ -99,11 +101,19 @@ class RoutedSocket(bridge.BridgedSocket):
         timeout = self.gettimeout()
         if timeout == 0.0:
             # Non-blocking, as asyncio's sock_connect: the handshake goes on while the
-            # descriptor (the connection's readiness) turns writable once it is over.
+            # descriptor, already the bridge's, turns writable once it is over. It is the
+            # descriptor for good: an event loop that registers it now (epoll keeps the
+            # description) goes on watching the connection.
             conn = self._mip_stack.connect((address[0], address[1]), wait=False)
             self._mip_pass_options(conn)
+            names = (conn.getsockname(), conn.getpeername())
+            end = bridge.held_end(conn)
+            try:
+                bridge.replace_descriptor(self, end.fileno())
+            finally:
+                end.close()
+            self._mip_names = names
             self._mip_pending = conn
-            bridge.replace_descriptor(self, conn.fileno())
             raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
         conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout)
         self._mip_pass_options(conn)
@@ -117,19 +127,21 @@ class RoutedSocket(bridge.BridgedSocket):
         bridge.adopt(self, conn)
 
     def _mip_settled(self) -> bool:
-        """Where a non-blocking ``connect()`` stands: True once connected (the socket is
-        then the connection's bridge), False while the handshake goes on; its failure
-        is raised, once."""
+        """Where a non-blocking ``connect()`` stands: True once connected, False while
+        the handshake goes on; its failure is raised, once."""
         conn = self._mip_pending
-        code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:  # the bridge has ended and let the connection go
+            code = 0
+        code = code or conn._bridge_failure()
         if code:
             self._mip_pending = None
-            conn.close()
             raise OSError(code, os.strerror(code))
         if conn.state in ("SYN_SENT", "SYN_RECEIVED"):
             return False
         self._mip_pending = None
-        self._mip_adopt(conn)
+        self._mip_conn = conn
         return True
 
     def connect_ex(self, address: Any) -> int:
@@ -295,8 +307,6 @@ class RoutedSocket(bridge.BridgedSocket):
             return self._mip_bound
         if self._mip_udp is not None:
             return self._mip_udp.getsockname()
-        if self._mip_pending is not None:
-            return self._mip_pending.getsockname()
         return super().getsockname()
 
     def getpeername(self) -> Any:

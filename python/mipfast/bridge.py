@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import selectors
 import socket
 import threading
@@ -45,24 +46,58 @@ def active_bridges(stack: Any) -> int:
     return int(stack.tcp_info["bridges"])
 
 
-def _join(sock: socket.socket, conn: Any) -> None:
+def _join(sock: socket.socket, conn: Any, hold: int = 0) -> None:
     """Hands ``conn`` and ``sock`` to the stack's driver, which moves the bytes
-    between them; our descriptor for ``sock`` is closed (the driver holds its own)."""
+    between them (after dropping ``sock``'s first ``hold`` bytes); our descriptor
+    for ``sock`` is closed (the driver holds its own)."""
     try:
-        conn.bridge(sock.fileno())
+        conn.bridge(sock.fileno(), hold)
     finally:
         sock.close()
 
 
-def _bridge_end(conn: Any) -> socket.socket:
-    """A socketpair joined to ``conn``; returns the end for Python."""
+def _bridge_end(conn: Any, held: bool = False) -> socket.socket:
+    """A socketpair joined to ``conn``; returns the end for Python. ``held``: that end
+    stays unwritable until ``conn``, whose handshake is under way, can send."""
     ours, theirs = socket.socketpair()
     try:
-        _join(theirs, conn)
+        _join(theirs, conn, _hold_writability(ours) if held else 0)
     except BaseException:
         ours.close()
         raise
     return ours
+
+
+def _hold_writability(end: socket.socket) -> int:
+    """Writes into ``end`` until it no longer shows writable; returns how many bytes.
+    The bridge drops them once its connection can send, and ``end`` turns writable
+    then, as a connecting kernel socket does when its handshake is over."""
+    end.setblocking(False)
+    zeros = bytes(16384)
+    held = 0
+    while _writable(end):
+        try:
+            held += end.send(zeros)
+        except BlockingIOError:
+            break
+    return held
+
+
+def _writable(sock: socket.socket) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(0))
+    return bool(select.select([], [sock], [], 0)[1])
+
+
+def held_end(conn: Any) -> socket.socket:
+    """The Python end of a bridge to ``conn``, whose handshake is under way: it turns
+    writable when the handshake is over, or reads end of stream and turns writable if
+    it failed (``conn._bridge_failure()`` then tells why). A non-blocking ``connect()``
+    gives its socket this descriptor at once, so that the one an event loop registers
+    is the one that carries the connection."""
+    return _bridge_end(conn, held=True)
 
 
 #: Socket-level options a stack connection answers for; every TCP-level one goes to it too.

@@ -292,8 +292,11 @@ impl PyConnection {
     /// both directions end. A reset on either side aborts the other. This
     /// object is closed from now on, but for `setsockopt`/`getsockopt`
     /// while the connection lives. How `mipfast.bridge` makes genuine
-    /// `socket.socket` objects.
-    fn bridge(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+    /// `socket.socket` objects. The socket's first `hold` bytes are not the
+    /// application's: they hold the other end unwritable until the
+    /// connection can send (a non-blocking `connect()`), and are dropped.
+    #[pyo3(signature = (fd, hold = 0))]
+    fn bridge(&self, py: Python<'_>, fd: i32, hold: usize) -> PyResult<()> {
         self.check_open()?;
         let socket = StreamFd::dup_of(fd).map_err(errors::to_py)?;
         if !self.open.swap(false, Ordering::SeqCst) {
@@ -301,7 +304,7 @@ impl PyConnection {
         }
         let (live, h) = (&self.live, self.handle);
         let fate = py
-            .detach(|| live.bridge(h, socket))
+            .detach(|| live.bridge(h, socket, hold))
             .map_err(errors::to_py)?;
         let _ = self.bridge_fate.set(fate);
         Ok(())
@@ -500,6 +503,12 @@ impl PyConnection {
     /// RFC 9293 state name, e.g. "ESTABLISHED".
     #[getter]
     fn state(&self, py: Python<'_>) -> PyResult<&'static str> {
+        if self.bridge_fate.get().is_some() {
+            // The bridge's while it lives: a handshake under way shows.
+            return Ok(self
+                .with_options(py, |c| c.state().name())
+                .unwrap_or("CLOSED"));
+        }
         if !self.open.load(Ordering::SeqCst) {
             return Ok("CLOSED");
         }

@@ -10,6 +10,15 @@
 //! aborted, the socket closed abortively (a TCP peer sees a reset, a
 //! socketpair end sees the end of stream: AF_UNIX has no reset).
 //!
+//! A bridge may be joined while its connection is still being made: a
+//! non-blocking `connect()` hands its socket the Python end at once, so that
+//! the descriptor an event loop registers is the one it keeps. That end is
+//! then held unwritable by bytes written into it that are not the
+//! application's (the *hold*): the bridge drops them once the connection can
+//! send, and the end turns writable as a kernel socket does when its
+//! handshake is over. Should the connection fail instead, the end reads end
+//! of stream and turns writable, and [`BridgeFate`] says why.
+//!
 //! A round steps only the bridges something happened to — the connection
 //! changed (data, room, end, error: every segment marks it) or the socket
 //! was reported — so a hundred idle bridges cost no system call. On Linux
@@ -58,6 +67,10 @@ struct Bridge {
     down_shut: bool,
     /// The socket ended its stream; our FIN is queued.
     up_eof: bool,
+    /// Bytes at the head of the socket's stream that are not the
+    /// application's (the hold, see the module): dropped once the
+    /// connection can send.
+    hold: usize,
     /// The last read found the socket empty (EAGAIN): nothing to read until
     /// it is reported again, so a step for the connection's sake (an echo's
     /// reply) costs no read that would find nothing. A short read does not
@@ -106,9 +119,10 @@ impl Bridges {
         }
     }
 
-    /// Joins the user's connection `handle` (now the bridge's) to `socket`;
+    /// Joins the user's connection `handle` (now the bridge's) to `socket`,
+    /// whose first `hold` bytes are not the application's (see the module);
     /// returns where the bridge's end will be told.
-    pub fn add(&mut self, handle: Handle, socket: StreamFd) -> Arc<BridgeFate> {
+    pub fn add(&mut self, handle: Handle, socket: StreamFd, hold: usize) -> Arc<BridgeFate> {
         let fate = Arc::new(BridgeFate::default());
         let edge = self.watch_edges(socket.fd());
         self.entries.push(Bridge {
@@ -118,6 +132,7 @@ impl Bridges {
             down_at: 0,
             down_shut: false,
             up_eof: false,
+            hold,
             up_drained: false,
             due: true,
             edge,
@@ -315,7 +330,8 @@ impl Bridge {
                 self.socket.shutdown_write();
             }
         }
-        // Up: socket → connection, as much as the send buffer takes.
+        // Up: socket → connection, as much as the send buffer takes (the
+        // hold first, dropped: it frees the user's end to write).
         while !self.up_eof && !self.up_drained {
             if !conn.can_send() {
                 if conn.write_closed() {
@@ -324,7 +340,10 @@ impl Bridge {
                 }
                 break;
             }
-            let room = conn.send_capacity().min(CHUNK);
+            let room = match self.hold {
+                0 => conn.send_capacity().min(CHUNK),
+                hold => hold.min(CHUNK),
+            };
             if room == 0 {
                 break;
             }
@@ -334,6 +353,7 @@ impl Bridge {
                     self.up_eof = true;
                     conn.shutdown_write();
                 }
+                Ok(n) if self.hold > 0 => self.hold -= n, // n ≤ hold
                 Ok(n) => {
                     let _ = conn.send(&scratch[..n]); // fits: n ≤ room
                     moved += n;

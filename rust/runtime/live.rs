@@ -673,15 +673,21 @@ impl LiveStack {
     }
 
     /// Joins the user's connection `handle` to the kernel stream socket
-    /// `socket`: the driver moves the bytes both ways from now on and
+    /// `socket`, whose first `hold` bytes are not the application's
+    /// (`bridge.rs`): the driver moves the bytes both ways from now on and
     /// releases the connection when both directions have ended.
-    pub fn bridge(&self, handle: Handle, socket: StreamFd) -> io::Result<Arc<BridgeFate>> {
+    pub fn bridge(
+        &self,
+        handle: Handle,
+        socket: StreamFd,
+        hold: usize,
+    ) -> io::Result<Arc<BridgeFate>> {
         if let Err(e) = self.check_open().and_then(|()| self.start()) {
             self.release(handle, true);
             return Err(e);
         }
         self.unwatch(Watched::Tcp(handle)); // the connection is no longer the user's
-        let fate = self.engine().bridges.add(handle, socket);
+        let fate = self.engine().bridges.add(handle, socket, hold);
         self.notify();
         Ok(fate)
     }

@@ -32,7 +32,7 @@ fn bridged(
     } else {
         Bridges::default()
     };
-    let fate = bridges.add(ha, StreamFd::new(theirs.into()).unwrap());
+    let fate = bridges.add(ha, StreamFd::new(theirs.into()).unwrap(), 0);
     (bridges, user, ha, hb, fate)
 }
 
@@ -217,6 +217,116 @@ fn nothing_is_read_from_the_socket_while_the_send_buffer_is_full(portable: bool)
     );
 }
 
+/// Whether the user's end shows writable now.
+fn writable(user: &UnixStream) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let asked = [poll::Interest {
+        fd: user.as_raw_fd(),
+        readable: false,
+        writable: true,
+    }];
+    poll::wait(&asked, Some(Duration::ZERO)).unwrap()
+}
+
+/// Fills the user's end until it no longer shows writable, as
+/// `mipfast.bridge` holds it during a handshake; returns the bytes written.
+fn hold_writability(user: &mut UnixStream) -> usize {
+    let zeros = [0u8; 16384];
+    let mut held = 0;
+    while writable(user) {
+        match user.write(&zeros) {
+            Ok(n) => held += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("holding the user's end: {e}"),
+        }
+    }
+    held
+}
+
+/// A's connection joined while its handshake is under way, the user's end
+/// held unwritable; returns the bridges, the user's end and where the
+/// bridge's end is told.
+fn bridged_while_connecting(
+    net: &mut Net,
+    portable: bool,
+    port: u16,
+) -> (Bridges, UnixStream, Arc<BridgeFate>) {
+    let ha = net.open(port);
+    let (mut user, theirs) = UnixStream::pair().unwrap();
+    user.set_nonblocking(true).unwrap();
+    net.a.stack.tcp_mut().follow_changes();
+    let held = hold_writability(&mut user);
+    assert!(held > 0 && !writable(&user));
+    let mut bridges = if portable {
+        Bridges::portable()
+    } else {
+        Bridges::default()
+    };
+    let fate = bridges.add(ha, StreamFd::new(theirs.into()).unwrap(), held);
+    (bridges, user, fate)
+}
+
+/// A non-blocking connect()'s socket: not writable until the handshake is
+/// over, then writable, and the bytes that held it so never reach the peer.
+fn a_bridge_joined_during_the_handshake_frees_its_end_when_connected(portable: bool) {
+    let mut net = Net::clean(25);
+    net.b.stack.tcp_mut().listen(80, 16).unwrap();
+    let (mut bridges, mut user, fate) = bridged_while_connecting(&mut net, portable, 80);
+    pump(&mut bridges, &mut net.a.stack);
+    assert!(!writable(&user), "held while the SYN is out");
+    let mut hb = None;
+    let connected = net.run_until(Duration::from_secs(10), |n| {
+        pump(&mut bridges, &mut n.a.stack);
+        hb = hb.or_else(|| n.b.stack.tcp_mut().accept(80));
+        writable(&user) && hb.is_some()
+    });
+    assert!(connected, "writable once the handshake is over");
+    let hb = hb.expect("B accepted");
+    let data = pattern(5000, 6);
+    user.write_all(&data).unwrap();
+    let mut at_b = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let crossed = net.run_until(Duration::from_secs(5), |n| {
+        pump(&mut bridges, &mut n.a.stack);
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        while let Ok(Some(k)) = c.recv(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            at_b.extend_from_slice(&buf[..k]);
+        }
+        at_b.len() >= data.len()
+    });
+    assert!(
+        crossed && at_b == data,
+        "B got the user's bytes and nothing else"
+    );
+    assert_eq!(fate.failure(), None);
+}
+
+/// A refused connect: the user's end ends (a reset, as AF_UNIX reports a
+/// peer gone with bytes unread: the hold), turns writable, and the
+/// bridge's fate says ECONNREFUSED (for SO_ERROR).
+fn a_refused_handshake_ends_the_held_end(portable: bool) {
+    let mut net = Net::clean(26);
+    let (mut bridges, mut user, fate) = bridged_while_connecting(&mut net, portable, 81);
+    let ended = net.run_until(Duration::from_secs(10), |n| {
+        pump(&mut bridges, &mut n.a.stack);
+        bridges.is_empty()
+    });
+    assert!(ended, "the bridge ended");
+    match user.read(&mut [0u8; 16]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("the user's end did not end: {other:?}"),
+    }
+    assert!(
+        writable(&user),
+        "and shows writable, as a failed connect does"
+    );
+    assert_eq!(fate.failure(), Some(libc::ECONNREFUSED));
+}
+
 /// Each test on both paths: the epoll set (Linux) and `poll()` on every
 /// socket (other systems).
 macro_rules! on_both_paths {
@@ -235,5 +345,7 @@ on_both_paths!(
     end_of_stream_right_behind_the_data_is_not_missed,
     a_reset_from_the_peer_ends_the_users_stream,
     a_user_who_goes_away_resets_the_peer,
-    nothing_is_read_from_the_socket_while_the_send_buffer_is_full
+    nothing_is_read_from_the_socket_while_the_send_buffer_is_full,
+    a_bridge_joined_during_the_handshake_frees_its_end_when_connected,
+    a_refused_handshake_ends_the_held_end
 );
