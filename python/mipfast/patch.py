@@ -14,8 +14,10 @@ What is routed (:mod:`mipfast._routed` has how):
   ``socket.socket`` (urllib3, requests, http.client, ftplib, smtplib,
   ``asyncio.open_connection``, and TLS over any of them). The socket stays a genuine
   ``socket.socket`` (see :mod:`mipfast.bridge`); its TCP options are the stack connection's.
-  A non-blocking ``connect()`` (asyncio's) returns at once with ``EINPROGRESS``, the socket
-  turning writable when the handshake is over and ``SO_ERROR`` telling how it ended;
+  A non-blocking ``connect()`` (asyncio's, Twisted's) returns at once with ``EINPROGRESS``,
+  the socket turning writable when the handshake is over and ``SO_ERROR`` telling how it
+  ended. Its descriptor is the connection's for good from then on, so an epoll or kqueue
+  loop that registers it during the handshake keeps its registration;
 - servers: an AF_INET ``SOCK_STREAM`` socket bound to the wildcard address (``""``,
   ``0.0.0.0``) or to the stack's own listens on the stack (``socket.create_server``,
   ``socketserver``, ``http.server``, ``asyncio.start_server``, uvicorn…). ``bind()`` takes the
