@@ -403,6 +403,9 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
     async def refused() -> None:
         await asyncio.open_connection(lab.peer_ip, 9)
 
+    async def given_up() -> None:
+        await asyncio.wait_for(asyncio.open_connection(lab.peer_ip, 9486), 0.02)
+
     # 50 ms each way on the stack's own device: every handshake takes 100 ms.
     with mipfast.Stack(lab.iface, ip=STACK_CIDR, faults={"delay_ms": 50}) as stack, patched(stack):
         results = asyncio.run(main())
@@ -411,6 +414,15 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
             raise AssertionError("a connection to a closed port was made")
         except ConnectionRefusedError:
             pass
+        # A connect given up on (its socket closed mid-handshake) stops there, as the kernel's.
+        for _ in range(3):
+            try:
+                asyncio.run(given_up())
+                raise AssertionError("a 100 ms handshake within 20 ms")
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+        connecting = [c for c in stack.connections() if c["state"] in ("SYN_SENT", "ESTABLISHED")]
+        assert connecting == [] and stack.tcp_info["bridges"] == 0, connecting
     assert [line for line, _ in results] == [f"stream {i}\n".encode() for i in range(5)]
     # The loop ran on during the handshakes (a connect() that blocked would have held
     # it for all five, one after another, and the ticker with it).

@@ -357,9 +357,11 @@ class RoutedSocket(bridge.BridgedSocket):
         listener, self._mip_listener = self._mip_listener, None
         udp, self._mip_udp = self._mip_udp, None
         pending, self._mip_pending = self._mip_pending, None
-        for stack_socket in (listener, udp, pending):
+        for stack_socket in (listener, udp):
             if stack_socket is not None:
                 stack_socket.close()
+        if pending is not None:
+            pending.abort()  # closed while connecting: the attempt stops, as the kernel's does
         super().close()
 
 

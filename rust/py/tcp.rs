@@ -317,8 +317,14 @@ impl PyConnection {
         self.bridge_fate.get().and_then(|f| f.failure())
     }
 
-    /// Close at once with a reset, discarding queued data.
+    /// Close at once with a reset, discarding queued data; on a bridged
+    /// connection, the bridge ends too (its socket reads end of stream).
     fn abort(&self, py: Python<'_>) {
+        if self.bridge_fate.get().is_some() {
+            let (live, h) = (&self.live, self.handle);
+            py.detach(|| live.abort_bridge(h));
+            return;
+        }
         py.detach(|| self.release(true));
     }
 

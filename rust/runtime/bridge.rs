@@ -275,6 +275,20 @@ impl Bridges {
         }
     }
 
+    /// Ends the bridge of `handle` at once, its connection aborted (a
+    /// connecting socket its program closed: the attempt stops there, as a
+    /// kernel socket's does). False if it has no bridge (any more).
+    pub fn abort(&mut self, stack: &mut Stack, handle: Handle) -> bool {
+        let Some(i) = self.entries.iter().position(|b| b.handle == handle) else {
+            return false;
+        };
+        let bridge = self.entries.swap_remove(i);
+        self.unwatch_edges(&bridge);
+        stack.tcp_mut().release(handle, true);
+        bridge.socket.reset();
+        true
+    }
+
     /// The stack closed: every connection is aborted and every socket ends.
     pub fn shut(&mut self, stack: &mut Stack) {
         for bridge in std::mem::take(&mut self.entries) {

@@ -692,6 +692,16 @@ impl LiveStack {
         Ok(fate)
     }
 
+    /// Ends `handle`'s bridge at once, the connection aborted (see
+    /// [`Bridges::abort`]); false if it has none (any more).
+    pub fn abort_bridge(&self, handle: Handle) -> bool {
+        let mut engine = self.engine();
+        let Engine { stack, bridges, .. } = &mut *engine;
+        let found = bridges.abort(stack, handle);
+        self.act_locked(&mut engine, |_, _| (), true, false); // what the abort sends
+        found
+    }
+
     /// Bridges still moving bytes.
     pub fn bridges(&self) -> usize {
         self.engine().bridges.len()

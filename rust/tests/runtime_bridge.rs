@@ -327,6 +327,30 @@ fn a_refused_handshake_ends_the_held_end(portable: bool) {
     assert_eq!(fate.failure(), Some(libc::ECONNREFUSED));
 }
 
+/// A connecting socket its program closes: the bridge ends at once and the
+/// attempt with it; the peer's answer to the SYN already out is refused, so
+/// neither end keeps a connection.
+fn a_bridge_aborted_during_the_handshake_leaves_no_connection(portable: bool) {
+    let mut net = Net::clean(27);
+    net.b.stack.tcp_mut().listen(80, 16).unwrap();
+    let (mut bridges, mut user, _) = bridged_while_connecting(&mut net, portable, 80);
+    let (ha, _) = net.a.stack.tcp().iter().next().expect("A is connecting");
+    assert!(bridges.abort(&mut net.a.stack, ha));
+    assert!(bridges.is_empty() && !bridges.abort(&mut net.a.stack, ha));
+    match user.read(&mut [0u8; 16]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("the user's end did not end: {other:?}"),
+    }
+    let mut accepted = None;
+    net.run_until(Duration::from_secs(5), |n| {
+        accepted = accepted.or_else(|| n.b.stack.tcp_mut().accept(80));
+        false
+    });
+    assert_eq!(net.a.stack.tcp().len(), 0, "A's attempt is gone");
+    assert_eq!(accepted, None, "B never had a connection to hand out");
+}
+
 /// Each test on both paths: the epoll set (Linux) and `poll()` on every
 /// socket (other systems).
 macro_rules! on_both_paths {
@@ -347,5 +371,6 @@ on_both_paths!(
     a_user_who_goes_away_resets_the_peer,
     nothing_is_read_from_the_socket_while_the_send_buffer_is_full,
     a_bridge_joined_during_the_handshake_frees_its_end_when_connected,
-    a_refused_handshake_ends_the_held_end
+    a_refused_handshake_ends_the_held_end,
+    a_bridge_aborted_during_the_handshake_leaves_no_connection
 );
