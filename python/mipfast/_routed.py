@@ -360,8 +360,10 @@ class RoutedSocket(bridge.BridgedSocket):
         for stack_socket in (listener, udp):
             if stack_socket is not None:
                 stack_socket.close()
-        if pending is not None:
-            pending.abort()  # closed while connecting: the attempt stops, as the kernel's does
+        if pending is not None and pending.state in ("SYN_SENT", "SYN_RECEIVED"):
+            # Closed while connecting: the attempt stops, as the kernel's does. Connected
+            # already (the program had not asked yet), it closes as any connection does.
+            pending.abort()
         super().close()
 
 
