@@ -73,14 +73,18 @@ def _hold_writability(end: socket.socket) -> int:
     The bridge drops them once its connection can send, and ``end`` turns writable
     then, as a connecting kernel socket does when its handshake is over."""
     end.setblocking(False)
-    zeros = bytes(16384)
     held = 0
     while _writable(end):
         try:
-            held += end.send(zeros)
+            held += end.send(_HOLD)
         except BlockingIOError:
             break
     return held
+
+
+#: One write of this holds a socketpair end at Linux's default buffer size (writable while
+#: under a quarter of it is queued); the loop above writes more where one is not enough.
+_HOLD = bytes(64 << 10)
 
 
 def _writable(sock: socket.socket) -> bool:
