@@ -106,6 +106,14 @@ class RoutedSocket(bridge.BridgedSocket):
             # description) goes on watching the connection.
             conn = self._mip_stack.connect((address[0], address[1]), wait=False)
             self._mip_pass_options(conn)
+            if conn.state not in ("SYN_SENT", "SYN_RECEIVED"):
+                # Over already: the answer came within the SYN's own send (a veth's peer
+                # answers there) and the call took it. Connected, or refused, at once.
+                code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    conn.close()
+                    raise OSError(code, os.strerror(code))
+                return self._mip_adopt(conn)
             names = (conn.getsockname(), conn.getpeername())
             end = bridge.held_end(conn)
             try:

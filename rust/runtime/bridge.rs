@@ -32,6 +32,7 @@ use crate::phy::poll::Interest;
 use crate::phy::stream_fd::StreamFd;
 use crate::socket::tcp::Handle;
 use crate::stack::Stack;
+use crate::time::Instant;
 use std::io;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -193,8 +194,14 @@ impl Bridges {
 
     /// Moves what can move without blocking, both ways, on the bridges whose
     /// connection is in `changed` or whose socket was reported ready, and
-    /// releases the connections of bridges that ended. Returns bytes moved.
-    pub fn pump(&mut self, stack: &mut Stack, changed: &[Handle]) -> usize {
+    /// releases the connections of bridges that ended. Returns bytes moved;
+    /// what the steps queued (bytes, a FIN, a window) is dispatched, for the
+    /// caller to send. Every connection a step touched is so dispatched, even
+    /// where nothing moved: one left marked would not be reported again when
+    /// its peer's next segment marks it, and its bridge would not be stepped
+    /// for that segment (a request through a bridge waited out the 40 ms of
+    /// a delayed ACK so).
+    pub fn pump(&mut self, stack: &mut Stack, changed: &[Handle], now: Instant) -> usize {
         self.changed.clear();
         self.changed.extend_from_slice(changed);
         self.changed.sort_unstable();
@@ -242,6 +249,7 @@ impl Bridges {
             }
         }
         self.ready.clear();
+        stack.dispatch(now);
         #[cfg(linux_fast_path)]
         if self.entries.is_empty() {
             self.edges = None; // its descriptor goes with the last bridge

@@ -173,7 +173,15 @@ impl LiveStack {
     /// once established, error once it failed.
     pub fn connect_start(&self, remote: Endpoint, source_port: Option<u16>) -> io::Result<Handle> {
         self.check_live()?;
-        self.act(|s, now| ops::Connect::start(s, now, remote, source_port).map(|op| op.handle()))
+        let mut engine = self.engine();
+        let handle = self.act_locked(
+            &mut engine,
+            |s, now| ops::Connect::start(s, now, remote, source_port).map(|op| op.handle()),
+            true,
+            false,
+        )?;
+        self.round_in_passing(&mut engine); // the SYN-ACK, if it came within our SYN's send
+        Ok(handle)
     }
 
     /// Listens on `port` (0: a free ephemeral one); returns the port and

@@ -104,14 +104,14 @@ impl Engine {
         if n > 0 {
             self.count_device_losses();
         }
-        let pumped = !self.bridges.is_empty() && {
+        let bridged = !self.bridges.is_empty();
+        let pumped = bridged && {
             // What the round marked stays for `publish`, which appends to it.
             self.stack.tcp_mut().take_changed(&mut self.changed);
-            self.bridges.pump(&mut self.stack, &self.changed) > 0
+            self.bridges.pump(&mut self.stack, &self.changed, now) > 0
         };
-        if pumped {
-            // Send what the bridges queued and the windows they opened.
-            self.stack.dispatch(now);
+        if bridged {
+            // What the bridges queued and dispatched: bytes, a FIN, windows.
             self.stack.flush(now, &mut self.device);
         }
         if let Some(trace) = &mut self.device.trace {
@@ -687,9 +687,24 @@ impl LiveStack {
             return Err(e);
         }
         self.unwatch(Watched::Tcp(handle)); // the connection is no longer the user's
-        let fate = self.engine().bridges.add(handle, socket, hold);
+        let mut engine = self.engine();
+        let fate = engine.bridges.add(handle, socket, hold);
+        // A handshake over by now frees a connecting socket's end before its
+        // event loop even waits, instead of after two thread hops (driver, loop).
+        self.round_in_passing(&mut engine);
+        drop(engine);
         self.notify();
         Ok(fate)
+    }
+
+    /// Runs a round now if frames surely wait at the device and no call
+    /// leads: what a veth's peer answered within our own send (a SYN-ACK to
+    /// our SYN) is taken by this caller, under the lock it holds, not by the
+    /// driver woken for it, which would then wake whoever waits for it.
+    pub(super) fn round_in_passing(&self, engine: &mut Engine) {
+        if engine.leader.is_none() && self.shared.frames_surely_waiting() {
+            let _ = engine.run_once(false); // a failed round is the driver's to report
+        }
     }
 
     /// Ends `handle`'s bridge at once, the connection aborted (see
