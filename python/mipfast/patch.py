@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import runpy
 import socket
@@ -53,6 +54,7 @@ from ._routed import routed_socket_class
 __all__ = ["patched", "main"]
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every connect(), and parsing costs ~10 µs
 def _through_stack(host: str) -> bool:
     try:
         return not ipaddress.ip_address(host).is_loopback
