@@ -1,6 +1,7 @@
 """asyncio through the stack beside asyncio on kernel sockets, the same Python client code on both:
 
 * echo round trips per second, 64-byte messages, on 1 connection and on 100 at once;
+* a connection per request: open, 64 bytes there and back, close;
 * bulk: one connection reading 200 MB from a kernel source;
 * the bridge (mipfast.bridge.socket_for, genuine sockets): the same round trips and bulk through
   asyncio's own ``open_connection(sock=...)``.
@@ -69,6 +70,21 @@ async def round_trips(open_connection, conns: int, seconds: float) -> float:
     return count / elapsed
 
 
+async def per_request(open_connection, seconds: float) -> float:
+    """A connection per request: open, 64 bytes there and back, close; requests per second."""
+    count = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while time.perf_counter() < end:
+        reader, writer = await open_connection(9500)
+        writer.write(b"x" * 64)
+        await reader.readexactly(64)
+        writer.close()
+        await writer.wait_closed()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
 async def bulk(open_connection) -> float:
     reader, writer = await open_connection(9501)
     n = 0
@@ -84,6 +100,7 @@ async def measure(open_connection) -> dict[str, float]:
     return {
         "rtt_1": await round_trips(open_connection, 1, 2.0),
         "rtt_100": await round_trips(open_connection, 100, 2.0),
+        "per_request": await per_request(open_connection, 2.0),
         "bulk_gbit": await bulk(open_connection),
     }
 
@@ -144,6 +161,7 @@ def main() -> None:
     units = {
         "rtt_1": "round trips/s, 1 connection",
         "rtt_100": "round trips/s, 100 connections",
+        "per_request": "a connection per request, /s",
         "bulk_gbit": "Gbit/s bulk receive",
     }
     for metric, unit in units.items():

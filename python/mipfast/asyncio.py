@@ -12,8 +12,8 @@ loop that has them (the default selector loop on Linux and macOS, uvloop).
         writer.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
         print(await reader.read())
 
-Opening a connection (name lookup and handshake) runs in the loop's default
-executor, so it never blocks the loop; everything after is non-blocking I/O.
+A name lookup runs in the loop's default executor, so it never blocks the loop; the
+handshake and everything after are non-blocking I/O.
 """
 
 from __future__ import annotations
@@ -584,14 +584,17 @@ async def _connect(stack: Any, host: str, port: int, local_port: int | None) -> 
 
 
 async def _handshake_done(loop: asyncio.AbstractEventLoop, conn: Any) -> None:
-    """Waits for the connection's descriptor to turn writable; raises why it failed."""
-    done = loop.create_future()
-    waiting = _Waiting(loop, conn)
-    waiting.write(lambda: done.done() or done.set_result(None))
-    try:
-        await done
-    finally:
-        waiting.close()
+    """Waits for the connection's descriptor to turn writable; raises why it failed.
+    A handshake over already (a veth's peer answers within the SYN's own send, and the
+    stack takes that answer in passing) is not waited for."""
+    if conn.state in ("SYN_SENT", "SYN_RECEIVED"):
+        done = loop.create_future()
+        waiting = _Waiting(loop, conn)
+        waiting.write(lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            waiting.close()
     err = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err:
         raise OSError(err, os.strerror(err))
