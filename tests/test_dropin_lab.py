@@ -529,3 +529,37 @@ def test_twisted_client_and_server_run_through_the_patch(lab, peer, tmp_path):
     finally:
         server.terminate()
         server.communicate(timeout=20)
+
+
+def test_a_client_bound_before_connect_leaves_from_its_port(lab, peer, stack):
+    """``source_address`` (http.client, urllib3, smtplib) and asyncio's ``local_addr`` bind a
+    client socket before it connects: the connection leaves from the bound port, and nothing
+    is left listening on it."""
+    import asyncio
+
+    peer(PEER_PY, "echo", "9490")
+
+    def leaving_from(port: int) -> bool:
+        states = {(c["state"], c["local"][1]) for c in stack.connections()}
+        return ("ESTABLISHED", port) in states and not any(state == "LISTEN" for state, _ in states)
+
+    with patched(stack):
+        for source in (("0.0.0.0", 0), ("", 40124), (STACK_IP, 0)):
+            with socket.create_connection((lab.peer_ip, 9490), timeout=10, source_address=source) as sock:
+                port = sock.getsockname()[1]
+                assert source[1] in (0, port), (source, port)
+                sock.sendall(b"bound first\n")
+                assert sock.recv(100) == b"bound first\n"
+                assert leaving_from(port), stack.connections()
+
+        async def bound_first() -> int:
+            reader, writer = await asyncio.open_connection(lab.peer_ip, 9490, local_addr=("0.0.0.0", 0))
+            port = writer.get_extra_info("sockname")[1]
+            writer.write(b"asyncio, bound first\n")
+            assert await reader.readline() == b"asyncio, bound first\n"
+            assert leaving_from(port), stack.connections()
+            writer.close()
+            await writer.wait_closed()
+            return port
+
+        assert asyncio.run(bound_first()) > 0

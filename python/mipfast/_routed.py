@@ -90,21 +90,25 @@ class RoutedSocket(bridge.BridgedSocket):
             _port(address, "connect")
             self._mip_open_udp().connect((address[0], address[1]))
             return None
-        if self._mip_pending is not None or self._mip_conn is not None:
-            # Connected (as Twisted asks again, once writable) or still connecting.
+        if self._mip_pending is not None or self._mip_conn is not None or self._mip_backlog is not None:
+            # Connected (as Twisted asks again, once writable), listening, or still connecting.
             done = self._mip_pending is None or self._mip_settled()
             code = errno.EISCONN if done else errno.EALREADY
             raise OSError(code, os.strerror(code))
+        source = self._mip_client_port()
         if not (self._mip_of(socket.SOCK_STREAM) and self._mip_reaches(address) and self._mip_conn is None):
             self._mip_kernel = True
+            if source is not None and source[0] in ("", "0.0.0.0"):
+                super().bind(source)  # the address bind() was given, now the kernel's to take
             return super().connect(address)
+        port = None if source is None else source[1]
         timeout = self.gettimeout()
         if timeout == 0.0:
             # Non-blocking, as asyncio's sock_connect: the handshake goes on while the
             # descriptor, already the bridge's, turns writable once it is over. It is the
             # descriptor for good: an event loop that registers it now (epoll keeps the
             # description) goes on watching the connection.
-            conn = self._mip_stack.connect((address[0], address[1]), wait=False)
+            conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
             self._mip_pass_options(conn)
             if conn.state not in ("SYN_SENT", "SYN_RECEIVED"):
                 # Over already: the answer came within the SYN's own send (a veth's peer
@@ -123,9 +127,20 @@ class RoutedSocket(bridge.BridgedSocket):
             self._mip_names = names
             self._mip_pending = conn
             raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
-        conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout)
+        conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout, source_port=port)
         self._mip_pass_options(conn)
         self._mip_adopt(conn)
+
+    def _mip_client_port(self) -> tuple[str, int] | None:
+        """The address ``bind()`` took for a socket that turns out to be a client
+        (``source_address``, ``local_addr``): the stack's listener on its port gives way,
+        and the connection leaves from that port, as after a kernel socket's bind."""
+        if self._mip_bound is None:
+            return None
+        bound, self._mip_bound = self._mip_bound, None
+        self._mip_listener.close()
+        self._mip_listener = None
+        return bound
 
     def _mip_adopt(self, conn: Any) -> None:
         """Makes this socket the Python end of a bridge to the connected ``conn``."""
