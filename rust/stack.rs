@@ -548,6 +548,11 @@ impl Stack {
             }
         }
         self.iface.poll(now);
+        for hop in self.iface.take_unresolved() {
+            let iface = &self.iface;
+            self.tcp
+                .unreachable_through(|remote| iface.gateway_to(remote) == Some(hop));
+        }
         self.tcp.poll(now);
         self.dispatch(now);
     }

@@ -861,3 +861,15 @@ def test_the_portable_libpcap_path_carries_traffic(lab, peer):
         n, digest = sink.result().split()
         assert int(n) == len(data) and digest == hashlib.sha256(data).hexdigest()
         assert stack.counters["bursts_out"] == 0, "libpcap sends frame by frame"
+
+
+def test_a_connect_to_an_address_nobody_answers_fails_as_no_route_to_host(lab, stack):
+    """As the kernel's connect(): once ARP for an address on the link goes unanswered
+    (3 requests, 1 s apart), EHOSTUNREACH, not a SYN retried until the timeout."""
+    nobody = lab.peer_ip.rsplit(".", 1)[0] + ".99"
+    start = time.monotonic()
+    with pytest.raises(OSError) as failed:
+        stack.connect((nobody, 80), timeout=20)
+    assert failed.value.errno == errno.EHOSTUNREACH
+    assert time.monotonic() - start < 6
+    assert stack.connections() == []

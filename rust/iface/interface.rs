@@ -141,6 +141,8 @@ pub struct Interface {
     next_ident: u16,
     icmp_errors: TokenBucket,
     reassembly: Reassembler,
+    /// Next hops whose ARP resolution gave up since the stack last asked.
+    unresolved: Vec<Ipv4Addr>,
 }
 
 /// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
@@ -202,6 +204,7 @@ impl Interface {
             next_ident: 1,
             icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST),
             reassembly: Reassembler::new(config.reassembly),
+            unresolved: Vec::new(),
         }
     }
 
@@ -770,6 +773,22 @@ impl Interface {
     }
 
     /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
+    /// Next hops whose resolution gave up since the last call.
+    pub fn take_unresolved(&mut self) -> Vec<Ipv4Addr> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// The neighbor a unicast datagram to `dst` goes through: `dst` on the
+    /// link, else the gateway; None without a route.
+    pub fn gateway_to(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let config = self.config.as_ref()?;
+        if config.cidr.contains(dst) {
+            Some(dst)
+        } else {
+            config.gateway
+        }
+    }
+
     fn next_hop(&self, now: Instant, dst: Ipv4Addr) -> Result<NextHop, DropReason> {
         if dst.is_broadcast() {
             return Ok(NextHop::Mac(MacAddress::BROADCAST));
@@ -790,11 +809,7 @@ impl Interface {
                 o[3],
             ])));
         }
-        let hop = if config.cidr.contains(dst) {
-            dst
-        } else {
-            config.gateway.ok_or(DropReason::NoRoute)?
-        };
+        let hop = self.gateway_to(dst).ok_or(DropReason::NoRoute)?;
         Ok(match self.neighbors.lookup(now, hop) {
             Some(mac) => NextHop::Mac(mac),
             None => NextHop::Resolve(hop),
@@ -810,6 +825,7 @@ impl Interface {
             NeighborAction::GaveUp(ip, frames) => {
                 log::debug!("ARP for {ip} unanswered; dropping {frames} frames");
                 lost += frames;
+                self.unresolved.push(ip);
             }
         });
         for _ in 0..lost {

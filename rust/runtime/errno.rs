@@ -18,6 +18,7 @@ pub fn tcp(e: tcp::Error) -> io::Error {
         tcp::Error::TimedOut => libc::ETIMEDOUT,
         tcp::Error::BrokenPipe => libc::EPIPE,
         tcp::Error::NotConnected => libc::ENOTCONN,
+        tcp::Error::HostUnreachable => libc::EHOSTUNREACH,
     })
 }
 

@@ -176,3 +176,45 @@ fn an_expired_datagram_draws_a_time_exceeded_quoting_fragment_zero() {
     assert!(drain(&mut stack).is_empty());
     assert_eq!(stack.counters().drops(DropReason::Ipv4ReassemblyTimeout), 2);
 }
+
+/// A connect() to an address on the link that nobody answers ARP for fails
+/// with "no route to host" once resolution gives up (3 requests, 1 s apart),
+/// as Linux's does, instead of retrying its SYN for minutes; a connection to
+/// an address that resolves is left alone.
+#[test]
+fn a_connect_to_an_address_nobody_answers_arp_for_fails_as_unreachable() {
+    let t0 = Instant::ZERO;
+    let mut s = known_peer(t0);
+    let nobody = Ipv4Addr::new(10, 77, 0, 99);
+    let lost = s
+        .tcp_mut()
+        .connect(t0, STACK_IP, (nobody, 80), None)
+        .unwrap();
+    let fine = s
+        .tcp_mut()
+        .connect(t0, STACK_IP, (PEER_IP, 80), None)
+        .unwrap();
+    s.dispatch(t0);
+    drain(&mut s);
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(10) {
+        now += Duration::from_millis(100);
+        s.poll_timers(now);
+        drain(&mut s);
+        if s.tcp().get(lost).is_some_and(|c| c.error().is_some()) {
+            break;
+        }
+    }
+    let error = s.tcp().get(lost).and_then(|c| c.error());
+    assert_eq!(error, Some(mipfast::socket::tcp::Error::HostUnreachable));
+    assert!(
+        now <= t0 + Duration::from_secs(4),
+        "failed at {now:?}, when ARP gave up"
+    );
+    let fine = s.tcp().get(fine).unwrap();
+    assert_eq!(
+        fine.error(),
+        None,
+        "the peer that resolves is still being asked"
+    );
+}

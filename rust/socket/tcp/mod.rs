@@ -48,6 +48,9 @@ pub enum Error {
     BrokenPipe,
     /// Not connected (yet, or any more).
     NotConnected,
+    /// The peer's link address could not be resolved (ARP went unanswered)
+    /// while connecting, as Linux reports it.
+    HostUnreachable,
 }
 
 /// Keepalive (RFC 9293 §3.8.4), off unless asked for, as in Linux.

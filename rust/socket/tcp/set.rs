@@ -606,6 +606,25 @@ impl TcpSockets {
         }
     }
 
+    /// The link address of a next hop could not be resolved: connections
+    /// still opening to a destination `through` it fail with
+    /// [`Error::HostUnreachable`](super::Error::HostUnreachable), as Linux's
+    /// connect() does (its ARP failure turns into a host unreachable for
+    /// the SYN). Established ones keep retrying, as there.
+    pub fn unreachable_through(&mut self, through: impl Fn(Ipv4Addr) -> bool) {
+        for i in 0..self.slots.len() as u32 {
+            let Some(conn) = self.slots[i as usize].conn.as_mut() else {
+                continue;
+            };
+            if conn.state() != State::SynSent || !through(conn.remote().0) {
+                continue;
+            }
+            conn.host_unreachable();
+            self.after_event(i, State::SynSent);
+            self.mark(i);
+        }
+    }
+
     /// ICMP "fragmentation needed" quoting a segment of ours (RFC 1191):
     /// the connection checks the quote and lowers its MSS; the destination's
     /// path MTU is remembered for later connections. False if not believed.
