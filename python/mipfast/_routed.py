@@ -104,32 +104,35 @@ class RoutedSocket(bridge.BridgedSocket):
         port = None if source is None else source[1]
         timeout = self.gettimeout()
         if timeout == 0.0:
-            # Non-blocking, as asyncio's sock_connect: the handshake goes on while the
-            # descriptor, already the bridge's, turns writable once it is over. It is the
-            # descriptor for good: an event loop that registers it now (epoll keeps the
-            # description) goes on watching the connection.
             conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
             self._mip_pass_options(conn)
-            if conn.state not in ("SYN_SENT", "SYN_RECEIVED"):
-                # Over already: the answer came within the SYN's own send (a veth's peer
-                # answers there) and the call took it. Connected, or refused, at once.
-                code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    conn.close()
-                    raise OSError(code, os.strerror(code))
-                return self._mip_adopt(conn)
-            names = (conn.getsockname(), conn.getpeername())
-            end = bridge.held_end(conn)
-            try:
-                bridge.replace_descriptor(self, end.fileno())
-            finally:
-                end.close()
-            self._mip_names = names
-            self._mip_pending = conn
-            raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
+            return self._mip_connecting(conn)
         conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout, source_port=port)
         self._mip_pass_options(conn)
         self._mip_adopt(conn)
+
+    def _mip_connecting(self, conn: Any) -> None:
+        """A non-blocking ``connect()`` (asyncio's sock_connect) under way on ``conn``."""
+        if conn.state not in ("SYN_SENT", "SYN_RECEIVED"):
+            # Over already: the answer came within the SYN's own send (a veth's peer
+            # answers there) and the call took it. Connected, or refused, at once.
+            code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                conn.close()
+                raise OSError(code, os.strerror(code))
+            return self._mip_adopt(conn)
+        # The descriptor becomes the bridge's now, and for good: it turns writable when
+        # the handshake is over, and an event loop that registers it meanwhile (epoll
+        # and kqueue keep the description) goes on watching the connection.
+        names = (conn.getsockname(), conn.getpeername())
+        end = bridge.held_end(conn)
+        try:
+            bridge.replace_descriptor(self, end.fileno())
+        finally:
+            end.close()
+        self._mip_names = names
+        self._mip_pending = conn
+        raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
 
     def _mip_client_port(self) -> tuple[str, int] | None:
         """The address ``bind()`` took for a socket that turns out to be a client

@@ -772,7 +772,6 @@ impl Interface {
         }
     }
 
-    /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
     /// Next hops whose resolution gave up since the last call.
     pub fn take_unresolved(&mut self) -> Vec<Ipv4Addr> {
         std::mem::take(&mut self.unresolved)
@@ -789,6 +788,7 @@ impl Interface {
         }
     }
 
+    /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
     fn next_hop(&self, now: Instant, dst: Ipv4Addr) -> Result<NextHop, DropReason> {
         if dst.is_broadcast() {
             return Ok(NextHop::Mac(MacAddress::BROADCAST));

@@ -193,8 +193,6 @@ impl Connection {
         self.enter_closed(None);
     }
 
-    /// An ICMP destination unreachable about this connection (RFC 1122
-    /// §4.2.3.9): fatal while connecting, a soft error afterwards.
     /// Its next hop's link address could not be resolved (see
     /// `TcpSockets::unreachable_through`): an opening connection fails.
     pub fn host_unreachable(&mut self) {
@@ -203,6 +201,8 @@ impl Connection {
         }
     }
 
+    /// An ICMP destination unreachable about this connection (RFC 1122
+    /// §4.2.3.9): fatal while connecting, a soft error afterwards.
     pub fn icmp_unreachable(&mut self) {
         if self.state == State::SynSent {
             self.enter_closed(Some(Error::Refused));
