@@ -563,3 +563,105 @@ def test_a_client_bound_before_connect_leaves_from_its_port(lab, peer, stack):
             return port
 
         assert asyncio.run(bound_first()) > 0
+
+
+def test_tls_over_a_patched_socket_keeps_its_names_and_options(lab, peer, stack, certs):
+    """``wrap_socket`` makes a new ``SSLSocket`` on the bridged descriptor (a socketpair's):
+    its names and TCP options are still the stack connection's, as are a ``dup()``'s."""
+    import ssl
+
+    chain, key = certs.files["peer.test"]
+    peer(PEER_PY, "tls", "echo", "9491", chain, key)
+    with patched(stack):
+        plain = socket.create_connection((lab.peer_ip, 9491), timeout=10)
+        twin = plain.dup()
+        assert twin.getpeername() == (lab.peer_ip, 9491)
+        twin.close()
+        with certs.client_context().wrap_socket(plain, server_hostname="peer.test") as tls:
+            assert isinstance(tls, ssl.SSLSocket) and tls.version() is not None
+            assert tls.getpeername() == (lab.peer_ip, 9491)
+            assert tls.getsockname()[0] == STACK_IP
+            port = tls.getsockname()[1]
+            assert any(c["local"] == (STACK_IP, port) for c in stack.connections())
+            tls.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            assert tls.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert tls.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+            tls.sendall(b"through TLS, wrapped after connect\n")
+            assert tls.recv(100) == b"through TLS, wrapped after connect\n"
+
+
+TLS_ASK = """
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with ctx.wrap_socket(socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=10),
+                     server_hostname="stack.test") as s:
+    s.sendall(b"hello over TLS")
+    print(s.recv(200).decode())
+"""
+
+
+def test_a_tls_server_wraps_its_patched_listening_socket(lab, stack, certs):
+    """``ctx.wrap_socket(listener, server_side=True)`` (``http.server`` with TLS): the wrapped
+    listening socket accepts on the stack and hands out TLS sockets; it hung in a handshake
+    on the listener's readiness descriptor before."""
+    with patched(stack):
+        listener = socket.create_server(("", 9492))
+        try:
+            listener.getpeername()
+            raise AssertionError("a listening socket has a peer")
+        except OSError as e:
+            assert e.errno == errno.ENOTCONN, e
+        server = certs.server_context().wrap_socket(listener, server_side=True)
+        server.settimeout(20)
+        assert server.getsockname() == ("0.0.0.0", 9492)
+        answered: list[str] = []
+
+        def serve() -> None:
+            conn, address = server.accept()
+            with conn:
+                assert conn.getpeername() == address and conn.version() is not None
+                conn.sendall(conn.recv(100) + f" from {address[0]}".encode())
+            answered.append(address[0])
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        answer = lab.run(sys.executable, "-c", TLS_ASK, certs.ca_file, STACK_IP, "9492").stdout
+        thread.join(20)
+        assert answer == f"hello over TLS from {lab.peer_ip}\n"
+        assert answered == [lab.peer_ip]
+        server.close()
+    assert 9492 not in _listening(stack), "closing the TLS socket closes the stack's listener"
+
+
+def test_a_dual_stack_server_socket_listens_on_the_stack(lab, stack):
+    """An IPv6 socket on ``::`` with ``IPV6_V6ONLY`` off takes IPv4 connections: it listens
+    on the stack (IPv4 only), its peers named as IPv4-mapped addresses, as the kernel names
+    them. One with ``IPV6_V6ONLY`` on stays the kernel's."""
+    with patched(stack):
+        server = socket.create_server(("", 9493), family=socket.AF_INET6, dualstack_ipv6=True)
+        v6_only = socket.socket(socket.AF_INET6)
+        v6_only.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6_only.bind(("::", 9494))
+    try:
+        assert server.getsockname() == ("::", 9493, 0, 0)
+        assert 9493 in _listening(stack) and 9494 not in _listening(stack)
+        server.settimeout(20)
+        ask = (
+            f"import socket; s = socket.create_connection(('{STACK_IP}', 9493), timeout=10);"
+            "s.sendall(b'dual'); print(s.recv(100).decode())"
+        )
+        replies: list[str] = []
+        client = threading.Thread(target=lambda: replies.append(lab.run(sys.executable, "-c", ask).stdout))
+        client.start()
+        conn, address = server.accept()
+        with conn:
+            assert conn.family == socket.AF_INET6
+            assert address[0] == f"::ffff:{lab.peer_ip}" and conn.getpeername() == address
+            assert conn.getsockname() == (f"::ffff:{STACK_IP}", 9493, 0, 0)
+            conn.sendall(conn.recv(100) + b" stack")
+        client.join(20)
+        assert replies == ["dual stack\n"]
+    finally:
+        server.close()
+        v6_only.close()
+    assert 9493 not in _listening(stack)

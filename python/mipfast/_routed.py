@@ -9,7 +9,8 @@ Each of its sockets is a genuine ``socket.socket``. What it routes through the s
 - **TCP servers**: ``bind()`` to the wildcard address or the stack's own takes the stack's
   port; ``listen()`` puts the stack listener's readiness descriptor in place of the socket's
   own (``dup2``), so that ``select`` and event loops see a waiting connection; ``accept()``
-  returns bridged sockets.
+  returns bridged sockets. A dual-stack IPv6 socket (``::``, ``IPV6_V6ONLY`` off) is served
+  so too, for IPv4, with IPv4-mapped names.
 - **UDP**: ``bind()`` as for TCP, or the first ``connect()``/``sendto()`` to a routed address,
   opens a stack UDP socket, whose readiness descriptor likewise takes the socket's place;
   every send and receive then goes to it, in datagrams, with the stack socket following this
@@ -54,7 +55,7 @@ class RoutedSocket(bridge.BridgedSocket):
 
     # TCP server.
     _mip_listener: Any = None
-    _mip_bound: tuple[str, int] | None = None
+    _mip_bound: tuple[Any, ...] | None = None
     _mip_backlog: int | None = None
     # TCP client: a stack connection whose non-blocking connect() is under way.
     _mip_pending: Any = None
@@ -79,6 +80,20 @@ class RoutedSocket(bridge.BridgedSocket):
             and (address[0] in ("", "0.0.0.0") or address[0] == self._mip_stack.ip)
         )
 
+    def _mip_dual_stack(self, address: Any) -> bool:
+        """An IPv6 TCP socket about to bind the wildcard address with ``IPV6_V6ONLY`` off
+        (Linux's default, ``socket.create_server(..., dualstack_ipv6=True)``): it would take
+        IPv4 connections too, so it listens on the stack, which has IPv4 only."""
+        return (
+            self.family == socket.AF_INET6
+            and self.type == socket.SOCK_STREAM
+            and not self._mip_kernel
+            and isinstance(address, tuple)
+            and 2 <= len(address) <= 4
+            and address[0] in ("", "::")
+            and not super().getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        )
+
     def _mip_reaches(self, address: Any) -> bool:
         """An IPv4 destination the route gives to the stack."""
         return isinstance(address, tuple) and len(address) == 2 and self._mip_routes(str(address[0]))
@@ -98,7 +113,7 @@ class RoutedSocket(bridge.BridgedSocket):
         source = self._mip_client_port()
         if not (self._mip_of(socket.SOCK_STREAM) and self._mip_reaches(address) and self._mip_conn is None):
             self._mip_kernel = True
-            if source is not None and source[0] in ("", "0.0.0.0"):
+            if source is not None and source[0] in ("", "0.0.0.0", "::"):
                 super().bind(source)  # the address bind() was given, now the kernel's to take
             return super().connect(address)
         port = None if source is None else source[1]
@@ -134,7 +149,7 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_pending = conn
         raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
 
-    def _mip_client_port(self) -> tuple[str, int] | None:
+    def _mip_client_port(self) -> tuple[Any, ...] | None:
         """The address ``bind()`` took for a socket that turns out to be a client
         (``source_address``, ``local_addr``): the stack's listener on its port gives way,
         and the connection leaves from that port, as after a kernel socket's bind."""
@@ -183,9 +198,9 @@ class RoutedSocket(bridge.BridgedSocket):
         if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and self._mip_serves(address):
             self._mip_open_udp((address[0] or "0.0.0.0", _port(address, "bind")))
             return
+        dual_stack = self._mip_dual_stack(address)
         if not (
-            self._mip_of(socket.SOCK_STREAM)
-            and self._mip_serves(address)
+            (dual_stack or (self._mip_of(socket.SOCK_STREAM) and self._mip_serves(address)))
             and self._mip_bound is None
             and self._mip_conn is None
         ):
@@ -195,7 +210,8 @@ class RoutedSocket(bridge.BridgedSocket):
         # The port is taken now, as a kernel's bind takes it (EADDRINUSE here, and port 0
         # resolved for getsockname()); listen() sets the backlog.
         self._mip_listener = self._mip_stack.listen(port, socket.SOMAXCONN)
-        self._mip_bound = (address[0] or "0.0.0.0", self._mip_listener.port)
+        port = self._mip_listener.port
+        self._mip_bound = ("::", port, 0, 0) if dual_stack else (address[0] or "0.0.0.0", port)
 
     def listen(self, backlog: int = socket.SOMAXCONN) -> None:
         if self._mip_bound is None:
@@ -213,9 +229,19 @@ class RoutedSocket(bridge.BridgedSocket):
             if self._mip_bound is not None:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening yet
             return super().accept()
-        conn, peer = self._mip_listener.accept(self.gettimeout())
+        return self._mip_accept(self.gettimeout())
+
+    def _mip_listening(self) -> bool:
+        return self._mip_backlog is not None
+
+    def _mip_accept(self, timeout: float | None) -> tuple[socket.socket, Any]:
+        """The next connection to this listening socket, as a bridged socket (also
+        for the TLS socket that wraps this one, which owns the descriptor then)."""
+        conn, peer = self._mip_listener.accept(timeout)
         self._mip_pass_options(conn)
         conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
+        if self.family == socket.AF_INET6:
+            return bridge.socket_for(conn, socket.AF_INET6), bridge.ipv4_mapped(peer)
         return bridge.socket_for(conn), peer
 
     def _mip_pass_options(self, conn: Any) -> None:
@@ -338,6 +364,8 @@ class RoutedSocket(bridge.BridgedSocket):
     def getpeername(self) -> Any:
         if self._mip_udp is not None:
             return self._mip_udp.getpeername()
+        if self._mip_bound is not None:  # a listener's descriptor is a readiness pipe's
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
         if self._mip_pending is not None and not self._mip_settled():
             raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
         return super().getpeername()
@@ -346,7 +374,7 @@ class RoutedSocket(bridge.BridgedSocket):
         """An option to keep until the stack socket it belongs to exists: a TCP
         connection's before ``connect()`` or a listener's for what it accepts, a UDP
         socket's before it opens."""
-        if self._mip_of(socket.SOCK_STREAM) and self._mip_conn is None:
+        if self._mip_bound is not None or (self._mip_of(socket.SOCK_STREAM) and self._mip_conn is None):
             return bridge.is_stack_option(level, optname)
         return self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and (level, optname) in _UDP_OPTIONS
 
@@ -378,6 +406,15 @@ class RoutedSocket(bridge.BridgedSocket):
             if self._mip_backlog is not None and kept:
                 return kept[-1]
         return super().getsockopt(level, optname, *args)
+
+    def _mip_answers(self, level: int, optname: int) -> bool:
+        if (level, optname) == (socket.SOL_SOCKET, socket.SO_ERROR):
+            return self._mip_pending is not None
+        if self._mip_udp is not None:
+            return (level, optname) in _UDP_OPTIONS
+        return (self._mip_backlog is not None and self._mip_kept(level, optname)) or super()._mip_answers(
+            level, optname
+        )
 
     def close(self) -> None:
         listener, self._mip_listener = self._mip_listener, None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -122,7 +123,7 @@ class BridgedSocket(socket.socket):
     ignored, as the kernel ignores a hint it cannot use.
     """
 
-    _mip_names: tuple[tuple[str, int], tuple[str, int]] | None = None
+    _mip_names: tuple[Any, Any] | None = None
     _mip_conn: Any = None
     _mip_failure_told = False
 
@@ -182,20 +183,45 @@ class BridgedSocket(socket.socket):
             return self._mip_conn.getsockopt(level, optname)
         return super().getsockopt(level, optname, *args)
 
+    def dup(self) -> Any:
+        twin = super().dup()
+        if isinstance(twin, BridgedSocket):
+            twin._mip_names, twin._mip_conn = self._mip_names, self._mip_conn
+        return twin
 
-def socket_for(conn: Any) -> BridgedSocket:
+    def _mip_answers(self, level: int, optname: int) -> bool:
+        """Whether the stack, not the descriptor, answers for this option."""
+        return self._mip_conn is not None and is_stack_option(level, optname)
+
+    def _mip_listening(self) -> bool:
+        """Whether this is a listening socket on the stack (see :mod:`mipfast._routed`)."""
+        return False
+
+    def _mip_accept(self, timeout: float | None) -> tuple[socket.socket, Any]:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening
+
+
+def socket_for(conn: Any, family: int = socket.AF_INET) -> BridgedSocket:
     """A connected ``socket.socket`` for the stack connection ``conn`` (which the bridge now owns).
 
-    The socket keeps ``conn``'s timeout; closing it closes ``conn`` gracefully.
+    The socket keeps ``conn``'s timeout; closing it closes ``conn`` gracefully. With
+    ``family=AF_INET6`` it is a dual-stack socket's: its addresses are IPv4-mapped ones.
     """
     names = (conn.getsockname(), conn.getpeername())
+    if family == socket.AF_INET6:
+        names = (ipv4_mapped(names[0]), ipv4_mapped(names[1]))
     timeout = conn.gettimeout()
     end = _bridge_end(conn)
-    sock = BridgedSocket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=end.detach())
+    sock = BridgedSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=end.detach())
     sock._mip_names = names
     sock._mip_conn = conn
     sock.settimeout(timeout)
     return sock
+
+
+def ipv4_mapped(address: tuple[str, int]) -> tuple[str, int, int, int]:
+    """An IPv4 address as a dual-stack (AF_INET6) socket names it."""
+    return (f"::ffff:{address[0]}", address[1], 0, 0)
 
 
 def replace_descriptor(sock: socket.socket, fd: int) -> None:

@@ -26,13 +26,18 @@ What is routed (:mod:`mipfast._routed` has how):
   ``socket.socket`` objects, blocking or not as the listening socket is. TCP options set on
   the listening socket (``TCP_NODELAY``, keepalive) pass on to the connections it accepts,
   as a kernel's listener passes them on. A passive ``getaddrinfo`` of the wildcard address
-  answers IPv4 first, so a server that binds its first answer binds the stack's;
+  answers IPv4 first, so a server that binds its first answer binds the stack's. A dual-stack
+  socket (AF_INET6 on ``::``, ``IPV6_V6ONLY`` off) listens on the stack too, for IPv4, its peers
+  named as IPv4-mapped addresses;
+- TLS over any of these (``ssl.SSLContext`` gets a socket class of its own while the patch is
+  active, :mod:`mipfast._bridged_tls`): a wrapped listening socket accepts on the stack, and a
+  wrapped connection keeps the stack connection's names and TCP options;
 - UDP: an AF_INET ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
   routed address, sends and receives through a stack UDP socket (``sendto``, ``recvfrom``,
   ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
   descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython).
 
-Not routed: loopback addresses, IPv6, raw sockets, sockets bound to another address or
+Not routed: loopback addresses, IPv6 traffic, raw sockets, sockets bound to another address or
 created before patching, and C extensions that open sockets themselves. The patch is
 process-wide while it is active.
 """
@@ -45,10 +50,12 @@ import functools
 import ipaddress
 import runpy
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from typing import Any, Callable
 
+from ._bridged_tls import BridgedSSLSocket
 from ._routed import routed_socket_class
 
 __all__ = ["patched", "main"]
@@ -111,13 +118,16 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
             for kind in wanted
         ] or original_getaddrinfo(host, port, family, type, proto, flags)
 
+    original_tls_class = ssl.SSLContext.sslsocket_class
     socket.socket = routed_socket_class(stack, route)  # type: ignore[misc]
     socket.getaddrinfo = getaddrinfo
+    ssl.SSLContext.sslsocket_class = BridgedSSLSocket
     try:
         yield
     finally:
         socket.socket = original_socket  # type: ignore[misc]
         socket.getaddrinfo = original_getaddrinfo
+        ssl.SSLContext.sslsocket_class = original_tls_class
 
 
 #: Our options that take a value: the program's own options come after its name.
