@@ -461,3 +461,28 @@ print(time.monotonic(), got == bytes(range(250)) * 24)
     (arrived, intact), handed_off = asyncio.run(main())
     assert intact == "True" and handed_off >= 1
     assert float(arrived) - written[0] < 0.5, "the reply waited for the loop"
+
+
+def test_loop_sendfile_over_our_transport_then_reading(lab, peer, stack, tmp_path):
+    """``loop.sendfile`` takes asyncio's read-and-write fallback on our transport (it raised
+    ``RuntimeError`` before), and reading goes on after it, also when it starts before the
+    transport's first read is armed (``is_reading()`` said False then, so the fallback left
+    reading paused for good)."""
+    peer(PEER_PY, "echo", "9219")
+    data = pattern(300_000)
+    path = tmp_path / "file"
+    path.write_bytes(data)
+
+    async def main() -> tuple[int, bytes]:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9219)
+        assert writer.transport.is_reading()
+        with open(path, "rb") as f:
+            sent = await asyncio.get_running_loop().sendfile(writer.transport, f)
+        echoed = await asyncio.wait_for(reader.readexactly(len(data)), 30)
+        writer.close()
+        await writer.wait_closed()
+        return sent, echoed
+
+    sent, echoed = asyncio.run(main())
+    assert sent == len(data)
+    assert echoed == data

@@ -375,8 +375,23 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
 
     peer(PEER_PY, "echo", "9486")
 
+    async def open_socket(address: tuple[str, int]) -> socket.socket:
+        """A patched socket connected as aiohttp connects its own (a bridge, not the
+        stack's own transport, which ``loop.create_connection`` gives)."""
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def exchange(i: int, ticks: list[int]) -> tuple[bytes, int]:
-        reader, writer = await asyncio.open_connection(lab.peer_ip, 9486)
+        if i % 2:
+            reader, writer = await asyncio.open_connection(sock=await open_socket((lab.peer_ip, 9486)))
+        else:
+            reader, writer = await asyncio.open_connection(lab.peer_ip, 9486)
         during = ticks[0]
         writer.write(f"stream {i}\n".encode())
         line = await reader.readline()
@@ -395,7 +410,7 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
 
         task = asyncio.create_task(ticker())
         try:
-            return await asyncio.gather(*(exchange(i, ticks) for i in range(5)))
+            return await asyncio.gather(*(exchange(i, ticks) for i in range(6)))
         finally:
             stop.set()
             await task
@@ -406,6 +421,9 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
     async def given_up() -> None:
         await asyncio.wait_for(asyncio.open_connection(lab.peer_ip, 9486), 0.02)
 
+    async def given_up_on_a_socket() -> None:
+        await asyncio.wait_for(open_socket((lab.peer_ip, 9486)), 0.02)
+
     # 50 ms each way on the stack's own device: every handshake takes 100 ms.
     with mipfast.Stack(lab.iface, ip=STACK_CIDR, faults={"delay_ms": 50}) as stack, patched(stack):
         results = asyncio.run(main())
@@ -415,15 +433,15 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
         except ConnectionRefusedError:
             pass
         # A connect given up on (its socket closed mid-handshake) stops there, as the kernel's.
-        for _ in range(3):
+        for attempt in (given_up, given_up_on_a_socket) * 3:
             try:
-                asyncio.run(given_up())
+                asyncio.run(attempt())
                 raise AssertionError("a 100 ms handshake within 20 ms")
             except (asyncio.TimeoutError, TimeoutError):
                 pass
         connecting = [c for c in stack.connections() if c["state"] in ("SYN_SENT", "ESTABLISHED")]
         assert connecting == [] and stack.tcp_info["bridges"] == 0, connecting
-    assert [line for line, _ in results] == [f"stream {i}\n".encode() for i in range(5)]
+    assert [line for line, _ in results] == [f"stream {i}\n".encode() for i in range(6)]
     # The loop ran on during the handshakes (a connect() that blocked would have held
     # it for all five, one after another, and the ticker with it).
     assert min(during for _, during in results) > 100, results
@@ -665,3 +683,69 @@ def test_a_dual_stack_server_socket_listens_on_the_stack(lab, stack):
         server.close()
         v6_only.close()
     assert 9493 not in _listening(stack)
+
+
+def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, peer, certs):
+    """``loop.create_connection`` to a routed address (``asyncio.open_connection``, websockets,
+    httpx) gets mipfast's transport, served by the loop itself with no bridge; names resolve
+    through the stack, TLS checks the name asked for, ``local_addr`` is the port it leaves
+    from. What it cannot serve so (``sock=``, loopback) is asyncio's own, as before."""
+    import asyncio
+
+    import mipfast.asyncio
+
+    chain, key = certs.files["peer.test"]
+    peer(PEER_PY, "echo", "9495")
+    peer(PEER_PY, "tls", "echo", "9496", chain, key)
+    local = socket.create_server(("127.0.0.1", 0))
+
+    async def line_back(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
+        writer.write(text)
+        line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        return line
+
+    async def main(stack: mipfast.Stack) -> None:
+        reader, writer = await asyncio.open_connection("lab.mipfast", 9495)
+        assert isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        assert stack.tcp_info["bridges"] == 0
+        assert writer.get_extra_info("peername") == (lab.peer_ip, 9495)
+        assert await line_back(reader, writer, b"native\n") == b"native\n"
+
+        tls = certs.client_context()
+        reader, writer = await asyncio.open_connection("peer.test", 9496, ssl=tls)
+        assert writer.get_extra_info("ssl_object").server_hostname == "peer.test"
+        assert await line_back(reader, writer, b"over TLS\n") == b"over TLS\n"
+        try:
+            await asyncio.open_connection(lab.peer_ip, 9496, ssl=tls)  # the certificate names peer.test
+            raise AssertionError("TLS accepted a certificate for another name")
+        except ssl_errors() as e:
+            assert "IP address mismatch" in str(e) or "certificate" in str(e), e
+
+        reader, writer = await asyncio.open_connection(lab.peer_ip, 9495, local_addr=("0.0.0.0", 40125))
+        assert writer.get_extra_info("sockname") == (STACK_IP, 40125)
+        assert await line_back(reader, writer, b"bound\n") == b"bound\n"
+
+        sock = socket.socket()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (lab.peer_ip, 9495))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        assert not isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        assert stack.tcp_info["bridges"] == 1
+        assert await line_back(reader, writer, b"bridged\n") == b"bridged\n"
+
+        reader, writer = await asyncio.open_connection(*local.getsockname())  # loopback: the kernel's
+        assert writer.get_extra_info("peername") == local.getsockname()
+        writer.close()
+
+    def ssl_errors() -> tuple[type[BaseException], ...]:
+        import ssl
+
+        return (ssl.SSLError, ssl.CertificateError)
+
+    try:
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=[lab.peer_ip]) as stack, patched(stack):
+            asyncio.run(main(stack))
+    finally:
+        local.close()

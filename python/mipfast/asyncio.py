@@ -214,11 +214,14 @@ class _Waiting:
         self._watch = None
 
 
-class StackTransport(asyncio.Transport):
-    """An ``asyncio.Transport`` over a mipfast ``Connection``."""
+class StackTransport(asyncio.transports._FlowControlMixin):
+    """An ``asyncio.Transport`` over a mipfast ``Connection``. Its base is the one asyncio's
+    own socket transports share (write flow control), which ``loop.sendfile`` asks for."""
 
     # loop.start_tls checks for this before layering TLS on a transport.
     _start_tls_compatible = True
+    # loop.sendfile: no zero-copy path into the stack, so asyncio's read-and-write fallback.
+    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
 
     def __init__(
         self,
@@ -229,7 +232,7 @@ class StackTransport(asyncio.Transport):
         server: Server | None = None,
         connection_made: bool = True,
     ) -> None:
-        super().__init__({"socket": conn})
+        super().__init__({"socket": conn}, loop)
         self._loop = loop
         self._conn = conn
         conn.setblocking(False)
@@ -323,7 +326,9 @@ class StackTransport(asyncio.Transport):
         self._start_reading()
 
     def is_reading(self) -> bool:
-        return self._reading
+        # As asyncio's transports answer: not paused, not closing (also before the first
+        # read is armed, a loop iteration after the transport is made).
+        return not self._paused and not self._closing
 
     # -- writing --
 

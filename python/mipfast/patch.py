@@ -29,6 +29,10 @@ What is routed (:mod:`mipfast._routed` has how):
   answers IPv4 first, so a server that binds its first answer binds the stack's. A dual-stack
   socket (AF_INET6 on ``::``, ``IPV6_V6ONLY`` off) listens on the stack too, for IPv4, its peers
   named as IPv4-mapped addresses;
+- asyncio's ``loop.create_connection`` to a routed address (``asyncio.open_connection``,
+  websockets, httpx): the connection gets mipfast's own transport
+  (:mod:`mipfast._routed_asyncio`), served by the loop itself with no bridge; ``sock=`` and
+  what else it cannot serve so go through the patched sockets;
 - TLS over any of these (``ssl.SSLContext`` gets a socket class of its own while the patch is
   active, :mod:`mipfast._bridged_tls`): a wrapped listening socket accepts on the stack, and a
   wrapped connection keeps the stack connection's names and TCP options;
@@ -45,6 +49,7 @@ process-wide while it is active.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import ipaddress
@@ -57,6 +62,7 @@ from typing import Any, Callable
 
 from ._bridged_tls import BridgedSSLSocket
 from ._routed import routed_socket_class
+from ._routed_asyncio import routed_create_connection
 
 __all__ = ["patched", "main"]
 
@@ -119,15 +125,19 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
         ] or original_getaddrinfo(host, port, family, type, proto, flags)
 
     original_tls_class = ssl.SSLContext.sslsocket_class
+    loops = asyncio.base_events.BaseEventLoop
+    original_create_connection = loops.create_connection
     socket.socket = routed_socket_class(stack, route)  # type: ignore[misc]
     socket.getaddrinfo = getaddrinfo
     ssl.SSLContext.sslsocket_class = BridgedSSLSocket
+    loops.create_connection = routed_create_connection(stack, route, original_create_connection)  # type: ignore[method-assign]
     try:
         yield
     finally:
         socket.socket = original_socket  # type: ignore[misc]
         socket.getaddrinfo = original_getaddrinfo
         ssl.SSLContext.sslsocket_class = original_tls_class
+        loops.create_connection = original_create_connection  # type: ignore[method-assign]
 
 
 #: Our options that take a value: the program's own options come after its name.

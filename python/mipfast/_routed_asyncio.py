@@ -1,0 +1,123 @@
+"""asyncio's ``loop.create_connection`` under :mod:`mipfast.patch`: a connection to a routed
+address gets mipfast's own transport (:mod:`mipfast.asyncio`), not a bridged socket.
+
+Through a bridged socket a connection costs a socketpair, a descriptor swap and a second
+registration with the loop, and every message two hops through the stack's driver thread
+(the loop's write wakes the driver, the reply wakes the driver, which wakes the loop).
+mipfast's transport is served by the loop itself, which polls the stack's device. That
+covers ``asyncio.open_connection``, websockets and httpx (anyio) clients, which connect
+through ``loop.create_connection(host, port)``.
+
+What it cannot serve so goes to asyncio's own method, and from there through the patched
+sockets as before: ``sock=`` (aiohttp connects its own sockets), another address family,
+``local_addr`` other than the stack's, a name that resolves beyond the route, and loops
+that are not asyncio's selector loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any, Callable
+
+from . import asyncio as stack_asyncio
+
+#: What this path takes of ``create_connection``'s keywords; any other one set goes to asyncio.
+_SERVED = {
+    "ssl",
+    "server_hostname",
+    "ssl_handshake_timeout",
+    "local_addr",
+    "family",
+    "proto",
+    "flags",
+    "sock",
+}
+#: Keywords that tune what asyncio does and change nothing here (one address family, one
+#: address at a time; the TLS shutdown's own default).
+_IGNORED = {"ssl_shutdown_timeout", "happy_eyeballs_delay", "interleave", "all_errors"}
+
+CreateConnection = Callable[..., Any]
+
+
+def routed_create_connection(
+    stack: Any, route: Callable[[str], bool], original: CreateConnection
+) -> CreateConnection:
+    """``BaseEventLoop.create_connection`` serving routed addresses with ``stack``'s transports."""
+
+    async def create_connection(
+        self: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: Any = None,
+        port: Any = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        local_port = _local_port(stack, self, host, port, kwargs)
+        addresses = None if local_port is None else await _routed_addresses(self, route, host, port)
+        if addresses is None:
+            return await original(self, protocol_factory, host, port, **kwargs)  # type: ignore[no-any-return]
+        tls = kwargs.get("ssl")
+        server_hostname = kwargs.get("server_hostname")
+        if tls and server_hostname is None:
+            server_hostname = host  # checked against the name asked for, not the address
+        last: OSError | None = None
+        for address in addresses:
+            try:
+                return await stack_asyncio.create_connection(
+                    protocol_factory,
+                    stack,
+                    address,
+                    int(port),
+                    ssl=tls,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+                    local_port=local_port or None,
+                )
+            except OSError as e:
+                last = e
+        assert last is not None
+        raise last
+
+    return create_connection
+
+
+def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, Any]) -> int | None:
+    """The local port to leave from (0: any), or None where asyncio's own method serves the call."""
+    if set(kwargs) - _SERVED - _IGNORED:
+        return None
+    if kwargs.get("sock") is not None or not isinstance(host, str) or port is None:
+        return None
+    if kwargs.get("family", 0) not in (0, socket.AF_INET) or kwargs.get("flags", 0):
+        return None
+    if kwargs.get("proto", 0) not in (0, socket.IPPROTO_TCP):
+        return None
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return None
+    local = kwargs.get("local_addr")
+    if local is None:
+        return 0
+    if len(local) != 2 or local[0] not in ("", "0.0.0.0", stack.ip) or not isinstance(local[1], int):
+        return None
+    return int(local[1])
+
+
+async def _routed_addresses(
+    loop: Any, route: Callable[[str], bool], host: str, port: Any
+) -> list[str] | None:
+    """The IPv4 addresses ``host`` names, if the route gives every one to the stack."""
+    try:
+        address = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    else:
+        return [address] if route(address) else None
+    if host in ("", "localhost"):
+        return None
+    try:
+        # The patched getaddrinfo: the stack's DNS for names it resolves.
+        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except OSError:
+        return None  # asyncio's own method raises it as it does
+    addresses = [info[4][0] for info in infos]
+    return addresses if addresses and all(route(a) for a in addresses) else None
