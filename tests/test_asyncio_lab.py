@@ -486,3 +486,33 @@ def test_loop_sendfile_over_our_transport_then_reading(lab, peer, stack, tmp_pat
     sent, echoed = asyncio.run(main())
     assert sent == len(data)
     assert echoed == data
+
+
+def test_create_connection_returns_once_the_protocol_has_its_transport(lab, peer, stack):
+    """As asyncio's: ``connection_made`` has run when ``create_connection`` returns, so a
+    protocol that keeps its transport can be written through at once (aiohttp's does)."""
+    peer(PEER_PY, "echo", "9218")
+
+    class Keeper(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.transport: asyncio.BaseTransport | None = None
+            self.received = bytearray()
+            self.done = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.received += data
+            if self.received.endswith(b"\n") and not self.done.done():
+                self.done.set_result(bytes(self.received))
+
+    async def main() -> bytes:
+        transport, protocol = await maio.create_connection(Keeper, stack, lab.peer_ip, 9218)
+        assert protocol.transport is transport
+        protocol.transport.write(b"written through the protocol\n")
+        echoed = await asyncio.wait_for(protocol.done, 10)
+        transport.close()
+        return echoed
+
+    assert asyncio.run(main()) == b"written through the protocol\n"

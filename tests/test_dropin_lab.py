@@ -685,6 +685,10 @@ def test_a_dual_stack_server_socket_listens_on_the_stack(lab, stack):
     assert 9493 not in _listening(stack)
 
 
+#: What the source peer sends a socket taken over from its bridge: more than the bridge's socket holds.
+SOURCED = 8 << 20
+
+
 def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, peer, certs):
     """``loop.create_connection`` to a routed address (``asyncio.open_connection``, websockets,
     httpx) gets mipfast's transport, served by the loop itself with no bridge; names resolve
@@ -697,6 +701,7 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
     chain, key = certs.files["peer.test"]
     peer(PEER_PY, "echo", "9495")
     peer(PEER_PY, "tls", "echo", "9496", chain, key)
+    peer(PEER_PY, "source", "9497", str(SOURCED))
     local = socket.create_server(("127.0.0.1", 0))
 
     async def line_back(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
@@ -727,13 +732,19 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
         assert writer.get_extra_info("sockname") == (STACK_IP, 40125)
         assert await line_back(reader, writer, b"bound\n") == b"bound\n"
 
+        # sock= (aiohttp connects its own sockets): the connection leaves its bridge for
+        # our transport, with what the bridge had received for it, in order.
         sock = socket.socket()
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (lab.peer_ip, 9495))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        assert not isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        await asyncio.get_running_loop().sock_connect(sock, (lab.peer_ip, 9497))
         assert stack.tcp_info["bridges"] == 1
-        assert await line_back(reader, writer, b"bridged\n") == b"bridged\n"
+        await asyncio.sleep(0.3)  # the source's first bytes wait in the bridge's socket
+        reader, writer = await asyncio.open_connection(sock=sock)
+        assert isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        assert stack.tcp_info["bridges"] == 0 and sock.fileno() == -1
+        received = await asyncio.wait_for(reader.read(), 30)
+        assert hashlib.sha256(received).hexdigest() == hashlib.sha256(pattern(SOURCED)).hexdigest()
+        writer.close()
 
         reader, writer = await asyncio.open_connection(*local.getsockname())  # loopback: the kernel's
         assert writer.get_extra_info("peername") == local.getsockname()
@@ -749,3 +760,45 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
             asyncio.run(main(stack))
     finally:
         local.close()
+
+
+AIOHTTP_CLIENT = """
+import asyncio, hashlib, sys
+import aiohttp
+
+async def main():
+    async with aiohttp.ClientSession() as session:
+        for path in ("/conn", "/conn", "/bytes/300000"):
+            async with session.get(sys.argv[1] + path) as response:
+                kind = type(response.connection.transport).__name__
+                body = await response.read()
+                shown = body.decode() if path == "/conn" else hashlib.sha256(body).hexdigest()
+                print(response.status, len(body), shown, kind)
+
+asyncio.run(main())
+"""
+
+
+def test_aiohttp_client_through_the_patch(lab, tmp_path):
+    """aiohttp connects its own sockets (``loop.sock_connect``) and hands them to
+    ``create_connection(sock=…)``: each leaves its bridge for the stack's own transport,
+    kept alive across requests."""
+    server = Peer(lab, HTTP_PEER, "9498")
+    (tmp_path / "client.py").write_text(AIOHTTP_CLIENT)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", STACK_CIDR]
+            + [str(tmp_path / "client.py"), f"http://{lab.peer_ip}:9498"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line.split() for line in r.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["200"] * 3
+    assert all(line[-1] == "StackTransport" for line in lines), r.stdout
+    first, second = lines[0][2], lines[1][2]
+    assert first.startswith(STACK_IP) and first == second, "one kept-alive connection from the stack"
+    assert lines[2][1:3] == ["300000", hashlib.sha256(pattern(300000)).hexdigest()]

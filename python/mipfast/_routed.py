@@ -231,6 +231,11 @@ class RoutedSocket(bridge.BridgedSocket):
             return super().accept()
         return self._mip_accept(self.gettimeout())
 
+    def _mip_release(self) -> tuple[Any, bytes] | None:
+        if self._mip_pending is not None:
+            return None  # still connecting, or not yet asked how it ended
+        return super()._mip_release()
+
     def _mip_listening(self) -> bool:
         return self._mip_backlog is not None
 

@@ -8,8 +8,11 @@ mipfast's transport is served by the loop itself, which polls the stack's device
 covers ``asyncio.open_connection``, websockets and httpx (anyio) clients, which connect
 through ``loop.create_connection(host, port)``.
 
+A socket the program connected itself and hands over (``sock=``: aiohttp connects its own)
+leaves its bridge for such a transport, taking along what the bridge had received.
+
 What it cannot serve so goes to asyncio's own method, and from there through the patched
-sockets as before: ``sock=`` (aiohttp connects its own sockets), another address family,
+sockets as before: another address family,
 ``local_addr`` other than the stack's, a name that resolves beyond the route, and loops
 that are not asyncio's selector loops.
 """
@@ -53,6 +56,8 @@ def routed_create_connection(
         port: Any = None,
         **kwargs: Any,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        if kwargs.get("sock") is not None:
+            return await _take_over(self, original, protocol_factory, host, port, kwargs)
         local_port = _local_port(stack, self, host, port, kwargs)
         addresses = None if local_port is None else await _routed_addresses(self, route, host, port)
         if addresses is None:
@@ -80,6 +85,44 @@ def routed_create_connection(
         raise last
 
     return create_connection
+
+
+#: ``create_connection(sock=…)``'s keywords this path takes.
+_TAKEN_OVER = {"sock", "ssl", "server_hostname", "ssl_handshake_timeout"}
+
+
+async def _take_over(
+    loop: Any,
+    original: CreateConnection,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: Any,
+    port: Any,
+    kwargs: dict[str, Any],
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """``create_connection(sock=…)`` of a patched socket connected through the stack (aiohttp
+    connects its sockets itself): its connection leaves the bridge for a transport of ours,
+    with what the bridge had received for it. Anything else is asyncio's, as before."""
+    sock = kwargs["sock"]
+    tls, server_hostname = kwargs.get("ssl"), kwargs.get("server_hostname")
+    if (
+        host is not None
+        or port is not None
+        or set(kwargs) - _TAKEN_OVER - _IGNORED
+        or bool(tls) != (server_hostname is not None)  # asyncio's ValueError, from asyncio
+        or not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        or getattr(sock, "type", None) != socket.SOCK_STREAM
+        or not hasattr(sock, "_mip_release")
+    ):
+        return await original(loop, protocol_factory, host, port, **kwargs)  # type: ignore[no-any-return]
+    released = sock._mip_release()
+    if released is None:
+        return await original(loop, protocol_factory, host, port, **kwargs)  # type: ignore[no-any-return]
+    conn, early = released
+    context = stack_asyncio._tls_context(tls, server_side=False)
+    timeout = kwargs.get("ssl_handshake_timeout")
+    return await stack_asyncio._client_transport(
+        loop, conn, protocol_factory, context, server_hostname, timeout, early
+    )
 
 
 def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, Any]) -> int | None:

@@ -231,6 +231,7 @@ class StackTransport(asyncio.transports._FlowControlMixin):
         *,
         server: Server | None = None,
         connection_made: bool = True,
+        early: bytes = b"",
     ) -> None:
         super().__init__({"socket": conn}, loop)
         self._loop = loop
@@ -251,6 +252,9 @@ class StackTransport(asyncio.transports._FlowControlMixin):
         self._buffer: collections.deque[memoryview] = collections.deque()
         self._buffered_size = 0
         self._reading = False
+        # Received before this transport took the connection over (from a bridge):
+        # the protocol gets it first, when it first reads.
+        self._early = early
         self._paused = False
         self._closing = False
         self._eof_requested = False
@@ -270,9 +274,32 @@ class StackTransport(asyncio.transports._FlowControlMixin):
     # -- reading --
 
     def _start_reading(self) -> None:
+        if self._early and not self._closing and not self._paused:
+            early, self._early = self._early, b""
+            self._deliver(early)
         if not self._closing and not self._paused and not self._reading:
             self._waiting.read(self._read_ready)
             self._reading = True
+
+    def _deliver(self, data: bytes) -> None:
+        """Hands ``data`` to the protocol as if read from the connection."""
+        try:
+            if not self._buffered:
+                self._protocol.data_received(data)  # type: ignore[attr-defined]
+                return
+            view = memoryview(data)
+            while view:
+                buf = self._protocol.get_buffer(len(view))  # type: ignore[attr-defined]
+                n = min(len(buf), len(view))
+                if not n:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                memoryview(buf)[:n] = view[:n]
+                self._protocol.buffer_updated(n)  # type: ignore[attr-defined]
+                view = view[n:]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -627,18 +654,38 @@ async def create_connection(
     if server_hostname is not None and context is None:
         raise ValueError("server_hostname is only meaningful with ssl")
     conn = await _open(stack, host, port, timeout, local_port)
+    hostname = host if server_hostname is None else server_hostname
+    return await _client_transport(loop, conn, protocol_factory, context, hostname, ssl_handshake_timeout)
+
+
+async def _client_transport(
+    loop: asyncio.AbstractEventLoop,
+    conn: Any,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    context: _ssl.SSLContext | None,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    early: bytes = b"",
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """The transport of the client's connection ``conn``, over TLS with ``context``;
+    ``early``: bytes received before (by a bridge that had the connection)."""
     protocol = protocol_factory()
     if context is None:
-        transport = StackTransport(loop, conn, protocol)
+        transport = StackTransport(loop, conn, protocol, early=early)
+        # Returned once the protocol has it, as asyncio's own: a protocol that keeps the
+        # transport from connection_made and writes through it (aiohttp's) may do so at once.
+        made = loop.create_future()
+        loop.call_soon(made.set_result, None)  # after the transport's connection_made
+        await made
         return transport, protocol
-    plain = StackTransport(loop, conn, _Pending(), connection_made=False)
+    plain = StackTransport(loop, conn, _Pending(), connection_made=False, early=early)
     tls = await _layer_tls(
         loop,
         plain,
         protocol,
         context,
         server_side=False,
-        server_hostname=host if server_hostname is None else server_hostname,
+        server_hostname=server_hostname,
         ssl_handshake_timeout=ssl_handshake_timeout,
     )
     return tls, protocol

@@ -193,6 +193,25 @@ class BridgedSocket(socket.socket):
         """Whether the stack, not the descriptor, answers for this option."""
         return self._mip_conn is not None and is_stack_option(level, optname)
 
+    def _mip_release(self) -> tuple[Any, bytes] | None:
+        """Ends this socket's bridge, closes the socket and hands its connection over,
+        with what the bridge had received for it and this socket had not yet read (for
+        a transport of ours to take over). None where that cannot be done whole: the
+        socket goes on as it was."""
+        conn = self._mip_conn
+        pending = None if conn is None else conn._unbridge()
+        if pending is None:
+            return None
+        # The bridge has let go of its end, so what it wrote ends in end of stream.
+        received = bytearray()
+        socket.socket.setblocking(self, False)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := socket.socket.recv(self, 1 << 16):
+                received += chunk
+        self._mip_conn = None
+        self.close()
+        return conn, bytes(received) + pending
+
     def _mip_listening(self) -> bool:
         """Whether this is a listening socket on the stack (see :mod:`mipfast._routed`)."""
         return False

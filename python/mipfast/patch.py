@@ -31,8 +31,8 @@ What is routed (:mod:`mipfast._routed` has how):
   named as IPv4-mapped addresses;
 - asyncio's ``loop.create_connection`` to a routed address (``asyncio.open_connection``,
   websockets, httpx): the connection gets mipfast's own transport
-  (:mod:`mipfast._routed_asyncio`), served by the loop itself with no bridge; ``sock=`` and
-  what else it cannot serve so go through the patched sockets;
+  (:mod:`mipfast._routed_asyncio`), served by the loop itself with no bridge, and so does a
+  patched socket the program connected itself and hands over (``sock=``: aiohttp);
 - TLS over any of these (``ssl.SSLContext`` gets a socket class of its own while the patch is
   active, :mod:`mipfast._bridged_tls`): a wrapped listening socket accepts on the stack, and a
   wrapped connection keeps the stack connection's names and TCP options;

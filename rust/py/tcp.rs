@@ -17,7 +17,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
@@ -57,8 +57,8 @@ pub struct PyConnection {
     /// while its response is still being read.
     io_refs: AtomicUsize,
     close_requested: AtomicBool,
-    /// Set once the connection is bridged: how the bridge ended.
-    bridge_fate: OnceLock<Arc<BridgeFate>>,
+    /// Set while the connection is bridged: how the bridge ended.
+    bridge_fate: Mutex<Option<Arc<BridgeFate>>>,
 }
 
 impl PyConnection {
@@ -81,13 +81,22 @@ impl PyConnection {
             remote,
             io_refs: AtomicUsize::new(0),
             close_requested: AtomicBool::new(false),
-            bridge_fate: OnceLock::new(),
+            bridge_fate: Mutex::new(None),
         })
     }
 
     /// The connection as the runtime's readiness knows it.
     pub(super) fn watched(&self) -> Watched {
         Watched::Tcp(self.handle)
+    }
+
+    fn fate_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<BridgeFate>>> {
+        self.bridge_fate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handed to a bridge, which has not given it back.
+    fn bridged(&self) -> bool {
+        self.fate_slot().is_some()
     }
 
     fn check_open(&self) -> PyResult<()> {
@@ -140,7 +149,7 @@ impl PyConnection {
         py: Python<'_>,
         f: impl FnOnce(&mut Connection) -> T + Send,
     ) -> PyResult<T> {
-        if self.bridge_fate.get().is_none() || self.live.is_shut() {
+        if !self.bridged() || self.live.is_shut() {
             return self.with_conn(py, f);
         }
         self.with_engine_conn(py, f)
@@ -306,21 +315,37 @@ impl PyConnection {
         let fate = py
             .detach(|| live.bridge(h, socket, hold))
             .map_err(errors::to_py)?;
-        let _ = self.bridge_fate.set(fate);
+        *self.fate_slot() = Some(fate);
         Ok(())
+    }
+
+    /// Ends the bridge and makes this object the connection's again, open:
+    /// returns the bytes the bridge read from the connection and has not
+    /// written to its socket (they follow what the socket holds), or None
+    /// where the bridge goes on (see `Bridges::release`). For an event loop
+    /// that adopts a bridged socket with a transport of ours.
+    fn _unbridge<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if !self.bridged() {
+            return None;
+        }
+        let (live, h) = (&self.live, self.handle);
+        let pending = py.detach(|| live.unbridge(h))?;
+        *self.fate_slot() = None;
+        self.open.store(true, Ordering::SeqCst);
+        Some(PyBytes::new(py, &pending))
     }
 
     /// The errno of the failure that ended this connection's bridge (a
     /// reset, a timeout), None while it runs or after a clean end: what
     /// the bridged socket raises at its end of stream.
     fn _bridge_failure(&self) -> Option<i32> {
-        self.bridge_fate.get().and_then(|f| f.failure())
+        self.fate_slot().as_ref().and_then(|f| f.failure())
     }
 
     /// Close at once with a reset, discarding queued data; on a bridged
     /// connection, the bridge ends too (its socket reads end of stream).
     fn abort(&self, py: Python<'_>) {
-        if self.bridge_fate.get().is_some() {
+        if self.bridged() {
             let (live, h) = (&self.live, self.handle);
             py.detach(|| live.abort_bridge(h));
             return;
@@ -509,7 +534,7 @@ impl PyConnection {
     /// RFC 9293 state name, e.g. "ESTABLISHED".
     #[getter]
     fn state(&self, py: Python<'_>) -> PyResult<&'static str> {
-        if self.bridge_fate.get().is_some() {
+        if self.bridged() {
             // The bridge's while it lives: a handshake under way shows.
             return Ok(self
                 .with_options(py, |c| c.state().name())

@@ -297,6 +297,50 @@ impl Bridges {
         true
     }
 
+    /// Gives `handle`'s connection back to its user: the bridge ends and the
+    /// connection goes on. What the socket's writer has written is moved to
+    /// the connection first; what the bridge read from the connection and has
+    /// not yet written to the socket is returned, to follow what the socket
+    /// holds. None, the bridge going on, where that cannot be done whole: a
+    /// hold not yet dropped, a socket that ended its stream or failed, or
+    /// more written than the send buffer takes (an event loop that adopts a
+    /// connected socket, `loop.create_connection(sock=…)`, has written
+    /// nothing yet).
+    pub fn release(&mut self, stack: &mut Stack, handle: Handle) -> Option<Vec<u8>> {
+        let i = self.entries.iter().position(|b| b.handle == handle)?;
+        let Bridges {
+            entries, scratch, ..
+        } = self;
+        let bridge = &mut entries[i];
+        let conn = stack.tcp_mut().get_mut(handle)?;
+        if bridge.hold > 0 || bridge.up_eof || conn.error().is_some() {
+            return None;
+        }
+        loop {
+            let room = conn.send_capacity().min(CHUNK);
+            if room == 0 {
+                return None;
+            }
+            scratch.resize(room, 0);
+            match bridge.socket.read(scratch) {
+                Ok(0) => return None, // its end of stream: the next step passes it on
+                Ok(n) => {
+                    let _ = conn.send(&scratch[..n]); // fits: n ≤ room
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let bridge = self.entries.swap_remove(i);
+        self.unwatch_edges(&bridge);
+        #[cfg(linux_fast_path)]
+        if self.entries.is_empty() {
+            self.edges = None;
+        }
+        Some(bridge.down[bridge.down_at..].to_vec())
+    }
+
     /// The stack closed: every connection is aborted and every socket ends.
     pub fn shut(&mut self, stack: &mut Stack) {
         for bridge in std::mem::take(&mut self.entries) {

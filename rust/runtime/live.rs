@@ -717,6 +717,17 @@ impl LiveStack {
         found
     }
 
+    /// Ends `handle`'s bridge and gives the connection back to its user (see
+    /// [`Bridges::release`]): the bytes read from it that its socket has not
+    /// had, or None where the bridge goes on.
+    pub fn unbridge(&self, handle: Handle) -> Option<Vec<u8>> {
+        let mut engine = self.engine();
+        let Engine { stack, bridges, .. } = &mut *engine;
+        let pending = bridges.release(stack, handle)?;
+        self.act_locked(&mut engine, |_, _| (), true, false); // what the socket had written
+        Some(pending)
+    }
+
     /// Bridges still moving bytes.
     pub fn bridges(&self) -> usize {
         self.engine().bridges.len()

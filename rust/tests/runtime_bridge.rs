@@ -385,6 +385,91 @@ fn a_bridge_stepped_for_nothing_still_hears_its_peer(portable: bool) {
     assert_eq!(got, data, "the round that took them stepped the bridge");
 }
 
+/// Reads what A's connection `h` holds for its user.
+fn read_connection(stack: &mut Stack, h: Handle, into: &mut Vec<u8>) {
+    let mut buf = vec![0u8; 65536];
+    while let Some(conn) = stack.tcp_mut().get_mut(h) {
+        match conn.recv(&mut buf) {
+            Ok(Some(n)) if n > 0 => into.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+}
+
+/// A bridge released mid-stream (an event loop's transport takes the
+/// connection over from its socket): what the user's end had written
+/// reaches the peer, and what the peer sent arrives whole and in order
+/// across the handover: what the user's end holds, then what the release
+/// returns, then what the connection still has.
+fn a_released_bridge_hands_its_connection_back_whole(portable: bool) {
+    let mut net = Net::clean(29);
+    let (mut bridges, mut user, ha, hb, fate) = bridged(&mut net, portable);
+    // More than the user's end, the bridge and A's receive buffer hold: the
+    // handover finds bytes in each.
+    let down = pattern(16 << 20, 3); // B → A
+    let up = pattern(3000, 4); // the user → B, written just before the release
+    let mut sent = 0;
+    net.run_until(Duration::from_millis(500), |n| {
+        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
+            sent += conn.send(&down[sent..]).unwrap_or(0);
+        }
+        pump(&mut bridges, &mut n.a.stack, n.now);
+        false
+    });
+    user.write_all(&up).unwrap();
+    let pending = bridges
+        .release(&mut net.a.stack, ha)
+        .expect("a bridge with nothing held back is released");
+    assert!(bridges.is_empty() && bridges.release(&mut net.a.stack, ha).is_none());
+    let mut got = Vec::new();
+    assert!(
+        drain(&mut user, &mut got),
+        "the user's end ends behind what it holds"
+    );
+    let in_socket = got.len();
+    got.extend_from_slice(&pending);
+    let mut at_b = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let whole = net.run_until(Duration::from_secs(60), |n| {
+        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
+            sent += conn.send(&down[sent..]).unwrap_or(0);
+        }
+        read_connection(&mut n.a.stack, ha, &mut got);
+        if let Some(Ok(Some(k))) = n.b.stack.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
+            at_b.extend_from_slice(&buf[..k]);
+        }
+        got.len() >= down.len() && at_b.len() >= up.len()
+    });
+    assert!(whole, "the rest came through the connection");
+    assert!(
+        in_socket > 0 && !pending.is_empty(),
+        "part waited in the socket ({in_socket} bytes), part in the bridge ({})",
+        pending.len()
+    );
+    assert!(got == down, "the peer's bytes arrived whole and in order");
+    assert_eq!(at_b, up, "what the user's end wrote went out");
+    assert_eq!(fate.failure(), None);
+    let state = net.a.stack.tcp().get(ha).map(|c| c.state());
+    assert!(state.is_some(), "the connection goes on, its user's again");
+}
+
+/// A bridge still holding its end (the handshake not over) is not released:
+/// the hold's bytes are not the application's, so the release would hand
+/// them over as if they were. The bridge goes on and frees its end as ever.
+fn a_bridge_still_holding_its_end_is_not_released(portable: bool) {
+    let mut net = Net::clean(30);
+    net.b.stack.tcp_mut().listen(80, 16).unwrap();
+    let (mut bridges, user, _) = bridged_while_connecting(&mut net, portable, 80);
+    let (ha, _) = net.a.stack.tcp().iter().next().expect("A is connecting");
+    assert!(bridges.release(&mut net.a.stack, ha).is_none());
+    assert_eq!(bridges.len(), 1, "the bridge goes on");
+    let freed = net.run_until(Duration::from_secs(5), |n| {
+        pump(&mut bridges, &mut n.a.stack, n.now);
+        writable(&user)
+    });
+    assert!(freed, "and frees its end once connected");
+}
+
 /// Each test on both paths: the epoll set (Linux) and `poll()` on every
 /// socket (other systems).
 macro_rules! on_both_paths {
@@ -407,5 +492,7 @@ on_both_paths!(
     a_bridge_joined_during_the_handshake_frees_its_end_when_connected,
     a_refused_handshake_ends_the_held_end,
     a_bridge_aborted_during_the_handshake_leaves_no_connection,
-    a_bridge_stepped_for_nothing_still_hears_its_peer
+    a_bridge_stepped_for_nothing_still_hears_its_peer,
+    a_released_bridge_hands_its_connection_back_whole,
+    a_bridge_still_holding_its_end_is_not_released
 );
