@@ -1,11 +1,12 @@
-"""An unmodified asyncio client through `python -m mipfast.patch` beside the same client on kernel sockets.
+"""Unmodified asyncio clients through `python -m mipfast.patch` beside the same clients on kernel sockets.
 
-The client is the same program on both sides (`CLIENT` below): `asyncio.open_connection`, a 64-byte request,
-its echo, close; first one connection after another (a connection per request), then 50 connections at once,
-each making 200 requests on its own connection (keep-alive). Once under `python -m mipfast.patch -i <lab
-interface>` (every socket a bridged `socket.socket`, its non-blocking connect the stack's), once on a kernel
-veth pair between two namespaces (the kernel's offloads at their defaults). The echo server is the same
-asyncio program on kernel sockets in the peer's namespace. Rounds interleave the two; medians. Run as root:
+The clients are the same programs on both sides. `CLIENT`: `asyncio.open_connection`, a 64-byte request, its
+echo, close; first one connection after another (a connection per request), then 50 connections at once, each
+making 200 requests on its own connection (keep-alive). `AIOHTTP_CLIENT`: an aiohttp session `GET`ting a
+2-byte reply, one session kept alive, then with `force_close=True` (a connection per request). Once under
+`python -m mipfast.patch -i <lab interface>`, once on a kernel veth pair between two namespaces (the kernel's
+offloads at their defaults). The echo server and the HTTP server (a minimal asyncio responder) are the same
+programs on kernel sockets in the peer's namespace. Rounds interleave the two; medians. Run as root:
 `sudo .venv/bin/python bench/patched_client.py [--rounds 5]`. Asserts nothing.
 """
 
@@ -72,18 +73,78 @@ async def main():
     start = time.perf_counter()
     await asyncio.gather(*(keep_alive(200) for _ in range(50)))
     kept = 50 * 200 / (time.perf_counter() - start)
-    print(f"{per_request:.1f} {kept:.1f}", flush=True)
+    print(f"per_request {per_request:.1f}", flush=True)
+    print(f"kept {kept:.1f}", flush=True)
 
 asyncio.run(main())
 """
 
+HTTP = """\
+import asyncio, sys
 
-def run_client(command: list[str]) -> tuple[float, float]:
+REPLY = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+CLOSING = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok"
+
+async def serve(reader, writer):
+    try:
+        while True:
+            head = (await reader.readuntil(b"\\r\\n\\r\\n")).lower()
+            closing = b"connection: close" in head
+            writer.write(CLOSING if closing else REPLY)
+            await writer.drain()
+            if closing:
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(serve, "0.0.0.0", int(sys.argv[1]), backlog=1024)
+    print("listening", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+AIOHTTP_CLIENT = """\
+import asyncio, sys, time
+import aiohttp
+
+URL = f"http://{sys.argv[1]}:{sys.argv[2]}/"
+
+async def requests(session, n):
+    for _ in range(n):
+        async with session.get(URL) as response:
+            await response.read()
+
+async def rate(session, n):
+    await requests(session, n // 10)  # warm
+    start = time.perf_counter()
+    await requests(session, n)
+    return n / (time.perf_counter() - start)
+
+async def main():
+    async with aiohttp.ClientSession() as session:
+        print(f"aiohttp_kept {await rate(session, 2000):.1f}", flush=True)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        print(f"aiohttp_per_request {await rate(session, 500):.1f}", flush=True)
+
+asyncio.run(main())
+"""
+
+ROWS = (
+    ("per_request", "asyncio client, a connection per request"),
+    ("kept", "asyncio client, 50 kept-alive connections"),
+    ("aiohttp_kept", "aiohttp session, kept alive"),
+    ("aiohttp_per_request", "aiohttp session, a connection per request"),
+)
+
+
+def run_client(command: list[str]) -> dict[str, float]:
     out = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if out.returncode:
         raise SystemExit(f"the client failed: {out.stderr[-2000:]}")
-    per_request, kept = out.stdout.split()
-    return float(per_request), float(kept)
+    return {name: float(value) for name, value in (line.split() for line in out.stdout.splitlines())}
 
 
 def main() -> None:
@@ -97,44 +158,47 @@ def main() -> None:
         Lab(netns="mipfast-bench-pc", iface="mfpc", peer="mfpc-p", dhcp=False) as lab,
         KernelPair(offloads=True, tag="pc") as pair,
     ):
-        (Path(scripts) / "echo.py").write_text(ECHO)
-        (Path(scripts) / "client.py").write_text(CLIENT)
+        for name, text in (("echo.py", ECHO), ("client.py", CLIENT), ("http_server.py", HTTP)):
+            (Path(scripts) / name).write_text(text)
+        (Path(scripts) / "aiohttp_client.py").write_text(AIOHTTP_CLIENT)
         servers = [
             subprocess.Popen(
-                ["ip", "netns", "exec", netns, sys.executable, str(Path(scripts) / "echo.py"), "9300"],
+                ["ip", "netns", "exec", netns, sys.executable, str(Path(scripts) / program), port],
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for netns in (lab.netns, pair.B)
+            for program, port in (("echo.py", "9300"), ("http_server.py", "9301"))
         ]
         try:
             for server in servers:
                 server.stdout.readline()
-            client = [str(Path(scripts) / "client.py")]
-            patched = [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", "10.77.0.2/24"]
-            patched += [*client, lab.peer_ip, "9300", str(a.connections)]
-            kernel = ["ip", "netns", "exec", pair.A, sys.executable, *client, f"{pair.net}.2", "9300"]
-            kernel += [str(a.connections)]
+            patch = [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", "10.77.0.2/24"]
+            in_pair = ["ip", "netns", "exec", pair.A, sys.executable]
+            commands = []
+            runs = (("client.py", "9300", str(a.connections)), ("aiohttp_client.py", "9301"))
+            for script, port, *more in runs:
+                program = str(Path(scripts) / script)
+                commands.append(("stack", [*patch, program, lab.peer_ip, port, *more]))
+                commands.append(("kernel", [*in_pair, program, f"{pair.net}.2", port, *more]))
             for r in range(a.rounds):
-                for side, command in (("stack", patched), ("kernel", kernel)):
-                    per_request, kept = run_client(command)
-                    figures.setdefault((side, "per_request"), []).append(per_request)
-                    figures.setdefault((side, "kept"), []).append(kept)
+                for side, command in commands:
+                    for name, value in run_client(command).items():
+                        figures.setdefault((side, name), []).append(value)
                 last = {key: values[-1] for key, values in figures.items()}
-                print(
-                    f"round {r + 1}: a connection per request: stack {last['stack', 'per_request']:,.0f}, "
-                    f"kernel {last['kernel', 'per_request']:,.0f}/s; 50 kept-alive connections: stack "
-                    f"{last['stack', 'kept']:,.0f}, kernel {last['kernel', 'kept']:,.0f} requests/s",
-                    flush=True,
+                shown = "; ".join(
+                    f"{title}: stack {last['stack', name]:,.0f}, kernel {last['kernel', name]:,.0f}/s"
+                    for name, title in ROWS
                 )
+                print(f"round {r + 1}: {shown}", flush=True)
         finally:
             for server in servers:
                 server.kill()
                 server.wait()
-    for what, name in (("per_request", "a connection per request"), ("kept", "50 kept-alive connections")):
+    for what, title in ROWS:
         stack, kernel = (statistics.median(figures[side, what]) for side in ("stack", "kernel"))
         print(
-            f"asyncio client, {name}, medians of {a.rounds}: stack (patched) {stack:,.0f}/s, "
+            f"{title}, medians of {a.rounds}: stack (patched) {stack:,.0f}/s, "
             f"kernel {kernel:,.0f}/s, ratio {stack / kernel:.2f}x"
         )
 
