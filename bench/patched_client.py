@@ -25,8 +25,11 @@ from tcp_bulk import KernelPair  # noqa: E402
 
 from mipfast._lab import Lab  # noqa: E402
 
-ECHO = """\
+SERVERS = """\
 import asyncio, sys
+
+REPLY = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+CLOSING = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok"
 
 async def echo(reader, writer):
     while data := await reader.read(65536):
@@ -34,10 +37,24 @@ async def echo(reader, writer):
         await writer.drain()
     writer.close()
 
+async def http(reader, writer):
+    try:
+        while True:
+            head = (await reader.readuntil(b"\\r\\n\\r\\n")).lower()
+            closing = b"connection: close" in head
+            writer.write(CLOSING if closing else REPLY)
+            await writer.drain()
+            if closing:
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
 async def main():
-    server = await asyncio.start_server(echo, "0.0.0.0", int(sys.argv[1]), backlog=1024)
+    for serve, port in ((echo, sys.argv[1]), (http, sys.argv[2])):
+        await asyncio.start_server(serve, "0.0.0.0", int(port), backlog=1024)
     print("listening", flush=True)
-    await server.serve_forever()
+    await asyncio.Event().wait()
 
 asyncio.run(main())
 """
@@ -75,33 +92,6 @@ async def main():
     kept = 50 * 200 / (time.perf_counter() - start)
     print(f"per_request {per_request:.1f}", flush=True)
     print(f"kept {kept:.1f}", flush=True)
-
-asyncio.run(main())
-"""
-
-HTTP = """\
-import asyncio, sys
-
-REPLY = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
-CLOSING = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok"
-
-async def serve(reader, writer):
-    try:
-        while True:
-            head = (await reader.readuntil(b"\\r\\n\\r\\n")).lower()
-            closing = b"connection: close" in head
-            writer.write(CLOSING if closing else REPLY)
-            await writer.drain()
-            if closing:
-                break
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    writer.close()
-
-async def main():
-    server = await asyncio.start_server(serve, "0.0.0.0", int(sys.argv[1]), backlog=1024)
-    print("listening", flush=True)
-    await server.serve_forever()
 
 asyncio.run(main())
 """
@@ -158,17 +148,17 @@ def main() -> None:
         Lab(netns="mipfast-bench-pc", iface="mfpc", peer="mfpc-p", dhcp=False) as lab,
         KernelPair(offloads=True, tag="pc") as pair,
     ):
-        for name, text in (("echo.py", ECHO), ("client.py", CLIENT), ("http_server.py", HTTP)):
+        programs = {"servers.py": SERVERS, "client.py": CLIENT, "aiohttp_client.py": AIOHTTP_CLIENT}
+        for name, text in programs.items():
             (Path(scripts) / name).write_text(text)
-        (Path(scripts) / "aiohttp_client.py").write_text(AIOHTTP_CLIENT)
+        serve = [sys.executable, str(Path(scripts) / "servers.py"), "9300", "9301"]
         servers = [
             subprocess.Popen(
-                ["ip", "netns", "exec", netns, sys.executable, str(Path(scripts) / program), port],
+                ["ip", "netns", "exec", netns, *serve],
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for netns in (lab.netns, pair.B)
-            for program, port in (("echo.py", "9300"), ("http_server.py", "9301"))
         ]
         try:
             for server in servers:
