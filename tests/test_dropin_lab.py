@@ -689,6 +689,7 @@ def test_a_dual_stack_server_socket_listens_on_the_stack(lab, stack):
 SOURCED = 8 << 20
 
 
+@linux_lab  # lab.mipfast and peer.test by dnsmasq
 def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, peer, certs):
     """``loop.create_connection`` to a routed address (``asyncio.open_connection``, websockets,
     httpx) gets mipfast's transport, served by the loop itself with no bridge; names resolve
