@@ -12,9 +12,9 @@ A socket the program connected itself and hands over (``sock=``: aiohttp connect
 leaves its bridge for such a transport, taking along what the bridge had received.
 
 What it cannot serve so goes to asyncio's own method, and from there through the patched
-sockets as before: another address family,
-``local_addr`` other than the stack's, a name that resolves beyond the route, and loops
-that are not asyncio's selector loops.
+sockets as before: another address family, a port given by service name, ``local_addr``
+other than the stack's, a name that resolves beyond the route, and loops that are not
+asyncio's selector loops.
 """
 
 from __future__ import annotations
@@ -129,8 +129,10 @@ def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, A
     """The local port to leave from (0: any), or None where asyncio's own method serves the call."""
     if set(kwargs) - _SERVED - _IGNORED:
         return None
-    if kwargs.get("sock") is not None or not isinstance(host, str) or port is None:
+    if kwargs.get("sock") is not None or not isinstance(host, str):
         return None
+    if not (isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
+        return None  # None, or a service name: asyncio's lookup says what it means
     if kwargs.get("family", 0) not in (0, socket.AF_INET) or kwargs.get("flags", 0):
         return None
     if kwargs.get("proto", 0) not in (0, socket.IPPROTO_TCP):
