@@ -267,10 +267,11 @@ def test_sendall_holds_bytes_by_reference_and_copies_what_may_change(lab, peer):
             stalled = stack.connect((lab.peer_ip, 9008), timeout=10)
             assert stalled.send(memoryview(other)[1000:]) > 1 << 20
             assert sys.getrefcount(other) > before[1], "a view of bytes is held too"
-            # A second connection waits in the silent peer's backlog, never read: `bytes`
-            # themselves are held too. (Checked after a sink's `sendall`, this depended on the
-            # sink not acknowledging 4 MiB before the next line ran, and a busy host broke it.)
-            held = stack.connect((lab.peer_ip, 9008), timeout=10)
+            # To a second peer that never reads, `bytes` themselves are held too. (Checked after
+            # the sink's `sendall`, this depended on the sink not acknowledging 4 MiB before the
+            # next line ran, and a busy host broke it.)
+            peer(PEER_PY, "silent", "9013")
+            held = stack.connect((lab.peer_ip, 9013), timeout=10)
             assert held.send(big) > 1 << 20
             assert sys.getrefcount(big) > before[0], "held by reference"
             held.abort()
