@@ -749,6 +749,11 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
 
         reader, writer = await asyncio.open_connection(*local.getsockname())  # loopback: the kernel's
         assert writer.get_extra_info("peername") == local.getsockname()
+        assert not isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        writer.close()
+        kernel_socket = socket.create_connection(local.getsockname())  # sock= of the kernel's: asyncio's
+        reader, writer = await asyncio.open_connection(sock=kernel_socket)
+        assert not isinstance(writer.transport, mipfast.asyncio.StackTransport)
         writer.close()
 
     def ssl_errors() -> tuple[type[BaseException], ...]:
