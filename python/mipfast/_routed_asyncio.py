@@ -35,7 +35,7 @@ _SERVED = {
     "family",
     "proto",
     "flags",
-    "sock",
+    "sock",  # given as None: one not None is taken over (`_take_over`)
 }
 #: Keywords that tune what asyncio does and change nothing here (one address family, one
 #: address at a time; the TLS shutdown's own default).
@@ -129,7 +129,7 @@ def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, A
     """The local port to leave from (0: any), or None where asyncio's own method serves the call."""
     if set(kwargs) - _SERVED - _IGNORED:
         return None
-    if kwargs.get("sock") is not None or not isinstance(host, str):
+    if not isinstance(host, str):
         return None
     if not (isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
         return None  # None, or a service name: asyncio's lookup says what it means

@@ -234,8 +234,7 @@ impl Bridges {
                 i += 1;
                 continue;
             }
-            let bridge = self.entries.swap_remove(i);
-            self.unwatch_edges(&bridge);
+            let bridge = self.remove(i);
             if step == Step::Broken {
                 // Told before the socket closes, so its end of stream finds it.
                 let failure = stack.tcp().get(bridge.handle).and_then(|c| c.error());
@@ -290,8 +289,7 @@ impl Bridges {
         let Some(i) = self.entries.iter().position(|b| b.handle == handle) else {
             return false;
         };
-        let bridge = self.entries.swap_remove(i);
-        self.unwatch_edges(&bridge);
+        let bridge = self.remove(i);
         stack.tcp_mut().release(handle, true);
         bridge.socket.reset();
         true
@@ -332,13 +330,17 @@ impl Bridges {
                 Err(_) => return None,
             }
         }
+        let bridge = self.remove(i);
+        Some(bridge.down[bridge.down_at..].to_vec())
+    }
+
+    /// Takes bridge `i` out, its socket out of the edge set (a pump that
+    /// finds no bridge left lets the set go; until then the next bridge
+    /// reuses it).
+    fn remove(&mut self, i: usize) -> Bridge {
         let bridge = self.entries.swap_remove(i);
         self.unwatch_edges(&bridge);
-        #[cfg(linux_fast_path)]
-        if self.entries.is_empty() {
-            self.edges = None;
-        }
-        Some(bridge.down[bridge.down_at..].to_vec())
+        bridge
     }
 
     /// The stack closed: every connection is aborted and every socket ends.
