@@ -1,13 +1,15 @@
-"""Unmodified asyncio clients through `python -m mipfast.patch` beside the same clients on kernel sockets.
+"""Unmodified clients through `python -m mipfast.patch` beside the same clients on kernel sockets.
 
 The clients are the same programs on both sides. `CLIENT`: `asyncio.open_connection`, a 64-byte request, its
 echo, close; first one connection after another (a connection per request), then 50 connections at once, each
 making 200 requests on its own connection (keep-alive). `AIOHTTP_CLIENT`: an aiohttp session `GET`ting a
-2-byte reply, one session kept alive, then with `force_close=True` (a connection per request). Once under
-`python -m mipfast.patch -i <lab interface>`, once on a kernel veth pair between two namespaces (the kernel's
-offloads at their defaults). The echo server and the HTTP server (a minimal asyncio responder) are the same
-programs on kernel sockets in the peer's namespace. Rounds interleave the two; medians. Run as root:
-`sudo .venv/bin/python bench/patched_client.py [--rounds 5]`. Asserts nothing.
+2-byte reply, one session kept alive, then with `force_close=True` (a connection per request).
+`BLOCKING_CLIENT`: the 64-byte exchange on a blocking `socket.create_connection` per request, then `requests`
+kept alive and with a connection per request. Once under `python -m mipfast.patch -i <lab interface>`, once on
+a kernel veth pair between two namespaces (the kernel's offloads at their defaults). The echo server and the
+HTTP server (a minimal asyncio responder) are the same programs on kernel sockets in the peer's namespace.
+Rounds interleave the two; medians. Run as root: `sudo .venv/bin/python bench/patched_client.py [--rounds 5]`.
+Asserts nothing.
 """
 
 from __future__ import annotations
@@ -122,11 +124,43 @@ async def main():
 asyncio.run(main())
 """
 
+BLOCKING_CLIENT = """\
+import socket, sys, time
+import requests
+
+HOST, PORT, HTTP_PORT, CONNECTIONS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+REQUEST = b"x" * 63 + b"\\n"
+URL = f"http://{HOST}:{HTTP_PORT}/"
+
+def one_per_request():
+    with socket.create_connection((HOST, PORT), timeout=5) as s:
+        s.sendall(REQUEST)
+        got = b""
+        while len(got) < len(REQUEST):
+            got += s.recv(4096)
+
+def rate(call, n):
+    for _ in range(n // 10):
+        call()  # warm
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return n / (time.perf_counter() - start)
+
+print(f"socket_per_request {rate(one_per_request, CONNECTIONS):.1f}", flush=True)
+with requests.Session() as session:
+    print(f"requests_kept {rate(lambda: session.get(URL).content, 2000):.1f}", flush=True)
+print(f"requests_per_request {rate(lambda: requests.get(URL).content, 500):.1f}", flush=True)
+"""
+
 ROWS = (
     ("per_request", "asyncio client, a connection per request"),
     ("kept", "asyncio client, 50 kept-alive connections"),
     ("aiohttp_kept", "aiohttp session, kept alive"),
     ("aiohttp_per_request", "aiohttp session, a connection per request"),
+    ("socket_per_request", "blocking socket.create_connection, a connection per request"),
+    ("requests_kept", "requests session, kept alive"),
+    ("requests_per_request", "requests.get, a connection per request"),
 )
 
 
@@ -148,7 +182,12 @@ def main() -> None:
         Lab(netns="mipfast-bench-pc", iface="mfpc", peer="mfpc-p", dhcp=False) as lab,
         KernelPair(offloads=True, tag="pc") as pair,
     ):
-        programs = {"servers.py": SERVERS, "client.py": CLIENT, "aiohttp_client.py": AIOHTTP_CLIENT}
+        programs = {
+            "servers.py": SERVERS,
+            "client.py": CLIENT,
+            "aiohttp_client.py": AIOHTTP_CLIENT,
+            "blocking_client.py": BLOCKING_CLIENT,
+        }
         for name, text in programs.items():
             (Path(scripts) / name).write_text(text)
         serve = [sys.executable, str(Path(scripts) / "servers.py"), "9300", "9301"]
@@ -166,7 +205,11 @@ def main() -> None:
             patch = [sys.executable, "-m", "mipfast.patch", "-i", lab.iface, "--ip", "10.77.0.2/24"]
             in_pair = ["ip", "netns", "exec", pair.A, sys.executable]
             commands = []
-            runs = (("client.py", "9300", str(a.connections)), ("aiohttp_client.py", "9301"))
+            runs = (
+                ("client.py", "9300", str(a.connections)),
+                ("aiohttp_client.py", "9301"),
+                ("blocking_client.py", "9300", "9301", str(a.connections)),
+            )
             for script, port, *more in runs:
                 program = str(Path(scripts) / script)
                 commands.append(("stack", [*patch, program, lab.peer_ip, port, *more]))

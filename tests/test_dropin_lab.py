@@ -63,6 +63,8 @@ def test_patched_sockets_in_process(lab, peer, stack):
         s = socket.create_connection((lab.peer_ip, 9482), timeout=10)
         assert isinstance(s, socket.socket) and s.family == socket.AF_INET
         assert s.getsockname()[0] == STACK_IP and s.getpeername() == (lab.peer_ip, 9482)
+        # As the kernel's sockets: not inherited by programs it starts, and with its timeout.
+        assert not s.get_inheritable() and s.gettimeout() == 10
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, "set on the stack connection"
@@ -77,6 +79,7 @@ def test_patched_sockets_in_process(lab, peer, stack):
         tuned.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # before connect(), as usual
         tuned.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tuned.connect((lab.peer_ip, 9482))
+        assert not tuned.get_inheritable() and tuned.getblocking(), "blocking, as it was made"
         # The stack connection's values (a kernel socket would say twice the buffer).
         assert tuned.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 1 << 16
         assert tuned.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
@@ -460,6 +463,7 @@ def test_a_selector_keeps_watching_a_patched_socket_through_its_non_blocking_con
         with selectors.DefaultSelector() as selector, socket.socket() as sock:
             sock.setblocking(False)
             assert sock.connect_ex((lab.peer_ip, 9487)) == errno.EINPROGRESS
+            assert not sock.get_inheritable() and not sock.getblocking(), "as it was made"
             selector.register(sock, selectors.EVENT_WRITE)
             assert selector.select(0.02) == [], "writable while its handshake is under way"
             ready = selector.select(5)

@@ -35,6 +35,7 @@ import select
 import selectors
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["socket_for", "server_socket", "forward", "BridgedSocket", "StackServerSocket"]
@@ -55,18 +56,6 @@ def _join(sock: socket.socket, conn: Any, hold: int = 0) -> None:
         conn.bridge(sock.fileno(), hold)
     finally:
         sock.close()
-
-
-def _bridge_end(conn: Any, held: bool = False) -> socket.socket:
-    """A socketpair joined to ``conn``; returns the end for Python. ``held``: that end
-    stays unwritable until ``conn``, whose handshake is under way, can send."""
-    ours, theirs = socket.socketpair()
-    try:
-        _join(theirs, conn, _hold_writability(ours) if held else 0)
-    except BaseException:
-        ours.close()
-        raise
-    return ours
 
 
 def _hold_writability(end: socket.socket) -> int:
@@ -102,7 +91,13 @@ def held_end(conn: Any) -> socket.socket:
     it failed (``conn._bridge_failure()`` then tells why). A non-blocking ``connect()``
     gives its socket this descriptor at once, so that the one an event loop registers
     is the one that carries the connection."""
-    return _bridge_end(conn, held=True)
+    ours, theirs = socket.socketpair()
+    try:
+        _join(theirs, conn, _hold_writability(ours))
+    except BaseException:
+        ours.close()
+        raise
+    return ours
 
 
 #: Socket-level options a stack connection answers for; every TCP-level one goes to it too.
@@ -230,8 +225,7 @@ def socket_for(conn: Any, family: int = socket.AF_INET) -> BridgedSocket:
     if family == socket.AF_INET6:
         names = (ipv4_mapped(names[0]), ipv4_mapped(names[1]))
     timeout = conn.gettimeout()
-    end = _bridge_end(conn)
-    sock = BridgedSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=end.detach())
+    sock = BridgedSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=conn.bridge_end())
     sock._mip_names = names
     sock._mip_conn = conn
     sock.settimeout(timeout)
@@ -245,10 +239,20 @@ def ipv4_mapped(address: tuple[str, int]) -> tuple[str, int, int, int]:
 
 def replace_descriptor(sock: socket.socket, fd: int) -> None:
     """Makes ``sock``'s descriptor refer to what ``fd`` refers to (``dup2``), in its blocking
-    mode. A selector-based asyncio loop running in this thread that watches ``sock`` goes on
-    watching it: its registration is taken off the old description first (epoll and kqueue
-    keep one for as long as the old description lives elsewhere, and would report it for
-    this descriptor), then made again, same events and callbacks."""
+    mode (see ``_registration_kept`` for an event loop that watches it)."""
+    with _registration_kept(sock) as fd_here:
+        timeout = sock.gettimeout()
+        os.dup2(fd, fd_here, inheritable=False)  # as the kernel socket it stands for
+        socket.socket.settimeout(sock, timeout)  # the new description gets the socket's blocking mode
+
+
+@contextlib.contextmanager
+def _registration_kept(sock: socket.socket) -> Iterator[int]:
+    """Around a change of what ``sock``'s descriptor (given) refers to: a selector-based asyncio
+    loop running in this thread that watches ``sock`` goes on watching it. Its registration is
+    taken off the old description first (epoll and kqueue keep one for as long as the old
+    description lives elsewhere, and would report it for this descriptor), then made again,
+    same events and callbacks."""
     fd_here = sock.fileno()
     selector = _running_selector()
     key = None
@@ -256,11 +260,11 @@ def replace_descriptor(sock: socket.socket, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):
             key = selector.get_key(fd_here)
             selector.unregister(fd_here)
-    timeout = sock.gettimeout()
-    os.dup2(fd, fd_here)
-    socket.socket.settimeout(sock, timeout)  # the new description gets the socket's blocking mode
-    if selector is not None and key is not None:
-        selector.register(fd_here, key.events, key.data)
+    try:
+        yield fd_here
+    finally:
+        if selector is not None and key is not None:
+            selector.register(fd_here, key.events, key.data)
 
 
 def _running_selector() -> selectors.BaseSelector | None:
@@ -276,11 +280,8 @@ def _running_selector() -> selectors.BaseSelector | None:
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
-    end = _bridge_end(conn)
-    try:
-        replace_descriptor(sock, end.fileno())
-    finally:
-        end.close()
+    with _registration_kept(sock) as fd_here:
+        conn.bridge_onto(fd_here, sock.gettimeout() is not None)
 
 
 class StackServerSocket:

@@ -75,6 +75,15 @@ def _through_stack(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every getaddrinfo(), as above
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal, None for a name."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
 def _service_port(port: Any, protocol: str) -> int:
     if isinstance(port, bytes):
         port = port.decode()
@@ -110,13 +119,10 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
         if host is None or family not in (0, socket.AF_INET) or not wanted or host in ("localhost", ""):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         name = host.decode() if isinstance(host, bytes) else str(host)
-        try:
-            literal = ipaddress.ip_address(name)
-        except ValueError:
-            literal = None
-        if literal is not None and (literal.version != 4 or not route(name)):
+        version = _ip_version(name)
+        if version is not None and (version != 4 or not route(name)):
             return original_getaddrinfo(host, port, family, type, proto, flags)
-        addresses = [name] if literal is not None else stack.resolve(name)
+        addresses = [name] if version is not None else stack.resolve(name)
         return [
             (socket.AF_INET, kind, kinds[kind][0], "", (ip, _service_port(port, kinds[kind][1])))
             for ip in addresses

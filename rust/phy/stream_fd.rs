@@ -8,6 +8,7 @@ use super::sockopt::set_int;
 use super::sockopt::{get_int, set_buffer, Buffer};
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 
 /// Kept off SIGPIPE per call where the platform can (Linux), else per socket.
 #[cfg(target_os = "linux")]
@@ -46,6 +47,13 @@ impl StreamFd {
         let _ = set_int(stream.fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1);
         stream.enlarge_send_buffer();
         Ok(stream)
+    }
+
+    /// A connected pair of local stream sockets: the runtime's end, and the
+    /// one for the application ([`put_in_place`]); both close on exec.
+    pub fn pair() -> io::Result<(Self, UnixStream)> {
+        let (ours, theirs) = UnixStream::pair()?;
+        Ok((StreamFd::new(ours.into())?, theirs))
     }
 
     pub fn fd(&self) -> RawFd {
@@ -107,6 +115,30 @@ impl StreamFd {
     }
 }
 
+/// Makes descriptor `target` refer to `end`'s socket, as `dup2` does, in
+/// one step and close-on-exec (as the sockets Python makes are); `end`'s own
+/// descriptor is closed. `nonblocking` is the mode the socket object that owns
+/// `target` expects (a Python socket with a timeout is non-blocking).
+pub fn put_in_place(end: UnixStream, target: RawFd, nonblocking: bool) -> io::Result<()> {
+    end.set_nonblocking(nonblocking)?;
+    // SAFETY: no pointers; `end` is open for the call, and `target` is the
+    // caller's descriptor to replace (EBADF if it is not open).
+    #[cfg(target_os = "linux")]
+    let rc = unsafe { libc::dup3(end.as_raw_fd(), target, libc::O_CLOEXEC) };
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: as above; the flag is set on `target` once it is ours.
+    let rc = unsafe {
+        match libc::dup2(end.as_raw_fd(), target) {
+            rc if rc < 0 => rc,
+            _ => libc::fcntl(target, libc::F_SETFD, libc::FD_CLOEXEC),
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn result(n: isize) -> io::Result<usize> {
     if n < 0 {
         Err(io::Error::last_os_error())
@@ -136,6 +168,33 @@ mod tests {
         assert_eq!(a.read(&mut buf).unwrap(), 0);
         drop(a);
         assert_eq!(b.write(b"x").unwrap_err().raw_os_error(), Some(libc::EPIPE));
+    }
+
+    #[test]
+    fn a_pair_end_put_in_place_of_a_descriptor_carries_the_pair() {
+        let (ours, theirs) = StreamFd::pair().unwrap();
+        let (placeholder, _) = UnixDatagram::pair().unwrap();
+        let target = placeholder.as_raw_fd();
+        put_in_place(theirs, target, true).unwrap();
+        // SAFETY: no pointers.
+        let (fd_flags, fl_flags) = unsafe {
+            (
+                libc::fcntl(target, libc::F_GETFD),
+                libc::fcntl(target, libc::F_GETFL),
+            )
+        };
+        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0, "close-on-exec kept");
+        assert_ne!(fl_flags & libc::O_NONBLOCK, 0, "the mode asked for");
+        let mut buf = [0u8; 8];
+        assert_eq!(ours.write(b"hi").unwrap(), 2);
+        // SAFETY: `buf` is live and writable for its length.
+        let n = unsafe { libc::recv(target, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        assert_eq!(&buf[..n as usize], b"hi");
+        let (_, other) = StreamFd::pair().unwrap();
+        assert_eq!(
+            put_in_place(other, -1, false).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
     }
 
     #[test]

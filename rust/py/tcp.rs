@@ -6,7 +6,7 @@ use super::device_poller::PyDevicePoller;
 use super::errors;
 use super::fresh_bytes::FreshBytes;
 use super::shared_bytes::shareable;
-use crate::phy::stream_fd::StreamFd;
+use crate::phy::stream_fd::{self, StreamFd};
 use crate::runtime::bridge::BridgeFate;
 use crate::runtime::ops::{self, ReadMode};
 use crate::runtime::{errno, LiveStack, Watched};
@@ -16,6 +16,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -92,6 +93,19 @@ impl PyConnection {
 
     fn fate_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<BridgeFate>>> {
         self.bridge_fate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the connection to a bridge to `socket` (see `bridge`).
+    fn join(&self, py: Python<'_>, socket: StreamFd, hold: usize) -> PyResult<()> {
+        if !self.open.swap(false, Ordering::SeqCst) {
+            return Err(connection_closed());
+        }
+        let (live, h) = (&self.live, self.handle);
+        let fate = py
+            .detach(|| live.bridge(h, socket, hold))
+            .map_err(errors::to_py)?;
+        *self.fate_slot() = Some(fate);
+        Ok(())
     }
 
     /// Handed to a bridge, which has not given it back.
@@ -308,15 +322,29 @@ impl PyConnection {
     fn bridge(&self, py: Python<'_>, fd: i32, hold: usize) -> PyResult<()> {
         self.check_open()?;
         let socket = StreamFd::dup_of(fd).map_err(errors::to_py)?;
-        if !self.open.swap(false, Ordering::SeqCst) {
-            return Err(connection_closed());
-        }
-        let (live, h) = (&self.live, self.handle);
-        let fate = py
-            .detach(|| live.bridge(h, socket, hold))
-            .map_err(errors::to_py)?;
-        *self.fate_slot() = Some(fate);
-        Ok(())
+        self.join(py, socket, hold)
+    }
+
+    /// As `bridge`, to a socketpair made here, whose other end then takes
+    /// the place of descriptor `fd` (as `dup2` would; close-on-exec, and
+    /// non-blocking if asked: the mode of the socket object that owns `fd`).
+    /// How a patched socket's `connect()` becomes the bridge's end, in one
+    /// call and the fewest system calls.
+    fn bridge_onto(&self, py: Python<'_>, fd: i32, nonblocking: bool) -> PyResult<()> {
+        self.check_open()?;
+        let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
+        self.join(py, socket, 0)?;
+        stream_fd::put_in_place(end, fd, nonblocking).map_err(errors::to_py)
+    }
+
+    /// As `bridge_onto`, the socketpair's other end returned as a new
+    /// descriptor (close-on-exec, blocking) for the caller to own: what
+    /// `socket.socket(fileno=...)` takes.
+    fn bridge_end(&self, py: Python<'_>) -> PyResult<i32> {
+        self.check_open()?;
+        let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
+        self.join(py, socket, 0)?;
+        Ok(OwnedFd::from(end).into_raw_fd())
     }
 
     /// Ends the bridge and makes this object the connection's again, open:

@@ -164,7 +164,20 @@ impl LiveStack {
         interrupt: Interrupt<'_>,
     ) -> io::Result<Handle> {
         self.check_live()?;
-        let mut op = self.act(|s, now| ops::Connect::start(s, now, remote, source_port))?;
+        let mut op = {
+            let mut engine = self.engine();
+            let op = self.act_locked(
+                &mut engine,
+                |s, now| ops::Connect::start(s, now, remote, source_port),
+                true,
+                false,
+            )?;
+            // The SYN-ACK, if it came within our SYN's send: the first attempt
+            // then finds the connection open, where a caller that cannot lead
+            // (bridges are up) would wait for the driver to take it and wake it.
+            self.round_in_passing(&mut engine);
+            op
+        };
         self.run(&mut op, timeout, interrupt)?
     }
 
