@@ -90,6 +90,70 @@ def test_patched_sockets_in_process(lab, peer, stack):
     assert socket.socket is not type(s), "the patch is undone"
 
 
+def test_a_blocking_patched_socket_reads_and_writes_its_connection_itself(lab, peer, stack):
+    """A blocking socket's plain sends and reads skip its bridge (the caller runs the
+    stack, no hop through the driver), and stay in order with what goes through its
+    descriptor: C code's writes and reads of it, an end of stream not yet passed on."""
+    peer(PEER_PY, "echo", "9488")
+    with patched(stack):
+        before = stack.tcp_info
+        s = socket.create_connection((lab.peer_ip, 9488), timeout=10)
+        for i in range(200):
+            s.sendall(b"%03d" % i)
+            assert s.recv(3) == b"%03d" % i
+        after = stack.tcp_info
+        assert after["bridge_direct_sends"] - before["bridge_direct_sends"] >= 150
+        # (A reply the driver took before the read began waits in the descriptor: read there.)
+        assert after["bridge_direct_reads"] - before["bridge_direct_reads"] >= 20
+        # Mixed with the descriptor's own I/O (what the ssl module or sendfile do): in order.
+        stream = pattern(1 << 20)
+        sent = bytearray()
+        got = bytearray()
+        for i in range(300):
+            chunk = stream[len(sent) : len(sent) + 1 + i * 37 % 3000]
+            if i % 3 == 0:
+                os.write(s.fileno(), chunk)
+            else:
+                s.sendall(chunk)
+            sent += chunk
+            if i % 2 == 0:
+                assert select.select([s], [], [], 10)[0], "the echo shows on the descriptor"
+                got += os.read(s.fileno(), 4096)
+            else:
+                got += s.recv(4096)
+        while len(got) < len(sent):
+            got += s.recv(1 << 16)
+        assert got == sent, "every byte back, in order"
+        # A wait that runs out is the socket's timeout, and the socket goes on.
+        s.settimeout(0.3)
+        try:
+            s.recv(10)
+            raise AssertionError("nothing came, yet recv returned")
+        except TimeoutError:
+            pass
+        s.settimeout(10)
+        s.sendall(b"on")
+        assert s.recv(2) == b"on"
+        # After shutdown(SHUT_WR), a send fails as on a kernel socket, and reading goes on.
+        s.sendall(b"last")
+        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(b"too late")
+            raise AssertionError("sent after shutdown")
+        except BrokenPipeError:
+            pass
+        rest = b""
+        while chunk := s.recv(100):
+            rest += chunk
+        assert rest == b"last", "the echo, then the peer's end of stream"
+        s.close()
+        try:
+            s.sendall(b"closed")
+            raise AssertionError("sent on a closed socket")
+        except OSError as e:
+            assert e.errno == errno.EBADF
+
+
 def test_socketserver_http_server_served_through_the_stack(lab, stack, tmp_path):
     (tmp_path / "index.html").write_text("served by http.server through mipfast\n")
 

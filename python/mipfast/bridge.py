@@ -132,13 +132,48 @@ class BridgedSocket(socket.socket):
             self._mip_failure_told = True
             raise OSError(code, os.strerror(code))  # ConnectionResetError for ECONNRESET
 
+    def _mip_direct(self, flags: int) -> Any:
+        """The stack connection, where this call may skip the descriptor: a plain call
+        (no flags) on a socket that blocks or has a timeout. The connection is then
+        read and written in this thread, without the driver's hop through the socketpair,
+        whenever the descriptor holds nothing that must come first (the stack decides,
+        and says no otherwise: the call then goes through the descriptor, as always).
+        A non-blocking socket belongs to an event loop, which watches the descriptor."""
+        if flags or self._mip_conn is None or self.gettimeout() == 0.0 or self.fileno() < 0:
+            return None  # (closed: the descriptor's call raises EBADF)
+        return self._mip_conn
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        conn = self._mip_direct(flags)
+        if conn is not None:
+            sent, n = conn._direct_send(data, False, self.gettimeout())
+            if sent:
+                return int(n)
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        conn = self._mip_direct(flags)
+        if conn is not None and conn._direct_send(data, True, self.gettimeout())[0]:
+            return None
+        return super().sendall(data, flags)
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        conn = self._mip_direct(flags)
+        if conn is not None:
+            direct = conn._direct_recv(self.fileno(), bufsize, self.gettimeout())
+            if direct is not None:
+                return bytes(direct)
         data = super().recv(bufsize, flags)
         if not data and bufsize:
             self._end_of_stream()
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        conn = self._mip_direct(flags)
+        if conn is not None:
+            direct = conn._direct_recv_into(self.fileno(), buffer, nbytes, self.gettimeout())
+            if direct is not None:
+                return int(direct)
         n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or memoryview(buffer).nbytes):
             self._end_of_stream()

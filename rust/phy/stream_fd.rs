@@ -74,6 +74,21 @@ impl StreamFd {
         result(n)
     }
 
+    /// Whether a read would find nothing now: no bytes and no end of stream.
+    pub fn is_drained(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: `byte` is live and writable for the one byte asked for.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+
     /// Writes what fits: WouldBlock if nothing does, EPIPE once the peer is gone.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `buf` is live and readable for `buf.len()` bytes.
@@ -113,6 +128,15 @@ impl StreamFd {
     fn enlarge_send_buffer(&self) {
         set_buffer(self.fd(), Buffer::Send, SEND_BUFFER);
     }
+}
+
+/// Bytes waiting to be read from stream socket `fd` (`FIONREAD`); None if
+/// the kernel cannot say.
+pub fn unread(fd: RawFd) -> Option<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, which outlives the call.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (rc == 0).then_some(n.max(0) as usize)
 }
 
 /// Makes descriptor `target` refer to `end`'s socket, as `dup2` does, in
@@ -162,9 +186,14 @@ mod tests {
             a.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+        assert!(a.is_drained());
         assert_eq!(b.write(b"hello").unwrap(), 5);
+        assert!(!a.is_drained(), "bytes wait");
+        assert_eq!(unread(a.fd()), Some(5));
         assert_eq!(a.read(&mut buf).unwrap(), 5);
+        assert!(a.is_drained());
         b.shutdown_write();
+        assert!(!a.is_drained(), "the end of stream waits");
         assert_eq!(a.read(&mut buf).unwrap(), 0);
         drop(a);
         assert_eq!(b.write(b"x").unwrap_err().raw_os_error(), Some(libc::EPIPE));

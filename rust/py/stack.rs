@@ -382,7 +382,8 @@ impl PyStack {
     }
 
     /// TCP totals: connections held, memory used by them (bytes), SYN
-    /// cookies sent and accepted, and connections bridged to kernel sockets.
+    /// cookies sent and accepted, connections bridged to kernel sockets, and
+    /// the reads and sends their sockets made on the connections directly.
     #[getter]
     fn tcp_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (n, active, memory, cookies) = self.read(py, |s| {
@@ -396,7 +397,10 @@ impl PyStack {
         dict.set_item("syn_cookies_sent", cookies.0)?;
         dict.set_item("syn_cookies_accepted", cookies.1)?;
         let live = self.live()?;
-        dict.set_item("bridges", py.detach(move || live.bridges()))?;
+        let (bridges, direct_reads, direct_sends) = py.detach(move || live.bridges());
+        dict.set_item("bridges", bridges)?;
+        dict.set_item("bridge_direct_reads", direct_reads)?;
+        dict.set_item("bridge_direct_sends", direct_sends)?;
         Ok(dict)
     }
 

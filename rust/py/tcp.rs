@@ -108,6 +108,35 @@ impl PyConnection {
         Ok(())
     }
 
+    /// A direct read of the bridged connection into `buf` (see
+    /// `_direct_recv_into`).
+    fn direct_read(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        buf: RawSlice,
+        timeout: Option<Duration>,
+    ) -> PyResult<Option<usize>> {
+        // (The engine lock is never waited for with the GIL held: its holder may log.)
+        let (live, h) = (&self.live, self.handle);
+        if buf.len == 0 || !self.bridged() || !py.detach(|| live.begin_direct_read(h, fd)) {
+            return Ok(None);
+        }
+        // SAFETY: as in `receive`: the region outlives the call, and
+        // `Receive` takes back what it lent before the call returns.
+        let lend = |region: &mut [u8]| unsafe { call::lend(region) };
+        let op = ops::Receive::new(self.handle, buf.get_mut(), ReadMode::Some).lending(&lend);
+        let outcome = run_op(py, live, op, timeout);
+        py.detach(|| live.end_direct_read(h));
+        match outcome {
+            Ok(Ok(n)) if n > 0 => Ok(Some(n)),
+            // The end of stream, a failure, or the stack closed: the descriptor tells.
+            Ok(_) => Ok(None),
+            Err(_) if self.live.is_shut() => Ok(None),
+            Err(e) => Err(e), // the timeout, or an exception from a signal handler
+        }
+    }
+
     /// Handed to a bridge, which has not given it back.
     fn bridged(&self) -> bool {
         self.fate_slot().is_some()
@@ -345,6 +374,78 @@ impl PyConnection {
         let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
         self.join(py, socket, 0)?;
         Ok(OwnedFd::from(end).into_raw_fd())
+    }
+
+    /// A bridged socket's own `recv_into`, straight from the connection into
+    /// `buffer` when nothing waits in the socket (descriptor `fd`, the
+    /// socket's) or in the bridge: the byte count, within `timeout`. None
+    /// where the socket must read its descriptor instead: that test fails,
+    /// or the stream ended or failed (the descriptor then says so, as it
+    /// would have). The bridge carries everything else on as before.
+    #[pyo3(signature = (fd, buffer, nbytes = 0, timeout = None))]
+    fn _direct_recv_into(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: isize,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<usize>> {
+        let t = timeout_arg(timeout)?;
+        let nbytes = errors::buffer_size(nbytes, "recv_into")?;
+        let buf = PyBuffer::<u8>::get(buffer)?;
+        let mut raw = RawSlice::of(&buf, true)?;
+        if nbytes > 0 && nbytes <= raw.len {
+            raw.len = nbytes;
+        }
+        self.direct_read(py, fd, raw, t)
+    }
+
+    /// `_direct_recv_into` into a new `bytes` of at most `bufsize`.
+    #[pyo3(signature = (fd, bufsize, timeout = None))]
+    fn _direct_recv<'py>(
+        &self,
+        py: Python<'py>,
+        fd: i32,
+        bufsize: isize,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let t = timeout_arg(timeout)?;
+        let bufsize = errors::buffer_size(bufsize, "recv")?;
+        let mut fresh = FreshBytes::new(py, bufsize)?;
+        let n = self.direct_read(py, fd, RawSlice::of_vec(fresh.as_mut()), t)?;
+        Ok(n.map(|n| fresh.finish(py, n)))
+    }
+
+    /// A bridged socket's own `sendall` (`all`) or `send`, straight onto the
+    /// connection when every byte written to the socket before has reached
+    /// it: True and the count sent, within `timeout`. (False, 0) where the
+    /// socket must write to its descriptor instead: that test fails, or the
+    /// connection failed (the descriptor then says so).
+    #[pyo3(signature = (data, all, timeout = None))]
+    fn _direct_send(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        all: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<(bool, usize)> {
+        let t = timeout_arg(timeout)?;
+        let view = Readable::of(data)?;
+        let raw = view.raw;
+        // (The engine lock is never waited for with the GIL held: its holder may log.)
+        let (live, h) = (&self.live, self.handle);
+        if raw.len == 0 || !self.bridged() || !py.detach(|| live.may_send_direct(h)) {
+            return Ok((false, 0));
+        }
+        let op = ops::Send::new(self.handle, raw.get(), all).sharing(shareable(data, raw.get()));
+        match run_op(py, &self.live, op, t) {
+            Ok(Ok(n)) => Ok((true, n)),
+            // A failure, or the stack closed: the descriptor tells.
+            Ok(Err(_)) => Ok((false, 0)),
+            Err(_) if self.live.is_shut() => Ok((false, 0)),
+            Err(e) => Err(e), // the timeout, or an exception from a signal handler
+        }
     }
 
     /// Ends the bridge and makes this object the connection's again, open:

@@ -29,7 +29,7 @@ use super::errno;
 #[cfg(linux_fast_path)]
 use crate::phy::edge_set::EdgeSet;
 use crate::phy::poll::Interest;
-use crate::phy::stream_fd::StreamFd;
+use crate::phy::stream_fd::{unread, StreamFd};
 use crate::socket::tcp::Handle;
 use crate::stack::Stack;
 use crate::time::Instant;
@@ -77,8 +77,13 @@ struct Bridge {
     /// reply) costs no read that would find nothing. A short read does not
     /// count: the end of stream may sit behind the data it took.
     up_drained: bool,
-    /// To be stepped in the next pump whatever else happens (just joined).
+    /// To be stepped in the next pump whatever else happens (just joined,
+    /// or a direct read ended).
     due: bool,
+    /// Calls reading the connection straight into the application's buffer
+    /// ([`Bridges::begin_direct_read`]): while there are any, nothing moves
+    /// down, so that what they take cannot overtake bytes in the socket.
+    direct_readers: u32,
     /// In the edge set, and whether writability is asked there.
     edge: Option<bool>,
     fate: Arc<BridgeFate>,
@@ -105,6 +110,10 @@ pub struct Bridges {
     changed: Vec<Handle>,
     #[cfg(linux_fast_path)]
     edges: Option<EdgeSet>,
+    /// Reads and sends the application made on its connections directly
+    /// (see [`Bridges::begin_direct_read`]), for statistics.
+    pub direct_reads: u64,
+    pub direct_sends: u64,
     /// `poll()` on every socket, as other systems do (tested on Linux too).
     #[cfg_attr(not(linux_fast_path), allow(dead_code))]
     portable: bool,
@@ -136,6 +145,7 @@ impl Bridges {
             hold,
             up_drained: false,
             due: true,
+            direct_readers: 0,
             edge,
             fate: fate.clone(),
         });
@@ -334,6 +344,51 @@ impl Bridges {
         Some(bridge.down[bridge.down_at..].to_vec())
     }
 
+    /// Whether the application may read `handle`'s connection directly,
+    /// instead of its end of the socket (`python_end`), and if so counts it
+    /// as a direct reader until [`Bridges::end_direct_read`]: only when
+    /// nothing waits for it in the socket or in the bridge, so that what it
+    /// takes is the next of the stream. The bridge moves nothing down
+    /// meanwhile. (A blocking socket's `recv` through the patch: the bytes
+    /// then skip the socketpair and the thread hop through the driver.)
+    pub fn begin_direct_read(&mut self, handle: Handle, python_end: RawFd) -> bool {
+        let Some(bridge) = self.entries.iter_mut().find(|b| b.handle == handle) else {
+            return false;
+        };
+        let nothing_held = bridge.hold == 0 && bridge.down_at == bridge.down.len();
+        if !nothing_held || bridge.down_shut || unread(python_end) != Some(0) {
+            return false;
+        }
+        bridge.direct_readers += 1;
+        self.direct_reads += 1;
+        true
+    }
+
+    /// A direct read of `handle` ended: the bridge moves down again, from
+    /// its next step on.
+    pub fn end_direct_read(&mut self, handle: Handle) {
+        if let Some(bridge) = self.entries.iter_mut().find(|b| b.handle == handle) {
+            bridge.direct_readers = bridge.direct_readers.saturating_sub(1);
+            bridge.due = true;
+        }
+    }
+
+    /// Whether the application may send on `handle`'s connection directly
+    /// instead of writing to its end of the socket: only when every byte it
+    /// wrote there has reached the connection (the pump reads the socket
+    /// under the same lock), so that what it sends comes after them, and
+    /// while its end has not ended its stream (a `shutdown(SHUT_WR)` not yet
+    /// pumped included: the send then fails on the descriptor, as it must).
+    pub fn may_send_direct(&mut self, handle: Handle) -> bool {
+        let may = self
+            .entries
+            .iter()
+            .find(|b| b.handle == handle)
+            .is_some_and(|b| b.hold == 0 && !b.up_eof && b.socket.is_drained());
+        self.direct_sends += may as u64;
+        may
+    }
+
     /// Takes bridge `i` out, its socket out of the edge set (a pump that
     /// finds no bridge left lets the set go; until then the next bridge
     /// reuses it).
@@ -366,8 +421,8 @@ impl Bridge {
             return (0, Step::Broken);
         }
         let mut moved = 0;
-        // Down: connection → socket.
-        loop {
+        // Down: connection → socket, unless a direct reader takes it.
+        while self.direct_readers == 0 {
             if self.down_at == self.down.len() {
                 let available = conn.recv_available().min(CHUNK);
                 if available == 0 {
@@ -393,7 +448,7 @@ impl Bridge {
         if self.down_at == self.down.len() {
             self.down.clear();
             self.down_at = 0;
-            if !self.down_shut && conn.at_eof() {
+            if !self.down_shut && conn.at_eof() && self.direct_readers == 0 {
                 self.down_shut = true;
                 self.socket.shutdown_write();
             }

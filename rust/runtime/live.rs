@@ -104,16 +104,7 @@ impl Engine {
         if n > 0 {
             self.count_device_losses();
         }
-        let bridged = !self.bridges.is_empty();
-        let pumped = bridged && {
-            // What the round marked stays for `publish`, which appends to it.
-            self.stack.tcp_mut().take_changed(&mut self.changed);
-            self.bridges.pump(&mut self.stack, &self.changed, now) > 0
-        };
-        if bridged {
-            // What the bridges queued and dispatched: bytes, a FIN, windows.
-            self.stack.flush(now, &mut self.device);
-        }
+        let pumped = self.pump_bridges(now);
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
         }
@@ -123,6 +114,19 @@ impl Engine {
         }
         self.publish(handled > 0, true, by_leader);
         Ok(handled)
+    }
+
+    /// Steps the bridges whose connection changed (or that are due) and
+    /// sends what they queued: bytes, a FIN, windows. Whether bytes moved.
+    fn pump_bridges(&mut self, now: Instant) -> bool {
+        if self.bridges.is_empty() {
+            return false;
+        }
+        // What the round marked stays for `publish`, which appends to it.
+        self.stack.tcp_mut().take_changed(&mut self.changed);
+        let pumped = self.bridges.pump(&mut self.stack, &self.changed, now) > 0;
+        self.stack.flush(now, &mut self.device);
+        pumped
     }
 
     /// Sends the frames the engine has queued (what a loop's calls handed
@@ -256,7 +260,7 @@ impl Engine {
     }
 
     /// What the driver sleeps on besides the device and its wake-up.
-    fn bridge_interests(&self, out: &mut Vec<Interest>) {
+    pub(super) fn bridge_interests(&self, out: &mut Vec<Interest>) {
         self.bridges.interests(&self.stack, out);
     }
 }
@@ -379,6 +383,10 @@ impl Shared {
 pub struct LiveStack {
     pub(super) shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The process that opened the stack: a forked child (a forking server)
+    /// holds a copy of it without a driver, so its bridged sockets use
+    /// their descriptors, which the parent's driver serves, never the engine.
+    owner: u32,
 }
 
 impl LiveStack {
@@ -444,6 +452,7 @@ impl LiveStack {
                 spin_pays: AtomicBool::new(false),
             }),
             driver: Mutex::new(None),
+            owner: std::process::id(),
         })
     }
 
@@ -728,9 +737,40 @@ impl LiveStack {
         Some(pending)
     }
 
-    /// Bridges still moving bytes.
-    pub fn bridges(&self) -> usize {
-        self.engine().bridges.len()
+    /// Whether the application may read `handle`'s bridged connection
+    /// straight into its buffer (see [`Bridges::begin_direct_read`]); if so,
+    /// [`LiveStack::end_direct_read`] must follow.
+    pub fn begin_direct_read(&self, handle: Handle, python_end: RawFd) -> bool {
+        self.in_owner() && self.engine().bridges.begin_direct_read(handle, python_end)
+    }
+
+    /// A direct read ended: what came meanwhile, or the end of stream, goes
+    /// on to the socket now, not at the driver's next round.
+    pub fn end_direct_read(&self, handle: Handle) {
+        let mut engine = self.engine();
+        engine.bridges.end_direct_read(handle);
+        let now = engine.now();
+        let moved = engine.pump_bridges(now);
+        engine.publish(moved, true, false);
+    }
+
+    /// Whether the application may send on `handle`'s bridged connection
+    /// directly (see [`Bridges::may_send_direct`]).
+    pub fn may_send_direct(&self, handle: Handle) -> bool {
+        self.in_owner() && self.engine().bridges.may_send_direct(handle)
+    }
+
+    /// Whether this is the process that opened the stack (see `owner`).
+    fn in_owner(&self) -> bool {
+        std::process::id() == self.owner
+    }
+
+    /// Bridges still moving bytes, and the reads and sends their sockets
+    /// made on the connections directly.
+    pub fn bridges(&self) -> (usize, u64, u64) {
+        let engine = self.engine();
+        let b = &engine.bridges;
+        (b.len(), b.direct_reads, b.direct_sends)
     }
 
     /// Closes `key`'s readiness descriptor, if it has one.

@@ -8,11 +8,12 @@
 use super::live::{round, Engine, LiveStack, Locked, Shared};
 use super::waiters::{Leader, Waiter};
 use super::watch::Watched;
-use crate::phy::poll::{readable_each, wait_readable};
+use crate::phy::poll::{self, readable_each, wait_readable, Interest};
 use crate::phy::wake::WakeFd;
 use crate::stack::Stack;
 use crate::time::{Duration, Instant};
 use std::io;
+use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant as Clock;
@@ -156,13 +157,8 @@ impl LiveStack {
             if let Some((id, _)) = &leading {
                 if !engine.leader.as_ref().is_some_and(|l| l.id == *id) {
                     leading = None; // taken over by a newer call: follow now
-                } else if !engine.bridges_idle() {
-                    // Bridges are pumped on their sockets' readiness, which
-                    // only the driver sleeps on.
-                    self.resign(&mut engine, now);
-                    leading = None;
                 }
-            } else if fresh && engine.bridges_idle() && may_take_over(&engine) {
+            } else if fresh && may_take_over(&engine) {
                 leading = self.claim(&mut engine, key, now);
             }
             fresh = false;
@@ -257,15 +253,26 @@ impl LiveStack {
         let shared = &self.shared;
         let fds = [shared.pcap_fd, wake.fd()];
         let wait = bounded_wait(now, Some(until), engine.timer_wait());
+        // The bridges' sockets too, which the driver aside no longer watches.
+        let mut bridged = Vec::new();
+        engine.bridge_interests(&mut bridged);
         drop(engine);
         let mut ready = None;
         let adaptive = shared.busy_poll == Duration::ZERO;
         let spin = spin_window(shared.busy_poll, shared.spin_pays.load(Ordering::Relaxed));
-        if spin > Duration::ZERO {
+        if spin > Duration::ZERO && bridged.is_empty() {
             ready = spin_until_ready(shared, wake, now, spin.min(wait));
         }
+        let mut sockets = Vec::new();
         let ready = match ready {
             Some(ready) => ready,
+            None if !bridged.is_empty() => match wait_with_bridges(fds, bridged, wait) {
+                Ok((ready, reported)) => {
+                    sockets = reported;
+                    ready
+                }
+                Err(e) => return (self.engine(), Err(e)),
+            },
             None => match readable_each(fds, Some(wait)) {
                 Ok(ready) => ready,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => [false, true],
@@ -281,6 +288,9 @@ impl LiveStack {
             wake.drain();
         }
         let mut engine = self.engine();
+        if !sockets.is_empty() {
+            engine.bridges.sockets_ready(&sockets);
+        }
         let outcome = engine.run_once(true).map(|_| woke);
         (engine, outcome)
     }
@@ -319,7 +329,8 @@ impl LiveStack {
         self.shared.leading.store(false, Ordering::SeqCst);
         let parked = self.shared.driver_parked.load(Ordering::SeqCst);
         if engine.driver_aside || parked {
-            if now.saturating_duration_since(leader.since) < LEASE {
+            // Bridges need someone on their sockets at once: no lease.
+            if now.saturating_duration_since(leader.since) < LEASE && engine.bridges_idle() {
                 self.shared.start_lease(now);
             } else {
                 self.shared.driver_resume.notify_one();
@@ -329,6 +340,26 @@ impl LiveStack {
             engine.waiters.wake_one();
         }
     }
+}
+
+/// A leader's sleep while bridges are up: on the device, its wake-up `fds`
+/// and the bridges' `sockets` until one is ready or `wait` passes. [frames,
+/// woken], and the bridges' descriptors reported (for `sockets_ready`).
+fn wait_with_bridges(
+    fds: [RawFd; 2],
+    mut interests: Vec<Interest>,
+    wait: Duration,
+) -> io::Result<([bool; 2], Vec<RawFd>)> {
+    interests.extend(fds.map(Interest::readable));
+    let mut reported = Vec::new();
+    match poll::wait_ready(&interests, Some(wait), &mut reported) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(([false, true], Vec::new())),
+        Err(e) => return Err(e),
+    }
+    let ready = fds.map(|fd| reported.contains(&fd));
+    reported.retain(|fd| !fds.contains(fd));
+    Ok((ready, reported))
 }
 
 /// How long a leader spins before it sleeps: the busy-poll window if one is

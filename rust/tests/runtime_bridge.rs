@@ -12,6 +12,7 @@ use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use tcp_net::{pattern, Net};
@@ -470,6 +471,116 @@ fn a_bridge_still_holding_its_end_is_not_released(portable: bool) {
     assert!(freed, "and frees its end once connected");
 }
 
+/// The application's own reads and sends on a bridged connection (a
+/// blocking patched socket's `recv` and `sendall`) mixed at random with
+/// reads and writes of its socket: both streams arrive whole and in order,
+/// the direct calls taken only when nothing in the socket or the bridge
+/// must come first; a direct reader holds the bridge back, the peer's end
+/// of stream included, and the bridge goes on when it leaves.
+fn direct_calls_and_the_socket_keep_both_streams_in_order(portable: bool) {
+    let mut net = Net::clean(31);
+    let (mut bridges, mut user, ha, hb, fate) = bridged(&mut net, portable);
+    let up = pattern(1 << 20, 5); // the user → B
+    let down = pattern(1 << 20, 6); // B → the user
+    let (mut up_at, mut down_sent) = (0, 0);
+    let (mut at_b, mut at_user) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut roll = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let (mut direct_reads, mut direct_sends, mut refused_reads, mut refused_sends) = (0, 0, 0, 0);
+    let (mut b_shut, mut user_eof) = (false, false);
+    let ok = net.run_until(Duration::from_secs(60), |n| {
+        // The user: a few chunks up, some asked to go directly (allowed
+        // only while nothing it wrote waits in the socket).
+        for _ in 0..1 + roll(3) {
+            if up_at == up.len() {
+                break;
+            }
+            let chunk = &up[up_at..up.len().min(up_at + 1 + roll(3000) as usize)];
+            let direct = roll(2) == 0;
+            if direct && bridges.may_send_direct(ha) {
+                let conn = n.a.stack.tcp_mut().get_mut(ha).unwrap();
+                up_at += conn.send(chunk).unwrap();
+                direct_sends += 1;
+            } else {
+                refused_sends += direct as u32;
+                match user.write(chunk) {
+                    Ok(k) => up_at += k,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("writing the user's end: {e}"),
+                }
+            }
+        }
+        // A read, directly when nothing waits in the socket or the bridge;
+        // a direct reader sometimes stays over a pump, as a blocked one does.
+        if roll(2) == 0 {
+            user_eof |= drain(&mut user, &mut at_user);
+        }
+        let direct = roll(2) == 0;
+        if direct && bridges.begin_direct_read(ha, user.as_raw_fd()) {
+            direct_reads += 1;
+            if roll(2) == 0 {
+                pump(&mut bridges, &mut n.a.stack, n.now);
+                let mut none = [0u8; 1];
+                assert!(
+                    matches!(user.read(&mut none), Err(e) if e.kind() == ErrorKind::WouldBlock),
+                    "nothing moves down past a direct reader"
+                );
+            }
+            let conn = n.a.stack.tcp_mut().get_mut(ha).unwrap();
+            let end = buf.len().min(1 + roll(5000) as usize);
+            if let Ok(Some(k)) = conn.recv(&mut buf[..end]) {
+                at_user.extend_from_slice(&buf[..k]);
+            }
+            bridges.end_direct_read(ha);
+        } else {
+            refused_reads += direct as u32;
+            user_eof |= drain(&mut user, &mut at_user);
+        }
+        pump(&mut bridges, &mut n.a.stack, n.now);
+        let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
+        if down_sent < down.len() {
+            down_sent += c.send(&down[down_sent..]).unwrap();
+        } else if !b_shut {
+            c.shutdown_write();
+            b_shut = true;
+        }
+        while let Ok(Some(k)) = c.recv(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            at_b.extend_from_slice(&buf[..k]);
+        }
+        user_eof && at_b.len() == up.len()
+    });
+    assert!(
+        ok,
+        "both streams came through, and the peer's end reached the socket"
+    );
+    assert!(at_b == up, "B got the user's bytes in order");
+    assert!(at_user == down, "the user got B's bytes in order");
+    assert!(
+        direct_reads > 20 && direct_sends > 20 && refused_reads > 20 && refused_sends > 20,
+        "both ways were taken: {direct_reads} direct reads, {direct_sends} direct sends, \
+         {refused_reads} reads and {refused_sends} direct sends left to the socket"
+    );
+    assert_eq!(
+        (bridges.direct_reads, bridges.direct_sends),
+        (direct_reads, direct_sends)
+    );
+    user.shutdown(Shutdown::Write).unwrap();
+    assert!(
+        !bridges.may_send_direct(ha),
+        "an end of stream not yet pumped comes before any direct send"
+    );
+    assert_eq!(fate.failure(), None);
+}
+
 /// Each test on both paths: the epoll set (Linux) and `poll()` on every
 /// socket (other systems).
 macro_rules! on_both_paths {
@@ -494,5 +605,6 @@ on_both_paths!(
     a_bridge_aborted_during_the_handshake_leaves_no_connection,
     a_bridge_stepped_for_nothing_still_hears_its_peer,
     a_released_bridge_hands_its_connection_back_whole,
-    a_bridge_still_holding_its_end_is_not_released
+    a_bridge_still_holding_its_end_is_not_released,
+    direct_calls_and_the_socket_keep_both_streams_in_order
 );
