@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import select
 import threading
 import time
 
@@ -79,6 +81,33 @@ def test_a_reset_from_the_peer_ends_the_bridged_socket(lab, peer, stack):
                 asyncio.run(read_one())
         s.close()
     assert wait_for_no_bridges(stack) == 0
+
+
+def test_bytes_come_before_the_bridge_reach_its_socket(lab, peer, stack):
+    """What a connection received before it was bridged (a server's greeting) shows on
+    the socket at once, and its end of stream too, for a program that waits on the
+    descriptor: with another bridge up, the driver is not woken for the new one."""
+    peer(PEER_PY, "echo", "9606")
+    peer(PEER_PY, "source", "9607", "5000")
+    other = mipfast.bridge.socket_for(stack.connect((lab.peer_ip, 9606), timeout=5))
+    conn = stack.connect((lab.peer_ip, 9607), timeout=5)
+    deadline = time.monotonic() + 5
+    while conn.state != "CLOSE_WAIT" and time.monotonic() < deadline:
+        time.sleep(0.01)  # the greeting and the peer's FIN are in, and nothing reads them
+    assert conn.state == "CLOSE_WAIT"
+    s = mipfast.bridge.socket_for(conn)
+    got = b""
+    while True:
+        assert select.select([s], [], [], 5)[0], "the descriptor shows what came"
+        chunk = os.read(s.fileno(), 65536)
+        if not chunk:
+            break
+        got += chunk
+    assert got == pattern(5000)
+    other.sendall(b"still there")
+    assert other.recv(100) == b"still there"
+    s.close()
+    other.close()
 
 
 def test_closing_the_stack_ends_every_bridged_socket(lab, peer):

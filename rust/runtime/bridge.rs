@@ -152,6 +152,17 @@ impl Bridges {
         fate
     }
 
+    /// Whether a bridge added now is watched at once by whoever sleeps on the
+    /// bridges (the driver, a leader): its socket joins an edge set they
+    /// already poll. Otherwise they must be woken to poll it.
+    pub fn joins_watched_set(&self) -> bool {
+        #[cfg(linux_fast_path)]
+        // (The set is polled only while some bridge is in it, see `interests`.)
+        return self.edges.is_some() && self.entries.iter().any(|b| b.edge.is_some());
+        #[cfg(not(linux_fast_path))]
+        false
+    }
+
     /// Puts `fd` in the edge set (made on first use); None where there is
     /// none, and `poll()` gets the socket instead.
     #[cfg(linux_fast_path)]

@@ -695,14 +695,24 @@ impl LiveStack {
             self.release(handle, true);
             return Err(e);
         }
-        self.unwatch(Watched::Tcp(handle)); // the connection is no longer the user's
         let mut engine = self.engine();
+        engine.watches.remove(Watched::Tcp(handle)); // the connection is no longer the user's
+        let watched = engine.bridges.joins_watched_set();
         let fate = engine.bridges.add(handle, socket, hold);
-        // A handshake over by now frees a connecting socket's end before its
-        // event loop even waits, instead of after two thread hops (driver, loop).
-        self.round_in_passing(&mut engine);
+        if hold > 0 {
+            // A handshake over by now frees a connecting socket's end before its
+            // event loop even waits, instead of after two thread hops (driver, loop).
+            self.round_in_passing(&mut engine);
+        }
+        // Its first step here: what the connection already holds goes to the
+        // socket now, not at the driver's next round.
+        let now = engine.now();
+        let moved = engine.pump_bridges(now);
+        engine.publish(moved, true, false);
         drop(engine);
-        self.notify();
+        if !watched {
+            self.notify(); // the driver (or a leader) sleeps on sockets without it
+        }
         Ok(fate)
     }
 
