@@ -265,7 +265,10 @@ def test_a_patched_server_socket_listens_on_the_stack(lab, peer, stack):
         assert conn.getsockname() == (STACK_IP, port) and conn.getpeername() == address
         assert conn.gettimeout() is None, "an accepted socket takes the default timeout"
         assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        direct = (stack.tcp_info["bridge_direct_reads"], stack.tcp_info["bridge_direct_sends"])
         _echo_until_eof(conn)
+        # A server's socket keeps its bridge (what a handler writes in pieces leaves together).
+        assert (stack.tcp_info["bridge_direct_reads"], stack.tcp_info["bridge_direct_sends"]) == direct
         got, digest = client.result().split()
         assert (int(got), digest) == (n, hashlib.sha256(pattern(n)).hexdigest())
     finally:

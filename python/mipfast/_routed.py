@@ -165,6 +165,7 @@ class RoutedSocket(bridge.BridgedSocket):
         conn.settimeout(self.gettimeout())
         self._mip_names = (conn.getsockname(), conn.getpeername())
         self._mip_conn = conn
+        self._mip_direct_ok = True
         bridge.adopt(self, conn)
 
     def _mip_settled(self) -> bool:
@@ -183,6 +184,7 @@ class RoutedSocket(bridge.BridgedSocket):
             return False
         self._mip_pending = None
         self._mip_conn = conn
+        self._mip_direct_ok = True
         return True
 
     def connect_ex(self, address: Any) -> int:
@@ -246,8 +248,8 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_pass_options(conn)
         conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
         if self.family == socket.AF_INET6:
-            return bridge.socket_for(conn, socket.AF_INET6), bridge.ipv4_mapped(peer)
-        return bridge.socket_for(conn), peer
+            return bridge.socket_for(conn, socket.AF_INET6, server=True), bridge.ipv4_mapped(peer)
+        return bridge.socket_for(conn, server=True), peer
 
     def _mip_pass_options(self, conn: Any) -> None:
         """Options set on this socket before ``connect()``, or on this listening socket,

@@ -121,6 +121,10 @@ class BridgedSocket(socket.socket):
     _mip_names: tuple[Any, Any] | None = None
     _mip_conn: Any = None
     _mip_failure_told = False
+    #: Plain calls may skip the descriptor (see ``_mip_direct``): a client's socket. A server's
+    #: keeps its bridge: the driver then runs the stack beside the server's threads, and
+    #: coalesces what a handler writes in pieces (headers, then a body) as it reads them.
+    _mip_direct_ok = False
 
     def _end_of_stream(self) -> None:
         """At end of stream: if the stack connection failed (a reset, a timeout),
@@ -139,7 +143,9 @@ class BridgedSocket(socket.socket):
         whenever the descriptor holds nothing that must come first (the stack decides,
         and says no otherwise: the call then goes through the descriptor, as always).
         A non-blocking socket belongs to an event loop, which watches the descriptor."""
-        if flags or self._mip_conn is None or self.gettimeout() == 0.0 or self.fileno() < 0:
+        if not self._mip_direct_ok or flags or self._mip_conn is None:
+            return None
+        if self.gettimeout() == 0.0 or self.fileno() < 0:
             return None  # (closed: the descriptor's call raises EBADF)
         return self._mip_conn
 
@@ -217,6 +223,7 @@ class BridgedSocket(socket.socket):
         twin = super().dup()
         if isinstance(twin, BridgedSocket):
             twin._mip_names, twin._mip_conn = self._mip_names, self._mip_conn
+            twin._mip_direct_ok = self._mip_direct_ok
         return twin
 
     def _mip_answers(self, level: int, optname: int) -> bool:
@@ -250,11 +257,13 @@ class BridgedSocket(socket.socket):
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening
 
 
-def socket_for(conn: Any, family: int = socket.AF_INET) -> BridgedSocket:
+def socket_for(conn: Any, family: int = socket.AF_INET, server: bool = False) -> BridgedSocket:
     """A connected ``socket.socket`` for the stack connection ``conn`` (which the bridge now owns).
 
     The socket keeps ``conn``'s timeout; closing it closes ``conn`` gracefully. With
     ``family=AF_INET6`` it is a dual-stack socket's: its addresses are IPv4-mapped ones.
+    A client's socket (``server=False``) reads and writes its connection directly where it
+    can (see ``BridgedSocket._mip_direct``); a server's goes through its bridge.
     """
     names = (conn.getsockname(), conn.getpeername())
     if family == socket.AF_INET6:
@@ -263,6 +272,7 @@ def socket_for(conn: Any, family: int = socket.AF_INET) -> BridgedSocket:
     sock = BridgedSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=conn.bridge_end())
     sock._mip_names = names
     sock._mip_conn = conn
+    sock._mip_direct_ok = not server
     sock.settimeout(timeout)
     return sock
 
@@ -331,7 +341,7 @@ class StackServerSocket:
 
     def accept(self) -> tuple[socket.socket, tuple[str, int]]:
         conn, peer = self.listener.accept(0)  # socketserver accepts when the selector says so
-        return socket_for(conn), peer
+        return socket_for(conn, server=True), peer
 
     def fileno(self) -> int:
         return self.listener.fileno()
