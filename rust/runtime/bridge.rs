@@ -1,8 +1,9 @@
 //! Bridges: a stack connection joined to a kernel stream socket, with the
-//! bytes moved both ways by whoever runs the engine (the driver thread), in
-//! the same round that received or freed them, without Python. This is how
-//! code that needs a genuine `socket.socket` runs over the stack: it holds
-//! the other end of a socketpair, or the stack forwards to a local server.
+//! bytes moved both ways by whoever runs the engine (the driver thread, or a
+//! blocked call leading in its place), in the same round that received or
+//! freed them, without Python. This is how code that needs a genuine
+//! `socket.socket` runs over the stack: it holds the other end of a
+//! socketpair, or the stack forwards to a local server.
 //!
 //! End of stream passes on in each direction (the socket's EOF becomes our
 //! FIN; the peer's FIN, once every byte is written, shuts the socket's write
@@ -22,8 +23,15 @@
 //! A round steps only the bridges something happened to — the connection
 //! changed (data, room, end, error: every segment marks it) or the socket
 //! was reported — so a hundred idle bridges cost no system call. On Linux
-//! the sockets sit in one epoll set ([`EdgeSet`]) that the driver sleeps on
-//! as one descriptor; elsewhere `poll()` gets every socket.
+//! the sockets sit in one epoll set ([`EdgeSet`]) that the driver (or a
+//! leader) sleeps on as one descriptor; elsewhere `poll()` gets every socket.
+//!
+//! The application may also skip its socket: a blocking client's plain
+//! `recv` and `sendall` read and write the connection itself, in its own
+//! thread (no hop through the driver), whenever nothing in the socket or the
+//! bridge must come first ([`Bridges::begin_direct_read`],
+//! [`Bridges::may_send_direct`]; the lock the pump runs under makes the test
+//! hold until the call is done).
 
 use super::errno;
 #[cfg(linux_fast_path)]

@@ -130,8 +130,9 @@ impl LiveStack {
         if engine.run_once(false).is_ok() {
             engine.stack.count_round_in_passing();
             if engine.bridges_idle() {
-                // (Bridges are pumped on their sockets' readiness, which only
-                // the driver sleeps on: it must not stand back for them.)
+                // (Bridges are pumped on their sockets' readiness, which no
+                // one would watch during a lease: the driver must not stand
+                // back for them.)
                 self.shared.start_lease_at(engine.now());
             }
         }

@@ -269,10 +269,12 @@ impl Engine {
 /// avoid it: the first caller to block becomes the *leader* and polls the
 /// device itself, so the frame it waits for wakes it directly (one thread
 /// hop, as with a kernel socket, instead of device → driver → caller). The
-/// driver thread steps aside meanwhile; other blocked callers sleep on
-/// their own condition variables and are woken by the leader's rounds only
-/// for their own sockets. When the leader's call returns, the driver (or,
-/// without one, another blocked caller) takes over.
+/// driver thread steps aside meanwhile (the leader also watches the
+/// bridges' sockets, and pumps them in its rounds); other blocked callers
+/// sleep on their own condition variables and are woken by the leader's
+/// rounds only for their own sockets. When the leader's call returns, the
+/// driver (or, without one, another blocked caller) takes over: at once
+/// while bridges are up, else after a lease.
 pub(super) struct Shared {
     pub(super) engine: Mutex<Engine>,
     pub(super) pcap_fd: RawFd,
