@@ -4,12 +4,12 @@ The clients are the same programs on both sides. `CLIENT`: `asyncio.open_connect
 echo, close; first one connection after another (a connection per request), then 50 connections at once, each
 making 200 requests on its own connection (keep-alive). `AIOHTTP_CLIENT`: an aiohttp session `GET`ting a
 2-byte reply, one session kept alive, then with `force_close=True` (a connection per request).
-`BLOCKING_CLIENT`: the 64-byte exchange on a blocking `socket.create_connection` per request, then `requests`
-kept alive and with a connection per request. Once under `python -m mipfast.patch -i <lab interface>`, once on
-a kernel veth pair between two namespaces (the kernel's offloads at their defaults). The echo server and the
-HTTP server (a minimal asyncio responder) are the same programs on kernel sockets in the peer's namespace.
-Rounds interleave the two; medians. Run as root: `sudo .venv/bin/python bench/patched_client.py [--rounds 5]`.
-Asserts nothing.
+`BLOCKING_CLIENT`: the 64-byte exchange on a blocking `socket.create_connection` per request, then on one kept
+connection (`TCP_NODELAY`), then `requests` kept alive and with a connection per request. Once under
+`python -m mipfast.patch -i <lab interface>`, once on a kernel veth pair between two namespaces (the kernel's
+offloads at their defaults). The echo server and the HTTP server (a minimal asyncio responder) are the same
+programs on kernel sockets in the peer's namespace. Rounds interleave the two; medians. Run as root:
+`sudo .venv/bin/python bench/patched_client.py [--rounds 5]`. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -132,12 +132,15 @@ HOST, PORT, HTTP_PORT, CONNECTIONS = sys.argv[1], int(sys.argv[2]), int(sys.argv
 REQUEST = b"x" * 63 + b"\\n"
 URL = f"http://{HOST}:{HTTP_PORT}/"
 
+def exchange(s):
+    s.sendall(REQUEST)
+    got = b""
+    while len(got) < len(REQUEST):
+        got += s.recv(4096)
+
 def one_per_request():
     with socket.create_connection((HOST, PORT), timeout=5) as s:
-        s.sendall(REQUEST)
-        got = b""
-        while len(got) < len(REQUEST):
-            got += s.recv(4096)
+        exchange(s)
 
 def rate(call, n):
     for _ in range(n // 10):
@@ -148,6 +151,9 @@ def rate(call, n):
     return n / (time.perf_counter() - start)
 
 print(f"socket_per_request {rate(one_per_request, CONNECTIONS):.1f}", flush=True)
+with socket.create_connection((HOST, PORT), timeout=5) as kept:
+    kept.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print(f"socket_kept {rate(lambda: exchange(kept), 5000):.1f}", flush=True)
 with requests.Session() as session:
     print(f"requests_kept {rate(lambda: session.get(URL).content, 2000):.1f}", flush=True)
 print(f"requests_per_request {rate(lambda: requests.get(URL).content, 500):.1f}", flush=True)
@@ -159,6 +165,7 @@ ROWS = (
     ("aiohttp_kept", "aiohttp session, kept alive"),
     ("aiohttp_per_request", "aiohttp session, a connection per request"),
     ("socket_per_request", "blocking socket.create_connection, a connection per request"),
+    ("socket_kept", "blocking socket, one connection, 64-byte round trips"),
     ("requests_kept", "requests session, kept alive"),
     ("requests_per_request", "requests.get, a connection per request"),
 )
