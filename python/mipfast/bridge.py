@@ -325,8 +325,12 @@ def _running_selector() -> selectors.BaseSelector | None:
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
+    nonblocking = sock.gettimeout() is not None
+    if _running_selector() is None:  # no event loop in this thread: nothing to keep
+        conn.bridge_onto(sock.fileno(), nonblocking)
+        return
     with _registration_kept(sock) as fd_here:
-        conn.bridge_onto(fd_here, sock.gettimeout() is not None)
+        conn.bridge_onto(fd_here, nonblocking)
 
 
 class StackServerSocket:

@@ -75,6 +75,9 @@ pub fn resolve_host(
     host: &str,
     timeout: Option<Duration>,
 ) -> PyResult<Vec<Ipv4Addr>> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(vec![ip]); // no lookup, so no need to let go of the GIL
+    }
     match blocking(py, |interrupt| live.resolve(host, timeout, interrupt))? {
         Ok(addresses) => Ok(addresses),
         Err(e) => Err(errors::gaierror(py, host, e)),
