@@ -395,7 +395,10 @@ impl PyConnection {
         let nbytes = errors::buffer_size(nbytes, "recv_into")?;
         let buf = PyBuffer::<u8>::get(buffer)?;
         let mut raw = RawSlice::of(&buf, true)?;
-        if nbytes > 0 && nbytes <= raw.len {
+        if nbytes > raw.len {
+            return Ok(None); // the descriptor's call raises the stdlib's ValueError
+        }
+        if nbytes > 0 {
             raw.len = nbytes;
         }
         self.direct_read(py, fd, raw, t)
