@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import hashlib
 import http.server
@@ -128,6 +129,14 @@ def test_a_blocking_patched_socket_reads_and_writes_its_connection_itself(lab, p
         while len(got) < len(sent):
             got += s.recv(1 << 16)
         assert got == sent, "every byte back, in order"
+        # Buffers of other formats, as the stdlib takes them.
+        ints = array.array("i", [1, 2, 3, 4])
+        s.sendall(ints)
+        into = array.array("i", [0] * 4)
+        got_bytes = s.recv_into(into)  # a buffer of ints, as the descriptor's call takes it
+        while got_bytes < 16:
+            got_bytes += s.recv_into(memoryview(into).cast("B")[got_bytes:])
+        assert into == ints
         for bad in (lambda: s.recv(-1), lambda: s.recv_into(bytearray(4), 10)):
             try:
                 bad()

@@ -393,8 +393,13 @@ impl PyConnection {
     ) -> PyResult<Option<usize>> {
         let t = timeout_arg(timeout)?;
         let nbytes = errors::buffer_size(nbytes, "recv_into")?;
-        let buf = PyBuffer::<u8>::get(buffer)?;
-        let mut raw = RawSlice::of(&buf, true)?;
+        // A buffer of another format, or read-only: the descriptor's call takes or refuses it.
+        let Ok(buf) = PyBuffer::<u8>::get(buffer) else {
+            return Ok(None);
+        };
+        let Ok(mut raw) = RawSlice::of(&buf, true) else {
+            return Ok(None);
+        };
         if nbytes > raw.len {
             return Ok(None); // the descriptor's call raises the stdlib's ValueError
         }
@@ -434,7 +439,9 @@ impl PyConnection {
         timeout: Option<f64>,
     ) -> PyResult<(bool, usize)> {
         let t = timeout_arg(timeout)?;
-        let view = Readable::of(data)?;
+        let Ok(view) = Readable::of(data) else {
+            return Ok((false, 0)); // the descriptor's call takes or refuses it
+        };
         let raw = view.raw;
         // (The engine lock is never waited for with the GIL held: its holder may log.)
         let (live, h) = (&self.live, self.handle);
