@@ -7,7 +7,7 @@ mod tcp_net;
 use mipfast::phy::poll;
 use mipfast::phy::stream_fd::StreamFd;
 use mipfast::runtime::bridge::{BridgeFate, Bridges};
-use mipfast::socket::tcp::Handle;
+use mipfast::socket::tcp::{Connection, Handle};
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
 use std::io::{ErrorKind, Read, Write};
@@ -67,6 +67,31 @@ fn drain(user: &mut UnixStream, into: &mut Vec<u8>) -> bool {
     }
 }
 
+/// B's turn: sends what is left of `down` (then its end of stream) and
+/// takes what came into `at_b`; true once it read the user's end of stream.
+fn b_turn(
+    c: &mut Connection,
+    down: &[u8],
+    sent: &mut usize,
+    shut: &mut bool,
+    at_b: &mut Vec<u8>,
+) -> bool {
+    if *sent < down.len() {
+        *sent += c.send(&down[*sent..]).unwrap();
+    } else if !*shut {
+        c.shutdown_write();
+        *shut = true;
+    }
+    let mut buf = [0u8; 65536];
+    while let Ok(Some(k)) = c.recv(&mut buf) {
+        if k == 0 {
+            return true;
+        }
+        at_b.extend_from_slice(&buf[..k]);
+    }
+    false
+}
+
 fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
     let mut net = Net::clean(21);
     let (mut bridges, mut user, _, hb, fate) = bridged(&mut net, portable);
@@ -75,7 +100,6 @@ fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
     let (mut up_sent, mut down_sent) = (0, 0);
     let (mut at_b, mut at_user) = (Vec::new(), Vec::new());
     let (mut user_shut, mut b_shut, mut user_eof, mut b_eof) = (false, false, false, false);
-    let mut buf = vec![0u8; 65536];
     let ok = net.run_until(Duration::from_secs(60), |n| {
         if up_sent < up.len() {
             match user.write(&up[up_sent..]) {
@@ -90,19 +114,7 @@ fn bytes_cross_both_ways_and_end_of_stream_passes_on(portable: bool) {
         user_eof |= drain(&mut user, &mut at_user);
         pump(&mut bridges, &mut n.a.stack, n.now);
         let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
-        if down_sent < down.len() {
-            down_sent += c.send(&down[down_sent..]).unwrap();
-        } else if !b_shut {
-            c.shutdown_write();
-            b_shut = true;
-        }
-        while let Ok(Some(k)) = c.recv(&mut buf) {
-            if k == 0 {
-                b_eof = true;
-                break;
-            }
-            at_b.extend_from_slice(&buf[..k]);
-        }
+        b_eof |= b_turn(c, &down, &mut down_sent, &mut b_shut, &mut at_b);
         user_eof && b_eof
     });
     assert!(ok, "both streams ended");
@@ -544,18 +556,7 @@ fn direct_calls_and_the_socket_keep_both_streams_in_order(portable: bool) {
         }
         pump(&mut bridges, &mut n.a.stack, n.now);
         let c = n.b.stack.tcp_mut().get_mut(hb).unwrap();
-        if down_sent < down.len() {
-            down_sent += c.send(&down[down_sent..]).unwrap();
-        } else if !b_shut {
-            c.shutdown_write();
-            b_shut = true;
-        }
-        while let Ok(Some(k)) = c.recv(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            at_b.extend_from_slice(&buf[..k]);
-        }
+        b_turn(c, &down, &mut down_sent, &mut b_shut, &mut at_b);
         user_eof && at_b.len() == up.len()
     });
     assert!(
