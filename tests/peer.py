@@ -112,6 +112,12 @@ def main() -> None:
         while True:
             c, _ = server.accept()
             threading.Thread(target=echo, args=(c,), daemon=True).start()
+    elif mode == "greet":  # a line to each connection, then closes first: TIME-WAIT stays here
+        server = listen(int(sys.argv[2]))
+        while True:
+            c, _ = server.accept()
+            c.sendall(b"hello\n")
+            c.close()
     elif mode == "udp-echo":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", int(sys.argv[2])))

@@ -879,3 +879,43 @@ def test_a_connect_to_an_address_nobody_answers_fails_as_no_route_to_host(lab, s
     assert failed.value.errno == errno.EHOSTUNREACH
     assert time.monotonic() - start < 6
     assert stack.connections() == []
+
+
+def _tcp_flags_sent(pcap: bytes, port: int) -> list[int]:
+    """The TCP flags of each segment the stack sent from `port`, from a `.pcap` of its
+    frames (Ethernet, IPv4 without options, as the stack sends them)."""
+    flags, at = [], 24  # past the file header
+    while at + 16 <= len(pcap):
+        length = int.from_bytes(pcap[at + 8 : at + 12], "little")
+        frame = pcap[at + 16 : at + 16 + length]
+        at += 16 + length
+        if frame[12:14] == b"\x08\x00" and frame[23] == 6 and int.from_bytes(frame[34:36], "big") == port:
+            flags.append(frame[47])
+    return flags
+
+
+def test_a_stack_started_again_reuses_a_tuple_the_peer_holds_in_time_wait(lab, peer):
+    """A program run again (a new stack each time) from the same source port to a server that
+    closed first, whose side still holds the old connection in TIME-WAIT: the new SYN is taken at
+    once, as a kernel client's is, because every stack of the machine numbers its connections
+    and timestamps on one clock. (On clocks of their own, about half the attempts got an ACK
+    instead, then our reset and a second's wait for the SYN to be sent again.)"""
+    peer(PEER_PY, "greet", "9490")
+    syn, rst = 0x02, 0x04
+    for run in range(6):
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+            stack.capture_start(1 << 20)
+            conn = stack.connect((lab.peer_ip, 9490), timeout=10, source_port=47000)
+            line = b""
+            while chunk := conn.recv(100):
+                line += chunk
+            assert line == b"hello\n"
+            conn.close()
+            deadline = time.monotonic() + 5
+            while stack.connections() and time.monotonic() < deadline:
+                time.sleep(0.01)  # our FIN acknowledged: the peer's side is in TIME-WAIT
+            assert stack.connections() == []
+            stack.capture_stop()
+            sent = _tcp_flags_sent(stack.capture_pcap(), 47000)
+            assert [f & syn for f in sent].count(syn) == 1, f"run {run}: one SYN ({sent})"
+            assert not any(f & rst for f in sent), f"run {run}: no reset ({sent})"

@@ -16,6 +16,7 @@ mod secret;
 mod send_buffer;
 #[cfg(test)]
 pub(crate) use secret::Secret;
+pub use secret::SharedClock;
 mod seq;
 mod set;
 mod tuple_map;
@@ -111,6 +112,9 @@ pub struct TcpConfig {
     /// segmentation offload): full-sized segments that leave together go
     /// as one burst of up to this size. 0: one segment per packet.
     pub burst_capacity: usize,
+    /// Initial sequence numbers and timestamps on a clock that every stack
+    /// of this machine shares (see [`SharedClock`]); None: the stack's own.
+    pub shared_clock: Option<SharedClock>,
 }
 
 impl TcpConfig {
@@ -143,6 +147,7 @@ impl Default for TcpConfig {
             user_timeout: None,
             syn_cookies: true,
             burst_capacity: 0,
+            shared_clock: None,
         }
     }
 }

@@ -9,11 +9,56 @@ use siphasher::sip::SipHasher24;
 #[derive(Debug, Clone)]
 pub struct Secret {
     key: [u8; 16],
+    shared: Option<SharedClock>,
+}
+
+/// A clock that every stack of a machine shares, for initial sequence
+/// numbers and timestamps: a key for their hashes and where this stack's
+/// time zero lies on it (set by the runtime: a key kept for the machine's
+/// uptime, and its monotonic clock). A new stack's numbers for a 4-tuple
+/// then continue those of an earlier stack (a program run again through the
+/// patch), as the kernel's continue across processes. A peer that still
+/// holds the tuple in TIME-WAIT then takes the new SYN (RFC 6191, by
+/// timestamps; RFC 9293 §3.6.1, by sequence numbers) instead of answering
+/// with an ACK that costs a reset and a second's retransmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedClock {
+    pub key: [u8; 16],
+    /// This stack's time zero on the shared clock, in µs.
+    pub base_micros: u64,
 }
 
 impl Secret {
     pub fn new(key: [u8; 16]) -> Self {
-        Secret { key }
+        Secret { key, shared: None }
+    }
+
+    /// ISNs and timestamps on `shared` (see [`SharedClock`]).
+    pub fn with_shared_clock(mut self, shared: Option<SharedClock>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The key for ISNs and timestamps, and this stack's time zero on their clock.
+    fn clock(&self) -> ([u8; 16], u64) {
+        self.shared
+            .map_or((self.key, 0), |c| (c.key, c.base_micros))
+    }
+
+    /// A hash of a 4-tuple under `key`; `domain` separates its uses.
+    fn tuple_hash(
+        key: &[u8; 16],
+        domain: u8,
+        local: (Ipv4Addr, u16),
+        remote: (Ipv4Addr, u16),
+    ) -> u64 {
+        let mut h = SipHasher24::new_with_key(key);
+        h.write_u8(domain);
+        h.write(&local.0.octets());
+        h.write(&local.1.to_be_bytes());
+        h.write(&remote.0.octets());
+        h.write(&remote.1.to_be_bytes());
+        h.finish()
     }
     #[cfg(test)]
     pub(crate) fn key(&self) -> [u8; 16] {
@@ -33,30 +78,18 @@ impl Secret {
     /// RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport, key),
     /// M a 4 µs clock, so that a reused 4-tuple starts above its old numbers.
     pub fn isn(&self, now: Instant, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
-        let f = self.hash(
-            0,
-            &[
-                &local.0.octets(),
-                &local.1.to_be_bytes(),
-                &remote.0.octets(),
-                &remote.1.to_be_bytes(),
-            ],
-        );
-        let m = (now.total_micros() / 4) as u32;
+        let (key, base) = self.clock();
+        let f = Secret::tuple_hash(&key, 0, local, remote);
+        let m = ((base as i64).wrapping_add(now.total_micros()) / 4) as u32;
         m.wrapping_add(f as u32)
     }
 
-    /// RFC 7323 §5.4: a timestamp clock offset per 4-tuple.
+    /// RFC 7323 §5.4: a timestamp clock offset per 4-tuple (from this
+    /// stack's time zero: the shared clock's time then included).
     pub fn timestamp_offset(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
-        self.hash(
-            2,
-            &[
-                &local.0.octets(),
-                &local.1.to_be_bytes(),
-                &remote.0.octets(),
-                &remote.1.to_be_bytes(),
-            ],
-        ) as u32
+        let (key, base) = self.clock();
+        let offset = Secret::tuple_hash(&key, 2, local, remote) as u32;
+        offset.wrapping_add((base / 1000) as u32)
     }
 
     /// RFC 6056 §3.3.3 (Algorithm 3): the per-destination starting offset.
@@ -83,5 +116,38 @@ mod tests {
         assert_ne!(s1.isn(t, a, b), s1.isn(t, b, a));
         let later = s1.isn(t + crate::time::Duration::from_micros(400), a, b);
         assert_eq!(later.wrapping_sub(s1.isn(t, a, b)), 100);
+    }
+
+    #[test]
+    fn a_later_stack_on_the_shared_clock_numbers_a_tuple_after_an_earlier_one() {
+        let a = (Ipv4Addr::new(10, 0, 0, 1), 50000);
+        let b = (Ipv4Addr::new(10, 0, 0, 2), 80);
+        let clock = |base_micros| SharedClock {
+            key: [9; 16],
+            base_micros,
+        };
+        // Each with a key of its own, the second started 5 s after the first.
+        let first = Secret::new([1; 16]).with_shared_clock(Some(clock(7_000_000)));
+        let second = Secret::new([2; 16]).with_shared_clock(Some(clock(12_000_000)));
+        let (end, start) = (Instant::from_secs(4), Instant::ZERO);
+        let isn_step = second.isn(start, a, b).wrapping_sub(first.isn(end, a, b));
+        assert_eq!(
+            isn_step, 250_000,
+            "1 s later on the shared clock, in 4 µs steps"
+        );
+        let ts = |s: &Secret, now: Instant| {
+            ((now.total_micros() / 1000) as u32).wrapping_add(s.timestamp_offset(a, b))
+        };
+        assert_eq!(
+            ts(&second, start).wrapping_sub(ts(&first, end)),
+            1000,
+            "1 s later, in ms"
+        );
+        // Without it, two stacks number the tuple independently.
+        let own = Secret::new([2; 16]);
+        assert_ne!(
+            own.isn(start, a, b).wrapping_sub(first.isn(end, a, b)),
+            250_000
+        );
     }
 }

@@ -129,7 +129,7 @@ impl TcpSockets {
             dirty: Vec::new(),
             changed: None,
             retransmits_of_freed: 0,
-            secret: Secret::new(key),
+            secret: Secret::new(key).with_shared_clock(config.shared_clock),
             next_ephemeral: first_port,
             cookies: (0, 0),
             path_mtu: PathMtuCache::default(),
