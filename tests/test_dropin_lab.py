@@ -153,6 +153,16 @@ def test_a_blocking_patched_socket_reads_and_writes_its_connection_itself(lab, p
         s.settimeout(10)
         s.sendall(b"on")
         assert s.recv(2) == b"on"
+        # shutdown(SHUT_RD) from another thread ends a read waiting on the connection.
+        other = socket.create_connection((lab.peer_ip, 9488), timeout=10)
+        ended: list[bytes] = []
+        reader = threading.Thread(target=lambda: ended.append(other.recv(10)))
+        reader.start()
+        time.sleep(0.2)
+        other.shutdown(socket.SHUT_RD)
+        reader.join(5)
+        assert ended == [b""], "the waiting read returned at the shutdown, not at its timeout"
+        other.close()
         # After shutdown(SHUT_WR), a send fails as on a kernel socket, and reading goes on.
         s.sendall(b"last")
         s.shutdown(socket.SHUT_WR)

@@ -197,6 +197,11 @@ class BridgedSocket(socket.socket):
             self._end_of_stream()
         return n, address
 
+    def shutdown(self, how: int) -> None:
+        super().shutdown(how)
+        if how != socket.SHUT_WR and self._mip_direct_ok and self._mip_conn is not None:
+            self._mip_conn._shutdown_read_bridged()  # a direct read waiting elsewhere returns
+
     def getpeername(self) -> Any:
         if self._mip_names is not None:
             return self._mip_names[1]

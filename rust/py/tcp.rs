@@ -458,6 +458,16 @@ impl PyConnection {
         }
     }
 
+    /// A bridged socket shut for reading (`shutdown(SHUT_RD)`): the
+    /// connection's reads end too, so that a direct read waiting in another
+    /// thread returns, as a kernel socket's `recv` does (its socket's
+    /// descriptor, shut already, then says end of stream).
+    fn _shutdown_read_bridged(&self, py: Python<'_>) {
+        if self.bridged() && !self.live.is_shut() {
+            let _ = self.with_engine_conn(py, |c| c.shutdown_read()); // gone already: nothing waits
+        }
+    }
+
     /// Ends the bridge and makes this object the connection's again, open:
     /// returns the bytes the bridge read from the connection and has not
     /// written to its socket (they follow what the socket holds), or None
