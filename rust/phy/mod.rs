@@ -25,6 +25,7 @@ pub mod poll;
 #[cfg(linux_fast_path)]
 mod queued_text;
 pub mod ready_fd;
+pub mod shared_clock;
 mod sockopt;
 pub mod stream_fd;
 pub mod timer_slack;

@@ -412,7 +412,7 @@ impl LiveStack {
         let device = Traced::new(faulty, trace);
         let mut stack_config = config.stack;
         stack_config.tcp.burst_capacity = device.burst_capacity();
-        stack_config.tcp.shared_clock = super::shared_clock::for_stack(origin);
+        stack_config.tcp.shared_clock = crate::phy::shared_clock::for_stack(origin);
         let mut engine = Engine {
             stack: Stack::new(stack_config, Instant::ZERO),
             device,

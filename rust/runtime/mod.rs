@@ -13,7 +13,6 @@ pub mod live;
 pub mod ops;
 pub mod readiness;
 pub mod ready_set;
-mod shared_clock;
 pub mod status;
 mod wait;
 mod waiters;
