@@ -168,7 +168,7 @@ class BridgedSocket(socket.socket):
         if conn is not None:
             direct = conn._direct_recv(self.fileno(), bufsize, self.gettimeout())
             if direct is not None:
-                return bytes(direct)
+                return direct  # type: ignore[no-any-return]
         data = super().recv(bufsize, flags)
         if not data and bufsize:
             self._end_of_stream()

@@ -17,6 +17,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -106,6 +107,15 @@ impl PyConnection {
             .map_err(errors::to_py)?;
         *self.fate_slot() = Some(fate);
         Ok(())
+    }
+
+    /// A socketpair made here, one end joined to the connection's bridge;
+    /// the other, the application's.
+    fn join_pair(&self, py: Python<'_>) -> PyResult<UnixStream> {
+        self.check_open()?;
+        let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
+        self.join(py, socket, 0)?;
+        Ok(end)
     }
 
     /// A direct read of the bridged connection into `buf` (see
@@ -360,9 +370,7 @@ impl PyConnection {
     /// How a patched socket's `connect()` becomes the bridge's end, in one
     /// call and the fewest system calls.
     fn bridge_onto(&self, py: Python<'_>, fd: i32, nonblocking: bool) -> PyResult<()> {
-        self.check_open()?;
-        let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
-        self.join(py, socket, 0)?;
+        let end = self.join_pair(py)?;
         stream_fd::put_in_place(end, fd, nonblocking).map_err(errors::to_py)
     }
 
@@ -370,10 +378,7 @@ impl PyConnection {
     /// descriptor (close-on-exec, blocking) for the caller to own: what
     /// `socket.socket(fileno=...)` takes.
     fn bridge_end(&self, py: Python<'_>) -> PyResult<i32> {
-        self.check_open()?;
-        let (socket, end) = StreamFd::pair().map_err(errors::to_py)?;
-        self.join(py, socket, 0)?;
-        Ok(OwnedFd::from(end).into_raw_fd())
+        Ok(OwnedFd::from(self.join_pair(py)?).into_raw_fd())
     }
 
     /// A bridged socket's own `recv_into`, straight from the connection into

@@ -30,8 +30,9 @@
 //! `recv` and `sendall` read and write the connection itself, in its own
 //! thread (no hop through the driver), whenever nothing in the socket or the
 //! bridge must come first ([`Bridges::begin_direct_read`],
-//! [`Bridges::may_send_direct`]; the lock the pump runs under makes the test
-//! hold until the call is done).
+//! [`Bridges::may_send_direct`]: tested under the lock the pump runs under,
+//! and a direct reader holds the bridge's downward direction back until it
+//! is done).
 
 use super::errno;
 #[cfg(linux_fast_path)]

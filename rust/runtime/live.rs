@@ -129,6 +129,14 @@ impl Engine {
         pumped
     }
 
+    /// [`Engine::pump_bridges`] outside a round (a call's thread), the
+    /// waiters it concerns woken.
+    fn pump_bridges_now(&mut self) {
+        let now = self.now();
+        let moved = self.pump_bridges(now);
+        self.publish(moved, true, false);
+    }
+
     /// Sends the frames the engine has queued (what a loop's calls handed
     /// off to the driver, see `handoff.rs`).
     pub(super) fn flush_tx(&mut self) {
@@ -709,9 +717,7 @@ impl LiveStack {
         }
         // Its first step here: what the connection already holds goes to the
         // socket now, not at the driver's next round.
-        let now = engine.now();
-        let moved = engine.pump_bridges(now);
-        engine.publish(moved, true, false);
+        engine.pump_bridges_now();
         drop(engine);
         if !watched {
             self.notify(); // the driver (or a leader) sleeps on sockets without it
@@ -762,9 +768,7 @@ impl LiveStack {
     pub fn end_direct_read(&self, handle: Handle) {
         let mut engine = self.engine();
         engine.bridges.end_direct_read(handle);
-        let now = engine.now();
-        let moved = engine.pump_bridges(now);
-        engine.publish(moved, true, false);
+        engine.pump_bridges_now();
     }
 
     /// Whether the application may send on `handle`'s bridged connection

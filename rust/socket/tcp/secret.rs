@@ -44,22 +44,6 @@ impl Secret {
         self.shared
             .map_or((self.key, 0), |c| (c.key, c.base_micros))
     }
-
-    /// A hash of a 4-tuple under `key`; `domain` separates its uses.
-    fn tuple_hash(
-        key: &[u8; 16],
-        domain: u8,
-        local: (Ipv4Addr, u16),
-        remote: (Ipv4Addr, u16),
-    ) -> u64 {
-        let mut h = SipHasher24::new_with_key(key);
-        h.write_u8(domain);
-        h.write(&local.0.octets());
-        h.write(&local.1.to_be_bytes());
-        h.write(&remote.0.octets());
-        h.write(&remote.1.to_be_bytes());
-        h.finish()
-    }
     #[cfg(test)]
     pub(crate) fn key(&self) -> [u8; 16] {
         self.key
@@ -67,19 +51,14 @@ impl Secret {
 
     /// A keyed hash of `parts`; `domain` separates the uses of one key.
     pub(super) fn hash(&self, domain: u8, parts: &[&[u8]]) -> u64 {
-        let mut h = SipHasher24::new_with_key(&self.key);
-        h.write_u8(domain);
-        for p in parts {
-            h.write(p);
-        }
-        h.finish()
+        keyed_hash(&self.key, domain, parts)
     }
 
     /// RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport, key),
     /// M a 4 µs clock, so that a reused 4-tuple starts above its old numbers.
     pub fn isn(&self, now: Instant, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
         let (key, base) = self.clock();
-        let f = Secret::tuple_hash(&key, 0, local, remote);
+        let f = keyed_hash(&key, 0, &[&tuple(local, remote)]);
         let m = ((base as i64).wrapping_add(now.total_micros()) / 4) as u32;
         m.wrapping_add(f as u32)
     }
@@ -88,7 +67,7 @@ impl Secret {
     /// stack's time zero: the shared clock's time then included).
     pub fn timestamp_offset(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
         let (key, base) = self.clock();
-        let offset = Secret::tuple_hash(&key, 2, local, remote) as u32;
+        let offset = keyed_hash(&key, 2, &[&tuple(local, remote)]) as u32;
         offset.wrapping_add((base / 1000) as u32)
     }
 
@@ -99,6 +78,26 @@ impl Secret {
             &[&local.octets(), &remote.0.octets(), &remote.1.to_be_bytes()],
         ) as u32
     }
+}
+
+/// SipHash-2-4 of `parts` under `key`, `domain` first.
+fn keyed_hash(key: &[u8; 16], domain: u8, parts: &[&[u8]]) -> u64 {
+    let mut h = SipHasher24::new_with_key(key);
+    h.write_u8(domain);
+    for p in parts {
+        h.write(p);
+    }
+    h.finish()
+}
+
+/// A 4-tuple's bytes, in the order the hashes take them.
+fn tuple(local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> [u8; 12] {
+    let mut b = [0u8; 12];
+    b[..4].copy_from_slice(&local.0.octets());
+    b[4..6].copy_from_slice(&local.1.to_be_bytes());
+    b[6..10].copy_from_slice(&remote.0.octets());
+    b[10..].copy_from_slice(&remote.1.to_be_bytes());
+    b
 }
 
 #[cfg(test)]
