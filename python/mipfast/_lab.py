@@ -26,6 +26,20 @@ class LabError(RuntimeError):
     """The lab could not be set up (missing tool, no privileges)."""
 
 
+class PeerCommandFailed(subprocess.CalledProcessError):
+    """A command run on the peer side failed; its message ends with what it printed on stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} Its stderr: {(self.stderr or '').strip()[-2000:]!r}"
+
+
+def _run_peer_command(args: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise PeerCommandFailed(result.returncode, args, result.stdout, result.stderr)
+    return result
+
+
 def _run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(args), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
@@ -89,14 +103,7 @@ class Lab:
 
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Runs a command in the namespace and returns its result."""
-        return subprocess.run(
-            self.ns(*args),
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        return _run_peer_command(self.ns(*args), check, timeout)
 
     def up(self) -> None:
         missing = missing_tools()
@@ -258,9 +265,7 @@ class _HostPeerLab:
 
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Runs a command on the peer side (this host) and returns its result."""
-        return subprocess.run(
-            list(args), capture_output=True, text=True, check=check, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        return _run_peer_command(list(args), check, timeout)
 
     def describe(self, ip: str, port: int) -> str:
         return (
