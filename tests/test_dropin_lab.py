@@ -94,12 +94,22 @@ def test_patched_sockets_in_process(lab, peer, stack):
 def test_a_blocking_patched_socket_reads_and_writes_its_connection_itself(lab, peer, stack):
     """A blocking socket's plain sends and reads skip its bridge (the caller runs the
     stack, no hop through the driver), and stay in order with what goes through its
-    descriptor: C code's writes and reads of it, an end of stream not yet passed on."""
+    descriptor: C code's writes and reads of it, an end of stream not yet passed on.
+    Until something needs the descriptor, the socket has no bridge at all."""
     peer(PEER_PY, "echo", "9488")
     with patched(stack):
-        before = stack.tcp_info
         s = socket.create_connection((lab.peer_ip, 9488), timeout=10)
         buffer = bytearray(8)
+        for i in range(50):
+            s.sendall(b"%03d" % i)
+            assert s.recv(3) == b"%03d" % i
+        assert stack.tcp_info["bridges"] == 0, "plain calls need no bridge"
+        s.sendall(b"early")
+        time.sleep(0.3)  # the echo waits in the connection, not yet read
+        assert select.select([s], [], [], 10)[0], "the descriptor, once needed, shows it"
+        assert stack.tcp_info["bridges"] == 1
+        assert os.read(s.fileno(), 100) == b"early"
+        before = stack.tcp_info
         for i in range(200):
             s.sendall(b"%03d" % i)
             if i % 2:

@@ -166,7 +166,7 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_names = (conn.getsockname(), conn.getpeername())
         self._mip_conn = conn
         self._mip_direct_ok = True
-        bridge.adopt(self, conn)
+        bridge.adopt_unjoined(self, conn)
 
     def _mip_settled(self) -> bool:
         """Where a non-blocking ``connect()`` stands: True once connected, False while

@@ -35,6 +35,7 @@ import select
 import selectors
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,6 +126,45 @@ class BridgedSocket(socket.socket):
     #: keeps its bridge: the driver then runs the stack beside the server's threads, and
     #: coalesces what a handler writes in pieces (headers, then a body) as it reads them.
     _mip_direct_ok = False
+    #: A blocking client's connection whose bridge is not made yet: its descriptor is still
+    #: the unconnected kernel socket ``socket()`` made, and the plain calls go to the
+    #: connection itself. Anything that needs the descriptor (``fileno()``: ``select``, TLS,
+    #: ``os.read``; flags, ``recvmsg``, a non-blocking mode, a fork) makes the bridge first
+    #: (``_mip_join``), which hands the descriptor whatever the connection holds unread.
+    _mip_unjoined: Any = None
+
+    def _mip_join(self) -> None:
+        """Makes this socket's bridge, if it has none yet (see ``_mip_unjoined``)."""
+        conn = self._mip_unjoined
+        if conn is not None:
+            self._mip_unjoined = None
+            _UNJOINED.discard(self)
+            adopt(self, conn)
+
+    def fileno(self) -> int:
+        self._mip_join()
+        return super().fileno()
+
+    def detach(self) -> int:
+        self._mip_join()
+        return super().detach()
+
+    def settimeout(self, value: float | None) -> None:
+        if value == 0:
+            self._mip_join()  # a non-blocking socket's event loop watches its descriptor
+        super().settimeout(value)
+        if self._mip_unjoined is not None:
+            self._mip_unjoined.settimeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(None if flag else 0.0)
+
+    def _real_close(self, _ss: Any = socket.socket) -> None:
+        conn, self._mip_unjoined = self._mip_unjoined, None
+        if conn is not None:
+            _UNJOINED.discard(self)
+            conn.close()  # as a kernel socket's close: a FIN, or a reset over unread data
+        super()._real_close()  # type: ignore[misc]
 
     def _end_of_stream(self) -> None:
         """At end of stream: if the stack connection failed (a reset, a timeout),
@@ -149,7 +189,17 @@ class BridgedSocket(socket.socket):
             return None  # (closed: the descriptor's call raises EBADF)
         return self._mip_conn
 
+    def _mip_unjoined_for(self, flags: int) -> Any:
+        """The connection, where a plain call (no flags) on a socket without its bridge yet
+        goes straight to it; None where the call needs the descriptor (made so here)."""
+        if self._mip_unjoined is not None and flags:
+            self._mip_join()
+        return self._mip_unjoined
+
     def send(self, data: Any, flags: int = 0) -> int:
+        unjoined = self._mip_unjoined_for(flags)
+        if unjoined is not None:
+            return int(unjoined.send(data))
         conn = self._mip_direct(flags)
         if conn is not None:
             sent, n = conn._direct_send(data, False, self.gettimeout())
@@ -158,12 +208,18 @@ class BridgedSocket(socket.socket):
         return super().send(data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        unjoined = self._mip_unjoined_for(flags)
+        if unjoined is not None:
+            return unjoined.sendall(data)  # type: ignore[no-any-return]
         conn = self._mip_direct(flags)
         if conn is not None and conn._direct_send(data, True, self.gettimeout())[0]:
             return None
         return super().sendall(data, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        unjoined = self._mip_unjoined_for(flags)
+        if unjoined is not None:
+            return unjoined.recv(bufsize)  # type: ignore[no-any-return]
         conn = self._mip_direct(flags)
         if conn is not None:
             direct = conn._direct_recv(self.fileno(), bufsize, self.gettimeout())
@@ -175,6 +231,9 @@ class BridgedSocket(socket.socket):
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        unjoined = self._mip_unjoined_for(flags)
+        if unjoined is not None:
+            return int(unjoined.recv_into(buffer, nbytes))
         conn = self._mip_direct(flags)
         if conn is not None:
             direct = conn._direct_recv_into(self.fileno(), buffer, nbytes, self.gettimeout())
@@ -185,19 +244,39 @@ class BridgedSocket(socket.socket):
             self._end_of_stream()
         return n
 
+    def sendto(self, data: Any, *args: Any) -> int:
+        self._mip_join()
+        return super().sendto(data, *args)
+
+    def sendmsg(self, *args: Any) -> int:
+        self._mip_join()
+        return super().sendmsg(*args)
+
+    def recvmsg(self, *args: Any) -> Any:
+        self._mip_join()
+        return super().recvmsg(*args)
+
+    def recvmsg_into(self, *args: Any) -> Any:
+        self._mip_join()
+        return super().recvmsg_into(*args)
+
     def recvfrom(self, bufsize: int, flags: int = 0) -> Any:
+        self._mip_join()
         data, address = super().recvfrom(bufsize, flags)
         if not data and bufsize:
             self._end_of_stream()
         return data, address
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Any:
+        self._mip_join()
         n, address = super().recvfrom_into(buffer, nbytes, flags)
         if not n and (nbytes or memoryview(buffer).nbytes):
             self._end_of_stream()
         return n, address
 
     def shutdown(self, how: int) -> None:
+        if self._mip_unjoined is not None:
+            return self._mip_unjoined.shutdown(how)  # type: ignore[no-any-return]
         super().shutdown(how)
         if how != socket.SHUT_WR and self._mip_direct_ok and self._mip_conn is not None:
             self._mip_conn._shutdown_read_bridged()  # a direct read waiting elsewhere returns
@@ -241,6 +320,12 @@ class BridgedSocket(socket.socket):
         a transport of ours to take over). None where that cannot be done whole: the
         socket goes on as it was."""
         conn = self._mip_conn
+        if conn is not None and self._mip_unjoined is not None:
+            self._mip_unjoined = None  # no bridge: the connection goes on as it is
+            _UNJOINED.discard(self)
+            self._mip_conn = None
+            self.close()
+            return conn, b""
         pending = None if conn is None else conn._unbridge()
         if pending is None:
             return None
@@ -303,7 +388,7 @@ def _registration_kept(sock: socket.socket) -> Iterator[int]:
     taken off the old description first (epoll and kqueue keep one for as long as the old
     description lives elsewhere, and would report it for this descriptor), then made again,
     same events and callbacks."""
-    fd_here = sock.fileno()
+    fd_here = socket.socket.fileno(sock)  # (not a bridged socket's own, which makes its bridge)
     selector = _running_selector()
     key = None
     if selector is not None:
@@ -327,12 +412,38 @@ def _running_selector() -> selectors.BaseSelector | None:
     return selector if isinstance(selector, selectors.BaseSelector) else None
 
 
+#: Sockets without their bridge yet (``BridgedSocket._mip_unjoined``): a fork makes theirs
+#: first, so that the child, which cannot drive this process's stack, has a descriptor.
+_UNJOINED: weakref.WeakSet[BridgedSocket] = weakref.WeakSet()
+
+
+def _join_before_fork() -> None:
+    for sock in list(_UNJOINED):
+        with contextlib.suppress(OSError):
+            sock._mip_join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_join_before_fork)
+
+
+def adopt_unjoined(sock: BridgedSocket, conn: Any) -> None:
+    """Makes the blocking socket ``sock`` the user of the connected ``conn``, its bridge
+    made only when something needs the descriptor (see ``BridgedSocket._mip_unjoined``).
+    In a thread that runs an event loop the bridge is made at once (see ``adopt``)."""
+    if _running_selector() is not None:
+        adopt(sock, conn)
+        return
+    sock._mip_unjoined = conn
+    _UNJOINED.add(sock)
+
+
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
     nonblocking = sock.gettimeout() is not None
     if _running_selector() is None:  # no event loop in this thread: nothing to keep
-        conn.bridge_onto(sock.fileno(), nonblocking)
+        conn.bridge_onto(socket.socket.fileno(sock), nonblocking)
         return
     with _registration_kept(sock) as fd_here:
         conn.bridge_onto(fd_here, nonblocking)
