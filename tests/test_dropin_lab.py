@@ -193,6 +193,52 @@ def test_a_blocking_patched_socket_reads_and_writes_its_connection_itself(lab, p
             assert e.errno == errno.EBADF
 
 
+def test_a_blocking_patched_client_without_its_bridge_closes_shuts_and_forks_as_a_socket(lab, peer, stack):
+    """A blocking client's socket has no bridge until its descriptor is needed: its close()
+    and shutdown() reach the connection itself, and a fork makes the bridge first, so that
+    the child (which cannot run this process's stack) writes through its descriptor."""
+    peer(PEER_PY, "echo", "9489")
+
+    def state_of(sock_name: tuple[str, int]) -> str | None:
+        return next((c["state"] for c in stack.connections() if c["local"] == sock_name), None)
+
+    with patched(stack):
+        closed = socket.create_connection((lab.peer_ip, 9489), timeout=10)
+        closed.sendall(b"ping")
+        assert closed.recv(4) == b"ping"
+        name = closed.getsockname()
+        closed.close()  # our FIN, then the echo's: TIME-WAIT here, as after a kernel socket's close
+        deadline = time.monotonic() + 5
+        while state_of(name) not in ("TIME_WAIT", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state_of(name) in ("TIME_WAIT", None), state_of(name)
+        half = socket.create_connection((lab.peer_ip, 9489), timeout=10)
+        half.sendall(b"last words")
+        half.shutdown(socket.SHUT_WR)
+        echoed = b""
+        while chunk := half.recv(100):
+            echoed += chunk
+        assert echoed == b"last words", "the echo, then its end of stream after ours"
+        half.close()
+        assert stack.tcp_info["bridges"] == 0, "none of it needed a bridge"
+        forked = socket.create_connection((lab.peer_ip, 9489), timeout=10)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                forked.sendall(b"from the child")
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert stack.tcp_info["bridges"] == 1, "the fork made the bridge"
+        got = b""
+        while len(got) < 14:
+            got += forked.recv(100)
+        assert got == b"from the child"
+        forked.close()
+
+
 def test_socketserver_http_server_served_through_the_stack(lab, stack, tmp_path):
     (tmp_path / "index.html").write_text("served by http.server through mipfast\n")
 
