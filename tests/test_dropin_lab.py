@@ -206,6 +206,7 @@ def test_a_blocking_patched_client_without_its_bridge_closes_shuts_and_forks_as_
         closed = socket.create_connection((lab.peer_ip, 9489), timeout=10)
         closed.sendall(b"ping")
         assert closed.recv(4) == b"ping"
+        assert f"laddr={closed.getsockname()}" in repr(closed), "a repr does not need the bridge"
         name = closed.getsockname()
         closed.close()  # our FIN, then the echo's: TIME-WAIT here, as after a kernel socket's close
         deadline = time.monotonic() + 5

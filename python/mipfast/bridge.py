@@ -101,6 +101,12 @@ def held_end(conn: Any) -> socket.socket:
     return ours
 
 
+def _raw_fileno(sock: socket.socket) -> int:
+    """``sock``'s descriptor as it is, not a bridged socket's ``fileno()``, which makes its
+    bridge. (``socket.socket`` may be the patch's class here: the C type's own method.)"""
+    return int(socket.SocketType.fileno(sock))
+
+
 #: Socket-level options a stack connection answers for; every TCP-level one goes to it too.
 _STACK_SOCKET_OPTIONS = {socket.SO_KEEPALIVE, socket.SO_RCVBUF, socket.SO_SNDBUF}
 
@@ -148,6 +154,17 @@ class BridgedSocket(socket.socket):
     def detach(self) -> int:
         self._mip_join()
         return super().detach()
+
+    def __repr__(self) -> str:
+        if self._mip_unjoined is None:
+            return super().__repr__()
+        # (socket.socket's asks fileno(), which would make the bridge: not for a repr, nor for
+        # the ResourceWarning of a socket collected unclosed.)
+        kind, fd = type(self), _raw_fileno(self)
+        return (
+            f"<{kind.__module__}.{kind.__qualname__} fd={fd}, family={self.family!s}, type={self.type!s}, "
+            f"proto={self.proto}, laddr={self.getsockname()}, raddr={self.getpeername()}>"
+        )
 
     def settimeout(self, value: float | None) -> None:
         if value == 0:
@@ -388,7 +405,7 @@ def _registration_kept(sock: socket.socket) -> Iterator[int]:
     taken off the old description first (epoll and kqueue keep one for as long as the old
     description lives elsewhere, and would report it for this descriptor), then made again,
     same events and callbacks."""
-    fd_here = socket.socket.fileno(sock)  # (not a bridged socket's own, which makes its bridge)
+    fd_here = _raw_fileno(sock)  # (not a bridged socket's own, which makes its bridge)
     selector = _running_selector()
     key = None
     if selector is not None:
@@ -443,7 +460,7 @@ def adopt(sock: socket.socket, conn: Any) -> None:
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""
     nonblocking = sock.gettimeout() is not None
     if _running_selector() is None:  # no event loop in this thread: nothing to keep
-        conn.bridge_onto(socket.socket.fileno(sock), nonblocking)
+        conn.bridge_onto(_raw_fileno(sock), nonblocking)
         return
     with _registration_kept(sock) as fd_here:
         conn.bridge_onto(fd_here, nonblocking)
