@@ -236,7 +236,9 @@ class BridgedSocket(socket.socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         unjoined = self._mip_unjoined_for(flags)
         if unjoined is not None:
-            return unjoined.recv(bufsize)  # type: ignore[no-any-return]
+            early = unjoined._early_recv(bufsize)
+            if early is not None:  # (else another thread made the bridge meanwhile)
+                return early  # type: ignore[no-any-return]
         conn = self._mip_direct(flags)
         if conn is not None:
             direct = conn._direct_recv(self.fileno(), bufsize, self.gettimeout())
@@ -250,7 +252,9 @@ class BridgedSocket(socket.socket):
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         unjoined = self._mip_unjoined_for(flags)
         if unjoined is not None:
-            return int(unjoined.recv_into(buffer, nbytes))
+            early = unjoined._early_recv_into(buffer, nbytes)
+            if early is not None:  # (else another thread made the bridge meanwhile)
+                return int(early)
         conn = self._mip_direct(flags)
         if conn is not None:
             direct = conn._direct_recv_into(self.fileno(), buffer, nbytes, self.gettimeout())

@@ -147,6 +147,22 @@ impl PyConnection {
         }
     }
 
+    /// `read` counted as an early read (see `_early_recv`); None, unread,
+    /// once the connection has its bridge.
+    fn early_read<T>(
+        &self,
+        py: Python<'_>,
+        read: impl FnOnce(&Self) -> PyResult<T>,
+    ) -> PyResult<Option<T>> {
+        let (live, h) = (&self.live, self.handle);
+        if !py.detach(|| live.begin_early_read(h)) {
+            return Ok(None);
+        }
+        let outcome = read(self);
+        py.detach(|| live.end_direct_read(h));
+        outcome.map(Some)
+    }
+
     /// Handed to a bridge, which has not given it back.
     fn bridged(&self) -> bool {
         self.fate_slot().is_some()
@@ -412,6 +428,30 @@ impl PyConnection {
             raw.len = nbytes;
         }
         self.direct_read(py, fd, raw, t)
+    }
+
+    /// A plain `recv` by the patch's socket that will hold this connection's
+    /// bridge, made only when its descriptor is needed: as `recv`, counted so
+    /// that a bridge made meanwhile by another thread holds back what this
+    /// read waits for (`Bridges::begin_early_read`). None, nothing read,
+    /// once the bridge exists: the socket then reads as a bridged one.
+    fn _early_recv<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: isize,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.early_read(py, |c| c.recv(py, bufsize, 0))
+    }
+
+    /// `_early_recv` into a buffer, as `recv_into`.
+    #[pyo3(signature = (buffer, nbytes = 0))]
+    fn _early_recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: isize,
+    ) -> PyResult<Option<usize>> {
+        self.early_read(py, |c| c.recv_into(py, buffer, nbytes, 0))
     }
 
     /// `_direct_recv_into` into a new `bytes` of at most `bufsize`.

@@ -119,6 +119,10 @@ pub struct Bridges {
     changed: Vec<Handle>,
     #[cfg(linux_fast_path)]
     edges: Option<EdgeSet>,
+    /// Reads under way on connections that have no bridge yet, by the
+    /// socket that will hold it (see [`Bridges::begin_early_read`]): a
+    /// bridge made meanwhile starts with them as its direct readers.
+    early_readers: Vec<(Handle, u32)>,
     /// Reads and sends the application made on its connections directly
     /// (see [`Bridges::begin_direct_read`]), for statistics.
     pub direct_reads: u64,
@@ -144,6 +148,7 @@ impl Bridges {
     pub fn add(&mut self, handle: Handle, socket: StreamFd, hold: usize) -> Arc<BridgeFate> {
         let fate = Arc::new(BridgeFate::default());
         let edge = self.watch_edges(socket.fd());
+        let direct_readers = self.take_early_readers(handle);
         self.entries.push(Bridge {
             handle,
             socket,
@@ -154,7 +159,7 @@ impl Bridges {
             hold,
             up_drained: false,
             due: true,
-            direct_readers: 0,
+            direct_readers,
             edge,
             fate: fate.clone(),
         });
@@ -384,12 +389,41 @@ impl Bridges {
         true
     }
 
-    /// A direct read of `handle` ended: the bridge moves down again, from
-    /// its next step on.
+    /// A read of `handle`'s connection, which has no bridge yet, by the
+    /// socket that will hold it (the patch makes a blocking client's bridge
+    /// only when its descriptor is needed). Counted until
+    /// [`Bridges::end_direct_read`], so that a bridge made meanwhile (another
+    /// thread asked for the descriptor) holds its downward direction back
+    /// for it, as for a direct read: what the read waits for is not moved
+    /// past it into the socket. False once the bridge exists: the socket
+    /// then reads as a bridged one.
+    pub fn begin_early_read(&mut self, handle: Handle) -> bool {
+        if self.entries.iter().any(|b| b.handle == handle) {
+            return false;
+        }
+        match self.early_readers.iter_mut().find(|(h, _)| *h == handle) {
+            Some((_, n)) => *n += 1,
+            None => self.early_readers.push((handle, 1)),
+        }
+        true
+    }
+
+    fn take_early_readers(&mut self, handle: Handle) -> u32 {
+        let i = self.early_readers.iter().position(|(h, _)| *h == handle);
+        i.map_or(0, |i| self.early_readers.swap_remove(i).1)
+    }
+
+    /// A direct (or early) read of `handle` ended: the bridge moves down
+    /// again, from its next step on.
     pub fn end_direct_read(&mut self, handle: Handle) {
         if let Some(bridge) = self.entries.iter_mut().find(|b| b.handle == handle) {
             bridge.direct_readers = bridge.direct_readers.saturating_sub(1);
             bridge.due = true;
+        } else if let Some(i) = self.early_readers.iter().position(|(h, _)| *h == handle) {
+            self.early_readers[i].1 -= 1;
+            if self.early_readers[i].1 == 0 {
+                self.early_readers.swap_remove(i);
+            }
         }
     }
 

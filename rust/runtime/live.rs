@@ -763,6 +763,14 @@ impl LiveStack {
         self.in_owner() && self.engine().bridges.begin_direct_read(handle, python_end)
     }
 
+    /// Whether a read of `handle`'s connection, which has no bridge yet, is
+    /// counted as its future bridge's direct reader (see
+    /// [`Bridges::begin_early_read`]); if so, [`LiveStack::end_direct_read`]
+    /// must follow.
+    pub fn begin_early_read(&self, handle: Handle) -> bool {
+        self.in_owner() && self.engine().bridges.begin_early_read(handle)
+    }
+
     /// A direct read ended: what came meanwhile, or the end of stream, goes
     /// on to the socket now, not at the driver's next round.
     pub fn end_direct_read(&self, handle: Handle) {

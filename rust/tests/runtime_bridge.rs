@@ -582,6 +582,62 @@ fn direct_calls_and_the_socket_keep_both_streams_in_order(portable: bool) {
     assert_eq!(fate.failure(), None);
 }
 
+/// A read of a connection that has no bridge yet (the patch makes a
+/// blocking client's bridge only when its descriptor is needed) is under way
+/// when another thread has the bridge made: the bridge holds back what the
+/// read waits for, and moves what comes after it, in order.
+fn an_early_read_keeps_its_bytes_from_a_bridge_made_meanwhile(portable: bool) {
+    let mut net = Net::clean(31);
+    let (ha, hb) = net.connect(80);
+    net.a.stack.tcp_mut().follow_changes();
+    let mut bridges = if portable {
+        Bridges::portable()
+    } else {
+        Bridges::default()
+    };
+    assert!(bridges.begin_early_read(ha), "no bridge yet: an early read");
+    let (mut user, theirs) = UnixStream::pair().unwrap();
+    user.set_nonblocking(true).unwrap();
+    let fate = bridges.add(ha, StreamFd::new(theirs.into()).unwrap(), 0);
+    assert!(
+        !bridges.begin_early_read(ha),
+        "with its bridge, the socket reads as a bridged one"
+    );
+    let first = pattern(1000, 5);
+    let second = pattern(3000, 6);
+    let mut sent = 0;
+    net.run_until(Duration::from_millis(200), |n| {
+        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
+            sent += conn.send(&first[sent..]).unwrap_or(0);
+        }
+        pump(&mut bridges, &mut n.a.stack, n.now);
+        false
+    });
+    let mut got = Vec::new();
+    assert!(
+        !drain(&mut user, &mut got) && got.is_empty(),
+        "held back for the read"
+    );
+    let mut early = Vec::new();
+    read_connection(&mut net.a.stack, ha, &mut early);
+    assert_eq!(early, first, "the read takes what it waited for");
+    bridges.end_direct_read(ha);
+    let mut sent = 0;
+    let through = net.run_until(Duration::from_secs(10), |n| {
+        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
+            sent += conn.send(&second[sent..]).unwrap_or(0);
+        }
+        pump(&mut bridges, &mut n.a.stack, n.now);
+        drain(&mut user, &mut got);
+        got.len() >= second.len()
+    });
+    assert!(
+        through && got == second,
+        "what came after the read goes to the socket"
+    );
+    assert_eq!(fate.failure(), None);
+}
+
 /// Each test on both paths: the epoll set (Linux) and `poll()` on every
 /// socket (other systems).
 macro_rules! on_both_paths {
@@ -607,5 +663,6 @@ on_both_paths!(
     a_bridge_stepped_for_nothing_still_hears_its_peer,
     a_released_bridge_hands_its_connection_back_whole,
     a_bridge_still_holding_its_end_is_not_released,
-    direct_calls_and_the_socket_keep_both_streams_in_order
+    direct_calls_and_the_socket_keep_both_streams_in_order,
+    an_early_read_keeps_its_bytes_from_a_bridge_made_meanwhile
 );
