@@ -2,10 +2,12 @@
 
 Each of its sockets is a genuine ``socket.socket``. What it routes through the stack:
 
-- **TCP clients**: ``connect()`` to an address the route takes makes a stack connection and
-  turns the socket into the Python end of a bridge to it (:func:`mipfast.bridge.adopt`). Made
-  non-blocking, the socket shows the connection's readiness meanwhile: writable when the
-  handshake is over, when ``SO_ERROR`` (or the next call) settles it.
+- **TCP clients**: ``connect()`` to an address the route takes makes a stack connection. A
+  blocking socket's plain calls then go to the connection, and the socket becomes the Python
+  end of a bridge to it only when something needs its descriptor
+  (:func:`mipfast.bridge.adopt_unjoined`). A non-blocking one gets its bridge at once and shows
+  the connection's readiness meanwhile: writable when the handshake is over, when ``SO_ERROR``
+  (or the next call) settles it.
 - **TCP servers**: ``bind()`` to the wildcard address or the stack's own takes the stack's
   port; ``listen()`` puts the stack listener's readiness descriptor in place of the socket's
   own (``dup2``), so that ``select`` and event loops see a waiting connection; ``accept()``
