@@ -139,12 +139,18 @@ class BridgedSocket(socket.socket):
     #: (``_mip_join``), which hands the descriptor whatever the connection holds unread.
     _mip_unjoined: Any = None
 
+    def _mip_take_unjoined(self) -> Any:
+        """The connection without its bridge yet, if any, no longer this socket's to read
+        and write directly (it is joined, closed or handed over next)."""
+        conn, self._mip_unjoined = self._mip_unjoined, None
+        if conn is not None:
+            _UNJOINED.discard(self)
+        return conn
+
     def _mip_join(self) -> None:
         """Makes this socket's bridge, if it has none yet (see ``_mip_unjoined``)."""
-        conn = self._mip_unjoined
+        conn = self._mip_take_unjoined()
         if conn is not None:
-            self._mip_unjoined = None
-            _UNJOINED.discard(self)
             adopt(self, conn)
 
     def fileno(self) -> int:
@@ -177,9 +183,8 @@ class BridgedSocket(socket.socket):
         self.settimeout(None if flag else 0.0)
 
     def _real_close(self, _ss: Any = socket.socket) -> None:
-        conn, self._mip_unjoined = self._mip_unjoined, None
+        conn = self._mip_take_unjoined()
         if conn is not None:
-            _UNJOINED.discard(self)
             conn.close()  # as a kernel socket's close: a FIN, or a reset over unread data
         super()._real_close()  # type: ignore[misc]
 
@@ -341,9 +346,7 @@ class BridgedSocket(socket.socket):
         a transport of ours to take over). None where that cannot be done whole: the
         socket goes on as it was."""
         conn = self._mip_conn
-        if conn is not None and self._mip_unjoined is not None:
-            self._mip_unjoined = None  # no bridge: the connection goes on as it is
-            _UNJOINED.discard(self)
+        if self._mip_take_unjoined() is not None:  # no bridge: the connection goes on as it is
             self._mip_conn = None
             self.close()
             return conn, b""

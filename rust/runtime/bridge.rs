@@ -414,17 +414,21 @@ impl Bridges {
     }
 
     /// A direct (or early) read of `handle` ended: the bridge moves down
-    /// again, from its next step on.
-    pub fn end_direct_read(&mut self, handle: Handle) {
+    /// again, from its next step on. False where `handle` has no bridge (an
+    /// early read, none made meanwhile): there is nothing to step.
+    pub fn end_direct_read(&mut self, handle: Handle) -> bool {
         if let Some(bridge) = self.entries.iter_mut().find(|b| b.handle == handle) {
             bridge.direct_readers = bridge.direct_readers.saturating_sub(1);
             bridge.due = true;
-        } else if let Some(i) = self.early_readers.iter().position(|(h, _)| *h == handle) {
+            return true;
+        }
+        if let Some(i) = self.early_readers.iter().position(|(h, _)| *h == handle) {
             self.early_readers[i].1 -= 1;
             if self.early_readers[i].1 == 0 {
                 self.early_readers.swap_remove(i);
             }
         }
+        false
     }
 
     /// Whether the application may send on `handle`'s connection directly

@@ -775,8 +775,9 @@ impl LiveStack {
     /// on to the socket now, not at the driver's next round.
     pub fn end_direct_read(&self, handle: Handle) {
         let mut engine = self.engine();
-        engine.bridges.end_direct_read(handle);
-        engine.pump_bridges_now();
+        if engine.bridges.end_direct_read(handle) {
+            engine.pump_bridges_now();
+        }
     }
 
     /// Whether the application may send on `handle`'s bridged connection

@@ -398,6 +398,14 @@ fn a_bridge_stepped_for_nothing_still_hears_its_peer(portable: bool) {
     assert_eq!(got, data, "the round that took them stepped the bridge");
 }
 
+/// B's connection `hb` sends what its send buffer takes of `data` after
+/// `sent` bytes.
+fn b_sends(stack: &mut Stack, hb: Handle, data: &[u8], sent: &mut usize) {
+    if let Some(conn) = stack.tcp_mut().get_mut(hb) {
+        *sent += conn.send(&data[*sent..]).unwrap_or(0);
+    }
+}
+
 /// Reads what A's connection `h` holds for its user.
 fn read_connection(stack: &mut Stack, h: Handle, into: &mut Vec<u8>) {
     let mut buf = vec![0u8; 65536];
@@ -423,9 +431,7 @@ fn a_released_bridge_hands_its_connection_back_whole(portable: bool) {
     let up = pattern(3000, 4); // the user → B, written just before the release
     let mut sent = 0;
     net.run_until(Duration::from_millis(500), |n| {
-        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
-            sent += conn.send(&down[sent..]).unwrap_or(0);
-        }
+        b_sends(&mut n.b.stack, hb, &down, &mut sent);
         pump(&mut bridges, &mut n.a.stack, n.now);
         false
     });
@@ -444,9 +450,7 @@ fn a_released_bridge_hands_its_connection_back_whole(portable: bool) {
     let mut at_b = Vec::new();
     let mut buf = vec![0u8; 65536];
     let whole = net.run_until(Duration::from_secs(60), |n| {
-        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
-            sent += conn.send(&down[sent..]).unwrap_or(0);
-        }
+        b_sends(&mut n.b.stack, hb, &down, &mut sent);
         read_connection(&mut n.a.stack, ha, &mut got);
         if let Some(Ok(Some(k))) = n.b.stack.tcp_mut().get_mut(hb).map(|c| c.recv(&mut buf)) {
             at_b.extend_from_slice(&buf[..k]);
@@ -607,9 +611,7 @@ fn an_early_read_keeps_its_bytes_from_a_bridge_made_meanwhile(portable: bool) {
     let second = pattern(3000, 6);
     let mut sent = 0;
     net.run_until(Duration::from_millis(200), |n| {
-        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
-            sent += conn.send(&first[sent..]).unwrap_or(0);
-        }
+        b_sends(&mut n.b.stack, hb, &first, &mut sent);
         pump(&mut bridges, &mut n.a.stack, n.now);
         false
     });
@@ -624,9 +626,7 @@ fn an_early_read_keeps_its_bytes_from_a_bridge_made_meanwhile(portable: bool) {
     bridges.end_direct_read(ha);
     let mut sent = 0;
     let through = net.run_until(Duration::from_secs(10), |n| {
-        if let Some(conn) = n.b.stack.tcp_mut().get_mut(hb) {
-            sent += conn.send(&second[sent..]).unwrap_or(0);
-        }
+        b_sends(&mut n.b.stack, hb, &second, &mut sent);
         pump(&mut bridges, &mut n.a.stack, n.now);
         drain(&mut user, &mut got);
         got.len() >= second.len()
