@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +98,9 @@ def main() -> None:
          "--window-size=1280,1400", f"--remote-debugging-port={DEBUG_PORT}", f"--user-data-dir={profile}",
          "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Its own process group, so that its helpers end with it; its own temporary files
+        # (a singleton lock directory per run) inside the profile, which is removed.
+        start_new_session=True, env={**os.environ, "TMPDIR": profile},
     )  # fmt: skip
     try:
         targets = None
@@ -128,9 +133,30 @@ def main() -> None:
             f.write(png)
         print(json.dumps({"state": state, "tcp_rows": rows, "screenshot_bytes": len(png)}))
     finally:
-        proc.kill()
-        proc.wait()
+        stop(proc)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ends chromium and every helper it started: asked first (it then removes what it made),
+    killed if it has not gone within 10 s."""
+    for sig, limit in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; its helpers may still be ending.
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
