@@ -734,6 +734,69 @@ fn time_wait_yields_to_a_new_syn_from_the_same_port() {
     assert_eq!(net.conn_b(h).remote(), (A_IP, a_port));
 }
 
+/// A client that opens and closes connections to one server faster than
+/// TIME-WAIT ends fills the ephemeral range with TIME-WAIT tuples. A connect
+/// then takes over the one that has waited longest (the cursor's), and the
+/// next connect the next one, with a handshake the server accepts.
+#[test]
+fn with_every_ephemeral_port_in_time_wait_a_connect_takes_over_the_longest_waiting() {
+    const RANGE: usize = 16_384; // 49152-65535, RFC 6056 §2.1
+    let mut net = Net::clean(12);
+    net.b.stack.tcp_mut().listen(80, 2 * RANGE).unwrap();
+    // In batches: a burst larger than the link's queue would wait for retransmissions.
+    let (mut ha, mut hb) = (Vec::new(), Vec::new());
+    while ha.len() < RANGE {
+        let now = net.now;
+        for _ in 0..32 {
+            let h = net.a.stack.tcp_mut().connect(now, A_IP, (B_IP, 80), None);
+            ha.push(h.unwrap());
+        }
+        net.flush();
+        let all_accepted = net.run_until(Duration::from_secs(5), |n| {
+            while let Some(h) = n.b.stack.tcp_mut().accept(80) {
+                hb.push(h);
+            }
+            hb.len() == ha.len()
+        });
+        assert!(all_accepted, "{} of {} accepted", hb.len(), ha.len());
+    }
+    // A closes first, so that A's side of each tuple ends in TIME-WAIT; then B.
+    for (a, b) in ha.chunks(32).zip(hb.chunks(32)) {
+        for (on_a, handles) in [(true, a), (false, b)] {
+            let node = if on_a { &mut net.a } else { &mut net.b };
+            for &h in handles {
+                node.stack.tcp_mut().get_mut(h).unwrap().shutdown_write();
+            }
+            net.flush();
+            net.run_for(Duration::from_millis(5));
+        }
+    }
+    assert!(ha.iter().all(|&h| state(&net, true, h) == State::TimeWait));
+    let oldest_first: Vec<u16> = ha.iter().map(|&h| net.conn_a(h).local().1).collect();
+    let now = net.now;
+    let taken: Vec<u16> = (0..3)
+        .map(|_| {
+            let h = net
+                .a
+                .stack
+                .tcp_mut()
+                .connect(now, A_IP, (B_IP, 80), None)
+                .expect("a TIME-WAIT port is taken over");
+            net.conn_a(h).local().1
+        })
+        .collect();
+    assert_eq!(taken, oldest_first[..3]);
+    net.flush();
+    let mut again = 0;
+    let accepted = net.run_until(Duration::from_secs(5), |n| {
+        while n.b.stack.tcp_mut().accept(80).is_some() {
+            again += 1;
+        }
+        again == 3
+    });
+    assert!(accepted, "{again} of the 3 new incarnations accepted");
+}
+
 #[test]
 fn nagle_holds_small_writes_until_acked_unless_nodelay() {
     for nodelay in [false, true] {

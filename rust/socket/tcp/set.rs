@@ -27,6 +27,9 @@ pub struct Handle {
 /// RFC 6056 §2.1: the IANA ephemeral range.
 const EPHEMERAL_FIRST: u16 = 49152;
 const EPHEMERAL_COUNT: u32 = 65536 - EPHEMERAL_FIRST as u32;
+/// Ports a connect looks at for a free one before it takes over the first
+/// TIME-WAIT tuple it met (see `TcpSockets::pick_port`).
+const TIME_WAIT_REUSE_AFTER: u32 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectError {
@@ -305,10 +308,7 @@ impl TcpSockets {
         match self.tuples.get(&tuple) {
             None => true,
             Some(i) => {
-                let tw = self.slots[i as usize]
-                    .conn
-                    .as_ref()
-                    .is_some_and(|c| c.state() == State::TimeWait);
+                let tw = self.in_time_wait(i);
                 if tw {
                     self.remove(i);
                 }
@@ -317,28 +317,55 @@ impl TcpSockets {
         }
     }
 
+    /// RFC 6056 §3.3.3: ports in order from a per-destination offset, the
+    /// first free one. Where every port near the cursor holds a tuple to
+    /// this destination (a client that opens and closes connections to one
+    /// server faster than TIME-WAIT ends), the first TIME-WAIT tuple met is
+    /// taken over instead (see [`TcpSockets::tuple_free`]) once
+    /// [`TIME_WAIT_REUSE_AFTER`] ports were looked at: with the cursor
+    /// moving one port per connection, that is the longest-waiting one, and
+    /// a connect costs a few lookups instead of one per port in the range.
     fn pick_port(&mut self, local: Ipv4Addr, remote: Endpoint) -> Result<u16, ConnectError> {
         let offset = self.secret.port_offset(local, remote);
-        for _ in 0..EPHEMERAL_COUNT {
-            let port = EPHEMERAL_FIRST as u32
-                + (offset.wrapping_add(self.next_ephemeral)) % EPHEMERAL_COUNT;
-            self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
+        // The first TIME-WAIT port met, and the cursor's value there.
+        let mut reusable: Option<(u16, u32)> = None;
+        for probed in 0..EPHEMERAL_COUNT {
+            if reusable.is_some() && probed >= TIME_WAIT_REUSE_AFTER {
+                break;
+            }
+            let at = self.next_ephemeral;
+            let port = EPHEMERAL_FIRST as u32 + (offset.wrapping_add(at)) % EPHEMERAL_COUNT;
+            self.next_ephemeral = at.wrapping_add(1);
             let port = port as u16;
             if self.listeners.contains_key(&port) {
                 continue;
             }
-            if !self.tuples.contains(&(port, remote.0, remote.1)) {
-                return Ok(port);
+            match self.tuples.get(&(port, remote.0, remote.1)) {
+                None => return Ok(port),
+                Some(i) if reusable.is_none() && self.in_time_wait(i) => {
+                    reusable = Some((port, at));
+                }
+                Some(_) => {}
             }
         }
-        // Last resort: take over a TIME-WAIT tuple.
-        for p in 0..EPHEMERAL_COUNT {
-            let port = EPHEMERAL_FIRST + p as u16;
-            if self.tuple_free((port, remote.0, remote.1)) {
-                return Ok(port);
-            }
+        let Some((port, at)) = reusable else {
+            return Err(ConnectError::NoPortAvailable);
+        };
+        // The next connect goes on from the port after this one, the next
+        // longest-waiting.
+        self.next_ephemeral = at.wrapping_add(1);
+        if self.tuple_free((port, remote.0, remote.1)) {
+            Ok(port)
+        } else {
+            Err(ConnectError::NoPortAvailable)
         }
-        Err(ConnectError::NoPortAvailable)
+    }
+
+    fn in_time_wait(&self, i: u32) -> bool {
+        self.slots[i as usize]
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.state() == State::TimeWait)
     }
 
     pub fn listen(&mut self, port: u16, backlog: usize) -> Result<(), ListenError> {

@@ -32,9 +32,6 @@ impl TupleMap {
     pub fn get(&self, tuple: &Tuple) -> Option<u32> {
         self.slots.get(tuple).copied()
     }
-    pub fn contains(&self, tuple: &Tuple) -> bool {
-        self.slots.contains_key(tuple)
-    }
     pub fn insert(&mut self, tuple: Tuple, slot: u32) {
         self.last = None;
         self.slots.insert(tuple, slot);
