@@ -6,7 +6,7 @@
 mod tcp_net;
 
 use mipfast::phy::fault::FaultConfig;
-use mipfast::socket::tcp::{Handle, TcpConfig};
+use mipfast::socket::tcp::{Handle, State, TcpConfig};
 use mipfast::time::Duration;
 use mipfast::wire::tcp::{Flags, Options, Repr};
 use mipfast::wire::{ipv4, Ipv4Addr, MacAddress};
@@ -352,4 +352,52 @@ fn drained_buffers_stay_while_data_flows_and_go_once_quiet() {
     net.run_for(Duration::from_millis(400));
     let (a_idle, b_idle) = held(&net);
     assert!(a_idle < 4 << 10 && b_idle < 4 << 10, "{a_idle} {b_idle}");
+}
+
+/// A server that closes first keeps each connection in TIME-WAIT for a
+/// minute, so its memory would grow with its connection rate; past
+/// `max_time_wait` such connections, one ends at once and is freed, and its
+/// client still closes cleanly.
+#[test]
+fn connections_in_time_wait_stay_within_their_bound() {
+    let bounded = TcpConfig {
+        max_time_wait: 8,
+        ..Default::default()
+    };
+    let mut net = Net::clean_with(65, TcpConfig::default(), bounded);
+    let time_waits = |net: &Net| {
+        let b = net.b.stack.tcp();
+        b.iter()
+            .filter(|(_, c)| c.state() == State::TimeWait)
+            .count()
+    };
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (ha, hb) = net.connect(80);
+        // The server closes first and lets go of its handle, as a server does.
+        net.b.stack.tcp_mut().release(hb, false);
+        net.flush();
+        net.run_for(Duration::from_millis(10));
+        net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+        net.flush();
+        net.run_for(Duration::from_millis(10));
+        clients.push(ha);
+    }
+    assert_eq!(time_waits(&net), 8);
+    assert_eq!(net.b.stack.tcp().len(), 8, "the others were freed");
+    for &ha in &clients {
+        let c = net.conn_a(ha);
+        assert_eq!((c.state(), c.error()), (State::Closed, None));
+    }
+    // Once those end, a new one waits again.
+    net.run_for(Duration::from_secs(61));
+    assert_eq!((time_waits(&net), net.b.stack.tcp().len()), (0, 0));
+    let (ha, hb) = net.connect(80);
+    net.b.stack.tcp_mut().release(hb, false);
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(time_waits(&net), 1);
 }

@@ -93,6 +93,11 @@ pub struct TcpConfig {
     pub window_scale: bool,
     /// 2·MSL (RFC 9293 §3.4.2). Linux uses 60 s.
     pub time_wait: Duration,
+    /// The most connections held in TIME-WAIT (Linux's tcp_max_tw_buckets):
+    /// a server that closes first keeps one per connection for
+    /// [`TcpConfig::time_wait`], about 1 KiB each, so its memory would grow
+    /// with its connection rate. Past the bound a connection ends at once.
+    pub max_time_wait: usize,
     /// An orphaned connection in FIN-WAIT-2 gives up after this (Linux tcp_fin_timeout).
     pub fin_timeout: Duration,
     /// Retransmissions of a SYN before giving up (Linux tcp_syn_retries).
@@ -138,6 +143,7 @@ impl Default for TcpConfig {
             timestamps: true,
             window_scale: true,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 65_536,
             fin_timeout: Duration::from_secs(60),
             syn_retries: 6,
             data_retries: 15,

@@ -57,6 +57,8 @@ struct Slot {
     listener: Option<u16>,
     /// Sitting in the listener's accept queue.
     queued: bool,
+    /// Counted in [`TcpSockets::time_waits`].
+    time_wait: bool,
 }
 
 /// What a connection's segments carry as [`Outgoing::owner`]: its slot and
@@ -117,6 +119,8 @@ pub struct TcpSockets {
     configured_mss: usize,
     /// A reader's lent buffer filled since [`TcpSockets::take_lent_filled`].
     lent_filled: bool,
+    /// Connections in TIME-WAIT (see [`TcpConfig::max_time_wait`]).
+    time_waits: usize,
 }
 
 impl TcpSockets {
@@ -137,6 +141,7 @@ impl TcpSockets {
             cookies: (0, 0),
             path_mtu: PathMtuCache::default(),
             lent_filled: false,
+            time_waits: 0,
         }
     }
 
@@ -213,6 +218,7 @@ impl TcpSockets {
                     user: false,
                     listener: None,
                     queued: false,
+                    time_wait: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -768,9 +774,24 @@ impl TcpSockets {
     /// schedule its next timer.
     fn settle(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
-        let Some(conn) = slot.conn.as_ref() else {
+        let Some(conn) = slot.conn.as_mut() else {
             return;
         };
+        let time_wait = conn.state() == State::TimeWait;
+        if time_wait != slot.time_wait {
+            slot.time_wait = time_wait;
+            if !time_wait {
+                self.time_waits -= 1;
+            } else if self.time_waits < self.config.max_time_wait {
+                self.time_waits += 1;
+            } else {
+                // Linux's tcp_max_tw_buckets: past the bound, a connection
+                // ends without TIME-WAIT (a FIN sent again then meets a reset).
+                log::debug!("TIME-WAIT bound reached: {} closes at once", conn.summary());
+                conn.end_time_wait();
+                slot.time_wait = false;
+            }
+        }
         if conn.state() == State::Closed {
             let tuple = tuple_of(conn);
             self.tuples.remove_if(&tuple, i);
@@ -835,6 +856,9 @@ impl TcpSockets {
     fn remove(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         if let Some(conn) = slot.conn.take() {
+            if std::mem::take(&mut slot.time_wait) {
+                self.time_waits -= 1;
+            }
             self.retransmits_of_freed += conn.traffic().retransmits;
             let tuple = tuple_of(&conn);
             self.tuples.remove_if(&tuple, i);

@@ -526,6 +526,13 @@ impl Connection {
         self.scoreboard.clear();
     }
 
+    /// Ends TIME-WAIT before its time (the stack holds too many).
+    pub fn end_time_wait(&mut self) {
+        if self.state == State::TimeWait {
+            self.enter_closed(None);
+        }
+    }
+
     fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
         self.timers.rto = None;
