@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import socket
 import sys
 import threading
 import time
+import weakref
+from typing import Any
 
 import pytest
 from conftest import PEER_PY, STACK_IP
@@ -331,11 +334,52 @@ def test_the_loop_polls_the_device_and_the_driver_covers_a_busy_loop(lab, peer, 
             w.close()
             await w.wait_closed()
         await asyncio.sleep(0)
-        assert not maio._device_watches.get(loop), "the device watch outlived its transports"
+        # It lingers a moment for the next connection (a client with a connection per
+        # request), then stops.
+        lingering = list(maio._device_watches.get(loop, {}).values())
+        assert len(lingering) == 1 and lingering[0].users == 0, lingering
+        await asyncio.sleep(maio._LINGER + 0.2)
+        assert not maio._device_watches.get(loop), "the device watch outlived its linger"
         return ping.returncode or 0, [line for line in out.decode().splitlines() if "received" in line]
 
     code, summary = asyncio.run(main())
     assert code == 0 and " 5 received" in summary[0], summary
+
+
+def test_a_device_watch_ends_with_its_loop(lab, peer, stack):
+    """A loop that ends while its device watch lingers after its last transport
+    stops polling the device, so that the driver thread has it again at once: the
+    watch goes with the loop, whether ``asyncio.run`` drops it or a loop closed by
+    hand is dropped. (The watch holds the loop weakly: were it to hold it through a
+    timer, the loop and the watch would outlive each other.)"""
+    peer(PEER_PY, "echo", "9212")
+    watches: list[weakref.ref[Any]] = []
+
+    async def client() -> None:
+        reader, writer = await maio.open_connection(stack, lab.peer_ip, 9212)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 10) == b"ping"
+        loop = asyncio.get_running_loop()
+        watches.extend(weakref.ref(w) for w in maio._device_watches[loop].values())
+        writer.close()
+        await writer.wait_closed()
+        assert [w().users for w in watches] == [0], "lingering"
+
+    asyncio.run(client())
+    assert len(watches) == 1 and watches[0]() is None, "the watch outlived asyncio.run"
+
+    watches.clear()
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(client())
+    loop.close()
+    assert watches[0]() is not None, "still lingering: the closed loop is still referenced"
+    del loop
+    gc.collect()
+    assert watches[0]() is None, "the watch outlived its loop"
+    # The driver has the device again: a connection made by a blocking call works.
+    with stack.connect((lab.peer_ip, 9212), timeout=5) as conn:
+        conn.sendall(b"pong")
+        assert conn.recv(4, socket.MSG_WAITALL) == b"pong"
 
 
 def test_sockets_on_a_polling_loop_need_no_descriptor_each(lab, peer, stack):
