@@ -1,10 +1,11 @@
 """Small requests through the stack beside the same Python code on kernel sockets, in one run:
 
 * **64-byte request/response**: a Python client in this process sends 64 bytes and waits for them back from a
-  kernel echo server in a namespace; p50/p99 of 2,000 round trips (after 200 discarded), on a mipfast
+  kernel echo server in a namespace; p50/p99 of 10,000 round trips (after 200 discarded), on a mipfast
   `Connection` (driver sleeping in poll(), then with `busy_poll_us`) and on a kernel socket, the two
-  taking turns in blocks of 200 within a round (this VM's speed shifts by a quarter from one second to the
-  next). Three
+  taking turns in blocks of 1,000 within a round (this VM's speed shifts by a quarter from one second to the
+  next). So many because the kernel's 250 Hz tick slows 0.6% of one-core trips by 20-40 µs on both sides:
+  with 2,000 trips, 20 lay above p99, and a few tick trips more or less moved it by 10 µs. Three
   placements: wherever the scheduler puts the two ends, both on one core, and on two cores (the client
   thread and the echo server pinned): a round trip costs 6 µs or 60 µs on the kernel by placement alone.
 * **HTTP keep-alive**: `wrk -t2 -c50` against a tiny thread-per-connection HTTP handler in this process,
@@ -173,7 +174,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=4)
-    p.add_argument("--trips", type=int, default=2000)
+    p.add_argument("--trips", type=int, default=10000)
     p.add_argument("--wrk", action=argparse.BooleanOptionalAction, default=True, help="the HTTP rates too")
     a = p.parse_args()
 
