@@ -354,6 +354,19 @@ fn drained_buffers_stay_while_data_flows_and_go_once_quiet() {
     assert!(a_idle < 4 << 10 && b_idle < 4 << 10, "{a_idle} {b_idle}");
 }
 
+/// A connection to B's port 80 that B, as a server does, closes first and
+/// lets go of, then A: B's side ends in TIME-WAIT (unless bounded).
+fn server_closes_first(net: &mut Net) -> Handle {
+    let (ha, hb) = net.connect(80);
+    net.b.stack.tcp_mut().release(hb, false);
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    ha
+}
+
 /// A server that closes first keeps each connection in TIME-WAIT for a
 /// minute, so its memory would grow with its connection rate; past
 /// `max_time_wait` such connections, one ends at once and is freed, and its
@@ -371,18 +384,7 @@ fn connections_in_time_wait_stay_within_their_bound() {
             .filter(|(_, c)| c.state() == State::TimeWait)
             .count()
     };
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        let (ha, hb) = net.connect(80);
-        // The server closes first and lets go of its handle, as a server does.
-        net.b.stack.tcp_mut().release(hb, false);
-        net.flush();
-        net.run_for(Duration::from_millis(10));
-        net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
-        net.flush();
-        net.run_for(Duration::from_millis(10));
-        clients.push(ha);
-    }
+    let clients: Vec<Handle> = (0..20).map(|_| server_closes_first(&mut net)).collect();
     assert_eq!(time_waits(&net), 8);
     assert_eq!(net.b.stack.tcp().len(), 8, "the others were freed");
     for &ha in &clients {
@@ -392,12 +394,6 @@ fn connections_in_time_wait_stay_within_their_bound() {
     // Once those end, a new one waits again.
     net.run_for(Duration::from_secs(61));
     assert_eq!((time_waits(&net), net.b.stack.tcp().len()), (0, 0));
-    let (ha, hb) = net.connect(80);
-    net.b.stack.tcp_mut().release(hb, false);
-    net.flush();
-    net.run_for(Duration::from_millis(10));
-    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
-    net.flush();
-    net.run_for(Duration::from_millis(10));
+    server_closes_first(&mut net);
     assert_eq!(time_waits(&net), 1);
 }
