@@ -347,11 +347,12 @@ def test_the_loop_polls_the_device_and_the_driver_covers_a_busy_loop(lab, peer, 
 
 
 def test_a_device_watch_ends_with_its_loop(lab, peer, stack):
-    """A loop that ends while its device watch lingers after its last transport
-    stops polling the device, so that the driver thread has it again at once: the
-    watch goes with the loop, whether ``asyncio.run`` drops it or a loop closed by
-    hand is dropped. (The watch holds the loop weakly: were it to hold it through a
-    timer, the loop and the watch would outlive each other.)"""
+    """A loop that ends while its device watch lingers after its last transport, or
+    with a transport left open, stops polling the device, so that the driver thread
+    has it again: the watch goes with the loop's selector, whether ``asyncio.run``
+    closes the loop or it is closed by hand. (The watch holds the loop weakly: were it to hold
+    it through a timer, or were the table of watches to hold it, the loop and the
+    watch would outlive each other.)"""
     peer(PEER_PY, "echo", "9212")
     watches: list[weakref.ref[Any]] = []
 
@@ -368,14 +369,22 @@ def test_a_device_watch_ends_with_its_loop(lab, peer, stack):
     asyncio.run(client())
     assert len(watches) == 1 and watches[0]() is None, "the watch outlived asyncio.run"
 
+    async def left_open() -> None:  # a protocol's transport, never closed
+        await maio.create_connection(asyncio.Protocol, stack, lab.peer_ip, 9212)
+        watches.extend(weakref.ref(w) for w in maio._device_watches[asyncio.get_running_loop()].values())
+
+    watches.clear()
+    asyncio.run(left_open())
+    gc.collect()
+    assert len(watches) == 1 and watches[0]() is None, "the watch outlived asyncio.run, a transport open"
+
     watches.clear()
     loop = asyncio.new_event_loop()
     loop.run_until_complete(client())
-    loop.close()
-    assert watches[0]() is not None, "still lingering: the closed loop is still referenced"
-    del loop
+    loop.close()  # and still referenced: its closed selector lets go of the watch
     gc.collect()
-    assert watches[0]() is None, "the watch outlived its loop"
+    assert watches[0]() is None, "the watch outlived its closed loop"
+    del loop
     # The driver has the device again: a connection made by a blocking call works.
     with stack.connect((lab.peer_ip, 9212), timeout=5) as conn:
         conn.sendall(b"pong")

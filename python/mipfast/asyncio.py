@@ -65,9 +65,10 @@ class _DeviceWatch:
 
     Once its last user leaves, the watch lingers for :data:`_LINGER` before it
     stops. It holds its loop only weakly (no handle, no callback of the loop's
-    either), so that a loop that ends while its watch lingers is dropped as usual
-    (``asyncio.run`` drops it) and the watch with it: its poller, dropped, gives the
-    device back to the driver."""
+    either), and the loop holds it through its reader registrations: a loop that
+    closes (its selector with it) lets go of the watch, lingering or with
+    transports left open, and its poller, dropped, gives the device back to the
+    driver."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, poller: Any, fd: int) -> None:
         self._loop_ref = weakref.ref(loop)
@@ -196,9 +197,12 @@ def _linger_over(watch: weakref.ref[_DeviceWatch]) -> None:
     w.stop()
 
 
-_device_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _DeviceWatch]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The watches by loop and device descriptor, for the next transport to find. Both weakly: a
+#: watch is held by the loop (its reader registrations) and by its transports (which hold the
+#: loop), so that a loop that ends lets go of it even with a transport left open.
+_device_watches: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[int, _DeviceWatch]
+] = weakref.WeakKeyDictionary()
 
 
 def _watch_device(loop: asyncio.AbstractEventLoop, sock: Any) -> _DeviceWatch | None:
@@ -209,7 +213,7 @@ def _watch_device(loop: asyncio.AbstractEventLoop, sock: Any) -> _DeviceWatch | 
     fd = poller.fileno()
     if fd < 0:
         return None
-    per_loop = _device_watches.setdefault(loop, {})
+    per_loop = _device_watches.setdefault(loop, weakref.WeakValueDictionary())
     watch = per_loop.get(fd)
     if watch is not None and watch.poller.fileno() != fd:  # a closed stack's, its number reused
         watch.stop()
