@@ -781,7 +781,7 @@ impl TcpSockets {
         if time_wait != slot.time_wait {
             slot.time_wait = time_wait;
             if !time_wait {
-                self.time_waits -= 1;
+                self.time_waits = self.time_waits.saturating_sub(1);
             } else if self.time_waits < self.config.max_time_wait {
                 self.time_waits += 1;
             } else {
@@ -857,7 +857,7 @@ impl TcpSockets {
         let slot = &mut self.slots[i as usize];
         if let Some(conn) = slot.conn.take() {
             if std::mem::take(&mut slot.time_wait) {
-                self.time_waits -= 1;
+                self.time_waits = self.time_waits.saturating_sub(1);
             }
             self.retransmits_of_freed += conn.traffic().retransmits;
             let tuple = tuple_of(&conn);
