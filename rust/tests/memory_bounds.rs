@@ -335,11 +335,20 @@ fn a_peer_that_sends_into_a_zero_window() {
 fn drained_buffers_stay_while_data_flows_and_go_once_quiet() {
     let mut net = Net::clean(62);
     let (ha, hb) = net.connect(80);
-    let mut t = Transfer::new(pattern(1 << 20, 6));
+    // 256 KiB from A to B, read by B as it comes; the stream stays open.
+    let data = pattern(256 << 10, 6);
+    let (mut sent, mut got) = (0, Vec::new());
     assert!(net.run_until(Duration::from_secs(60), |n| {
-        t.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
-        t.done()
+        if let Some(c) = n.a.stack.tcp_mut().get_mut(ha) {
+            sent += c.send(&data[sent..]).unwrap_or(0);
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        if let Ok(Some(k)) = n.b.stack.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == data.len() && n.conn_a(ha).send_unacked() == n.conn_a(ha).send_next()
     }));
+    assert!(got == data);
     // Everything sent is acknowledged and everything received read: both
     // rings are empty, but a connection that just moved data keeps them
     // (no free and regrow at every drain).
@@ -352,6 +361,46 @@ fn drained_buffers_stay_while_data_flows_and_go_once_quiet() {
     net.run_for(Duration::from_millis(400));
     let (a_idle, b_idle) = held(&net);
     assert!(a_idle < 4 << 10 && b_idle < 4 << 10, "{a_idle} {b_idle}");
+}
+
+/// Once the peer's FIN came, nothing more fills the receive ring: it goes as
+/// soon as it is read empty (a server's closed connections then wait in
+/// TIME-WAIT without it), while the sender keeps its send ring for the keep
+/// time as before.
+#[test]
+fn a_receive_ring_goes_once_read_after_the_peers_fin() {
+    let mut net = Net::clean(63);
+    let (ha, hb) = net.connect(80);
+    let mut t = Transfer::new(pattern(1 << 20, 6));
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        t.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+        t.done()
+    }));
+    net.run_for(Duration::from_millis(10));
+    let (a, b) = (net.a.stack.tcp().memory(), net.b.stack.tcp().memory());
+    assert!(a > 64 << 10 && b < 4 << 10, "{a} {b}");
+    // Read empty before the FIN: it goes when the FIN comes.
+    let (ha, hb) = net.connect(81);
+    net.a
+        .stack
+        .tcp_mut()
+        .get_mut(ha)
+        .unwrap()
+        .send(&[7; 64 << 10])
+        .unwrap();
+    net.flush();
+    net.run_for(Duration::from_millis(20));
+    let mut buf = vec![0u8; 64 << 10];
+    let c = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+    assert_eq!(c.recv(&mut buf), Ok(Some(64 << 10)));
+    net.run_for(Duration::from_millis(10));
+    let kept = net.b.stack.tcp().memory();
+    assert!(kept > 64 << 10, "kept while the stream is open: {kept}");
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    let b = net.b.stack.tcp().memory();
+    assert!(b < 4 << 10, "{b}");
 }
 
 /// A connection to B's port 80 that B, as a server does, closes first and

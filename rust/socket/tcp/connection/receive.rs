@@ -167,6 +167,9 @@ impl Connection {
         self.ooo.clear();
         self.rcv_nxt = self.rcv_nxt + 1;
         self.ack_due = AckDue::Now;
+        if self.rx.is_empty() {
+            self.buffers_drained(now); // nothing more will fill it
+        }
         match self.state {
             State::Established => self.set_state(State::CloseWait),
             State::FinWait1 if !self.fin_acked => self.set_state(State::Closing),

@@ -74,32 +74,36 @@ impl Connection {
         Some(self.last_tx_at.max(self.last_rx_at) + wait)
     }
 
-    /// A ring ran empty: it is given back after [`BUFFER_KEEP`] of quiet.
+    /// A ring ran empty: it is given back after [`BUFFER_KEEP`] of quiet,
+    /// or at once once the peer's FIN came (nothing more will fill it: a
+    /// server's closed connections then wait in TIME-WAIT without them).
     pub(super) fn buffers_drained(&mut self, now: Instant) {
-        if self.timers.buffers.is_none() {
+        if self.fin_received {
+            self.release_buffers(now);
+        } else if self.timers.buffers.is_none() {
             self.timers.buffers = Some(now + BUFFER_KEEP);
         }
     }
 
     /// Frees the empty rings once the connection has been quiet for
-    /// [`BUFFER_KEEP`]; else looks again when it will have been.
+    /// [`BUFFER_KEEP`] (the receive ring at once after the peer's FIN);
+    /// else looks again when it will have been quiet.
     fn release_buffers(&mut self, now: Instant) {
         let quiet_from = self.last_rx_at + BUFFER_KEEP;
+        let quiet = now >= quiet_from;
         let rx_free = self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty();
         let tx_free = self.tx.is_empty() && self.tx.allocated() > 0;
         self.timers.buffers = None;
-        if !(rx_free || tx_free) {
-            return;
-        }
-        if now < quiet_from {
-            self.timers.buffers = Some(quiet_from);
-            return;
-        }
-        if rx_free {
+        if rx_free && (quiet || self.fin_received) {
             self.rx.release_if_empty();
         }
-        if tx_free {
+        if tx_free && quiet {
             self.tx.release_if_empty();
+        }
+        let kept = self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty()
+            || self.tx.is_empty() && self.tx.allocated() > 0;
+        if kept && !quiet {
+            self.timers.buffers = Some(quiet_from);
         }
     }
 
