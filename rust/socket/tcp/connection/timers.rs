@@ -91,20 +91,26 @@ impl Connection {
     fn release_buffers(&mut self, now: Instant) {
         let quiet_from = self.last_rx_at + BUFFER_KEEP;
         let quiet = now >= quiet_from;
-        let rx_free = self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty();
-        let tx_free = self.tx.is_empty() && self.tx.allocated() > 0;
         self.timers.buffers = None;
-        if rx_free && (quiet || self.fin_received) {
+        if self.rx_ring_idle() && (quiet || self.fin_received) {
             self.rx.release_if_empty();
         }
-        if tx_free && quiet {
+        if self.tx_ring_idle() && quiet {
             self.tx.release_if_empty();
         }
-        let kept = self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty()
-            || self.tx.is_empty() && self.tx.allocated() > 0;
-        if kept && !quiet {
+        if (self.rx_ring_idle() || self.tx_ring_idle()) && !quiet {
             self.timers.buffers = Some(quiet_from);
         }
+    }
+
+    /// The receive ring is allocated and holds nothing, in order or not.
+    fn rx_ring_idle(&self) -> bool {
+        self.rx.is_empty() && self.rx.allocated() > 0 && self.ooo.is_empty()
+    }
+
+    /// The send ring is allocated and holds nothing.
+    fn tx_ring_idle(&self) -> bool {
+        self.tx.is_empty() && self.tx.allocated() > 0
     }
 
     pub(super) fn run_timers(&mut self, now: Instant) {
