@@ -603,6 +603,65 @@ def test_asyncio_connects_through_the_patch_without_blocking_the_loop(lab, peer)
     assert min(during for _, during in results) > 100, results
 
 
+def test_loop_sock_connect_of_a_patched_socket_makes_no_bridge(lab, peer, stack):
+    """asyncio's ``sock_connect`` (aiohttp's way in) connects a patched socket with no bridge:
+    the loop waits for the stack's handshake itself. The loop's socket calls go on working
+    (``sock_recv`` makes the bridge once it waits on the descriptor); a refusal raises as the
+    kernel's does and leaves the socket to connect again; a socket the loop already watched
+    gets its bridge at once, so that the watch sees the connection."""
+    import asyncio
+
+    peer(PEER_PY, "echo", "9499")
+
+    def to_port(port: int) -> list[str]:
+        return [c["state"] for c in stack.connections() if c["remote"] == (lab.peer_ip, port)]
+
+    async def line(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 100), 10)
+            assert chunk, "end of stream before the echo"
+            got += chunk
+        return got
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, (lab.peer_ip, 9))
+                raise AssertionError("connected to a closed port")
+            except ConnectionRefusedError:
+                pass
+            assert to_port(9) == []
+            await loop.sock_connect(sock, (lab.peer_ip, 9499))  # again, as a kernel socket may
+            assert stack.tcp_info["bridges"] == 0 and to_port(9499) == ["ESTABLISHED"]
+            assert sock.getpeername() == (lab.peer_ip, 9499)
+            await loop.sock_sendall(sock, b"no bridge\n")  # room at once: the connection takes it
+            assert stack.tcp_info["bridges"] == 0
+            assert await line(loop, sock) == b"no bridge\n"
+            await loop.sock_sendall(sock, b"then through the bridge\n")
+            assert await line(loop, sock) == b"then through the bridge\n"
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            woken = asyncio.Event()
+            loop.add_reader(sock, woken.set)  # (an unconnected socket's descriptor reads as hung up)
+            await loop.sock_connect(sock, (lab.peer_ip, 9499))
+            assert stack.tcp_info["bridges"] == 1
+            woken.clear()
+            assert sock.send(b"watched\n") == 8
+            await asyncio.wait_for(woken.wait(), 10)  # the registration made before the connect
+            loop.remove_reader(sock)
+            assert await line(loop, sock) == b"watched\n"
+
+    with patched(stack):
+        asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while stack.tcp_info["bridges"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stack.tcp_info["bridges"] == 0
+
+
 def test_a_selector_keeps_watching_a_patched_socket_through_its_non_blocking_connect(lab, peer):
     """As Twisted's epoll reactor and hand-written loops do: register the connecting
     socket, learn the outcome from SO_ERROR when it turns writable, then change what the
@@ -860,6 +919,7 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
     peer(PEER_PY, "echo", "9495")
     peer(PEER_PY, "tls", "echo", "9496", chain, key)
     peer(PEER_PY, "source", "9497", str(SOURCED))
+    peer(PEER_PY, "source", "9483", str(SOURCED))
     local = socket.create_server(("127.0.0.1", 0))
 
     async def line_back(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
@@ -868,6 +928,14 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
         writer.close()
         await writer.wait_closed()
         return line
+
+    async def read_whole_source(stack: mipfast.Stack, sock: socket.socket) -> None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        assert isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        assert stack.tcp_info["bridges"] == 0 and sock.fileno() == -1
+        received = await asyncio.wait_for(reader.read(), 30)
+        assert hashlib.sha256(received).hexdigest() == hashlib.sha256(pattern(SOURCED)).hexdigest()
+        writer.close()
 
     async def main(stack: mipfast.Stack) -> None:
         reader, writer = await asyncio.open_connection("lab.mipfast", 9495)
@@ -890,19 +958,20 @@ def test_asyncio_connections_under_the_patch_get_the_stacks_own_transport(lab, p
         assert writer.get_extra_info("sockname") == (STACK_IP, 40125)
         assert await line_back(reader, writer, b"bound\n") == b"bound\n"
 
-        # sock= (aiohttp connects its own sockets): the connection leaves its bridge for
-        # our transport, with what the bridge had received for it, in order.
+        # sock= (aiohttp connects its own sockets with sock_connect, which makes no bridge):
+        # the connection goes to our transport with what it had received, in order.
         sock = socket.socket()
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (lab.peer_ip, 9497))
+        assert stack.tcp_info["bridges"] == 0 and sock.getpeername() == (lab.peer_ip, 9497)
+        await asyncio.sleep(0.3)  # the source's first bytes wait in the connection
+        await read_whole_source(stack, sock)
+        # A socket connected otherwise (a blocking connect in the loop's thread) has its bridge:
+        # it leaves it for our transport, with what the bridge had received for it.
+        sock = socket.create_connection((lab.peer_ip, 9483))
         assert stack.tcp_info["bridges"] == 1
         await asyncio.sleep(0.3)  # the source's first bytes wait in the bridge's socket
-        reader, writer = await asyncio.open_connection(sock=sock)
-        assert isinstance(writer.transport, mipfast.asyncio.StackTransport)
-        assert stack.tcp_info["bridges"] == 0 and sock.fileno() == -1
-        received = await asyncio.wait_for(reader.read(), 30)
-        assert hashlib.sha256(received).hexdigest() == hashlib.sha256(pattern(SOURCED)).hexdigest()
-        writer.close()
+        await read_whole_source(stack, sock)
 
         reader, writer = await asyncio.open_connection(*local.getsockname())  # loopback: the kernel's
         assert writer.get_extra_info("peername") == local.getsockname()

@@ -151,6 +151,41 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_pending = conn
         raise BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
 
+    def _mip_connect_begin(self, address: Any) -> Any:
+        """Starts this non-blocking socket's connection to ``address`` for an event loop that
+        waits for the handshake itself (``loop.sock_connect``, :mod:`mipfast._routed_asyncio`),
+        so that no bridge is made for it: the stack connection, or None where ``connect()``
+        serves (the kernel's address, a blocking socket, a connect already made or under way)."""
+        if (
+            self.gettimeout() != 0.0
+            or not self._mip_of(socket.SOCK_STREAM)
+            or not self._mip_reaches(address)
+            or self._mip_pending is not None
+            or self._mip_conn is not None
+            or self._mip_backlog is not None
+        ):
+            return None
+        source = self._mip_client_port()
+        port = None if source is None else source[1]
+        conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
+        self._mip_pass_options(conn)
+        self._mip_pending = conn
+        return conn
+
+    def _mip_connect_end(self, conn: Any, connected: bool) -> None:
+        """The handshake ``_mip_connect_begin`` started is over: the socket is connected, its
+        bridge made only when something needs the descriptor; or it failed (or the wait was
+        cancelled) and the socket is unconnected again, as a kernel socket after a refusal."""
+        self._mip_pending = None
+        if not connected:
+            conn.abort()
+            return
+        conn.settimeout(0.0)
+        self._mip_names = (conn.getsockname(), conn.getpeername())
+        self._mip_conn = conn
+        self._mip_direct_ok = True
+        bridge.adopt_unwatched(self, conn)
+
     def _mip_client_port(self) -> tuple[Any, ...] | None:
         """The address ``bind()`` took for a socket that turns out to be a client
         (``source_address``, ``local_addr``): the stack's listener on its port gives way,

@@ -8,8 +8,11 @@ mipfast's transport is served by the loop itself, which polls the stack's device
 covers ``asyncio.open_connection``, websockets and httpx (anyio) clients, which connect
 through ``loop.create_connection(host, port)``.
 
-A socket the program connected itself and hands over (``sock=``: aiohttp connects its own)
-leaves its bridge for such a transport, taking along what the bridge had received.
+A socket the program connects itself with ``loop.sock_connect`` (aiohttp, through
+aiohappyeyeballs) gets no bridge at all: the loop waits for the stack's handshake as for a
+transport's, and the socket's plain calls go to the connection until something needs its
+descriptor. Handed over (``create_connection(sock=…)``), it becomes such a transport; one
+that has a bridge (connected with ``connect()``) leaves it, taking along what it had received.
 
 What it cannot serve so goes to asyncio's own method, and from there through the patched
 sockets as before: another address family, a port given by service name, ``local_addr``
@@ -85,6 +88,40 @@ def routed_create_connection(
         raise last
 
     return create_connection
+
+
+SockConnect = Callable[..., Any]
+
+
+def routed_sock_connect(original: SockConnect) -> SockConnect:
+    """``BaseSelectorEventLoop.sock_connect`` that connects a patched socket to a routed IPv4
+    address without a bridge (see the module); anything else is asyncio's."""
+
+    async def sock_connect(self: Any, sock: Any, address: Any) -> None:
+        begin = getattr(sock, "_mip_connect_begin", None)
+        conn = None if begin is None or not _literal_ipv4(address) else begin(address)
+        if conn is None:
+            return await original(self, sock, address)  # type: ignore[no-any-return]
+        try:
+            await stack_asyncio._handshake_done(self, conn)
+        except BaseException:  # refused, timed out, cancelled: no half-open connection is left
+            sock._mip_connect_end(conn, connected=False)
+            raise
+        sock._mip_connect_end(conn, connected=True)
+
+    return sock_connect
+
+
+def _literal_ipv4(address: Any) -> bool:
+    """``(IPv4 address, port)``: what a socket's ``connect()`` takes without a lookup (asyncio's
+    own ``sock_connect`` resolves a name first)."""
+    if not (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)):
+        return False
+    try:
+        ipaddress.IPv4Address(address[0])
+    except ValueError:
+        return False
+    return True
 
 
 #: ``create_connection(sock=…)``'s keywords this path takes.

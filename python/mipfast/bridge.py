@@ -462,6 +462,22 @@ def adopt_unjoined(sock: BridgedSocket, conn: Any) -> None:
     _UNJOINED.add(sock)
 
 
+def adopt_unwatched(sock: BridgedSocket, conn: Any) -> None:
+    """Makes the non-blocking socket ``sock`` the user of the connected ``conn`` (an event loop's
+    ``sock_connect``), its bridge made only when something needs the descriptor, unless the loop
+    running here watches the descriptor already: that watch must see the connection."""
+    selector = _running_selector()
+    watched = False
+    if selector is not None:
+        with contextlib.suppress(KeyError, ValueError):
+            watched = selector.get_key(_raw_fileno(sock)) is not None
+    if watched:
+        adopt(sock, conn)
+        return
+    sock._mip_unjoined = conn
+    _UNJOINED.add(sock)
+
+
 def adopt(sock: socket.socket, conn: Any) -> None:
     """Makes the existing socket object ``sock`` the Python end of a bridge to ``conn``
     (its descriptor is replaced in place: ``connect()`` of a patched socket)."""

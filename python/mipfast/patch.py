@@ -32,7 +32,8 @@ What is routed (:mod:`mipfast._routed` has how):
 - asyncio's ``loop.create_connection`` to a routed address (``asyncio.open_connection``,
   websockets, httpx): the connection gets mipfast's own transport
   (:mod:`mipfast._routed_asyncio`), served by the loop itself with no bridge, and so does a
-  patched socket the program connected itself and hands over (``sock=``: aiohttp);
+  patched socket the program connected itself and hands over (``sock=``: aiohttp); a
+  ``loop.sock_connect`` of a patched socket to a routed address makes no bridge either;
 - TLS over any of these (``ssl.SSLContext`` gets a socket class of its own while the patch is
   active, :mod:`mipfast._bridged_tls`): a wrapped listening socket accepts on the stack, and a
   wrapped connection keeps the stack connection's names and TCP options;
@@ -62,7 +63,7 @@ from typing import Any, Callable
 
 from ._bridged_tls import BridgedSSLSocket
 from ._routed import routed_socket_class
-from ._routed_asyncio import routed_create_connection
+from ._routed_asyncio import routed_create_connection, routed_sock_connect
 
 __all__ = ["patched", "main"]
 
@@ -133,10 +134,13 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
     original_tls_class = ssl.SSLContext.sslsocket_class
     loops = asyncio.base_events.BaseEventLoop
     original_create_connection = loops.create_connection
+    selector_loops = asyncio.selector_events.BaseSelectorEventLoop
+    original_sock_connect = selector_loops.sock_connect
     socket.socket = routed_socket_class(stack, route)  # type: ignore[misc]
     socket.getaddrinfo = getaddrinfo
     ssl.SSLContext.sslsocket_class = BridgedSSLSocket
     loops.create_connection = routed_create_connection(stack, route, original_create_connection)  # type: ignore[method-assign]
+    selector_loops.sock_connect = routed_sock_connect(original_sock_connect)  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -144,6 +148,7 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
         socket.getaddrinfo = original_getaddrinfo
         ssl.SSLContext.sslsocket_class = original_tls_class
         loops.create_connection = original_create_connection  # type: ignore[method-assign]
+        selector_loops.sock_connect = original_sock_connect  # type: ignore[method-assign]
 
 
 #: Our options that take a value: the program's own options come after its name.
