@@ -3,7 +3,7 @@
 //! the UDP sockets (`ss -ua`). Read under the engine lock at one instant, so
 //! that a table is consistent; the dashboard and `stack.stats()` show these.
 
-use crate::socket::tcp::Endpoint;
+use crate::socket::tcp::{Endpoint, State};
 use crate::stack::Stack;
 use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
@@ -156,6 +156,24 @@ pub fn tcp(stack: &Stack) -> Vec<TcpRow> {
         }
     });
     listeners.extend(connections);
+    let kept = stack.tcp().time_wait_records().map(|r| {
+        let traffic = r.traffic();
+        TcpRow {
+            state: State::TimeWait.name(),
+            local: r.local(),
+            remote: Some(r.remote()),
+            bytes_in: traffic.bytes_received,
+            bytes_out: traffic.bytes_acked,
+            retransmits: traffic.retransmits,
+            rtt: None,
+            cwnd: 0,
+            mss: 0,
+            send_queued: 0,
+            recv_queued: 0,
+            accept_queue: None,
+        }
+    });
+    listeners.extend(kept);
     listeners
 }
 

@@ -740,61 +740,79 @@ fn time_wait_yields_to_a_new_syn_from_the_same_port() {
 /// next connect the next one, with a handshake the server accepts.
 #[test]
 fn with_every_ephemeral_port_in_time_wait_a_connect_takes_over_the_longest_waiting() {
-    const RANGE: usize = 16_384; // 49152-65535, RFC 6056 §2.1
-    let mut net = Net::clean(12);
-    net.b.stack.tcp_mut().listen(80, 2 * RANGE).unwrap();
-    // In batches: a burst larger than the link's queue would wait for retransmissions.
-    let (mut ha, mut hb) = (Vec::new(), Vec::new());
-    while ha.len() < RANGE {
-        let now = net.now;
-        for _ in 0..32 {
-            let h = net.a.stack.tcp_mut().connect(now, A_IP, (B_IP, 80), None);
-            ha.push(h.unwrap());
-        }
-        net.flush();
-        let all_accepted = net.run_until(Duration::from_secs(5), |n| {
-            while let Some(h) = n.b.stack.tcp_mut().accept(80) {
-                hb.push(h);
-            }
-            hb.len() == ha.len()
-        });
-        assert!(all_accepted, "{} of {} accepted", hb.len(), ha.len());
-    }
-    // A closes first, so that A's side of each tuple ends in TIME-WAIT; then B.
-    for (a, b) in ha.chunks(32).zip(hb.chunks(32)) {
-        for (on_a, handles) in [(true, a), (false, b)] {
-            let node = if on_a { &mut net.a } else { &mut net.b };
-            for &h in handles {
-                node.stack.tcp_mut().get_mut(h).unwrap().shutdown_write();
+    // A holding its handles (whole connections in TIME-WAIT), then letting
+    // go of them (TIME-WAIT kept as records).
+    for let_go in [false, true] {
+        const RANGE: usize = 16_384; // 49152-65535, RFC 6056 §2.1
+        let mut net = Net::clean(12);
+        net.b.stack.tcp_mut().listen(80, 2 * RANGE).unwrap();
+        // In batches: a burst larger than the link's queue would wait for retransmissions.
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        while ha.len() < RANGE {
+            let now = net.now;
+            for _ in 0..32 {
+                let h = net.a.stack.tcp_mut().connect(now, A_IP, (B_IP, 80), None);
+                ha.push(h.unwrap());
             }
             net.flush();
-            net.run_for(Duration::from_millis(5));
+            let all_accepted = net.run_until(Duration::from_secs(5), |n| {
+                while let Some(h) = n.b.stack.tcp_mut().accept(80) {
+                    hb.push(h);
+                }
+                hb.len() == ha.len()
+            });
+            assert!(all_accepted, "{} of {} accepted", hb.len(), ha.len());
         }
+        // A closes first, so that A's side of each tuple ends in TIME-WAIT; then B.
+        for (a, b) in ha.chunks(32).zip(hb.chunks(32)) {
+            for (on_a, handles) in [(true, a), (false, b)] {
+                let node = if on_a { &mut net.a } else { &mut net.b };
+                for &h in handles {
+                    node.stack.tcp_mut().get_mut(h).unwrap().shutdown_write();
+                }
+                net.flush();
+                net.run_for(Duration::from_millis(5));
+            }
+        }
+        assert!(ha.iter().all(|&h| state(&net, true, h) == State::TimeWait));
+        let oldest_first: Vec<u16> = ha.iter().map(|&h| net.conn_a(h).local().1).collect();
+        if let_go {
+            for &h in &ha {
+                net.a.stack.tcp_mut().release(h, false);
+            }
+            net.flush();
+            let a = net.a.stack.tcp();
+            assert_eq!(
+                (a.iter().count(), a.time_wait_records().count()),
+                (0, RANGE)
+            );
+        }
+        let now = net.now;
+        let taken: Vec<u16> = (0..3)
+            .map(|_| {
+                let h = net
+                    .a
+                    .stack
+                    .tcp_mut()
+                    .connect(now, A_IP, (B_IP, 80), None)
+                    .expect("a TIME-WAIT port is taken over");
+                net.conn_a(h).local().1
+            })
+            .collect();
+        assert_eq!(taken, oldest_first[..3]);
+        if let_go {
+            assert_eq!(net.a.stack.tcp().time_wait_records().count(), RANGE - 3);
+        }
+        net.flush();
+        let mut again = 0;
+        let accepted = net.run_until(Duration::from_secs(5), |n| {
+            while n.b.stack.tcp_mut().accept(80).is_some() {
+                again += 1;
+            }
+            again == 3
+        });
+        assert!(accepted, "{again} of the 3 new incarnations accepted");
     }
-    assert!(ha.iter().all(|&h| state(&net, true, h) == State::TimeWait));
-    let oldest_first: Vec<u16> = ha.iter().map(|&h| net.conn_a(h).local().1).collect();
-    let now = net.now;
-    let taken: Vec<u16> = (0..3)
-        .map(|_| {
-            let h = net
-                .a
-                .stack
-                .tcp_mut()
-                .connect(now, A_IP, (B_IP, 80), None)
-                .expect("a TIME-WAIT port is taken over");
-            net.conn_a(h).local().1
-        })
-        .collect();
-    assert_eq!(taken, oldest_first[..3]);
-    net.flush();
-    let mut again = 0;
-    let accepted = net.run_until(Duration::from_secs(5), |n| {
-        while n.b.stack.tcp_mut().accept(80).is_some() {
-            again += 1;
-        }
-        again == 3
-    });
-    assert!(accepted, "{again} of the 3 new incarnations accepted");
 }
 
 #[test]
@@ -1203,4 +1221,48 @@ fn data_past_a_fin_across_a_hole_is_not_taken() {
     assert_eq!(c.recv(&mut buf), Ok(Some(6)));
     assert_eq!(&buf[..6], b"hello!");
     assert_eq!(c.recv(&mut buf), Ok(Some(0)));
+}
+
+/// B closed first and let go: its side of the connection is kept as a
+/// TIME-WAIT record. B's last ACK is lost, so A sends its FIN again: the
+/// record answers it with an ACK, as the connection would have (RFC 9293
+/// §3.10.7.4), and A closes cleanly instead of meeting a reset; B's
+/// TIME-WAIT starts again from that FIN and ends 2·MSL later.
+#[test]
+fn a_time_wait_record_acknowledges_a_fin_sent_again() {
+    let mut net = Net::clean(67);
+    let (ha, hb) = net.connect(80);
+    net.b.stack.tcp_mut().release(hb, false);
+    net.flush();
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(state(&net, true, ha), State::CloseWait);
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    net.a.silent = true; // B's ACK of A's FIN is lost
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
+    assert_eq!(net.b.stack.tcp().iter().count(), 0);
+    net.run_for(Duration::from_secs(20));
+    net.a.silent = false;
+    let fin_again = net.now;
+    let closed = net.run_until(Duration::from_secs(30), |n| {
+        n.a.stack
+            .tcp()
+            .get(ha)
+            .is_none_or(|c| c.state() == State::Closed)
+    });
+    assert!(closed, "A never closed");
+    let a = net.a.stack.tcp().get(ha).map(|c| (c.state(), c.error()));
+    assert!(matches!(a, None | Some((State::Closed, None))), "{a:?}");
+    assert_eq!(
+        net.b.stack.tcp().time_wait_records().count(),
+        1,
+        "kept again"
+    );
+    // 2·MSL from the FIN sent again, not from the first one.
+    let since_fin = net.now.saturating_since(fin_again).total_micros();
+    net.run_for(Duration::from_micros(59_000_000 - since_fin));
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 0);
 }

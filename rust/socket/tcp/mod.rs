@@ -19,10 +19,11 @@ pub(crate) use secret::Secret;
 pub use secret::SharedClock;
 mod seq;
 mod set;
+mod time_waits;
 mod tuple_map;
 
 pub use congestion::Algorithm;
-pub use connection::{Connection, State, Traffic};
+pub use connection::{Connection, State, TimeWaitRecord, Traffic};
 pub use listener::Listener;
 pub use posted::LentBuffer;
 pub use send_buffer::{SharedText, SHARE_MIN};

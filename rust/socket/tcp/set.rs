@@ -2,16 +2,17 @@
 //! timers in a heap, and a dirty list so that a round touches only the
 //! connections that have something to do (thousands may sit idle).
 
-use super::connection::{Connection, State};
+use super::connection::{Connection, State, TimeWaitRecord};
 use super::cookie;
 use super::listener::Listener;
 use super::path_mtu::PathMtuCache;
 use super::secret::Secret;
 use super::seq::Seq;
+use super::time_waits::TimeWaits;
 use super::tuple_map::{Tuple, TupleMap};
 use super::Outgoing;
 use super::{Emit, Endpoint, Incoming, TcpConfig};
-use crate::time::Instant;
+use crate::time::{earliest, Instant};
 use crate::wire::tcp::{Flags, Options};
 use crate::wire::{Ipv4Addr, SegmentText};
 use std::cmp::Reverse;
@@ -119,8 +120,11 @@ pub struct TcpSockets {
     configured_mss: usize,
     /// A reader's lent buffer filled since [`TcpSockets::take_lent_filled`].
     lent_filled: bool,
-    /// Connections in TIME-WAIT (see [`TcpConfig::max_time_wait`]).
+    /// Connections in TIME-WAIT that a slot holds (see
+    /// [`TcpConfig::max_time_wait`]).
     time_waits: usize,
+    /// Connections in TIME-WAIT that nobody holds, as records.
+    time_wait_records: TimeWaits,
 }
 
 impl TcpSockets {
@@ -142,6 +146,7 @@ impl TcpSockets {
             path_mtu: PathMtuCache::default(),
             lent_filled: false,
             time_waits: 0,
+            time_wait_records: TimeWaits::default(),
         }
     }
 
@@ -170,7 +175,7 @@ impl TcpSockets {
     }
     /// Connections alive (not yet freed), for statistics.
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.len() - self.free.len() + self.time_wait_records.len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -200,9 +205,15 @@ impl TcpSockets {
                 .sum::<u64>()
     }
 
-    /// Connections in the demultiplexing table (not CLOSED).
+    /// Connections in the demultiplexing table (not CLOSED), TIME-WAIT's
+    /// records included.
     pub fn active(&self) -> usize {
-        self.tuples.len()
+        self.tuples.len() + self.time_wait_records.len()
+    }
+
+    /// The connections in TIME-WAIT kept as records (not in [`TcpSockets::iter`]).
+    pub fn time_wait_records(&self) -> impl Iterator<Item = &TimeWaitRecord> {
+        self.time_wait_records.iter()
     }
 
     fn insert(&mut self, conn: Connection, user: bool, listener: Option<u16>) -> Handle {
@@ -312,7 +323,10 @@ impl TcpSockets {
     /// (RFC 6528 §3, RFC 9293 §3.4.1), and the old block is dropped.
     fn tuple_free(&mut self, tuple: Tuple) -> bool {
         match self.tuples.get(&tuple) {
-            None => true,
+            None => {
+                self.time_wait_records.take(&tuple);
+                true
+            }
             Some(i) => {
                 let tw = self.in_time_wait(i);
                 if tw {
@@ -346,12 +360,14 @@ impl TcpSockets {
             if self.listeners.contains_key(&port) {
                 continue;
             }
-            match self.tuples.get(&(port, remote.0, remote.1)) {
-                None => return Ok(port),
-                Some(i) if reusable.is_none() && self.in_time_wait(i) => {
-                    reusable = Some((port, at));
-                }
-                Some(_) => {}
+            let tuple = (port, remote.0, remote.1);
+            let time_wait = match self.tuples.get(&tuple) {
+                None if !self.time_wait_records.contains(&tuple) => return Ok(port),
+                None => true,
+                Some(i) => self.in_time_wait(i),
+            };
+            if time_wait && reusable.is_none() {
+                reusable = Some((port, at));
             }
         }
         let Some((port, at)) = reusable else {
@@ -389,7 +405,11 @@ impl TcpSockets {
         let offset = self
             .secret
             .port_offset(Ipv4Addr::UNSPECIFIED, (Ipv4Addr::UNSPECIFIED, 0));
-        let in_use: std::collections::HashSet<u16> = self.tuples.local_ports().collect();
+        let in_use: std::collections::HashSet<u16> = self
+            .tuples
+            .local_ports()
+            .chain(self.time_wait_records.iter().map(|r| r.local().1))
+            .collect();
         for _ in 0..EPHEMERAL_COUNT {
             let port = EPHEMERAL_FIRST as u32
                 + (offset.wrapping_add(self.next_ephemeral)) % EPHEMERAL_COUNT;
@@ -486,6 +506,15 @@ impl TcpSockets {
                 return Ok(());
             }
             self.remove(i); // RFC 6191: a new incarnation replaces TIME-WAIT
+        } else if let Some(record) = self.time_wait_records.take(&tuple) {
+            // The connection answers (or gives way to a new SYN) as before it
+            // was kept as a record; `settle` keeps it so again after.
+            self.retransmits_of_freed = self
+                .retransmits_of_freed
+                .saturating_sub(record.traffic().retransmits);
+            let conn = Connection::from_time_wait_record(self.config, now, &record);
+            self.insert(conn, false, None);
+            return self.process(now, seg, out);
         }
         let cookies = self.config.syn_cookies;
         let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
@@ -782,7 +811,7 @@ impl TcpSockets {
             slot.time_wait = time_wait;
             if !time_wait {
                 self.time_waits = self.time_waits.saturating_sub(1);
-            } else if self.time_waits < self.config.max_time_wait {
+            } else if self.time_waits + self.time_wait_records.len() < self.config.max_time_wait {
                 self.time_waits += 1;
             } else {
                 // Linux's tcp_max_tw_buckets: past the bound, a connection
@@ -790,6 +819,13 @@ impl TcpSockets {
                 log::debug!("TIME-WAIT bound reached: {} closes at once", conn.summary());
                 conn.end_time_wait();
                 slot.time_wait = false;
+            }
+        }
+        if slot.time_wait && !slot.user && slot.listener.is_none() {
+            if let Some(record) = conn.time_wait_record() {
+                self.remove(i);
+                self.time_wait_records.keep(record);
+                return;
             }
         }
         if conn.state() == State::Closed {
@@ -872,8 +908,10 @@ impl TcpSockets {
         }
     }
 
-    /// Marks the connections whose timers are due.
+    /// Marks the connections whose timers are due; ends the TIME-WAIT
+    /// records that are over.
     pub fn poll(&mut self, now: Instant) {
+        self.time_wait_records.expire(now);
         while let Some(&Reverse((t, i))) = self.timers.peek() {
             if t > now {
                 break;
@@ -892,7 +930,8 @@ impl TcpSockets {
         if !self.dirty.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        earliest(timer, self.time_wait_records.poll_at())
     }
 
     /// Heap bytes held by connection buffers, and the connection blocks.
@@ -905,6 +944,6 @@ impl TcpSockets {
             .map(|c| c.buffer_bytes())
             .sum();
         let table = self.tuples.memory();
-        blocks + buffers + table + self.timers.capacity() * 16
+        blocks + buffers + table + self.timers.capacity() * 16 + self.time_wait_records.memory()
     }
 }

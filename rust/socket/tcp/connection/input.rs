@@ -63,6 +63,12 @@ impl Connection {
                     let end = seg.seq + seg.payload.len();
                     self.note_duplicate(seg.seq, if end <= nxt { end } else { nxt });
                 }
+                // RFC 9293 §3.10.7.4, TIME-WAIT: the peer's FIN sent again
+                // (our ACK was lost) is acknowledged and restarts the 2·MSL
+                // timeout, so that the peer's next try still finds us.
+                if self.state == State::TimeWait && seg.has(Flags::FIN) && seg.seq + len == nxt {
+                    self.enter_time_wait(now);
+                }
             }
             return;
         }

@@ -20,8 +20,11 @@ mod receive;
 mod recovery;
 #[cfg(test)]
 mod tests;
+mod time_wait;
 mod timers;
 mod user;
+
+pub use self::time_wait::TimeWaitRecord;
 
 use self::timers::Timers;
 use super::assembler::Assembler;
