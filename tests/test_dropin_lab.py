@@ -400,6 +400,42 @@ def test_an_unmodified_uvicorn_app_serves_through_the_patch(lab, tmp_path):
         server.communicate(timeout=20)
 
 
+def test_uvloop_under_the_patch_is_asyncios_loop_which_the_patch_routes(lab, peer, stack):
+    """uvloop opens its sockets in C, out of the patch's reach (uvicorn takes it whenever it is
+    installed: the test above runs it so). Under the patch ``import uvloop`` gives asyncio's own
+    loop in uvloop's names; after it, uvloop again."""
+    import asyncio
+    import importlib
+
+    import mipfast.asyncio
+
+    peer(PEER_PY, "echo", "9479")
+
+    async def main() -> bytes:
+        reader, writer = await asyncio.open_connection(lab.peer_ip, 9479)
+        assert isinstance(writer.transport, mipfast.asyncio.StackTransport)
+        writer.write(b"through the stand-in\n")
+        line = await reader.readline()
+        writer.close()
+        return line
+
+    with patched(stack):
+        uvloop = importlib.import_module("uvloop")
+        assert uvloop.STANDS_IN and uvloop.__version__ == metadata_version("uvloop")
+        loop = uvloop.new_event_loop()
+        assert isinstance(loop, asyncio.SelectorEventLoop)
+        loop.close()
+        assert uvloop.run(main()) == b"through the stand-in\n"
+    real = importlib.import_module("uvloop")
+    assert not hasattr(real, "STANDS_IN") and real.Loop is not asyncio.SelectorEventLoop
+
+
+def metadata_version(name: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(name)
+
+
 @linux_lab
 def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
     (tmp_path / "index.html").write_text("http.server, unmodified, through mipfast\n")

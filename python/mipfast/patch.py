@@ -42,6 +42,9 @@ What is routed (:mod:`mipfast._routed` has how):
   ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
   descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython).
 
+uvloop opens its sockets in C: while the patch is active, ``import uvloop`` gives asyncio's own
+loop in uvloop's names (:mod:`mipfast._uvloop_stand_in`), which is routed.
+
 Not routed: loopback addresses, IPv6 traffic, raw sockets, sockets bound to another address or
 created before patching, and C extensions that open sockets themselves. The patch is
 process-wide while it is active.
@@ -53,7 +56,11 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import ipaddress
+import logging
 import runpy
 import socket
 import ssl
@@ -91,6 +98,20 @@ def _service_port(port: Any, protocol: str) -> int:
     if isinstance(port, str):
         return int(port) if port.isdigit() else socket.getservbyname(port, protocol)
     return int(port or 0)
+
+
+class _UvloopStandIn(importlib.abc.MetaPathFinder):
+    """Finds :mod:`mipfast._uvloop_stand_in` for ``import uvloop``, where uvloop is installed
+    (uvloop's sockets are libuv's, out of the patch's reach)."""
+
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "uvloop" or importlib.machinery.PathFinder.find_spec(fullname) is None:
+            return None
+        stand_in = importlib.util.find_spec("mipfast._uvloop_stand_in")
+        assert stand_in is not None and stand_in.origin is not None
+        return importlib.util.spec_from_file_location(fullname, stand_in.origin)
 
 
 @contextlib.contextmanager
@@ -141,9 +162,18 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
     ssl.SSLContext.sslsocket_class = BridgedSSLSocket
     loops.create_connection = routed_create_connection(stack, route, original_create_connection)  # type: ignore[method-assign]
     selector_loops.sock_connect = routed_sock_connect(original_sock_connect)  # type: ignore[method-assign]
+    if "uvloop" in sys.modules:
+        logging.getLogger(__name__).warning(
+            "uvloop was imported before the patch: its loops use the kernel's network, not the stack"
+        )
+    stand_in = _UvloopStandIn()
+    sys.meta_path.insert(0, stand_in)
     try:
         yield
     finally:
+        sys.meta_path.remove(stand_in)
+        if getattr(sys.modules.get("uvloop"), "STANDS_IN", False):
+            del sys.modules["uvloop"]  # the real one for whatever imports it next
         socket.socket = original_socket  # type: ignore[misc]
         socket.getaddrinfo = original_getaddrinfo
         ssl.SSLContext.sslsocket_class = original_tls_class
