@@ -695,43 +695,97 @@ fn an_ack_without_a_valid_cookie_builds_nothing() {
 
 #[test]
 fn time_wait_yields_to_a_new_syn_from_the_same_port() {
-    let mut net = Net::clean(10);
+    // B holding its handle (a whole connection in TIME-WAIT), then letting go
+    // of it (TIME-WAIT kept as a record).
+    for let_go in [false, true] {
+        let mut net = Net::clean(10);
+        let (ha, hb) = net.connect(80);
+        let a_port = net.conn_a(ha).local().1;
+        // B closes first this time: B ends in TIME-WAIT.
+        net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+        net.flush();
+        net.run_for(Duration::from_millis(20));
+        net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+        net.flush();
+        net.run_for(Duration::from_millis(20));
+        assert_eq!(state(&net, false, hb), State::TimeWait);
+        if let_go {
+            net.b.stack.tcp_mut().release(hb, false);
+            net.flush();
+            assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
+        }
+        // A new connection from the same port (RFC 6191): the new ISN is larger,
+        // TIME-WAIT gives way, the handshake completes.
+        let now = net.now;
+        let h2 = net
+            .a
+            .stack
+            .tcp_mut()
+            .connect(now, A_IP, (B_IP, 80), Some(a_port))
+            .unwrap();
+        net.flush();
+        let seen = states_of(
+            &mut net,
+            true,
+            h2,
+            Duration::from_secs(5),
+            State::Established,
+        );
+        assert_eq!(seen.last(), Some(&State::Established));
+        net.run_for(Duration::from_millis(10)); // A's ACK completes B's side
+        let h = net
+            .b
+            .stack
+            .tcp_mut()
+            .accept(80)
+            .expect("the new incarnation is accepted");
+        assert_eq!(net.conn_b(h).remote(), (A_IP, a_port));
+        assert_eq!(net.b.stack.tcp().time_wait_records().count(), 0);
+    }
+}
+
+/// RFC 5961 §3.2 for a connection kept as a TIME-WAIT record, as for any:
+/// a reset whose sequence number is in the window but not the next one
+/// expected gets a challenge ACK and changes nothing; the exact one ends
+/// TIME-WAIT at once (as Linux's does, `tcp_rfc1337` at its default 0).
+#[test]
+fn a_time_wait_record_takes_only_an_exact_reset() {
+    let mut net = Net::clean(13);
     let (ha, hb) = net.connect(80);
     let a_port = net.conn_a(ha).local().1;
-    // B closes first this time: B ends in TIME-WAIT.
-    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.b.stack.tcp_mut().release(hb, false);
     net.flush();
-    net.run_for(Duration::from_millis(20));
+    net.run_for(Duration::from_millis(10));
     net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
     net.flush();
-    net.run_for(Duration::from_millis(20));
-    assert_eq!(state(&net, false, hb), State::TimeWait);
-    // A new connection from the same port (RFC 6191): the new ISN is larger,
-    // TIME-WAIT gives way, the handshake completes.
-    let now = net.now;
-    let h2 = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 80), Some(a_port))
-        .unwrap();
-    net.flush();
-    let seen = states_of(
-        &mut net,
-        true,
-        h2,
-        Duration::from_secs(5),
-        State::Established,
-    );
-    assert_eq!(seen.last(), Some(&State::Established));
-    net.run_for(Duration::from_millis(10)); // A's ACK completes B's side
-    let h = net
-        .b
-        .stack
-        .tcp_mut()
-        .accept(80)
-        .expect("the new incarnation is accepted");
-    assert_eq!(net.conn_b(h).remote(), (A_IP, a_port));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
+    let next = net.conn_a(ha).send_next().0; // what B expects next
+    // A, closed, would answer B's challenge ACK with the exact reset itself.
+    net.a.silent = true;
+    let frames_out = |net: &Net| net.b.stack.counters().frames_out;
+    let reset = |net: &mut Net, seq: u32| {
+        let mut tcp = vec![0u8; 20];
+        Repr {
+            src_port: a_port,
+            dst_port: 80,
+            seq,
+            ack: 0,
+            flags: Flags::RST,
+            window: 0,
+            options: Options::default(),
+        }
+        .emit(&mut tcp, 0, A_IP, B_IP);
+        net.inject_ip(true, ipv4::PROTO_TCP, &tcp);
+        net.run_for(Duration::from_millis(5));
+    };
+    let before = frames_out(&net);
+    reset(&mut net, next.wrapping_add(100));
+    assert_eq!(frames_out(&net), before + 1, "a challenge ACK");
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
+    reset(&mut net, next);
+    assert_eq!(net.b.stack.tcp().time_wait_records().count(), 0);
+    assert_eq!(net.b.stack.tcp().len(), 0);
 }
 
 /// A client that opens and closes connections to one server faster than
