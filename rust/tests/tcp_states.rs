@@ -760,8 +760,9 @@ fn a_time_wait_record_takes_only_an_exact_reset() {
     net.flush();
     net.run_for(Duration::from_millis(10));
     assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
-    let next = net.conn_a(ha).send_next().0; // what B expects next
-    // A, closed, would answer B's challenge ACK with the exact reset itself.
+    // What B expects next. A, closed, would answer B's challenge ACK with that
+    // exact reset itself: it hears nothing from now on.
+    let next = net.conn_a(ha).send_next().0;
     net.a.silent = true;
     let frames_out = |net: &Net| net.b.stack.counters().frames_out;
     let reset = |net: &mut Net, seq: u32| {
