@@ -7,6 +7,7 @@ import errno
 import gc
 import hashlib
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ import weakref
 from typing import Any
 
 import pytest
-from conftest import PEER_PY, STACK_IP
+from conftest import PEER_PY, STACK_CIDR, STACK_IP
 from helpers import open_fds, ping_cmd
 from peer import pattern
 
@@ -569,3 +570,59 @@ def test_create_connection_returns_once_the_protocol_has_its_transport(lab, peer
         return echoed
 
     assert asyncio.run(main()) == b"written through the protocol\n"
+
+
+LOOPS_AND_BRIDGES = """
+import asyncio, logging, sys, threading, time
+import mipfast, mipfast.asyncio as maio, mipfast.bridge
+log = logging.getLogger("mipfast")
+log.setLevel(logging.DEBUG); log.addHandler(logging.NullHandler()); log.propagate = False
+stack = mipfast.Stack(sys.argv[1], ip=sys.argv[2])
+peer = (sys.argv[3], int(sys.argv[4]))
+stop = False
+
+def bridged():
+    # Bridged sockets: the driver steps their bridges and logs their closes under the engine lock.
+    while not stop:
+        s = mipfast.bridge.socket_for(stack.connect(peer, timeout=5))
+        s.sendall(b"y" * 64)
+        got = b""
+        while len(got) < 64:
+            got += s.recv(64)
+        s.close()
+
+async def once():
+    reader, writer = await maio.open_connection(stack, *peer)
+    writer.write(b"x" * 64)
+    await reader.readexactly(64)
+    writer.close()
+
+thread = threading.Thread(target=bridged, daemon=True)
+thread.start()
+end, loops = time.monotonic() + 3, 0
+while time.monotonic() < end:
+    asyncio.run(once())  # the loop's close lets go of its device poller
+    mipfast.reset_logging()  # levels looked up again: the driver needs the GIL for its next line
+    loops += 1
+stop = True
+thread.join()
+stack.close()
+print("ok", loops, flush=True)
+"""
+
+
+def test_a_loop_letting_go_of_its_poller_while_the_driver_logs_does_not_deadlock(lab, peer):
+    """Rust log lines go to Python's `logging`, so a driver that logs under the engine lock waits
+    for the GIL. Anything that waits for the engine lock with the GIL held then deadlocks: a
+    loop's device poller, let go of when the loop closed, did (a CI run hung there). Such drops
+    now let go of the GIL first. Loops open and close while the driver steps bridges, with DEBUG
+    logging on; the build before hung within a second."""
+    peer(PEER_PY, "echo", "9320")
+    run = subprocess.run(
+        [sys.executable, "-c", LOOPS_AND_BRIDGES, lab.iface, STACK_CIDR, lab.peer_ip, "9320"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0 and run.stdout.startswith("ok "), run.stderr[-2000:]
+    assert int(run.stdout.split()[1]) > 10, run.stdout

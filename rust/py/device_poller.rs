@@ -5,6 +5,7 @@
 //! (see `runtime/ready_set.rs`); `mipfast.asyncio` registers one per loop.
 
 use super::errors;
+use super::live_ref::LiveRef;
 use super::tcp::{PyConnection, PyListener};
 use crate::runtime::ready_set::Event;
 use crate::runtime::{LiveStack, Watched};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 #[pyclass(name = "DevicePoller", module = "mipfast._native", frozen)]
 pub struct PyDevicePoller {
-    live: Arc<LiveStack>,
+    live: LiveRef,
     polling: AtomicBool,
     /// The ready set's number while polling (0: none).
     set: AtomicU64,
@@ -25,7 +26,7 @@ pub struct PyDevicePoller {
 impl PyDevicePoller {
     pub fn new(live: Arc<LiveStack>) -> Self {
         PyDevicePoller {
-            live,
+            live: LiveRef::new(live),
             polling: AtomicBool::new(false),
             set: AtomicU64::new(0),
             set_fd: AtomicU64::new(u64::MAX),
@@ -47,9 +48,12 @@ impl PyDevicePoller {
 }
 
 impl Drop for PyDevicePoller {
+    /// A loop that ends (or lets go of its poller) without saying so: the
+    /// driver has the device again. (The GIL is let go first: see
+    /// `live_ref.rs`.)
     fn drop(&mut self) {
         if self.polling.swap(false, Ordering::SeqCst) {
-            self.stop();
+            Python::attach(|py| py.detach(|| self.stop()));
         }
     }
 }

@@ -5,6 +5,7 @@ mod call;
 mod device_poller;
 mod errors;
 mod fresh_bytes;
+mod live_ref;
 mod shared_bytes;
 mod stack;
 mod status;

@@ -2,6 +2,7 @@
 
 use super::call::{blocking, resolve_host, timeout_arg};
 use super::errors::{self, value_error};
+use super::live_ref::LiveRef;
 use super::tcp::{PyConnection, PyListener};
 use super::udp::PyUdpSocket;
 use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
@@ -22,7 +23,7 @@ use std::sync::{Arc, RwLock};
 
 #[pyclass(name = "Stack", module = "mipfast._native", frozen, subclass, weakref)]
 pub struct PyStack {
-    live: RwLock<Option<Arc<LiveStack>>>,
+    live: RwLock<Option<LiveRef>>,
     interface: String,
 }
 
@@ -115,7 +116,8 @@ impl PyStack {
         self.live
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|live| Arc::clone(live))
             .ok_or_else(|| errors::closed("stack"))
     }
 
@@ -221,7 +223,7 @@ impl PyStack {
             .detach(|| LiveStack::open(config))
             .map_err(errors::to_py)?;
         Ok(PyStack {
-            live: RwLock::new(Some(Arc::new(live))),
+            live: RwLock::new(Some(LiveRef::new(Arc::new(live)))),
             interface: iface,
         })
     }

@@ -5,6 +5,7 @@ use super::call::{self, run_op, timeout_arg, RawSlice, Readable, RecvFlags, Sock
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use super::fresh_bytes::FreshBytes;
+use super::live_ref::LiveRef;
 use super::shared_bytes::shareable;
 use crate::phy::stream_fd::{self, StreamFd};
 use crate::runtime::bridge::BridgeFate;
@@ -48,7 +49,7 @@ fn endpoint_tuple(e: Endpoint) -> (String, u16) {
 
 #[pyclass(name = "Connection", module = "mipfast._native", frozen, weakref)]
 pub struct PyConnection {
-    live: Arc<LiveStack>,
+    live: LiveRef,
     handle: Handle,
     open: AtomicBool,
     timeout: SocketTimeout,
@@ -75,7 +76,7 @@ impl PyConnection {
             .detach(|| live.act(|s, _| ops::endpoints(s, handle)))
             .map_err(errors::to_py)?;
         Ok(PyConnection {
-            live,
+            live: LiveRef::new(live),
             handle,
             open: AtomicBool::new(true),
             timeout: SocketTimeout::new(timeout),
@@ -808,7 +809,7 @@ fn keepalive_mut(c: &mut Connection) -> &mut Keepalive {
 
 #[pyclass(name = "Listener", module = "mipfast._native", frozen, weakref)]
 pub struct PyListener {
-    live: Arc<LiveStack>,
+    live: LiveRef,
     port: u16,
     ip: String,
     open: AtomicBool,
@@ -819,7 +820,7 @@ pub struct PyListener {
 impl PyListener {
     pub fn new(live: Arc<LiveStack>, port: u16, ip: String) -> Self {
         PyListener {
-            live,
+            live: LiveRef::new(live),
             port,
             ip,
             open: AtomicBool::new(true),

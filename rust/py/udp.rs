@@ -3,6 +3,7 @@
 
 use super::call::{resolve_host, run_op, RawSlice, RecvFlags, SocketTimeout};
 use super::errors;
+use super::live_ref::LiveRef;
 use crate::runtime::errno::udp as send_error;
 use crate::runtime::ops;
 use crate::runtime::{LiveStack, Watched};
@@ -26,7 +27,7 @@ fn port_of(port: i64) -> PyResult<u16> {
 
 #[pyclass(name = "UdpSocket", module = "mipfast._native", frozen, weakref)]
 pub struct PyUdpSocket {
-    live: Arc<LiveStack>,
+    live: LiveRef,
     handle: UdpHandle,
     open: AtomicBool,
     timeout: SocketTimeout,
@@ -56,7 +57,7 @@ impl PyUdpSocket {
             })
             .map_err(|e| errors::to_py(send_error(e)))?;
         Ok(PyUdpSocket {
-            live,
+            live: LiveRef::new(live),
             handle,
             open: AtomicBool::new(true),
             timeout: SocketTimeout::new(None),

@@ -1,0 +1,39 @@
+//! A Python object's hold on a live stack. The last hold's drop stops the
+//! driver thread and takes the engine lock; from a Python object's
+//! deallocation that happens with the GIL held, and a driver that waits for
+//! the GIL under the engine lock (a Rust log line goes to Python's
+//! `logging`) would wait for us for ever. So the last hold lets go of the
+//! GIL first, as every call into the engine does.
+
+use crate::runtime::LiveStack;
+use pyo3::prelude::*;
+use std::ops::Deref;
+use std::sync::Arc;
+
+pub struct LiveRef(Option<Arc<LiveStack>>);
+
+impl LiveRef {
+    pub fn new(live: Arc<LiveStack>) -> Self {
+        LiveRef(Some(live))
+    }
+}
+
+impl Deref for LiveRef {
+    type Target = Arc<LiveStack>;
+    fn deref(&self) -> &Arc<LiveStack> {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for LiveRef {
+    fn drop(&mut self) {
+        let Some(live) = self.0.take() else {
+            return;
+        };
+        // SAFETY: PyGILState_Check only reads this thread's state.
+        let gil_held = unsafe { pyo3::ffi::PyGILState_Check() } == 1;
+        if gil_held && Arc::strong_count(&live) == 1 {
+            Python::attach(|py| py.detach(move || drop(live)));
+        }
+    }
+}
