@@ -16,6 +16,11 @@ impl LiveRef {
     pub fn new(live: Arc<LiveStack>) -> Self {
         LiveRef(Some(live))
     }
+
+    /// The hold itself, for a caller that lets go of it without the GIL.
+    pub fn into_inner(mut self) -> Arc<LiveStack> {
+        self.0.take().expect("held until dropped")
+    }
 }
 
 impl Deref for LiveRef {
@@ -30,9 +35,8 @@ impl Drop for LiveRef {
         let Some(live) = self.0.take() else {
             return;
         };
-        // SAFETY: PyGILState_Check only reads this thread's state.
-        let gil_held = unsafe { pyo3::ffi::PyGILState_Check() } == 1;
-        if gil_held && Arc::strong_count(&live) == 1 {
+        // (Dropped by a Python object, so with the GIL; `attach` only finds it.)
+        if Arc::strong_count(&live) == 1 {
             Python::attach(|py| py.detach(move || drop(live)));
         }
     }

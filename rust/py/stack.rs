@@ -274,7 +274,7 @@ impl PyStack {
     /// Connections still open fail with OSError(EBADF) from then on.
     fn close(&self, py: Python<'_>) {
         let live = self.live.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(live) = live {
+        if let Some(live) = live.map(LiveRef::into_inner) {
             py.detach(move || {
                 live.shut();
                 drop(live)
