@@ -118,15 +118,21 @@ class RoutedSocket(bridge.BridgedSocket):
             if source is not None and source[0] in ("", "0.0.0.0", "::"):
                 super().bind(source)  # the address bind() was given, now the kernel's to take
             return super().connect(address)
-        port = None if source is None else source[1]
         timeout = self.gettimeout()
         if timeout == 0.0:
-            conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
-            self._mip_pass_options(conn)
-            return self._mip_connecting(conn)
+            return self._mip_connecting(self._mip_start(address, source))
+        port = None if source is None else source[1]
         conn = self._mip_stack.connect((address[0], address[1]), timeout=timeout, source_port=port)
         self._mip_pass_options(conn)
         self._mip_adopt(conn)
+
+    def _mip_start(self, address: Any, source: tuple[Any, ...] | None) -> Any:
+        """A stack connection to ``address``, from the port ``bind()`` took if any, its
+        handshake under way."""
+        port = None if source is None else source[1]
+        conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
+        self._mip_pass_options(conn)
+        return conn
 
     def _mip_connecting(self, conn: Any) -> None:
         """A non-blocking ``connect()`` (asyncio's sock_connect) under way on ``conn``."""
@@ -165,12 +171,8 @@ class RoutedSocket(bridge.BridgedSocket):
             or self._mip_backlog is not None
         ):
             return None
-        source = self._mip_client_port()
-        port = None if source is None else source[1]
-        conn = self._mip_stack.connect((address[0], address[1]), source_port=port, wait=False)
-        self._mip_pass_options(conn)
-        self._mip_pending = conn
-        return conn
+        self._mip_pending = self._mip_start(address, self._mip_client_port())
+        return self._mip_pending
 
     def _mip_connect_end(self, conn: Any, connected: bool) -> None:
         """The handshake ``_mip_connect_begin`` started is over: the socket is connected, its
@@ -180,11 +182,7 @@ class RoutedSocket(bridge.BridgedSocket):
         if not connected:
             conn.abort()
             return
-        conn.settimeout(0.0)
-        self._mip_names = (conn.getsockname(), conn.getpeername())
-        self._mip_conn = conn
-        self._mip_direct_ok = True
-        bridge.adopt_unwatched(self, conn)
+        self._mip_adopt(conn, bridge.adopt_unwatched)
 
     def _mip_client_port(self) -> tuple[Any, ...] | None:
         """The address ``bind()`` took for a socket that turns out to be a client
@@ -197,13 +195,14 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_listener = None
         return bound
 
-    def _mip_adopt(self, conn: Any) -> None:
-        """Makes this socket the Python end of a bridge to the connected ``conn``."""
+    def _mip_adopt(self, conn: Any, adopt: Callable[[Any, Any], None] = bridge.adopt_unjoined) -> None:
+        """Makes this socket the Python end of a bridge to the connected ``conn``, made when
+        ``adopt`` says (see :func:`mipfast.bridge.adopt_unjoined`)."""
         conn.settimeout(self.gettimeout())
         self._mip_names = (conn.getsockname(), conn.getpeername())
         self._mip_conn = conn
         self._mip_direct_ok = True
-        bridge.adopt_unjoined(self, conn)
+        adopt(self, conn)
 
     def _mip_settled(self) -> bool:
         """Where a non-blocking ``connect()`` stands: True once connected, False while

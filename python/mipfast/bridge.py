@@ -458,6 +458,10 @@ def adopt_unjoined(sock: BridgedSocket, conn: Any) -> None:
     if _running_selector() is not None:
         adopt(sock, conn)
         return
+    _leave_unjoined(sock, conn)
+
+
+def _leave_unjoined(sock: BridgedSocket, conn: Any) -> None:
     sock._mip_unjoined = conn
     _UNJOINED.add(sock)
 
@@ -474,8 +478,7 @@ def adopt_unwatched(sock: BridgedSocket, conn: Any) -> None:
     if watched:
         adopt(sock, conn)
         return
-    sock._mip_unjoined = conn
-    _UNJOINED.add(sock)
+    _leave_unjoined(sock, conn)
 
 
 def adopt(sock: socket.socket, conn: Any) -> None:

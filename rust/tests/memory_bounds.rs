@@ -403,19 +403,6 @@ fn a_receive_ring_goes_once_read_after_the_peers_fin() {
     assert!(b < 4 << 10, "{b}");
 }
 
-/// A connection to B's port 80 that B, as a server does, closes first and
-/// lets go of, then A: B's side ends in TIME-WAIT (unless bounded).
-fn server_closes_first(net: &mut Net) -> Handle {
-    let (ha, hb) = net.connect(80);
-    net.b.stack.tcp_mut().release(hb, false);
-    net.flush();
-    net.run_for(Duration::from_millis(10));
-    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
-    net.flush();
-    net.run_for(Duration::from_millis(10));
-    ha
-}
-
 /// A server that closes first keeps each connection in TIME-WAIT for a
 /// minute, so its memory would grow with its connection rate; past
 /// `max_time_wait` such connections, one ends at once and is freed, and its
@@ -432,7 +419,7 @@ fn connections_in_time_wait_stay_within_their_bound() {
         let held = b.iter().filter(|(_, c)| c.state() == State::TimeWait);
         held.count() + b.time_wait_records().count()
     };
-    let clients: Vec<Handle> = (0..20).map(|_| server_closes_first(&mut net)).collect();
+    let clients: Vec<Handle> = (0..20).map(|_| net.server_closes_first(80)).collect();
     assert_eq!(time_waits(&net), 8);
     assert_eq!(net.b.stack.tcp().len(), 8, "the others were freed");
     for &ha in &clients {
@@ -442,7 +429,7 @@ fn connections_in_time_wait_stay_within_their_bound() {
     // Once those end, a new one waits again.
     net.run_for(Duration::from_secs(61));
     assert_eq!((time_waits(&net), net.b.stack.tcp().len()), (0, 0));
-    server_closes_first(&mut net);
+    net.server_closes_first(80);
     assert_eq!(time_waits(&net), 1);
 }
 
@@ -452,11 +439,11 @@ fn connections_in_time_wait_stay_within_their_bound() {
 #[test]
 fn a_connection_in_time_wait_nobody_holds_costs_a_small_record() {
     let mut net = Net::clean(66);
-    server_closes_first(&mut net);
+    net.server_closes_first(80);
     let one = net.b.stack.tcp().memory();
     const MORE: usize = 2000;
     for _ in 0..MORE {
-        server_closes_first(&mut net);
+        net.server_closes_first(80);
     }
     let b = net.b.stack.tcp();
     assert_eq!(b.time_wait_records().count(), MORE + 1);

@@ -228,6 +228,20 @@ impl Net {
         end.inject(self.now, &frame);
     }
 
+    /// A connection to B's `port` that B, as a server does, closes first and
+    /// lets go of, then A: B's side ends in TIME-WAIT (unless bounded).
+    /// Returns A's handle.
+    pub fn server_closes_first(&mut self, port: u16) -> Handle {
+        let (ha, hb) = self.connect(port);
+        self.b.stack.tcp_mut().release(hb, false);
+        self.flush();
+        self.run_for(Duration::from_millis(10));
+        self.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+        self.flush();
+        self.run_for(Duration::from_millis(10));
+        ha
+    }
+
     /// A connects to B's listening `port`; returns (a's handle, b's handle).
     pub fn connect(&mut self, port: u16) -> (Handle, Handle) {
         if self.b.stack.tcp().listener(port).is_none() {

@@ -751,14 +751,8 @@ fn time_wait_yields_to_a_new_syn_from_the_same_port() {
 #[test]
 fn a_time_wait_record_takes_only_an_exact_reset() {
     let mut net = Net::clean(13);
-    let (ha, hb) = net.connect(80);
+    let ha = net.server_closes_first(80);
     let a_port = net.conn_a(ha).local().1;
-    net.b.stack.tcp_mut().release(hb, false);
-    net.flush();
-    net.run_for(Duration::from_millis(10));
-    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
-    net.flush();
-    net.run_for(Duration::from_millis(10));
     assert_eq!(net.b.stack.tcp().time_wait_records().count(), 1);
     // What B expects next. A, closed, would answer B's challenge ACK with that
     // exact reset itself: it hears nothing from now on.

@@ -73,6 +73,9 @@ impl Connection {
             && self.snd_nxt == self.snd_max
             && self.rx.is_empty()
             && self.posted.is_none();
+        if !quiet {
+            return None;
+        }
         Some(TimeWaitRecord {
             local: self.local,
             remote: self.remote,
@@ -99,7 +102,6 @@ impl Connection {
             last_challenge: self.last_challenge,
             traffic: self.traffic,
         })
-        .filter(|_| quiet)
     }
 
     /// The connection `record` was made from, in TIME-WAIT, orphaned, its
