@@ -237,3 +237,67 @@ def test_ping_example_prints_replies(lab):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count(f"bytes from {lab.peer_ip}") == 3
     assert "3 transmitted, 3 received, 0% loss" in out.stdout
+
+
+LOGS_THROUGH_THE_STACK = """
+import logging, sys
+import mipfast
+stack = mipfast.Stack(sys.argv[1], ip=sys.argv[2])
+peer_ip, tcp_port, udp_port = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+udp = stack.udp()
+
+class ThroughTheStack(logging.Handler):
+    # A device that sends its log over its own network: each record calls into the stack.
+    def emit(self, record):
+        udp.sendto(self.format(record).encode(), (peer_ip, udp_port))
+
+log = logging.getLogger("mipfast")
+log.setLevel(logging.DEBUG)
+log.addHandler(ThroughTheStack())
+log.propagate = False
+mipfast.reset_logging()
+conn = stack.connect((peer_ip, tcp_port), timeout=5)  # its state changes are logged under the engine lock
+conn.sendall(b"x" * 64)
+got = b""
+while len(got) < 64:
+    got += conn.recv(64)
+conn.close()
+log.setLevel(logging.WARNING)
+mipfast.reset_logging()
+udp.settimeout(1)
+try:
+    while True:
+        print(udp.recv(65535).decode(), flush=True)  # the echo of each record sent
+except TimeoutError:
+    pass
+stack.close()
+print("ok", flush=True)
+"""
+
+
+def test_a_log_handler_that_sends_through_the_stack_gets_every_record(lab):
+    """The engine logs a connection's state changes while it holds its lock, and Rust records
+    reach Python's `logging` on the thread that made them. A handler that sends its records
+    through the stack (a device logging over its own network) then called into the engine on a
+    thread that held its lock: it hung. Records made under the lock now reach the logger once
+    the lock is let go, in order."""
+    server = ns_python(lab, PEER_PY, "udp-echo", "7011")
+    echo = ns_python(lab, PEER_PY, "echo", "7012")
+    try:
+        assert "listening" in server.stdout.readline()
+        run = subprocess.run(
+            [sys.executable, "-c", LOGS_THROUGH_THE_STACK, lab.iface, STACK_CIDR, lab.peer_ip]
+            + ["7012", "7011"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        for p in (server, echo):
+            p.kill()
+            p.communicate()
+    assert run.returncode == 0 and run.stdout.endswith("ok\n"), run.stderr[-2000:]
+    changes = [line for line in run.stdout.splitlines() if line.startswith("TCP ")]
+    states = [line.rsplit(": ", 1)[1] for line in changes]
+    for change in ("CLOSED -> SYN_SENT", "SYN_SENT -> ESTABLISHED", "ESTABLISHED -> FIN_WAIT_1"):
+        assert change in states, run.stdout

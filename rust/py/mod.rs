@@ -12,14 +12,19 @@ mod status;
 mod tcp;
 mod udp;
 
+use crate::runtime::deferred_log::DeferredLog;
 use pyo3::prelude::*;
 use std::sync::OnceLock;
 
 static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Rust `log` records go to Python's `logging`, under the logger "mipfast".
-    if let Ok(handle) = pyo3_log::try_init() {
+    // Rust `log` records go to Python's `logging`, under the logger "mipfast",
+    // once the engine lock is let go (the handler may want the GIL or the stack).
+    let logger = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels)?;
+    let handle = logger.reset_handle();
+    if log::set_boxed_logger(Box::new(DeferredLog::new(logger))).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
         let _ = LOG_RESET.set(handle);
     }
     m.add_class::<stack::PyStack>()?;

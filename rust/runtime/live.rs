@@ -826,7 +826,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The engine, locked. The wake-ups a change owes to blocked calls are
 /// collected under the lock and delivered once it is released, so that a
-/// woken thread does not run only to block on the lock still held.
+/// woken thread does not run only to block on the lock still held. Log
+/// records wait for the release too (`deferred_log`).
 pub struct Locked<'a> {
     guard: Option<MutexGuard<'a, Engine>>,
 }
@@ -839,6 +840,7 @@ impl<'a> Locked<'a> {
     /// A new hold: the clock is read afresh.
     fn held(guard: MutexGuard<'a, Engine>) -> Self {
         guard.clock.set(None);
+        super::deferred_log::hold_begins();
         Locked { guard: Some(guard) }
     }
 
@@ -887,6 +889,9 @@ impl Drop for Locked<'_> {
             drop(guard);
             pending.deliver();
         }
+        // Last: the records logged under the lock (one per hold, `wait_on`'s
+        // successor included).
+        super::deferred_log::hold_ends();
     }
 }
 

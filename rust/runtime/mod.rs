@@ -7,6 +7,7 @@
 
 pub mod bridge;
 pub mod calls;
+pub mod deferred_log;
 pub mod errno;
 mod handoff;
 pub mod live;
