@@ -30,6 +30,8 @@ bash scripts/wheel.sh
 .venv/bin/python -m pip install -q --force-reinstall --no-deps dist/mipfast-*-manylinux*.whl
 echo "== stubtest: the installed extension matches its stubs"
 .venv/bin/python -m mypy.stubtest mipfast._native
+echo "== mypy --strict on the package's source"
+.venv/bin/python -m mypy --strict python/mipfast
 echo "== mypy --strict on examples/ against the installed package"
 .venv/bin/python -m mypy --strict examples/
 echo "== pytest"

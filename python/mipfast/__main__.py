@@ -12,6 +12,7 @@ import ssl
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import mipfast
 from mipfast.dashboard.auth import generate_password
@@ -114,7 +115,7 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return ctx
 
 
-async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summary: dict) -> None:
+async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summary: dict[str, Any]) -> None:
     from . import dashboard
 
     passwords, generated = _passwords(args)
@@ -141,7 +142,7 @@ async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summa
     await asyncio.Event().wait()
 
 
-async def _serve_mqtt(stack: mipfast.Stack, args: argparse.Namespace, summary: dict) -> None:
+async def _serve_mqtt(stack: mipfast.Stack, args: argparse.Namespace, summary: dict[str, Any]) -> None:
     """``--no-http --mqtt``: the device's MQTT link (status published, messages kept) without the page."""
     from . import dashboard
 
@@ -170,7 +171,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
         print(f"mipfast: {e}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    summary: dict = {}
+    summary: dict[str, Any] = {}
     try:
         if lab is not None:
             stack.wait_ready(timeout=30)
@@ -196,7 +197,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
         stack.close()
 
 
-def _print_summary(stack: mipfast.Stack, started: float, summary: dict) -> None:
+def _print_summary(stack: mipfast.Stack, started: float, summary: dict[str, Any]) -> None:
     """The one line Ctrl-C leaves: uptime, frames, connections served."""
     up = int(time.monotonic() - started)
     try:

@@ -22,7 +22,7 @@ def makefile(
     reading = "r" in mode or not writing
     binary = "b" in mode
     rawmode = ("r" if reading else "") + ("w" if writing else "")
-    raw = socket.SocketIO(conn, rawmode)
+    raw = socket.SocketIO(conn, rawmode)  # type: ignore[arg-type]  # "r", "w" or "rw"
     if buffering is None:
         buffering = -1
     if buffering < 0:
@@ -40,6 +40,6 @@ def makefile(
         buffer = io.BufferedWriter(raw, buffering)
     if binary:
         return buffer
-    text = io.TextIOWrapper(buffer, encoding, errors, newline)
+    text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
     text.mode = mode  # type: ignore[misc]
     return text

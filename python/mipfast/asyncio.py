@@ -169,8 +169,8 @@ class _DeviceWatch:
         self._stopped = True
         loop = self.loop
         if loop is not None:
-            per_loop = _device_watches.get(loop, {})
-            if per_loop.get(self.fd) is self:
+            per_loop = _device_watches.get(loop)
+            if per_loop is not None and per_loop.get(self.fd) is self:
                 del per_loop[self.fd]
             if not loop.is_closed():
                 for fd in (self.fd, self.ready_fd):
@@ -290,7 +290,7 @@ class StackTransport(asyncio.transports._FlowControlMixin):
     # loop.start_tls checks for this before layering TLS on a transport.
     _start_tls_compatible = True
     # loop.sendfile: no zero-copy path into the stack, so asyncio's read-and-write fallback.
-    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
+    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK  # type: ignore[attr-defined]
 
     def __init__(
         self,
@@ -302,7 +302,13 @@ class StackTransport(asyncio.transports._FlowControlMixin):
         connection_made: bool = True,
         early: bytes = b"",
     ) -> None:
-        super().__init__({"socket": conn}, loop)
+        extra = {"socket": conn}
+        try:
+            extra["peername"] = conn.getpeername()
+            extra["sockname"] = conn.getsockname()
+        except OSError:
+            pass
+        super().__init__(extra, loop)
         self._loop = loop
         self._conn = conn
         conn.setblocking(False)
@@ -310,11 +316,6 @@ class StackTransport(asyncio.transports._FlowControlMixin):
         # response written in pieces must not wait for the peer's delayed ACK.
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self._extra["peername"] = conn.getpeername()
-            self._extra["sockname"] = conn.getsockname()
-        except OSError:
-            pass
         self._protocol: asyncio.BaseProtocol = protocol
         self._buffered = False
         self.set_protocol(protocol)
@@ -594,7 +595,7 @@ class StackTransport(asyncio.transports._FlowControlMixin):
         self._lost = True
         self._stop_reading()
         try:
-            self._protocol.connection_lost(exc)
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]  # as asyncio passes it
         finally:
             self._waiting.close()
             self._conn.close()
@@ -691,7 +692,7 @@ async def _handshake_done(loop: asyncio.AbstractEventLoop, conn: Any) -> None:
     if conn.state in ("SYN_SENT", "SYN_RECEIVED"):
         done = loop.create_future()
         waiting = _Waiting(loop, conn)
-        waiting.write(lambda: done.done() or done.set_result(None))
+        waiting.write(lambda: None if done.done() else done.set_result(None))
         try:
             await done
         finally:
@@ -837,7 +838,8 @@ class Server(asyncio.Server):
 
     @property
     def port(self) -> int:
-        return self._listener.port
+        port: int = self._listener.port
+        return port
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop

@@ -507,10 +507,12 @@ class StackServerSocket:
         return socket_for(conn, server=True), peer
 
     def fileno(self) -> int:
-        return self.listener.fileno()
+        fd: int = self.listener.fileno()
+        return fd
 
     def getsockname(self) -> tuple[str, int]:
-        return self.listener.getsockname()
+        name: tuple[str, int] = self.listener.getsockname()
+        return name
 
     def close(self) -> None:
         self.listener.close()
@@ -540,7 +542,8 @@ class Forwarder:
 
     @property
     def port(self) -> int:
-        return self.listener.port
+        port: int = self.listener.port
+        return port
 
     def _run(self) -> None:
         while not self._closed.is_set():

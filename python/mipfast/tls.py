@@ -14,7 +14,7 @@ same certificate verification, SNI, ALPN and session handling as
 from __future__ import annotations
 
 import ssl
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from . import _io
 
@@ -123,7 +123,7 @@ class TlsConnection:
         if nbytes == 0:
             return 0
         try:
-            return self._run(self._obj.read, nbytes, view)
+            return cast(int, self._run(self._obj.read, nbytes, view))  # a count, given a buffer
         except ssl.SSLZeroReturnError:
             return 0
         except ssl.SSLEOFError:

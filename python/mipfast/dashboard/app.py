@@ -147,7 +147,7 @@ class Dashboard:
     # -- state --
 
     def status(self) -> dict[str, Any]:
-        stats = self.stack.stats()
+        stats: dict[str, Any] = self.stack.stats()
         stats["interface"] = self.stack.interface
         stats["dashboard"] = {
             "uptime": time.monotonic() - self.started,

@@ -109,7 +109,7 @@ class LoginThrottle:
         count, last = self._failures.get(address, (0, 0.0))
         if not count or time.monotonic() - last > self.forget_after:
             return 0.0
-        return min(self.first * 2 ** (count - 1), self.ceiling)
+        return min(self.first * 2.0 ** (count - 1), self.ceiling)
 
     def failed(self, address: str) -> None:
         count, last = self._failures.get(address, (0, 0.0))

@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, TextMessage
@@ -49,7 +49,7 @@ class Watchers:
         self._watchers: set[_Watcher] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self.http_clients = lambda: 0  # set by the server: connections it serves
+        self.http_clients: Callable[[], int] = lambda: 0  # set by the server: connections it serves
 
     def __len__(self) -> int:
         return len(self._watchers)
@@ -73,7 +73,7 @@ class Watchers:
         headers = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", generate_accept_token(key.encode())),
+            ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode("ascii")),
         ]
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rest: bytes) -> None:

@@ -54,7 +54,8 @@ class _Stream(httpcore.NetworkStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
             self._sock.settimeout(timeout)
-            return self._sock.recv(max_bytes)
+            data: bytes = self._sock.recv(max_bytes)
+            return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -196,7 +197,7 @@ class StackTransport(httpx.HTTPTransport):
             raise ValueError("proxies are not supported over mipfast")
         super().__init__(**kwargs)
         # httpcore's pool opens every connection through its network backend.
-        self._pool._network_backend = StackNetworkBackend(stack)  # type: ignore[union-attr]
+        self._pool._network_backend = StackNetworkBackend(stack)
 
 
 class AsyncStackTransport(httpx.AsyncHTTPTransport):
@@ -206,7 +207,7 @@ class AsyncStackTransport(httpx.AsyncHTTPTransport):
         if kwargs.get("proxy") is not None:
             raise ValueError("proxies are not supported over mipfast")
         super().__init__(**kwargs)
-        self._pool._network_backend = AsyncStackNetworkBackend(stack)  # type: ignore[union-attr]
+        self._pool._network_backend = AsyncStackNetworkBackend(stack)
 
 
 _TRANSPORT_KWARGS = ("verify", "cert", "http1", "http2", "limits", "retries")
