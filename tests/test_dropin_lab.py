@@ -678,6 +678,11 @@ def test_loop_sock_connect_of_a_patched_socket_makes_no_bridge(lab, peer, stack)
             assert await line(loop, sock) == b"no bridge\n"
             await loop.sock_sendall(sock, b"then through the bridge\n")
             assert await line(loop, sock) == b"then through the bridge\n"
+        # The driver takes the closed socket's bridge down in its own time.
+        deadline = time.monotonic() + 5
+        while stack.tcp_info["bridges"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert stack.tcp_info["bridges"] == 0
         with socket.socket() as sock:
             sock.setblocking(False)
             woken = asyncio.Event()
