@@ -1,9 +1,9 @@
 //! A Python object's hold on a live stack. The last hold's drop stops the
-//! driver thread and takes the engine lock; from a Python object's
-//! deallocation that happens with the GIL held, and a driver that waits for
-//! the GIL under the engine lock (a Rust log line goes to Python's
-//! `logging`) would wait for us for ever. So the last hold lets go of the
-//! GIL first, as every call into the engine does.
+//! driver thread and waits for it; from a Python object's deallocation that
+//! happens with the GIL held, and a driver that is handing log records to
+//! Python's `logging` (`runtime/deferred_log.rs`) waits for the GIL: it
+//! would wait for us for ever. So the last hold lets go of the GIL first, as
+//! every call into the engine does.
 
 use crate::runtime::LiveStack;
 use pyo3::prelude::*;

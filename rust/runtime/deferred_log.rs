@@ -109,13 +109,17 @@ pub(super) fn hold_begins() {
 /// This thread let go of the engine lock: once it holds it no more, the
 /// records kept meanwhile go to the logger installed.
 pub(super) fn hold_ends() {
+    hold_ends_to(log::logger());
+}
+
+fn hold_ends_to(to: &dyn Log) {
     let left = HOLDS.with(|holds| {
         let left = holds.get().saturating_sub(1);
         holds.set(left);
         left
     });
     if left == 0 {
-        emit_kept(log::logger());
+        emit_kept(to);
     }
 }
 
@@ -173,15 +177,16 @@ mod tests {
         log_to(&logger, Level::Info, "before");
         hold_begins();
         log_to(&logger, Level::Info, "first");
+        hold_begins(); // `wait_on`'s successor, before its predecessor ends
         log_to(&logger, Level::Debug, "second");
+        hold_ends_to(&logger);
         log_to(&logger, Level::Trace, "filtered out");
         assert_eq!(
             logger.inner.0.lock().unwrap().len(),
             1,
-            "nothing passes during the hold"
+            "nothing passes while a hold lasts"
         );
-        HOLDS.with(|holds| holds.set(holds.get() - 1));
-        emit_kept(&logger);
+        hold_ends_to(&logger);
         let seen = logger.inner.0.lock().unwrap().clone();
         let expected = [("before", 0), ("first", 0), ("second", 0)];
         assert_eq!(
@@ -200,8 +205,7 @@ mod tests {
         }
         let dropped = KEPT.with_borrow(|kept| (kept.records.len(), kept.dropped));
         assert_eq!(dropped, (KEPT_PER_HOLD, 10));
-        HOLDS.with(|holds| holds.set(holds.get() - 1));
-        emit_kept(&logger);
+        hold_ends_to(&logger);
         assert_eq!(logger.inner.0.lock().unwrap().len(), KEPT_PER_HOLD);
         assert_eq!(
             KEPT.with_borrow(|kept| (kept.records.len(), kept.dropped)),
