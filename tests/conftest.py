@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ LAB_KIND = os.environ.get("MIPFAST_LAB", "host" if sys.platform == "darwin" else
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a shell without job control (a CI runner's
+    # script, `cmd &` in a script) inherits SIGINT ignored, and so would every program a
+    # test starts: Ctrl-C tests would then fail, and a test's server that a SIGINT does
+    # not stop would outlive it. Python's own handler here gives its children SIGINT's
+    # default back (a handler is not inherited across exec, an ignored signal is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers", "linux_lab: needs the Linux lab (namespace, dnsmasq, Linux tools on the peer side)"
     )

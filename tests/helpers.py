@@ -74,3 +74,21 @@ def peer_checksum_offload_off(lab) -> Iterator[None]:
     finally:
         if lab.offloads:
             subprocess.run(lab.ns("ethtool", "-K", lab.peer, "tx", "on"), check=True, capture_output=True)
+
+
+def stop(proc: subprocess.Popen, sig: int, timeout: float, *, read: bool = True) -> tuple[str, str]:
+    """Sends ``sig`` to ``proc`` and waits for it to end; returns what it wrote
+    (``communicate``'s pair), or nothing with ``read=False`` (a thread of the test reads
+    its output). One that does not end within ``timeout`` is killed before the
+    ``TimeoutExpired`` goes on: a program left running (a stack on the lab's interface,
+    with the lab's address) would answer in the next tests' place."""
+    proc.send_signal(sig)
+    try:
+        if read:
+            return proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
+        return "", ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise

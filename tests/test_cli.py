@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from helpers import linux_lab
+from helpers import linux_lab, stop
 
 from mipfast._lab import Lab
 
@@ -134,8 +134,7 @@ def _run_lab_demo(lab: Lab) -> None:
         r = lab.run("ping", "-c", "3", "-i", "0.05", "-W", "1", ip, check=False)
         assert " 3 received" in r.stdout, r.stdout
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
+        stop(proc, signal.SIGINT, 15, read=False)
         output.thread.join(5)
         rest = output.text
     assert proc.returncode == 0, rest
@@ -172,8 +171,7 @@ def test_stack_cli_stops_cleanly_and_flushes_trace(lab, tmp_path, sig):
     try:
         output.wait_for(r"READY, IP: ", 15)
     finally:
-        proc.send_signal(sig)
-        proc.wait(timeout=15)
+        stop(proc, sig, 15, read=False)
         output.thread.join(5)
         rest = output.text
     assert proc.returncode == 0, rest

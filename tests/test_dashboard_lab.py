@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import scapy.all as scapy
 from conftest import STACK_CIDR, STACK_IP
-from helpers import linux_lab
+from helpers import linux_lab, stop
 
 import mipfast
 import mipfast.dashboard
@@ -171,8 +171,7 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         assert status["ip"] == STACK_IP and status["mac"] == mipfast.DEFAULT_MAC
         assert json.loads(curl(f"{base}/api/session"))["csrf"] == login["csrf"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=15)
+        rest, err = stop(proc, signal.SIGINT, 15)
     assert proc.returncode == 0, err
     summary = rest.strip().splitlines()[-1]
     assert summary.startswith("mipfast: stopped after") and "dashboard connections served" in summary
@@ -265,8 +264,7 @@ def test_mqtt_without_the_dashboard(lab, tmp_path):
             lab.ns("curl", "-s", "-m", "3", f"http://{STACK_IP}:8000/"), capture_output=True
         )
         assert refused.returncode != 0, "no dashboard was asked for"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        out, err = stop(proc, signal.SIGINT, 15)
         assert proc.returncode == 0, err
         assert "MQTT: mqtt://" in out and "Dashboard:" not in out, out
     finally:

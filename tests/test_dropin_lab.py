@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from conftest import PEER_PY, STACK_CIDR, STACK_IP, Peer
-from helpers import linux_lab
+from helpers import linux_lab, stop
 from peer import pattern
 
 import mipfast.bridge
@@ -293,8 +294,7 @@ def test_an_unmodified_uvicorn_app_is_forwarded_through_the_stack(lab, stack, tm
             r = lab.run("curl", "-sS", "--max-time", "10", f"http://{STACK_IP}:8000/", timeout=30)
             assert r.stdout == "asgi says hi to 127.0.0.1\n"
     finally:
-        uvicorn.terminate()
-        uvicorn.wait(10)
+        stop(uvicorn, signal.SIGTERM, 10, read=False)
 
 
 def _listening(stack) -> dict[int, int]:
@@ -396,8 +396,7 @@ def test_an_unmodified_uvicorn_app_serves_through_the_patch(lab, tmp_path):
             _curl_until_served(lab, f"http://{STACK_IP}:8000/", server) == f"asgi says hi to {lab.peer_ip}\n"
         )
     finally:
-        server.terminate()
-        server.communicate(timeout=20)
+        stop(server, signal.SIGTERM, 20)
 
 
 def test_uvloop_under_the_patch_is_asyncios_loop_which_the_patch_routes(lab, peer, stack):
@@ -446,8 +445,7 @@ def test_python_m_http_server_serves_through_the_patch(lab, tmp_path):
             page = _curl_until_served(lab, f"http://{STACK_IP}:8081/index.html", server)
             assert page == "http.server, unmodified, through mipfast\n"
     finally:
-        server.terminate()
-        server.communicate(timeout=20)
+        stop(server, signal.SIGTERM, 20)
 
 
 UDP_SEND = """
@@ -802,8 +800,7 @@ def test_twisted_client_and_server_run_through_the_patch(lab, peer, tmp_path):
             answer = lab.run(sys.executable, "-c", ask).stdout
             assert answer == f"twisted heard hello {i} from {lab.peer_ip}\n"
     finally:
-        server.terminate()
-        server.communicate(timeout=20)
+        stop(server, signal.SIGTERM, 20)
 
 
 def test_a_client_bound_before_connect_leaves_from_its_port(lab, peer, stack):

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from helpers import linux_lab, ping_cmd, skip_or_fail
+from helpers import linux_lab, ping_cmd, skip_or_fail, stop
 
 import mipfast
 
@@ -188,8 +188,7 @@ def test_ctrl_c_interrupts_a_blocking_poll(lab):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "polling"
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=10)[0]
+    out = stop(proc, signal.SIGINT, 10)[0]
     assert proc.returncode == 3 and "interrupted" in out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEVICE
-from helpers import linux_lab, peer_checksum_offload_off, ping_cmd, wait_listening
+from helpers import linux_lab, peer_checksum_offload_off, ping_cmd, stop, wait_listening
 from peer import pattern
 
 import mipfast
@@ -108,12 +108,7 @@ def test_curl_fetches_from_and_uploads_50_mb_to_a_mipfast_server(lab, tmp_path):
         )
         assert r.stdout.split() == [str(size), sha(upload)]
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, signal.SIGINT, 15, read=False)
 
 
 @pytest.mark.parametrize("driven", [True, False], ids=["driver-thread", "self-polling"])
