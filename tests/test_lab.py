@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import ipaddress
 import logging
+import os
 import re
 import shutil
 import signal
@@ -83,6 +85,36 @@ def test_static_address_answers_ping_with_a_chosen_mac(lab):
         # An address nobody holds is not answered for.
         lost, _ = ping(lab, "10.77.0.24", 2)
         assert lost == 0
+
+
+def test_a_second_stack_with_the_same_mac_on_the_interface_is_refused(lab):
+    """Two stacks with one MAC on one interface would each take the other's frames (and
+    reset its connections as unknown); neither could see the other on the wire."""
+    first = mipfast.Stack(lab.iface, ip="10.77.0.40/24")
+    first.start()
+    held = first.udp()  # an object of the first stack outlives its close()
+    try:
+        with pytest.raises(OSError) as refused:
+            mipfast.Stack(lab.iface, ip="10.77.0.41/24")
+        assert refused.value.errno == errno.EADDRINUSE
+        assert lab.iface in str(refused.value) and mipfast.DEFAULT_MAC in str(refused.value), refused.value
+        cli = subprocess.run(
+            [sys.executable, "-m", "mipfast", "-i", lab.iface, "--ip", "10.77.0.41/24", "--no-http"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert cli.returncode == 2 and f"process {os.getpid()}" in cli.stderr, cli.stderr
+        # Another MAC is another station on the same interface.
+        with mipfast.Stack(lab.iface, mac="02:00:00:aa:bb:01", ip="10.77.0.42/24"):
+            received, out = ping(lab, "10.77.0.42", 3)
+            assert received == 3, out
+            assert ping(lab, "10.77.0.40", 3)[0] == 3
+    finally:
+        first.close()
+    with mipfast.Stack(lab.iface, ip="10.77.0.40/24") as again:
+        received, out = ping(lab, "10.77.0.40", 3)
+        assert received == 3, out
+        assert again.ip == "10.77.0.40"
+    held.close()
 
 
 def test_manual_poll_loop_without_driver_thread(lab):

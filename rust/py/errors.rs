@@ -28,6 +28,7 @@ pub fn to_py(e: io::Error) -> PyErr {
             PyBlockingIOError::new_err((libc::EAGAIN, "Resource temporarily unavailable"))
         }
         io::ErrorKind::Unsupported => PyOSError::new_err((libc::EOPNOTSUPP, msg)),
+        io::ErrorKind::AddrInUse => PyOSError::new_err((libc::EADDRINUSE, msg)),
         _ => PyOSError::new_err(msg),
     }
 }

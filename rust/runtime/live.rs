@@ -13,6 +13,7 @@ use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
+use crate::phy::interface_claim::{self, InterfaceClaim};
 use crate::phy::live_device::{Arrivals, DeviceKind, LiveDevice, RxLosses};
 use crate::phy::poll::{self, Interest};
 use crate::phy::stream_fd::StreamFd;
@@ -397,10 +398,17 @@ pub struct LiveStack {
     /// holds a copy of it without a driver, so its bridged sockets use
     /// their descriptors, which the parent's driver serves, never the engine.
     owner: u32,
+    /// This stack's claim on its interface and MAC, let go of once shut.
+    claim: Mutex<Option<InterfaceClaim>>,
 }
 
 impl LiveStack {
     pub fn open(config: LiveConfig) -> io::Result<Self> {
+        let claim = InterfaceClaim::take(
+            &interface_claim::default_dir(),
+            &config.interface,
+            config.stack.interface.mac,
+        )?;
         let pcap = LiveDevice::open(
             &config.interface,
             config.bpf.as_deref(),
@@ -464,6 +472,7 @@ impl LiveStack {
             }),
             driver: Mutex::new(None),
             owner: std::process::id(),
+            claim: Mutex::new(claim),
         })
     }
 
@@ -544,6 +553,8 @@ impl LiveStack {
         }
         self.shared.wake.wake();
         self.stop();
+        // Shut, it answers nothing more: another stack may take its place.
+        lock(&self.claim).take();
     }
 
     /// EBADF once the stack is shut: what a blocked call returns then.

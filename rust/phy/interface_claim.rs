@@ -1,0 +1,166 @@
+//! One stack per interface and MAC address on this machine. Two stacks with
+//! the same MAC on one interface both take every frame for it and answer for
+//! each other: each resets the other's connections as unknown, and with DHCP
+//! both hold the same lease. Neither can see the other on the wire (a frame
+//! one sends leaves the host; the other's capture takes only arrivals), so
+//! the stacks say so to each other through an advisory lock on a file named
+//! after the pair. The kernel lets go of the lock when its holder's
+//! descriptor closes, a crash included, so nothing stale is left to clean up.
+
+use crate::wire::MacAddress;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// A held claim; let go of when dropped.
+#[derive(Debug)]
+pub struct InterfaceClaim {
+    _file: File,
+}
+
+impl InterfaceClaim {
+    /// Claims `interface` for `mac` in `dir`; `AddrInUse` if a stack holds
+    /// it already (in this process or another). Where the lock file cannot
+    /// be opened at all (a read-only directory), the stack runs unguarded
+    /// rather than not at all: `None`.
+    pub fn take(dir: &Path, interface: &str, mac: MacAddress) -> io::Result<Option<Self>> {
+        let path = lock_path(dir, interface, mac);
+        // A file another user made is ours to lock, not to write.
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .or_else(|_| File::open(&path));
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                log::debug!("no claim on {interface}: {}: {e}", path.display());
+                return Ok(None);
+            }
+        };
+        match try_lock(&file) {
+            Ok(true) => {
+                // Who holds it, for the message the next one gets (best effort).
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| write!(file, "{}", std::process::id()));
+                Ok(Some(InterfaceClaim { _file: file }))
+            }
+            Ok(false) => {
+                let mut holder = String::new();
+                let _ = file
+                    .rewind()
+                    .and_then(|()| file.read_to_string(&mut holder));
+                let who = match holder.trim().parse::<u32>() {
+                    Ok(pid) if pid == std::process::id() => "another stack in this process".into(),
+                    Ok(pid) => format!("process {pid}"),
+                    Err(_) => "another process".into(),
+                };
+                Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{interface} already has a mipfast stack with MAC {mac} ({who}); two would \
+                         answer for each other: close that one, or give this one another MAC"
+                    ),
+                ))
+            }
+            Err(e) => {
+                log::debug!("no claim on {interface}: {}: {e}", path.display());
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// An exclusive `flock` on `file`'s open file description, if no other
+/// description holds one (a forked child shares its parent's, and with it
+/// the claim). False if another holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor `file` keeps open; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Where claims live: `/tmp`, which every user and both Linux and macOS
+/// share (the per-user temporary directory of macOS would let two users'
+/// stacks miss each other).
+pub fn default_dir() -> PathBuf {
+    let tmp = Path::new("/tmp");
+    if tmp.is_dir() {
+        tmp.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn lock_path(dir: &Path, interface: &str, mac: MacAddress) -> PathBuf {
+    let name: String = interface
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mac: String = mac.0.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("mipfast-{name}-{mac}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddress = MacAddress([0x02, 0, 0, 0, 0, 1]);
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mipfast-claims-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_second_claim_on_one_interface_and_mac_is_refused_until_the_first_goes() {
+        let dir = dir().join("second");
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = InterfaceClaim::take(&dir, "veth0", MAC).unwrap();
+        assert!(first.is_some());
+        let refused = InterfaceClaim::take(&dir, "veth0", MAC).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::AddrInUse);
+        let text = refused.to_string();
+        assert!(
+            text.contains("veth0")
+                && text.contains("02:00:00:00:00:01")
+                && text.contains("this process"),
+            "{text}"
+        );
+        // Another MAC or another interface is another claim.
+        let other_mac = MacAddress([0x02, 0, 0, 0, 0, 2]);
+        assert!(InterfaceClaim::take(&dir, "veth0", other_mac)
+            .unwrap()
+            .is_some());
+        assert!(InterfaceClaim::take(&dir, "veth1", MAC).unwrap().is_some());
+        drop(first);
+        assert!(InterfaceClaim::take(&dir, "veth0", MAC).unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unusable_directory_leaves_the_stack_unguarded() {
+        let missing = dir().join("no such directory");
+        assert!(InterfaceClaim::take(&missing, "veth0", MAC)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn names_that_are_no_file_names_are_made_into_one() {
+        let path = lock_path(Path::new("/tmp"), "en0/../x", MAC);
+        assert_eq!(path, Path::new("/tmp/mipfast-en0____x-020000000001.lock"));
+    }
+}
