@@ -10,69 +10,103 @@
 use crate::wire::MacAddress;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// A held claim; let go of when dropped.
 #[derive(Debug)]
 pub struct InterfaceClaim {
-    _file: File,
+    file: File,
+    path: PathBuf,
+    /// The process that took it: a forked child that drops its copy leaves
+    /// the file to its parent, which still holds the lock.
+    owner: u32,
 }
 
 impl InterfaceClaim {
     /// Claims `interface` for `mac` in `dir`; `AddrInUse` if a stack holds
     /// it already (in this process or another). Where the lock file cannot
-    /// be opened at all (a read-only directory), the stack runs unguarded
+    /// be used at all (a read-only directory), the stack runs unguarded
     /// rather than not at all: `None`.
     pub fn take(dir: &Path, interface: &str, mac: MacAddress) -> io::Result<Option<Self>> {
         let path = lock_path(dir, interface, mac);
-        // A file another user made is ours to lock, not to write.
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .or_else(|_| File::open(&path));
-        let mut file = match opened {
-            Ok(file) => file,
-            Err(e) => {
-                log::debug!("no claim on {interface}: {}: {e}", path.display());
-                return Ok(None);
-            }
+        let unguarded = |e: io::Error| {
+            log::debug!("no claim on {interface}: {}: {e}", path.display());
+            Ok(None)
         };
-        match try_lock(&file) {
-            Ok(true) => {
-                // Who holds it, for the message the next one gets (best effort).
-                let _ = file
-                    .set_len(0)
-                    .and_then(|()| write!(file, "{}", std::process::id()));
-                Ok(Some(InterfaceClaim { _file: file }))
-            }
-            Ok(false) => {
-                let mut holder = String::new();
-                let _ = file
-                    .rewind()
-                    .and_then(|()| file.read_to_string(&mut holder));
-                let who = match holder.trim().parse::<u32>() {
-                    Ok(pid) if pid == std::process::id() => "another stack in this process".into(),
-                    Ok(pid) => format!("process {pid}"),
-                    Err(_) => "another process".into(),
-                };
-                Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "{interface} already has a mipfast stack with MAC {mac} ({who}); two would \
-                         answer for each other: close that one, or give this one another MAC"
-                    ),
-                ))
-            }
-            Err(e) => {
-                log::debug!("no claim on {interface}: {}: {e}", path.display());
-                Ok(None)
+        // A holder removes the file as it lets go: a lock taken on the file
+        // it removed claims nothing, and the next try makes a new one.
+        for _ in 0..8 {
+            // A file another user made is ours to lock, not to write.
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .or_else(|_| File::open(&path));
+            let mut file = match opened {
+                Ok(file) => file,
+                Err(e) => return unguarded(e),
+            };
+            match try_lock(&file) {
+                Ok(true) if is_still_at(&file, &path) => {
+                    // Who holds it, for the message the next one gets (best effort).
+                    let _ = file
+                        .set_len(0)
+                        .and_then(|()| write!(file, "{}", std::process::id()));
+                    return Ok(Some(InterfaceClaim {
+                        file,
+                        path,
+                        owner: std::process::id(),
+                    }));
+                }
+                Ok(true) => continue,
+                Ok(false) => {
+                    let mut holder = String::new();
+                    let _ = file
+                        .rewind()
+                        .and_then(|()| file.read_to_string(&mut holder));
+                    return Err(in_use(interface, mac, &holder));
+                }
+                Err(e) => return unguarded(e),
             }
         }
+        unguarded(io::Error::other("the lock file kept being replaced"))
     }
+}
+
+impl Drop for InterfaceClaim {
+    fn drop(&mut self) {
+        // Removed while still locked (the lock goes when `file` closes, after this).
+        if std::process::id() == self.owner && is_still_at(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether `path` names the very file `file` has open.
+fn is_still_at(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
+}
+
+fn in_use(interface: &str, mac: MacAddress, holder: &str) -> io::Error {
+    let who = match holder.trim().parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => "another stack in this process".into(),
+        Ok(pid) => format!("process {pid}"),
+        Err(_) => "another process".into(),
+    };
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{interface} already has a mipfast stack with MAC {mac} ({who}); two would answer \
+             for each other: close that one, or give this one another MAC"
+        ),
+    )
 }
 
 /// An exclusive `flock` on `file`'s open file description, if no other
@@ -146,7 +180,30 @@ mod tests {
             .is_some());
         assert!(InterfaceClaim::take(&dir, "veth1", MAC).unwrap().is_some());
         drop(first);
-        assert!(InterfaceClaim::take(&dir, "veth0", MAC).unwrap().is_some());
+        let again = InterfaceClaim::take(&dir, "veth0", MAC).unwrap();
+        assert!(again.is_some());
+        drop(again);
+        assert!(
+            !lock_path(&dir, "veth0", MAC).exists(),
+            "a claim let go of leaves no file behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_on_a_file_since_removed_is_no_claim() {
+        let dir = dir().join("removed");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = lock_path(&dir, "veth0", MAC);
+        let file = File::create(&path).unwrap();
+        assert!(is_still_at(&file, &path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!is_still_at(&file, &path));
+        File::create(&path).unwrap();
+        assert!(
+            !is_still_at(&file, &path),
+            "a new file in its place is another"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

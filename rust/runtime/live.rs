@@ -404,16 +404,17 @@ pub struct LiveStack {
 
 impl LiveStack {
     pub fn open(config: LiveConfig) -> io::Result<Self> {
-        let claim = InterfaceClaim::take(
-            &interface_claim::default_dir(),
-            &config.interface,
-            config.stack.interface.mac,
-        )?;
         let pcap = LiveDevice::open(
             &config.interface,
             config.bpf.as_deref(),
             config.segment_offload,
             config.device,
+        )?;
+        // Claimed once the interface is known to exist and fit: no file for a name that is none.
+        let claim = InterfaceClaim::take(
+            &interface_claim::default_dir(),
+            &config.interface,
+            config.stack.interface.mac,
         )?;
         let pcap_fd = pcap.fd();
         let arrivals = pcap.arrivals();
