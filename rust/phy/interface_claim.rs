@@ -5,12 +5,14 @@
 //! one sends leaves the host; the other's capture takes only arrivals), so
 //! the stacks say so to each other through an advisory lock on a file named
 //! after the pair. The kernel lets go of the lock when its holder's
-//! descriptor closes, a crash included, so nothing stale is left to clean up.
+//! descriptor closes, a crash included (the file a crash leaves holds no
+//! lock). `/tmp` is everyone's: the file is opened without following a
+//! link, and written only if it is a plain file of our own.
 
 use crate::wire::MacAddress;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -44,8 +46,15 @@ impl InterfaceClaim {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
-                .or_else(|_| File::open(&path));
+                .or_else(|_| {
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)
+                });
             let mut file = match opened {
                 Ok(file) => file,
                 Err(e) => return unguarded(e),
@@ -53,9 +62,11 @@ impl InterfaceClaim {
             match try_lock(&file) {
                 Ok(true) if is_still_at(&file, &path) => {
                     // Who holds it, for the message the next one gets (best effort).
-                    let _ = file
-                        .set_len(0)
-                        .and_then(|()| write!(file, "{}", std::process::id()));
+                    if is_own_plain_file(&file) {
+                        let _ = file
+                            .set_len(0)
+                            .and_then(|()| write!(file, "{}", std::process::id()));
+                    }
                     return Ok(Some(InterfaceClaim {
                         file,
                         path,
@@ -92,6 +103,15 @@ fn is_still_at(file: &File, path: &Path) -> bool {
         (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
         _ => false,
     }
+}
+
+/// A plain file of this user's with no other name (no link to another
+/// file made in `/tmp` to have us overwrite it).
+fn is_own_plain_file(file: &File) -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    file.metadata()
+        .is_ok_and(|m| m.is_file() && m.uid() == me && m.nlink() == 1)
 }
 
 fn in_use(interface: &str, mac: MacAddress, holder: &str) -> io::Error {
@@ -204,6 +224,24 @@ mod tests {
             !is_still_at(&file, &path),
             "a new file in its place is another"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_in_the_claims_place_is_neither_followed_nor_written() {
+        let dir = dir().join("links");
+        std::fs::create_dir_all(&dir).unwrap();
+        let precious = dir.join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let path = lock_path(&dir, "veth0", MAC);
+        std::os::unix::fs::symlink(&precious, &path).unwrap();
+        assert!(InterfaceClaim::take(&dir, "veth0", MAC).unwrap().is_none());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::hard_link(&precious, &path).unwrap();
+        let claim = InterfaceClaim::take(&dir, "veth0", MAC).unwrap();
+        assert!(claim.is_some(), "a hard link is locked, as any file");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+        drop(claim);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
