@@ -119,7 +119,10 @@ class Output:
         raise AssertionError(f"{pattern!r} not seen; output:\n{self.text}")
 
 
-def _run_lab_demo(lab: Lab) -> None:
+def _run_lab_demo(lab: Lab, second: bool = False) -> None:
+    """``python -m mipfast --lab`` comes up, answers ping from the namespace and leaves
+    nothing behind; with ``second``, another one started meanwhile is refused and the
+    first keeps answering."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mipfast", "--lab"],
         stdout=subprocess.PIPE,
@@ -133,6 +136,14 @@ def _run_lab_demo(lab: Lab) -> None:
         ip = re.search(r"ip netns exec mipfast-lab ping (\S+)", out).group(1)
         r = lab.run("ping", "-c", "3", "-i", "0.05", "-W", "1", ip, check=False)
         assert " 3 received" in r.stdout, r.stdout
+        if second:
+            again = subprocess.run(
+                [sys.executable, "-m", "mipfast", "--lab"], capture_output=True, text=True, timeout=60
+            )
+            assert again.returncode == 1, again.stdout + again.stderr
+            assert f"the lab mipfast-lab is up already, in process {proc.pid}" in again.stderr, again.stderr
+            r = lab.run("ping", "-c", "3", "-i", "0.05", "-W", "1", ip, check=False)
+            assert " 3 received" in r.stdout, "the first lab was left alone: " + r.stdout
     finally:
         stop(proc, signal.SIGINT, 15, read=False)
         output.thread.join(5)
@@ -146,14 +157,15 @@ def _run_lab_demo(lab: Lab) -> None:
 @linux_lab  # the Linux demo lab (macOS's --lab: scripts/macos_smoke.sh)
 def test_lab_demo_comes_up_and_cleans_up(lab):
     # `lab` (the test lab) proves root and netns; the demo uses its own fixed names.
-    _run_lab_demo(Lab())
+    _run_lab_demo(Lab(), second=True)
 
 
 @linux_lab
 def test_lab_demo_cleans_up_after_a_crash(lab):
-    stale = Lab()
-    stale.up()  # as if an earlier run was killed with everything in place
-    assert stale.exists()
+    # An earlier run killed with everything in place (its lock went with its process).
+    made = "from mipfast._lab import Lab; Lab().up()"
+    subprocess.run([sys.executable, "-c", made], check=True, timeout=60)
+    assert Lab().exists()
     _run_lab_demo(Lab())
 
 

@@ -7,6 +7,7 @@ dnsmasq and ethtool.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -89,6 +90,8 @@ class Lab:
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
         self._dnsmasq: subprocess.Popen[bytes] | None = None
+        #: The lab's lock while this object has it up (see ``_claim``).
+        self._lock: int | None = None
 
     def __enter__(self) -> Lab:
         self.up()
@@ -113,7 +116,13 @@ class Lab:
             )
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates a network namespace and a veth pair)")
-        self.down()
+        holder = self._claim()
+        if holder is not None:
+            raise LabError(
+                f"the lab {self.netns} is up already, in process {holder}: stop that one first (Ctrl-C), "
+                "or run the stack on an interface of your own (-i IFACE)"
+            )
+        self._remove()
         _run(["ip", "netns", "add", self.netns])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         self.link_again()
@@ -197,7 +206,51 @@ class Lab:
         raise LabError("dnsmasq did not start listening on port 67 within 5 s")
 
     def down(self) -> None:
-        """Removes the namespace, the veth pair and dnsmasq; quiet if they are gone."""
+        """Removes the namespace, the veth pair and dnsmasq; quiet if they are gone.
+        A lab that another process has up is left to it."""
+        if self._claim() is not None:
+            return
+        self._remove()
+        self._let_go()
+
+    def _claim(self) -> str | None:
+        """Takes the lab's lock (an ``flock`` on a file in ``RUN_DIR``, which the
+        kernel lets go of when its holder exits, a crash included), so that a second
+        ``python -m mipfast --lab`` does not tear down the lab a running one uses.
+        None once held (or if no lock file can be used); else the holder's pid."""
+        if self._lock is not None:
+            return None
+        path = RUN_DIR / f"mipfast-{self.netns}.lab.lock"
+        for _ in range(8):  # a holder removes the file as it lets go: a lock on it is none
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                return holder
+            if _same_file(fd, path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                self._lock = fd
+                return None
+            os.close(fd)
+        return None
+
+    def _let_go(self) -> None:
+        if self._lock is None:
+            return
+        path = RUN_DIR / f"mipfast-{self.netns}.lab.lock"
+        if _same_file(self._lock, path):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        os.close(self._lock)
+        self._lock = None
+
+    def _remove(self) -> None:
         if self._dnsmasq is not None:
             self._dnsmasq.terminate()
             try:
@@ -231,6 +284,15 @@ class Lab:
     def exists(self) -> bool:
         names = _run(["ip", "netns", "list"], check=False).stdout.split()
         return self.netns in names
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open at ``fd``."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 class _HostPeerLab:
