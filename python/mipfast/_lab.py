@@ -7,7 +7,6 @@ dnsmasq and ethtool.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -15,6 +14,8 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from ._native import FileClaim
 
 PEER_IP = "10.77.0.1"
 PREFIX = "10.77.0"
@@ -90,8 +91,8 @@ class Lab:
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
         self._dnsmasq: subprocess.Popen[bytes] | None = None
-        #: The lab's lock while this object has it up (see ``_claim``).
-        self._lock: int | None = None
+        #: The lab's claim while this object has it up (see ``_claim``).
+        self._lock: FileClaim | None = None
 
     def __enter__(self) -> Lab:
         self.up()
@@ -213,42 +214,22 @@ class Lab:
         self._remove()
         self._let_go()
 
-    def _claim(self) -> str | None:
-        """Takes the lab's lock (an ``flock`` on a file in ``RUN_DIR``, which the
-        kernel lets go of when its holder exits, a crash included), so that a second
-        ``python -m mipfast --lab`` does not tear down the lab a running one uses.
-        None once held (or if no lock file can be used); else the holder's pid."""
-        if self._lock is not None:
-            return None
-        path = RUN_DIR / f"mipfast-{self.netns}.lab.lock"
-        for _ in range(8):  # a holder removes the file as it lets go: a lock on it is none
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            except OSError:
-                return None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                return holder
-            if _same_file(fd, path):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
-                self._lock = fd
-                return None
-            os.close(fd)
+    def _claim(self) -> int | str | None:
+        """Takes the lab's claim (``FileClaim``: a lock on a file in ``RUN_DIR`` that
+        goes with its holder, a crash included), so that a second ``python -m mipfast
+        --lab`` does not tear down the lab a running one uses. None once held; else
+        who holds it."""
+        if self._lock is None:
+            claim = FileClaim(RUN_DIR / f"mipfast-{self.netns}.lab.lock")
+            if claim.taken:
+                return claim.holder or "unknown"
+            self._lock = claim
         return None
 
     def _let_go(self) -> None:
-        if self._lock is None:
-            return
-        path = RUN_DIR / f"mipfast-{self.netns}.lab.lock"
-        if _same_file(self._lock, path):
-            with contextlib.suppress(OSError):
-                path.unlink()
-        os.close(self._lock)
-        self._lock = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _remove(self) -> None:
         if self._dnsmasq is not None:
@@ -284,15 +265,6 @@ class Lab:
     def exists(self) -> bool:
         names = _run(["ip", "netns", "list"], check=False).stdout.split()
         return self.netns in names
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``path`` still names the file open at ``fd``."""
-    try:
-        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 class _HostPeerLab:

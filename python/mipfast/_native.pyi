@@ -17,6 +17,7 @@ __all__ = [
     "Listener",
     "UdpSocket",
     "DevicePoller",
+    "FileClaim",
     "interfaces",
     "reset_logging",
     "DEFAULT_MAC",
@@ -209,6 +210,15 @@ class DevicePoller:
     def interest(self, sock: Connection | Listener, token: int, read: bool, write: bool) -> None: ...
     def round(self) -> list[tuple[int, bool, bool]]: ...
     def collect(self) -> list[tuple[int, bool, bool]]: ...
+
+@final
+class FileClaim:
+    def __new__(cls, path: str | PathLike[str]) -> Self: ...
+    @property
+    def taken(self) -> bool: ...
+    @property
+    def holder(self) -> int | None: ...
+    def release(self) -> None: ...
 
 @final
 class UdpSocket:

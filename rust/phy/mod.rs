@@ -7,6 +7,7 @@ mod device;
 pub mod edge_set;
 pub mod fault;
 pub mod faulty;
+pub mod file_claim;
 pub mod interface_claim;
 pub mod link;
 #[cfg(linux_fast_path)]

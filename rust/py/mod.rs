@@ -4,6 +4,7 @@
 mod call;
 mod device_poller;
 mod errors;
+mod file_claim;
 mod fresh_bytes;
 mod live_ref;
 mod shared_bytes;
@@ -32,6 +33,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tcp::PyListener>()?;
     m.add_class::<udp::PyUdpSocket>()?;
     m.add_class::<device_poller::PyDevicePoller>()?;
+    m.add_class::<file_claim::PyFileClaim>()?;
     m.add_function(wrap_pyfunction!(interfaces, m)?)?;
     m.add_function(wrap_pyfunction!(reset_logging, m)?)?;
     m.add("DEFAULT_MAC", crate::iface::DEFAULT_MAC.to_string())?;

@@ -13,7 +13,8 @@ use crate::iface::DropReason;
 use crate::phy::capture::{self, CaptureInfo, CaptureRing};
 use crate::phy::fault::{FaultConfig, FaultStats};
 use crate::phy::faulty::Faulty;
-use crate::phy::interface_claim::{self, InterfaceClaim};
+use crate::phy::file_claim::FileClaim;
+use crate::phy::interface_claim;
 use crate::phy::live_device::{Arrivals, DeviceKind, LiveDevice, RxLosses};
 use crate::phy::poll::{self, Interest};
 use crate::phy::stream_fd::StreamFd;
@@ -399,7 +400,7 @@ pub struct LiveStack {
     /// their descriptors, which the parent's driver serves, never the engine.
     owner: u32,
     /// This stack's claim on its interface and MAC, let go of once shut.
-    claim: Mutex<Option<InterfaceClaim>>,
+    claim: Mutex<Option<FileClaim>>,
 }
 
 impl LiveStack {
@@ -411,7 +412,7 @@ impl LiveStack {
             config.device,
         )?;
         // Claimed once the interface is known to exist and fit: no file for a name that is none.
-        let claim = InterfaceClaim::take(
+        let claim = interface_claim::claim(
             &interface_claim::default_dir(),
             &config.interface,
             config.stack.interface.mac,
