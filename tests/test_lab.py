@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import importlib.util
 import ipaddress
+import json
 import logging
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -115,6 +117,89 @@ def test_a_second_stack_with_the_same_mac_on_the_interface_is_refused(lab):
         assert received == 3, out
         assert again.ip == "10.77.0.40"
     held.close()
+
+
+FORKED = r"""
+import json, os, sys, mipfast
+iface, peer_ip, port, trace = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def echo(conn, data):
+    conn.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        got += conn.recv(len(data) - len(got))
+    return got.decode()
+with mipfast.Stack(iface, ip="10.77.0.43/24", pcap_out=trace) as stack:
+    conn = stack.connect((peer_ip, port), timeout=5)
+    listener, udp = stack.listen(9555), stack.udp()
+    report = {"before": echo(conn, b"before")}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        calls = {
+            "recv": lambda: conn.recv(10), "sendall": lambda: conn.sendall(b"x"),
+            "accept": lambda: listener.accept(timeout=0.1), "sendto": lambda: udp.sendto(b"x", (peer_ip, 9)),
+            "connect": lambda: stack.connect((peer_ip, port), timeout=1), "ping": lambda: stack.ping(peer_ip),
+            "same MAC": lambda: mipfast.Stack(iface, ip="10.77.0.44/24"),
+        }
+        child = {}
+        for name, call in calls.items():
+            try:
+                call()
+                child[name] = None
+            except OSError as e:
+                child[name] = [e.errno, str(e)]
+        with mipfast.Stack(iface, mac="02:00:00:aa:bb:02", ip="10.77.0.44/24") as own:
+            child["own stack"] = own.ping(peer_ip, timeout=2)
+        os.write(w, json.dumps(child).encode())
+        sys.exit(0)  # out of the with-block: the child closes its copies, then exits normally
+    os.close(w)
+    report["child"] = json.loads(os.read(r, 1 << 16))
+    report["status"] = os.waitpid(pid, 0)[1]
+    report["after"] = echo(conn, b"after")
+    report["ping"] = stack.ping(peer_ip, timeout=2)
+    conn.close()
+print(json.dumps(report))
+"""
+
+
+def pcap_timestamps(path) -> list[tuple[int, int]]:
+    data = path.read_bytes()
+    stamps, at = [], 24
+    while at + 16 <= len(data):
+        sec, frac, caplen, _ = struct.unpack_from("<IIII", data, at)
+        stamps.append((sec, frac))
+        at += 16 + caplen
+    assert at == len(data), "the trace ends in the middle of a record"
+    return stamps
+
+
+def test_a_forked_child_cannot_use_its_parents_stack_and_leaves_it_whole(lab, peer, tmp_path):
+    """A fork copies the stack without its driver, onto the parent's socket, ring and wire: the
+    child's calls fail with EBADF and say why, and its exit (closing its copies as the
+    interpreter ends) resets nothing, takes no frame and writes nothing of the parent's."""
+    from conftest import PEER_PY
+
+    peer(PEER_PY, "echo", "9554")
+    trace = tmp_path / "parent.pcap"
+    run = subprocess.run(
+        [sys.executable, "-c", FORKED, lab.iface, lab.peer_ip, "9554", str(trace)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "panicked" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+    report = json.loads(run.stdout)
+    child = report.pop("child")
+    assert child.pop("own stack")[0] is not None, "the child's own stack (another MAC) answers"
+    same_mac = child.pop("same MAC")
+    assert same_mac[0] == errno.EADDRINUSE, same_mac
+    for call, error in child.items():
+        assert error is not None and error[0] == errno.EBADF, (call, error)
+        assert "forked" in error[1] and "socket_for" in error[1], (call, error)
+    assert report["status"] == 0
+    assert report["before"] == "before" and report["after"] == "after", report
+    assert report["ping"][0] is not None, report
+    stamps = pcap_timestamps(trace)
+    assert len(stamps) > 10 and stamps == sorted(stamps), "the trace holds records twice"
 
 
 def test_manual_poll_loop_without_driver_thread(lab):

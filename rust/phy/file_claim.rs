@@ -10,6 +10,7 @@
 //! may be everyone's (`/tmp`): the file is opened without following a link,
 //! and written only if it is a plain file of our own.
 
+use super::owner::Owner;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -23,7 +24,7 @@ pub struct FileClaim {
     path: PathBuf,
     /// The process that took it: a forked child that drops its copy leaves
     /// the file to its parent, which still holds the lock.
-    owner: u32,
+    owner: Owner,
 }
 
 /// What [`FileClaim::take`] found.
@@ -71,7 +72,7 @@ impl FileClaim {
                 return Ok(Claimed::Ours(FileClaim {
                     file,
                     path: path.to_path_buf(),
-                    owner: std::process::id(),
+                    owner: Owner::here(),
                 }));
             }
         }
@@ -82,7 +83,7 @@ impl FileClaim {
 impl Drop for FileClaim {
     fn drop(&mut self) {
         // Removed while still locked (the lock goes when `file` closes, after this).
-        if std::process::id() == self.owner && is_still_at(&self.file, &self.path) {
+        if self.owner.is_here() && is_still_at(&self.file, &self.path) {
             let _ = std::fs::remove_file(&self.path);
         }
     }

@@ -8,6 +8,7 @@
 //!   portable path that macOS and the BSDs take and Linux can choose.
 
 use super::device::transmit_each;
+use super::owner::Owner;
 #[cfg(linux_fast_path)]
 use super::packet_path::PacketPath;
 #[cfg(linux_fast_path)]
@@ -85,6 +86,9 @@ impl Arrivals {
 pub struct LiveDevice {
     path: Path,
     name: String,
+    /// A forked child's copy takes nothing from the interface and sends
+    /// nothing on it: the socket, its ring and the wire are its parent's.
+    owner: Owner,
 }
 
 /// Names of the interfaces libpcap can open.
@@ -139,6 +143,7 @@ impl LiveDevice {
         Ok(LiveDevice {
             path,
             name: name.to_string(),
+            owner: Owner::here(),
         })
     }
 
@@ -271,8 +276,16 @@ fn pcap_receive(capture: &mut Capture<Active>, sink: &mut FrameSink<'_>) -> io::
     }
 }
 
+/// What a forked child's copy of the device answers (see `owner.rs`).
+fn not_here() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
 impl Device for LiveDevice {
     fn receive(&mut self, now: Instant, sink: &mut FrameSink<'_>) -> io::Result<usize> {
+        if !self.owner.is_here() {
+            return Err(not_here());
+        }
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.receive(&self.name, now, sink),
@@ -288,6 +301,9 @@ impl Device for LiveDevice {
     }
 
     fn transmit(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
+        if !self.owner.is_here() {
+            return Err(not_here());
+        }
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.send_frame(frame),
@@ -300,6 +316,9 @@ impl Device for LiveDevice {
     /// Linux: one `sendmmsg` for many frames, bursts whole when the kernel
     /// cuts them. libpcap: a frame at a time.
     fn transmit_batch(&mut self, now: Instant, frames: &[TxFrame]) -> usize {
+        if !self.owner.is_here() {
+            return transmit_each(self, now, frames); // each refused
+        }
         match &mut self.path {
             #[cfg(linux_fast_path)]
             Path::Packet(p) => p.send(frames),

@@ -13,6 +13,7 @@ pub mod link;
 #[cfg(linux_fast_path)]
 mod link_watch;
 pub mod live_device;
+pub mod owner;
 #[cfg(linux_fast_path)]
 mod packet_path;
 #[cfg(linux_fast_path)]

@@ -1,6 +1,6 @@
 //! io::Error → the stdlib exception a Python user expects.
 
-use crate::runtime::errno::NoAddress;
+use crate::runtime::errno::{NoAddress, NotOurs};
 use crate::service::dns::DnsError;
 use pyo3::exceptions::{
     PyBlockingIOError, PyOSError, PyPermissionError, PyTimeoutError, PyValueError,
@@ -18,6 +18,11 @@ pub fn to_py(e: io::Error) -> PyErr {
     }
     if e.get_ref().is_some_and(|inner| inner.is::<NoAddress>()) {
         return PyOSError::new_err((libc::ENETUNREACH, msg));
+    }
+    if e.get_ref().is_some_and(|inner| inner.is::<NotOurs>()) {
+        let advice = "make a socket with mipfast.bridge.socket_for() before the fork, \
+                      or open a Stack of its own in the child, with another MAC";
+        return PyOSError::new_err((libc::EBADF, format!("{msg} ({advice})")));
     }
     match e.kind() {
         io::ErrorKind::NotFound => PyOSError::new_err((libc::ENODEV, msg)),
@@ -88,6 +93,13 @@ pub fn backlog(n: i64) -> usize {
 
 pub fn value_error(e: impl ToString) -> PyErr {
     PyValueError::new_err(e.to_string())
+}
+
+/// The error for a call on `live` from a process forked from its own (see
+/// `LiveStack::owner`), if this is one: it comes before "closed", since to
+/// such a child every stack is shut.
+pub fn check_owner(live: &crate::runtime::LiveStack) -> PyResult<()> {
+    live.check_owner().map_err(to_py)
 }
 
 /// An operation on a socket (or stack) that was closed.

@@ -113,12 +113,15 @@ fn fault_config(d: &Bound<'_, PyDict>) -> PyResult<FaultConfig> {
 
 impl PyStack {
     pub(crate) fn live(&self) -> PyResult<Arc<LiveStack>> {
-        self.live
+        let live = self
+            .live
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|live| Arc::clone(live))
-            .ok_or_else(|| errors::closed("stack"))
+            .ok_or_else(|| errors::closed("stack"))?;
+        errors::check_owner(&live)?;
+        Ok(live)
     }
 
     /// Reads from the stack with the GIL released (the engine lock may be

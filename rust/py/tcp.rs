@@ -170,6 +170,7 @@ impl PyConnection {
     }
 
     fn check_open(&self) -> PyResult<()> {
+        errors::check_owner(&self.live)?;
         if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
             Ok(())
         } else {
@@ -857,6 +858,7 @@ impl PyListener {
         py: Python<'_>,
         timeout: Option<f64>,
     ) -> PyResult<(PyConnection, (String, u16))> {
+        errors::check_owner(&self.live)?;
         if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
             return Err(PyOSError::new_err((libc::EBADF, "the listener is closed")));
         }

@@ -66,6 +66,7 @@ impl PyUdpSocket {
     }
 
     fn check_open(&self) -> PyResult<()> {
+        errors::check_owner(&self.live)?;
         if self.open.load(Ordering::SeqCst) && !self.live.is_shut() {
             Ok(())
         } else {
@@ -108,7 +109,8 @@ impl PyUdpSocket {
     }
 
     fn release(&self) {
-        if self.open.swap(false, Ordering::SeqCst) {
+        // (A forked child's copy lets go alone: see `LiveStack::owner`.)
+        if self.open.swap(false, Ordering::SeqCst) && self.live.in_owner() {
             let h = self.handle;
             self.live.unwatch(Watched::Udp(h));
             self.live.act(|s, _| s.udp_mut().close(h));

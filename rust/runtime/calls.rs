@@ -3,7 +3,6 @@
 //! when given up. Timeouts follow `socket.settimeout`: `None` blocks,
 //! zero never waits (WouldBlock), anything else ends in TimedOut.
 
-use super::errno;
 use super::live::{LiveStack, Locked};
 use super::ops::{self, Op};
 use crate::service::dns::Lookup;
@@ -150,7 +149,7 @@ impl LiveStack {
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return Ok(Ok(vec![ip]));
         }
-        self.check_live()?;
+        self.check_open()?;
         let mut op = self.act(|s, now| ops::Resolve::start(s, now, host));
         self.run(&mut op, timeout, interrupt)
     }
@@ -164,7 +163,7 @@ impl LiveStack {
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> io::Result<Handle> {
-        self.check_live()?;
+        self.check_open()?;
         let mut op = {
             let mut engine = self.engine();
             let op = self.act_locked(
@@ -186,7 +185,7 @@ impl LiveStack {
     /// progress (a non-blocking `connect()`): its readiness shows writable
     /// once established, error once it failed.
     pub fn connect_start(&self, remote: Endpoint, source_port: Option<u16>) -> io::Result<Handle> {
-        self.check_live()?;
+        self.check_open()?;
         let mut engine = self.engine();
         let handle = self.act_locked(
             &mut engine,
@@ -201,7 +200,7 @@ impl LiveStack {
     /// Listens on `port` (0: a free ephemeral one); returns the port and
     /// the address it is reached at (unspecified before one is configured).
     pub fn listen(&self, port: u16, backlog: usize) -> io::Result<(u16, Ipv4Addr)> {
-        self.check_live()?;
+        self.check_open()?;
         self.act(|s, _| {
             let port = ops::listen(s, port, backlog)?;
             Ok((port, s.ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED)))
@@ -229,7 +228,7 @@ impl LiveStack {
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> io::Result<Vec<Option<Duration>>> {
-        self.check_live()?;
+        self.check_open()?;
         let ident = self.act(|s, _| s.ping_ident());
         let mut rtts = Vec::with_capacity(count as usize);
         for seq in 0..count {
@@ -252,22 +251,22 @@ impl LiveStack {
     }
 
     /// Closes a connection the user holds: gracefully, or with a reset.
+    /// A forked child lets go of its copy alone: the parent's connection
+    /// is not closed under it (see `LiveStack::owner`).
     pub fn release(&self, h: Handle, abort: bool) {
+        if !self.in_owner() {
+            return;
+        }
         self.unwatch(super::Watched::Tcp(h));
         self.act(|s, _| s.tcp_mut().release(h, abort));
     }
 
     /// Stops listening on `port`; connections not yet accepted are reset.
     pub fn unlisten(&self, port: u16) {
+        if !self.in_owner() {
+            return; // as `release`
+        }
         self.unwatch(super::Watched::Listener(port));
         self.act(|s, _| s.tcp_mut().unlisten(port));
-    }
-
-    /// EBADF once the stack is shut.
-    fn check_live(&self) -> io::Result<()> {
-        if self.is_shut() {
-            return Err(errno::closed());
-        }
-        Ok(())
     }
 }

@@ -50,6 +50,30 @@ pub fn closed() -> io::Error {
     errno(libc::EBADF)
 }
 
+/// A stack used by a process forked from the one that opened it (see
+/// `phy/owner.rs`); the bindings raise it as EBADF with this text.
+#[derive(Debug)]
+pub struct NotOurs {
+    pub owner: u32,
+}
+
+impl std::fmt::Display for NotOurs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this stack serves process {}, and this process was forked from it: a child cannot \
+             use its parent's stack or connections",
+            self.owner
+        )
+    }
+}
+
+impl std::error::Error for NotOurs {}
+
+pub fn not_ours(owner: u32) -> io::Error {
+    io::Error::other(NotOurs { owner })
+}
+
 /// The stack has no address yet, so nothing can be sent from it; the
 /// bindings raise it as ENETUNREACH with this text.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 //! `interrupt` hook that the bindings use to honour Ctrl-C.
 
 use super::bridge::{BridgeFate, Bridges};
+use super::errno;
 use super::handoff::send_handed_off;
 use super::ready_set::{Event, ReadySet, ReadySets};
 use super::wait::{LEASE, LOOK_SLACK, LOOP_LOOK_MAX, REST, REST_LOOK};
@@ -16,6 +17,7 @@ use crate::phy::faulty::Faulty;
 use crate::phy::file_claim::FileClaim;
 use crate::phy::interface_claim;
 use crate::phy::live_device::{Arrivals, DeviceKind, LiveDevice, RxLosses};
+use crate::phy::owner::Owner;
 use crate::phy::poll::{self, Interest};
 use crate::phy::stream_fd::StreamFd;
 use crate::phy::timer_slack::Widened;
@@ -395,10 +397,13 @@ impl Shared {
 pub struct LiveStack {
     pub(super) shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
-    /// The process that opened the stack: a forked child (a forking server)
-    /// holds a copy of it without a driver, so its bridged sockets use
-    /// their descriptors, which the parent's driver serves, never the engine.
-    owner: u32,
+    /// The process that opened the stack. A forked child (a forking server)
+    /// holds a copy of it without a driver, on its parent's socket, ring and
+    /// wire (`phy/owner.rs`): to the child the stack is shut, its calls fail
+    /// with [`errno::not_ours`], closing it lets go of the copy alone, and
+    /// its bridged sockets use their descriptors, which the parent's driver
+    /// serves.
+    owner: Owner,
     /// This stack's claim on its interface and MAC, let go of once shut.
     claim: Mutex<Option<FileClaim>>,
 }
@@ -473,7 +478,7 @@ impl LiveStack {
                 spin_pays: AtomicBool::new(false),
             }),
             driver: Mutex::new(None),
-            owner: std::process::id(),
+            owner: Owner::here(),
             claim: Mutex::new(claim),
         })
     }
@@ -496,6 +501,7 @@ impl LiveStack {
 
     /// Starts the driver thread; a no-op if it runs already.
     pub fn start(&self) -> io::Result<()> {
+        self.check_owner()?;
         let mut driver = lock(&self.driver);
         if driver.is_none() {
             self.shared.stop.store(false, Ordering::SeqCst);
@@ -511,6 +517,9 @@ impl LiveStack {
 
     /// Stops the driver thread and waits for it.
     pub fn stop(&self) {
+        if !self.in_owner() {
+            return; // the driver is the parent's
+        }
         let handle = lock(&self.driver).take();
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::SeqCst);
@@ -534,6 +543,9 @@ impl LiveStack {
     /// misses it), and the wake-up descriptors stay signalled for those
     /// sleeping in `poll()` or about to.
     pub fn shut(&self) {
+        if !self.in_owner() {
+            return; // the parent's, to shut
+        }
         self.shared.shut.store(true, Ordering::SeqCst);
         {
             let mut engine = self.engine();
@@ -561,13 +573,17 @@ impl LiveStack {
 
     /// EBADF once the stack is shut: what a blocked call returns then.
     pub(super) fn check_open(&self) -> io::Result<()> {
+        if !self.in_owner() {
+            return Err(errno::not_ours(self.owner.pid()));
+        }
         if self.is_shut() {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
         Ok(())
     }
+    /// Shut, or not this process's (a forked child's copy).
     pub fn is_shut(&self) -> bool {
-        self.shared.shut.load(Ordering::SeqCst)
+        self.shared.shut.load(Ordering::SeqCst) || !self.in_owner()
     }
 
     /// Wakes whoever polls the device (the leader, else the driver) so that
@@ -631,6 +647,9 @@ impl LiveStack {
     }
 
     pub fn ready_set_close(&self, id: u64) {
+        if !self.in_owner() {
+            return; // (the parent's engine: see `owner`)
+        }
         self.engine().ready_sets.remove(id);
     }
 
@@ -751,6 +770,9 @@ impl LiveStack {
     /// Ends `handle`'s bridge at once, the connection aborted (see
     /// [`Bridges::abort`]); false if it has none (any more).
     pub fn abort_bridge(&self, handle: Handle) -> bool {
+        if !self.in_owner() {
+            return false; // the parent's bridge goes on (see `owner`)
+        }
         let mut engine = self.engine();
         let Engine { stack, bridges, .. } = &mut *engine;
         let found = bridges.abort(stack, handle);
@@ -762,6 +784,9 @@ impl LiveStack {
     /// [`Bridges::release`]): the bytes read from it that its socket has not
     /// had, or None where the bridge goes on.
     pub fn unbridge(&self, handle: Handle) -> Option<Vec<u8>> {
+        if !self.in_owner() {
+            return None; // as `abort_bridge`
+        }
         let mut engine = self.engine();
         let Engine { stack, bridges, .. } = &mut *engine;
         let pending = bridges.release(stack, handle)?;
@@ -800,8 +825,17 @@ impl LiveStack {
     }
 
     /// Whether this is the process that opened the stack (see `owner`).
-    fn in_owner(&self) -> bool {
-        std::process::id() == self.owner
+    pub fn in_owner(&self) -> bool {
+        self.owner.is_here()
+    }
+
+    /// The error a forked child's call gets, if this is one.
+    pub fn check_owner(&self) -> io::Result<()> {
+        if self.in_owner() {
+            Ok(())
+        } else {
+            Err(errno::not_ours(self.owner.pid()))
+        }
     }
 
     /// Bridges still moving bytes, and the reads and sends their sockets
@@ -814,12 +848,25 @@ impl LiveStack {
 
     /// Closes `key`'s readiness descriptor, if it has one.
     pub fn unwatch(&self, key: Watched) {
+        if !self.in_owner() {
+            return;
+        }
         self.engine().watches.remove(key);
     }
 }
 
 impl Drop for LiveStack {
     fn drop(&mut self) {
+        if !self.in_owner() {
+            // A forked child's copy is left as it is: its driver handle names
+            // a thread the child does not have, its device's descriptors and
+            // trace are the parent's (a flush would write the parent's frames
+            // again), and the engine's lock may have been held at the fork.
+            let driver = self.driver.get_mut().unwrap_or_else(|e| e.into_inner());
+            std::mem::forget(driver.take());
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
         self.stop();
         if let Some(trace) = &mut self.engine().device.trace {
             let _ = trace.flush();
