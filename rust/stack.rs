@@ -142,6 +142,15 @@ impl Stack {
     pub fn counters(&self) -> &Counters {
         self.iface.counters()
     }
+    /// Whether a TCP connection to `dst` may be opened: its SYN may leave
+    /// the host (see `Interface::leaves_host`), and it goes to one host, not
+    /// a broadcast or multicast address (RFC 1122 §4.2.3.10: such a SYN is
+    /// to be ignored, and Linux refuses it with ENETUNREACH).
+    pub fn may_connect_to(&self, dst: Ipv4Addr) -> bool {
+        let broadcast = self.ipv4_config().is_some_and(|c| c.is_broadcast(dst));
+        self.iface.leaves_host(dst) && !broadcast && !dst.is_broadcast() && !dst.is_multicast()
+    }
+
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.iface.ipv4_config()
     }
@@ -404,6 +413,9 @@ impl Stack {
         if dst.1 == 0 || dst.0.is_unspecified() {
             return Err(UdpSendError::InvalidDestination);
         }
+        if !self.iface.leaves_host(dst.0) {
+            return Err(UdpSendError::NoRoute);
+        }
         let src_port = socket.local().1;
         self.iface
             .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
@@ -477,6 +489,9 @@ impl Stack {
         size: usize,
     ) -> Result<(), UdpSendError> {
         let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
+        if !self.iface.leaves_host(dst) {
+            return Err(UdpSendError::NoRoute);
+        }
         if size > MAX_IPV4_PAYLOAD - icmp::HEADER_LEN {
             return Err(UdpSendError::TooBig);
         }

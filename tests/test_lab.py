@@ -202,6 +202,29 @@ def test_a_forked_child_cannot_use_its_parents_stack_and_leaves_it_whole(lab, pe
     assert len(stamps) > 10 and stamps == sorted(stamps), "the trace holds records twice"
 
 
+def test_what_may_not_leave_the_host_fails_at_once(lab):
+    """Loopback, "this network" and our own address never go on the wire (there is no loopback
+    path), nor does a TCP connection to a broadcast or multicast address: the calls fail at
+    once with ENETUNREACH, where they used to send martian SYNs and wait out their timeout."""
+    with mipfast.Stack(lab.iface, ip="10.77.0.45/24", gateway=lab.peer_ip) as stack:
+        udp = stack.udp()
+        for ip in ("127.0.0.1", "0.1.2.3", "10.77.0.45", "10.77.0.255", "255.255.255.255", "224.0.0.1"):
+            start = time.monotonic()
+            with pytest.raises(OSError) as refused:
+                stack.connect((ip, 80), timeout=5)
+            assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
+            assert time.monotonic() - start < 1, ip
+        for ip in ("127.0.0.1", "0.1.2.3", "10.77.0.45"):
+            with pytest.raises(OSError) as refused:
+                udp.sendto(b"x", (ip, 9))
+            assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
+            with pytest.raises(OSError) as refused:
+                stack.ping(ip)
+            assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
+        assert udp.sendto(b"x", ("224.0.0.1", 9)) == 1  # a datagram may go to a group
+        assert stack.ping(lab.peer_ip, timeout=2)[0] is not None
+
+
 def test_manual_poll_loop_without_driver_thread(lab):
     stack = mipfast.Stack(lab.iface, ip="10.77.0.31/24")
     try:

@@ -214,6 +214,15 @@ impl Interface {
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.config.as_ref()
     }
+
+    /// Whether a datagram to `dst` may leave this host. RFC 1122 §3.2.1.3:
+    /// "this network" (0/8) is a source only, and loopback (127/8) "MUST
+    /// NOT appear outside a host"; nor does our own address, which this
+    /// stack does not deliver to itself (it has no loopback path).
+    pub fn leaves_host(&self, dst: Ipv4Addr) -> bool {
+        let [first, ..] = dst.octets();
+        first != 0 && first != 127 && self.config.as_ref().map(|c| c.cidr.address) != Some(dst)
+    }
     /// The link came back (see `Stack::take_link`): neighbors are asked for again.
     pub fn forget_neighbors(&mut self) {
         self.neighbors.forget_resolved();
@@ -790,6 +799,9 @@ impl Interface {
 
     /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
     fn next_hop(&self, now: Instant, dst: Ipv4Addr) -> Result<NextHop, DropReason> {
+        if !self.leaves_host(dst) {
+            return Err(DropReason::NoRoute);
+        }
         if dst.is_broadcast() {
             return Ok(NextHop::Mac(MacAddress::BROADCAST));
         }

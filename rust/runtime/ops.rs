@@ -80,6 +80,9 @@ impl Connect {
         source_port: Option<u16>,
     ) -> io::Result<Self> {
         let ip = stack.ipv4().ok_or_else(errno::no_address)?;
+        if !stack.may_connect_to(remote.0) {
+            return Err(io::Error::from_raw_os_error(libc::ENETUNREACH));
+        }
         let handle = stack
             .tcp_mut()
             .connect(now, ip, remote, source_port)

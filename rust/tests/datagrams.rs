@@ -477,3 +477,56 @@ fn a_lookup_without_an_address_times_out_instead_of_spinning() {
     );
     assert_eq!(stack.counters().drops(DropReason::NoRoute), 4);
 }
+
+#[test]
+fn nothing_is_sent_to_addresses_that_stay_in_a_host() {
+    // RFC 1122 §3.2.1.3: loopback and "this network" never leave a host, and
+    // this stack does not deliver to its own address; broadcast and multicast
+    // take no TCP connection (§4.2.3.10).
+    let mut net = Net::clean(2);
+    net.run_for(ms(50)); // (what the stacks send as they start)
+    let (out_before, in_before) = (
+        net.a.stack.counters().frames_out,
+        net.b.stack.counters().frames_in,
+    );
+    let sock = net.a.stack.udp_bind(ANY, 0).unwrap();
+    let staying = [
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 9, 9, 9),
+        Ipv4Addr::new(0, 1, 2, 3),
+        A_IP,
+    ];
+    for dst in staying {
+        assert_eq!(
+            net.a.stack.udp_send(net.now, sock, (dst, 9), b"x"),
+            Err(UdpSendError::NoRoute),
+            "{dst}"
+        );
+        let id = ProbeId { ident: 7, seq: 1 };
+        assert_eq!(
+            net.a.stack.ping_send(net.now, dst, id, 8),
+            Err(UdpSendError::NoRoute),
+            "{dst}"
+        );
+        assert!(!net.a.stack.may_connect_to(dst), "{dst}");
+    }
+    let groups = [
+        Ipv4Addr::new(10, 77, 0, 255),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(239, 1, 2, 3),
+    ];
+    for dst in groups {
+        assert!(!net.a.stack.may_connect_to(dst), "{dst}");
+    }
+    assert!(net.a.stack.may_connect_to(B_IP));
+    assert!(net.a.stack.may_connect_to(Ipv4Addr::new(192, 0, 2, 1)));
+    net.flush();
+    net.run_for(ms(50));
+    assert_eq!(
+        net.a.stack.counters().frames_out,
+        out_before,
+        "nothing left for the wire"
+    );
+    assert_eq!(net.b.stack.counters().frames_in, in_before);
+}

@@ -218,3 +218,32 @@ fn a_connect_to_an_address_nobody_answers_arp_for_fails_as_unreachable() {
         "the peer that resolves is still being asked"
     );
 }
+
+#[test]
+fn a_segment_from_a_loopback_or_our_own_source_is_not_answered() {
+    // A reset to 127.0.0.1 or to ourselves would leave the host (RFC 1122
+    // §3.2.1.3); the segment is dropped and counted instead.
+    let now = Instant::ZERO;
+    let mut s = known_peer(now);
+    for src in [
+        Ipv4Addr::new(127, 0, 0, 1),
+        STACK_IP,
+        Ipv4Addr::new(0, 0, 0, 9),
+    ] {
+        let r = tcp::Repr {
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1000,
+            ack: 0,
+            flags: tcp::Flags::SYN,
+            window: 1000,
+            options: Default::default(),
+        };
+        let mut seg = vec![0u8; r.header_len()];
+        r.emit(&mut seg, 0, src, STACK_IP);
+        let frame = ipv4_frame(DEFAULT_MAC, PEER_MAC, src, STACK_IP, ipv4::PROTO_TCP, &seg);
+        s.process_frame(now, &frame);
+        assert!(drain(&mut s).is_empty(), "answered {src}");
+    }
+    assert_eq!(s.counters().drops(DropReason::NoRoute), 3);
+}
