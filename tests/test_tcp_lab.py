@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import hashlib
 import logging
@@ -835,6 +836,44 @@ def test_integer_arguments_are_as_lenient_as_the_stdlib(lab):
             udp.recvfrom_into(bytearray(4), -1)
         with pytest.raises(ValueError):
             stack.ping(lab.peer_ip, count=-1)
+
+
+def test_any_bytes_like_object_goes_as_its_raw_bytes_as_with_the_stdlib(lab, peer, stack):
+    """Sends and reads take any buffer as its bytes, whatever its items (an array of ints, a 2-D
+    view), as a kernel socket does; what a kernel socket refuses is refused with its exception."""
+    peer(PEER_PY, "echo", "9044")
+    ints = array.array("i", [1, -2, 3])
+    grid = memoryview(bytearray(b"abcdefgh")).cast("B", (2, 4))
+    refused = {
+        "sendall strided": lambda s: s.sendall(memoryview(b"abcdef")[::2]),
+        "recv_into bytes": lambda s: s.recv_into(b"xxxx"),
+        "sendall str": lambda s: s.sendall("text"),
+    }
+    kernel, other = socket.socketpair()
+    with kernel, other:
+        kernel_errors = {}
+        for name, call in refused.items():
+            with pytest.raises(Exception) as e:
+                call(kernel)
+            kernel_errors[name] = type(e.value)
+    with stack.connect((lab.peer_ip, 9044), timeout=10) as conn:
+        conn.settimeout(10)
+        conn.sendall(ints)
+        back = array.array("i", [0, 0, 0])
+        got = 0
+        while got < len(ints) * ints.itemsize:
+            got += conn.recv_into(memoryview(back).cast("B")[got:])
+        assert back == ints
+        conn.sendall(grid)
+        assert conn.recv(8, socket.MSG_WAITALL) == b"abcdefgh"
+        conn.sendall(b"\x01\x00\x00\x00")
+        into = array.array("i", [0])
+        assert conn.recv_into(into) == 4 and into[0] == 1
+        for name, call in refused.items():
+            with pytest.raises(kernel_errors[name]):
+                call(conn)
+    with stack.udp() as udp:
+        assert udp.sendto(ints, (lab.peer_ip, 9)) == len(ints) * ints.itemsize
 
 
 @linux_lab  # ethtool (the macOS job runs everything on libpcap)

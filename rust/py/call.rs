@@ -7,8 +7,8 @@ use crate::runtime::{calls::Interrupt, LiveStack, Op};
 use crate::socket::tcp::LentBuffer;
 use crate::time::Duration;
 use crate::wire::Ipv4Addr;
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::io;
@@ -84,8 +84,34 @@ pub fn resolve_host(
     }
 }
 
+/// A Python buffer export taken as plain bytes, whatever its items, as the
+/// stdlib's `socket` takes one (`PyBUF_SIMPLE`): an `array('i')` or a
+/// C-contiguous 2-D memoryview sends (or receives into) its raw bytes, and
+/// an exporter that cannot give one contiguous run refuses (BufferError).
+pub struct Export(Box<ffi::Py_buffer>);
+
+impl Export {
+    pub fn of(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        // SAFETY: a zeroed `Py_buffer` is what `PyObject_GetBuffer` fills
+        // in; `obj` is alive (borrowed with the GIL held), and a view it
+        // fills holds its own reference until `drop` releases it.
+        let mut view = Box::new(unsafe { std::mem::zeroed::<ffi::Py_buffer>() });
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) } == -1 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Export(view))
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        // SAFETY: releases the view `of` filled, once, with the GIL.
+        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut *self.0) });
+    }
+}
+
 /// A pointer into a Python buffer, used while the GIL is released. The
-/// `PyBuffer` that produced it stays alive for the whole call, and an
+/// [`Export`] that produced it stays alive for the whole call, and an
 /// exported buffer cannot be resized or freed meanwhile.
 #[derive(Clone, Copy)]
 pub struct RawSlice {
@@ -96,18 +122,16 @@ pub struct RawSlice {
 unsafe impl Send for RawSlice {}
 
 impl RawSlice {
-    pub fn of(buf: &PyBuffer<u8>, writable: bool) -> PyResult<Self> {
-        if !buf.is_c_contiguous() {
-            return Err(PyValueError::new_err("the buffer must be contiguous"));
-        }
-        if writable && buf.readonly() {
+    pub fn of(export: &Export, writable: bool) -> PyResult<Self> {
+        let view = &export.0;
+        if writable && view.readonly != 0 {
             return Err(pyo3::exceptions::PyTypeError::new_err(
                 "the buffer must be writable (bytearray, memoryview, …)",
             ));
         }
         Ok(RawSlice {
-            ptr: buf.buf_ptr() as *mut u8,
-            len: buf.len_bytes(),
+            ptr: view.buf.cast(),
+            len: view.len as usize,
         })
     }
     /// A Rust buffer that outlives the call it is passed to.
@@ -132,7 +156,7 @@ impl RawSlice {
 /// alive by the caller for the whole call), or else a buffer export,
 /// which costs an allocation and a release per call.
 pub struct Readable {
-    _export: Option<PyBuffer<u8>>,
+    _export: Option<Export>,
     pub raw: RawSlice,
 }
 
@@ -146,7 +170,7 @@ impl Readable {
             };
             return Ok(Readable { _export: None, raw });
         }
-        let export = PyBuffer::<u8>::get(data)?;
+        let export = Export::of(data)?;
         let raw = RawSlice::of(&export, false)?;
         Ok(Readable {
             _export: Some(export),

@@ -1,7 +1,9 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{self, run_op, timeout_arg, RawSlice, Readable, RecvFlags, SocketTimeout};
+use super::call::{
+    self, run_op, timeout_arg, Export, RawSlice, Readable, RecvFlags, SocketTimeout,
+};
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use super::fresh_bytes::FreshBytes;
@@ -13,7 +15,6 @@ use crate::runtime::ops::{self, ReadMode};
 use crate::runtime::{errno, LiveStack, Watched};
 use crate::socket::tcp::{self, Connection, Endpoint, Handle, Keepalive, State};
 use crate::time::Duration;
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -321,7 +322,7 @@ impl PyConnection {
     ) -> PyResult<usize> {
         let nbytes = errors::buffer_size(nbytes, "recv_into")?;
         let flags = RecvFlags::parse(flags)?;
-        let buf = PyBuffer::<u8>::get(buffer)?;
+        let buf = Export::of(buffer)?;
         let mut raw = RawSlice::of(&buf, true)?;
         if nbytes > raw.len {
             return Err(PyValueError::new_err(
@@ -417,7 +418,7 @@ impl PyConnection {
         let t = timeout_arg(timeout)?;
         let nbytes = errors::buffer_size(nbytes, "recv_into")?;
         // A buffer of another format, or read-only: the descriptor's call takes or refuses it.
-        let Ok(buf) = PyBuffer::<u8>::get(buffer) else {
+        let Ok(buf) = Export::of(buffer) else {
             return Ok(None);
         };
         let Ok(mut raw) = RawSlice::of(&buf, true) else {

@@ -1,7 +1,7 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
-use super::call::{resolve_host, run_op, RawSlice, RecvFlags, SocketTimeout};
+use super::call::{resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SocketTimeout};
 use super::errors;
 use super::live_ref::LiveRef;
 use crate::runtime::errno::udp as send_error;
@@ -10,7 +10,6 @@ use crate::runtime::{LiveStack, Watched};
 use crate::socket::udp::{Endpoint, UdpHandle};
 use crate::stack::Stack;
 use crate::time::Duration;
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyOverflowError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -80,7 +79,7 @@ impl PyUdpSocket {
 
     fn send_to(&self, py: Python<'_>, data: &Bound<'_, PyAny>, dst: Endpoint) -> PyResult<usize> {
         self.check_open()?;
-        let payload = PyBuffer::<u8>::get(data)?.to_vec(py)?;
+        let payload = Readable::of(data)?.raw.get().to_vec();
         let (live, h) = (self.live.clone(), self.handle);
         let n = payload.len();
         py.detach(move || live.act(|s, now| s.udp_send(now, h, dst, &payload)))
@@ -129,7 +128,7 @@ impl Drop for PyUdpSocket {
 /// Copies what fits of `data` into a writable Python buffer; the rest of
 /// the datagram is discarded, as a kernel does.
 fn copy_into(buffer: &Bound<'_, PyAny>, nbytes: usize, data: &[u8]) -> PyResult<usize> {
-    let buf = PyBuffer::<u8>::get(buffer)?;
+    let buf = Export::of(buffer)?;
     let raw = RawSlice::of(&buf, true)?;
     let target = raw.get_mut();
     let room = if nbytes == 0 {
