@@ -19,6 +19,8 @@ use rand::RngExt;
 use std::io;
 use std::ops::ControlFlow;
 
+mod loopback;
+
 /// How the stack gets its IPv4 address.
 #[derive(Debug, Clone)]
 pub enum Addressing {
@@ -85,6 +87,8 @@ pub struct Stack {
     link: Link,
     /// The MTU configured: the most a link's MTU can raise ours to.
     configured_mtu: usize,
+    /// Frames to ourselves left for the next flush (`loopback.rs`).
+    looped: Vec<Vec<u8>>,
 }
 
 impl Stack {
@@ -114,6 +118,7 @@ impl Stack {
             config_generation: 0,
             link: Link::default(),
             configured_mtu,
+            looped: Vec::new(),
         };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
@@ -142,13 +147,13 @@ impl Stack {
     pub fn counters(&self) -> &Counters {
         self.iface.counters()
     }
-    /// Whether a TCP connection to `dst` may be opened: its SYN may leave
-    /// the host (see `Interface::leaves_host`), and it goes to one host, not
-    /// a broadcast or multicast address (RFC 1122 §4.2.3.10: such a SYN is
-    /// to be ignored, and Linux refuses it with ENETUNREACH).
+    /// Whether a TCP connection to `dst` may be opened: it can be reached
+    /// (see `Interface::reaches`), and it is one host, not a broadcast or
+    /// multicast address (RFC 1122 §4.2.3.10: such a SYN is to be ignored,
+    /// and Linux refuses it with ENETUNREACH).
     pub fn may_connect_to(&self, dst: Ipv4Addr) -> bool {
         let broadcast = self.ipv4_config().is_some_and(|c| c.is_broadcast(dst));
-        self.iface.leaves_host(dst) && !broadcast && !dst.is_broadcast() && !dst.is_multicast()
+        self.iface.reaches(dst) && !broadcast && !dst.is_broadcast() && !dst.is_multicast()
     }
 
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
@@ -413,7 +418,7 @@ impl Stack {
         if dst.1 == 0 || dst.0.is_unspecified() {
             return Err(UdpSendError::InvalidDestination);
         }
-        if !self.iface.leaves_host(dst.0) {
+        if !self.iface.reaches(dst.0) {
             return Err(UdpSendError::NoRoute);
         }
         let src_port = socket.local().1;
@@ -489,7 +494,7 @@ impl Stack {
         size: usize,
     ) -> Result<(), UdpSendError> {
         let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
-        if !self.iface.leaves_host(dst) {
+        if !self.iface.reaches(dst) {
             return Err(UdpSendError::NoRoute);
         }
         if size > MAX_IPV4_PAYLOAD - icmp::HEADER_LEN {
@@ -576,7 +581,8 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let dhcp = self.dhcp.as_ref().map(|d| d.poll_at());
         let dns = self.resolver.poll_at();
-        [self.iface.poll_at(), self.tcp.poll_at(), dns]
+        let looped = self.looped_waiting().then_some(Instant::ZERO);
+        [self.iface.poll_at(), self.tcp.poll_at(), dns, looped]
             .into_iter()
             .fold(dhcp, earliest)
     }
@@ -681,19 +687,6 @@ impl Stack {
         self.iface.forget_neighbors();
         if let Some(client) = self.dhcp.as_mut() {
             client.link_returned(now);
-        }
-    }
-
-    /// Hands every queued frame to the device.
-    pub fn flush(&mut self, now: Instant, device: &mut dyn Device) {
-        let mut failed = 0;
-        let tcp = &self.tcp;
-        self.iface.drain_tx_batch(
-            |t| tcp.sent_text(t.owner, t.from, t.len),
-            |frames| failed = device.transmit_batch(now, frames),
-        );
-        for _ in 0..failed {
-            self.iface.count_drop(DropReason::TxError);
         }
     }
 }

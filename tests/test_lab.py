@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -203,18 +204,18 @@ def test_a_forked_child_cannot_use_its_parents_stack_and_leaves_it_whole(lab, pe
 
 
 def test_what_may_not_leave_the_host_fails_at_once(lab):
-    """Loopback, "this network" and our own address never go on the wire (there is no loopback
-    path), nor does a TCP connection to a broadcast or multicast address: the calls fail at
-    once with ENETUNREACH, where they used to send martian SYNs and wait out their timeout."""
+    """Loopback and "this network" never go on the wire, nor does a TCP connection to a
+    broadcast or multicast address: the calls fail at once with ENETUNREACH, where they used
+    to send martian SYNs and wait out their timeout."""
     with mipfast.Stack(lab.iface, ip="10.77.0.45/24", gateway=lab.peer_ip) as stack:
         udp = stack.udp()
-        for ip in ("127.0.0.1", "0.1.2.3", "10.77.0.45", "10.77.0.255", "255.255.255.255", "224.0.0.1"):
+        for ip in ("127.0.0.1", "0.1.2.3", "10.77.0.255", "255.255.255.255", "224.0.0.1"):
             start = time.monotonic()
             with pytest.raises(OSError) as refused:
                 stack.connect((ip, 80), timeout=5)
             assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
             assert time.monotonic() - start < 1, ip
-        for ip in ("127.0.0.1", "0.1.2.3", "10.77.0.45"):
+        for ip in ("127.0.0.1", "0.1.2.3"):
             with pytest.raises(OSError) as refused:
                 udp.sendto(b"x", (ip, 9))
             assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
@@ -223,6 +224,50 @@ def test_what_may_not_leave_the_host_fails_at_once(lab):
             assert refused.value.errno == errno.ENETUNREACH, (ip, refused.value)
         assert udp.sendto(b"x", ("224.0.0.1", 9)) == 1  # a datagram may go to a group
         assert stack.ping(lab.peer_ip, timeout=2)[0] is not None
+
+
+def peer_rx_bytes(lab) -> int:
+    return int(lab.run("cat", f"/sys/class/net/{lab.peer}/statistics/rx_bytes").stdout)
+
+
+def test_a_stack_reaches_its_own_address_without_the_wire(lab):
+    """A connection, datagrams and pings to the stack's own address are delivered to itself, as
+    a kernel's go through its loopback interface: a megabyte echoed both ways, a datagram bigger
+    than the MTU, a ping; the peer's interface sees none of it."""
+    with mipfast.Stack(lab.iface, ip="10.77.0.46/24") as stack:
+        stack.ping(lab.peer_ip, timeout=2)  # (the peer's ARP for us is behind us)
+        before = peer_rx_bytes(lab)
+        with stack.listen(9556) as listener:
+            client = stack.connect(("10.77.0.46", 9556), timeout=5)
+            server, (peer_ip, _) = listener.accept(timeout=5)
+            assert peer_ip == "10.77.0.46"
+            data = os.urandom(1 << 20)
+
+            def echo() -> None:
+                while chunk := server.recv(65536):
+                    server.sendall(chunk)
+                server.close()
+
+            echoer = threading.Thread(target=echo)
+            echoer.start()
+            sender = threading.Thread(target=lambda: (client.sendall(data), client.shutdown(socket.SHUT_WR)))
+            sender.start()
+            client.settimeout(30)
+            back = bytearray()
+            while chunk := client.recv(65536):
+                back += chunk
+            sender.join(10)
+            echoer.join(10)
+            client.close()
+            assert bytes(back) == data
+        with stack.udp(("0.0.0.0", 9557)) as receiver, stack.udp() as sender_udp:
+            receiver.settimeout(5)
+            big = os.urandom(4000)
+            sender_udp.sendto(big, ("10.77.0.46", 9557))
+            assert receiver.recvfrom(8000) == (big, ("10.77.0.46", sender_udp.getsockname()[1]))
+        assert stack.ping("10.77.0.46", timeout=2)[0] is not None
+        assert peer_rx_bytes(lab) - before < 10_000, "our own traffic went on the wire"
+        assert stack.counters["bytes_out"] < 100_000
 
 
 def test_manual_poll_loop_without_driver_thread(lab):

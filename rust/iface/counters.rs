@@ -34,6 +34,7 @@ drop_reasons! {
     Ipv4ReassemblyFull => "ipv4_reassembly_full",
     Ipv4ReassemblyTimeout => "ipv4_reassembly_timeout",
     Ipv4NotForUs => "ipv4_not_for_us",
+    Ipv4MartianSource => "ipv4_martian_source",
     Ipv4UnknownProtocol => "ipv4_unknown_protocol",
     IcmpMalformed => "icmp_malformed",
     IcmpChecksum => "icmp_bad_checksum",

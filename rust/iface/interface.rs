@@ -143,6 +143,8 @@ pub struct Interface {
     reassembly: Reassembler,
     /// Next hops whose ARP resolution gave up since the stack last asked.
     unresolved: Vec<Ipv4Addr>,
+    /// Frames handed in are our own (see [`Interface::set_looping`]).
+    looping: bool,
 }
 
 /// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
@@ -205,6 +207,7 @@ impl Interface {
             icmp_errors: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST),
             reassembly: Reassembler::new(config.reassembly),
             unresolved: Vec::new(),
+            looping: false,
         }
     }
 
@@ -215,13 +218,28 @@ impl Interface {
         self.config.as_ref()
     }
 
-    /// Whether a datagram to `dst` may leave this host. RFC 1122 §3.2.1.3:
+    /// Whether a datagram to `dst` can go anywhere. RFC 1122 §3.2.1.3:
     /// "this network" (0/8) is a source only, and loopback (127/8) "MUST
-    /// NOT appear outside a host"; nor does our own address, which this
-    /// stack does not deliver to itself (it has no loopback path).
-    pub fn leaves_host(&self, dst: Ipv4Addr) -> bool {
+    /// NOT appear outside a host", which has no loopback interface here. Our
+    /// own address is reached without the wire (`stack/loopback.rs`).
+    pub fn reaches(&self, dst: Ipv4Addr) -> bool {
         let [first, ..] = dst.octets();
-        first != 0 && first != 127 && self.config.as_ref().map(|c| c.cidr.address) != Some(dst)
+        first != 0 && first != 127
+    }
+
+    /// A source no other host may have, in a datagram from the wire
+    /// (RFC 1122 §3.2.1.3; Linux's "martian source"): loopback, "this
+    /// network" but for 0.0.0.0 (a host asking DHCP for an address), or our
+    /// own address, which only our own datagrams carry (`looping`).
+    fn is_martian_source(&self, src: Ipv4Addr) -> bool {
+        let own = self.config.as_ref().map(|c| c.cidr.address);
+        (!self.reaches(src) && !src.is_unspecified()) || Some(src) == own
+    }
+
+    /// Frames handed in from now on are our own, delivered to ourselves
+    /// (`stack/loopback.rs`), until called again with false.
+    pub fn set_looping(&mut self, looping: bool) {
+        self.looping = looping;
     }
     /// The link came back (see `Stack::take_link`): neighbors are asked for again.
     pub fn forget_neighbors(&mut self) {
@@ -296,10 +314,13 @@ impl Interface {
         frame: &'a [u8],
         checksum: RxChecksum,
     ) -> Option<Delivery<'a>> {
-        self.counters.frames_in += 1;
-        self.counters.bytes_in += frame.len() as u64;
-        if frame.len() > ethernet::HEADER_LEN + self.mtu {
-            self.counters.bursts_in += 1;
+        if !self.looping {
+            // (Our own frames delivered to ourselves came from no device.)
+            self.counters.frames_in += 1;
+            self.counters.bytes_in += frame.len() as u64;
+            if frame.len() > ethernet::HEADER_LEN + self.mtu {
+                self.counters.bursts_in += 1;
+            }
         }
         if checksum.trusted() {
             self.counters.checksums_offloaded_in += 1;
@@ -435,6 +456,9 @@ impl Interface {
         let unconfigured_udp = self.config.is_none() && packet.protocol() == ipv4::PROTO_UDP;
         if !(to_us || broadcast || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
+        }
+        if !self.looping && self.is_martian_source(packet.src()) {
+            return self.dropped(DropReason::Ipv4MartianSource);
         }
         if packet.is_fragment() {
             let outcome = self.reassembly.add(now, &packet);
@@ -799,7 +823,7 @@ impl Interface {
 
     /// RFC 1122 §3.3.1: on-link destinations directly, the rest via the gateway.
     fn next_hop(&self, now: Instant, dst: Ipv4Addr) -> Result<NextHop, DropReason> {
-        if !self.leaves_host(dst) {
+        if !self.reaches(dst) {
             return Err(DropReason::NoRoute);
         }
         if dst.is_broadcast() {
@@ -808,6 +832,9 @@ impl Interface {
         let config = self.config.as_ref().ok_or(DropReason::NoRoute)?;
         if config.is_broadcast(dst) {
             return Ok(NextHop::Mac(MacAddress::BROADCAST));
+        }
+        if dst == config.cidr.address {
+            return Ok(NextHop::Mac(self.mac)); // delivered to ourselves, not sent
         }
         if dst.is_multicast() {
             // RFC 1112 §6.4: 01:00:5e followed by the low 23 bits of the group.
@@ -908,6 +935,15 @@ impl Interface {
                 .for_each(|f| f.for_each_segment(&mut |segment| send(segment)))
         });
     }
+    /// Takes back the counts [`Interface::drain_tx_batch`] made for frames
+    /// that did not go to the device (delivered to ourselves): their wire
+    /// frames, bytes and bursts (see [`TxFrame::wire_size`]).
+    pub fn uncount_out(&mut self, (frames, bytes, bursts): (u64, u64, u64)) {
+        self.counters.frames_out -= frames;
+        self.counters.bytes_out -= bytes;
+        self.counters.bursts_out -= bursts;
+    }
+
     /// Hands all queued frames to `send` in one slice, counting them out. A
     /// frame whose text `find` no longer has (acknowledged since: a
     /// retransmission an earlier copy made useless) is not sent.

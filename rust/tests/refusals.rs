@@ -221,8 +221,9 @@ fn a_connect_to_an_address_nobody_answers_arp_for_fails_as_unreachable() {
 
 #[test]
 fn a_segment_from_a_loopback_or_our_own_source_is_not_answered() {
-    // A reset to 127.0.0.1 or to ourselves would leave the host (RFC 1122
-    // §3.2.1.3); the segment is dropped and counted instead.
+    // No other host has such a source (RFC 1122 §3.2.1.3): the segment is
+    // spoofed, and dropped and counted, not answered (a reset to 127.0.0.1
+    // would leave the host, one to ourselves loop back to us).
     let now = Instant::ZERO;
     let mut s = known_peer(now);
     for src in [
@@ -245,5 +246,5 @@ fn a_segment_from_a_loopback_or_our_own_source_is_not_answered() {
         s.process_frame(now, &frame);
         assert!(drain(&mut s).is_empty(), "answered {src}");
     }
-    assert_eq!(s.counters().drops(DropReason::NoRoute), 3);
+    assert_eq!(s.counters().drops(DropReason::Ipv4MartianSource), 3);
 }
