@@ -89,6 +89,8 @@ pub struct Stack {
     configured_mtu: usize,
     /// Frames to ourselves left for the next flush (`loopback.rs`).
     looped: Vec<Vec<u8>>,
+    /// A flush delivered frames to ourselves (`loopback.rs`).
+    delivered_to_self: bool,
 }
 
 impl Stack {
@@ -119,6 +121,7 @@ impl Stack {
             link: Link::default(),
             configured_mtu,
             looped: Vec::new(),
+            delivered_to_self: false,
         };
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),

@@ -112,7 +112,8 @@ impl Engine {
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
         }
-        let handled = n + timer_due as usize + pumped as usize;
+        let looped = self.stack.take_delivered_to_self();
+        let handled = n + timer_due as usize + pumped as usize + looped as usize;
         if handled > 0 {
             self.rounds += 1;
         }
@@ -138,7 +139,8 @@ impl Engine {
     fn pump_bridges_now(&mut self) {
         let now = self.now();
         let moved = self.pump_bridges(now);
-        self.publish(moved, true, false);
+        let looped = self.stack.take_delivered_to_self();
+        self.publish(moved || looped, true, false);
     }
 
     /// Sends the frames the engine has queued (what a loop's calls handed
@@ -146,6 +148,9 @@ impl Engine {
     pub(super) fn flush_tx(&mut self) {
         let now = self.now();
         self.stack.flush(now, &mut self.device);
+        if self.stack.take_delivered_to_self() {
+            self.publish(true, true, false);
+        }
     }
 
     /// Brings readiness descriptors up to date with what changed and, if
@@ -709,7 +714,9 @@ impl LiveStack {
         } else {
             stack.flush(now, device); // send failures are counted, not returned
         }
-        engine.publish(false, wake, false);
+        // Frames delivered to ourselves are news to every waiter (`stack/loopback.rs`).
+        let looped = engine.stack.take_delivered_to_self();
+        engine.publish(looped, wake || looped, false);
         value
     }
 

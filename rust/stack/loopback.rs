@@ -34,6 +34,7 @@ impl Stack {
                 self.process_received(now, frame, RxChecksum::Verified, None);
             }
             self.iface.set_looping(false);
+            self.delivered_to_self = true;
             self.dispatch(now);
         }
         let mut left = Vec::new();
@@ -44,6 +45,13 @@ impl Stack {
     /// Whether frames to ourselves wait for the next flush.
     pub(super) fn looped_waiting(&self) -> bool {
         !self.looped.is_empty()
+    }
+
+    /// Whether a flush since the last call delivered frames to ourselves:
+    /// what they changed is news to every waiter, as a received frame's is,
+    /// not only to the caller whose send made them.
+    pub fn take_delivered_to_self(&mut self) -> bool {
+        std::mem::take(&mut self.delivered_to_self)
     }
 
     /// Hands the queued frames to the device, but for those addressed to
