@@ -241,6 +241,7 @@ impl Interface {
     pub fn set_looping(&mut self, looping: bool) {
         self.looping = looping;
     }
+
     /// The link came back (see `Stack::take_link`): neighbors are asked for again.
     pub fn forget_neighbors(&mut self) {
         self.neighbors.forget_resolved();
@@ -935,6 +936,7 @@ impl Interface {
                 .for_each(|f| f.for_each_segment(&mut |segment| send(segment)))
         });
     }
+
     /// Takes back the counts [`Interface::drain_tx_batch`] made for frames
     /// that did not go to the device (delivered to ourselves): their wire
     /// frames, bytes and bursts (see [`TxFrame::wire_size`]).

@@ -578,9 +578,7 @@ impl LiveStack {
 
     /// EBADF once the stack is shut: what a blocked call returns then.
     pub(super) fn check_open(&self) -> io::Result<()> {
-        if !self.in_owner() {
-            return Err(errno::not_ours(self.owner.pid()));
-        }
+        self.check_owner()?;
         if self.is_shut() {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }

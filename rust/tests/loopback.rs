@@ -31,7 +31,10 @@ fn datagrams_and_pings_to_our_own_address_come_back_to_us() {
     let client = net.a.stack.udp_bind(ANY, 0).unwrap();
     let big = pattern(5000, 1); // more than the MTU: fragmented and put together again
     for payload in [&b"to myself"[..], &big] {
-        net.a.stack.udp_send(net.now, client, (A_IP, 7000), payload).unwrap();
+        net.a
+            .stack
+            .udp_send(net.now, client, (A_IP, 7000), payload)
+            .unwrap();
     }
     net.flush();
     let got: Vec<Vec<u8>> = std::iter::from_fn(|| net.a.stack.udp_mut().get_mut(server)?.recv())
@@ -42,16 +45,28 @@ fn datagrams_and_pings_to_our_own_address_come_back_to_us() {
     let id = ProbeId { ident: 3, seq: 1 };
     net.a.stack.ping_send(net.now, A_IP, id, 56).unwrap();
     net.flush();
-    assert!(net.a.stack.ping_rtt(id).is_some(), "answered within the flush");
+    assert!(
+        net.a.stack.ping_rtt(id).is_some(),
+        "answered within the flush"
+    );
 
     // Loopback itself is the host's, not ours to reach.
     assert_eq!(
-        net.a.stack.udp_send(net.now, client, (Ipv4Addr::new(127, 0, 0, 1), 7000), b"x"),
+        net.a
+            .stack
+            .udp_send(net.now, client, (Ipv4Addr::new(127, 0, 0, 1), 7000), b"x"),
         Err(UdpSendError::NoRoute)
     );
     net.run_for(ms(50));
-    assert_eq!(net.b.stack.counters().frames_in, seen_by_b, "nothing went on the wire");
-    assert_eq!(net.a.stack.counters().drops(DropReason::Ipv4MartianSource), 0);
+    assert_eq!(
+        net.b.stack.counters().frames_in,
+        seen_by_b,
+        "nothing went on the wire"
+    );
+    assert_eq!(
+        net.a.stack.counters().drops(DropReason::Ipv4MartianSource),
+        0
+    );
 }
 
 #[test]
@@ -65,7 +80,12 @@ fn a_connection_to_our_own_address_carries_a_megabyte_both_ways() {
         .connect(net.now, A_IP, (A_IP, 7001), None)
         .unwrap();
     net.flush();
-    let server = net.a.stack.tcp_mut().accept(7001).expect("handshake done in the flush");
+    let server = net
+        .a
+        .stack
+        .tcp_mut()
+        .accept(7001)
+        .expect("handshake done in the flush");
     let sent = pattern(1 << 20, 7);
     let (mut to_server, mut back) = (0, Vec::new());
     let mut buf = vec![0u8; 65536];
@@ -103,5 +123,9 @@ fn a_connection_to_our_own_address_carries_a_megabyte_both_ways() {
     assert!(done, "{} of {} bytes came back", back.len(), sent.len());
     assert!(back == sent, "the echo came back changed");
     net.run_for(ms(50));
-    assert_eq!(net.b.stack.counters().frames_in, seen_by_b, "nothing went on the wire");
+    assert_eq!(
+        net.b.stack.counters().frames_in,
+        seen_by_b,
+        "nothing went on the wire"
+    );
 }
