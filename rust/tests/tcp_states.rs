@@ -1315,3 +1315,39 @@ fn a_time_wait_record_acknowledges_a_fin_sent_again() {
     net.run_for(Duration::from_secs(3));
     assert_eq!(net.b.stack.tcp().time_wait_records().count(), 0);
 }
+
+/// RFC 6191 §2: a new SYN whose timestamp equals the one TIME-WAIT last saw
+/// takes over when its sequence number is higher. Over a link quicker than
+/// the timestamp clock's millisecond, the client that closed second sends
+/// its FIN and the new SYN from the same port within one millisecond.
+#[test]
+fn time_wait_yields_to_a_new_syn_with_an_equal_timestamp_and_a_higher_sequence() {
+    let mut net = Net::new(FaultConfig::default(), 14); // no latency
+    let (ha, hb) = net.connect(80);
+    let a_port = net.conn_a(ha).local().1;
+    net.run_for(Duration::from_millis(10)); // the ISN clock moves on
+    net.b.stack.tcp_mut().get_mut(hb).unwrap().shutdown_write();
+    net.flush();
+    net.run_for(Duration::ZERO);
+    net.a.stack.tcp_mut().get_mut(ha).unwrap().shutdown_write();
+    net.flush();
+    for _ in 0..3 {
+        net.run_for(Duration::ZERO); // A's FIN, B's ACK, all within this millisecond
+    }
+    assert_eq!(state(&net, false, hb), State::TimeWait);
+    assert_eq!(state(&net, true, ha), State::Closed);
+    let now = net.now;
+    let h2 = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 80), Some(a_port))
+        .unwrap();
+    net.flush();
+    for _ in 0..3 {
+        net.run_for(Duration::ZERO); // the handshake, within the same millisecond
+    }
+    assert_eq!(net.now, now, "no time passed: the timestamps are equal");
+    assert_eq!(state(&net, true, h2), State::Established);
+    assert!(net.b.stack.tcp_mut().accept(80).is_some());
+}

@@ -349,14 +349,23 @@ impl Connection {
     }
 
     /// Whether a new SYN may take over this connection in TIME-WAIT
-    /// (RFC 6191: a higher timestamp, or else a higher sequence number).
+    /// (RFC 6191 §2: a higher timestamp; an equal one, or none, and a
+    /// higher sequence number). An equal timestamp is common: a client that
+    /// closed second over a link quicker than the timestamp clock's
+    /// millisecond (a veth) reuses its port within the millisecond of its
+    /// FIN; refused, its SYN waited out a second (Linux accepts it too).
     pub fn time_wait_accepts(&self, seg: &Incoming<'_>) -> bool {
         if self.state != State::TimeWait {
             return false;
         }
+        let newer_seq = seg.seq > self.rcv_nxt;
         match (self.ts_recent, seg.options.timestamps) {
-            (Some(recent), Some((val, _))) => (val.wrapping_sub(recent) as i32) > 0,
-            _ => seg.seq > self.rcv_nxt,
+            (Some(recent), Some((val, _))) => match (val.wrapping_sub(recent) as i32).signum() {
+                1 => true,
+                0 => newer_seq,
+                _ => false,
+            },
+            _ => newer_seq,
         }
     }
 }
