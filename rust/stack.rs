@@ -156,7 +156,7 @@ impl Stack {
     /// and Linux refuses it with ENETUNREACH).
     pub fn may_connect_to(&self, dst: Ipv4Addr) -> bool {
         let broadcast = self.ipv4_config().is_some_and(|c| c.is_broadcast(dst));
-        self.iface.reaches(dst) && !broadcast && !dst.is_broadcast() && !dst.is_multicast()
+        self.iface.reaches(dst) && !broadcast && !dst.is_multicast()
     }
 
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {

@@ -417,7 +417,7 @@ impl PyConnection {
     ) -> PyResult<Option<usize>> {
         let t = timeout_arg(timeout)?;
         let nbytes = errors::buffer_size(nbytes, "recv_into")?;
-        // A buffer of another format, or read-only: the descriptor's call takes or refuses it.
+        // A buffer that cannot be exported whole, or read-only: the descriptor's call refuses it.
         let Ok(buf) = Export::of(buffer) else {
             return Ok(None);
         };

@@ -112,8 +112,7 @@ impl Engine {
         if let Some(trace) = &mut self.device.trace {
             trace.flush()?;
         }
-        let looped = self.stack.take_delivered_to_self();
-        let handled = n + timer_due as usize + pumped as usize + looped as usize;
+        let handled = n + timer_due as usize + pumped as usize;
         if handled > 0 {
             self.rounds += 1;
         }
@@ -139,8 +138,7 @@ impl Engine {
     fn pump_bridges_now(&mut self) {
         let now = self.now();
         let moved = self.pump_bridges(now);
-        let looped = self.stack.take_delivered_to_self();
-        self.publish(moved || looped, true, false);
+        self.publish(moved, true, false);
     }
 
     /// Sends the frames the engine has queued (what a loop's calls handed
@@ -149,7 +147,7 @@ impl Engine {
         let now = self.now();
         self.stack.flush(now, &mut self.device);
         if self.stack.take_delivered_to_self() {
-            self.publish(true, true, false);
+            self.publish(true, true, false); // (else the marks wait for the next publish)
         }
     }
 
@@ -157,7 +155,13 @@ impl Engine {
     /// `wake`, wakes the blocked calls it concerns: the followers on their
     /// condition variables, the leader (unless it is the caller) on its
     /// descriptor, since it sleeps in `poll()` on the device.
+    ///
+    /// Frames a flush delivered to ourselves (`stack/loopback.rs`) count as
+    /// progress and wake, whatever the caller says: a blocked call's own
+    /// attempt, which wakes no one else, may have changed another socket.
     pub(super) fn publish(&mut self, progress: bool, wake: bool, by_leader: bool) {
+        let looped = self.stack.take_delivered_to_self();
+        let (progress, wake) = (progress || looped, wake || looped);
         self.stack.tcp_mut().take_changed(&mut self.changed);
         self.watches.update(&self.stack, &self.changed);
         self.ready_sets.update(&self.stack, &self.changed);
@@ -712,9 +716,7 @@ impl LiveStack {
         } else {
             stack.flush(now, device); // send failures are counted, not returned
         }
-        // Frames delivered to ourselves are news to every waiter (`stack/loopback.rs`).
-        let looped = engine.stack.take_delivered_to_self();
-        engine.publish(looped, wake || looped, false);
+        engine.publish(false, wake, false);
         value
     }
 

@@ -693,6 +693,19 @@ fn an_ack_without_a_valid_cookie_builds_nothing() {
     assert!(net.b.stack.tcp_mut().accept(80).is_none());
 }
 
+/// A connects to B's port 80 again, from `port`, and sends its SYN.
+fn connect_again_from(net: &mut Net, port: u16) -> Handle {
+    let now = net.now;
+    let h = net
+        .a
+        .stack
+        .tcp_mut()
+        .connect(now, A_IP, (B_IP, 80), Some(port))
+        .unwrap();
+    net.flush();
+    h
+}
+
 #[test]
 fn time_wait_yields_to_a_new_syn_from_the_same_port() {
     // B holding its handle (a whole connection in TIME-WAIT), then letting go
@@ -716,14 +729,7 @@ fn time_wait_yields_to_a_new_syn_from_the_same_port() {
         }
         // A new connection from the same port (RFC 6191): the new ISN is larger,
         // TIME-WAIT gives way, the handshake completes.
-        let now = net.now;
-        let h2 = net
-            .a
-            .stack
-            .tcp_mut()
-            .connect(now, A_IP, (B_IP, 80), Some(a_port))
-            .unwrap();
-        net.flush();
+        let h2 = connect_again_from(&mut net, a_port);
         let seen = states_of(
             &mut net,
             true,
@@ -1337,13 +1343,7 @@ fn time_wait_yields_to_a_new_syn_with_an_equal_timestamp_and_a_higher_sequence()
     assert_eq!(state(&net, false, hb), State::TimeWait);
     assert_eq!(state(&net, true, ha), State::Closed);
     let now = net.now;
-    let h2 = net
-        .a
-        .stack
-        .tcp_mut()
-        .connect(now, A_IP, (B_IP, 80), Some(a_port))
-        .unwrap();
-    net.flush();
+    let h2 = connect_again_from(&mut net, a_port);
     for _ in 0..3 {
         net.run_for(Duration::ZERO); // the handshake, within the same millisecond
     }
