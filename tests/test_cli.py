@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 import pytest
 from helpers import linux_lab, stop
 
-from mipfast._lab import Lab
+from mipfast._lab import HostVethLab, Lab
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -189,3 +190,29 @@ def test_stack_cli_stops_cleanly_and_flushes_trace(lab, tmp_path, sig):
     assert proc.returncode == 0, rest
     r = subprocess.run(["tcpdump", "-r", str(trace), "-nn", "-v"], capture_output=True, text=True)
     assert "DHCP-Message (53), length 1: ACK" in r.stdout, r.stdout + r.stderr
+
+
+@linux_lab  # a veth pair in macOS's shape (its feth pair: scripts/macos_smoke.sh)
+def test_a_host_peer_lab_that_another_process_has_up_is_left_to_it(lab):
+    """The host-peer labs (macOS's feth pair, Linux's ``MIPFAST_LAB=host``) are claimed as the
+    namespace lab is: a second process is refused and its ``down()`` leaves the pair alone."""
+    first = HostVethLab("mfclaim0a", "mfclaim0b")
+    second = (
+        "import sys\n"
+        "from mipfast._lab import HostVethLab, LabError\n"
+        "lab = HostVethLab('mfclaim0a', 'mfclaim0b')\n"
+        "try:\n"
+        "    lab.up()\n"
+        "except LabError as e:\n"
+        "    print(e)\n"
+        "lab.down()\n"
+    )
+    with first:
+        r = subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert f"the lab on mfclaim0a is up already, in process {os.getpid()}" in r.stdout, r.stdout
+        shown = subprocess.run(["ip", "-br", "addr", "show", "mfclaim0b"], capture_output=True, text=True)
+        assert first.peer_ip in shown.stdout, "the other process's down() removed the pair: " + shown.stderr
+    assert subprocess.run(["ip", "link", "show", "mfclaim0a"], capture_output=True).returncode != 0
+    with first:  # the claim went with the first up: the pair comes up again
+        assert subprocess.run(["ip", "link", "show", "mfclaim0a"], capture_output=True).returncode == 0

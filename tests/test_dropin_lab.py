@@ -86,6 +86,10 @@ def test_patched_sockets_in_process(lab, peer, stack):
         assert tuned.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 1 << 16
         assert tuned.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         tuned.close()
+        named = socket.socket()  # a host given as bytes, as the stdlib's socket takes it
+        named.connect((lab.peer_ip.encode(), 9482))
+        assert named.getsockname()[0] == STACK_IP and named.getpeername() == (lab.peer_ip, 9482)
+        named.close()
         local = socket.socket()  # loopback is not routed
         assert local.connect_ex(("127.0.0.1", 9)) != 0
         local.close()
@@ -475,6 +479,8 @@ def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
         assert client.sendto(datagram, echo) == len(datagram)
         assert client.recvfrom(65535) == (datagram, echo)
         assert client.getsockname()[1] in _udp_ports(stack), "a stack UDP socket"
+        assert client.sendto(b"bytes host", (lab.peer_ip.encode(), 9484)) == len(b"bytes host")
+        assert client.recvfrom(100) == (b"bytes host", echo)
 
         connected.settimeout(5)
         connected.connect(echo)

@@ -876,6 +876,56 @@ def test_any_bytes_like_object_goes_as_its_raw_bytes_as_with_the_stdlib(lab, pee
         assert udp.sendto(ints, (lab.peer_ip, 9)) == len(ints) * ints.itemsize
 
 
+def test_addresses_are_taken_as_the_stdlib_takes_them(lab, peer, stack):
+    """A host given as bytes or bytearray connects, sends and binds, as with a kernel socket; a
+    malformed address is refused with the exception a kernel socket raises for it."""
+    peer(PEER_PY, "echo", "9045")
+    peer(PEER_PY, "udp-echo", "9046")
+    ip = lab.peer_ip
+    for host in (ip.encode(), bytearray(ip.encode())):
+        with stack.connect((host, 9045), timeout=10) as conn:
+            conn.settimeout(10)
+            conn.sendall(b"ping")
+            assert conn.recv(4, socket.MSG_WAITALL) == b"ping"
+            assert conn.getpeername() == (ip, 9045)
+    with stack.udp((b"0.0.0.0", 0)) as udp:
+        udp.settimeout(10)
+        assert udp.getsockname()[0] == "0.0.0.0"
+        udp.sendto(b"one", (bytearray(ip.encode()), 9046))
+        assert udp.recvfrom(16) == (b"one", (ip, 9046))
+        udp.connect((ip.encode(), 9046))
+        assert udp.getpeername() == (ip, 9046)
+    malformed = {
+        "a string": f"{ip}:9045",
+        "one item": (ip,),
+        "three items": (ip, 9045, 0),
+        "an int host": (1, 9045),
+        "a str port": (ip, "9045"),
+        "a float port": (ip, 9045.0),
+        "a port too big": (ip, 70000),
+        "a negative port": (ip, -1),
+        "a huge port": (ip, 1 << 70),
+    }
+    kernel = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # its connect() sends nothing
+    with kernel:
+        expected = {}
+        for name, address in malformed.items():
+            with pytest.raises(Exception) as e:
+                kernel.connect(address)
+            expected[name] = type(e.value)
+    assert expected["a string"] is TypeError and expected["a port too big"] is OverflowError
+    with stack.udp() as udp:
+        for name, address in malformed.items():
+            with pytest.raises(expected[name]):
+                stack.connect(address, timeout=1)
+            with pytest.raises(expected[name]):
+                udp.sendto(b"x", address)
+            with pytest.raises(expected[name]):
+                udp.connect(address)
+    with pytest.raises(TypeError):
+        stack.udp(("0.0.0.0",))
+
+
 @linux_lab  # ethtool (the macOS job runs everything on libpcap)
 def test_the_portable_libpcap_path_carries_traffic(lab, peer):
     """device="pcap": frames leave through pcap_sendpacket, as on macOS (the whole suite

@@ -55,7 +55,7 @@ class Stack(_native.Stack):
 
     def connect(  # type: ignore[override]
         self,
-        address: tuple[str, int],
+        address: tuple[str | bytes | bytearray, int],
         timeout: float | None = None,
         source_port: int | None = None,
         *,
@@ -72,7 +72,10 @@ class Stack(_native.Stack):
         if ssl is None:
             return conn
         try:
-            return TlsConnection(conn, ssl, server_hostname=server_hostname or address[0])
+            host = address[0]
+            if isinstance(host, (bytes, bytearray)):
+                host = bytes(host).decode("ascii", "replace")
+            return TlsConnection(conn, ssl, server_hostname=server_hostname or host)
         except BaseException:
             conn.close()
             raise

@@ -54,7 +54,32 @@ def missing_tools() -> list[str]:
     return [t for t in ("ip", "dnsmasq", "ethtool") if shutil.which(t) is None]
 
 
-class Lab:
+class _Claimed:
+    """A lab's claim while an object has it up: a ``FileClaim`` (a lock on a file in
+    ``RUN_DIR`` that goes with its holder, a crash included), so that a second process
+    does not tear down or rebuild the lab a running one uses."""
+
+    _lock: FileClaim | None = None
+
+    def _claim_name(self) -> str:
+        raise NotImplementedError
+
+    def _claim(self) -> int | str | None:
+        """Takes the claim: None once held; else who holds it."""
+        if self._lock is None:
+            claim = FileClaim(RUN_DIR / f"mipfast-{self._claim_name()}.lab.lock")
+            if claim.taken:
+                return claim.holder or "unknown"
+            self._lock = claim
+        return None
+
+    def _let_go(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class Lab(_Claimed):
     """A veth pair ``iface`` ↔ ``peer``; ``peer`` sits in namespace ``netns``
     with ``10.77.0.1/24`` and dnsmasq (DHCP range .100–.199, DNS on .1).
 
@@ -91,8 +116,6 @@ class Lab:
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
         self._dnsmasq: subprocess.Popen[bytes] | None = None
-        #: The lab's claim while this object has it up (see ``_claim``).
-        self._lock: FileClaim | None = None
 
     def __enter__(self) -> Lab:
         self.up()
@@ -214,22 +237,8 @@ class Lab:
         self._remove()
         self._let_go()
 
-    def _claim(self) -> int | str | None:
-        """Takes the lab's claim (``FileClaim``: a lock on a file in ``RUN_DIR`` that
-        goes with its holder, a crash included), so that a second ``python -m mipfast
-        --lab`` does not tear down the lab a running one uses. None once held; else
-        who holds it."""
-        if self._lock is None:
-            claim = FileClaim(RUN_DIR / f"mipfast-{self.netns}.lab.lock")
-            if claim.taken:
-                return claim.holder or "unknown"
-            self._lock = claim
-        return None
-
-    def _let_go(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+    def _claim_name(self) -> str:
+        return self.netns
 
     def _remove(self) -> None:
         if self._dnsmasq is not None:
@@ -267,9 +276,10 @@ class Lab:
         return self.netns in names
 
 
-class _HostPeerLab:
+class _HostPeerLab(_Claimed):
     """A lab whose kernel side is this host itself (no namespace): commands for the
-    peer side run as they are. macOS's shape (it has no network namespaces)."""
+    peer side run as they are. macOS's shape (it has no network namespaces). Claimed
+    by the stack's interface name, as ``Lab`` is by its namespace."""
 
     netns: str | None = None
     offloads = True
@@ -287,10 +297,42 @@ class _HostPeerLab:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
+    def _claim_name(self) -> str:
+        return self.iface
+
     def up(self) -> None:
-        raise NotImplementedError
+        """Creates the pair, first removing one left by a crash; a pair another process
+        has up is refused (LabError), not rebuilt under it."""
+        self._check_can_create()
+        holder = self._claim()
+        if holder is not None:
+            raise LabError(
+                f"the lab on {self.iface} is up already, in process {holder}: stop that one first "
+                "(Ctrl-C), or run the stack on an interface of your own (-i IFACE)"
+            )
+        try:
+            self._destroy()
+            self._create()
+        except BaseException:
+            self._destroy()
+            self._let_go()
+            raise
 
     def down(self) -> None:
+        """Removes the pair; quiet if it is gone. A pair another process has up is left to it."""
+        if self._claim() is not None:
+            return
+        self._destroy()
+        self._let_go()
+
+    def _check_can_create(self) -> None:
+        """Raises LabError if this host lacks what the pair needs (tools, root)."""
+        raise NotImplementedError
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def _destroy(self) -> None:
         raise NotImplementedError
 
     def ns(self, *args: str) -> list[str]:
@@ -319,19 +361,20 @@ class FethLab(_HostPeerLab):
     def __init__(self, iface: str = "feth0", peer: str = "feth1") -> None:
         super().__init__(iface, peer)
 
-    def up(self) -> None:
+    def _check_can_create(self) -> None:
         if shutil.which("ifconfig") is None:
             raise LabError("the macOS lab needs ifconfig")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates a feth pair): sudo python -m mipfast --lab")
-        self.down()
+
+    def _create(self) -> None:
         _run(["ifconfig", self.iface, "create"])
         _run(["ifconfig", self.peer, "create"])
         _run(["ifconfig", self.iface, "peer", self.peer])
         _run(["ifconfig", self.peer, "inet", f"{self.peer_ip}/24", "up"])
         _run(["ifconfig", self.iface, "up"])
 
-    def down(self) -> None:
+    def _destroy(self) -> None:
         for name in (self.iface, self.peer):
             _run(["ifconfig", name, "destroy"], check=False)
 
@@ -347,13 +390,14 @@ class HostVethLab(_HostPeerLab):
         super().__init__(iface, peer)
         self.offloads = offloads
 
-    def up(self) -> None:
+    def _check_can_create(self) -> None:
         missing = [t for t in ("ip", "ethtool") if shutil.which(t) is None]
         if missing:
             raise LabError(f"the host lab needs {', '.join(missing)}")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates a veth pair)")
-        self.down()
+
+    def _create(self) -> None:
         _run(["ip", "link", "add", self.iface, "type", "veth", "peer", "name", self.peer])
         for name in (self.iface, self.peer):
             _run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
@@ -363,5 +407,5 @@ class HostVethLab(_HostPeerLab):
         if not self.offloads:
             _run(["ethtool", "-K", self.peer, "tx", "off"], check=False)
 
-    def down(self) -> None:
+    def _destroy(self) -> None:
         _run(["ip", "link", "del", self.iface], check=False)

@@ -41,6 +41,14 @@ def _no_flags_but_dontwait(flags: int) -> None:
         raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported on a stack UDP socket")
 
 
+def _text_host(address: Any) -> Any:
+    """``address`` with a ``bytes`` host as text: the stdlib's socket takes either, and the route,
+    the stack and ``getsockname()`` go by text."""
+    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], (bytes, bytearray)):
+        return (bytes(address[0]).decode("ascii", "replace"), address[1])
+    return address
+
+
 def _port(address: Any, what: str) -> int:
     port = address[1]
     if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
@@ -103,6 +111,7 @@ class RoutedSocket(bridge.BridgedSocket):
     # ---- TCP client, and UDP's default destination
 
     def connect(self, address: Any) -> None:
+        address = _text_host(address)
         if self._mip_of(socket.SOCK_DGRAM) and (self._mip_udp is not None or self._mip_reaches(address)):
             _port(address, "connect")
             self._mip_open_udp().connect((address[0], address[1]))
@@ -233,6 +242,7 @@ class RoutedSocket(bridge.BridgedSocket):
     # ---- TCP server
 
     def bind(self, address: Any) -> None:
+        address = _text_host(address)
         if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and self._mip_serves(address):
             self._mip_open_udp((address[0] or "0.0.0.0", _port(address, "bind")))
             return
@@ -325,6 +335,7 @@ class RoutedSocket(bridge.BridgedSocket):
         if len(args) not in (1, 2):
             return super().sendto(data, *args)  # the stdlib's TypeError
         flags, address = (0, args[0]) if len(args) == 1 else args
+        address = _text_host(address)
         udp = self._mip_datagrams()
         if udp is None:
             if not (self._mip_of(socket.SOCK_DGRAM) and self._mip_reaches(address)):

@@ -1,6 +1,7 @@
 //! The Python bindings: convert arguments, release the GIL around every
 //! engine call, map errors to the stdlib's exceptions. Nothing more.
 
+mod address;
 mod call;
 mod device_poller;
 mod errors;

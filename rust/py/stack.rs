@@ -1,5 +1,6 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
+use super::address::Address;
 use super::call::{blocking, resolve_host, timeout_arg};
 use super::errors::{self, value_error};
 use super::live_ref::LiveRef;
@@ -296,17 +297,17 @@ impl PyStack {
     fn connect(
         &self,
         py: Python<'_>,
-        address: (String, i64),
+        address: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         source_port: Option<i64>,
         wait: bool,
     ) -> PyResult<PyConnection> {
-        let (host, port) = address;
-        let port = port_arg(port)?;
+        let address = Address::of(address)?;
+        let (host, port) = (&address.host, address.nonzero_port()?);
         let source_port = source_port.map(port_arg).transpose()?;
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
-        let addresses = resolve_host(py, &live, &host, t)?;
+        let addresses = resolve_host(py, &live, host, t)?;
         if !wait {
             let Some(&ip) = addresses.first() else {
                 return Err(PyOSError::new_err((libc::EHOSTUNREACH, "no address")));
@@ -341,9 +342,13 @@ impl PyStack {
     }
 
     /// A UDP socket bound to `bind` = (address, port); "" or "0.0.0.0" for
-    /// any address, port 0 for a free one.
-    #[pyo3(signature = (bind=("0.0.0.0".to_string(), 0)), text_signature = "($self, bind=('0.0.0.0', 0))")]
-    fn udp(&self, py: Python<'_>, bind: (String, i64)) -> PyResult<PyUdpSocket> {
+    /// any address, port 0 for a free one (None: both).
+    #[pyo3(signature = (bind=None))]
+    fn udp(&self, py: Python<'_>, bind: Option<&Bound<'_, PyAny>>) -> PyResult<PyUdpSocket> {
+        let bind = match bind {
+            Some(b) => Address::of(b)?,
+            None => Address::ANY,
+        };
         PyUdpSocket::bind(py, self.live()?, bind)
     }
 

@@ -1,5 +1,6 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
+use super::address::Address;
 
 use super::call::{resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SocketTimeout};
 use super::errors;
@@ -10,7 +11,7 @@ use crate::runtime::{LiveStack, Watched};
 use crate::socket::udp::{Endpoint, UdpHandle};
 use crate::stack::Stack;
 use crate::time::Duration;
-use pyo3::exceptions::{PyOSError, PyOverflowError};
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +19,6 @@ use std::sync::Arc;
 
 fn socket_closed() -> PyErr {
     PyOSError::new_err((libc::EBADF, "the socket is closed"))
-}
-
-fn port_of(port: i64) -> PyResult<u16> {
-    u16::try_from(port).map_err(|_| PyOverflowError::new_err("port must be 0-65535"))
 }
 
 #[pyclass(name = "UdpSocket", module = "mipfast._native", frozen, weakref)]
@@ -34,18 +31,18 @@ pub struct PyUdpSocket {
 }
 
 impl PyUdpSocket {
-    pub fn bind(py: Python<'_>, live: Arc<LiveStack>, addr: (String, i64)) -> PyResult<Self> {
-        let ip = if addr.0.is_empty() {
+    pub fn bind(py: Python<'_>, live: Arc<LiveStack>, addr: Address) -> PyResult<Self> {
+        let ip = if addr.host.is_empty() {
             crate::wire::Ipv4Addr::UNSPECIFIED
         } else {
-            addr.0.parse().map_err(|_| {
+            addr.host.parse().map_err(|_| {
                 pyo3::exceptions::PyValueError::new_err(format!(
                     "{:?} is not an IPv4 address",
-                    addr.0
+                    addr.host
                 ))
             })?
         };
-        let port = port_of(addr.1)?;
+        let port = addr.port()?;
         let l = live.clone();
         let (handle, local) = py
             .detach(move || {
@@ -101,9 +98,10 @@ impl PyUdpSocket {
         run_op(py, &self.live, op, timeout)?.map_err(errors::to_py)
     }
 
-    fn resolve(&self, py: Python<'_>, address: (String, i64)) -> PyResult<Endpoint> {
-        let port = port_of(address.1)?;
-        let ip = resolve_host(py, &self.live, &address.0, self.timeout())?[0];
+    fn resolve(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<Endpoint> {
+        let address = Address::of(address)?;
+        let port = address.port()?;
+        let ip = resolve_host(py, &self.live, &address.host, self.timeout())?[0];
         Ok((ip, port))
     }
 
@@ -148,7 +146,7 @@ impl PyUdpSocket {
         &self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
-        address: (String, i64),
+        address: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
         let dst = self.resolve(py, address)?;
         self.send_to(py, data, dst)
@@ -222,7 +220,7 @@ impl PyUdpSocket {
 
     /// Send to and receive only from `address`; a port unreachable from it
     /// then raises ConnectionRefusedError on the next call.
-    fn connect(&self, py: Python<'_>, address: (String, i64)) -> PyResult<()> {
+    fn connect(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_open()?;
         let remote = self.resolve(py, address)?;
         let (live, h) = (self.live.clone(), self.handle);

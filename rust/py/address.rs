@@ -1,0 +1,90 @@
+//! An AF_INET address argument taken as the stdlib's `socket` takes it: a
+//! `(host, port)` tuple whose host is a `str`, or `bytes`/`bytearray` (as
+//! CPython's `idna_converter` takes them), and whose port is an integer.
+//! What `socket` refuses is refused with the same exception type.
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
+
+/// `(host, port)` as given: the host as text, the port not yet range-checked
+/// (each call has its own range: 0 binds a free port, connects nowhere).
+pub struct Address {
+    pub host: String,
+    pub port: i64,
+}
+
+impl Address {
+    /// Any address, a free port: what an unbound socket binds.
+    pub const ANY: Address = Address {
+        host: String::new(),
+        port: 0,
+    };
+
+    pub fn of(address: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let tuple = address.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "AF_INET address must be tuple, not {}",
+                type_name(address)
+            ))
+        })?;
+        if tuple.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "AF_INET address must be a pair (host, port)",
+            ));
+        }
+        let host = host_text(&tuple.get_item(0)?)?;
+        let port = tuple.get_item(1)?;
+        let port: i64 = match port.extract() {
+            Ok(p) => p,
+            // An int too big for i64 is out of range, not the wrong type.
+            Err(_) if port.is_instance_of::<pyo3::types::PyInt>() => i64::MAX,
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "'{}' object cannot be interpreted as an integer",
+                    type_name(&port)
+                )))
+            }
+        };
+        Ok(Address { host, port })
+    }
+
+    /// The port to connect to: 1-65535.
+    pub fn nonzero_port(&self) -> PyResult<u16> {
+        u16::try_from(self.port)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| PyOverflowError::new_err("port must be 1-65535"))
+    }
+
+    /// Any port, 0-65535 (0 binds a free one).
+    pub fn port(&self) -> PyResult<u16> {
+        u16::try_from(self.port).map_err(|_| PyOverflowError::new_err("port must be 0-65535"))
+    }
+}
+
+fn host_text(host: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = host.cast::<PyString>() {
+        return Ok(s.to_str()?.to_owned());
+    }
+    let bytes = if let Ok(b) = host.cast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let Ok(b) = host.cast::<PyByteArray>() {
+        b.to_vec()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "str, bytes or bytearray expected, not {}",
+            type_name(host)
+        )));
+    };
+    // Not text at all: kept as the replacement characters, which name no
+    // host, so resolving it fails with socket.gaierror as the stdlib's does.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
+}
