@@ -89,6 +89,18 @@ def main() -> None:
         conn, _ = listen(int(sys.argv[2])).accept()
         n, digest = drain(conn)
         print(n, digest, flush=True)
+    elif mode == "endings":  # how each of `count` connections ended: "eof N" or "reset N" (N bytes read)
+        server = listen(int(sys.argv[2]))
+        for _ in range(int(sys.argv[3])):
+            conn, _ = server.accept()
+            n, how = 0, "eof"
+            with conn:
+                try:
+                    while data := conn.recv(1 << 16):
+                        n += len(data)
+                except ConnectionResetError:
+                    how = "reset"
+            print(how, n, flush=True)
     elif mode == "source":
         conn, _ = listen(int(sys.argv[2])).accept()
         conn.sendall(pattern(int(sys.argv[3])))

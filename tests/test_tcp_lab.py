@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from helpers import linux_lab, peer_checksum_offload_off, ping_cmd, stop, wait_l
 from peer import pattern
 
 import mipfast
+import mipfast.bridge
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_PY = str(Path(__file__).resolve().parent / "peer.py")
@@ -924,6 +926,77 @@ def test_addresses_are_taken_as_the_stdlib_takes_them(lab, peer, stack):
                 udp.connect(address)
     with pytest.raises(TypeError):
         stack.udp(("0.0.0.0",))
+
+
+def _state_of(stack: mipfast.Stack, local: tuple[str, int]) -> str | None:
+    states = [c["state"] for c in stack.connections() if tuple(c["local"]) == tuple(local)]
+    return states[0] if states else None
+
+
+def test_so_linger_resets_or_waits_for_the_fin_as_a_kernel_socket_does(lab, peer, stack):
+    """SO_LINGER with no time: close() resets the connection, queued data dropped. With a time:
+    close() returns once the peer has acknowledged everything and the FIN (or when the time is
+    up, the close going on in the stack). On a native connection and on a bridged socket."""
+    endings = peer(PEER_PY, "endings", "9047", "4")
+    abortive, lingering = struct.pack("ii", 1, 0), struct.pack("ii", 1, 30)
+    data = pattern(1 << 20)
+
+    # No time, native: a reset, whatever was still queued.
+    conn = stack.connect((lab.peer_ip, 9047), timeout=10)
+    assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER) == 0
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, abortive)
+    assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8) == abortive
+    assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER) == 1, "its first int, as the kernel's"
+    conn.sendall(b"x")
+    time.sleep(0.2)  # read by the peer: only the reset ends it
+    conn.close()
+
+    # A time, native: close() returns with everything acknowledged, FIN included.
+    conn = stack.connect((lab.peer_ip, 9047), timeout=10)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, lingering)
+    conn.sendall(data)
+    local = conn.getsockname()
+    conn.close()
+    assert _state_of(stack, local) in ("FIN_WAIT_2", "TIME_WAIT", None)
+
+    # No time, bridged (a genuine socket.socket over the connection): a reset too.
+    conn = stack.connect((lab.peer_ip, 9047), timeout=10)
+    sock = mipfast.bridge.socket_for(conn)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, abortive)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8) == abortive
+    sock.fileno()  # the bridge is made: its end of stream would be a FIN
+    sock.sendall(b"y")
+    time.sleep(0.2)
+    sock.close()
+
+    # Off again: the usual FIN.
+    conn = stack.connect((lab.peer_ip, 9047), timeout=10)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, abortive)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+    conn.sendall(b"z")
+    conn.close()
+
+    assert endings.result(30).splitlines() == ["reset 1", f"eof {len(data)}", "reset 1", "eof 1"]
+
+
+def test_a_lingering_close_ends_when_its_time_is_up(lab, peer, stack):
+    """A peer that reads nothing: close() with SO_LINGER returns when its time is up, the FIN
+    still unacknowledged, and the close goes on in the stack."""
+    peer(PEER_PY, "silent", "9048")
+    conn = stack.connect((lab.peer_ip, 9048), timeout=10)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 1))
+    conn.sendall(pattern(2 << 20))
+    local = conn.getsockname()
+    kernel = socket.socket()
+    with kernel:
+        for value in (1, b"\x01\x00\x00\x00"):  # too short for the struct
+            with pytest.raises(OSError) as e:
+                kernel.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value)
+            with pytest.raises(OSError) as ours:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value)
+            assert ours.value.errno == e.value.errno == errno.EINVAL
+    conn.close()
+    assert _state_of(stack, local) == "FIN_WAIT_1", "returned at its time, the close going on"
 
 
 @linux_lab  # ethtool (the macOS job runs everything on libpcap)

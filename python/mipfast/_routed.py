@@ -294,8 +294,11 @@ class RoutedSocket(bridge.BridgedSocket):
         self._mip_pass_options(conn)
         conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
         if self.family == socket.AF_INET6:
-            return bridge.socket_for(conn, socket.AF_INET6, server=True), bridge.ipv4_mapped(peer)
-        return bridge.socket_for(conn, server=True), peer
+            sock, peer = bridge.socket_for(conn, socket.AF_INET6, server=True), bridge.ipv4_mapped(peer)
+        else:
+            sock = bridge.socket_for(conn, server=True)
+        sock._mip_linger_set = self._mip_linger_set  # the listener's options are its connections'
+        return sock, peer
 
     def _mip_pass_options(self, conn: Any) -> None:
         """Options set on this socket before ``connect()``, or on this listening socket,
@@ -433,7 +436,8 @@ class RoutedSocket(bridge.BridgedSocket):
         return self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and (level, optname) in _UDP_OPTIONS
 
     def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
-        if args or not isinstance(value, int):
+        linger = (level, optname) == (socket.SOL_SOCKET, socket.SO_LINGER)  # a struct, not an int
+        if args or not (isinstance(value, int) or linger):
             return super().setsockopt(level, optname, value, *args)
         if self._mip_udp is not None and (level, optname) in _UDP_OPTIONS:
             self._mip_udp.setsockopt(level, optname, value)

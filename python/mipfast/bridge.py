@@ -34,6 +34,7 @@ import os
 import select
 import selectors
 import socket
+import struct
 import threading
 import weakref
 from collections.abc import Iterator
@@ -108,12 +109,20 @@ def _raw_fileno(sock: socket.socket) -> int:
 
 
 #: Socket-level options a stack connection answers for; every TCP-level one goes to it too.
-_STACK_SOCKET_OPTIONS = {socket.SO_KEEPALIVE, socket.SO_RCVBUF, socket.SO_SNDBUF}
+_STACK_SOCKET_OPTIONS = {socket.SO_KEEPALIVE, socket.SO_RCVBUF, socket.SO_SNDBUF, socket.SO_LINGER}
 
 
 def is_stack_option(level: int, optname: int) -> bool:
     """Whether an option of a bridged TCP socket is the stack connection's, not its descriptor's."""
     return level == socket.IPPROTO_TCP or (level == socket.SOL_SOCKET and optname in _STACK_SOCKET_OPTIONS)
+
+
+def _lingers_for_no_time(conn: Any) -> bool:
+    """Whether ``conn`` has SO_LINGER on with no time: its close is a reset."""
+    try:
+        return struct.unpack("ii", conn.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)) == (1, 0)
+    except OSError:  # the connection is over already
+        return False
 
 
 class BridgedSocket(socket.socket):
@@ -128,6 +137,8 @@ class BridgedSocket(socket.socket):
     _mip_names: tuple[Any, Any] | None = None
     _mip_conn: Any = None
     _mip_failure_told = False
+    #: SO_LINGER was set: its close asks whether to end with a reset.
+    _mip_linger_set = False
     #: Plain calls may skip the descriptor (see ``_mip_direct``): a client's socket. A server's
     #: keeps its bridge: the driver then runs the stack beside the server's threads, and
     #: coalesces what a handler writes in pieces (headers, then a body) as it reads them.
@@ -185,7 +196,11 @@ class BridgedSocket(socket.socket):
     def _real_close(self, _ss: Any = socket.socket) -> None:
         conn = self._mip_take_unjoined()
         if conn is not None:
-            conn.close()  # as a kernel socket's close: a FIN, or a reset over unread data
+            # As a kernel socket's close: a FIN, or a reset over unread data or with SO_LINGER
+            # set to no time (a time: the call waits for the FIN's acknowledgement).
+            conn.close()
+        elif self._mip_conn is not None and self._mip_linger_set and _lingers_for_no_time(self._mip_conn):
+            self._mip_conn.abort()  # the bridge ends with a reset, not the FIN its end of stream sends
         super()._real_close()  # type: ignore[misc]
 
     def _end_of_stream(self) -> None:
@@ -318,6 +333,8 @@ class BridgedSocket(socket.socket):
         return super().getsockname()
 
     def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
+        if (level, optname) == (socket.SOL_SOCKET, socket.SO_LINGER):
+            self._mip_linger_set = True
         if self._mip_conn is not None and is_stack_option(level, optname):
             with contextlib.suppress(OSError):  # one the stack does not know: as if taken
                 self._mip_conn.setsockopt(level, optname, value)
@@ -325,8 +342,8 @@ class BridgedSocket(socket.socket):
         super().setsockopt(level, optname, value, *args)
 
     def getsockopt(self, level: int, optname: int, *args: Any) -> Any:
-        if self._mip_conn is not None and is_stack_option(level, optname) and not args:
-            return self._mip_conn.getsockopt(level, optname)
+        if self._mip_conn is not None and is_stack_option(level, optname) and len(args) <= 1:
+            return self._mip_conn.getsockopt(level, optname, *args)
         return super().getsockopt(level, optname, *args)
 
     def dup(self) -> Any:

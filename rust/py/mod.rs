@@ -7,6 +7,7 @@ mod device_poller;
 mod errors;
 mod file_claim;
 mod fresh_bytes;
+mod linger;
 mod live_ref;
 mod shared_bytes;
 mod stack;

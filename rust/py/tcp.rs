@@ -7,6 +7,7 @@ use super::call::{
 use super::device_poller::PyDevicePoller;
 use super::errors;
 use super::fresh_bytes::FreshBytes;
+use super::linger;
 use super::live_ref::LiveRef;
 use super::shared_bytes::shareable;
 use crate::phy::stream_fd::{self, StreamFd};
@@ -20,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
@@ -63,7 +64,12 @@ pub struct PyConnection {
     close_requested: AtomicBool,
     /// Set while the connection is bridged: how the bridge ended.
     bridge_fate: Mutex<Option<Arc<BridgeFate>>>,
+    /// The SO_LINGER time in ms while it is on and not zero (`NO_LINGER`
+    /// otherwise): `close()` waits up to it for the FIN exchange.
+    linger_ms: AtomicU64,
 }
+
+const NO_LINGER: u64 = u64::MAX;
 
 impl PyConnection {
     /// Wraps a connection the user now holds.
@@ -86,6 +92,7 @@ impl PyConnection {
             io_refs: AtomicUsize::new(0),
             close_requested: AtomicBool::new(false),
             bridge_fate: Mutex::new(None),
+            linger_ms: AtomicU64::new(NO_LINGER),
         })
     }
 
@@ -243,6 +250,57 @@ impl PyConnection {
             self.live.release(self.handle, abort);
         }
     }
+
+    /// An int option's value (see `getsockopt`).
+    fn int_option(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<i64> {
+        let value = self.with_options(py, move |c| {
+            let cfg = c.config();
+            let k = cfg.keepalive.unwrap_or_default();
+            Some(match (level, optname) {
+                (SOL_SOCKET, libc::SO_ERROR) => c
+                    .error()
+                    .and_then(|e| errno::tcp(e).raw_os_error())
+                    .unwrap_or(0) as i64,
+                (IPPROTO_TCP, libc::TCP_NODELAY) => cfg.nodelay as i64,
+                (SOL_SOCKET, libc::SO_KEEPALIVE) => cfg.keepalive.is_some() as i64,
+                (IPPROTO_TCP, TCP_KEEPIDLE) => k.idle.secs() as i64,
+                (IPPROTO_TCP, libc::TCP_KEEPINTVL) => k.interval.secs() as i64,
+                (IPPROTO_TCP, libc::TCP_KEEPCNT) => k.probes as i64,
+                #[cfg(target_os = "linux")]
+                (IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
+                    cfg.user_timeout.map_or(0, |d| d.total_millis() as i64)
+                }
+                (SOL_SOCKET, libc::SO_SNDBUF) => cfg.tx_buffer as i64,
+                (SOL_SOCKET, libc::SO_RCVBUF) => cfg.rx_buffer as i64,
+                (IPPROTO_TCP, libc::TCP_MAXSEG) => c.mss() as i64,
+                _ => return None,
+            })
+        })?;
+        value.ok_or_else(|| PyOSError::new_err((libc::ENOPROTOOPT, "Protocol not available")))
+    }
+
+    /// The user's close: with SO_LINGER on for a time, the FIN goes and the
+    /// call waits up to that time for the exchange to settle, as a kernel
+    /// socket's does (Ctrl-C ends the wait, and the close goes on).
+    fn close_now(&self, py: Python<'_>) -> PyResult<()> {
+        let linger = self.linger_ms.load(Ordering::SeqCst);
+        let mut waited = Ok(());
+        if linger != NO_LINGER
+            && self.open.load(Ordering::SeqCst)
+            && self.live.in_owner()
+            && !self.live.is_shut()
+        {
+            let h = self.handle;
+            py.detach(|| {
+                self.live
+                    .act(|s, _| s.tcp_mut().get_mut(h).map(|c| c.close()))
+            });
+            let op = ops::Linger { handle: h };
+            waited = run_op(py, &self.live, op, Some(Duration::from_millis(linger)));
+        }
+        py.detach(|| self.release(false));
+        waited
+    }
 }
 
 impl Drop for PyConnection {
@@ -360,11 +418,12 @@ impl PyConnection {
 
     /// Close gracefully (FIN after queued data); idempotent. With files
     /// from `makefile` still open, the close happens when the last one closes.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.close_requested.store(true, Ordering::SeqCst);
         if self.io_refs.load(Ordering::SeqCst) == 0 {
-            py.detach(|| self.release(false));
+            return self.close_now(py);
         }
+        Ok(())
     }
 
     /// Hands the connection to the stack's driver thread, which moves the
@@ -577,7 +636,8 @@ impl PyConnection {
     }
 
     /// TCP_NODELAY, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, TCP_USER_TIMEOUT (ms),
-    /// SO_KEEPALIVE and SO_SNDBUF; anything else is ENOPROTOOPT.
+    /// SO_KEEPALIVE, SO_SNDBUF, SO_RCVBUF and SO_LINGER (a `struct linger`,
+    /// `struct.pack("ii", onoff, seconds)`); anything else is ENOPROTOOPT.
     fn setsockopt(
         &self,
         py: Python<'_>,
@@ -585,6 +645,16 @@ impl PyConnection {
         optname: i32,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        if (level, optname) == (SOL_SOCKET, libc::SO_LINGER) {
+            let linger = linger::parse(value)?;
+            self.with_options(py, move |c| c.config_mut().linger = linger)?;
+            let ms = match linger {
+                Some(d) if d > Duration::ZERO => d.total_millis(),
+                _ => NO_LINGER,
+            };
+            self.linger_ms.store(ms, Ordering::SeqCst);
+            return Ok(());
+        }
         let v: i64 = value
             .extract()
             .map_err(|_| PyValueError::new_err("option values must be integers"))?;
@@ -650,32 +720,40 @@ impl PyConnection {
         self.with_options(py, apply)
     }
 
-    /// Reads back the options `setsockopt` accepts.
-    fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<i64> {
-        let value = self.with_options(py, move |c| {
-            let cfg = c.config();
-            let k = cfg.keepalive.unwrap_or_default();
-            Some(match (level, optname) {
-                (SOL_SOCKET, libc::SO_ERROR) => c
-                    .error()
-                    .and_then(|e| errno::tcp(e).raw_os_error())
-                    .unwrap_or(0) as i64,
-                (IPPROTO_TCP, libc::TCP_NODELAY) => cfg.nodelay as i64,
-                (SOL_SOCKET, libc::SO_KEEPALIVE) => cfg.keepalive.is_some() as i64,
-                (IPPROTO_TCP, TCP_KEEPIDLE) => k.idle.secs() as i64,
-                (IPPROTO_TCP, libc::TCP_KEEPINTVL) => k.interval.secs() as i64,
-                (IPPROTO_TCP, libc::TCP_KEEPCNT) => k.probes as i64,
-                #[cfg(target_os = "linux")]
-                (IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
-                    cfg.user_timeout.map_or(0, |d| d.total_millis() as i64)
-                }
-                (SOL_SOCKET, libc::SO_SNDBUF) => cfg.tx_buffer as i64,
-                (SOL_SOCKET, libc::SO_RCVBUF) => cfg.rx_buffer as i64,
-                (IPPROTO_TCP, libc::TCP_MAXSEG) => c.mss() as i64,
-                _ => return None,
-            })
-        })?;
-        value.ok_or_else(|| PyOSError::new_err((libc::ENOPROTOOPT, "Protocol not available")))
+    /// Reads back the options `setsockopt` accepts: an int, or with
+    /// `buflen` the option's bytes (`struct linger` for SO_LINGER, whose int
+    /// alone is its on/off), as `socket.getsockopt` returns them.
+    #[pyo3(signature = (level, optname, buflen=None))]
+    fn getsockopt<'py>(
+        &self,
+        py: Python<'py>,
+        level: i32,
+        optname: i32,
+        buflen: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let size = match buflen {
+            None => None,
+            Some(n @ 1..=1024) => Some(n as usize),
+            Some(_) => return Err(PyOSError::new_err("getsockopt buflen out of range")),
+        };
+        if (level, optname) == (SOL_SOCKET, libc::SO_LINGER) {
+            let raw = linger::encode(self.with_options(py, |c| c.config().linger)?);
+            return Ok(match size {
+                None => (raw[..4] != [0; 4])
+                    .into_pyobject(py)?
+                    .to_owned()
+                    .into_any(),
+                Some(n) => PyBytes::new(py, &raw[..n.min(raw.len())]).into_any(),
+            });
+        }
+        let value = self.int_option(py, level, optname)?;
+        Ok(match size {
+            None => value.into_pyobject(py)?.into_any(),
+            Some(n) => {
+                let raw = (value as libc::c_int).to_ne_bytes();
+                PyBytes::new(py, &raw[..n.min(raw.len())]).into_any()
+            }
+        })
     }
 
     /// A file object over the connection, as `socket.makefile` gives.
@@ -716,7 +794,7 @@ impl PyConnection {
     }
 
     /// Called by `socket.SocketIO` when a file from `makefile` closes.
-    fn _decref_socketios(&self, py: Python<'_>) {
+    fn _decref_socketios(&self, py: Python<'_>) -> PyResult<()> {
         let left = self
             .io_refs
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -724,8 +802,9 @@ impl PyConnection {
             })
             .map_or(0, |n| n.saturating_sub(1));
         if left == 0 && self.close_requested.load(Ordering::SeqCst) {
-            py.detach(|| self.release(false));
+            return self.close_now(py);
         }
+        Ok(())
     }
 
     /// RFC 9293 state name, e.g. "ESTABLISHED".
@@ -789,9 +868,9 @@ impl PyConnection {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: Bound<'_, PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

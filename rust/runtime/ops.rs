@@ -444,6 +444,31 @@ impl Op for Send<'_> {
     }
 }
 
+/// A lingering `close()` (SO_LINGER with a time): waits until the FIN
+/// exchange settles ([`crate::socket::tcp::Connection::close_settled`]) or
+/// the connection is gone. Running out of time is not an error: the close
+/// goes on in the stack, as Linux's does after its linger time.
+#[derive(Debug)]
+pub struct Linger {
+    pub handle: Handle,
+}
+
+impl Op for Linger {
+    type Output = ();
+    fn key(&self) -> Option<Watched> {
+        Some(Watched::Tcp(self.handle))
+    }
+    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<()> {
+        match stack.tcp().get(self.handle) {
+            Some(c) if !c.close_settled() => None,
+            _ => Some(()),
+        }
+    }
+    fn give_up(&mut self, _stack: &mut Stack) -> Option<()> {
+        Some(())
+    }
+}
+
 /// `recvfrom`: the oldest datagram and its sender (left queued with
 /// `peek`). A connected socket that got a port unreachable from its peer
 /// fails once with ECONNREFUSED, as Linux's does.

@@ -111,6 +111,10 @@ pub struct TcpConfig {
     pub keepalive: Option<Keepalive>,
     /// Give up when data stays unacknowledged this long (TCP_USER_TIMEOUT).
     pub user_timeout: Option<Duration>,
+    /// SO_LINGER: None, a close hands the FIN exchange to the stack; a
+    /// time, the user's close waits up to it for the exchange to settle
+    /// ([`Connection::close_settled`]); zero, a close aborts with a reset.
+    pub linger: Option<Duration>,
     /// Answer SYNs with SYN cookies (RFC 4987 §3.6) while a listener's
     /// handshake queue is full, instead of dropping them.
     pub syn_cookies: bool,
@@ -152,6 +156,7 @@ impl Default for TcpConfig {
             nodelay: false,
             keepalive: None,
             user_timeout: None,
+            linger: None,
             syn_cookies: true,
             burst_capacity: 0,
             shared_clock: None,

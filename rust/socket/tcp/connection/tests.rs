@@ -617,6 +617,41 @@ fn user_calls_answer_as_the_states_say() {
     assert_eq!(h.c.state(), State::Closed);
 }
 
+#[test]
+fn so_linger_with_no_time_closes_with_a_reset_and_with_a_time_settles_after_the_fin_is_acked() {
+    // No time: queued data is dropped and a reset goes, as Linux's close sends.
+    let mut h = Harness::established(TcpConfig {
+        linger: Some(Duration::ZERO),
+        ..plain()
+    });
+    h.c.set_nodelay(false);
+    h.c.send(b"never sent").unwrap();
+    h.c.close();
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].flags, out[0].seq), (Flags::RST, ISS + 1));
+    assert_eq!(h.c.state(), State::Closed);
+    assert!(h.c.close_settled());
+
+    // A time: the close is the usual FIN, settled once it is acknowledged.
+    let mut h = Harness::established(TcpConfig {
+        linger: Some(Duration::from_secs(5)),
+        ..plain()
+    });
+    h.c.send(b"bye").unwrap();
+    h.c.close();
+    let out = h.dispatch();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].flags.contains(Flags::FIN), "{out:?}");
+    assert!(
+        !h.c.close_settled(),
+        "FIN-WAIT-1: the FIN is not acknowledged yet"
+    );
+    h.input(seg(IRS + 1, ISS + 1 + 4), &[]);
+    assert_eq!(h.c.state(), State::FinWait2);
+    assert!(h.c.close_settled());
+}
+
 // ----- loss recovery (recovery.rs) -----
 
 #[test]

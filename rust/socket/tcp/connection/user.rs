@@ -5,6 +5,7 @@ use super::{Connection, Seq, State};
 use crate::socket::tcp::posted::{Lent, LentBuffer};
 use crate::socket::tcp::Error;
 use crate::socket::tcp::SharedText;
+use crate::time::Duration;
 use std::sync::Arc;
 
 impl Connection {
@@ -174,6 +175,9 @@ impl Connection {
     /// `close()`: graceful unless data we were sent was never read, in
     /// which case the peer is told with a reset (RFC 2525 §2.17, as Linux).
     pub fn close(&mut self) {
+        if self.config.linger == Some(Duration::ZERO) {
+            return self.abort(); // SO_LINGER with no time: a reset, as Linux sends
+        }
         self.orphan = true;
         if !self.rx.is_empty() && self.state.is_synchronized() {
             return self.abort();
@@ -182,6 +186,17 @@ impl Connection {
             State::SynSent | State::Closed => self.set_state(State::Closed),
             _ => self.shutdown_write(),
         }
+    }
+
+    /// After `close`, whether a lingering close (SO_LINGER with a time) may
+    /// return: the FIN and all before it acknowledged, or the connection
+    /// over. Linux's `sk_stream_wait_close` waits out FIN-WAIT-1, CLOSING and
+    /// LAST-ACK the same way.
+    pub fn close_settled(&self) -> bool {
+        !matches!(
+            self.state,
+            State::SynReceived | State::FinWait1 | State::Closing | State::LastAck
+        )
     }
 
     /// Sends a reset and forgets the connection (RFC 9293 §3.10.5 ABORT).
