@@ -928,6 +928,55 @@ def test_addresses_are_taken_as_the_stdlib_takes_them(lab, peer, stack):
         stack.udp(("0.0.0.0",))
 
 
+def test_what_a_socket_composes_from_its_calls_works_on_a_connection(lab, peer, stack, tmp_path):
+    """send/sendall flags, sendmsg/recvmsg/recvmsg_into, recvfrom, sendfile and the timeout
+    attribute, with a socket.socket's arguments, results and errors."""
+    peer(PEER_PY, "echo", "9049")
+    sink = peer(PEER_PY, "sink", "9050")
+    with stack.connect((lab.peer_ip, 9049), timeout=10) as conn:
+        conn.settimeout(7)
+        assert conn.timeout == 7.0
+        assert conn.send(b"ab", 0) == 2
+        conn.sendall(b"cd", getattr(socket, "MSG_NOSIGNAL", 0))
+        assert conn.recv(4, socket.MSG_WAITALL) == b"abcd"
+        with pytest.raises(OSError) as e:
+            conn.send(b"x", socket.MSG_OOB)
+        assert e.value.errno == errno.EOPNOTSUPP
+        assert conn.sendmsg([b"ef", bytearray(b"gh"), memoryview(b"ij")]) == 6
+        assert conn.recvmsg(6, 0, socket.MSG_WAITALL) == (b"efghij", [], 0, None)
+        with pytest.raises(OSError):
+            conn.sendmsg([b"k"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(4))])
+        conn.sendall(b"lmnopq")
+        first, second = bytearray(2), bytearray(4)
+        assert conn.recvmsg_into([first, second], 0, socket.MSG_WAITALL) == (6, [], 0, None)
+        assert (first, second) == (b"lm", b"nopq")
+        conn.sendall(b"r")
+        assert conn.recvfrom(1) == (b"r", None), "a stream socket's sender is None, as the kernel's"
+        conn.sendall(b"st")
+        into = bytearray(2)
+        assert conn.recvfrom_into(into, 0, socket.MSG_WAITALL) == (2, None) and into == b"st"
+
+    data = pattern((3 << 20) + 17)
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+    with stack.connect((lab.peer_ip, 9050), timeout=10) as conn, open(path, "rb") as f:
+        f.seek(1000)  # a position of its own: sendfile's offset counts from the start
+        assert conn.sendfile(f, offset=5, count=1 << 20) == 1 << 20
+        assert f.tell() == 5 + (1 << 20)
+        assert conn.sendfile(f, offset=5 + (1 << 20)) == len(data) - 5 - (1 << 20)
+        assert f.tell() == len(data)
+        with open(path) as text, pytest.raises(ValueError, match="binary mode"):
+            conn.sendfile(text)
+        for count, error in ((0, ValueError), (-1, ValueError), ("1", TypeError)):
+            with pytest.raises(error):
+                conn.sendfile(f, count=count)
+        conn.setblocking(False)
+        with pytest.raises(ValueError, match="non-blocking"):
+            conn.sendfile(f)
+    n, digest = sink.result(30).split()
+    assert int(n) == len(data) - 5 and digest == hashlib.sha256(data[5:]).hexdigest()
+
+
 def _state_of(stack: mipfast.Stack, local: tuple[str, int]) -> str | None:
     states = [c["state"] for c in stack.connections() if tuple(c["local"]) == tuple(local)]
     return states[0] if states else None

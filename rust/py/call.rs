@@ -261,11 +261,47 @@ impl RecvFlags {
     }
     /// How long this call may block, given the socket's timeout.
     pub fn timeout(self, socket: Option<Duration>) -> Option<Duration> {
-        if self.dont_wait {
-            Some(Duration::ZERO)
-        } else {
-            socket
+        call_timeout(self.dont_wait, socket)
+    }
+}
+
+/// `MSG_DONTWAIT` makes one call non-blocking, whatever the socket's timeout.
+fn call_timeout(dont_wait: bool, socket: Option<Duration>) -> Option<Duration> {
+    if dont_wait {
+        Some(Duration::ZERO)
+    } else {
+        socket
+    }
+}
+
+/// `send`/`sendall` flags: `MSG_DONTWAIT`, and on Linux `MSG_NOSIGNAL` (this
+/// stack never raises SIGPIPE: a broken connection is BrokenPipeError
+/// already) and `MSG_MORE` (a hint to hold a small segment back, which it
+/// may ignore); any other flag is OSError(EOPNOTSUPP), as for receives.
+#[derive(Debug, Clone, Copy)]
+pub struct SendFlags {
+    dont_wait: bool,
+}
+
+impl SendFlags {
+    pub fn parse(flags: i32) -> PyResult<Self> {
+        #[cfg(target_os = "linux")]
+        let known = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
+        #[cfg(not(target_os = "linux"))]
+        let known = libc::MSG_DONTWAIT;
+        if flags & !known != 0 {
+            return Err(pyo3::exceptions::PyOSError::new_err((
+                libc::EOPNOTSUPP,
+                format!("send flags {:#x} are not supported", flags & !known),
+            )));
         }
+        Ok(SendFlags {
+            dont_wait: flags & libc::MSG_DONTWAIT != 0,
+        })
+    }
+    /// How long this call may block, given the socket's timeout.
+    pub fn timeout(self, socket: Option<Duration>) -> Option<Duration> {
+        call_timeout(self.dont_wait, socket)
     }
 }
 

@@ -2,7 +2,7 @@
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
 use super::call::{
-    self, run_op, timeout_arg, Export, RawSlice, Readable, RecvFlags, SocketTimeout,
+    self, run_op, timeout_arg, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
 };
 use super::device_poller::PyDevicePoller;
 use super::errors;
@@ -44,6 +44,11 @@ pub(super) fn socket_constant(py: Python<'_>, name: &str) -> PyResult<Py<PyAny>>
 const TCP_KEEPIDLE: i32 = libc::TCP_KEEPIDLE;
 #[cfg(any(target_os = "macos", target_os = "ios"))]
 const TCP_KEEPIDLE: i32 = libc::TCP_KEEPALIVE;
+
+/// A call of `mipfast._io` that composes this connection's own calls.
+fn io_helper<'py>(obj: &Bound<'py, PyConnection>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    obj.py().import("mipfast._io")?.getattr(name)
+}
 
 fn endpoint_tuple(e: Endpoint) -> (String, u16) {
     (e.0.to_string(), e.1)
@@ -316,25 +321,27 @@ impl Drop for PyConnection {
 #[pymethods]
 impl PyConnection {
     /// Queue some of `data`; returns how many bytes were taken (blocks
-    /// while the send buffer is full).
-    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// while the send buffer is full). `flags`: see `SendFlags`.
+    #[pyo3(signature = (data, flags=0))]
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
+        let timeout = SendFlags::parse(flags)?.timeout(self.timeout.get());
         let view = Readable::of(data)?;
         let raw = view.raw;
         if raw.len == 0 {
             return Ok(0);
         }
         let op = ops::Send::new(self.handle, raw.get(), false).sharing(shareable(data, raw.get()));
-        self.run(py, op, self.timeout.get())?.map_err(errors::to_py)
+        self.run(py, op, timeout)?.map_err(errors::to_py)
     }
 
     /// Queue all of `data`, blocking as needed.
-    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (data, flags=0))]
+    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
+        let timeout = SendFlags::parse(flags)?.timeout(self.timeout.get());
         let view = Readable::of(data)?;
         let raw = view.raw;
         let op = ops::Send::new(self.handle, raw.get(), true).sharing(shareable(data, raw.get()));
-        self.run(py, op, self.timeout.get())?
-            .map(drop)
-            .map_err(errors::to_py)
+        self.run(py, op, timeout)?.map(drop).map_err(errors::to_py)
     }
 
     /// Up to `bufsize` bytes; b"" at end of stream.
@@ -367,6 +374,84 @@ impl PyConnection {
         let mut fresh = FreshBytes::new(py, bufsize)?;
         let n = self.receive(py, flags, RawSlice::of_vec(fresh.as_mut()))?;
         Ok(fresh.finish(py, n))
+    }
+
+    /// `recv` with the sender's address, which a connected stream socket
+    /// gives as None, as the kernel's does.
+    #[pyo3(signature = (bufsize, flags=0))]
+    fn recvfrom<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: isize,
+        flags: i32,
+    ) -> PyResult<(Bound<'py, PyBytes>, Option<()>)> {
+        Ok((self.recv(py, bufsize, flags)?, None))
+    }
+
+    /// `recv_into` with the sender's address (None, as for `recvfrom`).
+    #[pyo3(signature = (buffer, nbytes=0, flags=0))]
+    fn recvfrom_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: isize,
+        flags: i32,
+    ) -> PyResult<(usize, Option<()>)> {
+        Ok((self.recv_into(py, buffer, nbytes, flags)?, None))
+    }
+
+    /// `socket.sendmsg` without ancillary data (which TCP has none of):
+    /// the buffers' bytes in order, as one `send`.
+    #[pyo3(signature = (buffers, ancdata=None, flags=0, address=None))]
+    fn sendmsg<'py>(
+        slf: &Bound<'py, Self>,
+        buffers: &Bound<'py, PyAny>,
+        ancdata: Option<&Bound<'py, PyAny>>,
+        flags: i32,
+        address: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        io_helper(slf, "sendmsg")?.call1((slf, buffers, ancdata, flags, address))
+    }
+
+    /// `socket.recvmsg`: (data, [], msg flags, None); no ancillary data.
+    #[pyo3(signature = (bufsize, ancbufsize=0, flags=0))]
+    fn recvmsg<'py>(
+        slf: &Bound<'py, Self>,
+        bufsize: isize,
+        ancbufsize: isize,
+        flags: i32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        io_helper(slf, "recvmsg")?.call1((slf, bufsize, ancbufsize, flags))
+    }
+
+    /// `socket.recvmsg_into`: one read scattered over `buffers` in order.
+    #[pyo3(signature = (buffers, ancbufsize=0, flags=0))]
+    fn recvmsg_into<'py>(
+        slf: &Bound<'py, Self>,
+        buffers: &Bound<'py, PyAny>,
+        ancbufsize: isize,
+        flags: i32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        io_helper(slf, "recvmsg_into")?.call1((slf, buffers, ancbufsize, flags))
+    }
+
+    /// `socket.sendfile`: `count` bytes of a binary file from `offset` (to
+    /// its end if None), read in blocks and sent; returns the bytes sent and
+    /// leaves the file's position after them, as the stdlib does.
+    #[pyo3(signature = (file, offset=0, count=None))]
+    fn sendfile<'py>(
+        slf: &Bound<'py, Self>,
+        file: &Bound<'py, PyAny>,
+        offset: i64,
+        count: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        io_helper(slf, "sendfile")?.call1((slf, file, offset, count))
+    }
+
+    /// The socket's timeout, as `socket.socket.timeout` gives it.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout.seconds()
     }
 
     /// Read into a writable buffer; returns the byte count (0 at end of stream).
@@ -766,11 +851,7 @@ impl PyConnection {
         errors: Option<&str>,
         newline: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let file = py
-            .import("mipfast._io")?
-            .getattr("makefile")?
-            .call1((slf, mode, buffering, encoding, errors, newline))?;
+        let file = io_helper(slf, "makefile")?.call1((slf, mode, buffering, encoding, errors, newline))?;
         slf.get().io_refs.fetch_add(1, Ordering::SeqCst);
         Ok(file)
     }
