@@ -895,6 +895,9 @@ def test_addresses_are_taken_as_the_stdlib_takes_them(lab, peer, stack):
         assert udp.getsockname()[0] == "0.0.0.0"
         udp.sendto(b"one", (bytearray(ip.encode()), 9046))
         assert udp.recvfrom(16) == (b"one", (ip, 9046))
+        assert udp.sendto(b"two", 0, (ip, 9046)) == 3, "sendto(data, flags, address), as the stdlib's"
+        assert udp.recvfrom(16) == (b"two", (ip, 9046))
+        assert (udp.proto, udp.timeout) == (socket.IPPROTO_UDP, 10.0)
         udp.connect((ip.encode(), 9046))
         assert udp.getpeername() == (ip, 9046)
     malformed = {

@@ -851,7 +851,8 @@ impl PyConnection {
         errors: Option<&str>,
         newline: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let file = io_helper(slf, "makefile")?.call1((slf, mode, buffering, encoding, errors, newline))?;
+        let file =
+            io_helper(slf, "makefile")?.call1((slf, mode, buffering, encoding, errors, newline))?;
         slf.get().io_refs.fetch_add(1, Ordering::SeqCst);
         Ok(file)
     }

@@ -2,7 +2,9 @@
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 use super::address::Address;
 
-use super::call::{resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SocketTimeout};
+use super::call::{
+    resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
+};
 use super::errors;
 use super::live_ref::LiveRef;
 use crate::runtime::errno::udp as send_error;
@@ -142,18 +144,31 @@ fn copy_into(buffer: &Bound<'_, PyAny>, nbytes: usize, data: &[u8]) -> PyResult<
 #[pymethods]
 impl PyUdpSocket {
     /// Send one datagram to `address` = (host, port); returns its size.
+    /// `sendto(data, address)` or `sendto(data, flags, address)`, as the
+    /// stdlib's (flags: see `SendFlags`; a datagram never waits here).
+    #[pyo3(signature = (data, flags_or_address, address=None))]
     fn sendto(
         &self,
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
-        address: &Bound<'_, PyAny>,
+        flags_or_address: &Bound<'_, PyAny>,
+        address: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
+        let address = match address {
+            Some(a) => {
+                SendFlags::parse(flags_or_address.extract()?)?;
+                a
+            }
+            None => flags_or_address,
+        };
         let dst = self.resolve(py, address)?;
         self.send_to(py, data, dst)
     }
 
     /// Send one datagram to the connected peer.
-    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    #[pyo3(signature = (data, flags=0))]
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
+        SendFlags::parse(flags)?;
         self.check_open()?;
         let h = self.handle;
         let live = self.live.clone();
@@ -339,6 +354,18 @@ impl PyUdpSocket {
     #[getter]
     fn r#type(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         super::tcp::socket_constant(py, "SOCK_DGRAM")
+    }
+
+    /// socket.IPPROTO_UDP.
+    #[getter]
+    fn proto(&self) -> i32 {
+        libc::IPPROTO_UDP
+    }
+
+    /// The socket's timeout, as `socket.socket.timeout` gives it.
+    #[getter(timeout)]
+    fn timeout_seconds(&self) -> Option<f64> {
+        self.timeout.seconds()
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
