@@ -786,7 +786,12 @@ def test_socket_timeouts_and_ctrl_c(lab, peer):
         with stack.listen(7007) as listener:
             assert listener.gettimeout() is None and listener.getblocking()
             listener.settimeout(0.2)
-            assert listener.gettimeout() == 0.2
+            assert listener.gettimeout() == 0.2 == listener.timeout
+            assert (listener.family, listener.type, listener.proto) == (
+                socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+            )
             with pytest.raises(socket.timeout):
                 listener.accept()
             listener.setblocking(False)

@@ -1086,6 +1086,30 @@ impl PyListener {
         (self.ip.clone(), self.port)
     }
 
+    /// socket.AF_INET.
+    #[getter]
+    fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        socket_constant(py, "AF_INET")
+    }
+
+    /// socket.SOCK_STREAM.
+    #[getter]
+    fn r#type(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        socket_constant(py, "SOCK_STREAM")
+    }
+
+    /// socket.IPPROTO_TCP.
+    #[getter]
+    fn proto(&self) -> i32 {
+        libc::IPPROTO_TCP
+    }
+
+    /// The listener's timeout, as `socket.socket.timeout` gives it.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout.seconds()
+    }
+
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
