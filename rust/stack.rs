@@ -20,6 +20,7 @@ use std::io;
 use std::ops::ControlFlow;
 
 mod loopback;
+mod multicast;
 
 /// How the stack gets its IPv4 address.
 #[derive(Debug, Clone)]
@@ -149,6 +150,10 @@ impl Stack {
 
     pub fn counters(&self) -> &Counters {
         self.iface.counters()
+    }
+    /// The multicast groups this host is in, with how many sockets each.
+    pub fn multicast_groups(&self) -> Vec<(Ipv4Addr, usize)> {
+        self.iface.multicast_groups().collect()
     }
     /// Whether a TCP connection to `dst` may be opened: it can be reached
     /// (see `Interface::reaches`), and it is one host, not a broadcast or
@@ -284,6 +289,7 @@ impl Stack {
                     self.iface.count_drop(DropReason::IcmpEchoUnmatched);
                 }
             }
+            Delivery::Igmp(message) => self.iface.process_igmp(now, message, &mut self.rng),
             Delivery::Reassembled(_) => {} // a reassembled packet is never a fragment
         }
     }
@@ -380,9 +386,10 @@ impl Stack {
     }
 
     /// Opens a UDP socket on `addr:port` (port 0: a random free one).
-    /// `addr` is the unspecified address or ours.
+    /// `addr` is the unspecified address, ours or a multicast group's.
     pub fn udp_bind(&mut self, addr: Ipv4Addr, port: u16) -> Result<UdpHandle, UdpSendError> {
-        if !addr.is_unspecified() && Some(addr) != self.ipv4() {
+        // (A group's address too: the socket then takes that group's datagrams.)
+        if !addr.is_unspecified() && Some(addr) != self.ipv4() && !addr.is_multicast() {
             return Err(UdpSendError::AddressNotAvailable);
         }
         let hint = self.rng.random::<u16>();
@@ -425,6 +432,9 @@ impl Stack {
             return Err(UdpSendError::NoRoute);
         }
         let src_port = socket.local().1;
+        if dst.0.is_multicast() {
+            return self.udp_send_to_group(now, handle, (our_ip, src_port), dst, payload);
+        }
         self.iface
             .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
                 buf.copy_from_slice(payload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -301,3 +302,106 @@ def test_a_log_handler_that_sends_through_the_stack_gets_every_record(lab):
     states = [line.rsplit(": ", 1)[1] for line in changes]
     for change in ("CLOSED -> SYN_SENT", "SYN_SENT -> ESTABLISHED", "ESTABLISHED -> FIN_WAIT_1"):
         assert change in states, run.stdout
+
+
+MULTICAST_PEER = """
+import socket, struct, sys, time
+group, iface, peer_ip = sys.argv[1:4]
+port_in, port_out = int(sys.argv[4]), int(sys.argv[5])
+capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+capture.bind((iface, 0x0800))  # (the stdlib puts it in network order)
+capture.settimeout(0.2)
+member = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+member.bind(("", port_in))
+mreq = socket.inet_aton(group) + socket.inet_aton(peer_ip)
+member.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+member.settimeout(10)
+print("listening", flush=True)
+data, source = member.recvfrom(100)
+print("got", data.decode(), source[0], flush=True)
+out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(peer_ip))
+out.sendto(b"from the kernel", (group, port_out))
+# A general query (to 224.0.0.1, answers due within 0.2 s), again until the stack's report is seen.
+query = bytearray([0x11, 2, 0, 0, 0, 0, 0, 0])
+total = sum(int.from_bytes(query[i : i + 2], "big") for i in range(0, 8, 2))
+total = (total & 0xFFFF) + (total >> 16)
+query[2:4] = (~total & 0xFFFF).to_bytes(2, "big")
+asker = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+asker.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(peer_ip))
+asker.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+deadline = time.monotonic() + 10
+asked_at = 0.0
+reported = False
+while time.monotonic() < deadline:
+    if not reported and time.monotonic() - asked_at > 0.5:
+        asker.sendto(bytes(query), ("224.0.0.1", 0))
+        asked_at = time.monotonic()
+    try:
+        frame = capture.recv(2048)
+    except TimeoutError:
+        continue
+    ip = frame[14:]
+    if ip[9] != 2 or socket.inet_ntoa(ip[12:16]) == peer_ip:
+        continue  # only the stack's IGMP
+    igmp = ip[(ip[0] & 15) * 4:]
+    if not reported or igmp[0] == 0x17:
+        group_of, dst = socket.inet_ntoa(igmp[4:8]), socket.inet_ntoa(ip[16:20])
+        print("igmp", hex(igmp[0]), group_of, dst, ip[8], flush=True)
+    reported = reported or igmp[0] == 0x16
+    if igmp[0] == 0x17:
+        break
+"""
+
+
+@linux_lab  # the peer captures with AF_PACKET
+def test_multicast_to_and_from_a_kernel_member_with_igmp(lab, stack):
+    """A stack socket joins a group (IP_ADD_MEMBERSHIP): the kernel peer gets what the stack sends
+    to the group, the stack gets what the peer sends to it, and the peer sees the stack's IGMP
+    report (asking with queries until it does), until IP_DROP_MEMBERSHIP, whose leave it sees too."""
+    group = "239.77.1.1"
+    stack.start()  # (timers answer the peer's query)
+    peer = ns_python(lab, MULTICAST_PEER, group, lab.peer, lab.peer_ip, "9053", "9054")
+    try:
+        assert "listening" in peer.stdout.readline(), peer.stderr.read()
+        mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("0.0.0.0"))
+        with stack.udp(("", 9054)) as udp:
+            udp.settimeout(10)
+            assert udp.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 1
+            assert udp.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP) == 1
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            errors = {}
+            for name, call in {
+                "joined twice": lambda: udp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq),
+                "an int": lambda: udp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, 1),
+                "not a group": lambda: udp.setsockopt(
+                    socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("10.1.2.3") + bytes(4)
+                ),
+                "not joined": lambda: udp.setsockopt(
+                    socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, socket.inet_aton("239.77.9.9") + bytes(4)
+                ),
+            }.items():
+                with pytest.raises(OSError) as e:
+                    call()
+                errors[name] = e.value.errno
+            assert errors == {
+                "joined twice": errno.EADDRINUSE,
+                "an int": errno.EINVAL,
+                "not a group": errno.EINVAL,
+                "not joined": errno.EADDRNOTAVAIL,
+            }
+            udp.sendto(b"hello group", (group, 9053))
+            assert peer.stdout.readline().split() == ["got", "hello", "group", STACK_IP]
+            data, source = udp.recvfrom(100)
+            assert data == b"from the kernel" and source[0] == lab.peer_ip
+            # Its membership reported (at the join, or in answer to the peer's query): to the
+            # group, TTL 1.
+            assert peer.stdout.readline().split() == ["igmp", "0x16", group, group, "1"]
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, mreq)
+        out, err = peer.communicate(timeout=15)
+        # The leave, to all routers.
+        assert out.split() == ["igmp", "0x17", group, "224.0.0.2", "1"], out + err
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.communicate()

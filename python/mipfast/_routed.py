@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 from typing import Any, Callable
@@ -33,7 +34,21 @@ from typing import Any, Callable
 from . import bridge
 
 #: Socket options a stack UDP socket takes (set before it exists: kept until then).
-_UDP_OPTIONS = ((socket.SOL_SOCKET, socket.SO_BROADCAST), (socket.SOL_SOCKET, socket.SO_RCVBUF))
+_UDP_OPTIONS = (
+    (socket.SOL_SOCKET, socket.SO_BROADCAST),
+    (socket.SOL_SOCKET, socket.SO_RCVBUF),
+    (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
+    (socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
+    (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL),
+    (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP),
+    (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
+)
+#: UDP options whose value is a struct (bytes), not an int.
+_UDP_STRUCT_OPTIONS = {
+    (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
+    (socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
+    (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
+}
 
 
 def _no_flags_but_dontwait(flags: int) -> None:
@@ -47,6 +62,16 @@ def _text_host(address: Any) -> Any:
     if isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], (bytes, bytearray)):
         return (bytes(address[0]).decode("ascii", "replace"), address[1])
     return address
+
+
+def _multicast_group(address: Any) -> bool:
+    """``(group, port)``: an IPv4 multicast address a datagram socket may bind to receive it."""
+    if not (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)):
+        return False
+    try:
+        return ipaddress.IPv4Address(address[0]).is_multicast
+    except ValueError:
+        return False
 
 
 def _port(address: Any, what: str) -> int:
@@ -243,7 +268,8 @@ class RoutedSocket(bridge.BridgedSocket):
 
     def bind(self, address: Any) -> None:
         address = _text_host(address)
-        if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and self._mip_serves(address):
+        serves = self._mip_serves(address) or _multicast_group(address)  # a group's datagrams too
+        if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and serves:
             self._mip_open_udp((address[0] or "0.0.0.0", _port(address, "bind")))
             return
         dual_stack = self._mip_dual_stack(address)
@@ -436,16 +462,19 @@ class RoutedSocket(bridge.BridgedSocket):
         return self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and (level, optname) in _UDP_OPTIONS
 
     def setsockopt(self, level: int, optname: int, value: Any, *args: Any) -> None:
-        linger = (level, optname) == (socket.SOL_SOCKET, socket.SO_LINGER)  # a struct, not an int
-        if args or not (isinstance(value, int) or linger):
+        option = (level, optname)
+        struct = option == (socket.SOL_SOCKET, socket.SO_LINGER) or option in _UDP_STRUCT_OPTIONS
+        if args or not (isinstance(value, int) or struct):
             return super().setsockopt(level, optname, value, *args)
         if self._mip_udp is not None and (level, optname) in _UDP_OPTIONS:
             self._mip_udp.setsockopt(level, optname, value)
             return None
         if self._mip_kept(level, optname):
             self._mip_options = (*self._mip_options, (level, optname, value))
-            if self._mip_backlog is not None:
-                return None  # the descriptor is the listener's readiness now
+            if self._mip_backlog is not None or option in _UDP_STRUCT_OPTIONS:
+                # The descriptor is the listener's readiness now; or a group joined on the
+                # kernel's socket would be the host's membership, not the stack's.
+                return None
         return super().setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, *args: Any) -> Any:

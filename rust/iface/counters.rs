@@ -40,6 +40,7 @@ drop_reasons! {
     IcmpChecksum => "icmp_bad_checksum",
     IcmpUnhandled => "icmp_unhandled",
     IcmpPathMtuIgnored => "icmp_frag_needed_ignored",
+    IgmpMalformed => "igmp_malformed",
     UdpMalformed => "udp_malformed",
     UdpChecksum => "udp_bad_checksum",
     UdpNoListener => "udp_no_listener",

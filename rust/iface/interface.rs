@@ -1,5 +1,6 @@
 //! Ingress dispatch and egress routing for one Ethernet interface.
 
+use super::multicast::Memberships;
 use super::neighbor::NeighborAction;
 use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
 use super::rx::RxChecksum;
@@ -7,8 +8,10 @@ use super::{
     segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TextRef,
     TxFrame, TxQueue,
 };
-use crate::time::{earliest, Instant};
-use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress};
+use crate::time::{earliest, Duration, Instant};
+use crate::wire::{
+    arp, ethernet, icmp, igmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress,
+};
 
 /// An (address, port) pair.
 type Endpoint = (Ipv4Addr, u16);
@@ -125,6 +128,8 @@ pub enum Delivery<'a> {
     Tcp(TcpDelivery<'a>),
     Unreachable(Unreachable),
     EchoReply(EchoReply<'a>),
+    /// An IGMP message for the stack's memberships (which need its randomness).
+    Igmp(igmp::Message),
     /// A datagram made whole from fragments: an unfragmented IPv4 packet
     /// for [`Interface::ingress_reassembled`].
     Reassembled(Vec<u8>),
@@ -145,6 +150,8 @@ pub struct Interface {
     unresolved: Vec<Ipv4Addr>,
     /// Frames handed in are our own (see [`Interface::set_looping`]).
     looping: bool,
+    /// The multicast groups joined (IGMP, RFC 2236).
+    multicast: Memberships,
 }
 
 /// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
@@ -208,6 +215,7 @@ impl Interface {
             reassembly: Reassembler::new(config.reassembly),
             unresolved: Vec::new(),
             looping: false,
+            multicast: Memberships::default(),
         }
     }
 
@@ -331,7 +339,8 @@ impl Interface {
             Err(_) => return self.dropped(DropReason::EthernetTruncated),
         };
         let dst = eth.dst();
-        if dst != self.mac && !dst.is_broadcast() {
+        // (A multicast group's frames are sorted by their IP destination.)
+        if dst != self.mac && !dst.is_broadcast() && !dst.is_multicast() {
             return self.dropped(DropReason::OtherHost);
         }
         match eth.ethertype() {
@@ -455,7 +464,8 @@ impl Interface {
         // While unconfigured (DHCP), UDP to any address is taken, so that a server's
         // unicast OFFER to the address it offers reaches us (RFC 2131 §4.1).
         let unconfigured_udp = self.config.is_none() && packet.protocol() == ipv4::PROTO_UDP;
-        if !(to_us || broadcast || unconfigured_udp) {
+        let group = dst.is_multicast() && self.multicast.is_member(dst);
+        if !(to_us || broadcast || group || unconfigured_udp) {
             return self.dropped(DropReason::Ipv4NotForUs);
         }
         if !self.looping && self.is_martian_source(packet.src()) {
@@ -483,6 +493,10 @@ impl Interface {
                     self.dropped(DropReason::IcmpUnhandled)
                 }
             }
+            ipv4::PROTO_IGMP if to_us || group => match igmp::Message::parse(packet.payload()) {
+                Ok(message) => Some(Delivery::Igmp(message)),
+                Err(_) => self.dropped(DropReason::IgmpMalformed),
+            },
             ipv4::PROTO_UDP => {
                 let checked = if l4_trusted {
                     udp::Datagram::new_unverified(packet.payload())
@@ -657,6 +671,27 @@ impl Interface {
                 udp::Repr { src_port, dst_port }.emit(buf, payload_len, src, dst);
             },
         )
+    }
+
+    /// A UDP datagram to a multicast group, with the sending socket's
+    /// IP_MULTICAST_TTL (`ttl`) rather than the unicast default.
+    pub fn send_udp_to_group(
+        &mut self,
+        now: Instant,
+        ttl: u8,
+        (src, dst): (Ipv4Addr, Ipv4Addr),
+        (src_port, dst_port): (u16, u16),
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let len = udp::HEADER_LEN + payload.len();
+        let header = ipv4::Repr {
+            ttl,
+            ..ipv4::Repr::new(src, dst, ipv4::PROTO_UDP, len, 0)
+        };
+        self.send_ipv4_burst(now, header, Payload::WHOLE, |buf| {
+            buf[udp::HEADER_LEN..].copy_from_slice(payload);
+            udp::Repr { src_port, dst_port }.emit(buf, payload.len(), src, dst);
+        })
     }
 
     /// Routes and emits an IPv4 packet whose payload `fill` writes. Packets to
@@ -876,6 +911,7 @@ impl Interface {
         }
         self.reassembly.expire(now);
         self.report_reassembly_timeouts(now);
+        self.send_igmp_due(now);
     }
 
     /// Counts each datagram given up on and, when its fragment zero came,
@@ -914,7 +950,76 @@ impl Interface {
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
-        earliest(self.neighbors.poll_at(), self.reassembly.poll_at())
+        let reports = self.multicast.poll_at();
+        earliest(
+            earliest(self.neighbors.poll_at(), self.reassembly.poll_at()),
+            reports,
+        )
+    }
+
+    // ----- multicast (IGMP version 2, RFC 2236 §3; see `multicast.rs`)
+
+    /// Whether datagrams to `group` are taken.
+    pub fn is_multicast_member(&self, group: Ipv4Addr) -> bool {
+        self.multicast.is_member(group)
+    }
+
+    /// The groups joined, with how many members each.
+    pub fn multicast_groups(&self) -> impl Iterator<Item = (Ipv4Addr, usize)> + '_ {
+        self.multicast.groups()
+    }
+
+    /// A socket joins `group` (a multicast address other than 224.0.0.1,
+    /// which [`Memberships::joinable`] checks): the host reports it if new.
+    pub fn join_multicast(&mut self, now: Instant, group: Ipv4Addr) {
+        if self.multicast.join(now, group) {
+            self.send_igmp_due(now);
+        }
+    }
+
+    /// A socket leaves `group`: the last to leave says so to the routers.
+    pub fn leave_multicast(&mut self, now: Instant, group: Ipv4Addr) {
+        if self.multicast.leave(group) {
+            self.send_igmp(now, igmp::ALL_ROUTERS, igmp::Message::Leave { group });
+        }
+    }
+
+    /// A query schedules our reports (randomly within its response time);
+    /// another host's report makes ours unneeded.
+    pub fn process_igmp(&mut self, now: Instant, message: igmp::Message, rng: &mut impl rand::Rng) {
+        match message {
+            igmp::Message::Query {
+                group,
+                max_response,
+            } => {
+                let max = max_response.max(Duration::from_millis(100));
+                self.multicast.query(now, group, max, rng);
+                self.send_igmp_due(now);
+            }
+            igmp::Message::Report { group } => self.multicast.heard_report(group),
+            igmp::Message::Leave { .. } => {} // a router's business
+        }
+    }
+
+    fn send_igmp_due(&mut self, now: Instant) {
+        for group in self.multicast.take_due(now) {
+            self.send_igmp(now, group, igmp::Message::Report { group });
+        }
+    }
+
+    /// An IGMP message to `dst`: TTL 1 and Router Alert (RFC 2236 §2), from
+    /// our address (none yet: nothing is sent, and the join is reported by
+    /// the next query's answer).
+    fn send_igmp(&mut self, now: Instant, dst: Ipv4Addr, message: igmp::Message) {
+        let Some(src) = self.config.as_ref().map(|c| c.cidr.address) else {
+            return;
+        };
+        let header = ipv4::Repr {
+            ttl: 1,
+            options: ipv4::HeaderOptions::ROUTER_ALERT,
+            ..ipv4::Repr::new(src, dst, ipv4::PROTO_IGMP, igmp::HEADER_LEN, 0)
+        };
+        let _ = self.send_ipv4_burst(now, header, Payload::WHOLE, |buf| message.emit(buf));
     }
 
     /// The frames queued to send, as they go on the wire.

@@ -4,6 +4,7 @@
 mod config;
 mod counters;
 mod interface;
+mod multicast;
 mod neighbor;
 mod reassembly;
 mod rx;
@@ -16,6 +17,7 @@ pub use interface::{
     Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, Text, UdpDelivery,
     Unreachable, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
+pub use multicast::Memberships;
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};
 pub use rx::RxChecksum;

@@ -9,6 +9,7 @@ mod file_claim;
 mod fresh_bytes;
 mod linger;
 mod live_ref;
+mod multicast;
 mod shared_bytes;
 mod stack;
 mod status;

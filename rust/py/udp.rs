@@ -7,12 +7,14 @@ use super::call::{
 };
 use super::errors;
 use super::live_ref::LiveRef;
+use super::multicast;
 use crate::runtime::errno::udp as send_error;
 use crate::runtime::ops;
 use crate::runtime::{LiveStack, Watched};
 use crate::socket::udp::{Endpoint, UdpHandle};
 use crate::stack::Stack;
 use crate::time::Duration;
+use crate::wire::Ipv4Addr;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -107,12 +109,38 @@ impl PyUdpSocket {
         Ok((ip, port))
     }
 
+    /// Runs `f` on the engine's socket; EBADF once it is closed.
+    fn with_socket<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut crate::socket::udp::UdpSocket) -> T + Send,
+    ) -> PyResult<T> {
+        let (live, h) = (self.live.clone(), self.handle);
+        py.detach(move || live.act(|s, _| s.udp_mut().get_mut(h).map(f)))
+            .ok_or_else(socket_closed)
+    }
+
+    /// A multicast option's interface address: any, or the stack's own
+    /// (else `errno`, as Linux answers for an address on no interface).
+    fn check_interface(&self, py: Python<'_>, address: Ipv4Addr, errno: i32) -> PyResult<()> {
+        if address.is_unspecified() {
+            return Ok(());
+        }
+        let live = self.live.clone();
+        let ours = py.detach(move || live.act(|s, _| s.ipv4()));
+        if ours == Some(address) {
+            Ok(())
+        } else {
+            Err(multicast::errno(errno))
+        }
+    }
+
     fn release(&self) {
         // (A forked child's copy lets go alone: see `LiveStack::owner`.)
         if self.open.swap(false, Ordering::SeqCst) && self.live.in_owner() {
             let h = self.handle;
             self.live.unwatch(Watched::Udp(h));
-            self.live.act(|s, _| s.udp_mut().close(h));
+            self.live.act(|s, now| s.udp_close(now, h));
         }
     }
 }
@@ -272,47 +300,86 @@ impl PyUdpSocket {
     }
 
     /// SOL_SOCKET: SO_BROADCAST (sending to broadcast addresses), SO_RCVBUF
-    /// (the receive queue's size in bytes).
-    fn setsockopt(&self, py: Python<'_>, level: i32, optname: i32, value: i64) -> PyResult<()> {
+    /// (the receive queue's bytes). IPPROTO_IP: IP_ADD_MEMBERSHIP and
+    /// IP_DROP_MEMBERSHIP (a `struct ip_mreq` or `ip_mreqn`), IP_MULTICAST_TTL,
+    /// IP_MULTICAST_LOOP and IP_MULTICAST_IF (this stack has one interface:
+    /// any address or its own). Anything else is ENOPROTOOPT.
+    fn setsockopt(
+        &self,
+        py: Python<'_>,
+        level: i32,
+        optname: i32,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.check_open()?;
-        if level != libc::SOL_SOCKET || !matches!(optname, libc::SO_BROADCAST | libc::SO_RCVBUF) {
-            return Err(PyOSError::new_err((
-                libc::ENOPROTOOPT,
-                "Protocol not available",
-            )));
-        }
-        let value = usize::try_from(value)
-            .map_err(|_| PyOSError::new_err((libc::EINVAL, "Invalid argument")))?;
         let (live, h) = (self.live.clone(), self.handle);
-        py.detach(move || {
-            live.act(|s, _| {
-                s.udp_mut().get_mut(h).map(|u| match optname {
+        match (level, optname) {
+            (libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP | libc::IP_DROP_MEMBERSHIP) => {
+                let (group, interface) = multicast::membership(value)?;
+                self.check_interface(py, interface, libc::ENODEV)?;
+                let join = optname == libc::IP_ADD_MEMBERSHIP;
+                let done = py.detach(move || {
+                    live.act(|s, now| match join {
+                        true => s.udp_join(now, h, group),
+                        false => s.udp_leave(now, h, group),
+                    })
+                });
+                done.ok_or_else(socket_closed)?
+                    .map_err(multicast::membership_error)
+            }
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_IF) => {
+                let interface = multicast::interface_address(value)?;
+                self.check_interface(py, interface, libc::EADDRNOTAVAIL)
+            }
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_TTL) => {
+                let ttl = match multicast::int_value(value)? {
+                    -1 => 1, // the default, as Linux takes it
+                    t => u8::try_from(t).map_err(|_| multicast::errno(libc::EINVAL))?,
+                };
+                self.with_socket(py, move |u| u.multicast_ttl = ttl)
+            }
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP) => {
+                let on = multicast::int_value(value)? != 0;
+                self.with_socket(py, move |u| u.multicast_loop = on)
+            }
+            (libc::SOL_SOCKET, libc::SO_BROADCAST | libc::SO_RCVBUF) => {
+                let value = usize::try_from(multicast::int_value(value)?)
+                    .map_err(|_| PyOSError::new_err((libc::EINVAL, "Invalid argument")))?;
+                self.with_socket(py, move |u| match optname {
                     libc::SO_BROADCAST => u.broadcast = value != 0,
                     _ => u.set_recv_buffer(value.clamp(2048, 64 << 20)),
                 })
-            })
-        })
-        .ok_or_else(socket_closed)
+            }
+            _ => Err(PyOSError::new_err((
+                libc::ENOPROTOOPT,
+                "Protocol not available",
+            ))),
+        }
     }
 
+    /// Reads back SO_BROADCAST, SO_RCVBUF, IP_MULTICAST_TTL and IP_MULTICAST_LOOP.
     fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<usize> {
         self.check_open()?;
-        if level != libc::SOL_SOCKET || !matches!(optname, libc::SO_BROADCAST | libc::SO_RCVBUF) {
+        let known = matches!(
+            (level, optname),
+            (libc::SOL_SOCKET, libc::SO_BROADCAST | libc::SO_RCVBUF)
+                | (
+                    libc::IPPROTO_IP,
+                    libc::IP_MULTICAST_TTL | libc::IP_MULTICAST_LOOP
+                )
+        );
+        if !known {
             return Err(PyOSError::new_err((
                 libc::ENOPROTOOPT,
                 "Protocol not available",
             )));
         }
-        let (live, h) = (self.live.clone(), self.handle);
-        py.detach(move || {
-            live.act(|s, _| {
-                s.udp().get(h).map(|u| match optname {
-                    libc::SO_BROADCAST => u.broadcast as usize,
-                    _ => u.recv_buffer(),
-                })
-            })
+        self.with_socket(py, move |u| match (level, optname) {
+            (libc::SOL_SOCKET, libc::SO_BROADCAST) => u.broadcast as usize,
+            (libc::SOL_SOCKET, _) => u.recv_buffer(),
+            (_, libc::IP_MULTICAST_TTL) => usize::from(u.multicast_ttl),
+            _ => usize::from(u.multicast_loop),
         })
-        .ok_or_else(socket_closed)
     }
 
     /// Datagrams dropped because the receive queue was full.

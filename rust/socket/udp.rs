@@ -68,9 +68,54 @@ pub struct UdpSocket {
     queued_bytes: usize,
     dropped: u64,
     error: Option<UdpError>,
+    /// The multicast groups this socket joined (IP_ADD_MEMBERSHIP).
+    groups: Vec<Ipv4Addr>,
+    /// IP_MULTICAST_TTL: the TTL of what it sends to a group (1: this link).
+    pub multicast_ttl: u8,
+    /// IP_MULTICAST_LOOP: what it sends to a group we belong to is also
+    /// delivered here, as on Linux by default.
+    pub multicast_loop: bool,
+}
+
+/// Linux's net.ipv4.igmp_max_memberships: groups one socket may join.
+pub const MAX_MEMBERSHIPS: usize = 20;
+
+/// Why a socket could not join or leave a group (the errno Linux gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipError {
+    /// Not a multicast address one can join (EINVAL).
+    NotMulticast,
+    /// Joined already (EADDRINUSE).
+    AlreadyMember,
+    /// Not joined (EADDRNOTAVAIL).
+    NotMember,
+    /// [`MAX_MEMBERSHIPS`] joined already (ENOBUFS).
+    TooMany,
 }
 
 impl UdpSocket {
+    /// The groups this socket joined.
+    pub fn groups(&self) -> &[Ipv4Addr] {
+        &self.groups
+    }
+    /// Records `group` as joined by this socket.
+    pub fn add_group(&mut self, group: Ipv4Addr) -> Result<(), MembershipError> {
+        if self.groups.contains(&group) {
+            return Err(MembershipError::AlreadyMember);
+        }
+        if self.groups.len() >= MAX_MEMBERSHIPS {
+            return Err(MembershipError::TooMany);
+        }
+        self.groups.push(group);
+        Ok(())
+    }
+    /// Forgets `group`.
+    pub fn drop_group(&mut self, group: Ipv4Addr) -> Result<(), MembershipError> {
+        let i = self.groups.iter().position(|&g| g == group);
+        let i = i.ok_or(MembershipError::NotMember)?;
+        self.groups.swap_remove(i);
+        Ok(())
+    }
     pub fn local(&self) -> Endpoint {
         self.local
     }
@@ -115,7 +160,9 @@ impl UdpSocket {
     }
 
     fn accepts(&self, src: Endpoint, dst: Ipv4Addr, broadcast: bool) -> bool {
-        let local_ok = self.local.0.is_unspecified() || (!broadcast && self.local.0 == dst);
+        // (Bound to a group's address: that group's datagrams, as on Linux.)
+        let to_local = self.local.0 == dst && (!broadcast || dst.is_multicast());
+        let local_ok = self.local.0.is_unspecified() || to_local;
         local_ok && self.remote.map_or(true, |r| r == src)
     }
 }
@@ -185,6 +232,9 @@ impl UdpSockets {
                 queued_bytes: 0,
                 dropped: 0,
                 error: None,
+                groups: Vec::new(),
+                multicast_ttl: 1,
+                multicast_loop: true,
             },
         );
         self.by_port.insert(port, handle);
@@ -205,10 +255,15 @@ impl UdpSockets {
         self.sockets.get_mut(&h)
     }
 
-    /// Closes a socket; what it had queued is freed.
-    pub fn close(&mut self, h: UdpHandle) {
-        if let Some(s) = self.sockets.remove(&h) {
-            self.by_port.remove(&s.local.1);
+    /// Closes a socket; what it had queued is freed. Returns the groups it
+    /// had joined, for the host to leave.
+    pub fn close(&mut self, h: UdpHandle) -> Vec<Ipv4Addr> {
+        match self.sockets.remove(&h) {
+            Some(s) => {
+                self.by_port.remove(&s.local.1);
+                s.groups
+            }
+            None => Vec::new(),
         }
     }
 

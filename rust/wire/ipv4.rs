@@ -9,6 +9,7 @@ pub const HEADER_LEN: usize = 20;
 pub const MIN_MTU: usize = 68;
 
 pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_IGMP: u8 = 2;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
@@ -154,6 +155,14 @@ impl HeaderOptions {
         o.len = n.div_ceil(4) as u8 * 4; // padded with END
         o
     }
+    /// Router Alert (RFC 2113), which IGMP messages carry (RFC 2236 §2).
+    pub const ROUTER_ALERT: HeaderOptions = {
+        let mut bytes = [0; MAX_OPTIONS_LEN];
+        bytes[0] = 0x94;
+        bytes[1] = 4;
+        HeaderOptions { bytes, len: 4 }
+    };
+
     pub fn len(&self) -> usize {
         self.len as usize
     }

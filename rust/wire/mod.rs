@@ -10,6 +10,7 @@ pub mod dns;
 pub mod ethernet;
 pub mod held_text;
 pub mod icmp;
+pub mod igmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
