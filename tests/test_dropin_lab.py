@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import PEER_PY, STACK_CIDR, STACK_IP, Peer
 from helpers import linux_lab, stop
 from peer import pattern
@@ -518,6 +519,38 @@ def test_patched_udp_sockets_go_through_the_stack(lab, peer, stack):
         for s in (client, connected, server, local):
             s.close()
     assert not _udp_ports(stack), "closing the sockets closed the stack's"
+
+
+GROUP_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[4]))
+s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_a_patched_multicast_receiver_joins_on_the_stack(lab, stack):
+    """The usual receiver (join, bind the group's address, read) through the patch: the group is
+    joined on the stack, also when asked before bind(), and not on the host's kernel."""
+    group = "239.77.2.2"
+    mreq = socket.inet_aton(group) + socket.inet_aton("0.0.0.0")
+    with patched(stack):
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver:
+        receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)  # before bind: kept
+        receiver.bind((group, 9055))
+        assert receiver.getsockname()[1] in _udp_ports(stack), "a stack UDP socket"
+        receiver.settimeout(10)
+        lab.run(sys.executable, "-c", GROUP_SEND, group, "9055", "to the group", lab.peer_ip)
+        data, source = receiver.recvfrom(100)
+        assert data == b"to the group" and source[0] == lab.peer_ip
+        assert receiver.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 1
+        with pytest.raises(OSError) as e:
+            receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        assert e.value.errno == errno.EADDRINUSE, "joined on the stack already"
+        igmp = Path("/proc/net/igmp")  # this process's kernel memberships (Linux), by group in hex
+        if igmp.exists():
+            assert socket.inet_aton(group)[::-1].hex().upper() not in igmp.read_text(), "not the host's"
 
 
 def test_an_asyncio_datagram_endpoint_through_the_patch(lab, peer, stack):
