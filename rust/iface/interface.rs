@@ -293,6 +293,7 @@ impl Interface {
         let announce = config.as_ref().map(|c| c.cidr.address);
         self.config = config;
         if let Some(ip) = announce {
+            self.multicast.report_all_again();
             self.send_arp(
                 arp::Repr {
                     operation: arp::Operation::Request,
@@ -969,8 +970,8 @@ impl Interface {
         self.multicast.groups()
     }
 
-    /// A socket joins `group` (a multicast address other than 224.0.0.1,
-    /// which [`Memberships::joinable`] checks): the host reports it if new.
+    /// A socket joins `group` (a multicast address, which
+    /// [`Memberships::joinable`] checks): the host reports it if new.
     pub fn join_multicast(&mut self, now: Instant, group: Ipv4Addr) {
         if self.multicast.join(now, group) {
             self.send_igmp_due(now);

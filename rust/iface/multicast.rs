@@ -39,10 +39,10 @@ impl Memberships {
         group == ALL_SYSTEMS || self.groups.contains_key(&group)
     }
 
-    /// Whether `group` may be joined: a multicast address other than
-    /// 224.0.0.1, which every host is in already.
+    /// Whether `group` may be joined: a multicast address (224.0.0.1 too,
+    /// which every host is in already: joining it changes nothing, as on Linux).
     pub fn joinable(group: Ipv4Addr) -> bool {
-        group.is_multicast() && group != ALL_SYSTEMS
+        group.is_multicast()
     }
 
     /// One more member of `group`; true if the host has just joined it,
@@ -50,8 +50,8 @@ impl Memberships {
     pub fn join(&mut self, now: Instant, group: Ipv4Addr) -> bool {
         let g = self.groups.entry(group).or_default();
         g.members += 1;
-        if g.members > 1 {
-            return false;
+        if g.members > 1 || group == ALL_SYSTEMS {
+            return false; // (224.0.0.1 is never reported, RFC 2236 §3)
         }
         g.report_at = Some(now);
         g.repeats = 1;
@@ -83,12 +83,24 @@ impl Memberships {
         rng: &mut impl Rng,
     ) {
         for (&address, g) in self.groups.iter_mut() {
-            if group.is_some_and(|q| q != address) {
+            if group.is_some_and(|q| q != address) || address == ALL_SYSTEMS {
                 continue;
             }
             let delay = Duration::from_micros(rng.random_range(0..=max_response.total_micros()));
             let at = now + delay;
             g.report_at = Some(g.report_at.map_or(at, |due| due.min(at)));
+        }
+    }
+
+    /// The host has an address (again): every group is reported at the
+    /// next poll, and once more after, as when joined (reports need a
+    /// source address, so a group joined before one was not reported).
+    pub fn report_all_again(&mut self) {
+        for (&address, g) in self.groups.iter_mut() {
+            if address != ALL_SYSTEMS {
+                g.report_at = Some(Instant::ZERO);
+                g.repeats = 1;
+            }
         }
     }
 
@@ -125,5 +137,94 @@ impl Memberships {
     /// The groups joined, with how many members each.
     pub fn groups(&self) -> impl Iterator<Item = (Ipv4Addr, usize)> + '_ {
         self.groups.iter().map(|(&a, g)| (a, g.members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn the_host_reports_a_group_once_for_all_its_members_and_leaves_with_the_last() {
+        let mut m = Memberships::default();
+        assert!(m.join(at(0), GROUP), "the first member: reported");
+        assert!(
+            !m.join(at(0), GROUP),
+            "a second member: the host is in already"
+        );
+        assert_eq!(m.take_due(at(0)), vec![GROUP]);
+        assert_eq!(m.poll_at(), Some(at(0) + REPEAT_AFTER), "then once more");
+        assert_eq!(m.take_due(at(1000)), vec![GROUP]);
+        assert_eq!(m.poll_at(), None);
+        assert!(!m.leave(GROUP), "one member left");
+        assert!(m.is_member(GROUP));
+        assert!(
+            m.leave(GROUP),
+            "the last: says so, having sent the last report"
+        );
+        assert!(!m.is_member(GROUP));
+    }
+
+    #[test]
+    fn groups_are_reported_again_when_the_host_gets_an_address() {
+        let mut m = Memberships::default();
+        m.join(at(0), GROUP);
+        m.join(at(0), ALL_SYSTEMS);
+        m.take_due(at(0));
+        m.take_due(at(1000));
+        m.report_all_again();
+        assert_eq!(
+            m.take_due(at(5000)),
+            vec![GROUP],
+            "at the next poll, 224.0.0.1 not"
+        );
+        assert_eq!(m.take_due(at(6000)), vec![GROUP], "and once more");
+        assert_eq!(m.poll_at(), None);
+    }
+
+    #[test]
+    fn all_systems_is_joined_but_never_reported_nor_left_aloud() {
+        let mut m = Memberships::default();
+        assert!(
+            Memberships::joinable(ALL_SYSTEMS)
+                && !Memberships::joinable(Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert!(m.is_member(ALL_SYSTEMS), "always");
+        assert!(!m.join(at(0), ALL_SYSTEMS));
+        m.query(
+            at(0),
+            None,
+            Duration::from_secs(1),
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(m.poll_at(), None);
+        assert!(!m.leave(ALL_SYSTEMS));
+        assert!(m.is_member(ALL_SYSTEMS));
+    }
+
+    #[test]
+    fn a_query_is_answered_within_its_time_unless_another_host_answers_first() {
+        let mut m = Memberships::default();
+        m.join(at(0), GROUP);
+        m.take_due(at(0));
+        m.take_due(at(1000));
+        let mut rng = StdRng::seed_from_u64(7);
+        m.query(at(2000), Some(GROUP), Duration::from_millis(500), &mut rng);
+        let due = m.poll_at().unwrap();
+        assert!(at(2000) <= due && due <= at(2500), "{due:?}");
+        m.heard_report(GROUP);
+        assert_eq!(m.poll_at(), None, "suppressed");
+        assert!(
+            !m.leave(GROUP),
+            "another host reported last: no leave needed"
+        );
     }
 }
