@@ -67,6 +67,15 @@ pub fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// The bytes of a `setsockopt` value that is a C struct (`struct linger`,
+/// `ip_mreq`, …): an int is EINVAL, as the kernel finds it too short.
+pub fn option_struct(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if value.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(errors::os_error(libc::EINVAL));
+    }
+    Ok(Readable::of(value)?.raw.get().to_vec())
+}
+
 /// The addresses of `host` (itself if an IPv4 address); unknown names
 /// raise socket.gaierror, a wait that runs out TimeoutError.
 pub fn resolve_host(

@@ -38,6 +38,11 @@ pub fn to_py(e: io::Error) -> PyErr {
     }
 }
 
+/// OSError(`code`) with strerror's text, as the kernel's refusal of a call.
+pub fn os_error(code: i32) -> PyErr {
+    to_py(io::Error::from_raw_os_error(code))
+}
+
 /// The stdlib's `socket.timeout` with `msg` and no errno, as its sockets
 /// raise it: an alias of TimeoutError from Python 3.10, but in 3.9 an
 /// OSError subclass of its own, which urllib3, http.client and user code

@@ -2,30 +2,21 @@
 //! (`struct.pack("ii", onoff, seconds)`) in and out, as Linux reads and
 //! writes it.
 
-use super::call::Readable;
+use super::call::option_struct;
+use super::errors::os_error;
 use crate::time::Duration;
-use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::PyInt;
 
 const SIZE: usize = 2 * std::mem::size_of::<libc::c_int>();
-
-fn invalid() -> PyErr {
-    PyOSError::new_err((libc::EINVAL, "Invalid argument"))
-}
 
 /// The linger a `setsockopt(SOL_SOCKET, SO_LINGER, value)` asks for: None
 /// when off. An int, or fewer bytes than the struct, is EINVAL, as the
 /// kernel's length check makes it. Seconds are taken unsigned, as Linux
 /// takes them: a negative time lingers without end.
 pub fn parse(value: &Bound<'_, PyAny>) -> PyResult<Option<Duration>> {
-    if value.is_instance_of::<PyInt>() {
-        return Err(invalid());
-    }
-    let view = Readable::of(value)?;
-    let bytes = view.raw.get();
+    let bytes = option_struct(value)?;
     if bytes.len() < SIZE {
-        return Err(invalid());
+        return Err(os_error(libc::EINVAL));
     }
     let int = |i: usize| libc::c_int::from_ne_bytes(bytes[i..i + 4].try_into().unwrap());
     let (onoff, seconds) = (int(0), int(4));

@@ -5,31 +5,19 @@
 //! byte, `IP_MULTICAST_IF` with an address. Malformed values are the errno
 //! Linux gives.
 
-use super::call::Readable;
+use super::call::option_struct;
+use super::errors::os_error;
 use crate::socket::udp::MembershipError;
 use crate::wire::Ipv4Addr;
-use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::PyInt;
-
-pub fn errno(code: i32) -> PyErr {
-    PyOSError::new_err((code, std::io::Error::from_raw_os_error(code).to_string()))
-}
 
 pub fn membership_error(e: MembershipError) -> PyErr {
-    errno(match e {
+    os_error(match e {
         MembershipError::NotMulticast => libc::EINVAL,
         MembershipError::AlreadyMember => libc::EADDRINUSE,
         MembershipError::NotMember => libc::EADDRNOTAVAIL,
         MembershipError::TooMany => libc::ENOBUFS,
     })
-}
-
-fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if value.is_instance_of::<PyInt>() {
-        return Err(errno(libc::EINVAL)); // shorter than the struct
-    }
-    Ok(Readable::of(value)?.raw.get().to_vec())
 }
 
 fn address_at(bytes: &[u8], at: usize) -> Ipv4Addr {
@@ -38,20 +26,20 @@ fn address_at(bytes: &[u8], at: usize) -> Ipv4Addr {
 
 /// The group and the interface address of an `ip_mreq`/`ip_mreqn`.
 pub fn membership(value: &Bound<'_, PyAny>) -> PyResult<(Ipv4Addr, Ipv4Addr)> {
-    let bytes = bytes_of(value)?;
+    let bytes = option_struct(value)?;
     if bytes.len() < 8 {
-        return Err(errno(libc::EINVAL));
+        return Err(os_error(libc::EINVAL));
     }
     Ok((address_at(&bytes, 0), address_at(&bytes, 4)))
 }
 
 /// The address of `IP_MULTICAST_IF` (an `in_addr`, or an `ip_mreqn`'s).
 pub fn interface_address(value: &Bound<'_, PyAny>) -> PyResult<Ipv4Addr> {
-    let bytes = bytes_of(value)?;
+    let bytes = option_struct(value)?;
     match bytes.len() {
         4..=7 => Ok(address_at(&bytes, 0)),
         n if n >= 8 => Ok(address_at(&bytes, 4)),
-        _ => Err(errno(libc::EINVAL)),
+        _ => Err(os_error(libc::EINVAL)),
     }
 }
 
@@ -61,9 +49,9 @@ pub fn int_value(value: &Bound<'_, PyAny>) -> PyResult<i64> {
     if let Ok(v) = value.extract::<i64>() {
         return Ok(v);
     }
-    let bytes = bytes_of(value)?;
+    let bytes = option_struct(value)?;
     match bytes.len() {
-        0 => Err(errno(libc::EINVAL)),
+        0 => Err(os_error(libc::EINVAL)),
         1..=3 => Ok(i64::from(bytes[0])),
         _ => Ok(i64::from(i32::from_ne_bytes(
             bytes[..4].try_into().unwrap(),

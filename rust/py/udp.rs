@@ -1,7 +1,7 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
-use super::address::Address;
 
+use super::address::Address;
 use super::call::{
     resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
 };
@@ -131,7 +131,7 @@ impl PyUdpSocket {
         if ours == Some(address) {
             Ok(())
         } else {
-            Err(multicast::errno(errno))
+            Err(errors::os_error(errno))
         }
     }
 
@@ -334,7 +334,7 @@ impl PyUdpSocket {
             (libc::IPPROTO_IP, libc::IP_MULTICAST_TTL) => {
                 let ttl = match multicast::int_value(value)? {
                     -1 => 1, // the default, as Linux takes it
-                    t => u8::try_from(t).map_err(|_| multicast::errno(libc::EINVAL))?,
+                    t => u8::try_from(t).map_err(|_| errors::os_error(libc::EINVAL))?,
                 };
                 self.with_socket(py, move |u| u.multicast_ttl = ttl)
             }
