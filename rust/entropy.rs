@@ -29,6 +29,8 @@ pub enum Purpose {
     Datagrams,
     /// The fault injector (testing only).
     Faults,
+    /// mDNS probe timing (sent in clear).
+    Mdns,
 }
 
 impl Purpose {
@@ -40,6 +42,7 @@ impl Purpose {
             Purpose::Dns => b"mipfast dns",
             Purpose::Datagrams => b"mipfast datagrams",
             Purpose::Faults => b"mipfast faults",
+            Purpose::Mdns => b"mipfast mdns",
         }
     }
 }

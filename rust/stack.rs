@@ -9,6 +9,7 @@ use crate::iface::{
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
 use crate::service::dns::{Lookup, QueryId, Received, Resolver, ResolverConfig};
+use crate::service::mdns::{MdnsConfig, Responder};
 use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
@@ -20,6 +21,7 @@ use std::io;
 use std::ops::ControlFlow;
 
 mod loopback;
+mod mdns;
 mod multicast;
 
 /// How the stack gets its IPv4 address.
@@ -38,6 +40,8 @@ pub struct StackConfig {
     pub resolver: ResolverConfig,
     /// DNS servers to use instead of those DHCP gives (empty: DHCP's).
     pub dns_servers: Vec<Ipv4Addr>,
+    /// Answer for a name and services by Multicast DNS (`service/mdns.rs`).
+    pub mdns: Option<MdnsConfig>,
     /// Seeds every random choice, through independent streams per purpose
     /// (`entropy`): secrets never share a stream with values sent in clear.
     /// The bindings pass OS entropy, tests a fixed value.
@@ -55,6 +59,7 @@ impl StackConfig {
             udp: UdpConfig::default(),
             resolver: ResolverConfig::default(),
             dns_servers: Vec::new(),
+            mdns: None,
             seed,
         }
     }
@@ -67,6 +72,7 @@ impl StackConfig {
             udp: UdpConfig::default(),
             resolver: ResolverConfig::default(),
             dns_servers: Vec::new(),
+            mdns: None,
             seed,
         }
     }
@@ -80,6 +86,7 @@ pub struct Stack {
     udp: UdpSockets,
     resolver: Resolver,
     dns_servers: Vec<Ipv4Addr>,
+    mdns: Option<Responder>,
     pinger: Pinger,
     rng: StdRng,
     /// Bumped on every change of address, so that waiters can notice.
@@ -115,6 +122,7 @@ impl Stack {
             udp: UdpSockets::new(config.udp),
             resolver,
             dns_servers: config.dns_servers,
+            mdns: None,
             pinger: Pinger::default(),
             rng: entropy::stream(seed, Purpose::Datagrams),
             dhcp: None,
@@ -124,6 +132,9 @@ impl Stack {
             looped: Vec::new(),
             delivered_to_self: false,
         };
+        if let Some(mdns) = config.mdns {
+            stack.start_mdns(now, mdns, entropy::stream(seed, Purpose::Mdns));
+        }
         match config.addressing {
             Addressing::Static(ip) => stack.configure(Some(ip), "static"),
             Addressing::Dhcp(mut dhcp) => {
@@ -353,6 +364,7 @@ impl Stack {
                 return;
             }
         }
+        let mdns_taken = self.process_mdns(now, &datagram);
         let src = (datagram.src, datagram.src_port);
         if !datagram.broadcast {
             match self
@@ -371,6 +383,7 @@ impl Stack {
         {
             Ok(()) => {}
             Err(udp::Unclaimed::QueueFull) => self.iface.count_drop(DropReason::UdpQueueFull),
+            Err(udp::Unclaimed::NoSocket) if mdns_taken => {}
             Err(udp::Unclaimed::NoSocket) => {
                 self.iface.count_drop(DropReason::UdpNoListener);
                 self.iface.send_port_unreachable(now, &datagram);
@@ -587,6 +600,7 @@ impl Stack {
                 .unreachable_through(|remote| iface.gateway_to(remote) == Some(hop));
         }
         self.tcp.poll(now);
+        self.poll_mdns(now);
         self.dispatch(now);
     }
 
@@ -595,7 +609,8 @@ impl Stack {
         let dhcp = self.dhcp.as_ref().map(|d| d.poll_at());
         let dns = self.resolver.poll_at();
         let looped = self.looped_waiting().then_some(Instant::ZERO);
-        [self.iface.poll_at(), self.tcp.poll_at(), dns, looped]
+        let mdns = self.mdns_poll_at();
+        [self.iface.poll_at(), self.tcp.poll_at(), dns, looped, mdns]
             .into_iter()
             .fold(dhcp, earliest)
     }
@@ -700,6 +715,9 @@ impl Stack {
         self.iface.forget_neighbors();
         if let Some(client) = self.dhcp.as_mut() {
             client.link_returned(now);
+        }
+        if let Some(mdns) = self.mdns.as_mut() {
+            mdns.link_returned(now);
         }
     }
 }

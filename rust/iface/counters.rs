@@ -46,6 +46,7 @@ drop_reasons! {
     UdpNoListener => "udp_no_listener",
     UdpQueueFull => "udp_queue_full",
     DnsRejected => "dns_rejected",
+    MdnsMalformed => "mdns_malformed",
     IcmpEchoUnmatched => "icmp_echo_unmatched",
     TcpMalformed => "tcp_malformed",
     TcpChecksum => "tcp_bad_checksum",

@@ -674,9 +674,10 @@ impl Interface {
         )
     }
 
-    /// A UDP datagram to a multicast group, with the sending socket's
-    /// IP_MULTICAST_TTL (`ttl`) rather than the unicast default.
-    pub fn send_udp_to_group(
+    /// A UDP datagram with IP TTL `ttl` rather than the unicast default:
+    /// to a multicast group with the socket's IP_MULTICAST_TTL, or mDNS's
+    /// 255 (RFC 6762 §11).
+    pub fn send_udp_with_ttl(
         &mut self,
         now: Instant,
         ttl: u8,

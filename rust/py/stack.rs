@@ -220,6 +220,7 @@ impl PyStack {
                 udp: Default::default(),
                 resolver: Default::default(),
                 dns_servers: static_dns,
+                mdns: None,
                 seed,
             },
         };

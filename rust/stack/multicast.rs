@@ -73,7 +73,7 @@ impl Stack {
             }
         }
         self.iface
-            .send_udp_to_group(now, ttl, (src.0, dst.0), (src.1, dst.1), payload)
+            .send_udp_with_ttl(now, ttl, (src.0, dst.0), (src.1, dst.1), payload)
             .or_else(datagram_send_result)
     }
 }

@@ -33,6 +33,7 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64) -> Stack {
             udp: Default::default(),
             resolver: Default::default(),
             dns_servers: vec![],
+            mdns: None,
             seed,
         },
         Instant::ZERO,

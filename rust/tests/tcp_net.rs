@@ -42,6 +42,7 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64) -> Stack {
         udp: Default::default(),
         resolver: Default::default(),
         dns_servers: vec![],
+        mdns: None,
         seed,
     };
     Stack::new(config, Instant::ZERO)

@@ -217,7 +217,7 @@ fn read_record(msg: &[u8], at: &mut usize) -> Result<Record> {
 /// the first pointer, if any). Pointers must point strictly before the
 /// label that holds them, which rules out loops (RFC 1035 §4.1.4 allows
 /// only earlier occurrences).
-fn read_name(msg: &[u8], at: &mut usize) -> Result<String> {
+pub(crate) fn read_name(msg: &[u8], at: &mut usize) -> Result<String> {
     let mut name = String::new();
     let mut pos = *at;
     let mut resume: Option<usize> = None;

@@ -12,6 +12,7 @@ pub mod held_text;
 pub mod icmp;
 pub mod igmp;
 pub mod ipv4;
+pub mod mdns;
 pub mod tcp;
 pub mod udp;
 

@@ -1,0 +1,722 @@
+//! A Multicast DNS responder (RFC 6762) with DNS-based service discovery
+//! (RFC 6763): it claims `<host>.local` and its services' instance names on
+//! the link (probing, §8.1, then announcing, §8.3), takes another name when a
+//! host already holds one (§9), and answers queries for the names, the
+//! address's reverse name and the service types, by multicast or unicast as
+//! the query asks (§5.4, §6, §6.7). Sans-IO: datagrams and time in,
+//! [`Transmit`]s out.
+
+use crate::time::{Duration, Instant};
+use crate::wire::dns::{normalize_name, TYPE_A};
+use crate::wire::mdns::{
+    self, reverse_name, Message, OwnData, OwnRecord, Record, Section, Writer, TYPE_ANY, TYPE_SRV,
+    TYPE_TXT,
+};
+use crate::wire::{Error, Ipv4Addr};
+use rand::rngs::StdRng;
+use rand::RngExt;
+use std::collections::VecDeque;
+
+/// §10: records naming a host live 120 s, the others 75 minutes.
+pub const HOST_TTL: u32 = 120;
+pub const SERVICE_TTL: u32 = 4500;
+/// §6.7: the most a legacy (one-shot) querier is told to keep an answer.
+pub const LEGACY_TTL: u32 = 10;
+const PROBES: u8 = 3;
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+const ANNOUNCEMENTS: u8 = 2;
+const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+/// §6: a record is multicast at most once a second, or every 250 ms in
+/// defence of a name being probed for.
+const MULTICAST_GAP: Duration = Duration::from_secs(1);
+const PROBE_DEFENCE_GAP: Duration = Duration::from_millis(250);
+/// §8.1: after 15 conflicts within 10 s, wait 5 s before probing again.
+const CONFLICT_LIMIT: usize = 15;
+const CONFLICT_WINDOW: Duration = Duration::from_secs(10);
+const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
+/// §8.2: a host that loses a simultaneous probe waits a second.
+const LOST_TIE_WAIT: Duration = Duration::from_secs(1);
+/// Services' meta-query name (RFC 6763 §9).
+const SERVICES_NAME: &str = "_services._dns-sd._udp.local";
+
+/// A service announced with DNS-SD, e.g. the dashboard as `_http._tcp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The instance's name, shown to users: "mipfast dashboard" (one label
+    /// of UTF-8, RFC 6763 §4.1.1; dots are not allowed here).
+    pub instance: String,
+    /// "_http._tcp".
+    pub kind: String,
+    pub port: u16,
+    /// TXT strings, "key=value".
+    pub txt: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdnsConfig {
+    /// The host's label: the host answers as `<host>.local`.
+    pub host: String,
+    pub services: Vec<ServiceConfig>,
+}
+
+impl MdnsConfig {
+    /// Checks the host label and the services: a host label of letters,
+    /// digits and '-' (1–63 bytes), service types of the `_name._tcp` or
+    /// `_name._udp` form, instance names of 1–63 bytes without dots.
+    pub fn check(&self) -> Result<(), String> {
+        let host_ok = !self.host.contains('.')
+            && normalize_name(&self.host).is_ok()
+            && !self.host.contains('_');
+        if !host_ok {
+            return Err(format!(
+                "mDNS host name {:?} must be one label of letters, digits and '-' (at most 63)",
+                self.host
+            ));
+        }
+        for s in &self.services {
+            let kind_ok = s.kind.split('.').count() == 2
+                && normalize_name(&s.kind).is_ok()
+                && s.kind.starts_with('_')
+                && (s.kind.ends_with("._tcp") || s.kind.ends_with("._udp"));
+            if !kind_ok {
+                return Err(format!(
+                    "service type {:?} must look like \"_http._tcp\"",
+                    s.kind
+                ));
+            }
+            let printable = s.instance.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if s.instance.is_empty()
+                || s.instance.len() > 60
+                || s.instance.contains('.')
+                || !printable
+            {
+                return Err(format!(
+                    "service instance name {:?} must be 1-60 printable ASCII characters, without dots",
+                    s.instance
+                ));
+            }
+            if s.txt.iter().any(|t| t.len() > 255) {
+                return Err("a TXT string is at most 255 bytes".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the responder is in claiming its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No address: nothing to claim.
+    Idle,
+    /// `sent` probes gone (§8.1).
+    Probing {
+        sent: u8,
+    },
+    /// `sent` announcements gone (§8.3).
+    Announcing {
+        sent: u8,
+    },
+    Announced,
+}
+
+/// A datagram to send from port 5353, with IP TTL 255 (§11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+    pub payload: Vec<u8>,
+}
+
+impl Transmit {
+    fn multicast(payload: Vec<u8>) -> Self {
+        Transmit {
+            dst: mdns::GROUP,
+            dst_port: mdns::PORT,
+            payload,
+        }
+    }
+}
+
+/// Where a datagram came from, as the stack saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// Sent to the group (not to our unicast address).
+    pub to_group: bool,
+    /// From an address on our link: only those get unicast answers (§11).
+    pub on_link: bool,
+}
+
+#[derive(Debug)]
+pub struct Responder {
+    config: MdnsConfig,
+    /// 1 for the names as configured, n for "<host>-n" and "<instance> (n)".
+    host_attempt: u32,
+    service_attempt: u32,
+    address: Option<Ipv4Addr>,
+    phase: Phase,
+    /// When the next probe or announcement is due.
+    next: Option<Instant>,
+    /// When each record (name, type) was last multicast.
+    multicast_at: Vec<(String, u16, Instant)>,
+    conflicts: VecDeque<Instant>,
+    rng: StdRng,
+}
+
+impl Responder {
+    pub fn new(config: MdnsConfig, rng: StdRng) -> Self {
+        Responder {
+            config,
+            host_attempt: 1,
+            service_attempt: 1,
+            address: None,
+            phase: Phase::Idle,
+            next: None,
+            multicast_at: Vec::new(),
+            conflicts: VecDeque::new(),
+            rng,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The host's name now, as `<host>.local` (another after a conflict).
+    pub fn host_name(&self) -> String {
+        match self.host_attempt {
+            1 => format!("{}.local", self.config.host),
+            n => format!("{}-{n}.local", self.config.host),
+        }
+    }
+
+    /// The services' instance names now (full names, as announced).
+    pub fn service_names(&self) -> Vec<String> {
+        self.config
+            .services
+            .iter()
+            .map(|s| self.instance_name(s))
+            .collect()
+    }
+
+    fn instance_name(&self, s: &ServiceConfig) -> String {
+        let label = match self.service_attempt {
+            1 => s.instance.clone(),
+            n => format!("{} ({n})", s.instance),
+        };
+        // Names keep the case given and compare without it (§16).
+        format!("{label}.{}.local", s.kind)
+    }
+
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.address
+    }
+
+    /// Our address is now `address`: the names are claimed again for it
+    /// (§8: at start-up and whenever the address changes).
+    pub fn set_address(&mut self, now: Instant, address: Option<Ipv4Addr>) {
+        if address == self.address {
+            return;
+        }
+        self.address = address;
+        match address {
+            Some(_) => self.start_probing(now, Duration::ZERO),
+            None => {
+                self.phase = Phase::Idle;
+                self.next = None;
+            }
+        }
+    }
+
+    /// The link came back, maybe on another network: probe again (§8.3).
+    pub fn link_returned(&mut self, now: Instant) {
+        if self.address.is_some() {
+            self.start_probing(now, Duration::ZERO);
+        }
+    }
+
+    /// §8.1: the first probe goes after a random 0–250 ms, so that hosts
+    /// started together do not probe in step.
+    fn start_probing(&mut self, now: Instant, wait: Duration) {
+        while self
+            .conflicts
+            .front()
+            .is_some_and(|&t| now.saturating_since(t) > CONFLICT_WINDOW)
+        {
+            self.conflicts.pop_front();
+        }
+        let backoff = if self.conflicts.len() >= CONFLICT_LIMIT {
+            CONFLICT_BACKOFF
+        } else {
+            Duration::ZERO
+        };
+        let jitter = Duration::from_micros(self.rng.random_range(0..=250_000));
+        self.phase = Phase::Probing { sent: 0 };
+        self.next = Some(now + wait + backoff + jitter);
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Sends the probe or announcement due at `now`.
+    pub fn poll(&mut self, now: Instant) -> Vec<Transmit> {
+        if !self.next.is_some_and(|t| t <= now) {
+            return Vec::new();
+        }
+        match self.phase {
+            Phase::Probing { sent } if sent < PROBES => {
+                self.phase = Phase::Probing { sent: sent + 1 };
+                self.next = Some(now + PROBE_INTERVAL);
+                vec![Transmit::multicast(self.probe(sent == 0))]
+            }
+            Phase::Probing { .. } | Phase::Announcing { .. } => {
+                let sent = match self.phase {
+                    Phase::Announcing { sent } => sent,
+                    _ => {
+                        log::info!("mDNS: this host is {}", self.host_name());
+                        0
+                    }
+                };
+                let all = self.records();
+                let mut w = Writer::response(0, true);
+                for r in &all {
+                    w.record(Section::Answer, r, r.ttl);
+                }
+                self.note_multicast(now, &all);
+                let sent = sent + 1;
+                if sent < ANNOUNCEMENTS {
+                    self.phase = Phase::Announcing { sent };
+                    self.next = Some(now + ANNOUNCE_INTERVAL);
+                } else {
+                    self.phase = Phase::Announced;
+                    self.next = None;
+                }
+                vec![Transmit::multicast(w.finish())]
+            }
+            Phase::Idle | Phase::Announced => {
+                self.next = None;
+                Vec::new()
+            }
+        }
+    }
+
+    /// A probe (§8.1): a question of type ANY for each name we claim, the
+    /// records we propose in the authority section.
+    fn probe(&self, first: bool) -> Vec<u8> {
+        let all = self.records();
+        let mut w = Writer::query();
+        for name in self.claimed_names() {
+            // §8.1: the first probe asks for a unicast answer.
+            w.question(&name, TYPE_ANY, first);
+        }
+        for r in all.iter().filter(|r| self.is_claimed(&r.name)) {
+            w.record(Section::Authority, r, r.ttl);
+        }
+        w.finish()
+    }
+
+    /// "Goodbye" (§10.1): every record with TTL 0, as the stack closes.
+    pub fn goodbye(&mut self) -> Option<Transmit> {
+        if !matches!(self.phase, Phase::Announcing { .. } | Phase::Announced) {
+            return None;
+        }
+        let mut w = Writer::response(0, true);
+        for r in &self.records() {
+            w.record(Section::Answer, r, 0);
+        }
+        self.phase = Phase::Idle;
+        self.next = None;
+        Some(Transmit::multicast(w.finish()))
+    }
+
+    /// The names we probe for: the host's and each service instance's.
+    fn claimed_names(&self) -> Vec<String> {
+        let mut names = vec![self.host_name()];
+        names.extend(self.service_names());
+        names
+    }
+
+    fn is_claimed(&self, name: &str) -> bool {
+        self.claimed_names().iter().any(|n| same_name(n, name))
+    }
+
+    /// Every record we hold now.
+    fn records(&self) -> Vec<OwnRecord> {
+        let Some(ip) = self.address else {
+            return Vec::new();
+        };
+        let host = self.host_name();
+        let own = |name: &str, ttl, unique, data| OwnRecord {
+            name: name.to_string(),
+            ttl,
+            unique,
+            data,
+        };
+        let mut all = vec![
+            own(&host, HOST_TTL, true, OwnData::A(ip)),
+            own(
+                &reverse_name(ip),
+                HOST_TTL,
+                true,
+                OwnData::Ptr(host.clone()),
+            ),
+        ];
+        for s in &self.config.services {
+            let kind = format!("{}.local", s.kind);
+            let instance = self.instance_name(s);
+            all.push(own(
+                &kind,
+                SERVICE_TTL,
+                false,
+                OwnData::Ptr(instance.clone()),
+            ));
+            all.push(own(
+                &instance,
+                HOST_TTL,
+                true,
+                OwnData::Srv {
+                    port: s.port,
+                    target: host.clone(),
+                },
+            ));
+            all.push(own(
+                &instance,
+                SERVICE_TTL,
+                true,
+                OwnData::Txt(s.txt.clone()),
+            ));
+            all.push(own(SERVICES_NAME, SERVICE_TTL, false, OwnData::Ptr(kind)));
+        }
+        all
+    }
+
+    /// Takes a datagram sent to port 5353. Returns what to send in answer.
+    pub fn process(
+        &mut self,
+        now: Instant,
+        from: Source,
+        payload: &[u8],
+    ) -> Result<Vec<Transmit>, Error> {
+        let message = mdns::parse(payload)?;
+        if self.address.is_none() {
+            return Ok(Vec::new());
+        }
+        if message.response {
+            // §11: responses come from port 5353; others are not ours to heed.
+            if from.port == mdns::PORT {
+                self.check_conflicts(now, &message);
+            }
+            return Ok(Vec::new());
+        }
+        match self.phase {
+            Phase::Probing { .. } => {
+                self.break_probe_tie(now, &message);
+                Ok(Vec::new())
+            }
+            Phase::Announcing { .. } | Phase::Announced => Ok(self.answer(now, from, &message)),
+            Phase::Idle => Ok(Vec::new()),
+        }
+    }
+
+    /// §9: a response holding a record for one of our unique names with
+    /// other data is a conflict. While probing, the name is lost and we take
+    /// the next one; after, we probe again (and lose it if it is still held).
+    fn check_conflicts(&mut self, now: Instant, message: &Message) {
+        let ours = self.records();
+        let conflicting = message
+            .answers
+            .iter()
+            .chain(&message.additional)
+            .find(|theirs| {
+                let same_kind = |r: &&OwnRecord| {
+                    r.unique && same_name(&r.name, &theirs.name) && r.data.rtype() == theirs.rtype
+                };
+                let mut same = ours.iter().filter(same_kind).peekable();
+                same.peek().is_some()
+                    && theirs.rclass == crate::wire::dns::CLASS_IN
+                    && theirs.ttl > 0
+                    && !same.any(|r| r.is(theirs))
+            });
+        let Some(theirs) = conflicting else {
+            return;
+        };
+        self.conflicts.push_back(now);
+        let host = same_name(&theirs.name, &self.host_name())
+            || same_name(&theirs.name, &reverse_name_of(self));
+        if let Phase::Probing { .. } = self.phase {
+            let before = theirs.name.clone();
+            if host {
+                self.host_attempt += 1;
+            } else {
+                self.service_attempt += 1;
+            }
+            log::warn!(
+                "mDNS: {before} is another host's; trying {}",
+                if host {
+                    self.host_name()
+                } else {
+                    self.service_names().join(", ")
+                }
+            );
+        } else {
+            log::warn!(
+                "mDNS: another host answers for {}: probing again",
+                theirs.name
+            );
+        }
+        self.start_probing(now, Duration::ZERO);
+    }
+
+    /// §8.2: another host probes for a name we are probing for. The side
+    /// whose proposed records sort later wins; the other waits a second and
+    /// probes again.
+    fn break_probe_tie(&mut self, now: Instant, message: &Message) {
+        let ours = self.records();
+        for name in self.claimed_names() {
+            let mut theirs: Vec<(u16, u16, Vec<u8>)> = message
+                .authority
+                .iter()
+                .filter(|r| same_name(&r.name, &name))
+                .map(|r| (r.rclass, r.rtype, r.rdata_bytes()))
+                .collect();
+            if theirs.is_empty() {
+                continue;
+            }
+            let mut mine: Vec<(u16, u16, Vec<u8>)> = ours
+                .iter()
+                .filter(|r| same_name(&r.name, &name))
+                .map(|r| (crate::wire::dns::CLASS_IN, r.data.rtype(), r.rdata()))
+                .collect();
+            theirs.sort();
+            mine.sort();
+            if theirs > mine {
+                log::info!("mDNS: another host probes for {name} too and goes first");
+                self.start_probing(now, LOST_TIE_WAIT);
+                return;
+            }
+        }
+    }
+
+    /// The answers to a query (§6), with known answers left out (§7.1), sent
+    /// where the query asks.
+    fn answer(&mut self, now: Instant, from: Source, query: &Message) -> Vec<Transmit> {
+        let legacy = from.port != mdns::PORT;
+        if (legacy || !from.to_group) && !from.on_link {
+            return Vec::new(); // §5.5, §11: unicast answers stay on the link
+        }
+        let (answers, additional) = self.answers_to(query);
+        if answers.is_empty() {
+            return Vec::new();
+        }
+        if legacy {
+            // §6.7: a one-shot querier's answer comes back by unicast, with
+            // its ID and questions, short TTLs and no cache-flush bits.
+            let mut w = Writer::response(query.id, false);
+            for q in &query.questions {
+                w.question(&q.name, q.qtype, false);
+            }
+            for (section, records) in [
+                (Section::Answer, &answers),
+                (Section::Additional, &additional),
+            ] {
+                for r in records {
+                    w.record(section, r, r.ttl.min(LEGACY_TTL));
+                }
+            }
+            return vec![Transmit {
+                dst: from.ip,
+                dst_port: from.port,
+                payload: w.finish(),
+            }];
+        }
+        let probe_defence = !query.authority.is_empty();
+        let all_qu = query.questions.iter().all(|q| q.unicast_response);
+        // §5.4: a QU question is answered by unicast, unless the record was
+        // not multicast within a quarter of its TTL: then all hear it.
+        let (unicast, multicast): (Vec<OwnRecord>, Vec<OwnRecord>) =
+            answers.into_iter().partition(|r| {
+                (all_qu || !from.to_group)
+                    && self
+                        .last_multicast(r)
+                        .is_some_and(|t| now.saturating_since(t) < quarter_ttl(r))
+            });
+        let gap = if probe_defence {
+            PROBE_DEFENCE_GAP
+        } else {
+            MULTICAST_GAP
+        };
+        let multicast: Vec<OwnRecord> = multicast
+            .into_iter()
+            .filter(|r| {
+                !self
+                    .last_multicast(r)
+                    .is_some_and(|t| now.saturating_since(t) < gap)
+            })
+            .collect();
+        let mut out = Vec::new();
+        if !unicast.is_empty() && from.on_link {
+            let mut w = Writer::response(0, true);
+            write_answers(&mut w, &unicast, &additional);
+            out.push(Transmit {
+                dst: from.ip,
+                dst_port: mdns::PORT,
+                payload: w.finish(),
+            });
+        }
+        if !multicast.is_empty() {
+            let mut w = Writer::response(0, true);
+            write_answers(&mut w, &multicast, &additional);
+            self.note_multicast(now, &multicast);
+            out.push(Transmit::multicast(w.finish()));
+        }
+        out
+    }
+
+    /// The records that answer `query`'s questions and those worth adding
+    /// (RFC 6763 §12), known answers left out.
+    fn answers_to(&self, query: &Message) -> (Vec<OwnRecord>, Vec<OwnRecord>) {
+        let all = self.records();
+        let mut answers: Vec<OwnRecord> = Vec::new();
+        let add = |list: &mut Vec<OwnRecord>, r: OwnRecord| {
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        };
+        for q in &query.questions {
+            let matching: Vec<&OwnRecord> = all
+                .iter()
+                .filter(|r| same_name(&r.name, &q.name) && q.asks(r.data.rtype()))
+                .collect();
+            for r in &matching {
+                add(&mut answers, (*r).clone());
+            }
+            // §6.1: a name of ours without the type asked: say so with NSEC.
+            let unique_name = all.iter().any(|r| r.unique && same_name(&r.name, &q.name));
+            if matching.is_empty() && unique_name && q.qtype != TYPE_ANY {
+                add(&mut answers, self.nsec(&all, &q.name));
+            }
+        }
+        answers.retain(|r| !known(query, r));
+        let mut additional = Vec::new();
+        for r in &answers {
+            for extra in self.additional_for(&all, r) {
+                if !answers.contains(&extra) && !known(query, &extra) {
+                    add(&mut additional, extra);
+                }
+            }
+        }
+        (answers, additional)
+    }
+
+    /// What a resolver will ask next after `r` (RFC 6763 §12): a service
+    /// PTR's SRV, TXT and address; an SRV's address; an address's NSEC.
+    fn additional_for(&self, all: &[OwnRecord], r: &OwnRecord) -> Vec<OwnRecord> {
+        let host = self.host_name();
+        let of = |name: &str, rtype: u16| -> Vec<OwnRecord> {
+            all.iter()
+                .filter(|x| same_name(&x.name, name) && x.data.rtype() == rtype)
+                .cloned()
+                .collect()
+        };
+        match &r.data {
+            OwnData::Ptr(instance)
+                if r.name.ends_with("._tcp.local") || r.name.ends_with("._udp.local") =>
+            {
+                let mut v = of(instance, TYPE_SRV);
+                v.extend(of(instance, TYPE_TXT));
+                v.extend(of(&host, TYPE_A));
+                v.push(self.nsec(all, &host));
+                v
+            }
+            OwnData::Srv { .. } => {
+                let mut v = of(&host, TYPE_A);
+                v.push(self.nsec(all, &host));
+                v
+            }
+            OwnData::A(_) => vec![self.nsec(all, &r.name)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The NSEC for one of our unique names: the types it has.
+    fn nsec(&self, all: &[OwnRecord], name: &str) -> OwnRecord {
+        // Written with the name's case as we hold it, whatever the query's.
+        let name = all
+            .iter()
+            .find(|r| same_name(&r.name, name))
+            .map_or(name, |r| r.name.as_str());
+        let mut types: Vec<u16> = all
+            .iter()
+            .filter(|r| same_name(&r.name, name))
+            .map(|r| r.data.rtype())
+            .collect();
+        types.sort();
+        types.dedup();
+        let ttl = if same_name(name, &self.host_name()) {
+            HOST_TTL
+        } else {
+            SERVICE_TTL
+        };
+        OwnRecord {
+            name: name.to_string(),
+            ttl,
+            unique: true,
+            data: OwnData::Nsec(types),
+        }
+    }
+
+    fn last_multicast(&self, r: &OwnRecord) -> Option<Instant> {
+        self.multicast_at
+            .iter()
+            .find(|(n, t, _)| *n == r.name && *t == r.data.rtype())
+            .map(|&(_, _, at)| at)
+    }
+
+    fn note_multicast(&mut self, now: Instant, records: &[OwnRecord]) {
+        for r in records {
+            let key = (r.name.as_str(), r.data.rtype());
+            match self
+                .multicast_at
+                .iter_mut()
+                .find(|(n, t, _)| (n.as_str(), *t) == key)
+            {
+                Some(entry) => entry.2 = now,
+                None => self
+                    .multicast_at
+                    .push((r.name.clone(), r.data.rtype(), now)),
+            }
+        }
+    }
+}
+
+/// DNS names compare without ASCII case (RFC 6762 §16).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn reverse_name_of(responder: &Responder) -> String {
+    responder.address.map(reverse_name).unwrap_or_default()
+}
+
+/// §7.1: the querier already has `r` with at least half its TTL left.
+fn known(query: &Message, r: &OwnRecord) -> bool {
+    query
+        .answers
+        .iter()
+        .any(|k: &Record| r.is(k) && k.ttl >= r.ttl / 2)
+}
+
+fn quarter_ttl(r: &OwnRecord) -> Duration {
+    Duration::from_secs(r.ttl as u64 / 4)
+}
+
+fn write_answers(w: &mut Writer, answers: &[OwnRecord], additional: &[OwnRecord]) {
+    for r in answers {
+        w.record(Section::Answer, r, r.ttl);
+    }
+    for r in additional {
+        w.record(Section::Additional, r, r.ttl);
+    }
+}

@@ -1,0 +1,108 @@
+//! The stack's Multicast DNS responder (`service/mdns.rs`): it joins
+//! 224.0.0.251, follows the stack's address, takes datagrams to port 5353
+//! (which UDP sockets bound there still get) and sends its answers with IP
+//! TTL 255 (RFC 6762 §11).
+
+use super::Stack;
+use crate::iface::{DropReason, UdpDelivery};
+use crate::service::mdns::{MdnsConfig, Phase, Responder, Source, Transmit};
+use crate::time::Instant;
+use crate::wire::mdns::{GROUP, IP_TTL, PORT};
+use rand::rngs::StdRng;
+
+impl Stack {
+    pub(super) fn start_mdns(&mut self, now: Instant, config: MdnsConfig, rng: StdRng) {
+        self.iface.join_multicast(now, GROUP);
+        self.mdns = Some(Responder::new(config, rng));
+    }
+
+    /// Hands a datagram to port 5353 to the responder; true when it was
+    /// for the responder (answered, or malformed and counted).
+    pub(super) fn process_mdns(&mut self, now: Instant, datagram: &UdpDelivery<'_>) -> bool {
+        let to_us = datagram.dst == GROUP || Some(datagram.dst) == self.ipv4();
+        if datagram.dst_port != PORT || !to_us {
+            return false;
+        }
+        let on_link = self
+            .iface
+            .ipv4_config()
+            .is_some_and(|c| c.cidr.contains(datagram.src));
+        let from = Source {
+            ip: datagram.src,
+            port: datagram.src_port,
+            to_group: datagram.dst == GROUP,
+            on_link,
+        };
+        let Some(responder) = self.mdns.as_mut() else {
+            return false;
+        };
+        match responder.process(now, from, datagram.payload) {
+            Ok(transmits) => self.send_mdns(now, transmits),
+            Err(_) => self.iface.count_drop(DropReason::MdnsMalformed),
+        }
+        true
+    }
+
+    /// Follows the address and sends what the responder has due.
+    pub(super) fn poll_mdns(&mut self, now: Instant) {
+        let ip = self.ipv4();
+        let Some(responder) = self.mdns.as_mut() else {
+            return;
+        };
+        responder.set_address(now, ip);
+        let transmits = responder.poll(now);
+        self.send_mdns(now, transmits);
+    }
+
+    pub(super) fn mdns_poll_at(&self) -> Option<Instant> {
+        let responder = self.mdns.as_ref()?;
+        if responder.address() != self.ipv4() {
+            return Some(Instant::ZERO); // an address to take up
+        }
+        responder.poll_at()
+    }
+
+    /// Says goodbye (RFC 6762 §10.1): every record with TTL 0, so that
+    /// caches forget this host at once. The stack calls it as it closes.
+    pub fn mdns_goodbye(&mut self, now: Instant) {
+        if let Some(t) = self.mdns.as_mut().and_then(|r| r.goodbye()) {
+            self.send_mdns(now, vec![t]);
+        }
+    }
+
+    /// The host's mDNS name once announced (`<host>.local`, or the name
+    /// taken after a conflict).
+    pub fn mdns_name(&self) -> Option<String> {
+        let responder = self.mdns.as_ref()?;
+        matches!(
+            responder.phase(),
+            Phase::Announcing { .. } | Phase::Announced
+        )
+        .then(|| responder.host_name())
+    }
+
+    /// The services' instance names once announced.
+    pub fn mdns_services(&self) -> Vec<String> {
+        match self.mdns.as_ref() {
+            Some(r) if matches!(r.phase(), Phase::Announcing { .. } | Phase::Announced) => {
+                r.service_names()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn send_mdns(&mut self, now: Instant, transmits: Vec<Transmit>) {
+        let Some(our_ip) = self.ipv4() else {
+            return;
+        };
+        for t in transmits {
+            let _ = self.iface.send_udp_with_ttl(
+                now,
+                IP_TTL,
+                (our_ip, t.dst),
+                (PORT, t.dst_port),
+                &t.payload,
+            );
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The Multicast DNS responder between two of our stacks in simulated time:
+//! probes, announcements and answers on the wire (RFC 6762 §5–§8), a name
+//! another host holds given up for the next (§9), services (RFC 6763).
+
+mod tcp_net;
+
+use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::phy::Device;
+use mipfast::service::mdns::{MdnsConfig, ServiceConfig, HOST_TTL, LEGACY_TTL};
+use mipfast::socket::udp::UdpHandle;
+use mipfast::stack::{Addressing, Stack, StackConfig};
+use mipfast::time::Duration;
+use mipfast::wire::dns::TYPE_A;
+use mipfast::wire::mdns::{
+    self, Data, Message, OwnData, OwnRecord, Section, Writer, GROUP, TYPE_AAAA, TYPE_NSEC,
+    TYPE_PTR, TYPE_SRV, TYPE_TXT,
+};
+use mipfast::wire::{ethernet, ipv4, udp, Ipv4Addr};
+use std::ops::ControlFlow;
+use tcp_net::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config(host: &str) -> MdnsConfig {
+    MdnsConfig {
+        host: host.into(),
+        services: vec![ServiceConfig {
+            instance: "Mip Dashboard".into(),
+            kind: "_http._tcp".into(),
+            port: 8000,
+            txt: vec!["path=/".into()],
+        }],
+    }
+}
+
+/// A stack at `ip` that answers as `host` (from `net.now`).
+fn responder(net: &Net, ip: Ipv4Addr, mac: mipfast::wire::MacAddress, host: &str) -> Stack {
+    let cidr = Ipv4Cidr::new(ip, 24).unwrap();
+    let config = StackConfig {
+        interface: InterfaceConfig {
+            mac,
+            ..Default::default()
+        },
+        addressing: Addressing::Static(Ipv4Config::new(cidr, None, vec![]).unwrap()),
+        tcp: Default::default(),
+        udp: Default::default(),
+        resolver: Default::default(),
+        dns_servers: vec![],
+        mdns: Some(config(host)),
+        seed: 5,
+    };
+    Stack::new(config, net.now)
+}
+
+/// An mDNS datagram B put on the wire, with what its headers said.
+#[derive(Debug)]
+struct Sent {
+    at_ms: i64,
+    dst: Ipv4Addr,
+    ttl: u8,
+    dst_port: u16,
+    message: Message,
+}
+
+/// Runs B alone for `d` (A silent, its frames read here) and returns B's
+/// mDNS datagrams.
+fn sent_by_b(net: &mut Net, d: Duration) -> Vec<Sent> {
+    net.a.silent = true;
+    let end = net.now + d;
+    let mut seen = Vec::new();
+    loop {
+        net.b.stack.poll(net.now, &mut net.b.dev).unwrap();
+        let at_ms = net.now.total_micros() / 1000;
+        let _ = net.a.dev.receive(net.now, &mut |frame, _, _| {
+            let eth = ethernet::Frame::new_checked(frame).unwrap();
+            if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
+                return ControlFlow::Continue(());
+            }
+            let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+            if ip.protocol() == ipv4::PROTO_UDP {
+                let u = udp::Datagram::new_checked(ip.payload(), ip.src(), ip.dst()).unwrap();
+                if u.src_port() == mdns::PORT {
+                    seen.push(Sent {
+                        at_ms,
+                        dst: ip.dst(),
+                        ttl: ip.ttl(),
+                        dst_port: u.dst_port(),
+                        message: mdns::parse(u.payload()).unwrap(),
+                    });
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if net.now >= end {
+            break;
+        }
+        net.now = (net.now + ms(5)).min(end);
+    }
+    net.a.silent = false;
+    seen
+}
+
+fn received(net: &mut Net, h: UdpHandle) -> Vec<(u16, Message)> {
+    let s = net.a.stack.udp_mut().get_mut(h).unwrap();
+    // (A's own queries come back to a member: IP_MULTICAST_LOOP.)
+    std::iter::from_fn(|| s.recv())
+        .map(|d| (d.src.1, mdns::parse(&d.data).unwrap()))
+        .filter(|(_, m)| m.response)
+        .collect()
+}
+
+fn query(questions: &[(&str, u16, bool)], known: &[(OwnRecord, u32)]) -> Vec<u8> {
+    let mut w = Writer::query();
+    for &(name, qtype, qu) in questions {
+        w.question(name, qtype, qu);
+    }
+    for (r, ttl) in known {
+        w.record(Section::Answer, r, *ttl);
+    }
+    w.finish()
+}
+
+fn a_of(m: &Message, name: &str) -> Option<Ipv4Addr> {
+    m.answers
+        .iter()
+        .chain(&m.additional)
+        .find(|r| r.name == name && r.rtype == TYPE_A)
+        .map(|r| match r.data {
+            Data::A(ip) => ip,
+            _ => panic!("A record with other data"),
+        })
+}
+
+fn types(records: &[mdns::Record]) -> Vec<u16> {
+    records.iter().map(|r| r.rtype).collect()
+}
+
+#[test]
+fn a_host_probes_announces_and_answers_for_its_name_address_and_service() {
+    let mut net = Net::clean(21);
+    net.b.stack = responder(&net, B_IP, B_MAC, "Mip");
+
+    // §8.1: three probes 250 ms apart after up to 250 ms, the first QU;
+    // §8.3: two announcements a second apart; all to the group, TTL 255.
+    let sent = sent_by_b(&mut net, ms(3000));
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(sent
+        .iter()
+        .all(|s| (s.dst, s.ttl, s.dst_port) == (GROUP, 255, 5353)));
+    let (probes, announcements) = sent.split_at(3);
+    assert!(probes[0].at_ms <= 250);
+    for (i, p) in probes.iter().enumerate() {
+        assert!(!p.message.response);
+        assert_eq!(p.message.questions.len(), 2, "host and instance");
+        assert_eq!(p.message.questions[0].name, "mip.local");
+        assert_eq!(p.message.questions[0].unicast_response, i == 0);
+        assert_eq!(
+            a_of(
+                &Message {
+                    answers: p.message.authority.clone(),
+                    ..p.message.clone()
+                },
+                "mip.local"
+            ),
+            Some(B_IP)
+        );
+        assert!(p.message.authority.iter().all(|r| !r.cache_flush));
+    }
+    assert_eq!(probes[1].at_ms - probes[0].at_ms, 250);
+    assert_eq!(probes[2].at_ms - probes[1].at_ms, 250);
+    assert_eq!(announcements[0].at_ms - probes[2].at_ms, 250);
+    assert_eq!(announcements[1].at_ms - announcements[0].at_ms, 1000);
+    for a in announcements {
+        let m = &a.message;
+        assert!(m.response && m.questions.is_empty());
+        assert_eq!(a_of(m, "mip.local"), Some(B_IP));
+        let host = m.answers.iter().find(|r| r.rtype == TYPE_A).unwrap();
+        assert!(host.cache_flush && host.ttl == HOST_TTL);
+        let mut t = types(&m.answers);
+        t.sort();
+        assert_eq!(
+            t,
+            vec![TYPE_A, TYPE_PTR, TYPE_PTR, TYPE_PTR, TYPE_TXT, TYPE_SRV]
+        );
+    }
+    assert_eq!(net.b.stack.mdns_name().as_deref(), Some("Mip.local"));
+
+    // A one-shot query from an ordinary port (§6.7): unicast back, its ID
+    // and question, TTL at most 10, no cache-flush bits.
+    let client = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 0).unwrap();
+    let mut one_shot = query(&[("MIP.local", TYPE_A, false)], &[]);
+    one_shot[0..2].copy_from_slice(&0x4242u16.to_be_bytes());
+    net.a
+        .stack
+        .udp_send(net.now, client, (GROUP, 5353), &one_shot)
+        .unwrap();
+    net.run_for(ms(20));
+    let answers = received(&mut net, client);
+    assert_eq!(answers.len(), 1);
+    let (port, m) = &answers[0];
+    assert_eq!((*port, m.id, m.questions.len()), (5353, 0x4242, 1));
+    assert_eq!(a_of(m, "mip.local"), Some(B_IP));
+    assert!(m
+        .answers
+        .iter()
+        .all(|r| r.ttl <= LEGACY_TTL && !r.cache_flush));
+
+    // A querier on port 5353 in the group: answers come by multicast.
+    let member = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 5353).unwrap();
+    net.a
+        .stack
+        .udp_join(net.now, member, GROUP)
+        .unwrap()
+        .unwrap();
+    net.run_for(ms(1100));
+    received(&mut net, member);
+    let reverse = "1.0.77.10.in-addr.arpa";
+    let q = query(
+        &[
+            ("_http._tcp.local", TYPE_PTR, false),
+            (reverse, TYPE_PTR, false),
+            ("mip.local", TYPE_AAAA, false),
+        ],
+        &[],
+    );
+    net.a
+        .stack
+        .udp_send(net.now, member, (GROUP, 5353), &q)
+        .unwrap();
+    net.run_for(ms(20));
+    let heard = received(&mut net, member);
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    let m = &heard[0].1;
+    assert!(m.response && m.id == 0 && m.questions.is_empty());
+    let ptr = |name: &str| {
+        m.answers
+            .iter()
+            .find(|r| r.name == name && r.rtype == TYPE_PTR)
+            .map(|r| r.data.clone())
+    };
+    let instance = "mip dashboard._http._tcp.local";
+    assert_eq!(ptr("_http._tcp.local"), Some(Data::Ptr(instance.into())));
+    assert_eq!(ptr(reverse), Some(Data::Ptr("mip.local".into())));
+    // No AAAA: an NSEC that lists only A (§6.1).
+    let nsec = m.answers.iter().find(|r| r.rtype == TYPE_NSEC).unwrap();
+    assert_eq!(nsec.name, "mip.local");
+    let Data::Other(raw) = &nsec.data else {
+        panic!()
+    };
+    assert_eq!(&raw[raw.len() - 3..], &[0, 1, 0x40]);
+    // RFC 6763 §12: the SRV, TXT and address come along.
+    let srv = m.additional.iter().find(|r| r.rtype == TYPE_SRV).unwrap();
+    let Data::Other(raw) = &srv.data else {
+        panic!()
+    };
+    assert_eq!(&raw[4..6], &8000u16.to_be_bytes());
+    assert!(m
+        .additional
+        .iter()
+        .any(|r| r.rtype == TYPE_TXT && r.name == instance));
+    assert_eq!(a_of(m, "mip.local"), Some(B_IP));
+
+    // §7.1: a querier that knows the answer (with half its TTL or more) is
+    // not told it again; a second later with less than half, it is.
+    net.run_for(ms(1000));
+    let host = OwnRecord {
+        name: "mip.local".into(),
+        ttl: HOST_TTL,
+        unique: true,
+        data: OwnData::A(B_IP),
+    };
+    let q = query(&[("mip.local", TYPE_A, false)], &[(host.clone(), 100)]);
+    net.a
+        .stack
+        .udp_send(net.now, member, (GROUP, 5353), &q)
+        .unwrap();
+    net.run_for(ms(20));
+    assert!(received(&mut net, member).is_empty());
+    let q = query(&[("mip.local", TYPE_A, false)], &[(host, 30)]);
+    net.a
+        .stack
+        .udp_send(net.now, member, (GROUP, 5353), &q)
+        .unwrap();
+    net.run_for(ms(20));
+    let heard = received(&mut net, member);
+    assert_eq!(heard.len(), 1);
+    assert_eq!(a_of(&heard[0].1, "mip.local"), Some(B_IP));
+
+    // §6: not multicast again within a second; a QU question right after
+    // gets its answer by unicast instead.
+    let q = query(&[("mip.local", TYPE_A, false)], &[]);
+    net.a
+        .stack
+        .udp_send(net.now, member, (GROUP, 5353), &q)
+        .unwrap();
+    net.run_for(ms(20));
+    assert!(received(&mut net, member).is_empty());
+    let q = query(&[("mip.local", TYPE_A, true)], &[]);
+    net.a
+        .stack
+        .udp_send(net.now, member, (GROUP, 5353), &q)
+        .unwrap();
+    net.flush();
+    let sent = sent_by_b(&mut net, ms(20));
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].dst, sent[0].dst_port), (A_IP, 5353));
+
+    // Goodbye (§10.1): every record with TTL 0.
+    net.b.stack.mdns_goodbye(net.now);
+    let sent = sent_by_b(&mut net, ms(20));
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].message.answers.iter().all(|r| r.ttl == 0));
+    assert_eq!(sent[0].message.answers.len(), 6);
+}
+
+#[test]
+fn a_name_another_host_holds_is_given_up_for_the_next() {
+    let mut net = Net::clean(22);
+    net.a.stack = responder(&net, A_IP, A_MAC, "mip");
+    net.run_for(ms(3000));
+    assert_eq!(net.a.stack.mdns_name().as_deref(), Some("mip.local"));
+
+    // B comes up later with the same names: A defends them, B takes the
+    // next ones and announces those.
+    net.b.stack = responder(&net, B_IP, B_MAC, "mip");
+    net.run_for(ms(6000));
+    assert_eq!(net.a.stack.mdns_name().as_deref(), Some("mip.local"));
+    assert_eq!(net.b.stack.mdns_name().as_deref(), Some("mip-2.local"));
+    assert_eq!(
+        net.b.stack.mdns_services(),
+        vec!["Mip Dashboard (2)._http._tcp.local".to_string()]
+    );
+    assert_eq!(
+        net.a.stack.mdns_services(),
+        vec!["Mip Dashboard._http._tcp.local".to_string()]
+    );
+}
+
+#[test]
+fn two_hosts_probing_for_one_name_at_once_end_with_two_names() {
+    let mut net = Net::clean(23);
+    net.a.stack = responder(&net, A_IP, A_MAC, "mip");
+    net.b.stack = responder(&net, B_IP, B_MAC, "mip");
+    net.run_for(ms(8000));
+    // §8.2: the records that sort later win (A's address is the higher).
+    assert_eq!(net.a.stack.mdns_name().as_deref(), Some("mip.local"));
+    assert_eq!(net.b.stack.mdns_name().as_deref(), Some("mip-2.local"));
+}
+
+#[test]
+fn a_malformed_datagram_to_the_responder_is_counted_and_nothing_else() {
+    let mut net = Net::clean(24);
+    net.b.stack = responder(&net, B_IP, B_MAC, "mip");
+    net.run_for(ms(3000));
+    let client = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 0).unwrap();
+    let good = query(&[("mip.local", TYPE_A, false)], &[]);
+    for bad in [&good[..5], &good[..good.len() - 1], &[0xffu8; 40][..]] {
+        net.a
+            .stack
+            .udp_send(net.now, client, (GROUP, 5353), bad)
+            .unwrap();
+    }
+    net.run_for(ms(20));
+    assert_eq!(net.b.stack.counters().drops(DropReason::MdnsMalformed), 3);
+    assert_eq!(net.b.stack.counters().drops(DropReason::UdpNoListener), 0);
+    assert!(received(&mut net, client).is_empty());
+    // And the responder still answers.
+    net.a
+        .stack
+        .udp_send(net.now, client, (GROUP, 5353), &good)
+        .unwrap();
+    net.run_for(ms(20));
+    assert_eq!(received(&mut net, client).len(), 1);
+}
