@@ -149,6 +149,8 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         assert f"Dashboard: http://{STACK_IP}:8000/\n" in lines, lines
         admin_pw = lines[-1].split(":", 1)[1].strip()
         assert len(admin_pw) >= 12 and not any("user password" in x for x in lines), "only generated ones"
+        # The stack answers as mipfast.local (multicast DNS) once it has announced the name.
+        assert proc.stdout.readline() == "mDNS: http://mipfast.local:8000/\n"
         out = client(lab, "flow", STACK_IP, "8000", admin_pw, "u-pass", lab.peer_ip)
         os.unlink(out["capture_file"][3])  # the flow downloads a capture; the test above reads it
         assert out["admin_login"] == 200 and out["user_login"][0] == 200
@@ -169,6 +171,7 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         assert login["role"] == "user"
         status = json.loads(curl(f"{base}/api/status"))
         assert status["ip"] == STACK_IP and status["mac"] == mipfast.DEFAULT_MAC
+        assert status["mdns"] == "mipfast.local"
         assert json.loads(curl(f"{base}/api/session"))["csrf"] == login["csrf"]
     finally:
         rest, err = stop(proc, signal.SIGINT, 15)

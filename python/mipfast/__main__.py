@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v: debug logging, -vv: the engine's too"
     )
+    p.add_argument(
+        "--mdns",
+        default="mipfast",
+        metavar="NAME",
+        help="answer as NAME.local by multicast DNS, and name the host so to DHCP (default mipfast)",
+    )
+    p.add_argument("--no-mdns", action="store_true", help="no multicast DNS responder")
     p.add_argument("--version", action="version", version=f"mipfast {mipfast.__version__}")
     web = p.add_argument_group("dashboard (served by the stack itself)")
     web.add_argument("--http-port", type=int, default=8000, help="dashboard port (default 8000)")
@@ -139,6 +146,12 @@ async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summa
     print(f"Dashboard: {' '.join(urls)}", flush=True)
     for name in generated:  # on the terminal once; never logged
         print(f"  {name} password: {passwords[name]}", flush=True)
+    if not args.no_mdns:
+        for _ in range(40):  # probing and the first announcement take about a second
+            if stack.mdns_name:
+                print(f"mDNS: http://{stack.mdns_name}:{args.http_port}/", flush=True)
+                break
+            await asyncio.sleep(0.25)
     await asyncio.Event().wait()
 
 
@@ -149,6 +162,16 @@ async def _serve_mqtt(stack: mipfast.Stack, args: argparse.Namespace, summary: d
     summary["server"] = await dashboard.serve(stack, None, {}, mqtt_url=args.mqtt, mqtt_topic=args.mqtt_topic)
     print(f"MQTT: {args.mqtt}, topic {args.mqtt_topic} (status on {args.mqtt_topic}/status)", flush=True)
     await asyncio.Event().wait()
+
+
+def _services(args: argparse.Namespace) -> list[tuple[str, str, int, dict[str, str]]]:
+    """What mDNS announces by DNS-SD: the dashboard, as browsers and `avahi-browse` list it."""
+    if args.no_mdns or args.no_http:
+        return []
+    services = [(f"{args.mdns} dashboard", "_http._tcp", args.http_port, {"path": "/"})]
+    if args.https_port is not None:
+        services.append((f"{args.mdns} dashboard", "_https._tcp", args.https_port, {"path": "/"}))
+    return services
 
 
 def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) -> int:
@@ -163,6 +186,8 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
             pcap_out=args.pcap_out,
             busy_poll_us=args.busy_poll_us,
             device=args.device,
+            mdns=None if args.no_mdns else args.mdns,
+            services=_services(args),
         )
     except PermissionError as e:
         print(f"mipfast: {e}", file=sys.stderr)

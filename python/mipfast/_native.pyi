@@ -47,7 +47,13 @@ class Stack:
         faults: Mapping[str, float] | None = None,
         segment_offload: bool = True,
         device: str | None = None,
+        mdns: str | None = None,
+        services: Sequence[tuple[str, str, int] | tuple[str, str, int, Mapping[str, str]]] | None = None,
     ) -> Self: ...
+    @property
+    def mdns_name(self) -> str | None: ...
+    @property
+    def mdns_services(self) -> list[str]: ...
     @property
     def device(self) -> str: ...
     def connect(

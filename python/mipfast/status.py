@@ -37,6 +37,7 @@ class Stats(TypedDict):
     lease_left: float | None
     link: str  # "up"; "down" (taken down, or unplugged) or "gone" (deleted): connections wait for it
     mtu: int  # the interface's, never above the one configured (1500)
+    mdns: str | None  # the host's multicast DNS name once announced ("mipfast.local"), else None
     uptime: float
     counters: Counters
     drops: dict[str, int]  # frames dropped, by reason

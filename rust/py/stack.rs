@@ -11,13 +11,14 @@ use crate::phy::fault::FaultConfig;
 use crate::phy::live_device::DeviceKind;
 use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
+use crate::service::mdns::{MdnsConfig, ServiceConfig};
 use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
-use pyo3::exceptions::{PyOSError, PyOverflowError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 use rand::RngExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -140,7 +141,7 @@ impl PyStack {
 #[pymethods]
 impl PyStack {
     #[new]
-    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true, device=None))]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true, device=None, mdns=None, services=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -156,7 +157,10 @@ impl PyStack {
         faults: Option<Bound<'_, PyDict>>,
         segment_offload: bool,
         device: Option<String>,
+        mdns: Option<String>,
+        services: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<Self> {
+        let mdns = mdns_arg(mdns, services)?;
         let device = device_arg(device)?;
         let algorithm = congestion_arg(congestion)?;
         let faults = faults.map(|d| fault_config(&d)).transpose()?;
@@ -198,7 +202,11 @@ impl PyStack {
                         "gateway needs a static ip; with DHCP the server gives it",
                     ));
                 }
-                Addressing::Dhcp(DhcpConfig::new(interface.mac))
+                let mut dhcp = DhcpConfig::new(interface.mac);
+                if let Some(m) = &mdns {
+                    dhcp.hostname = Some(m.host.clone()); // one name, by DHCP and mDNS
+                }
+                Addressing::Dhcp(dhcp)
             }
         };
         let seed = rand::rng().random::<u64>();
@@ -220,7 +228,7 @@ impl PyStack {
                 udp: Default::default(),
                 resolver: Default::default(),
                 dns_servers: static_dns,
-                mdns: None,
+                mdns,
                 seed,
             },
         };
@@ -564,6 +572,19 @@ impl PyStack {
         self.read(py, |s| s.interface().mac().to_string())
     }
 
+    /// The host's Multicast DNS name once announced ("<mdns>.local", or
+    /// the name taken when another host held it); None without `mdns`.
+    #[getter]
+    fn mdns_name(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.read(py, |s| s.mdns_name())
+    }
+
+    /// The services' instance names once announced.
+    #[getter]
+    fn mdns_services(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.read(py, |s| s.mdns_services())
+    }
+
     #[getter]
     fn ip(&self, py: Python<'_>) -> PyResult<Option<String>> {
         self.read(py, |s| s.ipv4_config().map(|c| c.cidr.address.to_string()))
@@ -668,4 +689,68 @@ impl PyStack {
             Ok(None) => format!("<mipfast.Stack {} no address>", self.interface),
         }
     }
+}
+
+/// `mdns` and `services` as the responder's configuration: each service an
+/// `(instance, type, port)` or `(instance, type, port, txt)` tuple, `txt` a
+/// mapping of strings.
+fn mdns_arg(
+    host: Option<String>,
+    services: Option<Vec<Bound<'_, PyAny>>>,
+) -> PyResult<Option<MdnsConfig>> {
+    let Some(host) = host else {
+        if services.is_some_and(|s| !s.is_empty()) {
+            return Err(PyValueError::new_err(
+                "services are announced by mDNS: give mdns too",
+            ));
+        }
+        return Ok(None);
+    };
+    let services = services
+        .unwrap_or_default()
+        .iter()
+        .map(service_arg)
+        .collect::<PyResult<Vec<_>>>()?;
+    let config = MdnsConfig { host, services };
+    config.check().map_err(PyValueError::new_err)?;
+    Ok(Some(config))
+}
+
+fn service_arg(item: &Bound<'_, PyAny>) -> PyResult<ServiceConfig> {
+    let shape = || {
+        PyTypeError::new_err(
+            "a service is (instance, type, port) or (instance, type, port, txt), e.g. \
+             (\"My device\", \"_http._tcp\", 8000, {\"path\": \"/\"})",
+        )
+    };
+    let tuple = item.cast::<PyTuple>().map_err(|_| shape())?;
+    if !(3..=4).contains(&tuple.len()) {
+        return Err(shape());
+    }
+    let instance: String = tuple.get_item(0)?.extract().map_err(|_| shape())?;
+    let kind: String = tuple.get_item(1)?.extract().map_err(|_| shape())?;
+    let port: u16 = tuple
+        .get_item(2)?
+        .extract()
+        .map_err(|_| PyValueError::new_err("a service's port is an int in 0-65535"))?;
+    let mut txt = Vec::new();
+    if tuple.len() == 4 {
+        let map = tuple.get_item(3)?;
+        let map = map.cast::<PyDict>().map_err(|_| shape())?;
+        for (k, v) in map.iter() {
+            let (k, v): (String, String) = (k.extract()?, v.extract()?);
+            if k.is_empty() || k.contains('=') {
+                return Err(PyValueError::new_err(format!(
+                    "TXT key {k:?} must be non-empty and without '='"
+                )));
+            }
+            txt.push(format!("{k}={v}"));
+        }
+    }
+    Ok(ServiceConfig {
+        instance,
+        kind,
+        port,
+        txt,
+    })
 }

@@ -37,6 +37,7 @@ pub fn summary<'py>(py: Python<'py>, s: Summary, uptime: Duration) -> PyResult<B
     d.set_item("dhcp", s.dhcp)?;
     d.set_item("link", s.link)?;
     d.set_item("mtu", s.mtu)?;
+    d.set_item("mdns", s.mdns)?;
     d.set_item("lease_left", s.lease_left.map(seconds))?;
     d.set_item("uptime", seconds(uptime))?;
     let counters = PyDict::new(py);

@@ -558,6 +558,10 @@ impl LiveStack {
         self.shared.shut.store(true, Ordering::SeqCst);
         {
             let mut engine = self.engine();
+            // Caches on the link forget our mDNS names at once (RFC 6762 §10.1).
+            let now = engine.now();
+            engine.stack.mdns_goodbye(now);
+            engine.flush_tx();
             let Engine {
                 stack,
                 watches,

@@ -22,6 +22,8 @@ pub struct Summary {
     pub link: &'static str,
     /// The interface's MTU as the stack uses it.
     pub mtu: usize,
+    /// The host's mDNS name, once announced.
+    pub mdns: Option<String>,
     /// Time left on the DHCP lease.
     pub lease_left: Option<Duration>,
     /// Every counter by name (frames and bytes each way, `drop_<reason>`).
@@ -88,6 +90,7 @@ pub fn summary(stack: &Stack, now: Instant) -> Summary {
         },
         link: stack.link().name(),
         mtu: stack.interface().mtu(),
+        mdns: stack.mdns_name(),
         lease_left: stack
             .dhcp_lease()
             .map(|l| l.expires_at.saturating_since(now)),

@@ -84,14 +84,15 @@ impl MdnsConfig {
                     s.kind
                 ));
             }
-            let printable = s.instance.bytes().all(|b| (0x20..0x7f).contains(&b));
+            // One label of UTF-8 (RFC 6763 §4.1.1), with room for " (99)".
+            let printable = !s.instance.chars().any(char::is_control);
             if s.instance.is_empty()
-                || s.instance.len() > 60
+                || s.instance.len() > 58
                 || s.instance.contains('.')
                 || !printable
             {
                 return Err(format!(
-                    "service instance name {:?} must be 1-60 printable ASCII characters, without dots",
+                    "service instance name {:?} must be 1-58 bytes of text, without dots",
                     s.instance
                 ));
             }

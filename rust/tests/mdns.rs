@@ -154,7 +154,7 @@ fn a_host_probes_announces_and_answers_for_its_name_address_and_service() {
     for (i, p) in probes.iter().enumerate() {
         assert!(!p.message.response);
         assert_eq!(p.message.questions.len(), 2, "host and instance");
-        assert_eq!(p.message.questions[0].name, "mip.local");
+        assert_eq!(p.message.questions[0].name, "Mip.local", "as configured");
         assert_eq!(p.message.questions[0].unicast_response, i == 0);
         assert_eq!(
             a_of(

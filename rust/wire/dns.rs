@@ -218,6 +218,12 @@ fn read_record(msg: &[u8], at: &mut usize) -> Result<Record> {
 /// label that holds them, which rules out loops (RFC 1035 §4.1.4 allows
 /// only earlier occurrences).
 pub(crate) fn read_name(msg: &[u8], at: &mut usize) -> Result<String> {
+    read_name_cased(msg, at, true)
+}
+
+/// As [`read_name`], lower-cased only if `lower` (a question to be echoed
+/// keeps the case it was asked in: resolvers may check it, draft 0x20).
+pub(crate) fn read_name_cased(msg: &[u8], at: &mut usize, lower: bool) -> Result<String> {
     let mut name = String::new();
     let mut pos = *at;
     let mut resume: Option<usize> = None;
@@ -239,7 +245,12 @@ pub(crate) fn read_name(msg: &[u8], at: &mut usize) -> Result<String> {
                 if !name.is_empty() {
                     name.push('.');
                 }
-                name.extend(label.iter().map(|&b| b.to_ascii_lowercase() as char));
+                // UTF-8 labels (mDNS names, RFC 6762 §16) read back as sent.
+                let label = String::from_utf8_lossy(label);
+                match lower {
+                    true => name.push_str(&label.to_ascii_lowercase()),
+                    false => name.push_str(&label),
+                }
                 pos += 1 + len;
             }
             0xc0 => {

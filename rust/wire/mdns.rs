@@ -5,7 +5,7 @@
 //! Names are read as `dns.rs` reads them (compression, backward pointers
 //! only, bounded hops) and written uncompressed: our messages are small.
 
-use super::dns::{read_name, CLASS_IN, HEADER_LEN, TYPE_A};
+use super::dns::{read_name, read_name_cased, CLASS_IN, HEADER_LEN, TYPE_A};
 use super::{be16, be32, ipv4_at, Error, Ipv4Addr, Result};
 
 pub const PORT: u16 = 5353;
@@ -32,7 +32,7 @@ const RCODE_MASK: u16 = 0x000f;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
-    /// Lower-cased, without the trailing dot.
+    /// As asked (compare it without case), without the trailing dot.
     pub name: String,
     pub qtype: u16,
     /// The class without its top bit.
@@ -113,7 +113,7 @@ pub fn parse(msg: &[u8]) -> Result<Message> {
     let mut at = HEADER_LEN;
     let mut questions = Vec::new();
     for _ in 0..counts[0] {
-        let name = read_name(msg, &mut at)?;
+        let name = read_name_cased(msg, &mut at, false)?;
         let fixed = msg.get(at..at + 4).ok_or(Error::Truncated)?;
         let class = be16(fixed, 2);
         questions.push(Question {

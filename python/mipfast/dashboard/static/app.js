@@ -65,6 +65,7 @@ function render(snap) {
     ["MAC", s.mac],
     ["Link", `${s.link}, MTU ${s.mtu}`],
     ["IP", s.ip ? `${s.ip}/${s.prefix_len}` : "none yet"],
+    ["mDNS name", s.mdns || "—"],
     ["Netmask", s.netmask || "—"],
     ["Gateway", s.gateway || "—"],
     ["DNS", s.dns.join(", ") || "—"],
