@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import scapy.all as scapy
 
 import mipfast
 
@@ -99,11 +100,14 @@ def wait_for(predicate, timeout: float = 10.0):
     return predicate()
 
 
-def test_the_stack_is_found_by_name_and_its_service_browsed(lab):
+def test_the_stack_is_found_by_name_and_its_service_browsed(lab, tmp_path):
     """zeroconf on the kernel peer browses the stack's service and reads its SRV, TXT and
-    address; a one-shot query (from an ordinary port) gets a unicast answer with its ID."""
+    address; a one-shot query (from an ordinary port) gets a unicast answer with its ID;
+    closing the stack says goodbye."""
     service = ("Lab café", *SERVICE[1:])  # names are UTF-8 (RFC 6762 §16)
-    with mipfast.Stack(lab.iface, ip=STACK_CIDR, mdns="labmip", services=[service]) as stack:
+    trace = tmp_path / "mdns.pcap"
+    stack = mipfast.Stack(lab.iface, ip=STACK_CIDR, mdns="labmip", services=[service], pcap_out=trace)
+    with stack:
         assert wait_for(lambda: stack.mdns_name) == "labmip.local"
         assert stack.stats()["mdns"] == "labmip.local"
         assert stack.mdns_services == ["Lab café._http._tcp.local"]
@@ -127,6 +131,16 @@ def test_the_stack_is_found_by_name_and_its_service_browsed(lab):
         assert by_name["answers"] == [["labmip.local.", 10, [STACK_IP]]]  # §6.7: TTL at most 10
         assert by_address["answers"] == [[reverse + ".", 10, ["labmip.local."]]]
         assert stack.counters["drop_mdns_malformed"] == 0
+    # The last thing sent: every record with TTL 0, to the group, IP TTL 255 (§10.1, §11).
+    sent = [f for f in scapy.rdpcap(str(trace)) if f.haslayer(scapy.UDP) and f[scapy.IP].src == STACK_IP]
+    goodbye = sent[-1]
+    assert (goodbye[scapy.IP].dst, goodbye[scapy.IP].ttl, goodbye[scapy.UDP].sport) == (
+        "224.0.0.251",
+        255,
+        5353,
+    )
+    records = [goodbye[scapy.DNS].an[i] for i in range(goodbye[scapy.DNS].ancount)]
+    assert len(records) == 6 and {r.ttl for r in records} == {0}
 
 
 def test_a_service_name_another_host_holds_is_taken_with_a_number(lab):
