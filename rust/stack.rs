@@ -457,6 +457,9 @@ impl Stack {
 
     /// Starts resolving `name` through the DNS servers we know.
     pub fn resolve_start(&mut self, now: Instant, name: &str) -> QueryId {
+        if let Some(ours) = self.own_mdns_address(name) {
+            return self.resolver.answered(Ok(vec![ours])); // not asked of the link
+        }
         let servers = self.dns_servers();
         let id = self.resolver.query(now, name, &servers);
         self.send_dns(now);
@@ -498,14 +501,17 @@ impl Stack {
             return;
         };
         for t in transmits {
-            let _ = self.iface.send_udp(
+            // A one-shot mDNS query goes with TTL 255, as all mDNS (RFC 6762 §11).
+            let ttl = match t.server == wire::mdns::GROUP {
+                true => wire::mdns::IP_TTL,
+                false => ipv4::DEFAULT_TTL,
+            };
+            let _ = self.iface.send_udp_with_ttl(
                 now,
-                our_ip,
-                t.server,
-                t.src_port,
-                wire::dns::PORT,
-                t.payload.len(),
-                |buf| buf.copy_from_slice(&t.payload),
+                ttl,
+                (our_ip, t.server),
+                (t.src_port, t.dst_port),
+                &t.payload,
             );
         }
     }

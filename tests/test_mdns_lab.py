@@ -5,6 +5,7 @@ one-shot query built and read with dnspython."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -153,6 +154,13 @@ def test_a_service_name_another_host_holds_is_taken_with_a_number(lab):
         with mipfast.Stack(lab.iface, ip=STACK_CIDR, mdns="labmip", services=[SERVICE]) as stack:
             assert wait_for(lambda: stack.mdns_services, timeout=15) == ["Lab dashboard (2)._http._tcp.local"]
             assert stack.mdns_name == "labmip.local"
+            # .local names are asked of the link (one-shot queries, §5.1): zeroconf answers
+            # for its host; a name nobody holds is EAI_NONAME after 7 s, as nss-mdns has it.
+            assert stack.resolve("PeerHost.local") == [lab.peer_ip]
+            started = time.monotonic()
+            with pytest.raises(socket.gaierror) as e:
+                stack.resolve("nobody-here.local")
+            assert e.value.errno == socket.EAI_NONAME and 6 < time.monotonic() - started < 10
     finally:
         holder.communicate(input="", timeout=15)
     assert holder.returncode == 0

@@ -5,11 +5,17 @@
 //! uses a fresh random ID and source port, and a response is taken only if
 //! address, ports, ID and question all match (RFC 5452 §9.1).
 //!
+//! Names under `.local` are asked of the link by multicast DNS instead, as
+//! one-shot queries (RFC 6762 §5.1): to 224.0.0.251:5353 from a random
+//! port, answered by unicast from the host that holds the name, with our ID
+//! and question; no answer within the attempts means no such host.
+//!
 //! Sans-IO: the stack passes in time, hands received datagrams to
 //! [`Resolver::process`] and sends what [`Resolver::poll`] returns.
 
 use crate::time::{Duration, Instant};
 use crate::wire::dns::{self, RecordData, Response};
+use crate::wire::mdns;
 use crate::wire::Ipv4Addr;
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -64,12 +70,23 @@ pub enum DnsError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QueryId(u64);
 
-/// A query to send: UDP from our `src_port` to `server`:53.
+/// A query to send: UDP from our `src_port` to `server`:`dst_port` (53,
+/// or mDNS's group and port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub server: Ipv4Addr,
+    pub dst_port: u16,
     pub src_port: u16,
     pub payload: Vec<u8>,
+}
+
+/// One-shot mDNS attempts for a `.local` name: after 1, 2 and 4 s, seven
+/// seconds in all (nss-mdns gives up after five).
+const MDNS_ATTEMPTS: usize = 3;
+
+/// Whether `name` (normalized) is asked of the link by mDNS (RFC 6762 §3).
+pub fn is_link_local_name(name: &str) -> bool {
+    name == "local" || name.ends_with(".local")
 }
 
 /// What a received datagram was to the resolver.
@@ -126,12 +143,17 @@ impl Resolver {
         }
     }
 
-    /// Starts looking `name` up through `servers` (tried in order). A cached
-    /// answer is ready at once.
+    /// Starts looking `name` up through `servers` (tried in order), or by
+    /// mDNS for a `.local` name. A cached answer is ready at once.
     pub fn query(&mut self, now: Instant, name: &str, servers: &[Ipv4Addr]) -> QueryId {
         let id = QueryId(self.next_id);
         self.next_id += 1;
-        let (name, result) = match dns::normalize_name(name) {
+        let normalized = dns::normalize_name(name);
+        let servers = match &normalized {
+            Ok(n) if is_link_local_name(n) => &[mdns::GROUP][..],
+            _ => servers,
+        };
+        let (name, result) = match normalized {
             Err(_) => (String::new(), Some(Err(DnsError::InvalidName))),
             Ok(n) => {
                 let cached = self.cached(now, &n);
@@ -155,6 +177,23 @@ impl Resolver {
                 attempts: Vec::new(),
                 due: now,
                 result,
+            },
+        );
+        id
+    }
+
+    /// A lookup whose outcome is known already (our own mDNS name).
+    pub fn answered(&mut self, lookup: Lookup) -> QueryId {
+        let id = QueryId(self.next_id);
+        self.next_id += 1;
+        self.queries.insert(
+            id,
+            Pending {
+                name: String::new(),
+                servers: Vec::new(),
+                attempts: Vec::new(),
+                due: Instant::ZERO,
+                result: Some(lookup),
             },
         );
         id
@@ -230,6 +269,11 @@ impl Resolver {
                 continue;
             }
             let n = q.attempts.len();
+            let link_local = q.servers == [mdns::GROUP];
+            if link_local && n >= MDNS_ATTEMPTS {
+                q.result = Some(Err(DnsError::NotFound)); // nobody on the link holds it
+                continue;
+            }
             if n as u64 >= config.rounds as u64 * q.servers.len() as u64 {
                 q.result = Some(Err(DnsError::Unreachable));
                 continue;
@@ -250,6 +294,7 @@ impl Resolver {
                 id,
                 name: &q.name,
                 qtype: dns::TYPE_A,
+                recursive: !link_local,
             };
             let mut payload = vec![0u8; query.buffer_len()];
             query.emit(&mut payload);
@@ -259,6 +304,7 @@ impl Resolver {
                 now + Duration::from_micros(config.attempt_timeout.total_micros() << round.min(10));
             out.push(Transmit {
                 server,
+                dst_port: if link_local { mdns::PORT } else { dns::PORT },
                 src_port: port,
                 payload,
             });
@@ -290,7 +336,13 @@ impl Resolver {
         let Some((id, attempt)) = found else {
             return Received::NotOurs;
         };
-        if src != (attempt.server, dns::PORT) {
+        // A one-shot mDNS query is answered by the host holding the name,
+        // from its own address (the stack takes only what comes over the link).
+        let from_server = match attempt.server == mdns::GROUP {
+            true => src.1 == mdns::PORT,
+            false => src == (attempt.server, dns::PORT),
+        };
+        if !from_server {
             return Received::Rejected;
         }
         // ID and question first: the records of a message that answers

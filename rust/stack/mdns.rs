@@ -81,6 +81,15 @@ impl Stack {
         .then(|| responder.host_name())
     }
 
+    /// Our address, if `name` is the mDNS name we hold.
+    pub(super) fn own_mdns_address(&self, name: &str) -> Option<crate::wire::Ipv4Addr> {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let ours = self.mdns_name()?;
+        crate::service::mdns::same_name(&ours, name)
+            .then(|| self.ipv4())
+            .flatten()
+    }
+
     /// The services' instance names once announced.
     pub fn mdns_services(&self) -> Vec<String> {
         match self.mdns.as_ref() {

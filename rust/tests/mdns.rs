@@ -6,6 +6,7 @@ mod tcp_net;
 
 use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use mipfast::phy::Device;
+use mipfast::service::dns::{DnsError, Lookup};
 use mipfast::service::mdns::{MdnsConfig, ServiceConfig, HOST_TTL, LEGACY_TTL};
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
@@ -373,4 +374,35 @@ fn a_malformed_datagram_to_the_responder_is_counted_and_nothing_else() {
         .unwrap();
     net.run_for(ms(20));
     assert_eq!(received(&mut net, client).len(), 1);
+}
+
+/// Runs until A's lookup of `name` has an outcome; returns it and the time taken.
+fn resolve_from_a(net: &mut Net, name: &str) -> (Lookup, Duration) {
+    let start = net.now;
+    let id = net.a.stack.resolve_start(net.now, name);
+    net.run_until(ms(20_000), |n| n.a.stack.resolve_result(id).is_some());
+    let lookup = net.a.stack.resolve_result(id).cloned().unwrap();
+    net.a.stack.resolve_finish(id);
+    (lookup, net.now.saturating_since(start))
+}
+
+#[test]
+fn a_local_name_is_asked_of_the_link_and_answered_by_its_holder() {
+    let mut net = Net::clean(25);
+    net.b.stack = responder(&net, B_IP, B_MAC, "mip");
+    net.a.stack = responder(&net, A_IP, A_MAC, "other");
+    net.run_for(ms(3000));
+    // A one-shot query (RFC 6762 §5.1), in any case, answered by B.
+    let (lookup, took) = resolve_from_a(&mut net, "MIP.local.");
+    assert_eq!(lookup, Ok(vec![B_IP]));
+    assert!(took < ms(20), "{took:?}");
+    // Our own name is known without asking anyone.
+    let frames_out = net.a.stack.counters().frames_out;
+    let (lookup, _) = resolve_from_a(&mut net, "other.local");
+    assert_eq!(lookup, Ok(vec![A_IP]));
+    assert_eq!(net.a.stack.counters().frames_out, frames_out);
+    // Nobody holds it: three attempts, then "no such name", as nss-mdns says.
+    let (lookup, took) = resolve_from_a(&mut net, "nobody.local");
+    assert_eq!(lookup, Err(DnsError::NotFound));
+    assert!(took >= ms(7000) && took < ms(7100), "{took:?}");
 }

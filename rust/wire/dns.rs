@@ -56,6 +56,8 @@ pub struct Query<'a> {
     /// A name accepted by [`normalize_name`].
     pub name: &'a str,
     pub qtype: u16,
+    /// Recursion desired: asked of a server; never of mDNS (RFC 6762 §18.6).
+    pub recursive: bool,
 }
 
 impl Query<'_> {
@@ -64,7 +66,12 @@ impl Query<'_> {
     }
     pub fn emit(&self, buf: &mut [u8]) {
         buf[0..2].copy_from_slice(&self.id.to_be_bytes());
-        buf[2..4].copy_from_slice(&FLAG_RECURSION_DESIRED.to_be_bytes());
+        let flags = if self.recursive {
+            FLAG_RECURSION_DESIRED
+        } else {
+            0
+        };
+        buf[2..4].copy_from_slice(&flags.to_be_bytes());
         buf[4..6].copy_from_slice(&1u16.to_be_bytes()); // QDCOUNT
         buf[6..12].fill(0);
         let mut at = HEADER_LEN;
@@ -329,6 +336,7 @@ mod tests {
             id: 0x1234,
             name,
             qtype: TYPE_A,
+            recursive: true,
         };
         let mut buf = vec![0u8; q.buffer_len()];
         q.emit(&mut buf);
