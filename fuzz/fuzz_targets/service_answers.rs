@@ -12,33 +12,7 @@ use mipfast::iface::DEFAULT_MAC;
 use mipfast::service::dns::QueryId;
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{dhcp, dns, ethernet, ipv4, udp, Ipv4Addr, MacAddress};
-
-fn udp_frame(
-    dst_mac: MacAddress,
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    payload: &[u8],
-) -> Vec<u8> {
-    let udp_len = udp::HEADER_LEN + payload.len();
-    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len];
-    ethernet::Repr {
-        dst: dst_mac,
-        src: PEER_MAC,
-        ethertype: ethernet::ETHERTYPE_IPV4,
-    }
-    .emit(&mut f);
-    let ip = ethernet::HEADER_LEN;
-    ipv4::Repr::new(src.0, dst.0, ipv4::PROTO_UDP, udp_len, 3).emit(&mut f[ip..]);
-    let body = ip + ipv4::HEADER_LEN;
-    f[body + udp::HEADER_LEN..].copy_from_slice(payload);
-    udp::Repr {
-        src_port: src.1,
-        dst_port: dst.1,
-    }
-    .emit(&mut f[body..], payload.len(), src.0, dst.0);
-    f
-}
+use mipfast::wire::{dhcp, dns, ethernet, ipv4, udp, Ipv4Addr};
 
 /// UDP payloads the stack sent to `port`, with the source port.
 fn sent_to(stack: &mut Stack, port: u16) -> Vec<(u16, Vec<u8>)> {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mipfast::wire::{arp, dhcp, dns, ethernet, icmp, ipv4, tcp, udp, Ipv4Addr};
+use mipfast::wire::{arp, dhcp, dns, ethernet, icmp, ipv4, mdns, tcp, udp, Ipv4Addr};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -34,6 +34,12 @@ fuzz_target!(|data: &[u8]| {
             p.next_hop_mtu(),
             p.data().len(),
         );
+    }
+    if let Ok(m) = mdns::parse(data) {
+        // Every record read gives back its rdata, and a PTR's target is a name.
+        for r in m.answers.iter().chain(&m.authority).chain(&m.additional) {
+            let _ = r.rdata_bytes();
+        }
     }
     if let Ok(d) = udp::Datagram::new_checked(data, A, B) {
         let _ = (d.src_port(), d.dst_port(), d.payload().len());

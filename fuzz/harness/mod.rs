@@ -8,7 +8,7 @@ use mipfast::socket::tcp::Handle;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{arp, checksum, ethernet, ipv4, HeldInMemory, Ipv4Addr, MacAddress};
+use mipfast::wire::{arp, checksum, ethernet, ipv4, udp, HeldInMemory, Ipv4Addr, MacAddress};
 use std::cell::RefCell;
 
 pub const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -311,4 +311,31 @@ pub fn run_frames(data: &[u8], repairing: bool) {
         s.poll_timers(now);
         s.drain_tx(|_| {});
     }
+}
+
+/// An Ethernet frame from the peer's MAC carrying a UDP datagram.
+pub fn udp_frame(
+    dst_mac: MacAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = udp::HEADER_LEN + payload.len();
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len];
+    ethernet::Repr {
+        dst: dst_mac,
+        src: PEER_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut f);
+    let ip = ethernet::HEADER_LEN;
+    ipv4::Repr::new(src.0, dst.0, ipv4::PROTO_UDP, udp_len, 3).emit(&mut f[ip..]);
+    let body = ip + ipv4::HEADER_LEN;
+    f[body + udp::HEADER_LEN..].copy_from_slice(payload);
+    udp::Repr {
+        src_port: src.1,
+        dst_port: dst.1,
+    }
+    .emit(&mut f[body..], payload.len(), src.0, dst.0);
+    f
 }

@@ -443,6 +443,10 @@ impl Responder {
         let Some(theirs) = conflicting else {
             return;
         };
+        // Only whether 15 fell within 10 s matters: a flood keeps no more.
+        if self.conflicts.len() == CONFLICT_LIMIT {
+            self.conflicts.pop_front();
+        }
         self.conflicts.push_back(now);
         let host = same_name(&theirs.name, &self.host_name())
             || same_name(&theirs.name, &reverse_name_of(self));
