@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
                 id: 1,
                 name: &name,
                 qtype: dns::TYPE_A,
+                recursive: true,
             };
             let mut buf = vec![0u8; q.buffer_len()];
             q.emit(&mut buf);
