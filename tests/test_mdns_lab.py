@@ -68,7 +68,7 @@ s.bind((peer_ip, 0))
 s.settimeout(5)
 out = []
 for name in names:
-    rdtype = dns.rdatatype.PTR if name.endswith(".arpa") else dns.rdatatype.A
+    rdtype = dns.rdatatype.PTR if name.endswith(".arpa") or name.startswith("_") else dns.rdatatype.A
     q = dns.message.make_query(name, rdtype)
     s.sendto(q.to_wire(), ("224.0.0.251", 5353))
     data, src = s.recvfrom(9000)
@@ -132,6 +132,20 @@ def test_the_stack_is_found_by_name_and_its_service_browsed(lab, tmp_path):
         assert by_name["answers"] == [["labmip.local.", 10, [STACK_IP]]]  # §6.7: TTL at most 10
         assert by_address["answers"] == [[reverse + ".", 10, ["labmip.local."]]]
         assert stack.counters["drop_mdns_malformed"] == 0
+        # A service announced while running: probed for, then answered for; withdrawn again.
+        stack.mdns_advertise("Lab printer", "_ipp._tcp", 631, {"rp": "lab"})
+        assert wait_for(lambda: "Lab printer._ipp._tcp.local" in stack.mdns_services)
+        one_shot = peer(lab, ONE_SHOT_PEER, lab.peer_ip, "_ipp._tcp.local")
+        out, err = one_shot.communicate(timeout=30)
+        assert json.loads(out)[0]["answers"] == [["_ipp._tcp.local.", 10, ["Lab\\032printer._ipp._tcp.local."]]], err
+        with pytest.raises(ValueError, match="already"):
+            stack.mdns_advertise("Lab printer", "_ipp._tcp", 631)
+        with pytest.raises(TypeError, match="port"):
+            stack.mdns_advertise("Other", "_ipp._tcp", "631")
+        stack.mdns_withdraw("lab printer", "_ipp._tcp")
+        assert stack.mdns_services == ["Lab café._http._tcp.local"]
+        with pytest.raises(ValueError, match="no _ipp._tcp service"):
+            stack.mdns_withdraw("Lab printer", "_ipp._tcp")
     # The last thing sent: every record with TTL 0, to the group, IP TTL 255 (§10.1, §11).
     sent = [f for f in scapy.rdpcap(str(trace)) if f.haslayer(scapy.UDP) and f[scapy.IP].src == STACK_IP]
     goodbye = sent[-1]

@@ -585,6 +585,53 @@ impl PyStack {
         self.read(py, |s| s.mdns_services())
     }
 
+    /// Announces a service by DNS-SD while the stack runs: its instance
+    /// name is probed for and announced (`mdns_services` lists it then).
+    #[pyo3(signature = (instance, r#type, port, txt=None))]
+    fn mdns_advertise(
+        &self,
+        py: Python<'_>,
+        instance: String,
+        r#type: String,
+        port: &Bound<'_, PyAny>,
+        txt: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let service = service_config(instance, r#type, port, txt)?;
+        let live = self.live()?;
+        py.detach(|| {
+            let result = {
+                let mut engine = live.engine();
+                let now = engine.now();
+                engine.stack.mdns_advertise(now, service)
+            };
+            live.notify(); // the first probe is due within 250 ms
+            result
+        })
+        .map_err(PyValueError::new_err)
+    }
+
+    /// Withdraws a service announced (by `services=` or `mdns_advertise`),
+    /// saying goodbye; ValueError if there is none of that type and name.
+    #[pyo3(signature = (instance, r#type))]
+    fn mdns_withdraw(&self, py: Python<'_>, instance: String, r#type: String) -> PyResult<()> {
+        let live = self.live()?;
+        let found = py.detach(|| {
+            let mut engine = live.engine();
+            let now = engine.now();
+            let found = engine.stack.mdns_withdraw(now, &r#type, &instance);
+            drop(engine);
+            live.notify(); // the goodbye goes out with the next round
+            found
+        });
+        match found {
+            true => Ok(()),
+            false => Err(PyValueError::new_err(format!(
+                "no {type} service named {instance:?}",
+                type = r#type
+            ))),
+        }
+    }
+
     #[getter]
     fn ip(&self, py: Python<'_>) -> PyResult<Option<String>> {
         self.read(py, |s| s.ipv4_config().map(|c| c.cidr.address.to_string()))
@@ -729,14 +776,32 @@ fn service_arg(item: &Bound<'_, PyAny>) -> PyResult<ServiceConfig> {
     }
     let instance: String = tuple.get_item(0)?.extract().map_err(|_| shape())?;
     let kind: String = tuple.get_item(1)?.extract().map_err(|_| shape())?;
-    let port: u16 = tuple
-        .get_item(2)?
+    let txt = match tuple.len() {
+        4 => Some(tuple.get_item(3)?),
+        _ => None,
+    };
+    service_config(instance, kind, &tuple.get_item(2)?, txt.as_ref())
+}
+
+/// A service from its parts: `port` an int, `txt` None or a mapping of
+/// strings (keys without '=').
+fn service_config(
+    instance: String,
+    kind: String,
+    port: &Bound<'_, PyAny>,
+    txt: Option<&Bound<'_, PyAny>>,
+) -> PyResult<ServiceConfig> {
+    if port.cast::<pyo3::types::PyInt>().is_err() {
+        return Err(PyTypeError::new_err("a service's port is an int"));
+    }
+    let port: u16 = port
         .extract()
-        .map_err(|_| PyValueError::new_err("a service's port is an int in 0-65535"))?;
-    let mut txt = Vec::new();
-    if tuple.len() == 4 {
-        let map = tuple.get_item(3)?;
-        let map = map.cast::<PyDict>().map_err(|_| shape())?;
+        .map_err(|_| PyOverflowError::new_err("a service's port must be 0-65535"))?;
+    let mut strings = Vec::new();
+    if let Some(map) = txt.filter(|t| !t.is_none()) {
+        let map = map
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("a service's txt is a dict of str to str"))?;
         for (k, v) in map.iter() {
             let (k, v): (String, String) = (k.extract()?, v.extract()?);
             if k.is_empty() || k.contains('=') {
@@ -744,13 +809,13 @@ fn service_arg(item: &Bound<'_, PyAny>) -> PyResult<ServiceConfig> {
                     "TXT key {k:?} must be non-empty and without '='"
                 )));
             }
-            txt.push(format!("{k}={v}"));
+            strings.push(format!("{k}={v}"));
         }
     }
     Ok(ServiceConfig {
         instance,
         kind,
         port,
-        txt,
+        txt: strings,
     })
 }

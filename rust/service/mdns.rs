@@ -149,12 +149,34 @@ pub struct Source {
     pub on_link: bool,
 }
 
+/// A unique name we hold or mean to: the host's or a service instance's.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    /// 1 for the name as configured, n for "<host>-n" or "<instance> (n)".
+    attempt: u32,
+    /// Probed and announced: ours to answer for.
+    announced: bool,
+}
+
+impl Claim {
+    const NEW: Claim = Claim {
+        attempt: 1,
+        announced: false,
+    };
+}
+
+#[derive(Debug)]
+struct Service {
+    config: ServiceConfig,
+    claim: Claim,
+}
+
 #[derive(Debug)]
 pub struct Responder {
-    config: MdnsConfig,
-    /// 1 for the names as configured, n for "<host>-n" and "<instance> (n)".
-    host_attempt: u32,
-    service_attempt: u32,
+    /// The host's label as configured.
+    host: String,
+    host_claim: Claim,
+    services: Vec<Service>,
     address: Option<Ipv4Addr>,
     phase: Phase,
     /// When the next probe or announcement is due.
@@ -168,9 +190,16 @@ pub struct Responder {
 impl Responder {
     pub fn new(config: MdnsConfig, rng: StdRng) -> Self {
         Responder {
-            config,
-            host_attempt: 1,
-            service_attempt: 1,
+            host: config.host,
+            host_claim: Claim::NEW,
+            services: config
+                .services
+                .into_iter()
+                .map(|config| Service {
+                    config,
+                    claim: Claim::NEW,
+                })
+                .collect(),
             address: None,
             phase: Phase::Idle,
             next: None,
@@ -186,28 +215,82 @@ impl Responder {
 
     /// The host's name now, as `<host>.local` (another after a conflict).
     pub fn host_name(&self) -> String {
-        match self.host_attempt {
-            1 => format!("{}.local", self.config.host),
-            n => format!("{}-{n}.local", self.config.host),
+        match self.host_claim.attempt {
+            1 => format!("{}.local", self.host),
+            n => format!("{}-{n}.local", self.host),
         }
     }
 
-    /// The services' instance names now (full names, as announced).
+    /// The host's name, once announced.
+    pub fn announced_host_name(&self) -> Option<String> {
+        self.host_claim.announced.then(|| self.host_name())
+    }
+
+    /// The instance names of the services announced (full names).
     pub fn service_names(&self) -> Vec<String> {
-        self.config
-            .services
+        self.services
             .iter()
-            .map(|s| self.instance_name(s))
+            .filter(|s| s.claim.announced && self.host_claim.announced)
+            .map(instance_name)
             .collect()
     }
 
-    fn instance_name(&self, s: &ServiceConfig) -> String {
-        let label = match self.service_attempt {
-            1 => s.instance.clone(),
-            n => format!("{} ({n})", s.instance),
-        };
-        // Names keep the case given and compare without it (§16).
-        format!("{label}.{}.local", s.kind)
+    /// Adds a service (DNS-SD) while running: its instance name is probed
+    /// for and announced as at start-up (§8); the names held meanwhile are
+    /// answered for as before.
+    pub fn add_service(&mut self, now: Instant, config: ServiceConfig) -> Result<(), String> {
+        MdnsConfig {
+            host: self.host.clone(),
+            services: vec![config.clone()],
+        }
+        .check()?;
+        let taken = self.services.iter().any(|s| {
+            same_name(&s.config.instance, &config.instance)
+                && same_name(&s.config.kind, &config.kind)
+        });
+        if taken {
+            return Err(format!(
+                "{:?} is already announced as a {} service",
+                config.instance, config.kind
+            ));
+        }
+        self.services.push(Service {
+            config,
+            claim: Claim::NEW,
+        });
+        if self.address.is_some() {
+            self.start_probing(now, Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Withdraws the service `instance` of type `kind` (as configured):
+    /// a goodbye for its records if it was announced (§10.1). None if there
+    /// is no such service.
+    pub fn remove_service(&mut self, kind: &str, instance: &str) -> Option<Vec<Transmit>> {
+        let at = self.services.iter().position(|s| {
+            same_name(&s.config.instance, instance) && same_name(&s.config.kind, kind)
+        })?;
+        let before = self.live_records();
+        let was_live = self.services[at].claim.announced && self.host_claim.announced;
+        self.services.remove(at);
+        if !was_live {
+            return Some(Vec::new());
+        }
+        let after = self.live_records();
+        let mut w = Writer::response(0, true);
+        for r in before.iter().filter(|r| !after.contains(r)) {
+            w.record(Section::Answer, r, 0);
+        }
+        Some(vec![Transmit::multicast(w.finish())])
+    }
+
+    /// Every name is to be claimed again (a new address, the link back).
+    fn forget_claims(&mut self) {
+        self.host_claim.announced = false;
+        for s in &mut self.services {
+            s.claim.announced = false;
+        }
     }
 
     pub fn address(&self) -> Option<Ipv4Addr> {
@@ -221,6 +304,7 @@ impl Responder {
             return;
         }
         self.address = address;
+        self.forget_claims();
         match address {
             Some(_) => self.start_probing(now, Duration::ZERO),
             None => {
@@ -233,6 +317,7 @@ impl Responder {
     /// The link came back, maybe on another network: probe again (§8.3).
     pub fn link_returned(&mut self, now: Instant) {
         if self.address.is_some() {
+            self.forget_claims();
             self.start_probing(now, Duration::ZERO);
         }
     }
@@ -266,6 +351,12 @@ impl Responder {
         if !self.next.is_some_and(|t| t <= now) {
             return Vec::new();
         }
+        if matches!(self.phase, Phase::Probing { .. }) && self.pending_names().is_empty() {
+            // (What was to be probed for went away meanwhile.)
+            self.phase = Phase::Announced;
+            self.next = None;
+            return Vec::new();
+        }
         match self.phase {
             Phase::Probing { sent } if sent < PROBES => {
                 self.phase = Phase::Probing { sent: sent + 1 };
@@ -276,11 +367,11 @@ impl Responder {
                 let sent = match self.phase {
                     Phase::Announcing { sent } => sent,
                     _ => {
-                        log::info!("mDNS: this host is {}", self.host_name());
+                        self.won_pending_names();
                         0
                     }
                 };
-                let all = self.records();
+                let all = self.live_records();
                 let mut w = Writer::response(0, true);
                 for r in &all {
                     w.record(Section::Answer, r, r.ttl);
@@ -308,11 +399,11 @@ impl Responder {
     fn probe(&self, first: bool) -> Vec<u8> {
         let all = self.records();
         let mut w = Writer::query();
-        for name in self.claimed_names() {
+        for name in self.pending_names() {
             // §8.1: the first probe asks for a unicast answer.
             w.question(&name, TYPE_ANY, first);
         }
-        for r in all.iter().filter(|r| self.is_claimed(&r.name)) {
+        for r in all.iter().filter(|r| r.unique && self.is_pending(&r.name)) {
             w.record(Section::Authority, r, r.ttl);
         }
         w.finish()
@@ -320,30 +411,78 @@ impl Responder {
 
     /// "Goodbye" (§10.1): every record with TTL 0, as the stack closes.
     pub fn goodbye(&mut self) -> Option<Transmit> {
-        if !matches!(self.phase, Phase::Announcing { .. } | Phase::Announced) {
+        let live = self.live_records();
+        self.forget_claims();
+        self.phase = Phase::Idle;
+        self.next = None;
+        if live.is_empty() {
             return None;
         }
         let mut w = Writer::response(0, true);
-        for r in &self.records() {
+        for r in &live {
             w.record(Section::Answer, r, 0);
         }
-        self.phase = Phase::Idle;
-        self.next = None;
         Some(Transmit::multicast(w.finish()))
     }
 
-    /// The names we probe for: the host's and each service instance's.
-    fn claimed_names(&self) -> Vec<String> {
-        let mut names = vec![self.host_name()];
-        names.extend(self.service_names());
-        names
+    /// The names being claimed: the host's and service instances' not yet
+    /// announced.
+    fn pending_names(&self) -> Vec<String> {
+        let host = (!self.host_claim.announced).then(|| self.host_name());
+        let services = self
+            .services
+            .iter()
+            .filter(|s| !s.claim.announced)
+            .map(instance_name);
+        host.into_iter().chain(services).collect()
     }
 
-    fn is_claimed(&self, name: &str) -> bool {
-        self.claimed_names().iter().any(|n| same_name(n, name))
+    fn is_pending(&self, name: &str) -> bool {
+        self.pending_names().iter().any(|n| same_name(n, name))
     }
 
-    /// Every record we hold now.
+    /// The probes went unanswered: the names being claimed are ours.
+    fn won_pending_names(&mut self) {
+        if !self.host_claim.announced {
+            log::info!("mDNS: this host is {}", self.host_name());
+        }
+        self.host_claim.announced = true;
+        for s in &mut self.services {
+            if !s.claim.announced {
+                log::info!("mDNS: announcing {}", instance_name(s));
+                s.claim.announced = true;
+            }
+        }
+    }
+
+    /// The records of the names announced: what we answer with.
+    fn live_records(&self) -> Vec<OwnRecord> {
+        if !self.host_claim.announced {
+            return Vec::new();
+        }
+        let live: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| s.claim.announced)
+            .map(|s| format!("{}.local", s.config.kind))
+            .collect();
+        let pending = self.pending_names();
+        self.records()
+            .into_iter()
+            .filter(|r| !pending.iter().any(|n| same_name(n, &r.name)))
+            .filter(|r| match &r.data {
+                // A type's PTR to a pending instance, or to a type with none live.
+                OwnData::Ptr(target) => {
+                    !pending.iter().any(|n| same_name(n, target))
+                        && (!same_name(&r.name, SERVICES_NAME)
+                            || live.iter().any(|k| same_name(k, target)))
+                }
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// Every record of every name, held or being claimed.
     fn records(&self) -> Vec<OwnRecord> {
         let Some(ip) = self.address else {
             return Vec::new();
@@ -364,9 +503,10 @@ impl Responder {
                 OwnData::Ptr(host.clone()),
             ),
         ];
-        for s in &self.config.services {
+        for service in &self.services {
+            let s = &service.config;
             let kind = format!("{}.local", s.kind);
-            let instance = self.instance_name(s);
+            let instance = instance_name(service);
             all.push(own(
                 &kind,
                 SERVICE_TTL,
@@ -388,7 +528,10 @@ impl Responder {
                 true,
                 OwnData::Txt(s.txt.clone()),
             ));
-            all.push(own(SERVICES_NAME, SERVICE_TTL, false, OwnData::Ptr(kind)));
+            let meta = own(SERVICES_NAME, SERVICE_TTL, false, OwnData::Ptr(kind));
+            if !all.contains(&meta) {
+                all.push(meta); // one per type
+            }
         }
         all
     }
@@ -411,14 +554,13 @@ impl Responder {
             }
             return Ok(Vec::new());
         }
-        match self.phase {
-            Phase::Probing { .. } => {
-                self.break_probe_tie(now, &message);
-                Ok(Vec::new())
+        if let Phase::Probing { .. } = self.phase {
+            if self.break_probe_tie(now, &message) {
+                return Ok(Vec::new());
             }
-            Phase::Announcing { .. } | Phase::Announced => Ok(self.answer(now, from, &message)),
-            Phase::Idle => Ok(Vec::new()),
         }
+        // (While some names are probed for, those already held are answered.)
+        Ok(self.answer(now, from, &message))
     }
 
     /// §9: a response holding a record for one of our unique names with
@@ -448,38 +590,34 @@ impl Responder {
             self.conflicts.pop_front();
         }
         self.conflicts.push_back(now);
-        let host = same_name(&theirs.name, &self.host_name())
-            || same_name(&theirs.name, &reverse_name_of(self));
-        if let Phase::Probing { .. } = self.phase {
-            let before = theirs.name.clone();
-            if host {
-                self.host_attempt += 1;
-            } else {
-                self.service_attempt += 1;
-            }
-            log::warn!(
-                "mDNS: {before} is another host's; trying {}",
-                if host {
-                    self.host_name()
-                } else {
-                    self.service_names().join(", ")
-                }
-            );
+        let name = theirs.name.clone();
+        let claim = if same_name(&name, &self.host_name()) {
+            Some(&mut self.host_claim)
         } else {
-            log::warn!(
-                "mDNS: another host answers for {}: probing again",
-                theirs.name
-            );
+            self.services
+                .iter_mut()
+                .find(|s| same_name(&instance_name(s), &name))
+                .map(|s| &mut s.claim)
+        };
+        let Some(claim) = claim else {
+            return; // (our reverse name: no name of ours to give up)
+        };
+        if claim.announced {
+            claim.announced = false;
+            log::warn!("mDNS: another host answers for {name}: probing for it again");
+        } else {
+            claim.attempt += 1;
+            log::warn!("mDNS: {name} is another host's: trying the next name");
         }
         self.start_probing(now, Duration::ZERO);
     }
 
     /// §8.2: another host probes for a name we are probing for. The side
     /// whose proposed records sort later wins; the other waits a second and
-    /// probes again.
-    fn break_probe_tie(&mut self, now: Instant, message: &Message) {
+    /// probes again. True when we lost.
+    fn break_probe_tie(&mut self, now: Instant, message: &Message) -> bool {
         let ours = self.records();
-        for name in self.claimed_names() {
+        for name in self.pending_names() {
             let mut theirs: Vec<(u16, u16, Vec<u8>)> = message
                 .authority
                 .iter()
@@ -499,9 +637,10 @@ impl Responder {
             if theirs > mine {
                 log::info!("mDNS: another host probes for {name} too and goes first");
                 self.start_probing(now, LOST_TIE_WAIT);
-                return;
+                return true;
             }
         }
+        false
     }
 
     /// The answers to a query (§6), with known answers left out (§7.1), sent
@@ -582,7 +721,7 @@ impl Responder {
     /// The records that answer `query`'s questions and those worth adding
     /// (RFC 6763 §12), known answers left out.
     fn answers_to(&self, query: &Message) -> (Vec<OwnRecord>, Vec<OwnRecord>) {
-        let all = self.records();
+        let all = self.live_records();
         let mut answers: Vec<OwnRecord> = Vec::new();
         let add = |list: &mut Vec<OwnRecord>, r: OwnRecord| {
             if !list.contains(&r) {
@@ -701,8 +840,14 @@ pub fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-fn reverse_name_of(responder: &Responder) -> String {
-    responder.address.map(reverse_name).unwrap_or_default()
+/// A service's instance name now (full), with its number after a conflict.
+fn instance_name(s: &Service) -> String {
+    let label = match s.claim.attempt {
+        1 => s.config.instance.clone(),
+        n => format!("{} ({n})", s.config.instance),
+    };
+    // Names keep the case given and compare without it (§16).
+    format!("{label}.{}.local", s.config.kind)
 }
 
 /// §7.1: the querier already has `r` with at least half its TTL left.

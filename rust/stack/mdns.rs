@@ -5,7 +5,7 @@
 
 use super::Stack;
 use crate::iface::{DropReason, UdpDelivery};
-use crate::service::mdns::{MdnsConfig, Phase, Responder, Source, Transmit};
+use crate::service::mdns::{MdnsConfig, Responder, ServiceConfig, Source, Transmit};
 use crate::time::Instant;
 use crate::wire::mdns::{GROUP, IP_TTL, PORT};
 use rand::rngs::StdRng;
@@ -73,12 +73,7 @@ impl Stack {
     /// The host's mDNS name once announced (`<host>.local`, or the name
     /// taken after a conflict).
     pub fn mdns_name(&self) -> Option<String> {
-        let responder = self.mdns.as_ref()?;
-        matches!(
-            responder.phase(),
-            Phase::Announcing { .. } | Phase::Announced
-        )
-        .then(|| responder.host_name())
+        self.mdns.as_ref()?.announced_host_name()
     }
 
     /// Our address, if `name` is the mDNS name we hold.
@@ -92,12 +87,32 @@ impl Stack {
 
     /// The services' instance names once announced.
     pub fn mdns_services(&self) -> Vec<String> {
-        match self.mdns.as_ref() {
-            Some(r) if matches!(r.phase(), Phase::Announcing { .. } | Phase::Announced) => {
-                r.service_names()
-            }
-            _ => Vec::new(),
-        }
+        self.mdns
+            .as_ref()
+            .map(|r| r.service_names())
+            .unwrap_or_default()
+    }
+
+    /// Announces another service (`service/mdns.rs`, `add_service`).
+    pub fn mdns_advertise(&mut self, now: Instant, service: ServiceConfig) -> Result<(), String> {
+        let Some(responder) = self.mdns.as_mut() else {
+            return Err("the stack has no mDNS responder (give it a name to answer for)".into());
+        };
+        responder.add_service(now, service)
+    }
+
+    /// Withdraws a service, with a goodbye if it was announced; false if
+    /// there is none of that type and instance name.
+    pub fn mdns_withdraw(&mut self, now: Instant, kind: &str, instance: &str) -> bool {
+        let Some(transmits) = self
+            .mdns
+            .as_mut()
+            .and_then(|r| r.remove_service(kind, instance))
+        else {
+            return false;
+        };
+        self.send_mdns(now, transmits);
+        true
     }
 
     fn send_mdns(&mut self, now: Instant, transmits: Vec<Transmit>) {

@@ -406,3 +406,99 @@ fn a_local_name_is_asked_of_the_link_and_answered_by_its_holder() {
     assert_eq!(lookup, Err(DnsError::NotFound));
     assert!(took >= ms(7000) && took < ms(7100), "{took:?}");
 }
+
+#[test]
+fn a_service_added_while_running_is_probed_for_alone_and_withdrawn_with_a_goodbye() {
+    let mut net = Net::clean(26);
+    net.b.stack = responder(&net, B_IP, B_MAC, "mip");
+    net.run_for(ms(3000));
+    // B learns A's MAC (from A's ARP request), to answer it while A is silent below.
+    let client = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 0).unwrap();
+    net.a
+        .stack
+        .udp_send(net.now, client, (B_IP, 9), b"hello")
+        .unwrap();
+    net.run_for(ms(20));
+    let printer = ServiceConfig {
+        instance: "Printer".into(),
+        kind: "_ipp._tcp".into(),
+        port: 631,
+        txt: vec![],
+    };
+    net.b
+        .stack
+        .mdns_advertise(net.now, printer.clone())
+        .unwrap();
+    assert!(
+        net.b.stack.mdns_advertise(net.now, printer).is_err(),
+        "twice"
+    );
+    // Only the new instance name is probed for; the host's name is still answered meanwhile.
+    let q = query(&[("mip.local", TYPE_A, false)], &[]);
+    net.a
+        .stack
+        .udp_send(net.now, client, (GROUP, 5353), &q)
+        .unwrap();
+    net.flush();
+    let sent = sent_by_b(&mut net, ms(3000));
+    let probes: Vec<&Sent> = sent.iter().filter(|s| !s.message.response).collect();
+    assert_eq!(probes.len(), 3);
+    for p in &probes {
+        let names: Vec<&str> = p
+            .message
+            .questions
+            .iter()
+            .map(|q| q.name.as_str())
+            .collect();
+        assert_eq!(names, ["Printer._ipp._tcp.local"]);
+    }
+    let answer = sent
+        .iter()
+        .find(|s| s.dst == A_IP)
+        .expect("the query answered while probing");
+    assert_eq!(a_of(&answer.message, "mip.local"), Some(B_IP));
+    assert_eq!(
+        net.b.stack.mdns_services(),
+        ["Mip Dashboard._http._tcp.local", "Printer._ipp._tcp.local"]
+    );
+    // The types are listed (RFC 6763 §9), each once.
+    net.run_for(ms(1100));
+    let q = query(&[("_services._dns-sd._udp.local", TYPE_PTR, false)], &[]);
+    net.a
+        .stack
+        .udp_send(net.now, client, (GROUP, 5353), &q)
+        .unwrap();
+    net.run_for(ms(20));
+    let heard = received(&mut net, client);
+    let mut kinds: Vec<Data> = heard[0].1.answers.iter().map(|r| r.data.clone()).collect();
+    kinds.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(
+        kinds,
+        [
+            Data::Ptr("_http._tcp.local".into()),
+            Data::Ptr("_ipp._tcp.local".into())
+        ]
+    );
+    // Withdrawn: a goodbye for its records alone.
+    assert!(!net.b.stack.mdns_withdraw(net.now, "_ipp._tcp", "Nothing"));
+    assert!(net.b.stack.mdns_withdraw(net.now, "_ipp._tcp", "printer"));
+    let sent = sent_by_b(&mut net, ms(20));
+    assert_eq!(sent.len(), 1);
+    let gone = &sent[0].message.answers;
+    assert!(gone.iter().all(|r| r.ttl == 0));
+    let mut names: Vec<&str> = gone.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "_ipp._tcp.local",
+            "_services._dns-sd._udp.local",
+            "printer._ipp._tcp.local",
+            "printer._ipp._tcp.local"
+        ]
+    );
+    assert_eq!(
+        net.b.stack.mdns_services(),
+        ["Mip Dashboard._http._tcp.local"]
+    );
+}
