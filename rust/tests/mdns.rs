@@ -112,6 +112,16 @@ fn received(net: &mut Net, h: UdpHandle) -> Vec<(u16, Message)> {
         .collect()
 }
 
+/// A's socket `from` sends `payload` to the group; what it hears in 20 ms.
+fn ask(net: &mut Net, from: UdpHandle, payload: &[u8]) -> Vec<(u16, Message)> {
+    net.a
+        .stack
+        .udp_send(net.now, from, (GROUP, 5353), payload)
+        .unwrap();
+    net.run_for(ms(20));
+    received(net, from)
+}
+
 fn query(questions: &[(&str, u16, bool)], known: &[(OwnRecord, u32)]) -> Vec<u8> {
     let mut w = Writer::query();
     for &(name, qtype, qu) in questions {
@@ -193,12 +203,7 @@ fn a_host_probes_announces_and_answers_for_its_name_address_and_service() {
     let client = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 0).unwrap();
     let mut one_shot = query(&[("MIP.local", TYPE_A, false)], &[]);
     one_shot[0..2].copy_from_slice(&0x4242u16.to_be_bytes());
-    net.a
-        .stack
-        .udp_send(net.now, client, (GROUP, 5353), &one_shot)
-        .unwrap();
-    net.run_for(ms(20));
-    let answers = received(&mut net, client);
+    let answers = ask(&mut net, client, &one_shot);
     assert_eq!(answers.len(), 1);
     let (port, m) = &answers[0];
     assert_eq!((*port, m.id, m.questions.len()), (5353, 0x4242, 1));
@@ -226,12 +231,7 @@ fn a_host_probes_announces_and_answers_for_its_name_address_and_service() {
         ],
         &[],
     );
-    net.a
-        .stack
-        .udp_send(net.now, member, (GROUP, 5353), &q)
-        .unwrap();
-    net.run_for(ms(20));
-    let heard = received(&mut net, member);
+    let heard = ask(&mut net, member, &q);
     assert_eq!(heard.len(), 1, "{heard:?}");
     let m = &heard[0].1;
     assert!(m.response && m.id == 0 && m.questions.is_empty());
@@ -273,31 +273,16 @@ fn a_host_probes_announces_and_answers_for_its_name_address_and_service() {
         data: OwnData::A(B_IP),
     };
     let q = query(&[("mip.local", TYPE_A, false)], &[(host.clone(), 100)]);
-    net.a
-        .stack
-        .udp_send(net.now, member, (GROUP, 5353), &q)
-        .unwrap();
-    net.run_for(ms(20));
-    assert!(received(&mut net, member).is_empty());
+    assert!(ask(&mut net, member, &q).is_empty());
     let q = query(&[("mip.local", TYPE_A, false)], &[(host, 30)]);
-    net.a
-        .stack
-        .udp_send(net.now, member, (GROUP, 5353), &q)
-        .unwrap();
-    net.run_for(ms(20));
-    let heard = received(&mut net, member);
+    let heard = ask(&mut net, member, &q);
     assert_eq!(heard.len(), 1);
     assert_eq!(a_of(&heard[0].1, "mip.local"), Some(B_IP));
 
     // §6: not multicast again within a second; a QU question right after
     // gets its answer by unicast instead.
     let q = query(&[("mip.local", TYPE_A, false)], &[]);
-    net.a
-        .stack
-        .udp_send(net.now, member, (GROUP, 5353), &q)
-        .unwrap();
-    net.run_for(ms(20));
-    assert!(received(&mut net, member).is_empty());
+    assert!(ask(&mut net, member, &q).is_empty());
     let q = query(&[("mip.local", TYPE_A, true)], &[]);
     net.a
         .stack
@@ -368,12 +353,7 @@ fn a_malformed_datagram_to_the_responder_is_counted_and_nothing_else() {
     assert_eq!(net.b.stack.counters().drops(DropReason::UdpNoListener), 0);
     assert!(received(&mut net, client).is_empty());
     // And the responder still answers.
-    net.a
-        .stack
-        .udp_send(net.now, client, (GROUP, 5353), &good)
-        .unwrap();
-    net.run_for(ms(20));
-    assert_eq!(received(&mut net, client).len(), 1);
+    assert_eq!(ask(&mut net, client, &good).len(), 1);
 }
 
 /// Runs until A's lookup of `name` has an outcome; returns it and the time taken.
@@ -464,12 +444,7 @@ fn a_service_added_while_running_is_probed_for_alone_and_withdrawn_with_a_goodby
     // The types are listed (RFC 6763 §9), each once.
     net.run_for(ms(1100));
     let q = query(&[("_services._dns-sd._udp.local", TYPE_PTR, false)], &[]);
-    net.a
-        .stack
-        .udp_send(net.now, client, (GROUP, 5353), &q)
-        .unwrap();
-    net.run_for(ms(20));
-    let heard = received(&mut net, client);
+    let heard = ask(&mut net, client, &q);
     let mut kinds: Vec<Data> = heard[0].1.answers.iter().map(|r| r.data.clone()).collect();
     kinds.sort_by_key(|d| format!("{d:?}"));
     assert_eq!(
