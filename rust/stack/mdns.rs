@@ -19,8 +19,10 @@ impl Stack {
     /// Hands a datagram to port 5353 to the responder; true when it was
     /// for the responder (answered, or malformed and counted).
     pub(super) fn process_mdns(&mut self, now: Instant, datagram: &UdpDelivery<'_>) -> bool {
-        let to_us = datagram.dst == GROUP || Some(datagram.dst) == self.ipv4();
-        if datagram.dst_port != PORT || !to_us {
+        if datagram.dst_port != PORT {
+            return false;
+        }
+        if datagram.dst != GROUP && Some(datagram.dst) != self.ipv4() {
             return false;
         }
         let on_link = self
