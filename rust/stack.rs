@@ -40,7 +40,7 @@ pub struct StackConfig {
     pub resolver: ResolverConfig,
     /// DNS servers to use instead of those DHCP gives (empty: DHCP's).
     pub dns_servers: Vec<Ipv4Addr>,
-    /// Answer for a name and services by Multicast DNS (`service/mdns.rs`).
+    /// Answer for a name and services by Multicast DNS (`service/mdns/`).
     pub mdns: Option<MdnsConfig>,
     /// Seeds every random choice, through independent streams per purpose
     /// (`entropy`): secrets never share a stream with values sent in clear.

@@ -85,7 +85,7 @@ pub struct Transmit {
 const MDNS_ATTEMPTS: usize = 3;
 
 /// Whether `name` (normalized) is asked of the link by mDNS (RFC 6762 §3).
-pub fn is_link_local_name(name: &str) -> bool {
+fn is_link_local_name(name: &str) -> bool {
     name == "local" || name.ends_with(".local")
 }
 
@@ -146,8 +146,6 @@ impl Resolver {
     /// Starts looking `name` up through `servers` (tried in order), or by
     /// mDNS for a `.local` name. A cached answer is ready at once.
     pub fn query(&mut self, now: Instant, name: &str, servers: &[Ipv4Addr]) -> QueryId {
-        let id = QueryId(self.next_id);
-        self.next_id += 1;
         let normalized = dns::normalize_name(name);
         let servers = match &normalized {
             Ok(n) if is_link_local_name(n) => &[mdns::GROUP][..],
@@ -169,33 +167,31 @@ impl Resolver {
                 (n, result)
             }
         };
-        self.queries.insert(
-            id,
-            Pending {
-                name,
-                servers: servers.to_vec(),
-                attempts: Vec::new(),
-                due: now,
-                result,
-            },
-        );
-        id
+        let servers = servers.to_vec();
+        self.add(Pending {
+            name,
+            servers,
+            attempts: Vec::new(),
+            due: now,
+            result,
+        })
     }
 
     /// A lookup whose outcome is known already (our own mDNS name).
     pub fn answered(&mut self, lookup: Lookup) -> QueryId {
+        self.add(Pending {
+            name: String::new(),
+            servers: Vec::new(),
+            attempts: Vec::new(),
+            due: Instant::ZERO,
+            result: Some(lookup),
+        })
+    }
+
+    fn add(&mut self, pending: Pending) -> QueryId {
         let id = QueryId(self.next_id);
         self.next_id += 1;
-        self.queries.insert(
-            id,
-            Pending {
-                name: String::new(),
-                servers: Vec::new(),
-                attempts: Vec::new(),
-                due: Instant::ZERO,
-                result: Some(lookup),
-            },
-        );
+        self.queries.insert(id, pending);
         id
     }
 

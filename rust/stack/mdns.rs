@@ -1,4 +1,4 @@
-//! The stack's Multicast DNS responder (`service/mdns.rs`): it joins
+//! The stack's Multicast DNS responder (`service/mdns/`): it joins
 //! 224.0.0.251, follows the stack's address, takes datagrams to port 5353
 //! (which UDP sockets bound there still get) and sends its answers with IP
 //! TTL 255 (RFC 6762 §11).
@@ -95,7 +95,7 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// Announces another service (`service/mdns.rs`, `add_service`).
+    /// Announces another service (`service/mdns/`, `add_service`).
     pub fn mdns_advertise(&mut self, now: Instant, service: ServiceConfig) -> Result<(), String> {
         let Some(responder) = self.mdns.as_mut() else {
             return Err("the stack has no mDNS responder (give it a name to answer for)".into());

@@ -47,7 +47,7 @@ pub use config::{MdnsConfig, ServiceConfig};
 
 /// Where the responder is in claiming its names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// No address: nothing to claim.
     Idle,
     /// `sent` probes gone (§8.1).
@@ -148,10 +148,6 @@ impl Responder {
             conflicts: VecDeque::new(),
             rng,
         }
-    }
-
-    pub fn phase(&self) -> Phase {
-        self.phase
     }
 
     /// The host's name now, as `<host>.local` (another after a conflict).
