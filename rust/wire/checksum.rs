@@ -1,5 +1,6 @@
 //! The Internet checksum (RFC 1071): one's complement sum of 16-bit words.
 
+use super::ipv6::Ipv6Addr;
 use super::Ipv4Addr;
 
 /// Adds `data` to a running 32-bit accumulator (unfolded).
@@ -52,6 +53,14 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) ->
     let mut acc = accumulate(0, &src.octets());
     acc = accumulate(acc, &dst.octets());
     acc + protocol as u64 + length as u64
+}
+
+/// The accumulator for the IPv6 pseudo-header of ICMPv6, UDP and TCP
+/// (RFC 8200 §8.1): both addresses, the upper-layer length and next header.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u64 {
+    let mut acc = accumulate(0, &src.octets());
+    acc = accumulate(acc, &dst.octets());
+    acc + u64::from(length) + u64::from(next_header)
 }
 
 /// Completes a partial checksum in place, as a NIC would on the way out:

@@ -8,6 +8,7 @@ pub const MIN_FRAME_LEN: usize = 60;
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// A checked view of an Ethernet II frame.
 #[derive(Debug, Clone, Copy)]

@@ -10,9 +10,13 @@ pub mod dns;
 pub mod ethernet;
 pub mod held_text;
 pub mod icmp;
+pub mod icmpv6;
 pub mod igmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod mdns;
+pub mod mld;
+pub mod ndp;
 pub mod tcp;
 pub mod udp;
 
