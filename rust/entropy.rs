@@ -31,6 +31,8 @@ pub enum Purpose {
     Faults,
     /// mDNS probe timing (sent in clear).
     Mdns,
+    /// IPv6 probe, solicitation and report timing (sent in clear).
+    Ipv6,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
             Purpose::Datagrams => b"mipfast datagrams",
             Purpose::Faults => b"mipfast faults",
             Purpose::Mdns => b"mipfast mdns",
+            Purpose::Ipv6 => b"mipfast ipv6",
         }
     }
 }

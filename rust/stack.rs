@@ -3,8 +3,8 @@
 
 use crate::entropy::{self, Purpose};
 use crate::iface::{
-    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Payload, RxChecksum,
-    TcpDelivery, Text, TextRef, UdpDelivery, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
+    Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Ipv6Config, Payload,
+    RxChecksum, TcpDelivery, Text, TextRef, UdpDelivery, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -42,6 +42,8 @@ pub struct StackConfig {
     pub dns_servers: Vec<Ipv4Addr>,
     /// Answer for a name and services by Multicast DNS (`service/mdns/`).
     pub mdns: Option<MdnsConfig>,
+    /// IPv6 on the link (`iface/ipv6/`): None leaves IPv6 frames unread.
+    pub ipv6: Option<Ipv6Config>,
     /// Seeds every random choice, through independent streams per purpose
     /// (`entropy`): secrets never share a stream with values sent in clear.
     /// The bindings pass OS entropy, tests a fixed value.
@@ -60,6 +62,7 @@ impl StackConfig {
             resolver: ResolverConfig::default(),
             dns_servers: Vec::new(),
             mdns: None,
+            ipv6: None,
             seed,
         }
     }
@@ -73,6 +76,7 @@ impl StackConfig {
             resolver: ResolverConfig::default(),
             dns_servers: Vec::new(),
             mdns: None,
+            ipv6: None,
             seed,
         }
     }
@@ -132,6 +136,10 @@ impl Stack {
             looped: Vec::new(),
             delivered_to_self: false,
         };
+        if let Some(ipv6) = config.ipv6 {
+            let rng = entropy::stream(seed, Purpose::Ipv6);
+            stack.iface.enable_ipv6(now, ipv6, rng);
+        }
         if let Some(mdns) = config.mdns {
             stack.start_mdns(now, mdns, entropy::stream(seed, Purpose::Mdns));
         }
@@ -718,7 +726,7 @@ impl Stack {
     /// to neighbors with new MACs (a peer made again): they are asked for
     /// again, and a DHCP lease is verified (INIT-REBOOT).
     fn link_returned(&mut self, now: Instant) {
-        self.iface.forget_neighbors();
+        self.iface.forget_neighbors(now);
         if let Some(client) = self.dhcp.as_mut() {
             client.link_returned(now);
         }

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="answer as NAME.local by multicast DNS, and name the host so to DHCP (default mipfast)",
     )
     p.add_argument("--no-mdns", action="store_true", help="no multicast DNS responder")
+    p.add_argument(
+        "--no-ipv6",
+        action="store_true",
+        help="leave IPv6 alone (by default: link-local address, SLAAC, ping)",
+    )
     p.add_argument("--version", action="version", version=f"mipfast {mipfast.__version__}")
     web = p.add_argument_group("dashboard (served by the stack itself)")
     web.add_argument("--http-port", type=int, default=8000, help="dashboard port (default 8000)")
@@ -152,6 +157,12 @@ async def _serve_dashboard(stack: mipfast.Stack, args: argparse.Namespace, summa
                 print(f"mDNS: http://{stack.mdns_name}:{args.http_port}/", flush=True)
                 break
             await asyncio.sleep(0.25)
+    if not args.no_ipv6:
+        for _ in range(40):  # duplicate address detection takes one to two seconds
+            if stack.ipv6_addresses:
+                print(f"IPv6: {' '.join(stack.ipv6_addresses)}", flush=True)
+                break
+            await asyncio.sleep(0.25)
     await asyncio.Event().wait()
 
 
@@ -188,6 +199,7 @@ def _run_stack(args: argparse.Namespace, iface: str, lab: object | None = None) 
             device=args.device,
             mdns=None if args.no_mdns else args.mdns,
             services=_services(args),
+            ipv6=not args.no_ipv6,
         )
     except PermissionError as e:
         print(f"mipfast: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
-"""The shapes of ``Stack.stats()``, ``arp_table()``, ``connections()`` and ``udp_sockets()``:
-plain dicts, typed here (and served as JSON by the dashboard's REST API). Durations are
-seconds; endpoints are ``(ip, port)`` (lists in JSON)."""
+"""The shapes of ``Stack.stats()``, ``arp_table()`` (and ``ndp_table()``), ``connections()``
+and ``udp_sockets()``: plain dicts, typed here (and served as JSON by the dashboard's REST
+API). Durations are seconds; endpoints are ``(ip, port)`` (lists in JSON)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ class Stats(TypedDict):
     tcp_memory: int
     udp_sockets: int
     arp_entries: int
+    ipv6: list[Ipv6Address]  # empty with ipv6=False
+    ipv6_routers: list[str]  # default routers learnt from router advertisements
+
+
+class Ipv6Address(TypedDict):
+    address: str
+    prefix_len: int
+    state: str  # "tentative" (being checked), "preferred", "deprecated" or "duplicate"
+    origin: str  # "link-local" (from the MAC) or "autoconf" (a router's prefix, SLAAC)
+    valid_left: float | None  # None: for ever
+    preferred_left: float | None
 
 
 class ArpEntry(TypedDict):

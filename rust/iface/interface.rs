@@ -1,12 +1,14 @@
 //! Ingress dispatch and egress routing for one Ethernet interface.
 
+use super::ipv6::Link as Ipv6Link;
 use super::multicast::Memberships;
 use super::neighbor::NeighborAction;
 use super::reassembly::{Outcome, Reassembler, ReassemblyConfig};
 use super::rx::RxChecksum;
+use super::token_bucket::TokenBucket;
 use super::{
-    segment_burst, Counters, DropReason, Ipv4Config, NeighborCache, NeighborConfig, TextRef,
-    TxFrame, TxQueue,
+    segment_burst, Counters, DropReason, Ipv4Config, Ipv6Config, Ipv6Host, NeighborCache,
+    NeighborConfig, TextRef, TxFrame, TxQueue,
 };
 use crate::time::{earliest, Duration, Instant};
 use crate::wire::{
@@ -152,44 +154,13 @@ pub struct Interface {
     looping: bool,
     /// The multicast groups joined (IGMP, RFC 2236).
     multicast: Memberships,
+    /// IPv6, when enabled (`ipv6/`).
+    ipv6: Option<Ipv6Host>,
 }
 
 /// Linux's defaults (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
 pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
 pub const ICMP_ERROR_BURST: u64 = 50;
-
-/// A token bucket for rate limits, refilled from the time passed in.
-#[derive(Debug)]
-struct TokenBucket {
-    tokens: u64,
-    burst: u64,
-    per_sec: u64,
-    refilled_at: Instant,
-}
-
-impl TokenBucket {
-    fn new(per_sec: u64, burst: u64) -> Self {
-        TokenBucket {
-            tokens: burst,
-            burst,
-            per_sec,
-            refilled_at: Instant::ZERO,
-        }
-    }
-    fn take(&mut self, now: Instant) -> bool {
-        let earned =
-            now.saturating_since(self.refilled_at).total_micros() * self.per_sec / 1_000_000;
-        if earned > 0 {
-            self.tokens = (self.tokens + earned).min(self.burst);
-            self.refilled_at = now;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
-}
 
 /// The largest IPv4 payload (the total length field is 16 bits).
 pub const MAX_IPV4_PAYLOAD: usize = 65535 - ipv4::HEADER_LEN;
@@ -216,6 +187,31 @@ impl Interface {
             unresolved: Vec::new(),
             looping: false,
             multicast: Memberships::default(),
+            ipv6: None,
+        }
+    }
+
+    /// Starts IPv6: the link-local address is checked and taken, then
+    /// routers are asked for prefixes (`ipv6/`).
+    pub fn enable_ipv6(&mut self, now: Instant, config: Ipv6Config, rng: rand::rngs::StdRng) {
+        self.ipv6 = Some(Ipv6Host::new(now, config, self.mac, rng));
+    }
+
+    /// IPv6's addresses, routers and neighbors, when enabled.
+    pub fn ipv6(&self) -> Option<&Ipv6Host> {
+        self.ipv6.as_ref()
+    }
+
+    /// Lends the transmit side to the IPv6 host for one call.
+    fn with_ipv6(&mut self, act: impl FnOnce(&mut Ipv6Host, &mut Ipv6Link<'_>)) {
+        if let Some(host) = self.ipv6.as_mut() {
+            let mut link = Ipv6Link {
+                tx: &mut self.tx,
+                counters: &mut self.counters,
+                mac: self.mac,
+                mtu: self.mtu,
+            };
+            act(host, &mut link);
         }
     }
 
@@ -251,8 +247,11 @@ impl Interface {
     }
 
     /// The link came back (see `Stack::take_link`): neighbors are asked for again.
-    pub fn forget_neighbors(&mut self) {
+    pub fn forget_neighbors(&mut self, now: Instant) {
         self.neighbors.forget_resolved();
+        if let Some(host) = self.ipv6.as_mut() {
+            host.restart(now);
+        }
     }
 
     /// The ARP cache, as `arp -n` lists it.
@@ -350,6 +349,10 @@ impl Interface {
                 None
             }
             ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload(), checksum.trusted()),
+            ethernet::ETHERTYPE_IPV6 if self.ipv6.is_some() => {
+                self.with_ipv6(|host, link| host.ingress(now, link, eth.src(), eth.payload()));
+                None
+            }
             _ => self.dropped(DropReason::UnknownEthertype),
         }
     }
@@ -914,6 +917,7 @@ impl Interface {
         self.reassembly.expire(now);
         self.report_reassembly_timeouts(now);
         self.send_igmp_due(now);
+        self.with_ipv6(|host, link| host.poll(now, link));
     }
 
     /// Counts each datagram given up on and, when its fragment zero came,
@@ -953,9 +957,10 @@ impl Interface {
 
     pub fn poll_at(&self) -> Option<Instant> {
         let reports = self.multicast.poll_at();
+        let ipv6 = self.ipv6.as_ref().and_then(|h| h.poll_at());
         earliest(
             earliest(self.neighbors.poll_at(), self.reassembly.poll_at()),
-            reports,
+            earliest(reports, ipv6),
         )
     }
 
@@ -1102,7 +1107,7 @@ fn quoted_ports(quote: &[u8]) -> Option<(u8, Endpoint, Endpoint)> {
     Some((quote[9], (ip(12), port(ihl)), (ip(16), port(ihl + 2))))
 }
 
-fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {
+pub(super) fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {
     match tx.push(frame.len()) {
         Some(buf) => buf[..frame.len()].copy_from_slice(frame),
         None => counters.count_drop(DropReason::TxQueueFull),

@@ -4,11 +4,13 @@
 mod config;
 mod counters;
 mod interface;
+pub mod ipv6;
 mod multicast;
 mod neighbor;
 mod reassembly;
 mod rx;
 mod segmentation;
+mod token_bucket;
 mod tx_queue;
 
 pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
@@ -17,6 +19,7 @@ pub use interface::{
     Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, Text, UdpDelivery,
     Unreachable, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
+pub use ipv6::{Ipv6Config, Ipv6Host};
 pub use multicast::Memberships;
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};

@@ -45,44 +45,44 @@ enum State {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    ip: Ipv4Addr,
+struct Entry<A> {
+    ip: A,
     state: State,
     touched: Instant,
 }
 
 /// A frame built for `next_hop` whose destination MAC is filled on resolution.
 #[derive(Debug)]
-struct Waiting {
-    next_hop: Ipv4Addr,
+struct Waiting<A> {
+    next_hop: A,
     frame: Vec<u8>,
 }
 
 /// A neighbor as listed for the user: resolved (with the time left before
 /// it must be confirmed again, zero once stale) or still being asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Neighbor {
-    pub ip: Ipv4Addr,
+pub struct Neighbor<A = Ipv4Addr> {
+    pub ip: A,
     pub mac: Option<MacAddress>,
     pub expires_in: Option<Duration>,
 }
 
 #[derive(Debug)]
-pub struct NeighborCache {
+pub struct NeighborCache<A = Ipv4Addr> {
     config: NeighborConfig,
-    entries: Vec<Entry>,
-    waiting: VecDeque<Waiting>,
+    entries: Vec<Entry<A>>,
+    waiting: VecDeque<Waiting<A>>,
 }
 
 /// What [`NeighborCache::poll`] asks the interface to do.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NeighborAction {
-    SendRequest(Ipv4Addr),
+pub enum NeighborAction<A = Ipv4Addr> {
+    SendRequest(A),
     /// Resolution failed: this many waiting frames were dropped.
-    GaveUp(Ipv4Addr, usize),
+    GaveUp(A, usize),
 }
 
-impl NeighborCache {
+impl<A: Copy + PartialEq> NeighborCache<A> {
     pub fn new(config: NeighborConfig) -> Self {
         NeighborCache {
             config,
@@ -91,12 +91,12 @@ impl NeighborCache {
         }
     }
 
-    fn find(&self, ip: Ipv4Addr) -> Option<usize> {
+    fn find(&self, ip: A) -> Option<usize> {
         self.entries.iter().position(|e| e.ip == ip)
     }
 
     /// The MAC for `ip` if known and not aged out.
-    pub fn lookup(&self, now: Instant, ip: Ipv4Addr) -> Option<MacAddress> {
+    pub fn lookup(&self, now: Instant, ip: A) -> Option<MacAddress> {
         match self.find(ip).map(|i| self.entries[i].state) {
             Some(State::Reachable { mac, expires_at }) if expires_at > now => Some(mac),
             _ => None,
@@ -105,7 +105,7 @@ impl NeighborCache {
 
     /// Number of entries, resolved or not.
     /// Every entry as `arp -n` would list it, oldest first.
-    pub fn entries(&self, now: Instant) -> Vec<Neighbor> {
+    pub fn entries(&self, now: Instant) -> Vec<Neighbor<A>> {
         self.entries
             .iter()
             .map(|e| match e.state {
@@ -145,7 +145,7 @@ impl NeighborCache {
     pub fn learn(
         &mut self,
         now: Instant,
-        ip: Ipv4Addr,
+        ip: A,
         mac: MacAddress,
         create: bool,
         mut release: impl FnMut(&[u8]),
@@ -178,7 +178,7 @@ impl NeighborCache {
         self.waiting = kept;
     }
 
-    fn insert(&mut self, entry: Entry) {
+    fn insert(&mut self, entry: Entry<A>) {
         if self.entries.len() >= self.config.capacity {
             // Evict the least recently touched entry, preferring ones that never resolved.
             let victim = self
@@ -197,12 +197,7 @@ impl NeighborCache {
 
     /// Queues `frame` until `next_hop` resolves. Returns `Ok(true)` when an
     /// ARP request should go out now (a new resolution), `Err` when the queue is full.
-    pub fn enqueue(
-        &mut self,
-        now: Instant,
-        next_hop: Ipv4Addr,
-        frame: Vec<u8>,
-    ) -> Result<bool, Vec<u8>> {
+    pub fn enqueue(&mut self, now: Instant, next_hop: A, frame: Vec<u8>) -> Result<bool, Vec<u8>> {
         if self.waiting.len() >= self.config.max_queued_frames {
             return Err(frame);
         }
@@ -231,7 +226,7 @@ impl NeighborCache {
     }
 
     /// Retries and expiries due at `now`.
-    pub fn poll(&mut self, now: Instant, mut act: impl FnMut(NeighborAction)) {
+    pub fn poll(&mut self, now: Instant, mut act: impl FnMut(NeighborAction<A>)) {
         let mut i = 0;
         while i < self.entries.len() {
             let e = &mut self.entries[i];

@@ -6,7 +6,7 @@ use super::errors::{self, value_error};
 use super::live_ref::LiveRef;
 use super::tcp::{PyConnection, PyListener};
 use super::udp::PyUdpSocket;
-use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use crate::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config, Ipv6Config};
 use crate::phy::fault::FaultConfig;
 use crate::phy::live_device::DeviceKind;
 use crate::runtime::{status, LiveConfig, LiveStack};
@@ -141,7 +141,7 @@ impl PyStack {
 #[pymethods]
 impl PyStack {
     #[new]
-    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true, device=None, mdns=None, services=None))]
+    #[pyo3(signature = (iface, mac=None, ip=None, gateway=None, dns=None, bpf=None, pcap_out=None, busy_poll_us=0, congestion="cubic", faults=None, segment_offload=true, device=None, mdns=None, services=None, ipv6=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -159,6 +159,7 @@ impl PyStack {
         device: Option<String>,
         mdns: Option<String>,
         services: Option<Vec<Bound<'_, PyAny>>>,
+        ipv6: bool,
     ) -> PyResult<Self> {
         let mdns = mdns_arg(mdns, services)?;
         let device = device_arg(device)?;
@@ -229,6 +230,7 @@ impl PyStack {
                 resolver: Default::default(),
                 dns_servers: static_dns,
                 mdns,
+                ipv6: ipv6.then(Ipv6Config::default),
                 seed,
             },
         };
@@ -714,6 +716,31 @@ impl PyStack {
             status::arp(&engine.stack, engine.now())
         });
         super::status::arp(py, rows)
+    }
+
+    /// The IPv6 neighbor cache (`ip -6 neigh`), as `arp_table()` lists the ARP cache.
+    fn ndp_table<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let live = self.live()?;
+        let rows = py.detach(|| {
+            let engine = live.engine();
+            status::ndp(&engine.stack, engine.now())
+        });
+        super::status::arp(py, rows)
+    }
+
+    /// Our IPv6 addresses in use (link-local first; not those still being
+    /// checked or found duplicate); empty with `ipv6=False`.
+    #[getter]
+    fn ipv6_addresses(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.read(py, |s| {
+            s.interface().ipv6().map_or_else(Vec::new, |h| {
+                h.addresses()
+                    .iter()
+                    .filter(|a| a.state.is_usable())
+                    .map(|a| a.address.to_string())
+                    .collect()
+            })
+        })
     }
 
     /// TCP listeners and connections (`ss -ta`): state, ends, bytes each

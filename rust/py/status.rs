@@ -3,7 +3,7 @@
 //! `mipfast/status.py` and the stubs). Durations in seconds, addresses as
 //! strings, endpoints as (ip, port) tuples.
 
-use crate::runtime::status::{ArpRow, Summary, TcpRow, UdpRow};
+use crate::runtime::status::{Ipv6Row, NeighborRow, Summary, TcpRow, UdpRow};
 use crate::socket::tcp::Endpoint;
 use crate::time::Duration;
 use pyo3::prelude::*;
@@ -58,10 +58,33 @@ pub fn summary<'py>(py: Python<'py>, s: Summary, uptime: Duration) -> PyResult<B
     d.set_item("tcp_memory", s.tcp_memory)?;
     d.set_item("udp_sockets", s.udp_sockets)?;
     d.set_item("arp_entries", s.arp_entries)?;
+    let ipv6 = s
+        .ipv6
+        .into_iter()
+        .map(|row| ipv6_address(py, row))
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("ipv6", ipv6)?;
+    let routers: Vec<String> = s.ipv6_routers.iter().map(|a| a.to_string()).collect();
+    d.set_item("ipv6_routers", routers)?;
     Ok(d)
 }
 
-pub fn arp(py: Python<'_>, rows: Vec<ArpRow>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+fn ipv6_address(py: Python<'_>, row: Ipv6Row) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("address", row.address.to_string())?;
+    d.set_item("prefix_len", row.prefix_len)?;
+    d.set_item("state", row.state)?;
+    d.set_item("origin", row.origin)?;
+    d.set_item("valid_left", row.valid_left.map(seconds))?;
+    d.set_item("preferred_left", row.preferred_left.map(seconds))?;
+    Ok(d)
+}
+
+/// The ARP cache or the IPv6 neighbor cache.
+pub fn arp<A: ToString>(
+    py: Python<'_>,
+    rows: Vec<NeighborRow<A>>,
+) -> PyResult<Vec<Bound<'_, PyDict>>> {
     rows.into_iter()
         .map(|r| {
             let d = PyDict::new(py);

@@ -3,9 +3,11 @@
 //! the UDP sockets (`ss -ua`). Read under the engine lock at one instant, so
 //! that a table is consistent; the dashboard and `stack.stats()` show these.
 
+use crate::iface::ipv6::AddressOrigin;
 use crate::socket::tcp::{Endpoint, State};
 use crate::stack::Stack;
 use crate::time::{Duration, Instant};
+use crate::wire::ipv6::Ipv6Addr;
 use crate::wire::{Ipv4Addr, MacAddress};
 
 /// The interface's configuration and totals.
@@ -36,12 +38,31 @@ pub struct Summary {
     pub tcp_memory: usize,
     pub udp_sockets: usize,
     pub arp_entries: usize,
+    /// IPv6 addresses (empty without IPv6) and default routers.
+    pub ipv6: Vec<Ipv6Row>,
+    pub ipv6_routers: Vec<Ipv6Addr>,
 }
 
-/// One row of the ARP table.
+/// One IPv6 address of ours, as `ip -6 addr` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Row {
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    /// "tentative", "preferred", "deprecated" or "duplicate".
+    pub state: &'static str,
+    /// "link-local" or "autoconf" (SLAAC).
+    pub origin: &'static str,
+    /// None: for ever.
+    pub valid_left: Option<Duration>,
+    pub preferred_left: Option<Duration>,
+}
+
+/// One row of the ARP table (or, of IPv6 addresses, the neighbor cache).
+pub type ArpRow = NeighborRow<Ipv4Addr>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpRow {
-    pub ip: Ipv4Addr,
+pub struct NeighborRow<A> {
+    pub ip: A,
     /// None while the address is still being asked for.
     pub mac: Option<MacAddress>,
     pub expires_in: Option<Duration>,
@@ -103,7 +124,51 @@ pub fn summary(stack: &Stack, now: Instant) -> Summary {
         tcp_memory: tcp.memory(),
         udp_sockets: stack.udp().len(),
         arp_entries: stack.interface().neighbors(now).len(),
+        ipv6: ipv6(stack, now),
+        ipv6_routers: stack
+            .interface()
+            .ipv6()
+            .map(|h| h.routers(now).map(|r| r.address).collect())
+            .unwrap_or_default(),
     }
+}
+
+pub fn ipv6(stack: &Stack, now: Instant) -> Vec<Ipv6Row> {
+    let Some(host) = stack.interface().ipv6() else {
+        return Vec::new();
+    };
+    host.addresses()
+        .iter()
+        .map(|a| Ipv6Row {
+            address: a.address,
+            prefix_len: a.prefix_len,
+            state: a.state.name(),
+            origin: match a.origin {
+                AddressOrigin::LinkLocal => "link-local",
+                AddressOrigin::Autoconfigured => "autoconf",
+            },
+            valid_left: a.valid_until.map(|t| t.saturating_since(now)),
+            preferred_left: a.preferred_until.map(|t| t.saturating_since(now)),
+        })
+        .collect()
+}
+
+/// The IPv6 neighbor cache (`ip -6 neigh`), as ARP rows; empty without IPv6.
+pub fn ndp(stack: &Stack, now: Instant) -> Vec<NeighborRow<Ipv6Addr>> {
+    stack
+        .interface()
+        .ipv6()
+        .map(|h| {
+            h.neighbors(now)
+                .into_iter()
+                .map(|n| NeighborRow {
+                    ip: n.ip,
+                    mac: n.mac,
+                    expires_in: n.expires_in,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn arp(stack: &Stack, now: Instant) -> Vec<ArpRow> {

@@ -50,6 +50,7 @@ fn responder(net: &Net, ip: Ipv4Addr, mac: mipfast::wire::MacAddress, host: &str
         resolver: Default::default(),
         dns_servers: vec![],
         mdns: Some(config(host)),
+        ipv6: None,
         seed: 5,
     };
     Stack::new(config, net.now)

@@ -34,6 +34,7 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64) -> Stack {
             resolver: Default::default(),
             dns_servers: vec![],
             mdns: None,
+            ipv6: None,
             seed,
         },
         Instant::ZERO,

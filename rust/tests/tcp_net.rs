@@ -43,6 +43,7 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64) -> Stack {
         resolver: Default::default(),
         dns_servers: vec![],
         mdns: None,
+        ipv6: None,
         seed,
     };
     Stack::new(config, Instant::ZERO)

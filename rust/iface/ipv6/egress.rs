@@ -1,0 +1,274 @@
+//! Sending IPv6: the source address (RFC 6724, simplified), the next hop
+//! (RFC 4861 §5.2), and address resolution with neighbor solicitations.
+
+use super::{Ipv6Host, Link};
+use crate::iface::neighbor::NeighborAction;
+use crate::iface::DropReason;
+use crate::time::Instant;
+use crate::wire::ipv6::{self, Ipv6Addr};
+use crate::wire::{ethernet, icmpv6, ndp, MacAddress};
+
+/// What an outgoing packet is: its header fields and an optional
+/// hop-by-hop header (Router Alert, for MLD) before `next_header`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outgoing {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub router_alert: bool,
+}
+
+impl Ipv6Host {
+    /// The source for a packet to `dst`: a usable address of the same
+    /// scope, preferred before deprecated, the longest match first (RFC
+    /// 6724 §5 rules 2, 3 and 8). None: no address can reach `dst`.
+    pub fn source_for(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let link_scope =
+            ipv6::is_link_local(dst) || (dst.is_multicast() && dst.segments()[0] & 0xf == 2);
+        self.addresses
+            .iter()
+            .filter(|a| a.state.is_usable())
+            .filter(|a| ipv6::is_link_local(a.address) == link_scope)
+            .max_by_key(|a| {
+                let common = (u128::from(a.address) ^ u128::from(dst)).leading_zeros();
+                (a.state == super::AddressState::Preferred, common)
+            })
+            .map(|a| a.address)
+    }
+
+    /// The neighbor a packet to `dst` goes to: `dst` itself when on the
+    /// link (link-local, or in an on-link prefix), else a default router.
+    fn next_hop(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let on_link = ipv6::is_link_local(dst)
+            || self.on_link.iter().any(|p| {
+                ipv6::in_prefix(dst, p.prefix, p.len) && p.expires_at.map_or(true, |t| t > now)
+            });
+        if on_link {
+            return Some(dst);
+        }
+        self.routers(now).next().map(|r| r.address)
+    }
+
+    /// Sends a packet whose upper-layer bytes (`len` of them) `fill` writes.
+    /// A unicast packet to an unresolved neighbor waits while it is asked for.
+    pub(super) fn send(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        out: Outgoing,
+        len: usize,
+        fill: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
+    ) -> Result<(), DropReason> {
+        let result = self.try_send(now, link, out, len, fill);
+        if let Err(reason) = result {
+            link.counters.count_drop(reason);
+        }
+        result
+    }
+
+    fn try_send(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        out: Outgoing,
+        len: usize,
+        fill: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
+    ) -> Result<(), DropReason> {
+        let extension = if out.router_alert {
+            ipv6::ROUTER_ALERT_HEADER_LEN
+        } else {
+            0
+        };
+        let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN + extension;
+        if ipv6::HEADER_LEN + extension + len > self.mtu(link.mtu) {
+            return Err(DropReason::TooBig);
+        }
+        let write = |frame: &mut [u8], dst_mac: MacAddress| {
+            ethernet::Repr {
+                dst: dst_mac,
+                src: link.mac,
+                ethertype: ethernet::ETHERTYPE_IPV6,
+            }
+            .emit(frame);
+            let ip = &mut frame[ethernet::HEADER_LEN..];
+            ipv6::Repr {
+                src: out.src,
+                dst: out.dst,
+                next_header: if out.router_alert {
+                    ipv6::NEXT_HOP_BY_HOP
+                } else {
+                    out.next_header
+                },
+                hop_limit: out.hop_limit,
+                payload_len: extension + len,
+            }
+            .emit(ip);
+            if out.router_alert {
+                ipv6::emit_router_alert_header(&mut ip[ipv6::HEADER_LEN..], out.next_header);
+            }
+            fill(&mut frame[headers..headers + len], out.src, out.dst);
+        };
+        if out.dst.is_multicast() {
+            let buf = link.tx.push(headers + len).ok_or(DropReason::TxQueueFull)?;
+            write(buf, ipv6::multicast_mac(out.dst));
+            return Ok(());
+        }
+        let hop = self.next_hop(now, out.dst).ok_or(DropReason::NoRoute)?;
+        if let Some(mac) = self.neighbors.lookup(now, hop) {
+            let buf = link.tx.push(headers + len).ok_or(DropReason::TxQueueFull)?;
+            write(buf, mac);
+            return Ok(());
+        }
+        let mut frame = vec![0u8; (headers + len).max(ethernet::MIN_FRAME_LEN)];
+        write(&mut frame, MacAddress::ZERO);
+        match self.neighbors.enqueue(now, hop, frame) {
+            Ok(true) => self.solicit(now, link, hop),
+            Ok(false) => {}
+            Err(_) => return Err(DropReason::NeighborQueueFull),
+        }
+        Ok(())
+    }
+
+    /// Sends a packet straight to `mac`, as a reply to a neighbor that told
+    /// us its address in the packet it sent.
+    pub(super) fn send_to_mac(
+        &mut self,
+        link: &mut Link<'_>,
+        mac: MacAddress,
+        out: Outgoing,
+        len: usize,
+        fill: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
+    ) {
+        let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+        let Some(buf) = link.tx.push(headers + len) else {
+            return link.counters.count_drop(DropReason::TxQueueFull);
+        };
+        ethernet::Repr {
+            dst: mac,
+            src: link.mac,
+            ethertype: ethernet::ETHERTYPE_IPV6,
+        }
+        .emit(buf);
+        ipv6::Repr {
+            src: out.src,
+            dst: out.dst,
+            next_header: out.next_header,
+            hop_limit: out.hop_limit,
+            payload_len: len,
+        }
+        .emit(&mut buf[ethernet::HEADER_LEN..]);
+        fill(&mut buf[headers..headers + len], out.src, out.dst);
+    }
+
+    /// Asks for `target`'s link-layer address (RFC 4861 §7.2.2): to its
+    /// solicited-node group, from an address of ours, with our MAC.
+    fn solicit(&mut self, now: Instant, link: &mut Link<'_>, target: Ipv6Addr) {
+        let Some(src) = self.source_for(target) else {
+            return;
+        };
+        let message = ndp::Solicit {
+            target,
+            source_mac: Some(link.mac),
+        };
+        let out = Outgoing {
+            src,
+            dst: ipv6::solicited_node(target),
+            next_header: ipv6::NEXT_ICMPV6,
+            hop_limit: 255,
+            router_alert: false,
+        };
+        let _ = self.send(now, link, out, message.len(), |buf, s, d| {
+            message.emit(buf, s, d)
+        });
+    }
+
+    /// Solicitations due again, and frames given up on (§7.2.2: three
+    /// solicitations, a retransmission timer apart).
+    pub(super) fn poll_neighbors(&mut self, now: Instant, link: &mut Link<'_>) {
+        let mut asks = Vec::new();
+        self.neighbors.poll(now, |action| match action {
+            NeighborAction::SendRequest(ip) => asks.push(ip),
+            NeighborAction::GaveUp(ip, frames) => {
+                log::debug!("no neighbor advertisement from {ip}; dropping {frames} frames");
+                for _ in 0..frames {
+                    link.counters.count_drop(DropReason::NeighborUnreachable);
+                }
+            }
+        });
+        for ip in asks {
+            self.solicit(now, link, ip);
+        }
+    }
+
+    /// An ICMPv6 message (`len` bytes, checksum included by `emit`).
+    pub(super) fn send_icmp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        hop_limit: u8,
+        len: usize,
+        emit: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
+    ) -> Result<(), DropReason> {
+        let out = Outgoing {
+            src,
+            dst,
+            next_header: ipv6::NEXT_ICMPV6,
+            hop_limit,
+            router_alert: false,
+        };
+        self.send(now, link, out, len, emit)
+    }
+
+    /// An ICMPv6 error about `original` (RFC 4443 §2.4), rate-limited, never
+    /// to an unspecified or multicast source, never about an error.
+    pub(super) fn send_error(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        original: &[u8],
+        message: (u8, u8, u32),
+    ) {
+        let Ok(packet) = ipv6::Packet::new_checked(original) else {
+            return;
+        };
+        let (src, dst) = (packet.src(), packet.dst());
+        if src.is_unspecified() || src.is_multicast() {
+            return;
+        }
+        if let Ok(upper) = ipv6::upper_layer(&packet) {
+            if upper.protocol == ipv6::NEXT_ICMPV6
+                && upper.payload.first().is_some_and(|&t| icmpv6::is_error(t))
+            {
+                return;
+            }
+        }
+        let from = match self.is_own(dst) {
+            true => Some(dst),
+            false => self.source_for(src),
+        };
+        let Some(from) = from else {
+            return;
+        };
+        if !self.icmp_errors.take(now) {
+            return;
+        }
+        let (msg_type, code, parameter) = message;
+        let error = icmpv6::ErrorMessage {
+            msg_type,
+            code,
+            parameter,
+            original,
+        };
+        let hop_limit = self.hop_limit;
+        let _ = self.send_icmp(
+            now,
+            link,
+            (from, src),
+            hop_limit,
+            error.len(),
+            |buf, s, d| error.emit(buf, s, d),
+        );
+    }
+}

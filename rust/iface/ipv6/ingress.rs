@@ -1,0 +1,247 @@
+//! Receiving IPv6: which packets are ours (RFC 4291 §2.8), extension
+//! headers (RFC 8200 §4), echo (RFC 4443 §4), and the errors we owe.
+
+use super::egress::Outgoing;
+use super::{AddressState, Ipv6Host, Link};
+use crate::iface::DropReason;
+use crate::time::Instant;
+use crate::wire::ipv6::{self, HeaderProblem, Ipv6Addr};
+use crate::wire::{icmpv6, mld, ndp, Error as WireError, MacAddress};
+
+impl Ipv6Host {
+    /// Handles one IPv6 packet from a frame sent by `src_mac`.
+    pub fn ingress(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        src_mac: MacAddress,
+        bytes: &[u8],
+    ) {
+        let packet = match ipv6::Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(_) => return link.counters.count_drop(DropReason::Ipv6Malformed),
+        };
+        if src_mac == link.mac {
+            // Our own multicast, reflected by the link: a duplicate address
+            // detection must not take its own solicitation for another's.
+            return link.counters.count_drop(DropReason::Ipv6LoopedBack);
+        }
+        let (src, dst) = (packet.src(), packet.dst());
+        if src.is_multicast() {
+            return link.counters.count_drop(DropReason::Ipv6Malformed);
+        }
+        let tentative = self
+            .addresses
+            .iter()
+            .any(|a| a.address == dst && matches!(a.state, AddressState::Tentative { .. }));
+        let unicast = self.is_own(dst);
+        if !(unicast || tentative || self.is_listening(dst)) {
+            return link.counters.count_drop(DropReason::Ipv6NotForUs);
+        }
+        let upper = match ipv6::upper_layer(&packet) {
+            Ok(upper) => upper,
+            Err(problem) => return self.header_problem(now, link, &packet, problem),
+        };
+        match upper.protocol {
+            ipv6::NEXT_ICMPV6 => {
+                let icmp = match icmpv6::Packet::new_checked(upper.payload, src, dst) {
+                    Ok(icmp) => icmp,
+                    Err(WireError::Checksum) => {
+                        return link.counters.count_drop(DropReason::Icmpv6Checksum)
+                    }
+                    Err(_) => return link.counters.count_drop(DropReason::Icmpv6Malformed),
+                };
+                if tentative
+                    && !matches!(
+                        icmp.msg_type(),
+                        ndp::TYPE_NEIGHBOR_SOLICIT | ndp::TYPE_NEIGHBOR_ADVERT
+                    )
+                {
+                    return link.counters.count_drop(DropReason::Ipv6NotForUs);
+                }
+                self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
+            }
+            _ if tentative => link.counters.count_drop(DropReason::Ipv6NotForUs),
+            ipv6::NEXT_NONE => {}
+            ipv6::NEXT_TCP | ipv6::NEXT_UDP => {
+                // No transport over IPv6 yet: refused as a closed port is
+                // (RFC 4443 §3.1 code 4), never for a multicast destination.
+                link.counters.count_drop(DropReason::Ipv6TransportUnserved);
+                if unicast {
+                    let error = (
+                        icmpv6::TYPE_DEST_UNREACHABLE,
+                        icmpv6::CODE_PORT_UNREACHABLE,
+                        0,
+                    );
+                    self.send_error(now, link, packet.as_bytes(), error);
+                }
+            }
+            _ => {
+                link.counters.count_drop(DropReason::Ipv6UnknownNextHeader);
+                if unicast {
+                    let pointer = upper.next_header_at as u32;
+                    let error = (
+                        icmpv6::TYPE_PARAMETER_PROBLEM,
+                        icmpv6::CODE_UNRECOGNIZED_NEXT_HEADER,
+                        pointer,
+                    );
+                    self.send_error(now, link, packet.as_bytes(), error);
+                }
+            }
+        }
+    }
+
+    /// Whether we listen to the group `dst`: all nodes, or the solicited-node
+    /// group of an address of ours (tentative ones included, RFC 4862 §5.4.2).
+    fn is_listening(&self, dst: Ipv6Addr) -> bool {
+        dst == ipv6::ALL_NODES
+            || self.addresses.iter().any(|a| {
+                a.state != AddressState::Duplicate && ipv6::solicited_node(a.address) == dst
+            })
+    }
+
+    /// RFC 8200 §4: what a header we cannot process costs the packet.
+    fn header_problem(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        packet: &ipv6::Packet<'_>,
+        problem: HeaderProblem,
+    ) {
+        let multicast = packet.dst().is_multicast();
+        let (reason, error) = match problem {
+            HeaderProblem::Malformed => (DropReason::Ipv6Malformed, None),
+            HeaderProblem::Fragment => (DropReason::Ipv6Fragment, None),
+            HeaderProblem::MisplacedHopByHop { at } => (
+                DropReason::Ipv6UnknownNextHeader,
+                Some((icmpv6::CODE_UNRECOGNIZED_NEXT_HEADER, at)),
+            ),
+            HeaderProblem::RoutingSegmentsLeft { at } => (
+                DropReason::Ipv6Malformed,
+                Some((icmpv6::CODE_ERRONEOUS_HEADER, at)),
+            ),
+            // §4.2: type 10 reports even to a multicast destination, 11 only to unicast.
+            HeaderProblem::UnknownOption { at, report } => (
+                DropReason::Ipv6UnknownOption,
+                report.then_some((icmpv6::CODE_UNRECOGNIZED_OPTION, at)),
+            ),
+        };
+        link.counters.count_drop(reason);
+        let Some((code, at)) = error else {
+            return;
+        };
+        let option_type_10 = matches!(problem, HeaderProblem::UnknownOption { at, .. }
+            if packet.as_bytes().get(at).is_some_and(|t| t >> 6 == 2));
+        if multicast && !option_type_10 {
+            return;
+        }
+        let error = (icmpv6::TYPE_PARAMETER_PROBLEM, code, at as u32);
+        self.send_error(now, link, packet.as_bytes(), error);
+    }
+
+    fn process_icmp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src_mac, hop_limit): (MacAddress, u8),
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        icmp: &icmpv6::Packet<'_>,
+    ) {
+        match icmp.msg_type() {
+            icmpv6::TYPE_ECHO_REQUEST => self.answer_echo(now, link, (src, dst), icmp),
+            ndp::TYPE_ROUTER_ADVERT
+            | ndp::TYPE_NEIGHBOR_SOLICIT
+            | ndp::TYPE_NEIGHBOR_ADVERT
+            | ndp::TYPE_REDIRECT => {
+                // RFC 4861 §6.1.2, §7.1: only a hop limit of 255 proves the
+                // message was not forwarded from off the link.
+                if hop_limit != 255 {
+                    return link.counters.count_drop(DropReason::NdpInvalid);
+                }
+                match ndp::Message::parse(icmp) {
+                    Ok(message) => self.process_ndp(now, link, src_mac, (src, dst), message),
+                    Err(_) => link.counters.count_drop(DropReason::NdpInvalid),
+                }
+            }
+            mld::TYPE_QUERY => match mld::Query::parse(icmp) {
+                // RFC 3810 §5: queries come from link-local addresses.
+                Ok(query) if ipv6::is_link_local(src) => self.process_mld_query(now, query),
+                _ => link.counters.count_drop(DropReason::Icmpv6Malformed),
+            },
+            // Others' reports need nothing of us (MLDv2 has no suppression).
+            mld::TYPE_V1_REPORT | mld::TYPE_V1_DONE | mld::TYPE_V2_REPORT => {}
+            // Router solicitations are for routers (§6.2.6); errors and echo
+            // replies about nothing we send yet.
+            _ => link.counters.count_drop(DropReason::Icmpv6Unhandled),
+        }
+    }
+
+    /// RFC 4443 §4.2: the reply carries the request's identifier, sequence
+    /// and data; to a multicast request, from an address of ours.
+    fn answer_echo(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        request: &icmpv6::Packet<'_>,
+    ) {
+        if src.is_unspecified() {
+            return link.counters.count_drop(DropReason::Icmpv6Malformed);
+        }
+        let from = match dst.is_multicast() {
+            true => self.source_for(src),
+            false => Some(dst),
+        };
+        let Some(from) = from else {
+            return link.counters.count_drop(DropReason::NoRoute);
+        };
+        let reply = icmpv6::Echo {
+            reply: true,
+            ident: request.echo_ident(),
+            seq: request.echo_seq(),
+            data: request.data(),
+        };
+        let hop_limit = self.hop_limit;
+        let _ = self.send_icmp(
+            now,
+            link,
+            (from, src),
+            hop_limit,
+            reply.len(),
+            |buf, s, d| reply.emit(buf, s, d),
+        );
+    }
+
+    /// A reply to a neighbor: to the MAC it gave, else the one we know,
+    /// else the frame's source.
+    pub(super) fn reply_mac(
+        &self,
+        now: Instant,
+        ip: Ipv6Addr,
+        given: Option<MacAddress>,
+        frame: MacAddress,
+    ) -> MacAddress {
+        given
+            .or_else(|| self.neighbors.lookup(now, ip))
+            .unwrap_or(frame)
+    }
+
+    /// A packet to `dst` straight to `mac` (see [`Ipv6Host::send_to_mac`]).
+    pub(super) fn reply_to(
+        &mut self,
+        link: &mut Link<'_>,
+        mac: MacAddress,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        len: usize,
+        emit: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
+    ) {
+        let out = Outgoing {
+            src,
+            dst,
+            next_header: ipv6::NEXT_ICMPV6,
+            hop_limit: 255,
+            router_alert: false,
+        };
+        self.send_to_mac(link, mac, out, len, emit);
+    }
+}

@@ -1,0 +1,165 @@
+//! IPv6 on the interface, as a host (RFC 8200, RFC 4861, RFC 4862): a
+//! link-local address from the MAC, addresses from routers' prefixes
+//! (SLAAC), duplicate address detection, neighbor discovery, MLDv2 for
+//! the solicited-node groups, echo, and ICMPv6 errors. No transport runs
+//! over IPv6 yet: TCP and UDP to our addresses are refused with a port
+//! unreachable, which a kernel client reads as ECONNREFUSED.
+//!
+//! The host writes its frames into the interface's transmit queue through a
+//! [`Link`] the interface lends it per call; it keeps its own neighbor cache.
+
+mod addresses;
+mod discovery;
+mod egress;
+mod ingress;
+
+pub use addresses::{AddressOrigin, AddressState, HostAddress};
+
+use super::token_bucket::TokenBucket;
+use super::{Counters, NeighborCache, NeighborConfig, TxQueue};
+use crate::time::{Duration, Instant};
+use crate::wire::ipv6::Ipv6Addr;
+use crate::wire::MacAddress;
+use rand::rngs::StdRng;
+
+/// RFC 4861 §10 and RFC 4862 §5.1 host constants.
+const MAX_RTR_SOLICITATION_DELAY: Duration = Duration::from_secs(1);
+const RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(4);
+const MAX_RTR_SOLICITATIONS: u8 = 3;
+const RETRANS_TIMER: Duration = Duration::from_secs(1);
+/// Hop limit of our own packets until a router says otherwise (Linux's default).
+const DEFAULT_HOP_LIMIT: u8 = 64;
+/// Routers kept at once (a host needs only a few, RFC 4861 §6.3.4).
+const MAX_ROUTERS: usize = 4;
+/// On-link prefixes and autonomous addresses kept at once.
+const MAX_PREFIXES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Ipv6Config {
+    /// Neighbor solicitations sent for duplicate address detection before
+    /// an address is used (RFC 4862 §5.1 DupAddrDetectTransmits); 0: none.
+    pub dad_transmits: u8,
+    /// Take addresses and routes from router advertisements (SLAAC).
+    pub accept_router_adverts: bool,
+    pub neighbors: NeighborConfig,
+}
+
+impl Default for Ipv6Config {
+    fn default() -> Self {
+        Ipv6Config {
+            dad_transmits: 1,
+            accept_router_adverts: true,
+            neighbors: NeighborConfig {
+                // RFC 4861 §10: REACHABLE_TIME 30 s, MAX_MULTICAST_SOLICIT 3.
+                reachable_time: Duration::from_secs(30),
+                ..NeighborConfig::default()
+            },
+        }
+    }
+}
+
+/// What the host borrows of the interface for one call.
+pub struct Link<'a> {
+    pub tx: &'a mut TxQueue,
+    pub counters: &'a mut Counters,
+    pub mac: MacAddress,
+    pub mtu: usize,
+}
+
+/// A default router learnt from an advertisement (RFC 4861 §6.3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Router {
+    pub address: Ipv6Addr,
+    pub expires_at: Instant,
+}
+
+/// A prefix on the link (RFC 4861 §6.3.4, the L flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OnLinkPrefix {
+    prefix: Ipv6Addr,
+    len: u8,
+    /// None: for ever.
+    expires_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Ipv6Host {
+    config: Ipv6Config,
+    /// The modified EUI-64 identifier every address of ours ends with.
+    interface_id: [u8; 8],
+    addresses: Vec<HostAddress>,
+    neighbors: NeighborCache<Ipv6Addr>,
+    routers: Vec<Router>,
+    on_link: Vec<OnLinkPrefix>,
+    hop_limit: u8,
+    /// The MTU a router announced (RFC 4861 §4.6.4), when below the link's.
+    advertised_mtu: Option<usize>,
+    retrans_timer: Duration,
+    /// Router solicitations sent and when the next is due (§6.3.7).
+    solicitations_sent: u8,
+    next_solicitation: Option<Instant>,
+    /// When the reports a query asked for are due (RFC 3810 §6.2).
+    report_due: Option<Instant>,
+    icmp_errors: TokenBucket,
+    rng: StdRng,
+}
+
+impl Ipv6Host {
+    /// Starts with the link-local address, tentative (RFC 4862 §5.3).
+    pub fn new(now: Instant, config: Ipv6Config, mac: MacAddress, rng: StdRng) -> Self {
+        let neighbors = NeighborCache::new(config.neighbors.clone());
+        let mut host = Ipv6Host {
+            config,
+            interface_id: crate::wire::ipv6::interface_id(mac),
+            addresses: Vec::new(),
+            neighbors,
+            routers: Vec::new(),
+            on_link: Vec::new(),
+            hop_limit: DEFAULT_HOP_LIMIT,
+            advertised_mtu: None,
+            retrans_timer: RETRANS_TIMER,
+            solicitations_sent: 0,
+            next_solicitation: None,
+            report_due: None,
+            icmp_errors: TokenBucket::new(super::ICMP_ERRORS_PER_SEC, super::ICMP_ERROR_BURST),
+            rng,
+        };
+        let link_local = crate::wire::ipv6::with_interface_id(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            host.interface_id,
+        );
+        host.add_address(now, link_local, 64, AddressOrigin::LinkLocal, None, None);
+        host
+    }
+
+    /// Our addresses, in the order they were made.
+    pub fn addresses(&self) -> &[HostAddress] {
+        &self.addresses
+    }
+
+    /// The default routers not expired.
+    pub fn routers(&self, now: Instant) -> impl Iterator<Item = &Router> {
+        self.routers.iter().filter(move |r| r.expires_at > now)
+    }
+
+    pub fn hop_limit(&self) -> u8 {
+        self.hop_limit
+    }
+
+    /// The MTU our packets are sized for: the link's, or a router's lower one.
+    pub fn mtu(&self, link_mtu: usize) -> usize {
+        self.advertised_mtu.map_or(link_mtu, |m| m.min(link_mtu))
+    }
+
+    /// The neighbor cache, as `ip -6 neigh` lists it.
+    pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor<Ipv6Addr>> {
+        self.neighbors.entries(now)
+    }
+
+    /// Whether `addr` is ours and usable (not tentative, not duplicate).
+    pub fn is_own(&self, addr: Ipv6Addr) -> bool {
+        self.addresses
+            .iter()
+            .any(|a| a.address == addr && a.state.is_usable())
+    }
+}

@@ -1,0 +1,629 @@
+//! IPv6 as a host over the in-memory link, in simulated time: duplicate
+//! address detection, neighbor and router discovery, SLAAC, MLD, echo and
+//! the errors owed for what we do not serve.
+
+mod common;
+use common::*;
+use mipfast::iface::ipv6::AddressState;
+use mipfast::iface::{DropReason, Ipv6Config, DEFAULT_MAC};
+use mipfast::stack::{Stack, StackConfig};
+use mipfast::time::{Duration, Instant};
+use mipfast::wire::ipv6::{self, Ipv6Addr};
+use mipfast::wire::{ethernet, icmpv6, mld, ndp, MacAddress};
+
+const LINK_LOCAL: &str = "fe80::1ff:fe02:377";
+const PEER: &str = "fe80::aa";
+const ROUTER_MAC: MacAddress = MacAddress([0x02, 0xbb, 0, 0, 0, 1]);
+
+fn ip(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn v6_stack(now: Instant) -> Stack {
+    let config = StackConfig {
+        ipv6: Some(Ipv6Config::default()),
+        ..StackConfig::dhcp(1)
+    };
+    Stack::new(config, now)
+}
+
+/// A frame carrying an IPv6 packet of `next` with `payload`.
+fn packet(
+    dst_mac: MacAddress,
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    next: u8,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = vec![0u8; ipv6::HEADER_LEN + payload.len()];
+    ipv6::Repr {
+        src,
+        dst,
+        next_header: next,
+        hop_limit: hop,
+        payload_len: payload.len(),
+    }
+    .emit(&mut p);
+    p[ipv6::HEADER_LEN..].copy_from_slice(payload);
+    frame(dst_mac, PEER_MAC, ethernet::ETHERTYPE_IPV6, &p)
+}
+
+/// An ICMPv6 message (its checksum filled) in a frame from the peer.
+fn icmp(
+    dst_mac: MacAddress,
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    hop: u8,
+    mut message: Vec<u8>,
+) -> Vec<u8> {
+    icmpv6::fill_checksum(&mut message, src, dst);
+    packet(dst_mac, (src, dst), ipv6::NEXT_ICMPV6, hop, &message)
+}
+
+/// What we sent: the frame's destination MAC, the packet, and its upper layer.
+struct Sent {
+    mac: MacAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    /// The fixed header's next header (0 when a hop-by-hop header follows).
+    next_header: u8,
+    protocol: u8,
+    upper: Vec<u8>,
+}
+
+fn sent(f: &[u8]) -> Option<Sent> {
+    let eth = ethernet::Frame::new_checked(f).unwrap();
+    if eth.ethertype() != ethernet::ETHERTYPE_IPV6 {
+        return None;
+    }
+    assert_eq!(eth.src(), DEFAULT_MAC);
+    let p = ipv6::Packet::new_checked(eth.payload()).unwrap();
+    let upper = ipv6::upper_layer(&p).unwrap();
+    if upper.protocol == ipv6::NEXT_ICMPV6 {
+        // Every message we send checks.
+        icmpv6::Packet::new_checked(upper.payload, p.src(), p.dst()).unwrap();
+    }
+    Some(Sent {
+        mac: eth.dst(),
+        src: p.src(),
+        dst: p.dst(),
+        hop_limit: p.hop_limit(),
+        next_header: p.next_header(),
+        protocol: upper.protocol,
+        upper: upper.payload.to_vec(),
+    })
+}
+
+/// Runs the stack's timers from `from` to `to` in 10 ms steps, collecting the IPv6 it sends.
+fn run(s: &mut Stack, from: Instant, to: Instant) -> Vec<(Instant, Sent)> {
+    let mut out = Vec::new();
+    let mut now = from;
+    while now <= to {
+        s.poll_timers(now);
+        out.extend(drain(s).iter().filter_map(|f| sent(f)).map(|x| (now, x)));
+        now += Duration::from_millis(10);
+    }
+    out
+}
+
+fn state_of(s: &Stack, address: Ipv6Addr) -> Option<AddressState> {
+    let host = s.interface().ipv6().unwrap();
+    host.addresses()
+        .iter()
+        .find(|a| a.address == address)
+        .map(|a| a.state)
+}
+
+fn drops(s: &Stack, reason: DropReason) -> u64 {
+    s.interface().counters().drops(reason)
+}
+
+/// A stack whose link-local address is ours, and the time it is.
+fn ready_stack() -> (Stack, Instant) {
+    let mut s = v6_stack(Instant::ZERO);
+    let end = Instant::from_millis(2500);
+    run(&mut s, Instant::ZERO, end);
+    assert_eq!(state_of(&s, ip(LINK_LOCAL)), Some(AddressState::Preferred));
+    (s, end)
+}
+
+#[test]
+fn claims_its_link_local_address_then_asks_for_routers() {
+    let mut s = v6_stack(Instant::ZERO);
+    assert!(matches!(
+        state_of(&s, ip(LINK_LOCAL)),
+        Some(AddressState::Tentative { .. })
+    ));
+    let out = run(&mut s, Instant::ZERO, Instant::from_secs(14));
+    let group = ipv6::solicited_node(ip(LINK_LOCAL));
+    // RFC 4862 §5.4.2: join the solicited-node group, then one probe from ::.
+    let (t_report, report) = &out[0];
+    assert_eq!(
+        (report.src, report.dst, report.hop_limit),
+        (Ipv6Addr::UNSPECIFIED, ipv6::ALL_MLDV2_ROUTERS, 1)
+    );
+    assert_eq!(
+        (report.upper[0], report.upper[8]),
+        (mld::TYPE_V2_REPORT, mld::CHANGE_TO_EXCLUDE)
+    );
+    assert_eq!(&report.upper[12..28], &group.octets());
+    assert_eq!(report.mac, ipv6::multicast_mac(ipv6::ALL_MLDV2_ROUTERS));
+    assert_eq!(
+        (report.next_header, report.protocol),
+        (ipv6::NEXT_HOP_BY_HOP, ipv6::NEXT_ICMPV6),
+        "behind a Router Alert hop-by-hop header"
+    );
+    let (t_probe, probe) = &out[1];
+    assert_eq!(t_probe, t_report);
+    assert!(
+        *t_probe < Instant::from_secs(1),
+        "the first probe waits at most a second"
+    );
+    assert_eq!(
+        (probe.src, probe.dst, probe.hop_limit, probe.mac),
+        (
+            Ipv6Addr::UNSPECIFIED,
+            group,
+            255,
+            ipv6::multicast_mac(group)
+        )
+    );
+    assert_eq!(
+        probe.upper.len(),
+        24,
+        "a probe carries no link-layer address"
+    );
+    assert_eq!(
+        (probe.upper[0], &probe.upper[8..24]),
+        (ndp::TYPE_NEIGHBOR_SOLICIT, &ip(LINK_LOCAL).octets()[..])
+    );
+    // A second later the address is ours: a report from it, then router solicitations.
+    let (t_own, own) = &out[2];
+    assert_eq!(*t_own, *t_probe + Duration::from_secs(1));
+    assert_eq!(
+        (own.src, own.upper[0]),
+        (ip(LINK_LOCAL), mld::TYPE_V2_REPORT)
+    );
+    let solicits: Vec<_> = out[3..]
+        .iter()
+        .filter(|(_, x)| x.upper[0] == ndp::TYPE_ROUTER_SOLICIT)
+        .collect();
+    assert_eq!(solicits.len(), 3, "RFC 4861 §6.3.7: three solicitations");
+    assert_eq!(out.len(), 6);
+    let (t_first, first) = solicits[0];
+    assert!(*t_first <= *t_own + Duration::from_secs(1));
+    assert_eq!(
+        (first.src, first.dst, first.hop_limit),
+        (ip(LINK_LOCAL), ipv6::ALL_ROUTERS, 255)
+    );
+    assert_eq!(
+        &first.upper[8..16],
+        &[1, 1, 2, 0, 1, 2, 3, 0x77],
+        "with our MAC"
+    );
+    assert_eq!(solicits[1].0, *t_first + Duration::from_secs(4));
+    assert_eq!(solicits[2].0, *t_first + Duration::from_secs(8));
+}
+
+#[test]
+fn answers_neighbor_solicitations_and_echo() {
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let group = ipv6::solicited_node(ours);
+    let ns = ndp::Solicit {
+        target: ours,
+        source_mac: Some(PEER_MAC),
+    };
+    let mut message = vec![0u8; ns.len()];
+    ns.emit(&mut message, ip(PEER), group);
+    s.process_frame(
+        now,
+        &icmp(ipv6::multicast_mac(group), (ip(PEER), group), 255, message),
+    );
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    let na = &out[0];
+    assert_eq!(
+        (na.mac, na.src, na.dst, na.hop_limit),
+        (PEER_MAC, ours, ip(PEER), 255)
+    );
+    assert_eq!(
+        (na.upper[0], na.upper[4]),
+        (ndp::TYPE_NEIGHBOR_ADVERT, 0x60),
+        "solicited, override"
+    );
+    assert_eq!(
+        &na.upper[24..32],
+        &[2, 1, 2, 0, 1, 2, 3, 0x77],
+        "our MAC as the target's"
+    );
+
+    // Echo, then echo to all nodes (answered from our address).
+    for dst in [ours, ipv6::ALL_NODES] {
+        let mut request = vec![128, 0, 0, 0, 0x12, 0x34, 0, 7];
+        request.extend_from_slice(b"ping data");
+        let mac = if dst.is_multicast() {
+            ipv6::multicast_mac(dst)
+        } else {
+            DEFAULT_MAC
+        };
+        s.process_frame(now, &icmp(mac, (ip(PEER), dst), 64, request));
+        let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+        assert_eq!(out.len(), 1);
+        let reply = &out[0];
+        assert_eq!(
+            (reply.mac, reply.src, reply.dst, reply.hop_limit),
+            (PEER_MAC, ours, ip(PEER), 64)
+        );
+        assert_eq!(&reply.upper[..2], &[129, 0]);
+        assert_eq!(&reply.upper[4..], b"\x12\x34\x00\x07ping data");
+    }
+    // A solicitation for another node's address is not answered.
+    let ns = ndp::Solicit {
+        target: ip("fe80::99"),
+        source_mac: Some(PEER_MAC),
+    };
+    let mut message = vec![0u8; ns.len()];
+    let other = ipv6::solicited_node(ip("fe80::99"));
+    ns.emit(&mut message, ip(PEER), other);
+    s.process_frame(
+        now,
+        &icmp(ipv6::multicast_mac(other), (ip(PEER), other), 255, message),
+    );
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(drops(&s, DropReason::Ipv6NotForUs), 1);
+}
+
+#[test]
+fn resolves_a_neighbor_before_answering_it() {
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let stranger = ip("fe80::77");
+    let request = vec![128, 0, 0, 0, 0, 1, 0, 1];
+    s.process_frame(now, &icmp(DEFAULT_MAC, (stranger, ours), 64, request));
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1, "the reply waits while we ask");
+    let ask = &out[0];
+    let group = ipv6::solicited_node(stranger);
+    assert_eq!(
+        (ask.src, ask.dst, ask.mac),
+        (ours, group, ipv6::multicast_mac(group))
+    );
+    assert_eq!(
+        (ask.upper[0], &ask.upper[8..24]),
+        (ndp::TYPE_NEIGHBOR_SOLICIT, &stranger.octets()[..])
+    );
+    assert_eq!(&ask.upper[24..26], &[1, 1], "with our MAC");
+    // Its advertisement releases the reply.
+    let na = ndp::Advert {
+        solicited: true,
+        override_entry: true,
+        target: stranger,
+        target_mac: PEER_MAC,
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, stranger, ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (stranger, ours), 255, message));
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].mac, out[0].dst, out[0].upper[0]),
+        (PEER_MAC, stranger, 129)
+    );
+    // Nobody answers for another: three solicitations a second apart, then the reply is dropped.
+    let silent = ip("fe80::78");
+    s.process_frame(
+        now,
+        &icmp(
+            DEFAULT_MAC,
+            (silent, ours),
+            64,
+            vec![128, 0, 0, 0, 0, 1, 0, 2],
+        ),
+    );
+    let mut out: Vec<_> = drain(&mut s)
+        .iter()
+        .filter_map(|f| sent(f))
+        .map(|x| (now, x))
+        .collect();
+    out.extend(run(&mut s, now, now + Duration::from_secs(5)));
+    let asks: Vec<_> = out
+        .iter()
+        .filter(|(_, x)| x.upper[0] == ndp::TYPE_NEIGHBOR_SOLICIT)
+        .collect();
+    assert_eq!(asks.len(), 3);
+    assert_eq!(asks[2].0, now + Duration::from_secs(2));
+    assert!(out.iter().all(|(_, x)| x.upper[0] != 129));
+    assert_eq!(drops(&s, DropReason::NeighborUnreachable), 1);
+}
+
+#[test]
+fn gives_up_an_address_another_node_probes_for_or_holds() {
+    let ours = ip(LINK_LOCAL);
+    let group = ipv6::solicited_node(ours);
+    // Another node's probe for the same address while ours runs.
+    let mut s = v6_stack(Instant::ZERO);
+    let probe = ndp::Solicit {
+        target: ours,
+        source_mac: None,
+    };
+    let mut message = vec![0u8; probe.len()];
+    probe.emit(&mut message, Ipv6Addr::UNSPECIFIED, group);
+    let frame = icmp(
+        ipv6::multicast_mac(group),
+        (Ipv6Addr::UNSPECIFIED, group),
+        255,
+        message,
+    );
+    s.process_frame(Instant::ZERO, &frame);
+    assert_eq!(state_of(&s, ours), Some(AddressState::Duplicate));
+    assert_eq!(drops(&s, DropReason::Ipv6AddressConflict), 1);
+    // Duplicate: never probed for, answered for, or reported again.
+    let out = run(&mut s, Instant::ZERO, Instant::from_secs(5));
+    assert!(
+        out.iter()
+            .all(|(_, x)| x.upper[0] != ndp::TYPE_NEIGHBOR_SOLICIT),
+        "no probe"
+    );
+    assert!(out
+        .iter()
+        .all(|(_, x)| x.upper[0] != ndp::TYPE_NEIGHBOR_ADVERT));
+
+    // Our own probe reflected back by the link is not another node's.
+    let mut s = v6_stack(Instant::ZERO);
+    let mut reflected = frame.clone();
+    reflected[6..12].copy_from_slice(&DEFAULT_MAC.0);
+    s.process_frame(Instant::ZERO, &reflected);
+    assert!(matches!(
+        state_of(&s, ours),
+        Some(AddressState::Tentative { .. })
+    ));
+    assert_eq!(drops(&s, DropReason::Ipv6LoopedBack), 1);
+
+    // An advertisement of the address while we probe.
+    let na = ndp::Advert {
+        solicited: false,
+        override_entry: true,
+        target: ours,
+        target_mac: PEER_MAC,
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, ip(PEER), ipv6::ALL_NODES);
+    s.process_frame(
+        Instant::ZERO,
+        &icmp(
+            ipv6::multicast_mac(ipv6::ALL_NODES),
+            (ip(PEER), ipv6::ALL_NODES),
+            255,
+            message,
+        ),
+    );
+    assert_eq!(state_of(&s, ours), Some(AddressState::Duplicate));
+}
+
+/// A router advertisement from fe80::1 with `prefix` (valid, preferred).
+fn router_advert(prefix: &str, lifetimes: (u32, u32), router_lifetime: u16) -> Vec<u8> {
+    let mut m = vec![0u8; 16 + 8 + 8 + 32];
+    m[..4].copy_from_slice(&[134, 0, 0, 0]);
+    m[4] = 32; // cur hop limit
+    m[6..8].copy_from_slice(&router_lifetime.to_be_bytes());
+    m[16..24].copy_from_slice(&[1, 1, 0x02, 0xbb, 0, 0, 0, 1]);
+    m[24..32].copy_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0x78]); // MTU 1400
+    m[32..36].copy_from_slice(&[3, 4, 64, 0xc0]);
+    m[36..40].copy_from_slice(&lifetimes.0.to_be_bytes());
+    m[40..44].copy_from_slice(&lifetimes.1.to_be_bytes());
+    m[48..64].copy_from_slice(&ip(prefix).octets());
+    let (src, dst) = (ip("fe80::1"), ipv6::ALL_NODES);
+    icmpv6::fill_checksum(&mut m, src, dst);
+    let mut f = packet(
+        ipv6::multicast_mac(dst),
+        (src, dst),
+        ipv6::NEXT_ICMPV6,
+        255,
+        &m,
+    );
+    f[6..12].copy_from_slice(&ROUTER_MAC.0);
+    f
+}
+
+#[test]
+fn takes_an_address_and_a_route_from_a_router() {
+    let (mut s, mut now) = ready_stack();
+    s.process_frame(now, &router_advert("fd77:0:0:1::", (20, 10), 1800));
+    let global = ip("fd77:0:0:1:0:1ff:fe02:377");
+    assert!(matches!(
+        state_of(&s, global),
+        Some(AddressState::Tentative { .. })
+    ));
+    let host = s.interface().ipv6().unwrap();
+    assert_eq!((host.hop_limit(), host.mtu(1500)), (32, 1400));
+    assert_eq!(
+        host.routers(now).map(|r| r.address).collect::<Vec<_>>(),
+        vec![ip("fe80::1")]
+    );
+    let out = run(&mut s, now, now + Duration::from_secs(3));
+    assert!(out.iter().any(
+        |(_, x)| x.upper[0] == ndp::TYPE_NEIGHBOR_SOLICIT && x.upper[8..24] == global.octets()
+    ));
+    assert!(
+        out.iter()
+            .all(|(_, x)| x.upper[0] != ndp::TYPE_ROUTER_SOLICIT),
+        "a router answered"
+    );
+    now += Duration::from_secs(3);
+    assert_eq!(state_of(&s, global), Some(AddressState::Preferred));
+
+    // An echo from beyond the router goes back through it, from the new address.
+    let far = ip("2001:db8::5");
+    s.process_frame(
+        now,
+        &icmp(
+            DEFAULT_MAC,
+            (far, global),
+            60,
+            vec![128, 0, 0, 0, 0, 9, 0, 9],
+        ),
+    );
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].mac, out[0].src, out[0].dst, out[0].hop_limit),
+        (ROUTER_MAC, global, far, 32)
+    );
+
+    // The preferred lifetime ends at 10 s, the valid one at 20 s.
+    let start = now - Duration::from_secs(3);
+    run(&mut s, now, start + Duration::from_secs(10));
+    assert_eq!(state_of(&s, global), Some(AddressState::Deprecated));
+    run(
+        &mut s,
+        start + Duration::from_secs(10),
+        start + Duration::from_secs(20),
+    );
+    assert_eq!(state_of(&s, global), None);
+}
+
+#[test]
+fn refuses_what_it_does_not_serve() {
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    // TCP to us: port unreachable, quoting the segment.
+    let syn = [0u8; 20];
+    let f = packet(DEFAULT_MAC, (ip(PEER), ours), ipv6::NEXT_TCP, 64, &syn);
+    s.process_frame(now, &f);
+    // (The peer is not known yet: the error waits while we ask for it.)
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out[0].upper[0], ndp::TYPE_NEIGHBOR_SOLICIT);
+    let na = ndp::Advert {
+        solicited: true,
+        override_entry: true,
+        target: ip(PEER),
+        target_mac: PEER_MAC,
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, ip(PEER), ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 255, message));
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].dst, &out[0].upper[..2]), (ip(PEER), &[1, 4][..]));
+    assert_eq!(
+        &out[0].upper[8..],
+        &f[14..],
+        "the whole offending packet quoted"
+    );
+    assert_eq!(drops(&s, DropReason::Ipv6TransportUnserved), 1);
+
+    // An unknown upper layer: a parameter problem pointing at the next-header field.
+    s.process_frame(
+        now,
+        &packet(DEFAULT_MAC, (ip(PEER), ours), 253, 64, b"what"),
+    );
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    let problem = &out[0].upper;
+    assert_eq!(
+        (problem[0], problem[1], &problem[4..8]),
+        (4, 1, &[0, 0, 0, 6][..])
+    );
+    assert_eq!(drops(&s, DropReason::Ipv6UnknownNextHeader), 1);
+
+    // UDP to all nodes: counted, never answered with an error.
+    s.process_frame(
+        now,
+        &packet(
+            ipv6::multicast_mac(ipv6::ALL_NODES),
+            (ip(PEER), ipv6::ALL_NODES),
+            ipv6::NEXT_UDP,
+            64,
+            &[0; 8],
+        ),
+    );
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(drops(&s, DropReason::Ipv6TransportUnserved), 2);
+
+    // Malformed input is counted: a header cut short, a bad checksum, a
+    // forwarded (hop limit < 255) solicitation, a packet for another host.
+    let mut short = packet(DEFAULT_MAC, (ip(PEER), ours), ipv6::NEXT_NONE, 64, b"");
+    short.truncate(14 + 30);
+    s.process_frame(now, &short);
+    assert_eq!(drops(&s, DropReason::Ipv6Malformed), 1);
+    let mut bad = icmp(
+        DEFAULT_MAC,
+        (ip(PEER), ours),
+        64,
+        vec![128, 0, 0, 0, 0, 1, 0, 1],
+    );
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    s.process_frame(now, &bad);
+    assert_eq!(drops(&s, DropReason::Icmpv6Checksum), 1);
+    let ns = ndp::Solicit {
+        target: ours,
+        source_mac: Some(PEER_MAC),
+    };
+    let mut message = vec![0u8; ns.len()];
+    ns.emit(&mut message, ip(PEER), ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 64, message));
+    assert_eq!(drops(&s, DropReason::NdpInvalid), 1);
+    s.process_frame(
+        now,
+        &icmp(
+            DEFAULT_MAC,
+            (ip(PEER), ip("fe80::5")),
+            64,
+            vec![128, 0, 0, 0, 0, 1, 0, 1],
+        ),
+    );
+    assert_eq!(drops(&s, DropReason::Ipv6NotForUs), 1);
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn reports_its_groups_when_a_router_queries() {
+    let (mut s, now) = ready_stack();
+    let mut query = vec![0u8; 28];
+    query[0] = mld::TYPE_QUERY;
+    query[4..6].copy_from_slice(&1000u16.to_be_bytes());
+    let router = ip("fe80::1");
+    let mut f = icmp(
+        ipv6::multicast_mac(ipv6::ALL_NODES),
+        (router, ipv6::ALL_NODES),
+        1,
+        query,
+    );
+    f[6..12].copy_from_slice(&ROUTER_MAC.0);
+    s.process_frame(now, &f);
+    assert!(
+        drain(&mut s).is_empty(),
+        "reports wait a random part of the response time"
+    );
+    let out = run(&mut s, now, now + Duration::from_secs(1));
+    let reports: Vec<_> = out
+        .iter()
+        .filter(|(_, x)| x.upper[0] == mld::TYPE_V2_REPORT)
+        .collect();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0].1;
+    assert_eq!(
+        (report.src, report.upper[8]),
+        (ip(LINK_LOCAL), mld::MODE_IS_EXCLUDE)
+    );
+    assert_eq!(
+        &report.upper[12..28],
+        &ipv6::solicited_node(ip(LINK_LOCAL)).octets()
+    );
+}
+
+#[test]
+fn without_ipv6_its_frames_are_unread() {
+    let mut s = static_stack(Instant::ZERO);
+    let f = icmp(
+        DEFAULT_MAC,
+        (ip(PEER), ip(LINK_LOCAL)),
+        64,
+        vec![128, 0, 0, 0, 0, 1, 0, 1],
+    );
+    s.process_frame(Instant::ZERO, &f);
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(drops(&s, DropReason::UnknownEthertype), 1);
+    assert!(s.interface().ipv6().is_none());
+}

@@ -1,0 +1,202 @@
+"""IPv6 on the stack, met by the kernel peer: its ping6 to the stack's link-local and
+autoconfigured addresses, a router advertisement (sent with scapy) the stack takes an
+address and a route from, a TCP connect refused, and an address the peer already holds."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import scapy.all as scapy
+
+import mipfast
+
+STACK_CIDR = "10.77.0.2/24"
+PREFIX = "fd77:0:0:1::"
+PEER_GLOBAL = "fd77:0:0:1::1"
+
+RA_SENDER = """
+import sys
+import scapy.all as s
+iface, src, mac = sys.argv[1:4]
+ra = (
+    s.Ether(src=mac, dst="33:33:00:00:00:01")
+    / s.IPv6(src=src, dst="ff02::1", hlim=255)
+    / s.ICMPv6ND_RA(routerlifetime=1800, chlim=64)
+    / s.ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    / s.ICMPv6NDOptPrefixInfo(
+        prefix=sys.argv[4], prefixlen=64, L=1, A=1, validlifetime=3600, preferredlifetime=1800
+    )
+)
+s.sendp(ra, iface=iface, verbose=False)
+print("sent", flush=True)
+"""
+
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def _address(prefix: str, mac: str) -> str:
+    """A /64 ``prefix`` and the modified EUI-64 identifier of ``mac`` (RFC 4291 appendix A)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 2, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
+    return str(ipaddress.IPv6Address(ipaddress.IPv6Address(prefix).packed[:8] + iid))
+
+
+def _link_local(mac: str) -> str:
+    return _address("fe80::", mac)
+
+
+@contextlib.contextmanager
+def _peer_ipv6(lab) -> Iterator[dict[str, str]]:
+    """IPv6 on the peer's end for the test (the lab keeps it off, so that other tests
+    see no IPv6 chatter); off again after, which removes its addresses."""
+    knob = f"net.ipv6.conf.{lab.peer}.disable_ipv6"
+    lab.run("sysctl", "-qw", f"{knob}=0")
+    try:
+        mac = json.loads(lab.run("ip", "-j", "link", "show", "dev", lab.peer).stdout)[0]["address"]
+        ll = _link_local(mac)
+        yield {"mac": mac, "link_local": ll}
+    finally:
+        lab.run("sysctl", "-qw", f"{knob}=1", check=False)
+
+
+def _wait_peer_address(lab, address: str, timeout: float = 5.0) -> None:
+    """Until the peer's kernel has finished its own duplicate address detection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = json.loads(lab.run("ip", "-6", "-j", "addr", "show", "dev", lab.peer).stdout)
+        addrs = [a for i in info for a in i.get("addr_info", []) if a.get("local") == address]
+        if addrs and not addrs[0].get("tentative"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the peer never got {address}")
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _ping(lab, target: str) -> str:
+    r = lab.run("ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", target, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
+    trace = tmp_path / "ipv6.pcap"
+    with _peer_ipv6(lab) as peer, mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
+        ours = _link_local(stack.stats()["mac"])
+        assert _wait(lambda: stack.ipv6_addresses == [ours]), stack.stats()["ipv6"]
+        _wait_peer_address(lab, peer["link_local"])
+
+        # Neighbor discovery, then echo, on the link-local addresses.
+        out = _ping(lab, f"{ours}%{lab.peer}")
+        assert " 0% packet loss" in out, out
+        neigh = lab.run("ip", "-6", "neigh", "show", "dev", lab.peer).stdout
+        assert ours in neigh and stack.stats()["mac"] in neigh.lower(), neigh
+        learnt = {n["ip"]: n["mac"] for n in stack.ndp_table()}
+        assert learnt.get(peer["link_local"]) == peer["mac"], learnt
+
+        # A router advertisement: the stack makes an address from its prefix, checks
+        # it, and takes the router.
+        lab.run(sys.executable, "-c", RA_SENDER, lab.peer, peer["link_local"], peer["mac"], PREFIX)
+        ours_global = _address(PREFIX, stack.stats()["mac"])
+        assert _wait(lambda: ours_global in stack.ipv6_addresses), stack.stats()["ipv6"]
+        stats = stack.stats()
+        assert stats["ipv6_routers"] == [peer["link_local"]]
+        (slaac,) = [a for a in stats["ipv6"] if a["origin"] == "autoconf"]
+        assert (slaac["prefix_len"], slaac["state"]) == (64, "preferred")
+        assert 3500 < slaac["valid_left"] <= 3600 and 1700 < slaac["preferred_left"] <= 1800
+
+        # The kernel reaches the new address from its own in the prefix: the stack
+        # resolves the kernel's address before it answers.
+        lab.run("ip", "-6", "addr", "add", f"{PEER_GLOBAL}/64", "dev", lab.peer, "nodad")
+        out = _ping(lab, ours_global)
+        assert " 0% packet loss" in out, out
+        assert PEER_GLOBAL in {n["ip"] for n in stack.ndp_table()}
+
+        # No transport over IPv6 yet: a TCP connect is refused at once, not left to time out.
+        started = time.monotonic()
+        result = lab.run(sys.executable, "-c", CONNECT, ours_global, "8000").stdout.strip()
+        assert result == "refused" and time.monotonic() - started < 4, result
+        drops = stack.stats()["drops"]
+        assert drops["ipv6_transport_unserved"] >= 1
+
+    frames = scapy.rdpcap(str(trace))
+    sent = [f for f in frames if f.haslayer(scapy.IPv6) and f[scapy.Ether].src == stack_mac(frames)]
+    probes = [f for f in sent if f.haslayer(scapy.ICMPv6ND_NS) and f[scapy.IPv6].src == "::"]
+    assert {p[scapy.ICMPv6ND_NS].tgt for p in probes} >= {ours, ours_global}
+    assert all(f[scapy.IPv6].hlim == 255 for f in probes)
+    assert any(f.haslayer(scapy.ICMPv6ND_RS) for f in sent)
+    assert any(f.haslayer(scapy.ICMPv6MLReport2) for f in sent)
+
+
+def stack_mac(frames: list) -> str:
+    """The stack's MAC: the source of the first ARP it sent (its announcement)."""
+    return next(
+        f[scapy.ARP].hwsrc for f in frames if f.haslayer(scapy.ARP) and f[scapy.ARP].psrc == "10.77.0.2"
+    )
+
+
+def test_an_address_the_peer_holds_is_given_up(lab, tmp_path):
+    trace = tmp_path / "dad.pcap"
+    ours = _link_local("02:00:01:02:03:77")  # the stack's default MAC's
+    with _peer_ipv6(lab):
+        # The peer holds the stack's link-local address first, and defends it.
+        lab.run("ip", "-6", "addr", "add", f"{ours}/64", "dev", lab.peer, "nodad")
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
+            assert _wait(lambda: stack.stats()["ipv6"][0]["state"] == "duplicate"), stack.stats()["ipv6"]
+            assert stack.ipv6_addresses == []
+            assert stack.stats()["drops"]["ipv6_address_conflict"] >= 1
+            # The peer asks who has the address: the stack never answers for it.
+            lab.run("ping", "-6", "-c", "1", "-W", "1", f"{ours}%{lab.peer}", check=False)
+            time.sleep(0.3)
+    frames = scapy.rdpcap(str(trace))
+    mine = [f for f in frames if f.haslayer(scapy.IPv6) and f[scapy.Ether].src == stack_mac(frames)]
+    assert [f for f in mine if f.haslayer(scapy.ICMPv6ND_NS) and f[scapy.IPv6].src == "::"], "it probed"
+    assert not [f for f in mine if f.haslayer(scapy.ICMPv6ND_NA)]
+    assert not [f for f in mine if f.haslayer(scapy.ICMPv6ND_RS)], "no address to solicit routers from"
+
+
+def test_without_ipv6_the_stack_sends_none(lab, tmp_path):
+    trace = tmp_path / "v4only.pcap"
+    with _peer_ipv6(lab) as peer:
+        _wait_peer_address(lab, peer["link_local"])
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, ipv6=False, pcap_out=str(trace)) as stack:
+            r = lab.run(
+                "ping",
+                "-6",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                f"{_link_local(stack.stats()['mac'])}%{lab.peer}",
+                check=False,
+            )
+            assert r.returncode != 0
+            assert stack.ipv6_addresses == [] and stack.stats()["ipv6"] == []
+            assert stack.ndp_table() == []
+            assert stack.stats()["drops"]["unknown_ethertype"] >= 1
+    frames = scapy.rdpcap(str(trace))
+    assert not [f for f in frames if f.haslayer(scapy.IPv6) and f[scapy.Ether].src == stack_mac(frames)]
