@@ -151,6 +151,8 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         assert len(admin_pw) >= 12 and not any("user password" in x for x in lines), "only generated ones"
         # The stack answers as mipfast.local (multicast DNS) once it has announced the name.
         assert proc.stdout.readline() == "mDNS: http://mipfast.local:8000/\n"
+        # Then its IPv6 link-local address, once duplicate address detection is done.
+        assert proc.stdout.readline() == "IPv6: fe80::1ff:fe02:377\n"
         out = client(lab, "flow", STACK_IP, "8000", admin_pw, "u-pass", lab.peer_ip)
         os.unlink(out["capture_file"][3])  # the flow downloads a capture; the test above reads it
         assert out["admin_login"] == 200 and out["user_login"][0] == 200

@@ -3,7 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mipfast::wire::{arp, dhcp, dns, ethernet, icmp, ipv4, mdns, tcp, udp, Ipv4Addr};
+use mipfast::wire::ipv6::{self, Ipv6Addr};
+use mipfast::wire::{
+    arp, dhcp, dns, ethernet, icmp, icmpv6, ipv4, mdns, mld, ndp, tcp, udp, Ipv4Addr,
+};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -25,6 +28,33 @@ fuzz_target!(|data: &[u8]| {
             assert!(o.len() <= ipv4::MAX_OPTIONS_LEN && o.len() % 4 == 0);
             assert!(ipv4::record_route(o.as_bytes()).is_some());
         }
+    }
+    if let Ok(p) = ipv6::Packet::new_checked(data) {
+        let _ = (p.src(), p.dst(), p.traffic_class(), p.hop_limit());
+        if let Ok(upper) = ipv6::upper_layer(&p) {
+            assert!(upper.next_header_at < p.as_bytes().len());
+            assert!(upper.payload.len() <= p.payload().len());
+        }
+    }
+    // ICMPv6 between two fixed addresses, its checksum made right so that
+    // neighbor discovery and MLD are reached.
+    let (v6a, v6b) = (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), ipv6::ALL_NODES);
+    if data.len() >= icmpv6::HEADER_LEN {
+        let mut message = data.to_vec();
+        icmpv6::fill_checksum(&mut message, v6a, v6b);
+        let p = icmpv6::Packet::new_checked(&message, v6a, v6b).expect("a filled checksum checks");
+        let _ = (p.echo_ident(), p.echo_seq(), p.data().len());
+        if let Ok(m) = ndp::Message::parse(&p) {
+            if let ndp::Message::NeighborSolicit { target, source_mac } = m {
+                let again = ndp::Solicit { target, source_mac };
+                let mut buf = vec![0u8; again.len()];
+                again.emit(&mut buf, v6a, v6b);
+                let p =
+                    icmpv6::Packet::new_checked(&buf, v6a, v6b).expect("our solicitation checks");
+                assert_eq!(ndp::Message::parse(&p), Ok(m));
+            }
+        }
+        let _ = mld::Query::parse(&p);
     }
     if let Ok(p) = icmp::Packet::new_checked(data) {
         let _ = (

@@ -2,12 +2,13 @@
 //! application that exercises them, and helpers to shape frames.
 #![allow(dead_code)]
 
-use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config, RxChecksum, DEFAULT_MAC};
+use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config, Ipv6Config, RxChecksum, DEFAULT_MAC};
 use mipfast::phy::Link;
 use mipfast::socket::tcp::Handle;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
+use mipfast::wire::ipv6::{self, Ipv6Addr};
 use mipfast::wire::{arp, checksum, ethernet, ipv4, udp, HeldInMemory, Ipv4Addr, MacAddress};
 use std::cell::RefCell;
 
@@ -77,13 +78,21 @@ pub fn introduce_peer(stack: &mut Stack, now: Instant) {
 pub fn static_stack() -> Stack {
     let cidr = Ipv4Cidr::new(OUR_IP, 24).unwrap();
     let config = Ipv4Config::new(cidr, Some(PEER_IP), vec![PEER_IP]).unwrap();
-    let mut s = Stack::new(StackConfig::static_ipv4(config, 7), Instant::ZERO);
+    let config = StackConfig {
+        ipv6: Some(Ipv6Config::default()),
+        ..StackConfig::static_ipv4(config, 7)
+    };
+    let mut s = Stack::new(config, Instant::ZERO);
     s.drain_tx(|_| {});
     s
 }
 
 pub fn dhcp_stack() -> Stack {
-    let mut s = Stack::new(StackConfig::dhcp(8), Instant::ZERO);
+    let config = StackConfig {
+        ipv6: Some(Ipv6Config::default()),
+        ..StackConfig::dhcp(8)
+    };
+    let mut s = Stack::new(config, Instant::ZERO);
     s.drain_tx(|_| {});
     s
 }
@@ -170,7 +179,9 @@ pub fn advance(now: &mut Instant, step: u8) {
     *now += Duration::from_micros(micros);
 }
 
-/// Points a frame at us (our MAC; for IPv4, our address from the peer's).
+/// Points a frame at us (our MAC; for IPv4, our address from the peer's;
+/// for IPv6, our link-local address, or its solicited-node group when the
+/// hop limit is odd, from the peer's link-local).
 pub fn address_to_us(frame: &mut [u8]) {
     if frame.len() >= ethernet::HEADER_LEN {
         frame[0..6].copy_from_slice(&DEFAULT_MAC.0);
@@ -181,11 +192,59 @@ pub fn address_to_us(frame: &mut [u8]) {
         frame[ip + 12..ip + 16].copy_from_slice(&PEER_IP.octets());
         frame[ip + 16..ip + 20].copy_from_slice(&OUR_IP.octets());
     }
+    if frame.len() >= ip + ipv6::HEADER_LEN && frame[12..14] == [0x86, 0xdd] {
+        let ours = ipv6::with_interface_id(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            ipv6::interface_id(DEFAULT_MAC),
+        );
+        let dst = match frame[ip + 7] % 2 {
+            0 => ours,
+            _ => ipv6::solicited_node(ours),
+        };
+        let peer = ipv6::with_interface_id(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            ipv6::interface_id(PEER_MAC),
+        );
+        frame[ip + 8..ip + 24].copy_from_slice(&peer.octets());
+        frame[ip + 24..ip + 40].copy_from_slice(&dst.octets());
+    }
+}
+
+/// Makes the IPv6 header (version, payload length) and the ICMPv6, UDP or
+/// TCP checksum right, so that the fuzzer reaches past them.
+fn repair_ipv6(frame: &mut [u8]) {
+    let ip = ethernet::HEADER_LEN;
+    if frame.len() < ip + ipv6::HEADER_LEN || frame[12..14] != [0x86, 0xdd] {
+        return;
+    }
+    frame[ip] = 0x60 | (frame[ip] & 0x0f);
+    let payload_len = (frame.len() - ip - ipv6::HEADER_LEN).min(65535);
+    frame[ip + 4..ip + 6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+    let Ok(packet) = ipv6::Packet::new_checked(&frame[ip..]) else {
+        return;
+    };
+    let (src, dst) = (packet.src(), packet.dst());
+    let Ok(upper) = ipv6::upper_layer(&packet) else {
+        return;
+    };
+    let (protocol, len) = (upper.protocol, upper.payload.len());
+    let body = frame.len() - len;
+    let at = match protocol {
+        ipv6::NEXT_ICMPV6 if len >= 8 => 2,
+        ipv6::NEXT_UDP if len >= 8 => 6,
+        ipv6::NEXT_TCP if len >= 20 => 16,
+        _ => return,
+    };
+    frame[body + at..body + at + 2].fill(0);
+    let acc = checksum::pseudo_header_v6(src, dst, protocol, len as u32);
+    let c = !checksum::fold(checksum::accumulate(acc, &frame[body..]));
+    frame[body + at..body + at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Makes the IPv4 header (version, lengths, checksum) and the ICMP, UDP or
 /// TCP checksum right, so that the fuzzer reaches past them.
 pub fn repair(frame: &mut Vec<u8>) {
+    repair_ipv6(frame);
     let ip = ethernet::HEADER_LEN;
     if frame.len() < ip + ipv4::HEADER_LEN || frame[12..14] != [0x08, 0x00] {
         return;

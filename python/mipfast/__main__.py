@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             # The libpcap path needs the peer's checksum offload off (as Stack, MIPFAST_DEVICE counts).
             device = args.device or os.environ.get("MIPFAST_DEVICE", "auto")
-            lab = Lab(host_access=True, offloads=device != "pcap")
+            lab = Lab(host_access=True, offloads=device != "pcap", ipv6=not args.no_ipv6)
         try:
             lab.up()
         except LabError as e:

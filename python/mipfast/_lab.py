@@ -99,6 +99,7 @@ class Lab(_Claimed):
         lease: str = "12h",
         host_access: bool = False,
         offloads: bool = True,
+        ipv6: bool = False,
     ) -> None:
         for name in (iface, peer):
             if len(name) > 15:
@@ -112,6 +113,7 @@ class Lab(_Claimed):
         self.lease = lease
         self.host_access = host_access
         self.offloads = offloads
+        self.ipv6 = ipv6
         self.pid_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.pid"
         self.lease_file = RUN_DIR / f"mipfast-{netns}.leases"
         self.log_file = RUN_DIR / f"mipfast-{netns}.dnsmasq.log"
@@ -162,9 +164,11 @@ class Lab(_Claimed):
         _run(["ip", "link", "add", self.iface, "type", "veth", "peer", "name", self.peer])
         _run(["ip", "link", "set", self.peer, "netns", self.netns])
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.peer_ip}/24", "dev", self.peer])
-        # The lab is IPv4 only: neither end sends IPv6 chatter (MLD reports, router
-        # solicitations) at the stack, whose tests count every frame that arrives.
-        _run(self.ns("sysctl", "-qw", f"net.ipv6.conf.{self.peer}.disable_ipv6=1"), check=False)
+        # Unless asked for IPv6, the peer sends no IPv6 chatter (MLD reports, router
+        # solicitations) at the stack, whose tests count every frame that arrives; the
+        # IPv6 tests turn it on for themselves. The stack's end never runs the host's IPv6.
+        peer_v6_off = "0" if self.ipv6 else "1"
+        _run(self.ns("sysctl", "-qw", f"net.ipv6.conf.{self.peer}.disable_ipv6={peer_v6_off}"), check=False)
         _run(["ip", "-n", self.netns, "link", "set", self.peer, "up"])
         _run(["sysctl", "-qw", f"net.ipv6.conf.{self.iface}.disable_ipv6=1"], check=False)
         _run(["ip", "link", "set", self.iface, "up"])
@@ -268,7 +272,12 @@ class Lab(_Claimed):
             "host through it (the namespace routes):\n"
             f"  sudo ip netns exec {self.netns} ping {ip}\n"
             f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
-            "Ctrl-C stops the stack and removes the lab."
+            + (
+                f"  sudo ip netns exec {self.netns} ping -6 ADDR%{self.peer}  # ADDR: see IPv6 below\n"
+                if self.ipv6
+                else ""
+            )
+            + "Ctrl-C stops the stack and removes the lab."
         )
 
     def exists(self) -> bool:
