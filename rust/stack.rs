@@ -18,6 +18,7 @@ use crate::wire::{self, held_tcp_text, icmp, ipv4, Held, Ipv4Addr, SegmentText};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::io;
+use std::net::{IpAddr, Ipv6Addr};
 use std::ops::ControlFlow;
 
 mod loopback;
@@ -529,10 +530,14 @@ impl Stack {
     pub fn ping_send(
         &mut self,
         now: Instant,
-        dst: Ipv4Addr,
+        dst: impl Into<IpAddr>,
         id: ProbeId,
         size: usize,
     ) -> Result<(), UdpSendError> {
+        let dst = match dst.into() {
+            IpAddr::V4(dst) => dst,
+            IpAddr::V6(dst) => return self.ping_send_v6(now, dst, id, size),
+        };
         let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
         if !self.iface.reaches(dst) {
             return Err(UdpSendError::NoRoute);
@@ -540,7 +545,7 @@ impl Stack {
         if size > MAX_IPV4_PAYLOAD - icmp::HEADER_LEN {
             return Err(UdpSendError::TooBig);
         }
-        if !self.pinger.sent(now, id, dst, size) {
+        if !self.pinger.sent(now, id, dst.into(), size) {
             return Err(UdpSendError::NoBuffers);
         }
         let data = ping::probe_data(id, size);
@@ -556,6 +561,38 @@ impl Stack {
             })
             .or_else(datagram_send_result)
     }
+    /// An ICMPv6 echo request (RFC 4443 §4.1). Without fragments, its data
+    /// must fit the link's MTU with the headers.
+    fn ping_send_v6(
+        &mut self,
+        now: Instant,
+        dst: Ipv6Addr,
+        id: ProbeId,
+        size: usize,
+    ) -> Result<(), UdpSendError> {
+        let host = self.iface.ipv6().ok_or(UdpSendError::NoRoute)?;
+        let room = host.mtu(self.iface.mtu()) - wire::ipv6::HEADER_LEN - wire::icmpv6::HEADER_LEN;
+        if size > room {
+            return Err(UdpSendError::TooBig);
+        }
+        if host.source_for(dst).is_none() {
+            return Err(UdpSendError::NoRoute);
+        }
+        if !self.pinger.sent(now, id, dst.into(), size) {
+            return Err(UdpSendError::NoBuffers);
+        }
+        let data = ping::probe_data(id, size);
+        let echo = wire::icmpv6::Echo {
+            reply: false,
+            ident: id.ident,
+            seq: id.seq,
+            data: &data,
+        };
+        self.iface
+            .send_echo_v6(now, dst, &echo)
+            .or_else(datagram_send_result)
+    }
+
     /// The round-trip time of a probe, once its reply came.
     pub fn ping_rtt(&self, id: ProbeId) -> Option<Duration> {
         self.pinger.rtt(id)

@@ -115,6 +115,9 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
         assert ours in neigh and stack.stats()["mac"] in neigh.lower(), neigh
         learnt = {n["ip"]: n["mac"] for n in stack.ndp_table()}
         assert learnt.get(peer["link_local"]) == peer["mac"], learnt
+        # And the stack pings the kernel (ICMPv6 echo; a zone is allowed and ignored).
+        rtts = stack.ping(f"{peer['link_local']}%{lab.peer}", count=3, timeout=2)
+        assert all(rtt is not None and rtt < 1 for rtt in rtts), rtts
 
         # A router advertisement: the stack makes an address from its prefix, checks
         # it, and takes the router.
@@ -133,6 +136,10 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
         out = _ping(lab, ours_global)
         assert " 0% packet loss" in out, out
         assert PEER_GLOBAL in {n["ip"] for n in stack.ndp_table()}
+        assert stack.ping(PEER_GLOBAL, count=2, timeout=2)[-1] is not None
+        assert stack.ping("fd77:0:0:1::99", timeout=0.5) == [None]  # nobody has it
+        # Beyond the link, through the router (the peer, which does not forward).
+        assert stack.ping("2001:db8::1", timeout=0.3) == [None]
 
         # No transport over IPv6 yet: a TCP connect is refused at once, not left to time out.
         started = time.monotonic()
@@ -148,6 +155,8 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
     assert all(f[scapy.IPv6].hlim == 255 for f in probes)
     assert any(f.haslayer(scapy.ICMPv6ND_RS) for f in sent)
     assert any(f.haslayer(scapy.ICMPv6MLReport2) for f in sent)
+    far = [f for f in sent if f.haslayer(scapy.ICMPv6EchoRequest) and f[scapy.IPv6].dst == "2001:db8::1"]
+    assert far and far[0][scapy.Ether].dst == peer["mac"] and far[0][scapy.IPv6].src == ours_global
 
 
 def stack_mac(frames: list) -> str:

@@ -117,7 +117,7 @@ pub struct Unreachable {
 /// An ICMP echo reply to one of our requests, borrowed from the frame.
 #[derive(Debug, Clone, Copy)]
 pub struct EchoReply<'a> {
-    pub src: Ipv4Addr,
+    pub src: std::net::IpAddr,
     pub ident: u16,
     pub seq: u16,
     pub data: &'a [u8],
@@ -200,6 +200,18 @@ impl Interface {
     /// IPv6's addresses, routers and neighbors, when enabled.
     pub fn ipv6(&self) -> Option<&Ipv6Host> {
         self.ipv6.as_ref()
+    }
+
+    /// Sends an ICMPv6 echo request to `dst` (see [`Ipv6Host::send_echo`]).
+    pub fn send_echo_v6(
+        &mut self,
+        now: Instant,
+        dst: std::net::Ipv6Addr,
+        echo: &crate::wire::icmpv6::Echo<'_>,
+    ) -> Result<(), DropReason> {
+        let mut result = Err(DropReason::NoRoute);
+        self.with_ipv6(|host, link| result = host.send_echo(now, link, dst, echo));
+        result
     }
 
     /// Lends the transmit side to the IPv6 host for one call.
@@ -350,8 +362,11 @@ impl Interface {
             }
             ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload(), checksum.trusted()),
             ethernet::ETHERTYPE_IPV6 if self.ipv6.is_some() => {
-                self.with_ipv6(|host, link| host.ingress(now, link, eth.src(), eth.payload()));
-                None
+                let mut reply = None;
+                self.with_ipv6(|host, link| {
+                    reply = host.ingress(now, link, eth.src(), eth.payload());
+                });
+                reply.map(Delivery::EchoReply)
             }
             _ => self.dropped(DropReason::UnknownEthertype),
         }
@@ -627,7 +642,7 @@ impl Interface {
         }
         if packet.msg_type() == icmp::TYPE_ECHO_REPLY && packet.code() == 0 {
             return Some(Delivery::EchoReply(EchoReply {
-                src,
+                src: src.into(),
                 ident: packet.echo_ident(),
                 seq: packet.echo_seq(),
                 data: packet.data(),

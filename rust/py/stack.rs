@@ -363,8 +363,9 @@ impl PyStack {
         PyUdpSocket::bind(py, self.live()?, bind)
     }
 
-    /// Send `count` ICMP echo requests with `size` data bytes to `host`, one
-    /// after another, each waiting up to `timeout` seconds for its reply.
+    /// Send `count` ICMP echo requests with `size` data bytes to `host` (a
+    /// name, an IPv4 address, or an IPv6 one: ICMPv6 echo), one after
+    /// another, each waiting up to `timeout` seconds for its reply.
     /// Returns the round-trip times in seconds, None for the lost ones.
     #[pyo3(signature = (host, count=1, timeout=1.0, size=56))]
     fn ping(
@@ -381,7 +382,10 @@ impl PyStack {
             .map_err(|_| PyValueError::new_err("size must not be negative"))?;
         let t = timeout_arg(Some(timeout))?;
         let live = self.live()?;
-        let dst = resolve_host(py, &live, host, t)?[0];
+        let dst = match ipv6_literal(host) {
+            Some(v6) => v6.into(),
+            None => resolve_host(py, &live, host, t)?[0].into(),
+        };
         let rtts = blocking(py, |interrupt| live.ping(dst, count, size, t, interrupt))?;
         Ok(rtts
             .into_iter()
@@ -845,4 +849,13 @@ fn service_config(
         port,
         txt: strings,
     })
+}
+
+/// An IPv6 address as Python writes one, a zone (`fe80::1%eth0`) allowed
+/// and ignored: the stack has one link.
+fn ipv6_literal(host: &str) -> Option<std::net::Ipv6Addr> {
+    let address = host
+        .split_once('%')
+        .map_or(host, |(address, _zone)| address);
+    address.parse().ok()
 }

@@ -222,7 +222,7 @@ impl LiveStack {
     /// times, `None` for the lost ones.
     pub fn ping(
         &self,
-        dst: Ipv4Addr,
+        dst: std::net::IpAddr,
         count: u16,
         size: usize,
         timeout: Option<Duration>,

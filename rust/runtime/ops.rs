@@ -13,7 +13,6 @@ use crate::socket::udp::{UdpError, UdpHandle};
 use crate::stack::Stack;
 use crate::stack::UdpSendError;
 use crate::time::{Duration, Instant};
-use crate::wire::Ipv4Addr;
 use std::io;
 use std::sync::Arc;
 
@@ -174,7 +173,7 @@ impl Probe {
     pub fn send(
         stack: &mut Stack,
         now: Instant,
-        dst: Ipv4Addr,
+        dst: impl Into<std::net::IpAddr>,
         id: ProbeId,
         size: usize,
     ) -> io::Result<Self> {

@@ -1,10 +1,10 @@
-//! ICMP echo (RFC 792) from our side: probes sent, replies matched by
+//! ICMP echo (RFC 792, and RFC 4443 §4 over IPv6) from our side: probes sent, replies matched by
 //! address, identifier, sequence number and data, round-trip times taken
 //! from the time passed in.
 
 use crate::time::{Duration, Instant};
-use crate::wire::Ipv4Addr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Identifies one probe until [`Pinger::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,7 +15,7 @@ pub struct ProbeId {
 
 #[derive(Debug)]
 struct Probe {
-    dst: Ipv4Addr,
+    dst: IpAddr,
     sent: Instant,
     size: usize,
     rtt: Option<Duration>,
@@ -40,7 +40,7 @@ pub fn probe_data(id: ProbeId, size: usize) -> Vec<u8> {
 
 impl Pinger {
     /// Records a probe just sent; false when too many are outstanding.
-    pub fn sent(&mut self, now: Instant, id: ProbeId, dst: Ipv4Addr, size: usize) -> bool {
+    pub fn sent(&mut self, now: Instant, id: ProbeId, dst: IpAddr, size: usize) -> bool {
         if self.probes.len() >= MAX_PROBES {
             return false;
         }
@@ -57,7 +57,7 @@ impl Pinger {
     }
 
     /// Handles an echo reply; true if it answered one of our probes.
-    pub fn reply(&mut self, now: Instant, src: Ipv4Addr, id: ProbeId, data: &[u8]) -> bool {
+    pub fn reply(&mut self, now: Instant, src: IpAddr, id: ProbeId, data: &[u8]) -> bool {
         match self.probes.get_mut(&id) {
             Some(p) if p.dst == src && p.rtt.is_none() && data == probe_data(id, p.size) => {
                 p.rtt = Some(now.saturating_since(p.sent));

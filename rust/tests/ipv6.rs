@@ -627,3 +627,69 @@ fn without_ipv6_its_frames_are_unread() {
     assert_eq!(drops(&s, DropReason::UnknownEthertype), 1);
     assert!(s.interface().ipv6().is_none());
 }
+
+#[test]
+fn pings_over_ipv6() {
+    use mipfast::service::ping::ProbeId;
+    use mipfast::stack::UdpSendError;
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let id = ProbeId {
+        ident: 0x4242,
+        seq: 3,
+    };
+    s.ping_send(now, ip(PEER), id, 24).unwrap();
+    // The peer is asked for first; its advertisement lets the request go.
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(
+        (out.len(), out[0].upper[0]),
+        (1, ndp::TYPE_NEIGHBOR_SOLICIT)
+    );
+    let na = ndp::Advert {
+        solicited: true,
+        override_entry: true,
+        target: ip(PEER),
+        target_mac: PEER_MAC,
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, ip(PEER), ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 255, message));
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    let request = &out[0];
+    assert_eq!(
+        (request.mac, request.src, request.dst),
+        (PEER_MAC, ours, ip(PEER))
+    );
+    assert_eq!(
+        (request.upper[0], &request.upper[4..8]),
+        (128, &[0x42, 0x42, 0, 3][..])
+    );
+    assert_eq!(request.upper.len(), 8 + 24);
+    // A reply with other data is not ours; the echoed one is, 5 ms later.
+    let mut wrong = request.upper.clone();
+    wrong[0] = 129;
+    wrong[9] ^= 1;
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 64, wrong));
+    assert_eq!(s.ping_rtt(id), None);
+    assert_eq!(drops(&s, DropReason::IcmpEchoUnmatched), 1);
+    let mut reply = request.upper.clone();
+    reply[0] = 129;
+    let later = now + Duration::from_millis(5);
+    s.process_frame(later, &icmp(DEFAULT_MAC, (ip(PEER), ours), 64, reply));
+    assert_eq!(s.ping_rtt(id), Some(Duration::from_millis(5)));
+    // No route beyond the link without a router; too big for the MTU without fragments.
+    let far = ip("2001:db8::1");
+    let next = ProbeId { ident: 1, seq: 1 };
+    assert_eq!(s.ping_send(now, far, next, 8), Err(UdpSendError::NoRoute));
+    assert_eq!(
+        s.ping_send(now, ip(PEER), next, 1500),
+        Err(UdpSendError::TooBig)
+    );
+    // Without IPv6 at all: no route.
+    let mut v4 = static_stack(now);
+    assert_eq!(
+        v4.ping_send(now, ip(PEER), next, 8),
+        Err(UdpSendError::NoRoute)
+    );
+}

@@ -3,32 +3,32 @@
 
 use super::egress::Outgoing;
 use super::{AddressState, Ipv6Host, Link};
-use crate::iface::DropReason;
+use crate::iface::{DropReason, EchoReply};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, HeaderProblem, Ipv6Addr};
 use crate::wire::{icmpv6, mld, ndp, Error as WireError, MacAddress};
 
 impl Ipv6Host {
-    /// Handles one IPv6 packet from a frame sent by `src_mac`.
-    pub fn ingress(
+    /// Handles one IPv6 packet from a frame sent by `src_mac`; an echo
+    /// reply to us is handed back, for the stack's pinger.
+    pub fn ingress<'a>(
         &mut self,
         now: Instant,
         link: &mut Link<'_>,
         src_mac: MacAddress,
-        bytes: &[u8],
-    ) {
-        let packet = match ipv6::Packet::new_checked(bytes) {
-            Ok(p) => p,
-            Err(_) => return link.counters.count_drop(DropReason::Ipv6Malformed),
+        bytes: &'a [u8],
+    ) -> Option<EchoReply<'a>> {
+        let Ok(packet) = ipv6::Packet::new_checked(bytes) else {
+            return dropped(link, DropReason::Ipv6Malformed);
         };
         if src_mac == link.mac {
             // Our own multicast, reflected by the link: a duplicate address
             // detection must not take its own solicitation for another's.
-            return link.counters.count_drop(DropReason::Ipv6LoopedBack);
+            return dropped(link, DropReason::Ipv6LoopedBack);
         }
         let (src, dst) = (packet.src(), packet.dst());
         if src.is_multicast() {
-            return link.counters.count_drop(DropReason::Ipv6Malformed);
+            return dropped(link, DropReason::Ipv6Malformed);
         }
         let tentative = self
             .addresses
@@ -36,28 +36,36 @@ impl Ipv6Host {
             .any(|a| a.address == dst && matches!(a.state, AddressState::Tentative { .. }));
         let unicast = self.is_own(dst);
         if !(unicast || tentative || self.is_listening(dst)) {
-            return link.counters.count_drop(DropReason::Ipv6NotForUs);
+            return dropped(link, DropReason::Ipv6NotForUs);
         }
         let upper = match ipv6::upper_layer(&packet) {
             Ok(upper) => upper,
-            Err(problem) => return self.header_problem(now, link, &packet, problem),
+            Err(problem) => {
+                self.header_problem(now, link, &packet, problem);
+                return None;
+            }
         };
         match upper.protocol {
             ipv6::NEXT_ICMPV6 => {
                 let icmp = match icmpv6::Packet::new_checked(upper.payload, src, dst) {
                     Ok(icmp) => icmp,
-                    Err(WireError::Checksum) => {
-                        return link.counters.count_drop(DropReason::Icmpv6Checksum)
-                    }
-                    Err(_) => return link.counters.count_drop(DropReason::Icmpv6Malformed),
+                    Err(WireError::Checksum) => return dropped(link, DropReason::Icmpv6Checksum),
+                    Err(_) => return dropped(link, DropReason::Icmpv6Malformed),
                 };
-                if tentative
-                    && !matches!(
-                        icmp.msg_type(),
-                        ndp::TYPE_NEIGHBOR_SOLICIT | ndp::TYPE_NEIGHBOR_ADVERT
-                    )
-                {
-                    return link.counters.count_drop(DropReason::Ipv6NotForUs);
+                let discovery = matches!(
+                    icmp.msg_type(),
+                    ndp::TYPE_NEIGHBOR_SOLICIT | ndp::TYPE_NEIGHBOR_ADVERT
+                );
+                if tentative && !discovery {
+                    return dropped(link, DropReason::Ipv6NotForUs);
+                }
+                if icmp.msg_type() == icmpv6::TYPE_ECHO_REPLY && icmp.code() == 0 && unicast {
+                    return Some(EchoReply {
+                        src: src.into(),
+                        ident: icmp.echo_ident(),
+                        seq: icmp.echo_seq(),
+                        data: icmp.data(),
+                    });
                 }
                 self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
             }
@@ -89,6 +97,7 @@ impl Ipv6Host {
                 }
             }
         }
+        None
     }
 
     /// Whether we listen to the group `dst`: all nodes, or the solicited-node
@@ -212,6 +221,33 @@ impl Ipv6Host {
         );
     }
 
+    /// Sends an echo request (RFC 4443 §4.1) to `dst`, from the address of
+    /// ours that suits it; the reply comes back from [`Ipv6Host::ingress`].
+    pub fn send_echo(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        dst: Ipv6Addr,
+        request: &icmpv6::Echo<'_>,
+    ) -> Result<(), DropReason> {
+        if dst.is_unspecified() || dst.is_loopback() {
+            return Err(DropReason::NoRoute);
+        }
+        let src = self.source_for(dst).ok_or(DropReason::NoRoute)?;
+        let hop_limit = match dst.is_multicast() {
+            true => 1,
+            false => self.hop_limit,
+        };
+        self.send_icmp(
+            now,
+            link,
+            (src, dst),
+            hop_limit,
+            request.len(),
+            |buf, s, d| request.emit(buf, s, d),
+        )
+    }
+
     /// A reply to a neighbor: to the MAC it gave, else the one we know,
     /// else the frame's source.
     pub(super) fn reply_mac(
@@ -244,4 +280,9 @@ impl Ipv6Host {
         };
         self.send_to_mac(link, mac, out, len, emit);
     }
+}
+
+fn dropped<T>(link: &mut Link<'_>, reason: DropReason) -> Option<T> {
+    link.counters.count_drop(reason);
+    None
 }
