@@ -174,6 +174,7 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         status = json.loads(curl(f"{base}/api/status"))
         assert status["ip"] == STACK_IP and status["mac"] == mipfast.DEFAULT_MAC
         assert status["mdns"] == "mipfast.local"
+        assert [(a["address"], a["state"]) for a in status["ipv6"]] == [("fe80::1ff:fe02:377", "preferred")]
         assert json.loads(curl(f"{base}/api/session"))["csrf"] == login["csrf"]
     finally:
         rest, err = stop(proc, signal.SIGINT, 15)

@@ -66,6 +66,8 @@ function render(snap) {
     ["Link", `${s.link}, MTU ${s.mtu}`],
     ["IP", s.ip ? `${s.ip}/${s.prefix_len}` : "none yet"],
     ["mDNS name", s.mdns || "—"],
+    ["IPv6", (s.ipv6 || []).map((a) => `${a.address}/${a.prefix_len}${a.state === "preferred" ? "" : ` (${a.state})`}`).join(", ") || "—"],
+    ["IPv6 routers", (s.ipv6_routers || []).join(", ") || "—"],
     ["Netmask", s.netmask || "—"],
     ["Gateway", s.gateway || "—"],
     ["DNS", s.dns.join(", ") || "—"],
