@@ -571,7 +571,8 @@ impl Stack {
         size: usize,
     ) -> Result<(), UdpSendError> {
         let host = self.iface.ipv6().ok_or(UdpSendError::NoRoute)?;
-        let room = host.mtu(self.iface.mtu()) - wire::ipv6::HEADER_LEN - wire::icmpv6::HEADER_LEN;
+        let headers = wire::ipv6::HEADER_LEN + wire::icmpv6::HEADER_LEN;
+        let room = host.mtu(self.iface.mtu()).saturating_sub(headers);
         if size > room {
             return Err(UdpSendError::TooBig);
         }

@@ -118,6 +118,20 @@ fn drops(s: &Stack, reason: DropReason) -> u64 {
     s.interface().counters().drops(reason)
 }
 
+/// A neighbor's solicited advertisement of `target` at `mac`, sent to us.
+fn advertise(s: &mut Stack, now: Instant, target: Ipv6Addr, mac: MacAddress) {
+    let ours = ip(LINK_LOCAL);
+    let na = ndp::Advert {
+        solicited: true,
+        override_entry: true,
+        target,
+        target_mac: mac,
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, target, ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (target, ours), 255, message));
+}
+
 /// A stack whose link-local address is ours, and the time it is.
 fn ready_stack() -> (Stack, Instant) {
     let mut s = v6_stack(Instant::ZERO);
@@ -295,15 +309,7 @@ fn resolves_a_neighbor_before_answering_it() {
     );
     assert_eq!(&ask.upper[24..26], &[1, 1], "with our MAC");
     // Its advertisement releases the reply.
-    let na = ndp::Advert {
-        solicited: true,
-        override_entry: true,
-        target: stranger,
-        target_mac: PEER_MAC,
-    };
-    let mut message = vec![0u8; ndp::Advert::LEN];
-    na.emit(&mut message, stranger, ours);
-    s.process_frame(now, &icmp(DEFAULT_MAC, (stranger, ours), 255, message));
+    advertise(&mut s, now, stranger, PEER_MAC);
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -494,15 +500,7 @@ fn refuses_what_it_does_not_serve() {
     // (The peer is not known yet: the error waits while we ask for it.)
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!(out[0].upper[0], ndp::TYPE_NEIGHBOR_SOLICIT);
-    let na = ndp::Advert {
-        solicited: true,
-        override_entry: true,
-        target: ip(PEER),
-        target_mac: PEER_MAC,
-    };
-    let mut message = vec![0u8; ndp::Advert::LEN];
-    na.emit(&mut message, ip(PEER), ours);
-    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 255, message));
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].dst, &out[0].upper[..2]), (ip(PEER), &[1, 4][..]));
@@ -645,15 +643,7 @@ fn pings_over_ipv6() {
         (out.len(), out[0].upper[0]),
         (1, ndp::TYPE_NEIGHBOR_SOLICIT)
     );
-    let na = ndp::Advert {
-        solicited: true,
-        override_entry: true,
-        target: ip(PEER),
-        target_mac: PEER_MAC,
-    };
-    let mut message = vec![0u8; ndp::Advert::LEN];
-    na.emit(&mut message, ip(PEER), ours);
-    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 255, message));
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!(out.len(), 1);
     let request = &out[0];
