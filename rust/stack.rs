@@ -4,7 +4,8 @@
 use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Ipv6Config, Payload,
-    RxChecksum, TcpDelivery, Text, TextRef, UdpDelivery, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
+    RxChecksum, TcpDelivery, Text, TextRef, Udp6Delivery, UdpDelivery, CHECKSUM_ONLY,
+    MAX_IPV4_PAYLOAD,
 };
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -279,6 +280,7 @@ impl Stack {
     fn deliver(&mut self, now: Instant, delivery: Delivery<'_>, held: Held<'_>) {
         match delivery {
             Delivery::Udp(d) => self.process_udp(now, d),
+            Delivery::Udp6(d) => self.process_udp_v6(now, d),
             Delivery::Tcp(t) => self.process_tcp(now, t, held),
             // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
             Delivery::Unreachable(u)
@@ -297,7 +299,8 @@ impl Stack {
                 self.tcp.icmp_unreachable(u.local.1, u.remote);
             }
             Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_UDP && u.code <= 3 => {
-                self.udp.icmp_unreachable(u.local.1, u.remote);
+                self.udp
+                    .icmp_unreachable(u.local.1, (u.remote.0.into(), u.remote.1));
             }
             Delivery::Unreachable(_) => {}
             Delivery::EchoReply(r) => {
@@ -375,6 +378,8 @@ impl Stack {
         }
         let mdns_taken = self.process_mdns(now, &datagram);
         let src = (datagram.src, datagram.src_port);
+        let from = (datagram.src.into(), datagram.src_port);
+        let to = (datagram.dst.into(), datagram.dst_port);
         if !datagram.broadcast {
             match self
                 .resolver
@@ -385,10 +390,9 @@ impl Stack {
                 Received::Rejected => return self.iface.count_drop(DropReason::DnsRejected),
             }
         }
-        let dst = (datagram.dst, datagram.dst_port);
         match self
             .udp
-            .deliver(src, dst, datagram.broadcast, datagram.payload)
+            .deliver(from, to, datagram.broadcast, datagram.payload)
         {
             Ok(()) => {}
             Err(udp::Unclaimed::QueueFull) => self.iface.count_drop(DropReason::UdpQueueFull),
@@ -407,11 +411,37 @@ impl Stack {
         &mut self.udp
     }
 
+    /// A UDP datagram over IPv6 for a socket, or answered with a port
+    /// unreachable (never one sent to a group).
+    fn process_udp_v6(&mut self, now: Instant, datagram: Udp6Delivery<'_>) {
+        let from = (datagram.src.into(), datagram.src_port);
+        let to = (datagram.dst.into(), datagram.dst_port);
+        match self
+            .udp
+            .deliver(from, to, datagram.multicast, datagram.payload)
+        {
+            Ok(()) => {}
+            Err(udp::Unclaimed::QueueFull) => self.iface.count_drop(DropReason::UdpQueueFull),
+            Err(udp::Unclaimed::NoSocket) => self.iface.send_port_unreachable_v6(now, &datagram),
+        }
+    }
+
     /// Opens a UDP socket on `addr:port` (port 0: a random free one).
-    /// `addr` is the unspecified address, ours or a multicast group's.
-    pub fn udp_bind(&mut self, addr: Ipv4Addr, port: u16) -> Result<UdpHandle, UdpSendError> {
+    /// `addr` is the unspecified address (of either family: the socket's
+    /// family follows it), ours, or an IPv4 multicast group's.
+    pub fn udp_bind(
+        &mut self,
+        addr: impl Into<IpAddr>,
+        port: u16,
+    ) -> Result<UdpHandle, UdpSendError> {
+        let addr = addr.into();
         // (A group's address too: the socket then takes that group's datagrams.)
-        if !addr.is_unspecified() && Some(addr) != self.ipv4() && !addr.is_multicast() {
+        let available = match addr {
+            _ if addr.is_unspecified() => true,
+            IpAddr::V4(a) => Some(a) == self.ipv4() || a.is_multicast(),
+            IpAddr::V6(a) => self.iface.ipv6().is_some_and(|h| h.is_own(a)),
+        };
+        if !available {
             return Err(UdpSendError::AddressNotAvailable);
         }
         let hint = self.rng.random::<u16>();
@@ -424,12 +454,28 @@ impl Stack {
             })
     }
 
-    /// Sends one datagram from a UDP socket, fragmented if larger than the MTU.
+    /// Sends one datagram from a UDP socket to an address of its family:
+    /// over IPv4 fragmented if larger than the MTU; over IPv6 within it.
     pub fn udp_send(
         &mut self,
         now: Instant,
         handle: UdpHandle,
-        dst: udp::Endpoint,
+        dst: (impl Into<IpAddr>, u16),
+        payload: &[u8],
+    ) -> Result<(), UdpSendError> {
+        let socket = self.udp.get(handle).ok_or(UdpSendError::Closed)?;
+        match (dst.0.into(), socket.is_ipv6()) {
+            (IpAddr::V4(ip), false) => self.udp_send_v4(now, handle, (ip, dst.1), payload),
+            (IpAddr::V6(ip), true) => self.udp_send_v6(now, handle, (ip, dst.1), payload),
+            _ => Err(UdpSendError::InvalidDestination), // the other family
+        }
+    }
+
+    fn udp_send_v4(
+        &mut self,
+        now: Instant,
+        handle: UdpHandle,
+        dst: (Ipv4Addr, u16),
         payload: &[u8],
     ) -> Result<(), UdpSendError> {
         let our_ip = self.ipv4().ok_or(UdpSendError::NoRoute)?;
@@ -461,6 +507,51 @@ impl Stack {
             .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
                 buf.copy_from_slice(payload)
             })
+            .or_else(datagram_send_result)
+    }
+
+    /// RFC 8200 §5: without fragments, a datagram must fit the path's MTU.
+    /// To our own address it is delivered here, as through a loopback.
+    fn udp_send_v6(
+        &mut self,
+        now: Instant,
+        handle: UdpHandle,
+        dst: (Ipv6Addr, u16),
+        payload: &[u8],
+    ) -> Result<(), UdpSendError> {
+        let socket = self.udp.get_mut(handle).ok_or(UdpSendError::Closed)?;
+        if let Some(UdpError::Refused) = socket.remote().and(socket.take_error()) {
+            return Err(UdpSendError::Refused);
+        }
+        if dst.1 == 0 || dst.0.is_unspecified() {
+            return Err(UdpSendError::InvalidDestination);
+        }
+        let local = socket.local();
+        let host = self.iface.ipv6().ok_or(UdpSendError::NoRoute)?;
+        let src = match local.0 {
+            IpAddr::V6(a) if !a.is_unspecified() => a,
+            _ => host.source_for(dst.0).ok_or(UdpSendError::NoRoute)?,
+        };
+        let headers = wire::ipv6::HEADER_LEN + wire::udp::HEADER_LEN;
+        if payload.len() > host.mtu(self.iface.mtu()).saturating_sub(headers) {
+            return Err(UdpSendError::TooBig);
+        }
+        if host.is_own(dst.0) {
+            let from = (src.into(), local.1);
+            return match self
+                .udp
+                .deliver(from, (dst.0.into(), dst.1), false, payload)
+            {
+                Ok(()) => {
+                    self.delivered_to_self = true;
+                    Ok(())
+                }
+                Err(udp::Unclaimed::QueueFull) => Err(UdpSendError::NoBuffers),
+                Err(udp::Unclaimed::NoSocket) => Err(UdpSendError::Refused),
+            };
+        }
+        self.iface
+            .send_udp_v6(now, (src, dst.0), (local.1, dst.1), payload)
             .or_else(datagram_send_result)
     }
 

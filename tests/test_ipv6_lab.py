@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -209,3 +210,48 @@ def test_without_ipv6_the_stack_sends_none(lab, tmp_path):
             assert stack.stats()["drops"]["unknown_ethertype"] >= 1
     frames = scapy.rdpcap(str(trace))
     assert not [f for f in frames if f.haslayer(scapy.IPv6) and f[scapy.Ether].src == stack_mac(frames)]
+
+
+UDP_PEER = """
+import socket, sys
+target, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", 7777))
+s.settimeout(5)
+print("listening", flush=True)
+s.sendto(b"hello over six", socket.getaddrinfo(target, port, socket.AF_INET6)[0][4])
+data, src = s.recvfrom(100)
+print(data.decode(), src[1], flush=True)
+data, src = s.recvfrom(100)  # then one to the kernel's global address
+print(data.decode(), flush=True)
+"""
+
+
+def test_udp_over_ipv6_with_the_kernel(lab, peer):
+    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        ours = _link_local(stack.stats()["mac"])
+        assert _wait(lambda: stack.ipv6_addresses == [ours])
+        _wait_peer_address(lab, kernel["link_local"])
+        lab.run("ip", "-6", "addr", "add", f"{PEER_GLOBAL}/64", "dev", lab.peer, "nodad")
+        with stack.udp(("::", 5300)) as sock:
+            assert sock.family == socket.AF_INET6 and sock.getsockname() == ("::", 5300, 0, 0)
+            sock.settimeout(5)
+            remote = peer("-c", UDP_PEER, f"{ours}%{lab.peer}", "5300")
+            data, src = sock.recvfrom(100)
+            assert data == b"hello over six" and src == (kernel["link_local"], 7777, 0, 0)
+            assert sock.sendto(b"hello back", src) == 10
+            # Over IPv4 names only: a name is no IPv6 destination yet.
+            with pytest.raises(socket.gaierror):
+                sock.sendto(b"x", ("lab.mipfast", 7777))
+            # No route to the kernel's global address without a router or prefix...
+            with pytest.raises(OSError):
+                sock.sendto(b"x", (PEER_GLOBAL, 7777))
+            # ...until a router advertises the prefix as on the link.
+            lab.run(sys.executable, "-c", RA_SENDER, lab.peer, kernel["link_local"], kernel["mac"], PREFIX)
+            assert _wait(lambda: len(stack.ipv6_addresses) == 2)
+            sock.sendto(b"to the global address", (PEER_GLOBAL, 7777, 0, 0))
+            assert remote.result().splitlines() == ["hello back 5300", "to the global address"]
+            with pytest.raises(OSError):  # an IPv4 option on an IPv6 socket
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+        rows = {(r["local"][1]) for r in stack.udp_sockets()}
+        assert 5300 not in rows

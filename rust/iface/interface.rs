@@ -88,6 +88,20 @@ pub struct UdpDelivery<'a> {
     pub broadcast: bool,
 }
 
+/// A UDP datagram over IPv6 for the stack's sockets, borrowed from the frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Udp6Delivery<'a> {
+    pub src: std::net::Ipv6Addr,
+    pub dst: std::net::Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub payload: &'a [u8],
+    /// The whole IPv6 packet, for an ICMPv6 error that quotes it.
+    pub packet: &'a [u8],
+    /// Sent to a group (all nodes): never answered with an ICMPv6 error.
+    pub multicast: bool,
+}
+
 /// A TCP segment for us, checked, borrowed from the frame.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpDelivery<'a> {
@@ -127,6 +141,7 @@ pub struct EchoReply<'a> {
 #[derive(Debug, Clone)]
 pub enum Delivery<'a> {
     Udp(UdpDelivery<'a>),
+    Udp6(Udp6Delivery<'a>),
     Tcp(TcpDelivery<'a>),
     Unreachable(Unreachable),
     EchoReply(EchoReply<'a>),
@@ -212,6 +227,28 @@ impl Interface {
         let mut result = Err(DropReason::NoRoute);
         self.with_ipv6(|host, link| result = host.send_echo(now, link, dst, echo));
         result
+    }
+
+    /// Sends a UDP datagram over IPv6 (see [`Ipv6Host::send_udp`]).
+    pub fn send_udp_v6(
+        &mut self,
+        now: Instant,
+        addresses: (std::net::Ipv6Addr, std::net::Ipv6Addr),
+        ports: (u16, u16),
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let mut result = Err(DropReason::NoRoute);
+        self.with_ipv6(|host, link| result = host.send_udp(now, link, addresses, ports, payload));
+        result
+    }
+
+    /// Answers an IPv6 datagram no socket takes with a port unreachable.
+    pub fn send_port_unreachable_v6(&mut self, now: Instant, datagram: &Udp6Delivery<'_>) {
+        self.counters.count_drop(DropReason::UdpNoListener);
+        if !datagram.multicast {
+            let packet = datagram.packet;
+            self.with_ipv6(|host, link| host.refuse_port(now, link, packet));
+        }
     }
 
     /// Lends the transmit side to the IPv6 host for one call.
@@ -362,11 +399,12 @@ impl Interface {
             }
             ethernet::ETHERTYPE_IPV4 => self.process_ipv4(now, eth.payload(), checksum.trusted()),
             ethernet::ETHERTYPE_IPV6 if self.ipv6.is_some() => {
-                let mut reply = None;
+                let mut delivery = None;
+                let l4_trusted = checksum.trusted();
                 self.with_ipv6(|host, link| {
-                    reply = host.ingress(now, link, eth.src(), eth.payload());
+                    delivery = host.ingress(now, link, (eth.src(), l4_trusted), eth.payload());
                 });
-                reply.map(Delivery::EchoReply)
+                delivery
             }
             _ => self.dropped(DropReason::UnknownEthertype),
         }

@@ -6,6 +6,7 @@
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
+use std::net::IpAddr;
 
 /// `(host, port)` as given: the host as text, the port not yet range-checked
 /// (each call has its own range: 0 binds a free port, connects nowhere).
@@ -49,6 +50,34 @@ impl Address {
         Ok(Address { host, port })
     }
 
+    /// An AF_INET6 address: `(host, port[, flowinfo[, scope_id]])`, as the
+    /// stdlib takes it. Flow labels and zones are checked and not kept: the
+    /// stack sends no flow labels, and has one link.
+    pub fn of_ipv6(address: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let tuple = address.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "AF_INET6 address must be a tuple, not {}",
+                type_name(address)
+            ))
+        })?;
+        if !(2..=4).contains(&tuple.len()) {
+            return Err(PyTypeError::new_err(
+                "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])",
+            ));
+        }
+        let pair = PyTuple::new(address.py(), [tuple.get_item(0)?, tuple.get_item(1)?])?;
+        if let Ok(flowinfo) = tuple.get_item(2) {
+            let flowinfo: i64 = flowinfo.extract()?;
+            if !(0..1 << 20).contains(&flowinfo) {
+                return Err(PyOverflowError::new_err("flowinfo must be 0-1048575."));
+            }
+        }
+        if let Ok(scope_id) = tuple.get_item(3) {
+            let _: u32 = scope_id.extract()?;
+        }
+        Self::of(pair.as_any())
+    }
+
     /// The port to connect to: 1-65535.
     pub fn nonzero_port(&self) -> PyResult<u16> {
         u16::try_from(self.port)
@@ -87,4 +116,13 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".into())
+}
+
+/// An IPv4 or IPv6 address as Python writes one; an IPv6 zone (`%eth0`)
+/// is allowed and ignored: the stack has one link.
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    let address = host
+        .split_once('%')
+        .map_or(host, |(address, _zone)| address);
+    address.parse().ok()
 }

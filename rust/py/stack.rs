@@ -1,6 +1,6 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
-use super::address::Address;
+use super::address::{ip_literal, Address};
 use super::call::{blocking, resolve_host, timeout_arg};
 use super::errors::{self, value_error};
 use super::live_ref::LiveRef;
@@ -382,9 +382,9 @@ impl PyStack {
             .map_err(|_| PyValueError::new_err("size must not be negative"))?;
         let t = timeout_arg(Some(timeout))?;
         let live = self.live()?;
-        let dst = match ipv6_literal(host) {
-            Some(v6) => v6.into(),
-            None => resolve_host(py, &live, host, t)?[0].into(),
+        let dst = match ip_literal(host) {
+            Some(std::net::IpAddr::V6(v6)) => v6.into(),
+            _ => resolve_host(py, &live, host, t)?[0].into(),
         };
         let rtts = blocking(py, |interrupt| live.ping(dst, count, size, t, interrupt))?;
         Ok(rtts
@@ -849,13 +849,4 @@ fn service_config(
         port,
         txt: strings,
     })
-}
-
-/// An IPv6 address as Python writes one, a zone (`fe80::1%eth0`) allowed
-/// and ignored: the stack has one link.
-fn ipv6_literal(host: &str) -> Option<std::net::Ipv6Addr> {
-    let address = host
-        .split_once('%')
-        .map_or(host, |(address, _zone)| address);
-    address.parse().ok()
 }

@@ -4,7 +4,6 @@
 //! strings, endpoints as (ip, port) tuples.
 
 use crate::runtime::status::{Ipv6Row, NeighborRow, Summary, TcpRow, UdpRow};
-use crate::socket::tcp::Endpoint;
 use crate::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -13,8 +12,8 @@ fn seconds(d: Duration) -> f64 {
     d.total_micros() as f64 / 1e6
 }
 
-fn endpoint(e: Endpoint) -> (String, u16) {
-    (e.0.to_string(), e.1)
+fn endpoint<A: ToString>((ip, port): (A, u16)) -> (String, u16) {
+    (ip.to_string(), port)
 }
 
 pub fn summary<'py>(py: Python<'py>, s: Summary, uptime: Duration) -> PyResult<Bound<'py, PyDict>> {

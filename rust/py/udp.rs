@@ -1,7 +1,7 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
-use super::address::Address;
+use super::address::{ip_literal, Address};
 use super::call::{
     resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
 };
@@ -18,6 +18,7 @@ use crate::wire::Ipv4Addr;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,13 +36,15 @@ pub struct PyUdpSocket {
 }
 
 impl PyUdpSocket {
+    /// Binds to `addr`: its host ("" for 0.0.0.0, "::" or an IPv6 address
+    /// of ours for an IPv6 socket, a zone allowed) says the family.
     pub fn bind(py: Python<'_>, live: Arc<LiveStack>, addr: Address) -> PyResult<Self> {
-        let ip = if addr.host.is_empty() {
-            crate::wire::Ipv4Addr::UNSPECIFIED
+        let ip: IpAddr = if addr.host.is_empty() {
+            Ipv4Addr::UNSPECIFIED.into()
         } else {
-            addr.host.parse().map_err(|_| {
+            ip_literal(&addr.host).ok_or_else(|| {
                 pyo3::exceptions::PyValueError::new_err(format!(
-                    "{:?} is not an IPv4 address",
+                    "{:?} is not an IPv4 or IPv6 address",
                     addr.host
                 ))
             })?
@@ -102,11 +105,30 @@ impl PyUdpSocket {
         run_op(py, &self.live, op, timeout)?.map_err(errors::to_py)
     }
 
+    fn is_ipv6(&self) -> bool {
+        self.local.0.is_ipv6()
+    }
+
+    /// A destination as the socket's family writes one: `(host, port)`, or
+    /// for IPv6 `(host, port[, flowinfo[, scope_id]])` with an IPv6 address
+    /// (names are looked up over IPv4 only: no AAAA yet).
     fn resolve(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<Endpoint> {
+        if self.is_ipv6() {
+            let address = Address::of_ipv6(address)?;
+            let port = address.port()?;
+            return match ip_literal(&address.host) {
+                Some(IpAddr::V6(ip)) => Ok((ip.into(), port)),
+                _ => Err(errors::gaierror(
+                    py,
+                    &address.host,
+                    crate::service::dns::DnsError::NotFound,
+                )),
+            };
+        }
         let address = Address::of(address)?;
         let port = address.port()?;
         let ip = resolve_host(py, &self.live, &address.host, self.timeout())?[0];
-        Ok((ip, port))
+        Ok((ip.into(), port))
     }
 
     /// Runs `f` on the engine's socket; EBADF once it is closed.
@@ -214,26 +236,26 @@ impl PyUdpSocket {
         py: Python<'py>,
         bufsize: isize,
         flags: i32,
-    ) -> PyResult<(Bound<'py, PyBytes>, (String, u16))> {
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyTuple>)> {
         let bufsize = errors::buffer_size(bufsize, "recvfrom")?;
         let (data, src) = self.next_datagram(py, flags)?;
         let n = data.len().min(bufsize);
-        Ok((PyBytes::new(py, &data[..n]), (src.0.to_string(), src.1)))
+        Ok((PyBytes::new(py, &data[..n]), address_tuple(py, src)?))
     }
 
     /// Receive one datagram into `buffer`: (bytes written, (ip, port)).
     #[pyo3(signature = (buffer, nbytes=0, flags=0))]
-    fn recvfrom_into(
+    fn recvfrom_into<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         buffer: &Bound<'_, PyAny>,
         nbytes: isize,
         flags: i32,
-    ) -> PyResult<(usize, (String, u16))> {
+    ) -> PyResult<(usize, Bound<'py, PyTuple>)> {
         let nbytes = errors::buffer_size(nbytes, "recvfrom_into")?;
         let (data, src) = self.next_datagram(py, flags)?;
         let n = copy_into(buffer, nbytes, &data)?;
-        Ok((n, (src.0.to_string(), src.1)))
+        Ok((n, address_tuple(py, src)?))
     }
 
     /// Receive one datagram's data (at most `bufsize` bytes of it).
@@ -271,19 +293,19 @@ impl PyUdpSocket {
             .ok_or_else(socket_closed)
     }
 
-    fn getsockname(&self) -> PyResult<(String, u16)> {
+    fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.check_open()?;
-        Ok((self.local.0.to_string(), self.local.1))
+        address_tuple(py, self.local)
     }
 
-    fn getpeername(&self, py: Python<'_>) -> PyResult<(String, u16)> {
+    fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.check_open()?;
         let (live, h) = (self.live.clone(), self.handle);
-        py.detach(move || live.act(|s, _| s.udp().get(h).and_then(|u| u.remote())))
-            .map(|r| (r.0.to_string(), r.1))
-            .ok_or_else(|| {
-                PyOSError::new_err((libc::ENOTCONN, "Transport endpoint is not connected"))
-            })
+        let remote = py.detach(move || live.act(|s, _| s.udp().get(h).and_then(|u| u.remote())));
+        let remote = remote.ok_or_else(|| {
+            PyOSError::new_err((libc::ENOTCONN, "Transport endpoint is not connected"))
+        })?;
+        address_tuple(py, remote)
     }
 
     fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
@@ -312,6 +334,10 @@ impl PyUdpSocket {
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         self.check_open()?;
+        if level == libc::IPPROTO_IP && self.is_ipv6() {
+            // IPv4 options on an IPv6 socket, which hears no IPv4 here.
+            return Err(errors::os_error(libc::ENOPROTOOPT));
+        }
         let (live, h) = (self.live.clone(), self.handle);
         match (level, optname) {
             (libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP | libc::IP_DROP_MEMBERSHIP) => {
@@ -411,10 +437,17 @@ impl PyUdpSocket {
         py.detach(|| self.live.watch(key)).map_err(errors::to_py)
     }
 
-    /// socket.AF_INET.
+    /// socket.AF_INET, or socket.AF_INET6 when bound to an IPv6 address.
     #[getter]
     fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        super::tcp::socket_constant(py, "AF_INET")
+        super::tcp::socket_constant(
+            py,
+            if self.is_ipv6() {
+                "AF_INET6"
+            } else {
+                "AF_INET"
+            },
+        )
     }
 
     /// socket.SOCK_DGRAM.
@@ -445,11 +478,37 @@ impl PyUdpSocket {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<mipfast.UdpSocket {}:{}{}>",
-            self.local.0,
-            self.local.1,
-            if self.closed() { " closed" } else { "" }
-        )
+        let host = match self.local.0 {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let closed = if self.closed() { " closed" } else { "" };
+        format!("<mipfast.UdpSocket {host}:{}{closed}>", self.local.1)
+    }
+}
+
+/// An address as the stdlib's socket gives one back: `(host, port)` for
+/// IPv4, `(host, port, flowinfo, scope_id)` for IPv6.
+fn address_tuple(py: Python<'_>, (ip, port): Endpoint) -> PyResult<Bound<'_, PyTuple>> {
+    match ip {
+        IpAddr::V4(ip) => PyTuple::new(
+            py,
+            [
+                ip.to_string().into_pyobject(py)?.into_any(),
+                port.into_pyobject(py)?.into_any(),
+            ],
+        ),
+        IpAddr::V6(ip) => {
+            let zero = 0u32.into_pyobject(py)?.into_any();
+            PyTuple::new(
+                py,
+                [
+                    ip.to_string().into_pyobject(py)?.into_any(),
+                    port.into_pyobject(py)?.into_any(),
+                    zero.clone(),
+                    zero,
+                ],
+            )
+        }
     }
 }

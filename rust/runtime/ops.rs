@@ -478,7 +478,7 @@ pub struct ReceiveDatagram {
 }
 
 impl Op for ReceiveDatagram {
-    type Output = io::Result<(Vec<u8>, Endpoint)>;
+    type Output = io::Result<(Vec<u8>, crate::socket::udp::Endpoint)>;
     fn key(&self) -> Option<Watched> {
         Some(Watched::Udp(self.handle))
     }

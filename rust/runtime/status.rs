@@ -89,8 +89,8 @@ pub struct TcpRow {
 /// One UDP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpRow {
-    pub local: Endpoint,
-    pub remote: Option<Endpoint>,
+    pub local: crate::socket::udp::Endpoint,
+    pub remote: Option<crate::socket::udp::Endpoint>,
     pub queued: usize,
     pub dropped: u64,
 }

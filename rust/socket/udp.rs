@@ -4,9 +4,11 @@
 
 use crate::wire::Ipv4Addr;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
-/// An (address, port) pair.
-pub type Endpoint = (Ipv4Addr, u16);
+/// An (address, port) pair, of either family: a socket bound to an IPv4
+/// address (or 0.0.0.0) speaks IPv4, one bound to an IPv6 address (or ::) IPv6.
+pub type Endpoint = (IpAddr, u16);
 
 #[derive(Debug, Clone, Copy)]
 pub struct UdpConfig {
@@ -159,7 +161,15 @@ impl UdpSocket {
         self.error = None;
     }
 
-    fn accepts(&self, src: Endpoint, dst: Ipv4Addr, broadcast: bool) -> bool {
+    /// The socket's family: IPv6 when bound to an IPv6 address.
+    pub fn is_ipv6(&self) -> bool {
+        self.local.0.is_ipv6()
+    }
+
+    fn accepts(&self, src: Endpoint, dst: IpAddr, broadcast: bool) -> bool {
+        if self.is_ipv6() != dst.is_ipv6() {
+            return false;
+        }
         // (Bound to a group's address: that group's datagrams, as on Linux.)
         let to_local = self.local.0 == dst && (!broadcast || dst.is_multicast());
         let local_ok = self.local.0.is_unspecified() || to_local;
@@ -202,7 +212,7 @@ impl UdpSockets {
     /// random `hint`, skipping those `taken` reports (ports the resolver uses).
     pub fn bind(
         &mut self,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         hint: u16,
         taken: impl Fn(u16) -> bool,
@@ -312,9 +322,11 @@ impl UdpSockets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
-    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-    const PEER: Endpoint = (Ipv4Addr::new(10, 0, 0, 1), 5000);
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    const PEER: Endpoint = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5000);
+    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
     #[test]
     fn bind_deliver_and_bound_queue() {
@@ -322,11 +334,8 @@ mod tests {
             recv_buffer: 1000,
             recv_queue: 3,
         });
-        let h = set.bind(Ipv4Addr::UNSPECIFIED, 7, 0, |_| false).unwrap();
-        assert_eq!(
-            set.bind(Ipv4Addr::UNSPECIFIED, 7, 0, |_| false),
-            Err(BindError::AddressInUse)
-        );
+        let h = set.bind(ANY, 7, 0, |_| false).unwrap();
+        assert_eq!(set.bind(ANY, 7, 0, |_| false), Err(BindError::AddressInUse));
         assert_eq!(
             set.deliver(PEER, (ME, 8), false, b"x"),
             Err(Unclaimed::NoSocket)
@@ -356,7 +365,7 @@ mod tests {
         let port = set.get(h).unwrap().local().1;
         assert_eq!(port, 49152 + 124, "skips taken ports");
         set.get_mut(h).unwrap().connect(Some(PEER));
-        let other = (Ipv4Addr::new(10, 0, 0, 9), 5000);
+        let other = (Ipv4Addr::new(10, 0, 0, 9).into(), 5000);
         assert_eq!(
             set.deliver(other, (ME, port), false, b"x"),
             Err(Unclaimed::NoSocket)
@@ -370,8 +379,34 @@ mod tests {
         assert_eq!(set.get_mut(h).unwrap().take_error(), None);
         // Bound to a unicast address: no broadcasts.
         assert_eq!(
-            set.deliver(PEER, (Ipv4Addr::BROADCAST, port), true, b"x"),
+            set.deliver(PEER, (Ipv4Addr::BROADCAST.into(), port), true, b"x"),
             Err(Unclaimed::NoSocket)
+        );
+    }
+
+    #[test]
+    fn a_socket_hears_its_own_family_only() {
+        let mut set = UdpSockets::new(UdpConfig::default());
+        let v6 = set
+            .bind(Ipv6Addr::UNSPECIFIED.into(), 53, 0, |_| false)
+            .unwrap();
+        let peer6 = (IpAddr::V6("fe80::1".parse().unwrap()), 9);
+        let ours6 = IpAddr::V6("fe80::2".parse().unwrap());
+        assert_eq!(
+            set.deliver(PEER, (ME, 53), false, b"v4"),
+            Err(Unclaimed::NoSocket)
+        );
+        set.deliver(peer6, (ours6, 53), false, b"v6").unwrap();
+        let s = set.get_mut(v6).unwrap();
+        assert!(s.is_ipv6());
+        assert_eq!(
+            s.recv().map(|d| (d.src, d.data)),
+            Some((peer6, b"v6".to_vec()))
+        );
+        // One port space for both, as a dual-stack host has.
+        assert_eq!(
+            set.bind(ANY, 53, 0, |_| false),
+            Err(BindError::AddressInUse)
         );
     }
 }

@@ -56,15 +56,16 @@ impl Stack {
         &mut self,
         now: Instant,
         h: UdpHandle,
-        src: udp::Endpoint,
-        dst: udp::Endpoint,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
         payload: &[u8],
     ) -> Result<(), UdpSendError> {
         let socket = self.udp.get(h).ok_or(UdpSendError::Closed)?;
         let (ttl, looped) = (socket.multicast_ttl, socket.multicast_loop);
         if looped && self.iface.is_multicast_member(dst.0) {
             // As a datagram received: a full queue drops it, counted.
-            match self.udp.deliver(src, dst, true, payload) {
+            let (from, to) = ((src.0.into(), src.1), (dst.0.into(), dst.1));
+            match self.udp.deliver(from, to, true, payload) {
                 Err(udp::Unclaimed::QueueFull) => self
                     .iface
                     .count_drop(crate::iface::DropReason::UdpQueueFull),

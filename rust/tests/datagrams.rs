@@ -55,7 +55,11 @@ fn warm_arp(net: &mut Net) {
 
 fn recv_all(stack: &mut Stack, h: UdpHandle) -> Vec<((Ipv4Addr, u16), Vec<u8>)> {
     let s = stack.udp_mut().get_mut(h).unwrap();
-    std::iter::from_fn(|| s.recv().map(|d| (d.src, d.data))).collect()
+    let v4 = |ip| match ip {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(ip) => panic!("an IPv6 source {ip} on an IPv4 socket"),
+    };
+    std::iter::from_fn(|| s.recv().map(|d| ((v4(d.src.0), d.src.1), d.data))).collect()
 }
 
 /// B echoes every datagram on port 7 back to its sender.
@@ -144,7 +148,7 @@ fn port_unreachable_refuses_a_connected_socket() {
         .udp_mut()
         .get_mut(client)
         .unwrap()
-        .connect(Some((B_IP, 9)));
+        .connect(Some((B_IP.into(), 9)));
     net.a
         .stack
         .udp_send(net.now, client, (B_IP, 9), b"anyone?")

@@ -524,19 +524,13 @@ fn refuses_what_it_does_not_serve() {
     );
     assert_eq!(drops(&s, DropReason::Ipv6UnknownNextHeader), 1);
 
-    // UDP to all nodes: counted, never answered with an error.
+    // UDP to all nodes for a port nobody has: counted, never answered with an error.
     s.process_frame(
         now,
-        &packet(
-            ipv6::multicast_mac(ipv6::ALL_NODES),
-            (ip(PEER), ipv6::ALL_NODES),
-            ipv6::NEXT_UDP,
-            64,
-            &[0; 8],
-        ),
+        &udp_to_us(ipv6::ALL_NODES, (4000, 7), b"anyone?", false),
     );
     assert!(drain(&mut s).is_empty());
-    assert_eq!(drops(&s, DropReason::Ipv6TransportUnserved), 2);
+    assert_eq!(drops(&s, DropReason::UdpNoListener), 1);
 
     // Malformed input is counted: a header cut short, a bad checksum, a
     // forwarded (hop limit < 255) solicitation, a packet for another host.
@@ -682,4 +676,113 @@ fn pings_over_ipv6() {
         v4.ping_send(now, ip(PEER), next, 8),
         Err(UdpSendError::NoRoute)
     );
+}
+
+/// A UDP datagram over IPv6 from the peer to us, its checksum right unless `zero`.
+fn udp_to_us(dst: Ipv6Addr, ports: (u16, u16), payload: &[u8], zero: bool) -> Vec<u8> {
+    let mut d = vec![0u8; 8 + payload.len()];
+    d[8..].copy_from_slice(payload);
+    let repr = mipfast::wire::udp::Repr {
+        src_port: ports.0,
+        dst_port: ports.1,
+    };
+    repr.emit_v6(&mut d, payload.len(), ip(PEER), dst);
+    if zero {
+        d[6..8].fill(0);
+    }
+    let mac = match dst.is_multicast() {
+        true => ipv6::multicast_mac(dst),
+        false => DEFAULT_MAC,
+    };
+    packet(mac, (ip(PEER), dst), ipv6::NEXT_UDP, 64, &d)
+}
+
+#[test]
+fn udp_over_ipv6() {
+    use mipfast::stack::UdpSendError;
+    use std::net::{IpAddr, Ipv4Addr};
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let v6 = s.udp_bind(Ipv6Addr::UNSPECIFIED, 5000).unwrap();
+    let v4 = s.udp_bind(Ipv4Addr::UNSPECIFIED, 5001).unwrap();
+    s.process_frame(now, &udp_to_us(ours, (4000, 5000), b"hello", false));
+    s.process_frame(
+        now,
+        &udp_to_us(ipv6::ALL_NODES, (4000, 5000), b"all", false),
+    );
+    let got: Vec<_> = std::iter::from_fn(|| s.udp_mut().get_mut(v6).unwrap().recv())
+        .map(|d| (d.src, d.data))
+        .collect();
+    let peer: IpAddr = ip(PEER).into();
+    assert_eq!(
+        got,
+        vec![
+            ((peer, 4000), b"hello".to_vec()),
+            ((peer, 4000), b"all".to_vec())
+        ]
+    );
+    // Not for the IPv4 socket; a zero checksum (not allowed over IPv6) is dropped.
+    s.process_frame(now, &udp_to_us(ours, (4000, 5001), b"v4?", false));
+    assert!(s.udp_mut().get_mut(v4).unwrap().recv().is_none());
+    s.process_frame(now, &udp_to_us(ours, (4000, 5000), b"zero", true));
+    assert!(s.udp_mut().get_mut(v6).unwrap().recv().is_none());
+    assert_eq!(drops(&s, DropReason::UdpChecksum), 1);
+    // The closed port (5001 has no IPv6 socket) is answered, once the peer is known.
+    let asked: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(
+        (asked.len(), asked[0].upper[0]),
+        (1, ndp::TYPE_NEIGHBOR_SOLICIT)
+    );
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].dst, &out[0].upper[..2]), (ip(PEER), &[1, 4][..]));
+    assert_eq!(drops(&s, DropReason::UdpNoListener), 1);
+
+    // A reply, checksummed with the IPv6 pseudo-header, from our link-local address.
+    s.udp_send(now, v6, (ip(PEER), 4000), b"world").unwrap();
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    let reply = &out[0];
+    assert_eq!(
+        (reply.mac, reply.src, reply.dst, reply.protocol),
+        (PEER_MAC, ours, ip(PEER), 17)
+    );
+    let d = mipfast::wire::udp::Datagram::new_checked_v6(&reply.upper, ours, ip(PEER)).unwrap();
+    assert_eq!(
+        (d.src_port(), d.dst_port(), d.payload()),
+        (5000, 4000, &b"world"[..])
+    );
+
+    // To ourselves: delivered here, not sent.
+    s.udp_send(now, v6, (ours, 5000), b"self").unwrap();
+    assert!(drain(&mut s).is_empty());
+    let d = s.udp_mut().get_mut(v6).unwrap().recv().unwrap();
+    assert_eq!((d.src, d.data), ((ours.into(), 5000), b"self".to_vec()));
+
+    // What a kernel refuses: the other family, too big without fragments,
+    // an address not ours, port 0.
+    let v4_peer = Ipv4Addr::new(10, 77, 0, 1);
+    assert_eq!(
+        s.udp_send(now, v6, (v4_peer, 9), b"x"),
+        Err(UdpSendError::InvalidDestination)
+    );
+    assert_eq!(
+        s.udp_send(now, v4, (ip(PEER), 9), b"x"),
+        Err(UdpSendError::InvalidDestination)
+    );
+    assert_eq!(
+        s.udp_send(now, v6, (ip(PEER), 9), &[0; 1453]),
+        Err(UdpSendError::TooBig)
+    );
+    s.udp_send(now, v6, (ip(PEER), 9), &[0; 1452]).unwrap();
+    assert_eq!(
+        s.udp_send(now, v6, (ip(PEER), 0), b"x"),
+        Err(UdpSendError::InvalidDestination)
+    );
+    assert_eq!(
+        s.udp_bind(ip("fe80::99"), 0),
+        Err(UdpSendError::AddressNotAvailable)
+    );
+    assert!(s.udp_bind(ours, 0).is_ok());
 }

@@ -611,7 +611,7 @@ fn a_datagram_makes_a_udp_socket_readable() {
     let (data, src) = run_on_a(&mut net, &mut op, Duration::from_secs(1))
         .unwrap()
         .unwrap();
-    assert_eq!((data.as_slice(), src), (&b"hi"[..], (B_IP, 5001)));
+    assert_eq!((data.as_slice(), src), (&b"hi"[..], (B_IP.into(), 5001)));
     assert!(!readiness_of(&net.a.stack, Watched::Udp(ha)).readable);
 }
 
@@ -717,7 +717,7 @@ fn status_rows_list_what_the_stack_holds() {
 
     let udp = status::udp(&net.a.stack);
     assert_eq!(udp.len(), 1);
-    assert_eq!(udp[0].local, (A_IP, 5353));
+    assert_eq!(udp[0].local, (A_IP.into(), 5353));
 
     let summary = status::summary(&net.a.stack, net.now);
     assert_eq!(summary.address, Some((A_IP, 24)));

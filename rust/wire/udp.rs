@@ -2,6 +2,7 @@
 
 use super::checksum;
 use super::ipv4::PROTO_UDP;
+use super::ipv6::Ipv6Addr;
 use super::{be16, Error, Ipv4Addr, Result};
 
 pub const HEADER_LEN: usize = 8;
@@ -23,6 +24,18 @@ impl<'a> Datagram<'a> {
             if checksum::fold(checksum::accumulate(acc, buf)) != 0xffff {
                 return Err(Error::Checksum);
             }
+        }
+        Ok(datagram)
+    }
+
+    /// Checks the length and the checksum over IPv6, where it is mandatory
+    /// (RFC 8200 §8.1: a zero checksum is discarded).
+    pub fn new_checked_v6(buf: &'a [u8], src: Ipv6Addr, dst: Ipv6Addr) -> Result<Self> {
+        let datagram = Self::new_unverified(buf)?;
+        let buf = datagram.buf;
+        let acc = checksum::pseudo_header_v6(src, dst, PROTO_UDP, buf.len() as u32);
+        if be16(buf, 6) == 0 || checksum::fold(checksum::accumulate(acc, buf)) != 0xffff {
+            return Err(Error::Checksum);
         }
         Ok(datagram)
     }
@@ -65,12 +78,23 @@ impl Repr {
     /// `buf[8..8 + payload_len]`, and computes the checksum over both.
     pub fn emit(&self, buf: &mut [u8], payload_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
         let len = (HEADER_LEN + payload_len) as u16;
+        let acc = checksum::pseudo_header(src, dst, PROTO_UDP, len);
+        self.emit_with(buf, len, acc);
+    }
+
+    /// As [`Repr::emit`], with the IPv6 pseudo-header (RFC 8200 §8.1).
+    pub fn emit_v6(&self, buf: &mut [u8], payload_len: usize, src: Ipv6Addr, dst: Ipv6Addr) {
+        let len = (HEADER_LEN + payload_len) as u16;
+        let acc = checksum::pseudo_header_v6(src, dst, PROTO_UDP, u32::from(len));
+        self.emit_with(buf, len, acc);
+    }
+
+    fn emit_with(&self, buf: &mut [u8], len: u16, pseudo_header: u64) {
         buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
         buf[4..6].copy_from_slice(&len.to_be_bytes());
         buf[6..8].copy_from_slice(&[0, 0]);
-        let acc = checksum::pseudo_header(src, dst, PROTO_UDP, len);
-        let mut c = !checksum::fold(checksum::accumulate(acc, &buf[..len as usize]));
+        let mut c = !checksum::fold(checksum::accumulate(pseudo_header, &buf[..len as usize]));
         if c == 0 {
             c = 0xffff; // RFC 768: a computed zero is sent as all ones.
         }
@@ -81,6 +105,32 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_ipv6_the_checksum_is_required() {
+        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fe80::1".parse().unwrap(), "fe80::2".parse().unwrap());
+        let mut buf = [0u8; 13];
+        buf[8..].copy_from_slice(b"hello");
+        let repr = Repr {
+            src_port: 5353,
+            dst_port: 9,
+        };
+        repr.emit_v6(&mut buf, 5, a, b);
+        let d = Datagram::new_checked_v6(&buf, a, b).unwrap();
+        assert_eq!(
+            (d.src_port(), d.dst_port(), d.payload()),
+            (5353, 9, &b"hello"[..])
+        );
+        assert_eq!(
+            Datagram::new_checked_v6(&buf, a, a).unwrap_err(),
+            Error::Checksum
+        );
+        buf[6..8].fill(0);
+        assert_eq!(
+            Datagram::new_checked_v6(&buf, a, b).unwrap_err(),
+            Error::Checksum
+        );
+    }
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
     const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);

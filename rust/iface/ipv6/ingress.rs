@@ -3,21 +3,22 @@
 
 use super::egress::Outgoing;
 use super::{AddressState, Ipv6Host, Link};
-use crate::iface::{DropReason, EchoReply};
+use crate::iface::{Delivery, DropReason, EchoReply, Udp6Delivery};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, HeaderProblem, Ipv6Addr};
-use crate::wire::{icmpv6, mld, ndp, Error as WireError, MacAddress};
+use crate::wire::{icmpv6, mld, ndp, udp, Error as WireError, MacAddress};
 
 impl Ipv6Host {
-    /// Handles one IPv6 packet from a frame sent by `src_mac`; an echo
-    /// reply to us is handed back, for the stack's pinger.
+    /// Handles one IPv6 packet from a frame sent by `src_mac`; `l4_trusted`:
+    /// the device vouches for its UDP checksum (see `iface::RxChecksum`).
+    /// What is for the stack comes back: echo replies (its pinger) and UDP.
     pub fn ingress<'a>(
         &mut self,
         now: Instant,
         link: &mut Link<'_>,
-        src_mac: MacAddress,
+        (src_mac, l4_trusted): (MacAddress, bool),
         bytes: &'a [u8],
-    ) -> Option<EchoReply<'a>> {
+    ) -> Option<Delivery<'a>> {
         let Ok(packet) = ipv6::Packet::new_checked(bytes) else {
             return dropped(link, DropReason::Ipv6Malformed);
         };
@@ -60,28 +61,42 @@ impl Ipv6Host {
                     return dropped(link, DropReason::Ipv6NotForUs);
                 }
                 if icmp.msg_type() == icmpv6::TYPE_ECHO_REPLY && icmp.code() == 0 && unicast {
-                    return Some(EchoReply {
+                    return Some(Delivery::EchoReply(EchoReply {
                         src: src.into(),
                         ident: icmp.echo_ident(),
                         seq: icmp.echo_seq(),
                         data: icmp.data(),
-                    });
+                    }));
                 }
                 self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
             }
             _ if tentative => link.counters.count_drop(DropReason::Ipv6NotForUs),
             ipv6::NEXT_NONE => {}
-            ipv6::NEXT_TCP | ipv6::NEXT_UDP => {
-                // No transport over IPv6 yet: refused as a closed port is
-                // (RFC 4443 §3.1 code 4), never for a multicast destination.
+            ipv6::NEXT_UDP => {
+                let checked = match l4_trusted {
+                    true => udp::Datagram::new_unverified(upper.payload),
+                    false => udp::Datagram::new_checked_v6(upper.payload, src, dst),
+                };
+                return match checked {
+                    Ok(d) => Some(Delivery::Udp6(Udp6Delivery {
+                        src,
+                        dst,
+                        src_port: d.src_port(),
+                        dst_port: d.dst_port(),
+                        payload: d.payload(),
+                        packet: packet.as_bytes(),
+                        multicast: !unicast,
+                    })),
+                    Err(WireError::Checksum) => dropped(link, DropReason::UdpChecksum),
+                    Err(_) => dropped(link, DropReason::UdpMalformed),
+                };
+            }
+            ipv6::NEXT_TCP => {
+                // No TCP over IPv6 yet: refused as a closed port is (RFC
+                // 4443 §3.1 code 4), never for a multicast destination.
                 link.counters.count_drop(DropReason::Ipv6TransportUnserved);
                 if unicast {
-                    let error = (
-                        icmpv6::TYPE_DEST_UNREACHABLE,
-                        icmpv6::CODE_PORT_UNREACHABLE,
-                        0,
-                    );
-                    self.send_error(now, link, packet.as_bytes(), error);
+                    self.refuse_port(now, link, packet.as_bytes());
                 }
             }
             _ => {
@@ -246,6 +261,45 @@ impl Ipv6Host {
             request.len(),
             |buf, s, d| request.emit(buf, s, d),
         )
+    }
+
+    /// A port unreachable (RFC 4443 §3.1 code 4) about `packet`, one of ours
+    /// for a port nobody listens on.
+    pub fn refuse_port(&mut self, now: Instant, link: &mut Link<'_>, packet: &[u8]) {
+        let error = (
+            icmpv6::TYPE_DEST_UNREACHABLE,
+            icmpv6::CODE_PORT_UNREACHABLE,
+            0,
+        );
+        self.send_error(now, link, packet, error);
+    }
+
+    /// Sends a UDP datagram (RFC 768 over RFC 8200 §8.1: the checksum is
+    /// mandatory); to a group with hop limit 1, this link.
+    pub fn send_udp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        (src_port, dst_port): (u16, u16),
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let hop_limit = match dst.is_multicast() {
+            true => 1,
+            false => self.hop_limit,
+        };
+        let out = Outgoing {
+            src,
+            dst,
+            next_header: ipv6::NEXT_UDP,
+            hop_limit,
+            router_alert: false,
+        };
+        let len = udp::HEADER_LEN + payload.len();
+        self.send(now, link, out, len, |buf, s, d| {
+            buf[udp::HEADER_LEN..].copy_from_slice(payload);
+            udp::Repr { src_port, dst_port }.emit_v6(buf, payload.len(), s, d);
+        })
     }
 
     /// A reply to a neighbor: to the MAC it gave, else the one we know,
