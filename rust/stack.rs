@@ -281,6 +281,10 @@ impl Stack {
         match delivery {
             Delivery::Udp(d) => self.process_udp(now, d),
             Delivery::Udp6(d) => self.process_udp_v6(now, d),
+            Delivery::PortUnreachable6 { local_port, remote } => {
+                self.udp
+                    .icmp_unreachable(local_port, (remote.0.into(), remote.1));
+            }
             Delivery::Tcp(t) => self.process_tcp(now, t, held),
             // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
             Delivery::Unreachable(u)

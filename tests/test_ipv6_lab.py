@@ -253,5 +253,17 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             assert remote.result().splitlines() == ["hello back 5300", "to the global address"]
             with pytest.raises(OSError):  # an IPv4 option on an IPv6 socket
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
-        rows = {(r["local"][1]) for r in stack.udp_sockets()}
-        assert 5300 not in rows
+        # A connected socket hears of a closed port (the kernel's port unreachable).
+        with stack.udp(("::", 0)) as sock:
+            sock.connect((kernel["link_local"], 7778, 0, 0))
+            sock.send(b"anyone?")
+            assert _wait(lambda: _refused(sock))
+        assert 5300 not in {r["local"][1] for r in stack.udp_sockets()}
+
+
+def _refused(sock) -> bool:
+    try:
+        sock.send(b"again?")
+    except ConnectionRefusedError:
+        return True
+    return False

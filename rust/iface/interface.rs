@@ -145,6 +145,12 @@ pub enum Delivery<'a> {
     Tcp(TcpDelivery<'a>),
     Unreachable(Unreachable),
     EchoReply(EchoReply<'a>),
+    /// An ICMPv6 port unreachable about a UDP datagram we sent from
+    /// `local_port` to `remote` (RFC 4443 §3.1 code 4).
+    PortUnreachable6 {
+        local_port: u16,
+        remote: (std::net::Ipv6Addr, u16),
+    },
     /// An IGMP message for the stack's memberships (which need its randomness).
     Igmp(igmp::Message),
     /// A datagram made whole from fragments: an unfragmented IPv4 packet

@@ -786,3 +786,59 @@ fn udp_over_ipv6() {
     );
     assert!(s.udp_bind(ours, 0).is_ok());
 }
+
+#[test]
+fn a_connected_ipv6_socket_hears_of_a_closed_port() {
+    use mipfast::stack::UdpSendError;
+    let (mut s, now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let h = s.udp_bind(Ipv6Addr::UNSPECIFIED, 6000).unwrap();
+    s.udp_mut()
+        .get_mut(h)
+        .unwrap()
+        .connect(Some((ip(PEER).into(), 53)));
+    s.udp_send(now, h, (ip(PEER), 53), b"query").unwrap();
+    drain(&mut s); // the solicitation for the peer
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!((out.len(), out[0].protocol), (1, ipv6::NEXT_UDP));
+    // The peer's port unreachable quotes what we sent (IPv6 header on).
+    let sent_packet = {
+        let mut p = vec![0u8; ipv6::HEADER_LEN + out[0].upper.len()];
+        ipv6::Repr {
+            src: ours,
+            dst: ip(PEER),
+            next_header: ipv6::NEXT_UDP,
+            hop_limit: 64,
+            payload_len: out[0].upper.len(),
+        }
+        .emit(&mut p);
+        p[ipv6::HEADER_LEN..].copy_from_slice(&out[0].upper);
+        p
+    };
+    let error = icmpv6::ErrorMessage {
+        msg_type: icmpv6::TYPE_DEST_UNREACHABLE,
+        code: icmpv6::CODE_PORT_UNREACHABLE,
+        parameter: 0,
+        original: &sent_packet,
+    };
+    let mut message = vec![0u8; error.len()];
+    error.emit(&mut message, ip(PEER), ours);
+    // About another port of ours first: nothing changes.
+    let mut other = sent_packet.clone();
+    other[40..42].copy_from_slice(&6001u16.to_be_bytes());
+    let elsewhere = icmpv6::ErrorMessage {
+        original: &other,
+        ..error
+    };
+    let mut message2 = vec![0u8; elsewhere.len()];
+    elsewhere.emit(&mut message2, ip(PEER), ours);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 64, message2));
+    assert!(!s.udp().get(h).unwrap().has_error());
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip(PEER), ours), 64, message));
+    assert!(s.udp().get(h).unwrap().has_error());
+    assert_eq!(
+        s.udp_send(now, h, (ip(PEER), 53), b"again"),
+        Err(UdpSendError::Refused)
+    );
+}

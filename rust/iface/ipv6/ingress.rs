@@ -68,6 +68,11 @@ impl Ipv6Host {
                         data: icmp.data(),
                     }));
                 }
+                let refused = icmp.msg_type() == icmpv6::TYPE_DEST_UNREACHABLE
+                    && icmp.code() == icmpv6::CODE_PORT_UNREACHABLE;
+                if refused && unicast {
+                    return self.port_unreachable(link, icmp.data());
+                }
                 self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
             }
             _ if tentative => link.counters.count_drop(DropReason::Ipv6NotForUs),
@@ -197,6 +202,27 @@ impl Ipv6Host {
             // Router solicitations are for routers (§6.2.6); errors and echo
             // replies about nothing we send yet.
             _ => link.counters.count_drop(DropReason::Icmpv6Unhandled),
+        }
+    }
+
+    /// A port unreachable quoting a UDP datagram of ours (its IPv6 header
+    /// and the UDP header at least; extension headers in the quote are not
+    /// walked), for the socket connected to where it went.
+    fn port_unreachable<'a>(&self, link: &mut Link<'_>, quote: &[u8]) -> Option<Delivery<'a>> {
+        let at = ipv6::HEADER_LEN;
+        let ports = quote.get(at..at + 4);
+        let ours = quote.get(8..24).map(|b| ipv6::ipv6_at(b, 0));
+        match (quote.get(6), ports, ours) {
+            (Some(&ipv6::NEXT_UDP), Some(ports), Some(ours)) if self.is_own(ours) => {
+                Some(Delivery::PortUnreachable6 {
+                    local_port: u16::from_be_bytes([ports[0], ports[1]]),
+                    remote: (
+                        ipv6::ipv6_at(quote, 24),
+                        u16::from_be_bytes([ports[2], ports[3]]),
+                    ),
+                })
+            }
+            _ => dropped(link, DropReason::Icmpv6Unhandled),
         }
     }
 
