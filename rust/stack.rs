@@ -185,6 +185,20 @@ impl Stack {
         self.iface.reaches(dst) && !broadcast && !dst.is_multicast()
     }
 
+    /// The address of ours a connection to `dst` starts from (RFC 6724):
+    /// None when `dst` is not one host we can reach over IPv6 (multicast,
+    /// unspecified, off the link without a router, or our own address,
+    /// which IPv6 does not loop back yet).
+    pub fn ipv6_source_for(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let host = self.iface.ipv6()?;
+        if dst.is_multicast() || dst.is_unspecified() || dst.is_loopback() || host.is_own(dst) {
+            return None;
+        }
+        host.reaches(now, dst)
+            .then(|| host.source_for(dst))
+            .flatten()
+    }
+
     pub fn ipv4_config(&self) -> Option<&Ipv4Config> {
         self.iface.ipv4_config()
     }
@@ -291,16 +305,18 @@ impl Stack {
                 if u.protocol == ipv4::PROTO_TCP && u.code == icmp::CODE_FRAGMENTATION_NEEDED =>
             {
                 let mtu = tcp::path_mtu::reported_mtu(u.next_hop_mtu, u.quoted_len);
+                let remote = (u.remote.0.into(), u.remote.1);
                 let used = u.quoted_seq.is_some_and(|seq| {
                     self.tcp
-                        .fragmentation_needed(now, u.local.1, u.remote, mtu, tcp::Seq(seq))
+                        .fragmentation_needed(now, u.local.1, remote, mtu, tcp::Seq(seq))
                 });
                 if !used {
                     self.iface.count_drop(DropReason::IcmpPathMtuIgnored);
                 }
             }
             Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
-                self.tcp.icmp_unreachable(u.local.1, u.remote);
+                self.tcp
+                    .icmp_unreachable(u.local.1, (u.remote.0.into(), u.remote.1));
             }
             Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_UDP && u.code <= 3 => {
                 self.udp
@@ -743,8 +759,10 @@ impl Stack {
         self.iface.poll(now);
         for hop in self.iface.take_unresolved() {
             let iface = &self.iface;
-            self.tcp
-                .unreachable_through(|remote| iface.gateway_to(remote) == Some(hop));
+            self.tcp.unreachable_through(|remote| match remote {
+                IpAddr::V4(remote) => iface.gateway_to(remote) == Some(hop),
+                IpAddr::V6(_) => false, // (IPv6 neighbors are asked for by the IPv6 host)
+            });
         }
         self.tcp.poll(now);
         self.poll_mdns(now);
@@ -912,6 +930,57 @@ fn datagram_send_result(reason: DropReason) -> Result<(), UdpSendError> {
 /// own to the device: the text is not read for a sum, and a peer on the
 /// same host takes the checksum as good without reading it either.
 fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: bool) -> bool {
+    match (seg.src, seg.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => emit_tcp_v4(iface, now, seg, (src, dst), by_device),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => emit_tcp_v6(iface, now, seg, (src, dst)),
+        _ => false, // (no connection crosses families)
+    }
+}
+
+/// Over IPv6, segment by segment with whole checksums: a burst is cut
+/// here (FIN and PSH on the last segment only, as `segment_burst` does),
+/// and the text is copied rather than sent from where it lies.
+fn emit_tcp_v6(
+    iface: &mut Interface,
+    now: Instant,
+    seg: &Outgoing<'_>,
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+) -> bool {
+    let header_len = seg.repr.header_len();
+    let payload_len = seg.payload_len();
+    let size = match seg.segment_size as usize {
+        0 => payload_len.max(1),
+        size => size,
+    };
+    let segments = payload_len.div_ceil(size).max(1);
+    let text = [seg.payload.0, seg.payload.1].concat();
+    let mut sent = true;
+    for i in 0..segments {
+        let (from, to) = (i * size, ((i + 1) * size).min(payload_len));
+        let mut repr = seg.repr;
+        repr.seq = repr.seq.wrapping_add(from as u32);
+        if i + 1 < segments {
+            repr.flags = wire::tcp::Flags(
+                repr.flags.0 & !(wire::tcp::Flags::FIN.0 | wire::tcp::Flags::PSH.0),
+            );
+        }
+        let len = header_len + to - from;
+        let result = iface.send_tcp_v6(now, (src, dst), len, |buf| {
+            buf[header_len..].copy_from_slice(&text[from..to]);
+            repr.emit(buf, to - from, src, dst);
+        });
+        sent &= result.is_ok();
+    }
+    sent
+}
+
+fn emit_tcp_v4(
+    iface: &mut Interface,
+    now: Instant,
+    seg: &Outgoing<'_>,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    by_device: bool,
+) -> bool {
     let header_len = seg.repr.header_len();
     let payload_len = seg.payload_len();
     let (a, b) = seg.payload;
@@ -952,13 +1021,7 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: 
             now,
             ipv4::Repr {
                 dont_fragment: seg.dont_fragment,
-                ..ipv4::Repr::new(
-                    seg.src,
-                    seg.dst,
-                    ipv4::PROTO_TCP,
-                    header_len + payload_len,
-                    0,
-                )
+                ..ipv4::Repr::new(src, dst, ipv4::PROTO_TCP, header_len + payload_len, 0)
             },
             shape,
             |buf| {
@@ -967,9 +1030,9 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: 
                 }
                 match (partial, text.is_some()) {
                     // The checksum is finished per segment, where it is cut.
-                    (true, _) => seg.repr.emit_partial(buf, payload_len, seg.src, seg.dst),
-                    (false, true) => seg.repr.emit_with_text(buf, (a, b), seg.src, seg.dst),
-                    (false, false) => seg.repr.emit(buf, payload_len, seg.src, seg.dst),
+                    (true, _) => seg.repr.emit_partial(buf, payload_len, src, dst),
+                    (false, true) => seg.repr.emit_with_text(buf, (a, b), src, dst),
+                    (false, false) => seg.repr.emit(buf, payload_len, src, dst),
                 }
             },
         )
@@ -1035,8 +1098,8 @@ mod tests {
                 );
             }
             // Nor does a key guessed from any 16 observed bytes give our ISNs.
-            let local = (Ipv4Addr::new(10, 77, 0, 2), 50000);
-            let remote = (Ipv4Addr::new(10, 77, 0, 1), 80);
+            let local = (Ipv4Addr::new(10, 77, 0, 2).into(), 50000);
+            let remote = (Ipv4Addr::new(10, 77, 0, 1).into(), 80);
             let now = Instant::from_secs(30);
             let isn = stack.tcp.secret().isn(now, local, remote);
             for guess in seen.windows(16) {

@@ -14,6 +14,7 @@ use crate::time::{earliest, Duration, Instant};
 use crate::wire::{
     arp, ethernet, icmp, igmp, ipv4, tcp, udp, Error as WireError, Ipv4Addr, MacAddress,
 };
+use std::net::IpAddr;
 
 /// An (address, port) pair.
 type Endpoint = (Ipv4Addr, u16);
@@ -105,8 +106,8 @@ pub struct Udp6Delivery<'a> {
 /// A TCP segment for us, checked, borrowed from the frame.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpDelivery<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
     pub segment: tcp::Segment<'a>,
 }
 
@@ -588,8 +589,8 @@ impl Interface {
                 };
                 match checked {
                     Ok(segment) => Some(Delivery::Tcp(TcpDelivery {
-                        src: packet.src(),
-                        dst,
+                        src: packet.src().into(),
+                        dst: dst.into(),
                         segment,
                     })),
                     Err(WireError::Checksum) => self.dropped(DropReason::TcpChecksum),
@@ -616,13 +617,35 @@ impl Interface {
     /// RFC 9293 §3.10.7.1: the reset for a segment no connection takes.
     pub fn send_tcp_reset(&mut self, now: Instant, tcp: &TcpDelivery<'_>) {
         self.counters.count_drop(DropReason::TcpNoListener);
-        if let Some(rst) = tcp::Repr::reset_for(&tcp.segment) {
-            let (src, dst) = (tcp.dst, tcp.src);
-            let len = rst.header_len();
-            let _ = self.send_ipv4(now, src, dst, ipv4::PROTO_TCP, len, |buf| {
-                rst.emit(buf, 0, src, dst)
-            });
+        let Some(rst) = tcp::Repr::reset_for(&tcp.segment) else {
+            return;
+        };
+        let len = rst.header_len();
+        match (tcp.dst, tcp.src) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let _ = self.send_ipv4(now, src, dst, ipv4::PROTO_TCP, len, |buf| {
+                    rst.emit(buf, 0, src, dst)
+                });
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let _ = self.send_tcp_v6(now, (src, dst), len, |buf| rst.emit(buf, 0, src, dst));
+            }
+            _ => {} // (no segment crosses families)
         }
+    }
+
+    /// Sends one TCP segment over IPv6 (`len` bytes, which `fill` writes,
+    /// checksum included), through the IPv6 host.
+    pub fn send_tcp_v6(
+        &mut self,
+        now: Instant,
+        addresses: (std::net::Ipv6Addr, std::net::Ipv6Addr),
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let mut result = Err(DropReason::NoRoute);
+        self.with_ipv6(|host, link| result = host.send_tcp(now, link, addresses, len, fill));
+        result
     }
 
     /// RFC 1122 §3.2.2: an ICMP port unreachable for a datagram nobody

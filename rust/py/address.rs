@@ -53,13 +53,12 @@ impl Address {
     /// An AF_INET6 address: `(host, port[, flowinfo[, scope_id]])`, as the
     /// stdlib takes it. Flow labels and zones are checked and not kept: the
     /// stack sends no flow labels, and has one link.
+    /// A pair, or anything not a tuple, is read (and refused) as [`Address::of`] reads it.
     pub fn of_ipv6(address: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let tuple = address.cast::<PyTuple>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "AF_INET6 address must be a tuple, not {}",
-                type_name(address)
-            ))
-        })?;
+        let tuple = match address.cast::<PyTuple>() {
+            Ok(tuple) if tuple.len() != 2 => tuple,
+            _ => return Self::of(address),
+        };
         if !(2..=4).contains(&tuple.len()) {
             return Err(PyTypeError::new_err(
                 "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])",
@@ -125,4 +124,30 @@ pub fn ip_literal(host: &str) -> Option<IpAddr> {
         .split_once('%')
         .map_or(host, |(address, _zone)| address);
     address.parse().ok()
+}
+
+/// An address as the stdlib's socket gives one back: `(host, port)` for
+/// IPv4, `(host, port, flowinfo, scope_id)` for IPv6.
+pub fn address_tuple(py: Python<'_>, (ip, port): (IpAddr, u16)) -> PyResult<Bound<'_, PyTuple>> {
+    match ip {
+        IpAddr::V4(ip) => PyTuple::new(
+            py,
+            [
+                ip.to_string().into_pyobject(py)?.into_any(),
+                port.into_pyobject(py)?.into_any(),
+            ],
+        ),
+        IpAddr::V6(ip) => {
+            let zero = 0u32.into_pyobject(py)?.into_any();
+            PyTuple::new(
+                py,
+                [
+                    ip.to_string().into_pyobject(py)?.into_any(),
+                    port.into_pyobject(py)?.into_any(),
+                    zero.clone(),
+                    zero,
+                ],
+            )
+        }
+    }
 }

@@ -297,7 +297,8 @@ impl PyStack {
         }
     }
 
-    /// Open a TCP connection to `address` = (ip, port) and wait for the
+    /// Open a TCP connection to `address` = (host, port) (an IPv6 address
+    /// may come as (ip, port, flowinfo, scope_id)) and wait for the
     /// handshake. The connection keeps `timeout` as its socket timeout, as
     /// `socket.create_connection` does. With `wait=False` it returns at once
     /// with the handshake in progress, as a non-blocking `connect()`: its
@@ -313,12 +314,18 @@ impl PyStack {
         source_port: Option<i64>,
         wait: bool,
     ) -> PyResult<PyConnection> {
-        let address = Address::of(address)?;
+        let address = Address::of_ipv6(address)?;
         let (host, port) = (&address.host, address.nonzero_port()?);
         let source_port = source_port.map(port_arg).transpose()?;
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
-        let addresses = resolve_host(py, &live, host, t)?;
+        let addresses: Vec<std::net::IpAddr> = match ip_literal(host) {
+            Some(ip) => vec![ip],
+            None => resolve_host(py, &live, host, t)?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        };
         if !wait {
             let Some(&ip) = addresses.first() else {
                 return Err(PyOSError::new_err((libc::EHOSTUNREACH, "no address")));

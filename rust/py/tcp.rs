@@ -1,6 +1,7 @@
 //! `mipfast.Connection` and `mipfast.Listener`: TCP with the manners of a
 //! blocking `socket.socket`. Every wait releases the GIL and answers Ctrl-C.
 
+use super::address::address_tuple;
 use super::call::{
     self, run_op, timeout_arg, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
 };
@@ -48,10 +49,6 @@ const TCP_KEEPIDLE: i32 = libc::TCP_KEEPALIVE;
 /// A call of `mipfast._io` that composes this connection's own calls.
 fn io_helper<'py>(obj: &Bound<'py, PyConnection>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     obj.py().import("mipfast._io")?.getattr(name)
-}
-
-fn endpoint_tuple(e: Endpoint) -> (String, u16) {
-    (e.0.to_string(), e.1)
 }
 
 #[pyclass(name = "Connection", module = "mipfast._native", frozen, weakref)]
@@ -715,14 +712,14 @@ impl PyConnection {
         self.timeout.blocking()
     }
 
-    fn getpeername(&self) -> PyResult<(String, u16)> {
+    fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.check_open()?;
-        Ok(endpoint_tuple(self.remote))
+        address_tuple(py, self.remote)
     }
 
-    fn getsockname(&self) -> PyResult<(String, u16)> {
+    fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.check_open()?;
-        Ok(endpoint_tuple(self.local))
+        address_tuple(py, self.local)
     }
 
     /// TCP_NODELAY, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, TCP_USER_TIMEOUT (ms),
@@ -932,10 +929,15 @@ impl PyConnection {
         PyDevicePoller::new(self.live.clone())
     }
 
-    /// socket.AF_INET.
+    /// socket.AF_INET, or socket.AF_INET6 for a connection over IPv6.
     #[getter]
     fn family(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        socket_constant(py, "AF_INET")
+        let name = if self.remote.0.is_ipv6() {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        socket_constant(py, name)
     }
 
     /// socket.SOCK_STREAM.
@@ -1016,7 +1018,8 @@ impl Drop for PyListener {
 
 #[pymethods]
 impl PyListener {
-    /// The next established connection and its peer's (ip, port); raises
+    /// The next established connection and its peer's (ip, port), or
+    /// (ip, port, flowinfo, scope_id) for a peer over IPv6; raises
     /// TimeoutError after `timeout` seconds (default: the listener's own,
     /// see `settimeout`; BlockingIOError when non-blocking).
     #[pyo3(signature = (timeout=None))]
@@ -1024,7 +1027,7 @@ impl PyListener {
         &self,
         py: Python<'_>,
         timeout: Option<f64>,
-    ) -> PyResult<(PyConnection, (String, u16))> {
+    ) -> PyResult<(PyConnection, Py<PyTuple>)> {
         errors::check_owner(&self.live)?;
         if !self.open.load(Ordering::SeqCst) || self.live.is_shut() {
             return Err(PyOSError::new_err((libc::EBADF, "the listener is closed")));
@@ -1036,7 +1039,7 @@ impl PyListener {
         let handle =
             run_op(py, &self.live, ops::Accept { port: self.port }, t)?.map_err(errors::to_py)?;
         let conn = PyConnection::open(py, self.live.clone(), handle, None)?;
-        let peer = endpoint_tuple(conn.remote);
+        let peer = address_tuple(py, conn.remote)?.unbind();
         Ok((conn, peer))
     }
 

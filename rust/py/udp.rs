@@ -1,7 +1,7 @@
 //! `mipfast.UdpSocket`: datagrams with the manners of a `socket.socket`
 //! of type SOCK_DGRAM. Every wait releases the GIL and answers Ctrl-C.
 
-use super::address::{ip_literal, Address};
+use super::address::{address_tuple, ip_literal, Address};
 use super::call::{
     resolve_host, run_op, Export, RawSlice, Readable, RecvFlags, SendFlags, SocketTimeout,
 };
@@ -484,31 +484,5 @@ impl PyUdpSocket {
         };
         let closed = if self.closed() { " closed" } else { "" };
         format!("<mipfast.UdpSocket {host}:{}{closed}>", self.local.1)
-    }
-}
-
-/// An address as the stdlib's socket gives one back: `(host, port)` for
-/// IPv4, `(host, port, flowinfo, scope_id)` for IPv6.
-fn address_tuple(py: Python<'_>, (ip, port): Endpoint) -> PyResult<Bound<'_, PyTuple>> {
-    match ip {
-        IpAddr::V4(ip) => PyTuple::new(
-            py,
-            [
-                ip.to_string().into_pyobject(py)?.into_any(),
-                port.into_pyobject(py)?.into_any(),
-            ],
-        ),
-        IpAddr::V6(ip) => {
-            let zero = 0u32.into_pyobject(py)?.into_any();
-            PyTuple::new(
-                py,
-                [
-                    ip.to_string().into_pyobject(py)?.into_any(),
-                    port.into_pyobject(py)?.into_any(),
-                    zero.clone(),
-                    zero,
-                ],
-            )
-        }
     }
 }

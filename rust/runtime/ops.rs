@@ -78,10 +78,19 @@ impl Connect {
         remote: Endpoint,
         source_port: Option<u16>,
     ) -> io::Result<Self> {
-        let ip = stack.ipv4().ok_or_else(errno::no_address)?;
-        if !stack.may_connect_to(remote.0) {
-            return Err(io::Error::from_raw_os_error(libc::ENETUNREACH));
-        }
+        let ip: std::net::IpAddr = match remote.0 {
+            std::net::IpAddr::V4(dst) => {
+                let ip = stack.ipv4().ok_or_else(errno::no_address)?;
+                if !stack.may_connect_to(dst) {
+                    return Err(io::Error::from_raw_os_error(libc::ENETUNREACH));
+                }
+                ip.into()
+            }
+            std::net::IpAddr::V6(dst) => stack
+                .ipv6_source_for(now, dst)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENETUNREACH))?
+                .into(),
+        };
         let handle = stack
             .tcp_mut()
             .connect(now, ip, remote, source_port)

@@ -192,7 +192,7 @@ pub fn tcp(stack: &Stack) -> Vec<TcpRow> {
         .listeners()
         .map(|(port, l)| TcpRow {
             state: "LISTEN",
-            local: (local_ip, port),
+            local: (local_ip.into(), port),
             remote: None,
             bytes_in: 0,
             bytes_out: 0,

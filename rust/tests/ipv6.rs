@@ -493,9 +493,8 @@ fn takes_an_address_and_a_route_from_a_router() {
 fn refuses_what_it_does_not_serve() {
     let (mut s, now) = ready_stack();
     let ours = ip(LINK_LOCAL);
-    // TCP to us: port unreachable, quoting the segment.
-    let syn = [0u8; 20];
-    let f = packet(DEFAULT_MAC, (ip(PEER), ours), ipv6::NEXT_TCP, 64, &syn);
+    // A datagram to a closed UDP port: port unreachable, quoting it whole.
+    let f = udp_to_us(ours, (4000, 9), b"closed?", false);
     s.process_frame(now, &f);
     // (The peer is not known yet: the error waits while we ask for it.)
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
@@ -509,7 +508,30 @@ fn refuses_what_it_does_not_serve() {
         &f[14..],
         "the whole offending packet quoted"
     );
-    assert_eq!(drops(&s, DropReason::Ipv6TransportUnserved), 1);
+    // A SYN to a closed TCP port: a reset (RFC 9293 §3.10.7.1), over IPv6.
+    let syn = mipfast::wire::tcp::Repr {
+        src_port: 40000,
+        dst_port: 8000,
+        seq: 1000,
+        flags: mipfast::wire::tcp::Flags::SYN,
+        window: 1000,
+        ..Default::default()
+    };
+    let mut segment = vec![0u8; syn.header_len()];
+    syn.emit(&mut segment, 0, ip(PEER), ours);
+    s.process_frame(
+        now,
+        &packet(DEFAULT_MAC, (ip(PEER), ours), ipv6::NEXT_TCP, 64, &segment),
+    );
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!((out.len(), out[0].protocol), (1, ipv6::NEXT_TCP));
+    let rst = mipfast::wire::tcp::Segment::new_checked(&out[0].upper[..], ours, ip(PEER)).unwrap();
+    assert_eq!(
+        (rst.src_port(), rst.dst_port(), rst.ack()),
+        (8000, 40000, 1001)
+    );
+    assert!(rst.flags().contains(mipfast::wire::tcp::Flags::RST));
+    assert_eq!(drops(&s, DropReason::TcpNoListener), 1);
 
     // An unknown upper layer: a parameter problem pointing at the next-header field.
     s.process_frame(
@@ -530,7 +552,11 @@ fn refuses_what_it_does_not_serve() {
         &udp_to_us(ipv6::ALL_NODES, (4000, 7), b"anyone?", false),
     );
     assert!(drain(&mut s).is_empty());
-    assert_eq!(drops(&s, DropReason::UdpNoListener), 1);
+    assert_eq!(
+        drops(&s, DropReason::UdpNoListener),
+        2,
+        "this and the closed port above"
+    );
 
     // Malformed input is counted: a header cut short, a bad checksum, a
     // forwarded (hop limit < 255) solicitation, a packet for another host.

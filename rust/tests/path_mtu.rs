@@ -262,7 +262,7 @@ fn a_transfer_through_a_smaller_hop_finds_its_path_mtu() {
         (1..=64).contains(&dropped),
         "the hop dropped {dropped} packets"
     );
-    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP), Some(HOP_MTU));
+    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP.into()), Some(HOP_MTU));
     // A later connection starts at the learnt size: nothing more is dropped.
     let (ha2, hb2) = p.connect();
     assert_eq!(p.a.tcp().get(ha2).unwrap().mss(), 948);
@@ -271,7 +271,7 @@ fn a_transfer_through_a_smaller_hop_finds_its_path_mtu() {
     // Ten minutes on the entry has aged: a new connection tries the full
     // size again, and learns again.
     p.now += Duration::from_secs(601); // idle connections: nothing to run
-    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP), None);
+    assert_eq!(p.a.tcp().path_mtu(p.now, B_IP.into()), None);
     let (ha3, hb3) = p.connect();
     assert_eq!(p.a.tcp().get(ha3).unwrap().mss(), 1448);
     assert!(p.upload(ha3, hb3, 200_000, Duration::from_secs(10)));

@@ -113,7 +113,7 @@ fn tcp_ready(net: &Net, h: mipfast::socket::tcp::Handle) -> Readiness {
 #[test]
 fn connect_refused_leaves_nothing_behind() {
     let mut net = Net::clean(1);
-    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 81), None).unwrap();
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP.into(), 81), None).unwrap();
     net.flush();
     let err = run_on_a(&mut net, &mut op, Duration::from_secs(5))
         .unwrap()
@@ -128,7 +128,7 @@ fn connect_refused_leaves_nothing_behind() {
 fn connect_given_up_is_aborted() {
     let mut net = Net::clean(2);
     net.b.silent = true;
-    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 80), None).unwrap();
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP.into(), 80), None).unwrap();
     net.flush();
     assert!(run_on_a(&mut net, &mut op, Duration::from_secs(2)).is_none());
     net.run_for(Duration::from_millis(10));
@@ -143,14 +143,15 @@ fn connect_given_up_is_aborted() {
 fn connect_completes_from_the_port_asked_for() {
     let mut net = Net::clean(3);
     net.b.stack.tcp_mut().listen(80, 4).unwrap();
-    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, 80), Some(40000)).unwrap();
+    let mut op =
+        ops::Connect::start(&mut net.a.stack, net.now, (B_IP.into(), 80), Some(40000)).unwrap();
     net.flush();
     let h = run_on_a(&mut net, &mut op, Duration::from_secs(5))
         .unwrap()
         .unwrap();
     let (local, remote) = ops::endpoints(&net.a.stack, h).unwrap();
-    assert_eq!(local, (A_IP, 40000));
-    assert_eq!(remote, (B_IP, 80));
+    assert_eq!(local, (A_IP.into(), 40000));
+    assert_eq!(remote, (B_IP.into(), 80));
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn listen_on_port_zero_picks_free_ephemeral_ports() {
     let mut twin = Net::clean(4);
     assert_eq!(ops::listen(&mut twin.b.stack, 0, 8).unwrap(), p1);
     // And the port works.
-    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP, p1), None).unwrap();
+    let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP.into(), p1), None).unwrap();
     net.flush();
     assert!(run_on_a(&mut net, &mut op, Duration::from_secs(5))
         .unwrap()
@@ -700,10 +701,10 @@ fn status_rows_list_what_the_stack_holds() {
     assert_eq!(rows[0].state, "LISTEN");
     assert_eq!(
         (rows[0].local, rows[0].accept_queue),
-        ((A_IP, 8000), Some((0, 8)))
+        ((A_IP.into(), 8000), Some((0, 8)))
     );
     let conn = rows.iter().find(|r| r.state == "ESTABLISHED").unwrap();
-    assert_eq!(conn.remote, Some((B_IP, 80)));
+    assert_eq!(conn.remote, Some((B_IP.into(), 80)));
     assert_eq!(
         (conn.bytes_out, conn.bytes_in, conn.retransmits),
         (5000, 0, 0)

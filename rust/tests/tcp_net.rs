@@ -2,7 +2,7 @@
 //! for the TCP tests.
 #![allow(dead_code)]
 
-use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::iface::{InterfaceConfig, Ipv4Cidr, Ipv4Config, Ipv6Config};
 use mipfast::phy::fault::FaultConfig;
 use mipfast::phy::link::{pair, LinkEnd};
 use mipfast::socket::tcp::{Connection, Handle, TcpConfig};
@@ -10,6 +10,7 @@ use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::tcp::Repr;
 use mipfast::wire::{ethernet, ipv4, Ipv4Addr, MacAddress};
+use std::net::IpAddr;
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -29,7 +30,7 @@ pub struct Net {
     pub now: Instant,
 }
 
-fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64) -> Stack {
+fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64, ipv6: bool) -> Stack {
     let cidr = Ipv4Cidr::new(ip, 24).unwrap();
     let config = StackConfig {
         interface: InterfaceConfig {
@@ -43,7 +44,7 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, tcp: TcpConfig, seed: u64) -> Stack {
         resolver: Default::default(),
         dns_servers: vec![],
         mdns: None,
-        ipv6: None,
+        ipv6: ipv6.then(Ipv6Config::default),
         seed,
     };
     Stack::new(config, Instant::ZERO)
@@ -55,15 +56,27 @@ impl Net {
     }
 
     pub fn with_configs(faults: FaultConfig, seed: u64, a: TcpConfig, b: TcpConfig) -> Self {
+        Net::build(faults, seed, (a, b), false)
+    }
+
+    /// Both stacks with IPv6 too, their link-local addresses checked and theirs.
+    pub fn with_ipv6(faults: FaultConfig, seed: u64) -> Self {
+        let tcp = (TcpConfig::default(), TcpConfig::default());
+        let mut net = Net::build(faults, seed, tcp, true);
+        net.run_for(Duration::from_secs(3));
+        net
+    }
+
+    fn build(faults: FaultConfig, seed: u64, (a, b): (TcpConfig, TcpConfig), ipv6: bool) -> Self {
         let (da, db) = pair(faults, seed);
         Net {
             a: Node {
-                stack: stack(A_IP, A_MAC, a, seed.wrapping_mul(31) + 1),
+                stack: stack(A_IP, A_MAC, a, seed.wrapping_mul(31) + 1, ipv6),
                 dev: da,
                 silent: false,
             },
             b: Node {
-                stack: stack(B_IP, B_MAC, b, seed.wrapping_mul(17) + 2),
+                stack: stack(B_IP, B_MAC, b, seed.wrapping_mul(17) + 2, ipv6),
                 dev: db,
                 silent: false,
             },
@@ -168,12 +181,17 @@ impl Net {
     /// A starts connecting to B's `port` and sends what that queued (the SYN,
     /// or the ARP request it waits for); returns A's handle.
     pub fn open(&mut self, port: u16) -> Handle {
+        self.open_from(A_IP.into(), (B_IP.into(), port))
+    }
+
+    /// As [`Net::open`], from A's `local` address to `remote` on B.
+    pub fn open_from(&mut self, local: IpAddr, remote: (IpAddr, u16)) -> Handle {
         let now = self.now;
         let h = self
             .a
             .stack
             .tcp_mut()
-            .connect(now, A_IP, (B_IP, port), None)
+            .connect(now, local, remote, None)
             .unwrap();
         self.flush();
         h
@@ -246,10 +264,16 @@ impl Net {
 
     /// A connects to B's listening `port`; returns (a's handle, b's handle).
     pub fn connect(&mut self, port: u16) -> (Handle, Handle) {
+        self.connect_from(A_IP.into(), (B_IP.into(), port))
+    }
+
+    /// A connects from `local` to `remote` on B; returns (a's handle, b's handle).
+    pub fn connect_from(&mut self, local: IpAddr, remote: (IpAddr, u16)) -> (Handle, Handle) {
+        let port = remote.1;
         if self.b.stack.tcp().listener(port).is_none() {
             self.b.stack.tcp_mut().listen(port, 16).unwrap();
         }
-        let ha = self.open(port);
+        let ha = self.open_from(local, remote);
         let mut hb = None;
         let ok = self.run_until(Duration::from_secs(120), |n| {
             if hb.is_none() {

@@ -745,7 +745,7 @@ fn time_wait_yields_to_a_new_syn_from_the_same_port() {
             .tcp_mut()
             .accept(80)
             .expect("the new incarnation is accepted");
-        assert_eq!(net.conn_b(h).remote(), (A_IP, a_port));
+        assert_eq!(net.conn_b(h).remote(), (A_IP.into(), a_port));
         assert_eq!(net.b.stack.tcp().time_wait_records().count(), 0);
     }
 }

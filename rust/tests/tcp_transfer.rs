@@ -28,7 +28,7 @@ fn handshake_negotiates_options() {
     assert!(a.timestamps_enabled() && b.timestamps_enabled());
     // 4 MiB buffers need a shift of 7 (65535 << 7 ≥ 4 MiB > 65535 << 6).
     assert_eq!(a.window_shifts(), (7, 7));
-    assert_eq!(a.remote(), (B_IP, 80));
+    assert_eq!(a.remote(), (B_IP.into(), 80));
     assert_eq!(b.remote(), a.local());
     assert!((49152..=65535).contains(&a.local().1));
     // RTT measured on the handshake: 2 ms on this link, plus the ARP exchange
@@ -579,4 +579,76 @@ fn held_text_goes_straight_to_its_place_and_a_failed_read_costs_only_a_resend() 
             );
         }
     }
+}
+
+/// The link-local address of a MAC (modified EUI-64).
+fn link_local(mac: mipfast::wire::MacAddress) -> std::net::IpAddr {
+    use mipfast::wire::ipv6;
+    let prefix = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    ipv6::with_interface_id(prefix, ipv6::interface_id(mac)).into()
+}
+
+#[test]
+fn over_ipv6_byte_exact_under_loss_with_the_smaller_mss() {
+    for seed in 0..5 {
+        let faults = FaultConfig {
+            loss: 0.03,
+            reorder: 0.02,
+            duplicate: 0.01,
+            corrupt: 0.01,
+            ..FaultConfig::latency(Duration::from_millis(1))
+        };
+        let mut net = Net::with_ipv6(faults, 400 + seed);
+        let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+        let (ha, hb) = net.connect_from(a, (b, 6000));
+        let (ca, cb) = (net.conn_a(ha), net.conn_b(hb));
+        // 1500 - 40 (IPv6) - 20 (TCP) - 12 (timestamps): 20 less than over IPv4.
+        assert_eq!((ca.mss(), cb.mss()), (1428, 1428));
+        assert_eq!(
+            (ca.local().0, ca.remote(), cb.remote()),
+            (a, (b, 6000), ca.local())
+        );
+        let len = 300_000;
+        let mut ab = Transfer::new(pattern(len, 5));
+        let mut ba = Transfer::new(pattern(len, 6));
+        let finished = net.run_until(Duration::from_secs(120), |n| {
+            ab.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+            ba.step(&mut n.b.stack, hb, &mut n.a.stack, ha);
+            ab.done() && ba.done()
+        });
+        assert!(
+            finished,
+            "seed {seed}: {}/{} and {}/{}",
+            ab.received, len, ba.received, len
+        );
+        assert_eq!((ab.hash, ba.hash), (Fnv::of(&ab.data), Fnv::of(&ba.data)));
+        assert!(
+            net.conn_a(ha).traffic().retransmits > 0,
+            "seed {seed}: loss recovered from"
+        );
+        // Over IPv6 alone: B was found by neighbor discovery, never by ARP,
+        // and no segment was too big for the link.
+        let now = net.now;
+        let host = net.a.stack.interface().ipv6().unwrap();
+        assert!(host
+            .neighbors(now)
+            .iter()
+            .any(|n| n.ip.to_string() == b.to_string()));
+        assert!(net.a.stack.interface().neighbors(now).is_empty(), "no ARP");
+        assert_eq!(net.a.stack.counters().drops(DropReason::TooBig), 0);
+    }
+}
+
+#[test]
+fn over_ipv6_a_closed_port_is_refused() {
+    use mipfast::socket::tcp::Error;
+    let mut net = Net::with_ipv6(FaultConfig::latency(Duration::from_millis(1)), 9);
+    let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+    let h = net.open_from(a, (b, 7));
+    net.run_for(Duration::from_millis(50));
+    let c = net.conn_a(h);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::Refused))
+    );
 }

@@ -63,6 +63,24 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u
     acc + u64::from(length) + u64::from(next_header)
 }
 
+/// An address family's pseudo-header, for code that checksums TCP over either.
+pub trait PseudoHeader: Copy {
+    /// The accumulator for a segment of `length` bytes of `protocol` from `src` to `dst`.
+    fn pseudo_header(src: Self, dst: Self, protocol: u8, length: usize) -> u64;
+}
+
+impl PseudoHeader for Ipv4Addr {
+    fn pseudo_header(src: Self, dst: Self, protocol: u8, length: usize) -> u64 {
+        pseudo_header(src, dst, protocol, length as u16)
+    }
+}
+
+impl PseudoHeader for Ipv6Addr {
+    fn pseudo_header(src: Self, dst: Self, protocol: u8, length: usize) -> u64 {
+        pseudo_header_v6(src, dst, protocol, length as u32)
+    }
+}
+
 /// Completes a partial checksum in place, as a NIC would on the way out:
 /// the one's-complement sum from `start` to the end, which the field
 /// (holding the pseudo-header sum) is part of. For recordings and fault

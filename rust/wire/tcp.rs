@@ -1,9 +1,9 @@
 //! TCP segments (RFC 9293 §3.1) with the options of RFC 9293 (MSS),
 //! RFC 7323 (window scale, timestamps) and RFC 2018 (SACK).
 
-use super::checksum;
+use super::checksum::{self, PseudoHeader};
 use super::ipv4::PROTO_TCP;
-use super::{be16, be32, Error, Ipv4Addr, Result};
+use super::{be16, be32, Error, Result};
 
 pub const HEADER_LEN: usize = 20;
 /// The most SACK blocks an option can carry (40 bytes of options).
@@ -167,9 +167,9 @@ pub struct Segment<'a> {
 
 impl<'a> Segment<'a> {
     /// Checks the data offset against the buffer and the checksum with the pseudo-header.
-    pub fn new_checked(buf: &'a [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Self> {
+    pub fn new_checked<A: PseudoHeader>(buf: &'a [u8], src: A, dst: A) -> Result<Self> {
         let segment = Self::new_unverified(buf)?;
-        let acc = checksum::pseudo_header(src, dst, PROTO_TCP, buf.len() as u16);
+        let acc = A::pseudo_header(src, dst, PROTO_TCP, buf.len());
         if checksum::fold(checksum::accumulate(acc, buf)) != 0xffff {
             return Err(Error::Checksum);
         }
@@ -244,7 +244,7 @@ impl Repr {
 
     /// Writes the header into `buf[..header_len()]`, over a payload already in
     /// `buf[header_len()..header_len() + payload_len]`, and computes the checksum.
-    pub fn emit(&self, buf: &mut [u8], payload_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn emit<A: PseudoHeader>(&self, buf: &mut [u8], payload_len: usize, src: A, dst: A) {
         let len = self.header_len() + payload_len;
         let acc = self.emit_header(buf, len, src, dst);
         let c = !checksum::fold(checksum::accumulate(acc, &buf[..len]));
@@ -253,12 +253,12 @@ impl Repr {
 
     /// As [`Repr::emit`] with the payload elsewhere: `buf` takes the header
     /// alone, and the checksum covers the `text` that will follow it.
-    pub fn emit_with_text(
+    pub fn emit_with_text<A: PseudoHeader>(
         &self,
         buf: &mut [u8],
         text: (&[u8], &[u8]),
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: A,
+        dst: A,
     ) {
         let header_len = self.header_len();
         let len = header_len + text.0.len() + text.1.len();
@@ -271,14 +271,20 @@ impl Repr {
     /// `iface::segment_burst`, or the kernel's segmentation offload): the
     /// checksum field holds the folded pseudo-header sum alone, Linux's
     /// CHECKSUM_PARTIAL convention, and the payload is not summed here.
-    pub fn emit_partial(&self, buf: &mut [u8], payload_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn emit_partial<A: PseudoHeader>(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        src: A,
+        dst: A,
+    ) {
         let acc = self.emit_header(buf, self.header_len() + payload_len, src, dst);
         buf[16..18].copy_from_slice(&checksum::fold(acc).to_be_bytes());
     }
 
     /// Writes every header field but the checksum (left zero); returns the
     /// pseudo-header accumulator for a segment of `len` bytes.
-    fn emit_header(&self, buf: &mut [u8], len: usize, src: Ipv4Addr, dst: Ipv4Addr) -> u64 {
+    fn emit_header<A: PseudoHeader>(&self, buf: &mut [u8], len: usize, src: A, dst: A) -> u64 {
         let header_len = self.header_len();
         buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
@@ -289,7 +295,7 @@ impl Repr {
         buf[14..16].copy_from_slice(&self.window.to_be_bytes());
         buf[16..20].copy_from_slice(&[0, 0, 0, 0]);
         self.options.emit(&mut buf[HEADER_LEN..header_len]);
-        checksum::pseudo_header(src, dst, PROTO_TCP, len as u16)
+        A::pseudo_header(src, dst, PROTO_TCP, len)
     }
 
     /// RFC 9293 §3.10.7.1: the reset answering `seg` when no connection
@@ -318,6 +324,7 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);

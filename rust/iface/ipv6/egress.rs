@@ -37,6 +37,11 @@ impl Ipv6Host {
             .map(|a| a.address)
     }
 
+    /// Whether a packet to unicast `dst` has a next hop.
+    pub fn reaches(&self, now: Instant, dst: Ipv6Addr) -> bool {
+        self.next_hop(now, dst).is_some()
+    }
+
     /// The neighbor a packet to `dst` goes to: `dst` itself when on the
     /// link (link-local, or in an on-link prefix), else a default router.
     fn next_hop(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {

@@ -3,10 +3,10 @@
 
 use super::egress::Outgoing;
 use super::{AddressState, Ipv6Host, Link};
-use crate::iface::{Delivery, DropReason, EchoReply, Udp6Delivery};
+use crate::iface::{Delivery, DropReason, EchoReply, TcpDelivery, Udp6Delivery};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, HeaderProblem, Ipv6Addr};
-use crate::wire::{icmpv6, mld, ndp, udp, Error as WireError, MacAddress};
+use crate::wire::{icmpv6, mld, ndp, tcp, udp, Error as WireError, MacAddress};
 
 impl Ipv6Host {
     /// Handles one IPv6 packet from a frame sent by `src_mac`; `l4_trusted`:
@@ -96,13 +96,22 @@ impl Ipv6Host {
                     Err(_) => dropped(link, DropReason::UdpMalformed),
                 };
             }
+            // TCP to a group is meaningless (RFC 9293 §3.9.1.1 opens to unicast only).
+            ipv6::NEXT_TCP if !unicast => link.counters.count_drop(DropReason::TcpMalformed),
             ipv6::NEXT_TCP => {
-                // No TCP over IPv6 yet: refused as a closed port is (RFC
-                // 4443 §3.1 code 4), never for a multicast destination.
-                link.counters.count_drop(DropReason::Ipv6TransportUnserved);
-                if unicast {
-                    self.refuse_port(now, link, packet.as_bytes());
-                }
+                let checked = match l4_trusted {
+                    true => tcp::Segment::new_unverified(upper.payload),
+                    false => tcp::Segment::new_checked(upper.payload, src, dst),
+                };
+                return match checked {
+                    Ok(segment) => Some(Delivery::Tcp(TcpDelivery {
+                        src: src.into(),
+                        dst: dst.into(),
+                        segment,
+                    })),
+                    Err(WireError::Checksum) => dropped(link, DropReason::TcpChecksum),
+                    Err(_) => dropped(link, DropReason::TcpMalformed),
+                };
             }
             _ => {
                 link.counters.count_drop(DropReason::Ipv6UnknownNextHeader);
@@ -326,6 +335,25 @@ impl Ipv6Host {
             buf[udp::HEADER_LEN..].copy_from_slice(payload);
             udp::Repr { src_port, dst_port }.emit_v6(buf, payload.len(), s, d);
         })
+    }
+
+    /// Sends one TCP segment (`len` bytes, written whole by `fill`).
+    pub fn send_tcp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let out = Outgoing {
+            src,
+            dst,
+            next_header: ipv6::NEXT_TCP,
+            hop_limit: self.hop_limit,
+            router_alert: false,
+        };
+        self.send(now, link, out, len, |buf, _, _| fill(buf))
     }
 
     /// A reply to a neighbor: to the MAC it gave, else the one we know,

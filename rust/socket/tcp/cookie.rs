@@ -10,7 +10,7 @@
 //! timestamps gets neither.
 
 use super::secret::Secret;
-use super::Endpoint;
+use super::{AddressBytes, Endpoint};
 use crate::time::{Duration, Instant};
 
 /// The MSS values a cookie can carry (Linux's table for IPv4).
@@ -32,10 +32,11 @@ fn count(now: Instant) -> u32 {
 }
 
 fn hashes(secret: &Secret, local: Endpoint, remote: Endpoint, count: u32) -> (u32, u32) {
+    let (local_ip, remote_ip) = (AddressBytes::of(local.0), AddressBytes::of(remote.0));
     let tuple = [
-        &local.0.octets()[..],
+        local_ip.as_slice(),
         &local.1.to_be_bytes(),
-        &remote.0.octets(),
+        remote_ip.as_slice(),
         &remote.1.to_be_bytes(),
     ];
     let h1 = secret.hash(3, &tuple) as u32;
@@ -113,9 +114,10 @@ pub fn decode_timestamp(echo: u32) -> (Option<u8>, bool) {
 mod tests {
     use super::*;
     use crate::wire::Ipv4Addr;
+    use std::net::IpAddr;
 
-    const L: Endpoint = (Ipv4Addr::new(10, 0, 0, 1), 80);
-    const R: Endpoint = (Ipv4Addr::new(10, 0, 0, 2), 40000);
+    const L: Endpoint = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 80);
+    const R: Endpoint = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 40000);
 
     #[test]
     fn a_cookie_returns_its_mss_while_fresh_and_only_for_its_tuple() {

@@ -32,10 +32,30 @@ pub use set::{ConnectError, Handle, ListenError, TcpSockets, Unclaimed};
 
 use crate::time::Duration;
 use crate::wire::tcp::{Flags, Options};
-use crate::wire::{Ipv4Addr, SegmentText};
+use crate::wire::SegmentText;
+use std::net::IpAddr;
 
-/// An (address, port) pair.
-pub type Endpoint = (Ipv4Addr, u16);
+/// An (address, port) pair, of either family.
+pub type Endpoint = (IpAddr, u16);
+
+/// An address's bytes, as the keyed hashes take them: 4 for IPv4, 16 for IPv6.
+pub(crate) struct AddressBytes([u8; 16], usize);
+
+impl AddressBytes {
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        let mut b = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => {
+                b[..4].copy_from_slice(&v4.octets());
+                AddressBytes(b, 4)
+            }
+            IpAddr::V6(v6) => AddressBytes(v6.octets(), 16),
+        }
+    }
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
 
 /// Why a connection failed, as the user sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,8 +187,8 @@ impl Default for TcpConfig {
 /// A parsed segment addressed to us.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: Seq,
@@ -195,8 +215,8 @@ impl Incoming<'_> {
 /// send buffer (two slices).
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub repr: crate::wire::tcp::Repr,
     pub payload: (&'a [u8], &'a [u8]),
     /// The payload is the send buffer's text from `repr.seq` on, which

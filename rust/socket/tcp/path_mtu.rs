@@ -9,8 +9,8 @@
 //! minutes (RFC 1191 §6.3), so a path that grew is found again.
 
 use crate::time::{Duration, Instant};
-use crate::wire::Ipv4Addr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// RFC 1191 §6.3 suggests 10 minutes before trying a larger size again.
 pub const AGING: Duration = Duration::from_secs(600);
@@ -36,12 +36,12 @@ pub fn reported_mtu(next_hop_mtu: u16, quoted_len: u16) -> usize {
 #[derive(Debug, Default)]
 pub struct PathMtuCache {
     /// Destination → (path MTU, when the entry expires).
-    entries: HashMap<Ipv4Addr, (usize, Instant)>,
+    entries: HashMap<IpAddr, (usize, Instant)>,
 }
 
 impl PathMtuCache {
     /// The path MTU toward `dst`, if a live entry knows one.
-    pub fn get(&self, now: Instant, dst: Ipv4Addr) -> Option<usize> {
+    pub fn get(&self, now: Instant, dst: IpAddr) -> Option<usize> {
         self.entries
             .get(&dst)
             .filter(|(_, expires)| *expires > now)
@@ -49,7 +49,7 @@ impl PathMtuCache {
     }
 
     /// Records a (validated) smaller path MTU toward `dst`.
-    pub fn learn(&mut self, now: Instant, dst: Ipv4Addr, mtu: usize) {
+    pub fn learn(&mut self, now: Instant, dst: IpAddr, mtu: usize) {
         if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&dst) {
             self.entries.retain(|_, (_, expires)| *expires > now);
             if self.entries.len() >= MAX_ENTRIES {
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn entries_keep_the_smallest_and_age_out() {
-        let dst = Ipv4Addr::new(10, 0, 0, 1);
+        let dst = std::net::Ipv4Addr::new(10, 0, 0, 1).into();
         let mut c = PathMtuCache::default();
         c.learn(Instant::ZERO, dst, 1400);
         c.learn(Instant::from_secs(1), dst, 1450);
@@ -100,7 +100,7 @@ mod tests {
     fn the_cache_is_bounded() {
         let mut c = PathMtuCache::default();
         for i in 0..(MAX_ENTRIES as u32 + 100) {
-            let dst = Ipv4Addr::from_bits(0x0a00_0000 + i);
+            let dst = std::net::Ipv4Addr::from_bits(0x0a00_0000 + i).into();
             c.learn(Instant::from_micros(i as i64), dst, 1400);
         }
         assert_eq!(c.len(), MAX_ENTRIES);

@@ -1,10 +1,11 @@
 //! Keyed hashes for what an attacker must not predict: initial sequence
 //! numbers (RFC 6528) and ephemeral port offsets (RFC 6056 §3.3.3).
 
+use super::{AddressBytes, Endpoint};
 use crate::time::Instant;
-use crate::wire::Ipv4Addr;
 use core::hash::Hasher;
 use siphasher::sip::SipHasher24;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
 pub struct Secret {
@@ -56,26 +57,31 @@ impl Secret {
 
     /// RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport, key),
     /// M a 4 µs clock, so that a reused 4-tuple starts above its old numbers.
-    pub fn isn(&self, now: Instant, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
+    pub fn isn(&self, now: Instant, local: Endpoint, remote: Endpoint) -> u32 {
         let (key, base) = self.clock();
-        let f = keyed_hash(&key, 0, &[&tuple(local, remote)]);
+        let f = keyed_hash(&key, 0, &tuple(local, remote).parts());
         let m = ((base as i64).wrapping_add(now.total_micros()) / 4) as u32;
         m.wrapping_add(f as u32)
     }
 
     /// RFC 7323 §5.4: a timestamp clock offset per 4-tuple (from this
     /// stack's time zero: the shared clock's time then included).
-    pub fn timestamp_offset(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
+    pub fn timestamp_offset(&self, local: Endpoint, remote: Endpoint) -> u32 {
         let (key, base) = self.clock();
-        let offset = keyed_hash(&key, 2, &[&tuple(local, remote)]) as u32;
+        let offset = keyed_hash(&key, 2, &tuple(local, remote).parts()) as u32;
         offset.wrapping_add((base / 1000) as u32)
     }
 
     /// RFC 6056 §3.3.3 (Algorithm 3): the per-destination starting offset.
-    pub fn port_offset(&self, local: Ipv4Addr, remote: (Ipv4Addr, u16)) -> u32 {
+    pub fn port_offset(&self, local: IpAddr, remote: Endpoint) -> u32 {
+        let (local, remote_ip) = (AddressBytes::of(local), AddressBytes::of(remote.0));
         self.hash(
             1,
-            &[&local.octets(), &remote.0.octets(), &remote.1.to_be_bytes()],
+            &[
+                local.as_slice(),
+                remote_ip.as_slice(),
+                &remote.1.to_be_bytes(),
+            ],
         ) as u32
     }
 }
@@ -90,24 +96,37 @@ fn keyed_hash(key: &[u8; 16], domain: u8, parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
-/// A 4-tuple's bytes, in the order the hashes take them.
-fn tuple(local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[..4].copy_from_slice(&local.0.octets());
-    b[4..6].copy_from_slice(&local.1.to_be_bytes());
-    b[6..10].copy_from_slice(&remote.0.octets());
-    b[10..].copy_from_slice(&remote.1.to_be_bytes());
-    b
+/// A 4-tuple's bytes, in the order the hashes take them (for IPv4, the
+/// 12 bytes they always took).
+fn tuple(local: Endpoint, remote: Endpoint) -> TupleBytes {
+    let (mut b, mut n) = ([0u8; 36], 0);
+    for (ip, port) in [local, remote] {
+        let address = AddressBytes::of(ip);
+        let address = address.as_slice();
+        b[n..n + address.len()].copy_from_slice(address);
+        b[n + address.len()..n + address.len() + 2].copy_from_slice(&port.to_be_bytes());
+        n += address.len() + 2;
+    }
+    TupleBytes(b, n)
+}
+
+struct TupleBytes([u8; 36], usize);
+
+impl TupleBytes {
+    fn parts(&self) -> [&[u8]; 1] {
+        [&self.0[..self.1]]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn isn_is_keyed_and_increasing() {
-        let a = (Ipv4Addr::new(10, 0, 0, 1), 1000);
-        let b = (Ipv4Addr::new(10, 0, 0, 2), 80);
+        let a = (Ipv4Addr::new(10, 0, 0, 1).into(), 1000);
+        let b = (Ipv4Addr::new(10, 0, 0, 2).into(), 80);
         let s1 = Secret::new([1; 16]);
         let s2 = Secret::new([2; 16]);
         let t = Instant::from_secs(5);
@@ -119,8 +138,8 @@ mod tests {
 
     #[test]
     fn a_later_stack_on_the_shared_clock_numbers_a_tuple_after_an_earlier_one() {
-        let a = (Ipv4Addr::new(10, 0, 0, 1), 50000);
-        let b = (Ipv4Addr::new(10, 0, 0, 2), 80);
+        let a = (Ipv4Addr::new(10, 0, 0, 1).into(), 50000);
+        let b = (Ipv4Addr::new(10, 0, 0, 2).into(), 80);
         let clock = |base_micros| SharedClock {
             key: [9; 16],
             base_micros,

@@ -17,6 +17,7 @@ use crate::wire::tcp::{Flags, Options};
 use crate::wire::{Ipv4Addr, SegmentText};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
 
 /// A connection as the user holds it; stale after the slot is reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -297,10 +298,11 @@ impl TcpSockets {
     pub fn connect(
         &mut self,
         now: Instant,
-        local_ip: Ipv4Addr,
-        remote: Endpoint,
+        local_ip: impl Into<IpAddr>,
+        remote: (impl Into<IpAddr>, u16),
         local_port: Option<u16>,
     ) -> Result<Handle, ConnectError> {
+        let (local_ip, remote): (IpAddr, Endpoint) = (local_ip.into(), (remote.0.into(), remote.1));
         let port = match local_port {
             Some(p) => {
                 if !self.tuple_free((p, remote.0, remote.1)) {
@@ -345,7 +347,7 @@ impl TcpSockets {
     /// [`TIME_WAIT_REUSE_AFTER`] ports were looked at: with the cursor
     /// moving one port per connection, that is the longest-waiting one, and
     /// a connect costs a few lookups instead of one per port in the range.
-    fn pick_port(&mut self, local: Ipv4Addr, remote: Endpoint) -> Result<u16, ConnectError> {
+    fn pick_port(&mut self, local: IpAddr, remote: Endpoint) -> Result<u16, ConnectError> {
         let offset = self.secret.port_offset(local, remote);
         // The first TIME-WAIT port met, and the cursor's value there.
         let mut reusable: Option<(u16, u32)> = None;
@@ -402,9 +404,10 @@ impl TcpSockets {
     /// [`TcpSockets::connect`] picks one (RFC 6056 §3.3.3, from the stack's
     /// seeded secret) and skipping ports that hold any connection.
     pub fn listen_ephemeral(&mut self, backlog: usize) -> Result<u16, ListenError> {
-        let offset = self
-            .secret
-            .port_offset(Ipv4Addr::UNSPECIFIED, (Ipv4Addr::UNSPECIFIED, 0));
+        let offset = self.secret.port_offset(
+            Ipv4Addr::UNSPECIFIED.into(),
+            (Ipv4Addr::UNSPECIFIED.into(), 0),
+        );
         let in_use: std::collections::HashSet<u16> = self
             .tuples
             .local_ports()
@@ -673,7 +676,7 @@ impl TcpSockets {
     /// [`Error::HostUnreachable`](super::Error::HostUnreachable), as Linux's
     /// connect() does (its ARP failure turns into a host unreachable for
     /// the SYN). Established ones keep retrying, as there.
-    pub fn unreachable_through(&mut self, through: impl Fn(Ipv4Addr) -> bool) {
+    pub fn unreachable_through(&mut self, through: impl Fn(IpAddr) -> bool) {
         for i in 0..self.slots.len() as u32 {
             let Some(conn) = self.slots[i as usize].conn.as_mut() else {
                 continue;
@@ -737,7 +740,7 @@ impl TcpSockets {
     }
 
     /// The path MTU known toward `dst`, if smaller than the link's.
-    pub fn path_mtu(&self, now: Instant, dst: Ipv4Addr) -> Option<usize> {
+    pub fn path_mtu(&self, now: Instant, dst: IpAddr) -> Option<usize> {
         self.path_mtu.get(now, dst)
     }
 

@@ -4,10 +4,10 @@
 //! to the map goes through here and forgets that lookup, so it never
 //! disagrees with the map.
 
-use crate::wire::Ipv4Addr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-pub type Tuple = (u16, Ipv4Addr, u16);
+pub type Tuple = (u16, IpAddr, u16);
 
 #[derive(Debug, Default)]
 pub struct TupleMap {
@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn a_remembered_lookup_is_forgotten_when_the_map_changes() {
-        let a = (80, Ipv4Addr::new(10, 0, 0, 1), 5000);
+        let a = (80, std::net::Ipv4Addr::new(10, 0, 0, 1).into(), 5000);
         let mut m = TupleMap::default();
         m.insert(a, 3);
         assert_eq!(m.lookup(a), Some(3));

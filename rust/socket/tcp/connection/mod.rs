@@ -379,7 +379,7 @@ impl Connection {
             _ => None,
         };
         let peer_mss = o.mss.map_or(DEFAULT_MSS, |m| m as usize).max(64);
-        let mut mss = peer_mss.min(self.config.mss);
+        let mut mss = peer_mss.min(self.own_mss());
         if self.ts_recent.is_some() {
             mss -= TIMESTAMP_OPTION_LEN;
         }
@@ -398,6 +398,24 @@ impl Connection {
     pub fn local(&self) -> Endpoint {
         self.local
     }
+    /// What an IPv6 header takes beyond an IPv4 one: 20 bytes less for
+    /// each segment (RFC 8200 §3; RFC 9293 §3.7.1 sizes the MSS from the MTU).
+    fn extra_ip_header(&self) -> usize {
+        match self.remote().0 {
+            std::net::IpAddr::V4(_) => 0,
+            std::net::IpAddr::V6(_) => 20,
+        }
+    }
+
+    /// The MSS we announce: the configured one (from the link's MTU, for
+    /// IPv4 headers) less what an IPv6 header takes beyond that.
+    pub(super) fn own_mss(&self) -> usize {
+        self.config
+            .mss
+            .saturating_sub(self.extra_ip_header())
+            .max(64)
+    }
+
     pub fn remote(&self) -> Endpoint {
         self.remote
     }

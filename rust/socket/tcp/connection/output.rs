@@ -47,7 +47,7 @@ impl Connection {
 
     pub(super) fn send_syn(&mut self, now: Instant, out: &mut Emit<'_>) {
         let mut options = Options {
-            mss: Some(self.config.mss as u16),
+            mss: Some(self.own_mss() as u16),
             ..Default::default()
         };
         let active = self.state == State::SynSent;

@@ -14,7 +14,7 @@ impl Connection {
         self
     }
 
-    /// The MSS a path MTU allows: less the IPv4 and TCP headers and the
+    /// The MSS a path MTU allows: less the IP and TCP headers and the
     /// timestamp option.
     fn mss_for_mtu(&self, mtu: usize) -> usize {
         let options = if self.ts_recent.is_some() {
@@ -22,7 +22,8 @@ impl Connection {
         } else {
             0
         };
-        mtu.saturating_sub(40 + options).max(64)
+        mtu.saturating_sub(40 + self.extra_ip_header() + options)
+            .max(64)
     }
 
     /// Applies the known path MTU, never raising the negotiated MSS.

@@ -9,9 +9,10 @@ use crate::time::{Duration, Instant};
 use crate::wire::tcp::{Flags, Options};
 use crate::wire::Ipv4Addr;
 use crate::wire::SegmentText;
+use std::net::IpAddr;
 
-const LOCAL: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 2), 50000);
-const REMOTE: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 1), 80);
+const LOCAL: (IpAddr, u16) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 50000);
+const REMOTE: (IpAddr, u16) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 80);
 const ISS: u32 = 1000;
 const IRS: u32 = 5000;
 const MSS: usize = 1460;
