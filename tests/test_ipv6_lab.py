@@ -142,12 +142,11 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
         # Beyond the link, through the router (the peer, which does not forward).
         assert stack.ping("2001:db8::1", timeout=0.3) == [None]
 
-        # No transport over IPv6 yet: a TCP connect is refused at once, not left to time out.
+        # A TCP connect to a port nobody listens on is refused at once (a reset).
         started = time.monotonic()
         result = lab.run(sys.executable, "-c", CONNECT, ours_global, "8000").stdout.strip()
         assert result == "refused" and time.monotonic() - started < 4, result
-        drops = stack.stats()["drops"]
-        assert drops["ipv6_transport_unserved"] >= 1
+        assert stack.stats()["drops"]["tcp_no_listener"] >= 1
 
     frames = scapy.rdpcap(str(trace))
     sent = [f for f in frames if f.haslayer(scapy.IPv6) and f[scapy.Ether].src == stack_mac(frames)]
@@ -267,3 +266,80 @@ def _refused(sock) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+TCP_PEER = """
+import hashlib, socket, sys, threading
+mode, host, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data = bytes(range(256)) * (size // 256)
+def exchange(conn):
+    sender = threading.Thread(target=conn.sendall, args=(data,))
+    sender.start()
+    h, got = hashlib.sha256(), 0
+    while got < size:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        h.update(chunk)
+        got += len(chunk)
+    sender.join()
+    print(got, h.hexdigest(), flush=True)
+if mode == "serve":
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("::", port))
+    srv.listen()
+    print("listening", flush=True)
+    conn, peer = srv.accept()
+    print(peer[0], flush=True)
+    exchange(conn)
+else:
+    print("listening", flush=True)
+    conn = socket.create_connection((host, port), timeout=10)
+    exchange(conn)
+"""
+
+
+def _exchange(conn, size: int) -> tuple[int, str]:
+    """Sends and receives ``size`` bytes on a stack connection at once."""
+    import hashlib
+    import threading
+
+    data = bytes(range(256)) * (size // 256)
+    sender = threading.Thread(target=conn.sendall, args=(data,))
+    sender.start()
+    h, got = hashlib.sha256(), 0
+    while got < size:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        h.update(chunk)
+        got += len(chunk)
+    sender.join()
+    return got, h.hexdigest()
+
+
+def test_tcp_over_ipv6_with_the_kernel(lab, peer):
+    size = 4 << 20
+    expected = __import__("hashlib").sha256(bytes(range(256)) * (size // 256)).hexdigest()
+    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        ours = _link_local(stack.stats()["mac"])
+        assert _wait(lambda: stack.ipv6_addresses == [ours])
+        _wait_peer_address(lab, kernel["link_local"])
+        # The kernel connects to the stack's listener (which takes both families).
+        listener = stack.listen(9600)
+        client = peer("-c", TCP_PEER, "connect", f"{ours}%{lab.peer}", "9600", str(size))
+        conn, address = listener.accept(timeout=10)
+        assert address[0] == kernel["link_local"] and len(address) == 4
+        assert conn.family == socket.AF_INET6 and conn.getsockname()[:2] == (ours, 9600)
+        assert _exchange(conn, size) == (size, expected)
+        assert client.result().split() == [str(size), expected]
+        conn.close()
+        # The stack connects to the kernel's server, by a 4-tuple address.
+        server = peer("-c", TCP_PEER, "serve", "-", "9601", str(size))
+        with stack.connect((kernel["link_local"], 9601, 0, 0), timeout=10) as conn:
+            assert conn.getpeername() == (kernel["link_local"], 9601, 0, 0)
+            assert _exchange(conn, size) == (size, expected)
+        assert server.result().split() == [ours, str(size), expected]
+        tcp = {(c["state"], c["remote"][1] if c["remote"] else None) for c in stack.connections()}
+        assert ("LISTEN", None) in tcp
