@@ -761,7 +761,14 @@ impl Stack {
             let iface = &self.iface;
             self.tcp.unreachable_through(|remote| match remote {
                 IpAddr::V4(remote) => iface.gateway_to(remote) == Some(hop),
-                IpAddr::V6(_) => false, // (IPv6 neighbors are asked for by the IPv6 host)
+                IpAddr::V6(_) => false,
+            });
+        }
+        for hop in self.iface.take_unresolved_v6() {
+            let host = self.iface.ipv6();
+            self.tcp.unreachable_through(|remote| match remote {
+                IpAddr::V6(remote) => host.and_then(|h| h.next_hop(now, remote)) == Some(hop),
+                IpAddr::V4(_) => false,
             });
         }
         self.tcp.poll(now);

@@ -273,7 +273,7 @@ class Lab(_Claimed):
             f"  sudo ip netns exec {self.netns} ping {ip}\n"
             f"  curl http://{ip}:{port}/    # or open it in a browser here\n"
             + (
-                f"  sudo ip netns exec {self.netns} ping -6 ADDR%{self.peer}  # ADDR: see IPv6 below\n"
+                f"  sudo ip netns exec {self.netns} curl -g http://[ADDR%{self.peer}]:{port}/ # ADDR: below\n"
                 if self.ipv6
                 else ""
             )

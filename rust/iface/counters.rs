@@ -47,7 +47,6 @@ drop_reasons! {
     Ipv6Fragment => "ipv6_fragment_unsupported",
     Ipv6UnknownNextHeader => "ipv6_unknown_next_header",
     Ipv6UnknownOption => "ipv6_unknown_option",
-    Ipv6TransportUnserved => "ipv6_transport_unserved",
     Ipv6AddressConflict => "ipv6_address_conflict",
     Icmpv6Malformed => "icmpv6_malformed",
     Icmpv6Checksum => "icmpv6_bad_checksum",

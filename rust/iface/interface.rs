@@ -933,6 +933,11 @@ impl Interface {
         std::mem::take(&mut self.unresolved)
     }
 
+    /// IPv6 neighbors whose resolution gave up since the last call.
+    pub fn take_unresolved_v6(&mut self) -> Vec<std::net::Ipv6Addr> {
+        self.ipv6.as_mut().map(|h| h.take_unresolved()).unwrap_or_default()
+    }
+
     /// The neighbor a unicast datagram to `dst` goes through: `dst` on the
     /// link, else the gateway; None without a route.
     pub fn gateway_to(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {

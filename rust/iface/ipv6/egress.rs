@@ -42,9 +42,15 @@ impl Ipv6Host {
         self.next_hop(now, dst).is_some()
     }
 
+    /// Neighbors whose resolution gave up since the last call (connections
+    /// opening through them fail, as over ARP).
+    pub fn take_unresolved(&mut self) -> Vec<Ipv6Addr> {
+        std::mem::take(&mut self.unresolved)
+    }
+
     /// The neighbor a packet to `dst` goes to: `dst` itself when on the
     /// link (link-local, or in an on-link prefix), else a default router.
-    fn next_hop(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+    pub fn next_hop(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
         let on_link = ipv6::is_link_local(dst)
             || self.on_link.iter().any(|p| {
                 ipv6::in_prefix(dst, p.prefix, p.len) && p.expires_at.map_or(true, |t| t > now)
@@ -199,6 +205,7 @@ impl Ipv6Host {
                 for _ in 0..frames {
                     link.counters.count_drop(DropReason::NeighborUnreachable);
                 }
+                self.unresolved.push(ip);
             }
         });
         for ip in asks {

@@ -1,9 +1,10 @@
 //! IPv6 on the interface, as a host (RFC 8200, RFC 4861, RFC 4862): a
 //! link-local address from the MAC, addresses from routers' prefixes
 //! (SLAAC), duplicate address detection, neighbor discovery, MLDv2 for
-//! the solicited-node groups, echo, and ICMPv6 errors. No transport runs
-//! over IPv6 yet: TCP and UDP to our addresses are refused with a port
-//! unreachable, which a kernel client reads as ECONNREFUSED.
+//! the solicited-node groups, echo, and ICMPv6 errors. TCP segments, UDP
+//! datagrams, echo replies and port unreachables go up to the stack as
+//! [`Delivery`](super::Delivery)s; the stack's segments and datagrams come
+//! down through [`Ipv6Host::send_tcp`] and [`Ipv6Host::send_udp`].
 //!
 //! The host writes its frames into the interface's transmit queue through a
 //! [`Link`] the interface lends it per call; it keeps its own neighbor cache.
@@ -101,6 +102,8 @@ pub struct Ipv6Host {
     /// When the reports a query asked for are due (RFC 3810 §6.2).
     report_due: Option<Instant>,
     icmp_errors: TokenBucket,
+    /// Neighbors given up on, for [`Ipv6Host::take_unresolved`].
+    unresolved: Vec<Ipv6Addr>,
     rng: StdRng,
 }
 
@@ -122,6 +125,7 @@ impl Ipv6Host {
             next_solicitation: None,
             report_due: None,
             icmp_errors: TokenBucket::new(super::ICMP_ERRORS_PER_SEC, super::ICMP_ERROR_BURST),
+            unresolved: Vec::new(),
             rng,
         };
         let link_local = crate::wire::ipv6::with_interface_id(
