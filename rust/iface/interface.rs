@@ -935,7 +935,10 @@ impl Interface {
 
     /// IPv6 neighbors whose resolution gave up since the last call.
     pub fn take_unresolved_v6(&mut self) -> Vec<std::net::Ipv6Addr> {
-        self.ipv6.as_mut().map(|h| h.take_unresolved()).unwrap_or_default()
+        self.ipv6
+            .as_mut()
+            .map(|h| h.take_unresolved())
+            .unwrap_or_default()
     }
 
     /// The neighbor a unicast datagram to `dst` goes through: `dst` on the

@@ -640,7 +640,7 @@ fn over_ipv6_byte_exact_under_loss_with_the_smaller_mss() {
 }
 
 #[test]
-fn over_ipv6_a_closed_port_is_refused() {
+fn over_ipv6_a_closed_port_is_refused_and_a_missing_host_unreachable() {
     use mipfast::socket::tcp::Error;
     let mut net = Net::with_ipv6(FaultConfig::latency(Duration::from_millis(1)), 9);
     let (a, b) = (link_local(A_MAC), link_local(B_MAC));
@@ -650,5 +650,17 @@ fn over_ipv6_a_closed_port_is_refused() {
     assert_eq!(
         (c.state(), c.error()),
         (State::Closed, Some(Error::Refused))
+    );
+    // Nobody answers for the address: the connect fails once neighbor
+    // discovery gives up (three solicitations), as a kernel's does.
+    let nobody: std::net::IpAddr = "fe80::99".parse().unwrap();
+    let h = net.open_from(a, (nobody, 80));
+    net.run_for(Duration::from_millis(2900));
+    assert_eq!(net.conn_a(h).state(), State::SynSent);
+    net.run_for(Duration::from_millis(200));
+    let c = net.conn_a(h);
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::HostUnreachable))
     );
 }
