@@ -74,7 +74,15 @@ impl Address {
         if let Ok(scope_id) = tuple.get_item(3) {
             let _: u32 = scope_id.extract()?;
         }
-        Self::of(pair.as_any())
+        let address = Self::of(pair.as_any())?;
+        // A longer tuple is an AF_INET6 address only: with an IPv4 host (or a
+        // name, looked up over IPv4) it is what AF_INET refuses.
+        if !matches!(ip_literal(&address.host), Some(IpAddr::V6(_))) {
+            return Err(PyTypeError::new_err(
+                "AF_INET address must be a pair (host, port)",
+            ));
+        }
+        Ok(address)
     }
 
     /// The port to connect to: 1-65535.
