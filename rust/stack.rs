@@ -944,9 +944,10 @@ fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: 
     }
 }
 
-/// Over IPv6, segment by segment with whole checksums: a burst is cut
-/// here (FIN and PSH on the last segment only, as `segment_burst` does),
-/// and the text is copied rather than sent from where it lies.
+/// Over IPv6, segment by segment with whole checksums: a burst (or a
+/// segment larger than a router's MTU) is cut here, FIN and PSH on the
+/// last segment only, as `segment_burst` does; the text is copied rather
+/// than sent from where it lies.
 fn emit_tcp_v6(
     iface: &mut Interface,
     now: Instant,
@@ -955,10 +956,17 @@ fn emit_tcp_v6(
 ) -> bool {
     let header_len = seg.repr.header_len();
     let payload_len = seg.payload_len();
+    // A router may give the link a smaller MTU than the one the MSS was
+    // sized for (RFC 4861 §4.6.4): segments are cut to it here.
+    let mtu = iface.ipv6().map_or(iface.mtu(), |h| h.mtu(iface.mtu()));
+    let room = mtu
+        .saturating_sub(wire::ipv6::HEADER_LEN + header_len)
+        .max(1);
     let size = match seg.segment_size as usize {
         0 => payload_len.max(1),
         size => size,
-    };
+    }
+    .min(room);
     let segments = payload_len.div_ceil(size).max(1);
     let text = [seg.payload.0, seg.payload.1].concat();
     let mut sent = true;

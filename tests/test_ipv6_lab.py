@@ -5,6 +5,7 @@ address and a route from, a TCP connect refused, and an address the peer already
 from __future__ import annotations
 
 import contextlib
+import inspect
 import ipaddress
 import json
 import socket
@@ -268,40 +269,9 @@ def _refused(sock) -> bool:
     return False
 
 
-TCP_PEER = """
-import hashlib, socket, sys, threading
-mode, host, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-data = bytes(range(256)) * (size // 256)
-def exchange(conn):
-    sender = threading.Thread(target=conn.sendall, args=(data,))
-    sender.start()
-    h, got = hashlib.sha256(), 0
-    while got < size:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        h.update(chunk)
-        got += len(chunk)
-    sender.join()
-    print(got, h.hexdigest(), flush=True)
-if mode == "serve":
-    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("::", port))
-    srv.listen()
-    print("listening", flush=True)
-    conn, peer = srv.accept()
-    print(peer[0], flush=True)
-    exchange(conn)
-else:
-    print("listening", flush=True)
-    conn = socket.create_connection((host, port), timeout=10)
-    exchange(conn)
-"""
-
-
 def _exchange(conn, size: int) -> tuple[int, str]:
-    """Sends and receives ``size`` bytes on a stack connection at once."""
+    """Sends and receives ``size`` bytes at once on a connection (the stack's, or the
+    kernel's in the peer below, which runs this very function)."""
     import hashlib
     import threading
 
@@ -317,6 +287,27 @@ def _exchange(conn, size: int) -> tuple[int, str]:
         got += len(chunk)
     sender.join()
     return got, h.hexdigest()
+
+
+TCP_PEER = (
+    inspect.getsource(_exchange)
+    + """
+import socket, sys
+mode, host, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if mode == "serve":
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("::", port))
+    srv.listen()
+    print("listening", flush=True)
+    conn, peer = srv.accept()
+    print(peer[0], flush=True)
+else:
+    print("listening", flush=True)
+    conn = socket.create_connection((host, port), timeout=10)
+print(*_exchange(conn, size), flush=True)
+"""
+)
 
 
 def test_tcp_over_ipv6_with_the_kernel(lab, peer):

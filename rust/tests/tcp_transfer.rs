@@ -664,3 +664,57 @@ fn over_ipv6_a_closed_port_is_refused_and_a_missing_host_unreachable() {
         (State::Closed, Some(Error::HostUnreachable))
     );
 }
+
+/// A router advertisement from B's link-local address giving the link an MTU of `mtu`.
+fn advert_with_mtu(mtu: u32) -> Vec<u8> {
+    use mipfast::wire::{ethernet, icmpv6, ipv6};
+    let (src, dst) = (link_local(B_MAC), ipv6::ALL_NODES);
+    let std::net::IpAddr::V6(src) = src else {
+        unreachable!()
+    };
+    let mut ra = vec![0u8; 16 + 8];
+    ra[0] = 134; // a router advertisement, no default route, nothing else
+    ra[16..20].copy_from_slice(&[5, 1, 0, 0]);
+    ra[20..24].copy_from_slice(&mtu.to_be_bytes());
+    icmpv6::fill_checksum(&mut ra, src, dst);
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + ra.len()];
+    ethernet::Repr {
+        dst: ipv6::multicast_mac(dst),
+        src: B_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV6,
+    }
+    .emit(&mut frame);
+    ipv6::Repr {
+        src,
+        dst,
+        next_header: ipv6::NEXT_ICMPV6,
+        hop_limit: 255,
+        payload_len: ra.len(),
+    }
+    .emit(&mut frame[ethernet::HEADER_LEN..]);
+    frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..].copy_from_slice(&ra);
+    frame
+}
+
+#[test]
+fn over_ipv6_segments_follow_a_routers_smaller_mtu() {
+    let mut net = Net::with_ipv6(FaultConfig::latency(Duration::from_millis(1)), 21);
+    let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+    let (ha, hb) = net.connect_from(a, (b, 6100));
+    // The handshake sized segments for 1500; then a router says 1280.
+    let now = net.now;
+    net.a.stack.process_frame(now, &advert_with_mtu(1280));
+    assert_eq!(net.a.stack.interface().ipv6().unwrap().mtu(1500), 1280);
+    let len = 200_000;
+    let mut ab = Transfer::new(pattern(len, 7));
+    let finished = net.run_until(Duration::from_secs(30), |n| {
+        ab.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+        ab.done()
+    });
+    assert!(
+        finished && ab.hash == Fnv::of(&ab.data),
+        "{}/{len}",
+        ab.received
+    );
+    assert_eq!(net.a.stack.counters().drops(DropReason::TooBig), 0);
+}
