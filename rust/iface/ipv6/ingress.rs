@@ -10,8 +10,9 @@ use crate::wire::{icmpv6, mld, ndp, tcp, udp, Error as WireError, MacAddress};
 
 impl Ipv6Host {
     /// Handles one IPv6 packet from a frame sent by `src_mac`; `l4_trusted`:
-    /// the device vouches for its UDP checksum (see `iface::RxChecksum`).
-    /// What is for the stack comes back: echo replies (its pinger) and UDP.
+    /// the device vouches for its TCP or UDP checksum (see `iface::RxChecksum`).
+    /// What is for the stack comes back: TCP segments, UDP datagrams, echo
+    /// replies (its pinger) and port unreachables about its datagrams.
     pub fn ingress<'a>(
         &mut self,
         now: Instant,
