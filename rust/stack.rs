@@ -4,8 +4,8 @@
 use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Ipv6Config, Payload,
-    RxChecksum, TcpDelivery, Text, TextRef, Udp6Delivery, UdpDelivery, CHECKSUM_ONLY,
-    MAX_IPV4_PAYLOAD,
+    RxChecksum, TcpDelivery, Text, TextRef, Udp6Delivery, UdpDelivery, Unreachable,
+    UnreachableReason, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
 };
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -15,7 +15,7 @@ use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
 use crate::time::{earliest, Duration, Instant};
-use crate::wire::{self, held_tcp_text, icmp, ipv4, Held, Ipv4Addr, SegmentText};
+use crate::wire::{self, held_tcp_text, icmp, ipv4, ipv6, Held, Ipv4Addr, SegmentText};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::io;
@@ -295,34 +295,8 @@ impl Stack {
         match delivery {
             Delivery::Udp(d) => self.process_udp(now, d),
             Delivery::Udp6(d) => self.process_udp_v6(now, d),
-            Delivery::PortUnreachable6 { local_port, remote } => {
-                self.udp
-                    .icmp_unreachable(local_port, (remote.0.into(), remote.1));
-            }
             Delivery::Tcp(t) => self.process_tcp(now, t, held),
-            // RFC 1122 §4.2.3.9: net, host, protocol and port unreachable.
-            Delivery::Unreachable(u)
-                if u.protocol == ipv4::PROTO_TCP && u.code == icmp::CODE_FRAGMENTATION_NEEDED =>
-            {
-                let mtu = tcp::path_mtu::reported_mtu(u.next_hop_mtu, u.quoted_len);
-                let remote = (u.remote.0.into(), u.remote.1);
-                let used = u.quoted_seq.is_some_and(|seq| {
-                    self.tcp
-                        .fragmentation_needed(now, u.local.1, remote, mtu, tcp::Seq(seq))
-                });
-                if !used {
-                    self.iface.count_drop(DropReason::IcmpPathMtuIgnored);
-                }
-            }
-            Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_TCP && u.code <= 3 => {
-                self.tcp
-                    .icmp_unreachable(u.local.1, (u.remote.0.into(), u.remote.1));
-            }
-            Delivery::Unreachable(u) if u.protocol == ipv4::PROTO_UDP && u.code <= 3 => {
-                self.udp
-                    .icmp_unreachable(u.local.1, (u.remote.0.into(), u.remote.1));
-            }
-            Delivery::Unreachable(_) => {}
+            Delivery::Unreachable(u) => self.process_unreachable(now, u),
             Delivery::EchoReply(r) => {
                 let id = ProbeId {
                     ident: r.ident,
@@ -334,6 +308,39 @@ impl Stack {
             }
             Delivery::Igmp(message) => self.iface.process_igmp(now, message, &mut self.rng),
             Delivery::Reassembled(_) => {} // a reassembled packet is never a fragment
+        }
+    }
+
+    /// An ICMP or ICMPv6 error about a segment or datagram of ours (RFC
+    /// 1122 §4.2.3.9, RFC 1191, RFC 8201).
+    fn process_unreachable(&mut self, now: Instant, u: Unreachable) {
+        let (protocol, port, remote) = (u.protocol, u.local.1, u.remote);
+        match u.reason {
+            UnreachableReason::TooBig {
+                next_hop_mtu,
+                quoted_len,
+            } if protocol == ipv4::PROTO_TCP => {
+                let hop = u16::try_from(next_hop_mtu).unwrap_or(u16::MAX);
+                let mut mtu = tcp::path_mtu::reported_mtu(hop, quoted_len);
+                if remote.0.is_ipv6() {
+                    // RFC 8201 §4: never below IPv6's minimum link MTU.
+                    mtu = mtu.max(ipv6::MIN_MTU);
+                }
+                let used = u.quoted_seq.is_some_and(|seq| {
+                    self.tcp
+                        .fragmentation_needed(now, port, remote, mtu, tcp::Seq(seq))
+                });
+                if !used {
+                    self.iface.count_drop(DropReason::IcmpPathMtuIgnored);
+                }
+            }
+            UnreachableReason::Destination if protocol == ipv4::PROTO_TCP => {
+                self.tcp.icmp_unreachable(port, remote);
+            }
+            UnreachableReason::Destination if protocol == ipv4::PROTO_UDP => {
+                self.udp.icmp_unreachable(port, remote);
+            }
+            _ => {}
         }
     }
 

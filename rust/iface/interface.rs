@@ -111,22 +111,36 @@ pub struct TcpDelivery<'a> {
     pub segment: tcp::Segment<'a>,
 }
 
-/// An ICMP destination unreachable about a datagram we sent (RFC 792),
-/// with the transport ports it quotes.
+/// An ICMP or ICMPv6 error about a datagram we sent (RFC 792, RFC 4443
+/// §3), with the transport ports it quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unreachable {
-    pub code: u8,
+    pub reason: UnreachableReason,
+    /// The quoted datagram's transport (IPv4's protocol, IPv6's next header).
     pub protocol: u8,
     /// Our address and port in the quoted datagram.
-    pub local: (Ipv4Addr, u16),
-    pub remote: (Ipv4Addr, u16),
-    /// Code 4 (fragmentation needed and DF set): the next hop's MTU (RFC
-    /// 1191 §4), 0 from routers older than that RFC.
-    pub next_hop_mtu: u16,
-    /// The total length of the quoted datagram, for when the MTU is 0.
-    pub quoted_len: u16,
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
     /// The sequence number of a quoted TCP segment (RFC 5927 checks it).
     pub quoted_seq: Option<u32>,
+}
+
+/// Why a datagram of ours did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreachableReason {
+    /// The network, host, protocol or port cannot be reached (ICMP codes
+    /// 0–3, RFC 1122 §4.2.3.9; every ICMPv6 destination unreachable).
+    Destination,
+    /// Too big for a link on the way: ICMP's "fragmentation needed and DF
+    /// set" (RFC 1191 §4) or ICMPv6's Packet Too Big (RFC 8201).
+    TooBig {
+        /// The next hop's MTU; 0 from routers older than RFC 1191.
+        next_hop_mtu: u32,
+        /// The total length of the quoted datagram, for when the MTU is 0.
+        quoted_len: u16,
+    },
+    /// Anything else (source route failed, administratively prohibited, …).
+    Other,
 }
 
 /// An ICMP echo reply to one of our requests, borrowed from the frame.
@@ -146,12 +160,6 @@ pub enum Delivery<'a> {
     Tcp(TcpDelivery<'a>),
     Unreachable(Unreachable),
     EchoReply(EchoReply<'a>),
-    /// An ICMPv6 port unreachable about a UDP datagram we sent from
-    /// `local_port` to `remote` (RFC 4443 §3.1 code 4).
-    PortUnreachable6 {
-        local_port: u16,
-        remote: (std::net::Ipv6Addr, u16),
-    },
     /// An IGMP message for the stack's memberships (which need its randomness).
     Igmp(igmp::Message),
     /// A datagram made whole from fragments: an unfragmented IPv4 packet
@@ -694,13 +702,19 @@ impl Interface {
                         .then(|| quote.get(ihl + 4..ihl + 8))
                         .flatten()
                         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let reason = match packet.code() {
+                        0..=3 => UnreachableReason::Destination,
+                        icmp::CODE_FRAGMENTATION_NEEDED => UnreachableReason::TooBig {
+                            next_hop_mtu: packet.next_hop_mtu().into(),
+                            quoted_len: u16::from_be_bytes([quote[2], quote[3]]),
+                        },
+                        _ => UnreachableReason::Other,
+                    };
                     Some(Delivery::Unreachable(Unreachable {
-                        code: packet.code(),
+                        reason,
                         protocol,
-                        local,
-                        remote,
-                        next_hop_mtu: packet.next_hop_mtu(),
-                        quoted_len: u16::from_be_bytes([quote[2], quote[3]]),
+                        local: (local.0.into(), local.1),
+                        remote: (remote.0.into(), remote.1),
                         quoted_seq,
                     }))
                 }

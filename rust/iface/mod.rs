@@ -17,8 +17,8 @@ pub use config::{ConfigError, Ipv4Cidr, Ipv4Config};
 pub use counters::{Counters, DropReason};
 pub use interface::{
     Delivery, EchoReply, Interface, InterfaceConfig, Payload, TcpDelivery, Text, Udp6Delivery,
-    UdpDelivery, Unreachable, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST,
-    MAX_IPV4_PAYLOAD,
+    UdpDelivery, Unreachable, UnreachableReason, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC,
+    ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
 pub use ipv6::{Ipv6Config, Ipv6Host};
 pub use multicast::Memberships;

@@ -4,13 +4,14 @@
 
 mod tcp_net;
 
-use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
+use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config, Ipv6Config};
 use mipfast::phy::{Link, LinkState};
 use mipfast::socket::tcp::{Handle, State, TcpConfig};
 use mipfast::stack::{Addressing, Stack, StackConfig};
 use mipfast::time::{Duration, Instant};
-use mipfast::wire::{ethernet, icmp, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, Ipv4Addr, MacAddress};
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv6Addr};
 use tcp_net::{pattern, Fnv, A_IP, B_IP};
 
 const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
@@ -20,7 +21,7 @@ const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
 const HOP_MTU: usize = 1000;
 const LATENCY: Duration = Duration::from_millis(1);
 
-fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64) -> Stack {
+fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64, ipv6: bool) -> Stack {
     let cidr = Ipv4Cidr::new(ip, 24).unwrap();
     Stack::new(
         StackConfig {
@@ -34,7 +35,10 @@ fn stack(ip: Ipv4Addr, mac: MacAddress, seed: u64) -> Stack {
             resolver: Default::default(),
             dns_servers: vec![],
             mdns: None,
-            ipv6: None,
+            ipv6: ipv6.then(|| Ipv6Config {
+                dad_transmits: 0,
+                ..Default::default()
+            }),
             seed,
         },
         Instant::ZERO,
@@ -55,13 +59,24 @@ struct Path {
     dropped: u64,
     /// The hop drops what does not fit without a word, as a link does.
     silent: bool,
+    /// A and B talk over IPv6 (link-local addresses), not IPv4.
+    ipv6: bool,
 }
 
 impl Path {
     fn new(mtu: usize) -> Self {
+        Path::build(mtu, false)
+    }
+
+    /// The same path carrying IPv6.
+    fn v6(mtu: usize) -> Self {
+        Path::build(mtu, true)
+    }
+
+    fn build(mtu: usize, ipv6: bool) -> Self {
         let mut path = Path {
-            a: stack(A_IP, A_MAC, 1),
-            b: stack(B_IP, B_MAC, 2),
+            a: stack(A_IP, A_MAC, 1, ipv6),
+            b: stack(B_IP, B_MAC, 2, ipv6),
             now: Instant::ZERO,
             to_a: VecDeque::new(),
             to_b: VecDeque::new(),
@@ -69,6 +84,7 @@ impl Path {
             sent: (0, 0),
             dropped: 0,
             silent: false,
+            ipv6,
         };
         path.b.tcp_mut().listen(80, 16).unwrap();
         path
@@ -88,8 +104,37 @@ impl Path {
         ip_frame(ROUTER_IP, A_IP, ipv4::PROTO_ICMP, &icmp_bytes)
     }
 
+    /// A Packet Too Big from the router (RFC 4443 §3.2), quoting `packet`.
+    fn packet_too_big(&self, packet: &[u8], mtu: u32) -> Vec<u8> {
+        let msg = icmpv6::ErrorMessage {
+            msg_type: icmpv6::TYPE_PACKET_TOO_BIG,
+            code: 0,
+            parameter: mtu,
+            original: packet,
+        };
+        let (src, dst) = (ROUTER_IP6, link_local(A_MAC));
+        let mut icmp_bytes = vec![0u8; msg.len()];
+        msg.emit(&mut icmp_bytes, src, dst);
+        ip6_frame(src, dst, ipv6::NEXT_ICMPV6, &icmp_bytes)
+    }
+
     fn hop(&mut self, frame: Vec<u8>) {
         let eth = ethernet::Frame::new_checked(&frame).unwrap();
+        if eth.ethertype() == ethernet::ETHERTYPE_IPV6 {
+            let ip = ipv6::Packet::new_checked(eth.payload()).unwrap();
+            let len = ip.as_bytes().len();
+            if ip.next_header() == ipv6::NEXT_TCP {
+                self.sent.0 += 1;
+            }
+            if len > self.mtu {
+                self.dropped += 1;
+                if !self.silent {
+                    let icmp = self.packet_too_big(ip.as_bytes(), self.mtu as u32);
+                    self.to_a.push_back((self.now + LATENCY, icmp));
+                }
+                return;
+            }
+        }
         if eth.ethertype() == ethernet::ETHERTYPE_IPV4 {
             let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
             self.sent.0 += 1;
@@ -162,11 +207,8 @@ impl Path {
 
     fn connect(&mut self) -> (Handle, Handle) {
         let now = self.now;
-        let ha = self
-            .a
-            .tcp_mut()
-            .connect(now, A_IP, (B_IP, 80), None)
-            .unwrap();
+        let (a, b) = self.ends();
+        let ha = self.a.tcp_mut().connect(now, a, (b, 80), None).unwrap();
         let mut hb = None;
         let ok = self.run_until(Duration::from_secs(10), |p| {
             hb = hb.or_else(|| p.b.tcp_mut().accept(80));
@@ -178,6 +220,14 @@ impl Path {
         });
         assert!(ok, "handshake");
         (ha, hb.unwrap())
+    }
+
+    /// A's and B's addresses.
+    fn ends(&self) -> (IpAddr, IpAddr) {
+        match self.ipv6 {
+            true => (link_local(A_MAC).into(), link_local(B_MAC).into()),
+            false => (A_IP.into(), B_IP.into()),
+        }
     }
 
     /// Sends `len` bytes from A to B; true if all arrived intact.
@@ -241,6 +291,35 @@ fn ip_frame(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u
     let ip = ipv4::Repr::new(src, dst, protocol, payload.len(), 9);
     ip.emit(&mut frame[ethernet::HEADER_LEN..]);
     frame[ethernet::HEADER_LEN + ipv4::HEADER_LEN..].copy_from_slice(payload);
+    frame
+}
+
+/// The router's address over IPv6 (on the link, as routers' are).
+const ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xfe);
+
+/// The link-local address of a MAC (modified EUI-64).
+fn link_local(mac: MacAddress) -> Ipv6Addr {
+    let prefix = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    ipv6::with_interface_id(prefix, ipv6::interface_id(mac))
+}
+
+fn ip6_frame(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + payload.len()];
+    ethernet::Repr {
+        dst: A_MAC,
+        src: B_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV6,
+    }
+    .emit(&mut frame);
+    ipv6::Repr {
+        src,
+        dst,
+        next_header,
+        hop_limit: 64,
+        payload_len: payload.len(),
+    }
+    .emit(&mut frame[ethernet::HEADER_LEN..]);
+    frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..].copy_from_slice(payload);
     frame
 }
 
@@ -417,4 +496,116 @@ fn an_mtu_too_small_for_ipv4_is_not_followed_and_the_smallest_one_is() {
     assert!(fragments
         .iter()
         .all(|&len| len <= ethernet::HEADER_LEN + ipv4::MIN_MTU));
+}
+
+/// RFC 8201 over a hop of IPv6's minimum MTU: Packet Too Big lowers the
+/// connection's MSS (1280 − 40 − 20 − 12) and resends what was cut too
+/// big; the destination's entry serves the next connection.
+#[test]
+fn over_ipv6_packet_too_big_finds_the_path_mtu() {
+    let mut p = Path::v6(ipv6::MIN_MTU);
+    let (ha, hb) = p.connect();
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1428);
+    assert!(
+        p.upload(ha, hb, 1 << 20, Duration::from_secs(30)),
+        "1 MB through the hop"
+    );
+    let c = p.a.tcp().get(ha).unwrap();
+    assert_eq!((c.mss(), c.path_mtu()), (1208, Some(ipv6::MIN_MTU)));
+    let dropped = p.dropped;
+    assert!(
+        (1..=64).contains(&dropped),
+        "the hop dropped {dropped} packets"
+    );
+    let b: IpAddr = link_local(B_MAC).into();
+    assert_eq!(p.a.tcp().path_mtu(p.now, b), Some(ipv6::MIN_MTU));
+    let (ha2, hb2) = p.connect();
+    assert_eq!(p.a.tcp().get(ha2).unwrap().mss(), 1208);
+    assert!(p.upload(ha2, hb2, 200_000, Duration::from_secs(10)));
+    assert_eq!(p.dropped, dropped);
+}
+
+/// A Packet Too Big quoting data not in flight is ignored and counted; one
+/// reporting less than IPv6's minimum MTU lowers the MSS only to what 1280
+/// bytes allow (RFC 8201 §4).
+#[test]
+fn over_ipv6_forged_or_tiny_packet_too_big_reports_are_bounded() {
+    let mut p = Path::v6(1500);
+    let (ha, hb) = p.connect();
+    let a_port = p.a.tcp().get(ha).unwrap().local().1;
+    let una = p.a.tcp().get(ha).unwrap().send_unacked().0;
+    let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+    let quoted = |seq: u32| {
+        let mut q = vec![0u8; ipv6::HEADER_LEN + 20];
+        ipv6::Repr {
+            src: a,
+            dst: b,
+            next_header: ipv6::NEXT_TCP,
+            hop_limit: 64,
+            payload_len: 1460,
+        }
+        .emit(&mut q);
+        q[40..42].copy_from_slice(&a_port.to_be_bytes());
+        q[42..44].copy_from_slice(&80u16.to_be_bytes());
+        q[44..48].copy_from_slice(&seq.to_be_bytes());
+        q
+    };
+    let c = p.a.tcp_mut().get_mut(ha).unwrap();
+    c.send(&pattern(20_000, 1)).unwrap();
+    p.a.dispatch(p.now);
+    p.a.drain_tx(|_| {}); // lost on the way: stays in flight
+    let icmp = p.packet_too_big(&quoted(una.wrapping_add(1_000_000)), 1300);
+    p.a.process_frame(p.now, &icmp);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1428);
+    assert_eq!(p.a.counters().drops(DropReason::IcmpPathMtuIgnored), 1);
+    // Quoting another address of the peer's, or a datagram not from us: not ours.
+    let mut not_ours = quoted(una.wrapping_add(1));
+    not_ours[8..24].copy_from_slice(&b.octets());
+    p.a.process_frame(p.now, &p.packet_too_big(&not_ours, 1300));
+    assert_eq!(p.a.counters().drops(DropReason::Icmpv6Unhandled), 1);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1428);
+    let icmp = p.packet_too_big(&quoted(una.wrapping_add(1)), 68);
+    p.a.process_frame(p.now, &icmp);
+    assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1208);
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    let arrived = p.run_until(Duration::from_millis(100), |p| {
+        while let Ok(Some(n)) = p.b.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got == 20_000
+    });
+    assert!(arrived, "resent before any timeout: {got} bytes");
+}
+
+/// A destination unreachable (RFC 4443 §3.1) about a connection's SYN
+/// fails the connect, as ICMP's does over IPv4.
+#[test]
+fn over_ipv6_destination_unreachable_fails_a_connect() {
+    use mipfast::socket::tcp::Error;
+    let mut p = Path::v6(1500);
+    p.connect(); // B is a known neighbor
+    let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+    let ha = p.a.tcp_mut().connect(p.now, a, (b, 81), None).unwrap();
+    p.a.dispatch(p.now);
+    let mut syn = None;
+    p.a.drain_tx(|f| syn = Some(f[ethernet::HEADER_LEN..].to_vec()));
+    let syn = syn.expect("a SYN left");
+    let msg = icmpv6::ErrorMessage {
+        msg_type: icmpv6::TYPE_DEST_UNREACHABLE,
+        code: 1, // administratively prohibited
+        parameter: 0,
+        original: &syn,
+    };
+    let mut bytes = vec![0u8; msg.len()];
+    msg.emit(&mut bytes, ROUTER_IP6, a);
+    p.a.process_frame(p.now, &ip6_frame(ROUTER_IP6, a, ipv6::NEXT_ICMPV6, &bytes));
+    let c = p.a.tcp().get(ha).unwrap();
+    assert_eq!(
+        (c.state(), c.error()),
+        (State::Closed, Some(Error::Refused))
+    );
 }

@@ -56,6 +56,11 @@ impl<'a> Packet<'a> {
     pub fn echo_seq(&self) -> u16 {
         be16(self.buf, 6)
     }
+    /// The 32 bits after the checksum: a Packet Too Big's MTU, a Parameter
+    /// Problem's pointer (RFC 4443 §3.2, §3.4).
+    pub fn parameter(&self) -> u32 {
+        u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]])
+    }
     /// The whole message, header included (NDP and MLD parse it further).
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf

@@ -3,7 +3,9 @@
 
 use super::egress::Outgoing;
 use super::{AddressState, Ipv6Host, Link};
-use crate::iface::{Delivery, DropReason, EchoReply, TcpDelivery, Udp6Delivery};
+use crate::iface::{
+    Delivery, DropReason, EchoReply, TcpDelivery, Udp6Delivery, Unreachable, UnreachableReason,
+};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, HeaderProblem, Ipv6Addr};
 use crate::wire::{icmpv6, mld, ndp, tcp, udp, Error as WireError, MacAddress};
@@ -69,10 +71,12 @@ impl Ipv6Host {
                         data: icmp.data(),
                     }));
                 }
-                let refused = icmp.msg_type() == icmpv6::TYPE_DEST_UNREACHABLE
-                    && icmp.code() == icmpv6::CODE_PORT_UNREACHABLE;
-                if refused && unicast {
-                    return self.port_unreachable(link, icmp.data());
+                let about_ours = matches!(
+                    icmp.msg_type(),
+                    icmpv6::TYPE_DEST_UNREACHABLE | icmpv6::TYPE_PACKET_TOO_BIG
+                );
+                if about_ours && unicast {
+                    return self.quoted_error(link, &icmp);
                 }
                 self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
             }
@@ -215,25 +219,44 @@ impl Ipv6Host {
         }
     }
 
-    /// A port unreachable quoting a UDP datagram of ours (its IPv6 header
-    /// and the UDP header at least; extension headers in the quote are not
-    /// walked), for the socket connected to where it went.
-    fn port_unreachable<'a>(&self, link: &mut Link<'_>, quote: &[u8]) -> Option<Delivery<'a>> {
+    /// A destination unreachable or packet too big quoting a TCP segment or
+    /// UDP datagram of ours: its IPv6 header and the transport's ports at
+    /// least (and a TCP sequence number, RFC 5927 checks it). Ours never
+    /// carry extension headers, so the quote's are not walked.
+    fn quoted_error<'a>(
+        &self,
+        link: &mut Link<'_>,
+        icmp: &icmpv6::Packet<'_>,
+    ) -> Option<Delivery<'a>> {
+        let quote = icmp.data();
         let at = ipv6::HEADER_LEN;
-        let ports = quote.get(at..at + 4);
-        let ours = quote.get(8..24).map(|b| ipv6::ipv6_at(b, 0));
-        match (quote.get(6), ports, ours) {
-            (Some(&ipv6::NEXT_UDP), Some(ports), Some(ours)) if self.is_own(ours) => {
-                Some(Delivery::PortUnreachable6 {
-                    local_port: u16::from_be_bytes([ports[0], ports[1]]),
-                    remote: (
-                        ipv6::ipv6_at(quote, 24),
-                        u16::from_be_bytes([ports[2], ports[3]]),
-                    ),
-                })
-            }
-            _ => dropped(link, DropReason::Icmpv6Unhandled),
+        let (Some(&protocol), Some(ports)) = (quote.get(6), quote.get(at..at + 4)) else {
+            return dropped(link, DropReason::Icmpv6Malformed);
+        };
+        let ours = ipv6::ipv6_at(quote, 8);
+        if !matches!(protocol, ipv6::NEXT_UDP | ipv6::NEXT_TCP) || !self.is_own(ours) {
+            return dropped(link, DropReason::Icmpv6Unhandled);
         }
+        let reason = match icmp.msg_type() {
+            icmpv6::TYPE_PACKET_TOO_BIG => UnreachableReason::TooBig {
+                next_hop_mtu: icmp.parameter(),
+                quoted_len: u16::from_be_bytes([quote[4], quote[5]])
+                    .saturating_add(ipv6::HEADER_LEN as u16),
+            },
+            _ => UnreachableReason::Destination,
+        };
+        let quoted_seq = (protocol == ipv6::NEXT_TCP)
+            .then(|| quote.get(at + 4..at + 8))
+            .flatten()
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let port = |i: usize| u16::from_be_bytes([ports[i], ports[i + 1]]);
+        Some(Delivery::Unreachable(Unreachable {
+            reason,
+            protocol,
+            local: (ours.into(), port(0)),
+            remote: (ipv6::ipv6_at(quote, 24).into(), port(2)),
+            quoted_seq,
+        }))
     }
 
     /// RFC 4443 §4.2: the reply carries the request's identifier, sequence
