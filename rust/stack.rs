@@ -186,12 +186,15 @@ impl Stack {
     }
 
     /// The address of ours a connection to `dst` starts from (RFC 6724):
-    /// None when `dst` is not one host we can reach over IPv6 (multicast,
-    /// unspecified, off the link without a router, or our own address,
-    /// which IPv6 does not loop back yet).
+    /// `dst` itself when it is ours (its frames loop back, see
+    /// `stack::loopback`); None when `dst` is not one host we can reach over
+    /// IPv6 (multicast, unspecified, off the link without a router).
     pub fn ipv6_source_for(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
         let host = self.iface.ipv6()?;
-        if dst.is_multicast() || dst.is_unspecified() || dst.is_loopback() || host.is_own(dst) {
+        if host.is_own(dst) {
+            return Some(dst);
+        }
+        if dst.is_multicast() || dst.is_unspecified() || dst.is_loopback() {
             return None;
         }
         host.reaches(now, dst)
@@ -538,7 +541,7 @@ impl Stack {
     }
 
     /// RFC 8200 §5: without fragments, a datagram must fit the path's MTU.
-    /// To our own address it is delivered here, as through a loopback.
+    /// To our own address it loops back (`stack::loopback`).
     fn udp_send_v6(
         &mut self,
         now: Instant,
@@ -562,20 +565,6 @@ impl Stack {
         let headers = wire::ipv6::HEADER_LEN + wire::udp::HEADER_LEN;
         if payload.len() > host.mtu(self.iface.mtu()).saturating_sub(headers) {
             return Err(UdpSendError::TooBig);
-        }
-        if host.is_own(dst.0) {
-            let from = (src.into(), local.1);
-            return match self
-                .udp
-                .deliver(from, (dst.0.into(), dst.1), false, payload)
-            {
-                Ok(()) => {
-                    self.delivered_to_self = true;
-                    Ok(())
-                }
-                Err(udp::Unclaimed::QueueFull) => Err(UdpSendError::NoBuffers),
-                Err(udp::Unclaimed::NoSocket) => Err(UdpSendError::Refused),
-            };
         }
         self.iface
             .send_udp_v6(now, (src, dst.0), (local.1, dst.1), payload)

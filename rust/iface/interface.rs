@@ -274,6 +274,7 @@ impl Interface {
                 counters: &mut self.counters,
                 mac: self.mac,
                 mtu: self.mtu,
+                looping: self.looping,
             };
             act(host, &mut link);
         }

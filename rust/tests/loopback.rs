@@ -4,10 +4,12 @@
 mod tcp_net;
 
 use mipfast::iface::DropReason;
+use mipfast::phy::fault::FaultConfig;
 use mipfast::service::ping::ProbeId;
 use mipfast::stack::UdpSendError;
 use mipfast::time::Duration;
-use mipfast::wire::Ipv4Addr;
+use mipfast::wire::{ipv6, Ipv4Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use tcp_net::*;
 
 const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
@@ -22,6 +24,16 @@ fn quiet_net() -> (Net, u64) {
     net.run_for(ms(50));
     let seen_by_b = net.b.stack.counters().frames_in;
     (net, seen_by_b)
+}
+
+/// The same over IPv6 (addresses claimed), with A's link-local address.
+fn quiet_net_v6() -> (Net, u64, Ipv6Addr) {
+    let mut net = Net::with_ipv6(FaultConfig::latency(ms(1)), 5);
+    net.run_for(ms(50));
+    let seen_by_b = net.b.stack.counters().frames_in;
+    let prefix = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    let ours = ipv6::with_interface_id(prefix, ipv6::interface_id(A_MAC));
+    (net, seen_by_b, ours)
 }
 
 #[test]
@@ -70,14 +82,73 @@ fn datagrams_and_pings_to_our_own_address_come_back_to_us() {
 }
 
 #[test]
+fn over_ipv6_datagrams_and_pings_to_our_own_address_come_back_to_us() {
+    let (mut net, seen_by_b, ours) = quiet_net_v6();
+    let server = net.a.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 7000).unwrap();
+    let client = net.a.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 0).unwrap();
+    net.a
+        .stack
+        .udp_send(net.now, client, (ours, 7000), b"to myself")
+        .unwrap();
+    net.flush();
+    let d = net.a.stack.udp_mut().get_mut(server).unwrap().recv();
+    let client_port = net.a.stack.udp().get(client).unwrap().local().1;
+    assert_eq!(
+        d.map(|d| (d.src, d.data)),
+        Some(((ours.into(), client_port), b"to myself".to_vec()))
+    );
+    // A port nobody holds: refused, as a kernel's loopback does.
+    net.a
+        .stack
+        .udp_mut()
+        .get_mut(client)
+        .unwrap()
+        .connect(Some((ours.into(), 7999)));
+    net.a
+        .stack
+        .udp_send(net.now, client, (ours, 7999), b"anyone?")
+        .unwrap();
+    net.flush();
+    assert_eq!(
+        net.a.stack.udp_send(net.now, client, (ours, 7999), b"x"),
+        Err(UdpSendError::Refused)
+    );
+
+    let id = ProbeId { ident: 3, seq: 1 };
+    net.a.stack.ping_send(net.now, ours, id, 56).unwrap();
+    net.flush();
+    assert!(
+        net.a.stack.ping_rtt(id).is_some(),
+        "answered within the flush"
+    );
+    net.run_for(ms(50));
+    assert_eq!(
+        net.b.stack.counters().frames_in,
+        seen_by_b,
+        "nothing went on the wire"
+    );
+    assert_eq!(net.a.stack.counters().drops(DropReason::Ipv6LoopedBack), 0);
+}
+
+#[test]
 fn a_connection_to_our_own_address_carries_a_megabyte_both_ways() {
-    let (mut net, seen_by_b) = quiet_net();
+    let (net, seen_by_b) = quiet_net();
+    carries_a_megabyte_to_itself(net, seen_by_b, A_IP.into());
+}
+
+#[test]
+fn over_ipv6_a_connection_to_our_own_address_carries_a_megabyte_both_ways() {
+    let (net, seen_by_b, ours) = quiet_net_v6();
+    carries_a_megabyte_to_itself(net, seen_by_b, ours.into());
+}
+
+fn carries_a_megabyte_to_itself(mut net: Net, seen_by_b: u64, ours: IpAddr) {
     net.a.stack.tcp_mut().listen(7001, 4).unwrap();
     let client = net
         .a
         .stack
         .tcp_mut()
-        .connect(net.now, A_IP, (A_IP, 7001), None)
+        .connect(net.now, ours, (ours, 7001), None)
         .unwrap();
     net.flush();
     let server = net

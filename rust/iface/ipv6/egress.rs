@@ -125,6 +125,13 @@ impl Ipv6Host {
             write(buf, ipv6::multicast_mac(out.dst));
             return Ok(());
         }
+        if self.is_own(out.dst) {
+            // To ourselves: the stack hands frames to our own MAC back to
+            // us without the wire (`stack::loopback`).
+            let buf = link.tx.push(headers + len).ok_or(DropReason::TxQueueFull)?;
+            write(buf, link.mac);
+            return Ok(());
+        }
         let hop = self.next_hop(now, out.dst).ok_or(DropReason::NoRoute)?;
         if let Some(mac) = self.neighbors.lookup(now, hop) {
             let buf = link.tx.push(headers + len).ok_or(DropReason::TxQueueFull)?;

@@ -25,7 +25,7 @@ impl Ipv6Host {
         let Ok(packet) = ipv6::Packet::new_checked(bytes) else {
             return dropped(link, DropReason::Ipv6Malformed);
         };
-        if src_mac == link.mac {
+        if src_mac == link.mac && !link.looping {
             // Our own multicast, reflected by the link: a duplicate address
             // detection must not take its own solicitation for another's.
             return dropped(link, DropReason::Ipv6LoopedBack);

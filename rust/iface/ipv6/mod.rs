@@ -65,6 +65,9 @@ pub struct Link<'a> {
     pub counters: &'a mut Counters,
     pub mac: MacAddress,
     pub mtu: usize,
+    /// The frames handed in are our own, sent to an address of ours (see
+    /// `Interface::set_looping`).
+    pub looping: bool,
 }
 
 /// A default router learnt from an advertisement (RFC 4861 §6.3.4).
