@@ -5,7 +5,7 @@ use crate::entropy::{self, Purpose};
 use crate::iface::{
     Counters, Delivery, DropReason, Interface, InterfaceConfig, Ipv4Config, Ipv6Config, Payload,
     RxChecksum, TcpDelivery, Text, TextRef, Udp6Delivery, UdpDelivery, Unreachable,
-    UnreachableReason, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD,
+    UnreachableReason, CHECKSUM_ONLY, MAX_IPV4_PAYLOAD, MAX_IPV6_PAYLOAD,
 };
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
@@ -540,8 +540,8 @@ impl Stack {
             .or_else(datagram_send_result)
     }
 
-    /// RFC 8200 §5: without fragments, a datagram must fit the path's MTU.
-    /// To our own address it loops back (`stack::loopback`).
+    /// A datagram larger than the MTU leaves in fragments (RFC 8200 §4.5),
+    /// as Linux's do; to our own address it loops back (`stack::loopback`).
     fn udp_send_v6(
         &mut self,
         now: Instant,
@@ -562,8 +562,7 @@ impl Stack {
             IpAddr::V6(a) if !a.is_unspecified() => a,
             _ => host.source_for(dst.0).ok_or(UdpSendError::NoRoute)?,
         };
-        let headers = wire::ipv6::HEADER_LEN + wire::udp::HEADER_LEN;
-        if payload.len() > host.mtu(self.iface.mtu()).saturating_sub(headers) {
+        if payload.len() > MAX_IPV6_PAYLOAD - wire::udp::HEADER_LEN {
             return Err(UdpSendError::TooBig);
         }
         self.iface
@@ -668,8 +667,7 @@ impl Stack {
             })
             .or_else(datagram_send_result)
     }
-    /// An ICMPv6 echo request (RFC 4443 §4.1). Without fragments, its data
-    /// must fit the link's MTU with the headers.
+    /// An ICMPv6 echo request (RFC 4443 §4.1), in fragments if it must.
     fn ping_send_v6(
         &mut self,
         now: Instant,
@@ -678,9 +676,7 @@ impl Stack {
         size: usize,
     ) -> Result<(), UdpSendError> {
         let host = self.iface.ipv6().ok_or(UdpSendError::NoRoute)?;
-        let headers = wire::ipv6::HEADER_LEN + wire::icmpv6::HEADER_LEN;
-        let room = host.mtu(self.iface.mtu()).saturating_sub(headers);
-        if size > room {
+        if size > MAX_IPV6_PAYLOAD - wire::icmpv6::HEADER_LEN {
             return Err(UdpSendError::TooBig);
         }
         if host.source_for(dst).is_none() {

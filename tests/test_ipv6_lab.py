@@ -222,6 +222,10 @@ print("listening", flush=True)
 s.sendto(b"hello over six", socket.getaddrinfo(target, port, socket.AF_INET6)[0][4])
 data, src = s.recvfrom(100)
 print(data.decode(), src[1], flush=True)
+big = bytes(range(256)) * 24  # in fragments both ways
+s.sendto(big, src)
+data, _ = s.recvfrom(65536)
+print("big", len(data), data == big[::-1], flush=True)
 data, src = s.recvfrom(100)  # then one to the kernel's global address
 print(data.decode(), flush=True)
 """
@@ -240,6 +244,10 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             data, src = sock.recvfrom(100)
             assert data == b"hello over six" and src == (kernel["link_local"], 7777, 0, 0)
             assert sock.sendto(b"hello back", src) == 10
+            # Larger than the MTU: the kernel's fragments made whole, ours made whole by it.
+            big, _ = sock.recvfrom(65536)
+            assert big == bytes(range(256)) * 24
+            assert sock.sendto(big[::-1], src) == len(big)
             # Over IPv4 names only: a name is no IPv6 destination yet.
             with pytest.raises(socket.gaierror):
                 sock.sendto(b"x", ("lab.mipfast", 7777))
@@ -250,7 +258,9 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             lab.run(sys.executable, "-c", RA_SENDER, lab.peer, kernel["link_local"], kernel["mac"], PREFIX)
             assert _wait(lambda: len(stack.ipv6_addresses) == 2)
             sock.sendto(b"to the global address", (PEER_GLOBAL, 7777, 0, 0))
-            assert remote.result().splitlines() == ["hello back 5300", "to the global address"]
+            lines = remote.result().splitlines()
+            assert lines == ["hello back 5300", "big 6144 True", "to the global address"]
+            assert stack.stats()["drops"].get("ipv6_fragment_malformed", 0) == 0
             with pytest.raises(OSError):  # an IPv4 option on an IPv6 socket
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
         # A connected socket hears of a closed port (the kernel's port unreachable).

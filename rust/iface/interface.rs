@@ -162,8 +162,8 @@ pub enum Delivery<'a> {
     EchoReply(EchoReply<'a>),
     /// An IGMP message for the stack's memberships (which need its randomness).
     Igmp(igmp::Message),
-    /// A datagram made whole from fragments: an unfragmented IPv4 packet
-    /// for [`Interface::ingress_reassembled`].
+    /// A datagram made whole from fragments: an unfragmented IPv4 or IPv6
+    /// packet for [`Interface::ingress_reassembled`].
     Reassembled(Vec<u8>),
 }
 
@@ -275,6 +275,7 @@ impl Interface {
                 mac: self.mac,
                 mtu: self.mtu,
                 looping: self.looping,
+                reassembly: &mut self.reassembly,
             };
             act(host, &mut link);
         }
@@ -547,9 +548,7 @@ impl Interface {
         if packet.is_fragment() {
             let outcome = self.reassembly.add(now, &packet);
             self.report_reassembly_timeouts(now); // others that expired meanwhile
-            for _ in 0..self.reassembly.take_evicted() {
-                self.counters.count_drop(DropReason::Ipv4ReassemblyFull);
-            }
+            self.reassembly.count_evicted(&mut self.counters);
             return match outcome {
                 Outcome::Held => None,
                 Outcome::Complete(whole) => Some(Delivery::Reassembled(whole)),
@@ -620,6 +619,13 @@ impl Interface {
         packet: &'a [u8],
     ) -> Option<Delivery<'a>> {
         // Fragments cross the wire with their checksum whole.
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            let mut delivery = None;
+            self.with_ipv6(|host, link| {
+                delivery = host.ingress_packet(now, link, (None, false), packet)
+            });
+            return delivery;
+        }
         self.process_ipv4(now, packet, false)
     }
 
@@ -1027,14 +1033,21 @@ impl Interface {
 
     /// Counts each datagram given up on and, when its fragment zero came,
     /// tells the source with an ICMP time exceeded (RFC 1122 §3.3.2; RFC
-    /// 792 type 11 code 1), rate-limited like every ICMP error.
+    /// 792 type 11 code 1; over IPv6, RFC 8200 §4.5 and RFC 4443 §3.3),
+    /// rate-limited like every ICMP error.
     fn report_reassembly_timeouts(&mut self, now: Instant) {
         for timed_out in self.reassembly.take_timed_out() {
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (timed_out.src, timed_out.dst) else {
+                self.counters.count_drop(DropReason::Ipv6ReassemblyTimeout);
+                if let Some(quote) = timed_out.quote {
+                    self.with_ipv6(|host, link| host.reassembly_timed_out(now, link, &quote));
+                }
+                continue;
+            };
             self.counters.count_drop(DropReason::Ipv4ReassemblyTimeout);
             let Some(quote) = timed_out.quote else {
                 continue;
             };
-            let src = timed_out.src;
             if src.is_broadcast() || src.is_multicast() || src.is_unspecified() {
                 continue;
             }
@@ -1042,7 +1055,7 @@ impl Interface {
             let Some(our_ip) = self.config.as_ref().map(|c| c.cidr.address) else {
                 continue;
             };
-            if timed_out.dst != our_ip {
+            if dst != our_ip {
                 continue;
             }
             if !self.icmp_errors.take(now) {

@@ -7,7 +7,7 @@ mod interface;
 pub mod ipv6;
 mod multicast;
 mod neighbor;
-mod reassembly;
+pub(crate) mod reassembly;
 mod rx;
 mod segmentation;
 mod token_bucket;
@@ -20,7 +20,7 @@ pub use interface::{
     UdpDelivery, Unreachable, UnreachableReason, DEFAULT_MAC, DEFAULT_MTU, ICMP_ERRORS_PER_SEC,
     ICMP_ERROR_BURST, MAX_IPV4_PAYLOAD,
 };
-pub use ipv6::{Ipv6Config, Ipv6Host};
+pub use ipv6::{Ipv6Config, Ipv6Host, MAX_IPV6_PAYLOAD};
 pub use multicast::Memberships;
 pub use neighbor::{NeighborCache, NeighborConfig};
 pub use reassembly::{Outcome, Reassembler, ReassemblyConfig};

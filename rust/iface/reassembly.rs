@@ -1,16 +1,19 @@
-//! IPv4 reassembly (RFC 791 §3.2, RFC 815): fragments are gathered per
-//! (source, destination, protocol, identification) until the datagram is
+//! Reassembly of IPv4 (RFC 791 §3.2, RFC 815) and IPv6 (RFC 8200 §4.5)
+//! datagrams: fragments are gathered per (source, destination, protocol,
+//! identification) — IPv6 has no protocol in the key — until the datagram is
 //! whole. Bounded in time (a datagram not complete within the timeout is
-//! dropped), in datagrams and in bytes held; a fragment that overlaps one
-//! already held (other than an exact duplicate) discards the whole datagram,
-//! as RFC 5722 does for IPv6, so that no teardrop-style overlap is ever
-//! resolved one way or the other. When full, the oldest datagram gives way
-//! to the newcomer (as Linux's evictor does): fragment trains that never
-//! complete cannot lock reassembly out for a whole timeout.
+//! dropped), in datagrams and in bytes held, both families together; a
+//! fragment that overlaps one already held (other than an exact duplicate)
+//! discards the whole datagram, as RFC 5722 requires for IPv6, so that no
+//! teardrop-style overlap is ever resolved one way or the other. When full,
+//! the oldest datagram gives way to the newcomer (as Linux's evictor does):
+//! fragment trains that never complete cannot lock reassembly out for a
+//! whole timeout.
 
-use super::DropReason;
+use super::{Counters, DropReason};
 use crate::time::{Duration, Instant};
-use crate::wire::{checksum, icmp, ipv4, Ipv4Addr};
+use crate::wire::{checksum, icmp, icmpv6, ipv4, ipv6, Ipv4Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReassemblyConfig {
@@ -34,13 +37,38 @@ impl Default for ReassemblyConfig {
 
 /// The largest IPv4 payload: the total length field is 16 bits.
 const MAX_PAYLOAD: usize = 65535 - ipv4::HEADER_LEN;
+/// The largest IPv6 payload without jumbograms (RFC 8200 §4.5).
+const MAX_PAYLOAD_V6: usize = 65535;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    protocol: u8,
-    ident: u16,
+enum Key {
+    V4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        ident: u16,
+    },
+    V6 {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ident: u32,
+    },
+}
+
+impl Key {
+    fn is_v6(&self) -> bool {
+        matches!(self, Key::V6 { .. })
+    }
+}
+
+/// One fragment's part in its datagram.
+struct Piece<'a> {
+    key: Key,
+    start: usize,
+    more: bool,
+    payload: &'a [u8],
+    /// The header the whole datagram gets back, if this is fragment zero.
+    header: &'a [u8],
 }
 
 #[derive(Debug)]
@@ -52,10 +80,10 @@ struct Datagram {
     ranges: Vec<(usize, usize)>,
     /// Known once the last fragment (MF clear) arrived.
     total: Option<usize>,
-    ttl: u8,
     expires: Instant,
-    /// The IPv4 header of fragment zero, once it arrived: what a time
-    /// exceeded message quotes.
+    /// The header of fragment zero, once it arrived: what the whole
+    /// datagram is given (IPv4's TTL, IPv6's next header from fragment
+    /// zero, RFC 8200 §4.5) and what a time exceeded message quotes.
     first_header: Option<Vec<u8>>,
 }
 
@@ -72,10 +100,11 @@ impl Datagram {
 /// A datagram given up on at its timeout.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TimedOut {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     /// Fragment zero's header and the data after it, if fragment zero came:
-    /// RFC 1122 §3.3.2 then asks for an ICMP time exceeded to the source.
+    /// RFC 1122 §3.3.2 (and RFC 8200 §4.5 for IPv6) then ask for a time
+    /// exceeded to the source.
     pub quote: Option<Vec<u8>>,
 }
 
@@ -84,7 +113,9 @@ pub struct TimedOut {
 pub enum Outcome {
     /// Held; the datagram is not whole yet.
     Held,
-    /// The datagram is whole: a complete IPv4 packet, header rebuilt.
+    /// The datagram is whole: a complete packet of its family, header
+    /// rebuilt (over IPv6, the fixed header alone: extension headers before
+    /// the fragment header were read from each fragment already).
     Complete(Vec<u8>),
     /// The fragment (and perhaps its datagram) was dropped for this reason.
     Dropped(DropReason),
@@ -97,8 +128,8 @@ pub struct Reassembler {
     bytes: usize,
     /// Expired datagrams not yet reported (see [`Reassembler::take_timed_out`]).
     timed_out: Vec<TimedOut>,
-    /// Datagrams evicted to make room, not yet reported.
-    evicted: usize,
+    /// Datagrams evicted to make room, not yet reported: IPv4's, IPv6's.
+    evicted: [usize; 2],
 }
 
 impl Reassembler {
@@ -108,13 +139,24 @@ impl Reassembler {
             datagrams: Vec::new(),
             bytes: 0,
             timed_out: Vec::new(),
-            evicted: 0,
+            evicted: [0; 2],
         }
     }
 
-    /// Datagrams evicted for room since the last call.
-    pub fn take_evicted(&mut self) -> usize {
+    /// Datagrams evicted for room since the last call: IPv4's, IPv6's.
+    pub fn take_evicted(&mut self) -> [usize; 2] {
         std::mem::take(&mut self.evicted)
+    }
+
+    /// Counts the datagrams evicted since the last call, each under its family.
+    pub fn count_evicted(&mut self, counters: &mut Counters) {
+        let [v4, v6] = self.take_evicted();
+        for _ in 0..v4 {
+            counters.count_drop(DropReason::Ipv4ReassemblyFull);
+        }
+        for _ in 0..v6 {
+            counters.count_drop(DropReason::Ipv6ReassemblyFull);
+        }
     }
 
     /// Drops the datagram that would expire first, other than `keep`.
@@ -123,8 +165,8 @@ impl Reassembler {
             .filter(|&i| Some(self.datagrams[i].key) != keep)
             .min_by_key(|&i| self.datagrams[i].expires);
         let Some(i) = oldest else { return false };
+        self.evicted[self.datagrams[i].key.is_v6() as usize] += 1;
         self.discard(i);
-        self.evicted += 1;
         true
     }
 
@@ -133,25 +175,73 @@ impl Reassembler {
         (self.datagrams.len(), self.bytes)
     }
 
-    /// Adds one fragment (a checked packet with MF set or a non-zero offset).
+    /// Adds one IPv4 fragment (a checked packet with MF set or a non-zero offset).
     pub fn add(&mut self, now: Instant, packet: &ipv4::Packet<'_>) -> Outcome {
+        let piece = Piece {
+            key: Key::V4 {
+                src: packet.src(),
+                dst: packet.dst(),
+                protocol: packet.protocol(),
+                ident: packet.ident(),
+            },
+            start: packet.fragment_offset(),
+            more: packet.more_fragments(),
+            payload: packet.payload(),
+            header: &packet.as_bytes()[..packet.header_len()],
+        };
+        self.insert(now, piece)
+    }
+
+    /// Adds one IPv6 fragment: `packet`, whose fragment header is at
+    /// `fragment_at`. Drop reasons are IPv4's names; the caller maps them.
+    pub fn add_v6(
+        &mut self,
+        now: Instant,
+        packet: &ipv6::Packet<'_>,
+        fragment_at: usize,
+        fragment: ipv6::FragmentHeader,
+    ) -> Outcome {
+        let bytes = packet.as_bytes();
+        let mut header = [0u8; ipv6::HEADER_LEN];
+        header.copy_from_slice(&bytes[..ipv6::HEADER_LEN]);
+        header[6] = fragment.next_header;
+        let piece = Piece {
+            key: Key::V6 {
+                src: packet.src(),
+                dst: packet.dst(),
+                ident: fragment.ident,
+            },
+            start: fragment.offset,
+            more: fragment.more,
+            payload: &bytes[fragment_at + ipv6::FRAGMENT_HEADER_LEN..],
+            header: &header,
+        };
+        self.insert(now, piece)
+    }
+
+    fn insert(&mut self, now: Instant, piece: Piece<'_>) -> Outcome {
         self.expire(now);
-        let payload = packet.payload();
-        let (start, more) = (packet.fragment_offset(), packet.more_fragments());
+        let Piece {
+            key,
+            start,
+            more,
+            payload,
+            header,
+        } = piece;
         let end = start + payload.len();
-        // RFC 791: every fragment but the last carries a multiple of 8 bytes.
+        // RFC 791, RFC 8200 §4.5: every fragment but the last carries a
+        // multiple of 8 bytes.
         if more && (payload.is_empty() || payload.len() % 8 != 0) {
             return Outcome::Dropped(DropReason::Ipv4FragmentMalformed);
         }
-        if end > MAX_PAYLOAD {
+        let max = if key.is_v6() {
+            MAX_PAYLOAD_V6
+        } else {
+            MAX_PAYLOAD
+        };
+        if end > max {
             return Outcome::Dropped(DropReason::Ipv4FragmentMalformed); // "ping of death"
         }
-        let key = Key {
-            src: packet.src(),
-            dst: packet.dst(),
-            protocol: packet.protocol(),
-            ident: packet.ident(),
-        };
         if !self.datagrams.iter().any(|d| d.key == key) {
             if self.datagrams.len() >= self.config.max_datagrams {
                 self.evict_oldest(None);
@@ -161,7 +251,6 @@ impl Reassembler {
                 data: Vec::new(),
                 ranges: Vec::new(),
                 total: None,
-                ttl: packet.ttl(),
                 expires: now + self.config.timeout,
                 first_header: None,
             });
@@ -205,7 +294,7 @@ impl Reassembler {
         }
         d.data[start..end].copy_from_slice(payload);
         if start == 0 {
-            d.first_header = Some(packet.as_bytes()[..packet.header_len()].to_vec());
+            d.first_header = Some(header.to_vec());
         }
         let at = d.ranges.partition_point(|&(s, _)| s < start);
         d.ranges.insert(at, (start, end));
@@ -230,11 +319,19 @@ impl Reassembler {
             let keep = d.expires > now;
             if !keep {
                 freed += d.held();
+                let max_quote = match d.key.is_v6() {
+                    true => icmpv6::MAX_QUOTED_LEN,
+                    false => icmp::MAX_QUOTED_LEN,
+                };
+                let (src, dst) = match d.key {
+                    Key::V4 { src, dst, .. } => (src.into(), dst.into()),
+                    Key::V6 { src, dst, .. } => (src.into(), dst.into()),
+                };
                 timed_out.push(TimedOut {
-                    src: d.key.src,
-                    dst: d.key.dst,
+                    src,
+                    dst,
                     quote: d.first_header.as_ref().map(|header| {
-                        let room = icmp::MAX_QUOTED_LEN.saturating_sub(header.len());
+                        let room = max_quote.saturating_sub(header.len());
                         let data = &d.data[..d.ranges[0].1.min(room)];
                         [header.as_slice(), data].concat()
                     }),
@@ -262,6 +359,17 @@ impl Reassembler {
     }
 }
 
+/// The IPv6 name of a reason [`Reassembler::add_v6`] gives.
+pub fn for_ipv6(reason: DropReason) -> DropReason {
+    match reason {
+        DropReason::Ipv4FragmentMalformed => DropReason::Ipv6FragmentMalformed,
+        DropReason::Ipv4FragmentDuplicate => DropReason::Ipv6FragmentDuplicate,
+        DropReason::Ipv4FragmentOverlap => DropReason::Ipv6FragmentOverlap,
+        DropReason::Ipv4ReassemblyFull => DropReason::Ipv6ReassemblyFull,
+        other => other,
+    }
+}
+
 fn merge_adjacent(ranges: &mut Vec<(usize, usize)>) {
     let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
     for &(s, e) in ranges.iter() {
@@ -275,21 +383,39 @@ fn merge_adjacent(ranges: &mut Vec<(usize, usize)>) {
 
 /// The whole datagram as one unfragmented packet, with a fresh header.
 fn rebuild(d: &Datagram) -> Vec<u8> {
-    let mut packet = vec![0u8; ipv4::HEADER_LEN + d.data.len()];
-    ipv4::Repr {
-        src: d.key.src,
-        dst: d.key.dst,
-        protocol: d.key.protocol,
-        payload_len: d.data.len(),
-        ttl: d.ttl,
-        ident: d.key.ident,
-        dont_fragment: false,
-        options: ipv4::HeaderOptions::NONE,
+    let first = d
+        .first_header
+        .as_deref()
+        .expect("a complete datagram has its fragment zero");
+    match d.key {
+        Key::V4 {
+            src,
+            dst,
+            protocol,
+            ident,
+        } => {
+            let mut packet = vec![0u8; ipv4::HEADER_LEN + d.data.len()];
+            ipv4::Repr {
+                src,
+                dst,
+                protocol,
+                payload_len: d.data.len(),
+                ttl: first[8],
+                ident,
+                dont_fragment: false,
+                options: ipv4::HeaderOptions::NONE,
+            }
+            .emit(&mut packet);
+            debug_assert_eq!(checksum::checksum(&packet[..ipv4::HEADER_LEN]), 0);
+            packet[ipv4::HEADER_LEN..].copy_from_slice(&d.data);
+            packet
+        }
+        Key::V6 { .. } => {
+            let mut packet = [first, &d.data].concat();
+            packet[4..6].copy_from_slice(&(d.data.len() as u16).to_be_bytes());
+            packet
+        }
     }
-    .emit(&mut packet);
-    debug_assert_eq!(checksum::checksum(&packet[..ipv4::HEADER_LEN]), 0);
-    packet[ipv4::HEADER_LEN..].copy_from_slice(&d.data);
-    packet
 }
 
 #[cfg(test)]
@@ -439,18 +565,18 @@ mod tests {
             add(&mut r, later, &fragment(99, &[0; 8], 0, true)),
             Outcome::Held
         );
-        assert_eq!((r.take_evicted(), r.usage()), (1, (4, 3008)));
+        assert_eq!((r.take_evicted(), r.usage()), ([1, 0], (4, 3008)));
         // Bytes: room is made by evicting the oldest others...
         let big = fragment(99, &[0; 8000], 8, true);
         assert_eq!(add(&mut r, later, &big), Outcome::Held);
-        assert_eq!((r.take_evicted(), r.usage()), (2, (2, 9008)));
+        assert_eq!((r.take_evicted(), r.usage()), ([2, 0], (2, 9008)));
         // ...and a datagram larger than the limit by itself is dropped.
         let huge = fragment(99, &[0; 2000], 8008, true);
         assert_eq!(
             add(&mut r, later, &huge),
             Outcome::Dropped(DropReason::Ipv4ReassemblyFull)
         );
-        assert_eq!((r.take_evicted(), r.usage()), (1, (0, 0)));
+        assert_eq!((r.take_evicted(), r.usage()), ([1, 0], (0, 0)));
         // Complete datagrams still get through within the limits.
         let payload = data(2000);
         let frags = split(50, &payload, 1000);

@@ -15,6 +15,11 @@ const LINK_LOCAL: &str = "fe80::1ff:fe02:377";
 const PEER: &str = "fe80::aa";
 const ROUTER_MAC: MacAddress = MacAddress([0x02, 0xbb, 0, 0, 0, 1]);
 
+/// `len` bytes that show where each came from.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
 fn ip(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
@@ -78,7 +83,15 @@ fn sent(f: &[u8]) -> Option<Sent> {
     }
     assert_eq!(eth.src(), DEFAULT_MAC);
     let p = ipv6::Packet::new_checked(eth.payload()).unwrap();
-    let upper = ipv6::upper_layer(&p).unwrap();
+    let upper = match ipv6::upper_layer(&p) {
+        // A fragment: its upper layer is the fragment header and what follows.
+        Err(ipv6::HeaderProblem::Fragment { at }) => ipv6::UpperLayer {
+            protocol: ipv6::NEXT_FRAGMENT,
+            payload: &p.as_bytes()[at..],
+            next_header_at: 6,
+        },
+        other => other.unwrap(),
+    };
     if upper.protocol == ipv6::NEXT_ICMPV6 {
         // Every message we send checks.
         icmpv6::Packet::new_checked(upper.payload, p.src(), p.dst()).unwrap();
@@ -693,7 +706,7 @@ fn pings_over_ipv6() {
     let next = ProbeId { ident: 1, seq: 1 };
     assert_eq!(s.ping_send(now, far, next, 8), Err(UdpSendError::NoRoute));
     assert_eq!(
-        s.ping_send(now, ip(PEER), next, 1500),
+        s.ping_send(now, ip(PEER), next, 65528),
         Err(UdpSendError::TooBig)
     );
     // Without IPv6 at all: no route.
@@ -798,11 +811,35 @@ fn udp_over_ipv6() {
         s.udp_send(now, v4, (ip(PEER), 9), b"x"),
         Err(UdpSendError::InvalidDestination)
     );
+    // Beyond the MTU a datagram leaves in fragments (RFC 8200 §4.5): 1448
+    // bytes each (1500 − 40 − 8, a multiple of 8), one identification.
+    drain(&mut s);
+    s.udp_send(now, v6, (ip(PEER), 9), &pattern(3000)).unwrap();
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    let pieces: Vec<_> = out
+        .iter()
+        .map(|f| {
+            assert_eq!(f.protocol, ipv6::NEXT_FRAGMENT);
+            let h = ipv6::FragmentHeader::parse(&f.upper).unwrap();
+            (h.next_header, h.offset, h.more, h.ident, f.upper.len() - 8)
+        })
+        .collect();
+    let ident = pieces[0].3;
     assert_eq!(
-        s.udp_send(now, v6, (ip(PEER), 9), &[0; 1453]),
+        pieces,
+        vec![
+            (ipv6::NEXT_UDP, 0, true, ident, 1448),
+            (ipv6::NEXT_UDP, 1448, true, ident, 1448),
+            (ipv6::NEXT_UDP, 2896, false, ident, 3008 - 2896),
+        ]
+    );
+    // A UDP length is 16 bits.
+    assert_eq!(
+        s.udp_send(now, v6, (ip(PEER), 9), &vec![0; 65528]),
         Err(UdpSendError::TooBig)
     );
-    s.udp_send(now, v6, (ip(PEER), 9), &[0; 1452]).unwrap();
+    s.udp_send(now, v6, (ip(PEER), 9), &vec![0; 65527]).unwrap();
+    assert_eq!(drain(&mut s).len(), 46);
     assert_eq!(
         s.udp_send(now, v6, (ip(PEER), 0), b"x"),
         Err(UdpSendError::InvalidDestination)
@@ -868,4 +905,110 @@ fn a_connected_ipv6_socket_hears_of_a_closed_port() {
         s.udp_send(now, h, (ip(PEER), 53), b"again"),
         Err(UdpSendError::Refused)
     );
+}
+
+/// A fragment of `whole` (upper-layer bytes of `next`) from the peer to us.
+fn fragment(whole: &[u8], next: u8, (start, end): (usize, usize), ident: u32) -> Vec<u8> {
+    let more = end < whole.len();
+    let mut body = vec![0u8; ipv6::FRAGMENT_HEADER_LEN];
+    ipv6::FragmentHeader {
+        next_header: next,
+        offset: start,
+        more,
+        ident,
+    }
+    .emit(&mut body);
+    body.extend_from_slice(&whole[start..end]);
+    let addresses = (ip(PEER), ip(LINK_LOCAL));
+    packet(DEFAULT_MAC, addresses, ipv6::NEXT_FRAGMENT, 64, &body)
+}
+
+/// RFC 8200 §4.5: fragments in any order make the packet whole once;
+/// overlaps poison it (RFC 5722); a bad length is a parameter problem; a
+/// packet not whole in time is a time exceeded; and neighbor discovery in
+/// fragments is never believed (RFC 6980).
+#[test]
+fn reassembles_fragments_and_reports_what_it_cannot() {
+    let (mut s, mut now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let h = s.udp_bind(Ipv6Addr::UNSPECIFIED, 5000).unwrap();
+    let payload = pattern(4000);
+    let mut datagram = vec![0u8; 8 + payload.len()];
+    datagram[8..].copy_from_slice(&payload);
+    let repr = mipfast::wire::udp::Repr {
+        src_port: 4000,
+        dst_port: 5000,
+    };
+    repr.emit_v6(&mut datagram, payload.len(), ip(PEER), ours);
+    let pieces = [(2400, 4008), (0, 1200), (1200, 2400)];
+    for (i, &range) in pieces.iter().enumerate() {
+        assert!(s.udp_mut().get_mut(h).unwrap().recv().is_none(), "{i}");
+        s.process_frame(now, &fragment(&datagram, ipv6::NEXT_UDP, range, 7));
+    }
+    let d = s.udp_mut().get_mut(h).unwrap().recv().expect("made whole");
+    assert_eq!((d.src, d.data), ((ip(PEER).into(), 4000), payload.clone()));
+    assert_eq!(s.interface().reassembly_usage(), (0, 0));
+
+    // Overlapping pieces: the packet is given up, never delivered.
+    for range in [(0, 1200), (800, 2400), (2400, 4008)] {
+        s.process_frame(now, &fragment(&datagram, ipv6::NEXT_UDP, range, 8));
+    }
+    assert_eq!(drops(&s, DropReason::Ipv6FragmentOverlap), 1);
+    assert!(s.udp_mut().get_mut(h).unwrap().recv().is_none());
+
+    // A piece not a multiple of 8 bytes with more to come: a parameter
+    // problem pointing at the payload length (sent once the peer answers).
+    drain(&mut s);
+    s.process_frame(now, &fragment(&datagram, ipv6::NEXT_UDP, (0, 1204), 9));
+    assert_eq!(drops(&s, DropReason::Ipv6FragmentMalformed), 1);
+    drain(&mut s);
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (&out[0].upper[..2], &out[0].upper[4..8]),
+        (&[icmpv6::TYPE_PARAMETER_PROBLEM, 0][..], &[0, 0, 0, 4][..])
+    );
+
+    // Fragment zero alone: after the timeout, a time exceeded quoting it.
+    s.process_frame(now, &fragment(&datagram, ipv6::NEXT_UDP, (0, 1200), 10));
+    now += Duration::from_secs(31);
+    s.poll_timers(now);
+    drain(&mut s); // the peer is asked for again: 30 s since it answered
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    let exceeded: Vec<_> = out
+        .iter()
+        .filter(|f| f.upper[0] == icmpv6::TYPE_TIME_EXCEEDED)
+        .collect();
+    assert_eq!(exceeded.len(), 1);
+    let quote = &exceeded[0].upper[8..];
+    assert_eq!((exceeded[0].upper[1], exceeded[0].dst), (1, ip(PEER)));
+    assert_eq!(
+        (quote[0] >> 4, &quote[8..24], &quote[40..48]),
+        (6, &ip(PEER).octets()[..], &datagram[..8])
+    );
+    assert!(drops(&s, DropReason::Ipv6ReassemblyTimeout) >= 1);
+
+    // A neighbor advertisement in fragments is not believed.
+    let other = ip("fe80::77");
+    let na = ndp::Advert {
+        solicited: false,
+        override_entry: true,
+        target: other,
+        target_mac: MacAddress([2, 0, 0, 0, 0, 0x77]),
+    };
+    let mut message = vec![0u8; ndp::Advert::LEN];
+    na.emit(&mut message, ip(PEER), ours);
+    let before = drops(&s, DropReason::NdpInvalid);
+    s.process_frame(now, &fragment(&message, ipv6::NEXT_ICMPV6, (0, 16), 11));
+    s.process_frame(now, &fragment(&message, ipv6::NEXT_ICMPV6, (16, message.len()), 11));
+    assert_eq!(drops(&s, DropReason::NdpInvalid), before + 1);
+    assert!(s
+        .interface()
+        .ipv6()
+        .unwrap()
+        .neighbors(now)
+        .iter()
+        .all(|n| n.ip != other));
 }

@@ -86,17 +86,20 @@ fn over_ipv6_datagrams_and_pings_to_our_own_address_come_back_to_us() {
     let (mut net, seen_by_b, ours) = quiet_net_v6();
     let server = net.a.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 7000).unwrap();
     let client = net.a.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 0).unwrap();
-    net.a
-        .stack
-        .udp_send(net.now, client, (ours, 7000), b"to myself")
-        .unwrap();
+    let big = pattern(5000, 1); // more than the MTU: fragmented and put together again
+    for payload in [&b"to myself"[..], &big] {
+        net.a
+            .stack
+            .udp_send(net.now, client, (ours, 7000), payload)
+            .unwrap();
+    }
     net.flush();
-    let d = net.a.stack.udp_mut().get_mut(server).unwrap().recv();
     let client_port = net.a.stack.udp().get(client).unwrap().local().1;
-    assert_eq!(
-        d.map(|d| (d.src, d.data)),
-        Some(((ours.into(), client_port), b"to myself".to_vec()))
-    );
+    let got: Vec<_> = std::iter::from_fn(|| net.a.stack.udp_mut().get_mut(server)?.recv())
+        .map(|d| (d.src, d.data))
+        .collect();
+    let from = (IpAddr::from(ours), client_port);
+    assert_eq!(got, vec![(from, b"to myself".to_vec()), (from, big)]);
     // A port nobody holds: refused, as a kernel's loopback does.
     net.a
         .stack
@@ -114,13 +117,15 @@ fn over_ipv6_datagrams_and_pings_to_our_own_address_come_back_to_us() {
         Err(UdpSendError::Refused)
     );
 
-    let id = ProbeId { ident: 3, seq: 1 };
-    net.a.stack.ping_send(net.now, ours, id, 56).unwrap();
-    net.flush();
-    assert!(
-        net.a.stack.ping_rtt(id).is_some(),
-        "answered within the flush"
-    );
+    for (seq, size) in [(1, 56), (2, 3000)] {
+        let id = ProbeId { ident: 3, seq };
+        net.a.stack.ping_send(net.now, ours, id, size).unwrap();
+        net.flush();
+        assert!(
+            net.a.stack.ping_rtt(id).is_some(),
+            "{size} bytes answered within the flush"
+        );
+    }
     net.run_for(ms(50));
     assert_eq!(
         net.b.stack.counters().frames_in,

@@ -126,8 +126,47 @@ pub enum HeaderProblem {
     /// A routing header with segments left, which only a router acts on
     /// (§4.4: a parameter problem pointing at the routing type).
     RoutingSegmentsLeft { at: usize },
-    /// A fragment: we do not reassemble IPv6 yet.
-    Fragment,
+    /// A fragment header at `at`: the packet is one piece of a larger one
+    /// (§4.5), whose upper layer only reassembly reveals.
+    Fragment { at: usize },
+}
+
+/// The fragment header's length (RFC 8200 §4.5).
+pub const FRAGMENT_HEADER_LEN: usize = 8;
+
+/// A fragment header (RFC 8200 §4.5): which piece of which packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentHeader {
+    /// The first header of the fragmentable part (read from fragment zero).
+    pub next_header: u8,
+    /// Where this piece goes, in bytes (a multiple of 8).
+    pub offset: usize,
+    /// More fragments follow (the M flag).
+    pub more: bool,
+    pub ident: u32,
+}
+
+impl FragmentHeader {
+    /// Reads the header at the start of `buf`; None if `buf` is shorter.
+    pub fn parse(buf: &[u8]) -> Option<Self> {
+        let b = buf.get(..FRAGMENT_HEADER_LEN)?;
+        let field = be16(b, 2);
+        Some(FragmentHeader {
+            next_header: b[0],
+            offset: (field & !7) as usize,
+            more: field & 1 == 1,
+            ident: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        })
+    }
+
+    /// Writes the header into `buf` (at least [`FRAGMENT_HEADER_LEN`] bytes).
+    pub fn emit(&self, buf: &mut [u8]) {
+        buf[0] = self.next_header;
+        buf[1] = 0;
+        let field = (self.offset as u16 & !7) | self.more as u16;
+        buf[2..4].copy_from_slice(&field.to_be_bytes());
+        buf[4..8].copy_from_slice(&self.ident.to_be_bytes());
+    }
 }
 
 /// Pad1 and PadN (RFC 8200 §4.2), and Router Alert (RFC 2711), which MLD carries.
@@ -161,7 +200,7 @@ pub fn upper_layer<'a>(packet: &Packet<'a>) -> core::result::Result<UpperLayer<'
                 next_header_at = at;
                 at += len;
             }
-            NEXT_FRAGMENT => return Err(HeaderProblem::Fragment),
+            NEXT_FRAGMENT => return Err(HeaderProblem::Fragment { at }),
             _ => {
                 return Ok(UpperLayer {
                     protocol,
@@ -373,8 +412,27 @@ mod tests {
         let buf = packet(NEXT_FRAGMENT, &[NEXT_UDP, 0, 0, 1, 0, 0, 0, 1], b"");
         assert_eq!(
             upper_layer(&Packet::new_checked(&buf).unwrap()),
-            Err(HeaderProblem::Fragment)
+            Err(HeaderProblem::Fragment { at: 40 })
         );
+        let header = FragmentHeader::parse(&buf[40..]).unwrap();
+        assert_eq!(
+            header,
+            FragmentHeader {
+                next_header: NEXT_UDP,
+                offset: 0,
+                more: true,
+                ident: 1
+            }
+        );
+        let mut emitted = [0u8; FRAGMENT_HEADER_LEN];
+        FragmentHeader {
+            offset: 1232,
+            more: false,
+            ..header
+        }
+        .emit(&mut emitted);
+        assert_eq!(emitted, [NEXT_UDP, 0, 0x04, 0xd0, 0, 0, 0, 1]);
+        assert_eq!(FragmentHeader::parse(&emitted[..7]), None);
     }
 
     #[test]

@@ -7,6 +7,10 @@ use crate::iface::DropReason;
 use crate::time::Instant;
 use crate::wire::ipv6::{self, Ipv6Addr};
 use crate::wire::{ethernet, icmpv6, ndp, MacAddress};
+use rand::RngExt;
+
+/// The most an IPv6 packet carries after its fixed header (no jumbograms).
+pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 
 /// What an outgoing packet is: its header fields and an optional
 /// hop-by-hop header (Router Alert, for MLD) before `next_header`.
@@ -93,7 +97,17 @@ impl Ipv6Host {
         };
         let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN + extension;
         if ipv6::HEADER_LEN + extension + len > self.mtu(link.mtu) {
-            return Err(DropReason::TooBig);
+            // Datagrams and echo requests are fragmented (as Linux does);
+            // TCP is cut to fit, and discovery's messages never may be.
+            let fragmentable = matches!(out.next_header, ipv6::NEXT_UDP | ipv6::NEXT_ICMPV6)
+                && !out.router_alert
+                && out.hop_limit != 255;
+            if !fragmentable || len > MAX_PAYLOAD {
+                return Err(DropReason::TooBig);
+            }
+            let mut whole = vec![0u8; len];
+            fill(&mut whole, out.src, out.dst);
+            return self.send_fragments(now, link, out, &whole);
         }
         let write = |frame: &mut [u8], dst_mac: MacAddress| {
             ethernet::Repr {
@@ -144,6 +158,38 @@ impl Ipv6Host {
             Ok(true) => self.solicit(now, link, hop),
             Ok(false) => {}
             Err(_) => return Err(DropReason::NeighborQueueFull),
+        }
+        Ok(())
+    }
+
+    /// Sends `whole` (the upper-layer bytes, checksummed) in fragments
+    /// (RFC 8200 §4.5) of the most 8-byte units the MTU carries, under an
+    /// identification drawn at random (RFC 7739).
+    fn send_fragments(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        out: Outgoing,
+        whole: &[u8],
+    ) -> Result<(), DropReason> {
+        let room = (self.mtu(link.mtu) - ipv6::HEADER_LEN - ipv6::FRAGMENT_HEADER_LEN) & !7;
+        let ident = self.rng.random::<u32>();
+        let piece = Outgoing {
+            next_header: ipv6::NEXT_FRAGMENT,
+            ..out
+        };
+        for (i, chunk) in whole.chunks(room).enumerate() {
+            let header = ipv6::FragmentHeader {
+                next_header: out.next_header,
+                offset: i * room,
+                more: (i + 1) * room < whole.len(),
+                ident,
+            };
+            let len = ipv6::FRAGMENT_HEADER_LEN + chunk.len();
+            self.try_send(now, link, piece, len, |buf, _, _| {
+                header.emit(buf);
+                buf[ipv6::FRAGMENT_HEADER_LEN..].copy_from_slice(chunk);
+            })?;
         }
         Ok(())
     }
@@ -252,16 +298,38 @@ impl Ipv6Host {
         let Ok(packet) = ipv6::Packet::new_checked(original) else {
             return;
         };
-        let (src, dst) = (packet.src(), packet.dst());
-        if src.is_unspecified() || src.is_multicast() {
-            return;
-        }
         if let Ok(upper) = ipv6::upper_layer(&packet) {
             if upper.protocol == ipv6::NEXT_ICMPV6
                 && upper.payload.first().is_some_and(|&t| icmpv6::is_error(t))
             {
                 return;
             }
+        }
+        self.send_error_about(now, link, original, message);
+    }
+
+    /// A fragment reassembly time exceeded (RFC 4443 §3.3 code 1), quoting
+    /// fragment zero, for a packet to an address of ours (RFC 8200 §4.5).
+    pub fn reassembly_timed_out(&mut self, now: Instant, link: &mut Link<'_>, quote: &[u8]) {
+        if quote.len() < ipv6::HEADER_LEN || !self.is_own(ipv6::ipv6_at(quote, 24)) {
+            return;
+        }
+        let message = (icmpv6::TYPE_TIME_EXCEEDED, 1, 0);
+        self.send_error_about(now, link, quote, message);
+    }
+
+    /// An ICMPv6 error about `original` (its fixed header at least), once
+    /// the source is one to answer and the rate limit allows.
+    fn send_error_about(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        original: &[u8],
+        message: (u8, u8, u32),
+    ) {
+        let (src, dst) = (ipv6::ipv6_at(original, 8), ipv6::ipv6_at(original, 24));
+        if src.is_unspecified() || src.is_multicast() {
+            return;
         }
         let from = match self.is_own(dst) {
             true => Some(dst),

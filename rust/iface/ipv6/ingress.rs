@@ -3,6 +3,7 @@
 
 use super::egress::Outgoing;
 use super::{AddressState, Ipv6Host, Link};
+use crate::iface::reassembly::{self, Outcome};
 use crate::iface::{
     Delivery, DropReason, EchoReply, TcpDelivery, Udp6Delivery, Unreachable, UnreachableReason,
 };
@@ -22,14 +23,26 @@ impl Ipv6Host {
         (src_mac, l4_trusted): (MacAddress, bool),
         bytes: &'a [u8],
     ) -> Option<Delivery<'a>> {
-        let Ok(packet) = ipv6::Packet::new_checked(bytes) else {
-            return dropped(link, DropReason::Ipv6Malformed);
-        };
         if src_mac == link.mac && !link.looping {
             // Our own multicast, reflected by the link: a duplicate address
             // detection must not take its own solicitation for another's.
             return dropped(link, DropReason::Ipv6LoopedBack);
         }
+        self.ingress_packet(now, link, (Some(src_mac), l4_trusted), bytes)
+    }
+
+    /// Handles one IPv6 packet, from the frame of `src_mac` (None: a
+    /// reassembled packet, which came in several).
+    pub fn ingress_packet<'a>(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src_mac, l4_trusted): (Option<MacAddress>, bool),
+        bytes: &'a [u8],
+    ) -> Option<Delivery<'a>> {
+        let Ok(packet) = ipv6::Packet::new_checked(bytes) else {
+            return dropped(link, DropReason::Ipv6Malformed);
+        };
         let (src, dst) = (packet.src(), packet.dst());
         if src.is_multicast() {
             return dropped(link, DropReason::Ipv6Malformed);
@@ -44,6 +57,9 @@ impl Ipv6Host {
         }
         let upper = match ipv6::upper_layer(&packet) {
             Ok(upper) => upper,
+            Err(HeaderProblem::Fragment { at }) if !tentative => {
+                return self.fragment(now, link, &packet, at);
+            }
             Err(problem) => {
                 self.header_problem(now, link, &packet, problem);
                 return None;
@@ -134,6 +150,49 @@ impl Ipv6Host {
         None
     }
 
+    /// A fragment (RFC 8200 §4.5): held until its packet is whole, which
+    /// then comes back as [`Delivery::Reassembled`]. A piece not a multiple
+    /// of 8 bytes (but the last), or one reaching beyond 65,535 bytes, is
+    /// answered with a parameter problem, as §4.5 asks.
+    fn fragment<'a>(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        packet: &ipv6::Packet<'_>,
+        at: usize,
+    ) -> Option<Delivery<'a>> {
+        let Some(header) = ipv6::FragmentHeader::parse(&packet.as_bytes()[at..]) else {
+            return dropped(link, DropReason::Ipv6Malformed);
+        };
+        let len = packet.as_bytes().len() - at - ipv6::FRAGMENT_HEADER_LEN;
+        let pointer = if header.more && (len == 0 || len % 8 != 0) {
+            Some(4) // the payload length
+        } else if header.offset + len > u16::MAX as usize {
+            Some(at + 2) // the fragment offset
+        } else {
+            None
+        };
+        if let Some(pointer) = pointer {
+            link.counters.count_drop(DropReason::Ipv6FragmentMalformed);
+            if !packet.dst().is_multicast() {
+                let error = (
+                    icmpv6::TYPE_PARAMETER_PROBLEM,
+                    icmpv6::CODE_ERRONEOUS_HEADER,
+                    pointer as u32,
+                );
+                self.send_error(now, link, packet.as_bytes(), error);
+            }
+            return None;
+        }
+        let outcome = link.reassembly.add_v6(now, packet, at, header);
+        link.reassembly.count_evicted(link.counters);
+        match outcome {
+            Outcome::Held => None,
+            Outcome::Complete(whole) => Some(Delivery::Reassembled(whole)),
+            Outcome::Dropped(reason) => dropped(link, reassembly::for_ipv6(reason)),
+        }
+    }
+
     /// Whether we listen to the group `dst`: all nodes, or the solicited-node
     /// group of an address of ours (tentative ones included, RFC 4862 §5.4.2).
     fn is_listening(&self, dst: Ipv6Addr) -> bool {
@@ -154,7 +213,7 @@ impl Ipv6Host {
         let multicast = packet.dst().is_multicast();
         let (reason, error) = match problem {
             HeaderProblem::Malformed => (DropReason::Ipv6Malformed, None),
-            HeaderProblem::Fragment => (DropReason::Ipv6Fragment, None),
+            HeaderProblem::Fragment { .. } => (DropReason::Ipv6NotForUs, None), // (tentative)
             HeaderProblem::MisplacedHopByHop { at } => (
                 DropReason::Ipv6UnknownNextHeader,
                 Some((icmpv6::CODE_UNRECOGNIZED_NEXT_HEADER, at)),
@@ -186,7 +245,7 @@ impl Ipv6Host {
         &mut self,
         now: Instant,
         link: &mut Link<'_>,
-        (src_mac, hop_limit): (MacAddress, u8),
+        (src_mac, hop_limit): (Option<MacAddress>, u8),
         (src, dst): (Ipv6Addr, Ipv6Addr),
         icmp: &icmpv6::Packet<'_>,
     ) {
@@ -197,10 +256,11 @@ impl Ipv6Host {
             | ndp::TYPE_NEIGHBOR_ADVERT
             | ndp::TYPE_REDIRECT => {
                 // RFC 4861 §6.1.2, §7.1: only a hop limit of 255 proves the
-                // message was not forwarded from off the link.
-                if hop_limit != 255 {
+                // message was not forwarded from off the link; RFC 6980:
+                // never one that came in fragments.
+                let Some(src_mac) = src_mac.filter(|_| hop_limit == 255) else {
                     return link.counters.count_drop(DropReason::NdpInvalid);
-                }
+                };
                 match ndp::Message::parse(icmp) {
                     Ok(message) => self.process_ndp(now, link, src_mac, (src, dst), message),
                     Err(_) => link.counters.count_drop(DropReason::NdpInvalid),

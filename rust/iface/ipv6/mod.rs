@@ -15,7 +15,9 @@ mod egress;
 mod ingress;
 
 pub use addresses::{AddressOrigin, AddressState, HostAddress};
+pub use egress::MAX_PAYLOAD as MAX_IPV6_PAYLOAD;
 
+use super::reassembly::Reassembler;
 use super::token_bucket::TokenBucket;
 use super::{Counters, NeighborCache, NeighborConfig, TxQueue};
 use crate::time::{Duration, Instant};
@@ -68,6 +70,8 @@ pub struct Link<'a> {
     /// The frames handed in are our own, sent to an address of ours (see
     /// `Interface::set_looping`).
     pub looping: bool,
+    /// Fragments being put together, the interface's for both families.
+    pub reassembly: &'a mut Reassembler,
 }
 
 /// A default router learnt from an advertisement (RFC 4861 §6.3.4).
