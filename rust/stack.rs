@@ -9,7 +9,7 @@ use crate::iface::{
 };
 use crate::phy::{Device, Link, LinkState};
 use crate::service::dhcp::{self, Action, DhcpClient, DhcpConfig, Lease};
-use crate::service::dns::{Lookup, QueryId, Received, Resolver, ResolverConfig};
+use crate::service::dns::{DnsError, Family, Lookup, QueryId, Received, Resolver, ResolverConfig};
 use crate::service::mdns::{MdnsConfig, Responder};
 use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
@@ -570,15 +570,36 @@ impl Stack {
             .or_else(datagram_send_result)
     }
 
-    /// Starts resolving `name` through the DNS servers we know.
+    /// Starts resolving `name` to IPv4 addresses through the DNS servers we know.
     pub fn resolve_start(&mut self, now: Instant, name: &str) -> QueryId {
-        if let Some(ours) = self.own_mdns_address(name) {
-            return self.resolver.answered(Ok(vec![ours])); // not asked of the link
+        self.resolve_start_for(now, name, Family::Ipv4)
+    }
+
+    /// Starts resolving `name` to addresses of `family` (A or AAAA records).
+    pub fn resolve_start_for(&mut self, now: Instant, name: &str, family: Family) -> QueryId {
+        if let Some(ours) = self.own_mdns_addresses(name, family) {
+            // Not asked of the link.
+            let lookup = match ours.is_empty() {
+                true => Err(DnsError::NoData),
+                false => Ok(ours),
+            };
+            return self.resolver.answered(lookup);
         }
         let servers = self.dns_servers();
-        let id = self.resolver.query(now, name, &servers);
+        let id = self.resolver.query(now, (name, family), &servers);
         self.send_dns(now);
         id
+    }
+
+    /// Orders the addresses of a name as RFC 6724 §6 would, simplified:
+    /// IPv6 ones we can reach first (rule 6: IPv6's precedence is above
+    /// IPv4's), then IPv4's, then IPv6 ones we have no route to (rule 1).
+    pub fn order_destinations(&self, now: Instant, addresses: &mut [IpAddr]) {
+        addresses.sort_by_key(|a| match a {
+            IpAddr::V6(v6) if self.ipv6_source_for(now, *v6).is_some() => 0,
+            IpAddr::V4(_) => 1,
+            IpAddr::V6(_) => 2,
+        });
     }
     /// Uses `servers` for DNS instead of DHCP's (empty: DHCP's again).
     pub fn set_dns_servers(&mut self, servers: Vec<Ipv4Addr>) {
@@ -1082,7 +1103,9 @@ mod tests {
         );
         for i in 0..8 {
             let now = Instant::from_secs(10 + i);
-            stack.resolver.query(now, &format!("host{i}.lab"), &[dns]);
+            stack
+                .resolver
+                .query(now, (&format!("host{i}.lab"), Family::Ipv4), &[dns]);
             for t in stack.resolver.poll(now, |_| false) {
                 seen.extend_from_slice(&t.payload[..2]);
                 seen.extend_from_slice(&t.src_port.to_be_bytes());

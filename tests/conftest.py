@@ -92,7 +92,8 @@ def _make_lab(tag: int) -> Lab | FethLab | HostVethLab:
             return FethLab()
         return HostVethLab(f"mft{tag}a", f"mft{tag}b", offloads=DEVICE != "pcap")
     # peer.test: the name the test CA's certificate for the kernel side carries.
-    hosts = {"lab.mipfast": "10.77.0.1", "peer.test": "10.77.0.1"}
+    # six.mipfast: an IPv6 address only (AAAA lookups).
+    hosts = {"lab.mipfast": "10.77.0.1", "peer.test": "10.77.0.1", "six.mipfast": "fd77:0:0:1::1"}
     # The kernel side keeps its default offloads (TSO, checksum offload), as
     # a user's would; only libpcap's path needs them off (see Lab).
     return Lab(

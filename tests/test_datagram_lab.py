@@ -179,6 +179,18 @@ def test_names_from_dnsmasq_and_connect_by_name(lab, stack):
     assert e.value.errno == socket.EAI_NONAME
     with pytest.raises(socket.gaierror):
         stack.resolve("bad..name")
+    # AAAA lookups: the IPv6 name, both families at once, a name with IPv4 only.
+    assert stack.resolve("six.mipfast", timeout=5, family=socket.AF_INET6) == ["fd77:0:0:1::1"]
+    assert stack.resolve("six.mipfast", timeout=5, family=socket.AF_UNSPEC) == ["fd77:0:0:1::1"]
+    assert stack.resolve("lab.mipfast", timeout=5, family=socket.AF_UNSPEC) == [lab.peer_ip]
+    with pytest.raises(socket.gaierror) as e:
+        stack.resolve("lab.mipfast", timeout=5, family=socket.AF_INET6)
+    # (dnsmasq's catch-all for the lab domain answers the AAAA question with NXDOMAIN.)
+    assert e.value.errno in (socket.EAI_NODATA, socket.EAI_NONAME)
+    with pytest.raises(socket.gaierror):
+        stack.resolve("six.mipfast", timeout=5)  # AF_INET: no A record
+    with pytest.raises(ValueError):
+        stack.resolve("six.mipfast", family=socket.AF_UNIX)
     server = subprocess.Popen(
         lab.ns(sys.executable, "-m", "http.server", "8089", "--bind", lab.peer_ip),
         stdout=subprocess.DEVNULL,

@@ -232,7 +232,9 @@ print(data.decode(), flush=True)
 
 
 def test_udp_over_ipv6_with_the_kernel(lab, peer):
-    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+    named = "six.mipfast" in getattr(lab, "hosts", {})  # the lab has DNS, with an AAAA record
+    dns = [lab.peer_ip] if named else None
+    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=dns) as stack:
         ours = _link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours])
         _wait_peer_address(lab, kernel["link_local"])
@@ -248,7 +250,7 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             big, _ = sock.recvfrom(65536)
             assert big == bytes(range(256)) * 24
             assert sock.sendto(big[::-1], src) == len(big)
-            # Over IPv4 names only: a name is no IPv6 destination yet.
+            # A name with no IPv6 address (AAAA) is no IPv6 destination.
             with pytest.raises(socket.gaierror):
                 sock.sendto(b"x", ("lab.mipfast", 7777))
             # No route to the kernel's global address without a router or prefix...
@@ -257,7 +259,8 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             # ...until a router advertises the prefix as on the link.
             lab.run(sys.executable, "-c", RA_SENDER, lab.peer, kernel["link_local"], kernel["mac"], PREFIX)
             assert _wait(lambda: len(stack.ipv6_addresses) == 2)
-            sock.sendto(b"to the global address", (PEER_GLOBAL, 7777, 0, 0))
+            # By its name where the lab has DNS, else by address.
+            sock.sendto(b"to the global address", ("six.mipfast" if named else PEER_GLOBAL, 7777, 0, 0))
             lines = remote.result().splitlines()
             assert lines == ["hello back 5300", "big 6144 True", "to the global address"]
             assert stack.stats()["drops"].get("ipv6_fragment_malformed", 0) == 0

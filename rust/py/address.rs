@@ -75,9 +75,9 @@ impl Address {
             let _: u32 = scope_id.extract()?;
         }
         let address = Self::of(pair.as_any())?;
-        // A longer tuple is an AF_INET6 address only: with an IPv4 host (or a
-        // name, looked up over IPv4) it is what AF_INET refuses.
-        if !matches!(ip_literal(&address.host), Some(IpAddr::V6(_))) {
+        // A longer tuple is an AF_INET6 address only: with an IPv4 host it
+        // is what AF_INET refuses.
+        if matches!(ip_literal(&address.host), Some(IpAddr::V4(_))) {
             return Err(PyTypeError::new_err(
                 "AF_INET address must be a pair (host, port)",
             ));

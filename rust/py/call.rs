@@ -4,14 +4,15 @@
 
 use super::errors;
 use crate::runtime::{calls::Interrupt, LiveStack, Op};
+use crate::service::dns::{DnsError, Family};
 use crate::socket::tcp::LentBuffer;
 use crate::time::Duration;
-use crate::wire::Ipv4Addr;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Runs `f` without the GIL; `f` gets a hook that turns Ctrl-C (or any
@@ -76,18 +77,32 @@ pub fn option_struct(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(Readable::of(value)?.raw.get().to_vec())
 }
 
-/// The addresses of `host` (itself if an IPv4 address); unknown names
-/// raise socket.gaierror, a wait that runs out TimeoutError.
+/// Both families, in the order glibc's getaddrinfo asks for AF_UNSPEC.
+pub const ANY_FAMILY: &[Family] = &[Family::Ipv6, Family::Ipv4];
+
+/// The addresses of `host` of `families` (itself if an address of one of
+/// them: an IPv6 one may carry a `%zone`); unknown names, and an address of
+/// another family, raise socket.gaierror, a wait that runs out TimeoutError.
 pub fn resolve_host(
     py: Python<'_>,
     live: &LiveStack,
-    host: &str,
+    (host, families): (&str, &[Family]),
     timeout: Option<Duration>,
-) -> PyResult<Vec<Ipv4Addr>> {
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return Ok(vec![ip]); // no lookup, so no need to let go of the GIL
+) -> PyResult<Vec<IpAddr>> {
+    if let Some(ip) = super::address::ip_literal(host) {
+        // No lookup, so no need to let go of the GIL.
+        let family = match ip {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        };
+        return match families.contains(&family) {
+            true => Ok(vec![ip]),
+            false => Err(errors::gaierror(py, host, DnsError::NotFound)),
+        };
     }
-    match blocking(py, |interrupt| live.resolve(host, timeout, interrupt))? {
+    match blocking(py, |interrupt| {
+        live.resolve((host, families), timeout, interrupt)
+    })? {
         Ok(addresses) => Ok(addresses),
         Err(e) => Err(errors::gaierror(py, host, e)),
     }

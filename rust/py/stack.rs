@@ -1,7 +1,7 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
-use super::address::{ip_literal, Address};
-use super::call::{blocking, resolve_host, timeout_arg};
+use super::address::Address;
+use super::call::{blocking, resolve_host, timeout_arg, ANY_FAMILY};
 use super::errors::{self, value_error};
 use super::live_ref::LiveRef;
 use super::tcp::{PyConnection, PyListener};
@@ -11,6 +11,7 @@ use crate::phy::fault::FaultConfig;
 use crate::phy::live_device::DeviceKind;
 use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
+use crate::service::dns::Family;
 use crate::service::mdns::{MdnsConfig, ServiceConfig};
 use crate::socket::tcp::{Algorithm, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
@@ -319,13 +320,7 @@ impl PyStack {
         let source_port = source_port.map(port_arg).transpose()?;
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
-        let addresses: Vec<std::net::IpAddr> = match ip_literal(host) {
-            Some(ip) => vec![ip],
-            None => resolve_host(py, &live, host, t)?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        };
+        let addresses = resolve_host(py, &live, (host, ANY_FAMILY), t)?;
         if !wait {
             let Some(&ip) = addresses.first() else {
                 return Err(PyOSError::new_err((libc::EHOSTUNREACH, "no address")));
@@ -349,13 +344,32 @@ impl PyStack {
         Err(last.unwrap_or_else(|| PyOSError::new_err((libc::EHOSTUNREACH, "no address"))))
     }
 
-    /// The IPv4 addresses of `name` from DNS (A records, CNAMEs followed,
-    /// cached by TTL). Unknown names raise socket.gaierror, as the stdlib does.
-    #[pyo3(signature = (name, timeout=None))]
-    fn resolve(&self, py: Python<'_>, name: &str, timeout: Option<f64>) -> PyResult<Vec<String>> {
+    /// The addresses of `name` from DNS (CNAMEs followed, cached by TTL):
+    /// IPv4 ones (A records) for `family=AF_INET`, IPv6 ones (AAAA) for
+    /// AF_INET6, both for AF_UNSPEC (asked at once; the IPv6 ones the stack
+    /// can reach first, as RFC 6724 orders them). Unknown names raise
+    /// socket.gaierror, as the stdlib does.
+    #[pyo3(signature = (name, timeout=None, family=libc::AF_INET as i64))]
+    fn resolve(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        timeout: Option<f64>,
+        family: i64,
+    ) -> PyResult<Vec<String>> {
+        let families = match family {
+            f if f == libc::AF_INET as i64 => &[Family::Ipv4][..],
+            f if f == libc::AF_INET6 as i64 => &[Family::Ipv6][..],
+            f if f == libc::AF_UNSPEC as i64 => ANY_FAMILY,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "family must be AF_INET, AF_INET6 or AF_UNSPEC",
+                ))
+            }
+        };
         let t = timeout_arg(timeout)?;
         let live = self.live()?;
-        let addresses = resolve_host(py, &live, name, t)?;
+        let addresses = resolve_host(py, &live, (name, families), t)?;
         Ok(addresses.iter().map(|a| a.to_string()).collect())
     }
 
@@ -389,10 +403,7 @@ impl PyStack {
             .map_err(|_| PyValueError::new_err("size must not be negative"))?;
         let t = timeout_arg(Some(timeout))?;
         let live = self.live()?;
-        let dst = match ip_literal(host) {
-            Some(std::net::IpAddr::V6(v6)) => v6.into(),
-            _ => resolve_host(py, &live, host, t)?[0].into(),
-        };
+        let dst = resolve_host(py, &live, (host, ANY_FAMILY), t)?[0];
         let rtts = blocking(py, |interrupt| live.ping(dst, count, size, t, interrupt))?;
         Ok(rtts
             .into_iter()

@@ -11,6 +11,7 @@ use super::multicast;
 use crate::runtime::errno::udp as send_error;
 use crate::runtime::ops;
 use crate::runtime::{LiveStack, Watched};
+use crate::service::dns::Family;
 use crate::socket::udp::{Endpoint, UdpHandle};
 use crate::stack::Stack;
 use crate::time::Duration;
@@ -110,25 +111,16 @@ impl PyUdpSocket {
     }
 
     /// A destination as the socket's family writes one: `(host, port)`, or
-    /// for IPv6 `(host, port[, flowinfo[, scope_id]])` with an IPv6 address
-    /// (names are looked up over IPv4 only: no AAAA yet).
+    /// for IPv6 `(host, port[, flowinfo[, scope_id]])`; a name is looked up
+    /// for the socket's family (A or AAAA records).
     fn resolve(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<Endpoint> {
-        if self.is_ipv6() {
-            let address = Address::of_ipv6(address)?;
-            let port = address.port()?;
-            return match ip_literal(&address.host) {
-                Some(IpAddr::V6(ip)) => Ok((ip.into(), port)),
-                _ => Err(errors::gaierror(
-                    py,
-                    &address.host,
-                    crate::service::dns::DnsError::NotFound,
-                )),
-            };
-        }
-        let address = Address::of(address)?;
+        let (address, family) = match self.is_ipv6() {
+            true => (Address::of_ipv6(address)?, Family::Ipv6),
+            false => (Address::of(address)?, Family::Ipv4),
+        };
         let port = address.port()?;
-        let ip = resolve_host(py, &self.live, &address.host, self.timeout())?[0];
-        Ok((ip.into(), port))
+        let ips = resolve_host(py, &self.live, (&address.host, &[family]), self.timeout())?;
+        Ok((ips[0], port))
     }
 
     /// Runs `f` on the engine's socket; EBADF once it is closed.

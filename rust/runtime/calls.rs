@@ -5,7 +5,7 @@
 
 use super::live::{LiveStack, Locked};
 use super::ops::{self, Op};
-use crate::service::dns::Lookup;
+use crate::service::dns::{Family, Lookup};
 use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Endpoint, Handle};
 use crate::time::Duration;
@@ -138,19 +138,16 @@ impl LiveStack {
         self.act_locked(&mut engine, |s, now| op.attempt(s, now), false, true)
     }
 
-    /// The addresses of `host`: itself if it is an IPv4 address, else what
-    /// the stack's resolver finds.
+    /// The addresses of the name `host` of `families`, as the stack's
+    /// resolver finds them (see `ops::Resolve`).
     pub fn resolve(
         &self,
-        host: &str,
+        (host, families): (&str, &[Family]),
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> io::Result<Lookup> {
-        if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            return Ok(Ok(vec![ip]));
-        }
         self.check_open()?;
-        let mut op = self.act(|s, now| ops::Resolve::start(s, now, host));
+        let mut op = self.act(|s, now| ops::Resolve::start(s, now, host, families));
         self.run(&mut op, timeout, interrupt)
     }
 

@@ -6,7 +6,7 @@
 
 use super::errno;
 use super::watch::Watched;
-use crate::service::dns::{Lookup, QueryId};
+use crate::service::dns::{Family, Lookup, QueryId};
 use crate::service::ping::ProbeId;
 use crate::socket::tcp::{Connection, Endpoint, Handle, LentBuffer, SharedText};
 use crate::socket::udp::{UdpError, UdpHandle};
@@ -145,29 +145,57 @@ impl Op for Accept {
     }
 }
 
-/// A DNS lookup; the query is forgotten once answered or given up.
+/// A DNS lookup of one family or several (AF_UNSPEC asks for AAAA and A
+/// records at once, as glibc's getaddrinfo does); the queries are forgotten
+/// once all are answered or the caller gives up.
 #[derive(Debug)]
 pub struct Resolve {
-    id: QueryId,
+    ids: Vec<QueryId>,
 }
 
 impl Resolve {
-    pub fn start(stack: &mut Stack, now: Instant, name: &str) -> Self {
+    pub fn start(stack: &mut Stack, now: Instant, name: &str, families: &[Family]) -> Self {
         Resolve {
-            id: stack.resolve_start(now, name),
+            ids: families
+                .iter()
+                .map(|&f| stack.resolve_start_for(now, name, f))
+                .collect(),
         }
     }
 }
 
 impl Op for Resolve {
     type Output = Lookup;
-    fn attempt(&mut self, stack: &mut Stack, _now: Instant) -> Option<Lookup> {
-        let result = stack.resolve_result(self.id).cloned()?;
-        stack.resolve_finish(self.id);
-        Some(result)
+    /// The addresses of every family that has some, in the order a
+    /// connection should try them; else the last family's error (IPv4's,
+    /// when both were asked).
+    fn attempt(&mut self, stack: &mut Stack, now: Instant) -> Option<Lookup> {
+        if self
+            .ids
+            .iter()
+            .any(|&id| stack.resolve_result(id).is_none())
+        {
+            return None;
+        }
+        let (mut addresses, mut error) = (Vec::new(), None);
+        for &id in &self.ids {
+            match stack.resolve_result(id).cloned() {
+                Some(Ok(found)) => addresses.extend(found),
+                Some(Err(e)) => error = Some(e),
+                None => {}
+            }
+            stack.resolve_finish(id);
+        }
+        stack.order_destinations(now, &mut addresses);
+        Some(match (addresses.is_empty(), error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(addresses),
+        })
     }
     fn give_up(&mut self, stack: &mut Stack) -> Option<Lookup> {
-        stack.resolve_finish(self.id);
+        for &id in &self.ids {
+            stack.resolve_finish(id);
+        }
         None
     }
 }

@@ -1,4 +1,5 @@
-//! A stub resolver for A records (RFC 1035, RFC 1123 §6.1.3): recursive
+//! A stub resolver for A and AAAA records (RFC 1035, RFC 1123 §6.1.3, RFC
+//! 3596; one record type per lookup, as each family is asked): recursive
 //! queries to the configured servers, retransmitted with backoff and
 //! failing over from server to server, CNAME chains followed within the
 //! answer, positive and negative caching by TTL (RFC 2308). Every attempt
@@ -20,6 +21,7 @@ use crate::wire::Ipv4Addr;
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ResolverConfig {
@@ -54,7 +56,7 @@ impl Default for ResolverConfig {
 pub enum DnsError {
     /// NXDOMAIN: the name does not exist (EAI_NONAME).
     NotFound,
-    /// The name exists but has no A record (EAI_NODATA).
+    /// The name exists but has no address of the family asked (EAI_NODATA).
     NoData,
     /// No server answered usefully within the retries (EAI_AGAIN).
     Unreachable,
@@ -64,6 +66,33 @@ pub enum DnsError {
     InvalidName,
     /// Too many lookups in progress (EAI_AGAIN).
     Busy,
+}
+
+/// Which addresses a lookup asks for: the record type of the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// A records.
+    Ipv4,
+    /// AAAA records.
+    Ipv6,
+}
+
+impl Family {
+    fn qtype(self) -> u16 {
+        match self {
+            Family::Ipv4 => dns::TYPE_A,
+            Family::Ipv6 => dns::TYPE_AAAA,
+        }
+    }
+
+    /// The address of this family a record holds, if it is one.
+    fn address(self, data: &RecordData) -> Option<IpAddr> {
+        match (self, data) {
+            (Family::Ipv4, RecordData::A(ip)) => Some((*ip).into()),
+            (Family::Ipv6, RecordData::Aaaa(ip)) => Some((*ip).into()),
+            _ => None,
+        }
+    }
 }
 
 /// Identifies a lookup until [`Resolver::finish`].
@@ -100,7 +129,7 @@ pub enum Received {
     Rejected,
 }
 
-pub type Lookup = Result<Vec<Ipv4Addr>, DnsError>;
+pub type Lookup = Result<Vec<IpAddr>, DnsError>;
 
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
@@ -112,6 +141,7 @@ struct Attempt {
 #[derive(Debug)]
 struct Pending {
     name: String,
+    family: Family,
     servers: Vec<Ipv4Addr>,
     attempts: Vec<Attempt>,
     /// When the current attempt times out (or the first is due).
@@ -127,7 +157,7 @@ pub struct Resolver {
     config: ResolverConfig,
     rng: StdRng,
     queries: HashMap<QueryId, Pending>,
-    cache: HashMap<String, (Lookup, Instant)>,
+    cache: HashMap<(String, Family), (Lookup, Instant)>,
     next_id: u64,
 }
 
@@ -143,9 +173,15 @@ impl Resolver {
         }
     }
 
-    /// Starts looking `name` up through `servers` (tried in order), or by
-    /// mDNS for a `.local` name. A cached answer is ready at once.
-    pub fn query(&mut self, now: Instant, name: &str, servers: &[Ipv4Addr]) -> QueryId {
+    /// Starts looking up `name`'s addresses of `family` through `servers`
+    /// (tried in order), or by mDNS for a `.local` name. A cached answer is
+    /// ready at once.
+    pub fn query(
+        &mut self,
+        now: Instant,
+        (name, family): (&str, Family),
+        servers: &[Ipv4Addr],
+    ) -> QueryId {
         let normalized = dns::normalize_name(name);
         let servers = match &normalized {
             Ok(n) if is_link_local_name(n) => &[mdns::GROUP][..],
@@ -154,7 +190,7 @@ impl Resolver {
         let (name, result) = match normalized {
             Err(_) => (String::new(), Some(Err(DnsError::InvalidName))),
             Ok(n) => {
-                let cached = self.cached(now, &n);
+                let cached = self.cached(now, &n, family);
                 let result = if cached.is_some() {
                     cached
                 } else if servers.is_empty() {
@@ -170,6 +206,7 @@ impl Resolver {
         let servers = servers.to_vec();
         self.add(Pending {
             name,
+            family,
             servers,
             attempts: Vec::new(),
             due: now,
@@ -181,6 +218,7 @@ impl Resolver {
     pub fn answered(&mut self, lookup: Lookup) -> QueryId {
         self.add(Pending {
             name: String::new(),
+            family: Family::Ipv4,
             servers: Vec::new(),
             attempts: Vec::new(),
             due: Instant::ZERO,
@@ -217,18 +255,19 @@ impl Resolver {
             .any(|q| q.attempts.iter().any(|a| a.port == port))
     }
 
-    fn cached(&mut self, now: Instant, name: &str) -> Option<Lookup> {
-        match self.cache.get(name) {
+    fn cached(&mut self, now: Instant, name: &str, family: Family) -> Option<Lookup> {
+        let key = (name.to_string(), family);
+        match self.cache.get(&key) {
             Some((lookup, expires)) if *expires > now => Some(lookup.clone()),
             Some(_) => {
-                self.cache.remove(name);
+                self.cache.remove(&key);
                 None
             }
             None => None,
         }
     }
 
-    fn remember(&mut self, now: Instant, name: &str, lookup: &Lookup, ttl: Duration) {
+    fn remember(&mut self, now: Instant, key: (String, Family), lookup: &Lookup, ttl: Duration) {
         if ttl == Duration::ZERO {
             return;
         }
@@ -245,8 +284,7 @@ impl Resolver {
                 self.cache.remove(&k);
             }
         }
-        self.cache
-            .insert(name.to_string(), (lookup.clone(), now + ttl));
+        self.cache.insert(key, (lookup.clone(), now + ttl));
     }
 
     /// Sends first attempts and retransmissions that are due; fails lookups
@@ -289,7 +327,7 @@ impl Resolver {
             let query = dns::Query {
                 id,
                 name: &q.name,
-                qtype: dns::TYPE_A,
+                qtype: q.family.qtype(),
                 recursive: !link_local,
             };
             let mut payload = vec![0u8; query.buffer_len()];
@@ -349,17 +387,17 @@ impl Resolver {
         let q = &self.queries[&id];
         let question_ok = question
             .as_ref()
-            .is_some_and(|(n, t)| *n == q.name && *t == dns::TYPE_A);
+            .is_some_and(|(n, t)| *n == q.name && *t == q.family.qtype());
         if response_id != attempt.id || !question_ok {
             return Received::Rejected;
         }
         let Ok(response) = dns::parse_response(payload) else {
             return Received::Rejected;
         };
-        let name = q.name.clone();
-        match self.interpret(&name, &response) {
+        let key = (q.name.clone(), q.family);
+        match self.interpret(&key, &response) {
             Some((lookup, ttl)) => {
-                self.remember(now, &name, &lookup, ttl);
+                self.remember(now, key, &lookup, ttl);
                 if let Some(q) = self.queries.get_mut(&id) {
                     q.result = Some(lookup);
                 }
@@ -376,7 +414,11 @@ impl Resolver {
 
     /// The lookup a response gives, with how long it may be cached; None
     /// when the server failed us and another should be asked.
-    fn interpret(&self, qname: &str, r: &Response) -> Option<(Lookup, Duration)> {
+    fn interpret(
+        &self,
+        (qname, family): &(String, Family),
+        r: &Response,
+    ) -> Option<(Lookup, Duration)> {
         let negative_ttl = || {
             // RFC 2308 §5: the SOA's TTL, capped by its MINIMUM; no SOA, no caching.
             r.authority
@@ -399,7 +441,7 @@ impl Resolver {
         for _ in 0..MAX_CNAME_HOPS {
             let mut addresses = Vec::new();
             for rec in r.answers.iter().filter(|rec| rec.name == name) {
-                if let RecordData::A(ip) = rec.data {
+                if let Some(ip) = family.address(&rec.data) {
                     if !addresses.contains(&ip) {
                         addresses.push(ip);
                     }

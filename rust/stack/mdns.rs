@@ -5,10 +5,12 @@
 
 use super::Stack;
 use crate::iface::{DropReason, UdpDelivery};
+use crate::service::dns::Family;
 use crate::service::mdns::{MdnsConfig, Responder, ServiceConfig, Source, Transmit};
 use crate::time::Instant;
 use crate::wire::mdns::{GROUP, IP_TTL, PORT};
 use rand::rngs::StdRng;
+use std::net::IpAddr;
 
 impl Stack {
     pub(super) fn start_mdns(&mut self, now: Instant, config: MdnsConfig, rng: StdRng) {
@@ -78,13 +80,25 @@ impl Stack {
         self.mdns.as_ref()?.announced_host_name()
     }
 
-    /// Our address, if `name` is the mDNS name we hold.
-    pub(super) fn own_mdns_address(&self, name: &str) -> Option<crate::wire::Ipv4Addr> {
+    /// Our addresses of `family`, if `name` is the mDNS name we hold.
+    pub(super) fn own_mdns_addresses(&self, name: &str, family: Family) -> Option<Vec<IpAddr>> {
         let name = name.strip_suffix('.').unwrap_or(name);
         let ours = self.mdns_name()?;
-        crate::service::mdns::same_name(&ours, name)
-            .then(|| self.ipv4())
-            .flatten()
+        if !crate::service::mdns::same_name(&ours, name) {
+            return None;
+        }
+        Some(match family {
+            Family::Ipv4 => self.ipv4().into_iter().map(IpAddr::from).collect(),
+            Family::Ipv6 => self
+                .iface
+                .ipv6()
+                .map(|host| host.addresses().iter())
+                .into_iter()
+                .flatten()
+                .filter(|a| a.state.is_usable())
+                .map(|a| IpAddr::from(a.address))
+                .collect(),
+        })
     }
 
     /// The services' instance names once announced.

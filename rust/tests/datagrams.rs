@@ -5,13 +5,14 @@ mod tcp_net;
 
 use mipfast::iface::DropReason;
 use mipfast::phy::fault::FaultConfig;
-use mipfast::service::dns::DnsError;
+use mipfast::service::dns::{DnsError, Family};
 use mipfast::service::ping::ProbeId;
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Stack, StackConfig, UdpSendError};
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::dns::{self, build};
 use mipfast::wire::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use tcp_net::*;
 
 const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
@@ -183,8 +184,22 @@ fn lookup(
     name: &str,
     script: &mut Script<'_>,
 ) -> (Result<Vec<Ipv4Addr>, DnsError>, usize) {
+    let (result, queries) = lookup_for(net, (name, Family::Ipv4), script);
+    let v4 = |ip| match ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => panic!("{ip} for an A query"),
+    };
+    (result.map(|ips| ips.into_iter().map(v4).collect()), queries)
+}
+
+/// The same for addresses of `family`.
+fn lookup_for(
+    net: &mut Net,
+    (name, family): (&str, Family),
+    script: &mut Script<'_>,
+) -> (Result<Vec<IpAddr>, DnsError>, usize) {
     let server = net.b.stack.udp_bind(ANY, 53).unwrap();
-    let id = net.a.stack.resolve_start(net.now, name);
+    let id = net.a.stack.resolve_start_for(net.now, name, family);
     net.flush();
     let mut queries = 0;
     net.run_until(Duration::from_secs(60), |n| {
@@ -532,4 +547,68 @@ fn nothing_is_sent_to_addresses_that_stay_in_a_host() {
         "nothing left for the wire"
     );
     assert_eq!(net.b.stack.counters().frames_in, in_before);
+}
+
+/// AAAA lookups (RFC 3596): a question of type 28, AAAA records taken
+/// through a CNAME, A records in an AAAA answer ignored; a name with only
+/// A records has no data for IPv6, cached apart from its IPv4 answer; an
+/// answer to the other question type is rejected.
+#[test]
+fn resolver_looks_up_ipv6_addresses() {
+    let mut net = Net::clean(7);
+    let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
+    let mut asked = Vec::new();
+    let mut zone6 = |name: &str, q: &[u8]| {
+        let question = dns::response_question(&{
+            let mut r = q.to_vec();
+            r[2] |= 0x80;
+            r
+        });
+        let qtype = question.unwrap().1.unwrap().1;
+        asked.push((name.to_string(), qtype));
+        let mut r = build::response(q, dns::RCODE_NOERROR, 0, 0);
+        match (name, qtype) {
+            ("www.example.test", dns::TYPE_AAAA) => {
+                r = build::response(q, dns::RCODE_NOERROR, 3, 0);
+                let cname = build::cname("web.example.test");
+                build::record(&mut r, None, dns::TYPE_CNAME, 300, &cname);
+                let web = Some("web.example.test");
+                build::record(&mut r, web, dns::TYPE_AAAA, 60, &v6.octets());
+                a_record(&mut r, web, 60, [10, 1, 2, 3]);
+            }
+            ("www.example.test", _) => {
+                r = build::response(q, dns::RCODE_NOERROR, 1, 0);
+                a_record(&mut r, None, 60, [10, 1, 2, 3]);
+            }
+            ("wrong.test", _) => {
+                // Answers the A question whatever was asked.
+                let qtype_at = r.len() - 4;
+                r[qtype_at..qtype_at + 2].copy_from_slice(&dns::TYPE_A.to_be_bytes());
+                r[7] = 1;
+                a_record(&mut r, None, 60, [10, 9, 9, 9]);
+            }
+            _ => {} // no records: NODATA
+        }
+        Some(r)
+    };
+    let (got, queries) = lookup_for(&mut net, ("www.example.test", Family::Ipv6), &mut zone6);
+    assert_eq!((got, queries), (Ok(vec![v6.into()]), 1));
+    let (got, _) = lookup_for(&mut net, ("www.example.test", Family::Ipv4), &mut zone6);
+    assert_eq!(got, Ok(vec![Ipv4Addr::new(10, 1, 2, 3).into()]));
+    // Both cached, each under its own family: no more queries.
+    for family in [Family::Ipv6, Family::Ipv4] {
+        let (_, queries) = lookup_for(&mut net, ("www.example.test", family), &mut zone6);
+        assert_eq!(queries, 0);
+    }
+    let (got, _) = lookup_for(&mut net, ("v4only.test", Family::Ipv6), &mut zone6);
+    assert_eq!(got, Err(DnsError::NoData));
+    let (got, queries) = lookup_for(&mut net, ("wrong.test", Family::Ipv6), &mut zone6);
+    assert_eq!(
+        got,
+        Err(DnsError::Unreachable),
+        "after {queries} answers rejected"
+    );
+    assert!(asked
+        .iter()
+        .any(|(n, t)| n == "www.example.test" && *t == dns::TYPE_AAAA));
 }

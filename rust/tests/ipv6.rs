@@ -1002,7 +1002,10 @@ fn reassembles_fragments_and_reports_what_it_cannot() {
     na.emit(&mut message, ip(PEER), ours);
     let before = drops(&s, DropReason::NdpInvalid);
     s.process_frame(now, &fragment(&message, ipv6::NEXT_ICMPV6, (0, 16), 11));
-    s.process_frame(now, &fragment(&message, ipv6::NEXT_ICMPV6, (16, message.len()), 11));
+    s.process_frame(
+        now,
+        &fragment(&message, ipv6::NEXT_ICMPV6, (16, message.len()), 11),
+    );
     assert_eq!(drops(&s, DropReason::NdpInvalid), before + 1);
     assert!(s
         .interface()

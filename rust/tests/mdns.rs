@@ -375,12 +375,12 @@ fn a_local_name_is_asked_of_the_link_and_answered_by_its_holder() {
     net.run_for(ms(3000));
     // A one-shot query (RFC 6762 §5.1), in any case, answered by B.
     let (lookup, took) = resolve_from_a(&mut net, "MIP.local.");
-    assert_eq!(lookup, Ok(vec![B_IP]));
+    assert_eq!(lookup, Ok(vec![B_IP.into()]));
     assert!(took < ms(20), "{took:?}");
     // Our own name is known without asking anyone.
     let frames_out = net.a.stack.counters().frames_out;
     let (lookup, _) = resolve_from_a(&mut net, "other.local");
-    assert_eq!(lookup, Ok(vec![A_IP]));
+    assert_eq!(lookup, Ok(vec![A_IP.into()]));
     assert_eq!(net.a.stack.counters().frames_out, frames_out);
     // Nobody holds it: three attempts, then "no such name", as nss-mdns says.
     let (lookup, took) = resolve_from_a(&mut net, "nobody.local");

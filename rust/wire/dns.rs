@@ -18,6 +18,8 @@ pub const MAX_LABEL_LEN: usize = 63;
 pub const MAX_POINTER_HOPS: usize = 128;
 
 pub const TYPE_A: u16 = 1;
+/// An IPv6 address (RFC 3596 §2.1).
+pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
 pub const CLASS_IN: u16 = 1;
@@ -90,6 +92,7 @@ impl Query<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordData {
     A(Ipv4Addr),
+    Aaaa(std::net::Ipv6Addr),
     Cname(String),
     /// SOA: only the MINIMUM field, the TTL of negative answers (RFC 2308 §5).
     Soa {
@@ -196,6 +199,8 @@ fn read_record(msg: &[u8], at: &mut usize) -> Result<Record> {
     let data = match (rtype, class) {
         (TYPE_A, CLASS_IN) if rdlen == 4 => RecordData::A(ipv4_at(rdata, 0)),
         (TYPE_A, CLASS_IN) => return Err(Error::Malformed),
+        (TYPE_AAAA, CLASS_IN) if rdlen == 16 => RecordData::Aaaa(super::ipv6::ipv6_at(rdata, 0)),
+        (TYPE_AAAA, CLASS_IN) => return Err(Error::Malformed),
         (TYPE_CNAME, _) => {
             let mut p = start;
             let target = read_name(msg, &mut p)?;
