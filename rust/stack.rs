@@ -407,18 +407,10 @@ impl Stack {
             }
         }
         let mdns_taken = self.process_mdns(now, &datagram);
-        let src = (datagram.src, datagram.src_port);
         let from = (datagram.src.into(), datagram.src_port);
         let to = (datagram.dst.into(), datagram.dst_port);
-        if !datagram.broadcast {
-            match self
-                .resolver
-                .process(now, src, datagram.dst_port, datagram.payload)
-            {
-                Received::NotOurs => {}
-                Received::Taken => return,
-                Received::Rejected => return self.iface.count_drop(DropReason::DnsRejected),
-            }
+        if !datagram.broadcast && self.dns_answer(now, from, datagram.dst_port, datagram.payload) {
+            return;
         }
         match self
             .udp
@@ -443,9 +435,25 @@ impl Stack {
 
     /// A UDP datagram over IPv6 for a socket, or answered with a port
     /// unreachable (never one sent to a group).
+    /// Whether a datagram went to the resolver (an answer to one of its
+    /// queries, or one it rejected and counted), not to the UDP sockets.
+    fn dns_answer(&mut self, now: Instant, from: (IpAddr, u16), port: u16, payload: &[u8]) -> bool {
+        match self.resolver.process(now, from, port, payload) {
+            Received::NotOurs => false,
+            Received::Taken => true,
+            Received::Rejected => {
+                self.iface.count_drop(DropReason::DnsRejected);
+                true
+            }
+        }
+    }
+
     fn process_udp_v6(&mut self, now: Instant, datagram: Udp6Delivery<'_>) {
         let from = (datagram.src.into(), datagram.src_port);
         let to = (datagram.dst.into(), datagram.dst_port);
+        if !datagram.multicast && self.dns_answer(now, from, datagram.dst_port, datagram.payload) {
+            return;
+        }
         match self
             .udp
             .deliver(from, to, datagram.multicast, datagram.payload)
@@ -605,15 +613,22 @@ impl Stack {
     pub fn set_dns_servers(&mut self, servers: Vec<Ipv4Addr>) {
         self.dns_servers = servers;
     }
-    /// The DNS servers in use: the configured ones, else DHCP's.
-    pub fn dns_servers(&self) -> Vec<Ipv4Addr> {
-        if !self.dns_servers.is_empty() {
-            return self.dns_servers.clone();
-        }
-        self.iface
-            .ipv4_config()
-            .map(|c| c.dns_servers.clone())
-            .unwrap_or_default()
+    /// The DNS servers in use, tried in this order: the configured ones,
+    /// else DHCP's; then those IPv6 routers name (RFC 8106).
+    pub fn dns_servers(&self) -> Vec<IpAddr> {
+        let ipv4 = match self.dns_servers.is_empty() {
+            false => self.dns_servers.clone(),
+            true => self
+                .iface
+                .ipv4_config()
+                .map(|c| c.dns_servers.clone())
+                .unwrap_or_default(),
+        };
+        let ipv6 = self.iface.ipv6().into_iter().flat_map(|h| h.dns_servers());
+        ipv4.into_iter()
+            .map(IpAddr::from)
+            .chain(ipv6.map(IpAddr::from))
+            .collect()
     }
     /// The outcome of a lookup, once known.
     pub fn resolve_result(&self, id: QueryId) -> Option<&Lookup> {
@@ -627,28 +642,30 @@ impl Stack {
     /// Sends the resolver's due queries. Without an address they are lost
     /// (and counted) as on a link that is down, so that the lookups keep
     /// their schedule and fail in time instead of staying due forever.
+    /// Sends the resolver's queries, each from our address of its server's
+    /// family; one with no address to go from is counted as unroutable.
     fn send_dns(&mut self, now: Instant) {
         let udp = &self.udp;
         let transmits = self.resolver.poll(now, |p| udp.is_bound(p));
-        let Some(our_ip) = self.ipv4() else {
-            for _ in transmits {
+        for t in transmits {
+            let ports = (t.src_port, t.dst_port);
+            let routed = match t.server {
+                IpAddr::V4(server) => self.ipv4().map(|ours| {
+                    // A one-shot mDNS query goes with TTL 255, as all mDNS (RFC 6762 §11).
+                    let ttl = match server == wire::mdns::GROUP {
+                        true => wire::mdns::IP_TTL,
+                        false => ipv4::DEFAULT_TTL,
+                    };
+                    let addresses = (ours, server);
+                    let _ = (self.iface).send_udp_with_ttl(now, ttl, addresses, ports, &t.payload);
+                }),
+                IpAddr::V6(server) => self.ipv6_source_for(now, server).map(|ours| {
+                    let _ = (self.iface).send_udp_v6(now, (ours, server), ports, &t.payload);
+                }),
+            };
+            if routed.is_none() {
                 self.iface.count_drop(DropReason::NoRoute);
             }
-            return;
-        };
-        for t in transmits {
-            // A one-shot mDNS query goes with TTL 255, as all mDNS (RFC 6762 §11).
-            let ttl = match t.server == wire::mdns::GROUP {
-                true => wire::mdns::IP_TTL,
-                false => ipv4::DEFAULT_TTL,
-            };
-            let _ = self.iface.send_udp_with_ttl(
-                now,
-                ttl,
-                (our_ip, t.server),
-                (t.src_port, t.dst_port),
-                &t.payload,
-            );
         }
     }
 
@@ -1105,7 +1122,7 @@ mod tests {
             let now = Instant::from_secs(10 + i);
             stack
                 .resolver
-                .query(now, (&format!("host{i}.lab"), Family::Ipv4), &[dns]);
+                .query(now, (&format!("host{i}.lab"), Family::Ipv4), &[dns.into()]);
             for t in stack.resolver.poll(now, |_| false) {
                 seen.extend_from_slice(&t.payload[..2]);
                 seen.extend_from_slice(&t.src_port.to_be_bytes());

@@ -17,7 +17,7 @@ pub struct Summary {
     /// Address and prefix length, once configured.
     pub address: Option<(Ipv4Addr, u8)>,
     pub gateway: Option<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
+    pub dns: Vec<std::net::IpAddr>,
     /// "static", or the DHCP client's phase ("selecting", "bound", …).
     pub dhcp: &'static str,
     /// "up", "down" or "gone" (see `phy/link_watch.rs`).

@@ -17,7 +17,6 @@
 use crate::time::{Duration, Instant};
 use crate::wire::dns::{self, RecordData, Response};
 use crate::wire::mdns;
-use crate::wire::Ipv4Addr;
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::collections::HashMap;
@@ -103,7 +102,7 @@ pub struct QueryId(u64);
 /// or mDNS's group and port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    pub server: Ipv4Addr,
+    pub server: IpAddr,
     pub dst_port: u16,
     pub src_port: u16,
     pub payload: Vec<u8>,
@@ -112,6 +111,9 @@ pub struct Transmit {
 /// One-shot mDNS attempts for a `.local` name: after 1, 2 and 4 s, seven
 /// seconds in all (nss-mdns gives up after five).
 const MDNS_ATTEMPTS: usize = 3;
+
+/// Where one-shot mDNS queries go (over IPv4).
+const MDNS_GROUP: IpAddr = IpAddr::V4(mdns::GROUP);
 
 /// Whether `name` (normalized) is asked of the link by mDNS (RFC 6762 §3).
 fn is_link_local_name(name: &str) -> bool {
@@ -133,7 +135,7 @@ pub type Lookup = Result<Vec<IpAddr>, DnsError>;
 
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
-    server: Ipv4Addr,
+    server: IpAddr,
     port: u16,
     id: u16,
 }
@@ -142,7 +144,7 @@ struct Attempt {
 struct Pending {
     name: String,
     family: Family,
-    servers: Vec<Ipv4Addr>,
+    servers: Vec<IpAddr>,
     attempts: Vec<Attempt>,
     /// When the current attempt times out (or the first is due).
     due: Instant,
@@ -180,11 +182,11 @@ impl Resolver {
         &mut self,
         now: Instant,
         (name, family): (&str, Family),
-        servers: &[Ipv4Addr],
+        servers: &[IpAddr],
     ) -> QueryId {
         let normalized = dns::normalize_name(name);
         let servers = match &normalized {
-            Ok(n) if is_link_local_name(n) => &[mdns::GROUP][..],
+            Ok(n) if is_link_local_name(n) => &[MDNS_GROUP][..],
             _ => servers,
         };
         let (name, result) = match normalized {
@@ -303,7 +305,7 @@ impl Resolver {
                 continue;
             }
             let n = q.attempts.len();
-            let link_local = q.servers == [mdns::GROUP];
+            let link_local = q.servers == [MDNS_GROUP];
             if link_local && n >= MDNS_ATTEMPTS {
                 q.result = Some(Err(DnsError::NotFound)); // nobody on the link holds it
                 continue;
@@ -359,7 +361,7 @@ impl Resolver {
     pub fn process(
         &mut self,
         now: Instant,
-        src: (Ipv4Addr, u16),
+        src: (IpAddr, u16),
         dst_port: u16,
         payload: &[u8],
     ) -> Received {
@@ -372,7 +374,7 @@ impl Resolver {
         };
         // A one-shot mDNS query is answered by the host holding the name,
         // from its own address (the stack takes only what comes over the link).
-        let from_server = match attempt.server == mdns::GROUP {
+        let from_server = match attempt.server == MDNS_GROUP {
             true => src.1 == mdns::PORT,
             false => src == (attempt.server, dns::PORT),
         };

@@ -1015,3 +1015,65 @@ fn reassembles_fragments_and_reports_what_it_cannot() {
         .iter()
         .all(|n| n.ip != other));
 }
+
+/// A router advertisement naming DNS servers (RFC 8106 §5.1) for `lifetime` seconds.
+fn rdnss_advert(servers: &[Ipv6Addr], lifetime: u32) -> Vec<u8> {
+    let mut m = vec![0u8; 16 + 8 + 8 + 16 * servers.len()];
+    m[0] = 134; // not a default router: only the servers
+    m[16..24].copy_from_slice(&[1, 1, 0x02, 0xbb, 0, 0, 0, 1]);
+    m[24] = 25;
+    m[25] = (1 + 2 * servers.len()) as u8;
+    m[28..32].copy_from_slice(&lifetime.to_be_bytes());
+    for (i, server) in servers.iter().enumerate() {
+        m[32 + 16 * i..48 + 16 * i].copy_from_slice(&server.octets());
+    }
+    let (src, dst) = (ip("fe80::1"), ipv6::ALL_NODES);
+    icmpv6::fill_checksum(&mut m, src, dst);
+    let mut f = packet(
+        ipv6::multicast_mac(dst),
+        (src, dst),
+        ipv6::NEXT_ICMPV6,
+        255,
+        &m,
+    );
+    f[6..12].copy_from_slice(&ROUTER_MAC.0);
+    f
+}
+
+/// RFC 8106: DNS servers from a router's advertisement are asked over IPv6
+/// (here for an AAAA record, by a stack with no IPv4 at all), and forgotten
+/// when their lifetime ends or a router withdraws them.
+#[test]
+fn asks_the_dns_servers_routers_name() {
+    use mipfast::service::dns::Family;
+    use mipfast::wire::dns::{self, build};
+    let (mut s, mut now) = ready_stack();
+    assert!(s.dns_servers().is_empty());
+    let (server, other) = (ip(PEER), ip("2001:db8::53"));
+    s.process_frame(now, &rdnss_advert(&[server, ip("ff02::1"), other], 60));
+    let servers: Vec<std::net::IpAddr> = vec![server.into(), other.into()];
+    assert_eq!(s.dns_servers(), servers, "a group is no server");
+
+    let id = s.resolve_start_for(now, "www.example.test", Family::Ipv6);
+    drain(&mut s); // the server's neighbor solicitation
+    advertise(&mut s, now, server, PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!(out.len(), 1);
+    let q = &out[0];
+    assert_eq!((q.dst, q.protocol), (server, ipv6::NEXT_UDP));
+    let udp = mipfast::wire::udp::Datagram::new_checked_v6(&q.upper, q.src, server).unwrap();
+    assert_eq!(udp.dst_port(), 53);
+    let answer_ip = ip("2001:db8::80");
+    let mut answer = build::response(udp.payload(), dns::RCODE_NOERROR, 1, 0);
+    build::record(&mut answer, None, dns::TYPE_AAAA, 300, &answer_ip.octets());
+    let reply = udp_to_us(q.src, (53, udp.src_port()), &answer, false);
+    s.process_frame(now, &reply);
+    assert_eq!(s.resolve_result(id), Some(&Ok(vec![answer_ip.into()])));
+
+    // Withdrawn (lifetime 0), or expired: gone.
+    s.process_frame(now, &rdnss_advert(&[other], 0));
+    assert_eq!(s.dns_servers(), vec![std::net::IpAddr::from(server)]);
+    now += Duration::from_secs(61);
+    s.poll_timers(now);
+    assert!(s.dns_servers().is_empty());
+}

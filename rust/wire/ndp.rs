@@ -16,6 +16,8 @@ const OPTION_SOURCE_LINK_ADDRESS: u8 = 1;
 const OPTION_TARGET_LINK_ADDRESS: u8 = 2;
 const OPTION_PREFIX_INFORMATION: u8 = 3;
 const OPTION_MTU: u8 = 5;
+/// Recursive DNS Server (RFC 8106 §5.1).
+const OPTION_RDNSS: u8 = 25;
 /// A link-layer address option for Ethernet: 8 bytes (RFC 2464 §6).
 const LINK_ADDRESS_OPTION_LEN: usize = 8;
 
@@ -36,6 +38,14 @@ pub struct PrefixInfo {
     pub preferred_lifetime: u32,
 }
 
+/// DNS servers a router names, for `lifetime` seconds (RFC 8106 §5.1;
+/// [`INFINITE_LIFETIME`] for ever, 0: no longer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsServers {
+    pub lifetime: u32,
+    pub servers: Vec<Ipv6Addr>,
+}
+
 /// A Router Advertisement (§4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterAdvert {
@@ -51,6 +61,7 @@ pub struct RouterAdvert {
     pub source_mac: Option<MacAddress>,
     pub mtu: Option<u32>,
     pub prefixes: Vec<PrefixInfo>,
+    pub dns_servers: Vec<DnsServers>,
 }
 
 /// A message of neighbor discovery, checked per §6.1 and §7.1 (the hop
@@ -117,6 +128,7 @@ impl Message {
                 source_mac: options.source_mac,
                 mtu: options.mtu,
                 prefixes: options.prefixes,
+                dns_servers: options.dns_servers,
             }),
             TYPE_NEIGHBOR_SOLICIT => Message::NeighborSolicit {
                 target: target()?,
@@ -141,6 +153,7 @@ struct Options {
     target_mac: Option<MacAddress>,
     mtu: Option<u32>,
     prefixes: Vec<PrefixInfo>,
+    dns_servers: Vec<DnsServers>,
 }
 
 impl Options {
@@ -169,6 +182,14 @@ impl Options {
                     preferred_lifetime: be32(option, 8),
                     prefix: ipv6_at(option, 16),
                 }),
+                // §5.1: a length of 3 or more (units of 8 bytes), odd; an
+                // option otherwise is invalid and ignored (§5.3.1).
+                OPTION_RDNSS if len >= 24 && (len / 8) % 2 == 1 => {
+                    options.dns_servers.push(DnsServers {
+                        lifetime: be32(option, 4),
+                        servers: option[8..].chunks(16).map(|a| ipv6_at(a, 0)).collect(),
+                    });
+                }
                 _ => {}
             }
             buf = &buf[len..];

@@ -4,8 +4,9 @@
 use super::addresses::deadline;
 use super::egress::Outgoing;
 use super::{
-    AddressOrigin, AddressState, HostAddress, Ipv6Host, Link, OnLinkPrefix, Router, MAX_PREFIXES,
-    MAX_ROUTERS, MAX_RTR_SOLICITATIONS, MAX_RTR_SOLICITATION_DELAY, RTR_SOLICITATION_INTERVAL,
+    AddressOrigin, AddressState, HostAddress, Ipv6Host, Link, OnLinkPrefix, Router,
+    MAX_DNS_SERVERS, MAX_PREFIXES, MAX_ROUTERS, MAX_RTR_SOLICITATIONS, MAX_RTR_SOLICITATION_DELAY,
+    RTR_SOLICITATION_INTERVAL,
 };
 use crate::iface::DropReason;
 use crate::time::{earliest, Duration, Instant};
@@ -233,6 +234,9 @@ impl Ipv6Host {
                 expires_at: now + Duration::from_secs(u64::from(advert.router_lifetime)),
             });
         }
+        for option in &advert.dns_servers {
+            self.take_dns_servers(now, option);
+        }
         for prefix in &advert.prefixes {
             if ipv6::is_link_local(prefix.prefix)
                 || prefix.preferred_lifetime > prefix.valid_lifetime
@@ -245,6 +249,35 @@ impl Ipv6Host {
             if prefix.autonomous {
                 self.take_autonomous(now, prefix);
             }
+        }
+    }
+
+    /// RFC 8106 §5.3.1: servers are added or refreshed, or (lifetime 0)
+    /// removed; a new one beyond the limit takes the place of the one that
+    /// expires first. Multicast and unspecified addresses are no servers.
+    fn take_dns_servers(&mut self, now: Instant, option: &ndp::DnsServers) {
+        self.dns_servers
+            .retain(|(_, expires)| expires.map_or(true, |t| t > now));
+        for &server in &option.servers {
+            if server.is_multicast() || server.is_unspecified() || server.is_loopback() {
+                continue;
+            }
+            self.dns_servers.retain(|(a, _)| *a != server);
+            if option.lifetime == 0 {
+                continue;
+            }
+            if self.dns_servers.len() >= MAX_DNS_SERVERS {
+                let soonest =
+                    (0..self.dns_servers.len()).min_by_key(|&i| match self.dns_servers[i].1 {
+                        Some(t) => (0, t),
+                        None => (1, Instant::ZERO), // for ever: the last to go
+                    });
+                if let Some(i) = soonest {
+                    self.dns_servers.remove(i);
+                }
+            }
+            self.dns_servers
+                .push((server, deadline(now, option.lifetime)));
         }
     }
 
@@ -357,6 +390,8 @@ impl Ipv6Host {
             log::info!("an IPv6 address's valid lifetime ended");
         }
         self.routers.retain(|r| r.expires_at > now);
+        self.dns_servers
+            .retain(|(_, expires)| expires.map_or(true, |t| t > now));
         if self.next_solicitation.is_some_and(|t| t <= now) {
             self.solicit_routers(now, link);
         }
@@ -460,6 +495,9 @@ impl Ipv6Host {
         }
         for r in &self.routers {
             at = earliest(at, Some(r.expires_at));
+        }
+        for (_, expires) in &self.dns_servers {
+            at = earliest(at, *expires);
         }
         at
     }

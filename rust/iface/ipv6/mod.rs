@@ -36,6 +36,8 @@ const DEFAULT_HOP_LIMIT: u8 = 64;
 const MAX_ROUTERS: usize = 4;
 /// On-link prefixes and autonomous addresses kept at once.
 const MAX_PREFIXES: usize = 8;
+/// DNS servers from advertisements kept at once (RFC 8106 §5.3.1: at least three).
+const MAX_DNS_SERVERS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Ipv6Config {
@@ -99,6 +101,9 @@ pub struct Ipv6Host {
     neighbors: NeighborCache<Ipv6Addr>,
     routers: Vec<Router>,
     on_link: Vec<OnLinkPrefix>,
+    /// Recursive DNS servers from advertisements (RFC 8106), with when
+    /// each expires (None: for ever).
+    dns_servers: Vec<(Ipv6Addr, Option<Instant>)>,
     hop_limit: u8,
     /// The MTU a router announced (RFC 4861 §4.6.4), when below the link's.
     advertised_mtu: Option<usize>,
@@ -125,6 +130,7 @@ impl Ipv6Host {
             neighbors,
             routers: Vec::new(),
             on_link: Vec::new(),
+            dns_servers: Vec::new(),
             hop_limit: DEFAULT_HOP_LIMIT,
             advertised_mtu: None,
             retrans_timer: RETRANS_TIMER,
@@ -151,6 +157,12 @@ impl Ipv6Host {
     /// The default routers not expired.
     pub fn routers(&self, now: Instant) -> impl Iterator<Item = &Router> {
         self.routers.iter().filter(move |r| r.expires_at > now)
+    }
+
+    /// The DNS servers routers named (RFC 8106), oldest first (the expired
+    /// ones go at the timer [`Ipv6Host::poll_at`] gives).
+    pub fn dns_servers(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.dns_servers.iter().map(|(a, _)| *a)
     }
 
     pub fn hop_limit(&self) -> u8 {
