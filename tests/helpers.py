@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -92,3 +94,32 @@ def stop(proc: subprocess.Popen, sig: int, timeout: float, *, read: bool = True)
         proc.kill()
         proc.wait()
         raise
+
+
+def ipv6_address(prefix: str, mac: str) -> str:
+    """A /64 ``prefix`` and the modified EUI-64 identifier of ``mac`` (RFC 4291 appendix A)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 2, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
+    return str(ipaddress.IPv6Address(ipaddress.IPv6Address(prefix).packed[:8] + iid))
+
+
+def link_local(mac: str) -> str:
+    return ipv6_address("fe80::", mac)
+
+
+@contextmanager
+def peer_ipv6(lab) -> Iterator[dict[str, str]]:
+    """IPv6 on the peer's end for the test (the lab keeps it off, so that other tests
+    see no IPv6 chatter); off again after, which removes its addresses."""
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        # A kernel booted with ipv6.disable=1 (or built without it): the lab is
+        # there, the peer cannot speak IPv6, and these tests cannot run.
+        pytest.skip("this kernel has no IPv6 for the peer (ipv6.disable=1?)")
+    knob = f"net.ipv6.conf.{lab.peer}.disable_ipv6"
+    lab.run("sysctl", "-qw", f"{knob}=0")
+    try:
+        mac = json.loads(lab.run("ip", "-j", "link", "show", "dev", lab.peer).stdout)[0]["address"]
+        ll = link_local(mac)
+        yield {"mac": mac, "link_local": ll}
+    finally:
+        lab.run("sysctl", "-qw", f"{knob}=1", check=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import scapy.all as scapy
 from conftest import STACK_CIDR, STACK_IP
-from helpers import linux_lab, stop
+from helpers import linux_lab, peer_ipv6, stop
 
 import mipfast
 import mipfast.dashboard
@@ -176,6 +176,18 @@ def test_python_m_mipfast_serves_the_dashboard_and_prints_its_summary(lab, tmp_p
         assert status["mdns"] == "mipfast.local"
         assert [(a["address"], a["state"]) for a in status["ipv6"]] == [("fe80::1ff:fe02:377", "preferred")]
         assert json.loads(curl(f"{base}/api/session"))["csrf"] == login["csrf"]
+        # The same dashboard over IPv6, at its link-local address (the kernel's end
+        # speaks IPv6 for this part only).
+        with peer_ipv6(lab):
+            base6 = f"http://[fe80::1ff:fe02:377%{lab.peer}]:8000"
+            assert wait_until(
+                lambda: curl("-g", "-o", "/dev/null", "-w", "%{http_code}", f"{base6}/") == "302"
+            )
+            login6 = json.loads(
+                curl("-g", "-H", "Content-Type: application/json", "-d", credentials, f"{base6}/api/login")
+            )
+            assert login6["role"] == "user"
+            assert json.loads(curl("-g", f"{base6}/api/status"))["ip"] == STACK_IP
     finally:
         rest, err = stop(proc, signal.SIGINT, 15)
     assert proc.returncode == 0, err

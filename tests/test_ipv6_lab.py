@@ -4,18 +4,15 @@ address and a route from, a TCP connect refused, and an address the peer already
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import ipaddress
 import json
-import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import scapy.all as scapy
+from helpers import ipv6_address, link_local, peer_ipv6
 
 import mipfast
 
@@ -52,35 +49,6 @@ except OSError as e:
 """
 
 
-def _address(prefix: str, mac: str) -> str:
-    """A /64 ``prefix`` and the modified EUI-64 identifier of ``mac`` (RFC 4291 appendix A)."""
-    b = bytes.fromhex(mac.replace(":", ""))
-    iid = bytes([b[0] ^ 2, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
-    return str(ipaddress.IPv6Address(ipaddress.IPv6Address(prefix).packed[:8] + iid))
-
-
-def _link_local(mac: str) -> str:
-    return _address("fe80::", mac)
-
-
-@contextlib.contextmanager
-def _peer_ipv6(lab) -> Iterator[dict[str, str]]:
-    """IPv6 on the peer's end for the test (the lab keeps it off, so that other tests
-    see no IPv6 chatter); off again after, which removes its addresses."""
-    if not os.path.exists("/proc/sys/net/ipv6"):
-        # A kernel booted with ipv6.disable=1 (or built without it): the lab is
-        # there, the peer cannot speak IPv6, and these tests cannot run.
-        pytest.skip("this kernel has no IPv6 for the peer (ipv6.disable=1?)")
-    knob = f"net.ipv6.conf.{lab.peer}.disable_ipv6"
-    lab.run("sysctl", "-qw", f"{knob}=0")
-    try:
-        mac = json.loads(lab.run("ip", "-j", "link", "show", "dev", lab.peer).stdout)[0]["address"]
-        ll = _link_local(mac)
-        yield {"mac": mac, "link_local": ll}
-    finally:
-        lab.run("sysctl", "-qw", f"{knob}=1", check=False)
-
-
 def _wait_peer_address(lab, address: str, timeout: float = 5.0) -> None:
     """Until the peer's kernel has finished its own duplicate address detection."""
     deadline = time.monotonic() + timeout
@@ -110,8 +78,8 @@ def _ping(lab, target: str) -> str:
 
 def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
     trace = tmp_path / "ipv6.pcap"
-    with _peer_ipv6(lab) as peer, mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
-        ours = _link_local(stack.stats()["mac"])
+    with peer_ipv6(lab) as peer, mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
+        ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours]), stack.stats()["ipv6"]
         _wait_peer_address(lab, peer["link_local"])
 
@@ -129,7 +97,7 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
         # A router advertisement: the stack makes an address from its prefix, checks
         # it, and takes the router.
         lab.run(sys.executable, "-c", RA_SENDER, lab.peer, peer["link_local"], peer["mac"], PREFIX)
-        ours_global = _address(PREFIX, stack.stats()["mac"])
+        ours_global = ipv6_address(PREFIX, stack.stats()["mac"])
         assert _wait(lambda: ours_global in stack.ipv6_addresses), stack.stats()["ipv6"]
         stats = stack.stats()
         assert stats["ipv6_routers"] == [peer["link_local"]]
@@ -174,8 +142,8 @@ def stack_mac(frames: list) -> str:
 
 def test_an_address_the_peer_holds_is_given_up(lab, tmp_path):
     trace = tmp_path / "dad.pcap"
-    ours = _link_local("02:00:01:02:03:77")  # the stack's default MAC's
-    with _peer_ipv6(lab):
+    ours = link_local("02:00:01:02:03:77")  # the stack's default MAC's
+    with peer_ipv6(lab):
         # The peer holds the stack's link-local address first, and defends it.
         lab.run("ip", "-6", "addr", "add", f"{ours}/64", "dev", lab.peer, "nodad")
         with mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
@@ -194,7 +162,7 @@ def test_an_address_the_peer_holds_is_given_up(lab, tmp_path):
 
 def test_without_ipv6_the_stack_sends_none(lab, tmp_path):
     trace = tmp_path / "v4only.pcap"
-    with _peer_ipv6(lab) as peer:
+    with peer_ipv6(lab) as peer:
         _wait_peer_address(lab, peer["link_local"])
         with mipfast.Stack(lab.iface, ip=STACK_CIDR, ipv6=False, pcap_out=str(trace)) as stack:
             r = lab.run(
@@ -206,7 +174,7 @@ def test_without_ipv6_the_stack_sends_none(lab, tmp_path):
                 "0.2",
                 "-W",
                 "1",
-                f"{_link_local(stack.stats()['mac'])}%{lab.peer}",
+                f"{link_local(stack.stats()['mac'])}%{lab.peer}",
                 check=False,
             )
             assert r.returncode != 0
@@ -239,8 +207,8 @@ print(data.decode(), flush=True)
 def test_udp_over_ipv6_with_the_kernel(lab, peer):
     named = "six.mipfast" in getattr(lab, "hosts", {})  # the lab has DNS, with an AAAA record
     dns = [lab.peer_ip] if named else None
-    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=dns) as stack:
-        ours = _link_local(stack.stats()["mac"])
+    with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=dns) as stack:
+        ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours])
         _wait_peer_address(lab, kernel["link_local"])
         lab.run("ip", "-6", "addr", "add", f"{PEER_GLOBAL}/64", "dev", lab.peer, "nodad")
@@ -331,8 +299,8 @@ print(*_exchange(conn, size), flush=True)
 def test_tcp_over_ipv6_with_the_kernel(lab, peer):
     size = 4 << 20
     expected = __import__("hashlib").sha256(bytes(range(256)) * (size // 256)).hexdigest()
-    with _peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
-        ours = _link_local(stack.stats()["mac"])
+    with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours])
         _wait_peer_address(lab, kernel["link_local"])
         # The kernel connects to the stack's listener (which takes both families).

@@ -421,17 +421,8 @@ fn gives_up_an_address_another_node_probes_for_or_holds() {
 }
 
 /// A router advertisement from fe80::1 with `prefix` (valid, preferred).
-fn router_advert(prefix: &str, lifetimes: (u32, u32), router_lifetime: u16) -> Vec<u8> {
-    let mut m = vec![0u8; 16 + 8 + 8 + 32];
-    m[..4].copy_from_slice(&[134, 0, 0, 0]);
-    m[4] = 32; // cur hop limit
-    m[6..8].copy_from_slice(&router_lifetime.to_be_bytes());
-    m[16..24].copy_from_slice(&[1, 1, 0x02, 0xbb, 0, 0, 0, 1]);
-    m[24..32].copy_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0x78]); // MTU 1400
-    m[32..36].copy_from_slice(&[3, 4, 64, 0xc0]);
-    m[36..40].copy_from_slice(&lifetimes.0.to_be_bytes());
-    m[40..44].copy_from_slice(&lifetimes.1.to_be_bytes());
-    m[48..64].copy_from_slice(&ip(prefix).octets());
+/// The router's message `m` (its checksum filled) to all nodes.
+fn from_router(mut m: Vec<u8>) -> Vec<u8> {
     let (src, dst) = (ip("fe80::1"), ipv6::ALL_NODES);
     icmpv6::fill_checksum(&mut m, src, dst);
     let mut f = packet(
@@ -443,6 +434,20 @@ fn router_advert(prefix: &str, lifetimes: (u32, u32), router_lifetime: u16) -> V
     );
     f[6..12].copy_from_slice(&ROUTER_MAC.0);
     f
+}
+
+fn router_advert(prefix: &str, lifetimes: (u32, u32), router_lifetime: u16) -> Vec<u8> {
+    let mut m = vec![0u8; 16 + 8 + 8 + 32];
+    m[..4].copy_from_slice(&[134, 0, 0, 0]);
+    m[4] = 32; // cur hop limit
+    m[6..8].copy_from_slice(&router_lifetime.to_be_bytes());
+    m[16..24].copy_from_slice(&[1, 1, 0x02, 0xbb, 0, 0, 0, 1]);
+    m[24..32].copy_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0x78]); // MTU 1400
+    m[32..36].copy_from_slice(&[3, 4, 64, 0xc0]);
+    m[36..40].copy_from_slice(&lifetimes.0.to_be_bytes());
+    m[40..44].copy_from_slice(&lifetimes.1.to_be_bytes());
+    m[48..64].copy_from_slice(&ip(prefix).octets());
+    from_router(m)
 }
 
 #[test]
@@ -1027,17 +1032,7 @@ fn rdnss_advert(servers: &[Ipv6Addr], lifetime: u32) -> Vec<u8> {
     for (i, server) in servers.iter().enumerate() {
         m[32 + 16 * i..48 + 16 * i].copy_from_slice(&server.octets());
     }
-    let (src, dst) = (ip("fe80::1"), ipv6::ALL_NODES);
-    icmpv6::fill_checksum(&mut m, src, dst);
-    let mut f = packet(
-        ipv6::multicast_mac(dst),
-        (src, dst),
-        ipv6::NEXT_ICMPV6,
-        255,
-        &m,
-    );
-    f[6..12].copy_from_slice(&ROUTER_MAC.0);
-    f
+    from_router(m)
 }
 
 /// RFC 8106: DNS servers from a router's advertisement are asked over IPv6

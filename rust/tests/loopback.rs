@@ -8,7 +8,7 @@ use mipfast::phy::fault::FaultConfig;
 use mipfast::service::ping::ProbeId;
 use mipfast::stack::UdpSendError;
 use mipfast::time::Duration;
-use mipfast::wire::{ipv6, Ipv4Addr};
+use mipfast::wire::Ipv4Addr;
 use std::net::{IpAddr, Ipv6Addr};
 use tcp_net::*;
 
@@ -31,9 +31,7 @@ fn quiet_net_v6() -> (Net, u64, Ipv6Addr) {
     let mut net = Net::with_ipv6(FaultConfig::latency(ms(1)), 5);
     net.run_for(ms(50));
     let seen_by_b = net.b.stack.counters().frames_in;
-    let prefix = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
-    let ours = ipv6::with_interface_id(prefix, ipv6::interface_id(A_MAC));
-    (net, seen_by_b, ours)
+    (net, seen_by_b, link_local(A_MAC))
 }
 
 #[test]

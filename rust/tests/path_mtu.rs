@@ -12,7 +12,7 @@ use mipfast::time::{Duration, Instant};
 use mipfast::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, Ipv4Addr, MacAddress};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr};
-use tcp_net::{pattern, Fnv, A_IP, B_IP};
+use tcp_net::{link_local, pattern, Fnv, A_IP, B_IP};
 
 const A_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
 const B_MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
@@ -222,6 +222,21 @@ impl Path {
         (ha, hb.unwrap())
     }
 
+    /// What B's connection `hb` reads within `limit`, up to `len` bytes.
+    fn read_within(&mut self, hb: Handle, len: usize, limit: Duration) -> usize {
+        let (mut got, mut buf) = (0, vec![0u8; 65536]);
+        self.run_until(limit, |p| {
+            while let Ok(Some(n)) = p.b.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got >= len
+        });
+        got
+    }
+
     /// A's and B's addresses.
     fn ends(&self) -> (IpAddr, IpAddr) {
         match self.ipv6 {
@@ -297,30 +312,8 @@ fn ip_frame(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u
 /// The router's address over IPv6 (on the link, as routers' are).
 const ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xfe);
 
-/// The link-local address of a MAC (modified EUI-64).
-fn link_local(mac: MacAddress) -> Ipv6Addr {
-    let prefix = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
-    ipv6::with_interface_id(prefix, ipv6::interface_id(mac))
-}
-
 fn ip6_frame(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + payload.len()];
-    ethernet::Repr {
-        dst: A_MAC,
-        src: B_MAC,
-        ethertype: ethernet::ETHERTYPE_IPV6,
-    }
-    .emit(&mut frame);
-    ipv6::Repr {
-        src,
-        dst,
-        next_header,
-        hop_limit: 64,
-        payload_len: payload.len(),
-    }
-    .emit(&mut frame[ethernet::HEADER_LEN..]);
-    frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..].copy_from_slice(payload);
-    frame
+    tcp_net::ipv6_frame((A_MAC, B_MAC), (src, dst), (next_header, 64), payload)
 }
 
 #[test]
@@ -400,18 +393,8 @@ fn forged_or_tiny_mtu_reports_do_not_shrink_a_connection_blindly() {
     assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 552 - 52);
     // What was in flight is resent at once, at the new size and without DF.
     p.sent = (0, 0);
-    let mut got = 0;
-    let mut buf = vec![0u8; 65536];
-    let arrived = p.run_until(Duration::from_millis(100), |p| {
-        while let Ok(Some(n)) = p.b.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        got == 20_000
-    });
-    assert!(arrived, "resent before any timeout: {got} bytes");
+    let got = p.read_within(hb, 20_000, Duration::from_millis(100));
+    assert_eq!(got, 20_000, "resent before any timeout");
     assert!(
         p.sent.0 > 0 && p.sent.1 == 0,
         "no DF below the floor: {:?}",
@@ -567,18 +550,8 @@ fn over_ipv6_forged_or_tiny_packet_too_big_reports_are_bounded() {
     let icmp = p.packet_too_big(&quoted(una.wrapping_add(1)), 68);
     p.a.process_frame(p.now, &icmp);
     assert_eq!(p.a.tcp().get(ha).unwrap().mss(), 1208);
-    let mut got = 0;
-    let mut buf = vec![0u8; 65536];
-    let arrived = p.run_until(Duration::from_millis(100), |p| {
-        while let Ok(Some(n)) = p.b.tcp_mut().get_mut(hb).unwrap().recv(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        got == 20_000
-    });
-    assert!(arrived, "resent before any timeout: {got} bytes");
+    let got = p.read_within(hb, 20_000, Duration::from_millis(100));
+    assert_eq!(got, 20_000, "resent before any timeout");
 }
 
 /// A destination unreachable (RFC 4443 §3.1) about a connection's SYN

@@ -387,3 +387,38 @@ impl Transfer {
         self.eof
     }
 }
+
+/// The link-local address of a MAC (modified EUI-64).
+pub fn link_local(mac: MacAddress) -> std::net::Ipv6Addr {
+    use mipfast::wire::ipv6;
+    let prefix = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    ipv6::with_interface_id(prefix, ipv6::interface_id(mac))
+}
+
+/// An Ethernet frame (`(to, from)` MACs) carrying an IPv6 packet whose
+/// fixed header says `next_header` and `hop_limit`, then `payload`.
+pub fn ipv6_frame(
+    (dst_mac, src_mac): (MacAddress, MacAddress),
+    (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr),
+    (next_header, hop_limit): (u8, u8),
+    payload: &[u8],
+) -> Vec<u8> {
+    use mipfast::wire::ipv6;
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + payload.len()];
+    ethernet::Repr {
+        dst: dst_mac,
+        src: src_mac,
+        ethertype: ethernet::ETHERTYPE_IPV6,
+    }
+    .emit(&mut frame);
+    ipv6::Repr {
+        src,
+        dst,
+        next_header,
+        hop_limit,
+        payload_len: payload.len(),
+    }
+    .emit(&mut frame[ethernet::HEADER_LEN..]);
+    frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..].copy_from_slice(payload);
+    frame
+}

@@ -581,11 +581,9 @@ fn held_text_goes_straight_to_its_place_and_a_failed_read_costs_only_a_resend() 
     }
 }
 
-/// The link-local address of a MAC (modified EUI-64).
+/// A MAC's link-local address, as the engine's 4-tuples hold it.
 fn link_local(mac: mipfast::wire::MacAddress) -> std::net::IpAddr {
-    use mipfast::wire::ipv6;
-    let prefix = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
-    ipv6::with_interface_id(prefix, ipv6::interface_id(mac)).into()
+    tcp_net::link_local(mac).into()
 }
 
 #[test]
@@ -667,33 +665,15 @@ fn over_ipv6_a_closed_port_is_refused_and_a_missing_host_unreachable() {
 
 /// A router advertisement from B's link-local address giving the link an MTU of `mtu`.
 fn advert_with_mtu(mtu: u32) -> Vec<u8> {
-    use mipfast::wire::{ethernet, icmpv6, ipv6};
-    let (src, dst) = (link_local(B_MAC), ipv6::ALL_NODES);
-    let std::net::IpAddr::V6(src) = src else {
-        unreachable!()
-    };
+    use mipfast::wire::{icmpv6, ipv6};
+    let (src, dst) = (tcp_net::link_local(B_MAC), ipv6::ALL_NODES);
     let mut ra = vec![0u8; 16 + 8];
     ra[0] = 134; // a router advertisement, no default route, nothing else
     ra[16..20].copy_from_slice(&[5, 1, 0, 0]);
     ra[20..24].copy_from_slice(&mtu.to_be_bytes());
     icmpv6::fill_checksum(&mut ra, src, dst);
-    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + ra.len()];
-    ethernet::Repr {
-        dst: ipv6::multicast_mac(dst),
-        src: B_MAC,
-        ethertype: ethernet::ETHERTYPE_IPV6,
-    }
-    .emit(&mut frame);
-    ipv6::Repr {
-        src,
-        dst,
-        next_header: ipv6::NEXT_ICMPV6,
-        hop_limit: 255,
-        payload_len: ra.len(),
-    }
-    .emit(&mut frame[ethernet::HEADER_LEN..]);
-    frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..].copy_from_slice(&ra);
-    frame
+    let macs = (ipv6::multicast_mac(dst), B_MAC);
+    tcp_net::ipv6_frame(macs, (src, dst), (ipv6::NEXT_ICMPV6, 255), &ra)
 }
 
 #[test]
