@@ -31,9 +31,21 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(p) = ipv6::Packet::new_checked(data) {
         let _ = (p.src(), p.dst(), p.traffic_class(), p.hop_limit());
-        if let Ok(upper) = ipv6::upper_layer(&p) {
-            assert!(upper.next_header_at < p.as_bytes().len());
-            assert!(upper.payload.len() <= p.payload().len());
+        match ipv6::upper_layer(&p) {
+            Ok(upper) => {
+                assert!(upper.next_header_at < p.as_bytes().len());
+                assert!(upper.payload.len() <= p.payload().len());
+            }
+            // A fragment header re-emitted reads back the same.
+            Err(ipv6::HeaderProblem::Fragment { at }) => {
+                if let Some(h) = ipv6::FragmentHeader::parse(&p.as_bytes()[at..]) {
+                    assert!(h.offset % 8 == 0 && h.offset < 65536);
+                    let mut buf = [0u8; ipv6::FRAGMENT_HEADER_LEN];
+                    h.emit(&mut buf);
+                    assert_eq!(ipv6::FragmentHeader::parse(&buf), Some(h));
+                }
+            }
+            Err(_) => {}
         }
     }
     // ICMPv6 between two fixed addresses, its checksum made right so that
