@@ -998,7 +998,6 @@ fn emit_tcp_v6(
     }
     .min(room);
     let segments = payload_len.div_ceil(size).max(1);
-    let text = [seg.payload.0, seg.payload.1].concat();
     let mut sent = true;
     for i in 0..segments {
         let (from, to) = (i * size, ((i + 1) * size).min(payload_len));
@@ -1011,12 +1010,20 @@ fn emit_tcp_v6(
         }
         let len = header_len + to - from;
         let result = iface.send_tcp_v6(now, (src, dst), len, |buf| {
-            buf[header_len..].copy_from_slice(&text[from..to]);
+            copy_text(&mut buf[header_len..], seg.payload, from);
             repr.emit(buf, to - from, src, dst);
         });
         sent &= result.is_ok();
     }
     sent
+}
+
+/// Fills `out` with the text of the two-part `(a, b)` that starts at `from`.
+fn copy_text(out: &mut [u8], (a, b): (&[u8], &[u8]), from: usize) {
+    let in_a = a.len().saturating_sub(from).min(out.len());
+    out[..in_a].copy_from_slice(&a[from.min(a.len())..][..in_a]);
+    let (from_b, rest) = (from.saturating_sub(a.len()), out.len() - in_a);
+    out[in_a..].copy_from_slice(&b[from_b..from_b + rest]);
 }
 
 fn emit_tcp_v4(
@@ -1071,7 +1078,7 @@ fn emit_tcp_v4(
             shape,
             |buf| {
                 if text.is_none() {
-                    copy_text(&mut buf[header_len..], (a, b));
+                    copy_text(&mut buf[header_len..][..a.len() + b.len()], (a, b), 0);
                 }
                 match (partial, text.is_some()) {
                     // The checksum is finished per segment, where it is cut.
@@ -1089,14 +1096,24 @@ fn emit_tcp_v4(
 /// reach the minimum size by itself.
 const TEXT_BY_REFERENCE: usize = 512;
 
-fn copy_text(buf: &mut [u8], (a, b): (&[u8], &[u8])) {
-    buf[..a.len()].copy_from_slice(a);
-    buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_text_reads_across_the_two_parts() {
+        let (a, b) = (&b"hello "[..], &b"world"[..]);
+        for (from, len, want) in [
+            (0, 11, "hello world"),
+            (4, 4, "o wo"),
+            (7, 3, "orl"),
+            (0, 0, ""),
+        ] {
+            let mut out = vec![0u8; len];
+            copy_text(&mut out, (a, b), from);
+            assert_eq!(out, want.as_bytes(), "from {from}");
+        }
+    }
     use crate::iface::Ipv4Cidr;
     use crate::socket::tcp::Secret;
 
