@@ -40,8 +40,9 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     pub udp: UdpConfig,
     pub resolver: ResolverConfig,
-    /// DNS servers to use instead of those DHCP gives (empty: DHCP's).
-    pub dns_servers: Vec<Ipv4Addr>,
+    /// DNS servers (of either family) to use instead of those DHCP gives
+    /// (empty: DHCP's).
+    pub dns_servers: Vec<IpAddr>,
     /// Answer for a name and services by Multicast DNS (`service/mdns/`).
     pub mdns: Option<MdnsConfig>,
     /// IPv6 on the link (`iface/ipv6/`): None leaves IPv6 frames unread.
@@ -91,7 +92,7 @@ pub struct Stack {
     tcp: TcpSockets,
     udp: UdpSockets,
     resolver: Resolver,
-    dns_servers: Vec<Ipv4Addr>,
+    dns_servers: Vec<IpAddr>,
     mdns: Option<Responder>,
     pinger: Pinger,
     rng: StdRng,
@@ -610,25 +611,20 @@ impl Stack {
         });
     }
     /// Uses `servers` for DNS instead of DHCP's (empty: DHCP's again).
-    pub fn set_dns_servers(&mut self, servers: Vec<Ipv4Addr>) {
+    pub fn set_dns_servers(&mut self, servers: Vec<IpAddr>) {
         self.dns_servers = servers;
     }
-    /// The DNS servers in use, tried in this order: the configured ones,
-    /// else DHCP's; then those IPv6 routers name (RFC 8106).
+    /// The DNS servers in use, tried in this order: the configured ones
+    /// (either family), else DHCP's; then those IPv6 routers name (RFC 8106).
     pub fn dns_servers(&self) -> Vec<IpAddr> {
-        let ipv4 = match self.dns_servers.is_empty() {
-            false => self.dns_servers.clone(),
-            true => self
-                .iface
-                .ipv4_config()
-                .map(|c| c.dns_servers.clone())
-                .unwrap_or_default(),
-        };
+        let mut servers = self.dns_servers.clone();
+        if servers.is_empty() {
+            let dhcp = self.iface.ipv4_config().map(|c| c.dns_servers.iter());
+            servers.extend(dhcp.into_iter().flatten().map(|&a| IpAddr::from(a)));
+        }
         let ipv6 = self.iface.ipv6().into_iter().flat_map(|h| h.dns_servers());
-        ipv4.into_iter()
-            .map(IpAddr::from)
-            .chain(ipv6.map(IpAddr::from))
-            .collect()
+        servers.extend(ipv6.map(IpAddr::from));
+        servers
     }
     /// The outcome of a lookup, once known.
     pub fn resolve_result(&self, id: QueryId) -> Option<&Lookup> {

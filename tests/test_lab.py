@@ -73,13 +73,13 @@ def test_kernel_pings_the_stack_fifty_times_and_learns_our_mac(lab):
 def test_static_address_answers_ping_with_a_chosen_mac(lab):
     mac = "02:00:00:aa:bb:cc"
     with mipfast.Stack(
-        lab.iface, mac=mac, ip="10.77.0.23/24", gateway=lab.peer_ip, dns=[lab.peer_ip]
+        lab.iface, mac=mac, ip="10.77.0.23/24", gateway=lab.peer_ip, dns=[lab.peer_ip, "fd77::53"]
     ) as stack:
         stack.wait_ready(timeout=1)
         assert (stack.ip, stack.gateway, stack.dns, stack.lease_remaining) == (
             "10.77.0.23",
             lab.peer_ip,
-            [lab.peer_ip],
+            [lab.peer_ip, "fd77::53"],  # DNS servers of either family
             None,
         )
         received, out = ping(lab, "10.77.0.23", 20)

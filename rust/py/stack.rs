@@ -1,6 +1,6 @@
 //! `mipfast.Stack`: a stack on a live interface.
 
-use super::address::Address;
+use super::address::{ip_literal, Address};
 use super::call::{blocking, resolve_host, timeout_arg, ANY_FAMILY};
 use super::errors::{self, value_error};
 use super::live_ref::LiveRef;
@@ -175,21 +175,33 @@ impl PyStack {
                 )));
             }
         }
-        let dns_servers: Vec<Ipv4Addr> = match dns {
+        let dns_server = |s: &str| {
+            ip_literal(s).ok_or_else(|| {
+                PyValueError::new_err(format!("DNS server {s:?} is not an IP address"))
+            })
+        };
+        let static_dns: Vec<std::net::IpAddr> = match dns {
             None => vec![],
             Some(d) => match d.extract::<String>() {
-                Ok(one) => vec![parse_ip("DNS server", &one)?],
+                Ok(one) => vec![dns_server(&one)?],
                 Err(_) => d
                     .extract::<Vec<String>>()
                     .map_err(|_| {
                         PyValueError::new_err("dns must be an address string or a list of them")
                     })?
                     .iter()
-                    .map(|s| parse_ip("DNS server", s))
+                    .map(|s| dns_server(s))
                     .collect::<PyResult<_>>()?,
             },
         };
-        let static_dns = dns_servers.clone();
+        // (The IPv4 configuration lists its own servers, IPv4 ones.)
+        let dns_servers: Vec<Ipv4Addr> = static_dns
+            .iter()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V4(a) => Some(*a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
         let addressing = match ip {
             Some(ip) => {
                 let cidr: Ipv4Cidr = ip.parse().map_err(value_error)?;

@@ -323,7 +323,7 @@ fn resolver_fails_over_to_the_next_server() {
     // The first server never answers (nothing at that address).
     net.a
         .stack
-        .set_dns_servers(vec![Ipv4Addr::new(10, 77, 0, 99), B_IP]);
+        .set_dns_servers(vec![Ipv4Addr::new(10, 77, 0, 99).into(), B_IP.into()]);
     let start = net.now;
     let (r, queries) = lookup(&mut net, "www.example.test", &mut zone);
     assert_eq!(r.map(|a| a.len()), Ok(2));
@@ -472,7 +472,7 @@ fn missing_fragments_expire_and_free_memory() {
 #[test]
 fn a_lookup_without_an_address_times_out_instead_of_spinning() {
     let mut stack = Stack::new(StackConfig::dhcp(11), Instant::ZERO);
-    stack.set_dns_servers(vec![Ipv4Addr::new(10, 77, 0, 1)]);
+    stack.set_dns_servers(vec![Ipv4Addr::new(10, 77, 0, 1).into()]);
     let id = stack.resolve_start(Instant::ZERO, "nowhere.lab");
     let mut now = Instant::ZERO;
     let mut rounds = 0;
