@@ -1072,3 +1072,50 @@ fn asks_the_dns_servers_routers_name() {
     s.poll_timers(now);
     assert!(s.dns_servers().is_empty());
 }
+
+/// RFC 8201 for datagrams: a Packet Too Big about one of ours makes later
+/// datagrams to that destination leave in fragments that fit (never
+/// smaller than 1280), until the entry ages out after ten minutes.
+#[test]
+fn datagrams_follow_a_packet_too_big() {
+    let (mut s, mut now) = ready_stack();
+    let ours = ip(LINK_LOCAL);
+    let h = s.udp_bind(Ipv6Addr::UNSPECIFIED, 5000).unwrap();
+    s.udp_send(now, h, (ip(PEER), 9), &pattern(1400)).unwrap();
+    drain(&mut s);
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    assert_eq!((out.len(), out[0].protocol), (1, ipv6::NEXT_UDP));
+    // A router says 1000 bytes: taken as 1280, IPv6's minimum.
+    let mut original = vec![0u8; ipv6::HEADER_LEN];
+    ipv6::Repr {
+        src: ours,
+        dst: ip(PEER),
+        next_header: ipv6::NEXT_UDP,
+        hop_limit: 64,
+        payload_len: out[0].upper.len(),
+    }
+    .emit(&mut original);
+    original.extend_from_slice(&out[0].upper);
+    let mut ptb = vec![0u8; 8 + original.len()];
+    ptb[0] = icmpv6::TYPE_PACKET_TOO_BIG;
+    ptb[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    ptb[8..].copy_from_slice(&original);
+    s.process_frame(now, &icmp(DEFAULT_MAC, (ip("fe80::1"), ours), 64, ptb));
+    let sizes = |s: &mut Stack| -> Vec<usize> {
+        let frames = drain(s);
+        frames
+            .iter()
+            .map(|f| f.len() - ethernet::HEADER_LEN)
+            .collect()
+    };
+    s.udp_send(now, h, (ip(PEER), 9), &pattern(1400)).unwrap();
+    assert_eq!(sizes(&mut s), vec![1280, 1408 - 1232 + 48]);
+    now += Duration::from_secs(601);
+    s.poll_timers(now);
+    drain(&mut s);
+    s.udp_send(now, h, (ip(PEER), 9), &pattern(1400)).unwrap();
+    drain(&mut s); // the peer is asked for again
+    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    assert_eq!(sizes(&mut s), vec![ipv6::HEADER_LEN + 1408]);
+}

@@ -96,7 +96,8 @@ impl Ipv6Host {
             0
         };
         let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN + extension;
-        if ipv6::HEADER_LEN + extension + len > self.mtu(link.mtu) {
+        let mtu = self.path_mtu(now, link.mtu, out.dst);
+        if ipv6::HEADER_LEN + extension + len > mtu {
             // Datagrams and echo requests are fragmented (as Linux does);
             // TCP is cut to fit, and discovery's messages never may be.
             let fragmentable = matches!(out.next_header, ipv6::NEXT_UDP | ipv6::NEXT_ICMPV6)
@@ -107,7 +108,7 @@ impl Ipv6Host {
             }
             let mut whole = vec![0u8; len];
             fill(&mut whole, out.src, out.dst);
-            return self.send_fragments(now, link, out, &whole);
+            return self.send_fragments(now, link, (out, mtu), &whole);
         }
         let write = |frame: &mut [u8], dst_mac: MacAddress| {
             ethernet::Repr {
@@ -163,16 +164,16 @@ impl Ipv6Host {
     }
 
     /// Sends `whole` (the upper-layer bytes, checksummed) in fragments
-    /// (RFC 8200 §4.5) of the most 8-byte units the MTU carries, under an
+    /// (RFC 8200 §4.5) of the most 8-byte units the path's `mtu` carries, under an
     /// identification drawn at random (RFC 7739).
     fn send_fragments(
         &mut self,
         now: Instant,
         link: &mut Link<'_>,
-        out: Outgoing,
+        (out, mtu): (Outgoing, usize),
         whole: &[u8],
     ) -> Result<(), DropReason> {
-        let room = (self.mtu(link.mtu) - ipv6::HEADER_LEN - ipv6::FRAGMENT_HEADER_LEN) & !7;
+        let room = (mtu - ipv6::HEADER_LEN - ipv6::FRAGMENT_HEADER_LEN) & !7;
         let ident = self.rng.random::<u32>();
         let piece = Outgoing {
             next_header: ipv6::NEXT_FRAGMENT,

@@ -92,7 +92,7 @@ impl Ipv6Host {
                     icmpv6::TYPE_DEST_UNREACHABLE | icmpv6::TYPE_PACKET_TOO_BIG
                 );
                 if about_ours && unicast {
-                    return self.quoted_error(link, &icmp);
+                    return self.quoted_error(now, link, &icmp);
                 }
                 self.process_icmp(now, link, (src_mac, packet.hop_limit()), (src, dst), &icmp);
             }
@@ -284,7 +284,8 @@ impl Ipv6Host {
     /// least (and a TCP sequence number, RFC 5927 checks it). Ours never
     /// carry extension headers, so the quote's are not walked.
     fn quoted_error<'a>(
-        &self,
+        &mut self,
+        now: Instant,
         link: &mut Link<'_>,
         icmp: &icmpv6::Packet<'_>,
     ) -> Option<Delivery<'a>> {
@@ -294,6 +295,12 @@ impl Ipv6Host {
             return dropped(link, DropReason::Icmpv6Malformed);
         };
         let ours = ipv6::ipv6_at(quote, 8);
+        // RFC 8201 §4: a Packet Too Big about any packet of ours sizes what
+        // we send that way later (datagrams, echo requests; TCP as below).
+        if icmp.msg_type() == icmpv6::TYPE_PACKET_TOO_BIG && self.is_own(ours) {
+            let mtu = usize::try_from(icmp.parameter()).unwrap_or(usize::MAX);
+            self.learn_path_mtu(now, ipv6::ipv6_at(quote, 24), mtu);
+        }
         if !matches!(protocol, ipv6::NEXT_UDP | ipv6::NEXT_TCP) || !self.is_own(ours) {
             return dropped(link, DropReason::Icmpv6Unhandled);
         }

@@ -38,6 +38,10 @@ const MAX_ROUTERS: usize = 4;
 const MAX_PREFIXES: usize = 8;
 /// DNS servers from advertisements kept at once (RFC 8106 §5.3.1: at least three).
 const MAX_DNS_SERVERS: usize = 3;
+/// Destinations whose smaller path MTU is remembered (for datagrams; TCP
+/// keeps its own), and for how long (RFC 8201 §4: at least 5 minutes).
+const MAX_PATH_MTUS: usize = 64;
+const PATH_MTU_AGING: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Ipv6Config {
@@ -107,6 +111,9 @@ pub struct Ipv6Host {
     hop_limit: u8,
     /// The MTU a router announced (RFC 4861 §4.6.4), when below the link's.
     advertised_mtu: Option<usize>,
+    /// Path MTUs that Packet Too Big messages taught (RFC 8201): the
+    /// destination, its MTU, and when the entry is forgotten.
+    path_mtus: Vec<(Ipv6Addr, usize, Instant)>,
     retrans_timer: Duration,
     /// Router solicitations sent and when the next is due (§6.3.7).
     solicitations_sent: u8,
@@ -133,6 +140,7 @@ impl Ipv6Host {
             dns_servers: Vec::new(),
             hop_limit: DEFAULT_HOP_LIMIT,
             advertised_mtu: None,
+            path_mtus: Vec::new(),
             retrans_timer: RETRANS_TIMER,
             solicitations_sent: 0,
             next_solicitation: None,
@@ -172,6 +180,35 @@ impl Ipv6Host {
     /// The MTU our packets are sized for: the link's, or a router's lower one.
     pub fn mtu(&self, link_mtu: usize) -> usize {
         self.advertised_mtu.map_or(link_mtu, |m| m.min(link_mtu))
+    }
+
+    /// The MTU of the path to `dst`: what a Packet Too Big taught, else
+    /// [`Ipv6Host::mtu`].
+    pub fn path_mtu(&self, now: Instant, link_mtu: usize, dst: Ipv6Addr) -> usize {
+        let learnt = self
+            .path_mtus
+            .iter()
+            .find(|(d, _, expires)| *d == dst && *expires > now)
+            .map(|(_, mtu, _)| *mtu);
+        learnt.map_or(self.mtu(link_mtu), |m| m.min(self.mtu(link_mtu)))
+    }
+
+    /// Remembers a smaller path MTU toward `dst` (RFC 8201 §4: never below
+    /// 1280, never raised by a report), for ten minutes.
+    pub(super) fn learn_path_mtu(&mut self, now: Instant, dst: Ipv6Addr, mtu: usize) {
+        let mtu = mtu.max(crate::wire::ipv6::MIN_MTU);
+        self.path_mtus.retain(|(_, _, expires)| *expires > now);
+        let known = self.path_mtus.iter().position(|(d, _, _)| *d == dst);
+        if let Some(i) = known {
+            let entry = &mut self.path_mtus[i];
+            entry.1 = entry.1.min(mtu);
+            entry.2 = now + PATH_MTU_AGING;
+            return;
+        }
+        if self.path_mtus.len() >= MAX_PATH_MTUS {
+            self.path_mtus.remove(0); // the oldest
+        }
+        self.path_mtus.push((dst, mtu, now + PATH_MTU_AGING));
     }
 
     /// The neighbor cache, as `ip -6 neigh` lists it.
