@@ -9,7 +9,7 @@ mod harness;
 
 use harness::*;
 use mipfast::iface::DEFAULT_MAC;
-use mipfast::service::dns::QueryId;
+use mipfast::service::dns::{Family, QueryId};
 use mipfast::stack::Stack;
 use mipfast::time::{Duration, Instant};
 use mipfast::wire::{dhcp, dns, ethernet, ipv4, udp, Ipv4Addr};
@@ -57,7 +57,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         if kind & 1 == 0 {
             if lookup.is_none() {
                 names += 1;
-                let id = stack.resolve_start(now, &format!("host{}.lab", names % 4));
+                // A and AAAA lookups in turn (their answers cached apart).
+                let family = match names % 2 {
+                    0 => Family::Ipv4,
+                    _ => Family::Ipv6,
+                };
+                let name = format!("host{}.lab", names % 4);
+                let id = stack.resolve_start_for(now, &name, family);
                 let sent = sent_to(&mut stack, dns::PORT);
                 lookup = sent.into_iter().next().map(|(port, q)| (id, port, q));
                 if lookup.is_none() {
