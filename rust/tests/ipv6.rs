@@ -76,6 +76,24 @@ struct Sent {
     upper: Vec<u8>,
 }
 
+impl Sent {
+    /// The packet again, as it left (for an error that quotes it; no
+    /// extension headers, which ours carry only for MLD).
+    fn packet(&self) -> Vec<u8> {
+        let mut p = vec![0u8; ipv6::HEADER_LEN];
+        ipv6::Repr {
+            src: self.src,
+            dst: self.dst,
+            next_header: self.protocol,
+            hop_limit: self.hop_limit,
+            payload_len: self.upper.len(),
+        }
+        .emit(&mut p);
+        p.extend_from_slice(&self.upper);
+        p
+    }
+}
+
 fn sent(f: &[u8]) -> Option<Sent> {
     let eth = ethernet::Frame::new_checked(f).unwrap();
     if eth.ethertype() != ethernet::ETHERTYPE_IPV6 {
@@ -872,19 +890,7 @@ fn a_connected_ipv6_socket_hears_of_a_closed_port() {
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!((out.len(), out[0].protocol), (1, ipv6::NEXT_UDP));
     // The peer's port unreachable quotes what we sent (IPv6 header on).
-    let sent_packet = {
-        let mut p = vec![0u8; ipv6::HEADER_LEN + out[0].upper.len()];
-        ipv6::Repr {
-            src: ours,
-            dst: ip(PEER),
-            next_header: ipv6::NEXT_UDP,
-            hop_limit: 64,
-            payload_len: out[0].upper.len(),
-        }
-        .emit(&mut p);
-        p[ipv6::HEADER_LEN..].copy_from_slice(&out[0].upper);
-        p
-    };
+    let sent_packet = out[0].packet();
     let error = icmpv6::ErrorMessage {
         msg_type: icmpv6::TYPE_DEST_UNREACHABLE,
         code: icmpv6::CODE_PORT_UNREACHABLE,
@@ -1087,16 +1093,7 @@ fn datagrams_follow_a_packet_too_big() {
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
     assert_eq!((out.len(), out[0].protocol), (1, ipv6::NEXT_UDP));
     // A router says 1000 bytes: taken as 1280, IPv6's minimum.
-    let mut original = vec![0u8; ipv6::HEADER_LEN];
-    ipv6::Repr {
-        src: ours,
-        dst: ip(PEER),
-        next_header: ipv6::NEXT_UDP,
-        hop_limit: 64,
-        payload_len: out[0].upper.len(),
-    }
-    .emit(&mut original);
-    original.extend_from_slice(&out[0].upper);
+    let original = out[0].packet();
     let mut ptb = vec![0u8; 8 + original.len()];
     ptb[0] = icmpv6::TYPE_PACKET_TOO_BIG;
     ptb[4..8].copy_from_slice(&1000u32.to_be_bytes());
