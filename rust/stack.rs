@@ -15,6 +15,7 @@ use crate::service::ping::{self, Pinger, ProbeId};
 use crate::socket::tcp::{self, Incoming, Outgoing, TcpConfig, TcpSockets, Unclaimed};
 use crate::socket::udp::{self, BindError, UdpConfig, UdpError, UdpHandle, UdpSockets};
 use crate::time::{earliest, Duration, Instant};
+use crate::wire::checksum::PseudoHeader;
 use crate::wire::{self, held_tcp_text, icmp, ipv4, ipv6, Held, Ipv4Addr, SegmentText};
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -956,135 +957,127 @@ fn datagram_send_result(reason: DropReason) -> Result<(), UdpSendError> {
     }
 }
 
-/// Writes a TCP segment (or a burst of them) into an IPv4 packet: the
-/// payload is copied once, from the send buffer into the frame. Where the
-/// device cuts bursts (`by_device`) it finishes every segment's checksum,
-/// a lone one's too ([`CHECKSUM_ONLY`]), as the kernel's TCP leaves its
-/// own to the device: the text is not read for a sum, and a peer on the
-/// same host takes the checksum as good without reading it either.
+/// Writes a TCP segment (or a burst of them) into an IP packet: the
+/// payload is copied once, from the send buffer into the frame, or not at
+/// all when it is sent from where it lies. Where the device cuts bursts
+/// (`by_device`) it finishes every segment's checksum, a lone one's too
+/// ([`CHECKSUM_ONLY`]), as the kernel's TCP leaves its own to the device:
+/// the text is not read for a sum, and a peer on the same host takes the
+/// checksum as good without reading it either.
 fn emit_tcp(iface: &mut Interface, now: Instant, seg: &Outgoing<'_>, by_device: bool) -> bool {
+    let header_len = seg.repr.header_len();
+    let payload_len = seg.payload_len();
     match (seg.src, seg.dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => emit_tcp_v4(iface, now, seg, (src, dst), by_device),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => emit_tcp_v6(iface, now, seg, (src, dst)),
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let shape = TcpShape::of(seg, seg.segment_size as usize, by_device);
+            let header = ipv4::Repr {
+                dont_fragment: seg.dont_fragment,
+                ..ipv4::Repr::new(src, dst, ipv4::PROTO_TCP, header_len + payload_len, 0)
+            };
+            let payload = shape.payload(seg);
+            let sent = iface.send_ipv4_burst(now, header, payload, |buf| {
+                shape.write(buf, seg, (src, dst));
+            });
+            sent.is_ok()
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            // A router may give the link a smaller MTU than the one the MSS
+            // was sized for (RFC 4861 §4.6.4): segments are cut to it.
+            let mtu = iface.ipv6().map_or(iface.mtu(), |h| h.mtu(iface.mtu()));
+            let room = mtu
+                .saturating_sub(wire::ipv6::HEADER_LEN + header_len)
+                .max(1);
+            let size = match seg.segment_size as usize {
+                0 if payload_len <= room => 0,
+                0 => room,
+                size => size.min(room),
+            };
+            let shape = TcpShape::of(seg, size, by_device);
+            let payload = shape.payload(seg);
+            let sent = iface.send_tcp_v6(
+                now,
+                (src, dst),
+                (header_len + payload_len, payload),
+                |buf| {
+                    shape.write(buf, seg, (src, dst));
+                },
+            );
+            sent.is_ok()
+        }
         _ => false, // (no connection crosses families)
     }
 }
 
-/// Over IPv6, segment by segment with whole checksums: a burst (or a
-/// segment larger than a router's MTU) is cut here, FIN and PSH on the
-/// last segment only, as `segment_burst` does; the text is copied rather
-/// than sent from where it lies.
-fn emit_tcp_v6(
-    iface: &mut Interface,
-    now: Instant,
-    seg: &Outgoing<'_>,
-    (src, dst): (Ipv6Addr, Ipv6Addr),
-) -> bool {
-    let header_len = seg.repr.header_len();
-    let payload_len = seg.payload_len();
-    // A router may give the link a smaller MTU than the one the MSS was
-    // sized for (RFC 4861 §4.6.4): segments are cut to it here.
-    let mtu = iface.ipv6().map_or(iface.mtu(), |h| h.mtu(iface.mtu()));
-    let room = mtu
-        .saturating_sub(wire::ipv6::HEADER_LEN + header_len)
-        .max(1);
-    let size = match seg.segment_size as usize {
-        0 => payload_len.max(1),
-        size => size,
-    }
-    .min(room);
-    let segments = payload_len.div_ceil(size).max(1);
-    let mut sent = true;
-    for i in 0..segments {
-        let (from, to) = (i * size, ((i + 1) * size).min(payload_len));
-        let mut repr = seg.repr;
-        repr.seq = repr.seq.wrapping_add(from as u32);
-        if i + 1 < segments {
-            repr.flags = wire::tcp::Flags(
-                repr.flags.0 & !(wire::tcp::Flags::FIN.0 | wire::tcp::Flags::PSH.0),
-            );
+/// How a segment leaves: cut at `segment_size` or whole, its checksum
+/// finished here or by whoever cuts it, its text copied or sent from where
+/// it lies. The same for both families.
+#[derive(Clone, Copy)]
+struct TcpShape<'a> {
+    /// The TCP payload of each segment of a burst; 0: not a burst.
+    segment_size: usize,
+    /// The checksum is left partial (the pseudo-header sum) for the device.
+    partial: bool,
+    text: Option<Text<'a>>,
+}
+
+impl<'a> TcpShape<'a> {
+    fn of(seg: &Outgoing<'a>, segment_size: usize, by_device: bool) -> Self {
+        let payload_len = seg.payload_len();
+        let burst = segment_size > 0 && payload_len > segment_size;
+        // Text worth not copying stays in the send buffer until the frame goes.
+        let text = seg
+            .owner
+            .filter(|_| seg.from_send_buffer && payload_len >= TEXT_BY_REFERENCE)
+            .map(|owner| Text {
+                at: TextRef {
+                    owner,
+                    from: seg.repr.seq,
+                    len: payload_len,
+                },
+                bytes: seg.payload,
+            });
+        TcpShape {
+            segment_size: if burst { segment_size } else { 0 },
+            partial: burst || by_device,
+            text,
         }
-        let len = header_len + to - from;
-        let result = iface.send_tcp_v6(now, (src, dst), len, |buf| {
-            copy_text(&mut buf[header_len..], seg.payload, from);
-            repr.emit(buf, to - from, src, dst);
-        });
-        sent &= result.is_ok();
     }
-    sent
-}
 
-/// Fills `out` with the text of the two-part `(a, b)` that starts at `from`.
-fn copy_text(out: &mut [u8], (a, b): (&[u8], &[u8]), from: usize) {
-    let in_a = a.len().saturating_sub(from).min(out.len());
-    out[..in_a].copy_from_slice(&a[from.min(a.len())..][..in_a]);
-    let (from_b, rest) = (from.saturating_sub(a.len()), out.len() - in_a);
-    out[in_a..].copy_from_slice(&b[from_b..from_b + rest]);
-}
+    /// The IP payload's shape for the interface.
+    fn payload(&self, seg: &Outgoing<'_>) -> Payload<'a> {
+        let payload_len = seg.payload_len();
+        Payload {
+            segment_size: match (self.segment_size, self.partial) {
+                (0, true) => CHECKSUM_ONLY,
+                (size, _) => size as u16,
+            },
+            segments: match self.segment_size {
+                0 => 1,
+                size => payload_len.div_ceil(size) as u16,
+            },
+            written_from: seg.repr.header_len(),
+            text: self.text,
+        }
+    }
 
-fn emit_tcp_v4(
-    iface: &mut Interface,
-    now: Instant,
-    seg: &Outgoing<'_>,
-    (src, dst): (Ipv4Addr, Ipv4Addr),
-    by_device: bool,
-) -> bool {
-    let header_len = seg.repr.header_len();
-    let payload_len = seg.payload_len();
-    let (a, b) = seg.payload;
-    let segment_size = seg.segment_size as usize;
-    let burst = segment_size > 0 && payload_len > segment_size;
-    let partial = burst || by_device;
-    // Text worth not copying stays in the send buffer until the frame goes.
-    let text = seg
-        .owner
-        .filter(|_| seg.from_send_buffer && payload_len >= TEXT_BY_REFERENCE)
-        .map(|owner| Text {
-            at: TextRef {
-                owner,
-                from: seg.repr.seq,
-                len: payload_len,
-            },
-            bytes: (a, b),
-        });
-    // Else the text is copied in whole below: only the headers need zeroing.
-    let shape = Payload {
-        segment_size: if burst {
-            seg.segment_size
-        } else if partial {
-            CHECKSUM_ONLY
-        } else {
-            0
-        },
-        segments: if burst {
-            payload_len.div_ceil(segment_size) as u16
-        } else {
-            1
-        },
-        written_from: header_len,
-        text,
-    };
-    iface
-        .send_ipv4_burst(
-            now,
-            ipv4::Repr {
-                dont_fragment: seg.dont_fragment,
-                ..ipv4::Repr::new(src, dst, ipv4::PROTO_TCP, header_len + payload_len, 0)
-            },
-            shape,
-            |buf| {
-                if text.is_none() {
-                    copy_text(&mut buf[header_len..][..a.len() + b.len()], (a, b), 0);
-                }
-                match (partial, text.is_some()) {
-                    // The checksum is finished per segment, where it is cut.
-                    (true, _) => seg.repr.emit_partial(buf, payload_len, src, dst),
-                    (false, true) => seg.repr.emit_with_text(buf, (a, b), src, dst),
-                    (false, false) => seg.repr.emit(buf, payload_len, src, dst),
-                }
-            },
-        )
-        .is_ok()
+    /// Writes the TCP header into `buf` and, unless it stays where it lies,
+    /// the text after it.
+    fn write<A: PseudoHeader>(&self, buf: &mut [u8], seg: &Outgoing<'_>, (src, dst): (A, A)) {
+        let payload_len = seg.payload_len();
+        if self.text.is_none() {
+            let header_len = seg.repr.header_len();
+            let (a, b) = seg.payload;
+            let (head, rest) = buf[header_len..][..payload_len].split_at_mut(a.len());
+            head.copy_from_slice(a);
+            rest.copy_from_slice(b);
+        }
+        match (self.partial, self.text.is_some()) {
+            // The checksum is finished per segment, where it is cut.
+            (true, _) => seg.repr.emit_partial(buf, payload_len, src, dst),
+            (false, true) => seg.repr.emit_with_text(buf, seg.payload, src, dst),
+            (false, false) => seg.repr.emit(buf, payload_len, src, dst),
+        }
+    }
 }
 
 /// Below this a segment's text is copied into its frame: a gathering
@@ -1096,20 +1089,6 @@ const TEXT_BY_REFERENCE: usize = 512;
 mod tests {
     use super::*;
 
-    #[test]
-    fn copy_text_reads_across_the_two_parts() {
-        let (a, b) = (&b"hello "[..], &b"world"[..]);
-        for (from, len, want) in [
-            (0, 11, "hello world"),
-            (4, 4, "o wo"),
-            (7, 3, "orl"),
-            (0, 0, ""),
-        ] {
-            let mut out = vec![0u8; len];
-            copy_text(&mut out, (a, b), from);
-            assert_eq!(out, want.as_bytes(), "from {from}");
-        }
-    }
     use crate::iface::Ipv4Cidr;
     use crate::socket::tcp::Secret;
 

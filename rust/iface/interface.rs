@@ -643,23 +643,25 @@ impl Interface {
                 });
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                let _ = self.send_tcp_v6(now, (src, dst), len, |buf| rst.emit(buf, 0, src, dst));
+                let shape = (len, Payload::WHOLE);
+                let _ = self.send_tcp_v6(now, (src, dst), shape, |buf| rst.emit(buf, 0, src, dst));
             }
             _ => {} // (no segment crosses families)
         }
     }
 
-    /// Sends one TCP segment over IPv6 (`len` bytes, which `fill` writes,
-    /// checksum included), through the IPv6 host.
+    /// Sends a TCP segment over IPv6 (`len` bytes), or a burst shaped as
+    /// `payload` says, as [`Interface::send_ipv4_burst`] does over IPv4,
+    /// through the IPv6 host.
     pub fn send_tcp_v6(
         &mut self,
         now: Instant,
         addresses: (std::net::Ipv6Addr, std::net::Ipv6Addr),
-        len: usize,
+        shape: (usize, Payload),
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let mut result = Err(DropReason::NoRoute);
-        self.with_ipv6(|host, link| result = host.send_tcp(now, link, addresses, len, fill));
+        self.with_ipv6(|host, link| result = host.send_tcp(now, link, addresses, shape, fill));
         result
     }
 

@@ -1,16 +1,19 @@
 //! Cutting a TCP burst into segments: our own segmentation offload. A burst
-//! is one Ethernet + IPv4 + TCP frame whose payload spans several segments
-//! of `segment_size` bytes, built once by the stack. A device that cannot
-//! cut it itself (the kernel's GSO behind the live device can) sends what
-//! this module makes: each segment with its own sequence number, lengths
-//! and checksums, FIN and PSH on the last only, and the IP identification
-//! counting up, as Linux's GSO does.
+//! is one Ethernet + IP + TCP frame (IPv4, or IPv6 with no extension
+//! header) whose payload spans several segments of `segment_size` bytes,
+//! built once by the stack. A device that cannot cut it itself (the
+//! kernel's GSO behind the live device can) sends what this module makes:
+//! each segment with its own sequence number, lengths and checksums, FIN
+//! and PSH on the last only, and over IPv4 the identification counting up,
+//! as Linux's GSO does.
 //!
 //! The same cut undoes a UDP burst (`UDP_SEGMENT`, GSO type UDP_L4) that a
 //! peer's kernel hands us whole: datagrams of `segment_size` bytes, each
 //! with its own length and checksum.
 
-use crate::wire::{checksum, ethernet, ipv4, tcp, udp, Ipv4Addr};
+use crate::wire::checksum::{self, PseudoHeader};
+use crate::wire::{ethernet, ipv4, ipv6, tcp, udp, Ipv4Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 const FIN_PSH: u8 = tcp::Flags::FIN.0 | tcp::Flags::PSH.0;
 
@@ -44,7 +47,6 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
     };
     let headers = &frame[..l.payload_start];
     let payload = &frame[l.payload_start..l.end];
-    let ident = u16::from_be_bytes([frame[l.ip + 4], frame[l.ip + 5]]);
     let t = l.transport;
     let seq = u32::from_be_bytes(frame[t + 4..t + 8].try_into().unwrap());
     let mut segment = Vec::with_capacity(l.payload_start + segment_size.min(payload.len()));
@@ -54,13 +56,7 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
         segment.clear();
         segment.extend_from_slice(headers);
         segment.extend_from_slice(chunk);
-        let ip_total = (l.payload_start - l.ip + chunk.len()) as u16;
-        segment[l.ip + 2..l.ip + 4].copy_from_slice(&ip_total.to_be_bytes());
-        let id = ident.wrapping_add(i as u16);
-        segment[l.ip + 4..l.ip + 6].copy_from_slice(&id.to_be_bytes());
-        segment[l.ip + 10..l.ip + 12].fill(0);
-        let c = checksum::checksum(&segment[l.ip..t]);
-        segment[l.ip + 10..l.ip + 12].copy_from_slice(&c.to_be_bytes());
+        l.fix_ip_header(&mut segment, i);
         let transport_len = segment.len() - t;
         let field = if l.protocol == ipv4::PROTO_TCP {
             let s = seq.wrapping_add((i * segment_size) as u32);
@@ -74,7 +70,15 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
             t + UDP_CHECKSUM
         };
         segment[field..field + 2].fill(0);
-        let acc = checksum::pseudo_header(l.src, l.dst, l.protocol, transport_len as u16);
+        let acc = match (l.src, l.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                Ipv4Addr::pseudo_header(s, d, l.protocol, transport_len)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                Ipv6Addr::pseudo_header(s, d, l.protocol, transport_len)
+            }
+            _ => unreachable!("one packet, one family"),
+        };
         let mut c = !checksum::fold(checksum::accumulate(acc, &segment[t..]));
         if c == 0 && l.protocol == ipv4::PROTO_UDP {
             c = 0xffff; // RFC 768: zero means "no checksum"
@@ -88,35 +92,80 @@ pub fn segment_burst(frame: &[u8], segment_size: usize, out: &mut dyn FnMut(&[u8
 const TCP_CHECKSUM: usize = 16;
 const UDP_CHECKSUM: usize = 6;
 
-/// Where the headers of an IPv4 TCP or UDP frame start and end.
+/// Where the headers of an IPv4 or IPv6 TCP or UDP frame start and end.
 struct Layout {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     protocol: u8,
     ip: usize,
     transport: usize,
     payload_start: usize,
     end: usize,
+    /// The burst's IPv4 identification (the `i`th segment takes `ident + i`).
+    ident: u16,
 }
 
 impl Layout {
     fn payload_len(&self) -> usize {
         self.end - self.payload_start
     }
+
+    /// The IP header of the `i`th segment, `segment` long: its length (and
+    /// over IPv4 its identification and checksum).
+    fn fix_ip_header(&self, segment: &mut [u8], i: usize) {
+        let ip = self.ip;
+        if self.src.is_ipv6() {
+            let payload_len = (segment.len() - ip - ipv6::HEADER_LEN) as u16;
+            segment[ip + 4..ip + 6].copy_from_slice(&payload_len.to_be_bytes());
+            return;
+        }
+        let ip_total = (segment.len() - ip) as u16;
+        segment[ip + 2..ip + 4].copy_from_slice(&ip_total.to_be_bytes());
+        let id = self.ident.wrapping_add(i as u16);
+        segment[ip + 4..ip + 6].copy_from_slice(&id.to_be_bytes());
+        segment[ip + 10..ip + 12].fill(0);
+        let c = checksum::checksum(&segment[ip..self.transport]);
+        segment[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 fn layout(frame: &[u8]) -> Option<Layout> {
     let ip = ethernet::HEADER_LEN;
     let eth = ethernet::Frame::new_checked(frame).ok()?;
-    if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
-        return None;
-    }
-    let packet = ipv4::Packet::new_checked(eth.payload()).ok()?;
-    if packet.is_fragment() {
-        return None;
-    }
-    let transport = ip + packet.header_len();
-    let header_len = match packet.protocol() {
+    let (src, dst, protocol, transport, end, ident) = match eth.ethertype() {
+        ethernet::ETHERTYPE_IPV4 => {
+            let packet = ipv4::Packet::new_checked(eth.payload()).ok()?;
+            if packet.is_fragment() {
+                return None;
+            }
+            let (src, dst) = (packet.src().into(), packet.dst().into());
+            let transport = ip + packet.header_len();
+            (
+                src,
+                dst,
+                packet.protocol(),
+                transport,
+                ip + packet.total_len(),
+                packet.ident(),
+            )
+        }
+        // Our bursts carry no extension header, nor do the kernel's.
+        ethernet::ETHERTYPE_IPV6 => {
+            let packet = ipv6::Packet::new_checked(eth.payload()).ok()?;
+            let (src, dst) = (packet.src().into(), packet.dst().into());
+            let end = ip + packet.as_bytes().len();
+            (
+                src,
+                dst,
+                packet.next_header(),
+                ip + ipv6::HEADER_LEN,
+                end,
+                0,
+            )
+        }
+        _ => return None,
+    };
+    let header_len = match protocol {
         ipv4::PROTO_TCP => {
             let data_offset = (*frame.get(transport + 12)? >> 4) as usize * 4;
             (data_offset >= tcp::HEADER_LEN).then_some(data_offset)?
@@ -124,16 +173,16 @@ fn layout(frame: &[u8]) -> Option<Layout> {
         ipv4::PROTO_UDP => udp::HEADER_LEN,
         _ => return None,
     };
-    let end = ip + packet.total_len();
     let payload_start = transport + header_len;
     (payload_start <= end).then_some(Layout {
-        src: packet.src(),
-        dst: packet.dst(),
-        protocol: packet.protocol(),
+        src,
+        dst,
+        protocol,
         ip,
         transport,
         payload_start,
         end,
+        ident,
     })
 }
 
@@ -205,6 +254,68 @@ mod tests {
             joined.extend_from_slice(seg.payload());
         }
         assert_eq!(joined, payload);
+    }
+
+    /// An IPv6 burst as the stack builds it: no extension header.
+    fn burst_v6(payload: &[u8], flags: Flags) -> Vec<u8> {
+        let (a, b) = (
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+            Ipv6Addr::LOCALHOST,
+        );
+        let tcp = Repr {
+            src_port: 1,
+            dst_port: 2,
+            seq: 77,
+            ack: 9,
+            flags,
+            window: 100,
+            options: Default::default(),
+        };
+        let tcp_len = tcp.header_len() + payload.len();
+        let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+        let mut frame = vec![0u8; at + tcp_len];
+        ethernet::Repr {
+            dst: MacAddress::BROADCAST,
+            src: MacAddress::ZERO,
+            ethertype: ethernet::ETHERTYPE_IPV6,
+        }
+        .emit(&mut frame);
+        ipv6::Repr {
+            src: a,
+            dst: b,
+            next_header: ipv6::NEXT_TCP,
+            hop_limit: 64,
+            payload_len: tcp_len,
+        }
+        .emit(&mut frame[ethernet::HEADER_LEN..]);
+        frame[at + tcp.header_len()..].copy_from_slice(payload);
+        tcp.emit_partial(&mut frame[at..], payload.len(), a, b);
+        frame
+    }
+
+    #[test]
+    fn cuts_an_ipv6_burst_into_checked_segments() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+        let frame = burst_v6(&payload, Flags::ACK | Flags::PSH);
+        let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
+        assert_eq!(wire_size(&frame, 1220), (3, frame.len() + 2 * headers));
+        let mut joined = vec![];
+        let mut sizes = vec![];
+        segment_burst(&frame, 1220, &mut |s| {
+            let ip = ipv6::Packet::new_checked(&s[ethernet::HEADER_LEN..]).unwrap();
+            assert_eq!(
+                ip.as_bytes().len(),
+                s.len() - ethernet::HEADER_LEN,
+                "payload length"
+            );
+            let seg = Segment::new_checked(ip.payload(), ip.src(), ip.dst()).unwrap();
+            assert_eq!(seg.seq(), 77 + joined.len() as u32);
+            let last = joined.len() + seg.payload().len() == payload.len();
+            assert_eq!(seg.flags().contains(Flags::PSH), last);
+            sizes.push(seg.payload().len());
+            joined.extend_from_slice(seg.payload());
+        });
+        assert_eq!((sizes, joined), (vec![1220, 1220, 560], payload));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! little-endian host; the socket follows the host's byte order).
 
 use crate::iface::RxChecksum;
-use crate::wire::{ethernet, ipv4, tcp};
+use crate::wire::{ethernet, ipv4, ipv6, tcp};
 
 pub const PACKET_VNET_HDR: libc::c_int = 15;
 pub const LEN: usize = 10;
@@ -15,6 +15,7 @@ pub const LEN: usize = 10;
 const F_NEEDS_CSUM: u8 = 1;
 const F_DATA_VALID: u8 = 2;
 pub const GSO_TCPV4: u8 = 1;
+pub const GSO_TCPV6: u8 = 4;
 pub const GSO_UDP_L4: u8 = 5;
 /// Set with a TCP GSO type when the burst carries ECN's CWR.
 const GSO_ECN: u8 = 0x80;
@@ -63,28 +64,39 @@ impl VnetHeader {
         b
     }
 
-    /// For a TCP burst we built (Ethernet + IPv4 without options + TCP,
-    /// its headers at the start of `frame`): cut at `segment_size`, finish
-    /// the TCP checksum, whose field holds the pseudo-header sum. A burst
-    /// of one segment (`iface::CHECKSUM_ONLY`) is not cut, only summed. A
-    /// whole frame (`segment_size` 0) needs nothing: its checksums are done.
+    /// For a TCP burst we built (Ethernet + IPv4 without options, or IPv6
+    /// without extension headers, + TCP, its headers at the start of
+    /// `frame`): cut at `segment_size`, finish the TCP checksum, whose field
+    /// holds the pseudo-header sum. A burst of one segment
+    /// (`iface::CHECKSUM_ONLY`) is not cut, only summed. A whole frame
+    /// (`segment_size` 0) needs nothing: its checksums are done.
     pub fn for_tcp_burst(frame: &[u8], segment_size: u16) -> Self {
         if segment_size == 0 {
             return VnetHeader::default();
         }
-        let tcp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let be16 = |at: usize| {
+            frame
+                .get(at..at + 2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        };
+        let ip = ethernet::HEADER_LEN;
+        // The IP header's length and where the packet ends, per family.
+        let (ip_header, end, gso) = if be16(12) == ethernet::ETHERTYPE_IPV6 as usize {
+            let end = ip + ipv6::HEADER_LEN + be16(ip + 4);
+            (ipv6::HEADER_LEN, end, GSO_TCPV6)
+        } else {
+            (ipv4::HEADER_LEN, ip + be16(ip + 2), GSO_TCPV4)
+        };
+        let tcp_start = ip + ip_header;
         let data_offset = frame
             .get(tcp_start + 12)
             .map_or(tcp::HEADER_LEN, |b| (b >> 4) as usize * 4);
         let headers = tcp_start + data_offset;
-        let ip_len = frame
-            .get(ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4)
-            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
-        let payload = (ethernet::HEADER_LEN + ip_len).saturating_sub(headers);
+        let payload = end.saturating_sub(headers);
         let cut = payload > segment_size as usize;
         VnetHeader {
             flags: F_NEEDS_CSUM,
-            gso_type: if cut { GSO_TCPV4 } else { 0 },
+            gso_type: if cut { gso } else { 0 },
             hdr_len: headers as u16,
             gso_size: if cut { segment_size } else { 0 },
             csum_start: tcp_start as u16,
@@ -199,6 +211,24 @@ mod tests {
             );
             assert_eq!((lone.csum_start, lone.csum_offset), (34, 16));
         }
+    }
+
+    #[test]
+    fn an_ipv6_burst_is_cut_as_tcpv6_after_its_fixed_header() {
+        let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+        let mut head = vec![0u8; at + 32];
+        head[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
+        let ip_payload = (32 + 3000u16).to_be_bytes();
+        head[ethernet::HEADER_LEN + 4..ethernet::HEADER_LEN + 6].copy_from_slice(&ip_payload);
+        head[at + 12] = 8 << 4;
+        let h = VnetHeader::for_tcp_burst(&head, 1428);
+        assert_eq!(
+            (h.flags, h.gso_type, h.hdr_len, h.gso_size),
+            (F_NEEDS_CSUM, GSO_TCPV6, 86, 1428)
+        );
+        assert_eq!((h.csum_start, h.csum_offset), (54, 16));
+        let lone = VnetHeader::for_tcp_burst(&head, 3000);
+        assert_eq!((lone.gso_type, lone.gso_size, lone.csum_start), (0, 0, 54));
     }
 
     #[test]

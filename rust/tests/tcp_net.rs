@@ -61,8 +61,12 @@ impl Net {
 
     /// Both stacks with IPv6 too, their link-local addresses checked and theirs.
     pub fn with_ipv6(faults: FaultConfig, seed: u64) -> Self {
-        let tcp = (TcpConfig::default(), TcpConfig::default());
-        let mut net = Net::build(faults, seed, tcp, true);
+        Net::with_ipv6_configs(faults, seed, TcpConfig::default(), TcpConfig::default())
+    }
+
+    /// As [`Net::with_ipv6`], with these TCP settings on A and B.
+    pub fn with_ipv6_configs(faults: FaultConfig, seed: u64, a: TcpConfig, b: TcpConfig) -> Self {
+        let mut net = Net::build(faults, seed, (a, b), true);
         net.run_for(Duration::from_secs(3));
         net
     }

@@ -216,14 +216,23 @@ impl Device for Tee<'_> {
 }
 
 /// A sends 300 kB to B (slow start from the initial window, 1 ms each way,
-/// 100 µs steps); returns what A handed its device.
-fn flights(burst_capacity: usize) -> Vec<Sent> {
+/// 100 µs steps), over IPv4 or between link-local IPv6 addresses; returns
+/// what A handed its device.
+fn flights(burst_capacity: usize, ipv6: bool) -> Vec<Sent> {
     let a = TcpConfig {
         burst_capacity,
         ..Default::default()
     };
-    let mut net = Net::clean_with(5, a, TcpConfig::default());
-    let (ha, hb) = net.connect(80);
+    let latency = FaultConfig::latency(Duration::from_millis(1));
+    let (mut net, (ha, hb)) = if ipv6 {
+        let mut net = Net::with_ipv6_configs(latency, 5, a, TcpConfig::default());
+        let ends = net.connect_from(link_local(A_MAC), (link_local(B_MAC), 80));
+        (net, ends)
+    } else {
+        let mut net = Net::clean_with(5, a, TcpConfig::default());
+        let ends = net.connect(80);
+        (net, ends)
+    };
     let mut transfer = Transfer::new(pattern(300_000, 3));
     let mut frames = vec![];
     for _ in 0..2000 {
@@ -245,10 +254,20 @@ fn flights(burst_capacity: usize) -> Vec<Sent> {
 
 #[test]
 fn bursts_become_the_very_segments_sent_one_by_one() {
-    let single = flights(0);
-    let bursts = flights(65535);
+    for ipv6 in [false, true] {
+        bursts_match_single_segments(ipv6);
+    }
+}
+
+fn bursts_match_single_segments(ipv6: bool) {
+    let single = flights(0, ipv6);
+    let bursts = flights(65535, ipv6);
     assert!(single.iter().all(|f| f.segment_size == 0));
-    let mss = 1448;
+    // 1500 less the IP header, TCP's 20 bytes and 12 of timestamps.
+    let (mss, ethertype, ip_len) = match ipv6 {
+        false => (1448, [8, 0], 20),
+        true => (1428, [0x86, 0xdd], 40),
+    };
     assert!(
         bursts
             .iter()
@@ -258,20 +277,23 @@ fn bursts_become_the_very_segments_sent_one_by_one() {
     assert!(bursts.iter().all(|f| f.bytes.len() <= 14 + 65535));
     // Where the device cuts bursts it finishes every TCP checksum: a lone
     // segment goes as a burst of one, its checksum field left partial.
-    let is_tcp = |f: &&Sent| f.bytes[12..14] == [8, 0] && f.bytes[23] == 6;
+    let protocol_at = if ipv6 { 20 } else { 23 };
+    let is_tcp = |f: &&Sent| f.bytes[12..14] == ethertype && f.bytes[protocol_at] == 6;
+    assert!(bursts.iter().filter(is_tcp).count() > 3);
     assert!(bursts.iter().filter(is_tcp).all(|f| f.segment_size > 0));
     let lone: Vec<&Sent> = bursts
         .iter()
         .filter(|f| f.segment_size == CHECKSUM_ONLY)
         .collect();
     assert!(!lone.is_empty(), "the last segment, shorter than the rest");
+    let checksum_at = 14 + ip_len + 16;
     for f in lone {
         let mut finished = vec![];
         f.view()
             .for_each_segment(&mut |s| finished.push(s.to_vec()));
         assert_eq!(finished.len(), 1);
-        assert_eq!(finished[0][..50], f.bytes[..50]);
-        assert_eq!(finished[0][52..], f.bytes[52..]);
+        assert_eq!(finished[0][..checksum_at], f.bytes[..checksum_at]);
+        assert_eq!(finished[0][checksum_at + 2..], f.bytes[checksum_at + 2..]);
     }
     let wire = |frames: &[Sent]| {
         let mut out = vec![];
@@ -284,7 +306,7 @@ fn bursts_become_the_very_segments_sent_one_by_one() {
     assert!(single.len() > 20, "{} frames", single.len());
     assert_eq!(single.len(), cut.len());
     for (i, (s, c)) in single.iter().zip(&cut).enumerate() {
-        assert_eq!(s, c, "wire frame {i} differs");
+        assert_eq!(s, c, "wire frame {i} differs (IPv6: {ipv6})");
     }
 }
 
@@ -302,6 +324,24 @@ fn bursts_cut_by_the_device_survive_faults_over_20_seeds() {
     for seed in 0..20 {
         let mut net = Net::with_configs(faulty(), 2000 + seed, config, config);
         bulk(&mut net, faulty_len() / 2, Duration::from_secs(3600));
+        assert!(net.a.stack.counters().bursts_out > 10, "bursts were sent");
+    }
+}
+
+#[test]
+fn over_ipv6_bursts_cut_by_the_device_survive_faults() {
+    let config = bursting();
+    for seed in 0..5 {
+        let mut net = Net::with_ipv6_configs(faulty(), 2100 + seed, config, config);
+        let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+        let (ha, hb) = net.connect_from(a, (b, 6000));
+        let mut ab = Transfer::new(pattern(faulty_len() / 2, 8));
+        let finished = net.run_until(Duration::from_secs(3600), |n| {
+            ab.step(&mut n.a.stack, ha, &mut n.b.stack, hb);
+            ab.done()
+        });
+        assert!(finished, "seed {seed}: {}/{}", ab.received, ab.data.len());
+        assert_eq!(ab.hash, Fnv::of(&ab.data));
         assert!(net.a.stack.counters().bursts_out > 10, "bursts were sent");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Ipv6Host, Link};
 use crate::iface::neighbor::NeighborAction;
-use crate::iface::DropReason;
+use crate::iface::{segment_burst, DropReason, Payload, Text};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, Ipv6Addr};
 use crate::wire::{ethernet, icmpv6, ndp, MacAddress};
@@ -63,6 +63,107 @@ impl Ipv6Host {
             return Some(dst);
         }
         self.routers(now).next().map(|r| r.address)
+    }
+
+    /// Sends a TCP segment of `len` bytes, or a burst of them shaped as
+    /// `payload` says (cut by the device or by [`segment_burst`], as over
+    /// IPv4: see `Interface::send_ipv4_burst`). `fill` writes the segment
+    /// up to its text when the text stays where it lies. The caller sizes
+    /// the segments for the path; IPv6 routers never fragment.
+    pub fn send_tcp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        (len, payload): (usize, Payload),
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let result = self.try_send_tcp(now, link, (src, dst), (len, payload), fill);
+        if let Err(reason) = result {
+            link.counters.count_drop(reason);
+        }
+        result
+    }
+
+    fn try_send_tcp(
+        &mut self,
+        now: Instant,
+        link: &mut Link<'_>,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        (len, payload): (usize, Payload),
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let whole = payload.segment_size == 0;
+        if whole && ipv6::HEADER_LEN + len > self.path_mtu(now, link.mtu, dst) {
+            return Err(DropReason::TooBig);
+        }
+        let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+        let frame_len = headers + len;
+        // With the text apart, what we write ends where it begins.
+        let written_len = frame_len - payload.text.map_or(0, |t| t.at.len);
+        let (our_mac, hop_limit) = (link.mac, self.hop_limit);
+        let write = |buf: &mut [u8], dst_mac: MacAddress| {
+            ethernet::Repr {
+                dst: dst_mac,
+                src: our_mac,
+                ethertype: ethernet::ETHERTYPE_IPV6,
+            }
+            .emit(buf);
+            ipv6::Repr {
+                src,
+                dst,
+                next_header: ipv6::NEXT_TCP,
+                hop_limit,
+                payload_len: len,
+            }
+            .emit(&mut buf[ethernet::HEADER_LEN..]);
+            fill(&mut buf[headers..written_len]);
+        };
+        // To ourselves the frame goes to our own MAC (`stack::loopback`).
+        let hop = match self.is_own(dst) {
+            true => None,
+            false => Some(self.next_hop(now, dst).ok_or(DropReason::NoRoute)?),
+        };
+        let mac = match hop {
+            None => Some(our_mac),
+            Some(hop) => self.neighbors.lookup(now, hop),
+        };
+        let segment_size = payload.segment_size;
+        if let Some(mac) = mac {
+            let buf = match payload.text {
+                Some(text) => link.tx.push_headers(written_len, segment_size, text.at),
+                None => link.tx.push_burst(
+                    frame_len,
+                    segment_size,
+                    headers.saturating_add(payload.written_from),
+                ),
+            }
+            .ok_or(DropReason::TxQueueFull)?;
+            write(buf, mac);
+            return Ok(());
+        }
+        let hop = hop.expect("only a neighbor can be unknown");
+        let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
+        write(&mut frame, MacAddress::ZERO);
+        if let Some(Text { bytes: (a, b), .. }) = payload.text {
+            let (head, rest) = frame[written_len..frame_len].split_at_mut(a.len());
+            head.copy_from_slice(a);
+            rest.copy_from_slice(b);
+        }
+        // What waits for the neighbor waits as the frames it becomes.
+        let mut frames = vec![];
+        segment_burst(&frame, segment_size as usize, &mut |f| {
+            frames.push(f.to_vec())
+        });
+        let mut result = Ok(());
+        for frame in frames {
+            match self.neighbors.enqueue(now, hop, frame) {
+                Ok(true) => self.solicit(now, link, hop),
+                Ok(false) => {}
+                Err(_) => result = Err(DropReason::NeighborQueueFull),
+            }
+        }
+        result
     }
 
     /// Sends a packet whose upper-layer bytes (`len` of them) `fill` writes.

@@ -428,25 +428,6 @@ impl Ipv6Host {
         })
     }
 
-    /// Sends one TCP segment (`len` bytes, written whole by `fill`).
-    pub fn send_tcp(
-        &mut self,
-        now: Instant,
-        link: &mut Link<'_>,
-        (src, dst): (Ipv6Addr, Ipv6Addr),
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<(), DropReason> {
-        let out = Outgoing {
-            src,
-            dst,
-            next_header: ipv6::NEXT_TCP,
-            hop_limit: self.hop_limit,
-            router_alert: false,
-        };
-        self.send(now, link, out, len, |buf, _, _| fill(buf))
-    }
-
     /// A reply to a neighbor: to the MAC it gave, else the one we know,
     /// else the frame's source.
     pub(super) fn reply_mac(
