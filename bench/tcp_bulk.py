@@ -6,6 +6,9 @@
 * kernel → kernel: the same Python sink/source on kernel sockets over an identical veth pair
   between two namespaces, offloads off (tso gso gro tx rx), MTU 1500.
 
+With `--ipv6` every transfer runs over IPv6 instead: the stack to the peer's link-local address,
+the kernel pair between two fd78::/64 addresses.
+
 Each is measured with every offload off on both sides, and with the kernel's defaults. The
 kernel's senders use CUBIC, Linux's own default (`--congestion`); if this machine's default
 differs (some images set BBR), the offloads-on comparison is made with it too: BBR paces the
@@ -21,6 +24,7 @@ Run as root: `sudo .venv/bin/python bench/tcp_bulk.py`. Prints figures and ratio
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -31,10 +35,13 @@ from pathlib import Path
 import mipfast
 from mipfast._lab import Lab
 
+# Both listen on the wildcard address of the family `sys.argv[-1]` names ("0.0.0.0" or "::").
 SINK = """
 import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
+any = sys.argv[-1]
+s = socket.socket(socket.AF_INET6 if ":" in any else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((any, int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
 c, _ = s.accept(); buf = bytearray(1 << 20); n = 0; t = None
 while True:
     k = c.recv_into(buf)
@@ -46,10 +53,12 @@ print(n, time.perf_counter() - t, flush=True)
 
 SOURCE = """
 import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+any = sys.argv[-1]
+s = socket.socket(socket.AF_INET6 if ":" in any else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 # On the listener: a connection then starts on it (switched later, it would keep BBR's pacing).
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, sys.argv[3].encode())
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
+s.bind((any, int(sys.argv[1]))); s.listen(1); print("listening", flush=True)
 c, _ = s.accept(); block = bytes(1 << 20); left = int(sys.argv[2])
 while left > 0:
     n = min(left, len(block)); c.sendall(memoryview(block)[:n]); left -= n
@@ -95,11 +104,13 @@ class KernelPair:
     Made once for all rounds: deleting a namespace goes on in the background for a while,
     and would slow whatever is measured next."""
 
-    def __init__(self, offloads: bool = False, tag: str = "") -> None:
+    def __init__(self, offloads: bool = False, tag: str = "", ipv6: bool = False) -> None:
         self.offloads = offloads
+        self.ipv6 = ipv6
         self.A, self.B = f"mipfast-bench-a{tag}", f"mipfast-bench-b{tag}"
         self.devices = (f"mfbench{tag}0", f"mfbench{tag}1")
         self.net = f"10.{78 + bool(tag)}.0"
+        self.net6 = f"fd78:{int(bool(tag))}::"
 
     def __enter__(self) -> KernelPair:
         self._delete()
@@ -109,8 +120,10 @@ class KernelPair:
         self._run(
             "ip", "link", "add", a, "netns", self.A, "type", "veth", "peer", "name", b, "netns", self.B,
         )  # fmt: skip
-        for ns, dev, ip in ((self.A, a, f"{self.net}.1/24"), (self.B, b, f"{self.net}.2/24")):
-            self._run("ip", "-n", ns, "addr", "add", ip, "dev", dev)
+        for ns, dev, i in ((self.A, a, 1), (self.B, b, 2)):
+            self._run("ip", "-n", ns, "addr", "add", f"{self.net}.{i}/24", "dev", dev)
+            if self.ipv6:
+                self._run("ip", "-n", ns, "addr", "add", f"{self.net6}{i}/64", "dev", dev, "nodad")
             self._run("ip", "-n", ns, "link", "set", dev, "up")
             if not self.offloads:
                 self._run("ip", "netns", "exec", ns, "ethtool", "-K", dev, *OFFLOADS_OFF)
@@ -129,14 +142,15 @@ class KernelPair:
 
     def transfer(self, size: int, congestion: str) -> float:
         """Python sink/source on kernel sockets across the pair, the sender on `congestion`."""
-        sink = ns_python(self.B, SINK, "9100")
+        sink = ns_python(self.B, SINK, "9100", "::" if self.ipv6 else "0.0.0.0")
         sink.stdout.readline()
+        family, peer = ("AF_INET6", f"{self.net6}2") if self.ipv6 else ("AF_INET", f"{self.net}.2")
         subprocess.run(
             [
                 "ip", "netns", "exec", self.A, sys.executable, "-c",
-                "import socket,sys; c=socket.socket()\n"
+                f"import socket,sys; c=socket.socket(socket.{family})\n"
                 f"c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'{congestion}')\n"
-                f"c.connect(('{self.net}.2',9100)); b=bytes(1<<20)\n"
+                f"c.connect(('{peer}',9100)); b=bytes(1<<20)\n"
                 f"for _ in range({size >> 20}): c.sendall(b)\nc.close()",
             ],
             check=True,
@@ -146,11 +160,39 @@ class KernelPair:
         return gbit(int(n), float(secs))
 
 
+def peer_address(stack: mipfast.Stack, lab: Lab, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """Where the stack reaches the lab's peer: its IPv4 address, or with IPv6 on the lab its
+    link-local address (once the stack has its own)."""
+    if not lab.ipv6:
+        return (lab.peer_ip, port)
+    deadline = time.monotonic() + 5
+    while not stack.ipv6_addresses and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return (peer_link_local(lab), port, 0, 0)
+
+
+def peer_link_local(lab: Lab) -> str:
+    """The peer's link-local address, once its duplicate address detection is over."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = lab.run("ip", "-6", "-j", "addr", "show", "dev", lab.peer, "scope", "link").stdout
+        addresses = [a for i in json.loads(out) for a in i.get("addr_info", [])]
+        ready = [a["local"] for a in addresses if not a.get("tentative")]
+        if ready:
+            return ready[0]
+        time.sleep(0.1)
+    raise RuntimeError(f"{lab.peer} has no link-local address")
+
+
+def wildcard(lab: Lab) -> str:
+    return "::" if lab.ipv6 else "0.0.0.0"
+
+
 def stack_to_kernel(stack: mipfast.Stack, lab: Lab, size: int) -> float:
-    sink = ns_python(lab.netns, SINK, "9101")
+    sink = ns_python(lab.netns, SINK, "9101", wildcard(lab))
     sink.stdout.readline()
     block = bytes(1 << 20)
-    with stack.connect((lab.peer_ip, 9101), timeout=10) as conn:
+    with stack.connect(peer_address(stack, lab, 9101), timeout=10) as conn:
         conn.settimeout(None)
         for _ in range(size >> 20):
             conn.sendall(block)
@@ -160,11 +202,11 @@ def stack_to_kernel(stack: mipfast.Stack, lab: Lab, size: int) -> float:
 
 
 def kernel_to_stack(stack: mipfast.Stack, lab: Lab, size: int, congestion: str) -> float:
-    source = ns_python(lab.netns, SOURCE, "9102", str(size), congestion)
+    source = ns_python(lab.netns, SOURCE, "9102", str(size), congestion, wildcard(lab))
     source.stdout.readline()
     buf = bytearray(1 << 20)
     total = 0
-    with stack.connect((lab.peer_ip, 9102), timeout=10) as conn:
+    with stack.connect(peer_address(stack, lab, 9102), timeout=10) as conn:
         conn.settimeout(None)
         start = None
         while n := conn.recv_into(buf):
@@ -230,6 +272,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=5, help="rounds of the transfers; medians are reported")
     p.add_argument("--congestion", default="cubic", help="the kernel senders' congestion control")
+    p.add_argument("--ipv6", action="store_true", help="every transfer over IPv6")
     args = p.parse_args()
     size = args.mb << 20
     # (offloads, the kernel senders' congestion control) by setting.
@@ -239,11 +282,12 @@ def main() -> None:
         settings[f"offloads on, {host}"] = (True, host)
     names = ("kernel -> kernel", "stack  -> kernel", "stack  -> kernel, frame by frame", "kernel -> stack ")
     runs = {(setting, name): [] for setting in settings for name in names}
+    lab_options = {"dhcp": False, "ipv6": args.ipv6}
     with (
-        KernelPair() as pair_off,
-        KernelPair(offloads=True, tag="x") as pair_on,
-        Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", dhcp=False) as lab_on,
-        Lab(netns="mipfast-bench-off", iface="mfbenchoff", peer="mfbenchoff-p", dhcp=False) as lab_off,
+        KernelPair(ipv6=args.ipv6) as pair_off,
+        KernelPair(offloads=True, tag="x", ipv6=args.ipv6) as pair_on,
+        Lab(netns="mipfast-bench", iface="mfbench", peer="mfbench-peer", **lab_options) as lab_on,
+        Lab(netns="mipfast-bench-off", iface="mfbenchoff", peer="mfbenchoff-p", **lab_options) as lab_off,
     ):
         # Both ends of the lab's pair as the reference's: offloads off (the kernel then cuts
         # and checksums our bursts in software, as its own), or left at the kernel's defaults.
