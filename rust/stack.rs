@@ -107,6 +107,8 @@ pub struct Stack {
     looped: Vec<Vec<u8>>,
     /// A flush delivered frames to ourselves (`loopback.rs`).
     delivered_to_self: bool,
+    /// Times callers asked to be woken at (see [`Stack::wake_at`]).
+    wake_ups: Vec<Instant>,
 }
 
 impl Stack {
@@ -138,6 +140,7 @@ impl Stack {
             link: Link::default(),
             configured_mtu,
             looped: Vec::new(),
+            wake_ups: Vec::new(),
             delivered_to_self: false,
         };
         if let Some(ipv6) = config.ipv6 {
@@ -801,6 +804,20 @@ impl Stack {
         self.tcp.poll(now);
         self.poll_mdns(now);
         self.dispatch(now);
+        self.wake_ups.retain(|&at| at > now);
+    }
+
+    /// Makes `at` a time the engine's timers run (a round that counts as
+    /// progress), for a call whose own deadline is not the engine's: RFC
+    /// 8305's resolution delay (`runtime::ops::Resolve`). Bounded: beyond
+    /// [`MAX_WAKE_UPS`] pending the latest is kept, the earliest dropped
+    /// (its caller is woken by the next anyway, later).
+    pub fn wake_at(&mut self, at: Instant) {
+        if self.wake_ups.len() >= MAX_WAKE_UPS {
+            self.wake_ups.sort_unstable();
+            self.wake_ups.remove(0);
+        }
+        self.wake_ups.push(at);
     }
 
     /// The earliest time at which [`Stack::poll_timers`] has work.
@@ -809,9 +826,17 @@ impl Stack {
         let dns = self.resolver.poll_at();
         let looped = self.looped_waiting().then_some(Instant::ZERO);
         let mdns = self.mdns_poll_at();
-        [self.iface.poll_at(), self.tcp.poll_at(), dns, looped, mdns]
-            .into_iter()
-            .fold(dhcp, earliest)
+        let wake_up = self.wake_ups.iter().min().copied();
+        [
+            self.iface.poll_at(),
+            self.tcp.poll_at(),
+            dns,
+            looped,
+            mdns,
+            wake_up,
+        ]
+        .into_iter()
+        .fold(dhcp, earliest)
     }
 
     /// Counts a send whose frames the runtime's driver thread sends.
@@ -1079,6 +1104,9 @@ impl<'a> TcpShape<'a> {
         }
     }
 }
+
+/// Wake-ups pending at once (one per waiting lookup of several families).
+const MAX_WAKE_UPS: usize = 256;
 
 /// Below this a segment's text is copied into its frame: a gathering
 /// write's extra pieces would cost more than the copy, and the frame must

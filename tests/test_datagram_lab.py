@@ -217,6 +217,54 @@ def test_names_from_dnsmasq_and_connect_by_name(lab, stack):
         server.wait()
 
 
+# A DNS server that answers A questions with argv[2] and never answers the rest (AAAA).
+A_ONLY_DNS = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("listening", flush=True)
+while True:
+    q, client = s.recvfrom(512)
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    if q[end + 1 : end + 3] != b"\\x00\\x01":
+        print("unanswered", q[end + 1 : end + 3].hex(), flush=True)
+        continue
+    head = q[:2] + b"\\x81\\x80" + q[4:6] + b"\\x00\\x01\\x00\\x00\\x00\\x00"
+    record = b"\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x3c\\x00\\x04" + socket.inet_aton(sys.argv[2])
+    s.sendto(head + q[12 : end + 5] + record, client)
+"""
+
+
+@linux_lab  # ip addr
+def test_a_server_that_never_answers_aaaa_costs_a_lookup_of_both_families_50_ms(lab):
+    """RFC 8305's resolution delay: with the A answer in, the AAAA one is waited for 50 ms,
+    not for the query's retries, which would outlast the 3-second timeout here."""
+    server_ip = "10.77.0.53"
+    lab.run("ip", "addr", "add", f"{server_ip}/24", "dev", lab.peer)
+    dns = ns_python(lab, A_ONLY_DNS, server_ip, lab.peer_ip)
+    try:
+        assert dns.stdout.readline().strip() == "listening"
+        with mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=server_ip) as stack:
+            assert stack.resolve("slow.test", timeout=3, family=socket.AF_UNSPEC) == [lab.peer_ip]
+            listener = ns_python(lab, PEER_PY, "echo", "9300")
+            try:
+                assert listener.stdout.readline().strip() == "listening"
+                with stack.connect(("other.test", 9300), timeout=3) as conn:
+                    assert conn.getpeername() == (lab.peer_ip, 9300)
+            finally:
+                listener.kill()
+                listener.wait()
+        dns.kill()
+        asked = dns.communicate()[0]
+        assert "unanswered 001c" in asked, asked  # the AAAA questions were asked, and left
+    finally:
+        dns.kill()
+        dns.wait()
+        lab.run("ip", "addr", "del", f"{server_ip}/24", "dev", lab.peer, check=False)
+
+
 def test_ping_the_kernel(lab, stack):
     rtts = stack.ping(lab.peer_ip, count=5, timeout=1.0)
     assert len(rtts) == 5

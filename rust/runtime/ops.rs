@@ -145,12 +145,22 @@ impl Op for Accept {
     }
 }
 
+/// RFC 8305 §3's resolution delay: once one family's query has found
+/// addresses, how long the others are waited for.
+pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
 /// A DNS lookup of one family or several (AF_UNSPEC asks for AAAA and A
 /// records at once, as glibc's getaddrinfo does); the queries are forgotten
-/// once all are answered or the caller gives up.
+/// once all are answered or the caller gives up. Once one family has
+/// addresses, the others get [`RESOLUTION_DELAY`] more (RFC 8305 §3,
+/// for either family: a server that never answers AAAA questions then
+/// costs 50 ms, not the query's retries), and the lookup ends with what it
+/// has.
 #[derive(Debug)]
 pub struct Resolve {
     ids: Vec<QueryId>,
+    /// When the lookup ends with what it has: set by the first addresses.
+    settle_at: Option<Instant>,
 }
 
 impl Resolve {
@@ -160,7 +170,25 @@ impl Resolve {
                 .iter()
                 .map(|&f| stack.resolve_start_for(now, name, f))
                 .collect(),
+            settle_at: None,
         }
+    }
+
+    /// Whether the lookup may end now, some queries still unanswered.
+    fn settled(&mut self, stack: &mut Stack, now: Instant) -> bool {
+        let found = self
+            .ids
+            .iter()
+            .any(|&id| matches!(stack.resolve_result(id), Some(Ok(a)) if !a.is_empty()));
+        if !found {
+            return false;
+        }
+        let settle_at = *self.settle_at.get_or_insert_with(|| {
+            let at = now + RESOLUTION_DELAY;
+            stack.wake_at(at);
+            at
+        });
+        now >= settle_at
     }
 }
 
@@ -170,11 +198,11 @@ impl Op for Resolve {
     /// connection should try them; else the last family's error (IPv4's,
     /// when both were asked).
     fn attempt(&mut self, stack: &mut Stack, now: Instant) -> Option<Lookup> {
-        if self
+        let pending = self
             .ids
             .iter()
-            .any(|&id| stack.resolve_result(id).is_none())
-        {
+            .any(|&id| stack.resolve_result(id).is_none());
+        if pending && !self.settled(stack, now) {
             return None;
         }
         let (mut addresses, mut error) = (Vec::new(), None);

@@ -5,6 +5,7 @@ mod tcp_net;
 
 use mipfast::iface::DropReason;
 use mipfast::phy::fault::FaultConfig;
+use mipfast::runtime::ops::{self, Op};
 use mipfast::service::dns::{DnsError, Family};
 use mipfast::service::ping::ProbeId;
 use mipfast::socket::udp::UdpHandle;
@@ -203,24 +204,7 @@ fn lookup_for(
     net.flush();
     let mut queries = 0;
     net.run_until(Duration::from_secs(60), |n| {
-        let now = n.now;
-        for (src, q) in recv_all(&mut n.b.stack, server) {
-            queries += 1;
-            let qname = {
-                let r = dns::parse_response(&{
-                    let mut as_response = q.clone();
-                    as_response[2] |= 0x80;
-                    as_response
-                });
-                r.ok()
-                    .and_then(|r| r.question)
-                    .map(|(n, _)| n)
-                    .unwrap_or_default()
-            };
-            if let Some(answer) = script(&qname, &q) {
-                n.b.stack.udp_send(now, server, src, &answer).unwrap();
-            }
-        }
+        queries += answer_queries(n, server, script);
         n.a.stack.resolve_result(id).is_some()
     });
     let result = net
@@ -232,6 +216,30 @@ fn lookup_for(
     net.a.stack.resolve_finish(id);
     net.b.stack.udp_mut().close(server);
     (result, queries)
+}
+
+/// B, a DNS server on `server`, answers the queries it has by `script`;
+/// returns how many it had.
+fn answer_queries(n: &mut Net, server: UdpHandle, script: &mut Script<'_>) -> usize {
+    let now = n.now;
+    let mut queries = 0;
+    for (src, q) in recv_all(&mut n.b.stack, server) {
+        queries += 1;
+        let as_response = {
+            let mut r = q.clone();
+            r[2] |= 0x80;
+            r
+        };
+        let qname = dns::parse_response(&as_response)
+            .ok()
+            .and_then(|r| r.question)
+            .map(|(n, _)| n)
+            .unwrap_or_default();
+        if let Some(answer) = script(&qname, &q) {
+            n.b.stack.udp_send(now, server, src, &answer).unwrap();
+        }
+    }
+    queries
 }
 
 fn a_record(out: &mut Vec<u8>, owner: Option<&str>, ttl: u32, ip: [u8; 4]) {
@@ -611,4 +619,68 @@ fn resolver_looks_up_ipv6_addresses() {
     assert!(asked
         .iter()
         .any(|(n, t)| n == "www.example.test" && *t == dns::TYPE_AAAA));
+}
+
+/// RFC 8305 §3: a lookup of both families whose server never answers the
+/// AAAA question ends 50 ms after the A answer, with the IPv4 address, not
+/// after the AAAA query's retries; one whose server answers both waits for
+/// both and orders them.
+#[test]
+fn a_lookup_of_both_families_waits_50_ms_for_the_second() {
+    let mut net = Net::clean(9);
+    let server = net.b.stack.udp_bind(ANY, 53).unwrap();
+    let both = [Family::Ipv6, Family::Ipv4];
+    let qtype = |q: &[u8]| {
+        let mut r = q.to_vec();
+        r[2] |= 0x80;
+        dns::response_question(&r).unwrap().1.unwrap().1
+    };
+    // Only A questions are answered; the AAAA ones are dropped.
+    let mut answered_at = None;
+    let mut a_only = |_: &str, q: &[u8]| {
+        (qtype(q) == dns::TYPE_A).then(|| {
+            let mut r = build::response(q, dns::RCODE_NOERROR, 1, 0);
+            a_record(&mut r, None, 60, [10, 1, 2, 3]);
+            r
+        })
+    };
+    let mut op = ops::Resolve::start(&mut net.a.stack, net.now, "slow.test", &both);
+    net.flush();
+    let mut got = None;
+    net.run_until(Duration::from_secs(30), |n| {
+        if answer_queries(n, server, &mut a_only) > 0 && answered_at.is_none() {
+            answered_at = Some(n.now);
+        }
+        got = op.attempt(&mut n.a.stack, n.now);
+        got.is_some()
+    });
+    let answered_at = answered_at.expect("the server answered");
+    assert_eq!(got, Some(Ok(vec![IpAddr::from([10, 1, 2, 3])])));
+    // The A answer crosses the link (1 ms), then the delay; time moves only
+    // as the stack's timers say, so it was the stack's wake-up that ended it.
+    let waited = net.now.saturating_since(answered_at);
+    assert!(
+        waited >= ops::RESOLUTION_DELAY && waited <= ops::RESOLUTION_DELAY + ms(2),
+        "{waited:?}"
+    );
+    // A server that answers both: both families, IPv4 last here (no IPv6 route).
+    let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let mut both_answered = |_: &str, q: &[u8]| {
+        let mut r = build::response(q, dns::RCODE_NOERROR, 1, 0);
+        match qtype(q) {
+            dns::TYPE_A => a_record(&mut r, None, 60, [10, 1, 2, 4]),
+            _ => build::record(&mut r, None, dns::TYPE_AAAA, 60, &v6.octets()),
+        }
+        Some(r)
+    };
+    let mut op = ops::Resolve::start(&mut net.a.stack, net.now, "both.test", &both);
+    net.flush();
+    let mut got = None;
+    net.run_until(Duration::from_secs(30), |n| {
+        answer_queries(n, server, &mut both_answered);
+        got = op.attempt(&mut n.a.stack, n.now);
+        got.is_some()
+    });
+    let want: Vec<IpAddr> = vec![[10, 1, 2, 4].into(), v6.into()];
+    assert_eq!(got, Some(Ok(want)));
 }
