@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -124,3 +125,15 @@ def peer_ipv6(lab) -> Iterator[dict[str, str]]:
         yield {"mac": mac, "link_local": ll}
     finally:
         lab.run("sysctl", "-qw", f"{knob}=1", check=False)
+
+
+def wait_peer_address(lab, address: str, timeout: float = 5.0) -> None:
+    """Until the peer's kernel has finished its own duplicate address detection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = json.loads(lab.run("ip", "-6", "-j", "addr", "show", "dev", lab.peer).stdout)
+        addrs = [a for i in info for a in i.get("addr_info", []) if a.get("local") == address]
+        if addrs and not addrs[0].get("tentative"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the peer never got {address}")

@@ -1123,3 +1123,112 @@ def test_aiohttp_client_through_the_patch(lab, tmp_path):
     first, second = lines[0][2], lines[1][2]
     assert first.startswith(STACK_IP) and first == second, "one kept-alive connection from the stack"
     assert lines[2][1:3] == ["300000", hashlib.sha256(pattern(300000)).hexdigest()]
+
+
+# The kernel's side over IPv6: a TCP echo and a UDP echo on "::", then "listening".
+PEER6 = """
+import socket, sys, threading
+port = int(sys.argv[1])
+tcp = socket.create_server(("::", port), family=socket.AF_INET6)
+udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+udp.bind(("::", port))
+def echo(c):
+    with c:
+        while data := c.recv(65536):
+            c.sendall(data)
+def serve_tcp():
+    while True:
+        threading.Thread(target=echo, args=(tcp.accept()[0],), daemon=True).start()
+threading.Thread(target=serve_tcp, daemon=True).start()
+print("listening", flush=True)
+while True:
+    data, client = udp.recvfrom(65535)
+    udp.sendto(data, client)
+"""
+
+# Connects from the namespace to argv[1] (an IPv6 address with its zone) port argv[2].
+CONNECT6 = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    s.sendall(b"six"); print(s.recv(100).decode(), flush=True)
+except ConnectionRefusedError:
+    print("refused", flush=True)
+"""
+
+
+def test_ipv6_clients_and_servers_through_the_patch(lab, peer):
+    """IPv6 through the patch: getaddrinfo of an IPv6 literal and of an AAAA name, a TCP
+    client, a UDP socket and an asyncio client to the kernel's link-local address, all on the
+    stack; a dual-stack server that names its IPv6 peer as it is, and an IPv4 server that an
+    IPv6 peer finds refused, as a kernel's AF_INET server would be."""
+    import asyncio
+
+    from helpers import peer_ipv6, wait_peer_address
+
+    with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=lab.peer_ip) as stack:
+        theirs = kernel["link_local"]
+        deadline = time.monotonic() + 5
+        while not stack.ipv6_addresses and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ours = stack.ipv6_addresses[0]
+        wait_peer_address(lab, theirs)
+        peer("-c", PEER6, "9495")
+        with patched(stack):
+            stream = (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+            assert socket.getaddrinfo(theirs, 9495, type=socket.SOCK_STREAM) == [
+                (*stream, (theirs, 9495, 0, 0))
+            ]
+            assert socket.getaddrinfo("six.mipfast", 80, type=socket.SOCK_STREAM) == [
+                (*stream, ("fd77:0:0:1::1", 80, 0, 0))
+            ]
+            conn = socket.create_connection((theirs, 9495), timeout=10)
+            udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            dual = socket.create_server(("", 9496), family=socket.AF_INET6, dualstack_ipv6=True)
+            v4 = socket.create_server(("", 9497))
+
+            async def echo_over_asyncio() -> bytes:
+                reader, writer = await asyncio.open_connection(theirs, 9495)
+                writer.write(b"asyncio")
+                data = await reader.readexactly(7)
+                writer.close()
+                return data
+
+            assert asyncio.run(echo_over_asyncio()) == b"asyncio"
+        try:
+            with conn:
+                assert conn.family == socket.AF_INET6
+                assert conn.getpeername() == (theirs, 9495, 0, 0) and conn.getsockname()[0] == ours
+                remotes = {c["remote"][0] for c in stack.connections() if c["remote"]}
+                assert theirs in remotes, "the connection is the stack's"
+                conn.sendall(pattern(100_000))
+                got = b""
+                while len(got) < 100_000:
+                    got += conn.recv(65536)
+                assert got == pattern(100_000)
+            udp.settimeout(5)
+            udp.sendto(b"datagram", (theirs, 9495))
+            assert udp.recvfrom(100) == (b"datagram", (theirs, 9495, 0, 0))
+            assert udp.getsockname()[1] in _udp_ports(stack), "a stack UDP socket"
+            # The kernel connects to the stack's link-local address: the dual-stack server
+            # takes it and names it as it is; the IPv4 server's port refuses it.
+            replies: list[str] = []
+            ask = threading.Thread(
+                target=lambda: replies.append(
+                    lab.run(sys.executable, "-c", CONNECT6, f"{ours}%{lab.peer}", "9496").stdout
+                )
+            )
+            ask.start()
+            dual.settimeout(10)
+            accepted, address = dual.accept()
+            with accepted:
+                assert address == (theirs, address[1], 0, 0) and accepted.getpeername() == address
+                assert accepted.getsockname() == (ours, 9496, 0, 0)
+                accepted.sendall(accepted.recv(100) + b" over IPv6")
+            ask.join(10)
+            assert replies == ["six over IPv6\n"]
+            refused = lab.run(sys.executable, "-c", CONNECT6, f"{ours}%{lab.peer}", "9497").stdout
+            assert refused == "refused\n"
+        finally:
+            for s in (udp, dual, v4):
+                s.close()

@@ -5,7 +5,6 @@ address and a route from, a TCP connect refused, and an address the peer already
 from __future__ import annotations
 
 import inspect
-import json
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 import pytest
 import scapy.all as scapy
 from conftest import DEVICE
-from helpers import ipv6_address, link_local, linux_lab, peer_ipv6
+from helpers import ipv6_address, link_local, linux_lab, peer_ipv6, wait_peer_address
 
 import mipfast
 
@@ -51,18 +50,6 @@ except OSError as e:
 """
 
 
-def _wait_peer_address(lab, address: str, timeout: float = 5.0) -> None:
-    """Until the peer's kernel has finished its own duplicate address detection."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = json.loads(lab.run("ip", "-6", "-j", "addr", "show", "dev", lab.peer).stdout)
-        addrs = [a for i in info for a in i.get("addr_info", []) if a.get("local") == address]
-        if addrs and not addrs[0].get("tentative"):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"the peer never got {address}")
-
-
 def _wait(predicate, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +70,7 @@ def test_the_kernel_reaches_the_stack_over_ipv6(lab, tmp_path):
     with peer_ipv6(lab) as peer, mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=str(trace)) as stack:
         ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours]), stack.stats()["ipv6"]
-        _wait_peer_address(lab, peer["link_local"])
+        wait_peer_address(lab, peer["link_local"])
 
         # Neighbor discovery, then echo, on the link-local addresses.
         out = _ping(lab, f"{ours}%{lab.peer}")
@@ -165,7 +152,7 @@ def test_an_address_the_peer_holds_is_given_up(lab, tmp_path):
 def test_without_ipv6_the_stack_sends_none(lab, tmp_path):
     trace = tmp_path / "v4only.pcap"
     with peer_ipv6(lab) as peer:
-        _wait_peer_address(lab, peer["link_local"])
+        wait_peer_address(lab, peer["link_local"])
         with mipfast.Stack(lab.iface, ip=STACK_CIDR, ipv6=False, pcap_out=str(trace)) as stack:
             r = lab.run(
                 "ping",
@@ -212,7 +199,7 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
     with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, dns=dns) as stack:
         ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours])
-        _wait_peer_address(lab, kernel["link_local"])
+        wait_peer_address(lab, kernel["link_local"])
         lab.run("ip", "-6", "addr", "add", f"{PEER_GLOBAL}/64", "dev", lab.peer, "nodad")
         with stack.udp(("::", 5300)) as sock:
             assert sock.family == socket.AF_INET6 and sock.getsockname() == ("::", 5300, 0, 0)
@@ -309,7 +296,7 @@ def test_tcp_over_ipv6_with_the_kernel(lab, peer, tmp_path):
     with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR, pcap_out=trace) as stack:
         ours = link_local(stack.stats()["mac"])
         assert _wait(lambda: stack.ipv6_addresses == [ours])
-        _wait_peer_address(lab, kernel["link_local"])
+        wait_peer_address(lab, kernel["link_local"])
         # The kernel connects to the stack's listener (which takes both families).
         listener = stack.listen(9600)
         client = peer("-c", TCP_PEER, "connect", f"{ours}%{lab.peer}", "9600", str(size))

@@ -15,6 +15,7 @@ with mipfast.Stack("mip0") as stack:      # DHCP; or ip="10.77.0.2/24", gateway=
 from __future__ import annotations
 
 import atexit
+import socket
 import ssl as _ssl
 import weakref
 from importlib import metadata as _metadata
@@ -81,10 +82,16 @@ class Stack(_native.Stack):
             raise
 
     def listen(  # type: ignore[override]
-        self, port: int, backlog: int = 128, *, ssl: _ssl.SSLContext | None = None
+        self,
+        port: int,
+        backlog: int = 128,
+        family: int = socket.AF_UNSPEC,
+        *,
+        ssl: _ssl.SSLContext | None = None,
     ) -> Listener | TlsListener:
-        """Listen on ``port`` (0: a free one); with ``ssl=`` accepted connections are TLS servers."""
-        listener = super().listen(port, backlog)
+        """Listen on ``port`` (0: a free one) for peers of both families (``AF_UNSPEC``), or of
+        ``family`` alone; with ``ssl=`` accepted connections are TLS servers."""
+        listener = super().listen(port, backlog, family)
         return listener if ssl is None else TlsListener(listener, ssl)
 
 

@@ -11,15 +11,17 @@ Each of its sockets is a genuine ``socket.socket``. What it routes through the s
 - **TCP servers**: ``bind()`` to the wildcard address or the stack's own takes the stack's
   port; ``listen()`` puts the stack listener's readiness descriptor in place of the socket's
   own (``dup2``), so that ``select`` and event loops see a waiting connection; ``accept()``
-  returns bridged sockets. A dual-stack IPv6 socket (``::``, ``IPV6_V6ONLY`` off) is served
-  so too, for IPv4, with IPv4-mapped names.
+  returns bridged sockets. An IPv4 server takes IPv4 peers only; a dual-stack IPv6 socket
+  (``::``, ``IPV6_V6ONLY`` off) is served so too, for both families, its IPv4 peers named
+  as IPv4-mapped addresses. An IPv6-only server stays the kernel's.
 - **UDP**: ``bind()`` as for TCP, or the first ``connect()``/``sendto()`` to a routed address,
   opens a stack UDP socket, whose readiness descriptor likewise takes the socket's place;
   every send and receive then goes to it, in datagrams, with the stack socket following this
   socket's timeout.
 
-Anything else (loopback, IPv6, raw sockets, a socket the kernel already bound or connected)
-stays the kernel's.
+Clients and datagram sockets of both families are routed (an IPv6 socket's IPv4-mapped
+destinations excepted). Anything else (loopback, raw sockets, a socket the kernel already bound
+or connected) stays the kernel's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ _UDP_STRUCT_OPTIONS = {
 }
 
 
+#: The families whose TCP and UDP sockets the patch routes.
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
 def _no_flags_but_dontwait(flags: int) -> None:
     if flags & ~socket.MSG_DONTWAIT:
         raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT is supported on a stack UDP socket")
@@ -59,8 +65,8 @@ def _no_flags_but_dontwait(flags: int) -> None:
 def _text_host(address: Any) -> Any:
     """``address`` with a ``bytes`` host as text: the stdlib's socket takes either, and the route,
     the stack and ``getsockname()`` go by text."""
-    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], (bytes, bytearray)):
-        return (bytes(address[0]).decode("ascii", "replace"), address[1])
+    if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], (bytes, bytearray)):
+        return (bytes(address[0]).decode("ascii", "replace"), *address[1:])
     return address
 
 
@@ -82,10 +88,10 @@ def _port(address: Any, what: str) -> int:
 
 
 class RoutedSocket(bridge.BridgedSocket):
-    """``socket.socket`` with IPv4 TCP and UDP routed through ``_mip_stack``; see the module."""
+    """``socket.socket`` with TCP and UDP routed through ``_mip_stack``; see the module."""
 
     _mip_stack: Any = None
-    #: Whether an IPv4 address is the stack's to reach (a class's own ``route``).
+    #: Whether an IP address (either family) is the stack's to reach (a class's own ``route``).
     _mip_routes: Callable[[str], bool] = staticmethod(lambda host: False)
 
     # TCP server.
@@ -98,27 +104,37 @@ class RoutedSocket(bridge.BridgedSocket):
     _mip_udp: Any = None
     # The kernel bound or connected this socket: it stays the kernel's.
     _mip_kernel = False
+    # The family of peers the stack listener takes (AF_UNSPEC: both, for a dual-stack socket).
+    _mip_listen_family: int = socket.AF_INET
     # Options set before the stack socket existed, or to pass on to accepted connections.
     _mip_options: tuple[tuple[int, int, int], ...] = ()
 
     # ---- which sockets and addresses are routed
 
     def _mip_of(self, kind: socket.SocketKind) -> bool:
-        return self.family == socket.AF_INET and self.type == kind and not self._mip_kernel
+        return self.family in _FAMILIES and self.type == kind and not self._mip_kernel
 
     def _mip_serves(self, address: Any) -> bool:
-        """An IPv4 address to listen or receive on that the stack answers for."""
+        """An address to listen or receive on that the stack answers for: IPv4's wildcard or
+        the stack's IPv4 address; for datagrams also IPv6's wildcard or one of the stack's
+        IPv6 addresses (an IPv6 TCP server is the stack's only when dual-stack, see
+        ``_mip_dual_stack``: one that is IPv6-only stays the kernel's, beside the IPv4 server
+        on the stack's port that would otherwise take its port)."""
+        if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
+            return False
+        if self.family == socket.AF_INET:
+            return len(address) == 2 and address[0] in ("", "0.0.0.0", self._mip_stack.ip)
+        host = address[0].split("%")[0]
         return (
-            isinstance(address, tuple)
-            and len(address) == 2
-            and isinstance(address[0], str)
-            and (address[0] in ("", "0.0.0.0") or address[0] == self._mip_stack.ip)
+            self.type == socket.SOCK_DGRAM
+            and 2 <= len(address) <= 4
+            and (host in ("", "::") or host in self._mip_stack.ipv6_addresses)
         )
 
     def _mip_dual_stack(self, address: Any) -> bool:
         """An IPv6 TCP socket about to bind the wildcard address with ``IPV6_V6ONLY`` off
         (Linux's default, ``socket.create_server(..., dualstack_ipv6=True)``): it would take
-        IPv4 connections too, so it listens on the stack, which has IPv4 only."""
+        IPv4 connections too, so it listens on the stack, for both families."""
         return (
             self.family == socket.AF_INET6
             and self.type == socket.SOCK_STREAM
@@ -130,8 +146,17 @@ class RoutedSocket(bridge.BridgedSocket):
         )
 
     def _mip_reaches(self, address: Any) -> bool:
-        """An IPv4 destination the route gives to the stack."""
-        return isinstance(address, tuple) and len(address) == 2 and self._mip_routes(str(address[0]))
+        """A destination of this socket's family that the route gives to the stack (not an
+        IPv4-mapped one of an IPv6 socket's: that is the kernel's dual-stack business)."""
+        if not isinstance(address, tuple):
+            return False
+        host = str(address[0])
+        if self.family == socket.AF_INET6:
+            if not 2 <= len(address) <= 4 or ":" not in host or host.lower().startswith("::ffff:"):
+                return False
+        elif len(address) != 2:
+            return False
+        return self._mip_routes(host)
 
     # ---- TCP client, and UDP's default destination
 
@@ -270,7 +295,7 @@ class RoutedSocket(bridge.BridgedSocket):
         address = _text_host(address)
         serves = self._mip_serves(address) or _multicast_group(address)  # a group's datagrams too
         if self._mip_of(socket.SOCK_DGRAM) and self._mip_udp is None and serves:
-            self._mip_open_udp((address[0] or "0.0.0.0", _port(address, "bind")))
+            self._mip_open_udp((address[0] or self._mip_wildcard(), _port(address, "bind")))
             return
         dual_stack = self._mip_dual_stack(address)
         if not (
@@ -283,7 +308,10 @@ class RoutedSocket(bridge.BridgedSocket):
         port = _port(address, "bind")
         # The port is taken now, as a kernel's bind takes it (EADDRINUSE here, and port 0
         # resolved for getsockname()); listen() sets the backlog.
-        self._mip_listener = self._mip_stack.listen(port, socket.SOMAXCONN)
+        # An IPv4 server never meets an IPv6 peer (it could not name one); a dual-stack one
+        # meets both.
+        self._mip_listen_family = socket.AF_UNSPEC if dual_stack else socket.AF_INET
+        self._mip_listener = self._mip_stack.listen(port, socket.SOMAXCONN, self._mip_listen_family)
         port = self._mip_listener.port
         self._mip_bound = ("::", port, 0, 0) if dual_stack else (address[0] or "0.0.0.0", port)
 
@@ -294,7 +322,8 @@ class RoutedSocket(bridge.BridgedSocket):
         if self._mip_backlog is None:
             if backlog != socket.SOMAXCONN:
                 self._mip_listener.close()
-                self._mip_listener = self._mip_stack.listen(self._mip_bound[1], backlog)
+                port = self._mip_bound[1]
+                self._mip_listener = self._mip_stack.listen(port, backlog, self._mip_listen_family)
             bridge.replace_descriptor(self, self._mip_listener.fileno())
         self._mip_backlog = backlog
 
@@ -319,10 +348,10 @@ class RoutedSocket(bridge.BridgedSocket):
         conn, peer = self._mip_listener.accept(timeout)
         self._mip_pass_options(conn)
         conn.settimeout(socket.getdefaulttimeout())  # as socket.accept() leaves it
+        # A dual-stack socket names its IPv4 peers as IPv4-mapped addresses.
+        sock = bridge.socket_for(conn, self.family, server=True)
         if self.family == socket.AF_INET6:
-            sock, peer = bridge.socket_for(conn, socket.AF_INET6, server=True), bridge.ipv4_mapped(peer)
-        else:
-            sock = bridge.socket_for(conn, server=True)
+            peer = bridge.ipv4_mapped(peer)
         sock._mip_linger_set = self._mip_linger_set  # the listener's options are its connections'
         return sock, peer
 
@@ -335,9 +364,12 @@ class RoutedSocket(bridge.BridgedSocket):
 
     # ---- UDP
 
-    def _mip_open_udp(self, bind: tuple[str, int] = ("0.0.0.0", 0)) -> Any:
+    def _mip_wildcard(self) -> str:
+        return "::" if self.family == socket.AF_INET6 else "0.0.0.0"
+
+    def _mip_open_udp(self, bind: tuple[str, int] | None = None) -> Any:
         if self._mip_udp is None:
-            udp = self._mip_stack.udp(bind)
+            udp = self._mip_stack.udp(bind or (self._mip_wildcard(), 0))
             try:
                 for level, optname, value in self._mip_options:
                     udp.setsockopt(level, optname, value)
@@ -518,7 +550,7 @@ class RoutedSocket(bridge.BridgedSocket):
 
 
 def routed_socket_class(stack: Any, route: Callable[[str], bool]) -> type[RoutedSocket]:
-    """A ``socket.socket`` class whose IPv4 TCP and UDP go through ``stack`` where ``route(ip)``
+    """A ``socket.socket`` class whose TCP and UDP go through ``stack`` where ``route(ip)``
     holds (and servers on the wildcard address or the stack's own)."""
     attributes = {"_mip_stack": stack, "_mip_routes": staticmethod(route)}
     return type("StackRoutedSocket", (RoutedSocket,), attributes)

@@ -15,7 +15,7 @@ descriptor. Handed over (``create_connection(sock=…)``), it becomes such a tra
 that has a bridge (connected with ``connect()``) leaves it, taking along what it had received.
 
 What it cannot serve so goes to asyncio's own method, and from there through the patched
-sockets as before: another address family, a port given by service name, ``local_addr``
+sockets as before: a family other than IPv4's and IPv6's, a port given by service name, ``local_addr``
 other than the stack's, a name that resolves beyond the route, and loops that are not
 asyncio's selector loops.
 """
@@ -62,7 +62,8 @@ def routed_create_connection(
         if kwargs.get("sock") is not None:
             return await _take_over(self, original, protocol_factory, host, port, kwargs)
         local_port = _local_port(stack, self, host, port, kwargs)
-        addresses = None if local_port is None else await _routed_addresses(self, route, host, port)
+        family = kwargs.get("family", 0)
+        addresses = None if local_port is None else await _routed_addresses(self, route, host, (port, family))
         if addresses is None:
             return await original(self, protocol_factory, host, port, **kwargs)  # type: ignore[no-any-return]
         tls = kwargs.get("ssl")
@@ -94,12 +95,12 @@ SockConnect = Callable[..., Any]
 
 
 def routed_sock_connect(original: SockConnect) -> SockConnect:
-    """``BaseSelectorEventLoop.sock_connect`` that connects a patched socket to a routed IPv4
+    """``BaseSelectorEventLoop.sock_connect`` that connects a patched socket to a routed
     address without a bridge (see the module); anything else is asyncio's."""
 
     async def sock_connect(self: Any, sock: Any, address: Any) -> None:
         begin = getattr(sock, "_mip_connect_begin", None)
-        conn = None if begin is None or not _literal_ipv4(address) else begin(address)
+        conn = None if begin is None or not _literal_ip(address) else begin(address)
         if conn is None:
             return await original(self, sock, address)  # type: ignore[no-any-return]
         try:
@@ -112,13 +113,13 @@ def routed_sock_connect(original: SockConnect) -> SockConnect:
     return sock_connect
 
 
-def _literal_ipv4(address: Any) -> bool:
-    """``(IPv4 address, port)``: what a socket's ``connect()`` takes without a lookup (asyncio's
-    own ``sock_connect`` resolves a name first)."""
-    if not (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)):
+def _literal_ip(address: Any) -> bool:
+    """``(IP address, port[, flowinfo, scope_id])``: what a socket's ``connect()`` takes without
+    a lookup (asyncio's own ``sock_connect`` resolves a name first)."""
+    if not (isinstance(address, tuple) and 2 <= len(address) <= 4 and isinstance(address[0], str)):
         return False
     try:
-        ipaddress.IPv4Address(address[0])
+        ipaddress.ip_address(address[0])
     except ValueError:
         return False
     return True
@@ -170,7 +171,7 @@ def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, A
         return None
     if not (isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
         return None  # None, or a service name: asyncio's lookup says what it means
-    if kwargs.get("family", 0) not in (0, socket.AF_INET) or kwargs.get("flags", 0):
+    if kwargs.get("family", 0) not in (0, socket.AF_INET, socket.AF_INET6) or kwargs.get("flags", 0):
         return None
     if kwargs.get("proto", 0) not in (0, socket.IPPROTO_TCP):
         return None
@@ -185,20 +186,23 @@ def _local_port(stack: Any, loop: Any, host: Any, port: Any, kwargs: dict[str, A
 
 
 async def _routed_addresses(
-    loop: Any, route: Callable[[str], bool], host: str, port: Any
+    loop: Any, route: Callable[[str], bool], host: str, where: tuple[Any, int]
 ) -> list[str] | None:
-    """The IPv4 addresses ``host`` names, if the route gives every one to the stack."""
+    """The addresses of `family` (0: both) that ``host`` names, if the route gives every one
+    to the stack."""
+    port, family = where
     try:
-        address = str(ipaddress.IPv4Address(host))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         pass
     else:
-        return [address] if route(address) else None
+        wanted = {0: (4, 6), socket.AF_INET: (4,), socket.AF_INET6: (6,)}[family]
+        return [host] if ip.version in wanted and route(host) else None
     if host in ("", "localhost"):
         return None
     try:
         # The patched getaddrinfo: the stack's DNS for names it resolves.
-        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     except OSError:
         return None  # asyncio's own method raises it as it does
     addresses = [info[4][0] for info in infos]

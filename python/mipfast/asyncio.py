@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import functools
 import ipaddress
 import itertools
 import os
@@ -667,9 +668,12 @@ async def _open(stack: Any, host: str, port: int, timeout: float | None, local_p
 async def _connect(stack: Any, host: str, port: int, local_port: int | None) -> Any:
     loop = asyncio.get_running_loop()
     try:
-        addresses = [str(ipaddress.IPv4Address(host))]
+        ipaddress.ip_address(host.split("%")[0])  # a literal of either family (with its zone)
+        addresses = [host]
     except ValueError:
-        addresses = await loop.run_in_executor(None, stack.resolve, host)
+        # Both families, as stack.connect asks for a name: in the order to try them.
+        lookup = functools.partial(stack.resolve, host, family=socket.AF_UNSPEC)
+        addresses = await loop.run_in_executor(None, lookup)
     last: OSError | None = None
     for address in addresses:
         conn = stack.connect((address, port), None, local_port, wait=False)

@@ -388,15 +388,17 @@ class BridgedSocket(socket.socket):
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # not listening
 
 
-def socket_for(conn: Any, family: int = socket.AF_INET, server: bool = False) -> BridgedSocket:
+def socket_for(conn: Any, family: int | None = None, server: bool = False) -> BridgedSocket:
     """A connected ``socket.socket`` for the stack connection ``conn`` (which the bridge now owns).
 
-    The socket keeps ``conn``'s timeout; closing it closes ``conn`` gracefully. With
-    ``family=AF_INET6`` it is a dual-stack socket's: its addresses are IPv4-mapped ones.
+    The socket keeps ``conn``'s timeout; closing it closes ``conn`` gracefully. Its family is
+    the connection's, unless ``family`` says otherwise: ``AF_INET6`` for an IPv4 connection
+    makes it a dual-stack socket's, its addresses IPv4-mapped ones.
     A client's socket (``server=False``) reads and writes its connection directly where it
     can (see ``BridgedSocket._mip_direct``); a server's goes through its bridge.
     """
     names = (conn.getsockname(), conn.getpeername())
+    family = conn.family if family is None else family
     if family == socket.AF_INET6:
         names = (ipv4_mapped(names[0]), ipv4_mapped(names[1]))
     timeout = conn.gettimeout()
@@ -408,8 +410,11 @@ def socket_for(conn: Any, family: int = socket.AF_INET, server: bool = False) ->
     return sock
 
 
-def ipv4_mapped(address: tuple[str, int]) -> tuple[str, int, int, int]:
-    """An IPv4 address as a dual-stack (AF_INET6) socket names it."""
+def ipv4_mapped(address: tuple[Any, ...]) -> tuple[str, int, int, int]:
+    """An address as a dual-stack (AF_INET6) socket names it: an IPv4 one mapped, an IPv6
+    one (already four items) as it is."""
+    if len(address) == 4:
+        return (address[0], address[1], address[2], address[3])
     return (f"::ffff:{address[0]}", address[1], 0, 0)
 
 

@@ -8,9 +8,10 @@ or, for a whole program:  python -m mipfast.patch -i mip0 [--ip CIDR] (script.py
 
 What is routed (:mod:`mipfast._routed` has how):
 
-- ``socket.getaddrinfo`` for TCP and UDP (names resolved by the stack's DNS), so
+- ``socket.getaddrinfo`` for TCP and UDP (names resolved by the stack's DNS, A and AAAA
+  records as the family asks, IPv6 addresses the stack can reach first), so
   ``socket.create_connection`` and everything built on it;
-- ``connect()``/``connect_ex()`` of every AF_INET ``SOCK_STREAM`` socket made through
+- ``connect()``/``connect_ex()`` of every AF_INET or AF_INET6 ``SOCK_STREAM`` socket made through
   ``socket.socket`` (urllib3, requests, http.client, ftplib, smtplib,
   ``asyncio.open_connection``, and TLS over any of them). The socket stays a genuine
   ``socket.socket`` (see :mod:`mipfast.bridge`); its TCP options are the stack connection's.
@@ -27,8 +28,8 @@ What is routed (:mod:`mipfast._routed` has how):
   the listening socket (``TCP_NODELAY``, keepalive) pass on to the connections it accepts,
   as a kernel's listener passes them on. A passive ``getaddrinfo`` of the wildcard address
   answers IPv4 first, so a server that binds its first answer binds the stack's. A dual-stack
-  socket (AF_INET6 on ``::``, ``IPV6_V6ONLY`` off) listens on the stack too, for IPv4, its peers
-  named as IPv4-mapped addresses;
+  socket (AF_INET6 on ``::``, ``IPV6_V6ONLY`` off) listens on the stack too, for both families,
+  its IPv4 peers named as IPv4-mapped addresses; an AF_INET one takes IPv4 peers only;
 - asyncio's ``loop.create_connection`` to a routed address (``asyncio.open_connection``,
   websockets, httpx): the connection gets mipfast's own transport
   (:mod:`mipfast._routed_asyncio`), served by the loop itself with no bridge, and so does a
@@ -37,7 +38,7 @@ What is routed (:mod:`mipfast._routed` has how):
 - TLS over any of these (``ssl.SSLContext`` gets a socket class of its own while the patch is
   active, :mod:`mipfast._bridged_tls`): a wrapped listening socket accepts on the stack, and a
   wrapped connection keeps the stack connection's names and TCP options;
-- UDP: an AF_INET ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
+- UDP: an AF_INET or AF_INET6 ``SOCK_DGRAM`` socket bound as a server is, or connected or sending to a
   routed address, sends and receives through a stack UDP socket (``sendto``, ``recvfrom``,
   ``send``, ``recv`` and their ``_into`` forms, ``SO_BROADCAST``, ``SO_RCVBUF``), its
   descriptor readable while a datagram waits (``asyncio``'s datagram endpoints, dnspython).
@@ -45,8 +46,10 @@ What is routed (:mod:`mipfast._routed` has how):
 uvloop opens its sockets in C: while the patch is active, ``import uvloop`` gives asyncio's own
 loop in uvloop's names (:mod:`mipfast._uvloop_stand_in`), which is routed.
 
-Not routed: loopback addresses, IPv6 traffic, raw sockets, sockets bound to another address or
-created before patching, and C extensions that open sockets themselves. The patch is
+Not routed: loopback addresses, IPv4-mapped destinations of IPv6 sockets, IPv6-only servers
+(``IPV6_V6ONLY`` on: they stay beside the IPv4 server that holds the stack's port), raw sockets,
+sockets bound to another address or created before patching, and C extensions that open
+sockets themselves. The patch is
 process-wide while it is active.
 """
 
@@ -100,6 +103,21 @@ def _service_port(port: Any, protocol: str) -> int:
     return int(port or 0)
 
 
+#: The IP versions a ``getaddrinfo`` family asks for.
+_FAMILY_VERSIONS: dict[int, tuple[int, ...]] = {
+    socket.AF_UNSPEC: (4, 6),
+    socket.AF_INET: (4,),
+    socket.AF_INET6: (6,),
+}
+
+
+def _address_info(ip: str, kind: int, proto: int, port: int) -> tuple[Any, ...]:
+    """One ``getaddrinfo`` answer: an IPv6 address with the four-item socket address."""
+    if ":" in ip:
+        return (socket.AF_INET6, kind, proto, "", (ip, port, 0, 0))
+    return (socket.AF_INET, kind, proto, "", (ip, port))
+
+
 class _UvloopStandIn(importlib.abc.MetaPathFinder):
     """Finds :mod:`mipfast._uvloop_stand_in` for ``import uvloop``, where uvloop is installed
     (uvloop's sockets are libuv's, out of the patch's reach)."""
@@ -116,9 +134,10 @@ class _UvloopStandIn(importlib.abc.MetaPathFinder):
 
 @contextlib.contextmanager
 def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterator[None]:
-    """Routes new IPv4 TCP connections and UDP sockets (to addresses for which ``route(ip)``
-    holds: every non-loopback one by default), and servers on the wildcard address or the
-    stack's own, through ``stack`` while active."""
+    """Routes new TCP connections and UDP sockets of both families (to addresses for which
+    ``route(ip)`` holds: every non-loopback one by default; ``ip`` is an IPv4 or an IPv6
+    address), and servers on the wildcard address or the stack's own, through ``stack``
+    while active."""
     original_socket = socket.socket
     original_getaddrinfo = socket.getaddrinfo
     kinds = {
@@ -138,15 +157,17 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
             # system would have put IPv6 first. The rest stay, for servers that bind them all.
             infos = original_getaddrinfo(host, port, family, type, proto, flags)
             return sorted(infos, key=lambda info: info[0] != socket.AF_INET)
-        if host is None or family not in (0, socket.AF_INET) or not wanted or host in ("localhost", ""):
+        if host is None or family not in _FAMILY_VERSIONS or not wanted or host in ("localhost", ""):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         name = host.decode() if isinstance(host, bytes) else str(host)
         version = _ip_version(name)
-        if version is not None and (version != 4 or not route(name)):
+        if version is not None and (version not in _FAMILY_VERSIONS[family] or not route(name)):
             return original_getaddrinfo(host, port, family, type, proto, flags)
-        addresses = [name] if version is not None else stack.resolve(name)
+        # A name: the stack's lookup of the family asked (both for AF_UNSPEC, in the order a
+        # connection should try them, RFC 6724 as the stack applies it).
+        addresses = [name] if version is not None else stack.resolve(name, family=family)
         return [
-            (socket.AF_INET, kind, kinds[kind][0], "", (ip, _service_port(port, kinds[kind][1])))
+            _address_info(ip, kind, kinds[kind][0], _service_port(port, kinds[kind][1]))
             for ip in addresses
             if route(ip)
             for kind in wanted

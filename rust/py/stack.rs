@@ -13,7 +13,7 @@ use crate::runtime::{status, LiveConfig, LiveStack};
 use crate::service::dhcp::DhcpConfig;
 use crate::service::dns::Family;
 use crate::service::mdns::{MdnsConfig, ServiceConfig};
-use crate::socket::tcp::{Algorithm, TcpConfig};
+use crate::socket::tcp::{Algorithm, Families, TcpConfig};
 use crate::stack::{Addressing, StackConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
@@ -424,14 +424,25 @@ impl PyStack {
     }
 
     /// Listen on `port` (0 picks a free one) with room for `backlog`
-    /// handshakes and `backlog` connections waiting for accept().
-    #[pyo3(signature = (port, backlog=128))]
-    fn listen(&self, py: Python<'_>, port: i64, backlog: i64) -> PyResult<PyListener> {
+    /// handshakes and `backlog` connections waiting for accept(); for
+    /// peers of both families (AF_UNSPEC), or of `family` alone.
+    #[pyo3(signature = (port, backlog=128, family=libc::AF_UNSPEC as i64))]
+    fn listen(&self, py: Python<'_>, port: i64, backlog: i64, family: i64) -> PyResult<PyListener> {
         let backlog = errors::backlog(backlog);
         let port = if port == 0 { 0 } else { port_arg(port)? };
+        let families = match family {
+            f if f == libc::AF_UNSPEC as i64 => Families::Both,
+            f if f == libc::AF_INET as i64 => Families::Ipv4,
+            f if f == libc::AF_INET6 as i64 => Families::Ipv6,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "family must be AF_INET, AF_INET6 or AF_UNSPEC",
+                ))
+            }
+        };
         let live = self.live()?;
         let (port, ip) = py
-            .detach(|| live.listen(port, backlog))
+            .detach(|| live.listen(port, (backlog, families)))
             .map_err(errors::to_py)?;
         Ok(PyListener::new(live, port, ip.to_string()))
     }

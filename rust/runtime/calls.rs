@@ -7,7 +7,7 @@ use super::live::{LiveStack, Locked};
 use super::ops::{self, Op};
 use crate::service::dns::{Family, Lookup};
 use crate::service::ping::ProbeId;
-use crate::socket::tcp::{Endpoint, Handle};
+use crate::socket::tcp::{Endpoint, Families, Handle};
 use crate::time::Duration;
 use crate::wire::Ipv4Addr;
 use std::cell::RefCell;
@@ -196,10 +196,14 @@ impl LiveStack {
 
     /// Listens on `port` (0: a free ephemeral one); returns the port and
     /// the address it is reached at (unspecified before one is configured).
-    pub fn listen(&self, port: u16, backlog: usize) -> io::Result<(u16, Ipv4Addr)> {
+    pub fn listen(
+        &self,
+        port: u16,
+        (backlog, families): (usize, Families),
+    ) -> io::Result<(u16, Ipv4Addr)> {
         self.check_open()?;
         self.act(|s, _| {
-            let port = ops::listen(s, port, backlog)?;
+            let port = ops::listen(s, port, (backlog, families))?;
             Ok((port, s.ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED)))
         })
     }

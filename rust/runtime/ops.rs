@@ -8,7 +8,7 @@ use super::errno;
 use super::watch::Watched;
 use crate::service::dns::{Family, Lookup, QueryId};
 use crate::service::ping::ProbeId;
-use crate::socket::tcp::{Connection, Endpoint, Handle, LentBuffer, SharedText};
+use crate::socket::tcp::{Connection, Endpoint, Families, Handle, LentBuffer, SharedText};
 use crate::socket::udp::{UdpError, UdpHandle};
 use crate::stack::Stack;
 use crate::stack::UdpSendError;
@@ -52,14 +52,18 @@ pub trait Op {
     }
 }
 
-/// `listen(port)`; port 0 picks a free ephemeral port from the stack's
-/// seeded RFC 6056 picker. Returns the port.
-pub fn listen(stack: &mut Stack, port: u16, backlog: usize) -> io::Result<u16> {
+/// `listen(port)` for connections of `families`; port 0 picks a free
+/// ephemeral port from the stack's seeded RFC 6056 picker. Returns the port.
+pub fn listen(
+    stack: &mut Stack,
+    port: u16,
+    (backlog, families): (usize, Families),
+) -> io::Result<u16> {
     let tcp = stack.tcp_mut();
     let result = if port == 0 {
-        tcp.listen_ephemeral(backlog)
+        tcp.listen_ephemeral(backlog, families)
     } else {
-        tcp.listen(port, backlog).map(|()| port)
+        tcp.listen_for(port, backlog, families).map(|()| port)
     };
     result.map_err(|_| io::Error::from_raw_os_error(libc::EADDRINUSE))
 }

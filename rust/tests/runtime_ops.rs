@@ -10,7 +10,7 @@ use mipfast::runtime::readiness::{self, Readiness};
 use mipfast::runtime::ready_set::{Event, ReadySet};
 use mipfast::runtime::watch::{readiness_of, Watched, Watches};
 use mipfast::service::ping::ProbeId;
-use mipfast::socket::tcp::{LentBuffer, TcpConfig};
+use mipfast::socket::tcp::{Families, LentBuffer, TcpConfig};
 use mipfast::time::Duration;
 use std::sync::{Arc, Mutex};
 use tcp_net::{pattern, Net, A_IP, B_IP};
@@ -157,14 +157,17 @@ fn connect_completes_from_the_port_asked_for() {
 #[test]
 fn listen_on_port_zero_picks_free_ephemeral_ports() {
     let mut net = Net::clean(4);
-    let p1 = ops::listen(&mut net.b.stack, 0, 8).unwrap();
-    let p2 = ops::listen(&mut net.b.stack, 0, 8).unwrap();
+    let p1 = ops::listen(&mut net.b.stack, 0, (8, Families::Both)).unwrap();
+    let p2 = ops::listen(&mut net.b.stack, 0, (8, Families::Both)).unwrap();
     assert!(p1 >= 49152 && p2 >= 49152 && p1 != p2);
-    let again = ops::listen(&mut net.b.stack, p1, 8).unwrap_err();
+    let again = ops::listen(&mut net.b.stack, p1, (8, Families::Both)).unwrap_err();
     assert_eq!(again.raw_os_error(), Some(libc::EADDRINUSE));
     // The same seed picks the same ports: the picker is the stack's, not the OS's.
     let mut twin = Net::clean(4);
-    assert_eq!(ops::listen(&mut twin.b.stack, 0, 8).unwrap(), p1);
+    assert_eq!(
+        ops::listen(&mut twin.b.stack, 0, (8, Families::Both)).unwrap(),
+        p1
+    );
     // And the port works.
     let mut op = ops::Connect::start(&mut net.a.stack, net.now, (B_IP.into(), p1), None).unwrap();
     net.flush();

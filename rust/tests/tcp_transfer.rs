@@ -703,6 +703,39 @@ fn over_ipv6_a_closed_port_is_refused_and_a_missing_host_unreachable() {
     );
 }
 
+/// A listener of one family refuses connections of the other, as a kernel's
+/// `AF_INET` (or IPv6-only) listener does; one of both families takes both.
+#[test]
+fn a_listener_of_one_family_refuses_the_other() {
+    use mipfast::socket::tcp::{Error, Families};
+    use std::net::IpAddr;
+    let mut net = Net::with_ipv6(FaultConfig::latency(Duration::from_millis(1)), 10);
+    let (a, b) = (link_local(A_MAC), link_local(B_MAC));
+    let outcome = |net: &mut Net, from: IpAddr, to: IpAddr, port: u16| {
+        let h = net.open_from(from, (to, port));
+        net.run_for(Duration::from_millis(50));
+        let c = net.conn_a(h);
+        (c.state(), c.error())
+    };
+    let refused = (State::Closed, Some(Error::Refused));
+    let tcp = net.b.stack.tcp_mut();
+    tcp.listen_for(7001, 8, Families::Ipv4).unwrap();
+    tcp.listen_for(7002, 8, Families::Ipv6).unwrap();
+    tcp.listen_for(7003, 8, Families::Both).unwrap();
+    let (a4, b4): (IpAddr, IpAddr) = (A_IP.into(), B_IP.into());
+    assert_eq!(outcome(&mut net, a, b, 7001), refused);
+    assert_eq!(outcome(&mut net, a4, b4, 7001).0, State::Established);
+    assert_eq!(outcome(&mut net, a4, b4, 7002), refused);
+    assert_eq!(outcome(&mut net, a, b, 7002).0, State::Established);
+    assert_eq!(outcome(&mut net, a4, b4, 7003).0, State::Established);
+    assert_eq!(outcome(&mut net, a, b, 7003).0, State::Established);
+    let queued = |net: &Net, port| net.b.stack.tcp().listener(port).unwrap().ready.len();
+    assert_eq!(
+        [queued(&net, 7001), queued(&net, 7002), queued(&net, 7003)],
+        [1, 1, 2]
+    );
+}
+
 /// A router advertisement from B's link-local address giving the link an MTU of `mtu`.
 fn advert_with_mtu(mtu: u32) -> Vec<u8> {
     use mipfast::wire::{icmpv6, ipv6};

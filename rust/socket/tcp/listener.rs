@@ -11,10 +11,34 @@
 use super::set::Handle;
 use crate::time::Instant;
 use std::collections::VecDeque;
+use std::net::IpAddr;
+
+/// The address families whose connections a listener takes: a socket
+/// of one family never meets a peer of the other (an `AF_INET` server
+/// has no name for an IPv6 peer); a dual-stack one takes both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Families {
+    #[default]
+    Both,
+    Ipv4,
+    Ipv6,
+}
+
+impl Families {
+    /// Whether a connection from `peer` is ours to take.
+    pub fn take(self, peer: IpAddr) -> bool {
+        match self {
+            Families::Both => true,
+            Families::Ipv4 => peer.is_ipv4(),
+            Families::Ipv6 => peer.is_ipv6(),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Listener {
     pub port: u16,
+    pub families: Families,
     pub backlog: usize,
     /// Connections in SYN-RECEIVED.
     pub embryonic: usize,
@@ -30,9 +54,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(port: u16, backlog: usize) -> Self {
+    pub fn new(port: u16, backlog: usize, families: Families) -> Self {
         Listener {
             port,
+            families,
             backlog: backlog.max(1),
             embryonic: 0,
             ready: VecDeque::new(),

@@ -24,7 +24,7 @@ mod tuple_map;
 
 pub use congestion::Algorithm;
 pub use connection::{Connection, State, TimeWaitRecord, Traffic};
-pub use listener::Listener;
+pub use listener::{Families, Listener};
 pub use posted::LentBuffer;
 pub use send_buffer::{SharedText, SHARE_MIN};
 pub use seq::Seq;

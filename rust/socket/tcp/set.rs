@@ -4,7 +4,7 @@
 
 use super::connection::{Connection, State, TimeWaitRecord};
 use super::cookie;
-use super::listener::Listener;
+use super::listener::{Families, Listener};
 use super::path_mtu::PathMtuCache;
 use super::secret::Secret;
 use super::seq::Seq;
@@ -393,17 +393,34 @@ impl TcpSockets {
     }
 
     pub fn listen(&mut self, port: u16, backlog: usize) -> Result<(), ListenError> {
+        self.listen_for(port, backlog, Families::Both)
+    }
+
+    /// As [`TcpSockets::listen`], for connections of `families` only: a
+    /// SYN of the other family finds no listener (a reset, as a kernel's
+    /// `AF_INET` listener leaves IPv6 peers to be refused).
+    pub fn listen_for(
+        &mut self,
+        port: u16,
+        backlog: usize,
+        families: Families,
+    ) -> Result<(), ListenError> {
         if self.listeners.contains_key(&port) {
             return Err(ListenError::AddressInUse);
         }
-        self.listeners.insert(port, Listener::new(port, backlog));
+        self.listeners
+            .insert(port, Listener::new(port, backlog, families));
         Ok(())
     }
 
     /// Listens on a free ephemeral port (`listen(0)`), picked as
     /// [`TcpSockets::connect`] picks one (RFC 6056 §3.3.3, from the stack's
     /// seeded secret) and skipping ports that hold any connection.
-    pub fn listen_ephemeral(&mut self, backlog: usize) -> Result<u16, ListenError> {
+    pub fn listen_ephemeral(
+        &mut self,
+        backlog: usize,
+        families: Families,
+    ) -> Result<u16, ListenError> {
         let offset = self.secret.port_offset(
             Ipv4Addr::UNSPECIFIED.into(),
             (Ipv4Addr::UNSPECIFIED.into(), 0),
@@ -419,11 +436,19 @@ impl TcpSockets {
             self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
             let port = port as u16;
             if !self.listeners.contains_key(&port) && !in_use.contains(&port) {
-                self.listeners.insert(port, Listener::new(port, backlog));
+                let listener = Listener::new(port, backlog, families);
+                self.listeners.insert(port, listener);
                 return Ok(port);
             }
         }
         Err(ListenError::AddressInUse)
+    }
+
+    /// The listener on `port` that takes a connection from `peer`.
+    fn listener_for(&mut self, port: u16, peer: IpAddr) -> Option<&mut Listener> {
+        self.listeners
+            .get_mut(&port)
+            .filter(|l| l.families.take(peer))
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {
@@ -499,7 +524,7 @@ impl TcpSockets {
             let new_syn = seg.has(Flags::SYN) && !seg.has(Flags::ACK);
             if !(new_syn
                 && conn.time_wait_accepts(seg)
-                && self.listeners.contains_key(&seg.dst_port))
+                && (self.listeners.get(&seg.dst_port)).is_some_and(|l| l.families.take(seg.src)))
             {
                 let before = conn.state();
                 conn.process(now, seg, &mut |s| out(&Outgoing { owner, ..*s }));
@@ -520,7 +545,7 @@ impl TcpSockets {
             return self.process(now, seg, out);
         }
         let cookies = self.config.syn_cookies;
-        let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
+        let Some(listener) = self.listener_for(seg.dst_port, seg.src) else {
             return Err(Unclaimed::NoSocket);
         };
         if seg.has(Flags::RST) {
@@ -613,8 +638,7 @@ impl TcpSockets {
             return Err(Unclaimed::BadCookie);
         };
         let listener = self
-            .listeners
-            .get_mut(&seg.dst_port)
+            .listener_for(seg.dst_port, seg.src)
             .ok_or(Unclaimed::NoSocket)?;
         if !listener.can_queue() {
             // As Linux: the peer retries, and gets in once accept makes room.
