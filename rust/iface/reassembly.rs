@@ -19,6 +19,8 @@ use std::net::{IpAddr, Ipv6Addr};
 pub struct ReassemblyConfig {
     /// RFC 791 suggests 15 s upward; Linux uses 30 s (ipfrag_time).
     pub timeout: Duration,
+    /// RFC 8200 §4.5: 60 s for IPv6 (Linux's ip6frag_time too).
+    pub timeout_v6: Duration,
     /// Datagrams being reassembled at once.
     pub max_datagrams: usize,
     /// Payload bytes held across all of them (Linux: ipfrag_high_thresh 4 MiB).
@@ -29,6 +31,7 @@ impl Default for ReassemblyConfig {
     fn default() -> Self {
         ReassemblyConfig {
             timeout: Duration::from_secs(30),
+            timeout_v6: Duration::from_secs(60),
             max_datagrams: 64,
             max_bytes: 4 << 20,
         }
@@ -251,7 +254,11 @@ impl Reassembler {
                 data: Vec::new(),
                 ranges: Vec::new(),
                 total: None,
-                expires: now + self.config.timeout,
+                expires: now
+                    + match key.is_v6() {
+                        true => self.config.timeout_v6,
+                        false => self.config.timeout,
+                    },
                 first_header: None,
             });
         }

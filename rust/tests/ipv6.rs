@@ -981,9 +981,40 @@ fn reassembles_fragments_and_reports_what_it_cannot() {
         (&[icmpv6::TYPE_PARAMETER_PROBLEM, 0][..], &[0, 0, 0, 4][..])
     );
 
-    // Fragment zero alone: after the timeout, a time exceeded quoting it.
+    // RFC 7112: a first fragment without the whole header chain (8 bytes of a
+    // TCP header; a destination options header cut short) is dropped with a
+    // parameter problem, code 3, pointer 0; its later pieces then make nothing.
+    let segment = pattern(48);
+    let mut options_first = vec![ipv6::NEXT_UDP, 1]; // 16 bytes of options, 8 here
+    options_first.extend_from_slice(&[0; 30]);
+    for (i, (next, whole)) in [
+        (ipv6::NEXT_TCP, &segment),
+        (ipv6::NEXT_DESTINATION_OPTIONS, &options_first),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        drain(&mut s);
+        let ident = 20 + i as u32;
+        s.process_frame(now, &fragment(whole, next, (0, 8), ident));
+        s.process_frame(now, &fragment(whole, next, (8, whole.len()), ident));
+        assert_eq!(drops(&s, DropReason::Ipv6FragmentMalformed), 2 + i as u64);
+        advertise(&mut s, now, ip(PEER), PEER_MAC);
+        let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+        assert_eq!(out.len(), 1, "{i}");
+        assert_eq!(
+            (&out[0].upper[..2], &out[0].upper[4..8]),
+            (&[icmpv6::TYPE_PARAMETER_PROBLEM, 3][..], &[0, 0, 0, 0][..])
+        );
+    }
+
+    // Fragment zero alone: after the timeout, 60 s for IPv6 (RFC 8200 §4.5,
+    // where IPv4 waits 30), a time exceeded quoting it.
     s.process_frame(now, &fragment(&datagram, ipv6::NEXT_UDP, (0, 1200), 10));
     now += Duration::from_secs(31);
+    s.poll_timers(now);
+    assert_eq!(drops(&s, DropReason::Ipv6ReassemblyTimeout), 0);
+    now += Duration::from_secs(30);
     s.poll_timers(now);
     drain(&mut s); // the peer is asked for again: 30 s since it answered
     advertise(&mut s, now, ip(PEER), PEER_MAC);

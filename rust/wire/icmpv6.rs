@@ -20,6 +20,8 @@ pub const CODE_PORT_UNREACHABLE: u8 = 4;
 pub const CODE_ERRONEOUS_HEADER: u8 = 0;
 pub const CODE_UNRECOGNIZED_NEXT_HEADER: u8 = 1;
 pub const CODE_UNRECOGNIZED_OPTION: u8 = 2;
+/// RFC 7112 §5: the first fragment does not hold the whole header chain.
+pub const CODE_INCOMPLETE_CHAIN: u8 = 3;
 
 /// RFC 4443 §2.4 (c): an error carries as much of the offending packet as
 /// fits in the minimum MTU (1280, less the IPv6 and ICMPv6 headers).

@@ -164,22 +164,21 @@ impl Ipv6Host {
         let Some(header) = ipv6::FragmentHeader::parse(&packet.as_bytes()[at..]) else {
             return dropped(link, DropReason::Ipv6Malformed);
         };
-        let len = packet.as_bytes().len() - at - ipv6::FRAGMENT_HEADER_LEN;
-        let pointer = if header.more && (len == 0 || len % 8 != 0) {
-            Some(4) // the payload length
+        let piece = &packet.as_bytes()[at + ipv6::FRAGMENT_HEADER_LEN..];
+        let len = piece.len();
+        let problem = if header.more && (len == 0 || len % 8 != 0) {
+            Some((icmpv6::CODE_ERRONEOUS_HEADER, 4)) // the payload length
         } else if header.offset + len > u16::MAX as usize {
-            Some(at + 2) // the fragment offset
+            Some((icmpv6::CODE_ERRONEOUS_HEADER, at + 2)) // the fragment offset
+        } else if header.offset == 0 && !holds_header_chain(header.next_header, piece) {
+            Some((icmpv6::CODE_INCOMPLETE_CHAIN, 0))
         } else {
             None
         };
-        if let Some(pointer) = pointer {
+        if let Some((code, pointer)) = problem {
             link.counters.count_drop(DropReason::Ipv6FragmentMalformed);
             if !packet.dst().is_multicast() {
-                let error = (
-                    icmpv6::TYPE_PARAMETER_PROBLEM,
-                    icmpv6::CODE_ERRONEOUS_HEADER,
-                    pointer as u32,
-                );
+                let error = (icmpv6::TYPE_PARAMETER_PROBLEM, code, pointer as u32);
                 self.send_error(now, link, packet.as_bytes(), error);
             }
             return None;
@@ -465,4 +464,33 @@ impl Ipv6Host {
 fn dropped<T>(link: &mut Link<'_>, reason: DropReason) -> Option<T> {
     link.counters.count_drop(reason);
     None
+}
+
+/// RFC 7112 §5: whether a first fragment's piece (what follows its
+/// fragment header, starting with header `next`) holds the rest of the
+/// header chain, the upper-layer header included, so that no filter has to
+/// guess what the packet is from later pieces.
+fn holds_header_chain(mut next: u8, piece: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        let need = match next {
+            ipv6::NEXT_ROUTING | ipv6::NEXT_DESTINATION_OPTIONS => {
+                let Some(&units) = piece.get(at + 1) else {
+                    return false;
+                };
+                let len = (units as usize + 1) * 8;
+                if piece.len() < at + len {
+                    return false;
+                }
+                next = piece[at];
+                at += len;
+                continue;
+            }
+            ipv6::NEXT_TCP => 20,
+            ipv6::NEXT_UDP => 8,
+            ipv6::NEXT_ICMPV6 => 4,
+            _ => 0, // nothing we would read: what there is will do
+        };
+        return piece.len() >= at + need;
+    }
 }
