@@ -69,6 +69,8 @@ s.settimeout(5)
 out = []
 for name in names:
     rdtype = dns.rdatatype.PTR if name.endswith(".arpa") or name.startswith("_") else dns.rdatatype.A
+    if name.startswith("AAAA:"):
+        name, rdtype = name[5:], dns.rdatatype.AAAA
     q = dns.message.make_query(name, rdtype)
     s.sendto(q.to_wire(), ("224.0.0.251", 5353))
     data, src = s.recvfrom(9000)
@@ -131,6 +133,11 @@ def test_the_stack_is_found_by_name_and_its_service_browsed(lab, tmp_path):
         assert by_name["question"] == ["LabMip.local."]
         assert by_name["answers"] == [["labmip.local.", 10, [STACK_IP]]]  # §6.7: TTL at most 10
         assert by_address["answers"] == [[reverse + ".", 10, ["labmip.local."]]]
+        # The name stands for the stack's IPv6 address too (RFC 6762 §6.2), once it has one.
+        ours6 = wait_for(lambda: stack.ipv6_addresses)
+        one_shot = peer(lab, ONE_SHOT_PEER, lab.peer_ip, "AAAA:labmip.local")
+        out, err = one_shot.communicate(timeout=30)
+        assert json.loads(out)[0]["answers"] == [["labmip.local.", 10, ours6]], err
         assert stack.counters["drop_mdns_malformed"] == 0
         # A service announced while running: probed for, then answered for; withdrawn again.
         stack.mdns_advertise("Lab printer", "_ipp._tcp", 631, {"rp": "lab"})
@@ -156,7 +163,7 @@ def test_the_stack_is_found_by_name_and_its_service_browsed(lab, tmp_path):
         5353,
     )
     records = [goodbye[scapy.DNS].an[i] for i in range(goodbye[scapy.DNS].ancount)]
-    assert len(records) == 6 and {r.ttl for r in records} == {0}
+    assert len(records) == 7 and {r.ttl for r in records} == {0}  # the AAAA record among them
 
 
 def test_a_service_name_another_host_holds_is_taken_with_a_number(lab):

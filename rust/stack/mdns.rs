@@ -4,13 +4,14 @@
 //! TTL 255 (RFC 6762 §11).
 
 use super::Stack;
+use crate::iface::Ipv6Host;
 use crate::iface::{DropReason, UdpDelivery};
 use crate::service::dns::Family;
 use crate::service::mdns::{MdnsConfig, Responder, ServiceConfig, Source, Transmit};
 use crate::time::Instant;
 use crate::wire::mdns::{GROUP, IP_TTL, PORT};
 use rand::rngs::StdRng;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 impl Stack {
     pub(super) fn start_mdns(&mut self, now: Instant, config: MdnsConfig, rng: StdRng) {
@@ -54,13 +55,17 @@ impl Stack {
             return;
         };
         responder.set_address(now, ip);
+        let v6: Vec<Ipv6Addr> = usable_ipv6(self.iface.ipv6()).collect();
+        responder.set_ipv6_addresses(now, &v6);
         let transmits = responder.poll(now);
         self.send_mdns(now, transmits);
     }
 
     pub(super) fn mdns_poll_at(&self) -> Option<Instant> {
         let responder = self.mdns.as_ref()?;
-        if responder.address() != self.ipv4() {
+        let ipv6 = usable_ipv6(self.iface.ipv6());
+        let v6_changed = !responder.ipv6_addresses().iter().copied().eq(ipv6);
+        if responder.address() != self.ipv4() || v6_changed {
             return Some(Instant::ZERO); // an address to take up
         }
         responder.poll_at()
@@ -89,15 +94,7 @@ impl Stack {
         }
         Some(match family {
             Family::Ipv4 => self.ipv4().into_iter().map(IpAddr::from).collect(),
-            Family::Ipv6 => self
-                .iface
-                .ipv6()
-                .map(|host| host.addresses().iter())
-                .into_iter()
-                .flatten()
-                .filter(|a| a.state.is_usable())
-                .map(|a| IpAddr::from(a.address))
-                .collect(),
+            Family::Ipv6 => usable_ipv6(self.iface.ipv6()).map(IpAddr::from).collect(),
         })
     }
 
@@ -145,4 +142,13 @@ impl Stack {
             );
         }
     }
+}
+
+/// The IPv6 addresses of ours others may use (not tentative, not duplicate).
+fn usable_ipv6(host: Option<&Ipv6Host>) -> impl Iterator<Item = Ipv6Addr> + '_ {
+    host.map(|h| h.addresses().iter())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.state.is_usable())
+        .map(|a| a.address)
 }

@@ -6,7 +6,7 @@ mod tcp_net;
 
 use mipfast::iface::{DropReason, InterfaceConfig, Ipv4Cidr, Ipv4Config};
 use mipfast::phy::Device;
-use mipfast::service::dns::{DnsError, Lookup};
+use mipfast::service::dns::{DnsError, Family, Lookup};
 use mipfast::service::mdns::{MdnsConfig, ServiceConfig, HOST_TTL, LEGACY_TTL};
 use mipfast::socket::udp::UdpHandle;
 use mipfast::stack::{Addressing, Stack, StackConfig};
@@ -38,6 +38,16 @@ fn config(host: &str) -> MdnsConfig {
 
 /// A stack at `ip` that answers as `host` (from `net.now`).
 fn responder(net: &Net, ip: Ipv4Addr, mac: mipfast::wire::MacAddress, host: &str) -> Stack {
+    responder_with(net, (ip, mac), host, None)
+}
+
+/// As [`responder`], with IPv6 as `ipv6` says.
+fn responder_with(
+    net: &Net,
+    (ip, mac): (Ipv4Addr, mipfast::wire::MacAddress),
+    host: &str,
+    ipv6: Option<mipfast::iface::Ipv6Config>,
+) -> Stack {
     let cidr = Ipv4Cidr::new(ip, 24).unwrap();
     let config = StackConfig {
         interface: InterfaceConfig {
@@ -50,7 +60,7 @@ fn responder(net: &Net, ip: Ipv4Addr, mac: mipfast::wire::MacAddress, host: &str
         resolver: Default::default(),
         dns_servers: vec![],
         mdns: Some(config(host)),
-        ipv6: None,
+        ipv6,
         seed: 5,
     };
     Stack::new(config, net.now)
@@ -359,8 +369,12 @@ fn a_malformed_datagram_to_the_responder_is_counted_and_nothing_else() {
 
 /// Runs until A's lookup of `name` has an outcome; returns it and the time taken.
 fn resolve_from_a(net: &mut Net, name: &str) -> (Lookup, Duration) {
+    resolve_family_from_a(net, name, Family::Ipv4)
+}
+
+fn resolve_family_from_a(net: &mut Net, name: &str, family: Family) -> (Lookup, Duration) {
     let start = net.now;
-    let id = net.a.stack.resolve_start(net.now, name);
+    let id = net.a.stack.resolve_start_for(net.now, name, family);
     net.run_until(ms(20_000), |n| n.a.stack.resolve_result(id).is_some());
     let lookup = net.a.stack.resolve_result(id).cloned().unwrap();
     net.a.stack.resolve_finish(id);
@@ -477,4 +491,64 @@ fn a_service_added_while_running_is_probed_for_alone_and_withdrawn_with_a_goodby
         net.b.stack.mdns_services(),
         ["Mip Dashboard._http._tcp.local"]
     );
+}
+
+/// RFC 6762 §6.2: a host with IPv6 stands for its IPv6 addresses too. Once
+/// its link-local address is its own (after duplicate address detection)
+/// it announces the AAAA record, answers AAAA questions, and adds the
+/// other family's records to an answer of one.
+#[test]
+fn a_host_with_ipv6_announces_and_answers_its_aaaa_record() {
+    let mut net = Net::clean(23);
+    let ipv6 = Some(mipfast::iface::Ipv6Config::default());
+    net.b.stack = responder_with(&net, (B_IP, B_MAC), "Mip", ipv6);
+    let ours = link_local(B_MAC);
+    let aaaa_of = |m: &Message| -> Vec<std::net::Ipv6Addr> {
+        m.answers
+            .iter()
+            .chain(&m.additional)
+            .filter(|r| r.rtype == TYPE_AAAA && r.name.eq_ignore_ascii_case("mip.local"))
+            .map(|r| match &r.data {
+                Data::Other(b) => <[u8; 16]>::try_from(b.as_slice()).unwrap().into(),
+                _ => panic!("AAAA record with other data"),
+            })
+            .collect()
+    };
+    let sent = sent_by_b(&mut net, ms(5000));
+    let announced: Vec<&Sent> = sent.iter().filter(|s| s.message.response).collect();
+    let last = announced.last().expect("announcements");
+    assert_eq!(aaaa_of(&last.message), vec![ours], "{sent:?}");
+    let record = last
+        .message
+        .answers
+        .iter()
+        .find(|r| r.rtype == TYPE_AAAA)
+        .unwrap();
+    assert!(record.cache_flush && record.ttl == HOST_TTL);
+
+    let client = net.a.stack.udp_bind(Ipv4Addr::UNSPECIFIED, 0).unwrap();
+    let answers = ask(
+        &mut net,
+        client,
+        &query(&[("mip.local", TYPE_AAAA, false)], &[]),
+    );
+    assert_eq!(answers.len(), 1);
+    let m = &answers[0].1;
+    assert_eq!(types(&m.answers), vec![TYPE_AAAA]);
+    assert_eq!((aaaa_of(m), a_of(m, "mip.local")), (vec![ours], Some(B_IP)));
+    let answers = ask(
+        &mut net,
+        client,
+        &query(&[("mip.local", TYPE_A, false)], &[]),
+    );
+    let m = &answers[0].1;
+    assert_eq!(types(&m.answers), vec![TYPE_A]);
+    assert_eq!(
+        aaaa_of(m),
+        vec![ours],
+        "the other family, in the additional section"
+    );
+    // A resolver's one-shot AAAA lookup of the name (A's) gets the address.
+    let (lookup, _) = resolve_family_from_a(&mut net, "mip.local", Family::Ipv6);
+    assert_eq!(lookup, Ok(vec![ours.into()]));
 }

@@ -176,6 +176,7 @@ fn read_record(msg: &[u8], at: &mut usize) -> Result<Record> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnData {
     A(Ipv4Addr),
+    Aaaa(std::net::Ipv6Addr),
     Ptr(String),
     Srv {
         port: u16,
@@ -192,6 +193,7 @@ impl OwnData {
     pub fn rtype(&self) -> u16 {
         match self {
             OwnData::A(_) => TYPE_A,
+            OwnData::Aaaa(_) => TYPE_AAAA,
             OwnData::Ptr(_) => TYPE_PTR,
             OwnData::Srv { .. } => TYPE_SRV,
             OwnData::Txt(_) => TYPE_TXT,
@@ -227,6 +229,7 @@ impl OwnRecord {
         let mut v = Vec::new();
         match &self.data {
             OwnData::A(ip) => v.extend_from_slice(&ip.octets()),
+            OwnData::Aaaa(ip) => v.extend_from_slice(&ip.octets()),
             OwnData::Ptr(target) => write_name(&mut v, target),
             OwnData::Srv { port, target } => {
                 v.extend_from_slice(&[0, 0, 0, 0]); // priority, weight

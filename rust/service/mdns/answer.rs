@@ -116,8 +116,9 @@ impl Responder {
         (answers, additional)
     }
 
-    /// What a resolver will ask next after `r` (RFC 6763 §12): a service
-    /// PTR's SRV, TXT and address; an SRV's address; an address's NSEC.
+    /// What a resolver will ask next after `r` (RFC 6763 §12; RFC 6762
+    /// §6.2): a service PTR's SRV, TXT and addresses; an SRV's addresses;
+    /// an address's other family and NSEC.
     fn additional_for(&self, all: &[OwnRecord], r: &OwnRecord) -> Vec<OwnRecord> {
         let host = self.host_name();
         let of = |name: &str, rtype: u16| -> Vec<OwnRecord> {
@@ -133,15 +134,27 @@ impl Responder {
                 let mut v = of(instance, TYPE_SRV);
                 v.extend(of(instance, TYPE_TXT));
                 v.extend(of(&host, TYPE_A));
+                v.extend(of(&host, TYPE_AAAA));
                 v.push(self.nsec(all, &host));
                 v
             }
             OwnData::Srv { .. } => {
                 let mut v = of(&host, TYPE_A);
+                v.extend(of(&host, TYPE_AAAA));
                 v.push(self.nsec(all, &host));
                 v
             }
-            OwnData::A(_) => vec![self.nsec(all, &r.name)],
+            // §6.2: an answer of one family brings the other's addresses.
+            OwnData::A(_) => {
+                let mut v = of(&r.name, TYPE_AAAA);
+                v.push(self.nsec(all, &r.name));
+                v
+            }
+            OwnData::Aaaa(_) => {
+                let mut v = of(&r.name, TYPE_A);
+                v.push(self.nsec(all, &r.name));
+                v
+            }
             _ => Vec::new(),
         }
     }

@@ -9,13 +9,14 @@
 use crate::time::{Duration, Instant};
 use crate::wire::dns::TYPE_A;
 use crate::wire::mdns::{
-    self, reverse_name, Message, OwnData, OwnRecord, Record, Section, Writer, TYPE_ANY, TYPE_SRV,
-    TYPE_TXT,
+    self, reverse_name, Message, OwnData, OwnRecord, Record, Section, Writer, TYPE_AAAA, TYPE_ANY,
+    TYPE_SRV, TYPE_TXT,
 };
 use crate::wire::{Error, Ipv4Addr};
 use rand::rngs::StdRng;
 use rand::RngExt;
 use std::collections::VecDeque;
+use std::net::Ipv6Addr;
 
 /// §10: records naming a host live 120 s, the others 75 minutes.
 pub const HOST_TTL: u32 = 120;
@@ -119,6 +120,8 @@ pub struct Responder {
     host_claim: Claim,
     services: Vec<Service>,
     address: Option<Ipv4Addr>,
+    /// IPv6 addresses of ours the host name also stands for (AAAA records).
+    ipv6_addresses: Vec<Ipv6Addr>,
     phase: Phase,
     /// When the next probe or announcement is due.
     next: Option<Instant>,
@@ -142,6 +145,7 @@ impl Responder {
                 })
                 .collect(),
             address: None,
+            ipv6_addresses: Vec::new(),
             phase: Phase::Idle,
             next: None,
             multicast_at: Vec::new(),
@@ -249,6 +253,24 @@ impl Responder {
                 self.next = None;
             }
         }
+    }
+
+    /// Our usable IPv6 addresses are now `addresses`: the host name stands
+    /// for them too (AAAA records, §6.2). A change once the name is held is
+    /// announced (§8.4); the name is not claimed again (it stays ours).
+    pub fn set_ipv6_addresses(&mut self, now: Instant, addresses: &[Ipv6Addr]) {
+        if addresses == self.ipv6_addresses.as_slice() {
+            return;
+        }
+        self.ipv6_addresses = addresses.to_vec();
+        if self.phase == Phase::Announced {
+            self.phase = Phase::Announcing { sent: 0 };
+            self.next = Some(now);
+        }
+    }
+
+    pub fn ipv6_addresses(&self) -> &[Ipv6Addr] {
+        &self.ipv6_addresses
     }
 
     /// The link came back, maybe on another network: probe again (§8.3).
@@ -440,6 +462,9 @@ impl Responder {
                 OwnData::Ptr(host.clone()),
             ),
         ];
+        for &v6 in &self.ipv6_addresses {
+            all.push(own(&host, HOST_TTL, true, OwnData::Aaaa(v6)));
+        }
         for service in &self.services {
             let s = &service.config;
             let kind = format!("{}.local", s.kind);
