@@ -471,7 +471,7 @@ impl Stack {
 
     /// Opens a UDP socket on `addr:port` (port 0: a random free one).
     /// `addr` is the unspecified address (of either family: the socket's
-    /// family follows it), ours, or an IPv4 multicast group's.
+    /// family follows it), ours, or a multicast group's.
     pub fn udp_bind(
         &mut self,
         addr: impl Into<IpAddr>,
@@ -482,7 +482,7 @@ impl Stack {
         let available = match addr {
             _ if addr.is_unspecified() => true,
             IpAddr::V4(a) => Some(a) == self.ipv4() || a.is_multicast(),
-            IpAddr::V6(a) => self.iface.ipv6().is_some_and(|h| h.is_own(a)),
+            IpAddr::V6(a) => a.is_multicast() || self.iface.ipv6().is_some_and(|h| h.is_own(a)),
         };
         if !available {
             return Err(UdpSendError::AddressNotAvailable);
@@ -544,7 +544,8 @@ impl Stack {
         }
         let src_port = socket.local().1;
         if dst.0.is_multicast() {
-            return self.udp_send_to_group(now, handle, (our_ip, src_port), dst, payload);
+            let (src, dst) = ((our_ip.into(), src_port), (dst.0.into(), dst.1));
+            return self.udp_send_to_group(now, handle, src, dst, payload);
         }
         self.iface
             .send_udp(now, our_ip, dst.0, src_port, dst.1, payload.len(), |buf| {
@@ -572,11 +573,16 @@ impl Stack {
         let local = socket.local();
         let host = self.iface.ipv6().ok_or(UdpSendError::NoRoute)?;
         let src = match local.0 {
-            IpAddr::V6(a) if !a.is_unspecified() => a,
+            // (Bound to a group: from an address of ours, as over IPv4.)
+            IpAddr::V6(a) if !a.is_unspecified() && !a.is_multicast() => a,
             _ => host.source_for(dst.0).ok_or(UdpSendError::NoRoute)?,
         };
         if payload.len() > MAX_IPV6_PAYLOAD - wire::udp::HEADER_LEN {
             return Err(UdpSendError::TooBig);
+        }
+        if dst.0.is_multicast() {
+            let (src, dst) = ((src.into(), local.1), (dst.0.into(), dst.1));
+            return self.udp_send_to_group(now, handle, src, dst, payload);
         }
         self.iface
             .send_udp_v6(now, (src, dst.0), (local.1, dst.1), payload)

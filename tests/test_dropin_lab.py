@@ -1146,6 +1146,15 @@ while True:
     udp.sendto(data, client)
 """
 
+# Sends "to the group" from the namespace's interface argv[1] to the IPv6 group argv[2], port argv[3].
+SEND_TO_GROUP6 = """
+import socket, sys
+index = socket.if_nametoindex(sys.argv[1])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+s.sendto(b"to the group", (sys.argv[2], int(sys.argv[3]), 0, index))
+"""
+
 # Connects from the namespace to argv[1] (an IPv6 address with its zone) port argv[2].
 CONNECT6 = """
 import socket, sys
@@ -1184,6 +1193,10 @@ def test_ipv6_clients_and_servers_through_the_patch(lab, peer):
             ]
             conn = socket.create_connection((theirs, 9495), timeout=10)
             udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            member = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            mreq = socket.inet_pton(socket.AF_INET6, "ff12::1234") + bytes(4)
+            member.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)  # kept until it opens
+            member.bind(("::", 9498))
             dual = socket.create_server(("", 9496), family=socket.AF_INET6, dualstack_ipv6=True)
             v4 = socket.create_server(("", 9497))
 
@@ -1210,6 +1223,10 @@ def test_ipv6_clients_and_servers_through_the_patch(lab, peer):
             udp.sendto(b"datagram", (theirs, 9495))
             assert udp.recvfrom(100) == (b"datagram", (theirs, 9495, 0, 0))
             assert udp.getsockname()[1] in _udp_ports(stack), "a stack UDP socket"
+            lab.run(sys.executable, "-c", SEND_TO_GROUP6, lab.peer, "ff12::1234", "9498")
+            member.settimeout(5)
+            data, source = member.recvfrom(100)
+            assert (data, source[0]) == (b"to the group", theirs), "the group joined on the stack"
             # The kernel connects to the stack's link-local address: the dual-stack server
             # takes it and names it as it is; the IPv4 server's port refuses it.
             replies: list[str] = []
@@ -1230,5 +1247,5 @@ def test_ipv6_clients_and_servers_through_the_patch(lab, peer):
             refused = lab.run(sys.executable, "-c", CONNECT6, f"{ours}%{lab.peer}", "9497").stdout
             assert refused == "refused\n"
         finally:
-            for s in (udp, dual, v4):
+            for s in (udp, member, dual, v4):
                 s.close()

@@ -4,6 +4,7 @@ address and a route from, a TCP connect refused, and an address the peer already
 
 from __future__ import annotations
 
+import errno
 import inspect
 import socket
 import subprocess
@@ -234,6 +235,58 @@ def test_udp_over_ipv6_with_the_kernel(lab, peer):
             sock.send(b"anyone?")
             assert _wait(lambda: _refused(sock))
         assert 5300 not in {r["local"][1] for r in stack.udp_sockets()}
+
+
+# The kernel's member of an IPv6 group: joins it on the peer's interface, prints what the
+# stack sent to it, then sends to the group on the other port.
+MULTICAST6_PEER = """
+import socket, struct, sys
+group, iface, port_in, port_out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+index = socket.if_nametoindex(iface)
+member = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+member.bind(("::", port_in))
+mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", index)
+member.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+member.settimeout(10)
+print("listening", flush=True)
+data, source = member.recvfrom(100)
+print("got", data.decode(), source[0].split("%")[0], flush=True)
+out = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+out.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+out.sendto(b"from the kernel", (group, port_out, 0, index))
+"""
+
+
+def test_ipv6_multicast_to_and_from_a_kernel_member(lab, peer):
+    """A stack socket joins an IPv6 group (IPV6_JOIN_GROUP): what the kernel sends to it
+    arrives, and what the stack sends to a group the kernel joined reaches the kernel."""
+    group = "ff12::1234"
+    with peer_ipv6(lab) as kernel, mipfast.Stack(lab.iface, ip=STACK_CIDR) as stack:
+        ours = link_local(stack.stats()["mac"])
+        assert _wait(lambda: stack.ipv6_addresses == [ours])
+        wait_peer_address(lab, kernel["link_local"])
+        with stack.udp(("::", 5401)) as sock:
+            mreq = socket.inet_pton(socket.AF_INET6, group) + (0).to_bytes(4, "little")
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            with pytest.raises(OSError) as e:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            assert e.value.errno == errno.EADDRINUSE
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 2)
+            assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS) == 2
+            assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP) == 1
+            sock.settimeout(10)
+            member = peer("-c", MULTICAST6_PEER, group, lab.peer, "5400", "5401")
+            sock.sendto(b"to ourselves", (group, 5401))
+            data, source = sock.recvfrom(100)
+            assert (data, source[0]) == (b"to ourselves", ours), "looped back (IPV6_MULTICAST_LOOP)"
+            sock.sendto(b"from the stack", (group, 5400))
+            data, source = sock.recvfrom(100)
+            assert (data, source[0]) == (b"from the kernel", kernel["link_local"])
+            assert member.result().splitlines() == [f"got from the stack {ours}"]
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, mreq)
+            with pytest.raises(OSError) as e:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+            assert e.value.errno == errno.ENOPROTOOPT
 
 
 def _refused(sock) -> bool:

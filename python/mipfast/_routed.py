@@ -44,12 +44,19 @@ _UDP_OPTIONS = (
     (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL),
     (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP),
     (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
+    (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
+    (socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP),
+    (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS),
+    (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP),
+    (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF),
 )
 #: UDP options whose value is a struct (bytes), not an int.
 _UDP_STRUCT_OPTIONS = {
     (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
     (socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP),
     (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
+    (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
+    (socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP),
 }
 
 
@@ -71,11 +78,11 @@ def _text_host(address: Any) -> Any:
 
 
 def _multicast_group(address: Any) -> bool:
-    """``(group, port)``: an IPv4 multicast address a datagram socket may bind to receive it."""
-    if not (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)):
+    """``(group, port[, …])``: a multicast address a datagram socket may bind to receive it."""
+    if not (isinstance(address, tuple) and 2 <= len(address) <= 4 and isinstance(address[0], str)):
         return False
     try:
-        return ipaddress.IPv4Address(address[0]).is_multicast
+        return ipaddress.ip_address(address[0].split("%")[0]).is_multicast
     except ValueError:
         return False
 

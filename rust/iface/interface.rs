@@ -244,7 +244,8 @@ impl Interface {
         result
     }
 
-    /// Sends a UDP datagram over IPv6 (see [`Ipv6Host::send_udp`]).
+    /// Sends a UDP datagram over IPv6 (see [`Ipv6Host::send_udp`]), to a
+    /// group with hop limit 1.
     pub fn send_udp_v6(
         &mut self,
         now: Instant,
@@ -252,9 +253,30 @@ impl Interface {
         ports: (u16, u16),
         payload: &[u8],
     ) -> Result<(), DropReason> {
+        self.send_udp_v6_with_hops(now, addresses, (ports.0, ports.1, 1), payload)
+    }
+
+    /// As [`Interface::send_udp_v6`], to a group with hop limit `ports.2`.
+    pub fn send_udp_v6_with_hops(
+        &mut self,
+        now: Instant,
+        addresses: (std::net::Ipv6Addr, std::net::Ipv6Addr),
+        ports: (u16, u16, u8),
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
         let mut result = Err(DropReason::NoRoute);
         self.with_ipv6(|host, link| result = host.send_udp(now, link, addresses, ports, payload));
         result
+    }
+
+    /// A socket joins the IPv6 group `group`: the host reports it if new (MLDv2).
+    pub fn join_multicast_v6(&mut self, now: Instant, group: std::net::Ipv6Addr) {
+        self.with_ipv6(|host, link| host.join_group(now, link, group));
+    }
+
+    /// A socket leaves the IPv6 group `group`: the last says so.
+    pub fn leave_multicast_v6(&mut self, now: Instant, group: std::net::Ipv6Addr) {
+        self.with_ipv6(|host, link| host.leave_group(now, link, group));
     }
 
     /// Answers an IPv6 datagram no socket takes with a port unreachable.

@@ -317,7 +317,11 @@ impl PyUdpSocket {
     /// (the receive queue's bytes). IPPROTO_IP: IP_ADD_MEMBERSHIP and
     /// IP_DROP_MEMBERSHIP (a `struct ip_mreq` or `ip_mreqn`), IP_MULTICAST_TTL,
     /// IP_MULTICAST_LOOP and IP_MULTICAST_IF (this stack has one interface:
-    /// any address or its own). Anything else is ENOPROTOOPT.
+    /// any address or its own); on an IPv6 socket, IPPROTO_IPV6's
+    /// IPV6_JOIN_GROUP/IPV6_LEAVE_GROUP (a `struct ipv6_mreq`),
+    /// IPV6_MULTICAST_HOPS, IPV6_MULTICAST_LOOP and IPV6_MULTICAST_IF. One
+    /// family's options on the other's socket, or anything else, is
+    /// ENOPROTOOPT.
     fn setsockopt(
         &self,
         py: Python<'_>,
@@ -326,12 +330,40 @@ impl PyUdpSocket {
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         self.check_open()?;
-        if level == libc::IPPROTO_IP && self.is_ipv6() {
-            // IPv4 options on an IPv6 socket, which hears no IPv4 here.
+        if (level == libc::IPPROTO_IP) == self.is_ipv6() && level != libc::SOL_SOCKET {
+            // One family's options on the other's socket (an IPv6 socket hears no IPv4 here).
             return Err(errors::os_error(libc::ENOPROTOOPT));
         }
         let (live, h) = (self.live.clone(), self.handle);
         match (level, optname) {
+            (libc::IPPROTO_IPV6, multicast::IPV6_JOIN_GROUP | multicast::IPV6_LEAVE_GROUP) => {
+                let group = multicast::membership_v6(value)?;
+                let join = optname == multicast::IPV6_JOIN_GROUP;
+                let done = py.detach(move || {
+                    live.act(|s, now| match join {
+                        true => s.udp_join(now, h, group),
+                        false => s.udp_leave(now, h, group),
+                    })
+                });
+                done.ok_or_else(socket_closed)?
+                    .map_err(multicast::membership_error)
+            }
+            // An interface index: the stack has one link, whichever is named.
+            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF) => multicast::int_value(value).map(drop),
+            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS) => {
+                let hops = match multicast::int_value(value)? {
+                    -1 => 1, // the default, as Linux takes it
+                    t => u8::try_from(t).map_err(|_| errors::os_error(libc::EINVAL))?,
+                };
+                self.with_socket(py, move |u| u.multicast_ttl = hops)
+            }
+            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP) => {
+                let on = match multicast::int_value(value)? {
+                    v @ 0..=1 => v == 1,
+                    _ => return Err(errors::os_error(libc::EINVAL)),
+                };
+                self.with_socket(py, move |u| u.multicast_loop = on)
+            }
             (libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP | libc::IP_DROP_MEMBERSHIP) => {
                 let (group, interface) = multicast::membership(value)?;
                 self.check_interface(py, interface, libc::ENODEV)?;
@@ -375,9 +407,14 @@ impl PyUdpSocket {
         }
     }
 
-    /// Reads back SO_BROADCAST, SO_RCVBUF, IP_MULTICAST_TTL and IP_MULTICAST_LOOP.
+    /// Reads back SO_BROADCAST, SO_RCVBUF, IP_MULTICAST_TTL and IP_MULTICAST_LOOP
+    /// (IPV6_MULTICAST_HOPS and IPV6_MULTICAST_LOOP on an IPv6 socket).
     fn getsockopt(&self, py: Python<'_>, level: i32, optname: i32) -> PyResult<usize> {
         self.check_open()?;
+        let family_level = match self.is_ipv6() {
+            true => libc::IPPROTO_IPV6,
+            false => libc::IPPROTO_IP,
+        };
         let known = matches!(
             (level, optname),
             (libc::SOL_SOCKET, libc::SO_BROADCAST | libc::SO_RCVBUF)
@@ -385,7 +422,11 @@ impl PyUdpSocket {
                     libc::IPPROTO_IP,
                     libc::IP_MULTICAST_TTL | libc::IP_MULTICAST_LOOP
                 )
-        );
+                | (
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MULTICAST_HOPS | libc::IPV6_MULTICAST_LOOP
+                )
+        ) && (level == libc::SOL_SOCKET || level == family_level);
         if !known {
             return Err(PyOSError::new_err((
                 libc::ENOPROTOOPT,
@@ -395,7 +436,8 @@ impl PyUdpSocket {
         self.with_socket(py, move |u| match (level, optname) {
             (libc::SOL_SOCKET, libc::SO_BROADCAST) => u.broadcast as usize,
             (libc::SOL_SOCKET, _) => u.recv_buffer(),
-            (_, libc::IP_MULTICAST_TTL) => usize::from(u.multicast_ttl),
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_TTL)
+            | (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS) => usize::from(u.multicast_ttl),
             _ => usize::from(u.multicast_loop),
         })
     }

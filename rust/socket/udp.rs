@@ -2,7 +2,6 @@
 //! of received datagrams. Sending goes straight to the interface (the stack
 //! does it); a socket only decides what it may receive.
 
-use crate::wire::Ipv4Addr;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -70,12 +69,14 @@ pub struct UdpSocket {
     queued_bytes: usize,
     dropped: u64,
     error: Option<UdpError>,
-    /// The multicast groups this socket joined (IP_ADD_MEMBERSHIP).
-    groups: Vec<Ipv4Addr>,
-    /// IP_MULTICAST_TTL: the TTL of what it sends to a group (1: this link).
+    /// The multicast groups this socket joined (IP_ADD_MEMBERSHIP,
+    /// IPV6_JOIN_GROUP), of its own family.
+    groups: Vec<IpAddr>,
+    /// IP_MULTICAST_TTL (IPV6_MULTICAST_HOPS): the TTL of what it sends to
+    /// a group (1: this link).
     pub multicast_ttl: u8,
-    /// IP_MULTICAST_LOOP: what it sends to a group we belong to is also
-    /// delivered here, as on Linux by default.
+    /// IP_MULTICAST_LOOP (IPV6_MULTICAST_LOOP): what it sends to a group we
+    /// belong to is also delivered here, as on Linux by default.
     pub multicast_loop: bool,
 }
 
@@ -97,11 +98,11 @@ pub enum MembershipError {
 
 impl UdpSocket {
     /// The groups this socket joined.
-    pub fn groups(&self) -> &[Ipv4Addr] {
+    pub fn groups(&self) -> &[IpAddr] {
         &self.groups
     }
     /// Records `group` as joined by this socket.
-    pub fn add_group(&mut self, group: Ipv4Addr) -> Result<(), MembershipError> {
+    pub fn add_group(&mut self, group: IpAddr) -> Result<(), MembershipError> {
         if self.groups.contains(&group) {
             return Err(MembershipError::AlreadyMember);
         }
@@ -112,7 +113,7 @@ impl UdpSocket {
         Ok(())
     }
     /// Forgets `group`.
-    pub fn drop_group(&mut self, group: Ipv4Addr) -> Result<(), MembershipError> {
+    pub fn drop_group(&mut self, group: IpAddr) -> Result<(), MembershipError> {
         let i = self.groups.iter().position(|&g| g == group);
         let i = i.ok_or(MembershipError::NotMember)?;
         self.groups.swap_remove(i);
@@ -267,7 +268,7 @@ impl UdpSockets {
 
     /// Closes a socket; what it had queued is freed. Returns the groups it
     /// had joined, for the host to leave.
-    pub fn close(&mut self, h: UdpHandle) -> Vec<Ipv4Addr> {
+    pub fn close(&mut self, h: UdpHandle) -> Vec<IpAddr> {
         match self.sockets.remove(&h) {
             Some(s) => {
                 self.by_port.remove(&s.local.1);
@@ -322,7 +323,7 @@ impl UdpSockets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv6Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
     const PEER: Endpoint = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5000);

@@ -8,7 +8,8 @@ use mipfast::iface::DropReason;
 use mipfast::phy::Device;
 use mipfast::socket::udp::MembershipError;
 use mipfast::time::Duration;
-use mipfast::wire::{ethernet, igmp, ipv4, Ipv4Addr, MacAddress};
+use mipfast::wire::{ethernet, igmp, ipv4, ipv6, mld, Ipv4Addr, MacAddress};
+use std::net::Ipv6Addr;
 use std::ops::ControlFlow;
 use tcp_net::*;
 
@@ -225,4 +226,124 @@ fn a_socket_closed_leaves_its_groups_and_what_it_sends_goes_with_its_ttl_and_com
         vec![(igmp::ALL_ROUTERS, leave)]
     );
     assert_eq!(net.b.stack.multicast_groups(), vec![]);
+}
+
+/// An IPv6 frame B put on the wire: (eth dst, ip dst, hop limit, upper-layer protocol, its bytes).
+type Seen6 = (MacAddress, Ipv6Addr, u8, u8, Vec<u8>);
+
+/// As [`sent_by_b`], for IPv6 frames.
+fn sent_v6_by_b(net: &mut Net, d: Duration) -> Vec<Seen6> {
+    net.a.silent = true;
+    let end = net.now + d;
+    let mut seen = Vec::new();
+    loop {
+        net.b.stack.poll(net.now, &mut net.b.dev).unwrap();
+        let _ = net.a.dev.receive(net.now, &mut |frame, _, _| {
+            let eth = ethernet::Frame::new_checked(frame).unwrap();
+            if eth.ethertype() == ethernet::ETHERTYPE_IPV6 {
+                let ip = ipv6::Packet::new_checked(eth.payload()).unwrap();
+                let upper = ipv6::upper_layer(&ip).unwrap();
+                let payload = upper.payload.to_vec();
+                seen.push((eth.dst(), ip.dst(), ip.hop_limit(), upper.protocol, payload));
+            }
+            ControlFlow::Continue(())
+        });
+        if net.now >= end {
+            break;
+        }
+        net.now = (net.now + ms(10)).min(end);
+    }
+    net.a.silent = false;
+    seen
+}
+
+/// The (record type, group) of each MLDv2 report's records (RFC 3810 §5.2).
+fn mld_records(seen: &[Seen6]) -> Vec<(u8, Ipv6Addr)> {
+    let mut records = Vec::new();
+    for (_, dst, hops, protocol, icmp) in seen {
+        if *protocol != ipv6::NEXT_ICMPV6 || icmp[0] != mld::TYPE_V2_REPORT {
+            continue;
+        }
+        assert_eq!((*dst, *hops), (ipv6::ALL_MLDV2_ROUTERS, 1));
+        let count = u16::from_be_bytes([icmp[6], icmp[7]]) as usize;
+        for r in icmp[8..].chunks(20).take(count) {
+            let group: [u8; 16] = r[4..20].try_into().unwrap();
+            records.push((r[0], group.into()));
+        }
+    }
+    records
+}
+
+/// IPv6 multicast for UDP sockets (IPV6_JOIN_GROUP): an MLDv2 report when
+/// a group is joined and when it is left, the group's datagrams taken
+/// meanwhile, sent with the socket's hop limit and looped back to ourselves.
+#[test]
+fn over_ipv6_a_group_is_reported_when_joined_and_left_and_its_datagrams_taken_meanwhile() {
+    let mut net = Net::with_ipv6(mipfast::phy::fault::FaultConfig::latency(ms(1)), 12);
+    let group: Ipv6Addr = "ff12::1234".parse().unwrap();
+    let group_mac = MacAddress([0x33, 0x33, 0, 0, 0x12, 0x34]);
+    let sender = net.a.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 0).unwrap();
+    let hb = net.b.stack.udp_bind(Ipv6Addr::UNSPECIFIED, 5000).unwrap();
+    let send = |net: &mut Net, what: &[u8]| {
+        let now = net.now;
+        net.a
+            .stack
+            .udp_send(now, sender, (group, 5000), what)
+            .unwrap();
+        net.run_for(ms(20));
+    };
+
+    // Not joined: not ours.
+    let not_ours = net.b.stack.counters().drops(DropReason::Ipv6NotForUs);
+    send(&mut net, b"early");
+    assert!(received(&mut net, hb).is_empty());
+    let drops = net.b.stack.counters().drops(DropReason::Ipv6NotForUs);
+    assert_eq!(drops, not_ours + 1);
+
+    // Joined: reported at once, then its datagrams are B's.
+    assert_eq!(net.b.stack.udp_join(net.now, hb, group), Some(Ok(())));
+    let reported = mld_records(&sent_v6_by_b(&mut net, ms(20)));
+    assert_eq!(reported, vec![(mld::CHANGE_TO_EXCLUDE, group)]);
+    let again = net.b.stack.udp_join(net.now, hb, group);
+    assert_eq!(again, Some(Err(MembershipError::AlreadyMember)));
+    let v4_group = net.b.stack.udp_join(net.now, hb, GROUP);
+    assert_eq!(v4_group, Some(Err(MembershipError::NotMulticast)));
+    let unicast = net.b.stack.udp_join(net.now, hb, link_local(A_MAC));
+    assert_eq!(unicast, Some(Err(MembershipError::NotMulticast)));
+    send(&mut net, b"to the group");
+    assert_eq!(received(&mut net, hb), vec![b"to the group".to_vec()]);
+
+    // B sends to the group: with its socket's hop limit, and back to itself
+    // (IPV6_MULTICAST_LOOP) unless told not to.
+    net.b.stack.udp_mut().get_mut(hb).unwrap().multicast_ttl = 3;
+    let now = net.now;
+    net.b
+        .stack
+        .udp_send(now, hb, (group, 5000), b"own")
+        .unwrap();
+    let seen = sent_v6_by_b(&mut net, ms(20));
+    let datagram: Vec<_> = seen.iter().filter(|s| s.3 == ipv6::NEXT_UDP).collect();
+    assert_eq!(datagram.len(), 1);
+    assert_eq!(
+        (datagram[0].0, datagram[0].1, datagram[0].2),
+        (group_mac, group, 3)
+    );
+    assert_eq!(received(&mut net, hb), vec![b"own".to_vec()]);
+    net.b.stack.udp_mut().get_mut(hb).unwrap().multicast_loop = false;
+    let now = net.now;
+    net.b
+        .stack
+        .udp_send(now, hb, (group, 5000), b"own")
+        .unwrap();
+    net.run_for(ms(20));
+    assert!(received(&mut net, hb).is_empty());
+
+    // Left: said so, and its datagrams are not ours again.
+    assert_eq!(net.b.stack.udp_leave(net.now, hb, group), Some(Ok(())));
+    let reported = mld_records(&sent_v6_by_b(&mut net, ms(20)));
+    assert_eq!(reported, vec![(mld::CHANGE_TO_INCLUDE, group)]);
+    send(&mut net, b"late");
+    assert!(received(&mut net, hb).is_empty());
+    let left = net.b.stack.udp_leave(net.now, hb, group);
+    assert_eq!(left, Some(Err(MembershipError::NotMember)));
 }

@@ -339,16 +339,53 @@ impl Ipv6Host {
     }
 
     /// The groups we report: the solicited-node group of each address not
-    /// found duplicate, once each (all nodes is never reported, RFC 3810 §6).
+    /// found duplicate, and those our sockets joined, once each (all nodes
+    /// and interface-local groups never, RFC 3810 §6).
     fn groups(&self) -> Vec<Ipv6Addr> {
         let mut groups: Vec<Ipv6Addr> = Vec::new();
-        for a in &self.addresses {
-            let group = ipv6::solicited_node(a.address);
-            if a.state != AddressState::Duplicate && !groups.contains(&group) {
+        let solicited = (self.addresses.iter())
+            .filter(|a| a.state != AddressState::Duplicate)
+            .map(|a| ipv6::solicited_node(a.address));
+        for group in solicited.chain(self.joined.iter().map(|&(g, _)| g)) {
+            if reported(group) && !groups.contains(&group) {
                 groups.push(group);
             }
         }
         groups
+    }
+
+    /// A socket joins `group` (IPV6_JOIN_GROUP): the first reports it at
+    /// once (RFC 3810 §6.1; or with the rest once the link-local address is
+    /// ours).
+    pub fn join_group(&mut self, now: Instant, link: &mut Link<'_>, group: Ipv6Addr) {
+        if let Some(entry) = self.joined.iter_mut().find(|(g, _)| *g == group) {
+            entry.1 += 1;
+            return;
+        }
+        self.joined.push((group, 1));
+        if reported(group) && self.link_local_usable() {
+            self.send_report(now, link, mld::CHANGE_TO_EXCLUDE, &[group]);
+        }
+    }
+
+    /// A socket leaves `group`: the last to leave says so (a change to
+    /// include nothing, RFC 3810 §6.1).
+    pub fn leave_group(&mut self, now: Instant, link: &mut Link<'_>, group: Ipv6Addr) {
+        let Some(i) = self.joined.iter().position(|(g, _)| *g == group) else {
+            return;
+        };
+        self.joined[i].1 -= 1;
+        if self.joined[i].1 > 0 {
+            return;
+        }
+        self.joined.swap_remove(i);
+        if reported(group) && self.link_local_usable() {
+            self.send_report(now, link, mld::CHANGE_TO_INCLUDE, &[group]);
+        }
+    }
+
+    fn link_local_usable(&self) -> bool {
+        (self.addresses.iter()).any(|a| a.origin == AddressOrigin::LinkLocal && a.state.is_usable())
     }
 
     fn send_report(
@@ -501,4 +538,10 @@ impl Ipv6Host {
         }
         at
     }
+}
+
+/// RFC 3810 §6: a group worth reporting: not all nodes (ff02::1), not
+/// interface-local (ff01::/16, never on the wire).
+fn reported(group: Ipv6Addr) -> bool {
+    group != ipv6::ALL_NODES && group.segments()[0] & 0xff0f != 0xff01
 }

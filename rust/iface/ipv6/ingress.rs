@@ -192,10 +192,12 @@ impl Ipv6Host {
         }
     }
 
-    /// Whether we listen to the group `dst`: all nodes, or the solicited-node
-    /// group of an address of ours (tentative ones included, RFC 4862 §5.4.2).
+    /// Whether we listen to the group `dst`: all nodes, a group a socket
+    /// joined, or the solicited-node group of an address of ours (tentative
+    /// ones included, RFC 4862 §5.4.2).
     fn is_listening(&self, dst: Ipv6Addr) -> bool {
         dst == ipv6::ALL_NODES
+            || self.is_member(dst)
             || self.addresses.iter().any(|a| {
                 a.state != AddressState::Duplicate && ipv6::solicited_node(a.address) == dst
             })
@@ -400,17 +402,18 @@ impl Ipv6Host {
     }
 
     /// Sends a UDP datagram (RFC 768 over RFC 8200 §8.1: the checksum is
-    /// mandatory); to a group with hop limit 1, this link.
+    /// mandatory); to a group with the hop limit `group_hops` (a socket's
+    /// IPV6_MULTICAST_HOPS, 1 by default: this link).
     pub fn send_udp(
         &mut self,
         now: Instant,
         link: &mut Link<'_>,
         (src, dst): (Ipv6Addr, Ipv6Addr),
-        (src_port, dst_port): (u16, u16),
+        (src_port, dst_port, group_hops): (u16, u16, u8),
         payload: &[u8],
     ) -> Result<(), DropReason> {
         let hop_limit = match dst.is_multicast() {
-            true => 1,
+            true => group_hops,
             false => self.hop_limit,
         };
         let out = Outgoing {

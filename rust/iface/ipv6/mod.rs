@@ -120,6 +120,8 @@ pub struct Ipv6Host {
     next_solicitation: Option<Instant>,
     /// When the reports a query asked for are due (RFC 3810 §6.2).
     report_due: Option<Instant>,
+    /// Groups our sockets joined, with how many joined each.
+    joined: Vec<(Ipv6Addr, usize)>,
     icmp_errors: TokenBucket,
     /// Neighbors given up on, for [`Ipv6Host::take_unresolved`].
     unresolved: Vec<Ipv6Addr>,
@@ -145,6 +147,7 @@ impl Ipv6Host {
             solicitations_sent: 0,
             next_solicitation: None,
             report_due: None,
+            joined: Vec::new(),
             icmp_errors: TokenBucket::new(super::ICMP_ERRORS_PER_SEC, super::ICMP_ERROR_BURST),
             unresolved: Vec::new(),
             rng,
@@ -214,6 +217,11 @@ impl Ipv6Host {
     /// The neighbor cache, as `ip -6 neigh` lists it.
     pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor<Ipv6Addr>> {
         self.neighbors.entries(now)
+    }
+
+    /// Whether a socket of ours joined `group`.
+    pub fn is_member(&self, group: Ipv6Addr) -> bool {
+        self.joined.iter().any(|&(g, _)| g == group)
     }
 
     /// Whether `addr` is ours and usable (not tentative, not duplicate).
