@@ -1147,3 +1147,59 @@ fn datagrams_follow_a_packet_too_big() {
     advertise(&mut s, now, ip(PEER), PEER_MAC);
     assert_eq!(sizes(&mut s), vec![ipv6::HEADER_LEN + 1408]);
 }
+
+/// A redirect (RFC 4861 §4.5) from `router` to us: packets to `destination`
+/// go to `target` (whose MAC the message gives).
+fn redirect(router: Ipv6Addr, (target, destination): (Ipv6Addr, Ipv6Addr), hop: u8) -> Vec<u8> {
+    let mut m = vec![0u8; 40 + 8];
+    m[0] = ndp::TYPE_REDIRECT;
+    m[8..24].copy_from_slice(&target.octets());
+    m[24..40].copy_from_slice(&destination.octets());
+    m[40..48].copy_from_slice(&[2, 1, 0x02, 0xcc, 0, 0, 0, 2]); // target's link-layer address
+    icmp(DEFAULT_MAC, (router, ip(LINK_LOCAL)), hop, m)
+}
+
+/// RFC 4861 §8: a redirect from the router a destination's packets go
+/// through sends them to the target it names from then on; one from
+/// anyone else, or forwarded (hop limit below 255), changes nothing.
+#[test]
+fn follows_a_redirect_from_its_router_and_no_one_else() {
+    let (mut s, mut now) = ready_stack();
+    s.process_frame(now, &router_advert("fd77:0:0:1::", (600, 600), 1800));
+    run(&mut s, now, now + Duration::from_secs(3));
+    now += Duration::from_secs(3);
+    let global = ip("fd77:0:0:1:0:1ff:fe02:377");
+    let (far, other) = (ip("2001:db8::5"), ip("2001:db8::6"));
+    let echo_reply_mac = |s: &mut Stack, now: Instant, from: Ipv6Addr| {
+        let request = vec![128, 0, 0, 0, 0, 9, 0, 9];
+        s.process_frame(now, &icmp(DEFAULT_MAC, (from, global), 60, request));
+        let out: Vec<_> = drain(s).iter().filter_map(|f| sent(f)).collect();
+        assert_eq!(out.len(), 1, "{from}");
+        out[0].mac
+    };
+    assert_eq!(echo_reply_mac(&mut s, now, far), ROUTER_MAC);
+
+    let (router, nearer) = (ip("fe80::1"), ip("fe80::2"));
+    let nearer_mac = MacAddress([0x02, 0xcc, 0, 0, 0, 2]);
+    // Not from the router that destination's packets go through, or forwarded: ignored.
+    let invalid = drops(&s, DropReason::NdpInvalid);
+    s.process_frame(now, &redirect(ip(PEER), (nearer, far), 255));
+    s.process_frame(now, &redirect(router, (nearer, far), 64));
+    // (A target neither link-local nor the destination: malformed.)
+    s.process_frame(now, &redirect(router, (ip("2001:db8::9"), far), 255));
+    assert_eq!(drops(&s, DropReason::NdpInvalid), invalid + 3);
+    assert_eq!(echo_reply_mac(&mut s, now, far), ROUTER_MAC);
+
+    // From the router: `far` is now reached through `nearer`; others as before.
+    s.process_frame(now, &redirect(router, (nearer, far), 255));
+    assert_eq!(drops(&s, DropReason::NdpInvalid), invalid + 3);
+    assert_eq!(echo_reply_mac(&mut s, now, far), nearer_mac);
+    assert_eq!(echo_reply_mac(&mut s, now, other), ROUTER_MAC);
+    let host = s.interface().ipv6().unwrap();
+    assert_eq!(host.next_hop(now, far), Some(nearer));
+    // Forgotten after ten minutes.
+    assert_eq!(
+        host.next_hop(now + Duration::from_secs(601), far),
+        Some(router)
+    );
+}

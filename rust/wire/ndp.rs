@@ -83,8 +83,13 @@ pub enum Message {
         target: Ipv6Addr,
         target_mac: Option<MacAddress>,
     },
-    /// A redirect (§4.5) is valid but only a router's to act on: we keep our routes.
-    Redirect,
+    /// A redirect (§4.5): packets to `destination` are better sent to
+    /// `target` (a router nearer it, or the destination itself, on the link).
+    Redirect {
+        target: Ipv6Addr,
+        destination: Ipv6Addr,
+        target_mac: Option<MacAddress>,
+    },
 }
 
 impl Message {
@@ -141,7 +146,20 @@ impl Message {
                 target: target()?,
                 target_mac: options.target_mac,
             },
-            _ => Message::Redirect,
+            _ => {
+                // §8.1: the destination is never multicast; the target is
+                // link-local, or the destination itself (it is on the link).
+                let (target, destination) = (ipv6_at(buf, 8), ipv6_at(buf, 24));
+                let link_local = target.segments()[0] & 0xffc0 == 0xfe80;
+                if destination.is_multicast() || !(link_local || target == destination) {
+                    return Err(Error::Malformed);
+                }
+                Message::Redirect {
+                    target,
+                    destination,
+                    target_mac: options.target_mac,
+                }
+            }
         })
     }
 }

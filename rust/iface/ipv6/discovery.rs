@@ -101,7 +101,30 @@ impl Ipv6Host {
                     self.process_router_advert(now, link, src, advert);
                 }
             }
-            ndp::Message::RouterSolicit { .. } | ndp::Message::Redirect => {
+            ndp::Message::Redirect {
+                target,
+                destination,
+                target_mac,
+            } => {
+                // §8.1: only from the router we now send `destination`'s
+                // packets through, from its link-local address.
+                let on_link = self.next_hop(now, destination) == Some(destination);
+                if !ipv6::is_link_local(src)
+                    || on_link
+                    || self.next_hop(now, destination) != Some(src)
+                {
+                    return link.counters.count_drop(DropReason::NdpInvalid);
+                }
+                self.redirect(now, destination, target);
+                if let Some(mac) = target_mac {
+                    // §8.3: the target's address, an entry made if need be.
+                    let (tx, counters) = (&mut *link.tx, &mut *link.counters);
+                    self.neighbors.learn(now, target, mac, true, |frame| {
+                        super::super::interface::push_frame(tx, counters, frame)
+                    });
+                }
+            }
+            ndp::Message::RouterSolicit { .. } => {
                 link.counters.count_drop(DropReason::Icmpv6Unhandled)
             }
         }

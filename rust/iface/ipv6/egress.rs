@@ -53,7 +53,9 @@ impl Ipv6Host {
     }
 
     /// The neighbor a packet to `dst` goes to: `dst` itself when on the
-    /// link (link-local, or in an on-link prefix), else a default router.
+    /// link (link-local, or in an on-link prefix), else where a redirect
+    /// said (RFC 4861 §5.2: the destination cache first), else a default
+    /// router.
     pub fn next_hop(&self, now: Instant, dst: Ipv6Addr) -> Option<Ipv6Addr> {
         let on_link = ipv6::is_link_local(dst)
             || self.on_link.iter().any(|p| {
@@ -61,6 +63,9 @@ impl Ipv6Host {
             });
         if on_link {
             return Some(dst);
+        }
+        if let Some(target) = self.redirected(now, dst) {
+            return Some(target);
         }
         self.routers(now).next().map(|r| r.address)
     }

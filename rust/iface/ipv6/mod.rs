@@ -38,6 +38,10 @@ const MAX_ROUTERS: usize = 4;
 const MAX_PREFIXES: usize = 8;
 /// DNS servers from advertisements kept at once (RFC 8106 §5.3.1: at least three).
 const MAX_DNS_SERVERS: usize = 3;
+/// Redirected destinations kept at once (RFC 4861 §8.3's destination
+/// cache), and for how long (Linux's redirect routes age alike).
+const MAX_REDIRECTS: usize = 64;
+const REDIRECT_AGING: Duration = Duration::from_secs(600);
 /// Destinations whose smaller path MTU is remembered (for datagrams; TCP
 /// keeps its own), and for how long (RFC 8201 §4: at least 5 minutes).
 const MAX_PATH_MTUS: usize = 64;
@@ -122,6 +126,9 @@ pub struct Ipv6Host {
     report_due: Option<Instant>,
     /// Groups our sockets joined, with how many joined each.
     joined: Vec<(Ipv6Addr, usize)>,
+    /// Redirects (RFC 4861 §8.3): a destination, the first hop routers told
+    /// us to use for it, and when the entry is forgotten.
+    redirects: Vec<(Ipv6Addr, Ipv6Addr, Instant)>,
     icmp_errors: TokenBucket,
     /// Neighbors given up on, for [`Ipv6Host::take_unresolved`].
     unresolved: Vec<Ipv6Addr>,
@@ -148,6 +155,7 @@ impl Ipv6Host {
             next_solicitation: None,
             report_due: None,
             joined: Vec::new(),
+            redirects: Vec::new(),
             icmp_errors: TokenBucket::new(super::ICMP_ERRORS_PER_SEC, super::ICMP_ERROR_BURST),
             unresolved: Vec::new(),
             rng,
@@ -217,6 +225,27 @@ impl Ipv6Host {
     /// The neighbor cache, as `ip -6 neigh` lists it.
     pub fn neighbors(&self, now: Instant) -> Vec<super::neighbor::Neighbor<Ipv6Addr>> {
         self.neighbors.entries(now)
+    }
+
+    /// Packets to `destination` go to `target` from now on (a redirect,
+    /// RFC 4861 §8.3), for [`REDIRECT_AGING`].
+    pub(super) fn redirect(&mut self, now: Instant, destination: Ipv6Addr, target: Ipv6Addr) {
+        self.redirects
+            .retain(|&(d, _, expires)| d != destination && expires > now);
+        if self.redirects.len() >= MAX_REDIRECTS {
+            self.redirects.remove(0); // the oldest
+        }
+        log::debug!("redirected: {destination} through {target}");
+        self.redirects
+            .push((destination, target, now + REDIRECT_AGING));
+    }
+
+    /// Where a redirect said packets to `destination` go, if one did.
+    pub(super) fn redirected(&self, now: Instant, destination: Ipv6Addr) -> Option<Ipv6Addr> {
+        self.redirects
+            .iter()
+            .find(|&&(d, _, expires)| d == destination && expires > now)
+            .map(|&(_, target, _)| target)
     }
 
     /// Whether a socket of ours joined `group`.
