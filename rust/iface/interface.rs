@@ -522,6 +522,12 @@ impl Interface {
     }
 
     fn send_arp_request(&mut self, target_ip: Ipv4Addr) {
+        self.send_arp_request_to(target_ip, MacAddress::BROADCAST);
+    }
+
+    /// An ARP request for `target_ip`, broadcast, or to `to` to confirm a
+    /// neighbor we know (RFC 1122 §2.3.2.1: unicast polling).
+    fn send_arp_request_to(&mut self, target_ip: Ipv4Addr, to: MacAddress) {
         let sender_ip = self
             .config
             .as_ref()
@@ -534,7 +540,7 @@ impl Interface {
                 target_mac: MacAddress::ZERO,
                 target_ip,
             },
-            MacAddress::BROADCAST,
+            to,
         );
     }
 
@@ -1036,7 +1042,8 @@ impl Interface {
         let mut requests = Vec::new();
         let mut lost = 0;
         self.neighbors.poll(now, |action| match action {
-            NeighborAction::SendRequest(ip) => requests.push(ip),
+            NeighborAction::SendRequest(ip) => requests.push((ip, MacAddress::BROADCAST)),
+            NeighborAction::SendProbe(ip, mac) => requests.push((ip, mac)),
             NeighborAction::GaveUp(ip, frames) => {
                 log::debug!("ARP for {ip} unanswered; dropping {frames} frames");
                 lost += frames;
@@ -1046,8 +1053,8 @@ impl Interface {
         for _ in 0..lost {
             self.counters.count_drop(DropReason::NeighborUnreachable);
         }
-        for ip in requests {
-            self.send_arp_request(ip);
+        for (ip, to) in requests {
+            self.send_arp_request_to(ip, to);
         }
         self.reassembly.expire(now);
         self.report_reassembly_timeouts(now);

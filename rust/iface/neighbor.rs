@@ -1,8 +1,16 @@
 //! The ARP neighbour cache (RFC 826) with aging, retries and a small queue of
-//! frames waiting for resolution (RFC 1122 §2.3.2.2: keep at least one).
+//! frames waiting for resolution (RFC 1122 §2.3.2.2: keep at least one);
+//! IPv6's neighbor discovery uses it too.
+//!
+//! An entry that ages out while in use is not dropped: it is confirmed with
+//! requests sent to the neighbor's own MAC while frames go on to it (RFC
+//! 4861 §7.3's STALE/PROBE, as Linux's ARP does), so that a long transfer
+//! does not stop to resolve again, its frames queued or lost, every time
+//! the entry ages. Only a neighbor that answers none of them is forgotten.
 
 use crate::time::{Duration, Instant};
 use crate::wire::{Ipv4Addr, MacAddress};
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone)]
@@ -38,17 +46,25 @@ enum State {
         mac: MacAddress,
         expires_at: Instant,
     },
+    /// Aged out while in use: still used, and asked for to its MAC.
+    Probing {
+        mac: MacAddress,
+        probes_sent: u8,
+        next_probe: Instant,
+    },
     Incomplete {
         requests_sent: u8,
         next_request: Instant,
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry<A> {
     ip: A,
     state: State,
     touched: Instant,
+    /// When a frame last went to this neighbor (set by lookups).
+    used: Cell<Option<Instant>>,
 }
 
 /// A frame built for `next_hop` whose destination MAC is filled on resolution.
@@ -78,6 +94,8 @@ pub struct NeighborCache<A = Ipv4Addr> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum NeighborAction<A = Ipv4Addr> {
     SendRequest(A),
+    /// Confirm a neighbor in use whose entry aged: ask it at its MAC.
+    SendProbe(A, MacAddress),
     /// Resolution failed: this many waiting frames were dropped.
     GaveUp(A, usize),
 }
@@ -95,12 +113,17 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
         self.entries.iter().position(|e| e.ip == ip)
     }
 
-    /// The MAC for `ip` if known and not aged out.
+    /// The MAC for `ip` if known and not aged out (or being confirmed).
+    /// Marks the neighbor as in use.
     pub fn lookup(&self, now: Instant, ip: A) -> Option<MacAddress> {
-        match self.find(ip).map(|i| self.entries[i].state) {
-            Some(State::Reachable { mac, expires_at }) if expires_at > now => Some(mac),
-            _ => None,
-        }
+        let entry = &self.entries[self.find(ip)?];
+        let mac = match entry.state {
+            State::Reachable { mac, expires_at } if expires_at > now => mac,
+            State::Probing { mac, .. } => mac,
+            _ => return None,
+        };
+        entry.used.set(Some(now));
+        Some(mac)
     }
 
     /// Number of entries, resolved or not.
@@ -113,6 +136,11 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
                     ip: e.ip,
                     mac: Some(mac),
                     expires_in: Some(expires_at.saturating_since(now)),
+                },
+                State::Probing { mac, .. } => Neighbor {
+                    ip: e.ip,
+                    mac: Some(mac),
+                    expires_in: Some(Duration::ZERO),
                 },
                 State::Incomplete { .. } => Neighbor {
                     ip: e.ip,
@@ -163,6 +191,7 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
                 ip,
                 state,
                 touched: now,
+                used: Cell::new(None),
             }),
             None => return,
         }
@@ -212,6 +241,7 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
                 // Aged out: resolve again.
                 self.entries[i].state = incomplete;
                 self.entries[i].touched = now;
+                self.entries[i].used.set(Some(now));
                 Ok(true)
             }
             None => {
@@ -219,6 +249,7 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
                     ip: next_hop,
                     state: incomplete,
                     touched: now,
+                    used: Cell::new(Some(now)),
                 });
                 Ok(true)
             }
@@ -227,6 +258,7 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
 
     /// Retries and expiries due at `now`.
     pub fn poll(&mut self, now: Instant, mut act: impl FnMut(NeighborAction<A>)) {
+        let reachable = self.config.reachable_time;
         let mut i = 0;
         while i < self.entries.len() {
             let e = &mut self.entries[i];
@@ -249,6 +281,34 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
                     };
                     act(NeighborAction::SendRequest(e.ip));
                 }
+                // Aged out while in use: confirm it at its MAC, using it meanwhile.
+                State::Reachable { mac, expires_at }
+                    if expires_at <= now && in_use(e.used.get(), expires_at, reachable) =>
+                {
+                    e.state = State::Probing {
+                        mac,
+                        probes_sent: 1,
+                        next_probe: now + self.config.retry_interval,
+                    };
+                    act(NeighborAction::SendProbe(e.ip, mac));
+                }
+                State::Probing {
+                    mac,
+                    probes_sent,
+                    next_probe,
+                } if next_probe <= now => {
+                    if probes_sent >= self.config.max_requests {
+                        // No answer to any: forgotten, to be resolved anew if used.
+                        self.entries.swap_remove(i);
+                        continue;
+                    }
+                    e.state = State::Probing {
+                        mac,
+                        probes_sent: probes_sent + 1,
+                        next_probe: now + self.config.retry_interval,
+                    };
+                    act(NeighborAction::SendProbe(e.ip, mac));
+                }
                 // Long-expired entries are removed so the table does not fill with the dead.
                 State::Reachable { expires_at, .. }
                     if expires_at + self.config.reachable_time <= now =>
@@ -268,10 +328,20 @@ impl<A: Copy + PartialEq> NeighborCache<A> {
             .iter()
             .filter_map(|e| match e.state {
                 State::Incomplete { next_request, .. } => Some(next_request),
-                State::Reachable { .. } => None,
+                State::Probing { next_probe, .. } => Some(next_probe),
+                State::Reachable { expires_at, .. } => {
+                    in_use(e.used.get(), expires_at, self.config.reachable_time)
+                        .then_some(expires_at)
+                }
             })
             .min()
     }
+}
+
+/// Whether a frame went to a neighbor (last `used`) since its entry,
+/// expiring at `expires_at`, was last confirmed.
+fn in_use(used: Option<Instant>, expires_at: Instant, reachable_time: Duration) -> bool {
+    used.is_some_and(|used| used >= expires_at - reachable_time)
 }
 
 #[cfg(test)]
@@ -314,9 +384,39 @@ mod tests {
     fn entries_age_out() {
         let mut c = NeighborCache::new(NeighborConfig::default());
         c.learn(t(0), A, M, true, |_| {});
-        assert_eq!(c.lookup(t(59_999), A), Some(M));
+        assert_eq!(c.poll_at(), None, "not in use: nothing to confirm");
+        c.poll(t(60_000), |_| panic!("nothing to do"));
         assert_eq!(c.lookup(t(60_000), A), None);
         c.poll(t(120_000), |_| {});
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_entry_in_use_is_confirmed_at_its_mac_and_kept_while_it_answers() {
+        let mut c = NeighborCache::new(NeighborConfig::default());
+        c.learn(t(0), A, M, true, |_| {});
+        assert_eq!(c.lookup(t(1_000), A), Some(M));
+        assert_eq!(c.poll_at(), Some(t(60_000)));
+        let mut actions = vec![];
+        c.poll(t(60_000), |a| actions.push(a));
+        assert_eq!(actions, vec![NeighborAction::SendProbe(A, M)]);
+        assert_eq!(
+            c.lookup(t(60_500), A),
+            Some(M),
+            "used while it is confirmed"
+        );
+        c.learn(t(60_600), A, M, false, |_| {}); // it answered
+        assert_eq!(c.poll_at(), None, "confirmed, and not used since");
+        // In use again, and silent: three probes a second apart, then forgotten.
+        assert_eq!(c.lookup(t(61_000), A), Some(M));
+        for at in [120_600, 121_600, 122_600] {
+            let mut actions = vec![];
+            c.poll(t(at), |a| actions.push(a));
+            assert_eq!(actions, vec![NeighborAction::SendProbe(A, M)], "{at}");
+            assert_eq!(c.lookup(t(at), A), Some(M));
+        }
+        c.poll(t(123_600), |_| panic!("no more probes"));
+        assert_eq!(c.lookup(t(123_600), A), None);
         assert!(c.is_empty());
     }
 

@@ -1016,9 +1016,17 @@ fn reassembles_fragments_and_reports_what_it_cannot() {
     assert_eq!(drops(&s, DropReason::Ipv6ReassemblyTimeout), 0);
     now += Duration::from_secs(30);
     s.poll_timers(now);
-    drain(&mut s); // the peer is asked for again: 30 s since it answered
-    advertise(&mut s, now, ip(PEER), PEER_MAC);
+    // The peer's entry aged in use: confirmed with a solicitation to its
+    // own address and MAC, while the time exceeded goes to that MAC at once.
     let out: Vec<_> = drain(&mut s).iter().filter_map(|f| sent(f)).collect();
+    let probe = out
+        .iter()
+        .find(|f| f.upper[0] == ndp::TYPE_NEIGHBOR_SOLICIT)
+        .unwrap();
+    assert_eq!(
+        (probe.mac, probe.dst, &probe.upper[8..24]),
+        (PEER_MAC, ip(PEER), &ip(PEER).octets()[..])
+    );
     let exceeded: Vec<_> = out
         .iter()
         .filter(|f| f.upper[0] == icmpv6::TYPE_TIME_EXCEEDED)
@@ -1141,10 +1149,8 @@ fn datagrams_follow_a_packet_too_big() {
     assert_eq!(sizes(&mut s), vec![1280, 1408 - 1232 + 48]);
     now += Duration::from_secs(601);
     s.poll_timers(now);
-    drain(&mut s);
+    drain(&mut s); // (a solicitation confirming the peer, whose entry aged in use)
     s.udp_send(now, h, (ip(PEER), 9), &pattern(1400)).unwrap();
-    drain(&mut s); // the peer is asked for again
-    advertise(&mut s, now, ip(PEER), PEER_MAC);
     assert_eq!(sizes(&mut s), vec![ipv6::HEADER_LEN + 1408]);
 }
 

@@ -771,3 +771,60 @@ fn over_ipv6_segments_follow_a_routers_smaller_mtu() {
     );
     assert_eq!(net.a.stack.counters().drops(DropReason::TooBig), 0);
 }
+
+/// A connection that outlives its neighbor entry (ARP's 60 s) goes on to
+/// the MAC it knows while the entry is confirmed by unicast requests (RFC
+/// 1122 §2.3.2.1): no broadcast to resolve the peer again, no frame held
+/// back, nothing lost.
+#[test]
+fn a_long_connection_confirms_its_neighbor_without_stopping() {
+    let mut net = Net::clean(14);
+    let (ha, hb) = net.connect(80);
+    let data = pattern(150_000, 9);
+    let (mut written, mut got, mut buf) = (0, Vec::new(), vec![0u8; 4096]);
+    let mut frames = vec![];
+    // 1,000 bytes a second for 150 s: the entry ages twice meanwhile.
+    for step in 0..150_000u64 {
+        let now = net.now;
+        let mut tee = Tee {
+            link: &mut net.a.dev,
+            frames: &mut frames,
+            forward: true,
+        };
+        net.a.stack.poll(now, &mut tee).unwrap();
+        net.b.stack.poll(now, &mut net.b.dev).unwrap();
+        if step % 1000 == 0 && written < data.len() {
+            let end = (written + 1000).min(data.len());
+            let conn = net.a.stack.tcp_mut().get_mut(ha).unwrap();
+            written += conn.send(&data[written..end]).unwrap();
+        }
+        let conn = net.b.stack.tcp_mut().get_mut(hb).unwrap();
+        while let Ok(Some(n @ 1..)) = conn.recv(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        net.now = now + Duration::from_millis(1);
+    }
+    assert!(
+        got == data,
+        "{} of {} bytes, in order",
+        got.len(),
+        data.len()
+    );
+    let arp: Vec<&Sent> = frames
+        .iter()
+        .filter(|f| f.bytes[12..14] == [8, 6])
+        .collect();
+    assert!(
+        arp.len() >= 2,
+        "the peer was confirmed as its entry aged: {} of {} frames ARP",
+        arp.len(),
+        frames.len()
+    );
+    assert!(
+        arp.iter().all(|f| f.bytes[..6] == B_MAC.0),
+        "at its MAC, never broadcast"
+    );
+    let c = net.a.stack.counters();
+    assert_eq!(c.drops(DropReason::NeighborQueueFull), 0);
+    assert_eq!(net.conn_a(ha).traffic().retransmits, 0);
+}

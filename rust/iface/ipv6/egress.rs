@@ -354,12 +354,36 @@ impl Ipv6Host {
         });
     }
 
+    /// Confirms a neighbor in use whose entry aged (RFC 4861 §7.3.3, PROBE):
+    /// a solicitation to its own address and MAC.
+    fn probe_neighbor(&mut self, link: &mut Link<'_>, target: Ipv6Addr, mac: MacAddress) {
+        let Some(src) = self.source_for(target) else {
+            return;
+        };
+        let message = ndp::Solicit {
+            target,
+            source_mac: Some(link.mac),
+        };
+        let out = Outgoing {
+            src,
+            dst: target,
+            next_header: ipv6::NEXT_ICMPV6,
+            hop_limit: 255,
+            router_alert: false,
+        };
+        self.send_to_mac(link, mac, out, message.len(), |buf, s, d| {
+            message.emit(buf, s, d)
+        });
+    }
+
     /// Solicitations due again, and frames given up on (§7.2.2: three
     /// solicitations, a retransmission timer apart).
     pub(super) fn poll_neighbors(&mut self, now: Instant, link: &mut Link<'_>) {
         let mut asks = Vec::new();
+        let mut probes = Vec::new();
         self.neighbors.poll(now, |action| match action {
             NeighborAction::SendRequest(ip) => asks.push(ip),
+            NeighborAction::SendProbe(ip, mac) => probes.push((ip, mac)),
             NeighborAction::GaveUp(ip, frames) => {
                 log::debug!("no neighbor advertisement from {ip}; dropping {frames} frames");
                 for _ in 0..frames {
@@ -370,6 +394,9 @@ impl Ipv6Host {
         });
         for ip in asks {
             self.solicit(now, link, ip);
+        }
+        for (ip, mac) in probes {
+            self.probe_neighbor(link, ip, mac);
         }
     }
 
