@@ -956,18 +956,8 @@ impl Interface {
             NextHop::Resolve(hop) => {
                 let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
                 write(&mut frame, MacAddress::ZERO, self.mac);
-                if let Some(Text { bytes: (a, b), .. }) = payload.text {
-                    let (head, rest) = frame[written_len..frame_len].split_at_mut(a.len());
-                    head.copy_from_slice(a);
-                    rest.copy_from_slice(b);
-                }
-                // What waits for ARP waits as the frames it becomes.
-                let mut frames = vec![];
-                segment_burst(&frame, segment_size as usize, &mut |f| {
-                    frames.push(f.to_vec())
-                });
                 let mut result = Ok(());
-                for frame in frames {
+                for frame in waiting_frames(frame, (written_len..frame_len, payload)) {
                     match self.neighbors.enqueue(now, hop, frame) {
                         Ok(true) => self.send_arp_request(hop),
                         Ok(false) => {}
@@ -1254,6 +1244,25 @@ fn quoted_ports(quote: &[u8]) -> Option<(u8, Endpoint, Endpoint)> {
     let ip = |at: usize| Ipv4Addr::new(quote[at], quote[at + 1], quote[at + 2], quote[at + 3]);
     let port = |at: usize| u16::from_be_bytes([quote[at], quote[at + 1]]);
     Some((quote[9], (ip(12), port(ihl)), (ip(16), port(ihl + 2))))
+}
+
+/// A frame (or burst) that waits for its neighbor to resolve, as the frames
+/// it becomes on the wire: its text (`payload.text`, to lie at `text_at`)
+/// copied in, a burst cut into segments with their checksums finished.
+pub(crate) fn waiting_frames(
+    mut frame: Vec<u8>,
+    (text_at, payload): (std::ops::Range<usize>, Payload),
+) -> Vec<Vec<u8>> {
+    if let Some(Text { bytes: (a, b), .. }) = payload.text {
+        let (head, rest) = frame[text_at].split_at_mut(a.len());
+        head.copy_from_slice(a);
+        rest.copy_from_slice(b);
+    }
+    let mut frames = vec![];
+    segment_burst(&frame, payload.segment_size as usize, &mut |f| {
+        frames.push(f.to_vec())
+    });
+    frames
 }
 
 pub(super) fn push_frame(tx: &mut TxQueue, counters: &mut Counters, frame: &[u8]) {

@@ -339,14 +339,7 @@ impl PyUdpSocket {
             (libc::IPPROTO_IPV6, multicast::IPV6_JOIN_GROUP | multicast::IPV6_LEAVE_GROUP) => {
                 let group = multicast::membership_v6(value)?;
                 let join = optname == multicast::IPV6_JOIN_GROUP;
-                let done = py.detach(move || {
-                    live.act(|s, now| match join {
-                        true => s.udp_join(now, h, group),
-                        false => s.udp_leave(now, h, group),
-                    })
-                });
-                done.ok_or_else(socket_closed)?
-                    .map_err(multicast::membership_error)
+                membership(py, (live, h), group.into(), join)
             }
             // An interface index: the stack has one link, whichever is named.
             (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF) => multicast::int_value(value).map(drop),
@@ -368,14 +361,7 @@ impl PyUdpSocket {
                 let (group, interface) = multicast::membership(value)?;
                 self.check_interface(py, interface, libc::ENODEV)?;
                 let join = optname == libc::IP_ADD_MEMBERSHIP;
-                let done = py.detach(move || {
-                    live.act(|s, now| match join {
-                        true => s.udp_join(now, h, group),
-                        false => s.udp_leave(now, h, group),
-                    })
-                });
-                done.ok_or_else(socket_closed)?
-                    .map_err(multicast::membership_error)
+                membership(py, (live, h), group.into(), join)
             }
             (libc::IPPROTO_IP, libc::IP_MULTICAST_IF) => {
                 let interface = multicast::interface_address(value)?;
@@ -519,4 +505,21 @@ impl PyUdpSocket {
         let closed = if self.closed() { " closed" } else { "" };
         format!("<mipfast.UdpSocket {host}:{}{closed}>", self.local.1)
     }
+}
+
+/// Joins (or leaves) `group` for the socket `h`.
+fn membership(
+    py: Python<'_>,
+    (live, h): (Arc<LiveStack>, UdpHandle),
+    group: std::net::IpAddr,
+    join: bool,
+) -> PyResult<()> {
+    let done = py.detach(move || {
+        live.act(|s, now| match join {
+            true => s.udp_join(now, h, group),
+            false => s.udp_leave(now, h, group),
+        })
+    });
+    done.ok_or_else(socket_closed)?
+        .map_err(multicast::membership_error)
 }

@@ -2,8 +2,9 @@
 //! (RFC 4861 §5.2), and address resolution with neighbor solicitations.
 
 use super::{Ipv6Host, Link};
+use crate::iface::interface::waiting_frames;
 use crate::iface::neighbor::NeighborAction;
-use crate::iface::{segment_burst, DropReason, Payload, Text};
+use crate::iface::{DropReason, Payload};
 use crate::time::Instant;
 use crate::wire::ipv6::{self, Ipv6Addr};
 use crate::wire::{ethernet, icmpv6, ndp, MacAddress};
@@ -84,10 +85,7 @@ impl Ipv6Host {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), DropReason> {
         let result = self.try_send_tcp(now, link, (src, dst), (len, payload), fill);
-        if let Err(reason) = result {
-            link.counters.count_drop(reason);
-        }
-        result
+        counted(link, result)
     }
 
     fn try_send_tcp(
@@ -150,18 +148,8 @@ impl Ipv6Host {
         let hop = hop.expect("only a neighbor can be unknown");
         let mut frame = vec![0u8; frame_len.max(ethernet::MIN_FRAME_LEN)];
         write(&mut frame, MacAddress::ZERO);
-        if let Some(Text { bytes: (a, b), .. }) = payload.text {
-            let (head, rest) = frame[written_len..frame_len].split_at_mut(a.len());
-            head.copy_from_slice(a);
-            rest.copy_from_slice(b);
-        }
-        // What waits for the neighbor waits as the frames it becomes.
-        let mut frames = vec![];
-        segment_burst(&frame, segment_size as usize, &mut |f| {
-            frames.push(f.to_vec())
-        });
         let mut result = Ok(());
-        for frame in frames {
+        for frame in waiting_frames(frame, (written_len..frame_len, payload)) {
             match self.neighbors.enqueue(now, hop, frame) {
                 Ok(true) => self.solicit(now, link, hop),
                 Ok(false) => {}
@@ -182,10 +170,7 @@ impl Ipv6Host {
         fill: impl FnOnce(&mut [u8], Ipv6Addr, Ipv6Addr),
     ) -> Result<(), DropReason> {
         let result = self.try_send(now, link, out, len, fill);
-        if let Err(reason) = result {
-            link.counters.count_drop(reason);
-        }
-        result
+        counted(link, result)
     }
 
     fn try_send(
@@ -492,4 +477,12 @@ impl Ipv6Host {
             |buf, s, d| error.emit(buf, s, d),
         );
     }
+}
+
+/// Counts a send that failed as a drop of its reason.
+fn counted(link: &mut Link<'_>, result: Result<(), DropReason>) -> Result<(), DropReason> {
+    if let Err(reason) = result {
+        link.counters.count_drop(reason);
+    }
+    result
 }
