@@ -62,6 +62,12 @@ _UDP_STRUCT_OPTIONS = {
 
 #: The families whose TCP and UDP sockets the patch routes.
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
+#: The IP versions a ``getaddrinfo``/``create_connection`` family asks for.
+FAMILY_VERSIONS: dict[int, tuple[int, ...]] = {
+    socket.AF_UNSPEC: (4, 6),
+    socket.AF_INET: (4,),
+    socket.AF_INET6: (6,),
+}
 
 
 def _no_flags_but_dontwait(flags: int) -> None:

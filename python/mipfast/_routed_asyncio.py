@@ -28,6 +28,7 @@ import socket
 from typing import Any, Callable
 
 from . import asyncio as stack_asyncio
+from ._routed import FAMILY_VERSIONS
 
 #: What this path takes of ``create_connection``'s keywords; any other one set goes to asyncio.
 _SERVED = {
@@ -196,8 +197,7 @@ async def _routed_addresses(
     except ValueError:
         pass
     else:
-        wanted = {0: (4, 6), socket.AF_INET: (4,), socket.AF_INET6: (6,)}[family]
-        return [host] if ip.version in wanted and route(host) else None
+        return [host] if ip.version in FAMILY_VERSIONS[family] and route(host) else None
     if host in ("", "localhost"):
         return None
     try:

@@ -72,7 +72,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from ._bridged_tls import BridgedSSLSocket
-from ._routed import routed_socket_class
+from ._routed import FAMILY_VERSIONS, routed_socket_class
 from ._routed_asyncio import routed_create_connection, routed_sock_connect
 
 __all__ = ["patched", "main"]
@@ -101,14 +101,6 @@ def _service_port(port: Any, protocol: str) -> int:
     if isinstance(port, str):
         return int(port) if port.isdigit() else socket.getservbyname(port, protocol)
     return int(port or 0)
-
-
-#: The IP versions a ``getaddrinfo`` family asks for.
-_FAMILY_VERSIONS: dict[int, tuple[int, ...]] = {
-    socket.AF_UNSPEC: (4, 6),
-    socket.AF_INET: (4,),
-    socket.AF_INET6: (6,),
-}
 
 
 def _address_info(ip: str, kind: int, proto: int, port: int) -> tuple[Any, ...]:
@@ -157,11 +149,11 @@ def patched(stack: Any, route: Callable[[str], bool] = _through_stack) -> Iterat
             # system would have put IPv6 first. The rest stay, for servers that bind them all.
             infos = original_getaddrinfo(host, port, family, type, proto, flags)
             return sorted(infos, key=lambda info: info[0] != socket.AF_INET)
-        if host is None or family not in _FAMILY_VERSIONS or not wanted or host in ("localhost", ""):
+        if host is None or family not in FAMILY_VERSIONS or not wanted or host in ("localhost", ""):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         name = host.decode() if isinstance(host, bytes) else str(host)
         version = _ip_version(name)
-        if version is not None and (version not in _FAMILY_VERSIONS[family] or not route(name)):
+        if version is not None and (version not in FAMILY_VERSIONS[family] or not route(name)):
             return original_getaddrinfo(host, port, family, type, proto, flags)
         # A name: the stack's lookup of the family asked (both for AF_UNSPEC, in the order a
         # connection should try them, RFC 6724 as the stack applies it).

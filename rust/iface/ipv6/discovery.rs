@@ -108,11 +108,9 @@ impl Ipv6Host {
             } => {
                 // §8.1: only from the router we now send `destination`'s
                 // packets through, from its link-local address.
-                let on_link = self.next_hop(now, destination) == Some(destination);
-                if !ipv6::is_link_local(src)
-                    || on_link
-                    || self.next_hop(now, destination) != Some(src)
-                {
+                // (On the link, `destination` is its own next hop: nothing to redirect.)
+                let hop = self.next_hop(now, destination);
+                if !ipv6::is_link_local(src) || hop == Some(destination) || hop != Some(src) {
                     return link.counters.count_drop(DropReason::NdpInvalid);
                 }
                 self.redirect(now, destination, target);

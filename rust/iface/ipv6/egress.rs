@@ -320,19 +320,9 @@ impl Ipv6Host {
     /// Asks for `target`'s link-layer address (RFC 4861 §7.2.2): to its
     /// solicited-node group, from an address of ours, with our MAC.
     fn solicit(&mut self, now: Instant, link: &mut Link<'_>, target: Ipv6Addr) {
-        let Some(src) = self.source_for(target) else {
+        let dst = ipv6::solicited_node(target);
+        let Some((out, message)) = self.solicitation(link, target, dst) else {
             return;
-        };
-        let message = ndp::Solicit {
-            target,
-            source_mac: Some(link.mac),
-        };
-        let out = Outgoing {
-            src,
-            dst: ipv6::solicited_node(target),
-            next_header: ipv6::NEXT_ICMPV6,
-            hop_limit: 255,
-            router_alert: false,
         };
         let _ = self.send(now, link, out, message.len(), |buf, s, d| {
             message.emit(buf, s, d)
@@ -342,23 +332,35 @@ impl Ipv6Host {
     /// Confirms a neighbor in use whose entry aged (RFC 4861 §7.3.3, PROBE):
     /// a solicitation to its own address and MAC.
     fn probe_neighbor(&mut self, link: &mut Link<'_>, target: Ipv6Addr, mac: MacAddress) {
-        let Some(src) = self.source_for(target) else {
+        let Some((out, message)) = self.solicitation(link, target, target) else {
             return;
         };
+        self.send_to_mac(link, mac, out, message.len(), |buf, s, d| {
+            message.emit(buf, s, d)
+        });
+    }
+
+    /// A neighbor solicitation for `target`, sent to `dst`, with our MAC;
+    /// None without an address of ours to send it from.
+    fn solicitation(
+        &self,
+        link: &Link<'_>,
+        target: Ipv6Addr,
+        dst: Ipv6Addr,
+    ) -> Option<(Outgoing, ndp::Solicit)> {
+        let src = self.source_for(target)?;
         let message = ndp::Solicit {
             target,
             source_mac: Some(link.mac),
         };
         let out = Outgoing {
             src,
-            dst: target,
+            dst,
             next_header: ipv6::NEXT_ICMPV6,
             hop_limit: 255,
             router_alert: false,
         };
-        self.send_to_mac(link, mac, out, message.len(), |buf, s, d| {
-            message.emit(buf, s, d)
-        });
+        Some((out, message))
     }
 
     /// Solicitations due again, and frames given up on (§7.2.2: three
